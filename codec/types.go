@@ -1,0 +1,87 @@
+package codec
+
+import "strconv"
+
+// Type identifies a frame. Each constant's comment gives the direction
+// (C = client to server, S = server to client) and the body layout.
+type Type uint8
+
+// Authentication and accounts.
+const (
+	TypeRegister Type = 0x01 // C: name str8 | password str8
+	TypeLogin    Type = 0x02 // C: name str8 | password str8
+	TypeResume   Type = 0x03 // C: token [32]
+	TypeWelcome  Type = 0x04 // S: user u64 | token [32] | keepalive u16 | window u16 | max_body u32 | time u64
+	TypeLogout   Type = 0x05 // C: (empty)
+	TypePassword Type = 0x06 // C: old str8 | new str8
+	TypeLookup   Type = 0x07 // C: req u32 | user u64 | name str8
+	TypeUser     Type = 0x08 // S: req u32 | user u64 | name str8
+	TypeOK       Type = 0x09 // S: req u32
+)
+
+// Messages, acknowledgements, receipts and typing.
+const (
+	TypeSend     Type = 0x10 // C: id [16] | flags u8 | to u64 | body bytes16
+	TypeSent     Type = 0x11 // S: id [16] | time u64
+	TypeDeliver  Type = 0x12 // S: seq u64 | id [16] | from u64 | group u64 | time u64 | body bytes16
+	TypeAck      Type = 0x13 // C: seq u64
+	TypeRead     Type = 0x14 // C: to u64 | group u64 | count u8 | ids [16]*count
+	TypeReceipt  Type = 0x15 // S: seq u64 | kind u8 | by u64 | group u64 | time u64 | count u8 | ids [16]*count
+	TypeTyping   Type = 0x16 // C: to u64 | flags u8 | state u8
+	TypeIsTyping Type = 0x17 // S: from u64 | group u64 | state u8
+)
+
+// Presence.
+const (
+	TypeSubscribe   Type = 0x20 // C: count u8 | users u64*count
+	TypeUnsubscribe Type = 0x21 // C: count u8 | users u64*count
+	TypePresence    Type = 0x22 // S: user u64 | state u8 | last_seen u64
+	TypePrivacy     Type = 0x23 // C: flags u8
+)
+
+// Groups.
+const (
+	TypeGroupCreate Type = 0x30 // C: req u32 | name str8 | count u16 | users u64*count
+	TypeGroupAdd    Type = 0x31 // C: req u32 | group u64 | count u16 | users u64*count
+	TypeGroupRemove Type = 0x32 // C: req u32 | group u64 | count u16 | users u64*count
+	TypeGroupLeave  Type = 0x33 // C: req u32 | group u64
+	TypeGroupRename Type = 0x34 // C: req u32 | group u64 | name str8
+	TypeGroupAdmin  Type = 0x35 // C: req u32 | group u64 | user u64 | admin u8
+	TypeGroupGet    Type = 0x36 // C: req u32 | group u64
+	TypeGroupList   Type = 0x37 // C: req u32
+	TypeGroupInfo   Type = 0x38 // S: req u32 | group u64 | name str8 | count u16 | (user u64 | role u8)*count
+	TypeGroups      Type = 0x39 // S: req u32 | count u16 | (group u64 | name str8)*count
+	TypeGroupEvent  Type = 0x3A // S: seq u64 | group u64 | kind u8 | actor u64 | time u64 | name str8 | count u16 | users u64*count
+)
+
+// Connection control.
+const (
+	TypePing   Type = 0x40 // C,S: nonce u64
+	TypePong   Type = 0x41 // C,S: nonce u64
+	TypeGoaway Type = 0x42 // S: retry_after_ms u32 | reason u8
+	TypeKicked Type = 0x43 // S: reason u8
+	TypeError  Type = 0x7F // S: code u16 | req u32 | id [16] | detail str8
+)
+
+var typeNames = [256]string{
+	TypeRegister: "REGISTER", TypeLogin: "LOGIN", TypeResume: "RESUME", TypeWelcome: "WELCOME",
+	TypeLogout: "LOGOUT", TypePassword: "PASSWORD", TypeLookup: "LOOKUP", TypeUser: "USER", TypeOK: "OK",
+	TypeSend: "SEND", TypeSent: "SENT", TypeDeliver: "DELIVER", TypeAck: "ACK", TypeRead: "READ",
+	TypeReceipt: "RECEIPT", TypeTyping: "TYPING", TypeIsTyping: "IS_TYPING",
+	TypeSubscribe: "SUBSCRIBE", TypeUnsubscribe: "UNSUBSCRIBE", TypePresence: "PRESENCE", TypePrivacy: "PRIVACY",
+	TypeGroupCreate: "GROUP_CREATE", TypeGroupAdd: "GROUP_ADD", TypeGroupRemove: "GROUP_REMOVE",
+	TypeGroupLeave: "GROUP_LEAVE", TypeGroupRename: "GROUP_RENAME", TypeGroupAdmin: "GROUP_ADMIN",
+	TypeGroupGet: "GROUP_GET", TypeGroupList: "GROUP_LIST", TypeGroupInfo: "GROUP_INFO", TypeGroups: "GROUPS",
+	TypeGroupEvent: "GROUP_EVENT",
+	TypePing:       "PING", TypePong: "PONG", TypeGoaway: "GOAWAY", TypeKicked: "KICKED", TypeError: "ERROR",
+}
+
+// Known reports whether t is a frame type of protocol version 1.
+func (t Type) Known() bool { return typeNames[t] != "" }
+
+func (t Type) String() string {
+	if n := typeNames[t]; n != "" {
+		return n
+	}
+	return "0x" + strconv.FormatUint(uint64(t), 16)
+}
