@@ -1,0 +1,89 @@
+package conn
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/chatd/chatd/codec"
+	"go.uber.org/zap"
+)
+
+// Config tunes the connection layer. A zero field means its default.
+type Config struct {
+	// MaxFrame is the largest frame len accepted (type + body). Default and
+	// maximum: codec.MaxLen.
+	MaxFrame int
+	// MaxOutbound is how many bytes may wait in one connection's outbound
+	// queue before it is closed as a slow consumer. Default 4 MiB.
+	MaxOutbound int
+	// ReadTimeout bounds the wait for the rest of a frame once its first
+	// byte arrived (slow or stalled peers). Default 10 s.
+	ReadTimeout time.Duration
+	// WriteTimeout bounds the wait for a socket that accepts no more bytes.
+	// Default 10 s.
+	WriteTimeout time.Duration
+	// Keepalive closes connections from which nothing arrived for this
+	// long. Default 3 minutes.
+	Keepalive time.Duration
+	// AuthTimeout closes connections that have not authenticated within
+	// this long after connecting. Default 10 s.
+	AuthTimeout time.Duration
+	// SweepInterval is how often every connection is checked against
+	// Keepalive and AuthTimeout. Default 5 s.
+	SweepInterval time.Duration
+	// AllowPlaintext accepts the plaintext transport. Off by default.
+	AllowPlaintext bool
+	// Logger receives connection-level events (never per-frame ones).
+	Logger *zap.Logger
+}
+
+func (c *Config) setDefaults() {
+	if c.MaxFrame == 0 {
+		c.MaxFrame = codec.MaxLen
+	}
+	if c.MaxOutbound == 0 {
+		c.MaxOutbound = 4 << 20
+	}
+	if c.ReadTimeout == 0 {
+		c.ReadTimeout = 10 * time.Second
+	}
+	if c.WriteTimeout == 0 {
+		c.WriteTimeout = 10 * time.Second
+	}
+	if c.Keepalive == 0 {
+		c.Keepalive = 3 * time.Minute
+	}
+	if c.AuthTimeout == 0 {
+		c.AuthTimeout = 10 * time.Second
+	}
+	if c.SweepInterval == 0 {
+		c.SweepInterval = 5 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = zap.NewNop()
+	}
+}
+
+// Validate reports settings that cannot work.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.MaxFrame < 64 || c.MaxFrame > codec.MaxLen {
+		errs = append(errs, fmt.Errorf("max frame %d outside 64..%d", c.MaxFrame, codec.MaxLen))
+	}
+	if c.MaxOutbound < c.MaxFrame+4 {
+		errs = append(errs, fmt.Errorf("max outbound %d is smaller than one frame", c.MaxOutbound))
+	}
+	for name, d := range map[string]time.Duration{
+		"read timeout": c.ReadTimeout, "write timeout": c.WriteTimeout, "keepalive": c.Keepalive,
+		"auth timeout": c.AuthTimeout, "sweep interval": c.SweepInterval,
+	} {
+		if d < 10*time.Millisecond {
+			errs = append(errs, fmt.Errorf("%s %v is below 10ms", name, d))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("conn: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,312 @@
+package conn
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/chatd/chatd/codec"
+	"github.com/cloudwego/netpoll"
+	"go.uber.org/zap"
+)
+
+// Handler gives frames their meaning.
+type Handler[T any] interface {
+	// Frame handles one whole frame from c. body is valid only until
+	// Frame returns. Frames of one connection arrive one at a time, in
+	// order. Returning an error closes the connection after flushing what
+	// is queued (queue an ERROR frame first to tell the client why).
+	Frame(c *Conn[T], t codec.Type, body []byte) error
+	// Closed is called once when c has closed, never concurrently with
+	// Frame for c. It may run on the poller goroutine: it must not block.
+	Closed(c *Conn[T])
+}
+
+// Admitter decides whether to take a new connection. A refusal with a
+// frame sends that frame (for example GOAWAY) and closes the connection.
+type Admitter func() (ok bool, refusal []byte)
+
+// Server accepts connections and feeds their frames to a Handler.
+type Server[T any] struct {
+	cfg     Config
+	log     *zap.Logger
+	handler Handler[T]
+	admit   atomic.Pointer[Admitter]
+
+	el    netpoll.EventLoop
+	ln    netpoll.Listener
+	reg   registry[T]
+	clock clock
+	stats Stats
+
+	stop     chan struct{}
+	stopOnce sync.Once
+	sweeper  sync.WaitGroup
+	slowLogs atomic.Uint64
+}
+
+// Stats counts connection-level events; read them with Snapshot.
+type Stats struct {
+	accepted, closed, rejected   atomic.Uint64
+	bytesIn, bytesOut            atomic.Uint64
+	frames                       atomic.Uint64
+	slowConsumers, slowFlushes   atomic.Uint64
+	idleClosed, authTimeouts     atomic.Uint64
+	protocolErrors, readTimeouts atomic.Uint64
+}
+
+// Snapshot is a copy of Stats.
+type Snapshot struct {
+	Open, Accepted, Closed, Rejected uint64
+	BytesIn, BytesOut, FramesIn      uint64
+	SlowConsumers, SlowFlushes       uint64
+	IdleClosed, AuthTimeouts         uint64
+	ProtocolErrors, ReadTimeouts     uint64
+}
+
+// New creates a server; Serve starts it.
+func New[T any](cfg Config, h Handler[T]) (*Server[T], error) {
+	cfg.setDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	s := &Server[T]{cfg: cfg, log: cfg.Logger, handler: h, stop: make(chan struct{})}
+	s.reg.init()
+	s.clock.start = time.Now()
+	el, err := netpoll.NewEventLoop(s.onRequest,
+		netpoll.WithOnPrepare(s.onPrepare),
+		netpoll.WithReadTimeout(cfg.ReadTimeout),
+		netpoll.WithWriteTimeout(cfg.WriteTimeout),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("conn: event loop: %w", err)
+	}
+	s.el = el
+	return s, nil
+}
+
+// SetAdmitter installs the admission check run for every new connection.
+func (s *Server[T]) SetAdmitter(a Admitter) { s.admit.Store(&a) }
+
+// Listen binds addr. Call Serve next.
+func (s *Server[T]) Listen(addr string) error {
+	ln, err := netpoll.CreateListener("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("conn: listen %s: %w", addr, err)
+	}
+	s.ln = ln
+	return nil
+}
+
+// Addr returns the bound address (after Listen).
+func (s *Server[T]) Addr() net.Addr { return s.ln.Addr() }
+
+// Serve runs the event loop and the sweeper until Shutdown.
+func (s *Server[T]) Serve() error {
+	if s.ln == nil {
+		return errors.New("conn: Serve before Listen")
+	}
+	s.sweeper.Add(1)
+	go s.sweep()
+	err := s.el.Serve(s.ln)
+	if err != nil && !errors.Is(err, net.ErrClosed) {
+		return fmt.Errorf("conn: serve: %w", err)
+	}
+	return nil
+}
+
+// StopAccepting closes the listener; existing connections stay open.
+func (s *Server[T]) StopAccepting() {
+	if s.ln != nil {
+		s.ln.Close()
+	}
+}
+
+// Shutdown stops accepting, closes every connection and stops the sweeper.
+func (s *Server[T]) Shutdown(ctx context.Context) error {
+	s.stopOnce.Do(func() { close(s.stop) })
+	s.StopAccepting()
+	s.Each(func(c *Conn[T]) { c.Close() })
+	err := s.el.Shutdown(ctx)
+	s.sweeper.Wait()
+	// Wait for close callbacks still running on the poller or pool.
+	for s.reg.count() > 0 {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("conn: shutdown: %d connections still closing: %w", s.reg.count(), ctx.Err())
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	if err != nil && !errors.Is(err, context.Canceled) {
+		return fmt.Errorf("conn: shutdown: %w", err)
+	}
+	return nil
+}
+
+// Each calls fn for every open connection. fn must not block.
+func (s *Server[T]) Each(fn func(c *Conn[T])) { s.reg.each(fn) }
+
+// Len returns the number of open connections.
+func (s *Server[T]) Len() int { return s.reg.count() }
+
+// Snapshot returns the counters.
+func (s *Server[T]) Snapshot() Snapshot {
+	st := &s.stats
+	return Snapshot{
+		Open: uint64(s.reg.count()), Accepted: st.accepted.Load(), Closed: st.closed.Load(),
+		Rejected: st.rejected.Load(), BytesIn: st.bytesIn.Load(), BytesOut: st.bytesOut.Load(),
+		FramesIn: st.frames.Load(), SlowConsumers: st.slowConsumers.Load(), SlowFlushes: st.slowFlushes.Load(),
+		IdleClosed: st.idleClosed.Load(), AuthTimeouts: st.authTimeouts.Load(),
+		ProtocolErrors: st.protocolErrors.Load(), ReadTimeouts: st.readTimeouts.Load(),
+	}
+}
+
+// onPrepare runs on the poller for each accepted socket: it must be cheap.
+func (s *Server[T]) onPrepare(nc netpoll.Connection) context.Context {
+	c := &Conn[T]{nc: nc, srv: s, fd: int32(nc.(netpoll.Conn).Fd())}
+	now := s.clock.now()
+	c.opened = now
+	c.lastRead.Store(now)
+	if a := s.admit.Load(); a != nil {
+		if ok, refusal := (*a)(); !ok {
+			s.stats.rejected.Add(1)
+			if len(refusal) > 0 {
+				writeNonblocking(int(c.fd), refusal)
+			}
+			nc.Close()
+			return c
+		}
+	}
+	s.stats.accepted.Add(1)
+	s.reg.add(c)
+	nc.AddCloseCallback(c.onClose)
+	return c
+}
+
+// onRequest runs on a pool goroutine whenever input is ready.
+func (s *Server[T]) onRequest(ctx context.Context, nc netpoll.Connection) error {
+	c := ctx.(*Conn[T])
+	c.lastRead.Store(s.clock.now())
+	r := nc.Reader()
+	for r.Len() > 0 {
+		if c.state.Load()&statePreamble == 0 {
+			if !s.readPreamble(c, r) {
+				return nil
+			}
+			continue
+		}
+		hdr, err := r.Peek(4)
+		if err != nil {
+			s.readFailed(c, err)
+			return nil
+		}
+		n, err := codec.ParseHeader(hdr, s.cfg.MaxFrame)
+		if err != nil {
+			s.protocolError(c, codec.CodeOf(err), err.Error())
+			return nil
+		}
+		frame, err := r.Next(4 + n)
+		if err != nil {
+			s.readFailed(c, err)
+			return nil
+		}
+		s.stats.frames.Add(1)
+		s.stats.bytesIn.Add(uint64(4 + n))
+		t := codec.Type(frame[4])
+		if err := s.handler.Frame(c, t, frame[codec.HeaderLen:]); err != nil {
+			r.Release()
+			c.Close()
+			return nil
+		}
+	}
+	r.Release()
+	c.Flush()
+	return nil
+}
+
+func (s *Server[T]) readPreamble(c *Conn[T], r netpoll.Reader) bool {
+	p, err := r.Next(codec.PreambleLen)
+	if err != nil {
+		s.readFailed(c, err)
+		return false
+	}
+	s.stats.bytesIn.Add(codec.PreambleLen)
+	tr, err := codec.ParsePreamble(p)
+	if err != nil {
+		s.protocolError(c, codec.CodeOf(err), err.Error())
+		return false
+	}
+	switch {
+	case tr == codec.TransportPlain && s.cfg.AllowPlaintext:
+	case tr == codec.TransportPlain:
+		s.protocolError(c, codec.CodeEncryption, "this server requires an encrypted transport")
+		return false
+	default:
+		s.protocolError(c, codec.CodeEncryption, fmt.Sprintf("transport %d is not supported", tr))
+		return false
+	}
+	c.setState(statePreamble)
+	return true
+}
+
+// protocolError answers a bad frame with ERROR and closes the connection.
+func (s *Server[T]) protocolError(c *Conn[T], code codec.Code, detail string) {
+	s.stats.protocolErrors.Add(1)
+	if ce := s.log.Check(zap.DebugLevel, "protocol error"); ce != nil {
+		ce.Write(zap.String("remote", c.RemoteAddr()), zap.Stringer("code", code), zap.String("detail", detail))
+	}
+	if buf, ok := c.Begin(); ok {
+		c.End(codec.AppendError(buf, code, 0, nil, detail))
+	}
+	c.nc.Reader().Release()
+	c.Close()
+}
+
+// readFailed handles a read that did not complete: a peer that went away
+// or one that stalled mid-frame past ReadTimeout.
+func (s *Server[T]) readFailed(c *Conn[T], err error) {
+	if errors.Is(err, netpoll.ErrReadTimeout) {
+		s.stats.readTimeouts.Add(1)
+	}
+	c.nc.Reader().Release()
+	c.Close()
+}
+
+// slowConsumer closes a connection that does not read what it is sent. The
+// first few are logged; after that they are only counted.
+func (s *Server[T]) slowConsumer(c *Conn[T], why string) {
+	if c.state.Load()&stateClosing != 0 {
+		return
+	}
+	s.stats.slowConsumers.Add(1)
+	if s.slowLogs.Add(1) <= 10 {
+		s.log.Warn("closing slow consumer", zap.String("remote", c.RemoteAddr()), zap.String("why", why),
+			zap.Uint64("total", s.stats.slowConsumers.Load()))
+	}
+	c.mu.Lock()
+	if c.out != nil {
+		// Drop what it would not read; whatever mattered is still in its inbox.
+		(*c.out) = (*c.out)[:0]
+	}
+	c.mu.Unlock()
+	if buf, ok := c.Begin(); ok {
+		c.End(codec.AppendError(buf, codec.CodeSlowConsumer, 0, nil, why))
+	}
+	c.Close()
+}
+
+func (s *Server[T]) closeQuiet(c *Conn[T]) {
+	if c.setState(stateClosing) {
+		c.nc.Close()
+	}
+}
+
+func (s *Server[T]) unregister(c *Conn[T]) {
+	s.reg.remove(c)
+	s.stats.closed.Add(1)
+	s.handler.Closed(c)
+}
