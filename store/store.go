@@ -1,0 +1,113 @@
+// Package store opens chatd's embedded Pebble database and owns the layout
+// of its key space, which accounts, inboxes and groups share. One database
+// means one write-ahead log, so every Sync commit in the process shares
+// fsyncs with every other.
+//
+// # Key space
+//
+// Every key starts with a one-byte table prefix; integers are big-endian so
+// that keys of one user sort by sequence.
+//
+//	'm' | name                                   meta counters (next user id, sequence high-water mark, ...)
+//	'n' | user name                              -> user id                       (account by name)
+//	'u' | user (8)                               -> account record                (account by id)
+//	'k' | sha256(token) (32)                     -> user (8) | created (8)        (session tokens)
+//	'K' | user (8) | sha256(token) (32)          -> empty                         (a user's tokens, to revoke them all)
+//	'i' | user (8) | seq (8)                     -> inbox entry                   (package offline)
+//	'x' | hour (4) | user (8)                    -> empty                         (expiry index, package offline)
+//	'd' | day (4) | sender (8) | msg id (16)     -> recipient | seq | time        (dedup window, package offline)
+//	'l' | user (8)                               -> last seen (8) | privacy (1)   (presence)
+//	'g' | group (8) | ...                        groups (package group)
+package store
+
+import (
+	"fmt"
+	"runtime"
+
+	"github.com/cockroachdb/pebble/v2"
+	"go.uber.org/zap"
+)
+
+// Table prefixes; see the package comment.
+const (
+	PrefixMeta       = 'm'
+	PrefixName       = 'n'
+	PrefixUser       = 'u'
+	PrefixToken      = 'k'
+	PrefixUserTokens = 'K'
+	PrefixInbox      = 'i'
+	PrefixExpiry     = 'x'
+	PrefixDedup      = 'd'
+	PrefixLastSeen   = 'l'
+	PrefixGroup      = 'g'
+)
+
+// Options tune the database. A zero field means its default.
+type Options struct {
+	// CacheSize is Pebble's block cache. Default 64 MiB.
+	CacheSize int64
+	// MemTableSize is the size of one memtable. A large one lets most
+	// messages be delivered, acknowledged and deleted before they ever
+	// reach an sstable. Default 64 MiB.
+	MemTableSize uint64
+	// MaxOpenFiles caps Pebble's table cache. It counts against the
+	// process's open-files limit, which sockets need: default 256.
+	MaxOpenFiles int
+	// Logger receives Pebble's own messages.
+	Logger *zap.Logger
+}
+
+// Open opens (creating if needed) the database in dir.
+func Open(dir string, o Options) (*pebble.DB, error) {
+	if o.CacheSize == 0 {
+		o.CacheSize = 64 << 20
+	}
+	if o.MemTableSize == 0 {
+		o.MemTableSize = 64 << 20
+	}
+	if o.MaxOpenFiles == 0 {
+		o.MaxOpenFiles = 256
+	}
+	if o.Logger == nil {
+		o.Logger = zap.NewNop()
+	}
+	cache := pebble.NewCache(o.CacheSize)
+	defer cache.Unref() // the DB holds its own reference
+	opts := &pebble.Options{
+		FormatMajorVersion:          pebble.FormatNewest,
+		Cache:                       cache,
+		MemTableSize:                o.MemTableSize,
+		MemTableStopWritesThreshold: 4,
+		L0CompactionThreshold:       4,
+		L0StopWritesThreshold:       24,
+		MaxOpenFiles:                o.MaxOpenFiles,
+		Logger:                      zapLogger{o.Logger.Sugar()},
+		CompactionConcurrencyRange:  func() (int, int) { return 1, max(2, runtime.GOMAXPROCS(0)/2) },
+	}
+	db, err := pebble.Open(dir, opts)
+	if err != nil {
+		return nil, fmt.Errorf("store: open %s: %w", dir, err)
+	}
+	return db, nil
+}
+
+// zapLogger adapts zap to Pebble's Logger. Pebble logs at start-up, on
+// WAL recovery and on background errors, never per write.
+type zapLogger struct{ s *zap.SugaredLogger }
+
+func (l zapLogger) Infof(format string, args ...any)  { l.s.Debugf("pebble: "+format, args...) }
+func (l zapLogger) Errorf(format string, args ...any) { l.s.Errorf("pebble: "+format, args...) }
+func (l zapLogger) Fatalf(format string, args ...any) { l.s.Fatalf("pebble: "+format, args...) }
+
+// PrefixEnd returns the smallest key greater than every key starting with
+// p, for an iterator's UpperBound (nil when p is all 0xff).
+func PrefixEnd(p []byte) []byte {
+	end := append([]byte(nil), p...)
+	for i := len(end) - 1; i >= 0; i-- {
+		end[i]++
+		if end[i] != 0 {
+			return end[:i+1]
+		}
+	}
+	return nil
+}
