@@ -1,0 +1,339 @@
+// Package client is a Go client for chatd's wire protocol (PROTOCOL.md).
+//
+// Conn is one connection: dial, authenticate, send, receive events and
+// acknowledge them. Client wraps it with what a real app needs: it
+// reconnects with exponential backoff and random jitter, resumes with the
+// session token, resends messages that never got SENT (flagged DUP so the
+// server does not store them twice), and drops deliveries it has already
+// seen, so every message reaches the application exactly once.
+package client
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/chatd/chatd/codec"
+)
+
+// ErrClosed is returned by calls on a closed connection.
+var ErrClosed = errors.New("client: connection closed")
+
+// Conn is one connection to a chatd server. Its methods are safe for
+// concurrent use. Frames from the server arrive on Events in order.
+type Conn struct {
+	nc net.Conn
+
+	wmu sync.Mutex
+	w   *bufio.Writer
+
+	events chan codec.Frame
+	done   chan struct{}
+	err    error // why the connection ended; read after done closes
+
+	mu      sync.Mutex
+	waiters map[uint32]chan codec.Frame // request id -> reply
+	authc   chan codec.Frame            // WELCOME or the ERROR answering authentication
+	nextReq atomic.Uint32
+
+	Welcome codec.Welcome // set by a successful Register, Login or Resume
+}
+
+// Dial connects to addr and sends the preamble for the plaintext transport.
+func Dial(ctx context.Context, addr string) (*Conn, error) {
+	var d net.Dialer
+	nc, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("client: dial %s: %w", addr, err)
+	}
+	c := &Conn{
+		nc:      nc,
+		w:       bufio.NewWriterSize(nc, 16<<10),
+		events:  make(chan codec.Frame, 1024),
+		done:    make(chan struct{}),
+		waiters: make(map[uint32]chan codec.Frame),
+	}
+	c.w.Write(codec.AppendPreamble(nil, codec.TransportPlain))
+	go c.readLoop(bufio.NewReaderSize(nc, 64<<10))
+	return c, nil
+}
+
+// Events delivers every frame the server sends that is not the answer to a
+// request made through this Conn: DELIVER, SENT, RECEIPT, ERROR about a
+// SEND, PRESENCE, GROUP_EVENT, IS_TYPING, KICKED, GOAWAY. It is closed when
+// the connection ends; Err then says why.
+func (c *Conn) Events() <-chan codec.Frame { return c.events }
+
+// Done is closed when the connection has ended.
+func (c *Conn) Done() <-chan struct{} { return c.done }
+
+// Err returns why the connection ended (nil while it is open).
+func (c *Conn) Err() error {
+	select {
+	case <-c.done:
+		return c.err
+	default:
+		return nil
+	}
+}
+
+// Close closes the connection.
+func (c *Conn) Close() error { return c.nc.Close() }
+
+// Register creates an account and logs in.
+func (c *Conn) Register(ctx context.Context, name, password string) (codec.Welcome, error) {
+	return c.auth(ctx, &codec.Register{Credentials: codec.Credentials{Name: []byte(name), Password: []byte(password)}})
+}
+
+// Login logs in with a password.
+func (c *Conn) Login(ctx context.Context, name, password string) (codec.Welcome, error) {
+	return c.auth(ctx, &codec.Login{Credentials: codec.Credentials{Name: []byte(name), Password: []byte(password)}})
+}
+
+// Resume logs in with the token of an earlier WELCOME.
+func (c *Conn) Resume(ctx context.Context, tok codec.Token) (codec.Welcome, error) {
+	return c.auth(ctx, &codec.Resume{Token: tok})
+}
+
+func (c *Conn) auth(ctx context.Context, f codec.Frame) (codec.Welcome, error) {
+	ch := make(chan codec.Frame, 1)
+	c.mu.Lock()
+	c.authc = ch
+	c.mu.Unlock()
+	if err := c.write(f, true); err != nil {
+		return codec.Welcome{}, err
+	}
+	select {
+	case r := <-ch:
+		switch r := r.(type) {
+		case *codec.Welcome:
+			c.Welcome = *r
+			return *r, nil
+		case *codec.Error:
+			return codec.Welcome{}, r
+		}
+		return codec.Welcome{}, fmt.Errorf("client: unexpected %v during authentication", r.Type())
+	case <-c.done:
+		return codec.Welcome{}, c.err
+	case <-ctx.Done():
+		return codec.Welcome{}, ctx.Err()
+	}
+}
+
+// NewID returns a fresh message id: a 48-bit millisecond timestamp and 80
+// random bits (the UUIDv7 layout), so ids sort by time.
+func NewID() codec.MsgID {
+	var id codec.MsgID
+	binary.BigEndian.PutUint64(id[:8], uint64(time.Now().UnixMilli())<<16)
+	rand.Read(id[6:])
+	id[6] = 0x70 | id[6]&0x0f // version 7
+	id[8] = 0x80 | id[8]&0x3f // variant
+	return id
+}
+
+// Send sends a message and returns its id. SENT (or ERROR with the id)
+// arrives on Events. With flush false the frame waits in the write buffer
+// for the next call that flushes, so that bursts go out in few writes.
+func (c *Conn) Send(to uint64, body []byte, flush bool) (codec.MsgID, error) {
+	id := NewID()
+	return id, c.SendID(id, 0, to, body, flush)
+}
+
+// SendID sends a message with a chosen id and flags (FlagDup for a resend,
+// FlagGroup for a group).
+func (c *Conn) SendID(id codec.MsgID, flags codec.SendFlags, to uint64, body []byte, flush bool) error {
+	return c.write(&codec.Send{ID: id, Flags: flags, To: to, Body: body}, flush)
+}
+
+// Ack acknowledges every inbox entry up to and including seq.
+func (c *Conn) Ack(seq uint64, flush bool) error { return c.write(&codec.Ack{Seq: seq}, flush) }
+
+// MarkRead sends a read receipt for messages from user from.
+func (c *Conn) MarkRead(from, group uint64, ids ...codec.MsgID) error {
+	var l codec.IDList
+	for _, id := range ids {
+		l = l.AppendID(id)
+	}
+	return c.write(&codec.Read{To: from, Group: group, IDs: l}, true)
+}
+
+// Typing tells an online user that this user is typing (or stopped).
+func (c *Conn) Typing(to uint64, typing bool) error {
+	st := codec.TypingStopped
+	if typing {
+		st = codec.TypingStarted
+	}
+	return c.write(&codec.Typing{To: to, State: st}, true)
+}
+
+// Ping sends a PING; the PONG arrives on Events.
+func (c *Conn) Ping(nonce uint64) error { return c.write(&codec.Ping{Nonce: nonce}, true) }
+
+// Logout revokes the session's token; the server then closes.
+func (c *Conn) Logout() error { return c.write(&codec.Logout{}, true) }
+
+// LookupName returns the id of a user name.
+func (c *Conn) LookupName(ctx context.Context, name string) (uint64, error) {
+	r, err := c.request(ctx, func(req uint32) codec.Frame { return &codec.Lookup{Req: req, Name: []byte(name)} })
+	if err != nil {
+		return 0, err
+	}
+	return r.(*codec.User).User, nil
+}
+
+// LookupUser returns the name of a user id.
+func (c *Conn) LookupUser(ctx context.Context, user uint64) (string, error) {
+	r, err := c.request(ctx, func(req uint32) codec.Frame { return &codec.Lookup{Req: req, User: user} })
+	if err != nil {
+		return "", err
+	}
+	return string(r.(*codec.User).Name), nil
+}
+
+// request sends a frame carrying a fresh request id and waits for the
+// frame that answers it.
+func (c *Conn) request(ctx context.Context, build func(req uint32) codec.Frame) (codec.Frame, error) {
+	req := c.nextReq.Add(1)
+	ch := make(chan codec.Frame, 1)
+	c.mu.Lock()
+	c.waiters[req] = ch
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		delete(c.waiters, req)
+		c.mu.Unlock()
+	}()
+	if err := c.write(build(req), true); err != nil {
+		return nil, err
+	}
+	select {
+	case r := <-ch:
+		if e, ok := r.(*codec.Error); ok {
+			return nil, e
+		}
+		return r, nil
+	case <-c.done:
+		return nil, c.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// Flush writes buffered frames.
+func (c *Conn) Flush() error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	return c.w.Flush()
+}
+
+func (c *Conn) write(f codec.Frame, flush bool) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	select {
+	case <-c.done:
+		return fmt.Errorf("%w: %v", ErrClosed, c.err)
+	default:
+	}
+	buf := c.w.AvailableBuffer()
+	if _, err := c.w.Write(f.Append(buf)); err != nil {
+		return fmt.Errorf("client: write: %w", err)
+	}
+	if flush {
+		if err := c.w.Flush(); err != nil {
+			return fmt.Errorf("client: write: %w", err)
+		}
+	}
+	return nil
+}
+
+// WriteRaw writes bytes as they are (tests use it to send bad input).
+func (c *Conn) WriteRaw(b []byte) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	c.w.Write(b)
+	return c.w.Flush()
+}
+
+func (c *Conn) readLoop(br *bufio.Reader) {
+	defer close(c.events)
+	defer close(c.done)
+	var hdr [4]byte
+	for {
+		if _, err := io.ReadFull(br, hdr[:]); err != nil {
+			c.err = fmt.Errorf("client: connection ended: %w", err)
+			return
+		}
+		n, err := codec.ParseHeader(hdr[:], 0)
+		if err != nil {
+			c.err = err
+			c.nc.Close()
+			return
+		}
+		b := make([]byte, n)
+		if _, err := io.ReadFull(br, b); err != nil {
+			c.err = fmt.Errorf("client: connection ended: %w", err)
+			return
+		}
+		f, err := codec.DecodeBody(codec.Type(b[0]), b[1:])
+		if err != nil {
+			c.err = fmt.Errorf("client: bad frame from server: %w", err)
+			c.nc.Close()
+			return
+		}
+		c.dispatch(f)
+	}
+}
+
+// dispatch routes replies to their waiters and everything else to Events.
+func (c *Conn) dispatch(f codec.Frame) {
+	var req uint32
+	switch r := f.(type) {
+	case *codec.Welcome:
+		if c.authDone(f) {
+			return
+		}
+	case *codec.Error:
+		if r.Req == 0 && r.ID == (codec.MsgID{}) && c.authDone(f) {
+			return
+		}
+		req = r.Req
+	case *codec.User:
+		req = r.Req
+	case *codec.OK:
+		req = r.Req
+	case *codec.GroupInfo:
+		req = r.Req
+	case *codec.Groups:
+		req = r.Req
+	}
+	if req != 0 {
+		c.mu.Lock()
+		ch := c.waiters[req]
+		c.mu.Unlock()
+		if ch != nil {
+			ch <- f
+			return
+		}
+	}
+	c.events <- f
+}
+
+func (c *Conn) authDone(f codec.Frame) bool {
+	c.mu.Lock()
+	ch := c.authc
+	c.authc = nil
+	c.mu.Unlock()
+	if ch == nil {
+		return false
+	}
+	ch <- f
+	return true
+}

@@ -1,0 +1,210 @@
+package offline
+
+import (
+	"errors"
+	"fmt"
+	"runtime"
+	"sync"
+	"time"
+
+	"github.com/chatd/chatd/codec"
+	"github.com/cockroachdb/pebble/v2"
+	"go.uber.org/zap"
+)
+
+// Op is one write to an inbox. The caller fills the fields of its Kind; the
+// lane fills Seq, Duplicate and Err.
+type Op struct {
+	Kind Kind
+	To   uint64 // the inbox's owner
+	Time uint64 // unix ms; 0 means now
+
+	// KindMessage.
+	ID    codec.MsgID
+	From  uint64
+	Group uint64 // also for receipts and group events
+	Body  []byte // owned by the op
+	Dup   bool   // the sender flagged a resend: check the dedup window
+
+	// KindReceipt.
+	ReceiptKind codec.ReceiptKind
+	By          uint64
+	IDs         codec.IDList
+
+	// KindGroupEvent.
+	EventKind codec.GroupEventKind
+	Actor     uint64
+	Name      []byte
+	Users     codec.UserList
+
+	// Set by the lane before Hooks see the op.
+	Seq       uint64
+	Duplicate bool // a resend of a stored message: Seq and Time are the original's
+	Err       error
+
+	// Ctx is the caller's; Hooks get it back (the server keeps the sender's
+	// connection there, to answer SENT).
+	Ctx any
+
+	// Internal ops and completions.
+	keys [][]byte  // kindDelete: keys to delete
+	from uint64    // kindAck: acknowledged range (from, to]
+	done func(*Op) // runs after the op is durable
+}
+
+// Internal op kinds: they never reach Hooks.
+const (
+	kindAck    Kind = 100 // read acknowledged entries, queue receipts, then delete
+	kindDelete Kind = 101 // delete keys
+)
+
+// Hooks are how the inbox tells the server about its ops. Both run on lane
+// goroutines and must not block.
+type Hooks interface {
+	// Applied: the entries are visible in their inboxes (not yet durable).
+	// Push them to online recipients now.
+	Applied(ops []*Op)
+	// Durable: the ops are on disk (or failed: op.Err). Acknowledge them.
+	Durable(ops []*Op)
+}
+
+// Config tunes the inbox. A zero field means its default.
+type Config struct {
+	// Lanes is the number of commit lanes. Default 4 per core.
+	Lanes int
+	// MaxQueued is how many ops may wait in one lane before Submit refuses
+	// with ErrBusy (the disk is not keeping up). Default 65536.
+	MaxQueued int
+	Logger    *zap.Logger
+}
+
+// ErrBusy means a lane's queue is full: the store is not keeping up.
+var ErrBusy = errors.New("offline: inbox store is saturated")
+
+// ErrClosed is returned by Submit after Close.
+var ErrClosed = errors.New("offline: inbox closed")
+
+// Inbox is the set of all inboxes.
+type Inbox struct {
+	db    *pebble.DB
+	cfg   Config
+	hooks Hooks
+	seq   *seqAlloc
+	lanes []*lane
+	wg    sync.WaitGroup
+	now   func() time.Time
+}
+
+// Open starts the inbox's lanes on db.
+func Open(db *pebble.DB, cfg Config, hooks Hooks) (*Inbox, error) {
+	if cfg.Lanes == 0 {
+		cfg.Lanes = 4 * runtime.GOMAXPROCS(0)
+	}
+	if cfg.MaxQueued == 0 {
+		cfg.MaxQueued = 65536
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = zap.NewNop()
+	}
+	seq, err := newSeqAlloc(db)
+	if err != nil {
+		return nil, err
+	}
+	in := &Inbox{db: db, cfg: cfg, hooks: hooks, seq: seq, now: time.Now}
+	for i := 0; i < cfg.Lanes; i++ {
+		l := &lane{in: in, wake: make(chan struct{}, 1), syncq: make(chan *syncJob, 16)}
+		in.lanes = append(in.lanes, l)
+		in.wg.Add(2)
+		go l.run()
+		go l.syncer()
+	}
+	return in, nil
+}
+
+// Close stops accepting ops, finishes every queued one (they become
+// durable and their hooks run) and stops the lanes.
+func (in *Inbox) Close() {
+	for _, l := range in.lanes {
+		l.mu.Lock()
+		l.closed = true
+		l.mu.Unlock()
+		l.kick()
+	}
+	in.wg.Wait()
+}
+
+func (in *Inbox) lane(user uint64) *lane {
+	return in.lanes[(user*0x9E3779B97F4A7C15>>32)%uint64(len(in.lanes))]
+}
+
+// Submit queues op for its recipient's inbox.
+func (in *Inbox) Submit(op *Op) error { return in.lane(op.To).add(op, false) }
+
+// Ack records that user acknowledged every entry in (from, to]: delivered
+// receipts go to the senders of the messages among them, then the entries
+// are deleted.
+func (in *Inbox) Ack(user, from, to uint64) error {
+	if to <= from {
+		return nil
+	}
+	return in.lane(user).add(&Op{Kind: kindAck, To: user, from: from, Seq: to}, true)
+}
+
+// Read calls fn for user's entries with seq > after, in seq order, until fn
+// returns false or max entries were read. Entry slices are valid only
+// during fn.
+func (in *Inbox) Read(user, after uint64, max int, fn func(*Entry) bool) error {
+	prefix := inboxPrefix(user)
+	lo := inboxKey(nil, user, after+1)
+	if after == ^uint64(0) {
+		return nil
+	}
+	it, err := in.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: prefixEnd(prefix)})
+	if err != nil {
+		return fmt.Errorf("offline: read inbox %d: %w", user, err)
+	}
+	defer it.Close()
+	var e Entry
+	n := 0
+	for it.First(); it.Valid() && n < max; it.Next() {
+		k := it.Key()
+		seq := beUint64(k[9:])
+		v, err := it.ValueAndErr()
+		if err != nil {
+			return fmt.Errorf("offline: read inbox %d: %w", user, err)
+		}
+		if err := DecodeEntry(seq, v, &e); err != nil {
+			in.cfg.Logger.Error("skipping corrupt inbox entry", zap.Uint64("user", user), zap.Uint64("seq", seq), zap.Error(err))
+			continue
+		}
+		n++
+		if !fn(&e) {
+			break
+		}
+	}
+	return it.Error()
+}
+
+// Count returns the number of entries in user's inbox (tests, metrics).
+func (in *Inbox) Count(user uint64) (int, error) {
+	n := 0
+	err := in.Read(user, 0, int(^uint(0)>>1), func(*Entry) bool { n++; return true })
+	return n, err
+}
+
+func prefixEnd(p []byte) []byte {
+	end := append([]byte(nil), p...)
+	for i := len(end) - 1; i >= 0; i-- {
+		end[i]++
+		if end[i] != 0 {
+			return end[:i+1]
+		}
+	}
+	return nil
+}
+
+func beUint64(b []byte) uint64 {
+	_ = b[7]
+	return uint64(b[0])<<56 | uint64(b[1])<<48 | uint64(b[2])<<40 | uint64(b[3])<<32 |
+		uint64(b[4])<<24 | uint64(b[5])<<16 | uint64(b[6])<<8 | uint64(b[7])
+}

@@ -1,0 +1,304 @@
+package offline
+
+import (
+	"encoding/binary"
+	"sync"
+	"sync/atomic"
+
+	"github.com/chatd/chatd/codec"
+	"github.com/cockroachdb/pebble/v2"
+	"go.uber.org/zap"
+)
+
+// lane owns the inboxes that hash to it; see the package comment.
+type lane struct {
+	in    *Inbox
+	wake  chan struct{}
+	syncq chan *syncJob
+
+	mu     sync.Mutex
+	queue  []*Op
+	closed bool
+
+	// Reused by run only.
+	visible []*Op
+	key     []byte
+	val     []byte
+}
+
+type syncJob struct {
+	b   *pebble.Batch
+	ops []*Op
+}
+
+// maxBatch bounds one batch so that a burst does not hold pushes back for
+// long; what is left waits for the next turn.
+const maxBatch = 4096
+
+func (l *lane) add(op *Op, internal bool) error {
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return ErrClosed
+	}
+	if !internal && len(l.queue) >= l.in.cfg.MaxQueued {
+		l.mu.Unlock()
+		return ErrBusy
+	}
+	l.queue = append(l.queue, op)
+	first := len(l.queue) == 1
+	l.mu.Unlock()
+	if first {
+		l.kick()
+	}
+	return nil
+}
+
+func (l *lane) kick() {
+	select {
+	case l.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (l *lane) run() {
+	defer l.in.wg.Done()
+	defer close(l.syncq)
+	for range l.wake {
+		for {
+			// The taken slice goes on to the syncer with its batch, so the
+			// queue always starts a new one.
+			l.mu.Lock()
+			ops := l.queue
+			l.queue = nil
+			if len(ops) > maxBatch {
+				l.queue = append(make([]*Op, 0, len(ops)-maxBatch), ops[maxBatch:]...)
+				ops = ops[:maxBatch:maxBatch]
+			}
+			closed := l.closed
+			l.mu.Unlock()
+			if len(ops) == 0 {
+				if closed {
+					return
+				}
+				break
+			}
+			l.commit(ops)
+		}
+	}
+}
+
+// commit writes one batch: see the package comment for the invariants.
+func (l *lane) commit(ops []*Op) {
+	in := l.in
+	b := in.db.NewBatch()
+	now := uint64(in.now().UnixMilli())
+	day := uint32(now / 86_400_000)
+
+	// Seqs for every op that adds an entry, assigned in queue order.
+	n := 0
+	for _, op := range ops {
+		if op.Kind < kindAck {
+			n++
+		}
+	}
+	var seq uint64
+	if n > 0 {
+		var err error
+		if seq, err = in.seq.next(n); err != nil {
+			l.fail(b, ops, err)
+			return
+		}
+	}
+	l.visible = l.visible[:0]
+	for _, op := range ops {
+		if op.Time == 0 {
+			op.Time = now
+		}
+		switch op.Kind {
+		case KindMessage:
+			op.Seq, seq = seq, seq+1
+			if op.Dup && l.duplicate(op, day, ops) {
+				// Rewrite the dedup record: the batch then syncs like any
+				// other, and SENT follows the original's fsync.
+				l.key = dedupKey(l.key[:0], day, op.From, &op.ID)
+				b.Set(l.key, dedupValue(l.val[:0], op.To, op.Seq, op.Time), nil)
+				continue
+			}
+			l.key = inboxKey(l.key[:0], op.To, op.Seq)
+			l.val = op.encode(l.val[:0])
+			b.Set(l.key, l.val, nil)
+			l.key = dedupKey(l.key[:0], day, op.From, &op.ID)
+			b.Set(l.key, dedupValue(l.val[:0], op.To, op.Seq, op.Time), nil)
+			l.visible = append(l.visible, op)
+		case KindReceipt, KindGroupEvent:
+			op.Seq, seq = seq, seq+1
+			l.key = inboxKey(l.key[:0], op.To, op.Seq)
+			l.val = op.encode(l.val[:0])
+			b.Set(l.key, l.val, nil)
+			l.visible = append(l.visible, op)
+		case kindDelete:
+			for _, k := range op.keys {
+				b.Delete(k, nil)
+			}
+		case kindAck:
+			l.ack(b, op, now)
+		}
+	}
+	if b.Empty() {
+		b.Close()
+		l.durable(ops)
+		return
+	}
+	if err := in.db.ApplyNoSyncWait(b, pebble.Sync); err != nil {
+		l.fail(b, ops, err)
+		return
+	}
+	if len(l.visible) > 0 {
+		in.hooks.Applied(l.visible)
+	}
+	l.syncq <- &syncJob{b: b, ops: ops}
+}
+
+// duplicate reports whether op's id was already stored by its sender in the
+// dedup window (today and yesterday), or earlier in this same batch, and if
+// so points op at the original.
+func (l *lane) duplicate(op *Op, day uint32, batch []*Op) bool {
+	for _, o := range batch {
+		if o == op {
+			break
+		}
+		if o.Kind == KindMessage && !o.Duplicate && o.From == op.From && o.ID == op.ID {
+			op.Duplicate, op.Seq, op.Time = true, o.Seq, o.Time
+			return true
+		}
+	}
+	for _, d := range []uint32{day, day - 1} {
+		l.key = dedupKey(l.key[:0], d, op.From, &op.ID)
+		v, closer, err := l.in.db.Get(l.key)
+		if err != nil {
+			continue
+		}
+		if len(v) == 24 {
+			op.Duplicate = true
+			op.Seq = binary.BigEndian.Uint64(v[8:])
+			op.Time = binary.BigEndian.Uint64(v[16:])
+		}
+		closer.Close()
+		if op.Duplicate {
+			return true
+		}
+	}
+	return false
+}
+
+func dedupValue(dst []byte, to, seq, time uint64) []byte {
+	dst = binary.BigEndian.AppendUint64(dst, to)
+	dst = binary.BigEndian.AppendUint64(dst, seq)
+	return binary.BigEndian.AppendUint64(dst, time)
+}
+
+// ack reads the acknowledged entries of op.To in (op.from, op.Seq]. Entries
+// that were messages produce delivered receipts for their senders (one per
+// sender and group, up to 255 ids each); the entries are deleted once those
+// receipts are durable (invariant 4), or in this batch if there are none.
+func (l *lane) ack(b *pebble.Batch, op *Op, now uint64) {
+	in := l.in
+	lo := inboxKey(nil, op.To, op.from+1)
+	hi := inboxKey(nil, op.To, op.Seq+1)
+	if op.Seq == ^uint64(0) {
+		hi = prefixEnd(inboxPrefix(op.To))
+	}
+	it, err := in.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+	if err != nil {
+		in.cfg.Logger.Error("ack: read inbox", zap.Uint64("user", op.To), zap.Error(err))
+		return
+	}
+	type origin struct{ from, group uint64 }
+	var receipts map[origin]*Op
+	var order []*Op
+	var keys [][]byte
+	var e Entry
+	for it.First(); it.Valid(); it.Next() {
+		k := it.Key()
+		keys = append(keys, append([]byte(nil), k...))
+		v, err := it.ValueAndErr()
+		if err != nil || DecodeEntry(beUint64(k[9:]), v, &e) != nil || e.Kind != KindMessage {
+			continue
+		}
+		if receipts == nil {
+			receipts = make(map[origin]*Op)
+		}
+		o := origin{e.From, e.Group}
+		r := receipts[o]
+		if r == nil || r.IDs.Len() == codec.MaxIDs {
+			r = &Op{Kind: KindReceipt, To: e.From, Time: now, ReceiptKind: codec.ReceiptDelivered, By: op.To, Group: e.Group}
+			receipts[o] = r
+			order = append(order, r)
+		}
+		r.IDs = r.IDs.AppendID(e.ID)
+	}
+	if err := it.Close(); err != nil {
+		in.cfg.Logger.Error("ack: read inbox", zap.Uint64("user", op.To), zap.Error(err))
+	}
+	if len(order) == 0 {
+		for _, k := range keys {
+			b.Delete(k, nil)
+		}
+		return
+	}
+	var pending atomic.Int32
+	pending.Store(int32(len(order)))
+	del := &Op{Kind: kindDelete, To: op.To, keys: keys}
+	for _, r := range order {
+		r.done = func(*Op) {
+			if pending.Add(-1) == 0 {
+				in.lane(del.To).add(del, true)
+			}
+		}
+		if err := in.lane(r.To).add(r, true); err != nil {
+			r.done(r) // closing: the entries stay and are delivered again
+		}
+	}
+}
+
+func (l *lane) fail(b *pebble.Batch, ops []*Op, err error) {
+	b.Close()
+	l.in.cfg.Logger.Error("inbox commit failed", zap.Int("ops", len(ops)), zap.Error(err))
+	for _, op := range ops {
+		op.Err = err
+	}
+	l.durable(ops)
+}
+
+// syncer waits for each batch's fsync in order and then acknowledges it.
+func (l *lane) syncer() {
+	defer l.in.wg.Done()
+	for job := range l.syncq {
+		err := job.b.SyncWait()
+		job.b.Close()
+		if err != nil {
+			l.in.cfg.Logger.Error("inbox sync failed", zap.Error(err))
+			for _, op := range job.ops {
+				op.Err = err
+			}
+		}
+		l.durable(job.ops)
+	}
+}
+
+// durable runs completions and passes the caller-visible ops to the hooks.
+func (l *lane) durable(ops []*Op) {
+	public := ops[:0:0]
+	for _, op := range ops {
+		if op.done != nil {
+			op.done(op)
+		}
+		if op.Kind < kindAck {
+			public = append(public, op)
+		}
+	}
+	if len(public) > 0 {
+		l.in.hooks.Durable(public)
+	}
+}

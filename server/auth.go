@@ -1,0 +1,157 @@
+package server
+
+import (
+	"errors"
+	"time"
+
+	"github.com/chatd/chatd/account"
+	"github.com/chatd/chatd/codec"
+	"go.uber.org/zap"
+)
+
+// authenticate handles REGISTER, LOGIN and RESUME. Password hashing takes
+// tens of milliseconds, so REGISTER and LOGIN run on their own goroutine
+// (the account store bounds how many hash at once) and the event loop
+// moves on; RESUME costs a hash lookup and runs inline.
+func (s *Server) authenticate(c *Conn, t codec.Type, body []byte) error {
+	st := &c.State
+	if !st.auth.CompareAndSwap(authNone, authPending) {
+		s.reply(c, codec.AppendError(nil, codec.CodeAuthPending, 0, nil, "authentication already in progress"))
+		return nil
+	}
+	switch t {
+	case codec.TypeResume:
+		var f codec.Resume
+		if err := f.Decode(body); err != nil {
+			return s.malformed(c, err)
+		}
+		user, err := s.accounts.Resume(f.Token)
+		s.authenticated(c, user, f.Token, err)
+		return nil
+	case codec.TypeRegister:
+		var f codec.Register
+		if err := f.Decode(body); err != nil {
+			return s.malformed(c, err)
+		}
+		name, pass := append([]byte(nil), f.Name...), append([]byte(nil), f.Password...)
+		go func() {
+			user, tok, err := s.accounts.Register(name, pass)
+			s.authenticated(c, user, tok, err)
+			c.Flush()
+		}()
+	case codec.TypeLogin:
+		var f codec.Login
+		if err := f.Decode(body); err != nil {
+			return s.malformed(c, err)
+		}
+		name, pass := append([]byte(nil), f.Name...), append([]byte(nil), f.Password...)
+		go func() {
+			user, tok, err := s.accounts.Login(name, pass)
+			s.authenticated(c, user, tok, err)
+			c.Flush()
+		}()
+	}
+	return nil
+}
+
+// authenticated finishes a login: it makes c the user's one live session
+// (kicking an older one), sends WELCOME and starts draining the inbox.
+func (s *Server) authenticated(c *Conn, user uint64, tok codec.Token, err error) {
+	st := &c.State
+	if err != nil {
+		st.auth.Store(authNone)
+		s.reply(c, codec.AppendError(nil, s.accountCode(err), 0, nil, ""))
+		return
+	}
+	st.user.Store(user)
+	st.dmu.Lock()
+	st.token = tok
+	st.backlog = true // whatever waits in the inbox goes out first
+	st.dmu.Unlock()
+	if old, ok := s.sessions.Swap(user, c); ok && old != c {
+		s.kick(old, codec.KickElsewhere)
+	}
+	if st.gone.Load() {
+		// Closed ran before the swap and could not remove us.
+		s.sessions.Remove(user, c)
+		return
+	}
+	c.Authenticated()
+	s.reply(c, (&codec.Welcome{
+		User: user, Token: tok, Keepalive: uint16(s.cfg.Keepalive / time.Second), Window: uint16(s.cfg.Window),
+		MaxBody: uint32(s.cfg.MaxBody), Time: uint64(time.Now().UnixMilli()),
+	}).Append(nil))
+	st.auth.Store(authDone)
+	s.drain(c)
+}
+
+// kick ends a session with a KICKED frame.
+func (s *Server) kick(c *Conn, reason codec.KickReason) {
+	if buf, ok := c.Begin(); ok {
+		c.End((&codec.Kicked{Reason: reason}).Append(buf))
+	}
+	c.Close()
+}
+
+func (s *Server) logout(c *Conn, body []byte) error {
+	var f codec.Logout
+	if err := f.Decode(body); err != nil {
+		return s.malformed(c, err)
+	}
+	c.State.dmu.Lock()
+	tok := c.State.token
+	c.State.dmu.Unlock()
+	if err := s.accounts.Revoke(c.State.user.Load(), tok); err != nil {
+		s.log.Error("logout: revoke token", zap.Error(err))
+		s.reply(c, codec.AppendError(nil, codec.CodeInternal, 0, nil, "token not revoked"))
+		return nil
+	}
+	return errClose
+}
+
+func (s *Server) password(c *Conn, body []byte) error {
+	var f codec.Password
+	if err := f.Decode(body); err != nil {
+		return s.malformed(c, err)
+	}
+	user := c.State.user.Load()
+	old, pass := append([]byte(nil), f.Old...), append([]byte(nil), f.New...)
+	go func() {
+		tok, err := s.accounts.ChangePassword(user, old, pass)
+		if err != nil {
+			s.reply(c, codec.AppendError(nil, s.accountCode(err), 0, nil, ""))
+		} else {
+			c.State.dmu.Lock()
+			c.State.token = tok
+			c.State.dmu.Unlock()
+			s.reply(c, (&codec.Welcome{
+				User: user, Token: tok, Keepalive: uint16(s.cfg.Keepalive / time.Second), Window: uint16(s.cfg.Window),
+				MaxBody: uint32(s.cfg.MaxBody), Time: uint64(time.Now().UnixMilli()),
+			}).Append(nil))
+		}
+		c.Flush()
+	}()
+	return nil
+}
+
+// accountCode maps account errors to protocol codes.
+func (s *Server) accountCode(err error) codec.Code {
+	switch {
+	case errors.Is(err, account.ErrUnknownUser):
+		return codec.CodeUnknownUser
+	case errors.Is(err, account.ErrWrongPassword):
+		return codec.CodeWrongPassword
+	case errors.Is(err, account.ErrNameTaken):
+		return codec.CodeNameTaken
+	case errors.Is(err, account.ErrInvalidName):
+		return codec.CodeInvalidName
+	case errors.Is(err, account.ErrInvalidPassword):
+		return codec.CodeInvalidPassword
+	case errors.Is(err, account.ErrInvalidToken):
+		return codec.CodeInvalidToken
+	case errors.Is(err, account.ErrBusy):
+		return codec.CodeBusy
+	}
+	s.log.Error("account operation failed", zap.Error(err))
+	return codec.CodeInternal
+}

@@ -1,0 +1,103 @@
+package server
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/chatd/chatd/account"
+	"github.com/chatd/chatd/codec"
+	"go.uber.org/zap"
+)
+
+// Config is everything `chatd serve` can set. A zero field means its
+// default; Validate reports values that cannot work.
+type Config struct {
+	// Addr is the TCP listen address. Default "127.0.0.1:7420".
+	Addr string
+	// DataDir holds the Pebble database. Default "chatd-data".
+	DataDir string
+	// Plaintext accepts unencrypted connections (local benchmarks only).
+	Plaintext bool
+
+	// MaxBody is the largest message body accepted. Default codec.MaxBody.
+	MaxBody int
+	// Window is how many inbox entries may be delivered but unacknowledged
+	// per connection. Default 256.
+	Window int
+	// Keepalive closes connections silent for longer. Default 3 minutes.
+	Keepalive time.Duration
+	// AuthTimeout closes connections not authenticated in time. Default 10 s.
+	AuthTimeout time.Duration
+	// ReadTimeout bounds waiting for the rest of a started frame. Default 10 s.
+	ReadTimeout time.Duration
+	// WriteTimeout bounds waiting for a client's socket to drain. Default 10 s.
+	WriteTimeout time.Duration
+	// MaxOutbound is the per-connection outbound queue limit in bytes before
+	// a client is closed as a slow consumer. Default 4 MiB.
+	MaxOutbound int
+
+	// Hashing sets argon2id parameters for new password hashes.
+	Hashing account.Hashing
+	// CacheSize and MemTableSize size Pebble (defaults 64 MiB each).
+	CacheSize    int64
+	MemTableSize uint64
+	// Lanes is the number of inbox commit lanes. Default 4 per core.
+	Lanes int
+
+	Logger *zap.Logger
+}
+
+func (c *Config) setDefaults() {
+	if c.Addr == "" {
+		c.Addr = "127.0.0.1:7420"
+	}
+	if c.DataDir == "" {
+		c.DataDir = "chatd-data"
+	}
+	if c.MaxBody == 0 {
+		c.MaxBody = codec.MaxBody
+	}
+	if c.Window == 0 {
+		c.Window = 256
+	}
+	if c.Keepalive == 0 {
+		c.Keepalive = 3 * time.Minute
+	}
+	if c.AuthTimeout == 0 {
+		c.AuthTimeout = 10 * time.Second
+	}
+	if c.ReadTimeout == 0 {
+		c.ReadTimeout = 10 * time.Second
+	}
+	if c.WriteTimeout == 0 {
+		c.WriteTimeout = 10 * time.Second
+	}
+	if c.MaxOutbound == 0 {
+		c.MaxOutbound = 4 << 20
+	}
+	if c.Logger == nil {
+		c.Logger = zap.NewNop()
+	}
+}
+
+// Validate reports settings that cannot work, all at once.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.MaxBody < 1 || c.MaxBody > codec.MaxBody {
+		errs = append(errs, fmt.Errorf("max body %d outside 1..%d", c.MaxBody, codec.MaxBody))
+	}
+	if c.Window < 1 || c.Window > 65535 {
+		errs = append(errs, fmt.Errorf("window %d outside 1..65535", c.Window))
+	}
+	if c.Keepalive < time.Second || c.Keepalive > 65535*time.Second {
+		errs = append(errs, fmt.Errorf("keepalive %v outside 1s..18h", c.Keepalive))
+	}
+	if c.MaxOutbound < 2*codec.MaxLen {
+		errs = append(errs, fmt.Errorf("max outbound %d below two maximum frames (%d)", c.MaxOutbound, 2*codec.MaxLen))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("server: %w", err)
+	}
+	return nil
+}

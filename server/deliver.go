@@ -1,0 +1,201 @@
+package server
+
+import (
+	"github.com/chatd/chatd/codec"
+	"github.com/chatd/chatd/conn"
+	"github.com/chatd/chatd/offline"
+	"go.uber.org/zap"
+)
+
+// Delivery keeps one rule: a connection receives its inbox in seq order,
+// with at most Window entries unacknowledged. Two paths feed it:
+//
+//   - live: the inbox lane that applied a new entry pushes it at once, but
+//     only if the session is caught up (no backlog) and the window has room;
+//   - drain: after login and after each ACK, entries waiting in the inbox
+//     are read from Pebble and pushed, until the session is caught up.
+//
+// A lane that finds the session behind records the entry's seq in
+// lastStored and leaves it to the drain. The drain declares the session
+// caught up only when it read past every seq a lane recorded, under the
+// same lock (dmu) the lanes take after applying. So an entry is either
+// pushed by its lane or seen by a drain: none is skipped, none is pushed
+// twice (both check seq > pushed), and order holds across the offline to
+// online switch.
+
+// hooks receives the inbox's callbacks.
+type hooks struct{ s *Server }
+
+// Applied pushes new entries to recipients that are online and caught up.
+func (h hooks) Applied(ops []*offline.Op) {
+	s := h.s
+	b := s.batch()
+	for _, op := range ops {
+		c, ok := s.sessions.Lookup(op.To)
+		if !ok {
+			continue
+		}
+		st := &c.State
+		st.dmu.Lock()
+		if op.Seq > st.lastStored {
+			st.lastStored = op.Seq
+		}
+		if op.Seq > st.pushed {
+			if !st.backlog && st.inflightLen() < s.cfg.Window {
+				if buf, ok := c.Begin(); ok {
+					s.pushedLocked(c, b, op.Seq, appendOpFrame(buf, op))
+				}
+			} else {
+				st.backlog = true
+			}
+		}
+		st.dmu.Unlock()
+	}
+	s.flush(b)
+}
+
+// Durable answers SENT (or ERROR) to the senders of durable messages.
+func (h hooks) Durable(ops []*offline.Op) {
+	s := h.s
+	b := s.batch()
+	for _, op := range ops {
+		c, ok := op.Ctx.(*Conn)
+		if !ok || op.Kind != offline.KindMessage {
+			continue
+		}
+		buf, ok := c.Begin()
+		if !ok {
+			continue // the sender left; it resends with DUP and gets SENT then
+		}
+		if op.Err != nil {
+			buf = codec.AppendError(buf, codec.CodeInternal, 0, &op.ID, "not stored")
+		} else {
+			buf = (&codec.Sent{ID: op.ID, Time: op.Time}).Append(buf)
+		}
+		if c.End(buf) {
+			b.Add(c)
+		}
+	}
+	s.flush(b)
+}
+
+// pushedLocked finishes queueing inbox entry seq on c: buf is c's queue
+// from Begin with the entry's frame appended. st.dmu must be held.
+func (s *Server) pushedLocked(c *Conn, b *conn.Batch[session], seq uint64, buf []byte) {
+	st := &c.State
+	if c.End(buf) {
+		b.Add(c)
+	}
+	if st.inflight == nil {
+		st.inflight = s.windows.get()
+	}
+	st.inflight.push(seq)
+	st.pushed = seq
+}
+
+func appendOpFrame(dst []byte, op *offline.Op) []byte {
+	switch op.Kind {
+	case offline.KindMessage:
+		return codec.AppendDeliver(dst, op.Seq, &op.ID, op.From, op.Group, op.Time, op.Body)
+	case offline.KindReceipt:
+		return codec.AppendReceipt(dst, op.Seq, op.ReceiptKind, op.By, op.Group, op.Time, op.IDs)
+	case offline.KindGroupEvent:
+		return (&codec.GroupEvent{Seq: op.Seq, Group: op.Group, Kind: op.EventKind, Actor: op.Actor,
+			Time: op.Time, Name: op.Name, Users: op.Users}).Append(dst)
+	}
+	return dst
+}
+
+// drain pushes inbox entries that wait for c, window permitting.
+func (s *Server) drain(c *Conn) {
+	st := &c.State
+	user := st.user.Load()
+	b := s.batch()
+	defer s.flush(b)
+	var frames []byte
+	var seqs []uint64
+	for {
+		st.dmu.Lock()
+		room := s.cfg.Window - st.inflightLen()
+		from, stored := st.pushed, st.lastStored
+		if !st.backlog || room <= 0 || st.gone.Load() {
+			st.dmu.Unlock()
+			return
+		}
+		st.dmu.Unlock()
+
+		frames, seqs = frames[:0], seqs[:0]
+		err := s.inbox.Read(user, from, room, func(e *offline.Entry) bool {
+			frames = e.AppendFrame(frames)
+			seqs = append(seqs, e.Seq)
+			return true
+		})
+		if err != nil {
+			s.log.Error("drain: read inbox", zap.Uint64("user", user), zap.Error(err))
+			return
+		}
+
+		st.dmu.Lock()
+		rest := frames
+		for _, seq := range seqs {
+			n := 4 + int(uint32(rest[0])<<24|uint32(rest[1])<<16|uint32(rest[2])<<8|uint32(rest[3]))
+			frame := rest[:n]
+			rest = rest[n:]
+			if seq > st.pushed {
+				if buf, ok := c.Begin(); ok {
+					s.pushedLocked(c, b, seq, append(buf, frame...))
+				}
+			}
+		}
+		// Fewer than asked means the read reached the end of the inbox as
+		// it was when the read began. Every entry a lane recorded before
+		// that (lastStored as read above) was applied before it: read now,
+		// or gone (expired). A lane that recorded a later entry since then
+		// changed lastStored, and the loop reads again.
+		caughtUp := len(seqs) < room && (st.lastStored <= st.pushed || st.lastStored == stored)
+		if caughtUp {
+			st.backlog = false
+		}
+		st.dmu.Unlock()
+		if caughtUp {
+			return
+		}
+	}
+}
+
+// ack handles ACK: entries up to seq leave the window and the inbox.
+func (s *Server) ack(c *Conn, body []byte) error {
+	var f codec.Ack
+	if err := f.Decode(body); err != nil {
+		return s.malformed(c, err)
+	}
+	st := &c.State
+	st.dmu.Lock()
+	if f.Seq > st.pushed {
+		st.dmu.Unlock()
+		s.reply(c, codec.AppendError(nil, codec.CodeBadAck, 0, nil, "ACK beyond the last delivered seq"))
+		return nil
+	}
+	if f.Seq <= st.acked {
+		st.dmu.Unlock()
+		return nil
+	}
+	from := st.acked
+	st.acked = f.Seq
+	if st.inflight != nil {
+		st.inflight.popThrough(f.Seq)
+		if st.inflight.size == 0 {
+			s.windows.put(st.inflight)
+			st.inflight = nil
+		}
+	}
+	backlog := st.backlog
+	st.dmu.Unlock()
+	if err := s.inbox.Ack(st.user.Load(), from, f.Seq); err != nil {
+		s.log.Debug("ack not recorded", zap.Error(err))
+	}
+	if backlog {
+		s.drain(c)
+	}
+	return nil
+}

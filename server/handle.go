@@ -1,0 +1,228 @@
+package server
+
+import (
+	"errors"
+
+	"github.com/chatd/chatd/codec"
+	"github.com/chatd/chatd/offline"
+)
+
+// errClose makes conn close the connection after what is queued.
+var errClose = errors.New("server: closing connection")
+
+// Frame implements conn.Handler: it runs on the connection's event-loop
+// turn, one frame at a time.
+func (s *Server) Frame(c *Conn, t codec.Type, body []byte) error {
+	if !t.FromClient() {
+		if t.Known() {
+			return s.fatal(c, codec.CodeWrongDirection, t.String()+" is a server frame")
+		}
+		return s.fatal(c, codec.CodeUnknownType, "unknown frame type "+t.String())
+	}
+	st := &c.State
+	if st.auth.Load() != authDone {
+		switch t {
+		case codec.TypeRegister, codec.TypeLogin, codec.TypeResume:
+			return s.authenticate(c, t, body)
+		case codec.TypePing:
+			return s.ping(c, body)
+		}
+		code := codec.CodeNotAuthenticated
+		if st.auth.Load() == authPending {
+			code = codec.CodeAuthPending
+		}
+		s.reply(c, codec.AppendError(nil, code, 0, nil, t.String()+" before WELCOME"))
+		return nil
+	}
+	switch t {
+	case codec.TypeSend:
+		return s.send(c, body)
+	case codec.TypeAck:
+		return s.ack(c, body)
+	case codec.TypeRead:
+		return s.read(c, body)
+	case codec.TypePing:
+		return s.ping(c, body)
+	case codec.TypeTyping:
+		return s.typing(c, body)
+	case codec.TypeLookup:
+		return s.lookup(c, body)
+	case codec.TypeLogout:
+		return s.logout(c, body)
+	case codec.TypePassword:
+		return s.password(c, body)
+	case codec.TypeRegister, codec.TypeLogin, codec.TypeResume:
+		s.reply(c, codec.AppendError(nil, codec.CodeAlreadyAuth, 0, nil, "session already authenticated"))
+		return nil
+	}
+	// Groups and presence arrive with their own issue; until then say so
+	// plainly rather than pretend.
+	s.reply(c, codec.AppendError(nil, codec.CodeInternal, requestID(t, body), nil, t.String()+" is not supported by this server yet"))
+	return nil
+}
+
+// Closed implements conn.Handler. It may run on the poller: no blocking.
+func (s *Server) Closed(c *Conn) {
+	st := &c.State
+	st.gone.Store(true)
+	if u := st.user.Load(); u != 0 {
+		s.sessions.Remove(u, c)
+	}
+	st.dmu.Lock()
+	if st.inflight != nil {
+		s.windows.put(st.inflight)
+		st.inflight = nil
+	}
+	st.dmu.Unlock()
+}
+
+// fatal answers a protocol violation with ERROR and closes the connection.
+func (s *Server) fatal(c *Conn, code codec.Code, detail string) error {
+	if buf, ok := c.Begin(); ok {
+		c.End(codec.AppendError(buf, code, 0, nil, detail))
+	}
+	return errClose
+}
+
+func (s *Server) malformed(c *Conn, err error) error {
+	return s.fatal(c, codec.CodeMalformed, err.Error())
+}
+
+// reply queues one frame on c; OnRequest flushes it when the turn ends.
+func (s *Server) reply(c *Conn, frame []byte) {
+	c.Write(frame)
+}
+
+func (s *Server) ping(c *Conn, body []byte) error {
+	var f codec.Ping
+	if err := f.Decode(body); err != nil {
+		return s.malformed(c, err)
+	}
+	if buf, ok := c.Begin(); ok {
+		c.End((&codec.Pong{Nonce: f.Nonce}).Append(buf))
+	}
+	return nil
+}
+
+func (s *Server) send(c *Conn, body []byte) error {
+	var f codec.Send
+	if err := f.Decode(body); err != nil {
+		return s.malformed(c, err)
+	}
+	user := c.State.user.Load()
+	var code codec.Code
+	switch {
+	case !f.Flags.Valid():
+		code = codec.CodeInvalidFlags
+	case len(f.Body) > s.cfg.MaxBody:
+		code = codec.CodeBodyTooLarge
+	case f.Flags&codec.FlagGroup != 0:
+		code = codec.CodeUnknownGroup
+	case f.To == user:
+		code = codec.CodeSelfSend
+	case !s.accounts.Exists(f.To):
+		code = codec.CodeUnknownRecipient
+	}
+	if code != 0 {
+		s.sendError(c, code, &f.ID)
+		return nil
+	}
+	op := &offline.Op{
+		Kind: offline.KindMessage, To: f.To, From: user, ID: f.ID,
+		Body: append([]byte(nil), f.Body...), Dup: f.Flags&codec.FlagDup != 0, Ctx: c,
+	}
+	if err := s.inbox.Submit(op); err != nil {
+		s.sendError(c, codec.CodeBusy, &f.ID)
+	}
+	return nil
+}
+
+func (s *Server) sendError(c *Conn, code codec.Code, id *codec.MsgID) {
+	if buf, ok := c.Begin(); ok {
+		c.End(codec.AppendError(buf, code, 0, id, ""))
+	}
+}
+
+func (s *Server) read(c *Conn, body []byte) error {
+	var f codec.Read
+	if err := f.Decode(body); err != nil {
+		return s.malformed(c, err)
+	}
+	user := c.State.user.Load()
+	if f.To == user || !s.accounts.Exists(f.To) {
+		s.reply(c, codec.AppendError(nil, codec.CodeUnknownRecipient, 0, nil, "READ names no other user"))
+		return nil
+	}
+	op := &offline.Op{
+		Kind: offline.KindReceipt, To: f.To, ReceiptKind: codec.ReceiptRead, By: user,
+		Group: f.Group, IDs: append(codec.IDList(nil), f.IDs...),
+	}
+	if err := s.inbox.Submit(op); err != nil {
+		s.reply(c, codec.AppendError(nil, codec.CodeBusy, 0, nil, "store saturated"))
+	}
+	return nil
+}
+
+func (s *Server) typing(c *Conn, body []byte) error {
+	var f codec.Typing
+	if err := f.Decode(body); err != nil {
+		return s.malformed(c, err)
+	}
+	if f.Flags&^codec.FlagGroup != 0 || f.State > codec.TypingStarted {
+		s.reply(c, codec.AppendError(nil, codec.CodeInvalidFlags, 0, nil, "bad TYPING flags or state"))
+		return nil
+	}
+	if f.Flags&codec.FlagGroup != 0 {
+		return nil // groups arrive with their own issue
+	}
+	// Typing is ephemeral: only an online recipient hears it.
+	if to, ok := s.sessions.Lookup(f.To); ok {
+		frame := (&codec.IsTyping{From: c.State.user.Load(), State: f.State}).Append(nil)
+		if to.Write(frame) {
+			to.Flush()
+		}
+	}
+	return nil
+}
+
+func (s *Server) lookup(c *Conn, body []byte) error {
+	var f codec.Lookup
+	if err := f.Decode(body); err != nil {
+		return s.malformed(c, err)
+	}
+	var (
+		user uint64
+		name []byte
+		err  error
+	)
+	switch {
+	case f.User != 0 && len(f.Name) == 0:
+		user = f.User
+		name, err = s.accounts.Name(user)
+	case f.User == 0 && len(f.Name) > 0:
+		name = f.Name
+		user, err = s.accounts.LookupName(f.Name)
+	default:
+		s.reply(c, codec.AppendError(nil, codec.CodeMalformed, f.Req, nil, "LOOKUP needs exactly one of user and name"))
+		return nil
+	}
+	if err != nil {
+		s.reply(c, codec.AppendError(nil, s.accountCode(err), f.Req, nil, ""))
+		return nil
+	}
+	s.reply(c, (&codec.User{Req: f.Req, User: user, Name: name}).Append(nil))
+	return nil
+}
+
+// requestID extracts the req field of request frames that start with one,
+// so that a refusal can name the request.
+func requestID(t codec.Type, body []byte) uint32 {
+	switch t {
+	case codec.TypeGroupCreate, codec.TypeGroupAdd, codec.TypeGroupRemove, codec.TypeGroupLeave,
+		codec.TypeGroupRename, codec.TypeGroupAdmin, codec.TypeGroupGet, codec.TypeGroupList:
+		if len(body) >= 4 {
+			return uint32(body[0])<<24 | uint32(body[1])<<16 | uint32(body[2])<<8 | uint32(body[3])
+		}
+	}
+	return 0
+}

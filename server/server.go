@@ -1,0 +1,126 @@
+// Package server is chatd: it joins the connection layer (conn), the
+// session table (router), accounts and inboxes (account, offline) into the
+// protocol PROTOCOL.md describes. Frames arrive from conn's event loop;
+// writes that must be durable go through the inbox's lanes; deliveries go
+// out through each connection's single write path.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/chatd/chatd/account"
+	"github.com/chatd/chatd/conn"
+	"github.com/chatd/chatd/offline"
+	"github.com/chatd/chatd/router"
+	"github.com/chatd/chatd/store"
+	"github.com/cockroachdb/pebble/v2"
+	"go.uber.org/zap"
+)
+
+// Server is a running chatd.
+type Server struct {
+	cfg      Config
+	log      *zap.Logger
+	db       *pebble.DB
+	accounts *account.Store
+	inbox    *offline.Inbox
+	sessions *router.Table[*Conn]
+	conns    *conn.Server[session]
+	windows  windows
+	batches  sync.Pool // *conn.Batch[session], one per producer turn
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// New opens the data folder and prepares the server; Listen and Serve
+// start it.
+func New(cfg Config) (*Server, error) {
+	cfg.setDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, log: cfg.Logger, sessions: router.New[*Conn]()}
+	s.windows.size = cfg.Window
+	s.batches.New = func() any { return new(conn.Batch[session]) }
+
+	db, err := store.Open(cfg.DataDir, store.Options{
+		CacheSize: cfg.CacheSize, MemTableSize: cfg.MemTableSize, Logger: cfg.Logger,
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.db = db
+	if s.accounts, err = account.New(db, account.Config{Hashing: cfg.Hashing}); err != nil {
+		db.Close()
+		return nil, err
+	}
+	if s.inbox, err = offline.Open(db, offline.Config{Lanes: cfg.Lanes, Logger: cfg.Logger}, hooks{s}); err != nil {
+		db.Close()
+		return nil, err
+	}
+	s.conns, err = conn.New[session](conn.Config{
+		MaxOutbound:    cfg.MaxOutbound,
+		ReadTimeout:    cfg.ReadTimeout,
+		WriteTimeout:   cfg.WriteTimeout,
+		Keepalive:      cfg.Keepalive,
+		AuthTimeout:    cfg.AuthTimeout,
+		AllowPlaintext: cfg.Plaintext,
+		Logger:         cfg.Logger,
+	}, s)
+	if err != nil {
+		s.inbox.Close()
+		db.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// Listen binds the configured address.
+func (s *Server) Listen() error { return s.conns.Listen(s.cfg.Addr) }
+
+// Addr is the bound address (after Listen).
+func (s *Server) Addr() net.Addr { return s.conns.Addr() }
+
+// Serve runs until Close.
+func (s *Server) Serve() error { return s.conns.Serve() }
+
+// Close closes every connection, lets queued inbox writes finish and
+// become durable, and closes the database.
+func (s *Server) Close() error {
+	s.closeOnce.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		err := s.conns.Shutdown(ctx)
+		s.inbox.Close()
+		if cerr := s.db.Close(); cerr != nil {
+			err = errors.Join(err, fmt.Errorf("server: close store: %w", cerr))
+		}
+		s.closeErr = err
+	})
+	return s.closeErr
+}
+
+// Stats is a snapshot of what the server is doing.
+type Stats struct {
+	Conn     conn.Snapshot
+	Sessions int
+	Users    uint64
+}
+
+// Stats returns current counters.
+func (s *Server) Stats() Stats {
+	return Stats{Conn: s.conns.Snapshot(), Sessions: s.sessions.Len(), Users: s.accounts.Count()}
+}
+
+func (s *Server) batch() *conn.Batch[session] { return s.batches.Get().(*conn.Batch[session]) }
+
+func (s *Server) flush(b *conn.Batch[session]) {
+	b.Flush()
+	s.batches.Put(b)
+}

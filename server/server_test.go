@@ -1,0 +1,274 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/chatd/chatd/account"
+	"github.com/chatd/chatd/client"
+	"github.com/chatd/chatd/codec"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m,
+		goleak.IgnoreAnyFunction("github.com/cloudwego/netpoll.(*defaultPoll).Wait"),
+		goleak.IgnoreTopFunction("github.com/bytedance/gopkg/util/gopool.(*worker).run.func1"),
+		goleak.IgnoreTopFunction("runtime.gopark"),
+		// Pebble's background goroutines end when the DB closes; these are
+		// process-wide helpers it keeps.
+		goleak.IgnoreAnyFunction("github.com/cockroachdb/pebble/v2/internal/cache.(*Cache).runCleaner"),
+	)
+}
+
+// testConfig is a server on a random loopback port with cheap password
+// hashing (tests register many users) and a fresh data folder.
+func testConfig(t testing.TB) Config {
+	return Config{
+		Addr:         "127.0.0.1:0",
+		DataDir:      t.TempDir(),
+		Plaintext:    true,
+		Hashing:      account.Hashing{Time: 1, MemoryKiB: 64},
+		CacheSize:    8 << 20,
+		MemTableSize: 4 << 20,
+	}
+}
+
+func startServer(t testing.TB, cfg Config) *Server {
+	t.Helper()
+	s, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- s.Serve() }()
+	t.Cleanup(func() {
+		if err := s.Close(); err != nil {
+			t.Errorf("close: %v", err)
+		}
+		if err := <-done; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+	})
+	return s
+}
+
+func dial(t testing.TB, s *Server) *client.Conn {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := client.Dial(ctx, s.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func register(t testing.TB, s *Server, name string) *client.Conn {
+	t.Helper()
+	c := dial(t, s)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := c.Register(ctx, name, "password-"+name); err != nil {
+		t.Fatalf("register %s: %v", name, err)
+	}
+	return c
+}
+
+// next returns the next event of the wanted type, failing on anything
+// unexpected (PONGs are skipped).
+func next[F codec.Frame](t testing.TB, c *client.Conn) F {
+	t.Helper()
+	timer := time.NewTimer(10 * time.Second)
+	defer timer.Stop()
+	for {
+		select {
+		case f, ok := <-c.Events():
+			if !ok {
+				t.Fatalf("connection ended: %v", c.Err())
+			}
+			if _, pong := f.(*codec.Pong); pong {
+				continue
+			}
+			if want, ok := f.(F); ok {
+				return want
+			}
+			var zero F
+			t.Fatalf("got %v %+v, want %T", f.Type(), f, zero)
+		case <-timer.C:
+			var zero F
+			t.Fatalf("no %T within 10s", zero)
+		}
+	}
+}
+
+// TestAliceToBob is the foundation's acceptance test: two clients
+// register, and 1,000 messages from alice reach bob in order, each
+// answered by SENT.
+func TestAliceToBob(t *testing.T) {
+	s := startServer(t, testConfig(t))
+	alice := register(t, s, "alice")
+	bob := register(t, s, "bob")
+	bobID := bob.Welcome.User
+
+	const n = 1000
+	ids := make([]codec.MsgID, n)
+	for i := range ids {
+		id, err := alice.Send(bobID, []byte(fmt.Sprintf("message %d", i)), i%50 == 49 || i == n-1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids[i] = id
+	}
+	sent := map[codec.MsgID]bool{}
+	for len(sent) < n {
+		f := next[*codec.Sent](t, alice)
+		if sent[f.ID] {
+			t.Fatalf("SENT twice for %v", f.ID)
+		}
+		sent[f.ID] = true
+	}
+	for _, id := range ids {
+		if !sent[id] {
+			t.Fatalf("no SENT for %v", id)
+		}
+	}
+	var last uint64
+	for i := 0; i < n; i++ {
+		d := next[*codec.Deliver](t, bob)
+		if d.ID != ids[i] || string(d.Body) != fmt.Sprintf("message %d", i) || d.From != alice.Welcome.User {
+			t.Fatalf("delivery %d: got %q from %d, want %q", i, d.Body, d.From, fmt.Sprintf("message %d", i))
+		}
+		if d.Seq <= last {
+			t.Fatalf("delivery %d: seq %d after %d", i, d.Seq, last)
+		}
+		last = d.Seq
+		if i%100 == 99 {
+			bob.Ack(d.Seq, true)
+		}
+	}
+	// Delivered receipts reach alice for everything bob acknowledged.
+	got := 0
+	for got < n {
+		r := next[*codec.Receipt](t, alice)
+		if r.Kind != codec.ReceiptDelivered || r.By != bobID {
+			t.Fatalf("receipt %+v", r)
+		}
+		got += r.IDs.Len()
+		alice.Ack(r.Seq, true)
+	}
+	// Everything acknowledged leaves the inboxes.
+	waitFor(t, func() bool {
+		a, _ := s.inbox.Count(alice.Welcome.User)
+		b, _ := s.inbox.Count(bobID)
+		return a == 0 && b == 0
+	})
+}
+
+func TestOfflineDeliveryOnLogin(t *testing.T) {
+	s := startServer(t, testConfig(t))
+	alice := register(t, s, "alice")
+	bob := register(t, s, "bob")
+	bobID, tok := bob.Welcome.User, bob.Welcome.Token
+	bob.Close()
+	waitFor(t, func() bool { return s.sessions.Len() == 1 })
+
+	for i := 0; i < 600; i++ { // more than one window
+		if _, err := alice.Send(bobID, []byte(fmt.Sprint(i)), i == 599); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := 0; i < 600; i++ {
+		next[*codec.Sent](t, alice)
+	}
+	bob2 := dial(t, s)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := bob2.Resume(ctx, tok); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 600; i++ {
+		d := next[*codec.Deliver](t, bob2)
+		if string(d.Body) != fmt.Sprint(i) {
+			t.Fatalf("offline delivery %d: got %q", i, d.Body)
+		}
+		bob2.Ack(d.Seq, i%32 == 31 || i == 599)
+	}
+}
+
+func TestSecondLoginKicksFirst(t *testing.T) {
+	s := startServer(t, testConfig(t))
+	first := register(t, s, "alice")
+	second := dial(t, s)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := second.Login(ctx, "alice", "password-alice"); err != nil {
+		t.Fatal(err)
+	}
+	k := next[*codec.Kicked](t, first)
+	if k.Reason != codec.KickElsewhere {
+		t.Fatalf("kick reason %v", k.Reason)
+	}
+	<-first.Done()
+	if n := s.sessions.Len(); n != 1 {
+		t.Fatalf("%d sessions, want 1", n)
+	}
+}
+
+func TestAuthErrors(t *testing.T) {
+	s := startServer(t, testConfig(t))
+	register(t, s, "alice")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cases := []struct {
+		name string
+		do   func(c *client.Conn) error
+		code codec.Code
+	}{
+		{"unknown user", func(c *client.Conn) error { _, err := c.Login(ctx, "nobody", "password1"); return err }, codec.CodeUnknownUser},
+		{"wrong password", func(c *client.Conn) error { _, err := c.Login(ctx, "alice", "password1"); return err }, codec.CodeWrongPassword},
+		{"name taken", func(c *client.Conn) error { _, err := c.Register(ctx, "alice", "password1"); return err }, codec.CodeNameTaken},
+		{"invalid name", func(c *client.Conn) error { _, err := c.Register(ctx, "Alice!", "password1"); return err }, codec.CodeInvalidName},
+		{"short password", func(c *client.Conn) error { _, err := c.Register(ctx, "carol", "short"); return err }, codec.CodeInvalidPassword},
+		{"bad token", func(c *client.Conn) error { _, err := c.Resume(ctx, codec.Token{1}); return err }, codec.CodeInvalidToken},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c := dial(t, s)
+			var e *codec.Error
+			if err := tc.do(c); !errors.As(err, &e) || e.Code != tc.code {
+				t.Fatalf("got %v, want %v", err, tc.code)
+			}
+			// The connection stays usable: a correct login still works.
+			if _, err := c.Login(ctx, "alice", "password-alice"); err != nil {
+				t.Fatalf("login after error: %v", err)
+			}
+		})
+	}
+	t.Run("send before auth", func(t *testing.T) {
+		c := dial(t, s)
+		c.Send(1, []byte("x"), true)
+		e := next[*codec.Error](t, c)
+		if e.Code != codec.CodeNotAuthenticated {
+			t.Fatalf("got %v", e.Code)
+		}
+	})
+}
+
+func waitFor(t testing.TB, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met within 10s")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
