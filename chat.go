@@ -1,0 +1,228 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/chatd/chatd/client"
+	"github.com/chatd/chatd/codec"
+)
+
+const chatHelp = `Type a line to send it to the current contact.
+  /to NAME         talk to NAME from now on
+  @NAME TEXT       send TEXT to NAME once
+  /read            tell the current contact you read their messages
+  /quit            leave (Ctrl-D works too)
+`
+
+// chat is a line-based terminal client: a person types, chatd routes.
+func chat(args []string) error {
+	fs := flag.NewFlagSet("chat", flag.ContinueOnError)
+	addr := fs.String("addr", "127.0.0.1:7420", "server address")
+	user := fs.String("user", "", "your user name (3-32 of a-z 0-9 . _ -)")
+	register := fs.Bool("register", false, "create the account if it does not exist yet")
+	password := fs.String("password", os.Getenv("CHATD_PASSWORD"), "password (default: $CHATD_PASSWORD, else asked for)")
+	to := fs.String("to", "", "contact to talk to first")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return err
+	}
+	if *user == "" {
+		return errors.New("chat: -user is required")
+	}
+	in := bufio.NewReader(os.Stdin)
+	if *password == "" {
+		fmt.Print("password: ")
+		line, err := in.ReadString('\n')
+		if err != nil {
+			return fmt.Errorf("chat: read password: %w", err)
+		}
+		*password = strings.TrimSpace(line)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	cl, err := client.Connect(ctx, client.Options{Addr: *addr, Name: *user, Password: *password, Register: *register})
+	cancel()
+	if err != nil {
+		return fmt.Errorf("chat: %w", err)
+	}
+	defer cl.Close()
+	t := &terminal{cl: cl, names: map[uint64]string{cl.User(): *user}, ids: map[string]uint64{}, unread: map[uint64][]codec.MsgID{}}
+	fmt.Printf("logged in as %s (user %d)\n%s", *user, cl.User(), chatHelp)
+	if *to != "" {
+		t.setPeer(*to)
+	}
+	go t.print()
+	go t.keepalive()
+	for {
+		line, err := in.ReadString('\n')
+		if line = strings.TrimSpace(line); line != "" {
+			if line == "/quit" {
+				return nil
+			}
+			t.handle(line)
+		}
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+type terminal struct {
+	cl     *client.Client
+	mu     sync.Mutex
+	peer   string
+	names  map[uint64]string
+	ids    map[string]uint64
+	unread map[uint64][]codec.MsgID
+}
+
+func (t *terminal) handle(line string) {
+	switch {
+	case strings.HasPrefix(line, "/to "):
+		t.setPeer(strings.TrimSpace(line[4:]))
+	case line == "/read":
+		t.markRead()
+	case strings.HasPrefix(line, "@"):
+		name, text, _ := strings.Cut(line[1:], " ")
+		t.send(name, text)
+	case strings.HasPrefix(line, "/"):
+		fmt.Print(chatHelp)
+	default:
+		t.mu.Lock()
+		peer := t.peer
+		t.mu.Unlock()
+		if peer == "" {
+			fmt.Println("no contact yet: /to NAME, or @NAME TEXT")
+			return
+		}
+		t.send(peer, line)
+	}
+}
+
+func (t *terminal) setPeer(name string) {
+	if _, err := t.resolve(name); err != nil {
+		fmt.Println("!", err)
+		return
+	}
+	t.mu.Lock()
+	t.peer = name
+	t.mu.Unlock()
+	fmt.Printf("talking to %s\n", name)
+}
+
+func (t *terminal) send(name, text string) {
+	id, err := t.resolve(name)
+	if err != nil {
+		fmt.Println("!", err)
+		return
+	}
+	if _, err := t.cl.Send(id, []byte(text)); err != nil {
+		fmt.Println("!", err)
+	}
+}
+
+func (t *terminal) markRead() {
+	t.mu.Lock()
+	id := t.ids[t.peer]
+	msgs := t.unread[id]
+	delete(t.unread, id)
+	t.mu.Unlock()
+	if c := t.cl.Conn(); c != nil && len(msgs) > 0 {
+		for len(msgs) > 0 {
+			n := min(len(msgs), codec.MaxIDs)
+			c.MarkRead(id, 0, msgs[:n]...)
+			msgs = msgs[n:]
+		}
+	}
+}
+
+// resolve turns a name into a user id, asking the server once.
+func (t *terminal) resolve(name string) (uint64, error) {
+	t.mu.Lock()
+	id, ok := t.ids[name]
+	t.mu.Unlock()
+	if ok {
+		return id, nil
+	}
+	c := t.cl.Conn()
+	if c == nil {
+		return 0, errors.New("not connected; try again in a moment")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	id, err := c.LookupName(ctx, name)
+	if err != nil {
+		return 0, fmt.Errorf("%s: %w", name, err)
+	}
+	t.mu.Lock()
+	t.ids[name], t.names[id] = id, name
+	t.mu.Unlock()
+	return id, nil
+}
+
+func (t *terminal) name(id uint64) string {
+	t.mu.Lock()
+	n, ok := t.names[id]
+	t.mu.Unlock()
+	if ok {
+		return n
+	}
+	if c := t.cl.Conn(); c != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if n, err := c.LookupUser(ctx, id); err == nil {
+			t.mu.Lock()
+			t.names[id], t.ids[n] = n, id
+			t.mu.Unlock()
+			return n
+		}
+	}
+	return fmt.Sprintf("user%d", id)
+}
+
+func (t *terminal) print() {
+	for f := range t.cl.Events() {
+		switch f := f.(type) {
+		case *codec.Deliver:
+			ts := time.UnixMilli(int64(f.Time)).Format("15:04:05")
+			fmt.Printf("[%s] %s: %s\n", ts, t.name(f.From), f.Body)
+			t.mu.Lock()
+			t.unread[f.From] = append(t.unread[f.From], f.ID)
+			t.mu.Unlock()
+		case *codec.Receipt:
+			fmt.Printf("  ✓✓ %d %s by %s\n", f.IDs.Len(), f.Kind, t.name(f.By))
+		case *codec.Error:
+			fmt.Printf("! %v\n", f)
+		case *codec.IsTyping:
+			fmt.Printf("  %s is typing…\n", t.name(f.From))
+		case *codec.Kicked:
+			fmt.Printf("! session ended: %v\n", f.Reason)
+		}
+	}
+	if err := t.cl.Err(); err != nil && !errors.Is(err, context.Canceled) {
+		fmt.Println("! disconnected:", err)
+	}
+	os.Exit(0)
+}
+
+// keepalive pings well inside the server's keepalive window.
+func (t *terminal) keepalive() {
+	for range time.Tick(30 * time.Second) {
+		if c := t.cl.Conn(); c != nil {
+			c.Ping(uint64(time.Now().UnixNano()))
+		}
+	}
+}

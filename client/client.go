@@ -1,0 +1,351 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/chatd/chatd/codec"
+)
+
+// Options configure a Client.
+type Options struct {
+	Addr string
+	// Name and Password log in; with Register set the first connection
+	// creates the account instead. Token, if set, is tried first.
+	Name, Password string
+	Register       bool
+	Token          codec.Token
+	// Backoff paces reconnects; zero means DefaultBackoff.
+	Backoff Backoff
+	// Seen bounds the delivery dedup memory (ids). Default 65536.
+	Seen int
+}
+
+// ErrKicked ends a Client whose user logged in elsewhere.
+var ErrKicked = errors.New("client: logged in elsewhere")
+
+// Client is a connection that survives disconnects: it reconnects with
+// backoff and jitter, resumes with its token, resends unacknowledged
+// messages with the DUP flag, and hands each inbox entry to the
+// application once. Entries are acknowledged to the server as soon as the
+// application has received them from Events.
+type Client struct {
+	opts   Options
+	events chan codec.Frame
+	done   chan struct{}
+	cancel context.CancelFunc
+
+	mu     sync.Mutex
+	conn   *Conn
+	user   uint64
+	token  codec.Token
+	outbox map[codec.MsgID]*pending
+	order  []codec.MsgID // outbox in send order, for resends
+	seen   map[codec.MsgID]struct{}
+	seenQ  []codec.MsgID
+	err    error
+}
+
+type pending struct {
+	to    uint64
+	flags codec.SendFlags
+	body  []byte
+}
+
+// Connect dials and authenticates, retrying with backoff until ctx ends or
+// authentication is refused, then keeps the connection up until Close.
+func Connect(ctx context.Context, opts Options) (*Client, error) {
+	if opts.Backoff.Max == 0 {
+		opts.Backoff = DefaultBackoff()
+	}
+	if opts.Seen == 0 {
+		opts.Seen = 65536
+	}
+	runCtx, cancel := context.WithCancel(context.Background())
+	c := &Client{
+		opts: opts, events: make(chan codec.Frame, 1024), done: make(chan struct{}), cancel: cancel,
+		outbox: make(map[codec.MsgID]*pending), seen: make(map[codec.MsgID]struct{}), token: opts.Token,
+	}
+	conn, err := c.connect(ctx)
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	go c.run(runCtx, conn)
+	return c, nil
+}
+
+// User returns the authenticated user's id.
+func (c *Client) User() uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.user
+}
+
+// Token returns the current session token (to resume in a later process).
+func (c *Client) Token() codec.Token {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.token
+}
+
+// Events delivers DELIVER, RECEIPT, GROUP_EVENT (each once), SENT, ERROR,
+// PRESENCE, IS_TYPING and GOAWAY frames. It closes when the Client ends.
+func (c *Client) Events() <-chan codec.Frame { return c.events }
+
+// Err says why the Client ended.
+func (c *Client) Err() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.err
+}
+
+// Close ends the Client.
+func (c *Client) Close() error {
+	c.cancel()
+	c.mu.Lock()
+	if c.conn != nil {
+		c.conn.Close()
+	}
+	c.mu.Unlock()
+	<-c.done
+	return nil
+}
+
+// Send queues a message to a user and returns its id. It is resent after a
+// reconnect until SENT arrives.
+func (c *Client) Send(to uint64, body []byte) (codec.MsgID, error) {
+	return c.send(to, 0, body)
+}
+
+// SendGroup queues a message to a group.
+func (c *Client) SendGroup(group uint64, body []byte) (codec.MsgID, error) {
+	return c.send(group, codec.FlagGroup, body)
+}
+
+func (c *Client) send(to uint64, flags codec.SendFlags, body []byte) (codec.MsgID, error) {
+	id := NewID()
+	c.mu.Lock()
+	c.outbox[id] = &pending{to: to, flags: flags, body: append([]byte(nil), body...)}
+	c.order = append(c.order, id)
+	conn := c.conn
+	c.mu.Unlock()
+	if conn != nil {
+		conn.SendID(id, flags, to, body, true) // a failure is retried on reconnect
+	}
+	return id, nil
+}
+
+// Conn returns the current connection (nil while reconnecting), for
+// requests such as LookupName.
+func (c *Client) Conn() *Conn {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.conn
+}
+
+// Pending returns how many sent messages still wait for SENT.
+func (c *Client) Pending() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.outbox)
+}
+
+// connect dials and authenticates once per attempt, with backoff between.
+func (c *Client) connect(ctx context.Context) (*Conn, error) {
+	b := c.opts.Backoff
+	for {
+		conn, err := c.attempt(ctx)
+		if err == nil {
+			return conn, nil
+		}
+		var e *codec.Error
+		if errors.As(err, &e) && e.Code != codec.CodeBusy && e.Code != codec.CodeInternal &&
+			e.Code != codec.CodeShuttingDown && e.Code != codec.CodeTooManyLogins {
+			return nil, err // refused for good: wrong password, unknown user...
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("client: connect: %w (last error: %v)", ctx.Err(), err)
+		case <-time.After(b.Next()):
+		}
+	}
+}
+
+func (c *Client) attempt(ctx context.Context) (*Conn, error) {
+	actx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	conn, err := Dial(actx, c.opts.Addr)
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	tok := c.token
+	c.mu.Unlock()
+	var w codec.Welcome
+	switch {
+	case tok != (codec.Token{}):
+		w, err = conn.Resume(actx, tok)
+		var e *codec.Error
+		if errors.As(err, &e) && e.Code == codec.CodeInvalidToken && c.opts.Password != "" {
+			w, err = conn.Login(actx, c.opts.Name, c.opts.Password)
+		}
+	case c.opts.Register:
+		w, err = conn.Register(actx, c.opts.Name, c.opts.Password)
+		var e *codec.Error
+		if errors.As(err, &e) && e.Code == codec.CodeNameTaken {
+			w, err = conn.Login(actx, c.opts.Name, c.opts.Password)
+		}
+	default:
+		w, err = conn.Login(actx, c.opts.Name, c.opts.Password)
+	}
+	if err != nil {
+		conn.Close()
+		return nil, err
+	}
+	c.mu.Lock()
+	c.user, c.token, c.conn = w.User, w.Token, conn
+	resend := append([]codec.MsgID(nil), c.order...)
+	c.mu.Unlock()
+	// Messages that never got SENT go again, flagged as resends.
+	for _, id := range resend {
+		c.mu.Lock()
+		p := c.outbox[id]
+		c.mu.Unlock()
+		if p != nil {
+			conn.SendID(id, p.flags|codec.FlagDup, p.to, p.body, false)
+		}
+	}
+	conn.Flush()
+	return conn, nil
+}
+
+func (c *Client) run(ctx context.Context, conn *Conn) {
+	defer close(c.done)
+	defer close(c.events)
+	b := c.opts.Backoff
+	for {
+		retryAfter, err := c.pump(ctx, conn)
+		c.mu.Lock()
+		c.conn = nil
+		c.mu.Unlock()
+		conn.Close()
+		if err != nil || ctx.Err() != nil {
+			c.mu.Lock()
+			c.err = err
+			if c.err == nil {
+				c.err = ctx.Err()
+			}
+			c.mu.Unlock()
+			return
+		}
+		b.Reset()
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(b.AtLeast(retryAfter)):
+		}
+		if conn, err = c.connect(ctx); err != nil {
+			c.mu.Lock()
+			c.err = err
+			c.mu.Unlock()
+			return
+		}
+	}
+}
+
+// pump forwards one connection's events until it ends. It returns the
+// server's requested retry delay, or an error that ends the Client.
+func (c *Client) pump(ctx context.Context, conn *Conn) (time.Duration, error) {
+	var retry time.Duration
+	for {
+		var f codec.Frame
+		var ok bool
+		select {
+		case f, ok = <-conn.Events():
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		}
+		if !ok {
+			return retry, nil
+		}
+		var seq uint64
+		switch f := f.(type) {
+		case *codec.Sent:
+			c.mu.Lock()
+			delete(c.outbox, f.ID)
+			c.trimOrder()
+			c.mu.Unlock()
+		case *codec.Error:
+			if f.ID != (codec.MsgID{}) {
+				c.mu.Lock()
+				delete(c.outbox, f.ID) // refused for good: the app sees the ERROR
+				c.trimOrder()
+				c.mu.Unlock()
+			}
+		case *codec.Deliver:
+			seq = f.Seq
+			if c.duplicate(f.ID) {
+				conn.Ack(seq, len(conn.Events()) == 0)
+				continue
+			}
+		case *codec.Receipt:
+			seq = f.Seq
+		case *codec.GroupEvent:
+			seq = f.Seq
+		case *codec.Goaway:
+			retry = time.Duration(f.RetryAfter) * time.Millisecond
+		case *codec.Kicked:
+			if f.Reason == codec.KickElsewhere || f.Reason == codec.KickLoggedOut || f.Reason == codec.KickPassword {
+				return 0, fmt.Errorf("%w (%v)", ErrKicked, f.Reason)
+			}
+		case *codec.Pong:
+			continue
+		}
+		select {
+		case c.events <- f:
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		}
+		if seq != 0 {
+			// Acknowledge once the application has it; batch acks while
+			// more frames are already waiting.
+			conn.Ack(seq, len(conn.Events()) == 0)
+		}
+	}
+}
+
+// duplicate remembers id and reports whether it was seen before.
+func (c *Client) duplicate(id codec.MsgID) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.seen[id]; ok {
+		return true
+	}
+	c.seen[id] = struct{}{}
+	c.seenQ = append(c.seenQ, id)
+	if len(c.seenQ) > c.opts.Seen {
+		delete(c.seen, c.seenQ[0])
+		c.seenQ = c.seenQ[1:]
+	}
+	return false
+}
+
+// trimOrder drops acknowledged ids from the front of the resend order.
+// c.mu must be held.
+func (c *Client) trimOrder() {
+	i := 0
+	for i < len(c.order) {
+		if _, ok := c.outbox[c.order[i]]; ok {
+			break
+		}
+		i++
+	}
+	c.order = c.order[i:]
+	if len(c.outbox) == 0 {
+		c.order = c.order[:0]
+	}
+}

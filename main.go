@@ -1,0 +1,46 @@
+// Command chatd is a message router for persistent TCP connections.
+//
+//	chatd serve   run the server (Pebble in a local data folder, nothing else to start)
+//	chatd chat    a line-based terminal client, to try chatd in two terminals
+//
+// Run "chatd <command> -h" for a command's flags.
+package main
+
+import (
+	"fmt"
+	"os"
+)
+
+const usage = `chatd is a message router for persistent TCP connections.
+
+Usage:
+  chatd serve [flags]   run the server
+  chatd chat [flags]    chat from a terminal
+  chatd help            this text
+
+Run "chatd <command> -h" to see a command's flags and defaults.
+`
+
+func main() {
+	if len(os.Args) < 2 {
+		fmt.Fprint(os.Stderr, usage)
+		os.Exit(2)
+	}
+	var err error
+	switch cmd, args := os.Args[1], os.Args[2:]; cmd {
+	case "serve":
+		err = serve(args)
+	case "chat":
+		err = chat(args)
+	case "help", "-h", "--help":
+		fmt.Print(usage)
+		return
+	default:
+		fmt.Fprintf(os.Stderr, "chatd: unknown command %q\n\n%s", cmd, usage)
+		os.Exit(2)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "chatd:", err)
+		os.Exit(1)
+	}
+}

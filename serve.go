@@ -1,0 +1,110 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/chatd/chatd/conn"
+	"github.com/chatd/chatd/server"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+)
+
+// serve wires flags -> Config -> Validate -> New -> Listen -> Serve, then
+// waits for SIGINT or SIGTERM and closes the server.
+func serve(args []string) error {
+	var cfg server.Config
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.StringVar(&cfg.Addr, "addr", "127.0.0.1:7420", "TCP address to listen on; use 0.0.0.0:7420 to accept other hosts")
+	fs.StringVar(&cfg.DataDir, "data", "chatd-data", "folder for the embedded database (accounts, inboxes); created if missing")
+	fs.BoolVar(&cfg.Plaintext, "plaintext", true, "accept unencrypted connections (the only transport until the Noise transport lands)")
+	fs.IntVar(&cfg.MaxBody, "max-body", 65000, "largest message body in bytes (at most 65000)")
+	fs.IntVar(&cfg.Window, "window", 256, "deliveries a client may have unacknowledged before the server waits")
+	fs.DurationVar(&cfg.Keepalive, "keepalive", 3*time.Minute, "close connections silent for this long; clients ping at a third of it")
+	fs.DurationVar(&cfg.AuthTimeout, "auth-timeout", 10*time.Second, "close connections that have not logged in within this time")
+	fs.DurationVar(&cfg.ReadTimeout, "read-timeout", 10*time.Second, "close connections that stall in the middle of a frame this long")
+	fs.DurationVar(&cfg.WriteTimeout, "write-timeout", 10*time.Second, "close connections whose socket accepts nothing for this long")
+	fs.IntVar(&cfg.MaxOutbound, "max-outbound", 4<<20, "bytes queued for one client before it is closed as a slow consumer")
+	fs.Int64Var(&cfg.CacheSize, "cache", 64<<20, "Pebble block cache in bytes")
+	fs.Uint64Var(&cfg.MemTableSize, "memtable", 64<<20, "Pebble memtable size in bytes; larger lets more messages be delivered and deleted before reaching disk")
+	fs.IntVar(&cfg.Lanes, "lanes", 0, "inbox commit lanes (0: 4 per core)")
+	level := fs.String("log-level", "info", "log level: debug, info, warn or error")
+	devLog := fs.Bool("log-console", false, "human-readable logs instead of JSON")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return err
+	}
+
+	log, err := newLogger(*level, *devLog)
+	if err != nil {
+		return err
+	}
+	defer log.Sync()
+	cfg.Logger = log
+	conn.SetLogOutput(zap.NewStdLog(log.Named("netpoll")).Writer())
+
+	soft, hard, err := conn.FileLimit()
+	if err != nil {
+		return err
+	}
+	// Pebble, the listener and logs need a few hundred descriptors.
+	log.Info("open-files limit", zap.Uint64("soft", soft), zap.Uint64("hard", hard),
+		zap.Uint64("max_connections", saturatingSub(soft, 300)))
+
+	s, err := server.New(cfg)
+	if err != nil {
+		return err
+	}
+	if err := s.Listen(); err != nil {
+		s.Close()
+		return err
+	}
+	log.Info("chatd listening", zap.Stringer("addr", s.Addr()), zap.String("data", cfg.DataDir),
+		zap.Bool("plaintext", cfg.Plaintext), zap.Int("netpoll_buffer", conn.BufferSize))
+
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- s.Serve() }()
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	select {
+	case got := <-sig:
+		log.Info("stopping", zap.Stringer("signal", got))
+	case err := <-serveErr:
+		if err != nil {
+			s.Close()
+			return err
+		}
+	}
+	if err := s.Close(); err != nil {
+		return fmt.Errorf("stop: %w", err)
+	}
+	log.Info("stopped")
+	return nil
+}
+
+func newLogger(level string, console bool) (*zap.Logger, error) {
+	var lvl zapcore.Level
+	if err := lvl.Set(level); err != nil {
+		return nil, fmt.Errorf("log level: %w", err)
+	}
+	cfg := zap.NewProductionConfig()
+	if console {
+		cfg = zap.NewDevelopmentConfig()
+	}
+	cfg.Level = zap.NewAtomicLevelAt(lvl)
+	return cfg.Build()
+}
+
+func saturatingSub(a, b uint64) uint64 {
+	if a < b {
+		return 0
+	}
+	return a - b
+}
