@@ -2,6 +2,7 @@
 //
 //	chatd serve   run the server (Pebble in a local data folder, nothing else to start)
 //	chatd chat    a line-based terminal client, to try chatd in two terminals
+//	chatd bench   the C1M benchmark scenarios
 //
 // Run "chatd <command> -h" for a command's flags.
 package main
@@ -16,6 +17,7 @@ const usage = `chatd is a message router for persistent TCP connections.
 Usage:
   chatd serve [flags]   run the server
   chatd chat [flags]    chat from a terminal
+  chatd bench SCENARIO  benchmark a server (connect)
   chatd help            this text
 
 Run "chatd <command> -h" to see a command's flags and defaults.
@@ -32,6 +34,8 @@ func main() {
 		err = serve(args)
 	case "chat":
 		err = chat(args)
+	case "bench":
+		err = benchCmd(args)
 	case "help", "-h", "--help":
 		fmt.Print(usage)
 		return

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -33,6 +34,17 @@ func serve(args []string) error {
 	fs.Int64Var(&cfg.CacheSize, "cache", 64<<20, "Pebble block cache in bytes")
 	fs.Uint64Var(&cfg.MemTableSize, "memtable", 64<<20, "Pebble memtable size in bytes; larger lets more messages be delivered and deleted before reaching disk")
 	fs.IntVar(&cfg.Lanes, "lanes", 0, "inbox commit lanes (0: 4 per core)")
+	admin := fs.String("admin", "127.0.0.1:7421", "admin listener for /stats, /healthz and /debug/pprof (empty: off); keep it off public interfaces")
+	fs.Func("argon2-memory", "KiB of memory per password hash (default 19456, OWASP's argon2id baseline); lower only for benchmarks", func(v string) error {
+		n, err := strconv.ParseUint(v, 10, 32)
+		cfg.Hashing.MemoryKiB = uint32(n)
+		return err
+	})
+	fs.Func("argon2-time", "argon2id passes per password hash (default 2)", func(v string) error {
+		n, err := strconv.ParseUint(v, 10, 32)
+		cfg.Hashing.Time = uint32(n)
+		return err
+	})
 	level := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	devLog := fs.Bool("log-console", false, "human-readable logs instead of JSON")
 	if err := fs.Parse(args); err != nil {
@@ -68,6 +80,16 @@ func serve(args []string) error {
 	}
 	log.Info("chatd listening", zap.Stringer("addr", s.Addr()), zap.String("data", cfg.DataDir),
 		zap.Bool("plaintext", cfg.Plaintext), zap.Int("netpoll_buffer", conn.BufferSize))
+
+	if *admin != "" {
+		addr, stop, err := s.Admin(*admin)
+		if err != nil {
+			s.Close()
+			return err
+		}
+		defer stop()
+		log.Info("admin listening", zap.Stringer("addr", addr))
+	}
 
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- s.Serve() }()

@@ -57,6 +57,7 @@ func (h hooks) Applied(ops []*offline.Op) {
 // Durable answers SENT (or ERROR) to the senders of durable messages.
 func (h hooks) Durable(ops []*offline.Op) {
 	s := h.s
+	s.counters.stored.Add(uint64(len(ops)))
 	b := s.batch()
 	for _, op := range ops {
 		c, ok := op.Ctx.(*Conn)
@@ -71,6 +72,7 @@ func (h hooks) Durable(ops []*offline.Op) {
 			buf = codec.AppendError(buf, codec.CodeInternal, 0, &op.ID, "not stored")
 		} else {
 			buf = (&codec.Sent{ID: op.ID, Time: op.Time}).Append(buf)
+			s.counters.sent.Add(1)
 		}
 		if c.End(buf) {
 			b.Add(c)
@@ -91,6 +93,7 @@ func (s *Server) pushedLocked(c *Conn, b *conn.Batch[session], seq uint64, buf [
 	}
 	st.inflight.push(seq)
 	st.pushed = seq
+	s.counters.pushed.Add(1)
 }
 
 func appendOpFrame(dst []byte, op *offline.Op) []byte {

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/chatd/chatd/account"
@@ -33,6 +34,7 @@ type Server struct {
 	conns    *conn.Server[session]
 	windows  windows
 	batches  sync.Pool // *conn.Batch[session], one per producer turn
+	counters counters
 
 	closeOnce sync.Once
 	closeErr  error
@@ -116,6 +118,13 @@ type Stats struct {
 // Stats returns current counters.
 func (s *Server) Stats() Stats {
 	return Stats{Conn: s.conns.Snapshot(), Sessions: s.sessions.Len(), Users: s.accounts.Count()}
+}
+
+// counters count per-message events with atomics; never logged per event.
+type counters struct {
+	stored atomic.Uint64 // inbox entries made durable
+	pushed atomic.Uint64 // inbox entries written to a connection
+	sent   atomic.Uint64 // SENT acks
 }
 
 func (s *Server) batch() *conn.Batch[session] { return s.batches.Get().(*conn.Batch[session]) }

@@ -1,0 +1,72 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"strings"
+	"time"
+
+	"github.com/chatd/chatd/bench"
+)
+
+const benchUsage = `Usage: chatd bench SCENARIO [flags]
+
+Scenarios:
+  connect   ramp N authenticated connections, hold them, report the server's cost per connection
+
+Without -addr the bench starts its own server (a fresh data folder, plaintext,
+cheap password hashing). Run "chatd bench SCENARIO -h" for flags.
+`
+
+func benchCmd(args []string) error {
+	if len(args) == 0 {
+		fmt.Fprint(os.Stderr, benchUsage)
+		return errors.New("bench: scenario missing")
+	}
+	if args[0] == "worker" {
+		return bench.RunWorker(args[1:])
+	}
+	var cfg bench.Config
+	fs := flag.NewFlagSet("bench "+args[0], flag.ContinueOnError)
+	fs.StringVar(&cfg.Addr, "addr", "", "server to test (empty: start one)")
+	fs.StringVar(&cfg.Admin, "admin", "", "that server's admin address, for its stats")
+	fs.BoolVar(&cfg.JSON, "json", false, "print the result as JSON")
+	fs.StringVar(&cfg.Report, "out", "bench-out", "folder for heap profiles and plots")
+	serverArgs := fs.String("server-args", "", "extra flags for the server the bench starts, space separated")
+	serverEnv := fs.String("server-env", "", "extra environment for that server, e.g. CHATD_NETPOLL_BUFFER=default")
+	fs.IntVar(&cfg.PerWorker, "per-worker", 15000, "connections per client worker process (each may open 20,000 files here)")
+	switch args[0] {
+	case "connect":
+		fs.IntVar(&cfg.Conns, "conns", 10000, "connections to open")
+		fs.IntVar(&cfg.Rate, "rate", 0, "connections per second (0: flat out)")
+		fs.DurationVar(&cfg.Hold, "hold", 0, "hold the connections this long after the ramp")
+	default:
+		fmt.Fprint(os.Stderr, benchUsage)
+		return fmt.Errorf("bench: unknown scenario %q", args[0])
+	}
+	if err := fs.Parse(args[1:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return err
+	}
+	cfg.ServerArgs = strings.Fields(*serverArgs)
+	cfg.ServerEnv = strings.Fields(*serverEnv)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Hour) // every run is bounded
+	defer cancel()
+	switch args[0] {
+	case "connect":
+		r, err := bench.Connect(ctx, cfg)
+		if err != nil {
+			return err
+		}
+		r.Print(cfg)
+	}
+	return nil
+}

@@ -1,0 +1,46 @@
+package bench
+
+import (
+	"io"
+	"os"
+	"time"
+)
+
+// Config is shared by every scenario. Zero fields take defaults.
+type Config struct {
+	// Addr and Admin name a running server. When Addr is empty the bench
+	// starts its own server from Binary with a fresh data folder.
+	Addr, Admin string
+	// Binary is the chatd executable for the server and the workers.
+	// Default: this process's own executable.
+	Binary string
+	// ServerArgs are extra flags for a server the bench starts.
+	ServerArgs []string
+	// ServerEnv are extra environment variables for that server (for
+	// example CHATD_NETPOLL_BUFFER=default).
+	ServerEnv []string
+
+	Conns     int           // connections to open (connect)
+	Rate      int           // connections per second; 0 = as fast as possible
+	Hold      time.Duration // how long to hold them once all are up
+	PerWorker int           // connections per worker process; default 15000
+
+	JSON   bool      // print the result as JSON
+	Out    io.Writer // default os.Stdout
+	Report string    // folder for profiles and plots; default bench-out
+}
+
+func (c *Config) setDefaults() {
+	if c.Binary == "" {
+		c.Binary, _ = os.Executable()
+	}
+	if c.PerWorker == 0 {
+		c.PerWorker = 15000
+	}
+	if c.Out == nil {
+		c.Out = os.Stdout
+	}
+	if c.Report == "" {
+		c.Report = "bench-out"
+	}
+}

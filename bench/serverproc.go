@@ -1,0 +1,133 @@
+package bench
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"time"
+)
+
+// Stats mirrors the server's /stats document.
+type Stats struct {
+	Connections uint64  `json:"connections"`
+	Sessions    int     `json:"sessions"`
+	Goroutines  int     `json:"goroutines"`
+	RSS         uint64  `json:"rss_bytes"`
+	HeapAlloc   uint64  `json:"heap_alloc_bytes"`
+	HeapInuse   uint64  `json:"heap_inuse_bytes"`
+	Sys         uint64  `json:"sys_bytes"`
+	Accepted    uint64  `json:"accepted"`
+	FramesIn    uint64  `json:"frames_in"`
+	Stored      uint64  `json:"messages_stored"`
+	Pushed      uint64  `json:"entries_pushed"`
+	Acked       uint64  `json:"sent_acks"`
+	CPUSeconds  float64 `json:"cpu_seconds"`
+}
+
+// target is the server under test.
+type target struct {
+	addr, admin string
+	proc        *exec.Cmd
+	dir         string
+}
+
+// startTarget starts a server unless cfg names one.
+func startTarget(ctx context.Context, cfg *Config) (*target, error) {
+	if cfg.Addr != "" {
+		if cfg.Admin == "" {
+			return nil, fmt.Errorf("bench: -admin is needed with -addr to read the server's stats")
+		}
+		return &target{addr: cfg.Addr, admin: cfg.Admin}, nil
+	}
+	dir, err := os.MkdirTemp("", "chatd-bench-")
+	if err != nil {
+		return nil, err
+	}
+	port, aport := freePort(), freePort()
+	t := &target{addr: "127.0.0.1:" + port, admin: "127.0.0.1:" + aport, dir: dir}
+	args := append([]string{"serve", "--addr", t.addr, "--admin", t.admin, "--data", filepath.Join(dir, "data"),
+		"--plaintext", "--argon2-memory", "64", "--argon2-time", "1", "--log-level", "warn"}, cfg.ServerArgs...)
+	t.proc = exec.Command(cfg.Binary, args...)
+	t.proc.Env = append(os.Environ(), cfg.ServerEnv...)
+	t.proc.Stdout, t.proc.Stderr = os.Stderr, os.Stderr
+	if err := t.proc.Start(); err != nil {
+		os.RemoveAll(dir)
+		return nil, fmt.Errorf("bench: start server: %w", err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if _, err := t.stats(ctx, false); err == nil {
+			return t, nil
+		}
+		if time.Now().After(deadline) {
+			t.stop()
+			return nil, fmt.Errorf("bench: server did not come up on %s", t.admin)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func (t *target) stats(ctx context.Context, gc bool) (Stats, error) {
+	var s Stats
+	url := "http://" + t.admin + "/stats"
+	if gc {
+		url += "?gc=1"
+	}
+	req, _ := http.NewRequestWithContext(ctx, "GET", url, nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return s, err
+	}
+	defer resp.Body.Close()
+	return s, json.NewDecoder(resp.Body).Decode(&s)
+}
+
+// saveProfile stores the server's heap profile (by allocation site) in path.
+func (t *target) saveProfile(ctx context.Context, path string) error {
+	req, _ := http.NewRequestWithContext(ctx, "GET", "http://"+t.admin+"/debug/pprof/heap?gc=1", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	_, err = io.Copy(f, resp.Body)
+	return err
+}
+
+func (t *target) stop() {
+	if t.proc != nil && t.proc.Process != nil {
+		t.proc.Process.Signal(os.Interrupt)
+		done := make(chan struct{})
+		go func() { t.proc.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(15 * time.Second):
+			t.proc.Process.Kill()
+			<-done
+		}
+	}
+	if t.dir != "" {
+		os.RemoveAll(t.dir)
+	}
+}
+
+func freePort() string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "0"
+	}
+	defer ln.Close()
+	return strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
+}

@@ -1,0 +1,283 @@
+package bench
+
+import (
+	"bufio"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/chatd/chatd/codec"
+)
+
+// workerReport is one line a worker prints on stdout.
+type workerReport struct {
+	Registered int            `json:"registered"`
+	Up         int            `json:"up"`
+	Failed     map[string]int `json:"failed,omitempty"`
+	Phase      string         `json:"phase,omitempty"` // "registered", then "up"
+}
+
+// RunWorker is `chatd bench worker`. It registers its share of users
+// (untimed setup, a few at a time to stay inside the server's hashing
+// queue) and reports "registered"; on a "go" line on stdin it opens one
+// connection per user, logging in with RESUME as a reconnecting client
+// does, and reports "up". It holds the connections, pinging inside the
+// keepalive window, until stdin closes.
+func RunWorker(args []string) error {
+	fs := flag.NewFlagSet("bench worker", flag.ContinueOnError)
+	addr := fs.String("addr", "", "server address")
+	conns := fs.Int("conns", 0, "connections to open")
+	offset := fs.Int("offset", 0, "index of this worker's first connection (user names and source addresses)")
+	rate := fs.Int("rate", 0, "connections per second (0: flat out)")
+	prefix := fs.String("prefix", "b", "user name prefix")
+	parallel := fs.Int("parallel", 128, "connection attempts in flight")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	w := &worker{addr: *addr, prefix: *prefix, failed: map[string]int{}, tokens: make([]codec.Token, *conns)}
+	out := json.NewEncoder(os.Stdout)
+	var outMu sync.Mutex
+	emit := func(phase string) {
+		r := w.report(phase)
+		outMu.Lock()
+		out.Encode(r)
+		outMu.Unlock()
+	}
+	stop := make(chan struct{})
+	go func() {
+		t := time.NewTicker(200 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+				emit("")
+			}
+		}
+	}()
+	w.register(*offset, *conns, 8)
+	emit("registered")
+
+	in := bufio.NewScanner(os.Stdin)
+	if !in.Scan() || in.Text() != "go" {
+		close(stop)
+		return nil
+	}
+	w.open(*offset, *conns, *rate, *parallel)
+	close(stop)
+	emit("up")
+
+	eof := make(chan struct{})
+	go func() {
+		for in.Scan() {
+		}
+		close(eof)
+	}()
+	tick := time.NewTicker(45 * time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-eof:
+			w.closeAll()
+			return nil
+		case <-tick.C:
+			w.pingAll()
+		}
+	}
+}
+
+type worker struct {
+	addr, prefix string
+	registered   atomic.Int64
+	up           atomic.Int64
+	mu           sync.Mutex
+	conns        []net.Conn
+	failed       map[string]int
+	tokens       []codec.Token
+}
+
+func (w *worker) report(phase string) workerReport {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	f := make(map[string]int, len(w.failed))
+	for k, v := range w.failed {
+		f[k] = v
+	}
+	return workerReport{Registered: int(w.registered.Load()), Up: int(w.up.Load()), Failed: f, Phase: phase}
+}
+
+func (w *worker) fail(reason string) {
+	w.mu.Lock()
+	w.failed[reason]++
+	w.mu.Unlock()
+}
+
+// register creates the users, retrying while the server is busy hashing.
+func (w *worker) register(offset, n, parallel int) {
+	jobs := make(chan int)
+	var wg sync.WaitGroup
+	for p := 0; p < parallel; p++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range jobs {
+				for attempt := 0; ; attempt++ {
+					name := fmt.Sprintf("%s%d", w.prefix, i)
+					c, reason, tok := w.session(i, &codec.Register{Credentials: codec.Credentials{
+						Name: []byte(name), Password: []byte("bench-password")}})
+					if c != nil {
+						c.Close()
+						w.tokens[i-offset] = tok
+						w.registered.Add(1)
+						break
+					}
+					if reason != "refused: server busy" || attempt > 100 {
+						w.fail("register " + reason)
+						break
+					}
+					time.Sleep(time.Duration(10+attempt*10) * time.Millisecond)
+				}
+			}
+		}()
+	}
+	for i := offset; i < offset+n; i++ {
+		jobs <- i
+	}
+	close(jobs)
+	wg.Wait()
+}
+
+// open connects every registered user with RESUME, at the given rate.
+func (w *worker) open(offset, n, rate, parallel int) {
+	jobs := make(chan int)
+	var wg sync.WaitGroup
+	for p := 0; p < parallel; p++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range jobs {
+				c, reason, _ := w.session(i, &codec.Resume{Token: w.tokens[i-offset]})
+				if c == nil {
+					w.fail(reason)
+					continue
+				}
+				w.mu.Lock()
+				w.conns = append(w.conns, c)
+				w.mu.Unlock()
+				w.up.Add(1)
+			}
+		}()
+	}
+	var tick <-chan time.Time
+	if rate > 0 {
+		t := time.NewTicker(time.Second / time.Duration(rate))
+		defer t.Stop()
+		tick = t.C
+	}
+	for i := offset; i < offset+n; i++ {
+		if w.tokens[i-offset] == (codec.Token{}) {
+			continue
+		}
+		if tick != nil {
+			<-tick
+		}
+		jobs <- i
+	}
+	close(jobs)
+	wg.Wait()
+}
+
+// session opens connection i from source address 127.0.0.(2 + i%253) and
+// authenticates with f; it returns nil and a reason on failure.
+func (w *worker) session(i int, f codec.Frame) (net.Conn, string, codec.Token) {
+	d := net.Dialer{Timeout: 10 * time.Second, LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(2+i%253))}}
+	c, err := d.Dial("tcp", w.addr)
+	if err != nil {
+		return nil, "dial: " + errReason(err), codec.Token{}
+	}
+	out := f.Append(codec.AppendPreamble(nil, codec.TransportPlain))
+	c.SetDeadline(time.Now().Add(30 * time.Second))
+	if _, err := c.Write(out); err != nil {
+		c.Close()
+		return nil, "write: " + errReason(err), codec.Token{}
+	}
+	t, body, err := readFrame(bufio.NewReaderSize(c, 256))
+	if err != nil {
+		c.Close()
+		return nil, "read: " + errReason(err), codec.Token{}
+	}
+	c.SetDeadline(time.Time{})
+	switch t {
+	case codec.TypeWelcome:
+		var wl codec.Welcome
+		wl.Decode(body)
+		return c, "", wl.Token
+	case codec.TypeError:
+		var e codec.Error
+		e.Decode(body)
+		c.Close()
+		return nil, "refused: " + e.Code.String(), codec.Token{}
+	case codec.TypeGoaway:
+		c.Close()
+		return nil, "goaway", codec.Token{}
+	}
+	c.Close()
+	return nil, "unexpected " + t.String(), codec.Token{}
+}
+
+func (w *worker) pingAll() {
+	w.mu.Lock()
+	conns := append([]net.Conn(nil), w.conns...)
+	w.mu.Unlock()
+	ping := (&codec.Ping{Nonce: 1}).Append(nil)
+	for _, c := range conns {
+		c.SetWriteDeadline(time.Now().Add(time.Second))
+		c.Write(ping)
+	}
+}
+
+func (w *worker) closeAll() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, c := range w.conns {
+		c.Close()
+	}
+	w.conns = nil
+}
+
+func readFrame(br *bufio.Reader) (codec.Type, []byte, error) {
+	var hdr [4]byte
+	if _, err := io.ReadFull(br, hdr[:]); err != nil {
+		return 0, nil, err
+	}
+	n := binary.BigEndian.Uint32(hdr[:])
+	if n == 0 || n > codec.MaxLen {
+		return 0, nil, errors.New("bad frame length")
+	}
+	b := make([]byte, n)
+	if _, err := io.ReadFull(br, b); err != nil {
+		return 0, nil, err
+	}
+	return codec.Type(b[0]), b[1:], nil
+}
+
+func errReason(err error) string {
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return "timeout"
+	}
+	var oe *net.OpError
+	if errors.As(err, &oe) && oe.Err != nil {
+		return oe.Err.Error()
+	}
+	return err.Error()
+}
