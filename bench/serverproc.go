@@ -12,24 +12,12 @@ import (
 	"path/filepath"
 	"strconv"
 	"time"
+
+	"github.com/chatd/chatd/server"
 )
 
-// Stats mirrors the server's /stats document.
-type Stats struct {
-	Connections uint64  `json:"connections"`
-	Sessions    int     `json:"sessions"`
-	Goroutines  int     `json:"goroutines"`
-	RSS         uint64  `json:"rss_bytes"`
-	HeapAlloc   uint64  `json:"heap_alloc_bytes"`
-	HeapInuse   uint64  `json:"heap_inuse_bytes"`
-	Sys         uint64  `json:"sys_bytes"`
-	Accepted    uint64  `json:"accepted"`
-	FramesIn    uint64  `json:"frames_in"`
-	Stored      uint64  `json:"messages_stored"`
-	Pushed      uint64  `json:"entries_pushed"`
-	Acked       uint64  `json:"sent_acks"`
-	CPUSeconds  float64 `json:"cpu_seconds"`
-}
+// Stats is the server's /stats document.
+type Stats = server.ProcessStats
 
 // target is the server under test.
 type target struct {

@@ -121,8 +121,10 @@ func (w *worker) fail(reason string) {
 	w.mu.Unlock()
 }
 
-// register creates the users, retrying while the server is busy hashing.
-func (w *worker) register(offset, n, parallel int) {
+// pool runs fn for every index in [offset, offset+n) that want accepts,
+// with parallel calls in flight and at most rate starts per second (0: no
+// limit).
+func pool(offset, n, parallel, rate int, want func(i int) bool, fn func(i int)) {
 	jobs := make(chan int)
 	var wg sync.WaitGroup
 	for p := 0; p < parallel; p++ {
@@ -130,50 +132,7 @@ func (w *worker) register(offset, n, parallel int) {
 		go func() {
 			defer wg.Done()
 			for i := range jobs {
-				for attempt := 0; ; attempt++ {
-					name := fmt.Sprintf("%s%d", w.prefix, i)
-					c, reason, tok := w.session(i, &codec.Register{Credentials: codec.Credentials{
-						Name: []byte(name), Password: []byte("bench-password")}})
-					if c != nil {
-						c.Close()
-						w.tokens[i-offset] = tok
-						w.registered.Add(1)
-						break
-					}
-					if reason != "refused: server busy" || attempt > 100 {
-						w.fail("register " + reason)
-						break
-					}
-					time.Sleep(time.Duration(10+attempt*10) * time.Millisecond)
-				}
-			}
-		}()
-	}
-	for i := offset; i < offset+n; i++ {
-		jobs <- i
-	}
-	close(jobs)
-	wg.Wait()
-}
-
-// open connects every registered user with RESUME, at the given rate.
-func (w *worker) open(offset, n, rate, parallel int) {
-	jobs := make(chan int)
-	var wg sync.WaitGroup
-	for p := 0; p < parallel; p++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range jobs {
-				c, reason, _ := w.session(i, &codec.Resume{Token: w.tokens[i-offset]})
-				if c == nil {
-					w.fail(reason)
-					continue
-				}
-				w.mu.Lock()
-				w.conns = append(w.conns, c)
-				w.mu.Unlock()
-				w.up.Add(1)
+				fn(i)
 			}
 		}()
 	}
@@ -184,7 +143,7 @@ func (w *worker) open(offset, n, rate, parallel int) {
 		tick = t.C
 	}
 	for i := offset; i < offset+n; i++ {
-		if w.tokens[i-offset] == (codec.Token{}) {
+		if !want(i) {
 			continue
 		}
 		if tick != nil {
@@ -194,6 +153,45 @@ func (w *worker) open(offset, n, rate, parallel int) {
 	}
 	close(jobs)
 	wg.Wait()
+}
+
+// register creates the users, retrying while the server is busy hashing.
+func (w *worker) register(offset, n, parallel int) {
+	all := func(int) bool { return true }
+	pool(offset, n, parallel, 0, all, func(i int) {
+		for attempt := 0; ; attempt++ {
+			name := fmt.Sprintf("%s%d", w.prefix, i)
+			c, reason, tok := w.session(i, &codec.Register{Credentials: codec.Credentials{
+				Name: []byte(name), Password: []byte("bench-password")}})
+			if c != nil {
+				c.Close()
+				w.tokens[i-offset] = tok
+				w.registered.Add(1)
+				return
+			}
+			if reason != "refused: server busy" || attempt > 100 {
+				w.fail("register " + reason)
+				return
+			}
+			time.Sleep(time.Duration(10+attempt*10) * time.Millisecond)
+		}
+	})
+}
+
+// open connects every registered user with RESUME, at the given rate.
+func (w *worker) open(offset, n, rate, parallel int) {
+	registered := func(i int) bool { return w.tokens[i-offset] != (codec.Token{}) }
+	pool(offset, n, parallel, rate, registered, func(i int) {
+		c, reason, _ := w.session(i, &codec.Resume{Token: w.tokens[i-offset]})
+		if c == nil {
+			w.fail(reason)
+			return
+		}
+		w.mu.Lock()
+		w.conns = append(w.conns, c)
+		w.mu.Unlock()
+		w.up.Add(1)
+	})
 }
 
 // session opens connection i from source address 127.0.0.(2 + i%253) and

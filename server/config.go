@@ -62,20 +62,9 @@ func (c *Config) setDefaults() {
 		c.Window = 256
 	}
 	if c.Keepalive == 0 {
-		c.Keepalive = 3 * time.Minute
+		c.Keepalive = 3 * time.Minute // also announced in WELCOME
 	}
-	if c.AuthTimeout == 0 {
-		c.AuthTimeout = 10 * time.Second
-	}
-	if c.ReadTimeout == 0 {
-		c.ReadTimeout = 10 * time.Second
-	}
-	if c.WriteTimeout == 0 {
-		c.WriteTimeout = 10 * time.Second
-	}
-	if c.MaxOutbound == 0 {
-		c.MaxOutbound = 4 << 20
-	}
+	// Timeouts and the outbound limit are conn's; it applies their defaults.
 	if c.Logger == nil {
 		c.Logger = zap.NewNop()
 	}
@@ -93,7 +82,7 @@ func (c *Config) Validate() error {
 	if c.Keepalive < time.Second || c.Keepalive > 65535*time.Second {
 		errs = append(errs, fmt.Errorf("keepalive %v outside 1s..18h", c.Keepalive))
 	}
-	if c.MaxOutbound < 2*codec.MaxLen {
+	if c.MaxOutbound != 0 && c.MaxOutbound < 2*codec.MaxLen {
 		errs = append(errs, fmt.Errorf("max outbound %d below two maximum frames (%d)", c.MaxOutbound, 2*codec.MaxLen))
 	}
 	if err := errors.Join(errs...); err != nil {
