@@ -153,6 +153,12 @@ func inboxKey(dst []byte, user, seq uint64) []byte {
 	return binary.BigEndian.AppendUint64(dst, seq)
 }
 
+func expiryKey(dst []byte, hour uint32, user uint64) []byte {
+	dst = append(dst, store.PrefixExpiry)
+	dst = binary.BigEndian.AppendUint32(dst, hour)
+	return binary.BigEndian.AppendUint64(dst, user)
+}
+
 func dedupKey(dst []byte, day uint32, sender uint64, id *codec.MsgID) []byte {
 	dst = append(dst, store.PrefixDedup)
 	dst = binary.BigEndian.AppendUint32(dst, day)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/chatd/chatd/codec"
@@ -56,6 +57,7 @@ type Op struct {
 const (
 	kindAck    Kind = 100 // read acknowledged entries, queue receipts, then delete
 	kindDelete Kind = 101 // delete keys
+	kindExpire Kind = 102 // delete a user's entries older than Time
 )
 
 // Hooks are how the inbox tells the server about its ops. Both run on lane
@@ -75,7 +77,14 @@ type Config struct {
 	// MaxQueued is how many ops may wait in one lane before Submit refuses
 	// with ErrBusy (the disk is not keeping up). Default 65536.
 	MaxQueued int
-	Logger    *zap.Logger
+	// TTL is how long an unacknowledged entry is kept. Default 30 days.
+	TTL time.Duration
+	// Quota is the most entries one inbox may hold; a message to a full
+	// inbox fails with ErrInboxFull. Default 10,000.
+	Quota int
+	// SweepEvery is how often expired entries are looked for. Default 1 minute.
+	SweepEvery time.Duration
+	Logger     *zap.Logger
 }
 
 // ErrBusy means a lane's queue is full: the store is not keeping up.
@@ -83,6 +92,9 @@ var ErrBusy = errors.New("offline: inbox store is saturated")
 
 // ErrClosed is returned by Submit after Close.
 var ErrClosed = errors.New("offline: inbox closed")
+
+// ErrInboxFull fails a message to an inbox at its quota.
+var ErrInboxFull = errors.New("offline: recipient inbox full")
 
 // Inbox is the set of all inboxes.
 type Inbox struct {
@@ -93,6 +105,10 @@ type Inbox struct {
 	lanes []*lane
 	wg    sync.WaitGroup
 	now   func() time.Time
+
+	stop    chan struct{}
+	sweeps  sync.WaitGroup
+	expired atomic.Uint64 // entries deleted unacknowledged after TTL
 }
 
 // Open starts the inbox's lanes on db.
@@ -103,6 +119,15 @@ func Open(db *pebble.DB, cfg Config, hooks Hooks) (*Inbox, error) {
 	if cfg.MaxQueued == 0 {
 		cfg.MaxQueued = 65536
 	}
+	if cfg.TTL == 0 {
+		cfg.TTL = 30 * 24 * time.Hour
+	}
+	if cfg.Quota == 0 {
+		cfg.Quota = 10000
+	}
+	if cfg.SweepEvery == 0 {
+		cfg.SweepEvery = time.Minute
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()
 	}
@@ -110,20 +135,24 @@ func Open(db *pebble.DB, cfg Config, hooks Hooks) (*Inbox, error) {
 	if err != nil {
 		return nil, err
 	}
-	in := &Inbox{db: db, cfg: cfg, hooks: hooks, seq: seq, now: time.Now}
+	in := &Inbox{db: db, cfg: cfg, hooks: hooks, seq: seq, now: time.Now, stop: make(chan struct{})}
 	for i := 0; i < cfg.Lanes; i++ {
-		l := &lane{in: in, wake: make(chan struct{}, 1), syncq: make(chan *syncJob, 16)}
+		l := &lane{in: in, wake: make(chan struct{}, 1), syncq: make(chan *syncJob, 16), depth: map[uint64]int32{}}
 		in.lanes = append(in.lanes, l)
 		in.wg.Add(2)
 		go l.run()
 		go l.syncer()
 	}
+	in.sweeps.Add(1)
+	go in.sweep()
 	return in, nil
 }
 
 // Close stops accepting ops, finishes every queued one (they become
 // durable and their hooks run) and stops the lanes.
 func (in *Inbox) Close() {
+	close(in.stop)
+	in.sweeps.Wait()
 	for _, l := range in.lanes {
 		l.mu.Lock()
 		l.closed = true

@@ -20,10 +20,20 @@ type lane struct {
 	queue  []*Op
 	closed bool
 
-	// Reused by run only.
+	// Owned by run.
 	visible []*Op
+	depth   map[uint64]int32 // entries per inbox, for users touched since start
+	xcache  [4096]xslot      // expiry index keys written recently
+	commits int
 	key     []byte
 	val     []byte
+}
+
+// xslot remembers that the expiry index has the key (hour, user), so the
+// common case (many entries for one user within an hour) writes it once.
+type xslot struct {
+	user uint64
+	hour uint32
 }
 
 type syncJob struct {
@@ -125,24 +135,37 @@ func (l *lane) commit(ops []*Op) {
 				b.Set(l.key, dedupValue(l.val[:0], op.To, op.Seq, op.Time), nil)
 				continue
 			}
-			l.key = inboxKey(l.key[:0], op.To, op.Seq)
-			l.val = op.encode(l.val[:0])
-			b.Set(l.key, l.val, nil)
+			if l.inboxDepth(op.To) >= int32(in.cfg.Quota) {
+				op.Err = ErrInboxFull
+				continue
+			}
+			l.addEntry(b, op)
 			l.key = dedupKey(l.key[:0], day, op.From, &op.ID)
 			b.Set(l.key, dedupValue(l.val[:0], op.To, op.Seq, op.Time), nil)
-			l.visible = append(l.visible, op)
 		case KindReceipt, KindGroupEvent:
+			// Receipts and membership events are small and tell the user
+			// about their own conversations: the quota does not refuse them.
 			op.Seq, seq = seq, seq+1
-			l.key = inboxKey(l.key[:0], op.To, op.Seq)
-			l.val = op.encode(l.val[:0])
-			b.Set(l.key, l.val, nil)
-			l.visible = append(l.visible, op)
+			l.inboxDepth(op.To)
+			l.addEntry(b, op)
 		case kindDelete:
 			for _, k := range op.keys {
 				b.Delete(k, nil)
 			}
+			l.depth[op.To] -= int32(len(op.keys))
 		case kindAck:
 			l.ack(b, op, now)
+		case kindExpire:
+			l.expire(b, op)
+		}
+	}
+	if l.commits++; l.commits%1024 == 0 && len(l.depth) > 4096 {
+		// Forget empty inboxes so that the map tracks only users with
+		// entries or recent traffic; a forgotten one is counted again.
+		for u, d := range l.depth {
+			if d <= 0 {
+				delete(l.depth, u)
+			}
 		}
 	}
 	if b.Empty() {
@@ -158,6 +181,34 @@ func (l *lane) commit(ops []*Op) {
 		in.hooks.Applied(l.visible)
 	}
 	l.syncq <- &syncJob{b: b, ops: ops}
+}
+
+// addEntry writes op's inbox entry, counts it, and makes sure the expiry
+// index names the user for the entry's hour.
+func (l *lane) addEntry(b *pebble.Batch, op *Op) {
+	l.key = inboxKey(l.key[:0], op.To, op.Seq)
+	l.val = op.encode(l.val[:0])
+	b.Set(l.key, l.val, nil)
+	l.depth[op.To]++
+	l.visible = append(l.visible, op)
+	hour := uint32(op.Time / 3_600_000)
+	slot := &l.xcache[(op.To*0x9E3779B97F4A7C15>>52)%uint64(len(l.xcache))]
+	if slot.user != op.To || slot.hour != hour {
+		b.Set(expiryKey(l.key[:0], hour, op.To), nil, nil)
+		*slot = xslot{user: op.To, hour: hour}
+	}
+}
+
+// inboxDepth returns how many entries user's inbox holds, counting them
+// once (bounded by the quota) the first time the lane meets the user.
+func (l *lane) inboxDepth(user uint64) int32 {
+	if d, ok := l.depth[user]; ok {
+		return d
+	}
+	var n int32
+	l.in.Read(user, 0, l.in.cfg.Quota+1, func(*Entry) bool { n++; return true })
+	l.depth[user] = n
+	return n
 }
 
 // duplicate reports whether op's id was already stored by its sender in the

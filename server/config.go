@@ -44,6 +44,10 @@ type Config struct {
 	MemTableSize uint64
 	// Lanes is the number of inbox commit lanes. Default 4 per core.
 	Lanes int
+	// TTL is how long an unacknowledged inbox entry is kept. Default 30 days.
+	TTL time.Duration
+	// Quota is the most entries one inbox may hold. Default 10,000.
+	Quota int
 
 	Logger *zap.Logger
 }

@@ -1,6 +1,8 @@
 package server
 
 import (
+	"errors"
+
 	"github.com/chatd/chatd/codec"
 	"github.com/chatd/chatd/conn"
 	"github.com/chatd/chatd/offline"
@@ -68,9 +70,12 @@ func (h hooks) Durable(ops []*offline.Op) {
 		if !ok {
 			continue // the sender left; it resends with DUP and gets SENT then
 		}
-		if op.Err != nil {
+		switch {
+		case errors.Is(op.Err, offline.ErrInboxFull):
+			buf = codec.AppendError(buf, codec.CodeInboxFull, 0, &op.ID, "")
+		case op.Err != nil:
 			buf = codec.AppendError(buf, codec.CodeInternal, 0, &op.ID, "not stored")
-		} else {
+		default:
 			buf = (&codec.Sent{ID: op.ID, Time: op.Time}).Append(buf)
 			s.counters.sent.Add(1)
 		}

@@ -62,7 +62,7 @@ func New(cfg Config) (*Server, error) {
 		db.Close()
 		return nil, err
 	}
-	if s.inbox, err = offline.Open(db, offline.Config{Lanes: cfg.Lanes, Logger: cfg.Logger}, hooks{s}); err != nil {
+	if s.inbox, err = offline.Open(db, offline.Config{Lanes: cfg.Lanes, TTL: cfg.TTL, Quota: cfg.Quota, Logger: cfg.Logger}, hooks{s}); err != nil {
 		db.Close()
 		return nil, err
 	}

@@ -1,0 +1,137 @@
+package offline
+
+import (
+	"encoding/binary"
+	"time"
+
+	"github.com/chatd/chatd/store"
+	"github.com/cockroachdb/pebble/v2"
+	"go.uber.org/zap"
+)
+
+// Expiry. Pebble has no TTL, and scanning every inbox for old entries
+// would cost a pass over the whole store. Instead each stored entry makes
+// sure the expiry index holds the key
+//
+//	'x' | hour (4) | user (8)
+//
+// (lanes remember recent keys, so a busy user writes it about once an
+// hour). A sweep walks only the index's keys for hours at or before the
+// cutoff, and for each named user deletes entries from the front of the
+// inbox while they are older than the cutoff: entries are in seq order,
+// which is arrival order, so the first young one ends the walk. The index
+// key goes once its hour holds nothing more.
+
+// sweep runs the expiry pass and the dedup window clean-up periodically.
+func (in *Inbox) sweep() {
+	defer in.sweeps.Done()
+	t := time.NewTicker(in.cfg.SweepEvery)
+	defer t.Stop()
+	var dedupDay uint32
+	var lastExpired uint64
+	for {
+		select {
+		case <-in.stop:
+			return
+		case <-t.C:
+		}
+		now := in.now()
+		users := in.ExpireBefore(now.Add(-in.cfg.TTL))
+		if total := in.expired.Load(); total != lastExpired || users > 0 {
+			in.cfg.Logger.Info("expiry sweep", zap.Int("users_due", users),
+				zap.Uint64("expired_since_last_sweep", total-lastExpired), zap.Uint64("expired_total", total))
+			lastExpired = total
+		}
+		if day := uint32(now.UnixMilli() / 86_400_000); day != dedupDay {
+			in.trimDedup(day)
+			dedupDay = day
+		}
+	}
+}
+
+// ExpireBefore queues the deletion of every entry older than cutoff and
+// returns how many users it looked at. Sweeps call it; tests too.
+func (in *Inbox) ExpireBefore(cutoff time.Time) int {
+	ms := uint64(cutoff.UnixMilli())
+	hi := expiryKey(nil, uint32(ms/3_600_000)+1, 0)
+	it, err := in.db.NewIter(&pebble.IterOptions{LowerBound: []byte{store.PrefixExpiry}, UpperBound: hi})
+	if err != nil {
+		in.cfg.Logger.Error("expiry: read index", zap.Error(err))
+		return 0
+	}
+	defer it.Close()
+	users := 0
+	for it.First(); it.Valid(); it.Next() {
+		k := it.Key()
+		user := binary.BigEndian.Uint64(k[5:])
+		op := &Op{Kind: kindExpire, To: user, Time: ms, keys: [][]byte{append([]byte(nil), k...)}}
+		if in.lane(user).add(op, true) != nil {
+			break // closing
+		}
+		users++
+	}
+	return users
+}
+
+// Expired returns how many entries expired unacknowledged since start.
+func (in *Inbox) Expired() uint64 { return in.expired.Load() }
+
+// expire deletes op.To's entries older than op.Time from the front of the
+// inbox, and the index key op.keys[0] if its hour is now empty for the user.
+func (l *lane) expire(b *pebble.Batch, op *Op) {
+	in := l.in
+	xkey := op.keys[0]
+	hour := binary.BigEndian.Uint32(xkey[1:])
+	prefix := inboxPrefix(op.To)
+	it, err := in.db.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
+	if err != nil {
+		in.cfg.Logger.Error("expiry: read inbox", zap.Uint64("user", op.To), zap.Error(err))
+		return
+	}
+	defer it.Close()
+	n := 0
+	keep := false
+	for it.First(); it.Valid(); it.Next() {
+		v, err := it.ValueAndErr()
+		if err != nil || len(v) < entryHeader {
+			continue
+		}
+		t := binary.BigEndian.Uint64(v[2:])
+		if t >= op.Time {
+			keep = uint32(t/3_600_000) <= hour
+			break
+		}
+		b.Delete(it.Key(), nil)
+		n++
+	}
+	if !keep {
+		b.Delete(xkey, nil)
+		slot := &l.xcache[(op.To*0x9E3779B97F4A7C15>>52)%uint64(len(l.xcache))]
+		if slot.user == op.To && slot.hour == hour {
+			*slot = xslot{}
+		}
+	}
+	if n > 0 {
+		if _, ok := l.depth[op.To]; ok {
+			l.depth[op.To] -= int32(n)
+		}
+		if total := in.expired.Add(uint64(n)); total == uint64(n) || n >= 100 {
+			in.cfg.Logger.Info("expired unacknowledged inbox entries", zap.Uint64("user", op.To),
+				zap.Int("entries", n), zap.Uint64("total_since_start", total))
+		}
+	}
+}
+
+// trimDedup drops dedup records older than yesterday: the window is the
+// current and the previous day. One range deletion per day, which Pebble
+// turns into whole-file drops, never one per message.
+func (in *Inbox) trimDedup(today uint32) {
+	if today < 2 {
+		return
+	}
+	lo := []byte{store.PrefixDedup}
+	hi := binary.BigEndian.AppendUint32([]byte{store.PrefixDedup}, today-1)
+	if err := in.db.DeleteRange(lo, hi, pebble.NoSync); err != nil {
+		in.cfg.Logger.Error("dedup: trim window", zap.Error(err))
+	}
+}

@@ -1,0 +1,230 @@
+package offline
+
+import (
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chatd/chatd/codec"
+	"github.com/chatd/chatd/store"
+	"github.com/cockroachdb/pebble/v2"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m, goleak.IgnoreAnyFunction("github.com/cockroachdb/pebble/v2/internal/cache.(*Cache).runCleaner"))
+}
+
+// recorder collects what the inbox reports.
+type recorder struct {
+	mu      sync.Mutex
+	applied []*Op
+	durable chan *Op
+}
+
+func newRecorder() *recorder { return &recorder{durable: make(chan *Op, 1<<16)} }
+
+func (r *recorder) Applied(ops []*Op) {
+	r.mu.Lock()
+	r.applied = append(r.applied, ops...)
+	r.mu.Unlock()
+}
+
+func (r *recorder) Durable(ops []*Op) {
+	for _, op := range ops {
+		r.durable <- op
+	}
+}
+
+func (r *recorder) wait(t *testing.T, n int) []*Op {
+	t.Helper()
+	var out []*Op
+	for len(out) < n {
+		select {
+		case op := <-r.durable:
+			out = append(out, op)
+		case <-time.After(10 * time.Second):
+			t.Fatalf("only %d of %d ops became durable", len(out), n)
+		}
+	}
+	return out
+}
+
+func open(t *testing.T, dir string, cfg Config) (*Inbox, *recorder, *pebble.DB) {
+	t.Helper()
+	db, err := store.Open(dir, store.Options{CacheSize: 4 << 20, MemTableSize: 4 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := newRecorder()
+	cfg.SweepEvery = time.Hour // tests call ExpireBefore themselves
+	in, err := Open(db, cfg, rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return in, rec, db
+}
+
+func msg(from, to uint64, id byte, body string) *Op {
+	return &Op{Kind: KindMessage, From: from, To: to, ID: codec.MsgID{id}, Body: []byte(body)}
+}
+
+func countKeys(t *testing.T, db *pebble.DB, prefix byte) int {
+	t.Helper()
+	it, err := db.NewIter(&pebble.IterOptions{LowerBound: []byte{prefix}, UpperBound: []byte{prefix + 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer it.Close()
+	n := 0
+	for it.First(); it.Valid(); it.Next() {
+		n++
+	}
+	return n
+}
+
+func TestQuota(t *testing.T) {
+	in, rec, db := open(t, t.TempDir(), Config{Quota: 5, Lanes: 2})
+	defer db.Close()
+	defer in.Close()
+	for i := 0; i < 7; i++ {
+		in.Submit(msg(1, 2, byte(i), "x"))
+	}
+	full := 0
+	var last uint64
+	for _, op := range rec.wait(t, 7) {
+		if errors.Is(op.Err, ErrInboxFull) {
+			full++
+		} else if op.Err == nil && op.Seq > last {
+			last = op.Seq
+		}
+	}
+	if full != 2 {
+		t.Fatalf("%d refused, want 2 beyond a quota of 5", full)
+	}
+	// Acknowledging frees room: after the receipt is durable the entries go.
+	in.Ack(2, 0, last)
+	rec.wait(t, 1) // the delivered receipt to user 1
+	waitFor(t, func() bool { n, _ := in.Count(2); return n == 0 })
+	in.Submit(msg(1, 2, 9, "again"))
+	if op := rec.wait(t, 1)[0]; op.Err != nil {
+		t.Fatalf("after acks: %v", op.Err)
+	}
+}
+
+func TestExpiry(t *testing.T) {
+	in, rec, db := open(t, t.TempDir(), Config{Lanes: 2})
+	defer db.Close()
+	defer in.Close()
+	base := time.Now()
+	in.now = func() time.Time { return base }
+	for i := 0; i < 10; i++ {
+		in.Submit(msg(1, 2, byte(i), "old"))
+	}
+	rec.wait(t, 10)
+	in.now = func() time.Time { return base.Add(2 * time.Hour) }
+	for i := 10; i < 13; i++ {
+		in.Submit(msg(1, 2, byte(i), "young"))
+	}
+	rec.wait(t, 3)
+	if n := countKeys(t, db, store.PrefixExpiry); n != 2 {
+		t.Fatalf("%d expiry index keys, want one per (user, hour) = 2", n)
+	}
+	in.ExpireBefore(base.Add(time.Hour))
+	waitFor(t, func() bool { n, _ := in.Count(2); return n == 3 })
+	var bodies []string
+	in.Read(2, 0, 100, func(e *Entry) bool { bodies = append(bodies, string(e.Body)); return true })
+	for _, b := range bodies {
+		if b != "young" {
+			t.Fatalf("left %q after expiry", bodies)
+		}
+	}
+	waitFor(t, func() bool { return in.Expired() == 10 && countKeys(t, db, store.PrefixExpiry) == 1 })
+}
+
+func TestDedupSurvivesRestart(t *testing.T) {
+	dir := t.TempDir()
+	in, rec, db := open(t, dir, Config{Lanes: 2})
+	in.Submit(msg(1, 2, 7, "once"))
+	first := rec.wait(t, 1)[0]
+	in.Close()
+	db.Close()
+
+	in, rec, db = open(t, dir, Config{Lanes: 2})
+	defer db.Close()
+	defer in.Close()
+	again := msg(1, 2, 7, "once")
+	again.Dup = true
+	in.Submit(again)
+	got := rec.wait(t, 1)[0]
+	if !got.Duplicate || got.Seq != first.Seq || got.Time != first.Time {
+		t.Fatalf("resend after restart: duplicate=%v seq=%d (original %d)", got.Duplicate, got.Seq, first.Seq)
+	}
+	if n, _ := in.Count(2); n != 1 {
+		t.Fatalf("%d entries, want the one original", n)
+	}
+	// A new id with DUP set is simply stored.
+	fresh := msg(1, 2, 8, "new")
+	fresh.Dup = true
+	in.Submit(fresh)
+	if op := rec.wait(t, 1)[0]; op.Duplicate {
+		t.Fatal("an unseen id was taken for a duplicate")
+	}
+	// Seqs keep growing across the restart.
+	if fresh.Seq <= first.Seq {
+		t.Fatalf("seq %d after restart is not above %d", fresh.Seq, first.Seq)
+	}
+}
+
+// TestNothingLeftAfterAcks stores many messages for many offline
+// recipients, acknowledges everything (recipients, then senders their
+// receipts), and counts the inbox keys left: none.
+func TestNothingLeftAfterAcks(t *testing.T) {
+	in, rec, db := open(t, t.TempDir(), Config{})
+	defer db.Close()
+	defer in.Close()
+	const senders, recipients, per = 10, 50, 40 // 20,000 messages
+	n := 0
+	for s := uint64(1); s <= senders; s++ {
+		for r := uint64(100); r < 100+recipients; r++ {
+			for i := 0; i < per; i++ {
+				op := msg(s, r, 0, "hello there")
+				op.ID = codec.MsgID{byte(s), byte(r), byte(i), byte(i >> 8)}
+				if err := in.Submit(op); err != nil {
+					t.Fatal(err)
+				}
+				n++
+			}
+		}
+	}
+	rec.wait(t, n)
+	if got := countKeys(t, db, store.PrefixInbox); got != n {
+		t.Fatalf("%d inbox keys after storing %d messages", got, n)
+	}
+	for r := uint64(100); r < 100+recipients; r++ {
+		in.Ack(r, 0, ^uint64(0)-1)
+	}
+	receipts := 0
+	for receipts < senders*recipients {
+		op := rec.wait(t, 1)[0]
+		if op.Kind == KindReceipt {
+			receipts++
+		}
+	}
+	for s := uint64(1); s <= senders; s++ {
+		in.Ack(s, 0, ^uint64(0)-1)
+	}
+	waitFor(t, func() bool { return countKeys(t, db, store.PrefixInbox) == 0 })
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met within 10s")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
