@@ -37,6 +37,8 @@ type Conn struct {
 
 	events chan codec.Frame
 	done   chan struct{}
+	quit   chan struct{} // closed by Close: stop delivering events
+	once   sync.Once
 	err    error // why the connection ended; read after done closes
 
 	mu      sync.Mutex
@@ -59,6 +61,7 @@ func Dial(ctx context.Context, addr string) (*Conn, error) {
 		w:       bufio.NewWriterSize(nc, 16<<10),
 		events:  make(chan codec.Frame, 1024),
 		done:    make(chan struct{}),
+		quit:    make(chan struct{}),
 		waiters: make(map[uint32]chan codec.Frame),
 	}
 	c.w.Write(codec.AppendPreamble(nil, codec.TransportPlain))
@@ -85,8 +88,11 @@ func (c *Conn) Err() error {
 	}
 }
 
-// Close closes the connection.
-func (c *Conn) Close() error { return c.nc.Close() }
+// Close closes the connection. Events not yet received are dropped.
+func (c *Conn) Close() error {
+	c.once.Do(func() { close(c.quit) })
+	return c.nc.Close()
+}
 
 // Register creates an account and logs in.
 func (c *Conn) Register(ctx context.Context, name, password string) (codec.Welcome, error) {
@@ -323,7 +329,10 @@ func (c *Conn) dispatch(f codec.Frame) {
 			return
 		}
 	}
-	c.events <- f
+	select {
+	case c.events <- f:
+	case <-c.quit:
+	}
 }
 
 func (c *Conn) authDone(f codec.Frame) bool {
