@@ -17,6 +17,7 @@ const benchUsage = `Usage: chatd bench SCENARIO [flags]
 
 Scenarios:
   connect   ramp N authenticated connections, hold them, report the server's cost per connection
+  offline   store M messages for each of N offline recipients, then let all reconnect and drain
 
 Without -addr the bench starts its own server (a fresh data folder, plaintext,
 cheap password hashing). Run "chatd bench SCENARIO -h" for flags.
@@ -31,6 +32,7 @@ func benchCmd(args []string) error {
 		return bench.RunWorker(args[1:])
 	}
 	var cfg bench.Config
+	var recipients, perRecipient, senders, bodySize int
 	fs := flag.NewFlagSet("bench "+args[0], flag.ContinueOnError)
 	fs.StringVar(&cfg.Addr, "addr", "", "server to test (empty: start one)")
 	fs.StringVar(&cfg.Admin, "admin", "", "that server's admin address, for its stats")
@@ -44,6 +46,11 @@ func benchCmd(args []string) error {
 		fs.IntVar(&cfg.Conns, "conns", 10000, "connections to open")
 		fs.IntVar(&cfg.Rate, "rate", 0, "connections per second (0: flat out)")
 		fs.DurationVar(&cfg.Hold, "hold", 0, "hold the connections this long after the ramp")
+	case "offline":
+		fs.IntVar(&recipients, "recipients", 1000, "offline recipients")
+		fs.IntVar(&perRecipient, "msgs", 100, "messages per recipient")
+		fs.IntVar(&senders, "senders", 16, "sending clients")
+		fs.IntVar(&bodySize, "body", 100, "message body bytes")
 	default:
 		fmt.Fprint(os.Stderr, benchUsage)
 		return fmt.Errorf("bench: unknown scenario %q", args[0])
@@ -63,6 +70,12 @@ func benchCmd(args []string) error {
 	switch args[0] {
 	case "connect":
 		r, err := bench.Connect(ctx, cfg)
+		if err != nil {
+			return err
+		}
+		r.Print(cfg)
+	case "offline":
+		r, err := bench.Offline(ctx, cfg, recipients, perRecipient, senders, bodySize)
 		if err != nil {
 			return err
 		}
