@@ -18,6 +18,7 @@ const benchUsage = `Usage: chatd bench SCENARIO [flags]
 Scenarios:
   connect   ramp N authenticated connections, hold them, report the server's cost per connection
   offline   store M messages for each of N offline recipients, then let all reconnect and drain
+  route     P sender/receiver pairs, flat out or at a fixed offered rate: msgs/s, latency, CPU
 
 Without -addr the bench starts its own server (a fresh data folder, plaintext,
 cheap password hashing). Run "chatd bench SCENARIO -h" for flags.
@@ -33,6 +34,7 @@ func benchCmd(args []string) error {
 	}
 	var cfg bench.Config
 	var recipients, perRecipient, senders, bodySize int
+	var rc bench.RouteConfig
 	fs := flag.NewFlagSet("bench "+args[0], flag.ContinueOnError)
 	fs.StringVar(&cfg.Addr, "addr", "", "server to test (empty: start one)")
 	fs.StringVar(&cfg.Admin, "admin", "", "that server's admin address, for its stats")
@@ -51,6 +53,12 @@ func benchCmd(args []string) error {
 		fs.IntVar(&perRecipient, "msgs", 100, "messages per recipient")
 		fs.IntVar(&senders, "senders", 16, "sending clients")
 		fs.IntVar(&bodySize, "body", 100, "message body bytes")
+	case "route":
+		fs.IntVar(&rc.Pairs, "pairs", 64, "sender/receiver pairs")
+		fs.IntVar(&rc.Window, "window", 64, "messages in flight per pair")
+		fs.IntVar(&rc.Rate, "rate", 0, "offered msgs/s over all pairs (0: flat out)")
+		fs.IntVar(&rc.Body, "body", 100, "message body bytes")
+		fs.DurationVar(&rc.Duration, "duration", 10*time.Second, "measured time after a 1 s warm-up")
 	default:
 		fmt.Fprint(os.Stderr, benchUsage)
 		return fmt.Errorf("bench: unknown scenario %q", args[0])
@@ -70,6 +78,12 @@ func benchCmd(args []string) error {
 	switch args[0] {
 	case "connect":
 		r, err := bench.Connect(ctx, cfg)
+		if err != nil {
+			return err
+		}
+		r.Print(cfg)
+	case "route":
+		r, err := bench.Route(ctx, cfg, rc)
 		if err != nil {
 			return err
 		}

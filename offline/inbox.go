@@ -48,9 +48,19 @@ type Op struct {
 	Ctx any
 
 	// Internal ops and completions.
-	keys [][]byte  // kindDelete: keys to delete
-	from uint64    // kindAck: acknowledged range (from, to]
-	done func(*Op) // runs after the op is durable
+	keys  [][]byte  // kindDelete: keys to delete
+	from  uint64    // kindAck: acknowledged range (from, to]
+	acked []Acked   // kindAck: the acknowledged entries, when the caller knows them
+	done  func(*Op) // runs after the op is durable
+}
+
+// Acked describes one acknowledged entry, as the server pushed it.
+type Acked struct {
+	Seq   uint64
+	Kind  Kind
+	From  uint64 // message sender
+	Group uint64
+	ID    codec.MsgID
 }
 
 // Internal op kinds: they never reach Hooks.
@@ -177,6 +187,15 @@ func (in *Inbox) Ack(user, from, to uint64) error {
 		return nil
 	}
 	return in.lane(user).add(&Op{Kind: kindAck, To: user, from: from, Seq: to}, true)
+}
+
+// AckEntries is Ack for callers that know what they delivered: the
+// entries are deleted and the receipts sent without reading the inbox.
+func (in *Inbox) AckEntries(user uint64, acked []Acked) error {
+	if len(acked) == 0 {
+		return nil
+	}
+	return in.lane(user).add(&Op{Kind: kindAck, To: user, acked: acked}, true)
 }
 
 // Read calls fn for user's entries with seq > after, in seq order, until fn

@@ -249,55 +249,46 @@ func dedupValue(dst []byte, to, seq, time uint64) []byte {
 	return binary.BigEndian.AppendUint64(dst, time)
 }
 
-// ack reads the acknowledged entries of op.To in (op.from, op.Seq]. Entries
-// that were messages produce delivered receipts for their senders (one per
-// sender and group, up to 255 ids each); the entries are deleted once those
-// receipts are durable (invariant 4), or in this batch if there are none.
+// ack handles an acknowledgement of op.To's entries: the listed ones
+// (op.acked), or else every entry in (op.from, op.Seq], read from the
+// inbox. Messages among them produce delivered receipts for their senders
+// (one per sender and group, up to 255 ids each); the entries are deleted
+// once those receipts are durable (invariant 4), or in this batch if there
+// are none.
 func (l *lane) ack(b *pebble.Batch, op *Op, now uint64) {
-	in := l.in
-	lo := inboxKey(nil, op.To, op.from+1)
-	hi := inboxKey(nil, op.To, op.Seq+1)
-	if op.Seq == ^uint64(0) {
-		hi = prefixEnd(inboxPrefix(op.To))
-	}
-	it, err := in.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
-	if err != nil {
-		in.cfg.Logger.Error("ack: read inbox", zap.Uint64("user", op.To), zap.Error(err))
-		return
+	acked := op.acked
+	if acked == nil {
+		acked = l.readAcked(op)
 	}
 	type origin struct{ from, group uint64 }
 	var receipts map[origin]*Op
 	var order []*Op
-	var keys [][]byte
-	var e Entry
-	for it.First(); it.Valid(); it.Next() {
-		k := it.Key()
-		keys = append(keys, append([]byte(nil), k...))
-		v, err := it.ValueAndErr()
-		if err != nil || DecodeEntry(beUint64(k[9:]), v, &e) != nil || e.Kind != KindMessage {
+	keys := make([][]byte, 0, len(acked))
+	for _, a := range acked {
+		keys = append(keys, inboxKey(nil, op.To, a.Seq))
+		if a.Kind != KindMessage {
 			continue
 		}
 		if receipts == nil {
 			receipts = make(map[origin]*Op)
 		}
-		o := origin{e.From, e.Group}
+		o := origin{a.From, a.Group}
 		r := receipts[o]
 		if r == nil || r.IDs.Len() == codec.MaxIDs {
-			r = &Op{Kind: KindReceipt, To: e.From, Time: now, ReceiptKind: codec.ReceiptDelivered, By: op.To, Group: e.Group}
+			r = &Op{Kind: KindReceipt, To: a.From, Time: now, ReceiptKind: codec.ReceiptDelivered, By: op.To, Group: a.Group}
 			receipts[o] = r
 			order = append(order, r)
 		}
-		r.IDs = r.IDs.AppendID(e.ID)
-	}
-	if err := it.Close(); err != nil {
-		in.cfg.Logger.Error("ack: read inbox", zap.Uint64("user", op.To), zap.Error(err))
+		r.IDs = r.IDs.AppendID(a.ID)
 	}
 	if len(order) == 0 {
 		for _, k := range keys {
 			b.Delete(k, nil)
 		}
+		l.depth[op.To] -= int32(len(keys))
 		return
 	}
+	in := l.in
 	var pending atomic.Int32
 	pending.Store(int32(len(order)))
 	del := &Op{Kind: kindDelete, To: op.To, keys: keys}
@@ -311,6 +302,35 @@ func (l *lane) ack(b *pebble.Batch, op *Op, now uint64) {
 			r.done(r) // closing: the entries stay and are delivered again
 		}
 	}
+}
+
+// readAcked lists the entries in (op.from, op.Seq] from the inbox.
+func (l *lane) readAcked(op *Op) []Acked {
+	in := l.in
+	lo := inboxKey(nil, op.To, op.from+1)
+	hi := inboxKey(nil, op.To, op.Seq+1)
+	if op.Seq == ^uint64(0) {
+		hi = prefixEnd(inboxPrefix(op.To))
+	}
+	it, err := in.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+	if err != nil {
+		in.cfg.Logger.Error("ack: read inbox", zap.Uint64("user", op.To), zap.Error(err))
+		return nil
+	}
+	defer it.Close()
+	var out []Acked
+	var e Entry
+	for it.First(); it.Valid(); it.Next() {
+		k := it.Key()
+		seq := beUint64(k[9:])
+		v, err := it.ValueAndErr()
+		if err != nil || DecodeEntry(seq, v, &e) != nil {
+			out = append(out, Acked{Seq: seq})
+			continue
+		}
+		out = append(out, Acked{Seq: seq, Kind: e.Kind, From: e.From, Group: e.Group, ID: e.ID})
+	}
+	return out
 }
 
 func (l *lane) fail(b *pebble.Batch, ops []*Op, err error) {

@@ -60,6 +60,7 @@ type ProcessStats struct {
 	Pushed      uint64    `json:"entries_pushed"`
 	Acked       uint64    `json:"sent_acks"`
 	CPUSeconds  float64   `json:"cpu_seconds"`
+	Syscalls    uint64    `json:"read_write_syscalls"` // syscr + syscw from /proc/self/io
 }
 
 // Process returns counters together with process-level readings.
@@ -72,8 +73,26 @@ func (s *Server) Process() ProcessStats {
 		Goroutines: runtime.NumGoroutine(), RSS: readRSS(), HeapAlloc: ms.HeapAlloc, HeapInuse: ms.HeapInuse,
 		Sys: ms.Sys, Accepted: st.Conn.Accepted, FramesIn: st.Conn.FramesIn, BytesIn: st.Conn.BytesIn,
 		BytesOut: st.Conn.BytesOut, Stored: s.counters.stored.Load(), Pushed: s.counters.pushed.Load(),
-		Acked: s.counters.sent.Load(), CPUSeconds: cpuSeconds(),
+		Acked: s.counters.sent.Load(), CPUSeconds: cpuSeconds(), Syscalls: rwSyscalls(),
 	}
+}
+
+// rwSyscalls counts the read- and write-type system calls this process
+// made (/proc/self/io syscr + syscw): every socket read, write, and
+// Pebble WAL write.
+func rwSyscalls() uint64 {
+	b, err := os.ReadFile("/proc/self/io")
+	if err != nil {
+		return 0
+	}
+	var n uint64
+	for _, line := range strings.Split(string(b), "\n") {
+		if k, v, ok := strings.Cut(line, ": "); ok && (k == "syscr" || k == "syscw") {
+			x, _ := strconv.ParseUint(v, 10, 64)
+			n += x
+		}
+	}
+	return n
 }
 
 // readRSS reads the resident set size from /proc (0 where there is none).

@@ -45,7 +45,8 @@ func (h hooks) Applied(ops []*offline.Op) {
 		if op.Seq > st.pushed {
 			if !st.backlog && st.inflightLen() < s.cfg.Window {
 				if buf, ok := c.Begin(); ok {
-					s.pushedLocked(c, b, op.Seq, appendOpFrame(buf, op))
+					s.pushedLocked(c, b, offline.Acked{Seq: op.Seq, Kind: op.Kind, From: op.From, Group: op.Group, ID: op.ID},
+						appendOpFrame(buf, op))
 				}
 			} else {
 				st.backlog = true
@@ -86,9 +87,9 @@ func (h hooks) Durable(ops []*offline.Op) {
 	s.flush(b)
 }
 
-// pushedLocked finishes queueing inbox entry seq on c: buf is c's queue
+// pushedLocked finishes queueing inbox entry e on c: buf is c's queue
 // from Begin with the entry's frame appended. st.dmu must be held.
-func (s *Server) pushedLocked(c *Conn, b *conn.Batch[session], seq uint64, buf []byte) {
+func (s *Server) pushedLocked(c *Conn, b *conn.Batch[session], e offline.Acked, buf []byte) {
 	st := &c.State
 	if c.End(buf) {
 		b.Add(c)
@@ -96,8 +97,8 @@ func (s *Server) pushedLocked(c *Conn, b *conn.Batch[session], seq uint64, buf [
 	if st.inflight == nil {
 		st.inflight = s.windows.get()
 	}
-	st.inflight.push(seq)
-	st.pushed = seq
+	st.inflight.push(e)
+	st.pushed = e.Seq
 	s.counters.pushed.Add(1)
 }
 
@@ -121,7 +122,7 @@ func (s *Server) drain(c *Conn) {
 	b := s.batch()
 	defer s.flush(b)
 	var frames []byte
-	var seqs []uint64
+	var ents []offline.Acked
 	for {
 		st.dmu.Lock()
 		room := s.cfg.Window - st.inflightLen()
@@ -132,10 +133,10 @@ func (s *Server) drain(c *Conn) {
 		}
 		st.dmu.Unlock()
 
-		frames, seqs = frames[:0], seqs[:0]
+		frames, ents = frames[:0], ents[:0]
 		err := s.inbox.Read(user, from, room, func(e *offline.Entry) bool {
 			frames = e.AppendFrame(frames)
-			seqs = append(seqs, e.Seq)
+			ents = append(ents, offline.Acked{Seq: e.Seq, Kind: e.Kind, From: e.From, Group: e.Group, ID: e.ID})
 			return true
 		})
 		if err != nil {
@@ -145,13 +146,13 @@ func (s *Server) drain(c *Conn) {
 
 		st.dmu.Lock()
 		rest := frames
-		for _, seq := range seqs {
+		for _, e := range ents {
 			n := 4 + int(uint32(rest[0])<<24|uint32(rest[1])<<16|uint32(rest[2])<<8|uint32(rest[3]))
 			frame := rest[:n]
 			rest = rest[n:]
-			if seq > st.pushed {
+			if e.Seq > st.pushed {
 				if buf, ok := c.Begin(); ok {
-					s.pushedLocked(c, b, seq, append(buf, frame...))
+					s.pushedLocked(c, b, e, append(buf, frame...))
 				}
 			}
 		}
@@ -160,7 +161,7 @@ func (s *Server) drain(c *Conn) {
 		// that (lastStored as read above) was applied before it: read now,
 		// or gone (expired). A lane that recorded a later entry since then
 		// changed lastStored, and the loop reads again.
-		caughtUp := len(seqs) < room && (st.lastStored <= st.pushed || st.lastStored == stored)
+		caughtUp := len(ents) < room && (st.lastStored <= st.pushed || st.lastStored == stored)
 		if caughtUp {
 			st.backlog = false
 		}
@@ -188,18 +189,18 @@ func (s *Server) ack(c *Conn, body []byte) error {
 		st.dmu.Unlock()
 		return nil
 	}
-	from := st.acked
 	st.acked = f.Seq
+	var acked []offline.Acked
 	if st.inflight != nil {
-		st.inflight.popThrough(f.Seq)
-		if st.inflight.size == 0 {
+		acked = st.inflight.popThrough(f.Seq, nil)
+		if st.inflight.len() == 0 {
 			s.windows.put(st.inflight)
 			st.inflight = nil
 		}
 	}
 	backlog := st.backlog
 	st.dmu.Unlock()
-	if err := s.inbox.Ack(st.user.Load(), from, f.Seq); err != nil {
+	if err := s.inbox.AckEntries(st.user.Load(), acked); err != nil {
 		s.log.Debug("ack not recorded", zap.Error(err))
 	}
 	if backlog {

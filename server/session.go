@@ -6,6 +6,7 @@ import (
 
 	"github.com/chatd/chatd/codec"
 	"github.com/chatd/chatd/conn"
+	"github.com/chatd/chatd/offline"
 )
 
 // Conn is a client connection carrying a session.
@@ -35,30 +36,40 @@ const (
 	authDone
 )
 
-// window is a ring of pushed, unacknowledged seqs, in increasing order.
+// window holds the entries pushed and not yet acknowledged, in seq order,
+// with what an ACK needs to delete them and send delivered receipts, so
+// that acknowledging never reads the inbox back. It grows from 16 entries
+// as needed (up to the configured window) and is borrowed from a pool only
+// while deliveries are in flight.
 type window struct {
-	seqs       []uint64
-	head, size int
+	ents []offline.Acked
+	head int
 }
 
-func (w *window) push(seq uint64) {
-	w.seqs[(w.head+w.size)%len(w.seqs)] = seq
-	w.size++
-}
+func (w *window) push(a offline.Acked) { w.ents = append(w.ents, a) }
 
-// popThrough drops every seq <= seq.
-func (w *window) popThrough(seq uint64) {
-	for w.size > 0 && w.seqs[w.head] <= seq {
-		w.head = (w.head + 1) % len(w.seqs)
-		w.size--
+func (w *window) len() int { return len(w.ents) - w.head }
+
+// popThrough removes and returns (appended to dst) every entry with
+// seq <= seq.
+func (w *window) popThrough(seq uint64, dst []offline.Acked) []offline.Acked {
+	i := w.head
+	for i < len(w.ents) && w.ents[i].Seq <= seq {
+		i++
 	}
+	dst = append(dst, w.ents[w.head:i]...)
+	w.head = i
+	if w.head == len(w.ents) {
+		w.ents, w.head = w.ents[:0], 0
+	}
+	return dst
 }
 
 func (s *session) inflightLen() int {
 	if s.inflight == nil {
 		return 0
 	}
-	return s.inflight.size
+	return s.inflight.len()
 }
 
 // windows lends rings to sessions with deliveries in flight.
@@ -71,10 +82,12 @@ func (ws *windows) get() *window {
 	if w, ok := ws.pool.Get().(*window); ok {
 		return w
 	}
-	return &window{seqs: make([]uint64, ws.size)}
+	return &window{ents: make([]offline.Acked, 0, 16)}
 }
 
 func (ws *windows) put(w *window) {
-	w.head, w.size = 0, 0
-	ws.pool.Put(w)
+	w.ents, w.head = w.ents[:0], 0
+	if cap(w.ents) <= ws.size {
+		ws.pool.Put(w)
+	}
 }
