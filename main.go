@@ -3,6 +3,7 @@
 //	chatd serve   run the server (Pebble in a local data folder, nothing else to start)
 //	chatd chat    a line-based terminal client, to try chatd in two terminals
 //	chatd bench   the C1M benchmark scenarios
+//	chatd sysctl  Linux and FreeBSD kernel profiles for millions of sockets
 //
 // Run "chatd <command> -h" for a command's flags.
 package main
@@ -17,7 +18,8 @@ const usage = `chatd is a message router for persistent TCP connections.
 Usage:
   chatd serve [flags]   run the server
   chatd chat [flags]    chat from a terminal
-  chatd bench SCENARIO  benchmark a server (connect)
+  chatd bench SCENARIO  benchmark a server (connect, route, offline)
+  chatd sysctl CMD      kernel profiles for millions of sockets (print, check, apply)
   chatd help            this text
 
 Run "chatd <command> -h" to see a command's flags and defaults.
@@ -36,6 +38,8 @@ func main() {
 		err = chat(args)
 	case "bench":
 		err = benchCmd(args)
+	case "sysctl":
+		err = sysctlCmd(args)
 	case "help", "-h", "--help":
 		fmt.Print(usage)
 		return

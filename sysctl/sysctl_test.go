@@ -1,0 +1,179 @@
+package sysctl
+
+import (
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+func knob(t *testing.T, p Profile, key string) Knob {
+	t.Helper()
+	for _, k := range p.Knobs {
+		if k.Key == key {
+			return k
+		}
+	}
+	t.Fatalf("%s profile has no %s", p.OS, key)
+	return Knob{}
+}
+
+func num(t *testing.T, s string) int {
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func TestSizing(t *testing.T) {
+	p, err := For("linux", Target{Conns: 1_000_000, Memory: 64 << 30})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A million connections need more than the default 1,048,576 file ceiling.
+	nr := num(t, knob(t, p, "fs.nr_open").Value)
+	if nr < 1_100_000 || nr%1024 != 0 {
+		t.Errorf("fs.nr_open = %d for 1M connections", nr)
+	}
+	if lim := num(t, knob(t, p, "nofile").Value); lim != nr {
+		t.Errorf("LimitNOFILE %d must equal fs.nr_open %d (it cannot exceed it)", lim, nr)
+	}
+	if fm := num(t, knob(t, p, "fs.file-max").Value); fm < 2*nr {
+		t.Errorf("fs.file-max %d below twice the process budget", fm)
+	}
+	// TCP memory: 16 KiB per connection = 16 GB, under a quarter of 64 GiB.
+	mem := strings.Fields(knob(t, p, "net.ipv4.tcp_mem").Value)
+	if max := num(t, mem[2]); max != 1_000_000*16*1024/4096 {
+		t.Errorf("tcp_mem max = %d pages", max)
+	}
+	// With 8 GiB the quarter-of-RAM cap wins.
+	small, _ := For("linux", Target{Conns: 1_000_000, Memory: 8 << 30})
+	if max := num(t, strings.Fields(knob(t, small, "net.ipv4.tcp_mem").Value)[2]); max != (8<<30)/4/4096 {
+		t.Errorf("tcp_mem max with 8 GiB = %d pages, want a quarter of RAM", max)
+	}
+	// The client role adds the ephemeral port range.
+	cl, _ := For("linux", Target{Conns: 100_000, Role: "client"})
+	knob(t, cl, "net.ipv4.ip_local_port_range")
+
+	fb, _ := For("freebsd", Target{Conns: 2_280_000})
+	if h := num(t, knob(t, fb, "net.inet.tcp.tcbhashsize").Value); h != 1<<22 {
+		t.Errorf("tcbhashsize %d, want the power of two at or above 2.28M", h)
+	}
+	if _, err := For("plan9", Target{Conns: 1}); err == nil {
+		t.Error("unknown OS accepted")
+	}
+	if _, err := For("linux", Target{}); err == nil {
+		t.Error("zero connections accepted")
+	}
+}
+
+// TestCheckThisHost reads this Linux machine: its open-files limit (20,000
+// here) cannot hold a million connections, and check must say so; the
+// values it reports are the ones in /proc/sys.
+func TestCheckThisHost(t *testing.T) {
+	if _, err := os.Stat("/proc/sys/fs/nr_open"); err != nil {
+		t.Skip("not Linux")
+	}
+	p, _ := For("linux", Target{Conns: 1_000_000})
+	fs := p.Check(LinuxReader("/proc/sys", 20000))
+	byKey := map[string]Finding{}
+	for _, f := range fs {
+		byKey[f.Knob.Key] = f
+	}
+	if f := byKey["nofile"]; f.OK {
+		t.Error("an open-files limit of 20,000 passed for 1M connections")
+	}
+	raw, _ := os.ReadFile("/proc/sys/fs/nr_open")
+	if f := byKey["fs.nr_open"]; f.Current != strings.TrimSpace(string(raw)) {
+		t.Errorf("fs.nr_open reported %q, /proc says %q", f.Current, raw)
+	}
+	if Failed(fs) == 0 {
+		t.Error("nothing falls short on this host")
+	}
+	// A target this host can hold: the limit check passes.
+	small, _ := For("linux", Target{Conns: 1000})
+	for _, f := range small.Check(LinuxReader("/proc/sys", 1_000_000)) {
+		if f.Knob.Key == "nofile" && !f.OK {
+			t.Errorf("nofile: %s", f.Detail)
+		}
+	}
+}
+
+func TestCheckFreeBSDFixture(t *testing.T) {
+	f, err := os.Open("testdata/freebsd-14.1-sysctl-a.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	read, err := SysctlAReader(f, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, _ := For("freebsd", Target{Conns: 2_280_000})
+	got := map[string]Finding{}
+	for _, fd := range p.Check(read) {
+		got[fd.Knob.Key] = fd
+	}
+	for key, ok := range map[string]bool{
+		"kern.maxfiles":              false, // 2,047,032 < 2 x 2.53M
+		"kern.ipc.maxsockets":        false,
+		"net.inet.tcp.tcbhashsize":   false,
+		"kern.ipc.soacceptqueue":     false,
+		"kern.ipc.nmbclusters":       false, // 1,022,976 < half a cluster per connection
+		"net.inet.tcp.sendspace":     false,
+		"net.inet.ip.portrange.last": true, // server role: not in the profile at all
+	} {
+		if key == "net.inet.ip.portrange.last" {
+			if _, in := got[key]; in {
+				t.Errorf("server profile sets %s, a load generator's knob", key)
+			}
+			continue
+		}
+		if got[key].OK != ok {
+			t.Errorf("%s: ok=%v (%s), want %v", key, got[key].OK, got[key].Detail, ok)
+		}
+	}
+	if got["kern.ipc.soacceptqueue"].Current != "128" {
+		t.Errorf("soacceptqueue read as %q", got["kern.ipc.soacceptqueue"].Current)
+	}
+}
+
+func TestFilesAndApplyDryRun(t *testing.T) {
+	p, _ := For("linux", Target{Conns: 500_000})
+	files := p.Files()
+	var sysd string
+	for _, f := range files {
+		if strings.HasSuffix(f.Path, "sysctl.d/60-chatd.conf") {
+			sysd = f.Content
+		}
+	}
+	if !strings.Contains(sysd, "fs.nr_open = 570368") || !strings.Contains(sysd, "-net.netfilter.nf_conntrack_max") {
+		t.Fatalf("sysctl.d file:\n%s", sysd)
+	}
+	if strings.Contains(sysd, "tcp_tw_recycle") {
+		t.Fatal("tcp_tw_recycle was removed in Linux 4.12 and must never appear")
+	}
+	// Apply into a scratch root with a fake /proc/sys.
+	root := t.TempDir()
+	proc := filepath.Join(root, "proc")
+	os.MkdirAll(filepath.Join(proc, "fs"), 0o755)
+	os.WriteFile(filepath.Join(proc, "fs", "nr_open"), []byte("1048576\n"), 0o644)
+	acts := p.Apply(ApplyOptions{DryRun: true, Root: root, ProcSys: proc, Nofile: 1024})
+	if len(acts) == 0 || !strings.HasPrefix(acts[0].What, "would write") {
+		t.Fatalf("dry run: %+v", acts)
+	}
+	if _, err := os.Stat(filepath.Join(root, "etc")); !os.IsNotExist(err) {
+		t.Fatal("dry run wrote files")
+	}
+	acts = p.Apply(ApplyOptions{Root: root, ProcSys: proc, Nofile: 1024})
+	if b, _ := os.ReadFile(filepath.Join(root, "etc/sysctl.d/60-chatd.conf")); string(b) != sysd {
+		t.Fatal("apply did not install the sysctl.d file")
+	}
+	_ = acts
+	// nr_open was already above 570,368: apply must not lower it.
+	if b, _ := os.ReadFile(filepath.Join(proc, "fs", "nr_open")); strings.TrimSpace(string(b)) != "1048576" {
+		t.Fatalf("apply lowered fs.nr_open to %s", b)
+	}
+}
