@@ -26,6 +26,8 @@ type ConnectResult struct {
 	KernelAfter   Kernel         `json:"kernel_after"`
 	KernelPerSock float64        `json:"kernel_bytes_per_socket"`
 	Profile       string         `json:"heap_profile"`
+	Plot          string         `json:"plot"`
+	Samples       []Point        `json:"rss_mib_by_connections"`
 	Projection    Projection     `json:"projection_1m"`
 }
 
@@ -88,11 +90,30 @@ func Connect(ctx context.Context, cfg Config) (*ConnectResult, error) {
 	}
 	res.KernelBefore = readKernel()
 
-	// Timed: every user connects and logs in with its token.
+	// Timed: every user connects and logs in with its token, while the
+	// server's memory is sampled against the number connected.
 	start := time.Now()
 	ws.begin()
 	stop = watch("connect", func() int { _, u, _ := ws.totals(); return u })
+	sampling := make(chan struct{})
+	sampled := make(chan struct{})
+	go func() {
+		defer close(sampled)
+		for {
+			_, up, _ := ws.totals()
+			if st, err := t.stats(ctx, false); err == nil {
+				res.Samples = append(res.Samples, Point{X: float64(up), Y: float64(st.RSS) / (1 << 20)})
+			}
+			select {
+			case <-sampling:
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+	}()
 	ws.waitPhase()
+	close(sampling)
+	<-sampled
 	stop()
 	res.Seconds = time.Since(start).Seconds()
 	_, res.Up, res.Failed = ws.totals()
@@ -123,6 +144,12 @@ func Connect(ctx context.Context, cfg Config) (*ConnectResult, error) {
 			res.Profile = ""
 		}
 	}
+	if st, err := t.stats(ctx, false); err == nil {
+		res.Samples = append(res.Samples, Point{X: float64(res.Up), Y: float64(st.RSS) / (1 << 20)})
+	}
+	res.Plot, _ = writePlot(cfg.Report, fmt.Sprintf("connect-%d.html", res.Up), "chatd bench connect",
+		chart(fmt.Sprintf("server RSS while %d connections log in (%.0f B per connection settled)", res.Up, res.RSSPerConn),
+			"connections", "RSS (MiB)", false, Series{Name: "server RSS", Points: res.Samples}))
 	if cfg.Hold > 0 {
 		fmt.Fprintf(os.Stderr, "holding %d connections for %v\n", res.Up, cfg.Hold)
 		select {
@@ -164,6 +191,9 @@ func (r *ConnectResult) Print(cfg Config) {
 		r.Projection.UserBytes/(1<<30), r.Projection.KernelBytes/(1<<30), r.Projection.Profile)
 	if r.Profile != "" {
 		fmt.Fprintf(w, "heap profile         %s (go tool pprof -sample_index=inuse_space -top %s)\n", r.Profile, r.Profile)
+	}
+	if r.Plot != "" {
+		fmt.Fprintf(w, "plot                 %s\n", r.Plot)
 	}
 	fmt.Fprintf(w, "BenchmarkConnect/conns=%d 1 %.0f connects/s %.0f rss-B/conn %.0f heap-B/conn\n", r.Conns, r.ConnectsPerS, r.RSSPerConn, r.HeapPerConn)
 }

@@ -40,6 +40,7 @@ type RouteResult struct {
 	ServerBefore  Stats    `json:"server_before"`
 	ServerAfter   Stats    `json:"server_after"`
 	Histogram     []Bucket `json:"latency_histogram"`
+	Plot          string   `json:"plot"`
 }
 
 // Bucket is one bar of the latency histogram.
@@ -266,11 +267,20 @@ func Route(ctx context.Context, cfg Config, rc RouteConfig) (*RouteResult, error
 		res.CPUPerMillion = (res.ServerAfter.CPUSeconds - res.ServerBefore.CPUSeconds) / float64(res.Delivered) * 1e6
 		res.SyscallsPer = float64(res.ServerAfter.Syscalls-res.ServerBefore.Syscalls) / float64(res.Delivered)
 	}
+	var pts, cdf []Point
+	var seen int64
 	for _, b := range hist.Distribution() {
 		if b.Count > 0 {
 			res.Histogram = append(res.Histogram, Bucket{UpToUs: b.To, Count: b.Count})
+			seen += b.Count
+			pts = append(pts, Point{X: float64(b.To), Y: float64(b.Count)})
+			cdf = append(cdf, Point{X: float64(b.To), Y: 100 * float64(seen) / float64(hist.TotalCount())})
 		}
 	}
+	title := fmt.Sprintf("%d pairs, window %d, %s: %.0f msgs/s delivered", rc.Pairs, rc.Window, rate, res.MsgsPerSec)
+	res.Plot, _ = writePlot(cfg.Report, fmt.Sprintf("route-%d-%d.html", rc.Pairs, rc.Rate), "chatd bench route: "+title,
+		chart("latency histogram (send to deliver)", "latency (us, log scale)", "messages", true, Series{Name: "messages", Points: pts}),
+		chart("latency distribution", "latency (us, log scale)", "% of messages at or below", true, Series{Name: "cumulative %", Points: cdf}))
 	return res, nil
 }
 
@@ -289,6 +299,9 @@ func (r *RouteResult) Print(cfg Config) {
 	fmt.Fprintf(w, "latency          p50 %.2f ms  p99 %.2f ms  p99.9 %.2f ms  max %.2f ms (send to deliver)\n",
 		float64(r.P50us)/1000, float64(r.P99us)/1000, float64(r.P999us)/1000, float64(r.Maxus)/1000)
 	fmt.Fprintf(w, "server cost      %.1f CPU-s per million messages, %.2f read/write syscalls per message\n", r.CPUPerMillion, r.SyscallsPer)
+	if r.Plot != "" {
+		fmt.Fprintf(w, "plot             %s\n", r.Plot)
+	}
 	fmt.Fprintf(w, "BenchmarkRoute/pairs=%d/window=%d/rate=%d 1 %.0f msgs/s %d p50-us %d p99-us %d p99.9-us %.1f cpu-s/M\n",
 		r.Pairs, r.Window, r.Rate, r.MsgsPerSec, r.P50us, r.P99us, r.P999us, r.CPUPerMillion)
 }
