@@ -23,6 +23,7 @@ package store
 import (
 	"fmt"
 	"runtime"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	"go.uber.org/zap"
@@ -53,6 +54,13 @@ type Options struct {
 	// MaxOpenFiles caps Pebble's table cache. It counts against the
 	// process's open-files limit, which sockets need: default 256.
 	MaxOpenFiles int
+	// SyncInterval is the least time between two WAL fsyncs. Deliveries go
+	// out before the fsync, so a short interval costs the sender's SENT at
+	// most this much and nothing else, and at moderate rates it turns one
+	// fsync per small batch into one per interval (measured: fsync was a
+	// third of the server's CPU at 5,000 msgs/s without it). Default 500us;
+	// negative turns it off.
+	SyncInterval time.Duration
 	// Logger receives Pebble's own messages.
 	Logger *zap.Logger
 }
@@ -71,6 +79,10 @@ func Open(dir string, o Options) (*pebble.DB, error) {
 	if o.Logger == nil {
 		o.Logger = zap.NewNop()
 	}
+	if o.SyncInterval == 0 {
+		o.SyncInterval = 500 * time.Microsecond
+	}
+	syncInterval := max(o.SyncInterval, 0)
 	cache := pebble.NewCache(o.CacheSize)
 	defer cache.Unref() // the DB holds its own reference
 	opts := &pebble.Options{
@@ -83,6 +95,7 @@ func Open(dir string, o Options) (*pebble.DB, error) {
 		MaxOpenFiles:                o.MaxOpenFiles,
 		Logger:                      zapLogger{o.Logger.Sugar()},
 		CompactionConcurrencyRange:  func() (int, int) { return 1, max(2, runtime.GOMAXPROCS(0)/2) },
+		WALMinSyncInterval:          func() time.Duration { return syncInterval },
 	}
 	// Block compression, not per-message: measured on chat-like text it
 	// saves 41% by itself, and compressing each body with a trained s2
