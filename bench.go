@@ -19,6 +19,7 @@ Scenarios:
   connect   ramp N authenticated connections, hold them, report the server's cost per connection
   offline   store M messages for each of N offline recipients, then let all reconnect and drain
   route     P sender/receiver pairs, flat out or at a fixed offered rate: msgs/s, latency, CPU
+  herd      hold N connections, kill -9 and restart the server, time how they all come back
 
 Without -addr the bench starts its own server (a fresh data folder, plaintext,
 cheap password hashing). Run "chatd bench SCENARIO -h" for flags.
@@ -35,6 +36,7 @@ func benchCmd(args []string) error {
 	var cfg bench.Config
 	var recipients, perRecipient, senders, bodySize int
 	var rc bench.RouteConfig
+	var jitter bool
 	fs := flag.NewFlagSet("bench "+args[0], flag.ContinueOnError)
 	fs.StringVar(&cfg.Addr, "addr", "", "server to test (empty: start one)")
 	fs.StringVar(&cfg.Admin, "admin", "", "that server's admin address, for its stats")
@@ -53,6 +55,9 @@ func benchCmd(args []string) error {
 		fs.IntVar(&perRecipient, "msgs", 100, "messages per recipient")
 		fs.IntVar(&senders, "senders", 16, "sending clients")
 		fs.IntVar(&bodySize, "body", 100, "message body bytes")
+	case "herd":
+		fs.IntVar(&cfg.Conns, "conns", 10000, "connections to hold and drop")
+		fs.BoolVar(&jitter, "jitter", true, "clients randomize their reconnect backoff")
 	case "route":
 		fs.IntVar(&rc.Pairs, "pairs", 64, "sender/receiver pairs")
 		fs.IntVar(&rc.Window, "window", 64, "messages in flight per pair")
@@ -78,6 +83,12 @@ func benchCmd(args []string) error {
 	switch args[0] {
 	case "connect":
 		r, err := bench.Connect(ctx, cfg)
+		if err != nil {
+			return err
+		}
+		r.Print(cfg)
+	case "herd":
+		r, err := bench.Herd(ctx, cfg, jitter)
 		if err != nil {
 			return err
 		}

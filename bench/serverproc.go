@@ -24,6 +24,8 @@ type target struct {
 	addr, admin string
 	proc        *exec.Cmd
 	dir         string
+	bin         string
+	args, env   []string
 }
 
 // startTarget starts a server unless cfg names one.
@@ -42,24 +44,40 @@ func startTarget(ctx context.Context, cfg *Config) (*target, error) {
 	t := &target{addr: "127.0.0.1:" + port, admin: "127.0.0.1:" + aport, dir: dir}
 	args := append([]string{"serve", "--addr", t.addr, "--admin", t.admin, "--data", filepath.Join(dir, "data"),
 		"--plaintext", "--argon2-memory", "64", "--argon2-time", "1", "--log-level", "warn"}, cfg.ServerArgs...)
-	t.proc = exec.Command(cfg.Binary, args...)
-	t.proc.Env = append(os.Environ(), cfg.ServerEnv...)
+	t.bin, t.args, t.env = cfg.Binary, args, append(os.Environ(), cfg.ServerEnv...)
+	if err := t.start(ctx); err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	return t, nil
+}
+
+// start runs the server process and waits until its admin endpoint answers.
+func (t *target) start(ctx context.Context) error {
+	t.proc = exec.Command(t.bin, t.args...)
+	t.proc.Env = t.env
 	t.proc.Stdout, t.proc.Stderr = os.Stderr, os.Stderr
 	if err := t.proc.Start(); err != nil {
-		os.RemoveAll(dir)
-		return nil, fmt.Errorf("bench: start server: %w", err)
+		return fmt.Errorf("bench: start server: %w", err)
 	}
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		if _, err := t.stats(ctx, false); err == nil {
-			return t, nil
+			return nil
 		}
 		if time.Now().After(deadline) {
-			t.stop()
-			return nil, fmt.Errorf("bench: server did not come up on %s", t.admin)
+			t.proc.Process.Kill()
+			t.proc.Wait()
+			return fmt.Errorf("bench: server did not come up on %s", t.admin)
 		}
-		time.Sleep(50 * time.Millisecond)
+		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// crash kills the server with SIGKILL, dropping every connection at once.
+func (t *target) crash() {
+	t.proc.Process.Kill()
+	t.proc.Wait()
 }
 
 func (t *target) stats(ctx context.Context, gc bool) (Stats, error) {

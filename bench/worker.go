@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"os"
 	"sync"
@@ -23,6 +24,7 @@ type workerReport struct {
 	Up         int            `json:"up"`
 	Failed     map[string]int `json:"failed,omitempty"`
 	Phase      string         `json:"phase,omitempty"` // "registered", then "up"
+	Reconnects int            `json:"reconnects,omitempty"`
 }
 
 // RunWorker is `chatd bench worker`. It registers its share of users
@@ -39,10 +41,13 @@ func RunWorker(args []string) error {
 	rate := fs.Int("rate", 0, "connections per second (0: flat out)")
 	prefix := fs.String("prefix", "b", "user name prefix")
 	parallel := fs.Int("parallel", 128, "connection attempts in flight")
+	reconnect := fs.Bool("reconnect", false, "reconnect dropped connections (herd)")
+	jitter := fs.Bool("jitter", true, "randomize reconnect backoff")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	w := &worker{addr: *addr, prefix: *prefix, failed: map[string]int{}, tokens: make([]codec.Token, *conns)}
+	w := &worker{addr: *addr, prefix: *prefix, failed: map[string]int{}, tokens: make([]codec.Token, *conns),
+		reconnect: *reconnect, jitter: *jitter, offset: *offset}
 	out := json.NewEncoder(os.Stdout)
 	var outMu sync.Mutex
 	emit := func(phase string) {
@@ -73,7 +78,9 @@ func RunWorker(args []string) error {
 		return nil
 	}
 	w.open(*offset, *conns, *rate, *parallel)
-	close(stop)
+	if !*reconnect {
+		close(stop)
+	}
 	emit("up")
 
 	eof := make(chan struct{})
@@ -97,8 +104,12 @@ func RunWorker(args []string) error {
 
 type worker struct {
 	addr, prefix string
+	reconnect    bool
+	jitter       bool
+	offset       int
 	registered   atomic.Int64
 	up           atomic.Int64
+	reconnects   atomic.Int64
 	mu           sync.Mutex
 	conns        []net.Conn
 	failed       map[string]int
@@ -112,7 +123,8 @@ func (w *worker) report(phase string) workerReport {
 	for k, v := range w.failed {
 		f[k] = v
 	}
-	return workerReport{Registered: int(w.registered.Load()), Up: int(w.up.Load()), Failed: f, Phase: phase}
+	return workerReport{Registered: int(w.registered.Load()), Up: int(w.up.Load()), Failed: f, Phase: phase,
+		Reconnects: int(w.reconnects.Load())}
 }
 
 func (w *worker) fail(reason string) {
@@ -191,7 +203,38 @@ func (w *worker) open(offset, n, rate, parallel int) {
 		w.conns = append(w.conns, c)
 		w.mu.Unlock()
 		w.up.Add(1)
+		if w.reconnect {
+			go w.keep(i, c)
+		}
 	})
+}
+
+// keep watches one connection and, when the server drops it, reconnects
+// with exponential backoff (100 ms doubling to 5 s), with or without
+// jitter, the way client.Backoff does.
+func (w *worker) keep(i int, c net.Conn) {
+	for {
+		io.Copy(io.Discard, c) // returns when the server goes away
+		c.Close()
+		w.up.Add(-1)
+		delay := 100 * time.Millisecond
+		for {
+			d := delay
+			if w.jitter {
+				d = d/2 + time.Duration(rand.Int64N(int64(d/2)+1))
+			}
+			time.Sleep(d)
+			nc, reason, _ := w.session(i, &codec.Resume{Token: w.tokens[i-w.offset]})
+			if nc != nil {
+				c = nc
+				w.up.Add(1)
+				w.reconnects.Add(1)
+				break
+			}
+			w.fail(reason)
+			delay = min(2*delay, 5*time.Second)
+		}
+	}
 }
 
 // session opens connection i from source address 127.0.0.(2 + i%253) and

@@ -21,7 +21,7 @@ type workerSet struct {
 }
 
 // startWorkers spreads n connections over ceil(n/per) processes.
-func startWorkers(cfg *Config, addr string, n, rate int, prefix string) (*workerSet, error) {
+func startWorkers(cfg *Config, addr string, n, rate int, prefix string, extra ...string) (*workerSet, error) {
 	k := (n + cfg.PerWorker - 1) / cfg.PerWorker
 	ws := &workerSet{last: make([]workerReport, k), phase: make(chan int, 2*k)}
 	for w := 0; w < k; w++ {
@@ -34,8 +34,9 @@ func startWorkers(cfg *Config, addr string, n, rate int, prefix string) (*worker
 		if rate > 0 {
 			wrate = max(1, rate/k)
 		}
-		cmd := exec.Command(cfg.Binary, "bench", "worker", "--addr", addr, "--conns", strconv.Itoa(share),
-			"--offset", strconv.Itoa(offset), "--rate", strconv.Itoa(wrate), "--prefix", prefix)
+		args := []string{"bench", "worker", "--addr", addr, "--conns", strconv.Itoa(share),
+			"--offset", strconv.Itoa(offset), "--rate", strconv.Itoa(wrate), "--prefix", prefix}
+		cmd := exec.Command(cfg.Binary, append(args, extra...)...)
 		cmd.Stderr = os.Stderr
 		in, err := cmd.StdinPipe()
 		if err != nil {
@@ -72,6 +73,17 @@ func (ws *workerSet) read(w int, out io.Reader) {
 			ws.phase <- w
 		}
 	}
+}
+
+// reconnects sums the workers' successful reconnects.
+func (ws *workerSet) reconnects() int {
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	n := 0
+	for _, r := range ws.last {
+		n += r.Reconnects
+	}
+	return n
 }
 
 // totals sums the latest reports.

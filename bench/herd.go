@@ -1,0 +1,110 @@
+package bench
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"time"
+)
+
+// HerdResult is what the herd scenario measures.
+type HerdResult struct {
+	Conns       int            `json:"conns"`
+	Jitter      bool           `json:"jitter"`
+	DownSeconds float64        `json:"server_down_seconds"`
+	BackSeconds float64        `json:"all_back_seconds"` // from the kill until every connection is back
+	Back        int            `json:"back"`
+	PeakPerSec  float64        `json:"peak_reconnects_per_second"` // over 100 ms windows
+	Failed      map[string]int `json:"failed_attempts"`
+	Timeline    []Point        `json:"connected_by_time"`
+	Plot        string         `json:"plot"`
+}
+
+// Herd holds cfg.Conns connections, kills the server with SIGKILL (every
+// connection drops at once), starts it again on the same data, and
+// measures how the clients come back with their backoff.
+func Herd(ctx context.Context, cfg Config, jitter bool) (*HerdResult, error) {
+	cfg.setDefaults()
+	if cfg.Addr != "" {
+		return nil, fmt.Errorf("bench: herd restarts the server, so it must start its own (no -addr)")
+	}
+	t, err := startTarget(ctx, &cfg)
+	if err != nil {
+		return nil, err
+	}
+	defer t.stop()
+	res := &HerdResult{Conns: cfg.Conns, Jitter: jitter}
+	ws, err := startWorkers(&cfg, t.addr, cfg.Conns, 0, fmt.Sprintf("h%d-", time.Now().UnixNano()%1e6),
+		"--reconnect", fmt.Sprintf("--jitter=%v", jitter))
+	if err != nil {
+		return nil, err
+	}
+	defer ws.stop()
+	ws.waitPhase()
+	ws.begin()
+	ws.waitPhase()
+	_, up, _ := ws.totals()
+	fmt.Fprintf(os.Stderr, "herd: %d connections up; killing the server (jitter %v)\n", up, jitter)
+
+	kill := time.Now()
+	t.crash()
+	// Wait until the workers noticed, then start the server again.
+	for time.Since(kill) < 5*time.Second {
+		if _, u, _ := ws.totals(); u < up/10 {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := t.start(ctx); err != nil {
+		return nil, err
+	}
+	res.DownSeconds = time.Since(kill).Seconds()
+	bar := newBar("herd", up)
+	before := ws.reconnects()
+	last, lastT := before, time.Now()
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		time.Sleep(100 * time.Millisecond)
+		_, u, _ := ws.totals()
+		bar.set(u)
+		el := time.Since(kill).Seconds()
+		res.Timeline = append(res.Timeline, Point{X: el, Y: float64(u)})
+		r := ws.reconnects()
+		if rate := float64(r-last) / time.Since(lastT).Seconds(); rate > res.PeakPerSec {
+			res.PeakPerSec = rate
+		}
+		last, lastT = r, time.Now()
+		if u >= up || time.Now().After(deadline) {
+			res.Back = u
+			res.BackSeconds = el
+			break
+		}
+	}
+	bar.done()
+	_, _, res.Failed = ws.totals()
+	res.Plot, _ = writePlot(cfg.Report, fmt.Sprintf("herd-%d-jitter-%v.html", cfg.Conns, jitter), "chatd bench herd",
+		chart(fmt.Sprintf("connections back after a kill -9 and restart (jitter %v)", jitter), "seconds since the kill",
+			"connected", false, Series{Name: "connected", Points: res.Timeline}))
+	return res, nil
+}
+
+// Print writes the result as a table, or JSON with cfg.JSON.
+func (r *HerdResult) Print(cfg Config) {
+	cfg.setDefaults()
+	if cfg.JSON {
+		e := json.NewEncoder(cfg.Out)
+		e.SetIndent("", "  ")
+		e.Encode(r)
+		return
+	}
+	w := cfg.Out
+	fmt.Fprintf(w, "herd             %d connections, backoff jitter %v\n", r.Conns, r.Jitter)
+	fmt.Fprintf(w, "server down      %.2fs (kill -9 to listening again)\n", r.DownSeconds)
+	fmt.Fprintf(w, "all back         %d of %d after %.2fs; peak %.0f reconnects/s\n", r.Back, r.Conns, r.BackSeconds, r.PeakPerSec)
+	fmt.Fprintf(w, "failed attempts  %v\n", r.Failed)
+	if r.Plot != "" {
+		fmt.Fprintf(w, "plot             %s\n", r.Plot)
+	}
+	fmt.Fprintf(w, "BenchmarkHerd/conns=%d/jitter=%v 1 %.2f all-back-s %.0f peak-reconnects/s\n", r.Conns, r.Jitter, r.BackSeconds, r.PeakPerSec)
+}
