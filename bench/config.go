@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"encoding/json"
 	"io"
 	"os"
 	"time"
@@ -43,4 +44,17 @@ func (c *Config) setDefaults() {
 	if c.Report == "" {
 		c.Report = "bench-out"
 	}
+}
+
+// printJSON writes v as indented JSON when cfg asks for JSON and reports
+// whether it did; every result's Print starts with it.
+func printJSON(cfg *Config, v any) bool {
+	cfg.setDefaults()
+	if !cfg.JSON {
+		return false
+	}
+	e := json.NewEncoder(cfg.Out)
+	e.SetIndent("", "  ")
+	e.Encode(v)
+	return true
 }

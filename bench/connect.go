@@ -2,7 +2,6 @@ package bench
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -162,11 +161,7 @@ func Connect(ctx context.Context, cfg Config) (*ConnectResult, error) {
 
 // Print writes the result as a table, or JSON with cfg.JSON.
 func (r *ConnectResult) Print(cfg Config) {
-	cfg.setDefaults()
-	if cfg.JSON {
-		e := json.NewEncoder(cfg.Out)
-		e.SetIndent("", "  ")
-		e.Encode(r)
+	if printJSON(&cfg, r) {
 		return
 	}
 	w := cfg.Out

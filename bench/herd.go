@@ -2,7 +2,6 @@ package bench
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"time"
@@ -91,11 +90,7 @@ func Herd(ctx context.Context, cfg Config, jitter bool) (*HerdResult, error) {
 
 // Print writes the result as a table, or JSON with cfg.JSON.
 func (r *HerdResult) Print(cfg Config) {
-	cfg.setDefaults()
-	if cfg.JSON {
-		e := json.NewEncoder(cfg.Out)
-		e.SetIndent("", "  ")
-		e.Encode(r)
+	if printJSON(&cfg, r) {
 		return
 	}
 	w := cfg.Out

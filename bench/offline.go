@@ -2,7 +2,6 @@ package bench
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io/fs"
 	"os"
@@ -196,11 +195,7 @@ func Offline(ctx context.Context, cfg Config, recipients, perRecipient, senders,
 
 // Print writes the result as a table, or JSON with cfg.JSON.
 func (r *OfflineResult) Print(cfg Config) {
-	cfg.setDefaults()
-	if cfg.JSON {
-		e := json.NewEncoder(cfg.Out)
-		e.SetIndent("", "  ")
-		e.Encode(r)
+	if printJSON(&cfg, r) {
 		return
 	}
 	w := cfg.Out

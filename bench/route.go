@@ -3,7 +3,6 @@ package bench
 import (
 	"context"
 	"encoding/binary"
-	"encoding/json"
 	"fmt"
 	"os"
 	"sync"
@@ -286,11 +285,7 @@ func Route(ctx context.Context, cfg Config, rc RouteConfig) (*RouteResult, error
 
 // Print writes the result as a table, or JSON with cfg.JSON.
 func (r *RouteResult) Print(cfg Config) {
-	cfg.setDefaults()
-	if cfg.JSON {
-		e := json.NewEncoder(cfg.Out)
-		e.SetIndent("", "  ")
-		e.Encode(r)
+	if printJSON(&cfg, r) {
 		return
 	}
 	w := cfg.Out

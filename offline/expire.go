@@ -83,7 +83,7 @@ func (l *lane) expire(b *pebble.Batch, op *Op) {
 	xkey := op.keys[0]
 	hour := binary.BigEndian.Uint32(xkey[1:])
 	prefix := inboxPrefix(op.To)
-	it, err := in.db.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
+	it, err := in.db.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: store.PrefixEnd(prefix)})
 	if err != nil {
 		in.cfg.Logger.Error("expiry: read inbox", zap.Uint64("user", op.To), zap.Error(err))
 		return

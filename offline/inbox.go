@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/chatd/chatd/codec"
+	"github.com/chatd/chatd/store"
 	"github.com/cockroachdb/pebble/v2"
 	"go.uber.org/zap"
 )
@@ -207,7 +208,7 @@ func (in *Inbox) Read(user, after uint64, max int, fn func(*Entry) bool) error {
 	if after == ^uint64(0) {
 		return nil
 	}
-	it, err := in.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: prefixEnd(prefix)})
+	it, err := in.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: store.PrefixEnd(prefix)})
 	if err != nil {
 		return fmt.Errorf("offline: read inbox %d: %w", user, err)
 	}
@@ -238,17 +239,6 @@ func (in *Inbox) Count(user uint64) (int, error) {
 	n := 0
 	err := in.Read(user, 0, int(^uint(0)>>1), func(*Entry) bool { n++; return true })
 	return n, err
-}
-
-func prefixEnd(p []byte) []byte {
-	end := append([]byte(nil), p...)
-	for i := len(end) - 1; i >= 0; i-- {
-		end[i]++
-		if end[i] != 0 {
-			return end[:i+1]
-		}
-	}
-	return nil
 }
 
 func beUint64(b []byte) uint64 {

@@ -6,6 +6,7 @@ import (
 	"sync/atomic"
 
 	"github.com/chatd/chatd/codec"
+	"github.com/chatd/chatd/store"
 	"github.com/cockroachdb/pebble/v2"
 	"go.uber.org/zap"
 )
@@ -310,7 +311,7 @@ func (l *lane) readAcked(op *Op) []Acked {
 	lo := inboxKey(nil, op.To, op.from+1)
 	hi := inboxKey(nil, op.To, op.Seq+1)
 	if op.Seq == ^uint64(0) {
-		hi = prefixEnd(inboxPrefix(op.To))
+		hi = store.PrefixEnd(inboxPrefix(op.To))
 	}
 	it, err := in.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
 	if err != nil {

@@ -77,12 +77,17 @@ func (s *Server) authenticated(c *Conn, user uint64, tok codec.Token, err error)
 		return
 	}
 	c.Authenticated()
-	s.reply(c, (&codec.Welcome{
-		User: user, Token: tok, Keepalive: uint16(s.cfg.Keepalive / time.Second), Window: uint16(s.cfg.Window),
-		MaxBody: uint32(s.cfg.MaxBody), Time: uint64(time.Now().UnixMilli()),
-	}).Append(nil))
+	s.reply(c, s.welcome(user, tok))
 	st.auth.Store(authDone)
 	s.drain(c)
+}
+
+// welcome encodes the WELCOME that opens a session.
+func (s *Server) welcome(user uint64, tok codec.Token) []byte {
+	return (&codec.Welcome{
+		User: user, Token: tok, Keepalive: uint16(s.cfg.Keepalive / time.Second), Window: uint16(s.cfg.Window),
+		MaxBody: uint32(s.cfg.MaxBody), Time: uint64(time.Now().UnixMilli()),
+	}).Append(nil)
 }
 
 // kick ends a session with a KICKED frame.
@@ -124,10 +129,7 @@ func (s *Server) password(c *Conn, body []byte) error {
 			c.State.dmu.Lock()
 			c.State.token = tok
 			c.State.dmu.Unlock()
-			s.reply(c, (&codec.Welcome{
-				User: user, Token: tok, Keepalive: uint16(s.cfg.Keepalive / time.Second), Window: uint16(s.cfg.Window),
-				MaxBody: uint32(s.cfg.MaxBody), Time: uint64(time.Now().UnixMilli()),
-			}).Append(nil))
+			s.reply(c, s.welcome(user, tok))
 		}
 		c.Flush()
 	}()
