@@ -16,6 +16,9 @@ const (
 	KindMessage    Kind = 1 // a DELIVER
 	KindReceipt    Kind = 2 // a RECEIPT
 	KindGroupEvent Kind = 3 // a GROUP_EVENT
+	// KindGroupMessage is a member's reference to a group message whose
+	// body is stored once for all members; it delivers as a DELIVER.
+	KindGroupMessage Kind = 4
 )
 
 // Entry value layout. Every entry starts with the same 10 bytes:
@@ -29,7 +32,15 @@ const (
 //	message:     | id (16) | from (8) | group (8) | body (rest)
 //	receipt:     | receipt kind (1) | by (8) | group (8) | ids (16 each, rest)
 //	group event: | event kind (1) | group (8) | actor (8) | name str8 | users (8 each, rest)
+//	group msg:   | id (16) | from (8) | group (8) | body ref (12: hour (4) | body (8))
+//
+// A group message body is stored once under 'b' | body ref | 0 with the
+// message header, and 'b' | body ref | 1 counts the members that have not
+// acknowledged it yet.
 const entryHeader = 10
+
+// BodyRef names a stored group message body: its hour and id.
+type BodyRef [12]byte
 
 // ErrCorrupt reports an inbox entry that does not decode.
 var ErrCorrupt = errors.New("offline: corrupt entry")
@@ -54,6 +65,8 @@ type Entry struct {
 	Actor     uint64
 	Name      []byte
 	Users     codec.UserList
+
+	Ref BodyRef // group message
 }
 
 func appendHeader(dst []byte, k Kind, time uint64) []byte {
@@ -75,6 +88,11 @@ func (op *Op) encode(dst []byte) []byte {
 		dst = binary.BigEndian.AppendUint64(dst, op.By)
 		dst = binary.BigEndian.AppendUint64(dst, op.Group)
 		dst = append(dst, op.IDs...)
+	case KindGroupMessage:
+		dst = append(dst, op.ID[:]...)
+		dst = binary.BigEndian.AppendUint64(dst, op.From)
+		dst = binary.BigEndian.AppendUint64(dst, op.Group)
+		dst = append(dst, op.Ref[:]...)
 	case KindGroupEvent:
 		dst = append(dst, byte(op.EventKind))
 		dst = binary.BigEndian.AppendUint64(dst, op.Group)
@@ -105,6 +123,15 @@ func DecodeEntry(seq uint64, v []byte, e *Entry) error {
 		e.Group = binary.BigEndian.Uint64(p[24:])
 		e.Body = p[32:]
 		return nil
+	case KindGroupMessage:
+		if len(p) != 44 {
+			break
+		}
+		copy(e.ID[:], p)
+		e.From = binary.BigEndian.Uint64(p[16:])
+		e.Group = binary.BigEndian.Uint64(p[24:])
+		copy(e.Ref[:], p[32:])
+		return nil
 	case KindReceipt:
 		if len(p) < 17+16 || (len(p)-17)%16 != 0 {
 			break
@@ -132,7 +159,7 @@ func DecodeEntry(seq uint64, v []byte, e *Entry) error {
 // AppendFrame appends the frame that delivers e to its inbox's owner.
 func (e *Entry) AppendFrame(dst []byte) []byte {
 	switch e.Kind {
-	case KindMessage:
+	case KindMessage, KindGroupMessage:
 		return codec.AppendDeliver(dst, e.Seq, &e.ID, e.From, e.Group, e.Time, e.Body)
 	case KindReceipt:
 		return codec.AppendReceipt(dst, e.Seq, e.ReceiptKind, e.By, e.Group, e.Time, e.IDs)
@@ -157,6 +184,10 @@ func expiryKey(dst []byte, hour uint32, user uint64) []byte {
 	dst = append(dst, store.PrefixExpiry)
 	dst = binary.BigEndian.AppendUint32(dst, hour)
 	return binary.BigEndian.AppendUint64(dst, user)
+}
+
+func bodyKey(ref BodyRef, part byte) []byte {
+	return append(append([]byte{store.PrefixBody}, ref[:]...), part)
 }
 
 func dedupKey(dst []byte, day uint32, sender uint64, id *codec.MsgID) []byte {

@@ -3,6 +3,7 @@ package offline
 import (
 	"errors"
 	"fmt"
+	"io"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -40,6 +41,7 @@ type Op struct {
 	Users     codec.UserList
 
 	// Set by the lane before Hooks see the op.
+	Ref       BodyRef // KindGroupMessage: the body stored once for the group
 	Seq       uint64
 	Duplicate bool // a resend of a stored message: Seq and Time are the original's
 	Err       error
@@ -49,6 +51,9 @@ type Op struct {
 	Ctx any
 
 	// Internal ops and completions.
+	members []uint64   // kindGroupFanout: the recipients
+	fan     Kind       // kindGroupFanout: KindMessage or KindGroupEvent
+	parts   *countdown // set on the parts of a group fan-out
 	keys  [][]byte  // kindDelete: keys to delete
 	from  uint64    // kindAck: acknowledged range (from, to]
 	acked []Acked   // kindAck: the acknowledged entries, when the caller knows them
@@ -62,6 +67,7 @@ type Acked struct {
 	From  uint64 // message sender
 	Group uint64
 	ID    codec.MsgID
+	Ref   BodyRef // group messages: the shared body
 }
 
 // Internal op kinds: they never reach Hooks.
@@ -69,7 +75,29 @@ const (
 	kindAck    Kind = 100 // read acknowledged entries, queue receipts, then delete
 	kindDelete Kind = 101 // delete keys
 	kindExpire Kind = 102 // delete a user's entries older than Time
+	// kindGroupFanout runs in the group's lane: the dedup check, the body
+	// stored once, then one entry per member queued to the members' lanes.
+	kindGroupFanout Kind = 103
+	// kindRelease runs in the group's lane: Seq members acknowledged a body.
+	kindRelease Kind = 104
 )
+
+// countdown reports a group fan-out durable once every part is.
+type countdown struct {
+	n  atomic.Int32
+	op *Op
+	in *Inbox
+}
+
+func (c *countdown) part(err error) {
+	if err != nil && c.op.Err == nil {
+		c.op.Err = err
+	}
+	if c.n.Add(-1) == 0 {
+		c.op.Kind = c.op.fan // the caller sees the op it submitted
+		c.in.hooks.Durable([]*Op{c.op})
+	}
+}
 
 // Hooks are how the inbox tells the server about its ops. Both run on lane
 // goroutines and must not block.
@@ -180,6 +208,17 @@ func (in *Inbox) lane(user uint64) *lane {
 // Submit queues op for its recipient's inbox.
 func (in *Inbox) Submit(op *Op) error { return in.lane(op.To).add(op, false) }
 
+// SubmitGroup queues a group message (op.Kind KindMessage) or group event
+// (KindGroupEvent) for members, op.Group naming the group. A message's
+// body is stored once; each member gets a small entry referring to it.
+// Ops for one group are fanned out in the order they are submitted, so
+// every member sees the same order. Hooks see op itself only once: in
+// Durable, when every member's entry is on disk (or with op.Err).
+func (in *Inbox) SubmitGroup(op *Op, members []uint64) error {
+	op.fan, op.Kind, op.members = op.Kind, kindGroupFanout, members
+	return in.lane(op.Group).add(op, false)
+}
+
 // Ack records that user acknowledged every entry in (from, to]: delivered
 // receipts go to the senders of the messages among them, then the entries
 // are deleted.
@@ -226,8 +265,20 @@ func (in *Inbox) Read(user, after uint64, max int, fn func(*Entry) bool) error {
 			in.cfg.Logger.Error("skipping corrupt inbox entry", zap.Uint64("user", user), zap.Uint64("seq", seq), zap.Error(err))
 			continue
 		}
+		var closer io.Closer
+		if e.Kind == KindGroupMessage {
+			body, c, err := in.db.Get(bodyKey(e.Ref, 0))
+			if err != nil {
+				continue // expired with its hour
+			}
+			e.Body, closer = body[entryHeader+32:], c
+		}
 		n++
-		if !fn(&e) {
+		more := fn(&e)
+		if closer != nil {
+			closer.Close()
+		}
+		if !more {
 			break
 		}
 	}

@@ -22,7 +22,9 @@ type lane struct {
 	closed bool
 
 	// Owned by run.
-	visible []*Op
+	visible  []*Op
+	fanouts  []*Op
+	released map[BodyRef]uint32
 	depth   map[uint64]int32 // entries per inbox, for users touched since start
 	xcache  [4096]xslot      // expiry index keys written recently
 	commits int
@@ -109,8 +111,8 @@ func (l *lane) commit(ops []*Op) {
 	// Seqs for every op that adds an entry, assigned in queue order.
 	n := 0
 	for _, op := range ops {
-		if op.Kind < kindAck {
-			n++
+		if op.Kind < kindAck || op.Kind == kindGroupFanout {
+			n++ // an entry, or a group body's id
 		}
 	}
 	var seq uint64
@@ -122,6 +124,8 @@ func (l *lane) commit(ops []*Op) {
 		}
 	}
 	l.visible = l.visible[:0]
+	l.fanouts = l.fanouts[:0]
+	clear(l.released)
 	for _, op := range ops {
 		if op.Time == 0 {
 			op.Time = now
@@ -143,12 +147,20 @@ func (l *lane) commit(ops []*Op) {
 			l.addEntry(b, op)
 			l.key = dedupKey(l.key[:0], day, op.From, &op.ID)
 			b.Set(l.key, dedupValue(l.val[:0], op.To, op.Seq, op.Time), nil)
-		case KindReceipt, KindGroupEvent:
-			// Receipts and membership events are small and tell the user
-			// about their own conversations: the quota does not refuse them.
+		case KindReceipt, KindGroupEvent, KindGroupMessage:
+			// Receipts, membership events and group messages (whose
+			// senders the group admitted) are not refused by the quota.
 			op.Seq, seq = seq, seq+1
 			l.inboxDepth(op.To)
 			l.addEntry(b, op)
+		case kindGroupFanout:
+			op.Seq, seq = seq, seq+1
+			l.storeGroup(b, op, day, ops)
+		case kindRelease:
+			if l.released == nil {
+				l.released = map[BodyRef]uint32{}
+			}
+			l.released[op.Ref] += uint32(op.Seq)
 		case kindDelete:
 			for _, k := range op.keys {
 				b.Delete(k, nil)
@@ -160,6 +172,7 @@ func (l *lane) commit(ops []*Op) {
 			l.expire(b, op)
 		}
 	}
+	l.release(b)
 	if l.commits++; l.commits%1024 == 0 && len(l.depth) > 4096 {
 		// Forget empty inboxes so that the map tracks only users with
 		// entries or recent traffic; a forgotten one is counted again.
@@ -171,6 +184,7 @@ func (l *lane) commit(ops []*Op) {
 	}
 	if b.Empty() {
 		b.Close()
+		l.fanOut() // a group event writes nothing in the group's own lane
 		l.durable(ops)
 		return
 	}
@@ -181,7 +195,77 @@ func (l *lane) commit(ops []*Op) {
 	if len(l.visible) > 0 {
 		in.hooks.Applied(l.visible)
 	}
+	l.fanOut()
 	l.syncq <- &syncJob{b: b, ops: ops}
+}
+
+// storeGroup handles a group fan-out in the group's lane: a resent
+// message already stored is answered from the dedup window; a new one has
+// its body stored once, with a count of the members that must still
+// acknowledge it. The members' entries are queued after the batch applies
+// (fanOut), so a member's drain can always read the body.
+func (l *lane) storeGroup(b *pebble.Batch, op *Op, day uint32, batch []*Op) {
+	op.parts = &countdown{op: op, in: l.in}
+	if op.fan != KindMessage {
+		l.fanouts = append(l.fanouts, op)
+		return
+	}
+	if op.Dup && l.duplicate(op, day, batch) {
+		l.key = dedupKey(l.key[:0], day, op.From, &op.ID)
+		b.Set(l.key, dedupValue(l.val[:0], op.Group, op.Seq, op.Time), nil)
+		return
+	}
+	binary.BigEndian.PutUint32(op.Ref[:4], uint32(op.Time/3_600_000))
+	binary.BigEndian.PutUint64(op.Ref[4:], op.Seq)
+	l.val = appendHeader(l.val[:0], KindMessage, op.Time)
+	l.val = append(l.val, op.ID[:]...)
+	l.val = binary.BigEndian.AppendUint64(l.val, op.From)
+	l.val = binary.BigEndian.AppendUint64(l.val, op.Group)
+	b.Set(bodyKey(op.Ref, 0), append(l.val, op.Body...), nil)
+	b.Set(bodyKey(op.Ref, 1), binary.BigEndian.AppendUint32(nil, uint32(len(op.members))), nil)
+	l.key = dedupKey(l.key[:0], day, op.From, &op.ID)
+	b.Set(l.key, dedupValue(l.val[:0], op.Group, op.Seq, op.Time), nil)
+	l.fanouts = append(l.fanouts, op)
+}
+
+// fanOut queues each member's entry of the group ops just applied, in the
+// order the group's lane took them: every member sees one order.
+func (l *lane) fanOut() {
+	for _, op := range l.fanouts {
+		op.parts.n.Store(int32(len(op.members)) + 1) // the members' entries and this batch
+		for _, m := range op.members {
+			e := &Op{Kind: op.fan, To: m, Time: op.Time, ID: op.ID, From: op.From, Group: op.Group, Body: op.Body,
+				EventKind: op.EventKind, Actor: op.Actor, Name: op.Name, Users: op.Users, Ref: op.Ref, parts: op.parts}
+			if op.fan == KindMessage {
+				e.Kind = KindGroupMessage
+			}
+			if err := l.in.lane(m).add(e, true); err != nil {
+				op.parts.part(err)
+			}
+		}
+	}
+}
+
+// release applies this batch's acknowledgements of group bodies: the
+// count of members yet to acknowledge drops, and at zero the body goes.
+// Only this lane writes the count of its groups' bodies, so the read and
+// the write cannot race.
+func (l *lane) release(b *pebble.Batch) {
+	for ref, n := range l.released {
+		k := bodyKey(ref, 1)
+		v, closer, err := l.in.db.Get(k)
+		if err != nil {
+			continue // gone already: expired with its hour
+		}
+		left := binary.BigEndian.Uint32(v)
+		closer.Close()
+		if left <= n {
+			b.Delete(bodyKey(ref, 0), nil)
+			b.Delete(k, nil)
+		} else {
+			b.Set(k, binary.BigEndian.AppendUint32(nil, left-n), nil)
+		}
+	}
 }
 
 // addEntry writes op's inbox entry, counts it, and makes sure the expiry
@@ -265,9 +349,21 @@ func (l *lane) ack(b *pebble.Batch, op *Op, now uint64) {
 	var receipts map[origin]*Op
 	var order []*Op
 	keys := make([][]byte, 0, len(acked))
+	var releases map[BodyRef]*Op
 	for _, a := range acked {
 		keys = append(keys, inboxKey(nil, op.To, a.Seq))
-		if a.Kind != KindMessage {
+		if a.Kind == KindGroupMessage {
+			if releases == nil {
+				releases = map[BodyRef]*Op{}
+			}
+			r := releases[a.Ref]
+			if r == nil {
+				r = &Op{Kind: kindRelease, To: a.Group, Group: a.Group, Ref: a.Ref}
+				releases[a.Ref] = r
+			}
+			r.Seq++
+		}
+		if a.Kind != KindMessage && a.Kind != KindGroupMessage {
 			continue
 		}
 		if receipts == nil {
@@ -282,6 +378,10 @@ func (l *lane) ack(b *pebble.Batch, op *Op, now uint64) {
 		}
 		r.IDs = r.IDs.AppendID(a.ID)
 	}
+	in := l.in
+	for _, r := range releases {
+		in.lane(r.Group).add(r, true)
+	}
 	if len(order) == 0 {
 		for _, k := range keys {
 			b.Delete(k, nil)
@@ -289,7 +389,6 @@ func (l *lane) ack(b *pebble.Batch, op *Op, now uint64) {
 		l.depth[op.To] -= int32(len(keys))
 		return
 	}
-	in := l.in
 	var pending atomic.Int32
 	pending.Store(int32(len(order)))
 	del := &Op{Kind: kindDelete, To: op.To, keys: keys}
@@ -329,7 +428,7 @@ func (l *lane) readAcked(op *Op) []Acked {
 			out = append(out, Acked{Seq: seq})
 			continue
 		}
-		out = append(out, Acked{Seq: seq, Kind: e.Kind, From: e.From, Group: e.Group, ID: e.ID})
+		out = append(out, Acked{Seq: seq, Kind: e.Kind, From: e.From, Group: e.Group, ID: e.ID, Ref: e.Ref})
 	}
 	return out
 }
@@ -366,7 +465,13 @@ func (l *lane) durable(ops []*Op) {
 		if op.done != nil {
 			op.done(op)
 		}
-		if op.Kind < kindAck {
+		switch {
+		case op.parts != nil && (op.Kind != kindGroupFanout || op.parts.n.Load() > 0):
+			op.parts.part(op.Err) // one part of a group fan-out
+		case op.Kind == kindGroupFanout:
+			op.Kind = op.fan // a duplicate, or failed before fanning out
+			public = append(public, op)
+		case op.Kind < kindAck:
 			public = append(public, op)
 		}
 	}

@@ -48,6 +48,11 @@ type Config struct {
 	TTL time.Duration
 	// Quota is the most entries one inbox may hold. Default 10,000.
 	Quota int
+	// MaxGroup is the most members a group may have. Default 256.
+	MaxGroup int
+	// PresenceInterval coalesces presence updates: watchers hear of a user
+	// at most once per interval. Default 1 s.
+	PresenceInterval time.Duration
 
 	Logger *zap.Logger
 }
@@ -67,6 +72,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.Keepalive == 0 {
 		c.Keepalive = 3 * time.Minute // also announced in WELCOME
+	}
+	if c.PresenceInterval == 0 {
+		c.PresenceInterval = time.Second
 	}
 	// Timeouts and the outbound limit are conn's; it applies their defaults.
 	if c.Logger == nil {

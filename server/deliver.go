@@ -45,7 +45,7 @@ func (h hooks) Applied(ops []*offline.Op) {
 		if op.Seq > st.pushed {
 			if !st.backlog && st.inflightLen() < s.cfg.Window {
 				if buf, ok := c.Begin(); ok {
-					s.pushedLocked(c, b, offline.Acked{Seq: op.Seq, Kind: op.Kind, From: op.From, Group: op.Group, ID: op.ID},
+					s.pushedLocked(c, b, offline.Acked{Seq: op.Seq, Kind: op.Kind, From: op.From, Group: op.Group, ID: op.ID, Ref: op.Ref},
 						appendOpFrame(buf, op))
 				}
 			} else {
@@ -104,7 +104,7 @@ func (s *Server) pushedLocked(c *Conn, b *conn.Batch[session], e offline.Acked, 
 
 func appendOpFrame(dst []byte, op *offline.Op) []byte {
 	switch op.Kind {
-	case offline.KindMessage:
+	case offline.KindMessage, offline.KindGroupMessage:
 		return codec.AppendDeliver(dst, op.Seq, &op.ID, op.From, op.Group, op.Time, op.Body)
 	case offline.KindReceipt:
 		return codec.AppendReceipt(dst, op.Seq, op.ReceiptKind, op.By, op.Group, op.Time, op.IDs)
@@ -136,7 +136,7 @@ func (s *Server) drain(c *Conn) {
 		frames, ents = frames[:0], ents[:0]
 		err := s.inbox.Read(user, from, room, func(e *offline.Entry) bool {
 			frames = e.AppendFrame(frames)
-			ents = append(ents, offline.Acked{Seq: e.Seq, Kind: e.Kind, From: e.From, Group: e.Group, ID: e.ID})
+			ents = append(ents, offline.Acked{Seq: e.Seq, Kind: e.Kind, From: e.From, Group: e.Group, ID: e.ID, Ref: e.Ref})
 			return true
 		})
 		if err != nil {

@@ -2,6 +2,7 @@ package server
 
 import (
 	"errors"
+	"time"
 
 	"github.com/chatd/chatd/codec"
 	"github.com/chatd/chatd/offline"
@@ -54,26 +55,33 @@ func (s *Server) Frame(c *Conn, t codec.Type, body []byte) error {
 	case codec.TypeRegister, codec.TypeLogin, codec.TypeResume:
 		s.reply(c, codec.AppendError(nil, codec.CodeAlreadyAuth, 0, nil, "session already authenticated"))
 		return nil
+	case codec.TypeGroupCreate, codec.TypeGroupAdd, codec.TypeGroupRemove, codec.TypeGroupLeave,
+		codec.TypeGroupRename, codec.TypeGroupAdmin, codec.TypeGroupGet, codec.TypeGroupList:
+		return s.groupFrame(c, t, body)
+	case codec.TypeSubscribe, codec.TypeUnsubscribe, codec.TypePrivacy:
+		return s.presenceFrame(c, t, body)
 	}
-	// Groups and presence arrive with their own issue; until then say so
-	// plainly rather than pretend.
-	s.reply(c, codec.AppendError(nil, codec.CodeInternal, requestID(t, body), nil, t.String()+" is not supported by this server yet"))
-	return nil
+	return s.fatal(c, codec.CodeUnknownType, "unexpected frame "+t.String())
 }
 
 // Closed implements conn.Handler. It may run on the poller: no blocking.
 func (s *Server) Closed(c *Conn) {
 	st := &c.State
 	st.gone.Store(true)
-	if u := st.user.Load(); u != 0 {
-		s.sessions.Remove(u, c)
+	if u := st.user.Load(); u != 0 && s.sessions.Remove(u, c) {
+		s.presence.changed(u, uint64(time.Now().UnixMilli()))
 	}
 	st.dmu.Lock()
 	if st.inflight != nil {
 		s.windows.put(st.inflight)
 		st.inflight = nil
 	}
+	subs := st.subs
+	st.subs = nil
 	st.dmu.Unlock()
+	if len(subs) > 0 {
+		s.presence.forget(c, subs)
+	}
 }
 
 // fatal answers a protocol violation with ERROR and closes the connection.
@@ -117,7 +125,8 @@ func (s *Server) send(c *Conn, body []byte) error {
 	case len(f.Body) > s.cfg.MaxBody:
 		code = codec.CodeBodyTooLarge
 	case f.Flags&codec.FlagGroup != 0:
-		code = codec.CodeUnknownGroup
+		s.sendGroup(c, &f, user)
+		return nil
 	case f.To == user:
 		code = codec.CodeSelfSend
 	case !s.accounts.Exists(f.To):
@@ -173,7 +182,8 @@ func (s *Server) typing(c *Conn, body []byte) error {
 		return nil
 	}
 	if f.Flags&codec.FlagGroup != 0 {
-		return nil // groups arrive with their own issue
+		s.typingGroup(c.State.user.Load(), &f)
+		return nil
 	}
 	// Typing is ephemeral: only an online recipient hears it.
 	if to, ok := s.sessions.Lookup(f.To); ok {
@@ -212,17 +222,4 @@ func (s *Server) lookup(c *Conn, body []byte) error {
 	}
 	s.reply(c, (&codec.User{Req: f.Req, User: user, Name: name}).Append(nil))
 	return nil
-}
-
-// requestID extracts the req field of request frames that start with one,
-// so that a refusal can name the request.
-func requestID(t codec.Type, body []byte) uint32 {
-	switch t {
-	case codec.TypeGroupCreate, codec.TypeGroupAdd, codec.TypeGroupRemove, codec.TypeGroupLeave,
-		codec.TypeGroupRename, codec.TypeGroupAdmin, codec.TypeGroupGet, codec.TypeGroupList:
-		if len(body) >= 4 {
-			return uint32(body[0])<<24 | uint32(body[1])<<16 | uint32(body[2])<<8 | uint32(body[3])
-		}
-	}
-	return 0
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/chatd/chatd/account"
 	"github.com/chatd/chatd/conn"
+	"github.com/chatd/chatd/group"
 	"github.com/chatd/chatd/offline"
 	"github.com/chatd/chatd/router"
 	"github.com/chatd/chatd/store"
@@ -31,6 +32,8 @@ type Server struct {
 	accounts *account.Store
 	inbox    *offline.Inbox
 	sessions *router.Table[*Conn]
+	groups   *group.Store
+	presence *presence
 	conns    *conn.Server[session]
 	windows  windows
 	batches  sync.Pool // *conn.Batch[session], one per producer turn
@@ -62,10 +65,15 @@ func New(cfg Config) (*Server, error) {
 		db.Close()
 		return nil, err
 	}
+	if s.groups, err = group.Open(db, cfg.MaxGroup); err != nil {
+		db.Close()
+		return nil, err
+	}
 	if s.inbox, err = offline.Open(db, offline.Config{Lanes: cfg.Lanes, TTL: cfg.TTL, Quota: cfg.Quota, Logger: cfg.Logger}, hooks{s}); err != nil {
 		db.Close()
 		return nil, err
 	}
+	s.presence = newPresence(s, cfg.PresenceInterval)
 	s.conns, err = conn.New[session](conn.Config{
 		MaxOutbound:    cfg.MaxOutbound,
 		ReadTimeout:    cfg.ReadTimeout,
@@ -76,6 +84,7 @@ func New(cfg Config) (*Server, error) {
 		Logger:         cfg.Logger,
 	}, s)
 	if err != nil {
+		s.presence.close()
 		s.inbox.Close()
 		db.Close()
 		return nil, err
@@ -99,6 +108,7 @@ func (s *Server) Close() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		err := s.conns.Shutdown(ctx)
+		s.presence.close()
 		s.inbox.Close()
 		if cerr := s.db.Close(); cerr != nil {
 			err = errors.Join(err, fmt.Errorf("server: close store: %w", cerr))

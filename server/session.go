@@ -28,6 +28,7 @@ type session struct {
 	lastStored uint64      // highest seq applied to the inbox while online
 	backlog    bool        // the inbox may hold entries not yet pushed
 	inflight   *window     // seqs pushed and not acknowledged; nil when none
+	subs       []uint64    // users whose presence this connection watches
 }
 
 const (

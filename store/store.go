@@ -18,6 +18,9 @@
 //	'd' | day (4) | sender (8) | msg id (16)     -> recipient | seq | time        (dedup window, package offline)
 //	'l' | user (8)                               -> last seen (8) | privacy (1)   (presence)
 //	'g' | group (8) | ...                        groups (package group)
+//	'G' | user (8) | group (8)                   -> empty                         (a user's groups)
+//	'b' | hour (4) | body (8) | 0                -> group message, stored once    (package offline)
+//	'b' | hour (4) | body (8) | 1                -> members yet to acknowledge it
 package store
 
 import (
@@ -41,6 +44,8 @@ const (
 	PrefixDedup      = 'd'
 	PrefixLastSeen   = 'l'
 	PrefixGroup      = 'g'
+	PrefixUserGroups = 'G'
+	PrefixBody       = 'b'
 )
 
 // Options tune the database. A zero field means its default.

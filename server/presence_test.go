@@ -1,0 +1,108 @@
+package server
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/chatd/chatd/client"
+	"github.com/chatd/chatd/codec"
+)
+
+func login(t *testing.T, s *Server, name string) *client.Conn {
+	t.Helper()
+	c := dial(t, s)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := c.Login(ctx, name, "password-"+name); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func TestPresence(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.PresenceInterval = 50 * time.Millisecond
+	s := startServer(t, cfg)
+	bob := register(t, s, "bob")
+	alice := register(t, s, "alice")
+	aliceID := alice.Welcome.User
+	alice.Close()
+
+	bob.WriteRaw((&codec.Subscribe{Users: codec.Users(aliceID)}).Append(nil))
+	if p := next[*codec.Presence](t, bob); p.User != aliceID || p.State != codec.PresenceOffline {
+		t.Fatalf("initial: %+v", p)
+	}
+	a := login(t, s, "alice")
+	if p := next[*codec.Presence](t, bob); p.State != codec.PresenceOnline {
+		t.Fatalf("after login: %+v", p)
+	}
+	a.Close()
+	p := next[*codec.Presence](t, bob)
+	if p.State != codec.PresenceOffline || time.Since(time.UnixMilli(int64(p.LastSeen))) > 5*time.Second {
+		t.Fatalf("after logout: %+v", p)
+	}
+
+	// Hiding last seen: subscribers see "hidden", whatever the state.
+	a = login(t, s, "alice")
+	next[*codec.Presence](t, bob)
+	a.WriteRaw((&codec.Privacy{Flags: codec.PrivacyHideLastSeen}).Append(nil))
+	if p := next[*codec.Presence](t, bob); p.State != codec.PresenceHidden || p.LastSeen != 0 {
+		t.Fatalf("hidden: %+v", p)
+	}
+	a.WriteRaw((&codec.Privacy{}).Append(nil))
+	next[*codec.Presence](t, bob)
+	a.Close()
+	next[*codec.Presence](t, bob)
+
+	// A flapping user costs watchers at most one update per interval.
+	start := time.Now()
+	for i := 0; i < 20; i++ {
+		c := login(t, s, "alice")
+		c.Close()
+	}
+	flapped := time.Since(start)
+	time.Sleep(200 * time.Millisecond)
+	updates := 0
+	for len(bob.Events()) > 0 {
+		if _, ok := (<-bob.Events()).(*codec.Presence); ok {
+			updates++
+		}
+	}
+	if limit := int(flapped/cfg.PresenceInterval) + 3; updates > limit || updates >= 40 {
+		t.Fatalf("%d presence updates for 40 changes in %v (limit %d)", updates, flapped, limit)
+	}
+	t.Logf("40 changes in %v reached the watcher as %d updates", flapped, updates)
+}
+
+func TestTypingIsEphemeral(t *testing.T) {
+	s := startServer(t, testConfig(t))
+	alice, bob := register(t, s, "alice"), register(t, s, "bob")
+	alice.Typing(bob.Welcome.User, true)
+	if f := next[*codec.IsTyping](t, bob); f.From != alice.Welcome.User || f.State != codec.TypingStarted {
+		t.Fatalf("%+v", f)
+	}
+	bob.Close()
+	waitFor(t, func() bool { _, on := s.sessions.Lookup(bob.Welcome.User); return !on })
+	alice.Typing(bob.Welcome.User, true)
+	alice.Send(bob.Welcome.User, []byte("after typing"), true)
+	next[*codec.Sent](t, alice)
+	// Back online: the message is there, the typing never was.
+	b := login(t, s, "bob")
+	d := next[*codec.Deliver](t, b)
+	if string(d.Body) != "after typing" {
+		t.Fatalf("got %q", d.Body)
+	}
+	if n, _ := s.inbox.Count(bob.Welcome.User); n != 1 {
+		t.Fatalf("%d inbox entries: typing was stored", n)
+	}
+	// Group typing reaches online members only.
+	carol := register(t, s, "carol")
+	gid := createGroup(t, alice, "g", b, carol)
+	alice.WriteRaw((&codec.Typing{To: gid, Flags: codec.FlagGroup, State: codec.TypingStarted}).Append(nil))
+	for _, c := range []*client.Conn{b, carol} {
+		if f := next[*codec.IsTyping](t, c); f.Group != gid || f.From != alice.Welcome.User {
+			t.Fatalf("group typing: %+v", f)
+		}
+	}
+}
