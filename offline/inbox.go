@@ -54,10 +54,10 @@ type Op struct {
 	members []uint64   // kindGroupFanout: the recipients
 	fan     Kind       // kindGroupFanout: KindMessage or KindGroupEvent
 	parts   *countdown // set on the parts of a group fan-out
-	keys  [][]byte  // kindDelete: keys to delete
-	from  uint64    // kindAck: acknowledged range (from, to]
-	acked []Acked   // kindAck: the acknowledged entries, when the caller knows them
-	done  func(*Op) // runs after the op is durable
+	keys    [][]byte   // kindDelete: keys to delete
+	from    uint64     // kindAck: acknowledged range (from, to]
+	acked   []Acked    // kindAck: the acknowledged entries, when the caller knows them
+	done    func(*Op)  // runs after the op is durable
 }
 
 // Acked describes one acknowledged entry, as the server pushed it.

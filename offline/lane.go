@@ -25,11 +25,11 @@ type lane struct {
 	visible  []*Op
 	fanouts  []*Op
 	released map[BodyRef]uint32
-	depth   map[uint64]int32 // entries per inbox, for users touched since start
-	xcache  [4096]xslot      // expiry index keys written recently
-	commits int
-	key     []byte
-	val     []byte
+	depth    map[uint64]int32 // entries per inbox, for users touched since start
+	xcache   [4096]xslot      // expiry index keys written recently
+	commits  int
+	key      []byte
+	val      []byte
 }
 
 // xslot remembers that the expiry index has the key (hour, user), so the
