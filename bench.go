@@ -20,6 +20,7 @@ Scenarios:
   offline   store M messages for each of N offline recipients, then let all reconnect and drain
   route     P sender/receiver pairs, flat out or at a fixed offered rate: msgs/s, latency, CPU
   herd      hold N connections, kill -9 and restart the server, time how they all come back
+  group     groups of 256 with senders in each: fan-out deliveries/s and latency
 
 Without -addr the bench starts its own server (a fresh data folder, plaintext,
 cheap password hashing). Run "chatd bench SCENARIO -h" for flags.
@@ -37,6 +38,7 @@ func benchCmd(args []string) error {
 	var recipients, perRecipient, senders, bodySize int
 	var rc bench.RouteConfig
 	var jitter bool
+	var gc bench.GroupConfig
 	fs := flag.NewFlagSet("bench "+args[0], flag.ContinueOnError)
 	fs.StringVar(&cfg.Addr, "addr", "", "server to test (empty: start one)")
 	fs.StringVar(&cfg.Admin, "admin", "", "that server's admin address, for its stats")
@@ -55,6 +57,14 @@ func benchCmd(args []string) error {
 		fs.IntVar(&perRecipient, "msgs", 100, "messages per recipient")
 		fs.IntVar(&senders, "senders", 16, "sending clients")
 		fs.IntVar(&bodySize, "body", 100, "message body bytes")
+	case "group":
+		fs.IntVar(&gc.Groups, "groups", 4, "groups")
+		fs.IntVar(&gc.Members, "members", 256, "members per group, each a connection")
+		fs.IntVar(&gc.Senders, "senders", 4, "sending members per group")
+		fs.IntVar(&gc.Window, "window", 8, "group messages per sender waiting for SENT")
+		fs.IntVar(&gc.Rate, "rate", 0, "offered group msgs/s over all senders (0: flat out)")
+		fs.IntVar(&gc.Body, "body", 100, "message body bytes")
+		fs.DurationVar(&gc.Duration, "duration", 10*time.Second, "measured time after a 1 s warm-up")
 	case "herd":
 		fs.IntVar(&cfg.Conns, "conns", 10000, "connections to hold and drop")
 		fs.BoolVar(&jitter, "jitter", true, "clients randomize their reconnect backoff")
@@ -83,6 +93,12 @@ func benchCmd(args []string) error {
 	switch args[0] {
 	case "connect":
 		r, err := bench.Connect(ctx, cfg)
+		if err != nil {
+			return err
+		}
+		r.Print(cfg)
+	case "group":
+		r, err := bench.Group(ctx, cfg, gc)
 		if err != nil {
 			return err
 		}

@@ -1,0 +1,271 @@
+package bench
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/HdrHistogram/hdrhistogram-go"
+	"github.com/chatd/chatd/codec"
+)
+
+// GroupConfig shapes the group scenario.
+type GroupConfig struct {
+	Groups   int           // groups
+	Members  int           // members per group (each a connection)
+	Senders  int           // members of each group that send
+	Window   int           // group messages per sender waiting for SENT
+	Rate     int           // offered group msgs/s over all senders; 0 = flat out
+	Body     int           // body bytes (at least 8)
+	Duration time.Duration // measured time, after a 1 s warm-up
+}
+
+// GroupResult is what the group scenario measures.
+type GroupResult struct {
+	GroupConfig
+	Sent          int64   `json:"group_messages_sent"`
+	Deliveries    int64   `json:"fanout_deliveries"`
+	Seconds       float64 `json:"seconds"`
+	MsgsPerSec    float64 `json:"group_msgs_per_second"`
+	DeliveriesSec float64 `json:"fanout_deliveries_per_second"`
+	P50us         int64   `json:"latency_p50_us"`
+	P99us         int64   `json:"latency_p99_us"`
+	P999us        int64   `json:"latency_p999_us"`
+	CPUPerMillion float64 `json:"server_cpu_seconds_per_million_deliveries"`
+}
+
+// lockedConn lets a member's reader (acks) and its sender share a socket.
+type lockedConn struct {
+	*rawConn
+	wmu sync.Mutex
+}
+
+func (c *lockedConn) write(f codec.Frame, flush bool) {
+	c.wmu.Lock()
+	c.bw.Write(f.Append(c.bw.AvailableBuffer()))
+	if flush {
+		c.bw.Flush()
+	}
+	c.wmu.Unlock()
+}
+
+// Group runs Groups groups of Members connected members; Senders members
+// of each group send, and every member acknowledges what it receives
+// (so each message also produces delivered receipts for its sender).
+// Latency is from the SEND to each member's DELIVER.
+func Group(ctx context.Context, cfg Config, gc GroupConfig) (*GroupResult, error) {
+	cfg.setDefaults()
+	gc.Body = max(gc.Body, 8)
+	gc.Senders = min(gc.Senders, gc.Members)
+	t, err := startTarget(ctx, &cfg)
+	if err != nil {
+		return nil, err
+	}
+	defer t.stop()
+	res := &GroupResult{GroupConfig: gc}
+	run := fmt.Sprintf("g%d-", time.Now().UnixNano()%1e6)
+	n := gc.Groups * gc.Members
+	fmt.Fprintf(os.Stderr, "group: %d groups of %d, %d senders each, window %d, %d B\n", gc.Groups, gc.Members, gc.Senders, gc.Window, gc.Body)
+	conns := make([]*lockedConn, n)
+	err = parallel(ctx, n, 8, func(i int) error {
+		name := fmt.Sprintf("%s%d", run, i)
+		reg := &codec.Register{Credentials: codec.Credentials{Name: []byte(name), Password: []byte("bench-password")}}
+		c, err := dialRaw(ctx, t.addr, i, reg)
+		for attempt := 0; err != nil && attempt < 100; attempt++ {
+			time.Sleep(20 * time.Millisecond)
+			c, err = dialRaw(ctx, t.addr, i, reg)
+		}
+		if err != nil {
+			return err
+		}
+		conns[i] = &lockedConn{rawConn: c}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("bench: group setup: %w", err)
+	}
+	defer func() {
+		for _, c := range conns {
+			c.close()
+		}
+	}()
+	// Each group's first member creates it with the others.
+	gids := make([]uint64, gc.Groups)
+	for g := range gids {
+		owner := conns[g*gc.Members]
+		var users codec.UserList
+		for m := 1; m < gc.Members; m++ {
+			users = users.AppendUser(conns[g*gc.Members+m].w.User)
+		}
+		owner.write(&codec.GroupCreate{Req: 1, Name: []byte(fmt.Sprintf("bench%d", g)), Users: users}, true)
+		for {
+			tp, b, err := owner.next()
+			if err != nil {
+				return nil, err
+			}
+			if tp == codec.TypeGroupInfo {
+				var info codec.GroupInfo
+				info.Decode(b)
+				gids[g] = info.Group
+				break
+			}
+		}
+	}
+
+	var (
+		measuring, stopping  atomic.Bool
+		deliveries, sentAcks atomic.Int64
+		hmu                  sync.Mutex
+		hist                 = hdrhistogram.New(1, 60_000_000, 3)
+		wg                   sync.WaitGroup
+	)
+	epoch := time.Now()
+	credit := make(chan struct{}, max(gc.Rate, 1))
+	if gc.Rate > 0 {
+		go func() {
+			tk := time.NewTicker(time.Millisecond)
+			defer tk.Stop()
+			begin, issued := time.Now(), 0
+			for range tk.C {
+				if stopping.Load() {
+					return
+				}
+				for due := int(time.Since(begin).Seconds() * float64(gc.Rate)); issued < due; issued++ {
+					select {
+					case credit <- struct{}{}:
+					default:
+					}
+				}
+			}
+		}()
+	}
+	windows := make([]chan struct{}, n)
+	for i, c := range conns {
+		windows[i] = make(chan struct{}, gc.Window)
+		wg.Add(1)
+		go func(c *lockedConn, window chan struct{}) { // every member: read, record, acknowledge
+			defer wg.Done()
+			var d codec.Deliver
+			var seq uint64
+			lh := hdrhistogram.New(1, 60_000_000, 3)
+			defer func() { hmu.Lock(); hist.Merge(lh); hmu.Unlock() }()
+			for {
+				tp, b, err := c.next()
+				if err != nil {
+					return
+				}
+				switch tp {
+				case codec.TypeDeliver:
+					if d.Decode(b) == nil {
+						seq = d.Seq
+						if measuring.Load() {
+							lh.RecordValue(max(1, (time.Since(epoch) - time.Duration(binary.BigEndian.Uint64(d.Body))).Microseconds()))
+							deliveries.Add(1)
+						}
+					}
+				case codec.TypeReceipt, codec.TypeGroupEvent:
+					seq = binary.BigEndian.Uint64(b)
+				case codec.TypeSent:
+					if measuring.Load() {
+						sentAcks.Add(1)
+					}
+					select {
+					case <-window:
+					default:
+					}
+				}
+				if seq != 0 && !c.buffered() {
+					c.write(&codec.Ack{Seq: seq}, true)
+					seq = 0
+				}
+			}
+		}(c, windows[i])
+	}
+	for g := 0; g < gc.Groups; g++ {
+		for k := 0; k < gc.Senders; k++ {
+			i := g*gc.Members + k
+			wg.Add(1)
+			go func(c *lockedConn, window chan struct{}, gid uint64) {
+				defer wg.Done()
+				body := make([]byte, gc.Body)
+				id := codec.MsgID{}
+				binary.BigEndian.PutUint64(id[:8], uint64(i))
+				var seq uint64
+				for !stopping.Load() {
+					select {
+					case window <- struct{}{}:
+					case <-time.After(100 * time.Millisecond):
+						continue
+					}
+					if gc.Rate > 0 {
+						select {
+						case <-credit:
+						case <-time.After(100 * time.Millisecond):
+							<-window
+							continue
+						}
+					}
+					seq++
+					binary.BigEndian.PutUint64(id[8:], seq)
+					binary.BigEndian.PutUint64(body, uint64(time.Since(epoch)))
+					c.write(&codec.Send{ID: id, Flags: codec.FlagGroup, To: gid, Body: body}, true)
+				}
+			}(conns[i], windows[i], gids[g])
+		}
+	}
+
+	time.Sleep(time.Second)
+	before, err := t.stats(ctx, false)
+	if err != nil {
+		return nil, err
+	}
+	measuring.Store(true)
+	start := time.Now()
+	bar := newBar("group", int(gc.Duration/time.Second))
+	for el := time.Duration(0); el < gc.Duration; el = time.Since(start) {
+		time.Sleep(min(time.Second, gc.Duration-el))
+		bar.set(int(time.Since(start) / time.Second))
+		fmt.Fprintf(os.Stderr, " %9.0f deliveries/s", float64(deliveries.Load())/time.Since(start).Seconds())
+	}
+	measuring.Store(false)
+	res.Seconds = time.Since(start).Seconds()
+	bar.done()
+	after, err := t.stats(ctx, false)
+	if err != nil {
+		return nil, err
+	}
+	stopping.Store(true)
+	time.Sleep(200 * time.Millisecond)
+	for _, c := range conns {
+		c.close()
+	}
+	wg.Wait()
+	res.Deliveries, res.Sent = deliveries.Load(), sentAcks.Load()
+	res.MsgsPerSec = float64(res.Sent) / res.Seconds
+	res.DeliveriesSec = float64(res.Deliveries) / res.Seconds
+	res.P50us, res.P99us, res.P999us = hist.ValueAtQuantile(50), hist.ValueAtQuantile(99), hist.ValueAtQuantile(99.9)
+	if res.Deliveries > 0 {
+		res.CPUPerMillion = (after.CPUSeconds - before.CPUSeconds) / float64(res.Deliveries) * 1e6
+	}
+	return res, nil
+}
+
+// Print writes the result as a table, or JSON with cfg.JSON.
+func (r *GroupResult) Print(cfg Config) {
+	if printJSON(&cfg, r) {
+		return
+	}
+	w := cfg.Out
+	fmt.Fprintf(w, "group messages   %d in %.1fs: %.0f msgs/s into groups of %d (SENT after every member's entry is durable)\n",
+		r.Sent, r.Seconds, r.MsgsPerSec, r.Members)
+	fmt.Fprintf(w, "fan-out          %d deliveries: %.0f deliveries/s\n", r.Deliveries, r.DeliveriesSec)
+	fmt.Fprintf(w, "latency          p50 %.2f ms  p99 %.2f ms  p99.9 %.2f ms (send to each member's deliver)\n",
+		float64(r.P50us)/1000, float64(r.P99us)/1000, float64(r.P999us)/1000)
+	fmt.Fprintf(w, "server cost      %.1f CPU-s per million deliveries\n", r.CPUPerMillion)
+	fmt.Fprintf(w, "BenchmarkGroup/groups=%d/members=%d/senders=%d 1 %.0f deliveries/s %d p99-us %.1f cpu-s/M\n",
+		r.Groups, r.Members, r.Senders, r.DeliveriesSec, r.P99us, r.CPUPerMillion)
+}

@@ -1,0 +1,83 @@
+package offline
+
+import (
+	"os"
+	"testing"
+
+	"github.com/chatd/chatd/codec"
+	"github.com/chatd/chatd/store"
+	"github.com/cockroachdb/pebble/v2"
+)
+
+// TestGroupStoredOnceStudy stores the same group messages two ways, once
+// with the body stored once and a small entry per member (what chatd
+// does) and once as a full copy per member, and reports sstable bytes per
+// group message. Run with CHATD_GROUP_STUDY=1:
+//
+//	CHATD_GROUP_STUDY=1 go test ./offline -run TestGroupStoredOnceStudy -v
+func TestGroupStoredOnceStudy(t *testing.T) {
+	if os.Getenv("CHATD_GROUP_STUDY") == "" {
+		t.Skip("set CHATD_GROUP_STUDY=1 to run the study")
+	}
+	const members, msgs = 256, 200
+	memberIDs := make([]uint64, members)
+	for i := range memberIDs {
+		memberIDs[i] = uint64(1000 + i)
+	}
+	for _, c := range []struct {
+		once, random bool
+	}{{true, false}, {false, false}, {true, true}, {false, true}} {
+		once := c.once
+		bodies := corpus(3, msgs, c.random)
+		in, rec, db := open(t, t.TempDir(), Config{Quota: 1 << 30})
+		for i, body := range bodies {
+			id := codec.MsgID{byte(i), byte(i >> 8), 7}
+			if once {
+				in.SubmitGroup(&Op{Kind: KindMessage, Group: 9, From: 1, ID: id, Body: body}, memberIDs)
+			} else {
+				for _, m := range memberIDs {
+					in.Submit(&Op{Kind: KindMessage, To: m, From: 1, Group: 9, ID: id, Body: body})
+				}
+			}
+		}
+		if once {
+			rec.wait(t, msgs) // one durable report per group message
+		} else {
+			rec.wait(t, msgs*members)
+		}
+		in.Close()
+		if err := db.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		if err := db.Compact(t.Context(), []byte{0}, []byte{0xff}, true); err != nil {
+			t.Fatal(err)
+		}
+		var size int64
+		for _, l := range db.Metrics().Levels {
+			size += l.TablesSize
+		}
+		how := "a copy per member"
+		if once {
+			how = "body stored once"
+		}
+		if c.random {
+			how += ", encrypted"
+		} else {
+			how += ", chat text"
+		}
+		t.Logf("%-30s %d members, %d messages of mean %d B: %8.0f B on disk per group message, %6.1f B per member",
+			how, members, msgs, meanLen(bodies), float64(size)/msgs, float64(size)/msgs/members)
+		db.Close()
+	}
+}
+
+func meanLen(b [][]byte) int {
+	n := 0
+	for _, x := range b {
+		n += len(x)
+	}
+	return n / len(b)
+}
+
+var _ = pebble.Sync
+var _ = store.PrefixBody
