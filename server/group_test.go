@@ -259,3 +259,43 @@ func TestGroupAndLastSeenSurviveRestart(t *testing.T) {
 		t.Fatalf("bob's presence after restart: %+v", p)
 	}
 }
+
+func TestGroupReceiptsReachSender(t *testing.T) {
+	s := startServer(t, testConfig(t))
+	alice, bob, carol := register(t, s, "alice"), register(t, s, "bob"), register(t, s, "carol")
+	gid := createGroup(t, alice, "ticks", bob, carol)
+	id := client.NewID()
+	alice.SendID(id, codec.FlagGroup, gid, []byte("hello both"), true)
+	for _, m := range []*client.Conn{bob, carol} {
+		d := next[*codec.Deliver](t, m)
+		m.Ack(d.Seq, true)
+		m.MarkRead(d.From, gid, d.ID)
+	}
+	got := map[string]bool{}
+	deadline := time.After(10 * time.Second)
+	for len(got) < 4 {
+		var ev codec.Frame
+		select {
+		case ev = <-alice.Events():
+		case <-deadline:
+			t.Fatalf("receipts so far: %v", got)
+		}
+		switch f := ev.(type) {
+		case *codec.Receipt:
+			if f.Group != gid || f.IDs.At(0) != id {
+				t.Fatalf("receipt %+v", f)
+			}
+			got[fmt.Sprintf("%d/%v", f.By, f.Kind)] = true
+			alice.Ack(f.Seq, true)
+		case *codec.GroupEvent:
+			alice.Ack(f.Seq, true)
+		}
+	}
+	for _, m := range []*client.Conn{bob, carol} {
+		for _, k := range []codec.ReceiptKind{codec.ReceiptDelivered, codec.ReceiptRead} {
+			if !got[fmt.Sprintf("%d/%v", m.Welcome.User, k)] {
+				t.Fatalf("no %v receipt from %d: %v", k, m.Welcome.User, got)
+			}
+		}
+	}
+}
