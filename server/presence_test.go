@@ -28,6 +28,8 @@ func TestPresence(t *testing.T) {
 	alice := register(t, s, "alice")
 	aliceID := alice.Welcome.User
 	alice.Close()
+	waitFor(t, func() bool { _, on := s.sessions.Lookup(aliceID); return !on })
+	time.Sleep(3 * cfg.PresenceInterval) // let the coalesced updates of the login and logout go out
 
 	bob.WriteRaw((&codec.Subscribe{Users: codec.Users(aliceID)}).Append(nil))
 	if p := next[*codec.Presence](t, bob); p.User != aliceID || p.State != codec.PresenceOffline {
