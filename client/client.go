@@ -167,10 +167,15 @@ func (c *Client) connect(ctx context.Context) (*Conn, error) {
 			e.Code != codec.CodeShuttingDown && e.Code != codec.CodeTooManyLogins {
 			return nil, err // refused for good: wrong password, unknown user...
 		}
+		wait := b.Next()
+		var g *GoawayError
+		if errors.As(err, &g) {
+			wait = b.AtLeast(g.RetryAfter)
+		}
 		select {
 		case <-ctx.Done():
 			return nil, fmt.Errorf("client: connect: %w (last error: %v)", ctx.Err(), err)
-		case <-time.After(b.Next()):
+		case <-time.After(wait):
 		}
 	}
 }

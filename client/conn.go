@@ -27,6 +27,17 @@ import (
 // ErrClosed is returned by calls on a closed connection.
 var ErrClosed = errors.New("client: connection closed")
 
+// GoawayError is the server refusing a connection for now (at capacity,
+// overloaded, restarting): try again after RetryAfter plus jitter.
+type GoawayError struct {
+	RetryAfter time.Duration
+	Reason     codec.GoawayReason
+}
+
+func (e *GoawayError) Error() string {
+	return fmt.Sprintf("client: server says go away (%v), retry after %v", e.Reason, e.RetryAfter)
+}
+
 // Conn is one connection to a chatd server. Its methods are safe for
 // concurrent use. Frames from the server arrive on Events in order.
 type Conn struct {
@@ -125,6 +136,8 @@ func (c *Conn) auth(ctx context.Context, f codec.Frame) (codec.Welcome, error) {
 			return *r, nil
 		case *codec.Error:
 			return codec.Welcome{}, r
+		case *codec.Goaway:
+			return codec.Welcome{}, &GoawayError{RetryAfter: time.Duration(r.RetryAfter) * time.Millisecond, Reason: r.Reason}
 		}
 		return codec.Welcome{}, fmt.Errorf("client: unexpected %v during authentication", r.Type())
 	case <-c.done:
@@ -302,7 +315,7 @@ func (c *Conn) readLoop(br *bufio.Reader) {
 func (c *Conn) dispatch(f codec.Frame) {
 	var req uint32
 	switch r := f.(type) {
-	case *codec.Welcome:
+	case *codec.Welcome, *codec.Goaway:
 		if c.authDone(f) {
 			return
 		}

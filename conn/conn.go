@@ -98,6 +98,7 @@ func (c *Conn[T]) Begin() (buf []byte, ok bool) {
 // queued everything it has for it. A queue past Config.MaxOutbound closes
 // the connection as a slow consumer.
 func (c *Conn[T]) End(buf []byte) (first bool) {
+	c.srv.stats.framesOut.Add(1) // one Begin/End pair queues one frame on every path that matters
 	prev := len(*c.out)
 	*c.out = buf
 	over := len(buf) > c.srv.cfg.MaxOutbound

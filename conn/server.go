@@ -53,7 +53,7 @@ type Server[T any] struct {
 type Stats struct {
 	accepted, closed, rejected   atomic.Uint64
 	bytesIn, bytesOut            atomic.Uint64
-	frames                       atomic.Uint64
+	frames, framesOut            atomic.Uint64
 	slowConsumers, slowFlushes   atomic.Uint64
 	idleClosed, authTimeouts     atomic.Uint64
 	protocolErrors, readTimeouts atomic.Uint64
@@ -63,6 +63,7 @@ type Stats struct {
 type Snapshot struct {
 	Open, Accepted, Closed, Rejected uint64
 	BytesIn, BytesOut, FramesIn      uint64
+	FramesOut                        uint64
 	SlowConsumers, SlowFlushes       uint64
 	IdleClosed, AuthTimeouts         uint64
 	ProtocolErrors, ReadTimeouts     uint64
@@ -159,7 +160,7 @@ func (s *Server[T]) Snapshot() Snapshot {
 	return Snapshot{
 		Open: uint64(s.reg.count()), Accepted: st.accepted.Load(), Closed: st.closed.Load(),
 		Rejected: st.rejected.Load(), BytesIn: st.bytesIn.Load(), BytesOut: st.bytesOut.Load(),
-		FramesIn: st.frames.Load(), SlowConsumers: st.slowConsumers.Load(), SlowFlushes: st.slowFlushes.Load(),
+		FramesIn: st.frames.Load(), FramesOut: st.framesOut.Load(), SlowConsumers: st.slowConsumers.Load(), SlowFlushes: st.slowFlushes.Load(),
 		IdleClosed: st.idleClosed.Load(), AuthTimeouts: st.authTimeouts.Load(),
 		ProtocolErrors: st.protocolErrors.Load(), ReadTimeouts: st.readTimeouts.Load(),
 	}

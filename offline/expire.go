@@ -112,6 +112,7 @@ func (l *lane) expire(b *pebble.Batch, op *Op) {
 		}
 	}
 	if n > 0 {
+		in.entries.Add(-int64(n))
 		if _, ok := l.depth[op.To]; ok {
 			l.depth[op.To] -= int32(n)
 		}

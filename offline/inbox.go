@@ -148,6 +148,32 @@ type Inbox struct {
 	stop    chan struct{}
 	sweeps  sync.WaitGroup
 	expired atomic.Uint64 // entries deleted unacknowledged after TTL
+	entries atomic.Int64  // entries in all inboxes: counted at start, then tracked
+}
+
+// Entries returns how many entries the inboxes hold (approximate while the
+// count taken at start is still running).
+func (in *Inbox) Entries() int64 { return in.entries.Load() }
+
+// countEntries adds the entries that were stored before this start.
+func (in *Inbox) countEntries() {
+	defer in.sweeps.Done()
+	it, err := in.db.NewIter(&pebble.IterOptions{LowerBound: []byte{store.PrefixInbox}, UpperBound: []byte{store.PrefixInbox + 1}})
+	if err != nil {
+		return
+	}
+	defer it.Close()
+	var n int64
+	for it.First(); it.Valid(); it.Next() {
+		if n++; n%65536 == 0 {
+			select {
+			case <-in.stop:
+				return
+			default:
+			}
+		}
+	}
+	in.entries.Add(n)
 }
 
 // Open starts the inbox's lanes on db.
@@ -182,8 +208,9 @@ func Open(db *pebble.DB, cfg Config, hooks Hooks) (*Inbox, error) {
 		go l.run()
 		go l.syncer()
 	}
-	in.sweeps.Add(1)
+	in.sweeps.Add(2)
 	go in.sweep()
+	go in.countEntries()
 	return in, nil
 }
 

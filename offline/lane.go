@@ -166,6 +166,7 @@ func (l *lane) commit(ops []*Op) {
 				b.Delete(k, nil)
 			}
 			l.depth[op.To] -= int32(len(op.keys))
+			in.entries.Add(-int64(len(op.keys)))
 		case kindAck:
 			l.ack(b, op, now)
 		case kindExpire:
@@ -275,6 +276,7 @@ func (l *lane) addEntry(b *pebble.Batch, op *Op) {
 	l.val = op.encode(l.val[:0])
 	b.Set(l.key, l.val, nil)
 	l.depth[op.To]++
+	l.in.entries.Add(1)
 	l.visible = append(l.visible, op)
 	hour := uint32(op.Time / 3_600_000)
 	slot := &l.xcache[(op.To*0x9E3779B97F4A7C15>>52)%uint64(len(l.xcache))]
@@ -387,6 +389,7 @@ func (l *lane) ack(b *pebble.Batch, op *Op, now uint64) {
 			b.Delete(k, nil)
 		}
 		l.depth[op.To] -= int32(len(keys))
+		in.entries.Add(-int64(len(keys)))
 		return
 	}
 	var pending atomic.Int32

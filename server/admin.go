@@ -12,11 +12,15 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
 // Admin serves operational endpoints on their own listener, never on the
-// client port: /stats (JSON, what `chatd bench` reads from a server it did
-// not start), /healthz, and /debug/pprof.
+// client port: /metrics (Prometheus), /stats (JSON, what `chatd bench`
+// reads from a server it did not start), /healthz (the process answers),
+// /readyz (it accepts clients: not draining, below its admission limits)
+// and /debug/pprof.
 func (s *Server) Admin(addr string) (net.Addr, func() error, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
@@ -31,6 +35,14 @@ func (s *Server) Admin(addr string) (net.Addr, func() error, error) {
 		json.NewEncoder(w).Encode(s.Process())
 	})
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok\n")) })
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
+		if why := s.notReady(); why != "" {
+			http.Error(w, why, http.StatusServiceUnavailable)
+			return
+		}
+		w.Write([]byte("ready\n"))
+	})
+	mux.Handle("/metrics", promhttp.HandlerFor(s.registry(), promhttp.HandlerOpts{}))
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)

@@ -26,6 +26,9 @@ func (s *Server) authenticate(c *Conn, t codec.Type, body []byte) error {
 			return s.malformed(c, err)
 		}
 		user, err := s.accounts.Resume(f.Token)
+		if err == nil {
+			s.counters.resumes.Add(1)
+		}
 		s.authenticated(c, user, f.Token, err)
 		return nil
 	case codec.TypeRegister:
@@ -36,6 +39,9 @@ func (s *Server) authenticate(c *Conn, t codec.Type, body []byte) error {
 		name, pass := append([]byte(nil), f.Name...), append([]byte(nil), f.Password...)
 		go func() {
 			user, tok, err := s.accounts.Register(name, pass)
+			if err == nil {
+				s.counters.registers.Add(1)
+			}
 			s.authenticated(c, user, tok, err)
 			c.Flush()
 		}()
@@ -47,6 +53,9 @@ func (s *Server) authenticate(c *Conn, t codec.Type, body []byte) error {
 		name, pass := append([]byte(nil), f.Name...), append([]byte(nil), f.Password...)
 		go func() {
 			user, tok, err := s.accounts.Login(name, pass)
+			if err == nil {
+				s.counters.logins.Add(1)
+			}
 			s.authenticated(c, user, tok, err)
 			c.Flush()
 		}()
@@ -66,7 +75,7 @@ func (s *Server) authenticated(c *Conn, user uint64, tok codec.Token, err error)
 	st.user.Store(user)
 	st.dmu.Lock()
 	st.token = tok
-	st.backlog = true // whatever waits in the inbox goes out first
+	s.setBacklog(st, true) // whatever waits in the inbox goes out first
 	st.dmu.Unlock()
 	if old, ok := s.sessions.Swap(user, c); ok && old != c {
 		s.kick(old, codec.KickElsewhere)
@@ -153,6 +162,7 @@ func (s *Server) accountCode(err error) codec.Code {
 	case errors.Is(err, account.ErrInvalidToken):
 		return codec.CodeInvalidToken
 	case errors.Is(err, account.ErrBusy):
+		s.counters.busy.Add(1)
 		return codec.CodeBusy
 	}
 	s.log.Error("account operation failed", zap.Error(err))

@@ -54,6 +54,24 @@ type Config struct {
 	// at most once per interval. Default 1 s.
 	PresenceInterval time.Duration
 
+	// MaxConns is the connection capacity; past it new connections get
+	// GOAWAY. Default: the open-files limit less 300 for the database and
+	// listeners.
+	MaxConns int
+	// MemoryLimit is the memory the process may use; default the cgroup
+	// limit or the machine's RAM. MemoryWatermark (default 0.8) is the
+	// fraction of it above which new connections get GOAWAY.
+	MemoryLimit     uint64
+	MemoryWatermark float64
+	// AcceptRate bounds new connections per second (0: 30,000); beyond it
+	// they get GOAWAY, so a herd cannot topple the server.
+	AcceptRate int
+	// RetryAfter is the delay GOAWAY asks for (clients add jitter).
+	// Default 2 s.
+	RetryAfter time.Duration
+	// DrainTimeout bounds a graceful shutdown. Default 10 s.
+	DrainTimeout time.Duration
+
 	Logger *zap.Logger
 }
 
@@ -76,6 +94,24 @@ func (c *Config) setDefaults() {
 	if c.PresenceInterval == 0 {
 		c.PresenceInterval = time.Second
 	}
+	if c.MaxConns == 0 {
+		c.MaxConns = 19_700 // replaced by the open-files limit in New
+	}
+	if c.MemoryLimit == 0 {
+		c.MemoryLimit = detectMemory()
+	}
+	if c.MemoryWatermark == 0 {
+		c.MemoryWatermark = 0.8
+	}
+	if c.AcceptRate == 0 {
+		c.AcceptRate = 30_000
+	}
+	if c.RetryAfter == 0 {
+		c.RetryAfter = 2 * time.Second
+	}
+	if c.DrainTimeout == 0 {
+		c.DrainTimeout = 10 * time.Second
+	}
 	// Timeouts and the outbound limit are conn's; it applies their defaults.
 	if c.Logger == nil {
 		c.Logger = zap.NewNop()
@@ -93,6 +129,18 @@ func (c *Config) Validate() error {
 	}
 	if c.Keepalive < time.Second || c.Keepalive > 65535*time.Second {
 		errs = append(errs, fmt.Errorf("keepalive %v outside 1s..18h", c.Keepalive))
+	}
+	if c.MemoryWatermark <= 0 || c.MemoryWatermark > 1 {
+		errs = append(errs, fmt.Errorf("memory watermark %v outside (0, 1]", c.MemoryWatermark))
+	}
+	if c.MaxConns < 1 {
+		errs = append(errs, fmt.Errorf("max connections %d below 1", c.MaxConns))
+	}
+	if c.AcceptRate < 0 {
+		errs = append(errs, fmt.Errorf("accept rate %d below 0", c.AcceptRate))
+	}
+	if c.RetryAfter < 0 || c.RetryAfter > time.Hour {
+		errs = append(errs, fmt.Errorf("retry-after %v outside 0..1h", c.RetryAfter))
 	}
 	if c.MaxOutbound != 0 && c.MaxOutbound < 2*codec.MaxLen {
 		errs = append(errs, fmt.Errorf("max outbound %d below two maximum frames (%d)", c.MaxOutbound, 2*codec.MaxLen))

@@ -49,7 +49,7 @@ func (h hooks) Applied(ops []*offline.Op) {
 						appendOpFrame(buf, op))
 				}
 			} else {
-				st.backlog = true
+				s.setBacklog(st, true)
 			}
 		}
 		st.dmu.Unlock()
@@ -85,6 +85,20 @@ func (h hooks) Durable(ops []*offline.Op) {
 		}
 	}
 	s.flush(b)
+}
+
+// setBacklog records whether st has entries waiting to be pushed, keeping
+// the drain-lag gauge. st.dmu must be held.
+func (s *Server) setBacklog(st *session, on bool) {
+	if st.backlog == on {
+		return
+	}
+	st.backlog = on
+	if on {
+		s.counters.backlogged.Add(1)
+	} else {
+		s.counters.backlogged.Add(-1)
+	}
 }
 
 // pushedLocked finishes queueing inbox entry e on c: buf is c's queue
@@ -163,7 +177,7 @@ func (s *Server) drain(c *Conn) {
 		// changed lastStored, and the loop reads again.
 		caughtUp := len(ents) < room && (st.lastStored <= st.pushed || st.lastStored == stored)
 		if caughtUp {
-			st.backlog = false
+			s.setBacklog(st, false)
 		}
 		st.dmu.Unlock()
 		if caughtUp {

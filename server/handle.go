@@ -72,6 +72,7 @@ func (s *Server) Closed(c *Conn) {
 		s.presence.changed(u, uint64(time.Now().UnixMilli()))
 	}
 	st.dmu.Lock()
+	s.setBacklog(st, false)
 	if st.inflight != nil {
 		s.windows.put(st.inflight)
 		st.inflight = nil
@@ -141,6 +142,7 @@ func (s *Server) send(c *Conn, body []byte) error {
 		Body: append([]byte(nil), f.Body...), Dup: f.Flags&codec.FlagDup != 0, Ctx: c,
 	}
 	if err := s.inbox.Submit(op); err != nil {
+		s.counters.busy.Add(1)
 		s.sendError(c, codec.CodeBusy, &f.ID)
 	}
 	return nil

@@ -12,9 +12,9 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/chatd/chatd/account"
+	"github.com/chatd/chatd/codec"
 	"github.com/chatd/chatd/conn"
 	"github.com/chatd/chatd/group"
 	"github.com/chatd/chatd/offline"
@@ -34,6 +34,7 @@ type Server struct {
 	sessions *router.Table[*Conn]
 	groups   *group.Store
 	presence *presence
+	admit    *admission
 	conns    *conn.Server[session]
 	windows  windows
 	batches  sync.Pool // *conn.Batch[session], one per producer turn
@@ -46,7 +47,13 @@ type Server struct {
 // New opens the data folder and prepares the server; Listen and Serve
 // start it.
 func New(cfg Config) (*Server, error) {
+	explicitMax := cfg.MaxConns != 0
 	cfg.setDefaults()
+	if !explicitMax {
+		if soft, _, err := conn.FileLimit(); err == nil && soft > 400 {
+			cfg.MaxConns = int(soft - 300)
+		}
+	}
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -89,6 +96,8 @@ func New(cfg Config) (*Server, error) {
 		db.Close()
 		return nil, err
 	}
+	s.admit = newAdmission(s, cfg)
+	s.conns.SetAdmitter(s.admit.admit)
 	return s, nil
 }
 
@@ -101,15 +110,30 @@ func (s *Server) Addr() net.Addr { return s.conns.Addr() }
 // Serve runs until Close.
 func (s *Server) Serve() error { return s.conns.Serve() }
 
-// Close closes every connection, lets queued inbox writes finish and
-// become durable, and closes the database.
+// Close shuts down gracefully: it stops accepting, sends every client
+// GOAWAY (reconnect after RetryAfter plus jitter), closes the
+// connections, lets every queued inbox write finish and become durable
+// (so every SENT already promised holds), flushes the memtable and closes
+// the database.
 func (s *Server) Close() error {
 	s.closeOnce.Do(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), s.cfg.DrainTimeout)
 		defer cancel()
+		s.admit.stopping.Store(true)
+		s.conns.StopAccepting()
+		bye := s.admit.goaway(codec.GoawayShutdown)
+		s.conns.Each(func(c *Conn) {
+			if c.Write(bye) {
+				c.Flush()
+			}
+		})
 		err := s.conns.Shutdown(ctx)
+		s.admit.close()
 		s.presence.close()
 		s.inbox.Close()
+		if ferr := s.db.Flush(); ferr != nil {
+			err = errors.Join(err, fmt.Errorf("server: flush store: %w", ferr))
+		}
 		if cerr := s.db.Close(); cerr != nil {
 			err = errors.Join(err, fmt.Errorf("server: close store: %w", cerr))
 		}
@@ -117,6 +141,8 @@ func (s *Server) Close() error {
 	})
 	return s.closeErr
 }
+
+func (s *Server) notReady() string { return s.admit.notReady() }
 
 // Stats is a snapshot of what the server is doing.
 type Stats struct {
@@ -135,6 +161,13 @@ type counters struct {
 	stored atomic.Uint64 // inbox entries made durable
 	pushed atomic.Uint64 // inbox entries written to a connection
 	sent   atomic.Uint64 // SENT acks
+
+	registers, logins, resumes atomic.Uint64
+	backlogged                 atomic.Int64 // sessions with entries not yet pushed
+	busy                       atomic.Uint64
+	rejectCapacity             atomic.Uint64
+	rejectMemory               atomic.Uint64
+	rejectRate                 atomic.Uint64
 }
 
 func (s *Server) batch() *conn.Batch[session] { return s.batches.Get().(*conn.Batch[session]) }
