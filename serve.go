@@ -48,9 +48,23 @@ func serve(args []string) error {
 		cfg.Hashing.Time = uint32(n)
 		return err
 	})
+	fs.IntVar(&cfg.MaxConns, "max-conns", 0, "connection capacity; past it new connections get GOAWAY (0: the open-files limit less 300)")
+	fs.Uint64Var(&cfg.MemoryLimit, "memory-limit", 0, "bytes of memory the server may use (0: the cgroup limit, else the machine's RAM)")
+	fs.Float64Var(&cfg.MemoryWatermark, "memory-watermark", 0.8, "fraction of the memory limit above which new connections get GOAWAY")
+	fs.IntVar(&cfg.AcceptRate, "accept-rate", 30000, "new connections per second before the rest get GOAWAY (protects against thundering herds)")
+	fs.DurationVar(&cfg.RetryAfter, "retry-after", 2*time.Second, "delay GOAWAY asks clients to wait (they add random jitter)")
+	fs.DurationVar(&cfg.DrainTimeout, "drain-timeout", 10*time.Second, "longest a graceful shutdown waits for connections to close")
+	fs.DurationVar(&cfg.PresenceInterval, "presence-interval", time.Second, "watchers hear of a user's presence at most once per interval")
+	fs.String("config", "", "optional config file of \"name = value\" lines with these flag names (env: CHATD_CONFIG)")
 	level := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	devLog := fs.Bool("log-console", false, "human-readable logs instead of JSON")
-	if err := fs.Parse(args); err != nil {
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: chatd serve [flags]\n\nEvery flag also reads from the environment as CHATD_<NAME> (for example\n"+
+			"CHATD_MAX_OUTBOUND for -max-outbound) and from -config; the command line wins over the\n"+
+			"environment, which wins over the file.\n\n")
+		fs.PrintDefaults()
+	}
+	if err := parseSettings(fs, args, osEnviron); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
 		}

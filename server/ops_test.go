@@ -166,4 +166,3 @@ func readRaw(t *testing.T, br *bufio.Reader) (codec.Type, []byte) {
 	}
 	return codec.Type(b[0]), b[1:]
 }
-
