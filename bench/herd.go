@@ -46,6 +46,7 @@ func Herd(ctx context.Context, cfg Config, jitter bool) (*HerdResult, error) {
 	_, up, _ := ws.totals()
 	fmt.Fprintf(os.Stderr, "herd: %d connections up; killing the server (jitter %v)\n", up, jitter)
 
+	_, _, failedBefore := ws.totals()
 	kill := time.Now()
 	t.crash()
 	// Wait until the workers noticed, then start the server again.
@@ -60,8 +61,13 @@ func Herd(ctx context.Context, cfg Config, jitter bool) (*HerdResult, error) {
 	}
 	res.DownSeconds = time.Since(kill).Seconds()
 	bar := newBar("herd", up)
-	before := ws.reconnects()
-	last, lastT := before, time.Now()
+	// Workers report every 200 ms, so the peak rate is taken over a
+	// sliding one-second window of samples, not between two reports.
+	type sample struct {
+		at time.Time
+		n  int
+	}
+	samples := []sample{{time.Now(), ws.reconnects()}}
 	deadline := time.Now().Add(2 * time.Minute)
 	for {
 		time.Sleep(100 * time.Millisecond)
@@ -69,11 +75,18 @@ func Herd(ctx context.Context, cfg Config, jitter bool) (*HerdResult, error) {
 		bar.set(u)
 		el := time.Since(kill).Seconds()
 		res.Timeline = append(res.Timeline, Point{X: el, Y: float64(u)})
-		r := ws.reconnects()
-		if rate := float64(r-last) / time.Since(lastT).Seconds(); rate > res.PeakPerSec {
-			res.PeakPerSec = rate
+		now := sample{time.Now(), ws.reconnects()}
+		samples = append(samples, now)
+		for _, old := range samples {
+			if span := now.at.Sub(old.at); span >= time.Second {
+				if rate := float64(now.n-old.n) / span.Seconds(); rate > res.PeakPerSec {
+					res.PeakPerSec = rate
+				}
+			}
 		}
-		last, lastT = r, time.Now()
+		if len(samples) > 20 {
+			samples = samples[len(samples)-20:]
+		}
 		if u >= up || time.Now().After(deadline) {
 			res.Back = u
 			res.BackSeconds = el
@@ -81,7 +94,11 @@ func Herd(ctx context.Context, cfg Config, jitter bool) (*HerdResult, error) {
 		}
 	}
 	bar.done()
-	_, _, res.Failed = ws.totals()
+	_, _, failed := ws.totals()
+	res.Failed = map[string]int{}
+	for k, v := range failed {
+		res.Failed[k] = v - failedBefore[k] // the storm's own, not the initial ramp's
+	}
 	res.Plot, _ = writePlot(cfg.Report, fmt.Sprintf("herd-%d-jitter-%v.html", cfg.Conns, jitter), "chatd bench herd",
 		chart(fmt.Sprintf("connections back after a kill -9 and restart (jitter %v)", jitter), "seconds since the kill",
 			"connected", false, Series{Name: "connected", Points: res.Timeline}))

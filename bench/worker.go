@@ -195,6 +195,13 @@ func (w *worker) open(offset, n, rate, parallel int) {
 	registered := func(i int) bool { return w.tokens[i-offset] != (codec.Token{}) }
 	pool(offset, n, parallel, rate, registered, func(i int) {
 		c, reason, _ := w.session(i, &codec.Resume{Token: w.tokens[i-offset]})
+		// A server at its accept rate answers GOAWAY: come back later, as
+		// a real client does, with backoff.
+		for delay := 100 * time.Millisecond; c == nil && reason == "goaway" && delay < time.Minute; delay *= 2 {
+			w.fail(reason)
+			time.Sleep(delay/2 + time.Duration(rand.Int64N(int64(delay/2)+1)))
+			c, reason, _ = w.session(i, &codec.Resume{Token: w.tokens[i-offset]})
+		}
 		if c == nil {
 			w.fail(reason)
 			return
