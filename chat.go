@@ -16,11 +16,17 @@ import (
 	"github.com/chatd/chatd/codec"
 )
 
-const chatHelp = `Type a line to send it to the current contact.
-  /to NAME         talk to NAME from now on
-  @NAME TEXT       send TEXT to NAME once
-  /read            tell the current contact you read their messages
-  /quit            leave (Ctrl-D works too)
+const chatHelp = `Type a line to send it to the current contact or group.
+  /to NAME                  talk to NAME from now on
+  @NAME TEXT                send TEXT to NAME once
+  /read                     tell the current contact you read their messages
+  /watch NAME               show NAME's online status and last seen
+  /group new NAME USER...   create a group with those members
+  /group add|remove USER... change the current group's members (admins)
+  /group leave              leave the current group
+  /groups                   list your groups
+  /g ID                     talk to group ID from now on
+  /quit                     leave (Ctrl-D works too)
 `
 
 // chat is a line-based terminal client: a person types, chatd routes.
@@ -84,6 +90,7 @@ type terminal struct {
 	cl     *client.Client
 	mu     sync.Mutex
 	peer   string
+	group  uint64
 	names  map[uint64]string
 	ids    map[string]uint64
 	unread map[uint64][]codec.MsgID
@@ -95,6 +102,10 @@ func (t *terminal) handle(line string) {
 		t.setPeer(strings.TrimSpace(line[4:]))
 	case line == "/read":
 		t.markRead()
+	case strings.HasPrefix(line, "/watch "):
+		t.watch(strings.TrimSpace(line[7:]))
+	case strings.HasPrefix(line, "/group "), line == "/groups", strings.HasPrefix(line, "/g "):
+		t.groupCommand(line)
 	case strings.HasPrefix(line, "@"):
 		name, text, _ := strings.Cut(line[1:], " ")
 		t.send(name, text)
@@ -102,13 +113,106 @@ func (t *terminal) handle(line string) {
 		fmt.Print(chatHelp)
 	default:
 		t.mu.Lock()
-		peer := t.peer
+		peer, group := t.peer, t.group
 		t.mu.Unlock()
-		if peer == "" {
-			fmt.Println("no contact yet: /to NAME, or @NAME TEXT")
-			return
+		switch {
+		case group != 0:
+			if _, err := t.cl.SendGroup(group, []byte(line)); err != nil {
+				fmt.Println("!", err)
+			}
+		case peer != "":
+			t.send(peer, line)
+		default:
+			fmt.Println("no contact yet: /to NAME, @NAME TEXT, or /g GROUP")
 		}
-		t.send(peer, line)
+	}
+}
+
+func (t *terminal) watch(name string) {
+	id, err := t.resolve(name)
+	if err != nil {
+		fmt.Println("!", err)
+		return
+	}
+	if c := t.cl.Conn(); c != nil {
+		c.Subscribe(id)
+	}
+}
+
+// groupCommand handles /group, /groups and /g.
+func (t *terminal) groupCommand(line string) {
+	c := t.cl.Conn()
+	if c == nil {
+		fmt.Println("! not connected; try again in a moment")
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	f := strings.Fields(line)
+	users := func(names []string) ([]uint64, bool) {
+		var ids []uint64
+		for _, n := range names {
+			id, err := t.resolve(n)
+			if err != nil {
+				fmt.Println("!", err)
+				return nil, false
+			}
+			ids = append(ids, id)
+		}
+		return ids, true
+	}
+	t.mu.Lock()
+	current := t.group
+	t.mu.Unlock()
+	var err error
+	switch {
+	case f[0] == "/groups":
+		var list []codec.GroupSummary
+		if list, err = c.Groups(ctx); err == nil {
+			for _, g := range list {
+				fmt.Printf("  group %d: %s\n", g.Group, g.Name)
+			}
+		}
+	case f[0] == "/g" && len(f) == 2:
+		var id uint64
+		if _, err = fmt.Sscan(f[1], &id); err == nil {
+			var info *codec.GroupInfo
+			if info, err = c.GroupInfo(ctx, id); err == nil {
+				t.mu.Lock()
+				t.group, t.peer = id, ""
+				t.mu.Unlock()
+				fmt.Printf("talking to group %d (%s, %d members)\n", id, info.Name, len(info.Members))
+			}
+		}
+	case len(f) >= 3 && f[1] == "new":
+		if ids, ok := users(f[3:]); ok {
+			var info *codec.GroupInfo
+			if info, err = c.CreateGroup(ctx, f[2], ids...); err == nil {
+				t.mu.Lock()
+				t.group, t.peer = info.Group, ""
+				t.mu.Unlock()
+				fmt.Printf("created group %d (%s); talking to it\n", info.Group, info.Name)
+			}
+		}
+	case len(f) >= 3 && (f[1] == "add" || f[1] == "remove") && current != 0:
+		if ids, ok := users(f[2:]); ok {
+			if f[1] == "add" {
+				err = c.AddMembers(ctx, current, ids...)
+			} else {
+				err = c.RemoveMembers(ctx, current, ids...)
+			}
+		}
+	case len(f) == 2 && f[1] == "leave" && current != 0:
+		if err = c.LeaveGroup(ctx, current); err == nil {
+			t.mu.Lock()
+			t.group = 0
+			t.mu.Unlock()
+		}
+	default:
+		fmt.Print(chatHelp)
+	}
+	if err != nil {
+		fmt.Println("!", err)
 	}
 }
 
@@ -118,7 +222,7 @@ func (t *terminal) setPeer(name string) {
 		return
 	}
 	t.mu.Lock()
-	t.peer = name
+	t.peer, t.group = name, 0
 	t.mu.Unlock()
 	fmt.Printf("talking to %s\n", name)
 }
@@ -198,7 +302,11 @@ func (t *terminal) print() {
 		switch f := f.(type) {
 		case *codec.Deliver:
 			ts := time.UnixMilli(int64(f.Time)).Format("15:04:05")
-			fmt.Printf("[%s] %s: %s\n", ts, t.name(f.From), f.Body)
+			if f.Group != 0 {
+				fmt.Printf("[%s] %s in group %d: %s\n", ts, t.name(f.From), f.Group, f.Body)
+			} else {
+				fmt.Printf("[%s] %s: %s\n", ts, t.name(f.From), f.Body)
+			}
 			t.mu.Lock()
 			t.unread[f.From] = append(t.unread[f.From], f.ID)
 			t.mu.Unlock()
@@ -210,6 +318,19 @@ func (t *terminal) print() {
 			fmt.Printf("  %s is typing…\n", t.name(f.From))
 		case *codec.Kicked:
 			fmt.Printf("! session ended: %v\n", f.Reason)
+		case *codec.Presence:
+			switch f.State {
+			case codec.PresenceOffline:
+				seen := "never"
+				if f.LastSeen != 0 {
+					seen = time.UnixMilli(int64(f.LastSeen)).Format("Jan 2 15:04")
+				}
+				fmt.Printf("  %s is offline (last seen %s)\n", t.name(f.User), seen)
+			default:
+				fmt.Printf("  %s is %v\n", t.name(f.User), f.State)
+			}
+		case *codec.GroupEvent:
+			fmt.Printf("  group %d (%s): %s %v\n", f.Group, f.Name, t.name(f.Actor), f.Kind)
 		}
 	}
 	if err := t.cl.Err(); err != nil && !errors.Is(err, context.Canceled) {
