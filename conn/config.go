@@ -32,6 +32,11 @@ type Config struct {
 	// SweepInterval is how often every connection is checked against
 	// Keepalive and AuthTimeout. Default 5 s.
 	SweepInterval time.Duration
+	// MaxFrameRate and MaxByteRate bound what one connection may send per
+	// second (whole-second windows); past either it gets ERROR 50 and is
+	// closed. Defaults 1,000 frames and 4 MiB; negative means no limit.
+	MaxFrameRate int
+	MaxByteRate  int
 	// AllowPlaintext accepts the plaintext transport. Off by default.
 	AllowPlaintext bool
 	// Logger receives connection-level events (never per-frame ones).
@@ -62,6 +67,12 @@ func (c *Config) setDefaults() {
 	}
 	if c.Logger == nil {
 		c.Logger = zap.NewNop()
+	}
+	if c.MaxFrameRate == 0 {
+		c.MaxFrameRate = 1000
+	}
+	if c.MaxByteRate == 0 {
+		c.MaxByteRate = 4 << 20
 	}
 }
 

@@ -30,6 +30,11 @@ type Conn[T any] struct {
 	// state holds stateAuthed, stateClosing and friends.
 	state atomic.Uint32
 
+	// Owned by OnRequest (one at a time per connection): input this second.
+	rateSec    uint32
+	rateFrames uint32
+	rateBytes  uint32
+
 	// Guarded by mu.
 	mu       sync.Mutex
 	out      *[]byte // pending outbound bytes; nil when empty

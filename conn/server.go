@@ -57,6 +57,7 @@ type Stats struct {
 	slowConsumers, slowFlushes   atomic.Uint64
 	idleClosed, authTimeouts     atomic.Uint64
 	protocolErrors, readTimeouts atomic.Uint64
+	rateLimited                  atomic.Uint64
 }
 
 // Snapshot is a copy of Stats.
@@ -67,6 +68,7 @@ type Snapshot struct {
 	SlowConsumers, SlowFlushes       uint64
 	IdleClosed, AuthTimeouts         uint64
 	ProtocolErrors, ReadTimeouts     uint64
+	RateLimited                      uint64
 }
 
 // New creates a server; Serve starts it.
@@ -163,6 +165,7 @@ func (s *Server[T]) Snapshot() Snapshot {
 		FramesIn: st.frames.Load(), FramesOut: st.framesOut.Load(), SlowConsumers: st.slowConsumers.Load(), SlowFlushes: st.slowFlushes.Load(),
 		IdleClosed: st.idleClosed.Load(), AuthTimeouts: st.authTimeouts.Load(),
 		ProtocolErrors: st.protocolErrors.Load(), ReadTimeouts: st.readTimeouts.Load(),
+		RateLimited: st.rateLimited.Load(),
 	}
 }
 
@@ -217,6 +220,9 @@ func (s *Server[T]) onRequest(ctx context.Context, nc netpoll.Connection) error 
 		}
 		s.stats.frames.Add(1)
 		s.stats.bytesIn.Add(uint64(4 + n))
+		if !s.withinRate(c, 4+n) {
+			return nil
+		}
 		t := codec.Type(frame[4])
 		if err := s.handler.Frame(c, t, frame[codec.HeaderLen:]); err != nil {
 			r.Release()
@@ -252,6 +258,30 @@ func (s *Server[T]) readPreamble(c *Conn[T], r netpoll.Reader) bool {
 	}
 	c.setState(statePreamble)
 	return true
+}
+
+// withinRate counts a frame against the connection's per-second limits;
+// a connection past them gets ERROR 50 and is closed, logged a few times
+// only (a flood must not flood the log too).
+func (s *Server[T]) withinRate(c *Conn[T], n int) bool {
+	if s.cfg.MaxFrameRate < 0 && s.cfg.MaxByteRate < 0 {
+		return true
+	}
+	if now := s.clock.now(); now != c.rateSec {
+		c.rateSec, c.rateFrames, c.rateBytes = now, 0, 0
+	}
+	c.rateFrames++
+	c.rateBytes += uint32(n)
+	if (s.cfg.MaxFrameRate < 0 || c.rateFrames <= uint32(s.cfg.MaxFrameRate)) &&
+		(s.cfg.MaxByteRate < 0 || c.rateBytes <= uint32(s.cfg.MaxByteRate)) {
+		return true
+	}
+	if s.stats.rateLimited.Add(1) <= 10 {
+		s.log.Warn("closing connection over its rate limit", zap.String("remote", c.RemoteAddr()),
+			zap.Uint32("frames_this_second", c.rateFrames), zap.Uint32("bytes_this_second", c.rateBytes))
+	}
+	s.protocolError(c, codec.CodeRateLimited, "frame or byte rate limit exceeded")
+	return false
 }
 
 // protocolError answers a bad frame with ERROR and closes the connection.

@@ -2,6 +2,7 @@ package server
 
 import (
 	"errors"
+	"strconv"
 	"time"
 
 	"github.com/chatd/chatd/account"
@@ -36,6 +37,10 @@ func (s *Server) authenticate(c *Conn, t codec.Type, body []byte) error {
 		if err := f.Decode(body); err != nil {
 			return s.malformed(c, err)
 		}
+		if !s.logins.allow(sourceOf(c), "") {
+			s.refuseLogin(c)
+			return nil
+		}
 		name, pass := append([]byte(nil), f.Name...), append([]byte(nil), f.Password...)
 		go func() {
 			user, tok, err := s.accounts.Register(name, pass)
@@ -50,17 +55,31 @@ func (s *Server) authenticate(c *Conn, t codec.Type, body []byte) error {
 		if err := f.Decode(body); err != nil {
 			return s.malformed(c, err)
 		}
+		if !s.logins.allow(sourceOf(c), string(f.Name)) {
+			s.refuseLogin(c)
+			return nil
+		}
 		name, pass := append([]byte(nil), f.Name...), append([]byte(nil), f.Password...)
 		go func() {
 			user, tok, err := s.accounts.Login(name, pass)
 			if err == nil {
 				s.counters.logins.Add(1)
+			} else if errors.Is(err, account.ErrWrongPassword) || errors.Is(err, account.ErrUnknownUser) {
+				s.logins.failed(string(name))
 			}
 			s.authenticated(c, user, tok, err)
 			c.Flush()
 		}()
 	}
 	return nil
+}
+
+// refuseLogin answers a rate-limited attempt; the connection may retry
+// after the window.
+func (s *Server) refuseLogin(c *Conn) {
+	c.State.auth.Store(authNone)
+	s.counters.loginLimited.Add(1)
+	s.reply(c, codec.AppendError(nil, codec.CodeTooManyLogins, 0, nil, "too many login attempts; retry in a minute"))
 }
 
 // authenticated finishes a login: it makes c the user's one live session
@@ -130,9 +149,16 @@ func (s *Server) password(c *Conn, body []byte) error {
 		return s.malformed(c, err)
 	}
 	user := c.State.user.Load()
+	if !s.logins.allow(sourceOf(c), strconv.FormatUint(user, 10)) {
+		s.reply(c, codec.AppendError(nil, codec.CodeTooManyLogins, 0, nil, "too many attempts; retry in a minute"))
+		return nil
+	}
 	old, pass := append([]byte(nil), f.Old...), append([]byte(nil), f.New...)
 	go func() {
 		tok, err := s.accounts.ChangePassword(user, old, pass)
+		if errors.Is(err, account.ErrWrongPassword) {
+			s.logins.failed(strconv.FormatUint(user, 10))
+		}
 		if err != nil {
 			s.reply(c, codec.AppendError(nil, s.accountCode(err), 0, nil, ""))
 		} else {

@@ -72,6 +72,17 @@ type Config struct {
 	// DrainTimeout bounds a graceful shutdown. Default 10 s.
 	DrainTimeout time.Duration
 
+	// LoginsPerSource bounds password attempts (REGISTER, LOGIN,
+	// PASSWORD) per source address per minute; FailedLoginsPerUser bounds
+	// failed ones per user name. Defaults 30 and 10; negative turns off.
+	LoginsPerSource     int
+	FailedLoginsPerUser int
+	// MaxFrameRate and MaxByteRate bound what one connection may send per
+	// second; past them it gets ERROR 50 and is closed. Defaults 1,000
+	// frames and 4 MiB; negative turns off (benchmarks).
+	MaxFrameRate int
+	MaxByteRate  int
+
 	Logger *zap.Logger
 }
 
@@ -111,6 +122,12 @@ func (c *Config) setDefaults() {
 	}
 	if c.DrainTimeout == 0 {
 		c.DrainTimeout = 10 * time.Second
+	}
+	if c.LoginsPerSource == 0 {
+		c.LoginsPerSource = 30
+	}
+	if c.FailedLoginsPerUser == 0 {
+		c.FailedLoginsPerUser = 10
 	}
 	// Timeouts and the outbound limit are conn's; it applies their defaults.
 	if c.Logger == nil {

@@ -24,8 +24,9 @@ import (
 func runChild() {
 	s, err := New(Config{
 		Addr: os.Getenv("CHATD_TEST_ADDR"), DataDir: os.Getenv("CHATD_TEST_DATA"), Plaintext: true,
-		Hashing: account.Hashing{Time: 1, MemoryKiB: 64},
-		Quota:   10_000_000, // the test fills one inbox far past the default quota
+		Hashing:         account.Hashing{Time: 1, MemoryKiB: 64},
+		Quota:           10_000_000, // the test fills one inbox far past the default quota
+		LoginsPerSource: -1, FailedLoginsPerUser: -1, MaxFrameRate: -1, MaxByteRate: -1,
 	})
 	if err == nil {
 		err = s.Listen()

@@ -72,6 +72,7 @@ func (m metrics) Collect(ch chan<- prometheus.Metric) {
 		"capacity": c.rejectCapacity.Load(), "memory": c.rejectMemory.Load(), "accept_rate": c.rejectRate.Load(),
 		"slow_consumer": st.Conn.SlowConsumers, "idle": st.Conn.IdleClosed, "auth_timeout": st.Conn.AuthTimeouts,
 		"protocol_error": st.Conn.ProtocolErrors, "read_timeout": st.Conn.ReadTimeouts, "busy": c.busy.Load(),
+		"login_rate": c.loginLimited.Load(), "frame_rate": st.Conn.RateLimited,
 	} {
 		emit(mRejects, float64(v), reason)
 	}

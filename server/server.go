@@ -35,6 +35,7 @@ type Server struct {
 	groups   *group.Store
 	presence *presence
 	admit    *admission
+	logins   *loginLimiter
 	conns    *conn.Server[session]
 	windows  windows
 	batches  sync.Pool // *conn.Batch[session], one per producer turn
@@ -59,6 +60,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger, sessions: router.New[*Conn]()}
 	s.windows.size = cfg.Window
+	s.logins = newLoginLimiter(cfg.LoginsPerSource, cfg.FailedLoginsPerUser)
 	s.batches.New = func() any { return new(conn.Batch[session]) }
 
 	db, err := store.Open(cfg.DataDir, store.Options{
@@ -83,6 +85,8 @@ func New(cfg Config) (*Server, error) {
 	s.presence = newPresence(s, cfg.PresenceInterval)
 	s.conns, err = conn.New[session](conn.Config{
 		MaxOutbound:    cfg.MaxOutbound,
+		MaxFrameRate:   cfg.MaxFrameRate,
+		MaxByteRate:    cfg.MaxByteRate,
 		ReadTimeout:    cfg.ReadTimeout,
 		WriteTimeout:   cfg.WriteTimeout,
 		Keepalive:      cfg.Keepalive,
@@ -168,6 +172,7 @@ type counters struct {
 	rejectCapacity             atomic.Uint64
 	rejectMemory               atomic.Uint64
 	rejectRate                 atomic.Uint64
+	loginLimited               atomic.Uint64
 }
 
 func (s *Server) batch() *conn.Batch[session] { return s.batches.Get().(*conn.Batch[session]) }

@@ -39,6 +39,12 @@ func testConfig(t testing.TB) Config {
 		Hashing:      account.Hashing{Time: 1, MemoryKiB: 64},
 		CacheSize:    8 << 20,
 		MemTableSize: 4 << 20,
+		// Tests register hundreds of users from 127.0.0.1 and send
+		// thousands of frames a second; the limits have tests of their own.
+		LoginsPerSource:     -1,
+		FailedLoginsPerUser: -1,
+		MaxFrameRate:        -1,
+		MaxByteRate:         -1,
 	}
 }
 
