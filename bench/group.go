@@ -124,25 +124,7 @@ func Group(ctx context.Context, cfg Config, gc GroupConfig) (*GroupResult, error
 		wg                   sync.WaitGroup
 	)
 	epoch := time.Now()
-	credit := make(chan struct{}, max(gc.Rate, 1))
-	if gc.Rate > 0 {
-		go func() {
-			tk := time.NewTicker(time.Millisecond)
-			defer tk.Stop()
-			begin, issued := time.Now(), 0
-			for range tk.C {
-				if stopping.Load() {
-					return
-				}
-				for due := int(time.Since(begin).Seconds() * float64(gc.Rate)); issued < due; issued++ {
-					select {
-					case credit <- struct{}{}:
-					default:
-					}
-				}
-			}
-		}()
-	}
+	credit := startPacer(gc.Rate, &stopping)
 	windows := make([]chan struct{}, n)
 	for i, c := range conns {
 		windows[i] = make(chan struct{}, gc.Window)
@@ -196,18 +178,8 @@ func Group(ctx context.Context, cfg Config, gc GroupConfig) (*GroupResult, error
 				binary.BigEndian.PutUint64(id[:8], uint64(i))
 				var seq uint64
 				for !stopping.Load() {
-					select {
-					case window <- struct{}{}:
-					case <-time.After(100 * time.Millisecond):
+					if !acquire(window, credit) {
 						continue
-					}
-					if gc.Rate > 0 {
-						select {
-						case <-credit:
-						case <-time.After(100 * time.Millisecond):
-							<-window
-							continue
-						}
 					}
 					seq++
 					binary.BigEndian.PutUint64(id[8:], seq)
@@ -224,16 +196,8 @@ func Group(ctx context.Context, cfg Config, gc GroupConfig) (*GroupResult, error
 		return nil, err
 	}
 	measuring.Store(true)
-	start := time.Now()
-	bar := newBar("group", int(gc.Duration/time.Second))
-	for el := time.Duration(0); el < gc.Duration; el = time.Since(start) {
-		time.Sleep(min(time.Second, gc.Duration-el))
-		bar.set(int(time.Since(start) / time.Second))
-		fmt.Fprintf(os.Stderr, " %9.0f deliveries/s", float64(deliveries.Load())/time.Since(start).Seconds())
-	}
+	res.Seconds = measure("group", gc.Duration, deliveries.Load, "deliveries/s")
 	measuring.Store(false)
-	res.Seconds = time.Since(start).Seconds()
-	bar.done()
 	after, err := t.stats(ctx, false)
 	if err != nil {
 		return nil, err

@@ -112,28 +112,7 @@ func Route(ctx context.Context, cfg Config, rc RouteConfig) (*RouteResult, error
 		wg        sync.WaitGroup
 	)
 	epoch := time.Now()
-	// At a fixed rate, credits follow the clock rather than the ticks (a
-	// ticker fires late under load, which would quietly lower the rate).
-	credit := make(chan struct{}, max(rc.Rate, 1))
-	if rc.Rate > 0 {
-		go func() {
-			tk := time.NewTicker(time.Millisecond)
-			defer tk.Stop()
-			begin, issued := time.Now(), 0
-			for range tk.C {
-				if stopping.Load() {
-					return
-				}
-				due := int(time.Since(begin).Seconds() * float64(rc.Rate))
-				for ; issued < due; issued++ {
-					select {
-					case credit <- struct{}{}:
-					default: // every pair is at its window: the offer is lost, as a real client would queue it
-					}
-				}
-			}
-		}()
-	}
+	credit := startPacer(rc.Rate, &stopping)
 
 	for p := 0; p < rc.Pairs; p++ {
 		s, r := senders[p], receivers[p]
@@ -147,18 +126,8 @@ func Route(ctx context.Context, cfg Config, rc RouteConfig) (*RouteResult, error
 			body := make([]byte, rc.Body)
 			var n uint64
 			for !stopping.Load() {
-				select {
-				case window <- struct{}{}:
-				case <-time.After(100 * time.Millisecond):
+				if !acquire(window, credit) {
 					continue
-				}
-				if rc.Rate > 0 {
-					select {
-					case <-credit:
-					case <-time.After(100 * time.Millisecond):
-						<-window
-						continue
-					}
 				}
 				n++
 				binary.BigEndian.PutUint64(id[8:], n)
@@ -236,17 +205,9 @@ func Route(ctx context.Context, cfg Config, rc RouteConfig) (*RouteResult, error
 		return nil, err
 	}
 	measuring.Store(true)
-	start := time.Now()
-	bar := newBar("route", int(rc.Duration/time.Second))
-	for el := time.Duration(0); el < rc.Duration; el = time.Since(start) {
-		time.Sleep(min(time.Second, rc.Duration-el))
-		bar.set(int(time.Since(start) / time.Second))
-		fmt.Fprintf(os.Stderr, " %8.0f msgs/s", float64(delivered.Load())/time.Since(start).Seconds())
-	}
+	res.Seconds = measure("route", rc.Duration, delivered.Load, "msgs/s")
 	measuring.Store(false)
-	res.Seconds = time.Since(start).Seconds()
 	res.Delivered = delivered.Load()
-	bar.done()
 	if res.ServerAfter, err = t.stats(ctx, false); err != nil {
 		return nil, err
 	}

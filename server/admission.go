@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/chatd/chatd/codec"
+	"github.com/chatd/chatd/sysctl"
 	"go.uber.org/zap"
 )
 
@@ -138,15 +139,5 @@ func detectMemory() uint64 {
 			return v
 		}
 	}
-	b, err := os.ReadFile("/proc/meminfo")
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(line); len(f) >= 2 && f[0] == "MemTotal:" {
-			kb, _ := strconv.ParseUint(f[1], 10, 64)
-			return kb << 10
-		}
-	}
-	return 0
+	return sysctl.HostMemory()
 }
