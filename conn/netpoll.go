@@ -19,6 +19,8 @@ const DefaultBufferSize = 256
 // BufferSize is the value in force. The environment variable
 // CHATD_NETPOLL_BUFFER overrides it at start-up ("default" keeps netpoll's
 // own sizes), so the saving can be measured against netpoll's defaults.
+// CHATD_NETPOLL_POLLERS sets netpoll's poller count (its default is one
+// per 20 cores, at least one).
 var BufferSize = DefaultBufferSize
 
 // netpoll reads its buffer configuration once, so it must be set in init,
@@ -33,9 +35,15 @@ func init() {
 			BufferSize = n
 		}
 	}
-	if BufferSize > 0 {
-		netpoll.LinkBufferCap = BufferSize
-		if err := netpoll.Configure(netpoll.Config{BufferSize: BufferSize}); err != nil {
+	pollers := 0
+	if n, err := strconv.Atoi(os.Getenv("CHATD_NETPOLL_POLLERS")); err == nil && n > 0 {
+		pollers = n
+	}
+	if BufferSize > 0 || pollers > 0 {
+		if BufferSize > 0 {
+			netpoll.LinkBufferCap = BufferSize
+		}
+		if err := netpoll.Configure(netpoll.Config{BufferSize: BufferSize, PollerNum: pollers}); err != nil {
 			panic("conn: configure netpoll: " + err.Error())
 		}
 	}
