@@ -62,7 +62,7 @@ const (
 	CodeInvalidPassword Code = 24 // a password outside 8..128 bytes
 	CodeInvalidToken    Code = 25 // RESUME with an unknown or revoked token
 	CodeTooManyLogins   Code = 26 // login attempts rate-limited; retry later
-	CodeBusy            Code = 27 // password hashing is saturated; retry later
+	CodeBusy            Code = 27 // password hashing or the message store is saturated; retry later
 
 	// Messaging errors, referring to a SEND by its message id.
 	CodeUnknownRecipient Code = 30 // SEND to a user id that does not exist
