@@ -1,0 +1,255 @@
+// Package secure is chatd's encrypted transport, without I/O: the Noise
+// handshake that follows the connection preamble, and the record layer that
+// carries frames once it is done. The connection layer feeds it bytes.
+//
+// Handshake messages and records are both framed as
+//
+//	| len (u16, big-endian) | Noise message (len bytes) |
+//
+// The 8 preamble bytes are the Noise prologue, so a peer that changed the
+// transport byte on the way fails the handshake. After it, every record
+// holds one or more whole frames (a record never splits a frame), at most
+// 65,519 bytes of them, sealed with the cipher state of its direction.
+// Nonces are implicit counters: a replayed, reordered, dropped or altered
+// record fails to open, and the connection must be closed.
+package secure
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	"github.com/chatd/chatd/codec"
+	"github.com/flynn/noise"
+	"golang.org/x/crypto/curve25519"
+)
+
+// Suite is chatd's cipher suite: Noise_*_25519_ChaChaPoly_BLAKE2s.
+var Suite = noise.NewCipherSuite(noise.DH25519, noise.CipherChaChaPoly, noise.HashBLAKE2s)
+
+const (
+	// MaxMessage is the largest Noise message, and so the largest record body.
+	MaxMessage = 65535
+	// MaxPlain is the most frame bytes one record carries.
+	MaxPlain = MaxMessage - 16
+)
+
+// Errors; each ends the connection.
+var (
+	ErrRecord     = errors.New("secure: record does not open (altered, replayed or out of order)")
+	ErrPinned     = errors.New("secure: the server's key is not the pinned one")
+	ErrSplitFrame = errors.New("secure: a record ends inside a frame")
+)
+
+// Keypair is a Curve25519 key pair.
+type Keypair = noise.DHKey
+
+// GenerateKeypair makes a new key pair.
+func GenerateKeypair() (Keypair, error) { return noise.DH25519.GenerateKeypair(rand.Reader) }
+
+// LoadOrCreateKey reads the server's static private key from path, or
+// makes one and writes it there (mode 0600) on first start.
+func LoadOrCreateKey(path string) (k Keypair, created bool, err error) {
+	b, err := os.ReadFile(path)
+	switch {
+	case err == nil:
+		if len(b) != 32 {
+			return k, false, fmt.Errorf("secure: %s holds %d bytes, want a 32-byte private key", path, len(b))
+		}
+		pub, err := curve25519.X25519(b, curve25519.Basepoint)
+		if err != nil {
+			return k, false, fmt.Errorf("secure: %s: %w", path, err)
+		}
+		return Keypair{Private: b, Public: pub}, false, nil
+	case !errors.Is(err, os.ErrNotExist):
+		return k, false, fmt.Errorf("secure: read key: %w", err)
+	}
+	if k, err = GenerateKeypair(); err != nil {
+		return k, false, fmt.Errorf("secure: generate key: %w", err)
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return k, false, fmt.Errorf("secure: %w", err)
+	}
+	if err := os.WriteFile(path, k.Private, 0o600); err != nil {
+		return k, false, fmt.Errorf("secure: write key: %w", err)
+	}
+	return k, true, nil
+}
+
+// Handshake is one side of a Noise handshake.
+type Handshake struct {
+	hs        *noise.HandshakeState
+	pinned    []byte
+	initiator bool
+	session   *Session
+}
+
+// Server starts the responder of transport t (XX or IK) with the server's
+// static key; prologue is the 8-byte preamble as received.
+func Server(t codec.Transport, static Keypair, prologue []byte) (*Handshake, error) {
+	p, err := pattern(t)
+	if err != nil {
+		return nil, err
+	}
+	hs, err := noise.NewHandshakeState(noise.Config{CipherSuite: Suite, Pattern: p, Prologue: prologue, StaticKeypair: static})
+	if err != nil {
+		return nil, fmt.Errorf("secure: %w", err)
+	}
+	return &Handshake{hs: hs}, nil
+}
+
+// Client starts the initiator of transport t. serverKey is the server's
+// static public key: required for IK, and for XX a pin the server must
+// match (nil accepts any key; PeerStatic then tells which it was).
+func Client(t codec.Transport, serverKey []byte, prologue []byte) (*Handshake, error) {
+	p, err := pattern(t)
+	if err != nil {
+		return nil, err
+	}
+	if t == codec.TransportNoiseIK && len(serverKey) != 32 {
+		return nil, errors.New("secure: IK needs the server's 32-byte key")
+	}
+	static, err := GenerateKeypair() // the client's transport key; the user is proven by LOGIN or RESUME
+	if err != nil {
+		return nil, err
+	}
+	cfg := noise.Config{CipherSuite: Suite, Pattern: p, Initiator: true, Prologue: prologue, StaticKeypair: static}
+	if t == codec.TransportNoiseIK {
+		cfg.PeerStatic = serverKey
+	}
+	hs, err := noise.NewHandshakeState(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("secure: %w", err)
+	}
+	return &Handshake{hs: hs, initiator: true, pinned: serverKey}, nil
+}
+
+func pattern(t codec.Transport) (noise.HandshakePattern, error) {
+	switch t {
+	case codec.TransportNoiseXX:
+		return noise.HandshakeXX, nil
+	case codec.TransportNoiseIK:
+		return noise.HandshakeIK, nil
+	}
+	return noise.HandshakePattern{}, fmt.Errorf("secure: transport %d is not a Noise handshake", t)
+}
+
+// Write appends the next handshake message, length prefix included.
+func (h *Handshake) Write(dst []byte) ([]byte, error) {
+	start := len(dst)
+	dst = append(dst, 0, 0)
+	dst, cs1, cs2, err := h.hs.WriteMessage(dst, nil)
+	if err != nil {
+		return dst[:start], fmt.Errorf("secure: handshake: %w", err)
+	}
+	binary.BigEndian.PutUint16(dst[start:], uint16(len(dst)-start-2))
+	h.finish(cs1, cs2)
+	return dst, nil
+}
+
+// Read consumes one handshake message body (without its length prefix).
+func (h *Handshake) Read(msg []byte) error {
+	_, cs1, cs2, err := h.hs.ReadMessage(nil, msg)
+	if err != nil {
+		return fmt.Errorf("secure: handshake: %w", err)
+	}
+	if h.initiator && h.pinned != nil && h.hs.PeerStatic() != nil && !bytes.Equal(h.hs.PeerStatic(), h.pinned) {
+		return ErrPinned
+	}
+	h.finish(cs1, cs2)
+	return nil
+}
+
+func (h *Handshake) finish(cs1, cs2 *noise.CipherState) {
+	if cs1 == nil {
+		return
+	}
+	// cs1 carries initiator-to-responder traffic, cs2 the other way.
+	if h.initiator {
+		h.session = &Session{tx: cs1, rx: cs2}
+	} else {
+		h.session = &Session{tx: cs2, rx: cs1}
+	}
+}
+
+// Session returns the record layer once the handshake is complete (nil
+// before).
+func (h *Handshake) Session() *Session { return h.session }
+
+// PeerStatic is the other side's static public key, once received.
+func (h *Handshake) PeerStatic() []byte { return h.hs.PeerStatic() }
+
+// Session seals and opens records in one direction each.
+type Session struct {
+	tx, rx *noise.CipherState
+}
+
+// Seal appends records carrying frames, which must be whole frames. Frames
+// are packed into as few records as possible without splitting one.
+func (s *Session) Seal(dst, frames []byte) ([]byte, error) {
+	for len(frames) > 0 {
+		n := 0
+		for n < len(frames) {
+			if len(frames)-n < 4 {
+				return dst, ErrSplitFrame
+			}
+			size := 4 + int(binary.BigEndian.Uint32(frames[n:]))
+			if n+size > len(frames) {
+				return dst, ErrSplitFrame
+			}
+			if n+size > MaxPlain {
+				if n == 0 {
+					return dst, fmt.Errorf("secure: a %d-byte frame exceeds one record", size)
+				}
+				break
+			}
+			n += size
+		}
+		start := len(dst)
+		dst = append(dst, 0, 0)
+		var err error
+		if dst, err = s.tx.Encrypt(dst, nil, frames[:n]); err != nil {
+			return dst[:start], fmt.Errorf("secure: seal: %w", err)
+		}
+		binary.BigEndian.PutUint16(dst[start:], uint16(len(dst)-start-2))
+		frames = frames[n:]
+	}
+	return dst, nil
+}
+
+// Open decrypts one record body (without its length prefix), appending
+// the frames it carries to dst. They must end on a frame boundary.
+func (s *Session) Open(dst, record []byte) ([]byte, error) {
+	start := len(dst)
+	out, err := s.rx.Decrypt(dst, nil, record)
+	if err != nil {
+		return dst, ErrRecord
+	}
+	for p := out[start:]; len(p) > 0; {
+		if len(p) < 4 || 4+int(binary.BigEndian.Uint32(p)) > len(p) {
+			return dst, ErrSplitFrame
+		}
+		p = p[4+int(binary.BigEndian.Uint32(p)):]
+	}
+	return out, nil
+}
+
+// ReadRecord reads one length-prefixed handshake message or record.
+func ReadRecord(r io.Reader, buf []byte) ([]byte, error) {
+	var hdr [2]byte
+	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+		return nil, err
+	}
+	n := int(binary.BigEndian.Uint16(hdr[:]))
+	if cap(buf) < n {
+		buf = make([]byte, n)
+	}
+	buf = buf[:n]
+	_, err := io.ReadFull(r, buf)
+	return buf, err
+}
