@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -37,6 +38,7 @@ func chat(args []string) error {
 	register := fs.Bool("register", false, "create the account if it does not exist yet")
 	password := fs.String("password", os.Getenv("CHATD_PASSWORD"), "password (default: $CHATD_PASSWORD, else asked for)")
 	to := fs.String("to", "", "contact to talk to first")
+	serverKey := fs.String("server-key", os.Getenv("CHATD_SERVER_KEY"), "the server's public key in hex, as `chatd serve` prints it (default: trust the key it presents and show it)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
@@ -55,13 +57,25 @@ func chat(args []string) error {
 		}
 		*password = strings.TrimSpace(line)
 	}
+	var pin []byte
+	if *serverKey != "" {
+		var err error
+		if pin, err = hex.DecodeString(*serverKey); err != nil || len(pin) != 32 {
+			return fmt.Errorf("chat: --server-key wants 64 hex digits")
+		}
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	cl, err := client.Connect(ctx, client.Options{Addr: *addr, Name: *user, Password: *password, Register: *register})
+	cl, err := client.Connect(ctx, client.Options{Addr: *addr, Name: *user, Password: *password, Register: *register, ServerKey: pin})
 	cancel()
 	if err != nil {
 		return fmt.Errorf("chat: %w", err)
 	}
 	defer cl.Close()
+	if pin == nil {
+		fmt.Printf("encrypted (Noise XX); server key %x: compare it with what `chatd serve` printed, and pass --server-key to pin it\n", cl.ServerKey())
+	} else {
+		fmt.Println("encrypted (Noise XX) to the pinned server key")
+	}
 	t := &terminal{cl: cl, names: map[uint64]string{cl.User(): *user}, ids: map[string]uint64{}, unread: map[uint64][]codec.MsgID{}}
 	fmt.Printf("logged in as %s (user %d)\n%s", *user, cl.User(), chatHelp)
 	if *to != "" {

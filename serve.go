@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -23,7 +24,7 @@ func serve(args []string) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.StringVar(&cfg.Addr, "addr", "127.0.0.1:7420", "TCP address to listen on; use 0.0.0.0:7420 to accept other hosts")
 	fs.StringVar(&cfg.DataDir, "data", "chatd-data", "folder for the embedded database (accounts, inboxes); created if missing")
-	fs.BoolVar(&cfg.Plaintext, "plaintext", true, "accept unencrypted connections (the only transport until the Noise transport lands)")
+	fs.BoolVar(&cfg.Plaintext, "plaintext", false, "also accept unencrypted connections (local benchmarks only; Noise is always on)")
 	fs.IntVar(&cfg.MaxBody, "max-body", 65000, "largest message body in bytes (at most 65000)")
 	fs.IntVar(&cfg.Window, "window", 256, "deliveries a client may have unacknowledged before the server waits")
 	fs.DurationVar(&cfg.Keepalive, "keepalive", 3*time.Minute, "close connections silent for this long; clients ping at a third of it")
@@ -100,7 +101,9 @@ func serve(args []string) error {
 		return err
 	}
 	log.Info("chatd listening", zap.Stringer("addr", s.Addr()), zap.String("data", cfg.DataDir),
-		zap.Bool("plaintext", cfg.Plaintext), zap.Int("netpoll_buffer", conn.BufferSize))
+		zap.Bool("plaintext", cfg.Plaintext), zap.Int("netpoll_buffer", conn.BufferSize),
+		zap.String("public_key", hex.EncodeToString(s.PublicKey())))
+	fmt.Printf("chatd public key: %x\n", s.PublicKey())
 
 	if *admin != "" {
 		addr, stop, err := s.Admin(*admin)

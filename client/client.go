@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/chatd/chatd/codec"
+	"github.com/chatd/chatd/secure"
 )
 
 // Options configure a Client.
@@ -18,6 +19,13 @@ type Options struct {
 	Name, Password string
 	Register       bool
 	Token          codec.Token
+	// ServerKey pins the server's static Noise key (32 bytes); nil accepts
+	// the key the server presents (trust on first use: read it back with
+	// Client.ServerKey and pin it next time).
+	ServerKey []byte
+	// Plaintext connects without encryption (servers allow it only with
+	// --plaintext, for local benchmarks and tests).
+	Plaintext bool
 	// Backoff paces reconnects; zero means DefaultBackoff.
 	Backoff Backoff
 	// Seen bounds the delivery dedup memory (ids). Default 65536.
@@ -83,6 +91,14 @@ func (c *Client) User() uint64 {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.user
+}
+
+// ServerKey returns the server's static key this Client trusts (nil over
+// plaintext).
+func (c *Client) ServerKey() []byte {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.opts.ServerKey
 }
 
 // Token returns the current session token (to resume in a later process).
@@ -162,6 +178,9 @@ func (c *Client) connect(ctx context.Context) (*Conn, error) {
 		if err == nil {
 			return conn, nil
 		}
+		if errors.Is(err, secure.ErrPinned) {
+			return nil, err // a different server answers: never retry into it
+		}
 		var e *codec.Error
 		if errors.As(err, &e) && e.Code != codec.CodeBusy && e.Code != codec.CodeInternal &&
 			e.Code != codec.CodeShuttingDown && e.Code != codec.CodeTooManyLogins {
@@ -183,9 +202,22 @@ func (c *Client) connect(ctx context.Context) (*Conn, error) {
 func (c *Client) attempt(ctx context.Context) (*Conn, error) {
 	actx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	conn, err := Dial(actx, c.opts.Addr)
+	tr := codec.TransportNoiseXX
+	if c.opts.Plaintext {
+		tr = codec.TransportPlain
+	}
+	c.mu.Lock()
+	pin := c.opts.ServerKey
+	c.mu.Unlock()
+	conn, err := DialTransport(actx, c.opts.Addr, tr, pin)
 	if err != nil {
 		return nil, err
+	}
+	if !c.opts.Plaintext && pin == nil {
+		// Trust on first use: later reconnects of this Client pin this key.
+		c.mu.Lock()
+		c.opts.ServerKey = conn.ServerKey()
+		c.mu.Unlock()
 	}
 	c.mu.Lock()
 	tok := c.token

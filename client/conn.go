@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/chatd/chatd/codec"
+	"github.com/chatd/chatd/secure"
 )
 
 // ErrClosed is returned by calls on a closed connection.
@@ -43,8 +44,9 @@ func (e *GoawayError) Error() string {
 type Conn struct {
 	nc net.Conn
 
-	wmu sync.Mutex
-	w   *bufio.Writer
+	wmu  sync.Mutex
+	wbuf []byte          // frames not yet written
+	sess *secure.Session // nil on a plaintext connection
 
 	events chan codec.Frame
 	done   chan struct{}
@@ -58,10 +60,20 @@ type Conn struct {
 	nextReq atomic.Uint32
 
 	Welcome codec.Welcome // set by a successful Register, Login or Resume
+
+	serverKey []byte
 }
 
-// Dial connects to addr and sends the preamble for the plaintext transport.
+// Dial connects to addr over the plaintext transport (servers accept it
+// only with --plaintext).
 func Dial(ctx context.Context, addr string) (*Conn, error) {
+	return DialTransport(ctx, addr, codec.TransportPlain, nil)
+}
+
+// DialTransport connects with the given transport. For Noise XX,
+// serverKey (32 bytes) pins the server's static key and nil accepts any
+// (ServerKey then tells which it was); Noise IK requires it.
+func DialTransport(ctx context.Context, addr string, t codec.Transport, serverKey []byte) (*Conn, error) {
 	var d net.Dialer
 	nc, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
@@ -69,16 +81,65 @@ func Dial(ctx context.Context, addr string) (*Conn, error) {
 	}
 	c := &Conn{
 		nc:      nc,
-		w:       bufio.NewWriterSize(nc, 16<<10),
 		events:  make(chan codec.Frame, 1024),
 		done:    make(chan struct{}),
 		quit:    make(chan struct{}),
 		waiters: make(map[uint32]chan codec.Frame),
 	}
-	c.w.Write(codec.AppendPreamble(nil, codec.TransportPlain))
-	go c.readLoop(bufio.NewReaderSize(nc, 64<<10))
+	br := bufio.NewReaderSize(nc, 64<<10)
+	preamble := codec.AppendPreamble(nil, t)
+	if t == codec.TransportPlain {
+		c.wbuf = preamble
+	} else if err := c.handshake(ctx, br, t, serverKey, preamble); err != nil {
+		nc.Close()
+		return nil, err
+	}
+	go c.readLoop(br)
 	return c, nil
 }
+
+// handshake runs the Noise initiator: the preamble and each handshake
+// message go out in the clear, then every frame travels in records.
+func (c *Conn) handshake(ctx context.Context, br *bufio.Reader, t codec.Transport, serverKey, preamble []byte) error {
+	if dl, ok := ctx.Deadline(); ok {
+		c.nc.SetDeadline(dl)
+		defer c.nc.SetDeadline(time.Time{})
+	}
+	hs, err := secure.Client(t, serverKey, preamble)
+	if err != nil {
+		return err
+	}
+	out := preamble
+	var buf []byte
+	for hs.Session() == nil {
+		if out, err = hs.Write(out); err != nil {
+			return err
+		}
+		if hs.Session() != nil {
+			break
+		}
+		if _, err := c.nc.Write(out); err != nil {
+			return fmt.Errorf("client: handshake: %w", err)
+		}
+		out = out[:0]
+		if buf, err = secure.ReadRecord(br, buf); err != nil {
+			return fmt.Errorf("client: handshake: %w", err)
+		}
+		if err := hs.Read(buf); err != nil {
+			return err
+		}
+	}
+	if len(out) > 0 {
+		if _, err := c.nc.Write(out); err != nil {
+			return fmt.Errorf("client: handshake: %w", err)
+		}
+	}
+	c.sess, c.serverKey = hs.Session(), append([]byte(nil), hs.PeerStatic()...)
+	return nil
+}
+
+// ServerKey is the server's static public key (Noise transports only).
+func (c *Conn) ServerKey() []byte { return c.serverKey }
 
 // Events delivers every frame the server sends that is not the answer to a
 // request made through this Conn: DELIVER, SENT, RECEIPT, ERROR about a
@@ -250,7 +311,27 @@ func (c *Conn) request(ctx context.Context, build func(req uint32) codec.Frame) 
 func (c *Conn) Flush() error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	return c.w.Flush()
+	return c.flushLocked()
+}
+
+// flushLocked writes the buffered frames, sealed into records on an
+// encrypted connection (records hold whole frames). c.wmu must be held.
+func (c *Conn) flushLocked() error {
+	if len(c.wbuf) == 0 {
+		return nil
+	}
+	out := c.wbuf
+	if c.sess != nil {
+		var err error
+		if out, err = c.sess.Seal(nil, c.wbuf); err != nil {
+			return fmt.Errorf("client: seal: %w", err)
+		}
+	}
+	c.wbuf = c.wbuf[:0]
+	if _, err := c.nc.Write(out); err != nil {
+		return fmt.Errorf("client: write: %w", err)
+	}
+	return nil
 }
 
 func (c *Conn) write(f codec.Frame, flush bool) error {
@@ -261,29 +342,29 @@ func (c *Conn) write(f codec.Frame, flush bool) error {
 		return fmt.Errorf("%w: %v", ErrClosed, c.err)
 	default:
 	}
-	buf := c.w.AvailableBuffer()
-	if _, err := c.w.Write(f.Append(buf)); err != nil {
-		return fmt.Errorf("client: write: %w", err)
-	}
-	if flush {
-		if err := c.w.Flush(); err != nil {
-			return fmt.Errorf("client: write: %w", err)
-		}
+	c.wbuf = f.Append(c.wbuf)
+	if flush || len(c.wbuf) >= 32<<10 {
+		return c.flushLocked()
 	}
 	return nil
 }
 
-// WriteRaw writes bytes as they are (tests use it to send bad input).
+// WriteRaw writes frames without other buffering (tests use it to send
+// bad input). On an encrypted connection they are sealed like any other.
 func (c *Conn) WriteRaw(b []byte) error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	c.w.Write(b)
-	return c.w.Flush()
+	c.wbuf = append(c.wbuf, b...)
+	return c.flushLocked()
 }
 
 func (c *Conn) readLoop(br *bufio.Reader) {
 	defer close(c.events)
 	defer close(c.done)
+	if c.sess != nil {
+		c.readRecords(br)
+		return
+	}
 	var hdr [4]byte
 	for {
 		if _, err := io.ReadFull(br, hdr[:]); err != nil {
@@ -358,4 +439,39 @@ func (c *Conn) authDone(f codec.Frame) bool {
 	}
 	ch <- f
 	return true
+}
+
+// readRecords is readLoop for an encrypted connection: each record opens
+// to whole frames.
+func (c *Conn) readRecords(br *bufio.Reader) {
+	var rec, plain []byte
+	for {
+		var err error
+		if rec, err = secure.ReadRecord(br, rec); err != nil {
+			c.err = fmt.Errorf("client: connection ended: %w", err)
+			return
+		}
+		if plain, err = c.sess.Open(plain[:0], rec); err != nil {
+			c.err = err
+			c.nc.Close()
+			return
+		}
+		for p := plain; len(p) > 0; {
+			t, body, rest, ok, err := codec.Split(p, 0)
+			if err != nil || !ok {
+				c.err = fmt.Errorf("client: bad frame from server: %v", err)
+				c.nc.Close()
+				return
+			}
+			// Decoded frames alias body; copy, as plain is reused.
+			f, err := codec.DecodeBody(t, append([]byte(nil), body...))
+			if err != nil {
+				c.err = fmt.Errorf("client: bad frame from server: %w", err)
+				c.nc.Close()
+				return
+			}
+			c.dispatch(f)
+			p = rest
+		}
+	}
 }

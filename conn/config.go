@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/chatd/chatd/codec"
+	"github.com/chatd/chatd/secure"
 	"go.uber.org/zap"
 )
 
@@ -37,6 +38,9 @@ type Config struct {
 	// closed. Defaults 1,000 frames and 4 MiB; negative means no limit.
 	MaxFrameRate int
 	MaxByteRate  int
+	// NoiseKey is the server's static key; with it, clients may use the
+	// Noise transports (XX, IK). Without it only plaintext can work.
+	NoiseKey *secure.Keypair
 	// AllowPlaintext accepts the plaintext transport. Off by default.
 	AllowPlaintext bool
 	// Logger receives connection-level events (never per-frame ones).

@@ -45,6 +45,11 @@ type Conn[T any] struct {
 	// the close callback takes it to wait that flusher out.
 	wmu sync.Mutex
 
+	// sec is the encrypted transport (nil for plaintext). Its handshake
+	// belongs to OnRequest; its session is set under mu and then seals the
+	// queue in Flush (under mu) and opens records in OnRequest.
+	sec *secureConn
+
 	// State belongs to the Handler.
 	State T
 }
@@ -132,7 +137,12 @@ func (c *Conn[T]) Flush() {
 		c.mu.Unlock()
 		return
 	}
-	bp := c.out
+	bp, err := c.takeLocked()
+	if err != nil {
+		c.mu.Unlock()
+		c.srv.closeQuiet(c)
+		return
+	}
 	buf := *bp
 	n, err := writeNonblocking(int(c.fd), buf)
 	if n == len(buf) {
@@ -150,11 +160,42 @@ func (c *Conn[T]) Flush() {
 	// The socket is full: keep the queue's tail and let one goroutine wait
 	// for the socket through netpoll, with the write timeout.
 	c.flushing = true
-	c.out = nil
 	c.mu.Unlock()
 	c.srv.stats.bytesOut.Add(uint64(n))
 	c.srv.stats.slowFlushes.Add(1)
 	go c.slowFlush(bp, n)
+}
+
+// takeLocked takes the queue for writing: the frames themselves, or, on an
+// encrypted connection, records sealing them. c.mu must be held: sealing
+// advances the send nonce, so records are made in the order they are sent.
+func (c *Conn[T]) takeLocked() (*[]byte, error) {
+	bp := c.out
+	c.out = nil
+	if c.sec == nil || c.sec.sess == nil {
+		return bp, nil
+	}
+	ct := getBuf()
+	sealed, err := c.sec.sess.Seal((*ct)[:0], *bp)
+	putBuf(bp)
+	*ct = sealed
+	return ct, err
+}
+
+// writeRaw writes bytes outside the queue and its encryption: the
+// server's handshake messages. They are small and come first, so the
+// socket takes them whole or the connection is failing.
+func (c *Conn[T]) writeRaw(b []byte) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return errors.New("conn: closed")
+	}
+	n, err := writeNonblocking(int(c.fd), b)
+	if err == nil && n < len(b) {
+		err = errors.New("conn: socket full during handshake")
+	}
+	return err
 }
 
 // writeNonblocking writes as much of b as the socket takes now.
@@ -209,8 +250,13 @@ func (c *Conn[T]) slowFlush(bp *[]byte, off int) {
 			c.mu.Unlock()
 			return
 		}
-		bp, off = c.out, 0
-		c.out = nil
+		var err error
+		bp, off = nil, 0
+		if bp, err = c.takeLocked(); err != nil {
+			c.mu.Unlock()
+			c.srv.closeQuiet(c)
+			return
+		}
 		c.mu.Unlock()
 	}
 }

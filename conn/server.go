@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/chatd/chatd/codec"
+	"github.com/chatd/chatd/secure"
 	"github.com/cloudwego/netpoll"
 	"go.uber.org/zap"
 )
@@ -196,9 +197,24 @@ func (s *Server[T]) onRequest(ctx context.Context, nc netpoll.Connection) error 
 	c := ctx.(*Conn[T])
 	c.lastRead.Store(s.clock.now())
 	r := nc.Reader()
+	var plain *[]byte // decrypted records, borrowed for this turn only
+	defer func() {
+		if plain != nil {
+			putBuf(plain)
+		}
+	}()
 	for r.Len() > 0 {
 		if c.state.Load()&statePreamble == 0 {
 			if !s.readPreamble(c, r) {
+				return nil
+			}
+			continue
+		}
+		if c.sec != nil {
+			if plain == nil {
+				plain = getBuf()
+			}
+			if !s.readRecord(c, r, plain) {
 				return nil
 			}
 			continue
@@ -252,6 +268,13 @@ func (s *Server[T]) readPreamble(c *Conn[T], r netpoll.Reader) bool {
 	case tr == codec.TransportPlain:
 		s.protocolError(c, codec.CodeEncryption, "this server requires an encrypted transport")
 		return false
+	case (tr == codec.TransportNoiseXX || tr == codec.TransportNoiseIK) && s.cfg.NoiseKey != nil:
+		hs, err := secure.Server(tr, *s.cfg.NoiseKey, append([]byte(nil), p...))
+		if err != nil {
+			s.protocolError(c, codec.CodeHandshakeFailed, err.Error())
+			return false
+		}
+		c.sec = &secureConn{hs: hs}
 	default:
 		s.protocolError(c, codec.CodeEncryption, fmt.Sprintf("transport %d is not supported", tr))
 		return false

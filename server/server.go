@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 
@@ -19,6 +20,7 @@ import (
 	"github.com/chatd/chatd/group"
 	"github.com/chatd/chatd/offline"
 	"github.com/chatd/chatd/router"
+	"github.com/chatd/chatd/secure"
 	"github.com/chatd/chatd/store"
 	"github.com/cockroachdb/pebble/v2"
 	"go.uber.org/zap"
@@ -35,6 +37,7 @@ type Server struct {
 	groups   *group.Store
 	presence *presence
 	admit    *admission
+	key      secure.Keypair // static Noise key, kept in the data folder
 	logins   *loginLimiter
 	conns    *conn.Server[session]
 	windows  windows
@@ -82,8 +85,19 @@ func New(cfg Config) (*Server, error) {
 		db.Close()
 		return nil, err
 	}
+	key, created, err := secure.LoadOrCreateKey(filepath.Join(cfg.DataDir, "noise.key"))
+	if err != nil {
+		s.inbox.Close()
+		db.Close()
+		return nil, err
+	}
+	if created {
+		s.log.Info("created the server's Noise key", zap.String("path", filepath.Join(cfg.DataDir, "noise.key")))
+	}
+	s.key = key
 	s.presence = newPresence(s, cfg.PresenceInterval)
 	s.conns, err = conn.New[session](conn.Config{
+		NoiseKey:       &s.key,
 		MaxOutbound:    cfg.MaxOutbound,
 		MaxFrameRate:   cfg.MaxFrameRate,
 		MaxByteRate:    cfg.MaxByteRate,
@@ -147,6 +161,9 @@ func (s *Server) Close() error {
 }
 
 func (s *Server) notReady() string { return s.admit.notReady() }
+
+// PublicKey is the server's static Noise key: clients pin it.
+func (s *Server) PublicKey() []byte { return s.key.Public }
 
 // Stats is a snapshot of what the server is doing.
 type Stats struct {
