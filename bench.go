@@ -43,6 +43,7 @@ func benchCmd(args []string) error {
 	fs.StringVar(&cfg.Addr, "addr", "", "server to test (empty: start one)")
 	fs.StringVar(&cfg.Admin, "admin", "", "that server's admin address, for its stats")
 	fs.BoolVar(&cfg.JSON, "json", false, "print the result as JSON")
+	fs.BoolVar(&cfg.Noise, "noise", false, "clients connect with the Noise XX transport (default plaintext, which the bench's server allows)")
 	fs.StringVar(&cfg.Report, "out", "bench-out", "folder for heap profiles and plots")
 	serverArgs := fs.String("server-args", "", "extra flags for the server the bench starts, space separated")
 	serverEnv := fs.String("server-env", "", "extra environment for that server, e.g. CHATD_NETPOLL_BUFFER=default")

@@ -26,6 +26,7 @@ type Config struct {
 	Hold      time.Duration // how long to hold them once all are up
 	PerWorker int           // connections per worker process; default 15000
 
+	Noise  bool      // clients use the Noise XX transport (else plaintext)
 	JSON   bool      // print the result as JSON
 	Out    io.Writer // default os.Stdout
 	Report string    // folder for profiles and plots; default bench-out

@@ -38,20 +38,11 @@ type GroupResult struct {
 	CPUPerMillion float64 `json:"server_cpu_seconds_per_million_deliveries"`
 }
 
-// lockedConn lets a member's reader (acks) and its sender share a socket.
-type lockedConn struct {
-	*rawConn
-	wmu sync.Mutex
-}
+// lockedConn is a member's connection; rawConn's send is already safe
+// for its sender and its reader's acks at once.
+type lockedConn struct{ *rawConn }
 
-func (c *lockedConn) write(f codec.Frame, flush bool) {
-	c.wmu.Lock()
-	c.bw.Write(f.Append(c.bw.AvailableBuffer()))
-	if flush {
-		c.bw.Flush()
-	}
-	c.wmu.Unlock()
-}
+func (c *lockedConn) write(f codec.Frame, flush bool) { c.send(f, flush) }
 
 // Group runs Groups groups of Members connected members; Senders members
 // of each group send, and every member acknowledges what it receives
@@ -74,10 +65,10 @@ func Group(ctx context.Context, cfg Config, gc GroupConfig) (*GroupResult, error
 	err = parallel(ctx, n, 8, func(i int) error {
 		name := fmt.Sprintf("%s%d", run, i)
 		reg := &codec.Register{Credentials: codec.Credentials{Name: []byte(name), Password: []byte("bench-password")}}
-		c, err := dialRaw(ctx, t.addr, i, reg)
+		c, err := dialRaw(ctx, t.addr, i, reg, cfg.Noise)
 		for attempt := 0; err != nil && attempt < 100; attempt++ {
 			time.Sleep(20 * time.Millisecond)
-			c, err = dialRaw(ctx, t.addr, i, reg)
+			c, err = dialRaw(ctx, t.addr, i, reg, cfg.Noise)
 		}
 		if err != nil {
 			return err

@@ -76,10 +76,11 @@ func Route(ctx context.Context, cfg Config, rc RouteConfig) (*RouteResult, error
 	receivers := make([]*rawConn, rc.Pairs)
 	err = parallel(ctx, 2*rc.Pairs, 8, func(i int) error {
 		name := fmt.Sprintf("%s%d", run, i)
-		c, err := dialRaw(ctx, t.addr, i, &codec.Register{Credentials: codec.Credentials{Name: []byte(name), Password: []byte("bench-password")}})
+		reg := &codec.Register{Credentials: codec.Credentials{Name: []byte(name), Password: []byte("bench-password")}}
+		c, err := dialRaw(ctx, t.addr, i, reg, cfg.Noise)
 		for attempt := 0; err != nil && attempt < 100; attempt++ {
 			time.Sleep(20 * time.Millisecond) // the server's hashing queue was full
-			c, err = dialRaw(ctx, t.addr, i, &codec.Register{Credentials: codec.Credentials{Name: []byte(name), Password: []byte("bench-password")}})
+			c, err = dialRaw(ctx, t.addr, i, reg, cfg.Noise)
 		}
 		if err != nil {
 			return err
@@ -132,18 +133,12 @@ func Route(ctx context.Context, cfg Config, rc RouteConfig) (*RouteResult, error
 				n++
 				binary.BigEndian.PutUint64(id[8:], n)
 				binary.BigEndian.PutUint64(body, uint64(time.Since(epoch)))
-				buf := s.bw.AvailableBuffer()
-				s.bw.Write((&codec.Send{ID: id, To: to, Body: body}).Append(buf))
-				if len(window) == cap(window) || rc.Rate > 0 || s.bw.Available() < 512 {
-					s.bw.Flush()
-				}
+				s.send(&codec.Send{ID: id, To: to, Body: body}, len(window) == cap(window) || rc.Rate > 0)
 			}
-			s.bw.Flush()
 		}()
 		go func() { // sender's reader: SENT and delivered receipts (acknowledged)
 			defer wg.Done()
 			var ack codec.Ack
-			out := make([]byte, 0, 64)
 			for {
 				tp, b, err := s.next()
 				if err != nil {
@@ -160,8 +155,7 @@ func Route(ctx context.Context, cfg Config, rc RouteConfig) (*RouteResult, error
 					}
 				}
 				if ack.Seq != 0 && !s.buffered() {
-					// The sender goroutine owns s.bw: write acks on the raw socket.
-					s.nc.Write(ack.Append(out[:0]))
+					s.send(&ack, true)
 					ack.Seq = 0
 				}
 			}
@@ -192,8 +186,7 @@ func Route(ctx context.Context, cfg Config, rc RouteConfig) (*RouteResult, error
 				<-window
 				pending = d.Seq
 				if !r.buffered() {
-					r.bw.Write((&codec.Ack{Seq: pending}).Append(r.bw.AvailableBuffer()))
-					r.bw.Flush()
+					r.send(&codec.Ack{Seq: pending}, true)
 					pending = 0
 				}
 			}

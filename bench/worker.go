@@ -2,6 +2,7 @@ package bench
 
 import (
 	"bufio"
+	"context"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -43,11 +44,12 @@ func RunWorker(args []string) error {
 	parallel := fs.Int("parallel", 128, "connection attempts in flight")
 	reconnect := fs.Bool("reconnect", false, "reconnect dropped connections (herd)")
 	jitter := fs.Bool("jitter", true, "randomize reconnect backoff")
+	useNoise := fs.Bool("noise", false, "connect with the Noise XX transport")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	w := &worker{addr: *addr, prefix: *prefix, failed: map[string]int{}, tokens: make([]codec.Token, *conns),
-		reconnect: *reconnect, jitter: *jitter, offset: *offset}
+		reconnect: *reconnect, jitter: *jitter, offset: *offset, noise: *useNoise}
 	out := json.NewEncoder(os.Stdout)
 	var outMu sync.Mutex
 	emit := func(phase string) {
@@ -106,12 +108,13 @@ type worker struct {
 	addr, prefix string
 	reconnect    bool
 	jitter       bool
+	noise        bool
 	offset       int
 	registered   atomic.Int64
 	up           atomic.Int64
 	reconnects   atomic.Int64
 	mu           sync.Mutex
-	conns        []net.Conn
+	conns        []*rawConn
 	failed       map[string]int
 	tokens       []codec.Token
 }
@@ -176,7 +179,7 @@ func (w *worker) register(offset, n, parallel int) {
 			c, reason, tok := w.session(i, &codec.Register{Credentials: codec.Credentials{
 				Name: []byte(name), Password: []byte("bench-password")}})
 			if c != nil {
-				c.Close()
+				c.close()
 				w.tokens[i-offset] = tok
 				w.registered.Add(1)
 				return
@@ -219,10 +222,10 @@ func (w *worker) open(offset, n, rate, parallel int) {
 // keep watches one connection and, when the server drops it, reconnects
 // with exponential backoff (100 ms doubling to 5 s), with or without
 // jitter, the way client.Backoff does.
-func (w *worker) keep(i int, c net.Conn) {
+func (w *worker) keep(i int, c *rawConn) {
 	for {
-		io.Copy(io.Discard, c) // returns when the server goes away
-		c.Close()
+		io.Copy(io.Discard, c.br) // returns when the server goes away
+		c.close()
 		w.up.Add(-1)
 		delay := 100 * time.Millisecond
 		for {
@@ -246,50 +249,30 @@ func (w *worker) keep(i int, c net.Conn) {
 
 // session opens connection i from source address 127.0.0.(2 + i%253) and
 // authenticates with f; it returns nil and a reason on failure.
-func (w *worker) session(i int, f codec.Frame) (net.Conn, string, codec.Token) {
-	d := net.Dialer{Timeout: 10 * time.Second, LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(2+i%253))}}
-	c, err := d.Dial("tcp", w.addr)
-	if err != nil {
-		return nil, "dial: " + errReason(err), codec.Token{}
+func (w *worker) session(i int, f codec.Frame) (*rawConn, string, codec.Token) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, err := dialRaw(ctx, w.addr, i, f, w.noise)
+	if err == nil {
+		return c, "", c.w.Token
 	}
-	out := f.Append(codec.AppendPreamble(nil, codec.TransportPlain))
-	c.SetDeadline(time.Now().Add(30 * time.Second))
-	if _, err := c.Write(out); err != nil {
-		c.Close()
-		return nil, "write: " + errReason(err), codec.Token{}
-	}
-	t, body, err := readFrame(bufio.NewReaderSize(c, 256))
-	if err != nil {
-		c.Close()
-		return nil, "read: " + errReason(err), codec.Token{}
-	}
-	c.SetDeadline(time.Time{})
-	switch t {
-	case codec.TypeWelcome:
-		var wl codec.Welcome
-		wl.Decode(body)
-		return c, "", wl.Token
-	case codec.TypeError:
-		var e codec.Error
-		e.Decode(body)
-		c.Close()
+	var e *codec.Error
+	switch {
+	case errors.As(err, &e):
 		return nil, "refused: " + e.Code.String(), codec.Token{}
-	case codec.TypeGoaway:
-		c.Close()
+	case errors.Is(err, errGoaway):
 		return nil, "goaway", codec.Token{}
 	}
-	c.Close()
-	return nil, "unexpected " + t.String(), codec.Token{}
+	return nil, "connect: " + errReason(err), codec.Token{}
 }
 
 func (w *worker) pingAll() {
 	w.mu.Lock()
-	conns := append([]net.Conn(nil), w.conns...)
+	conns := append([]*rawConn(nil), w.conns...)
 	w.mu.Unlock()
-	ping := (&codec.Ping{Nonce: 1}).Append(nil)
 	for _, c := range conns {
-		c.SetWriteDeadline(time.Now().Add(time.Second))
-		c.Write(ping)
+		c.nc.SetWriteDeadline(time.Now().Add(time.Second))
+		c.send(&codec.Ping{Nonce: 1}, true)
 	}
 }
 
@@ -297,7 +280,7 @@ func (w *worker) closeAll() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	for _, c := range w.conns {
-		c.Close()
+		c.close()
 	}
 	w.conns = nil
 }

@@ -36,6 +36,9 @@ func startWorkers(cfg *Config, addr string, n, rate int, prefix string, extra ..
 		}
 		args := []string{"bench", "worker", "--addr", addr, "--conns", strconv.Itoa(share),
 			"--offset", strconv.Itoa(offset), "--rate", strconv.Itoa(wrate), "--prefix", prefix}
+		if cfg.Noise {
+			args = append(args, "--noise")
+		}
 		cmd := exec.Command(cfg.Binary, append(args, extra...)...)
 		cmd.Stderr = os.Stderr
 		in, err := cmd.StdinPipe()
