@@ -118,6 +118,14 @@ func TestTamperedReplayedRecordsClose(t *testing.T) {
 	expectClosedSilently(t, br)
 	nc.Close()
 
+	// Two records sent in the wrong order: the first to arrive fails.
+	nc, br, sess = rawSecure(t, s)
+	r1, _ := sess.Seal(nil, ping)
+	r2, _ := sess.Seal(nil, (&codec.Ping{Nonce: 2}).Append(nil))
+	nc.Write(append(r2, r1...))
+	expectClosedSilently(t, br)
+	nc.Close()
+
 	// A client that skips the handshake and sends frames gets nothing.
 	nc, err = net.Dial("tcp", s.Addr().String())
 	if err != nil {
