@@ -38,12 +38,6 @@ type GroupResult struct {
 	CPUPerMillion float64 `json:"server_cpu_seconds_per_million_deliveries"`
 }
 
-// lockedConn is a member's connection; rawConn's send is already safe
-// for its sender and its reader's acks at once.
-type lockedConn struct{ *rawConn }
-
-func (c *lockedConn) write(f codec.Frame, flush bool) { c.send(f, flush) }
-
 // Group runs Groups groups of Members connected members; Senders members
 // of each group send, and every member acknowledges what it receives
 // (so each message also produces delivered receipts for its sender).
@@ -61,19 +55,14 @@ func Group(ctx context.Context, cfg Config, gc GroupConfig) (*GroupResult, error
 	run := fmt.Sprintf("g%d-", time.Now().UnixNano()%1e6)
 	n := gc.Groups * gc.Members
 	fmt.Fprintf(os.Stderr, "group: %d groups of %d, %d senders each, window %d, %d B\n", gc.Groups, gc.Members, gc.Senders, gc.Window, gc.Body)
-	conns := make([]*lockedConn, n)
+	conns := make([]*rawConn, n)
 	err = parallel(ctx, n, 8, func(i int) error {
 		name := fmt.Sprintf("%s%d", run, i)
-		reg := &codec.Register{Credentials: codec.Credentials{Name: []byte(name), Password: []byte("bench-password")}}
-		c, err := dialRaw(ctx, t.addr, i, reg, cfg.Noise)
-		for attempt := 0; err != nil && attempt < 100; attempt++ {
-			time.Sleep(20 * time.Millisecond)
-			c, err = dialRaw(ctx, t.addr, i, reg, cfg.Noise)
-		}
+		c, err := registerRaw(ctx, t.addr, i, name, cfg.Noise)
 		if err != nil {
 			return err
 		}
-		conns[i] = &lockedConn{rawConn: c}
+		conns[i] = c
 		return nil
 	})
 	if err != nil {
@@ -92,7 +81,7 @@ func Group(ctx context.Context, cfg Config, gc GroupConfig) (*GroupResult, error
 		for m := 1; m < gc.Members; m++ {
 			users = users.AppendUser(conns[g*gc.Members+m].w.User)
 		}
-		owner.write(&codec.GroupCreate{Req: 1, Name: []byte(fmt.Sprintf("bench%d", g)), Users: users}, true)
+		owner.send(&codec.GroupCreate{Req: 1, Name: []byte(fmt.Sprintf("bench%d", g)), Users: users}, true)
 		for {
 			tp, b, err := owner.next()
 			if err != nil {
@@ -120,7 +109,7 @@ func Group(ctx context.Context, cfg Config, gc GroupConfig) (*GroupResult, error
 	for i, c := range conns {
 		windows[i] = make(chan struct{}, gc.Window)
 		wg.Add(1)
-		go func(c *lockedConn, window chan struct{}) { // every member: read, record, acknowledge
+		go func(c *rawConn, window chan struct{}) { // every member: read, record, acknowledge
 			defer wg.Done()
 			var d codec.Deliver
 			var seq uint64
@@ -152,7 +141,7 @@ func Group(ctx context.Context, cfg Config, gc GroupConfig) (*GroupResult, error
 					}
 				}
 				if seq != 0 && !c.buffered() {
-					c.write(&codec.Ack{Seq: seq}, true)
+					c.send(&codec.Ack{Seq: seq}, true)
 					seq = 0
 				}
 			}
@@ -162,7 +151,7 @@ func Group(ctx context.Context, cfg Config, gc GroupConfig) (*GroupResult, error
 		for k := 0; k < gc.Senders; k++ {
 			i := g*gc.Members + k
 			wg.Add(1)
-			go func(c *lockedConn, window chan struct{}, gid uint64) {
+			go func(c *rawConn, window chan struct{}, gid uint64) {
 				defer wg.Done()
 				body := make([]byte, gc.Body)
 				id := codec.MsgID{}
@@ -175,7 +164,7 @@ func Group(ctx context.Context, cfg Config, gc GroupConfig) (*GroupResult, error
 					seq++
 					binary.BigEndian.PutUint64(id[8:], seq)
 					binary.BigEndian.PutUint64(body, uint64(time.Since(epoch)))
-					c.write(&codec.Send{ID: id, Flags: codec.FlagGroup, To: gid, Body: body}, true)
+					c.send(&codec.Send{ID: id, Flags: codec.FlagGroup, To: gid, Body: body}, true)
 				}
 			}(conns[i], windows[i], gids[g])
 		}

@@ -82,29 +82,23 @@ func (c *rawConn) handshake() error {
 	if err != nil {
 		return err
 	}
-	out := pre
-	for hs.Session() == nil {
-		if out, err = hs.Write(out); err != nil {
-			return err
-		}
-		if hs.Session() != nil {
-			break
-		}
-		c.nc.Write(out)
-		out = out[:0]
-		msg, err := secure.ReadRecord(c.br, nil)
-		if err != nil {
-			return err
-		}
-		if err := hs.Read(msg); err != nil {
-			return err
-		}
-	}
-	if _, err := c.nc.Write(out); err != nil {
+	if err := hs.Initiate(c.nc, c.br, pre); err != nil {
 		return err
 	}
 	c.sess = hs.Session()
 	return nil
+}
+
+// registerRaw registers user name on connection i, retrying while the
+// server's password-hashing queue is full.
+func registerRaw(ctx context.Context, addr string, i int, name string, noise bool) (*rawConn, error) {
+	reg := &codec.Register{Credentials: codec.Credentials{Name: []byte(name), Password: []byte("bench-password")}}
+	c, err := dialRaw(ctx, addr, i, reg, noise)
+	for attempt := 0; err != nil && attempt < 100; attempt++ {
+		time.Sleep(20 * time.Millisecond)
+		c, err = dialRaw(ctx, addr, i, reg, noise)
+	}
+	return c, err
 }
 
 // send queues a frame, writing the queue when flush is set or it is large.

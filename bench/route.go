@@ -76,12 +76,7 @@ func Route(ctx context.Context, cfg Config, rc RouteConfig) (*RouteResult, error
 	receivers := make([]*rawConn, rc.Pairs)
 	err = parallel(ctx, 2*rc.Pairs, 8, func(i int) error {
 		name := fmt.Sprintf("%s%d", run, i)
-		reg := &codec.Register{Credentials: codec.Credentials{Name: []byte(name), Password: []byte("bench-password")}}
-		c, err := dialRaw(ctx, t.addr, i, reg, cfg.Noise)
-		for attempt := 0; err != nil && attempt < 100; attempt++ {
-			time.Sleep(20 * time.Millisecond) // the server's hashing queue was full
-			c, err = dialRaw(ctx, t.addr, i, reg, cfg.Noise)
-		}
+		c, err := registerRaw(ctx, t.addr, i, name, cfg.Noise)
 		if err != nil {
 			return err
 		}

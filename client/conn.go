@@ -109,30 +109,8 @@ func (c *Conn) handshake(ctx context.Context, br *bufio.Reader, t codec.Transpor
 	if err != nil {
 		return err
 	}
-	out := preamble
-	var buf []byte
-	for hs.Session() == nil {
-		if out, err = hs.Write(out); err != nil {
-			return err
-		}
-		if hs.Session() != nil {
-			break
-		}
-		if _, err := c.nc.Write(out); err != nil {
-			return fmt.Errorf("client: handshake: %w", err)
-		}
-		out = out[:0]
-		if buf, err = secure.ReadRecord(br, buf); err != nil {
-			return fmt.Errorf("client: handshake: %w", err)
-		}
-		if err := hs.Read(buf); err != nil {
-			return err
-		}
-	}
-	if len(out) > 0 {
-		if _, err := c.nc.Write(out); err != nil {
-			return fmt.Errorf("client: handshake: %w", err)
-		}
+	if err := hs.Initiate(c.nc, br, preamble); err != nil {
+		return err
 	}
 	c.sess, c.serverKey = hs.Session(), append([]byte(nil), hs.PeerStatic()...)
 	return nil

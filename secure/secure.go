@@ -177,6 +177,36 @@ func (h *Handshake) finish(cs1, cs2 *noise.CipherState) {
 	}
 }
 
+// Initiate drives the client's side of the handshake over a stream: it
+// sends prefix (the preamble) together with the first message, then
+// alternates reading and writing until the session is established.
+func (h *Handshake) Initiate(w io.Writer, r io.Reader, prefix []byte) error {
+	out := append([]byte(nil), prefix...)
+	var in []byte
+	for {
+		var err error
+		if out, err = h.Write(out); err != nil {
+			return err
+		}
+		if _, err := w.Write(out); err != nil {
+			return fmt.Errorf("secure: handshake: %w", err)
+		}
+		if h.session != nil {
+			return nil
+		}
+		out = out[:0]
+		if in, err = ReadRecord(r, in); err != nil {
+			return fmt.Errorf("secure: handshake: %w", err)
+		}
+		if err := h.Read(in); err != nil {
+			return err
+		}
+		if h.session != nil {
+			return nil
+		}
+	}
+}
+
 // Session returns the record layer once the handshake is complete (nil
 // before).
 func (h *Handshake) Session() *Session { return h.session }
