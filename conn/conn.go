@@ -146,7 +146,6 @@ func (c *Conn[T]) Flush() {
 	buf := *bp
 	n, err := writeNonblocking(int(c.fd), buf)
 	if n == len(buf) {
-		c.out = nil
 		c.mu.Unlock()
 		putBuf(bp)
 		c.srv.stats.bytesOut.Add(uint64(n))

@@ -20,7 +20,7 @@ type secureConn struct {
 // replayed, reordered), close the connection without a word: a peer that
 // cannot speak the transport gets nothing. Frames inside a record go to
 // the handler like plaintext ones.
-func (s *Server[T]) readRecord(c *Conn[T], r netpoll.Reader, plain *[]byte) bool {
+func (s *Server[T]) readRecord(c *Conn[T], r netpoll.Reader, plain *[]byte, in *tally) bool {
 	hdr, err := r.Peek(2)
 	if err != nil {
 		s.readFailed(c, err)
@@ -31,7 +31,7 @@ func (s *Server[T]) readRecord(c *Conn[T], r netpoll.Reader, plain *[]byte) bool
 		s.readFailed(c, err)
 		return false
 	}
-	s.stats.bytesIn.Add(uint64(len(rec)))
+	in.bytes += uint64(len(rec))
 	sc := c.sec
 	if sc.sess == nil {
 		if err := sc.hs.Read(rec[2:]); err != nil {
@@ -61,13 +61,7 @@ func (s *Server[T]) readRecord(c *Conn[T], r netpoll.Reader, plain *[]byte) bool
 			s.protocolError(c, codec.CodeOf(err), "bad frame in record")
 			return false
 		}
-		s.stats.frames.Add(1)
-		if !s.withinRate(c, 4+len(body)+1) {
-			return false
-		}
-		if err := s.handler.Frame(c, t, body); err != nil {
-			r.Release()
-			c.Close()
+		if !s.dispatch(c, r, t, body, in) {
 			return false
 		}
 		p = rest

@@ -198,10 +198,13 @@ func (s *Server[T]) onRequest(ctx context.Context, nc netpoll.Connection) error 
 	c.lastRead.Store(s.clock.now())
 	r := nc.Reader()
 	var plain *[]byte // decrypted records, borrowed for this turn only
+	var in tally      // added to the shared counters once per turn, not per frame
 	defer func() {
 		if plain != nil {
 			putBuf(plain)
 		}
+		s.stats.frames.Add(in.frames)
+		s.stats.bytesIn.Add(in.bytes)
 	}()
 	for r.Len() > 0 {
 		if c.state.Load()&statePreamble == 0 {
@@ -214,7 +217,7 @@ func (s *Server[T]) onRequest(ctx context.Context, nc netpoll.Connection) error 
 			if plain == nil {
 				plain = getBuf()
 			}
-			if !s.readRecord(c, r, plain) {
+			if !s.readRecord(c, r, plain, &in) {
 				return nil
 			}
 			continue
@@ -234,15 +237,8 @@ func (s *Server[T]) onRequest(ctx context.Context, nc netpoll.Connection) error 
 			s.readFailed(c, err)
 			return nil
 		}
-		s.stats.frames.Add(1)
-		s.stats.bytesIn.Add(uint64(4 + n))
-		if !s.withinRate(c, 4+n) {
-			return nil
-		}
-		t := codec.Type(frame[4])
-		if err := s.handler.Frame(c, t, frame[codec.HeaderLen:]); err != nil {
-			r.Release()
-			c.Close()
+		in.bytes += uint64(4 + n)
+		if !s.dispatch(c, r, codec.Type(frame[4]), frame[codec.HeaderLen:], &in) {
 			return nil
 		}
 	}
@@ -280,6 +276,25 @@ func (s *Server[T]) readPreamble(c *Conn[T], r netpoll.Reader) bool {
 		return false
 	}
 	c.setState(statePreamble)
+	return true
+}
+
+// tally counts one OnRequest turn's input.
+type tally struct{ frames, bytes uint64 }
+
+// dispatch hands one whole frame, read plainly or opened from a record, to
+// the handler after the rate check. It reports false when the connection
+// is closing and the turn must end.
+func (s *Server[T]) dispatch(c *Conn[T], r netpoll.Reader, t codec.Type, body []byte, in *tally) bool {
+	in.frames++
+	if !s.withinRate(c, codec.HeaderLen+len(body)) {
+		return false
+	}
+	if err := s.handler.Frame(c, t, body); err != nil {
+		r.Release()
+		c.Close()
+		return false
+	}
 	return true
 }
 

@@ -156,6 +156,30 @@ func DecodeEntry(seq uint64, v []byte, e *Entry) error {
 	return fmt.Errorf("%w: kind %d, %d bytes", ErrCorrupt, e.Kind, len(v))
 }
 
+// entry is the inbox entry op stored, as Read would return it.
+func (op *Op) entry() Entry {
+	return Entry{Seq: op.Seq, Kind: op.Kind, Time: op.Time, ID: op.ID, From: op.From, Group: op.Group, Body: op.Body,
+		ReceiptKind: op.ReceiptKind, By: op.By, IDs: op.IDs, EventKind: op.EventKind, Actor: op.Actor,
+		Name: op.Name, Users: op.Users, Ref: op.Ref}
+}
+
+// AppendFrame appends the frame that delivers op's entry (after Applied).
+func (op *Op) AppendFrame(dst []byte) []byte {
+	e := op.entry()
+	return e.AppendFrame(dst)
+}
+
+// Acked is what acknowledging op's entry needs to know.
+func (op *Op) Acked() Acked {
+	e := op.entry()
+	return e.Acked()
+}
+
+// Acked is what acknowledging e needs to know.
+func (e *Entry) Acked() Acked {
+	return Acked{Seq: e.Seq, Kind: e.Kind, From: e.From, Group: e.Group, ID: e.ID, Ref: e.Ref}
+}
+
 // AppendFrame appends the frame that delivers e to its inbox's owner.
 func (e *Entry) AppendFrame(dst []byte) []byte {
 	switch e.Kind {

@@ -431,7 +431,7 @@ func (l *lane) readAcked(op *Op) []Acked {
 			out = append(out, Acked{Seq: seq})
 			continue
 		}
-		out = append(out, Acked{Seq: seq, Kind: e.Kind, From: e.From, Group: e.Group, ID: e.ID, Ref: e.Ref})
+		out = append(out, e.Acked())
 	}
 	return out
 }

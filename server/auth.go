@@ -17,7 +17,7 @@ import (
 func (s *Server) authenticate(c *Conn, t codec.Type, body []byte) error {
 	st := &c.State
 	if !st.auth.CompareAndSwap(authNone, authPending) {
-		s.reply(c, codec.AppendError(nil, codec.CodeAuthPending, 0, nil, "authentication already in progress"))
+		s.errorTo(c, codec.CodeAuthPending, 0, nil, "authentication already in progress")
 		return nil
 	}
 	switch t {
@@ -79,7 +79,7 @@ func (s *Server) authenticate(c *Conn, t codec.Type, body []byte) error {
 func (s *Server) refuseLogin(c *Conn) {
 	c.State.auth.Store(authNone)
 	s.counters.loginLimited.Add(1)
-	s.reply(c, codec.AppendError(nil, codec.CodeTooManyLogins, 0, nil, "too many login attempts; retry in a minute"))
+	s.errorTo(c, codec.CodeTooManyLogins, 0, nil, "too many login attempts; retry in a minute")
 }
 
 // authenticated finishes a login: it makes c the user's one live session
@@ -88,7 +88,7 @@ func (s *Server) authenticated(c *Conn, user uint64, tok codec.Token, err error)
 	st := &c.State
 	if err != nil {
 		st.auth.Store(authNone)
-		s.reply(c, codec.AppendError(nil, s.accountCode(err), 0, nil, ""))
+		s.errorTo(c, s.accountCode(err), 0, nil, "")
 		return
 	}
 	st.user.Store(user)
@@ -137,7 +137,7 @@ func (s *Server) logout(c *Conn, body []byte) error {
 	c.State.dmu.Unlock()
 	if err := s.accounts.Revoke(c.State.user.Load(), tok); err != nil {
 		s.log.Error("logout: revoke token", zap.Error(err))
-		s.reply(c, codec.AppendError(nil, codec.CodeInternal, 0, nil, "token not revoked"))
+		s.errorTo(c, codec.CodeInternal, 0, nil, "token not revoked")
 		return nil
 	}
 	return errClose
@@ -150,7 +150,7 @@ func (s *Server) password(c *Conn, body []byte) error {
 	}
 	user := c.State.user.Load()
 	if !s.logins.allow(sourceOf(c), strconv.FormatUint(user, 10)) {
-		s.reply(c, codec.AppendError(nil, codec.CodeTooManyLogins, 0, nil, "too many attempts; retry in a minute"))
+		s.errorTo(c, codec.CodeTooManyLogins, 0, nil, "too many attempts; retry in a minute")
 		return nil
 	}
 	old, pass := append([]byte(nil), f.Old...), append([]byte(nil), f.New...)
@@ -160,7 +160,7 @@ func (s *Server) password(c *Conn, body []byte) error {
 			s.logins.failed(strconv.FormatUint(user, 10))
 		}
 		if err != nil {
-			s.reply(c, codec.AppendError(nil, s.accountCode(err), 0, nil, ""))
+			s.errorTo(c, s.accountCode(err), 0, nil, "")
 		} else {
 			c.State.dmu.Lock()
 			c.State.token = tok

@@ -45,8 +45,7 @@ func (h hooks) Applied(ops []*offline.Op) {
 		if op.Seq > st.pushed {
 			if !st.backlog && st.inflightLen() < s.cfg.Window {
 				if buf, ok := c.Begin(); ok {
-					s.pushedLocked(c, b, offline.Acked{Seq: op.Seq, Kind: op.Kind, From: op.From, Group: op.Group, ID: op.ID, Ref: op.Ref},
-						appendOpFrame(buf, op))
+					s.pushedLocked(c, b, op.Acked(), op.AppendFrame(buf))
 				}
 			} else {
 				s.setBacklog(st, true)
@@ -116,19 +115,6 @@ func (s *Server) pushedLocked(c *Conn, b *conn.Batch[session], e offline.Acked, 
 	s.counters.pushed.Add(1)
 }
 
-func appendOpFrame(dst []byte, op *offline.Op) []byte {
-	switch op.Kind {
-	case offline.KindMessage, offline.KindGroupMessage:
-		return codec.AppendDeliver(dst, op.Seq, &op.ID, op.From, op.Group, op.Time, op.Body)
-	case offline.KindReceipt:
-		return codec.AppendReceipt(dst, op.Seq, op.ReceiptKind, op.By, op.Group, op.Time, op.IDs)
-	case offline.KindGroupEvent:
-		return (&codec.GroupEvent{Seq: op.Seq, Group: op.Group, Kind: op.EventKind, Actor: op.Actor,
-			Time: op.Time, Name: op.Name, Users: op.Users}).Append(dst)
-	}
-	return dst
-}
-
 // drain pushes inbox entries that wait for c, window permitting.
 func (s *Server) drain(c *Conn) {
 	st := &c.State
@@ -137,6 +123,7 @@ func (s *Server) drain(c *Conn) {
 	defer s.flush(b)
 	var frames []byte
 	var ents []offline.Acked
+	var ends []int // where each entry's frame ends in frames
 	for {
 		st.dmu.Lock()
 		room := s.cfg.Window - st.inflightLen()
@@ -147,10 +134,11 @@ func (s *Server) drain(c *Conn) {
 		}
 		st.dmu.Unlock()
 
-		frames, ents = frames[:0], ents[:0]
+		frames, ents, ends = frames[:0], ents[:0], ends[:0]
 		err := s.inbox.Read(user, from, room, func(e *offline.Entry) bool {
 			frames = e.AppendFrame(frames)
-			ents = append(ents, offline.Acked{Seq: e.Seq, Kind: e.Kind, From: e.From, Group: e.Group, ID: e.ID, Ref: e.Ref})
+			ents = append(ents, e.Acked())
+			ends = append(ends, len(frames))
 			return true
 		})
 		if err != nil {
@@ -159,16 +147,14 @@ func (s *Server) drain(c *Conn) {
 		}
 
 		st.dmu.Lock()
-		rest := frames
-		for _, e := range ents {
-			n := 4 + int(uint32(rest[0])<<24|uint32(rest[1])<<16|uint32(rest[2])<<8|uint32(rest[3]))
-			frame := rest[:n]
-			rest = rest[n:]
+		start := 0
+		for i, e := range ents {
 			if e.Seq > st.pushed {
 				if buf, ok := c.Begin(); ok {
-					s.pushedLocked(c, b, e, append(buf, frame...))
+					s.pushedLocked(c, b, e, append(buf, frames[start:ends[i]]...))
 				}
 			}
+			start = ends[i]
 		}
 		// Fewer than asked means the read reached the end of the inbox as
 		// it was when the read began. Every entry a lane recorded before
@@ -196,7 +182,7 @@ func (s *Server) ack(c *Conn, body []byte) error {
 	st.dmu.Lock()
 	if f.Seq > st.pushed {
 		st.dmu.Unlock()
-		s.reply(c, codec.AppendError(nil, codec.CodeBadAck, 0, nil, "ACK beyond the last delivered seq"))
+		s.errorTo(c, codec.CodeBadAck, 0, nil, "ACK beyond the last delivered seq")
 		return nil
 	}
 	if f.Seq <= st.acked {

@@ -20,7 +20,7 @@ func (s *Server) groupFrame(c *Conn, t codec.Type, body []byte) error {
 		users := make([]uint64, 0, f.Users.Len())
 		for i := 0; i < f.Users.Len(); i++ {
 			if u := f.Users.At(i); !s.accounts.Exists(u) {
-				s.reply(c, codec.AppendError(nil, codec.CodeUnknownUser, f.Req, nil, "a listed member does not exist"))
+				s.errorTo(c, codec.CodeUnknownUser, f.Req, nil, "a listed member does not exist")
 				return nil
 			} else {
 				users = append(users, u)
@@ -28,7 +28,7 @@ func (s *Server) groupFrame(c *Conn, t codec.Type, body []byte) error {
 		}
 		g, err := s.groups.Create(user, f.Name, users)
 		if err != nil {
-			s.reply(c, codec.AppendError(nil, s.groupCode(err), f.Req, nil, ""))
+			s.errorTo(c, s.groupCode(err), f.Req, nil, "")
 			return nil
 		}
 		g.Mu.Lock()
@@ -58,7 +58,7 @@ func (s *Server) groupFrame(c *Conn, t codec.Type, body []byte) error {
 	case *codec.GroupGet:
 		g, err := s.groups.Get(f.Group)
 		if err != nil {
-			s.reply(c, codec.AppendError(nil, s.groupCode(err), f.Req, nil, ""))
+			s.errorTo(c, s.groupCode(err), f.Req, nil, "")
 			return nil
 		}
 		g.Mu.RLock()
@@ -67,14 +67,14 @@ func (s *Server) groupFrame(c *Conn, t codec.Type, body []byte) error {
 		g.Mu.RUnlock()
 		if !member {
 			// Non-members learn nothing, not even the members.
-			s.reply(c, codec.AppendError(nil, codec.CodeNotMember, f.Req, nil, ""))
+			s.errorTo(c, codec.CodeNotMember, f.Req, nil, "")
 			return nil
 		}
 		s.reply(c, info.Append(nil))
 	case *codec.GroupList:
 		list, err := s.groups.List(user)
 		if err != nil {
-			s.reply(c, codec.AppendError(nil, codec.CodeInternal, f.Req, nil, ""))
+			s.errorTo(c, codec.CodeInternal, f.Req, nil, "")
 			return nil
 		}
 		s.reply(c, (&codec.Groups{Req: f.Req, Groups: list}).Append(nil))
@@ -105,7 +105,7 @@ func (s *Server) change(c *Conn, req uint32, gid uint64, ch group.Change, users 
 		g.Mu.Unlock()
 	}
 	if err != nil {
-		s.reply(c, codec.AppendError(nil, s.groupCode(err), req, nil, ""))
+		s.errorTo(c, s.groupCode(err), req, nil, "")
 		return
 	}
 	s.reply(c, (&codec.OK{Req: req}).Append(nil))
@@ -126,13 +126,13 @@ func (s *Server) groupEvent(g *group.Group, kind codec.GroupEventKind, actor uin
 func (s *Server) sendGroup(c *Conn, f *codec.Send, user uint64) {
 	g, err := s.groups.Get(f.To)
 	if err != nil {
-		s.sendError(c, s.groupCode(err), &f.ID)
+		s.errorTo(c, s.groupCode(err), 0, &f.ID, "")
 		return
 	}
 	g.Mu.RLock()
 	defer g.Mu.RUnlock()
 	if _, ok := g.Role(user); !ok {
-		s.sendError(c, codec.CodeNotMember, &f.ID)
+		s.errorTo(c, codec.CodeNotMember, 0, &f.ID, "")
 		return
 	}
 	members := make([]uint64, 0, g.Len())
@@ -146,7 +146,7 @@ func (s *Server) sendGroup(c *Conn, f *codec.Send, user uint64) {
 		Body: append([]byte(nil), f.Body...), Dup: f.Flags&codec.FlagDup != 0, Ctx: c,
 	}
 	if err := s.inbox.SubmitGroup(op, members); err != nil {
-		s.sendError(c, codec.CodeBusy, &f.ID)
+		s.errorTo(c, codec.CodeBusy, 0, &f.ID, "")
 	}
 }
 

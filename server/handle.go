@@ -32,7 +32,7 @@ func (s *Server) Frame(c *Conn, t codec.Type, body []byte) error {
 		if st.auth.Load() == authPending {
 			code = codec.CodeAuthPending
 		}
-		s.reply(c, codec.AppendError(nil, code, 0, nil, t.String()+" before WELCOME"))
+		s.errorTo(c, code, 0, nil, t.String()+" before WELCOME")
 		return nil
 	}
 	switch t {
@@ -53,7 +53,7 @@ func (s *Server) Frame(c *Conn, t codec.Type, body []byte) error {
 	case codec.TypePassword:
 		return s.password(c, body)
 	case codec.TypeRegister, codec.TypeLogin, codec.TypeResume:
-		s.reply(c, codec.AppendError(nil, codec.CodeAlreadyAuth, 0, nil, "session already authenticated"))
+		s.errorTo(c, codec.CodeAlreadyAuth, 0, nil, "session already authenticated")
 		return nil
 	case codec.TypeGroupCreate, codec.TypeGroupAdd, codec.TypeGroupRemove, codec.TypeGroupLeave,
 		codec.TypeGroupRename, codec.TypeGroupAdmin, codec.TypeGroupGet, codec.TypeGroupList:
@@ -87,10 +87,16 @@ func (s *Server) Closed(c *Conn) {
 
 // fatal answers a protocol violation with ERROR and closes the connection.
 func (s *Server) fatal(c *Conn, code codec.Code, detail string) error {
-	if buf, ok := c.Begin(); ok {
-		c.End(codec.AppendError(buf, code, 0, nil, detail))
-	}
+	s.errorTo(c, code, 0, nil, detail)
 	return errClose
+}
+
+// errorTo queues an ERROR on c, encoded straight into its queue. req names
+// the failed request and id the failed SEND (nil when neither applies).
+func (s *Server) errorTo(c *Conn, code codec.Code, req uint32, id *codec.MsgID, detail string) {
+	if buf, ok := c.Begin(); ok {
+		c.End(codec.AppendError(buf, code, req, id, detail))
+	}
 }
 
 func (s *Server) malformed(c *Conn, err error) error {
@@ -134,7 +140,7 @@ func (s *Server) send(c *Conn, body []byte) error {
 		code = codec.CodeUnknownRecipient
 	}
 	if code != 0 {
-		s.sendError(c, code, &f.ID)
+		s.errorTo(c, code, 0, &f.ID, "")
 		return nil
 	}
 	op := &offline.Op{
@@ -143,15 +149,9 @@ func (s *Server) send(c *Conn, body []byte) error {
 	}
 	if err := s.inbox.Submit(op); err != nil {
 		s.counters.busy.Add(1)
-		s.sendError(c, codec.CodeBusy, &f.ID)
+		s.errorTo(c, codec.CodeBusy, 0, &f.ID, "")
 	}
 	return nil
-}
-
-func (s *Server) sendError(c *Conn, code codec.Code, id *codec.MsgID) {
-	if buf, ok := c.Begin(); ok {
-		c.End(codec.AppendError(buf, code, 0, id, ""))
-	}
 }
 
 func (s *Server) read(c *Conn, body []byte) error {
@@ -161,7 +161,7 @@ func (s *Server) read(c *Conn, body []byte) error {
 	}
 	user := c.State.user.Load()
 	if f.To == user || !s.accounts.Exists(f.To) {
-		s.reply(c, codec.AppendError(nil, codec.CodeUnknownRecipient, 0, nil, "READ names no other user"))
+		s.errorTo(c, codec.CodeUnknownRecipient, 0, nil, "READ names no other user")
 		return nil
 	}
 	op := &offline.Op{
@@ -169,7 +169,7 @@ func (s *Server) read(c *Conn, body []byte) error {
 		Group: f.Group, IDs: append(codec.IDList(nil), f.IDs...),
 	}
 	if err := s.inbox.Submit(op); err != nil {
-		s.reply(c, codec.AppendError(nil, codec.CodeBusy, 0, nil, "store saturated"))
+		s.errorTo(c, codec.CodeBusy, 0, nil, "store saturated")
 	}
 	return nil
 }
@@ -180,7 +180,7 @@ func (s *Server) typing(c *Conn, body []byte) error {
 		return s.malformed(c, err)
 	}
 	if f.Flags&^codec.FlagGroup != 0 || f.State > codec.TypingStarted {
-		s.reply(c, codec.AppendError(nil, codec.CodeInvalidFlags, 0, nil, "bad TYPING flags or state"))
+		s.errorTo(c, codec.CodeInvalidFlags, 0, nil, "bad TYPING flags or state")
 		return nil
 	}
 	if f.Flags&codec.FlagGroup != 0 {
@@ -215,11 +215,11 @@ func (s *Server) lookup(c *Conn, body []byte) error {
 		name = f.Name
 		user, err = s.accounts.LookupName(f.Name)
 	default:
-		s.reply(c, codec.AppendError(nil, codec.CodeMalformed, f.Req, nil, "LOOKUP needs exactly one of user and name"))
+		s.errorTo(c, codec.CodeMalformed, f.Req, nil, "LOOKUP needs exactly one of user and name")
 		return nil
 	}
 	if err != nil {
-		s.reply(c, codec.AppendError(nil, s.accountCode(err), f.Req, nil, ""))
+		s.errorTo(c, s.accountCode(err), f.Req, nil, "")
 		return nil
 	}
 	s.reply(c, (&codec.User{Req: f.Req, User: user, Name: name}).Append(nil))

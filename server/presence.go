@@ -177,7 +177,7 @@ func (s *Server) presenceFrame(c *Conn, t codec.Type, body []byte) error {
 		st.dmu.Lock()
 		if len(st.subs)+f.Users.Len() > maxSubscriptions {
 			st.dmu.Unlock()
-			s.reply(c, codec.AppendError(nil, codec.CodeTooManyTargets, 0, nil, ""))
+			s.errorTo(c, codec.CodeTooManyTargets, 0, nil, "")
 			return nil
 		}
 		var added []uint64
@@ -230,7 +230,7 @@ func (s *Server) presenceFrame(c *Conn, t codec.Type, body []byte) error {
 		}
 		if err := s.presence.setPrivacy(st.user.Load(), byte(f.Flags)); err != nil {
 			s.log.Error("privacy not stored", zap.Error(err))
-			s.reply(c, codec.AppendError(nil, codec.CodeInternal, 0, nil, ""))
+			s.errorTo(c, codec.CodeInternal, 0, nil, "")
 		}
 	}
 	return nil
