@@ -55,24 +55,11 @@ func Group(ctx context.Context, cfg Config, gc GroupConfig) (*GroupResult, error
 	run := fmt.Sprintf("g%d-", time.Now().UnixNano()%1e6)
 	n := gc.Groups * gc.Members
 	fmt.Fprintf(os.Stderr, "group: %d groups of %d, %d senders each, window %d, %d B\n", gc.Groups, gc.Members, gc.Senders, gc.Window, gc.Body)
-	conns := make([]*rawConn, n)
-	err = parallel(ctx, n, 8, func(i int) error {
-		name := fmt.Sprintf("%s%d", run, i)
-		c, err := registerRaw(ctx, t.addr, i, name, cfg.Noise)
-		if err != nil {
-			return err
-		}
-		conns[i] = c
-		return nil
-	})
+	conns, err := registerAll(ctx, t.addr, n, run, cfg.Noise)
 	if err != nil {
 		return nil, fmt.Errorf("bench: group setup: %w", err)
 	}
-	defer func() {
-		for _, c := range conns {
-			c.close()
-		}
-	}()
+	defer closeAll(conns)
 	// Each group's first member creates it with the others.
 	gids := make([]uint64, gc.Groups)
 	for g := range gids {
@@ -184,9 +171,7 @@ func Group(ctx context.Context, cfg Config, gc GroupConfig) (*GroupResult, error
 	}
 	stopping.Store(true)
 	time.Sleep(200 * time.Millisecond)
-	for _, c := range conns {
-		c.close()
-	}
+	closeAll(conns)
 	wg.Wait()
 	res.Deliveries, res.Sent = deliveries.Load(), sentAcks.Load()
 	res.MsgsPerSec = float64(res.Sent) / res.Seconds

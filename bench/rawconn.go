@@ -101,6 +101,30 @@ func registerRaw(ctx context.Context, addr string, i int, name string, noise boo
 	return c, err
 }
 
+// registerAll opens n connections, each registering user prefix<i>, eight
+// at a time. On error the ones opened are closed.
+func registerAll(ctx context.Context, addr string, n int, prefix string, noise bool) ([]*rawConn, error) {
+	conns := make([]*rawConn, n)
+	err := parallel(ctx, n, 8, func(i int) error {
+		c, err := registerRaw(ctx, addr, i, fmt.Sprintf("%s%d", prefix, i), noise)
+		conns[i] = c
+		return err
+	})
+	if err != nil {
+		closeAll(conns)
+		return nil, err
+	}
+	return conns, nil
+}
+
+func closeAll(conns []*rawConn) {
+	for _, c := range conns {
+		if c != nil {
+			c.close()
+		}
+	}
+}
+
 // send queues a frame, writing the queue when flush is set or it is large.
 // Safe from several goroutines (a sender and its reader's acks).
 func (c *rawConn) send(f codec.Frame, flush bool) error {

@@ -72,30 +72,15 @@ func Route(ctx context.Context, cfg Config, rc RouteConfig) (*RouteResult, error
 	}
 	fmt.Fprintf(os.Stderr, "route: %d pairs, window %d, %d B bodies, %s, %v\n", rc.Pairs, rc.Window, rc.Body, rate, rc.Duration)
 
-	senders := make([]*rawConn, rc.Pairs)
-	receivers := make([]*rawConn, rc.Pairs)
-	err = parallel(ctx, 2*rc.Pairs, 8, func(i int) error {
-		name := fmt.Sprintf("%s%d", run, i)
-		c, err := registerRaw(ctx, t.addr, i, name, cfg.Noise)
-		if err != nil {
-			return err
-		}
-		if i%2 == 0 {
-			senders[i/2] = c
-		} else {
-			receivers[i/2] = c
-		}
-		return nil
-	})
+	conns, err := registerAll(ctx, t.addr, 2*rc.Pairs, run, cfg.Noise)
 	if err != nil {
 		return nil, fmt.Errorf("bench: route setup: %w", err)
 	}
-	defer func() {
-		for i := range senders {
-			senders[i].close()
-			receivers[i].close()
-		}
-	}()
+	defer closeAll(conns)
+	senders, receivers := make([]*rawConn, rc.Pairs), make([]*rawConn, rc.Pairs)
+	for p := range senders {
+		senders[p], receivers[p] = conns[2*p], conns[2*p+1]
+	}
 
 	var (
 		measuring atomic.Bool
@@ -201,10 +186,7 @@ func Route(ctx context.Context, cfg Config, rc RouteConfig) (*RouteResult, error
 	}
 	stopping.Store(true)
 	time.Sleep(200 * time.Millisecond)
-	for i := range senders {
-		senders[i].close()
-		receivers[i].close()
-	}
+	closeAll(conns)
 	wg.Wait()
 
 	res.MsgsPerSec = float64(res.Delivered) / res.Seconds
