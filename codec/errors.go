@@ -63,6 +63,7 @@ const (
 	CodeInvalidToken    Code = 25 // RESUME with an unknown or revoked token
 	CodeTooManyLogins   Code = 26 // login attempts rate-limited; retry later
 	CodeBusy            Code = 27 // password hashing or the message store is saturated; retry later
+	CodeStorageFull     Code = 28 // the server's disk is nearly full: the message was not stored; retry later
 
 	// Messaging errors, referring to a SEND by its message id.
 	CodeUnknownRecipient Code = 30 // SEND to a user id that does not exist
@@ -71,6 +72,8 @@ const (
 	CodeInvalidFlags     Code = 33 // reserved flag bits set
 	CodeSelfSend         Code = 34 // SEND to oneself
 	CodeBadAck           Code = 35 // ACK of a sequence number never delivered
+	CodeNotDelivered     Code = 36 // READ of a message that was never delivered to the reader
+	CodeDuplicateID      Code = 37 // a message id the sender already used for another recipient or body
 
 	// Group errors, referring to a request by its req id or a SEND by its id.
 	CodeUnknownGroup   Code = 40 // no such group, or not visible to you
@@ -87,8 +90,9 @@ const (
 	CodeSlowConsumer Code = 51 // the client did not read fast enough; the server closes
 
 	// Server errors.
-	CodeInternal     Code = 60 // the server failed; the request may be retried
-	CodeShuttingDown Code = 61 // the server is stopping; retry after GOAWAY's delay
+	CodeInternal       Code = 60 // the server failed; the request may be retried
+	CodeShuttingDown   Code = 61 // the server is stopping; retry after GOAWAY's delay
+	CodeUnknownOutcome Code = 62 // the server cannot tell whether the message was stored: resend it with DUP
 )
 
 var codeNames = map[Code]string{
@@ -100,15 +104,15 @@ var codeNames = map[Code]string{
 	CodeAuthPending: "authentication in progress", CodeAuthTimeout: "authentication timeout",
 	CodeUnknownUser: "unknown user", CodeWrongPassword: "wrong password", CodeNameTaken: "name taken",
 	CodeInvalidName: "invalid name", CodeInvalidPassword: "invalid password", CodeInvalidToken: "invalid token",
-	CodeTooManyLogins: "too many login attempts", CodeBusy: "server busy",
+	CodeTooManyLogins: "too many login attempts", CodeBusy: "server busy", CodeStorageFull: "storage full",
 	CodeUnknownRecipient: "unknown recipient", CodeInboxFull: "recipient inbox full",
 	CodeBodyTooLarge: "body too large", CodeInvalidFlags: "invalid flags", CodeSelfSend: "cannot send to self",
-	CodeBadAck:       "ack beyond delivered",
+	CodeBadAck: "ack beyond delivered", CodeNotDelivered: "not delivered to you", CodeDuplicateID: "message id already used",
 	CodeUnknownGroup: "unknown group", CodeNotMember: "not a group member", CodeNotAdmin: "not a group admin",
 	CodeGroupFull: "group full", CodeInvalidGroup: "invalid group", CodeAlreadyMember: "already a member",
 	CodeLastAdmin: "last admin", CodeTooManyTargets: "too many subscriptions",
 	CodeRateLimited: "rate limited", CodeSlowConsumer: "slow consumer",
-	CodeInternal: "internal error", CodeShuttingDown: "shutting down",
+	CodeInternal: "internal error", CodeShuttingDown: "shutting down", CodeUnknownOutcome: "outcome unknown",
 }
 
 func (c Code) String() string {

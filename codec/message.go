@@ -160,6 +160,9 @@ type ReceiptKind uint8
 const (
 	ReceiptDelivered ReceiptKind = 1 // the recipient's client acknowledged the messages
 	ReceiptRead      ReceiptKind = 2 // the recipient read them
+	// ReceiptExpired: the messages expired unread in the recipient's inbox
+	// (after the server's TTL) and will never be delivered.
+	ReceiptExpired ReceiptKind = 3
 )
 
 func (k ReceiptKind) String() string {
@@ -168,6 +171,8 @@ func (k ReceiptKind) String() string {
 		return "delivered"
 	case ReceiptRead:
 		return "read"
+	case ReceiptExpired:
+		return "expired"
 	}
 	return "unknown"
 }
@@ -209,7 +214,7 @@ func (f *Receipt) Decode(body []byte) error {
 	f.Group = r.u64("group")
 	f.Time = r.u64("time")
 	f.IDs = decodeIDs(&r)
-	if r.err == nil && f.Kind != ReceiptDelivered && f.Kind != ReceiptRead {
+	if r.err == nil && f.Kind != ReceiptDelivered && f.Kind != ReceiptRead && f.Kind != ReceiptExpired {
 		r.fail("unknown receipt kind")
 	}
 	return r.done()
