@@ -44,6 +44,7 @@ func (in *Inbox) sweep() {
 		}
 		if day := uint32(now.UnixMilli() / 86_400_000); day != dedupDay {
 			in.trimDedup(day)
+			in.trimReadLog(day)
 			dedupDay = day
 		}
 	}

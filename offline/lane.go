@@ -27,6 +27,7 @@ type lane struct {
 	released map[BodyRef]uint32
 	depth    map[uint64]int32 // entries per inbox, for users touched since start
 	xcache   [4096]xslot      // expiry index keys written recently
+	readRecs []readRec        // read-log records this batch wrote or changed
 	commits  int
 	key      []byte
 	val      []byte
@@ -125,6 +126,7 @@ func (l *lane) commit(ops []*Op) {
 	}
 	l.visible = l.visible[:0]
 	l.fanouts = l.fanouts[:0]
+	l.readRecs = l.readRecs[:0]
 	clear(l.released)
 	for _, op := range ops {
 		if op.Time == 0 {
@@ -171,6 +173,8 @@ func (l *lane) commit(ops []*Op) {
 			l.ack(b, op, now)
 		case kindExpire:
 			l.expire(b, op)
+		case kindMarkRead:
+			l.markRead(b, op, now)
 		}
 	}
 	l.release(b)
@@ -350,6 +354,7 @@ func (l *lane) ack(b *pebble.Batch, op *Op, now uint64) {
 	type origin struct{ from, group uint64 }
 	var receipts map[origin]*Op
 	var order []*Op
+	var firsts []uint64 // the first acknowledged seq each receipt covers
 	keys := make([][]byte, 0, len(acked))
 	var releases map[BodyRef]*Op
 	for _, a := range acked {
@@ -377,6 +382,7 @@ func (l *lane) ack(b *pebble.Batch, op *Op, now uint64) {
 			r = &Op{Kind: KindReceipt, To: a.From, Time: now, ReceiptKind: codec.ReceiptDelivered, By: op.To, Group: a.Group}
 			receipts[o] = r
 			order = append(order, r)
+			firsts = append(firsts, a.Seq)
 		}
 		r.IDs = r.IDs.AppendID(a.ID)
 	}
@@ -391,6 +397,9 @@ func (l *lane) ack(b *pebble.Batch, op *Op, now uint64) {
 		l.depth[op.To] -= int32(len(keys))
 		in.entries.Add(-int64(len(keys)))
 		return
+	}
+	for i, r := range order {
+		l.logDelivered(b, op.To, r, firsts[i], now)
 	}
 	var pending atomic.Int32
 	pending.Store(int32(len(order)))

@@ -2,6 +2,7 @@ package server
 
 import (
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/chatd/chatd/codec"
@@ -154,22 +155,51 @@ func (s *Server) send(c *Conn, body []byte) error {
 	return nil
 }
 
+// read handles READ. A read receipt is produced only for messages the
+// reader was delivered and acknowledged, each once (offline's read log);
+// f.To names the messages' sender and f.Group their group (0 for 1:1),
+// two fields, so a group id is never taken for a user id.
 func (s *Server) read(c *Conn, body []byte) error {
 	var f codec.Read
 	if err := f.Decode(body); err != nil {
 		return s.malformed(c, err)
 	}
 	user := c.State.user.Load()
-	if f.To == user || !s.accounts.Exists(f.To) {
-		s.errorTo(c, codec.CodeUnknownRecipient, 0, nil, "READ names no other user")
+	switch {
+	case f.To == user:
+		s.errorTo(c, codec.CodeSelfSend, 0, nil, "READ names yourself as the sender")
 		return nil
+	case !s.accounts.Exists(f.To):
+		s.errorTo(c, codec.CodeUnknownRecipient, 0, nil, "READ names no existing sender (to is the sender's user id; a group goes in group)")
+		return nil
+	case f.Group != 0:
+		g, err := s.groups.Get(f.Group)
+		if err != nil {
+			s.errorTo(c, s.groupCode(err), 0, nil, "READ names an unknown group")
+			return nil
+		}
+		if _, ok := g.Role(user); !ok {
+			s.errorTo(c, codec.CodeNotMember, 0, nil, "READ for a group you are not in")
+			return nil
+		}
 	}
-	op := &offline.Op{
-		Kind: offline.KindReceipt, To: f.To, ReceiptKind: codec.ReceiptRead, By: user,
-		Group: f.Group, IDs: append(codec.IDList(nil), f.IDs...),
-	}
-	if err := s.inbox.Submit(op); err != nil {
-		s.errorTo(c, codec.CodeBusy, 0, nil, "store saturated")
+	asked := f.IDs.Len()
+	err := s.inbox.MarkRead(user, f.To, f.Group, append(codec.IDList(nil), f.IDs...), func(missing codec.IDList, err error) {
+		switch {
+		case err != nil:
+			s.errorTo(c, codec.CodeInternal, 0, nil, "READ not recorded; retry")
+		case missing.Len() > 0:
+			id := missing.At(0)
+			s.errorTo(c, codec.CodeNotDelivered, 0, &id, fmt.Sprintf(
+				"%d of %d ids were not delivered to you and acknowledged, or were already reported read", missing.Len(), asked))
+		default:
+			return
+		}
+		c.Flush()
+	})
+	if err != nil {
+		s.counters.busy.Add(1)
+		s.errorTo(c, codec.CodeBusy, 0, nil, "store saturated; retry")
 	}
 	return nil
 }

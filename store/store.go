@@ -21,6 +21,7 @@
 //	'G' | user (8) | group (8)                   -> empty                         (a user's groups)
 //	'b' | hour (4) | body (8) | 0                -> group message, stored once    (package offline)
 //	'b' | hour (4) | body (8) | 1                -> members yet to acknowledge it
+//	'r' | day (4) | reader (8) | sender (8) | group (8) | seq (8) -> ids   (read log: delivered, not yet read; package offline)
 package store
 
 import (
@@ -46,6 +47,7 @@ const (
 	PrefixGroup      = 'g'
 	PrefixUserGroups = 'G'
 	PrefixBody       = 'b'
+	PrefixReadLog    = 'r'
 )
 
 // Options tune the database. A zero field means its default.
