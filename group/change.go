@@ -38,9 +38,7 @@ func (s *Store) Apply(g *Group, ch Change, publish func(notify []uint64)) error 
 	if err != nil {
 		return err
 	}
-	if s.testHookCommit != nil {
-		s.testHookCommit()
-	}
+	s.beforeCommit()
 	if err := b.Commit(pebble.Sync); err != nil {
 		return fmt.Errorf("group: %v: %w", ch.Kind, err)
 	}

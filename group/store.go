@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/chatd/chatd/codec"
@@ -26,7 +27,7 @@ type Store struct {
 	testHookAssigned func(id uint64)
 	// testHookCommit, when set, runs on the committing goroutine just
 	// before a create or change is written with Sync.
-	testHookCommit func()
+	testHookCommit atomic.Pointer[func()]
 }
 
 var metaNext = []byte{store.PrefixMeta, 'g', 'r', 'o', 'u', 'p'}
@@ -66,7 +67,13 @@ func Open(db *pebble.DB, maxMembers int) (*Store, error) {
 // SetCommitHook makes fn run just before every group create or change is
 // written with Sync, on the goroutine writing it. For tests: holding fn
 // stands in for a slow fsync.
-func (s *Store) SetCommitHook(fn func()) { s.testHookCommit = fn }
+func (s *Store) SetCommitHook(fn func()) { s.testHookCommit.Store(&fn) }
+
+func (s *Store) beforeCommit() {
+	if fn := s.testHookCommit.Load(); fn != nil && *fn != nil {
+		(*fn)()
+	}
+}
 
 // Get returns a group, loading it from the store on first use.
 func (s *Store) Get(id uint64) (*Group, error) {
@@ -137,9 +144,7 @@ func (s *Store) Create(creator uint64, name []byte, users []uint64, publish func
 	for u, r := range members {
 		setMember(b, id, u, r)
 	}
-	if s.testHookCommit != nil {
-		s.testHookCommit()
-	}
+	s.beforeCommit()
 	if err := b.Commit(pebble.Sync); err != nil {
 		return nil, fmt.Errorf("group: create: %w", err)
 	}

@@ -1,6 +1,9 @@
 package server
 
-import "sync"
+import (
+	"sync"
+	"sync/atomic"
+)
 
 // commits runs the requests that must be durable before they are
 // answered, and that are too rare to deserve a place in the inbox's
@@ -26,7 +29,7 @@ type commits struct {
 	wg    sync.WaitGroup
 
 	// hold, when set by a test, runs on the lane before every job.
-	hold func()
+	hold atomic.Pointer[func()]
 }
 
 const (
@@ -47,8 +50,8 @@ func newCommits() *commits {
 func (q *commits) run(lane chan func()) {
 	defer q.wg.Done()
 	for job := range lane {
-		if q.hold != nil {
-			q.hold()
+		if h := q.hold.Load(); h != nil {
+			(*h)()
 		}
 		job()
 	}

@@ -41,6 +41,9 @@ type presence struct {
 	// last-seen write and PRIVACY's flags write would otherwise undo one
 	// another.
 	wmu sync.Mutex
+	// testHookRead, when set, runs in the tick between reading a user's
+	// privacy flags and writing its last-seen time.
+	testHookRead atomic.Pointer[func()]
 
 	stop chan struct{}
 	done chan struct{}
@@ -105,6 +108,9 @@ func (p *presence) tick() {
 		b := p.s.db.NewBatch()
 		for u, at := range seen {
 			_, priv := p.read(u)
+			if h := p.testHookRead.Load(); h != nil {
+				(*h)()
+			}
 			b.Set(lastSeenKey(u), lastSeenValue(at, priv), nil)
 		}
 		// Not Sync: a crash may lose the last few seconds of last-seen
