@@ -23,7 +23,7 @@ func TestRequestAnswers(t *testing.T) {
 	a, b, e := alice.Welcome.User, bob.Welcome.User, eve.Welcome.User
 	gid := createGroup(t, alice, "team", bob)
 	const nobody = 1 << 40 // no account has this id
-	nogroup := gid + 1000   // nor any group this one
+	nogroup := gid + 1000  // nor any group this one
 
 	type row struct {
 		name string
