@@ -113,8 +113,10 @@ func (f *Privacy) Append(dst []byte) []byte {
 func (f *Privacy) Decode(body []byte) error {
 	r := reader{t: TypePrivacy, b: body}
 	f.Flags = PrivacyFlags(r.u8("flags"))
-	if r.err == nil && f.Flags&^PrivacyHideLastSeen != 0 {
-		r.fail("unknown privacy flags")
-	}
 	return r.done()
 }
+
+// Valid reports whether only known bits are set. Decode accepts any bits,
+// so that the server can answer ERROR 33 (invalid flags) as it does for
+// SEND and TYPING, rather than close the connection.
+func (f PrivacyFlags) Valid() bool { return f&^PrivacyHideLastSeen == 0 }

@@ -127,6 +127,10 @@ func (s *Server) kick(c *Conn, reason codec.KickReason) {
 	c.Close()
 }
 
+// logout revokes the session's token on a commit lane (the revocation is
+// written with Sync) and then ends the session with KICKED reason 2: the
+// client knows its token is dead once KICKED arrives. If the token could
+// not be revoked, ERROR 60 answers instead and the session stays.
 func (s *Server) logout(c *Conn, body []byte) error {
 	var f codec.Logout
 	if err := f.Decode(body); err != nil {
@@ -135,12 +139,21 @@ func (s *Server) logout(c *Conn, body []byte) error {
 	c.State.dmu.Lock()
 	tok := c.State.token
 	c.State.dmu.Unlock()
-	if err := s.accounts.Revoke(c.State.user.Load(), tok); err != nil {
-		s.log.Error("logout: revoke token", zap.Error(err))
-		s.errorTo(c, codec.CodeInternal, 0, nil, "token not revoked")
-		return nil
+	user := c.State.user.Load()
+	job := func() {
+		if err := s.accounts.Revoke(user, tok); err != nil {
+			s.log.Error("logout: revoke token", zap.Error(err))
+			s.errorTo(c, codec.CodeInternal, 0, nil, "token not revoked; retry LOGOUT")
+			c.Flush()
+			return
+		}
+		s.kick(c, codec.KickLoggedOut)
 	}
-	return errClose
+	if !s.commits.submit(user, job) {
+		s.counters.busy.Add(1)
+		s.errorTo(c, codec.CodeBusy, 0, nil, "too many requests queued; retry LOGOUT")
+	}
+	return nil
 }
 
 func (s *Server) password(c *Conn, body []byte) error {

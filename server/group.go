@@ -2,113 +2,154 @@ package server
 
 import (
 	"errors"
+	"fmt"
+	"strings"
 
 	"github.com/chatd/chatd/codec"
 	"github.com/chatd/chatd/group"
 	"github.com/chatd/chatd/offline"
+	"go.uber.org/zap"
 )
 
-// groupFrame handles the group management frames.
+// groupFrame handles the group management frames. It decodes and copies
+// the request on the event loop and runs it on a commit lane (see
+// commits): a create or change is answered once it is durable, and no
+// fsync runs on the event loop or under a lock the event loop takes.
 func (s *Server) groupFrame(c *Conn, t codec.Type, body []byte) error {
 	user := c.State.user.Load()
 	f := codec.New(t)
 	if err := f.Decode(body); err != nil {
 		return s.malformed(c, err)
 	}
+	var (
+		req uint32
+		key uint64 // the group's id, or the user's for requests not about one group
+		job func()
+	)
 	switch f := f.(type) {
 	case *codec.GroupCreate:
-		users := make([]uint64, 0, f.Users.Len())
-		for i := 0; i < f.Users.Len(); i++ {
-			if u := f.Users.At(i); !s.accounts.Exists(u) {
-				s.errorTo(c, codec.CodeUnknownUser, f.Req, nil, "a listed member does not exist")
-				return nil
-			} else {
-				users = append(users, u)
-			}
-		}
-		g, err := s.groups.Create(user, f.Name, users)
-		if err != nil {
-			s.errorTo(c, s.groupCode(err), f.Req, nil, "")
-			return nil
-		}
-		g.Mu.Lock()
-		members := g.Members()
-		var all []uint64
-		for _, m := range members {
-			all = append(all, m.User)
-		}
-		s.groupEvent(g, codec.GroupCreated, user, codec.Users(all...), all)
-		name := append([]byte(nil), g.Name()...)
-		g.Mu.Unlock()
-		s.reply(c, (&codec.GroupInfo{Req: f.Req, Group: g.ID, Name: name, Members: members}).Append(nil))
+		req, key = f.Req, user
+		name, users := append([]byte(nil), f.Name...), ids(f.Users)
+		job = func() { s.groupCreate(c, req, user, name, users) }
 	case *codec.GroupAdd:
-		s.change(c, f.Req, f.Group, group.Change{Kind: codec.GroupAdded, Actor: user, Users: ids(f.Users)}, f.Users)
+		req, key = f.Req, f.Group
+		ch := group.Change{Kind: codec.GroupAdded, Actor: user, Users: ids(f.Users)}
+		job = func() { s.groupChange(c, req, key, ch) }
 	case *codec.GroupRemove:
-		s.change(c, f.Req, f.Group, group.Change{Kind: codec.GroupRemoved, Actor: user, Users: ids(f.Users)}, f.Users)
+		req, key = f.Req, f.Group
+		ch := group.Change{Kind: codec.GroupRemoved, Actor: user, Users: ids(f.Users)}
+		job = func() { s.groupChange(c, req, key, ch) }
 	case *codec.GroupLeave:
-		s.change(c, f.Req, f.Group, group.Change{Kind: codec.GroupLeft, Actor: user}, nil)
+		req, key = f.Req, f.Group
+		ch := group.Change{Kind: codec.GroupLeft, Actor: user}
+		job = func() { s.groupChange(c, req, key, ch) }
 	case *codec.GroupRename:
-		s.change(c, f.Req, f.Group, group.Change{Kind: codec.GroupRenamed, Actor: user, Name: f.Name}, nil)
+		req, key = f.Req, f.Group
+		ch := group.Change{Kind: codec.GroupRenamed, Actor: user, Name: append([]byte(nil), f.Name...)}
+		job = func() { s.groupChange(c, req, key, ch) }
 	case *codec.GroupAdmin:
-		kind := codec.GroupPromoted
+		req, key = f.Req, f.Group
+		ch := group.Change{Kind: codec.GroupPromoted, Actor: user, Users: []uint64{f.User}}
 		if !f.Admin {
-			kind = codec.GroupDemoted
+			ch.Kind = codec.GroupDemoted
 		}
-		s.change(c, f.Req, f.Group, group.Change{Kind: kind, Actor: user, Users: []uint64{f.User}}, codec.Users(f.User))
+		job = func() { s.groupChange(c, req, key, ch) }
 	case *codec.GroupGet:
-		g, err := s.groups.Get(f.Group)
-		if err != nil {
-			s.errorTo(c, s.groupCode(err), f.Req, nil, "")
-			return nil
-		}
-		g.Mu.RLock()
-		_, member := g.Role(user)
-		info := &codec.GroupInfo{Req: f.Req, Group: g.ID, Name: append([]byte(nil), g.Name()...), Members: g.Members()}
-		g.Mu.RUnlock()
-		if !member {
-			// Non-members learn nothing, not even the members.
-			s.errorTo(c, codec.CodeNotMember, f.Req, nil, "")
-			return nil
-		}
-		s.reply(c, info.Append(nil))
+		req, key = f.Req, f.Group
+		job = func() { s.groupGet(c, req, user, key) }
 	case *codec.GroupList:
-		list, err := s.groups.List(user)
-		if err != nil {
-			s.errorTo(c, codec.CodeInternal, f.Req, nil, "")
-			return nil
-		}
-		s.reply(c, (&codec.Groups{Req: f.Req, Groups: list}).Append(nil))
+		req, key = f.Req, user
+		job = func() { s.groupList(c, req, user) }
+	}
+	if !s.commits.submit(key, func() { job(); c.Flush() }) {
+		s.counters.busy.Add(1)
+		s.errorTo(c, codec.CodeBusy, req, nil, "too many group requests queued; retry")
 	}
 	return nil
 }
 
-// change applies a membership change under the group's write lock and
-// tells the members (and anyone removed) through their inboxes.
-func (s *Server) change(c *Conn, req uint32, gid uint64, ch group.Change, users codec.UserList) {
+// groupCreate runs on a commit lane. Every member, the creator included,
+// gets a GROUP_EVENT created; the creator's answer is GROUP_INFO.
+func (s *Server) groupCreate(c *Conn, req uint32, user uint64, name []byte, users []uint64) {
+	if err := s.usersExist(users); err != nil {
+		s.groupError(c, req, err)
+		return
+	}
+	var info codec.GroupInfo
+	_, err := s.groups.Create(user, name, users, func(g *group.Group) {
+		info = codec.GroupInfo{Req: req, Group: g.ID, Name: append([]byte(nil), g.Name()...), Members: g.Members()}
+		all := make([]uint64, len(info.Members))
+		for i, m := range info.Members {
+			all[i] = m.User
+		}
+		s.groupEvent(g, codec.GroupCreated, user, codec.Users(all...), all)
+	})
+	if err != nil {
+		s.groupError(c, req, err)
+		return
+	}
+	s.reply(c, info.Append(nil))
+}
+
+// groupChange runs on the group's commit lane: it makes the change durable,
+// tells the members (and anyone removed) through their inboxes, then
+// answers OK.
+func (s *Server) groupChange(c *Conn, req uint32, gid uint64, ch group.Change) {
 	g, err := s.groups.Get(gid)
 	if err == nil {
-		for _, u := range ch.Users {
-			if !s.accounts.Exists(u) {
-				err = group.ErrInvalid
-			}
-		}
+		err = s.usersExist(ch.Users)
 	}
 	if err == nil {
-		g.Mu.Lock()
-		var notify []uint64
-		if notify, err = s.groups.Apply(g, ch); err == nil {
-			if users == nil {
-				users = codec.Users(ch.Actor)
-			}
-			s.groupEvent(g, ch.Kind, ch.Actor, users, notify)
+		users := codec.Users(ch.Users...)
+		if len(ch.Users) == 0 {
+			users = codec.Users(ch.Actor)
 		}
-		g.Mu.Unlock()
+		err = s.groups.Apply(g, ch, func(notify []uint64) {
+			s.groupEvent(g, ch.Kind, ch.Actor, users, notify)
+		})
 	}
 	if err != nil {
-		s.errorTo(c, s.groupCode(err), req, nil, "")
+		s.groupError(c, req, err)
 		return
 	}
 	s.reply(c, (&codec.OK{Req: req}).Append(nil))
+}
+
+func (s *Server) groupGet(c *Conn, req uint32, user, gid uint64) {
+	g, err := s.groups.Get(gid)
+	if err != nil {
+		s.groupError(c, req, err)
+		return
+	}
+	g.Mu.RLock()
+	_, member := g.Role(user)
+	info := &codec.GroupInfo{Req: req, Group: g.ID, Name: append([]byte(nil), g.Name()...), Members: g.Members()}
+	g.Mu.RUnlock()
+	if !member {
+		// Non-members learn nothing, not even the members.
+		s.errorTo(c, codec.CodeNotMember, req, nil, fmt.Sprintf("you are not a member of group %d", gid))
+		return
+	}
+	s.reply(c, info.Append(nil))
+}
+
+func (s *Server) groupList(c *Conn, req uint32, user uint64) {
+	list, err := s.groups.List(user)
+	if err != nil {
+		s.groupError(c, req, err)
+		return
+	}
+	s.reply(c, (&codec.Groups{Req: req, Groups: list}).Append(nil))
+}
+
+// usersExist refuses a member list naming an id that is no account.
+func (s *Server) usersExist(users []uint64) error {
+	for _, u := range users {
+		if !s.accounts.Exists(u) {
+			return fmt.Errorf("%w: user %d does not exist", group.ErrInvalid, u)
+		}
+	}
+	return nil
 }
 
 // groupEvent queues a GROUP_EVENT for notify. g.Mu must be held, so that
@@ -126,13 +167,14 @@ func (s *Server) groupEvent(g *group.Group, kind codec.GroupEventKind, actor uin
 func (s *Server) sendGroup(c *Conn, f *codec.Send, user uint64) {
 	g, err := s.groups.Get(f.To)
 	if err != nil {
-		s.errorTo(c, s.groupCode(err), 0, &f.ID, "")
+		code, detail := s.groupCode(err)
+		s.errorTo(c, code, 0, &f.ID, detail)
 		return
 	}
 	g.Mu.RLock()
 	defer g.Mu.RUnlock()
 	if _, ok := g.Role(user); !ok {
-		s.errorTo(c, codec.CodeNotMember, 0, &f.ID, "")
+		s.errorTo(c, codec.CodeNotMember, 0, &f.ID, fmt.Sprintf("you are not a member of group %d", f.To))
 		return
 	}
 	members := make([]uint64, 0, g.Len())
@@ -150,16 +192,20 @@ func (s *Server) sendGroup(c *Conn, f *codec.Send, user uint64) {
 	}
 }
 
-// typingGroup relays IS_TYPING to the group's online members.
-func (s *Server) typingGroup(user uint64, f *codec.Typing) {
+// typingGroup relays IS_TYPING to the group's online members. Only a
+// member may type to a group: others get ERROR 40 or 41, like a SEND.
+func (s *Server) typingGroup(c *Conn, user uint64, f *codec.Typing) {
 	g, err := s.groups.Get(f.To)
 	if err != nil {
+		code, detail := s.groupCode(err)
+		s.errorTo(c, code, 0, nil, "TYPING: "+detail)
 		return
 	}
 	frame := (&codec.IsTyping{From: user, Group: f.To, State: f.State}).Append(nil)
 	b := s.batch()
 	g.Mu.RLock()
-	if _, ok := g.Role(user); ok {
+	_, member := g.Role(user)
+	if member {
 		g.Each(func(u uint64) {
 			if to, ok := s.sessions.Lookup(u); ok && u != user && to.Write(frame) {
 				b.Add(to)
@@ -168,6 +214,9 @@ func (s *Server) typingGroup(user uint64, f *codec.Typing) {
 	}
 	g.Mu.RUnlock()
 	s.flush(b)
+	if !member {
+		s.errorTo(c, codec.CodeNotMember, 0, nil, fmt.Sprintf("TYPING: you are not a member of group %d", f.To))
+	}
 }
 
 func ids(l codec.UserList) []uint64 {
@@ -178,23 +227,30 @@ func ids(l codec.UserList) []uint64 {
 	return out
 }
 
-func (s *Server) groupCode(err error) codec.Code {
+func (s *Server) groupError(c *Conn, req uint32, err error) {
+	code, detail := s.groupCode(err)
+	s.errorTo(c, code, req, nil, detail)
+}
+
+// groupCode maps a group error to its code and the ERROR's detail text.
+func (s *Server) groupCode(err error) (codec.Code, string) {
+	detail := strings.TrimPrefix(err.Error(), "group: ")
 	switch {
 	case errors.Is(err, group.ErrUnknown):
-		return codec.CodeUnknownGroup
+		return codec.CodeUnknownGroup, detail
 	case errors.Is(err, group.ErrNotMember):
-		return codec.CodeNotMember
+		return codec.CodeNotMember, detail
 	case errors.Is(err, group.ErrNotAdmin):
-		return codec.CodeNotAdmin
+		return codec.CodeNotAdmin, detail
 	case errors.Is(err, group.ErrFull):
-		return codec.CodeGroupFull
+		return codec.CodeGroupFull, detail
 	case errors.Is(err, group.ErrInvalid):
-		return codec.CodeInvalidGroup
+		return codec.CodeInvalidGroup, detail
 	case errors.Is(err, group.ErrAlreadyMember):
-		return codec.CodeAlreadyMember
+		return codec.CodeAlreadyMember, detail
 	case errors.Is(err, group.ErrLastAdmin):
-		return codec.CodeLastAdmin
+		return codec.CodeLastAdmin, detail
 	}
-	s.log.Error("group operation failed")
-	return codec.CodeInternal
+	s.log.Error("group operation failed", zap.Error(err))
+	return codec.CodeInternal, "group change not stored; retry"
 }

@@ -213,13 +213,18 @@ func (s *Server) typing(c *Conn, body []byte) error {
 		s.errorTo(c, codec.CodeInvalidFlags, 0, nil, "bad TYPING flags or state")
 		return nil
 	}
+	user := c.State.user.Load()
 	if f.Flags&codec.FlagGroup != 0 {
-		s.typingGroup(c.State.user.Load(), &f)
+		s.typingGroup(c, user, &f)
+		return nil
+	}
+	if f.To == user || !s.accounts.Exists(f.To) {
+		s.errorTo(c, codec.CodeUnknownRecipient, 0, nil, "TYPING names no other user")
 		return nil
 	}
 	// Typing is ephemeral: only an online recipient hears it.
 	if to, ok := s.sessions.Lookup(f.To); ok {
-		frame := (&codec.IsTyping{From: c.State.user.Load(), State: f.State}).Append(nil)
+		frame := (&codec.IsTyping{From: user, State: f.State}).Append(nil)
 		if to.Write(frame) {
 			to.Flush()
 		}

@@ -108,3 +108,87 @@ func TestTypingIsEphemeral(t *testing.T) {
 		}
 	}
 }
+
+// presenceUntilPong returns the PRESENCE frames c receives before the PONG
+// to a PING sent now: since a tick queues its updates before it returns,
+// the PONG comes after every update of the ticks run so far.
+func presenceUntilPong(t *testing.T, c *client.Conn, nonce uint64) []*codec.Presence {
+	t.Helper()
+	var out []*codec.Presence
+	for _, f := range pong(t, c, nonce, 10*time.Second) {
+		if p, ok := f.(*codec.Presence); ok {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// TestPresenceNeverRepeats drives the coalescing tick by hand: alice
+// reconnects twenty times, each time within one interval, and bob must
+// hear "online" once, not once per interval.
+func TestPresenceNeverRepeats(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.PresenceInterval = time.Hour // the test runs every tick itself
+	s := startServer(t, cfg)
+	bob, alice := register(t, s, "bob"), register(t, s, "alice")
+	aliceID := alice.Welcome.User
+	bob.WriteRaw((&codec.Subscribe{Users: codec.Users(aliceID)}).Append(nil))
+	if got := presenceUntilPong(t, bob, 1); len(got) != 1 || got[0].State != codec.PresenceOnline {
+		t.Fatalf("SUBSCRIBE answered %+v", got)
+	}
+	s.presence.tick() // alice's login, already reported by the answer
+	a := alice
+	for i := 0; i < 20; i++ {
+		a.Close()
+		waitFor(t, func() bool { _, on := s.sessions.Lookup(aliceID); return !on })
+		a = login(t, s, "alice")
+		s.presence.tick()
+	}
+	got := presenceUntilPong(t, bob, 2)
+	if len(got) != 0 {
+		t.Fatalf("bob was sent %d updates while alice stayed online at every tick: %+v", len(got), got[0])
+	}
+	// A real change still goes out, once.
+	a.Close()
+	waitFor(t, func() bool { _, on := s.sessions.Lookup(aliceID); return !on })
+	s.presence.tick()
+	s.presence.tick()
+	if got := presenceUntilPong(t, bob, 3); len(got) != 1 || got[0].State != codec.PresenceOffline || got[0].LastSeen == 0 {
+		t.Fatalf("after alice left: %+v", got)
+	}
+}
+
+// TestPrivacySurvivesTick runs PRIVACY while the tick is between reading
+// alice's flags and writing her last-seen time: the tick must not write
+// the old flags back.
+func TestPrivacySurvivesTick(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.PresenceInterval = time.Hour
+	s := startServer(t, cfg)
+	alice := register(t, s, "alice")
+	aliceID := alice.Welcome.User
+	alice.Close()
+	waitFor(t, func() bool { _, on := s.sessions.Lookup(aliceID); return !on })
+	a := login(t, s, "alice") // the close left a last-seen time for the tick to write
+
+	hook := func() {
+		a.WriteRaw((&codec.Privacy{Flags: codec.PrivacyHideLastSeen}).Append(nil))
+		// Give PRIVACY every chance to land inside the tick's
+		// read-modify-write: it must wait for the tick instead.
+		deadline := time.Now().Add(time.Second)
+		for time.Now().Before(deadline) {
+			if _, priv := s.presence.read(aliceID); priv != 0 {
+				return
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	s.presence.testHookRead.Store(&hook)
+	s.presence.tick()
+	s.presence.testHookRead.Store(nil)
+	waitFor(t, func() bool { _, priv := s.presence.read(aliceID); return priv != 0 })
+	pong(t, a, 1, 10*time.Second) // PRIVACY was taken before this PING
+	if last, priv := s.presence.read(aliceID); priv != byte(codec.PrivacyHideLastSeen) || last == 0 {
+		t.Fatalf("stored last seen %d, privacy %d: want both", last, priv)
+	}
+}

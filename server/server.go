@@ -36,6 +36,7 @@ type Server struct {
 	sessions *router.Table[*Conn]
 	groups   *group.Store
 	presence *presence
+	commits  *commits // durable requests, off the event loop
 	admit    *admission
 	key      secure.Keypair // static Noise key, kept in the data folder
 	logins   *loginLimiter
@@ -96,6 +97,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.key = key
 	s.presence = newPresence(s, cfg.PresenceInterval)
+	s.commits = newCommits()
 	s.conns, err = conn.New[session](conn.Config{
 		NoiseKey:       &s.key,
 		MaxOutbound:    cfg.MaxOutbound,
@@ -109,6 +111,7 @@ func New(cfg Config) (*Server, error) {
 		Logger:         cfg.Logger,
 	}, s)
 	if err != nil {
+		s.commits.close()
 		s.presence.close()
 		s.inbox.Close()
 		db.Close()
@@ -146,6 +149,7 @@ func (s *Server) Close() error {
 			}
 		})
 		err := s.conns.Shutdown(ctx)
+		s.commits.close() // after the last frame, before the inbox: jobs queue group events
 		s.admit.close()
 		s.presence.close()
 		s.inbox.Close()

@@ -1,0 +1,77 @@
+package server
+
+import (
+	"sync"
+	"sync/atomic"
+)
+
+// commits runs the requests that must be durable before they are
+// answered, and that are too rare to deserve a place in the inbox's
+// lanes, off the event loop: group creates, changes and reads, PRIVACY
+// and LOGOUT. Each job writes with Sync and then queues its answer and
+// flushes the connection itself.
+//
+// A fixed number of lanes, each one goroutine with a bounded queue, so a
+// burst of requests costs queued closures, never goroutines. A job goes
+// to the lane its key picks: the group's id for a request about a group,
+// the user's id for a create, a list, PRIVACY or LOGOUT. So the requests
+// about one group, and one user's own requests, run and are answered in
+// the order the event loop saw them; requests with different keys may be
+// answered in any order (clients match answers by req). A full lane
+// refuses the request (ERROR 27) rather than block the event loop.
+//
+// Tried and rejected: a goroutine per request (unbounded under load, and
+// two changes to one group could commit out of order), and committing on
+// the event loop under the group's lock (one fsync stalled every
+// connection of that poller and every sender to the group).
+type commits struct {
+	lanes []chan func()
+	wg    sync.WaitGroup
+
+	// hold, when set by a test, runs on the lane before every job.
+	hold atomic.Pointer[func()]
+}
+
+const (
+	commitLanes = 4
+	commitDepth = 1024 // queued jobs per lane
+)
+
+func newCommits() *commits {
+	q := &commits{lanes: make([]chan func(), commitLanes)}
+	for i := range q.lanes {
+		q.lanes[i] = make(chan func(), commitDepth)
+		q.wg.Add(1)
+		go q.run(q.lanes[i])
+	}
+	return q
+}
+
+func (q *commits) run(lane chan func()) {
+	defer q.wg.Done()
+	for job := range lane {
+		if h := q.hold.Load(); h != nil {
+			(*h)()
+		}
+		job()
+	}
+}
+
+// submit queues job on key's lane without blocking; false when the lane
+// is full.
+func (q *commits) submit(key uint64, job func()) bool {
+	select {
+	case q.lanes[key%uint64(len(q.lanes))] <- job:
+		return true
+	default:
+		return false
+	}
+}
+
+// close runs what is queued and stops the lanes. No submit may follow.
+func (q *commits) close() {
+	for _, l := range q.lanes {
+		close(l)
+	}
+	q.wg.Wait()
+}
