@@ -175,7 +175,8 @@ func (s *Server) read(c *Conn, body []byte) error {
 	case f.Group != 0:
 		g, err := s.groups.Get(f.Group)
 		if err != nil {
-			s.errorTo(c, s.groupCode(err), 0, nil, "READ names an unknown group")
+			code, detail := s.groupCode(err)
+			s.errorTo(c, code, 0, nil, "READ: "+detail)
 			return nil
 		}
 		if _, ok := g.Role(user); !ok {
