@@ -5,7 +5,9 @@ package server
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -221,4 +223,41 @@ func event(t *testing.T, c *client.Conn) codec.Frame {
 			t.Fatal("no frame within 10s")
 		}
 	}
+}
+
+// TestSpecErrorDetailSaysWhy (section 7): an ERROR a person must act on
+// says what to change in its detail; a failed login says nothing more
+// than its code, which tells a guesser nothing.
+func TestSpecErrorDetailSaysWhy(t *testing.T) {
+	s := startServer(t, testConfig(t))
+	register(t, s, "alice")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, tc := range []struct {
+		name, password string
+		code           codec.Code
+		says           string
+	}{
+		{"al", "password1", codec.CodeInvalidName, "3 to 32 bytes"},
+		{"Alice", "password1", codec.CodeInvalidName, "a-z"},
+		{"bob", "short", codec.CodeInvalidPassword, "8 to 128 bytes"},
+	} {
+		_, err := dial(t, s).Register(ctx, tc.name, tc.password)
+		var e *codec.Error
+		if !errors.As(err, &e) || e.Code != tc.code || !strings.Contains(string(e.Detail), tc.says) {
+			t.Errorf("REGISTER %q %q: %v (detail %q), want code %v saying %q", tc.name, tc.password, err, detailOf(err), tc.code, tc.says)
+		}
+	}
+	_, err := dial(t, s).Login(ctx, "alice", "wrong-password")
+	if codeOf(err) != codec.CodeWrongPassword || detailOf(err) != "" {
+		t.Errorf("wrong password: %v, detail %q (want none)", err, detailOf(err))
+	}
+}
+
+func detailOf(err error) string {
+	var e *codec.Error
+	if errors.As(err, &e) {
+		return string(e.Detail)
+	}
+	return ""
 }
