@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"strings"
@@ -23,25 +24,62 @@ Scenarios:
   group     groups of 256 with senders in each: fan-out deliveries/s and latency
 
 Without -addr the bench starts its own server (a fresh data folder, plaintext,
-cheap password hashing). Run "chatd bench SCENARIO -h" for flags.
+cheap password hashing) on 127.0.0.1, at -port and -admin-port or free ports.
+Every scenario but herd (which kills its server) runs against a running server
+with -addr and -admin instead. Run "chatd bench SCENARIO -h" for flags.
 `
 
+// benchScenarios are the scenarios of benchUsage, in its order.
+var benchScenarios = []string{"connect", "offline", "route", "herd", "group"}
+
+// benchRun is one parsed `chatd bench` command line.
+type benchRun struct {
+	scenario string
+	cfg      bench.Config // every scenario's own flags that fit it (connect, herd)
+
+	recipients, perRecipient, senders, bodySize int // offline
+
+	route  bench.RouteConfig
+	group  bench.GroupConfig
+	jitter bool // herd
+}
+
 func benchCmd(args []string) error {
-	if len(args) == 0 {
-		fmt.Fprint(os.Stderr, benchUsage)
-		return errors.New("bench: scenario missing")
-	}
-	if args[0] == "worker" {
+	if len(args) > 0 && args[0] == "worker" {
 		return bench.RunWorker(args[1:])
 	}
-	var cfg bench.Config
-	var recipients, perRecipient, senders, bodySize int
-	var rc bench.RouteConfig
-	var jitter bool
-	var gc bench.GroupConfig
+	r, err := parseBench(args, os.Stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	return r.run()
+}
+
+// parseBench reads a scenario and its flags; help goes to out, and a
+// request for it returns flag.ErrHelp.
+func parseBench(args []string, out io.Writer) (*benchRun, error) {
+	if len(args) == 0 {
+		fmt.Fprint(out, benchUsage)
+		return nil, errors.New("bench: scenario missing")
+	}
+	switch args[0] {
+	case "-h", "-help", "--help", "help":
+		fmt.Fprint(out, benchUsage)
+		return nil, flag.ErrHelp
+	}
+	r := &benchRun{scenario: args[0]}
+	cfg := &r.cfg
 	fs := flag.NewFlagSet("bench "+args[0], flag.ContinueOnError)
-	fs.StringVar(&cfg.Addr, "addr", "", "server to test (empty: start one)")
-	fs.StringVar(&cfg.Admin, "admin", "", "that server's admin address, for its stats")
+	fs.SetOutput(out)
+	if args[0] != "herd" { // herd kills and restarts its server, so it must own it
+		fs.StringVar(&cfg.Addr, "addr", "", "running server to test (empty: start one)")
+		fs.StringVar(&cfg.Admin, "admin", "", "that server's admin address, for its stats (needed with -addr)")
+	}
+	fs.IntVar(&cfg.Port, "port", 0, "port of the server the bench starts, on 127.0.0.1 (0: a free one); not with -addr")
+	fs.IntVar(&cfg.AdminPort, "admin-port", 0, "admin port of the server the bench starts (0: a free one); not with -addr")
 	fs.BoolVar(&cfg.JSON, "json", false, "print the result as JSON")
 	fs.BoolVar(&cfg.Noise, "noise", false, "clients connect with the Noise XX transport (default plaintext, which the bench's server allows)")
 	fs.StringVar(&cfg.Report, "out", "bench-out", "folder for heap profiles and plots")
@@ -54,11 +92,12 @@ func benchCmd(args []string) error {
 		fs.IntVar(&cfg.Rate, "rate", 0, "connections per second (0: flat out)")
 		fs.DurationVar(&cfg.Hold, "hold", 0, "hold the connections this long after the ramp")
 	case "offline":
-		fs.IntVar(&recipients, "recipients", 1000, "offline recipients")
-		fs.IntVar(&perRecipient, "msgs", 100, "messages per recipient")
-		fs.IntVar(&senders, "senders", 16, "sending clients")
-		fs.IntVar(&bodySize, "body", 100, "message body bytes")
+		fs.IntVar(&r.recipients, "recipients", 1000, "offline recipients")
+		fs.IntVar(&r.perRecipient, "msgs", 100, "messages per recipient")
+		fs.IntVar(&r.senders, "senders", 16, "sending clients")
+		fs.IntVar(&r.bodySize, "body", 100, "message body bytes")
 	case "group":
+		gc := &r.group
 		fs.IntVar(&gc.Groups, "groups", 4, "groups")
 		fs.IntVar(&gc.Members, "members", 256, "members per group, each a connection")
 		fs.IntVar(&gc.Senders, "senders", 4, "sending members per group")
@@ -68,60 +107,73 @@ func benchCmd(args []string) error {
 		fs.DurationVar(&gc.Duration, "duration", 10*time.Second, "measured time after a 1 s warm-up")
 	case "herd":
 		fs.IntVar(&cfg.Conns, "conns", 10000, "connections to hold and drop")
-		fs.BoolVar(&jitter, "jitter", true, "clients randomize their reconnect backoff")
+		fs.BoolVar(&r.jitter, "jitter", true, "clients randomize their reconnect backoff")
 	case "route":
+		rc := &r.route
 		fs.IntVar(&rc.Pairs, "pairs", 64, "sender/receiver pairs")
 		fs.IntVar(&rc.Window, "window", 64, "messages in flight per pair")
 		fs.IntVar(&rc.Rate, "rate", 0, "offered msgs/s over all pairs (0: flat out)")
 		fs.IntVar(&rc.Body, "body", 100, "message body bytes")
 		fs.DurationVar(&rc.Duration, "duration", 10*time.Second, "measured time after a 1 s warm-up")
 	default:
-		fmt.Fprint(os.Stderr, benchUsage)
-		return fmt.Errorf("bench: unknown scenario %q", args[0])
+		fmt.Fprint(out, benchUsage)
+		return nil, fmt.Errorf("bench: unknown scenario %q", args[0])
 	}
 	if err := fs.Parse(args[1:]); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
-		}
-		return err
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("bench %s: unexpected arguments %q", args[0], fs.Args())
+	}
+	if cfg.Addr != "" && (cfg.Port != 0 || cfg.AdminPort != 0) {
+		return nil, fmt.Errorf("bench %s: -port and -admin-port are for the bench's own server, not with -addr", args[0])
+	}
+	if cfg.Addr != "" && cfg.Admin == "" {
+		return nil, fmt.Errorf("bench %s: -admin is needed with -addr to read the server's stats", args[0])
 	}
 	cfg.ServerArgs = strings.Fields(*serverArgs)
 	cfg.ServerEnv = strings.Fields(*serverEnv)
+	return r, nil
+}
+
+// run runs the scenario, bounded in time, and prints its result.
+func (r *benchRun) run() error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Hour) // every run is bounded
 	defer cancel()
-	switch args[0] {
+	cfg := r.cfg
+	switch r.scenario {
 	case "connect":
-		r, err := bench.Connect(ctx, cfg)
+		res, err := bench.Connect(ctx, cfg)
 		if err != nil {
 			return err
 		}
-		r.Print(cfg)
+		res.Print(cfg)
 	case "group":
-		r, err := bench.Group(ctx, cfg, gc)
+		res, err := bench.Group(ctx, cfg, r.group)
 		if err != nil {
 			return err
 		}
-		r.Print(cfg)
+		res.Print(cfg)
 	case "herd":
-		r, err := bench.Herd(ctx, cfg, jitter)
+		res, err := bench.Herd(ctx, cfg, r.jitter)
 		if err != nil {
 			return err
 		}
-		r.Print(cfg)
+		res.Print(cfg)
 	case "route":
-		r, err := bench.Route(ctx, cfg, rc)
+		res, err := bench.Route(ctx, cfg, r.route)
 		if err != nil {
 			return err
 		}
-		r.Print(cfg)
+		res.Print(cfg)
 	case "offline":
-		r, err := bench.Offline(ctx, cfg, recipients, perRecipient, senders, bodySize)
+		res, err := bench.Offline(ctx, cfg, r.recipients, r.perRecipient, r.senders, r.bodySize)
 		if err != nil {
 			return err
 		}
-		r.Print(cfg)
+		res.Print(cfg)
 	}
 	return nil
 }

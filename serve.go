@@ -76,6 +76,10 @@ func serve(args []string) error {
 		return err
 	}
 
+	// Everything chatd writes (the database, its WAL of queued message
+	// bodies, password hashes, the Noise key) is for its own user alone.
+	syscall.Umask(0o077)
+
 	log, err := newLogger(*level, *devLog)
 	if err != nil {
 		return err

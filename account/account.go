@@ -108,11 +108,12 @@ func (s *Store) Count() uint64 { return s.nextUser.Load() - 1 }
 // Register creates an account and a first session token.
 func (s *Store) Register(name, password []byte) (uint64, codec.Token, error) {
 	var tok codec.Token
-	if codec.ValidateName(name) != nil {
-		return 0, tok, ErrInvalidName
+	// The codec's reason says which rule failed, for the ERROR's detail.
+	if err := codec.ValidateName(name); err != nil {
+		return 0, tok, fmt.Errorf("%w: %w", ErrInvalidName, err)
 	}
-	if codec.ValidatePassword(password) != nil {
-		return 0, tok, ErrInvalidPassword
+	if err := codec.ValidatePassword(password); err != nil {
+		return 0, tok, fmt.Errorf("%w: %w", ErrInvalidPassword, err)
 	}
 	rec, err := s.newRecord(name, password)
 	if err != nil {
@@ -198,8 +199,8 @@ func (s *Store) Revoke(user uint64, tok codec.Token) error {
 // every token of the user and issues a new one.
 func (s *Store) ChangePassword(user uint64, old, new []byte) (codec.Token, error) {
 	var tok codec.Token
-	if codec.ValidatePassword(new) != nil {
-		return tok, ErrInvalidPassword
+	if err := codec.ValidatePassword(new); err != nil {
+		return tok, fmt.Errorf("%w: %w", ErrInvalidPassword, err)
 	}
 	rec, err := s.record(user)
 	if err != nil {

@@ -12,6 +12,10 @@ type Config struct {
 	// Addr and Admin name a running server. When Addr is empty the bench
 	// starts its own server from Binary with a fresh data folder.
 	Addr, Admin string
+	// Port and AdminPort are the 127.0.0.1 ports of a server the bench
+	// starts; 0 picks a free one. Fixed ports let an operator watch it
+	// (curl its /stats) or run it beside a server already on the defaults.
+	Port, AdminPort int
 	// Binary is the chatd executable for the server and the workers.
 	// Default: this process's own executable.
 	Binary string

@@ -34,14 +34,20 @@ func startTarget(ctx context.Context, cfg *Config) (*target, error) {
 		if cfg.Admin == "" {
 			return nil, fmt.Errorf("bench: -admin is needed with -addr to read the server's stats")
 		}
+		if cfg.Port != 0 || cfg.AdminPort != 0 {
+			return nil, fmt.Errorf("bench: -port and -admin-port are for the bench's own server, not with -addr")
+		}
 		return &target{addr: cfg.Addr, admin: cfg.Admin}, nil
+	}
+	addr, admin, err := ownServerAddrs(cfg)
+	if err != nil {
+		return nil, err
 	}
 	dir, err := os.MkdirTemp("", "chatd-bench-")
 	if err != nil {
 		return nil, err
 	}
-	port, aport := freePort(), freePort()
-	t := &target{addr: "127.0.0.1:" + port, admin: "127.0.0.1:" + aport, dir: dir}
+	t := &target{addr: addr, admin: admin, dir: dir}
 	args := append([]string{"serve", "--addr", t.addr, "--admin", t.admin, "--data", filepath.Join(dir, "data"),
 		"--plaintext", "--argon2-memory", "64", "--argon2-time", "1", "--log-level", "warn",
 		// A benchmark is one source address opening thousands of sessions
@@ -131,6 +137,30 @@ func (t *target) stop() {
 	if t.dir != "" {
 		os.RemoveAll(t.dir)
 	}
+}
+
+// ownServerAddrs returns the listen and admin addresses of the server the
+// bench starts: the configured ports, or free ones.
+func ownServerAddrs(cfg *Config) (addr, admin string, err error) {
+	port := func(p int) (string, error) {
+		switch {
+		case p == 0:
+			return "127.0.0.1:" + freePort(), nil
+		case p < 0 || p > 65535:
+			return "", fmt.Errorf("bench: port %d out of range", p)
+		}
+		return "127.0.0.1:" + strconv.Itoa(p), nil
+	}
+	if cfg.Port != 0 && cfg.Port == cfg.AdminPort {
+		return "", "", fmt.Errorf("bench: -port and -admin-port are both %d", cfg.Port)
+	}
+	if addr, err = port(cfg.Port); err != nil {
+		return "", "", err
+	}
+	if admin, err = port(cfg.AdminPort); err != nil {
+		return "", "", err
+	}
+	return addr, admin, nil
 }
 
 func freePort() string {

@@ -3,7 +3,6 @@ package bench
 import (
 	"bufio"
 	"context"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -283,22 +282,6 @@ func (w *worker) closeAll() {
 		c.close()
 	}
 	w.conns = nil
-}
-
-func readFrame(br *bufio.Reader) (codec.Type, []byte, error) {
-	var hdr [4]byte
-	if _, err := io.ReadFull(br, hdr[:]); err != nil {
-		return 0, nil, err
-	}
-	n := binary.BigEndian.Uint32(hdr[:])
-	if n == 0 || n > codec.MaxLen {
-		return 0, nil, errors.New("bad frame length")
-	}
-	b := make([]byte, n)
-	if _, err := io.ReadFull(br, b); err != nil {
-		return 0, nil, err
-	}
-	return codec.Type(b[0]), b[1:], nil
 }
 
 func errReason(err error) string {

@@ -3,6 +3,7 @@ package server
 import (
 	"errors"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/chatd/chatd/account"
@@ -88,7 +89,7 @@ func (s *Server) authenticated(c *Conn, user uint64, tok codec.Token, err error)
 	st := &c.State
 	if err != nil {
 		st.auth.Store(authNone)
-		s.errorTo(c, s.accountCode(err), 0, nil, "")
+		s.errorTo(c, s.accountCode(err), 0, nil, accountDetail(err))
 		return
 	}
 	st.user.Store(user)
@@ -173,7 +174,7 @@ func (s *Server) password(c *Conn, body []byte) error {
 			s.logins.failed(strconv.FormatUint(user, 10))
 		}
 		if err != nil {
-			s.errorTo(c, s.accountCode(err), 0, nil, "")
+			s.errorTo(c, s.accountCode(err), 0, nil, accountDetail(err))
 		} else {
 			c.State.dmu.Lock()
 			c.State.token = tok
@@ -183,6 +184,19 @@ func (s *Server) password(c *Conn, body []byte) error {
 		c.Flush()
 	}()
 	return nil
+}
+
+// accountDetail is the ERROR text for an account error that a person can
+// act on: which naming or password rule failed, or that hashing is busy.
+// Unknown user and wrong password stay bare, to tell a guesser nothing.
+func accountDetail(err error) string {
+	switch {
+	case errors.Is(err, account.ErrInvalidName), errors.Is(err, account.ErrInvalidPassword):
+		return strings.TrimPrefix(err.Error(), "account: ")
+	case errors.Is(err, account.ErrBusy):
+		return "password hashing is saturated; retry in a moment"
+	}
+	return ""
 }
 
 // accountCode maps account errors to protocol codes.

@@ -133,7 +133,7 @@ func TestCrashLosesNothingAcknowledged(t *testing.T) {
 						return
 					}
 					if j%64 == 63 {
-						time.Sleep(time.Millisecond)
+						time.Sleep(time.Millisecond) // pacing, so that each kill lands mid-stream
 					}
 				}
 			}(i)
@@ -151,7 +151,7 @@ func TestCrashLosesNothingAcknowledged(t *testing.T) {
 				}
 			}()
 		}
-		time.Sleep(killAfter)
+		time.Sleep(killAfter) // the scenario: kill at this point in the stream, whatever state it is in
 		srv.kill9()
 		wg.Wait()
 		mu.Lock()

@@ -24,9 +24,7 @@ func TestIdleConnectionsNoGoroutines(t *testing.T) {
 	tok := c0.Welcome.Token
 	c0.Close()
 	waitFor(t, func() bool { return s.sessions.Len() == 0 })
-	runtime.GC()
-	time.Sleep(100 * time.Millisecond)
-	base := runtime.NumGoroutine()
+	base := settledGoroutines(t)
 
 	// Raw sockets keep the test's own goroutine count flat. Each registers
 	// its own user (one live session per user), a few at a time so as to
@@ -64,12 +62,37 @@ func TestIdleConnectionsNoGoroutines(t *testing.T) {
 		}
 	}
 	waitFor(t, func() bool { return s.sessions.Len() == n })
-	time.Sleep(200 * time.Millisecond) // let pool workers and hash goroutines finish
-	g := runtime.NumGoroutine()
+	// Pool workers and hash goroutines finish on their own time: poll until
+	// the count is down, and fail only if it never gets there.
+	g := 0
+	deadline := time.Now().Add(10 * time.Second)
+	for g = runtime.NumGoroutine(); g > base+20 && time.Now().Before(deadline); g = runtime.NumGoroutine() {
+		time.Sleep(10 * time.Millisecond)
+	}
 	t.Logf("goroutines: %d before, %d with %d idle authenticated connections", base, g, n)
 	if g > base+20 {
 		t.Fatalf("%d goroutines with %d idle connections (started at %d)", g, n, base)
 	}
+}
+
+// settledGoroutines polls the goroutine count until it has stopped moving
+// (the same over 5 reads 20 ms apart) and returns it; a count that keeps
+// changing for 10 s fails the test.
+func settledGoroutines(t *testing.T) int {
+	t.Helper()
+	prev, same := runtime.NumGoroutine(), 0
+	waitFor(t, func() bool {
+		runtime.GC()
+		time.Sleep(20 * time.Millisecond) // the sampling period, not a wait for an event
+		g := runtime.NumGoroutine()
+		if g == prev {
+			same++
+		} else {
+			prev, same = g, 0
+		}
+		return same >= 5
+	})
+	return prev
 }
 
 // TestManySendersOneRecipient has 16 clients send to one recipient at once

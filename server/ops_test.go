@@ -50,12 +50,22 @@ func TestAdmissionCapacity(t *testing.T) {
 	// The client package waits out the GOAWAY and gets in once there is room.
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	go func() { time.Sleep(200 * time.Millisecond); a.Close() }()
+	// Room appears only once carol has been turned away at least once.
+	refused := s.counters.rejectCapacity.Load()
+	go func() {
+		for deadline := time.Now().Add(10 * time.Second); s.counters.rejectCapacity.Load() == refused && time.Now().Before(deadline); {
+			time.Sleep(5 * time.Millisecond)
+		}
+		a.Close()
+	}()
 	c, err := client.Connect(ctx, client.Options{Addr: s.Addr().String(), Name: "carol", Password: "password-carol", Register: true})
 	if err != nil {
 		t.Fatalf("client did not get in after room appeared: %v", err)
 	}
 	c.Close()
+	if s.counters.rejectCapacity.Load() == refused {
+		t.Fatal("carol was never refused: the test did not exercise waiting out a GOAWAY")
+	}
 }
 
 // TestGracefulRestartLosesNothing: clients get GOAWAY when the server

@@ -30,6 +30,7 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"go.uber.org/zap"
 )
 
@@ -72,7 +73,8 @@ type Options struct {
 	Logger *zap.Logger
 }
 
-// Open opens (creating if needed) the database in dir.
+// Open opens (creating if needed) the database in dir, which it keeps
+// private to this user (see preparePrivateDir).
 func Open(dir string, o Options) (*pebble.DB, error) {
 	if o.CacheSize == 0 {
 		o.CacheSize = 64 << 20
@@ -90,9 +92,13 @@ func Open(dir string, o Options) (*pebble.DB, error) {
 		o.SyncInterval = 500 * time.Microsecond
 	}
 	syncInterval := max(o.SyncInterval, 0)
+	if err := preparePrivateDir(dir, o.Logger); err != nil {
+		return nil, err
+	}
 	cache := pebble.NewCache(o.CacheSize)
 	defer cache.Unref() // the DB holds its own reference
 	opts := &pebble.Options{
+		FS:                          privateFS{vfs.Default},
 		FormatMajorVersion:          pebble.FormatNewest,
 		Cache:                       cache,
 		MemTableSize:                o.MemTableSize,

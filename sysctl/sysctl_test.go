@@ -69,34 +69,104 @@ func TestSizing(t *testing.T) {
 	}
 }
 
-// TestCheckThisHost reads this Linux machine: its open-files limit (20,000
-// here) cannot hold a million connections, and check must say so; the
-// values it reports are the ones in /proc/sys.
+// TestCheckThisHost reads this Linux machine, tuned or not: every value
+// check reports is the one in /proc/sys, and its verdict follows from that
+// value alone. Only the open-files limit is injected, so that one verdict
+// is known either way.
 func TestCheckThisHost(t *testing.T) {
 	if _, err := os.Stat("/proc/sys/fs/nr_open"); err != nil {
 		t.Skip("not Linux")
 	}
 	p, _ := For("linux", Target{Conns: 1_000_000})
 	fs := p.Check(LinuxReader("/proc/sys", 20000))
-	byKey := map[string]Finding{}
 	for _, f := range fs {
-		byKey[f.Knob.Key] = f
+		k := f.Knob
+		switch k.Kind {
+		case KindLimit:
+			if f.Current != "20000" || f.OK {
+				t.Errorf("nofile: current %q ok=%v for a limit of 20,000 and 1M connections", f.Current, f.OK)
+			}
+			continue
+		case KindModule:
+			continue // under /sys/module, read by the same code path
+		}
+		raw, err := os.ReadFile("/proc/sys/" + strings.ReplaceAll(k.Key, ".", "/"))
+		if err != nil {
+			if f.Current != "" || f.OK != k.Optional {
+				t.Errorf("%s absent here, but check says %q ok=%v", k.Key, f.Current, f.OK)
+			}
+			continue
+		}
+		if want := strings.Join(strings.Fields(string(raw)), " "); f.Current != want {
+			t.Errorf("%s reported %q, /proc says %q", k.Key, f.Current, want)
+		}
+		if ok, _ := compare(k, f.Current); f.OK != ok {
+			t.Errorf("%s = %q: ok=%v, compare says %v", k.Key, f.Current, f.OK, ok)
+		}
 	}
-	if f := byKey["nofile"]; f.OK {
-		t.Error("an open-files limit of 20,000 passed for 1M connections")
-	}
-	raw, _ := os.ReadFile("/proc/sys/fs/nr_open")
-	if f := byKey["fs.nr_open"]; f.Current != strings.TrimSpace(string(raw)) {
-		t.Errorf("fs.nr_open reported %q, /proc says %q", f.Current, raw)
-	}
-	if Failed(fs) == 0 {
-		t.Error("nothing falls short on this host")
-	}
-	// A target this host can hold: the limit check passes.
+	// A target any host holds, with a limit that is enough: nofile passes.
 	small, _ := For("linux", Target{Conns: 1000})
 	for _, f := range small.Check(LinuxReader("/proc/sys", 1_000_000)) {
 		if f.Knob.Key == "nofile" && !f.OK {
 			t.Errorf("nofile: %s", f.Detail)
+		}
+	}
+}
+
+// fakeProcSys writes a /proc/sys tree holding value(k) for every sysctl
+// knob of p.
+func fakeProcSys(t *testing.T, p Profile, value func(Knob) string) string {
+	t.Helper()
+	root := t.TempDir()
+	for _, k := range p.Knobs {
+		if k.Kind != KindSysctl {
+			continue
+		}
+		path := filepath.Join(root, strings.ReplaceAll(k.Key, ".", "/"))
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, []byte(value(k)+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return root
+}
+
+// TestCheckTunedAndShortHosts: a host tuned above the profile (every
+// minimum exceeded, every exact knob equal) passes and apply changes
+// nothing on it; a host below it fails on every minimum.
+func TestCheckTunedAndShortHosts(t *testing.T) {
+	p, _ := For("linux", Target{Conns: 100_000})
+	scale := func(k Knob, f func(uint64) uint64) string {
+		fields := strings.Fields(k.Value)
+		for i, v := range fields {
+			n, _ := strconv.ParseUint(v, 10, 64)
+			fields[i] = strconv.FormatUint(f(n), 10)
+		}
+		return strings.Join(fields, "\t") // /proc separates tcp_mem's fields with tabs
+	}
+	tuned := fakeProcSys(t, p, func(k Knob) string {
+		if k.Exact {
+			return k.Value
+		}
+		return scale(k, func(n uint64) uint64 { return 2*n + 1 })
+	})
+	for _, f := range p.Check(LinuxReader(tuned, 10_000_000)) {
+		if !f.OK && f.Knob.Kind != KindModule {
+			t.Errorf("tuned host: %s = %q: %s", f.Knob.Key, f.Current, f.Detail)
+		}
+	}
+	for _, a := range p.Apply(ApplyOptions{Root: t.TempDir(), ProcSys: tuned, Nofile: 10_000_000}) {
+		if strings.HasPrefix(a.What, "set ") {
+			t.Errorf("apply changed a tuned host: %s", a.What)
+		}
+	}
+
+	short := fakeProcSys(t, p, func(k Knob) string { return scale(k, func(n uint64) uint64 { return n / 2 }) })
+	for _, f := range p.Check(LinuxReader(short, 1024)) {
+		if f.Knob.Kind == KindSysctl && f.OK {
+			t.Errorf("short host: %s = %q passed", f.Knob.Key, f.Current)
 		}
 	}
 }
