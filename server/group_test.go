@@ -238,7 +238,7 @@ func TestGroupAndLastSeenSurviveRestart(t *testing.T) {
 	request(t, alice, &codec.GroupRename{Req: 9, Group: gid, Name: []byte("kept")})
 	bob.Close()
 	waitFor(t, func() bool { _, on := s1.sessions.Lookup(bob.Welcome.User); return !on })
-	time.Sleep(100 * time.Millisecond) // the presence ticker writes last seen
+	waitTicks(t, s1, 2) // the presence ticker wrote bob's last seen
 	alice.Close()
 	s1.Close()
 

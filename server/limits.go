@@ -18,7 +18,6 @@ type loginLimiter struct {
 	minute  int64
 	sources map[string]int
 	users   map[string]int
-	logged  int
 }
 
 func newLoginLimiter(perSource, perUser int) *loginLimiter {

@@ -20,6 +20,15 @@ func login(t *testing.T, s *Server, name string) *client.Conn {
 	return c
 }
 
+// waitTicks waits until the presence ticker has completed n more ticks
+// than when it was called: a change made before the call has then been
+// sent and its last-seen time written.
+func waitTicks(t testing.TB, s *Server, n uint64) {
+	t.Helper()
+	target := s.presence.ticks.Load() + n
+	waitFor(t, func() bool { return s.presence.ticks.Load() >= target })
+}
+
 func TestPresence(t *testing.T) {
 	cfg := testConfig(t)
 	cfg.PresenceInterval = 50 * time.Millisecond
@@ -29,7 +38,7 @@ func TestPresence(t *testing.T) {
 	aliceID := alice.Welcome.User
 	alice.Close()
 	waitFor(t, func() bool { _, on := s.sessions.Lookup(aliceID); return !on })
-	time.Sleep(3 * cfg.PresenceInterval) // let the coalesced updates of the login and logout go out
+	waitTicks(t, s, 2) // the coalesced updates of the login and logout went out
 
 	bob.WriteRaw((&codec.Subscribe{Users: codec.Users(aliceID)}).Append(nil))
 	if p := next[*codec.Presence](t, bob); p.User != aliceID || p.State != codec.PresenceOffline {
@@ -64,7 +73,7 @@ func TestPresence(t *testing.T) {
 		c.Close()
 	}
 	flapped := time.Since(start)
-	time.Sleep(200 * time.Millisecond)
+	waitTicks(t, s, 2) // every coalesced update of the flaps went out
 	updates := 0
 	for len(bob.Events()) > 0 {
 		if _, ok := (<-bob.Events()).(*codec.Presence); ok {
