@@ -17,14 +17,15 @@ import (
 	"go.uber.org/goleak"
 )
 
-func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m,
-		// netpoll's global poller and its pool workers outlive any server.
-		goleak.IgnoreAnyFunction("github.com/cloudwego/netpoll.(*defaultPoll).Wait"),
-		goleak.IgnoreTopFunction("github.com/bytedance/gopkg/util/gopool.(*worker).run.func1"),
-		goleak.IgnoreTopFunction("runtime.gopark"),
-	)
+// leakOpts ignore netpoll's global poller and its pool workers, which
+// outlive any server.
+var leakOpts = []goleak.Option{
+	goleak.IgnoreAnyFunction("github.com/cloudwego/netpoll.(*defaultPoll).Wait"),
+	goleak.IgnoreTopFunction("github.com/bytedance/gopkg/util/gopool.(*worker).run.func1"),
+	goleak.IgnoreTopFunction("runtime.gopark"),
 }
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m, leakOpts...) }
 
 // testHandler authenticates on PING (answering PONG), remembers every
 // connection, and records what closed.
@@ -197,6 +198,45 @@ func TestSlowConsumer(t *testing.T) {
 	other.Write((&codec.Ping{Nonce: 7}).Append(nil))
 	if tp, _ := readFrame(t, br); tp != codec.TypePong {
 		t.Fatalf("other client got %v", tp)
+	}
+}
+
+// TestWriteTimeoutClosesSlowConsumer stops reading while the server's
+// queue stays far below MaxOutbound, so that only the slow-path flusher's
+// write timeout can close the connection. That close used to deadlock: the
+// flusher held the write lock the close callback it ran itself wanted.
+func TestWriteTimeoutClosesSlowConsumer(t *testing.T) {
+	t.Cleanup(func() { goleak.VerifyNone(t, leakOpts...) }) // runs after the server's shutdown
+	const writeTimeout = 200 * time.Millisecond
+	s, h := startServer(t, Config{MaxOutbound: 64 << 20, WriteTimeout: writeTimeout})
+	slow, _ := dial(t, s.Addr().String())
+	defer slow.Close()
+	sc := h.conn(0)
+	frame := codec.AppendDeliver(nil, 1, &codec.MsgID{}, 1, 0, 0, make([]byte, 4000))
+	deadline := time.Now().Add(10 * time.Second)
+	for s.Snapshot().SlowFlushes == 0 && time.Now().Before(deadline) {
+		if sc.Write(frame) {
+			sc.Flush()
+		}
+	}
+	if s.Snapshot().SlowFlushes == 0 {
+		t.Fatal("the socket never filled up")
+	}
+	start := time.Now()
+	for i := 0; i < 100; i++ { // more behind the flusher, still far below MaxOutbound
+		sc.Write(frame)
+	}
+	for h.closed.Load() == 0 && time.Since(start) < 5*time.Second {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if h.closed.Load() != 1 {
+		t.Fatalf("Closed ran %d times within %v of the flusher starting", h.closed.Load(), time.Since(start))
+	}
+	if d := time.Since(start); d > writeTimeout+2*time.Second {
+		t.Errorf("closed %v after the flusher started, write timeout %v", d, writeTimeout)
+	}
+	if st := s.Snapshot(); st.SlowConsumers != 1 || st.Open != 0 {
+		t.Errorf("slow consumers %d, open %d; want 1 and 0", st.SlowConsumers, st.Open)
 	}
 }
 
