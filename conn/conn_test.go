@@ -34,6 +34,10 @@ type testHandler struct {
 	conns  []*Conn[int]
 	closed atomic.Int64
 	frames atomic.Int64
+	// late records, for each closed connection, how long past its deadline
+	// the server closed it: Keepalive after the last input if
+	// authenticated, else AuthTimeout after accept.
+	late []time.Duration
 }
 
 func (h *testHandler) Frame(c *Conn[int], t codec.Type, body []byte) error {
@@ -59,7 +63,17 @@ func (h *testHandler) Frame(c *Conn[int], t codec.Type, body []byte) error {
 	return errors.New("unexpected frame")
 }
 
-func (h *testHandler) Closed(c *Conn[int]) { h.closed.Add(1) }
+func (h *testHandler) Closed(c *Conn[int]) {
+	since, deadline := c.opened, c.srv.cfg.AuthTimeout
+	if c.IsAuthenticated() {
+		since, deadline = c.lastRead.Load(), c.srv.cfg.Keepalive
+	}
+	d := time.Duration(c.srv.clock.now()-since)*time.Millisecond - deadline
+	h.mu.Lock()
+	h.late = append(h.late, d)
+	h.mu.Unlock()
+	h.closed.Add(1)
+}
 
 func (h *testHandler) conn(i int) *Conn[int] {
 	h.mu.Lock()
