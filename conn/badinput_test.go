@@ -64,7 +64,7 @@ func TestBadInputCountedAndLogged(t *testing.T) {
 	send(after(flood))
 	send(after([]byte{0, 0})) // stalls: read timeout
 	send(nil)                 // silent: auth timeout
-	p := dialNoise(t, s) // a record that does not open
+	p := dialNoise(t, s)      // a record that does not open
 	p.nc.Write(record(make([]byte, 40)))
 	p.expectEOF(t)
 	idle, br := dial(t, s.Addr().String())

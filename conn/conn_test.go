@@ -284,6 +284,7 @@ func TestBadInputGetsErrorAndClose(t *testing.T) {
 	}{
 		{"http", []byte("GET / HTTP/1.1\r\n\r\n"), codec.CodeBadPreamble},
 		{"version 9", []byte{'c', 'h', 'a', 't', 'd', 9, 0, 0}, codec.CodeVersion},
+		{"reserved byte set", []byte{'c', 'h', 'a', 't', 'd', 1, 0, 0x80}, codec.CodeBadPreamble},
 		{"noise not yet", codec.AppendPreamble(nil, codec.TransportNoiseXX), codec.CodeEncryption},
 		{"oversized", append(codec.AppendPreamble(nil, codec.TransportPlain), 0x7f, 0xff, 0xff, 0xff, 0x10), codec.CodeTooLarge},
 		{"zero length", append(codec.AppendPreamble(nil, codec.TransportPlain), 0, 0, 0, 0), codec.CodeMalformed},
