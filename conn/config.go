@@ -31,8 +31,12 @@ type Config struct {
 	// this long after connecting. Default 10 s.
 	AuthTimeout time.Duration
 	// SweepInterval is how often every connection is checked against
-	// Keepalive and AuthTimeout. Default 5 s.
+	// Keepalive and AuthTimeout: each is enforced between its value and
+	// that much later. Default 250 ms.
 	SweepInterval time.Duration
+	// LogInterval is how often a summary of bad input is logged when more
+	// arrived than is logged one by one. Default 10 s.
+	LogInterval time.Duration
 	// MaxFrameRate and MaxByteRate bound what one connection may send per
 	// second (whole-second windows); past either it gets ERROR 50 and is
 	// closed. Defaults 1,000 frames and 4 MiB; negative means no limit.
@@ -67,7 +71,10 @@ func (c *Config) setDefaults() {
 		c.AuthTimeout = 10 * time.Second
 	}
 	if c.SweepInterval == 0 {
-		c.SweepInterval = 5 * time.Second
+		c.SweepInterval = 250 * time.Millisecond
+	}
+	if c.LogInterval == 0 {
+		c.LogInterval = 10 * time.Second
 	}
 	if c.Logger == nil {
 		c.Logger = zap.NewNop()
@@ -91,7 +98,7 @@ func (c *Config) Validate() error {
 	}
 	for name, d := range map[string]time.Duration{
 		"read timeout": c.ReadTimeout, "write timeout": c.WriteTimeout, "keepalive": c.Keepalive,
-		"auth timeout": c.AuthTimeout, "sweep interval": c.SweepInterval,
+		"auth timeout": c.AuthTimeout, "sweep interval": c.SweepInterval, "log interval": c.LogInterval,
 	} {
 		if d < 10*time.Millisecond {
 			errs = append(errs, fmt.Errorf("%s %v is below 10ms", name, d))

@@ -15,40 +15,34 @@ import (
 // stored inline so that a connection costs one allocation.
 type Conn[T any] struct {
 	// Static after OnPrepare.
-	nc  netpoll.Connection
-	srv *Server[T]
-	fd  int32
+	nc     netpoll.Connection
+	srv    *Server[T]
+	fd     int32
+	opened uint32 // clock reading at accept
 
-	// Owned by the sweeper's registry (guarded by the registry shard lock).
+	// Guarded by the registry shard lock.
 	slot int32
 
-	// lastRead is the coarse clock (seconds since the server started) when
-	// input last arrived; opened is when the connection was accepted.
+	// Atomic: lastRead is written by OnRequest and read by the sweeper;
+	// state holds statePreamble, stateAuthed and stateClosed.
 	lastRead atomic.Uint32
-	opened   uint32
+	state    atomic.Uint32
 
-	// state holds stateAuthed, stateClosing and friends.
-	state atomic.Uint32
-
-	// Owned by OnRequest (one at a time per connection): input this second.
-	rateSec    uint32
+	// Owned by OnRequest (netpoll runs one at a time per connection):
+	// input in the current rate window, which began at rateStart.
+	rateStart  uint32
 	rateFrames uint32
 	rateBytes  uint32
+
+	// sec is the encrypted transport (nil for plaintext). Its handshake
+	// belongs to OnRequest; its session is set under mu and then seals the
+	// queue (under mu) and opens records in OnRequest.
+	sec *secureConn
 
 	// Guarded by mu.
 	mu       sync.Mutex
 	out      *[]byte // pending outbound bytes; nil when empty
-	closed   bool    // set by the close callback; no write may touch the socket after it
-	flushing bool    // a slow-path flusher owns the socket
-
-	// wmu is held by the slow-path flusher while it uses netpoll's writer;
-	// the close callback takes it to wait that flusher out.
-	wmu sync.Mutex
-
-	// sec is the encrypted transport (nil for plaintext). Its handshake
-	// belongs to OnRequest; its session is set under mu and then seals the
-	// queue in Flush (under mu) and opens records in OnRequest.
-	sec *secureConn
+	flushing bool    // a slow-path flusher owns the socket's write side
 
 	// State belongs to the Handler.
 	State T
@@ -57,7 +51,11 @@ type Conn[T any] struct {
 const (
 	statePreamble uint32 = 1 << iota // the preamble was accepted
 	stateAuthed                      // the handler authenticated the connection
-	stateClosing                     // Close was called
+	// stateClosed is the one closed flag. Whoever sets it first (close,
+	// closeQuiet, slowConsumer, or the close callback when the peer went
+	// away) owns the close; from then on Begin and Flush refuse, and only
+	// the owner's last flush touches the socket.
+	stateClosed
 )
 
 // Authenticated marks the connection as past authentication, exempting it
@@ -67,17 +65,11 @@ func (c *Conn[T]) Authenticated() { c.setState(stateAuthed) }
 // IsAuthenticated reports whether Authenticated was called.
 func (c *Conn[T]) IsAuthenticated() bool { return c.state.Load()&stateAuthed != 0 }
 
-func (c *Conn[T]) setState(bit uint32) bool {
-	for {
-		old := c.state.Load()
-		if old&bit != 0 {
-			return false
-		}
-		if c.state.CompareAndSwap(old, old|bit) {
-			return true
-		}
-	}
-}
+// isClosed reports whether the connection is closed or closing.
+func (c *Conn[T]) isClosed() bool { return c.state.Load()&stateClosed != 0 }
+
+// setState sets bit and reports whether this call set it.
+func (c *Conn[T]) setState(bit uint32) bool { return c.state.Or(bit)&bit == 0 }
 
 // RemoteAddr returns the peer's address as text.
 func (c *Conn[T]) RemoteAddr() string {
@@ -92,7 +84,7 @@ func (c *Conn[T]) RemoteAddr() string {
 // that returns ok must be followed by End with the extended slice.
 func (c *Conn[T]) Begin() (buf []byte, ok bool) {
 	c.mu.Lock()
-	if c.closed {
+	if c.isClosed() {
 		c.mu.Unlock()
 		return nil, false
 	}
@@ -106,7 +98,8 @@ func (c *Conn[T]) Begin() (buf []byte, ok bool) {
 // when the caller queued the first bytes since the last flush: the caller
 // must then Flush the connection (directly or through a Batch) once it has
 // queued everything it has for it. A queue past Config.MaxOutbound closes
-// the connection as a slow consumer.
+// the connection as a slow consumer, asynchronously: End's caller may hold
+// locks that Handler.Closed takes.
 func (c *Conn[T]) End(buf []byte) (first bool) {
 	c.srv.stats.framesOut.Add(1) // one Begin/End pair queues one frame on every path that matters
 	prev := len(*c.out)
@@ -114,7 +107,13 @@ func (c *Conn[T]) End(buf []byte) (first bool) {
 	over := len(buf) > c.srv.cfg.MaxOutbound
 	c.mu.Unlock()
 	if over {
-		c.srv.slowConsumer(c, "outbound queue full")
+		if c.srv.slowConsumer(c, "outbound queue full") {
+			c.srv.bg.Add(1)
+			go func() {
+				defer c.srv.bg.Done()
+				c.finish()
+			}()
+		}
 		return false
 	}
 	return prev == 0 && len(buf) > 0
@@ -133,36 +132,44 @@ func (c *Conn[T]) Write(frame []byte) (first bool) {
 // kernel does not take is handed to the slow-path flusher.
 func (c *Conn[T]) Flush() {
 	c.mu.Lock()
-	if c.closed || c.flushing || c.out == nil || len(*c.out) == 0 {
+	if c.isClosed() || c.flushing || c.out == nil || len(*c.out) == 0 {
 		c.mu.Unlock()
 		return
 	}
-	bp, err := c.takeLocked()
+	bp, n, err := c.writeLocked()
 	if err != nil {
 		c.mu.Unlock()
 		c.srv.closeQuiet(c)
 		return
 	}
-	buf := *bp
-	n, err := writeNonblocking(int(c.fd), buf)
-	if n == len(buf) {
+	if bp == nil {
 		c.mu.Unlock()
-		putBuf(bp)
-		c.srv.stats.bytesOut.Add(uint64(n))
-		return
-	}
-	if err != nil {
-		c.mu.Unlock()
-		c.srv.closeQuiet(c)
 		return
 	}
 	// The socket is full: keep the queue's tail and let one goroutine wait
 	// for the socket through netpoll, with the write timeout.
 	c.flushing = true
 	c.mu.Unlock()
-	c.srv.stats.bytesOut.Add(uint64(n))
 	c.srv.stats.slowFlushes.Add(1)
+	c.srv.bg.Add(1)
 	go c.slowFlush(bp, n)
+}
+
+// writeLocked takes the queue and writes what the socket takes now. It
+// returns the buffer and the offset of what is left, or a nil buffer when
+// everything went. c.mu must be held.
+func (c *Conn[T]) writeLocked() (rest *[]byte, off int, err error) {
+	bp, err := c.takeLocked()
+	if err != nil {
+		return nil, 0, err
+	}
+	n, err := writeNonblocking(int(c.fd), *bp)
+	c.srv.stats.bytesOut.Add(uint64(n))
+	if err != nil || n == len(*bp) {
+		putBuf(bp)
+		return nil, 0, err
+	}
+	return bp, n, nil
 }
 
 // takeLocked takes the queue for writing: the frames themselves, or, on an
@@ -187,7 +194,7 @@ func (c *Conn[T]) takeLocked() (*[]byte, error) {
 func (c *Conn[T]) writeRaw(b []byte) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.closed {
+	if c.isClosed() {
 		return errors.New("conn: closed")
 	}
 	n, err := writeNonblocking(int(c.fd), b)
@@ -217,43 +224,43 @@ func writeNonblocking(fd int, b []byte) (int, error) {
 	return total, nil
 }
 
-// slowFlush writes through netpoll's writer, which parks this goroutine on
-// the poller until the socket drains or WriteTimeout passes. It runs until
-// the queue is empty, then hands the socket back to the fast path.
+// slowFlush writes through netpoll's Write, which copies the bytes into
+// netpoll's output buffer and parks this goroutine on the poller until the
+// socket drains or WriteTimeout passes. It holds no lock of ours while it
+// waits: a close (from anywhere, even this goroutine) wakes netpoll's wait,
+// and netpoll's own finalizer waits for Write to return before it frees
+// the buffer. It runs until the queue is empty, then hands the socket back
+// to the fast path.
 func (c *Conn[T]) slowFlush(bp *[]byte, off int) {
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
+	defer c.srv.bg.Done()
 	for {
-		c.mu.Lock()
-		closed := c.closed
-		c.mu.Unlock()
-		if closed {
-			return
-		}
-		w := c.nc.Writer()
 		n := len(*bp) - off
-		if _, err := w.WriteBinary((*bp)[off:]); err != nil {
+		_, err := c.nc.Write((*bp)[off:])
+		putBuf(bp)
+		switch {
+		case errors.Is(err, netpoll.ErrWriteTimeout):
+			if c.srv.slowConsumer(c, "write timeout") {
+				c.finish()
+			}
+			return
+		case err != nil:
 			c.srv.closeQuiet(c)
 			return
 		}
-		if err := w.Flush(); err != nil {
-			// netpoll may still reference the buffer: leave it to the GC.
-			c.srv.slowConsumer(c, "write timeout")
-			return
-		}
 		c.srv.stats.bytesOut.Add(uint64(n))
-		putBuf(bp)
 		c.mu.Lock()
-		if c.out == nil || len(*c.out) == 0 || c.closed {
+		if c.out == nil || len(*c.out) == 0 || c.isClosed() {
 			c.flushing = false
 			c.mu.Unlock()
 			return
 		}
-		var err error
-		bp, off = nil, 0
-		if bp, err = c.takeLocked(); err != nil {
+		bp, off, err = c.writeLocked()
+		if err != nil || bp == nil {
+			c.flushing = false
 			c.mu.Unlock()
-			c.srv.closeQuiet(c)
+			if err != nil {
+				c.srv.closeQuiet(c)
+			}
 			return
 		}
 		c.mu.Unlock()
@@ -261,29 +268,47 @@ func (c *Conn[T]) slowFlush(bp *[]byte, off int) {
 }
 
 // Close closes the connection after writing what is queued, if the socket
-// takes it now. It is safe from any goroutine that does not hold c.mu.
+// takes it now. It may run the close callback, and so Handler.Closed, on
+// the calling goroutine (unless this connection's OnRequest is running,
+// which then runs it on its way out): never call it holding c.mu or a lock
+// Handler.Closed takes.
 func (c *Conn[T]) Close() {
-	if !c.setState(stateClosing) {
-		return
+	if c.setState(stateClosed) {
+		c.finish()
 	}
-	c.Flush()
+}
+
+// finish is the close owner's half: one last non-blocking write of the
+// queue (unless a slow flusher owns the socket), then netpoll's close. Only
+// the goroutine whose setState(stateClosed) returned true calls it.
+func (c *Conn[T]) finish() {
+	c.mu.Lock()
+	if !c.flushing && c.out != nil && len(*c.out) > 0 {
+		if bp, _, _ := c.writeLocked(); bp != nil {
+			putBuf(bp) // the peer gets what fit; the close follows anyway
+		}
+	}
+	c.releaseLocked()
+	c.mu.Unlock()
 	c.nc.Close()
 }
 
-// onClose runs as a netpoll close callback: before netpoll closes the fd.
-func (c *Conn[T]) onClose(netpoll.Connection) error {
-	c.mu.Lock()
-	c.closed = true
-	bp := c.out
-	c.out = nil
-	c.mu.Unlock()
-	if bp != nil {
-		putBuf(bp)
+// releaseLocked returns the queue's buffer to the pool. c.mu must be held.
+func (c *Conn[T]) releaseLocked() {
+	if c.out != nil {
+		putBuf(c.out)
+		c.out = nil
 	}
-	// A slow flusher returns promptly: netpoll fails its wait before it
-	// runs the close callbacks.
-	c.wmu.Lock()
-	c.wmu.Unlock() //nolint:staticcheck // empty critical section: waits for the flusher
+}
+
+// onClose runs as a netpoll close callback, before netpoll closes the fd.
+// Taking mu once after the closed flag is set is a barrier: a writer in the
+// middle of write(2) finishes first, and every later one sees the flag.
+func (c *Conn[T]) onClose(netpoll.Connection) error {
+	c.setState(stateClosed)
+	c.mu.Lock()
+	c.releaseLocked()
+	c.mu.Unlock()
 	c.srv.unregister(c)
 	return nil
 }

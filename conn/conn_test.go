@@ -17,14 +17,15 @@ import (
 	"go.uber.org/goleak"
 )
 
-func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m,
-		// netpoll's global poller and its pool workers outlive any server.
-		goleak.IgnoreAnyFunction("github.com/cloudwego/netpoll.(*defaultPoll).Wait"),
-		goleak.IgnoreTopFunction("github.com/bytedance/gopkg/util/gopool.(*worker).run.func1"),
-		goleak.IgnoreTopFunction("runtime.gopark"),
-	)
+// leakOpts ignore netpoll's global poller and its pool workers, which
+// outlive any server.
+var leakOpts = []goleak.Option{
+	goleak.IgnoreAnyFunction("github.com/cloudwego/netpoll.(*defaultPoll).Wait"),
+	goleak.IgnoreTopFunction("github.com/bytedance/gopkg/util/gopool.(*worker).run.func1"),
+	goleak.IgnoreTopFunction("runtime.gopark"),
 }
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m, leakOpts...) }
 
 // testHandler authenticates on PING (answering PONG), remembers every
 // connection, and records what closed.
@@ -33,6 +34,10 @@ type testHandler struct {
 	conns  []*Conn[int]
 	closed atomic.Int64
 	frames atomic.Int64
+	// late records, for each closed connection, how long past its deadline
+	// the server closed it: Keepalive after the last input if
+	// authenticated, else AuthTimeout after accept.
+	late []time.Duration
 }
 
 func (h *testHandler) Frame(c *Conn[int], t codec.Type, body []byte) error {
@@ -58,7 +63,17 @@ func (h *testHandler) Frame(c *Conn[int], t codec.Type, body []byte) error {
 	return errors.New("unexpected frame")
 }
 
-func (h *testHandler) Closed(c *Conn[int]) { h.closed.Add(1) }
+func (h *testHandler) Closed(c *Conn[int]) {
+	since, deadline := c.opened, c.srv.cfg.AuthTimeout
+	if c.IsAuthenticated() {
+		since, deadline = c.lastRead.Load(), c.srv.cfg.Keepalive
+	}
+	d := time.Duration(c.srv.clock.now()-since)*time.Millisecond - deadline
+	h.mu.Lock()
+	h.late = append(h.late, d)
+	h.mu.Unlock()
+	h.closed.Add(1)
+}
 
 func (h *testHandler) conn(i int) *Conn[int] {
 	h.mu.Lock()
@@ -200,6 +215,45 @@ func TestSlowConsumer(t *testing.T) {
 	}
 }
 
+// TestWriteTimeoutClosesSlowConsumer stops reading while the server's
+// queue stays far below MaxOutbound, so that only the slow-path flusher's
+// write timeout can close the connection. That close used to deadlock: the
+// flusher held the write lock the close callback it ran itself wanted.
+func TestWriteTimeoutClosesSlowConsumer(t *testing.T) {
+	t.Cleanup(func() { goleak.VerifyNone(t, leakOpts...) }) // runs after the server's shutdown
+	const writeTimeout = 200 * time.Millisecond
+	s, h := startServer(t, Config{MaxOutbound: 64 << 20, WriteTimeout: writeTimeout})
+	slow, _ := dial(t, s.Addr().String())
+	defer slow.Close()
+	sc := h.conn(0)
+	frame := codec.AppendDeliver(nil, 1, &codec.MsgID{}, 1, 0, 0, make([]byte, 4000))
+	deadline := time.Now().Add(10 * time.Second)
+	for s.Snapshot().SlowFlushes == 0 && time.Now().Before(deadline) {
+		if sc.Write(frame) {
+			sc.Flush()
+		}
+	}
+	if s.Snapshot().SlowFlushes == 0 {
+		t.Fatal("the socket never filled up")
+	}
+	start := time.Now()
+	for i := 0; i < 100; i++ { // more behind the flusher, still far below MaxOutbound
+		sc.Write(frame)
+	}
+	for h.closed.Load() == 0 && time.Since(start) < 5*time.Second {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if h.closed.Load() != 1 {
+		t.Fatalf("Closed ran %d times within %v of the flusher starting", h.closed.Load(), time.Since(start))
+	}
+	if d := time.Since(start); d > writeTimeout+2*time.Second {
+		t.Errorf("closed %v after the flusher started, write timeout %v", d, writeTimeout)
+	}
+	if st := s.Snapshot(); st.SlowConsumers != 1 || st.Open != 0 {
+		t.Errorf("slow consumers %d, open %d; want 1 and 0", st.SlowConsumers, st.Open)
+	}
+}
+
 // TestStalledPartialFrame sends half a header and stops: the server must
 // close the connection after ReadTimeout without spinning.
 func TestStalledPartialFrame(t *testing.T) {
@@ -230,6 +284,7 @@ func TestBadInputGetsErrorAndClose(t *testing.T) {
 	}{
 		{"http", []byte("GET / HTTP/1.1\r\n\r\n"), codec.CodeBadPreamble},
 		{"version 9", []byte{'c', 'h', 'a', 't', 'd', 9, 0, 0}, codec.CodeVersion},
+		{"reserved byte set", []byte{'c', 'h', 'a', 't', 'd', 1, 0, 0x80}, codec.CodeBadPreamble},
 		{"noise not yet", codec.AppendPreamble(nil, codec.TransportNoiseXX), codec.CodeEncryption},
 		{"oversized", append(codec.AppendPreamble(nil, codec.TransportPlain), 0x7f, 0xff, 0xff, 0xff, 0x10), codec.CodeTooLarge},
 		{"zero length", append(codec.AppendPreamble(nil, codec.TransportPlain), 0, 0, 0, 0), codec.CodeMalformed},

@@ -11,13 +11,25 @@
 //	   |                   flush what the handler queued for this connection
 //	   |   ... idle: no goroutine, no timer, only the Conn and netpoll's buffers ...
 //	   |
-//	close (any side)       close callback: mark closed under the write lock,
-//	                       wait out a slow flusher, unregister, Handler.Closed
+//	closing (one owner)    whoever sets stateClosed first owns the close: Close (handler
+//	   |                   error, bad input, sweeper, Shutdown), slowConsumer, closeQuiet.
+//	   |                   From then on Begin and Flush refuse; the owner makes one last
+//	   |                   non-blocking write of the queue and calls netpoll's Close.
+//	close callback         sets stateClosed (the peer may have gone first), takes mu once
+//	                       as a barrier, frees the queue, unregisters, Handler.Closed;
+//	                       netpoll then waits out a slow flusher's Write and closes the fd
+//
+// There is one closed flag, stateClosed. A queue that overflows is closed
+// asynchronously (End's caller may hold locks Handler.Closed takes); a
+// slow flusher whose write times out closes from its own goroutine, which
+// holds no lock while netpoll runs the close callback on it.
 //
 // netpoll runs at most one OnRequest per connection at a time, and runs the
 // close callbacks only after OnRequest has returned, before it closes the
 // file descriptor and frees its buffers. Handler.Closed therefore never runs
-// concurrently with Handler.Frame for the same connection.
+// concurrently with Handler.Frame for the same connection. netpoll runs the
+// callbacks on the goroutine that calls Close, unless OnRequest is running,
+// which then runs them on its way out.
 //
 // # Reading
 //
@@ -40,14 +52,43 @@
 //     middle of it. Nothing blocks: a socket that takes everything (the usual
 //     case) never allocates netpoll's output buffer.
 //   - When the kernel takes only part, the rest goes to one slow-path
-//     flusher goroutine that uses netpoll's writer, which waits for the
-//     socket with Config.WriteTimeout. While it runs, producers keep
-//     appending; if the queue passes Config.MaxOutbound bytes the connection
-//     is closed as a slow consumer.
+//     flusher goroutine that uses netpoll's Write, which waits for the
+//     socket with Config.WriteTimeout and holds no lock of ours meanwhile.
+//     While it runs, producers keep appending; if the queue passes
+//     Config.MaxOutbound bytes, or the write times out, the connection is
+//     closed as a slow consumer (ERROR 51).
 //
 // The queue is a pooled buffer, taken when the first frame is queued and
 // returned when a flush empties it: an idle connection holds none.
 //
-// Lock order: Conn.mu, then netpoll's internal locks. Never call Close while
-// holding Conn.mu: the close callback takes it.
+// # Deadlines
+//
+// The sweeper checks every connection every Config.SweepInterval (250 ms)
+// against Keepalive and AuthTimeout, using millisecond stamps from the
+// monotonic clock: a deadline T is met between T and T + SweepInterval.
+//
+// # Bad input
+//
+// Every close for bad input or a stalled peer is counted by Reason
+// (Snapshot.BadInput) and logged: the first few of each reason per
+// Config.LogInterval with the peer's address, then one summary line.
+//
+// # Lock order
+//
+//	registry shard lock  ->  (nothing: held only to add, remove or look)
+//	Conn.mu              ->  netpoll's internal locks (write(2), Seal)
+//
+// Conn.mu is never held while calling out: not across Close, netpoll's
+// Close or Write, the Handler, or the logger. The close callback takes
+// Conn.mu and then a registry shard lock, one after the other, never
+// nested, and then calls Handler.Closed holding neither. So:
+//
+//   - Never call Close, Write, Begin/End or Flush while holding Conn.mu.
+//   - Close runs the close callback, and so Handler.Closed, on the calling
+//     goroutine: do not call it while holding a lock Handler.Closed takes.
+//   - Handler.Frame runs holding no conn lock; Handler.Closed runs holding
+//     none, on the closer's goroutine (pool, sweeper, a flusher, an
+//     asynchronous closer, or the caller of Close or Shutdown).
+//   - End may be called holding the caller's locks: its slow-consumer close
+//     runs on a goroutine of its own.
 package conn

@@ -47,18 +47,18 @@ type Server[T any] struct {
 	stop     chan struct{}
 	stopOnce sync.Once
 	sweeper  sync.WaitGroup
-	slowLogs atomic.Uint64
+	// bg counts slow-path flushers and asynchronous closes, which
+	// Shutdown waits for.
+	bg sync.WaitGroup
 }
 
 // Stats counts connection-level events; read them with Snapshot.
 type Stats struct {
-	accepted, closed, rejected   atomic.Uint64
-	bytesIn, bytesOut            atomic.Uint64
-	frames, framesOut            atomic.Uint64
-	slowConsumers, slowFlushes   atomic.Uint64
-	idleClosed, authTimeouts     atomic.Uint64
-	protocolErrors, readTimeouts atomic.Uint64
-	rateLimited                  atomic.Uint64
+	accepted, closed, rejected atomic.Uint64
+	bytesIn, bytesOut          atomic.Uint64
+	frames, framesOut          atomic.Uint64
+	slowFlushes                atomic.Uint64
+	bad                        badInput
 }
 
 // Snapshot is a copy of Stats.
@@ -70,6 +70,9 @@ type Snapshot struct {
 	IdleClosed, AuthTimeouts         uint64
 	ProtocolErrors, ReadTimeouts     uint64
 	RateLimited                      uint64
+	// BadInput counts connections closed for each Reason (the fields
+	// above from SlowConsumers on are sums or copies of these).
+	BadInput [NumReasons]uint64
 }
 
 // New creates a server; Serve starts it.
@@ -145,6 +148,15 @@ func (s *Server[T]) Shutdown(ctx context.Context) error {
 		case <-time.After(5 * time.Millisecond):
 		}
 	}
+	// Every connection is closed, so no flusher starts any more and those
+	// still running return as soon as netpoll fails their write.
+	bgDone := make(chan struct{})
+	go func() { s.bg.Wait(); close(bgDone) }()
+	select {
+	case <-bgDone:
+	case <-ctx.Done():
+		return fmt.Errorf("conn: shutdown: flushers still running: %w", ctx.Err())
+	}
 	if err != nil && !errors.Is(err, context.Canceled) {
 		return fmt.Errorf("conn: shutdown: %w", err)
 	}
@@ -160,21 +172,28 @@ func (s *Server[T]) Len() int { return s.reg.count() }
 // Snapshot returns the counters.
 func (s *Server[T]) Snapshot() Snapshot {
 	st := &s.stats
-	return Snapshot{
+	snap := Snapshot{
 		Open: uint64(s.reg.count()), Accepted: st.accepted.Load(), Closed: st.closed.Load(),
 		Rejected: st.rejected.Load(), BytesIn: st.bytesIn.Load(), BytesOut: st.bytesOut.Load(),
-		FramesIn: st.frames.Load(), FramesOut: st.framesOut.Load(), SlowConsumers: st.slowConsumers.Load(), SlowFlushes: st.slowFlushes.Load(),
-		IdleClosed: st.idleClosed.Load(), AuthTimeouts: st.authTimeouts.Load(),
-		ProtocolErrors: st.protocolErrors.Load(), ReadTimeouts: st.readTimeouts.Load(),
-		RateLimited: st.rateLimited.Load(),
+		FramesIn: st.frames.Load(), FramesOut: st.framesOut.Load(), SlowFlushes: st.slowFlushes.Load(),
 	}
+	for r := range snap.BadInput {
+		snap.BadInput[r] = st.bad.total[r].Load()
+	}
+	b := &snap.BadInput
+	snap.SlowConsumers, snap.IdleClosed, snap.AuthTimeouts = b[ReasonSlowConsumer], b[ReasonIdle], b[ReasonAuthTimeout]
+	snap.ReadTimeouts, snap.RateLimited = b[ReasonReadTimeout], b[ReasonRateLimited]
+	for r := ReasonBadPreamble; r <= ReasonRateLimited; r++ {
+		snap.ProtocolErrors += b[r]
+	}
+	return snap
 }
 
 // onPrepare runs on the poller for each accepted socket: it must be cheap.
 func (s *Server[T]) onPrepare(nc netpoll.Connection) context.Context {
 	c := &Conn[T]{nc: nc, srv: s, fd: int32(nc.(netpoll.Conn).Fd())}
 	now := s.clock.now()
-	c.opened = now
+	c.opened, c.rateStart = now, now
 	c.lastRead.Store(now)
 	if a := s.admit.Load(); a != nil {
 		if ok, refusal := (*a)(); !ok {
@@ -195,10 +214,10 @@ func (s *Server[T]) onPrepare(nc netpoll.Connection) context.Context {
 // onRequest runs on a pool goroutine whenever input is ready.
 func (s *Server[T]) onRequest(ctx context.Context, nc netpoll.Connection) error {
 	c := ctx.(*Conn[T])
-	c.lastRead.Store(s.clock.now())
+	in := tally{now: s.clock.now()} // added to the shared counters once per turn, not per frame
+	c.lastRead.Store(in.now)
 	r := nc.Reader()
 	var plain *[]byte // decrypted records, borrowed for this turn only
-	var in tally      // added to the shared counters once per turn, not per frame
 	defer func() {
 		if plain != nil {
 			putBuf(plain)
@@ -229,7 +248,7 @@ func (s *Server[T]) onRequest(ctx context.Context, nc netpoll.Connection) error 
 		}
 		n, err := codec.ParseHeader(hdr, s.cfg.MaxFrame)
 		if err != nil {
-			s.protocolError(c, codec.CodeOf(err), err.Error())
+			s.reject(c, reasonOf(err), codec.CodeOf(err), err.Error())
 			return nil
 		}
 		frame, err := r.Next(4 + n)
@@ -256,41 +275,58 @@ func (s *Server[T]) readPreamble(c *Conn[T], r netpoll.Reader) bool {
 	s.stats.bytesIn.Add(codec.PreambleLen)
 	tr, err := codec.ParsePreamble(p)
 	if err != nil {
-		s.protocolError(c, codec.CodeOf(err), err.Error())
+		s.reject(c, reasonOf(err), codec.CodeOf(err), err.Error())
 		return false
 	}
 	switch {
 	case tr == codec.TransportPlain && s.cfg.AllowPlaintext:
 	case tr == codec.TransportPlain:
-		s.protocolError(c, codec.CodeEncryption, "this server requires an encrypted transport")
+		s.reject(c, ReasonPlaintextRefused, codec.CodeEncryption, "this server requires an encrypted transport")
 		return false
 	case (tr == codec.TransportNoiseXX || tr == codec.TransportNoiseIK) && s.cfg.NoiseKey != nil:
 		hs, err := secure.Server(tr, *s.cfg.NoiseKey, append([]byte(nil), p...))
 		if err != nil {
-			s.protocolError(c, codec.CodeHandshakeFailed, err.Error())
+			s.reject(c, ReasonHandshake, codec.CodeHandshakeFailed, err.Error())
 			return false
 		}
 		c.sec = &secureConn{hs: hs}
 	default:
-		s.protocolError(c, codec.CodeEncryption, fmt.Sprintf("transport %d is not supported", tr))
+		s.reject(c, ReasonTransport, codec.CodeEncryption, fmt.Sprintf("transport %d is not supported", tr))
 		return false
 	}
 	c.setState(statePreamble)
 	return true
 }
 
-// tally counts one OnRequest turn's input.
-type tally struct{ frames, bytes uint64 }
+// tally counts one OnRequest turn's input; now is the turn's clock reading.
+type tally struct {
+	frames, bytes uint64
+	now           uint32
+}
 
 // dispatch hands one whole frame, read plainly or opened from a record, to
-// the handler after the rate check. It reports false when the connection
+// the handler after the rate check. Types a client may never send are
+// refused here, before the handler. It reports false when the connection
 // is closing and the turn must end.
 func (s *Server[T]) dispatch(c *Conn[T], r netpoll.Reader, t codec.Type, body []byte, in *tally) bool {
 	in.frames++
-	if !s.withinRate(c, codec.HeaderLen+len(body)) {
+	if !s.withinRate(c, codec.HeaderLen+len(body), in.now) {
+		return false
+	}
+	if !t.FromClient() {
+		if t.Known() {
+			s.reject(c, ReasonWrongDirection, codec.CodeWrongDirection, t.String()+" is a server frame")
+		} else {
+			s.reject(c, ReasonUnknownType, codec.CodeUnknownType, "unknown frame type "+t.String())
+		}
 		return false
 	}
 	if err := s.handler.Frame(c, t, body); err != nil {
+		// A handler that refuses a frame as malformed says so by wrapping
+		// the codec's error; other errors are ordinary closes (LOGOUT).
+		if errors.Is(err, codec.ErrMalformed) || errors.Is(err, codec.ErrUnknownType) {
+			s.stats.bad.note(s.log, reasonOf(err), c.RemoteAddr, err.Error())
+		}
 		r.Release()
 		c.Close()
 		return false
@@ -301,12 +337,12 @@ func (s *Server[T]) dispatch(c *Conn[T], r netpoll.Reader, t codec.Type, body []
 // withinRate counts a frame against the connection's per-second limits;
 // a connection past them gets ERROR 50 and is closed, logged a few times
 // only (a flood must not flood the log too).
-func (s *Server[T]) withinRate(c *Conn[T], n int) bool {
+func (s *Server[T]) withinRate(c *Conn[T], n int, now uint32) bool {
 	if s.cfg.MaxFrameRate < 0 && s.cfg.MaxByteRate < 0 {
 		return true
 	}
-	if now := s.clock.now(); now != c.rateSec {
-		c.rateSec, c.rateFrames, c.rateBytes = now, 0, 0
+	if now-c.rateStart >= 1000 {
+		c.rateStart, c.rateFrames, c.rateBytes = now, 0, 0
 	}
 	c.rateFrames++
 	c.rateBytes += uint32(n)
@@ -314,20 +350,13 @@ func (s *Server[T]) withinRate(c *Conn[T], n int) bool {
 		(s.cfg.MaxByteRate < 0 || c.rateBytes <= uint32(s.cfg.MaxByteRate)) {
 		return true
 	}
-	if s.stats.rateLimited.Add(1) <= 10 {
-		s.log.Warn("closing connection over its rate limit", zap.String("remote", c.RemoteAddr()),
-			zap.Uint32("frames_this_second", c.rateFrames), zap.Uint32("bytes_this_second", c.rateBytes))
-	}
-	s.protocolError(c, codec.CodeRateLimited, "frame or byte rate limit exceeded")
+	s.reject(c, ReasonRateLimited, codec.CodeRateLimited, "frame or byte rate limit exceeded")
 	return false
 }
 
-// protocolError answers a bad frame with ERROR and closes the connection.
-func (s *Server[T]) protocolError(c *Conn[T], code codec.Code, detail string) {
-	s.stats.protocolErrors.Add(1)
-	if ce := s.log.Check(zap.DebugLevel, "protocol error"); ce != nil {
-		ce.Write(zap.String("remote", c.RemoteAddr()), zap.Stringer("code", code), zap.String("detail", detail))
-	}
+// reject answers bad input with ERROR and closes the connection.
+func (s *Server[T]) reject(c *Conn[T], why Reason, code codec.Code, detail string) {
+	s.stats.bad.note(s.log, why, c.RemoteAddr, detail)
 	if buf, ok := c.Begin(); ok {
 		c.End(codec.AppendError(buf, code, 0, nil, detail))
 	}
@@ -339,37 +368,34 @@ func (s *Server[T]) protocolError(c *Conn[T], code codec.Code, detail string) {
 // or one that stalled mid-frame past ReadTimeout.
 func (s *Server[T]) readFailed(c *Conn[T], err error) {
 	if errors.Is(err, netpoll.ErrReadTimeout) {
-		s.stats.readTimeouts.Add(1)
+		s.stats.bad.note(s.log, ReasonReadTimeout, c.RemoteAddr, "a frame started and not finished in the read timeout")
 	}
 	c.nc.Reader().Release()
 	c.Close()
 }
 
-// slowConsumer closes a connection that does not read what it is sent. The
-// first few are logged; after that they are only counted.
-func (s *Server[T]) slowConsumer(c *Conn[T], why string) {
-	if c.state.Load()&stateClosing != 0 {
-		return
+// slowConsumer takes over closing a connection that does not read what it
+// is sent: it drops the queue for an ERROR 51 and reports whether the
+// caller now owns the close and must call c.finish (outside every lock
+// Handler.Closed takes).
+func (s *Server[T]) slowConsumer(c *Conn[T], why string) bool {
+	if !c.setState(stateClosed) {
+		return false
 	}
-	s.stats.slowConsumers.Add(1)
-	if s.slowLogs.Add(1) <= 10 {
-		s.log.Warn("closing slow consumer", zap.String("remote", c.RemoteAddr()), zap.String("why", why),
-			zap.Uint64("total", s.stats.slowConsumers.Load()))
-	}
+	s.stats.bad.note(s.log, ReasonSlowConsumer, c.RemoteAddr, why)
 	c.mu.Lock()
-	if c.out != nil {
-		// Drop what it would not read; whatever mattered is still in its inbox.
-		(*c.out) = (*c.out)[:0]
+	if c.out == nil {
+		c.out = getBuf()
 	}
+	// Drop what it would not read; whatever mattered is still in its inbox.
+	*c.out = codec.AppendError((*c.out)[:0], codec.CodeSlowConsumer, 0, nil, why)
 	c.mu.Unlock()
-	if buf, ok := c.Begin(); ok {
-		c.End(codec.AppendError(buf, codec.CodeSlowConsumer, 0, nil, why))
-	}
-	c.Close()
+	return true
 }
 
+// closeQuiet closes without a last flush: the socket failed.
 func (s *Server[T]) closeQuiet(c *Conn[T]) {
-	if c.setState(stateClosing) {
+	if c.setState(stateClosed) {
 		c.nc.Close()
 	}
 }

@@ -9,21 +9,14 @@ import (
 	"github.com/chatd/chatd/codec"
 )
 
-// clock is a coarse clock in whole seconds since the server started. It is
-// advanced by the sweeper, so stamping a connection on every read is one
-// atomic load and store, and the stamp fits in 4 bytes.
-type clock struct {
-	start time.Time
-	secs  atomic.Uint32
-}
+// clock reads milliseconds since the server started, from the monotonic
+// clock: one vDSO call per accept and per OnRequest turn (not per frame),
+// and a stamp that fits in 4 bytes. Differences are taken modulo 2^32, so
+// they stay right across the wrap at 49 days as long as they are shorter
+// than that, which Keepalive (at most 18 h) and AuthTimeout guarantee.
+type clock struct{ start time.Time }
 
-func (k *clock) now() uint32 { return k.secs.Load() }
-
-func (k *clock) tick() uint32 {
-	s := uint32(time.Since(k.start) / time.Second)
-	k.secs.Store(s)
-	return s
-}
+func (k *clock) now() uint32 { return uint32(time.Since(k.start) / time.Millisecond) }
 
 // registry holds every open connection so the sweeper can visit them. It
 // is sharded so that accepts and closes on different cores rarely meet on
@@ -93,54 +86,61 @@ func (r *registry[T]) each(fn func(*Conn[T])) {
 
 // sweep closes connections that stayed silent past Keepalive and those not
 // authenticated within AuthTimeout (netpoll's idle timeout only sets TCP
-// keepalive, which never notices a live but silent client). It visits one
-// shard per step so that the cost is spread over SweepInterval.
+// keepalive, which never notices a live but silent client). Every
+// SweepInterval it visits every connection, so a deadline T is met between
+// T and T + SweepInterval (plus the time to close what expired at once).
+// A visit is two atomic loads; the shard lock is held only while looking.
 func (s *Server[T]) sweep() {
 	defer s.sweeper.Done()
-	step := s.cfg.SweepInterval / time.Duration(len(s.reg.shards))
-	if step > time.Second {
-		step = time.Second
-	}
-	t := time.NewTicker(step)
+	t := time.NewTicker(s.cfg.SweepInterval)
 	defer t.Stop()
-	keep := uint32((s.cfg.Keepalive + time.Second - 1) / time.Second)
-	auth := uint32((s.cfg.AuthTimeout + time.Second - 1) / time.Second)
-	var victims []*Conn[T]
-	next := 0
+	keep := uint32(s.cfg.Keepalive / time.Millisecond)
+	auth := uint32(s.cfg.AuthTimeout / time.Millisecond)
+	var idle, unauth []*Conn[T]
 	for {
 		select {
 		case <-s.stop:
 			return
-		case <-t.C:
+		case tick := <-t.C:
+			s.stats.bad.summarize(s.log, tick, s.cfg.LogInterval)
 		}
-		now := s.clock.tick()
-		sh := &s.reg.shards[next]
-		next = (next + 1) % len(s.reg.shards)
-		victims = victims[:0]
-		var idle, unauth int
-		sh.mu.Lock()
-		for _, c := range sh.conns {
-			switch {
-			case now-c.lastRead.Load() > keep:
-				victims = append(victims, c)
-				idle++
-			case c.state.Load()&stateAuthed == 0 && now-c.opened > auth:
-				victims = append(victims, c)
-				unauth++
-			}
-		}
-		sh.mu.Unlock()
-		s.stats.idleClosed.Add(uint64(idle))
-		s.stats.authTimeouts.Add(uint64(unauth))
-		for _, c := range victims {
-			if c.IsAuthenticated() {
-				if buf, ok := c.Begin(); ok {
-					c.End((&codec.Kicked{Reason: codec.KickIdle}).Append(buf))
+		idle, unauth = idle[:0], unauth[:0]
+		for i := range s.reg.shards {
+			sh := &s.reg.shards[i]
+			now := s.clock.now()
+			sh.mu.Lock()
+			for _, c := range sh.conns {
+				// Stamps are in whole milliseconds: "more than keep" means
+				// at least keep has really passed.
+				switch {
+				case now-c.lastRead.Load() > keep:
+					idle = append(idle, c)
+				case c.state.Load()&stateAuthed == 0 && now-c.opened > auth:
+					unauth = append(unauth, c)
 				}
-			} else if buf, ok := c.Begin(); ok {
-				c.End(codec.AppendError(buf, codec.CodeAuthTimeout, 0, nil, "not authenticated in time"))
 			}
-			c.Close()
+			sh.mu.Unlock()
 		}
+		for _, c := range idle {
+			s.expire(c, ReasonIdle, (&codec.Kicked{Reason: codec.KickIdle}).Append)
+		}
+		for _, c := range unauth {
+			s.expire(c, ReasonAuthTimeout, func(b []byte) []byte {
+				return codec.AppendError(b, codec.CodeAuthTimeout, 0, nil, "not authenticated in time")
+			})
+		}
+		clear(idle[:cap(idle)])
+		clear(unauth[:cap(unauth)])
 	}
+}
+
+// expire closes a connection past a deadline, telling it why first.
+func (s *Server[T]) expire(c *Conn[T], why Reason, frame func([]byte) []byte) {
+	buf, ok := c.Begin()
+	if !ok {
+		return // closed meanwhile
+	}
+	c.End(frame(buf))
+	s.stats.bad.note(s.log, why, c.RemoteAddr, why.String())
+	c.Close()
 }

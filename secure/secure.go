@@ -256,15 +256,27 @@ func (s *Session) Seal(dst, frames []byte) ([]byte, error) {
 // the frames it carries to dst. They must end on a frame boundary.
 func (s *Session) Open(dst, record []byte) ([]byte, error) {
 	start := len(dst)
-	out, err := s.rx.Decrypt(dst, nil, record)
+	out, err := s.Decrypt(dst, record)
 	if err != nil {
-		return dst, ErrRecord
+		return dst, err
 	}
 	for p := out[start:]; len(p) > 0; {
 		if len(p) < 4 || 4+int(binary.BigEndian.Uint32(p)) > len(p) {
 			return dst, ErrSplitFrame
 		}
 		p = p[4+int(binary.BigEndian.Uint32(p)):]
+	}
+	return out, nil
+}
+
+// Decrypt decrypts one record body (without its length prefix), appending
+// its plaintext to dst, and leaves checking the frames in it to the
+// caller: a server answers a bad frame inside a good record with an ERROR
+// like any other bad frame. An empty plaintext is valid.
+func (s *Session) Decrypt(dst, record []byte) ([]byte, error) {
+	out, err := s.rx.Decrypt(dst, nil, record)
+	if err != nil {
+		return dst, ErrRecord
 	}
 	return out, nil
 }

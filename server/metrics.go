@@ -1,6 +1,7 @@
 package server
 
 import (
+	"github.com/chatd/chatd/conn"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 )
@@ -35,12 +36,13 @@ var (
 	mDrainLag    = newDesc("chatd_drain_backlog_sessions", "Online sessions with inbox entries not yet pushed (drain in progress or window full).", prometheus.GaugeValue)
 	mExpired     = newDesc("chatd_expired_entries_total", "Inbox entries deleted unacknowledged after the TTL.", prometheus.CounterValue)
 	mRejects     = newDesc("chatd_rejects_total", "Connections refused or closed by the server, by reason.", prometheus.CounterValue, "reason")
+	mBadInput    = newDesc("chatd_bad_input_total", "Connections closed for bad input or a stalled peer, by reason (see conn.Reason).", prometheus.CounterValue, "reason")
 	mPebble      = newDesc("chatd_pebble", "Pebble storage engine readings.", prometheus.GaugeValue, "metric")
 )
 
 func (m metrics) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []desc{mConnections, mSessions, mUsers, mLogins, mFramesIn, mFramesOut, mBytesIn, mBytesOut,
-		mRouted, mDeliveries, mStored, mInboxDepth, mDrainLag, mExpired, mRejects, mPebble} {
+		mRouted, mDeliveries, mStored, mInboxDepth, mDrainLag, mExpired, mRejects, mBadInput, mPebble} {
 		ch <- d.d
 	}
 }
@@ -75,6 +77,9 @@ func (m metrics) Collect(ch chan<- prometheus.Metric) {
 		"login_rate": c.loginLimited.Load(), "frame_rate": st.Conn.RateLimited,
 	} {
 		emit(mRejects, float64(v), reason)
+	}
+	for r, v := range st.Conn.BadInput {
+		emit(mBadInput, float64(v), conn.Reason(r).String())
 	}
 	pm := s.db.Metrics()
 	var tables, l0 int64

@@ -130,6 +130,15 @@ func TestMetricsEndpoint(t *testing.T) {
 	next[*codec.Sent](t, alice)
 	d := next[*codec.Deliver](t, bob)
 	bob.Ack(d.Seq, true)
+	// One connection that is not chatd at all.
+	nc, err := net.Dial("tcp", s.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc.SetDeadline(time.Now().Add(5 * time.Second))
+	nc.Write([]byte("GET / HTTP/1.1\r\n\r\n"))
+	io.Copy(io.Discard, nc)
+	nc.Close()
 	code, text := get(t, "http://"+addr.String()+"/metrics")
 	if code != 200 {
 		t.Fatalf("metrics: %d", code)
@@ -138,7 +147,8 @@ func TestMetricsEndpoint(t *testing.T) {
 		"chatd_connections 2", "chatd_sessions 2", `chatd_logins_total{kind="register"} 2`,
 		"chatd_frames_in_total", "chatd_frames_out_total", "chatd_bytes_in_total", "chatd_bytes_out_total",
 		"chatd_messages_routed_total 1", "chatd_deliveries_total", "chatd_inbox_entries", "chatd_drain_backlog_sessions",
-		"chatd_expired_entries_total", `chatd_rejects_total{reason="capacity"}`, `chatd_pebble{metric="wal_bytes"}`,
+		"chatd_expired_entries_total", `chatd_rejects_total{reason="capacity"}`,
+		`chatd_bad_input_total{reason="bad_preamble"} 1`, `chatd_bad_input_total{reason="slow_consumer"} 0`, `chatd_pebble{metric="wal_bytes"}`,
 		"go_goroutines", "process_resident_memory_bytes",
 	} {
 		if !strings.Contains(text, want) {
