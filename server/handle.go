@@ -100,8 +100,12 @@ func (s *Server) errorTo(c *Conn, code codec.Code, req uint32, id *codec.MsgID, 
 	}
 }
 
+// malformed answers a frame that did not decode and closes; returning the
+// codec's error (which wraps codec.ErrMalformed) lets conn count and log
+// it as bad input.
 func (s *Server) malformed(c *Conn, err error) error {
-	return s.fatal(c, codec.CodeMalformed, err.Error())
+	s.errorTo(c, codec.CodeMalformed, 0, nil, err.Error())
+	return err
 }
 
 // reply queues one frame on c; OnRequest flushes it when the turn ends.
