@@ -1,7 +1,10 @@
 package offline
 
 import (
+	"fmt"
 	"os"
+	"slices"
+	"sync"
 	"testing"
 
 	"github.com/chatd/chatd/codec"
@@ -81,3 +84,33 @@ func meanLen(b [][]byte) int {
 
 var _ = pebble.Sync
 var _ = store.PrefixBody
+
+// TestCountdownPartsRace finishes the parts of one group fan-out on many
+// goroutines at once, as many lanes' syncers do, each with an error: under
+// -race the first-error bookkeeping must not race, and the op reports
+// durable once, with one of the errors.
+func TestCountdownPartsRace(t *testing.T) {
+	rec := newRecorder()
+	in := &Inbox{hooks: rec}
+	op := &Op{Kind: kindGroupFanout, fan: KindMessage}
+	c := &countdown{op: op, in: in}
+	const parts = 16
+	c.n.Store(parts)
+	errs := make([]error, parts)
+	var wg sync.WaitGroup
+	for i := range errs {
+		errs[i] = fmt.Errorf("part %d failed", i)
+		wg.Add(1)
+		go func() { defer wg.Done(); c.part(errs[i]) }()
+	}
+	wg.Wait()
+	got := rec.wait(t, 1)[0]
+	if got != op || op.Kind != KindMessage || op.Err == nil || !slices.Contains(errs, op.Err) {
+		t.Fatalf("op %+v", got)
+	}
+	select {
+	case again := <-rec.durable:
+		t.Fatalf("reported durable twice: %+v", again)
+	default:
+	}
+}

@@ -82,18 +82,24 @@ const (
 	kindRelease Kind = 104
 )
 
-// countdown reports a group fan-out durable once every part is.
+// countdown reports a group fan-out durable once every part is. Parts
+// finish on many lanes' syncers at once, so the first error goes to an
+// atomic and reaches op.Err only in the last part, which alone touches op.
 type countdown struct {
-	n  atomic.Int32
-	op *Op
-	in *Inbox
+	n   atomic.Int32
+	err atomic.Pointer[error] // the first part's error
+	op  *Op
+	in  *Inbox
 }
 
 func (c *countdown) part(err error) {
-	if err != nil && c.op.Err == nil {
-		c.op.Err = err
+	if err != nil {
+		c.err.CompareAndSwap(nil, &err)
 	}
 	if c.n.Add(-1) == 0 {
+		if e := c.err.Load(); e != nil && c.op.Err == nil {
+			c.op.Err = *e
+		}
 		c.op.Kind = c.op.fan // the caller sees the op it submitted
 		c.in.hooks.Durable([]*Op{c.op})
 	}
