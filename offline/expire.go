@@ -113,9 +113,7 @@ func (l *lane) expire(b *pebble.Batch, op *Op) {
 	}
 	if n > 0 {
 		in.entries.Add(-int64(n))
-		if _, ok := l.depth[op.To]; ok {
-			l.depth[op.To] -= int32(n)
-		}
+		l.depth[op.To] -= int32(n)
 		if total := in.expired.Add(uint64(n)); total == uint64(n) || n >= 100 {
 			in.cfg.Logger.Info("expired unacknowledged inbox entries", zap.Uint64("user", op.To),
 				zap.Int("entries", n), zap.Uint64("total_since_start", total))

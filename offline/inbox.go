@@ -155,31 +155,70 @@ type Inbox struct {
 	sweeps  sync.WaitGroup
 	expired atomic.Uint64 // entries deleted unacknowledged after TTL
 	entries atomic.Int64  // entries in all inboxes: counted at start, then tracked
+	counted chan struct{} // closed when the lanes have the start-up count
 }
+
+// beforeCount, when set (tests), runs before the start-up count.
+var beforeCount func()
 
 // Entries returns how many entries the inboxes hold (approximate while the
 // count taken at start is still running).
 func (in *Inbox) Entries() int64 { return in.entries.Load() }
 
-// countEntries adds the entries that were stored before this start.
-func (in *Inbox) countEntries() {
+// countEntries counts every inbox's entries as they were when the inbox
+// opened (it is the iterator's snapshot, taken before any lane ran) and
+// hands each lane the counts of its users. Lanes track every change since
+// start themselves, so snapshot plus changes is exact. It reads keys only.
+func (in *Inbox) countEntries(it *pebble.Iterator, before func()) {
 	defer in.sweeps.Done()
-	it, err := in.db.NewIter(&pebble.IterOptions{LowerBound: []byte{store.PrefixInbox}, UpperBound: []byte{store.PrefixInbox + 1}})
-	if err != nil {
-		return
-	}
 	defer it.Close()
-	var n int64
+	if before != nil {
+		before()
+	}
+	counts := make([]map[uint64]int32, len(in.lanes))
+	for i := range counts {
+		counts[i] = map[uint64]int32{}
+	}
+	var total int64
+	var user uint64
+	var n int32
+	flush := func() {
+		if n > 0 {
+			counts[in.laneIndex(user)][user] += n
+		}
+	}
 	for it.First(); it.Valid(); it.Next() {
-		if n++; n%65536 == 0 {
+		k := it.Key()
+		if len(k) != 17 {
+			continue
+		}
+		if u := beUint64(k[1:]); u != user || n == 0 {
+			flush()
+			user, n = u, 0
+		}
+		n++
+		if total++; total%65536 == 0 {
 			select {
 			case <-in.stop:
-				return
+				return // closing: the lanes stop too
 			default:
 			}
 		}
 	}
-	in.entries.Add(n)
+	flush()
+	if err := it.Error(); err != nil {
+		// The lanes stay conservative: they count an inbox when they must.
+		in.cfg.Logger.Error("counting inbox entries", zap.Error(err))
+		return
+	}
+	in.entries.Add(total)
+	for i, l := range in.lanes {
+		l.mu.Lock()
+		l.counts, l.countsReady = counts[i], true
+		l.mu.Unlock()
+		l.kick()
+	}
+	close(in.counted)
 }
 
 // Open starts the inbox's lanes on db.
@@ -206,7 +245,12 @@ func Open(db *pebble.DB, cfg Config, hooks Hooks) (*Inbox, error) {
 	if err != nil {
 		return nil, err
 	}
-	in := &Inbox{db: db, cfg: cfg, hooks: hooks, seq: seq, now: time.Now, stop: make(chan struct{})}
+	// The count's snapshot is taken before any lane can write.
+	count, err := db.NewIter(&pebble.IterOptions{LowerBound: []byte{store.PrefixInbox}, UpperBound: []byte{store.PrefixInbox + 1}})
+	if err != nil {
+		return nil, fmt.Errorf("offline: count inbox entries: %w", err)
+	}
+	in := &Inbox{db: db, cfg: cfg, hooks: hooks, seq: seq, now: time.Now, stop: make(chan struct{}), counted: make(chan struct{})}
 	for i := 0; i < cfg.Lanes; i++ {
 		l := &lane{in: in, wake: make(chan struct{}, 1), syncq: make(chan *syncJob, 16), depth: map[uint64]int32{}}
 		in.lanes = append(in.lanes, l)
@@ -216,7 +260,7 @@ func Open(db *pebble.DB, cfg Config, hooks Hooks) (*Inbox, error) {
 	}
 	in.sweeps.Add(2)
 	go in.sweep()
-	go in.countEntries()
+	go in.countEntries(count, beforeCount)
 	return in, nil
 }
 
@@ -234,8 +278,10 @@ func (in *Inbox) Close() {
 	in.wg.Wait()
 }
 
-func (in *Inbox) lane(user uint64) *lane {
-	return in.lanes[(user*0x9E3779B97F4A7C15>>32)%uint64(len(in.lanes))]
+func (in *Inbox) lane(user uint64) *lane { return in.lanes[in.laneIndex(user)] }
+
+func (in *Inbox) laneIndex(user uint64) uint64 {
+	return (user * 0x9E3779B97F4A7C15 >> 32) % uint64(len(in.lanes))
 }
 
 // Submit queues op for its recipient's inbox.
@@ -329,4 +375,19 @@ func beUint64(b []byte) uint64 {
 	_ = b[7]
 	return uint64(b[0])<<56 | uint64(b[1])<<48 | uint64(b[2])<<40 | uint64(b[3])<<32 |
 		uint64(b[4])<<24 | uint64(b[5])<<16 | uint64(b[6])<<8 | uint64(b[7])
+}
+
+// countInbox counts user's entries, up to max, from keys alone.
+func (in *Inbox) countInbox(user uint64, max int32) int32 {
+	prefix := inboxPrefix(user)
+	it, err := in.db.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: store.PrefixEnd(prefix)})
+	if err != nil {
+		return max // unknown: take it for full
+	}
+	defer it.Close()
+	var n int32
+	for it.First(); it.Valid() && n < max; it.Next() {
+		n++
+	}
+	return n
 }

@@ -17,19 +17,26 @@ type lane struct {
 	wake  chan struct{}
 	syncq chan *syncJob
 
-	mu     sync.Mutex
-	queue  []*Op
-	closed bool
+	mu          sync.Mutex
+	queue       []*Op
+	closed      bool
+	counts      map[uint64]int32 // from countEntries, taken by run
+	countsReady bool
 
 	// Owned by run.
 	visible  []*Op
 	fanouts  []*Op
 	released map[BodyRef]uint32
-	depth    map[uint64]int32 // entries per inbox, for users touched since start
-	xcache   [4096]xslot      // expiry index keys written recently
-	commits  int
-	key      []byte
-	val      []byte
+	// depth is the number of entries of each of the lane's inboxes. Until
+	// the start-up count arrives (counted), it holds only the changes
+	// since start, and quota checks count the inbox instead (early).
+	depth   map[uint64]int32
+	counted bool
+	early   map[uint64]int32 // before counted: entries per inbox in this batch
+	xcache  [4096]xslot      // expiry index keys written recently
+	commits int
+	key     []byte
+	val     []byte
 }
 
 // xslot remembers that the expiry index has the key (hour, user), so the
@@ -89,7 +96,12 @@ func (l *lane) run() {
 				ops = ops[:maxBatch:maxBatch]
 			}
 			closed := l.closed
+			counts, ready := l.counts, l.countsReady
+			l.counts, l.countsReady = nil, false
 			l.mu.Unlock()
+			if ready {
+				l.adoptCounts(counts)
+			}
 			if len(ops) == 0 {
 				if closed {
 					return
@@ -140,7 +152,7 @@ func (l *lane) commit(ops []*Op) {
 				b.Set(l.key, dedupValue(l.val[:0], op.To, op.Seq, op.Time), nil)
 				continue
 			}
-			if l.inboxDepth(op.To) >= int32(in.cfg.Quota) {
+			if l.full(op.To) {
 				op.Err = ErrInboxFull
 				continue
 			}
@@ -151,7 +163,6 @@ func (l *lane) commit(ops []*Op) {
 			// Receipts, membership events and group messages (whose
 			// senders the group admitted) are not refused by the quota.
 			op.Seq, seq = seq, seq+1
-			l.inboxDepth(op.To)
 			l.addEntry(b, op)
 		case kindGroupFanout:
 			op.Seq, seq = seq, seq+1
@@ -174,7 +185,8 @@ func (l *lane) commit(ops []*Op) {
 		}
 	}
 	l.release(b)
-	if l.commits++; l.commits%1024 == 0 && len(l.depth) > 4096 {
+	clear(l.early)
+	if l.commits++; l.counted && l.commits%1024 == 0 && len(l.depth) > 4096 {
 		// Forget empty inboxes so that the map tracks only users with
 		// entries or recent traffic; a forgotten one is counted again.
 		for u, d := range l.depth {
@@ -276,6 +288,9 @@ func (l *lane) addEntry(b *pebble.Batch, op *Op) {
 	l.val = op.encode(l.val[:0])
 	b.Set(l.key, l.val, nil)
 	l.depth[op.To]++
+	if n, ok := l.early[op.To]; ok {
+		l.early[op.To] = n + 1
+	}
 	l.in.entries.Add(1)
 	l.visible = append(l.visible, op)
 	hour := uint32(op.Time / 3_600_000)
@@ -286,16 +301,33 @@ func (l *lane) addEntry(b *pebble.Batch, op *Op) {
 	}
 }
 
-// inboxDepth returns how many entries user's inbox holds, counting them
-// once (bounded by the quota) the first time the lane meets the user.
-func (l *lane) inboxDepth(user uint64) int32 {
-	if d, ok := l.depth[user]; ok {
-		return d
+// full reports whether user's inbox is at the quota. Once the start-up
+// count has arrived that is a map lookup. Before, it counts the inbox's
+// keys (up to the quota) once per batch; the batch's own deletes are not
+// applied yet, so the count errs on the full side.
+func (l *lane) full(user uint64) bool {
+	quota := int32(l.in.cfg.Quota)
+	if l.counted {
+		return l.depth[user] >= quota
 	}
-	var n int32
-	l.in.Read(user, 0, l.in.cfg.Quota+1, func(*Entry) bool { n++; return true })
-	l.depth[user] = n
-	return n
+	n, ok := l.early[user]
+	if !ok {
+		n = l.in.countInbox(user, quota)
+		if l.early == nil {
+			l.early = map[uint64]int32{}
+		}
+		l.early[user] = n
+	}
+	return n >= quota
+}
+
+// adoptCounts merges the start-up count with the changes the lane
+// tracked since start: from now on depth is exact.
+func (l *lane) adoptCounts(counts map[uint64]int32) {
+	for u, d := range l.depth {
+		counts[u] += d
+	}
+	l.depth, l.counted, l.early = counts, true, nil
 }
 
 // duplicate reports whether op's id was already stored by its sender in the
