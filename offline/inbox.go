@@ -1,6 +1,7 @@
 package offline
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -64,6 +65,7 @@ type Op struct {
 type Acked struct {
 	Seq   uint64
 	Kind  Kind
+	Time  uint64 // when the entry was stored: old ones may have expired meanwhile
 	From  uint64 // message sender
 	Group uint64
 	ID    codec.MsgID
@@ -127,7 +129,9 @@ type Config struct {
 	// Quota is the most entries one inbox may hold; a message to a full
 	// inbox fails with ErrInboxFull. Default 10,000.
 	Quota int
-	// SweepEvery is how often expired entries are looked for. Default 1 minute.
+	// SweepEvery is how often expired entries are looked for (and deleted,
+	// with expired receipts to their senders). Expired entries are never
+	// delivered, whatever the period. Default 1 minute, or TTL/2 if shorter.
 	SweepEvery time.Duration
 	Logger     *zap.Logger
 }
@@ -236,7 +240,9 @@ func Open(db *pebble.DB, cfg Config, hooks Hooks) (*Inbox, error) {
 		cfg.Quota = 10000
 	}
 	if cfg.SweepEvery == 0 {
-		cfg.SweepEvery = time.Minute
+		// A short TTL sweeps more often: senders of unread messages hear
+		// of the expiry within about half a TTL.
+		cfg.SweepEvery = min(time.Minute, max(cfg.TTL/2, 10*time.Millisecond))
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()
@@ -333,12 +339,22 @@ func (in *Inbox) Read(user, after uint64, max int, fn func(*Entry) bool) error {
 	defer it.Close()
 	var e Entry
 	n := 0
+	cutoff, expiring := in.cutoff(), false
 	for it.First(); it.Valid() && n < max; it.Next() {
 		k := it.Key()
 		seq := beUint64(k[9:])
 		v, err := it.ValueAndErr()
 		if err != nil {
 			return fmt.Errorf("offline: read inbox %d: %w", user, err)
+		}
+		if len(v) >= entryHeader {
+			if t := binary.BigEndian.Uint64(v[2:]); t < cutoff {
+				// Expired: never delivered. One expiry per read settles it.
+				if !expiring {
+					expiring = in.Expiring(user, t)
+				}
+				continue
+			}
 		}
 		if err := DecodeEntry(seq, v, &e); err != nil {
 			in.cfg.Logger.Error("skipping corrupt inbox entry", zap.Uint64("user", user), zap.Uint64("seq", seq), zap.Error(err))

@@ -33,11 +33,23 @@ type lane struct {
 	depth   map[uint64]int32
 	counted bool
 	early   map[uint64]int32 // before counted: entries per inbox in this batch
-	xcache  [4096]xslot      // expiry index keys written recently
-	commits int
-	key     []byte
-	val     []byte
+	// settling holds the entries an ack or an expiry is deleting: queued
+	// for deletion once their receipts are durable, or deleted in this
+	// batch (dropped from the set after the commit). Neither an ack nor an
+	// expiry settles an entry twice, so each gets one receipt, and a
+	// depth drops once per entry.
+	settling map[entryRef]bool // true: deleted in this batch
+	expiring map[uint64]bool   // users expired in this batch
+	xcache   [4096]xslot       // expiry index keys written recently
+	commits  int
+	key      []byte
+	val      []byte
 }
+
+// entryRef names one inbox entry.
+type entryRef struct{ user, seq uint64 }
+
+func refOf(key []byte) entryRef { return entryRef{beUint64(key[1:]), beUint64(key[9:])} }
 
 // xslot remembers that the expiry index has the key (hour, user), so the
 // common case (many entries for one user within an hour) writes it once.
@@ -175,13 +187,14 @@ func (l *lane) commit(ops []*Op) {
 		case kindDelete:
 			for _, k := range op.keys {
 				b.Delete(k, nil)
+				l.settling[refOf(k)] = true // gone once this batch applies
 			}
 			l.depth[op.To] -= int32(len(op.keys))
 			in.entries.Add(-int64(len(op.keys)))
 		case kindAck:
 			l.ack(b, op, now)
 		case kindExpire:
-			l.expire(b, op)
+			l.expire(b, op, now)
 		}
 	}
 	l.release(b)
@@ -195,13 +208,20 @@ func (l *lane) commit(ops []*Op) {
 			}
 		}
 	}
+	clear(l.expiring)
 	if b.Empty() {
 		b.Close()
 		l.fanOut() // a group event writes nothing in the group's own lane
 		l.durable(ops)
 		return
 	}
-	if err := in.db.ApplyNoSyncWait(b, pebble.Sync); err != nil {
+	err := in.db.ApplyNoSyncWait(b, pebble.Sync)
+	for r, deleted := range l.settling {
+		if deleted {
+			delete(l.settling, r) // applied, or failed and may settle again
+		}
+	}
+	if err != nil {
 		l.fail(b, ops, err)
 		return
 	}
@@ -370,22 +390,65 @@ func dedupValue(dst []byte, to, seq, time uint64) []byte {
 
 // ack handles an acknowledgement of op.To's entries: the listed ones
 // (op.acked), or else every entry in (op.from, op.Seq], read from the
-// inbox. Messages among them produce delivered receipts for their senders
-// (one per sender and group, up to 255 ids each); the entries are deleted
-// once those receipts are durable (invariant 4), or in this batch if there
-// are none.
+// inbox. An entry another ack or an expiry is already settling is skipped,
+// and so is one old enough to have expired since it was pushed, unless it
+// is still there (a Get, only for such old entries).
 func (l *lane) ack(b *pebble.Batch, op *Op, now uint64) {
 	acked := op.acked
 	if acked == nil {
 		acked = l.readAcked(op)
 	}
+	cutoff := now - min(now, uint64(l.in.cfg.TTL.Milliseconds()))
+	var keep []Acked
+	filtered := false
+	for i, a := range acked {
+		if l.settled(op.To, a, cutoff) {
+			if !filtered {
+				keep, filtered = append(make([]Acked, 0, len(acked)), acked[:i]...), true
+			}
+			continue
+		}
+		if filtered {
+			keep = append(keep, a)
+		}
+	}
+	if filtered {
+		acked = keep
+	}
+	l.settle(b, op.To, acked, codec.ReceiptDelivered, now)
+}
+
+// settled reports whether an acknowledged entry is being settled already,
+// or was stored before cutoff and is gone (expired after it was pushed).
+func (l *lane) settled(user uint64, a Acked, cutoff uint64) bool {
+	if _, ok := l.settling[entryRef{user, a.Seq}]; ok {
+		return true
+	}
+	if a.Time >= cutoff {
+		return false // younger than the TTL: no expiry can have taken it
+	}
+	l.key = inboxKey(l.key[:0], user, a.Seq)
+	_, closer, err := l.in.db.Get(l.key)
+	if err != nil {
+		return true
+	}
+	closer.Close()
+	return false
+}
+
+// settle finishes entries of user's inbox that were acknowledged (kind
+// delivered) or expired: messages among them produce receipts of kind for
+// their senders (one per sender and group, up to 255 ids each), group
+// bodies are released, and the entries are deleted once those receipts
+// are durable (invariant 4), or in this batch if there are none.
+func (l *lane) settle(b *pebble.Batch, user uint64, acked []Acked, kind codec.ReceiptKind, now uint64) {
 	type origin struct{ from, group uint64 }
 	var receipts map[origin]*Op
 	var order []*Op
 	keys := make([][]byte, 0, len(acked))
 	var releases map[BodyRef]*Op
 	for _, a := range acked {
-		keys = append(keys, inboxKey(nil, op.To, a.Seq))
+		keys = append(keys, inboxKey(nil, user, a.Seq))
 		if a.Kind == KindGroupMessage {
 			if releases == nil {
 				releases = map[BodyRef]*Op{}
@@ -406,7 +469,7 @@ func (l *lane) ack(b *pebble.Batch, op *Op, now uint64) {
 		o := origin{a.From, a.Group}
 		r := receipts[o]
 		if r == nil || r.IDs.Len() == codec.MaxIDs {
-			r = &Op{Kind: KindReceipt, To: a.From, Time: now, ReceiptKind: codec.ReceiptDelivered, By: op.To, Group: a.Group}
+			r = &Op{Kind: KindReceipt, To: a.From, Time: now, ReceiptKind: kind, By: user, Group: a.Group}
 			receipts[o] = r
 			order = append(order, r)
 		}
@@ -416,17 +479,24 @@ func (l *lane) ack(b *pebble.Batch, op *Op, now uint64) {
 	for _, r := range releases {
 		in.lane(r.Group).add(r, true)
 	}
+	if l.settling == nil {
+		l.settling = map[entryRef]bool{}
+	}
 	if len(order) == 0 {
 		for _, k := range keys {
 			b.Delete(k, nil)
+			l.settling[refOf(k)] = true
 		}
-		l.depth[op.To] -= int32(len(keys))
+		l.depth[user] -= int32(len(keys))
 		in.entries.Add(-int64(len(keys)))
 		return
 	}
+	for _, k := range keys {
+		l.settling[refOf(k)] = false
+	}
 	var pending atomic.Int32
 	pending.Store(int32(len(order)))
-	del := &Op{Kind: kindDelete, To: op.To, keys: keys}
+	del := &Op{Kind: kindDelete, To: user, keys: keys}
 	for _, r := range order {
 		r.done = func(*Op) {
 			if pending.Add(-1) == 0 {
