@@ -6,7 +6,11 @@
 // # Keys
 //
 //	'i' | user (8) | seq (8)               -> entry (see entry.go)
-//	'd' | day (4) | sender (8) | id (16)   -> recipient (8) | seq (8) | time (8)   dedup window
+//	'd' | day (4) | sender (8) | id (16)   -> recipient (8) | seq (8) | time (8) | body hash (8)   dedup window
+//
+// Ids are unique per sender only, so the dedup key is (sender, id); the
+// recipient is a user or a group, and the hash (FNV-1a) tells a reused id
+// with another body. Records written before the hash are 24 bytes.
 //
 // Big-endian integers make one user's entries a contiguous, seq-ordered key
 // range, read with an iterator bounded to it.

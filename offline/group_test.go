@@ -38,7 +38,9 @@ func TestGroupStoredOnceStudy(t *testing.T) {
 			if once {
 				in.SubmitGroup(&Op{Kind: KindMessage, Group: 9, From: 1, ID: id, Body: body}, memberIDs)
 			} else {
-				for _, m := range memberIDs {
+				for j, m := range memberIDs {
+					// A copy per member: ids are per (sender, id), so each copy needs its own.
+					id := codec.MsgID{byte(i), byte(i >> 8), 7, byte(j), byte(j >> 8)}
 					in.Submit(&Op{Kind: KindMessage, To: m, From: 1, Group: 9, ID: id, Body: body})
 				}
 			}

@@ -28,7 +28,7 @@ type Op struct {
 	From  uint64
 	Group uint64 // also for receipts and group events
 	Body  []byte // owned by the op
-	Dup   bool   // the sender flagged a resend: check the dedup window
+	Dup   bool   // the sender flagged a resend (every message is checked against the dedup window)
 
 	// KindReceipt.
 	ReceiptKind codec.ReceiptKind
@@ -141,6 +141,10 @@ var ErrBusy = errors.New("offline: inbox store is saturated")
 
 // ErrClosed is returned by Submit after Close.
 var ErrClosed = errors.New("offline: inbox closed")
+
+// ErrDuplicateID fails a message whose id its sender used, within the
+// dedup window, for another recipient or body.
+var ErrDuplicateID = errors.New("offline: message id already used for another recipient or body")
 
 // ErrInboxFull fails a message to an inbox at its quota.
 var ErrInboxFull = errors.New("offline: recipient inbox full")

@@ -157,11 +157,7 @@ func (l *lane) commit(ops []*Op) {
 		switch op.Kind {
 		case KindMessage:
 			op.Seq, seq = seq, seq+1
-			if op.Dup && l.duplicate(op, day, ops) {
-				// Rewrite the dedup record: the batch then syncs like any
-				// other, and SENT follows the original's fsync.
-				l.key = dedupKey(l.key[:0], day, op.From, &op.ID)
-				b.Set(l.key, dedupValue(l.val[:0], op.To, op.Seq, op.Time), nil)
+			if l.duplicate(b, op, day, ops) {
 				continue
 			}
 			if l.full(op.To) {
@@ -170,7 +166,7 @@ func (l *lane) commit(ops []*Op) {
 			}
 			l.addEntry(b, op)
 			l.key = dedupKey(l.key[:0], day, op.From, &op.ID)
-			b.Set(l.key, dedupValue(l.val[:0], op.To, op.Seq, op.Time), nil)
+			b.Set(l.key, dedupValue(l.val[:0], op.To, op.Seq, op.Time, op.bodyHash()), nil)
 		case KindReceipt, KindGroupEvent, KindGroupMessage:
 			// Receipts, membership events and group messages (whose
 			// senders the group admitted) are not refused by the quota.
@@ -243,9 +239,7 @@ func (l *lane) storeGroup(b *pebble.Batch, op *Op, day uint32, batch []*Op) {
 		l.fanouts = append(l.fanouts, op)
 		return
 	}
-	if op.Dup && l.duplicate(op, day, batch) {
-		l.key = dedupKey(l.key[:0], day, op.From, &op.ID)
-		b.Set(l.key, dedupValue(l.val[:0], op.Group, op.Seq, op.Time), nil)
+	if l.duplicate(b, op, day, batch) {
 		return
 	}
 	binary.BigEndian.PutUint32(op.Ref[:4], uint32(op.Time/3_600_000))
@@ -257,7 +251,7 @@ func (l *lane) storeGroup(b *pebble.Batch, op *Op, day uint32, batch []*Op) {
 	b.Set(bodyKey(op.Ref, 0), append(l.val, op.Body...), nil)
 	b.Set(bodyKey(op.Ref, 1), binary.BigEndian.AppendUint32(nil, uint32(len(op.members))), nil)
 	l.key = dedupKey(l.key[:0], day, op.From, &op.ID)
-	b.Set(l.key, dedupValue(l.val[:0], op.Group, op.Seq, op.Time), nil)
+	b.Set(l.key, dedupValue(l.val[:0], op.Group, op.Seq, op.Time, op.bodyHash()), nil)
 	l.fanouts = append(l.fanouts, op)
 }
 
@@ -350,18 +344,35 @@ func (l *lane) adoptCounts(counts map[uint64]int32) {
 	l.depth, l.counted, l.early = counts, true, nil
 }
 
-// duplicate reports whether op's id was already stored by its sender in the
-// dedup window (today and yesterday), or earlier in this same batch, and if
-// so points op at the original.
-func (l *lane) duplicate(op *Op, day uint32, batch []*Op) bool {
+// duplicate applies the dedup rule to a message (or group message) op:
+// if its sender stored the id in the dedup window (today and yesterday) or
+// earlier in this batch, op is either the same message again (same
+// recipient and body: op points at the original, whose SENT it gets,
+// DUP flag or not) or a conflicting reuse of the id (op.Err is
+// ErrDuplicateID). Either way it stores nothing and reports true. A
+// record written before bodies were hashed (24 bytes) compares the
+// recipient only.
+//
+// Lanes are chosen by recipient, so two sends of one id to different
+// recipients may be checked by two lanes at once and both be stored; the
+// record then names the later. Only a client reusing ids concurrently can
+// meet that, and each recipient still gets its message once.
+func (l *lane) duplicate(b *pebble.Batch, op *Op, day uint32, batch []*Op) bool {
+	to, hash := op.dedupTarget(), op.bodyHash()
 	for _, o := range batch {
 		if o == op {
 			break
 		}
-		if o.Kind == KindMessage && !o.Duplicate && o.From == op.From && o.ID == op.ID {
-			op.Duplicate, op.Seq, op.Time = true, o.Seq, o.Time
+		if o.From != op.From || o.ID != op.ID || o.Err != nil || o.Duplicate ||
+			(o.Kind != KindMessage && (o.Kind != kindGroupFanout || o.fan != KindMessage)) {
+			continue
+		}
+		if o.dedupTarget() != to || o.bodyHash() != hash {
+			op.Err = ErrDuplicateID
 			return true
 		}
+		op.Duplicate, op.Seq, op.Time = true, o.Seq, o.Time
+		return true // the original's batch syncs, and SENT follows it
 	}
 	for _, d := range []uint32{day, day - 1} {
 		l.key = dedupKey(l.key[:0], d, op.From, &op.ID)
@@ -369,23 +380,59 @@ func (l *lane) duplicate(op *Op, day uint32, batch []*Op) bool {
 		if err != nil {
 			continue
 		}
-		if len(v) == 24 {
-			op.Duplicate = true
+		found := len(v) == 24 || len(v) == 32
+		same := found && binary.BigEndian.Uint64(v) == to && (len(v) == 24 || binary.BigEndian.Uint64(v[24:]) == hash)
+		if same {
 			op.Seq = binary.BigEndian.Uint64(v[8:])
 			op.Time = binary.BigEndian.Uint64(v[16:])
 		}
 		closer.Close()
-		if op.Duplicate {
+		switch {
+		case same:
+			// Rewrite the record: the batch then syncs like any other,
+			// SENT follows the original's fsync, and the window restarts.
+			op.Duplicate = true
+			l.key = dedupKey(l.key[:0], day, op.From, &op.ID)
+			b.Set(l.key, dedupValue(l.val[:0], to, op.Seq, op.Time, hash), nil)
+			return true
+		case found:
+			op.Err = ErrDuplicateID
 			return true
 		}
 	}
 	return false
 }
 
-func dedupValue(dst []byte, to, seq, time uint64) []byte {
+// dedupTarget is what the dedup record names as the recipient: the user,
+// or the group.
+func (op *Op) dedupTarget() uint64 {
+	if op.Kind == kindGroupFanout {
+		return op.Group
+	}
+	return op.To
+}
+
+// bodyHash is the dedup record's 64-bit FNV-1a hash of the body, with a
+// leading byte telling a group message from a direct one whose
+// recipient's id happens to equal the group's.
+func (op *Op) bodyHash() uint64 {
+	h := uint64(14695981039346656037)
+	kind := byte('u')
+	if op.Kind == kindGroupFanout {
+		kind = 'g'
+	}
+	h = (h ^ uint64(kind)) * 1099511628211
+	for _, c := range op.Body {
+		h = (h ^ uint64(c)) * 1099511628211
+	}
+	return h
+}
+
+func dedupValue(dst []byte, to, seq, time, hash uint64) []byte {
 	dst = binary.BigEndian.AppendUint64(dst, to)
 	dst = binary.BigEndian.AppendUint64(dst, seq)
-	return binary.BigEndian.AppendUint64(dst, time)
+	dst = binary.BigEndian.AppendUint64(dst, time)
+	return binary.BigEndian.AppendUint64(dst, hash)
 }
 
 // ack handles an acknowledgement of op.To's entries: the listed ones

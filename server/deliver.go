@@ -73,6 +73,8 @@ func (h hooks) Durable(ops []*offline.Op) {
 		switch {
 		case errors.Is(op.Err, offline.ErrInboxFull):
 			buf = codec.AppendError(buf, codec.CodeInboxFull, 0, &op.ID, "")
+		case errors.Is(op.Err, offline.ErrDuplicateID):
+			buf = codec.AppendError(buf, codec.CodeDuplicateID, 0, &op.ID, "")
 		case op.Err != nil:
 			buf = codec.AppendError(buf, codec.CodeInternal, 0, &op.ID, "not stored")
 		default:
