@@ -10,7 +10,9 @@
 //
 // Ids are unique per sender only, so the dedup key is (sender, id); the
 // recipient is a user or a group, and the hash (FNV-1a) tells a reused id
-// with another body. Records written before the hash are 24 bytes.
+// with another body. Records written before the hash are 24 bytes. Every
+// message is checked against the window; an in-memory filter of the
+// window's pairs (seen.go) spares the Pebble lookups for new ids.
 //
 // Big-endian integers make one user's entries a contiguous, seq-ordered key
 // range, read with an iterator bounded to it.

@@ -164,12 +164,12 @@ func TestDedupSurvivesRestart(t *testing.T) {
 	in, rec, db = open(t, dir, Config{Lanes: 2})
 	defer db.Close()
 	defer in.Close()
+	waitFor(t, in.seen.ready.Load) // the id filter has the stored records
 	again := msg(1, 2, 7, "once")
-	again.Dup = true
 	in.Submit(again)
 	got := rec.wait(t, 1)[0]
 	if !got.Duplicate || got.Seq != first.Seq || got.Time != first.Time {
-		t.Fatalf("resend after restart: duplicate=%v seq=%d (original %d)", got.Duplicate, got.Seq, first.Seq)
+		t.Fatalf("resend without DUP after restart: duplicate=%v seq=%d (original %d)", got.Duplicate, got.Seq, first.Seq)
 	}
 	if n, _ := in.Count(2); n != 1 {
 		t.Fatalf("%d entries, want the one original", n)

@@ -167,6 +167,7 @@ func (l *lane) commit(ops []*Op) {
 			l.addEntry(b, op)
 			l.key = dedupKey(l.key[:0], day, op.From, &op.ID)
 			b.Set(l.key, dedupValue(l.val[:0], op.To, op.Seq, op.Time, op.bodyHash()), nil)
+			in.seen.add(day, op.From, &op.ID)
 		case KindReceipt, KindGroupEvent, KindGroupMessage:
 			// Receipts, membership events and group messages (whose
 			// senders the group admitted) are not refused by the quota.
@@ -252,6 +253,7 @@ func (l *lane) storeGroup(b *pebble.Batch, op *Op, day uint32, batch []*Op) {
 	b.Set(bodyKey(op.Ref, 1), binary.BigEndian.AppendUint32(nil, uint32(len(op.members))), nil)
 	l.key = dedupKey(l.key[:0], day, op.From, &op.ID)
 	b.Set(l.key, dedupValue(l.val[:0], op.Group, op.Seq, op.Time, op.bodyHash()), nil)
+	l.in.seen.add(day, op.From, &op.ID)
 	l.fanouts = append(l.fanouts, op)
 }
 
@@ -374,6 +376,9 @@ func (l *lane) duplicate(b *pebble.Batch, op *Op, day uint32, batch []*Op) bool 
 		op.Duplicate, op.Seq, op.Time = true, o.Seq, o.Time
 		return true // the original's batch syncs, and SENT follows it
 	}
+	if !l.in.seen.mayHave(day, op.From, &op.ID) {
+		return false
+	}
 	for _, d := range []uint32{day, day - 1} {
 		l.key = dedupKey(l.key[:0], d, op.From, &op.ID)
 		v, closer, err := l.in.db.Get(l.key)
@@ -394,6 +399,7 @@ func (l *lane) duplicate(b *pebble.Batch, op *Op, day uint32, batch []*Op) bool 
 			op.Duplicate = true
 			l.key = dedupKey(l.key[:0], day, op.From, &op.ID)
 			b.Set(l.key, dedupValue(l.val[:0], to, op.Seq, op.Time, hash), nil)
+			l.in.seen.add(day, op.From, &op.ID)
 			return true
 		case found:
 			op.Err = ErrDuplicateID

@@ -47,7 +47,8 @@ func TestFirstMessagesToFullInboxes(t *testing.T) {
 	defer db.Close()
 	defer in.Close()
 	waitCounted(t, in)
-	t.Logf("restart: %v until every inbox was counted", time.Since(start).Round(time.Millisecond))
+	waitFor(t, in.seen.ready.Load)
+	t.Logf("restart: %v until every inbox was counted and the id filter loaded", time.Since(start).Round(time.Millisecond))
 
 	start = time.Now()
 	for u := uint64(1000); u < 1000+users; u++ {
