@@ -40,10 +40,17 @@ type lane struct {
 	// depth drops once per entry.
 	settling map[entryRef]bool // true: deleted in this batch
 	expiring map[uint64]bool   // users expired in this batch
+	batchIDs map[senderID]*Op  // this batch's messages, for the dedup rule
 	xcache   [4096]xslot       // expiry index keys written recently
 	commits  int
 	key      []byte
 	val      []byte
+}
+
+// senderID is a message's dedup key.
+type senderID struct {
+	from uint64
+	id   codec.MsgID
 }
 
 // entryRef names one inbox entry.
@@ -157,7 +164,7 @@ func (l *lane) commit(ops []*Op) {
 		switch op.Kind {
 		case KindMessage:
 			op.Seq, seq = seq, seq+1
-			if l.duplicate(b, op, day, ops) {
+			if l.duplicate(b, op, day) {
 				continue
 			}
 			if l.full(op.To) {
@@ -175,7 +182,7 @@ func (l *lane) commit(ops []*Op) {
 			l.addEntry(b, op)
 		case kindGroupFanout:
 			op.Seq, seq = seq, seq+1
-			l.storeGroup(b, op, day, ops)
+			l.storeGroup(b, op, day)
 		case kindRelease:
 			if l.released == nil {
 				l.released = map[BodyRef]uint32{}
@@ -196,6 +203,7 @@ func (l *lane) commit(ops []*Op) {
 	}
 	l.release(b)
 	clear(l.early)
+	clear(l.batchIDs)
 	if l.commits++; l.counted && l.commits%1024 == 0 && len(l.depth) > 4096 {
 		// Forget empty inboxes so that the map tracks only users with
 		// entries or recent traffic; a forgotten one is counted again.
@@ -234,13 +242,13 @@ func (l *lane) commit(ops []*Op) {
 // its body stored once, with a count of the members that must still
 // acknowledge it. The members' entries are queued after the batch applies
 // (fanOut), so a member's drain can always read the body.
-func (l *lane) storeGroup(b *pebble.Batch, op *Op, day uint32, batch []*Op) {
+func (l *lane) storeGroup(b *pebble.Batch, op *Op, day uint32) {
 	op.parts = &countdown{op: op, in: l.in}
 	if op.fan != KindMessage {
 		l.fanouts = append(l.fanouts, op)
 		return
 	}
-	if l.duplicate(b, op, day, batch) {
+	if l.duplicate(b, op, day) {
 		return
 	}
 	binary.BigEndian.PutUint32(op.Ref[:4], uint32(op.Time/3_600_000))
@@ -359,16 +367,13 @@ func (l *lane) adoptCounts(counts map[uint64]int32) {
 // recipients may be checked by two lanes at once and both be stored; the
 // record then names the later. Only a client reusing ids concurrently can
 // meet that, and each recipient still gets its message once.
-func (l *lane) duplicate(b *pebble.Batch, op *Op, day uint32, batch []*Op) bool {
+func (l *lane) duplicate(b *pebble.Batch, op *Op, day uint32) bool {
 	to, hash := op.dedupTarget(), op.bodyHash()
-	for _, o := range batch {
-		if o == op {
-			break
-		}
-		if o.From != op.From || o.ID != op.ID || o.Err != nil || o.Duplicate ||
-			(o.Kind != KindMessage && (o.Kind != kindGroupFanout || o.fan != KindMessage)) {
-			continue
-		}
+	if l.batchIDs == nil {
+		l.batchIDs = map[senderID]*Op{}
+	}
+	k := senderID{op.From, op.ID}
+	if o := l.batchIDs[k]; o != nil && o.Err == nil {
 		if o.dedupTarget() != to || o.bodyHash() != hash {
 			op.Err = ErrDuplicateID
 			return true
@@ -376,6 +381,7 @@ func (l *lane) duplicate(b *pebble.Batch, op *Op, day uint32, batch []*Op) bool 
 		op.Duplicate, op.Seq, op.Time = true, o.Seq, o.Time
 		return true // the original's batch syncs, and SENT follows it
 	}
+	l.batchIDs[k] = op // if it is stored (Err stays nil), later ones match it
 	if !l.in.seen.mayHave(day, op.From, &op.ID) {
 		return false
 	}

@@ -72,9 +72,11 @@ func (s *seen) add(day uint32, sender uint64, id *codec.MsgID) {
 				s.mu.Unlock()
 				return // a day already gone by: the window no longer needs it
 			}
-			slot.day.Store(0)
-			for i := range slot.bits {
-				slot.bits[i].Store(0)
+			if d != 0 { // a fresh slot is clear already
+				slot.day.Store(0)
+				for i := range slot.bits {
+					slot.bits[i].Store(0)
+				}
 			}
 			slot.day.Store(day)
 		}
