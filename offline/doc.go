@@ -6,7 +6,13 @@
 // # Keys
 //
 //	'i' | user (8) | seq (8)               -> entry (see entry.go)
-//	'd' | day (4) | sender (8) | id (16)   -> recipient (8) | seq (8) | time (8)   dedup window
+//	'd' | day (4) | sender (8) | id (16)   -> recipient (8) | seq (8) | time (8) | body hash (8)   dedup window
+//
+// Ids are unique per sender only, so the dedup key is (sender, id); the
+// recipient is a user or a group, and the hash (FNV-1a) tells a reused id
+// with another body. Records written before the hash are 24 bytes. Every
+// message is checked against the window; an in-memory filter of the
+// window's pairs (seen.go) spares the Pebble lookups for new ids.
 //
 // Big-endian integers make one user's entries a contiguous, seq-ordered key
 // range, read with an iterator bounded to it.
@@ -35,9 +41,19 @@
 //     many batches in flight, and Pebble's commit pipeline folds their
 //     syncs into shared fsyncs (measured 139K commits/s with 256 concurrent
 //     writers on the target machine, 3.1K/s with one).
-//  4. A delete of acknowledged entries is queued only after the delivered
-//     receipts it produces are durable, so a crash can repeat a delivery
-//     (the client drops the duplicate by id) but never lose a receipt.
+//  4. A delete of acknowledged or expired entries is queued only after the
+//     delivered or expired receipts it produces are durable, so a crash can
+//     repeat a delivery (the client drops the duplicate by id) but never
+//     lose a receipt. Until it applies, the lane holds the entries in its
+//     settling set: another ack or an expiry skips them, so each entry
+//     gets one receipt and is counted out once.
+//  5. An entry older than the TTL is never returned by Read nor pushed
+//     (Expiring): the reader queues an expiry op, which settles it like an
+//     ack with an expired receipt. The periodic sweep finds the rest.
+//  6. A lane's per-inbox counts (depth) are exact: the start-up pass counts
+//     every inbox from a snapshot taken before any lane writes, and the
+//     lane adds its changes since start. Until that count arrives, quota
+//     checks count the inbox's keys (bounded by the quota), erring full.
 //
 // Designs rejected: one global committer goroutine (serialises every
 // apply behind one core and is exactly what the measurements warn about);

@@ -177,7 +177,7 @@ func (op *Op) Acked() Acked {
 
 // Acked is what acknowledging e needs to know.
 func (e *Entry) Acked() Acked {
-	return Acked{Seq: e.Seq, Kind: e.Kind, From: e.From, Group: e.Group, ID: e.ID, Ref: e.Ref}
+	return Acked{Seq: e.Seq, Kind: e.Kind, Time: e.Time, From: e.From, Group: e.Group, ID: e.ID, Ref: e.Ref}
 }
 
 // AppendFrame appends the frame that delivers e to its inbox's owner.

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"time"
 
+	"github.com/chatd/chatd/codec"
 	"github.com/chatd/chatd/store"
 	"github.com/cockroachdb/pebble/v2"
 	"go.uber.org/zap"
@@ -77,12 +78,36 @@ func (in *Inbox) ExpireBefore(cutoff time.Time) int {
 // Expired returns how many entries expired unacknowledged since start.
 func (in *Inbox) Expired() uint64 { return in.expired.Load() }
 
-// expire deletes op.To's entries older than op.Time from the front of the
-// inbox, and the index key op.keys[0] if its hour is now empty for the user.
-func (l *lane) expire(b *pebble.Batch, op *Op) {
+// Expiring reports whether an entry of user's stored at time (unix ms)
+// has outlived the TTL, so that it must not be delivered, and if so queues
+// the expiry of user's old entries, which sends their receipts. Pushes and
+// drains call it (Read does) so that the sweep's period never stretches
+// the TTL.
+func (in *Inbox) Expiring(user, time uint64) bool {
+	cutoff := in.cutoff()
+	if time >= cutoff {
+		return false
+	}
+	in.lane(user).add(&Op{Kind: kindExpire, To: user, Time: cutoff}, true)
+	return true
+}
+
+// cutoff is the time (unix ms) before which entries have expired.
+func (in *Inbox) cutoff() uint64 {
+	now := uint64(in.now().UnixMilli())
+	return now - min(now, uint64(in.cfg.TTL.Milliseconds()))
+}
+
+// expire settles op.To's entries stored before op.Time, from the front of
+// the inbox: their messages' senders get expired receipts, and the entries
+// are deleted after those are durable (settle). Entries an ack is settling
+// already are left to it. For a sweep (op.keys), the index key op.keys[0]
+// goes once a sweep finds its hour holds nothing more for the user.
+func (l *lane) expire(b *pebble.Batch, op *Op, now uint64) {
+	if l.expiring[op.To] {
+		return // a second expiry in one batch would see the same entries
+	}
 	in := l.in
-	xkey := op.keys[0]
-	hour := binary.BigEndian.Uint32(xkey[1:])
 	prefix := inboxPrefix(op.To)
 	it, err := in.db.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: store.PrefixEnd(prefix)})
 	if err != nil {
@@ -90,36 +115,50 @@ func (l *lane) expire(b *pebble.Batch, op *Op) {
 		return
 	}
 	defer it.Close()
-	n := 0
+	var hour uint32
+	if len(op.keys) > 0 {
+		hour = binary.BigEndian.Uint32(op.keys[0][1:])
+	}
+	var expired []Acked
+	var e Entry
 	keep := false
 	for it.First(); it.Valid(); it.Next() {
+		seq := beUint64(it.Key()[9:])
 		v, err := it.ValueAndErr()
 		if err != nil || len(v) < entryHeader {
 			continue
 		}
 		t := binary.BigEndian.Uint64(v[2:])
 		if t >= op.Time {
-			keep = uint32(t/3_600_000) <= hour
+			keep = keep || uint32(t/3_600_000) <= hour
 			break
 		}
-		b.Delete(it.Key(), nil)
-		n++
-	}
-	if !keep {
-		b.Delete(xkey, nil)
-		slot := &l.xcache[(op.To*0x9E3779B97F4A7C15>>52)%uint64(len(l.xcache))]
-		if slot.user == op.To && slot.hour == hour {
-			*slot = xslot{}
+		if _, ok := l.settling[entryRef{op.To, seq}]; ok {
+			keep = true
+			continue
 		}
-	}
-	if n > 0 {
-		in.entries.Add(-int64(n))
-		if _, ok := l.depth[op.To]; ok {
-			l.depth[op.To] -= int32(n)
+		if DecodeEntry(seq, v, &e) != nil {
+			e = Entry{Seq: seq} // deleted without a receipt
 		}
+		expired = append(expired, e.Acked())
+	}
+	if l.expiring == nil {
+		l.expiring = map[uint64]bool{}
+	}
+	l.expiring[op.To] = true
+	if n := len(expired); n > 0 {
+		keep = true // the index key goes in a later sweep, once these are gone
+		l.settle(b, op.To, expired, codec.ReceiptExpired, now)
 		if total := in.expired.Add(uint64(n)); total == uint64(n) || n >= 100 {
 			in.cfg.Logger.Info("expired unacknowledged inbox entries", zap.Uint64("user", op.To),
 				zap.Int("entries", n), zap.Uint64("total_since_start", total))
+		}
+	}
+	if !keep && len(op.keys) > 0 {
+		b.Delete(op.keys[0], nil)
+		slot := &l.xcache[(op.To*0x9E3779B97F4A7C15>>52)%uint64(len(l.xcache))]
+		if slot.user == op.To && slot.hour == hour {
+			*slot = xslot{}
 		}
 	}
 }

@@ -1,7 +1,10 @@
 package offline
 
 import (
+	"fmt"
 	"os"
+	"slices"
+	"sync"
 	"testing"
 
 	"github.com/chatd/chatd/codec"
@@ -35,7 +38,9 @@ func TestGroupStoredOnceStudy(t *testing.T) {
 			if once {
 				in.SubmitGroup(&Op{Kind: KindMessage, Group: 9, From: 1, ID: id, Body: body}, memberIDs)
 			} else {
-				for _, m := range memberIDs {
+				for j, m := range memberIDs {
+					// A copy per member: ids are per (sender, id), so each copy needs its own.
+					id := codec.MsgID{byte(i), byte(i >> 8), 7, byte(j), byte(j >> 8)}
 					in.Submit(&Op{Kind: KindMessage, To: m, From: 1, Group: 9, ID: id, Body: body})
 				}
 			}
@@ -81,3 +86,33 @@ func meanLen(b [][]byte) int {
 
 var _ = pebble.Sync
 var _ = store.PrefixBody
+
+// TestCountdownPartsRace finishes the parts of one group fan-out on many
+// goroutines at once, as many lanes' syncers do, each with an error: under
+// -race the first-error bookkeeping must not race, and the op reports
+// durable once, with one of the errors.
+func TestCountdownPartsRace(t *testing.T) {
+	rec := newRecorder()
+	in := &Inbox{hooks: rec}
+	op := &Op{Kind: kindGroupFanout, fan: KindMessage}
+	c := &countdown{op: op, in: in}
+	const parts = 16
+	c.n.Store(parts)
+	errs := make([]error, parts)
+	var wg sync.WaitGroup
+	for i := range errs {
+		errs[i] = fmt.Errorf("part %d failed", i)
+		wg.Add(1)
+		go func() { defer wg.Done(); c.part(errs[i]) }()
+	}
+	wg.Wait()
+	got := rec.wait(t, 1)[0]
+	if got != op || op.Kind != KindMessage || op.Err == nil || !slices.Contains(errs, op.Err) {
+		t.Fatalf("op %+v", got)
+	}
+	select {
+	case again := <-rec.durable:
+		t.Fatalf("reported durable twice: %+v", again)
+	default:
+	}
+}

@@ -1,6 +1,7 @@
 package offline
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -27,7 +28,7 @@ type Op struct {
 	From  uint64
 	Group uint64 // also for receipts and group events
 	Body  []byte // owned by the op
-	Dup   bool   // the sender flagged a resend: check the dedup window
+	Dup   bool   // the sender flagged a resend (every message is checked against the dedup window)
 
 	// KindReceipt.
 	ReceiptKind codec.ReceiptKind
@@ -64,6 +65,7 @@ type Op struct {
 type Acked struct {
 	Seq   uint64
 	Kind  Kind
+	Time  uint64 // when the entry was stored: old ones may have expired meanwhile
 	From  uint64 // message sender
 	Group uint64
 	ID    codec.MsgID
@@ -82,18 +84,24 @@ const (
 	kindRelease Kind = 104
 )
 
-// countdown reports a group fan-out durable once every part is.
+// countdown reports a group fan-out durable once every part is. Parts
+// finish on many lanes' syncers at once, so the first error goes to an
+// atomic and reaches op.Err only in the last part, which alone touches op.
 type countdown struct {
-	n  atomic.Int32
-	op *Op
-	in *Inbox
+	n   atomic.Int32
+	err atomic.Pointer[error] // the first part's error
+	op  *Op
+	in  *Inbox
 }
 
 func (c *countdown) part(err error) {
-	if err != nil && c.op.Err == nil {
-		c.op.Err = err
+	if err != nil {
+		c.err.CompareAndSwap(nil, &err)
 	}
 	if c.n.Add(-1) == 0 {
+		if e := c.err.Load(); e != nil && c.op.Err == nil {
+			c.op.Err = *e
+		}
 		c.op.Kind = c.op.fan // the caller sees the op it submitted
 		c.in.hooks.Durable([]*Op{c.op})
 	}
@@ -121,7 +129,14 @@ type Config struct {
 	// Quota is the most entries one inbox may hold; a message to a full
 	// inbox fails with ErrInboxFull. Default 10,000.
 	Quota int
-	// SweepEvery is how often expired entries are looked for. Default 1 minute.
+	// DedupFilter is the size in bytes of each day's filter of the message
+	// ids in the dedup window (three days' are kept), which spares a new
+	// message the Pebble lookups. About 7 bits per message a day keeps
+	// one new message in 20 looked up. Default 8 MiB.
+	DedupFilter int
+	// SweepEvery is how often expired entries are looked for (and deleted,
+	// with expired receipts to their senders). Expired entries are never
+	// delivered, whatever the period. Default 1 minute, or TTL/2 if shorter.
 	SweepEvery time.Duration
 	Logger     *zap.Logger
 }
@@ -131,6 +146,10 @@ var ErrBusy = errors.New("offline: inbox store is saturated")
 
 // ErrClosed is returned by Submit after Close.
 var ErrClosed = errors.New("offline: inbox closed")
+
+// ErrDuplicateID fails a message whose id its sender used, within the
+// dedup window, for another recipient or body.
+var ErrDuplicateID = errors.New("offline: message id already used for another recipient or body")
 
 // ErrInboxFull fails a message to an inbox at its quota.
 var ErrInboxFull = errors.New("offline: recipient inbox full")
@@ -149,31 +168,71 @@ type Inbox struct {
 	sweeps  sync.WaitGroup
 	expired atomic.Uint64 // entries deleted unacknowledged after TTL
 	entries atomic.Int64  // entries in all inboxes: counted at start, then tracked
+	counted chan struct{} // closed when the lanes have the start-up count
+	seen    *seen         // the dedup window's (sender, id) pairs
 }
+
+// beforeCount, when set (tests), runs before the start-up count.
+var beforeCount func()
 
 // Entries returns how many entries the inboxes hold (approximate while the
 // count taken at start is still running).
 func (in *Inbox) Entries() int64 { return in.entries.Load() }
 
-// countEntries adds the entries that were stored before this start.
-func (in *Inbox) countEntries() {
+// countEntries counts every inbox's entries as they were when the inbox
+// opened (it is the iterator's snapshot, taken before any lane ran) and
+// hands each lane the counts of its users. Lanes track every change since
+// start themselves, so snapshot plus changes is exact. It reads keys only.
+func (in *Inbox) countEntries(it *pebble.Iterator, before func()) {
 	defer in.sweeps.Done()
-	it, err := in.db.NewIter(&pebble.IterOptions{LowerBound: []byte{store.PrefixInbox}, UpperBound: []byte{store.PrefixInbox + 1}})
-	if err != nil {
-		return
-	}
 	defer it.Close()
-	var n int64
+	if before != nil {
+		before()
+	}
+	counts := make([]map[uint64]int32, len(in.lanes))
+	for i := range counts {
+		counts[i] = map[uint64]int32{}
+	}
+	var total int64
+	var user uint64
+	var n int32
+	flush := func() {
+		if n > 0 {
+			counts[in.laneIndex(user)][user] += n
+		}
+	}
 	for it.First(); it.Valid(); it.Next() {
-		if n++; n%65536 == 0 {
+		k := it.Key()
+		if len(k) != 17 {
+			continue
+		}
+		if u := beUint64(k[1:]); u != user || n == 0 {
+			flush()
+			user, n = u, 0
+		}
+		n++
+		if total++; total%65536 == 0 {
 			select {
 			case <-in.stop:
-				return
+				return // closing: the lanes stop too
 			default:
 			}
 		}
 	}
-	in.entries.Add(n)
+	flush()
+	if err := it.Error(); err != nil {
+		// The lanes stay conservative: they count an inbox when they must.
+		in.cfg.Logger.Error("counting inbox entries", zap.Error(err))
+		return
+	}
+	in.entries.Add(total)
+	for i, l := range in.lanes {
+		l.mu.Lock()
+		l.counts, l.countsReady = counts[i], true
+		l.mu.Unlock()
+		l.kick()
+	}
+	close(in.counted)
 }
 
 // Open starts the inbox's lanes on db.
@@ -191,16 +250,33 @@ func Open(db *pebble.DB, cfg Config, hooks Hooks) (*Inbox, error) {
 		cfg.Quota = 10000
 	}
 	if cfg.SweepEvery == 0 {
-		cfg.SweepEvery = time.Minute
+		// A short TTL sweeps more often: senders of unread messages hear
+		// of the expiry within about half a TTL.
+		cfg.SweepEvery = min(time.Minute, max(cfg.TTL/2, 10*time.Millisecond))
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()
+	}
+	if cfg.DedupFilter == 0 {
+		cfg.DedupFilter = 8 << 20
 	}
 	seq, err := newSeqAlloc(db)
 	if err != nil {
 		return nil, err
 	}
-	in := &Inbox{db: db, cfg: cfg, hooks: hooks, seq: seq, now: time.Now, stop: make(chan struct{})}
+	// The count's snapshot is taken before any lane can write.
+	count, err := db.NewIter(&pebble.IterOptions{LowerBound: []byte{store.PrefixInbox}, UpperBound: []byte{store.PrefixInbox + 1}})
+	if err != nil {
+		return nil, fmt.Errorf("offline: count inbox entries: %w", err)
+	}
+	today := uint32(time.Now().UnixMilli() / 86_400_000)
+	window, err := db.NewIter(&pebble.IterOptions{LowerBound: dedupWindowStart(today), UpperBound: []byte{store.PrefixDedup + 1}})
+	if err != nil {
+		count.Close()
+		return nil, fmt.Errorf("offline: load dedup window: %w", err)
+	}
+	in := &Inbox{db: db, cfg: cfg, hooks: hooks, seq: seq, now: time.Now, stop: make(chan struct{}), counted: make(chan struct{}),
+		seen: newSeen(cfg.DedupFilter)}
 	for i := 0; i < cfg.Lanes; i++ {
 		l := &lane{in: in, wake: make(chan struct{}, 1), syncq: make(chan *syncJob, 16), depth: map[uint64]int32{}}
 		in.lanes = append(in.lanes, l)
@@ -208,9 +284,10 @@ func Open(db *pebble.DB, cfg Config, hooks Hooks) (*Inbox, error) {
 		go l.run()
 		go l.syncer()
 	}
-	in.sweeps.Add(2)
+	in.sweeps.Add(3)
 	go in.sweep()
-	go in.countEntries()
+	go in.countEntries(count, beforeCount)
+	go in.loadSeen(window, today)
 	return in, nil
 }
 
@@ -228,8 +305,10 @@ func (in *Inbox) Close() {
 	in.wg.Wait()
 }
 
-func (in *Inbox) lane(user uint64) *lane {
-	return in.lanes[(user*0x9E3779B97F4A7C15>>32)%uint64(len(in.lanes))]
+func (in *Inbox) lane(user uint64) *lane { return in.lanes[in.laneIndex(user)] }
+
+func (in *Inbox) laneIndex(user uint64) uint64 {
+	return (user * 0x9E3779B97F4A7C15 >> 32) % uint64(len(in.lanes))
 }
 
 // Submit queues op for its recipient's inbox.
@@ -281,12 +360,22 @@ func (in *Inbox) Read(user, after uint64, max int, fn func(*Entry) bool) error {
 	defer it.Close()
 	var e Entry
 	n := 0
+	cutoff, expiring := in.cutoff(), false
 	for it.First(); it.Valid() && n < max; it.Next() {
 		k := it.Key()
 		seq := beUint64(k[9:])
 		v, err := it.ValueAndErr()
 		if err != nil {
 			return fmt.Errorf("offline: read inbox %d: %w", user, err)
+		}
+		if len(v) >= entryHeader {
+			if t := binary.BigEndian.Uint64(v[2:]); t < cutoff {
+				// Expired: never delivered. One expiry per read settles it.
+				if !expiring {
+					expiring = in.Expiring(user, t)
+				}
+				continue
+			}
 		}
 		if err := DecodeEntry(seq, v, &e); err != nil {
 			in.cfg.Logger.Error("skipping corrupt inbox entry", zap.Uint64("user", user), zap.Uint64("seq", seq), zap.Error(err))
@@ -323,4 +412,19 @@ func beUint64(b []byte) uint64 {
 	_ = b[7]
 	return uint64(b[0])<<56 | uint64(b[1])<<48 | uint64(b[2])<<40 | uint64(b[3])<<32 |
 		uint64(b[4])<<24 | uint64(b[5])<<16 | uint64(b[6])<<8 | uint64(b[7])
+}
+
+// countInbox counts user's entries, up to max, from keys alone.
+func (in *Inbox) countInbox(user uint64, max int32) int32 {
+	prefix := inboxPrefix(user)
+	it, err := in.db.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: store.PrefixEnd(prefix)})
+	if err != nil {
+		return max // unknown: take it for full
+	}
+	defer it.Close()
+	var n int32
+	for it.First(); it.Valid() && n < max; it.Next() {
+		n++
+	}
+	return n
 }

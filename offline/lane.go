@@ -17,21 +17,47 @@ type lane struct {
 	wake  chan struct{}
 	syncq chan *syncJob
 
-	mu     sync.Mutex
-	queue  []*Op
-	closed bool
+	mu          sync.Mutex
+	queue       []*Op
+	closed      bool
+	counts      map[uint64]int32 // from countEntries, taken by run
+	countsReady bool
 
 	// Owned by run.
 	visible  []*Op
 	fanouts  []*Op
 	released map[BodyRef]uint32
-	depth    map[uint64]int32 // entries per inbox, for users touched since start
-	xcache   [4096]xslot      // expiry index keys written recently
-	readRecs []readRec        // read-log records this batch wrote or changed
+	// depth is the number of entries of each of the lane's inboxes. Until
+	// the start-up count arrives (counted), it holds only the changes
+	// since start, and quota checks count the inbox instead (early).
+	depth   map[uint64]int32
+	counted bool
+	early   map[uint64]int32 // before counted: entries per inbox in this batch
+	// settling holds the entries an ack or an expiry is deleting: queued
+	// for deletion once their receipts are durable, or deleted in this
+	// batch (dropped from the set after the commit). Neither an ack nor an
+	// expiry settles an entry twice, so each gets one receipt, and a
+	// depth drops once per entry.
+	settling map[entryRef]bool // true: deleted in this batch
+	expiring map[uint64]bool   // users expired in this batch
+	batchIDs map[senderID]*Op  // this batch's messages, for the dedup rule
+	xcache   [4096]xslot       // expiry index keys written recently
+	readRecs []readRec         // read-log records this batch wrote or changed
 	commits  int
 	key      []byte
 	val      []byte
 }
+
+// senderID is a message's dedup key.
+type senderID struct {
+	from uint64
+	id   codec.MsgID
+}
+
+// entryRef names one inbox entry.
+type entryRef struct{ user, seq uint64 }
+
+func refOf(key []byte) entryRef { return entryRef{beUint64(key[1:]), beUint64(key[9:])} }
 
 // xslot remembers that the expiry index has the key (hour, user), so the
 // common case (many entries for one user within an hour) writes it once.
@@ -90,7 +116,12 @@ func (l *lane) run() {
 				ops = ops[:maxBatch:maxBatch]
 			}
 			closed := l.closed
+			counts, ready := l.counts, l.countsReady
+			l.counts, l.countsReady = nil, false
 			l.mu.Unlock()
+			if ready {
+				l.adoptCounts(counts)
+			}
 			if len(ops) == 0 {
 				if closed {
 					return
@@ -135,29 +166,25 @@ func (l *lane) commit(ops []*Op) {
 		switch op.Kind {
 		case KindMessage:
 			op.Seq, seq = seq, seq+1
-			if op.Dup && l.duplicate(op, day, ops) {
-				// Rewrite the dedup record: the batch then syncs like any
-				// other, and SENT follows the original's fsync.
-				l.key = dedupKey(l.key[:0], day, op.From, &op.ID)
-				b.Set(l.key, dedupValue(l.val[:0], op.To, op.Seq, op.Time), nil)
+			if l.duplicate(b, op, day) {
 				continue
 			}
-			if l.inboxDepth(op.To) >= int32(in.cfg.Quota) {
+			if l.full(op.To) {
 				op.Err = ErrInboxFull
 				continue
 			}
 			l.addEntry(b, op)
 			l.key = dedupKey(l.key[:0], day, op.From, &op.ID)
-			b.Set(l.key, dedupValue(l.val[:0], op.To, op.Seq, op.Time), nil)
+			b.Set(l.key, dedupValue(l.val[:0], op.To, op.Seq, op.Time, op.bodyHash()), nil)
+			in.seen.add(day, op.From, &op.ID)
 		case KindReceipt, KindGroupEvent, KindGroupMessage:
 			// Receipts, membership events and group messages (whose
 			// senders the group admitted) are not refused by the quota.
 			op.Seq, seq = seq, seq+1
-			l.inboxDepth(op.To)
 			l.addEntry(b, op)
 		case kindGroupFanout:
 			op.Seq, seq = seq, seq+1
-			l.storeGroup(b, op, day, ops)
+			l.storeGroup(b, op, day)
 		case kindRelease:
 			if l.released == nil {
 				l.released = map[BodyRef]uint32{}
@@ -166,19 +193,22 @@ func (l *lane) commit(ops []*Op) {
 		case kindDelete:
 			for _, k := range op.keys {
 				b.Delete(k, nil)
+				l.settling[refOf(k)] = true // gone once this batch applies
 			}
 			l.depth[op.To] -= int32(len(op.keys))
 			in.entries.Add(-int64(len(op.keys)))
 		case kindAck:
 			l.ack(b, op, now)
 		case kindExpire:
-			l.expire(b, op)
+			l.expire(b, op, now)
 		case kindMarkRead:
 			l.markRead(b, op, now)
 		}
 	}
 	l.release(b)
-	if l.commits++; l.commits%1024 == 0 && len(l.depth) > 4096 {
+	clear(l.early)
+	clear(l.batchIDs)
+	if l.commits++; l.counted && l.commits%1024 == 0 && len(l.depth) > 4096 {
 		// Forget empty inboxes so that the map tracks only users with
 		// entries or recent traffic; a forgotten one is counted again.
 		for u, d := range l.depth {
@@ -187,13 +217,20 @@ func (l *lane) commit(ops []*Op) {
 			}
 		}
 	}
+	clear(l.expiring)
 	if b.Empty() {
 		b.Close()
 		l.fanOut() // a group event writes nothing in the group's own lane
 		l.durable(ops)
 		return
 	}
-	if err := in.db.ApplyNoSyncWait(b, pebble.Sync); err != nil {
+	err := in.db.ApplyNoSyncWait(b, pebble.Sync)
+	for r, deleted := range l.settling {
+		if deleted {
+			delete(l.settling, r) // applied, or failed and may settle again
+		}
+	}
+	if err != nil {
 		l.fail(b, ops, err)
 		return
 	}
@@ -209,15 +246,13 @@ func (l *lane) commit(ops []*Op) {
 // its body stored once, with a count of the members that must still
 // acknowledge it. The members' entries are queued after the batch applies
 // (fanOut), so a member's drain can always read the body.
-func (l *lane) storeGroup(b *pebble.Batch, op *Op, day uint32, batch []*Op) {
+func (l *lane) storeGroup(b *pebble.Batch, op *Op, day uint32) {
 	op.parts = &countdown{op: op, in: l.in}
 	if op.fan != KindMessage {
 		l.fanouts = append(l.fanouts, op)
 		return
 	}
-	if op.Dup && l.duplicate(op, day, batch) {
-		l.key = dedupKey(l.key[:0], day, op.From, &op.ID)
-		b.Set(l.key, dedupValue(l.val[:0], op.Group, op.Seq, op.Time), nil)
+	if l.duplicate(b, op, day) {
 		return
 	}
 	binary.BigEndian.PutUint32(op.Ref[:4], uint32(op.Time/3_600_000))
@@ -229,7 +264,8 @@ func (l *lane) storeGroup(b *pebble.Batch, op *Op, day uint32, batch []*Op) {
 	b.Set(bodyKey(op.Ref, 0), append(l.val, op.Body...), nil)
 	b.Set(bodyKey(op.Ref, 1), binary.BigEndian.AppendUint32(nil, uint32(len(op.members))), nil)
 	l.key = dedupKey(l.key[:0], day, op.From, &op.ID)
-	b.Set(l.key, dedupValue(l.val[:0], op.Group, op.Seq, op.Time), nil)
+	b.Set(l.key, dedupValue(l.val[:0], op.Group, op.Seq, op.Time, op.bodyHash()), nil)
+	l.in.seen.add(day, op.From, &op.ID)
 	l.fanouts = append(l.fanouts, op)
 }
 
@@ -280,6 +316,9 @@ func (l *lane) addEntry(b *pebble.Batch, op *Op) {
 	l.val = op.encode(l.val[:0])
 	b.Set(l.key, l.val, nil)
 	l.depth[op.To]++
+	if n, ok := l.early[op.To]; ok {
+		l.early[op.To] = n + 1
+	}
 	l.in.entries.Add(1)
 	l.visible = append(l.visible, op)
 	hour := uint32(op.Time / 3_600_000)
@@ -290,30 +329,65 @@ func (l *lane) addEntry(b *pebble.Batch, op *Op) {
 	}
 }
 
-// inboxDepth returns how many entries user's inbox holds, counting them
-// once (bounded by the quota) the first time the lane meets the user.
-func (l *lane) inboxDepth(user uint64) int32 {
-	if d, ok := l.depth[user]; ok {
-		return d
+// full reports whether user's inbox is at the quota. Once the start-up
+// count has arrived that is a map lookup. Before, it counts the inbox's
+// keys (up to the quota) once per batch; the batch's own deletes are not
+// applied yet, so the count errs on the full side.
+func (l *lane) full(user uint64) bool {
+	quota := int32(l.in.cfg.Quota)
+	if l.counted {
+		return l.depth[user] >= quota
 	}
-	var n int32
-	l.in.Read(user, 0, l.in.cfg.Quota+1, func(*Entry) bool { n++; return true })
-	l.depth[user] = n
-	return n
+	n, ok := l.early[user]
+	if !ok {
+		n = l.in.countInbox(user, quota)
+		if l.early == nil {
+			l.early = map[uint64]int32{}
+		}
+		l.early[user] = n
+	}
+	return n >= quota
 }
 
-// duplicate reports whether op's id was already stored by its sender in the
-// dedup window (today and yesterday), or earlier in this same batch, and if
-// so points op at the original.
-func (l *lane) duplicate(op *Op, day uint32, batch []*Op) bool {
-	for _, o := range batch {
-		if o == op {
-			break
-		}
-		if o.Kind == KindMessage && !o.Duplicate && o.From == op.From && o.ID == op.ID {
-			op.Duplicate, op.Seq, op.Time = true, o.Seq, o.Time
+// adoptCounts merges the start-up count with the changes the lane
+// tracked since start: from now on depth is exact.
+func (l *lane) adoptCounts(counts map[uint64]int32) {
+	for u, d := range l.depth {
+		counts[u] += d
+	}
+	l.depth, l.counted, l.early = counts, true, nil
+}
+
+// duplicate applies the dedup rule to a message (or group message) op:
+// if its sender stored the id in the dedup window (today and yesterday) or
+// earlier in this batch, op is either the same message again (same
+// recipient and body: op points at the original, whose SENT it gets,
+// DUP flag or not) or a conflicting reuse of the id (op.Err is
+// ErrDuplicateID). Either way it stores nothing and reports true. A
+// record written before bodies were hashed (24 bytes) compares the
+// recipient only.
+//
+// Lanes are chosen by recipient, so two sends of one id to different
+// recipients may be checked by two lanes at once and both be stored; the
+// record then names the later. Only a client reusing ids concurrently can
+// meet that, and each recipient still gets its message once.
+func (l *lane) duplicate(b *pebble.Batch, op *Op, day uint32) bool {
+	to, hash := op.dedupTarget(), op.bodyHash()
+	if l.batchIDs == nil {
+		l.batchIDs = map[senderID]*Op{}
+	}
+	k := senderID{op.From, op.ID}
+	if o := l.batchIDs[k]; o != nil && o.Err == nil {
+		if o.dedupTarget() != to || o.bodyHash() != hash {
+			op.Err = ErrDuplicateID
 			return true
 		}
+		op.Duplicate, op.Seq, op.Time = true, o.Seq, o.Time
+		return true // the original's batch syncs, and SENT follows it
+	}
+	l.batchIDs[k] = op // if it is stored (Err stays nil), later ones match it
+	if !l.in.seen.mayHave(day, op.From, &op.ID) {
+		return false
 	}
 	for _, d := range []uint32{day, day - 1} {
 		l.key = dedupKey(l.key[:0], d, op.From, &op.ID)
@@ -321,36 +395,116 @@ func (l *lane) duplicate(op *Op, day uint32, batch []*Op) bool {
 		if err != nil {
 			continue
 		}
-		if len(v) == 24 {
-			op.Duplicate = true
+		found := len(v) == 24 || len(v) == 32
+		same := found && binary.BigEndian.Uint64(v) == to && (len(v) == 24 || binary.BigEndian.Uint64(v[24:]) == hash)
+		if same {
 			op.Seq = binary.BigEndian.Uint64(v[8:])
 			op.Time = binary.BigEndian.Uint64(v[16:])
 		}
 		closer.Close()
-		if op.Duplicate {
+		switch {
+		case same:
+			// Rewrite the record: the batch then syncs like any other,
+			// SENT follows the original's fsync, and the window restarts.
+			op.Duplicate = true
+			l.key = dedupKey(l.key[:0], day, op.From, &op.ID)
+			b.Set(l.key, dedupValue(l.val[:0], to, op.Seq, op.Time, hash), nil)
+			l.in.seen.add(day, op.From, &op.ID)
+			return true
+		case found:
+			op.Err = ErrDuplicateID
 			return true
 		}
 	}
 	return false
 }
 
-func dedupValue(dst []byte, to, seq, time uint64) []byte {
+// dedupTarget is what the dedup record names as the recipient: the user,
+// or the group.
+func (op *Op) dedupTarget() uint64 {
+	if op.Kind == kindGroupFanout {
+		return op.Group
+	}
+	return op.To
+}
+
+// bodyHash is the dedup record's 64-bit FNV-1a hash of the body, with a
+// leading byte telling a group message from a direct one whose
+// recipient's id happens to equal the group's.
+func (op *Op) bodyHash() uint64 {
+	h := uint64(14695981039346656037)
+	kind := byte('u')
+	if op.Kind == kindGroupFanout {
+		kind = 'g'
+	}
+	h = (h ^ uint64(kind)) * 1099511628211
+	for _, c := range op.Body {
+		h = (h ^ uint64(c)) * 1099511628211
+	}
+	return h
+}
+
+func dedupValue(dst []byte, to, seq, time, hash uint64) []byte {
 	dst = binary.BigEndian.AppendUint64(dst, to)
 	dst = binary.BigEndian.AppendUint64(dst, seq)
-	return binary.BigEndian.AppendUint64(dst, time)
+	dst = binary.BigEndian.AppendUint64(dst, time)
+	return binary.BigEndian.AppendUint64(dst, hash)
 }
 
 // ack handles an acknowledgement of op.To's entries: the listed ones
 // (op.acked), or else every entry in (op.from, op.Seq], read from the
-// inbox. Messages among them produce delivered receipts for their senders
-// (one per sender and group, up to 255 ids each); the entries are deleted
-// once those receipts are durable (invariant 4), or in this batch if there
-// are none.
+// inbox. An entry another ack or an expiry is already settling is skipped,
+// and so is one old enough to have expired since it was pushed, unless it
+// is still there (a Get, only for such old entries).
 func (l *lane) ack(b *pebble.Batch, op *Op, now uint64) {
 	acked := op.acked
 	if acked == nil {
 		acked = l.readAcked(op)
 	}
+	cutoff := now - min(now, uint64(l.in.cfg.TTL.Milliseconds()))
+	var keep []Acked
+	filtered := false
+	for i, a := range acked {
+		if l.settled(op.To, a, cutoff) {
+			if !filtered {
+				keep, filtered = append(make([]Acked, 0, len(acked)), acked[:i]...), true
+			}
+			continue
+		}
+		if filtered {
+			keep = append(keep, a)
+		}
+	}
+	if filtered {
+		acked = keep
+	}
+	l.settle(b, op.To, acked, codec.ReceiptDelivered, now)
+}
+
+// settled reports whether an acknowledged entry is being settled already,
+// or was stored before cutoff and is gone (expired after it was pushed).
+func (l *lane) settled(user uint64, a Acked, cutoff uint64) bool {
+	if _, ok := l.settling[entryRef{user, a.Seq}]; ok {
+		return true
+	}
+	if a.Time >= cutoff {
+		return false // younger than the TTL: no expiry can have taken it
+	}
+	l.key = inboxKey(l.key[:0], user, a.Seq)
+	_, closer, err := l.in.db.Get(l.key)
+	if err != nil {
+		return true
+	}
+	closer.Close()
+	return false
+}
+
+// settle finishes entries of user's inbox that were acknowledged (kind
+// delivered) or expired: messages among them produce receipts of kind for
+// their senders (one per sender and group, up to 255 ids each), group
+// bodies are released, and the entries are deleted once those receipts
+// are durable (invariant 4), or in this batch if there are none.
+func (l *lane) settle(b *pebble.Batch, user uint64, acked []Acked, kind codec.ReceiptKind, now uint64) {
 	type origin struct{ from, group uint64 }
 	var receipts map[origin]*Op
 	var order []*Op
@@ -358,7 +512,7 @@ func (l *lane) ack(b *pebble.Batch, op *Op, now uint64) {
 	keys := make([][]byte, 0, len(acked))
 	var releases map[BodyRef]*Op
 	for _, a := range acked {
-		keys = append(keys, inboxKey(nil, op.To, a.Seq))
+		keys = append(keys, inboxKey(nil, user, a.Seq))
 		if a.Kind == KindGroupMessage {
 			if releases == nil {
 				releases = map[BodyRef]*Op{}
@@ -379,7 +533,7 @@ func (l *lane) ack(b *pebble.Batch, op *Op, now uint64) {
 		o := origin{a.From, a.Group}
 		r := receipts[o]
 		if r == nil || r.IDs.Len() == codec.MaxIDs {
-			r = &Op{Kind: KindReceipt, To: a.From, Time: now, ReceiptKind: codec.ReceiptDelivered, By: op.To, Group: a.Group}
+			r = &Op{Kind: KindReceipt, To: a.From, Time: now, ReceiptKind: kind, By: user, Group: a.Group}
 			receipts[o] = r
 			order = append(order, r)
 			firsts = append(firsts, a.Seq)
@@ -390,20 +544,29 @@ func (l *lane) ack(b *pebble.Batch, op *Op, now uint64) {
 	for _, r := range releases {
 		in.lane(r.Group).add(r, true)
 	}
+	if l.settling == nil {
+		l.settling = map[entryRef]bool{}
+	}
 	if len(order) == 0 {
 		for _, k := range keys {
 			b.Delete(k, nil)
+			l.settling[refOf(k)] = true
 		}
-		l.depth[op.To] -= int32(len(keys))
+		l.depth[user] -= int32(len(keys))
 		in.entries.Add(-int64(len(keys)))
 		return
 	}
-	for i, r := range order {
-		l.logDelivered(b, op.To, r, firsts[i], now)
+	for _, k := range keys {
+		l.settling[refOf(k)] = false
+	}
+	if kind == codec.ReceiptDelivered {
+		for i, r := range order {
+			l.logDelivered(b, user, r, firsts[i], now) // what the reader may now report read
+		}
 	}
 	var pending atomic.Int32
 	pending.Store(int32(len(order)))
-	del := &Op{Kind: kindDelete, To: op.To, keys: keys}
+	del := &Op{Kind: kindDelete, To: user, keys: keys}
 	for _, r := range order {
 		r.done = func(*Op) {
 			if pending.Add(-1) == 0 {

@@ -42,7 +42,7 @@ func (h hooks) Applied(ops []*offline.Op) {
 		if op.Seq > st.lastStored {
 			st.lastStored = op.Seq
 		}
-		if op.Seq > st.pushed {
+		if op.Seq > st.pushed && !s.inbox.Expiring(op.To, op.Time) { // an expired entry is never pushed: its expiry settles it
 			if !st.backlog && st.inflightLen() < s.cfg.Window {
 				if buf, ok := c.Begin(); ok {
 					s.pushedLocked(c, b, op.Acked(), op.AppendFrame(buf))
@@ -73,6 +73,8 @@ func (h hooks) Durable(ops []*offline.Op) {
 		switch {
 		case errors.Is(op.Err, offline.ErrInboxFull):
 			buf = codec.AppendError(buf, codec.CodeInboxFull, 0, &op.ID, "")
+		case errors.Is(op.Err, offline.ErrDuplicateID):
+			buf = codec.AppendError(buf, codec.CodeDuplicateID, 0, &op.ID, "")
 		case op.Err != nil:
 			buf = codec.AppendError(buf, codec.CodeInternal, 0, &op.ID, "not stored")
 		default:
