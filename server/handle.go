@@ -183,7 +183,10 @@ func (s *Server) read(c *Conn, body []byte) error {
 			s.errorTo(c, code, 0, nil, "READ: "+detail)
 			return nil
 		}
-		if _, ok := g.Role(user); !ok {
+		g.Mu.RLock()
+		_, member := g.Role(user)
+		g.Mu.RUnlock()
+		if !member {
 			s.errorTo(c, codec.CodeNotMember, 0, nil, "READ for a group you are not in")
 			return nil
 		}
