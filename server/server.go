@@ -1,8 +1,3 @@
-// Package server is chatd: it joins the connection layer (conn), the
-// session table (router), accounts and inboxes (account, offline) into the
-// protocol PROTOCOL.md describes. Frames arrive from conn's event loop;
-// writes that must be durable go through the inbox's lanes; deliveries go
-// out through each connection's single write path.
 package server
 
 import (
