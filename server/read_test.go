@@ -101,7 +101,7 @@ func TestReadNeedsDelivery(t *testing.T) {
 
 	// Sent and delivered, but read before it was acknowledged.
 	id, _ := alice.Send(bob.Welcome.User, []byte("hi"), true)
-		d := skipTo[*codec.Deliver](t, bob)
+	d := skipTo[*codec.Deliver](t, bob)
 	bob.MarkRead(aliceID, 0, id)
 	expectError(t, bob, codec.CodeNotDelivered)
 
