@@ -17,6 +17,10 @@ func (s *Server) groupFrame(c *Conn, t codec.Type, body []byte) error {
 	}
 	switch f := f.(type) {
 	case *codec.GroupCreate:
+		if s.storageFull() {
+			s.errorTo(c, codec.CodeStorageFull, f.Req, nil, "")
+			return nil
+		}
 		users := make([]uint64, 0, f.Users.Len())
 		for i := 0; i < f.Users.Len(); i++ {
 			if u := f.Users.At(i); !s.accounts.Exists(u) {
