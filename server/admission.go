@@ -102,6 +102,10 @@ func (a *admission) notReady() string {
 		return "at connection capacity"
 	case a.overMem.Load():
 		return "memory above watermark"
+	case a.s.space.Full():
+		// Clients are still let in (to read and acknowledge, which frees
+		// space), but a probe should know that new messages fail.
+		return "storage full: new messages refused"
 	}
 	return ""
 }

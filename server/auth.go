@@ -42,6 +42,11 @@ func (s *Server) authenticate(c *Conn, t codec.Type, body []byte) error {
 			s.refuseLogin(c)
 			return nil
 		}
+		if s.storageFull() {
+			st.auth.Store(authNone)
+			s.errorTo(c, codec.CodeStorageFull, 0, nil, "")
+			return nil
+		}
 		name, pass := append([]byte(nil), f.Name...), append([]byte(nil), f.Password...)
 		go func() {
 			user, tok, err := s.accounts.Register(name, pass)

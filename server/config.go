@@ -50,6 +50,22 @@ type Config struct {
 	Quota int
 	// MaxGroup is the most members a group may have. Default 256.
 	MaxGroup int
+	// StorageReserve is the free disk space below which new messages,
+	// registrations and groups are refused with ERROR 28 (acks, logins and
+	// deliveries go on). Default the larger of 4 memtables and 1% of the
+	// volume, plus room for Pebble's largest compaction (L0 and its base
+	// level, measured).
+	StorageReserve int64
+	// StorageHysteresis is how far free space must rise above that mark
+	// before messages are accepted again. Default Ballast plus two
+	// memtables; at least Ballast plus one.
+	StorageHysteresis int64
+	// Ballast is the size of the EMERGENCY_BALLAST file kept in the data
+	// folder and deleted when the disk fills. Default 1% of the volume, at
+	// most 1 GiB; negative turns it off.
+	Ballast int64
+	// StorageInterval is how often free space is read. Default 100 ms.
+	StorageInterval time.Duration
 	// PresenceInterval coalesces presence updates: watchers hear of a user
 	// at most once per interval. Default 1 s.
 	PresenceInterval time.Duration
@@ -158,6 +174,12 @@ func (c *Config) Validate() error {
 	}
 	if c.RetryAfter < 0 || c.RetryAfter > time.Hour {
 		errs = append(errs, fmt.Errorf("retry-after %v outside 0..1h", c.RetryAfter))
+	}
+	if c.StorageReserve < 0 || c.StorageHysteresis < 0 {
+		errs = append(errs, fmt.Errorf("storage reserve %d or hysteresis %d below 0", c.StorageReserve, c.StorageHysteresis))
+	}
+	if c.StorageInterval < 0 || c.StorageInterval > time.Minute {
+		errs = append(errs, fmt.Errorf("storage interval %v outside 0..1m", c.StorageInterval))
 	}
 	if c.MaxOutbound != 0 && c.MaxOutbound < 2*codec.MaxLen {
 		errs = append(errs, fmt.Errorf("max outbound %d below two maximum frames (%d)", c.MaxOutbound, 2*codec.MaxLen))

@@ -28,6 +28,10 @@ func (s *Server) groupFrame(c *Conn, t codec.Type, body []byte) error {
 	)
 	switch f := f.(type) {
 	case *codec.GroupCreate:
+		if s.storageFull() {
+			s.errorTo(c, codec.CodeStorageFull, f.Req, nil, "the server's disk is nearly full; retry later")
+			return nil
+		}
 		req, key = f.Req, user
 		name, users := append([]byte(nil), f.Name...), ids(f.Users)
 		job = func() { s.groupCreate(c, req, user, name, users) }

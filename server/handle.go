@@ -136,6 +136,8 @@ func (s *Server) send(c *Conn, body []byte) error {
 		code = codec.CodeInvalidFlags
 	case len(f.Body) > s.cfg.MaxBody:
 		code = codec.CodeBodyTooLarge
+	case s.storageFull(): // before the group branch: group SENDs too
+		code = codec.CodeStorageFull
 	case f.Flags&codec.FlagGroup != 0:
 		s.sendGroup(c, &f, user)
 		return nil

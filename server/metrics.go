@@ -37,12 +37,14 @@ var (
 	mExpired     = newDesc("chatd_expired_entries_total", "Inbox entries deleted unacknowledged after the TTL.", prometheus.CounterValue)
 	mRejects     = newDesc("chatd_rejects_total", "Connections refused or closed by the server, by reason.", prometheus.CounterValue, "reason")
 	mBadInput    = newDesc("chatd_bad_input_total", "Connections closed for bad input or a stalled peer, by reason (see conn.Reason).", prometheus.CounterValue, "reason")
+	mStorage     = newDesc("chatd_storage_bytes", "Data folder volume: free and total; reserve plus compaction_room is refuse_below, under which new messages get ERROR 28 until free passes resume_above; the ballast held.", prometheus.GaugeValue, "metric")
+	mStorageFull = newDesc("chatd_storage_full", "1 while new messages are refused because the disk is nearly full.", prometheus.GaugeValue)
 	mPebble      = newDesc("chatd_pebble", "Pebble storage engine readings.", prometheus.GaugeValue, "metric")
 )
 
 func (m metrics) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []desc{mConnections, mSessions, mUsers, mLogins, mFramesIn, mFramesOut, mBytesIn, mBytesOut,
-		mRouted, mDeliveries, mStored, mInboxDepth, mDrainLag, mExpired, mRejects, mBadInput, mPebble} {
+		mRouted, mDeliveries, mStored, mInboxDepth, mDrainLag, mExpired, mRejects, mBadInput, mStorage, mStorageFull, mPebble} {
 		ch <- d.d
 	}
 }
@@ -74,13 +76,19 @@ func (m metrics) Collect(ch chan<- prometheus.Metric) {
 		"capacity": c.rejectCapacity.Load(), "memory": c.rejectMemory.Load(), "accept_rate": c.rejectRate.Load(),
 		"slow_consumer": st.Conn.SlowConsumers, "idle": st.Conn.IdleClosed, "auth_timeout": st.Conn.AuthTimeouts,
 		"protocol_error": st.Conn.ProtocolErrors, "read_timeout": st.Conn.ReadTimeouts, "busy": c.busy.Load(),
-		"login_rate": c.loginLimited.Load(), "frame_rate": st.Conn.RateLimited,
+		"login_rate": c.loginLimited.Load(), "frame_rate": st.Conn.RateLimited, "storage_full": c.storageFull.Load(),
 	} {
 		emit(mRejects, float64(v), reason)
 	}
 	for r, v := range st.Conn.BadInput {
 		emit(mBadInput, float64(v), conn.Reason(r).String())
 	}
+	sp := s.space.Stats()
+	for name, v := range map[string]int64{"free": sp.Free, "total": sp.Total, "reserve": sp.Reserve,
+		"compaction_room": sp.Room, "refuse_below": sp.Low, "resume_above": sp.Resume, "ballast": sp.Ballast} {
+		emit(mStorage, float64(v), name)
+	}
+	emit(mStorageFull, map[bool]float64{false: 0, true: 1}[sp.Full])
 	pm := s.db.Metrics()
 	var tables, l0 int64
 	for i, l := range pm.Levels {

@@ -26,6 +26,7 @@ type Server struct {
 	cfg      Config
 	log      *zap.Logger
 	db       *pebble.DB
+	space    *store.Space
 	accounts *account.Store
 	inbox    *offline.Inbox
 	sessions *router.Table[*Conn]
@@ -62,8 +63,19 @@ func New(cfg Config) (*Server, error) {
 	s.logins = newLoginLimiter(cfg.LoginsPerSource, cfg.FailedLoginsPerUser)
 	s.batches.New = func() any { return new(conn.Batch[session]) }
 
+	memtable := cfg.MemTableSize
+	if memtable == 0 {
+		memtable = 64 << 20 // store's default
+	}
+	var err error
+	if s.space, err = store.OpenSpace(cfg.DataDir, store.SpaceOptions{
+		Reserve: cfg.StorageReserve, Hysteresis: cfg.StorageHysteresis, Ballast: cfg.Ballast, MemTableSize: int64(memtable),
+		Interval: cfg.StorageInterval, Logger: cfg.Logger,
+	}); err != nil {
+		return nil, err
+	}
 	db, err := store.Open(cfg.DataDir, store.Options{
-		CacheSize: cfg.CacheSize, MemTableSize: cfg.MemTableSize, Logger: cfg.Logger,
+		CacheSize: cfg.CacheSize, MemTableSize: cfg.MemTableSize, Space: s.space, Logger: cfg.Logger,
 	})
 	if err != nil {
 		return nil, err
@@ -114,6 +126,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.admit = newAdmission(s, cfg)
 	s.conns.SetAdmitter(s.admit.admit)
+	s.space.Watch(db)
 	return s, nil
 }
 
@@ -148,6 +161,7 @@ func (s *Server) Close() error {
 		s.admit.close()
 		s.presence.close()
 		s.inbox.Close()
+		s.space.Close()
 		if ferr := s.db.Flush(); ferr != nil {
 			err = errors.Join(err, fmt.Errorf("server: flush store: %w", ferr))
 		}
@@ -160,6 +174,16 @@ func (s *Server) Close() error {
 }
 
 func (s *Server) notReady() string { return s.admit.notReady() }
+
+// storageFull reports (and counts) a write refused because the disk is
+// nearly full: one atomic load while it is not.
+func (s *Server) storageFull() bool {
+	if !s.space.Full() {
+		return false
+	}
+	s.counters.storageFull.Add(1)
+	return true
+}
 
 // PublicKey is the server's static Noise key: clients pin it.
 func (s *Server) PublicKey() []byte { return s.key.Public }
@@ -189,6 +213,7 @@ type counters struct {
 	rejectMemory               atomic.Uint64
 	rejectRate                 atomic.Uint64
 	loginLimited               atomic.Uint64
+	storageFull                atomic.Uint64 // requests refused with ERROR 28
 }
 
 func (s *Server) batch() *conn.Batch[session] { return s.batches.Get().(*conn.Batch[session]) }

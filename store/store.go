@@ -69,6 +69,9 @@ type Options struct {
 	// third of the server's CPU at 5,000 msgs/s without it). Default 500us;
 	// negative turns it off.
 	SyncInterval time.Duration
+	// Space, when set, is told the moment a database write meets ENOSPC
+	// (it releases its ballast, and Pebble retries the write once).
+	Space *Space
 	// Logger receives Pebble's own messages.
 	Logger *zap.Logger
 }
@@ -115,6 +118,9 @@ func Open(dir string, o Options) (*pebble.DB, error) {
 	// dictionary first adds only 2% more (0 or worse on encrypted bodies),
 	// for a microsecond per message on the hot path. BENCHMARKS.md has the
 	// study; offline's entry header keeps a codec byte for a later change.
+	if o.Space != nil {
+		opts.FS = vfs.OnDiskFull(vfs.Default, o.Space.diskFull)
+	}
 	opts.ApplyCompressionSettings(func() pebble.DBCompressionSettings { return pebble.DBCompressionBalanced })
 	db, err := pebble.Open(dir, opts)
 	if err != nil {
