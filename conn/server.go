@@ -226,6 +226,13 @@ func (s *Server[T]) onRequest(ctx context.Context, nc netpoll.Connection) error 
 		s.stats.bytesIn.Add(in.bytes)
 	}()
 	for r.Len() > 0 {
+		if c.isClosed() {
+			// Closing (shutdown, kick, a refused frame): the rest of the
+			// input has no one to answer it. Handling it would keep the
+			// close callback waiting for this turn to end.
+			r.Release()
+			return nil
+		}
 		if c.state.Load()&statePreamble == 0 {
 			if !s.readPreamble(c, r) {
 				return nil

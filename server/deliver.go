@@ -152,9 +152,15 @@ func (s *Server) drain(c *Conn) {
 		start := 0
 		for i, e := range ents {
 			if e.Seq > st.pushed {
-				if buf, ok := c.Begin(); ok {
-					s.pushedLocked(c, b, e, append(buf, frames[start:ends[i]]...))
+				buf, ok := c.Begin()
+				if !ok {
+					// Closing: nothing more can be pushed, and reading on
+					// would spin (pushed no longer moves) until Closed
+					// runs, which waits for this turn to end.
+					st.dmu.Unlock()
+					return
 				}
+				s.pushedLocked(c, b, e, append(buf, frames[start:ends[i]]...))
 			}
 			start = ends[i]
 		}
