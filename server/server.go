@@ -19,6 +19,7 @@ import (
 	"github.com/chatd/chatd/conn"
 	"github.com/chatd/chatd/group"
 	"github.com/chatd/chatd/offline"
+	"github.com/chatd/chatd/presence"
 	"github.com/chatd/chatd/router"
 	"github.com/chatd/chatd/secure"
 	"github.com/chatd/chatd/store"
@@ -35,7 +36,7 @@ type Server struct {
 	inbox    *offline.Inbox
 	sessions *router.Table[*Conn]
 	groups   *group.Store
-	presence *presence
+	presence *presence.Tracker[*Conn]
 	commits  *commits // durable requests, off the event loop
 	admit    *admission
 	key      secure.Keypair // static Noise key, kept in the data folder
@@ -96,7 +97,11 @@ func New(cfg Config) (*Server, error) {
 		s.log.Info("created the server's Noise key", zap.String("path", filepath.Join(cfg.DataDir, "noise.key")))
 	}
 	s.key = key
-	s.presence = newPresence(s, cfg.PresenceInterval)
+	s.presence = presence.New[*Conn](db, presence.Config{
+		Interval: cfg.PresenceInterval,
+		Online:   func(u uint64) bool { _, on := s.sessions.Lookup(u); return on },
+		Logger:   cfg.Logger,
+	})
 	s.commits = newCommits()
 	s.conns, err = conn.New[session](conn.Config{
 		NoiseKey:       &s.key,
@@ -112,7 +117,7 @@ func New(cfg Config) (*Server, error) {
 	}, s)
 	if err != nil {
 		s.commits.close()
-		s.presence.close()
+		s.presence.Close()
 		s.inbox.Close()
 		db.Close()
 		return nil, err
@@ -151,7 +156,7 @@ func (s *Server) Close() error {
 		err := s.conns.Shutdown(ctx)
 		s.commits.close() // after the last frame, before the inbox: jobs queue group events
 		s.admit.close()
-		s.presence.close()
+		s.presence.Close()
 		s.inbox.Close()
 		if ferr := s.db.Flush(); ferr != nil {
 			err = errors.Join(err, fmt.Errorf("server: flush store: %w", ferr))
