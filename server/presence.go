@@ -10,7 +10,11 @@ import (
 // maxSubscriptions bounds one connection's subscriptions.
 const maxSubscriptions = 4096
 
-// presenceFrame handles SUBSCRIBE, UNSUBSCRIBE and PRIVACY.
+// presenceFrame handles SUBSCRIBE, UNSUBSCRIBE and PRIVACY; package
+// presence does the watching. A connection's list of the users it watches
+// lives in its session (st.subs, guarded by dmu), so that Closed can
+// Forget them without presence keeping a map per connection. Lock order:
+// dmu, then presence's mu, then the connection's queue.
 func (s *Server) presenceFrame(c *Conn, t codec.Type, body []byte) error {
 	st := &c.State
 	switch t {

@@ -1,6 +1,6 @@
 // Package server is chatd: it joins the connection layer (conn), the
-// session table (router), accounts and inboxes (account, offline) into the
-// protocol PROTOCOL.md describes. Frames arrive from conn's event loop;
+// session table (router), accounts, groups, presence and inboxes
+// (account, group, presence, offline) into the protocol PROTOCOL.md describes. Frames arrive from conn's event loop;
 // writes that must be durable go through the inbox's lanes; deliveries go
 // out through each connection's single write path.
 package server
