@@ -12,12 +12,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"time"
-
-	"github.com/chatd/chatd/server"
 )
-
-// Stats is the server's /stats document.
-type Stats = server.ProcessStats
 
 // target is the server under test.
 type target struct {

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/chatd/chatd/codec"
-	"github.com/chatd/chatd/sysctl"
 	"go.uber.org/zap"
 )
 
@@ -143,5 +142,5 @@ func detectMemory() uint64 {
 			return v
 		}
 	}
-	return sysctl.HostMemory()
+	return hostMemory()
 }

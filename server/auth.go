@@ -111,7 +111,7 @@ func (s *Server) authenticated(c *Conn, user uint64, tok codec.Token, err error)
 		return
 	}
 	c.Authenticated()
-	s.presence.changed(user, 0)
+	s.presence.Changed(user, 0)
 	s.reply(c, s.welcome(user, tok))
 	st.auth.Store(authDone)
 	s.drain(c)

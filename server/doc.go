@@ -20,14 +20,14 @@
 //	group.Store.mu      the map of loaded groups; lookups and store reads only
 //	session.dmu         a connection's delivery state: pushed, acked, window, token,
 //	                    subscriptions (session.go)
-//	presence.mu         watchers and dirty users; PRESENCE frames are queued under it
+//	presence.Tracker.mu watchers and dirty users; PRESENCE frames are queued under it
 //	router shard mu     (RW) the session table: Lookup, Swap, Remove
 //	offline lane.mu     a lane's queue: Submit and friends only append
 //	conn.Conn.mu        a connection's outbound queue; held only to append, seal and
 //	                    write(2) without blocking; never held while calling out
 //	conn registry mu    the sweeper's shard of open connections; a leaf
 //
-// Leaves, never held while taking another of the locks above: presence.wmu
+// Leaves, never held while taking another of the locks above: presence.Tracker.wmu
 // (one read-modify-write of a last-seen key, a NoSync commit),
 // account.Store.mu (registrations: name check and id; held across the
 // account's Sync commit, on a registration goroutine), offline seqAlloc.mu,
@@ -36,12 +36,12 @@
 // Rules that keep the order honest:
 //
 //   - Nothing that closes a connection runs under a lock its close callback
-//     takes. Closed (handle.go) takes the router shard, dmu and presence.mu,
+//     takes. Closed (handle.go) takes the router shard, dmu and presence's mu,
 //     and netpoll runs it on the goroutine that calls Close: so Close,
 //     kick and fatal are called holding none of the locks above. conn.End
 //     may be called holding any of them: its slow-consumer close is
 //     asynchronous.
-//   - No fsync on a netpoll goroutine or under Group.Mu, dmu, presence.mu
+//   - No fsync on a netpoll goroutine or under Group.Mu, dmu, presence's mu
 //     or Conn.mu: durable writes go to the inbox lanes (offline) or the
 //     commit lanes (commits.go), and answers are queued when they are
 //     durable.

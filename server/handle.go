@@ -70,7 +70,7 @@ func (s *Server) Closed(c *Conn) {
 	st := &c.State
 	st.gone.Store(true)
 	if u := st.user.Load(); u != 0 && s.sessions.Remove(u, c) {
-		s.presence.changed(u, uint64(time.Now().UnixMilli()))
+		s.presence.Changed(u, uint64(time.Now().UnixMilli()))
 	}
 	st.dmu.Lock()
 	s.setBacklog(st, false)
@@ -82,7 +82,7 @@ func (s *Server) Closed(c *Conn) {
 	st.subs = nil
 	st.dmu.Unlock()
 	if len(subs) > 0 {
-		s.presence.forget(c, subs)
+		s.presence.Forget(c, subs)
 	}
 }
 

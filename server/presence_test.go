@@ -25,8 +25,8 @@ func login(t *testing.T, s *Server, name string) *client.Conn {
 // sent and its last-seen time written.
 func waitTicks(t testing.TB, s *Server, n uint64) {
 	t.Helper()
-	target := s.presence.ticks.Load() + n
-	waitFor(t, func() bool { return s.presence.ticks.Load() >= target })
+	target := s.presence.Ticks() + n
+	waitFor(t, func() bool { return s.presence.Ticks() >= target })
 }
 
 func TestPresence(t *testing.T) {
@@ -145,13 +145,13 @@ func TestPresenceNeverRepeats(t *testing.T) {
 	if got := presenceUntilPong(t, bob, 1); len(got) != 1 || got[0].State != codec.PresenceOnline {
 		t.Fatalf("SUBSCRIBE answered %+v", got)
 	}
-	s.presence.tick() // alice's login, already reported by the answer
+	s.presence.Tick() // alice's login, already reported by the answer
 	a := alice
 	for i := 0; i < 20; i++ {
 		a.Close()
 		waitFor(t, func() bool { _, on := s.sessions.Lookup(aliceID); return !on })
 		a = login(t, s, "alice")
-		s.presence.tick()
+		s.presence.Tick()
 	}
 	got := presenceUntilPong(t, bob, 2)
 	if len(got) != 0 {
@@ -160,44 +160,9 @@ func TestPresenceNeverRepeats(t *testing.T) {
 	// A real change still goes out, once.
 	a.Close()
 	waitFor(t, func() bool { _, on := s.sessions.Lookup(aliceID); return !on })
-	s.presence.tick()
-	s.presence.tick()
+	s.presence.Tick()
+	s.presence.Tick()
 	if got := presenceUntilPong(t, bob, 3); len(got) != 1 || got[0].State != codec.PresenceOffline || got[0].LastSeen == 0 {
 		t.Fatalf("after alice left: %+v", got)
-	}
-}
-
-// TestPrivacySurvivesTick runs PRIVACY while the tick is between reading
-// alice's flags and writing her last-seen time: the tick must not write
-// the old flags back.
-func TestPrivacySurvivesTick(t *testing.T) {
-	cfg := testConfig(t)
-	cfg.PresenceInterval = time.Hour
-	s := startServer(t, cfg)
-	alice := register(t, s, "alice")
-	aliceID := alice.Welcome.User
-	alice.Close()
-	waitFor(t, func() bool { _, on := s.sessions.Lookup(aliceID); return !on })
-	a := login(t, s, "alice") // the close left a last-seen time for the tick to write
-
-	hook := func() {
-		a.WriteRaw((&codec.Privacy{Flags: codec.PrivacyHideLastSeen}).Append(nil))
-		// Give PRIVACY every chance to land inside the tick's
-		// read-modify-write: it must wait for the tick instead.
-		deadline := time.Now().Add(time.Second)
-		for time.Now().Before(deadline) {
-			if _, priv := s.presence.read(aliceID); priv != 0 {
-				return
-			}
-			time.Sleep(5 * time.Millisecond)
-		}
-	}
-	s.presence.testHookRead.Store(&hook)
-	s.presence.tick()
-	s.presence.testHookRead.Store(nil)
-	waitFor(t, func() bool { _, priv := s.presence.read(aliceID); return priv != 0 })
-	pong(t, a, 1, 10*time.Second) // PRIVACY was taken before this PING
-	if last, priv := s.presence.read(aliceID); priv != byte(codec.PrivacyHideLastSeen) || last == 0 {
-		t.Fatalf("stored last seen %d, privacy %d: want both", last, priv)
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/chatd/chatd/conn"
 	"github.com/chatd/chatd/group"
 	"github.com/chatd/chatd/offline"
+	"github.com/chatd/chatd/presence"
 	"github.com/chatd/chatd/router"
 	"github.com/chatd/chatd/secure"
 	"github.com/chatd/chatd/store"
@@ -31,7 +32,7 @@ type Server struct {
 	inbox    *offline.Inbox
 	sessions *router.Table[*Conn]
 	groups   *group.Store
-	presence *presence
+	presence *presence.Tracker[*Conn]
 	commits  *commits // durable requests, off the event loop
 	admit    *admission
 	key      secure.Keypair // static Noise key, kept in the data folder
@@ -103,7 +104,11 @@ func New(cfg Config) (*Server, error) {
 		s.log.Info("created the server's Noise key", zap.String("path", filepath.Join(cfg.DataDir, "noise.key")))
 	}
 	s.key = key
-	s.presence = newPresence(s, cfg.PresenceInterval)
+	s.presence = presence.New[*Conn](db, presence.Config{
+		Interval: cfg.PresenceInterval,
+		Online:   func(u uint64) bool { _, on := s.sessions.Lookup(u); return on },
+		Logger:   cfg.Logger,
+	})
 	s.commits = newCommits()
 	s.conns, err = conn.New[session](conn.Config{
 		NoiseKey:       &s.key,
@@ -119,7 +124,7 @@ func New(cfg Config) (*Server, error) {
 	}, s)
 	if err != nil {
 		s.commits.close()
-		s.presence.close()
+		s.presence.Close()
 		s.inbox.Close()
 		db.Close()
 		return nil, err
@@ -159,7 +164,7 @@ func (s *Server) Close() error {
 		err := s.conns.Shutdown(ctx)
 		s.commits.close() // after the last frame, before the inbox: jobs queue group events
 		s.admit.close()
-		s.presence.close()
+		s.presence.Close()
 		s.inbox.Close()
 		s.space.Close()
 		if ferr := s.db.Flush(); ferr != nil {

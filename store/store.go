@@ -16,7 +16,7 @@
 //	'i' | user (8) | seq (8)                     -> inbox entry                   (package offline)
 //	'x' | hour (4) | user (8)                    -> empty                         (expiry index, package offline)
 //	'd' | day (4) | sender (8) | msg id (16)     -> recipient | seq | time        (dedup window, package offline)
-//	'l' | user (8)                               -> last seen (8) | privacy (1)   (presence)
+//	'l' | user (8)                               -> last seen (8) | privacy (1)   (package presence)
 //	'g' | group (8) | ...                        groups (package group)
 //	'G' | user (8) | group (8)                   -> empty                         (a user's groups)
 //	'b' | hour (4) | body (8) | 0                -> group message, stored once    (package offline)

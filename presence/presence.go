@@ -1,0 +1,164 @@
+package presence
+
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/chatd/chatd/codec"
+	"github.com/cockroachdb/pebble/v2"
+	"go.uber.org/zap"
+)
+
+// Watcher is a connection that watches users. Write queues one encoded
+// frame and reports whether it was the first since the last Flush, which
+// the tick then calls once per watcher after queueing all its updates.
+// The server's *conn.Conn is one.
+type Watcher interface {
+	comparable
+	Write(frame []byte) (first bool)
+	Flush()
+}
+
+// Config is what a Tracker needs from its owner.
+type Config struct {
+	// Interval is the least time between two updates a watcher gets about
+	// one user.
+	Interval time.Duration
+	// Online reports whether user has a session now.
+	Online func(user uint64) bool
+	// Logger receives write failures of last-seen times.
+	Logger *zap.Logger
+}
+
+// Tracker tracks who watches whom and tells watchers of changes.
+type Tracker[W Watcher] struct {
+	// Static after New.
+	db       *pebble.DB
+	interval time.Duration
+	online   func(user uint64) bool
+	log      *zap.Logger
+	stop     chan struct{}
+	done     chan struct{}
+
+	ticks atomic.Uint64 // completed ticks, for tests
+
+	// Guarded by mu.
+	mu       sync.Mutex
+	watchers map[uint64]map[W]sent // watched user -> its watchers
+	dirty    map[uint64]struct{}
+	seen     map[uint64]uint64 // last seen to write (unix ms), by user
+
+	// wmu makes each read-modify-write of an 'l' key whole: the tick's
+	// last-seen write and SetPrivacy's flags write would otherwise undo
+	// one another.
+	wmu sync.Mutex
+	// testHookRead, when set, runs in the tick between reading a user's
+	// privacy flags and writing its last-seen time.
+	testHookRead atomic.Pointer[func()]
+}
+
+// sent is the last PRESENCE a watcher was sent about a user.
+type sent struct {
+	state    codec.PresenceState
+	lastSeen uint64
+}
+
+// New starts a tracker over db, whose 'l' keys it owns. Close stops it.
+func New[W Watcher](db *pebble.DB, cfg Config) *Tracker[W] {
+	if cfg.Logger == nil {
+		cfg.Logger = zap.NewNop()
+	}
+	p := &Tracker[W]{db: db, interval: cfg.Interval, online: cfg.Online, log: cfg.Logger,
+		stop: make(chan struct{}), done: make(chan struct{}),
+		watchers: map[uint64]map[W]sent{}, dirty: map[uint64]struct{}{}, seen: map[uint64]uint64{}}
+	go p.run()
+	return p
+}
+
+// Changed marks user's presence as changed; offlineAt, when not 0, is the
+// time (unix ms) the user went offline, to be stored as last seen. It
+// never blocks: the event loop calls it.
+func (p *Tracker[W]) Changed(user uint64, offlineAt uint64) {
+	p.mu.Lock()
+	p.dirty[user] = struct{}{}
+	if offlineAt != 0 {
+		p.seen[user] = offlineAt
+	}
+	p.mu.Unlock()
+}
+
+// Close runs a last tick, so that pending last-seen times are written,
+// and stops the tracker. Call it before closing the database.
+func (p *Tracker[W]) Close() {
+	close(p.stop)
+	<-p.done
+}
+
+// Ticks counts the ticks completed so far: a change made before Ticks
+// returned n has been sent and stored once Ticks reaches n+2.
+func (p *Tracker[W]) Ticks() uint64 { return p.ticks.Load() }
+
+func (p *Tracker[W]) run() {
+	defer close(p.done)
+	t := time.NewTicker(p.interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-p.stop:
+			p.Tick()
+			return
+		case <-t.C:
+			p.Tick()
+		}
+	}
+}
+
+// Tick persists last-seen times and tells each dirty user's watchers its
+// current state, unless that is what they were last sent. The tracker's
+// goroutine calls it every interval; tests with a long interval call it
+// themselves.
+func (p *Tracker[W]) Tick() {
+	defer p.ticks.Add(1)
+	p.mu.Lock()
+	dirty, seen := p.dirty, p.seen
+	p.dirty, p.seen = map[uint64]struct{}{}, map[uint64]uint64{}
+	p.mu.Unlock()
+	if len(seen) > 0 {
+		p.writeLastSeen(seen)
+	}
+	var flush []W
+	for u := range dirty {
+		p.mu.Lock()
+		if w := p.watchers[u]; len(w) > 0 {
+			now := p.current(u)
+			frame := now.frame(u)
+			for c, last := range w {
+				if last != now && c.Write(frame) {
+					flush = append(flush, c)
+				}
+				w[c] = now
+			}
+		}
+		p.mu.Unlock()
+	}
+	for _, c := range flush {
+		c.Flush()
+	}
+}
+
+// current returns user's presence as watchers should see it now.
+func (p *Tracker[W]) current(user uint64) sent {
+	last, priv := p.Read(user)
+	switch {
+	case priv&codec.PrivacyHideLastSeen != 0:
+		return sent{state: codec.PresenceHidden}
+	case p.online(user):
+		return sent{state: codec.PresenceOnline}
+	}
+	return sent{state: codec.PresenceOffline, lastSeen: last}
+}
+
+func (sp sent) frame(user uint64) []byte {
+	return (&codec.Presence{User: user, State: sp.state, LastSeen: sp.lastSeen}).Append(nil)
+}
