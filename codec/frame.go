@@ -2,6 +2,8 @@ package codec
 
 import "fmt"
 
+//go:generate go run gen.go
+
 // Frame is implemented by every frame type's struct. Hot paths call the
 // concrete types' methods directly; the interface serves clients, tools
 // and tests.
@@ -12,87 +14,6 @@ type Frame interface {
 	// Decode parses a body (the bytes after the type byte). Slices in the
 	// frame alias body.
 	Decode(body []byte) error
-}
-
-// New returns an empty frame of type t, or nil for an unknown type.
-func New(t Type) Frame {
-	switch t {
-	case TypeRegister:
-		return new(Register)
-	case TypeLogin:
-		return new(Login)
-	case TypeResume:
-		return new(Resume)
-	case TypeWelcome:
-		return new(Welcome)
-	case TypeLogout:
-		return new(Logout)
-	case TypePassword:
-		return new(Password)
-	case TypeLookup:
-		return new(Lookup)
-	case TypeUser:
-		return new(User)
-	case TypeOK:
-		return new(OK)
-	case TypeSend:
-		return new(Send)
-	case TypeSent:
-		return new(Sent)
-	case TypeDeliver:
-		return new(Deliver)
-	case TypeAck:
-		return new(Ack)
-	case TypeRead:
-		return new(Read)
-	case TypeReceipt:
-		return new(Receipt)
-	case TypeTyping:
-		return new(Typing)
-	case TypeIsTyping:
-		return new(IsTyping)
-	case TypeSubscribe:
-		return new(Subscribe)
-	case TypeUnsubscribe:
-		return new(Unsubscribe)
-	case TypePresence:
-		return new(Presence)
-	case TypePrivacy:
-		return new(Privacy)
-	case TypeGroupCreate:
-		return new(GroupCreate)
-	case TypeGroupAdd:
-		return new(GroupAdd)
-	case TypeGroupRemove:
-		return new(GroupRemove)
-	case TypeGroupLeave:
-		return new(GroupLeave)
-	case TypeGroupRename:
-		return new(GroupRename)
-	case TypeGroupAdmin:
-		return new(GroupAdmin)
-	case TypeGroupGet:
-		return new(GroupGet)
-	case TypeGroupList:
-		return new(GroupList)
-	case TypeGroupInfo:
-		return new(GroupInfo)
-	case TypeGroups:
-		return new(Groups)
-	case TypeGroupEvent:
-		return new(GroupEvent)
-	case TypePing:
-		return new(Ping)
-	case TypePong:
-		return new(Pong)
-	case TypeGoaway:
-		return new(Goaway)
-	case TypeKicked:
-		return new(Kicked)
-	case TypeError:
-		return new(Error)
-	}
-	return nil
 }
 
 // DecodeBody decodes a body of type t into a new frame.

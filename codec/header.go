@@ -104,14 +104,3 @@ func Split(b []byte, max int) (t Type, body, rest []byte, ok bool, err error) {
 	}
 	return Type(b[4]), b[HeaderLen : 4+n], b[4+n:], true, nil
 }
-
-// begin appends a frame header with a placeholder length; end patches it.
-func begin(dst []byte, t Type) ([]byte, int) {
-	start := len(dst)
-	return append(dst, 0, 0, 0, 0, byte(t)), start
-}
-
-func end(dst []byte, start int) []byte {
-	binary.BigEndian.PutUint32(dst[start:], uint32(len(dst)-start-4))
-	return dst
-}

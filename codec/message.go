@@ -26,46 +26,10 @@ type Send struct {
 	Body  []byte
 }
 
-func (f *Send) Type() Type { return TypeSend }
-
-func (f *Send) Append(dst []byte) []byte {
-	dst, s := begin(dst, TypeSend)
-	dst = append(dst, f.ID[:]...)
-	dst = append(dst, byte(f.Flags))
-	dst = appendU64(dst, f.To)
-	dst = appendBytes16(dst, f.Body)
-	return end(dst, s)
-}
-
-func (f *Send) Decode(body []byte) error {
-	r := reader{t: TypeSend, b: body}
-	f.ID = r.id("id")
-	f.Flags = SendFlags(r.u8("flags"))
-	f.To = r.u64("to")
-	f.Body = r.bytes16("body")
-	return r.done()
-}
-
 // Sent acknowledges a SEND: the message is durable and will be delivered.
 type Sent struct {
 	ID   MsgID
 	Time uint64 // when the server accepted it, unix milliseconds
-}
-
-func (f *Sent) Type() Type { return TypeSent }
-
-func (f *Sent) Append(dst []byte) []byte {
-	dst, s := begin(dst, TypeSent)
-	dst = append(dst, f.ID[:]...)
-	dst = appendU64(dst, f.Time)
-	return end(dst, s)
-}
-
-func (f *Sent) Decode(body []byte) error {
-	r := reader{t: TypeSent, b: body}
-	f.ID = r.id("id")
-	f.Time = r.u64("time")
-	return r.done()
 }
 
 // Deliver carries a message from the recipient's inbox. Seq orders the
@@ -79,33 +43,13 @@ type Deliver struct {
 	Body  []byte
 }
 
-func (f *Deliver) Type() Type { return TypeDeliver }
-
 // AppendDeliver appends a DELIVER frame without building a Deliver value.
 func AppendDeliver(dst []byte, seq uint64, id *MsgID, from, group, time uint64, body []byte) []byte {
-	dst, s := begin(dst, TypeDeliver)
-	dst = appendU64(dst, seq)
-	dst = append(dst, id[:]...)
-	dst = appendU64(dst, from)
-	dst = appendU64(dst, group)
-	dst = appendU64(dst, time)
-	dst = appendBytes16(dst, body)
-	return end(dst, s)
+	return begin(dst, TypeDeliver).u64(seq).id(id).u64(from).u64(group).u64(time).bytes16(body).end()
 }
 
 func (f *Deliver) Append(dst []byte) []byte {
 	return AppendDeliver(dst, f.Seq, &f.ID, f.From, f.Group, f.Time, f.Body)
-}
-
-func (f *Deliver) Decode(body []byte) error {
-	r := reader{t: TypeDeliver, b: body}
-	f.Seq = r.u64("seq")
-	f.ID = r.id("id")
-	f.From = r.u64("from")
-	f.Group = r.u64("group")
-	f.Time = r.u64("time")
-	f.Body = r.bytes16("body")
-	return r.done()
 }
 
 // Ack acknowledges every inbox entry (DELIVER, RECEIPT, GROUP_EVENT) with a
@@ -114,44 +58,12 @@ type Ack struct {
 	Seq uint64
 }
 
-func (f *Ack) Type() Type { return TypeAck }
-
-func (f *Ack) Append(dst []byte) []byte {
-	dst, s := begin(dst, TypeAck)
-	dst = appendU64(dst, f.Seq)
-	return end(dst, s)
-}
-
-func (f *Ack) Decode(body []byte) error {
-	r := reader{t: TypeAck, b: body}
-	f.Seq = r.u64("seq")
-	return r.done()
-}
-
 // Read reports that messages from To (in Group, or one-to-one when Group is
 // 0) were read; To receives a RECEIPT of kind read.
 type Read struct {
 	To    uint64
 	Group uint64
 	IDs   IDList
-}
-
-func (f *Read) Type() Type { return TypeRead }
-
-func (f *Read) Append(dst []byte) []byte {
-	dst, s := begin(dst, TypeRead)
-	dst = appendU64(dst, f.To)
-	dst = appendU64(dst, f.Group)
-	dst = appendIDs(dst, f.IDs)
-	return end(dst, s)
-}
-
-func (f *Read) Decode(body []byte) error {
-	r := reader{t: TypeRead, b: body}
-	f.To = r.u64("to")
-	f.Group = r.u64("group")
-	f.IDs = decodeIDs(&r)
-	return r.done()
 }
 
 // ReceiptKind says what a RECEIPT reports.
@@ -188,55 +100,16 @@ type Receipt struct {
 	IDs   IDList
 }
 
-func (f *Receipt) Type() Type { return TypeReceipt }
-
 // AppendReceipt appends a RECEIPT frame without building a Receipt value.
 func AppendReceipt(dst []byte, seq uint64, kind ReceiptKind, by, group, time uint64, ids IDList) []byte {
-	dst, s := begin(dst, TypeReceipt)
-	dst = appendU64(dst, seq)
-	dst = append(dst, byte(kind))
-	dst = appendU64(dst, by)
-	dst = appendU64(dst, group)
-	dst = appendU64(dst, time)
-	dst = appendIDs(dst, ids)
-	return end(dst, s)
+	return begin(dst, TypeReceipt).u64(seq).u8(uint8(kind)).u64(by).u64(group).u64(time).ids(ids).end()
 }
 
 func (f *Receipt) Append(dst []byte) []byte {
 	return AppendReceipt(dst, f.Seq, f.Kind, f.By, f.Group, f.Time, f.IDs)
 }
 
-func (f *Receipt) Decode(body []byte) error {
-	r := reader{t: TypeReceipt, b: body}
-	f.Seq = r.u64("seq")
-	f.Kind = ReceiptKind(r.u8("kind"))
-	f.By = r.u64("by")
-	f.Group = r.u64("group")
-	f.Time = r.u64("time")
-	f.IDs = decodeIDs(&r)
-	if r.err == nil && f.Kind != ReceiptDelivered && f.Kind != ReceiptRead && f.Kind != ReceiptExpired {
-		r.fail("unknown receipt kind")
-	}
-	return r.done()
-}
-
 // appendIDs writes count u8 then the ids; at most MaxIDs are written.
-func appendIDs(dst []byte, ids IDList) []byte {
-	n := ids.Len()
-	if n > MaxIDs {
-		n = MaxIDs
-	}
-	dst = append(dst, byte(n))
-	return append(dst, ids[:16*n]...)
-}
-
-func decodeIDs(r *reader) IDList {
-	n := int(r.u8("count"))
-	if r.err == nil && n == 0 {
-		r.fail("empty id list")
-	}
-	return r.ids(n)
-}
 
 // TypingState is the state carried by TYPING and IS_TYPING.
 type TypingState uint8
@@ -254,44 +127,9 @@ type Typing struct {
 	State TypingState
 }
 
-func (f *Typing) Type() Type { return TypeTyping }
-
-func (f *Typing) Append(dst []byte) []byte {
-	dst, s := begin(dst, TypeTyping)
-	dst = appendU64(dst, f.To)
-	dst = append(dst, byte(f.Flags), byte(f.State))
-	return end(dst, s)
-}
-
-func (f *Typing) Decode(body []byte) error {
-	r := reader{t: TypeTyping, b: body}
-	f.To = r.u64("to")
-	f.Flags = SendFlags(r.u8("flags"))
-	f.State = TypingState(r.u8("state"))
-	return r.done()
-}
-
 // IsTyping relays a TYPING to an online recipient.
 type IsTyping struct {
 	From  uint64
 	Group uint64
 	State TypingState
-}
-
-func (f *IsTyping) Type() Type { return TypeIsTyping }
-
-func (f *IsTyping) Append(dst []byte) []byte {
-	dst, s := begin(dst, TypeIsTyping)
-	dst = appendU64(dst, f.From)
-	dst = appendU64(dst, f.Group)
-	dst = append(dst, byte(f.State))
-	return end(dst, s)
-}
-
-func (f *IsTyping) Decode(body []byte) error {
-	r := reader{t: TypeIsTyping, b: body}
-	f.From = r.u64("from")
-	f.Group = r.u64("group")
-	f.State = TypingState(r.u8("state"))
-	return r.done()
 }
