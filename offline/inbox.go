@@ -124,6 +124,9 @@ type Config struct {
 	// SweepEvery is how often expired entries are looked for. Default 1 minute.
 	SweepEvery time.Duration
 	Logger     *zap.Logger
+	// SyncFault, for tests, runs after each batch's sync; an error it
+	// returns counts as a failed sync of a batch already applied.
+	SyncFault func() error
 }
 
 // ErrBusy means a lane's queue is full: the store is not keeping up.
