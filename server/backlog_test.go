@@ -125,3 +125,34 @@ func TestWindowBytesSettings(t *testing.T) {
 		}
 	}
 }
+
+// TestLiveWindowBytes: live pushes to an online user obey the byte bound
+// too. Bob reads but does not acknowledge while alice sends 100 messages
+// of 65,000 bytes; the server must hold back what passes the window's
+// bytes, and send it as bob acknowledges.
+func TestLiveWindowBytes(t *testing.T) {
+	const n, size = 100, 65_000
+	s := startServer(t, testConfig(t))
+	alice := register(t, s, "alice")
+	bob := register(t, s, "bob")
+	body := make([]byte, size)
+	for i := 0; i < n; i++ {
+		binary.BigEndian.PutUint32(body, uint32(i))
+		if _, err := alice.Send(bob.Welcome.User, body, true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := 0; i < n; i++ {
+		next[*codec.Sent](t, alice) // every entry is applied, so pushed or held back
+	}
+	if peak := s.counters.inflightPeak.Load(); peak > int64(s.cfg.WindowBytes) {
+		t.Fatalf("peak unacknowledged bytes %d above the window's %d", peak, s.cfg.WindowBytes)
+	}
+	for i := 0; i < n; i++ {
+		d := nextDeliver(t, bob)
+		if got := binary.BigEndian.Uint32(d.Body); got != uint32(i) {
+			t.Fatalf("delivery %d is message %d", i, got)
+		}
+		bob.Ack(d.Seq, true)
+	}
+}

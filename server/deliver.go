@@ -108,7 +108,7 @@ func (s *Server) setBacklog(st *session, on bool) {
 // window now. An empty window takes any entry. st.dmu must be held.
 func (s *Server) fits(st *session, size int) bool {
 	n := st.inflightLen()
-	return n == 0 || n < s.cfg.Window && st.inflightBytes()+size <= s.cfg.WindowBytes
+	return n == 0 || (n < s.cfg.Window && st.inflightBytes()+size <= s.cfg.WindowBytes)
 }
 
 // push queues op's new entry on c if the window has room for it and
@@ -146,8 +146,11 @@ func (s *Server) pushedLocked(c *Conn, b *conn.Batch[session], e offline.Acked, 
 	st.inflight.push(e, size)
 	st.pushed = e.Seq
 	s.counters.pushed.Add(1)
-	if n := int64(st.inflight.bytes); n > s.counters.inflightPeak.Load() {
-		s.counters.inflightPeak.Store(n) // racy max: a gauge for tests and metrics, not a bound
+	for n := int64(st.inflight.bytes); ; {
+		peak := s.counters.inflightPeak.Load()
+		if n <= peak || s.counters.inflightPeak.CompareAndSwap(peak, n) {
+			break
+		}
 	}
 }
 
