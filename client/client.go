@@ -126,8 +126,10 @@ func (c *Client) Token() codec.Token {
 	return c.token
 }
 
-// Events delivers DELIVER, RECEIPT, GROUP_EVENT (each once), SENT, ERROR,
-// PRESENCE, IS_TYPING and GOAWAY frames. It closes when the Client ends.
+// Events delivers DELIVER, RECEIPT, GROUP_EVENT (each once), each sent
+// message's outcome (SENT, or an ERROR with its id that refuses it for
+// good; once), other ERRORs, PRESENCE, IS_TYPING and GOAWAY frames. It
+// closes when the Client ends.
 func (c *Client) Events() <-chan codec.Frame { return c.events }
 
 // Err says why the Client ended.
