@@ -38,8 +38,14 @@ var ErrKicked = errors.New("client: logged in elsewhere")
 // Client is a connection that survives disconnects: it reconnects with
 // backoff and jitter, resumes with its token, resends unacknowledged
 // messages with the DUP flag, and hands each inbox entry to the
-// application once. Entries are acknowledged to the server as soon as the
-// application has received them from Events.
+// application once. Entries are acknowledged to the server once they have
+// been handed to Events, cumulatively: one ACK per batch (see ack.go).
+//
+// Each sent message ends with exactly one outcome on Events: SENT, or an
+// ERROR carrying its id that refuses it for good. An ERROR that leaves the
+// outcome open (busy, storage full, internal error, outcome unknown) is
+// not passed on: the message is resent with DUP, with backoff, until one
+// of the two arrives, so SENT matches what the recipient sees.
 type Client struct {
 	opts   Options
 	events chan codec.Frame
@@ -58,9 +64,21 @@ type Client struct {
 }
 
 type pending struct {
-	to    uint64
-	flags codec.SendFlags
-	body  []byte
+	to      uint64
+	flags   codec.SendFlags
+	body    []byte
+	backoff Backoff   // paces resends after errors that leave the outcome open
+	due     time.Time // when to resend; zero unless one is scheduled
+}
+
+// retryable reports whether an ERROR about a SEND leaves the message's
+// outcome open, so that resending it with DUP is both safe and needed.
+func retryable(code codec.Code) bool {
+	switch code {
+	case codec.CodeBusy, codec.CodeStorageFull, codec.CodeInternal, codec.CodeUnknownOutcome:
+		return true
+	}
+	return false
 }
 
 // Connect dials and authenticates, retrying with backoff until ctx ends or
@@ -108,8 +126,10 @@ func (c *Client) Token() codec.Token {
 	return c.token
 }
 
-// Events delivers DELIVER, RECEIPT, GROUP_EVENT (each once), SENT, ERROR,
-// PRESENCE, IS_TYPING and GOAWAY frames. It closes when the Client ends.
+// Events delivers DELIVER, RECEIPT, GROUP_EVENT (each once), each sent
+// message's outcome (SENT, or an ERROR with its id that refuses it for
+// good; once), other ERRORs, PRESENCE, IS_TYPING and GOAWAY frames. It
+// closes when the Client ends.
 func (c *Client) Events() <-chan codec.Frame { return c.events }
 
 // Err says why the Client ended.
@@ -145,7 +165,7 @@ func (c *Client) SendGroup(group uint64, body []byte) (codec.MsgID, error) {
 func (c *Client) send(to uint64, flags codec.SendFlags, body []byte) (codec.MsgID, error) {
 	id := NewID()
 	c.mu.Lock()
-	c.outbox[id] = &pending{to: to, flags: flags, body: append([]byte(nil), body...)}
+	c.outbox[id] = &pending{to: to, flags: flags, body: append([]byte(nil), body...), backoff: c.opts.Backoff}
 	c.order = append(c.order, id)
 	conn := c.conn
 	c.mu.Unlock()
@@ -182,8 +202,10 @@ func (c *Client) connect(ctx context.Context) (*Conn, error) {
 			return nil, err // a different server answers: never retry into it
 		}
 		var e *codec.Error
+		// A slow-consumer close during login is the server failing to
+		// deliver a backlog, not a refusal: try again.
 		if errors.As(err, &e) && e.Code != codec.CodeBusy && e.Code != codec.CodeInternal &&
-			e.Code != codec.CodeShuttingDown && e.Code != codec.CodeTooManyLogins {
+			e.Code != codec.CodeShuttingDown && e.Code != codec.CodeTooManyLogins && e.Code != codec.CodeSlowConsumer {
 			return nil, err // refused for good: wrong password, unknown user...
 		}
 		wait := b.Next()
@@ -251,6 +273,9 @@ func (c *Client) attempt(ctx context.Context) (*Conn, error) {
 	for _, id := range resend {
 		c.mu.Lock()
 		p := c.outbox[id]
+		if p != nil {
+			p.due = time.Time{} // this resend replaces a scheduled one
+		}
 		c.mu.Unlock()
 		if p != nil {
 			conn.SendID(id, p.flags|codec.FlagDup, p.to, p.body, false)
@@ -298,25 +323,48 @@ func (c *Client) run(ctx context.Context, conn *Conn) {
 // server's requested retry delay, or an error that ends the Client.
 func (c *Client) pump(ctx context.Context, conn *Conn) (time.Duration, error) {
 	var retry time.Duration
+	a := newAcker(conn)
+	defer a.stop()
+	resend := time.NewTimer(time.Hour)
+	resend.Stop()
+	defer resend.Stop()
+	c.scheduleResend(resend) // resends due from the last connection
 	for {
 		var f codec.Frame
 		var ok bool
 		select {
 		case f, ok = <-conn.Events():
+		case <-a.timer.C:
+			a.send()
+			continue
+		case <-resend.C:
+			c.resendDue(conn, resend)
+			continue
 		case <-ctx.Done():
 			return 0, ctx.Err()
 		}
 		if !ok {
 			return retry, nil
 		}
-		var seq uint64
+		idle := len(conn.Events()) == 0
+		seq, size := entrySeq(f)
 		switch f := f.(type) {
 		case *codec.Sent:
 			c.mu.Lock()
+			_, waiting := c.outbox[f.ID]
 			delete(c.outbox, f.ID)
 			c.trimOrder()
 			c.mu.Unlock()
+			if !waiting {
+				continue // SENT again for a resend: the application has its outcome
+			}
 		case *codec.Error:
+			if f.ID != (codec.MsgID{}) && retryable(f.Code) {
+				if c.retryLater(f.ID) {
+					c.scheduleResend(resend)
+				}
+				continue // not an outcome: resent with DUP (or the outcome is known)
+			}
 			if f.ID != (codec.MsgID{}) {
 				c.mu.Lock()
 				delete(c.outbox, f.ID) // refused for good: the app sees the ERROR
@@ -324,15 +372,10 @@ func (c *Client) pump(ctx context.Context, conn *Conn) (time.Duration, error) {
 				c.mu.Unlock()
 			}
 		case *codec.Deliver:
-			seq = f.Seq
 			if c.duplicate(f.ID) {
-				conn.Ack(seq, len(conn.Events()) == 0)
+				a.add(seq, size, idle)
 				continue
 			}
-		case *codec.Receipt:
-			seq = f.Seq
-		case *codec.GroupEvent:
-			seq = f.Seq
 		case *codec.Goaway:
 			retry = time.Duration(f.RetryAfter) * time.Millisecond
 		case *codec.Kicked:
@@ -342,17 +385,85 @@ func (c *Client) pump(ctx context.Context, conn *Conn) (time.Duration, error) {
 		case *codec.Pong:
 			continue
 		}
-		select {
-		case c.events <- f:
-		case <-ctx.Done():
-			return 0, ctx.Err()
+		if err := c.hand(ctx, f, a); err != nil {
+			return 0, err
 		}
 		if seq != 0 {
-			// Acknowledge once the application has it; batch acks while
-			// more frames are already waiting.
-			conn.Ack(seq, len(conn.Events()) == 0)
+			a.add(seq, size, idle) // acknowledged only once the application has it
 		}
 	}
+}
+
+// hand passes f to the application. While the application is behind, the
+// entries it already took are still acknowledged on time.
+func (c *Client) hand(ctx context.Context, f codec.Frame, a *acker) error {
+	select {
+	case c.events <- f:
+		return nil
+	default:
+	}
+	a.maybe(true)
+	for {
+		select {
+		case c.events <- f:
+			return nil
+		case <-a.timer.C:
+			a.send()
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// retryLater schedules a resend of id after its backoff and reports
+// whether id is a message still waiting for its outcome.
+func (c *Client) retryLater(id codec.MsgID) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	p := c.outbox[id]
+	if p == nil {
+		return false
+	}
+	p.due = time.Now().Add(p.backoff.Next())
+	return true
+}
+
+// scheduleResend sets t to fire at the earliest scheduled resend.
+func (c *Client) scheduleResend(t *time.Timer) {
+	c.mu.Lock()
+	var first time.Time
+	for _, p := range c.outbox {
+		if !p.due.IsZero() && (first.IsZero() || p.due.Before(first)) {
+			first = p.due
+		}
+	}
+	c.mu.Unlock()
+	if !first.IsZero() {
+		t.Reset(time.Until(first))
+	}
+}
+
+// resendDue resends, flagged DUP, the messages whose resend is due, in
+// send order, and schedules the next.
+func (c *Client) resendDue(conn *Conn, t *time.Timer) {
+	now := time.Now()
+	type send struct {
+		id codec.MsgID
+		p  pending
+	}
+	var due []send
+	c.mu.Lock()
+	for _, id := range c.order {
+		if p := c.outbox[id]; p != nil && !p.due.IsZero() && !now.Before(p.due) {
+			p.due = time.Time{}
+			due = append(due, send{id, *p})
+		}
+	}
+	c.mu.Unlock()
+	for i, s := range due {
+		conn.SendID(s.id, s.p.flags|codec.FlagDup, s.p.to, s.p.body, i == len(due)-1)
+	}
+	c.scheduleResend(t)
 }
 
 // duplicate remembers id and reports whether it was seen before.

@@ -139,6 +139,9 @@ type Config struct {
 	// delivered, whatever the period. Default 1 minute, or TTL/2 if shorter.
 	SweepEvery time.Duration
 	Logger     *zap.Logger
+	// SyncFault, for tests, runs after each batch's sync; an error it
+	// returns counts as a failed sync of a batch already applied.
+	SyncFault func() error
 }
 
 // ErrBusy means a lane's queue is full: the store is not keeping up.

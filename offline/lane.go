@@ -2,6 +2,8 @@ package offline
 
 import (
 	"encoding/binary"
+	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 
@@ -617,16 +619,28 @@ func (l *lane) fail(b *pebble.Batch, ops []*Op, err error) {
 	l.durable(ops)
 }
 
+// ErrUnknownOutcome fails an op whose batch was applied but not confirmed
+// durable: its entry may have been pushed and may survive a restart, or
+// not. Only a resend with DUP can tell. An op that failed before the apply
+// (any other error) was not stored.
+var ErrUnknownOutcome = errors.New("offline: applied but not confirmed durable")
+
 // syncer waits for each batch's fsync in order and then acknowledges it.
 func (l *lane) syncer() {
 	defer l.in.wg.Done()
 	for job := range l.syncq {
 		err := job.b.SyncWait()
+		if err == nil && l.in.cfg.SyncFault != nil {
+			err = l.in.cfg.SyncFault()
+		}
 		job.b.Close()
 		if err != nil {
 			l.in.cfg.Logger.Error("inbox sync failed", zap.Error(err))
+			err = fmt.Errorf("%w: %w", ErrUnknownOutcome, err)
 			for _, op := range job.ops {
-				op.Err = err
+				if op.Err == nil { // one refused in the batch (quota) stays refused
+					op.Err = err
+				}
 			}
 		}
 		l.durable(job.ops)

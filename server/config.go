@@ -25,6 +25,12 @@ type Config struct {
 	// Window is how many inbox entries may be delivered but unacknowledged
 	// per connection. Default 256.
 	Window int
+	// WindowBytes bounds the frames delivered but unacknowledged per
+	// connection, in bytes, so that a window of large messages never
+	// fills the outbound queue (MaxOutbound) and gets its client closed as
+	// a slow consumer. At most half of MaxOutbound, which leaves the rest
+	// for replies, receipts and presence. Default: half of MaxOutbound.
+	WindowBytes int
 	// Keepalive closes connections silent for longer. Default 3 minutes.
 	Keepalive time.Duration
 	// AuthTimeout closes connections not authenticated in time. Default 10 s.
@@ -100,6 +106,20 @@ type Config struct {
 	MaxByteRate  int
 
 	Logger *zap.Logger
+
+	// syncFault, in tests, fails inbox syncs after the batch was applied.
+	syncFault func() error
+}
+
+// defaultMaxOutbound is conn's default outbound limit.
+const defaultMaxOutbound = 4 << 20
+
+// outbound is the outbound queue limit in effect.
+func (c *Config) outbound() int {
+	if c.MaxOutbound == 0 {
+		return defaultMaxOutbound
+	}
+	return c.MaxOutbound
 }
 
 func (c *Config) setDefaults() {
@@ -114,6 +134,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.Window == 0 {
 		c.Window = 256
+	}
+	if c.WindowBytes == 0 {
+		c.WindowBytes = c.outbound() / 2
 	}
 	if c.Keepalive == 0 {
 		c.Keepalive = 3 * time.Minute // also announced in WELCOME
@@ -183,6 +206,12 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxOutbound != 0 && c.MaxOutbound < 2*codec.MaxLen {
 		errs = append(errs, fmt.Errorf("max outbound %d below two maximum frames (%d)", c.MaxOutbound, 2*codec.MaxLen))
+	}
+	if c.WindowBytes < 1 || c.WindowBytes > c.outbound()/2 {
+		// A window's unacknowledged frames must fit in the outbound queue
+		// with room to spare, or a client that reads at full speed is still
+		// closed as a slow consumer at login, at every login.
+		errs = append(errs, fmt.Errorf("window bytes %d outside 1..%d (half the max outbound %d)", c.WindowBytes, c.outbound()/2, c.outbound()))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("server: %w", err)

@@ -10,7 +10,11 @@ import (
 )
 
 // Delivery keeps one rule: a connection receives its inbox in seq order,
-// with at most Window entries unacknowledged. Two paths feed it:
+// with at most Window entries and WindowBytes bytes of frames
+// unacknowledged (the byte bound keeps a window of large messages below
+// the outbound limit, past which the client would be closed as a slow
+// consumer; an empty window always takes one entry, so any entry gets
+// through). Two paths feed it:
 //
 //   - live: the inbox lane that applied a new entry pushes it at once, but
 //     only if the session is caught up (no backlog) and the window has room;
@@ -43,11 +47,7 @@ func (h hooks) Applied(ops []*offline.Op) {
 			st.lastStored = op.Seq
 		}
 		if op.Seq > st.pushed && !s.inbox.Expiring(op.To, op.Time) { // an expired entry is never pushed: its expiry settles it
-			if !st.backlog && st.inflightLen() < s.cfg.Window {
-				if buf, ok := c.Begin(); ok {
-					s.pushedLocked(c, b, op.Acked(), op.AppendFrame(buf))
-				}
-			} else {
+			if st.backlog || !s.push(c, b, op) {
 				s.setBacklog(st, true)
 			}
 		}
@@ -75,6 +75,10 @@ func (h hooks) Durable(ops []*offline.Op) {
 			buf = codec.AppendError(buf, codec.CodeInboxFull, 0, &op.ID, "")
 		case errors.Is(op.Err, offline.ErrDuplicateID):
 			buf = codec.AppendError(buf, codec.CodeDuplicateID, 0, &op.ID, "")
+		case errors.Is(op.Err, offline.ErrUnknownOutcome):
+			// Applied, maybe pushed, maybe durable: only a resend with DUP
+			// can tell the sender which.
+			buf = codec.AppendError(buf, codec.CodeUnknownOutcome, 0, &op.ID, "outcome unknown: resend with DUP")
 		case op.Err != nil:
 			buf = codec.AppendError(buf, codec.CodeInternal, 0, &op.ID, "not stored")
 		default:
@@ -102,9 +106,38 @@ func (s *Server) setBacklog(st *session, on bool) {
 	}
 }
 
+// fits reports whether an entry whose frame is size bytes may join st's
+// window now. An empty window takes any entry. st.dmu must be held.
+func (s *Server) fits(st *session, size int) bool {
+	n := st.inflightLen()
+	return n == 0 || (n < s.cfg.Window && st.inflightBytes()+size <= s.cfg.WindowBytes)
+}
+
+// push queues op's new entry on c if the window has room for it and
+// reports whether it did. st.dmu must be held.
+func (s *Server) push(c *Conn, b *conn.Batch[session], op *offline.Op) bool {
+	st := &c.State
+	if st.inflightLen() >= s.cfg.Window {
+		return false
+	}
+	buf, ok := c.Begin()
+	if !ok {
+		return true // closed: nothing to push to, nothing to hold back
+	}
+	n := len(buf)
+	buf = op.AppendFrame(buf)
+	if !s.fits(st, len(buf)-n) {
+		c.End(buf[:n]) // the window is full of bytes: the drain sends it after an ACK
+		return false
+	}
+	s.pushedLocked(c, b, op.Acked(), buf, len(buf)-n)
+	return true
+}
+
 // pushedLocked finishes queueing inbox entry e on c: buf is c's queue
-// from Begin with the entry's frame appended. st.dmu must be held.
-func (s *Server) pushedLocked(c *Conn, b *conn.Batch[session], e offline.Acked, buf []byte) {
+// from Begin with the entry's frame (size bytes) appended. st.dmu must be
+// held.
+func (s *Server) pushedLocked(c *Conn, b *conn.Batch[session], e offline.Acked, buf []byte, size int) {
 	st := &c.State
 	if c.End(buf) {
 		b.Add(c)
@@ -112,9 +145,15 @@ func (s *Server) pushedLocked(c *Conn, b *conn.Batch[session], e offline.Acked, 
 	if st.inflight == nil {
 		st.inflight = s.windows.get()
 	}
-	st.inflight.push(e)
+	st.inflight.push(e, size)
 	st.pushed = e.Seq
 	s.counters.pushed.Add(1)
+	for n := int64(st.inflight.bytes); ; {
+		peak := s.counters.inflightPeak.Load()
+		if n <= peak || s.counters.inflightPeak.CompareAndSwap(peak, n) {
+			break
+		}
+	}
 }
 
 // drain pushes inbox entries that wait for c, window permitting.
@@ -129,16 +168,26 @@ func (s *Server) drain(c *Conn) {
 	for {
 		st.dmu.Lock()
 		room := s.cfg.Window - st.inflightLen()
+		byteRoom := s.cfg.WindowBytes - st.inflightBytes()
+		empty := st.inflightLen() == 0
 		from, stored := st.pushed, st.lastStored
-		if !st.backlog || room <= 0 || st.gone.Load() {
+		if !st.backlog || room <= 0 || byteRoom <= 0 && !empty || st.gone.Load() {
 			st.dmu.Unlock()
 			return
 		}
 		st.dmu.Unlock()
 
+		// Read what fits in the window's entries and bytes; full says the
+		// bytes ran out before the inbox did.
 		frames, ents, ends = frames[:0], ents[:0], ends[:0]
+		full := false
 		err := s.inbox.Read(user, from, room, func(e *offline.Entry) bool {
+			n := len(frames)
 			frames = e.AppendFrame(frames)
+			if len(frames) > byteRoom && !(empty && n == 0) {
+				frames, full = frames[:n], true
+				return false
+			}
 			ents = append(ents, e.Acked())
 			ends = append(ends, len(frames))
 			return true
@@ -151,7 +200,12 @@ func (s *Server) drain(c *Conn) {
 		st.dmu.Lock()
 		start := 0
 		for i, e := range ents {
+			size := ends[i] - start
 			if e.Seq > st.pushed {
+				if !s.fits(st, size) {
+					full = true
+					break
+				}
 				buf, ok := c.Begin()
 				if !ok {
 					// Closing: nothing more can be pushed, and reading on
@@ -160,7 +214,7 @@ func (s *Server) drain(c *Conn) {
 					st.dmu.Unlock()
 					return
 				}
-				s.pushedLocked(c, b, e, append(buf, frames[start:ends[i]]...))
+				s.pushedLocked(c, b, e, append(buf, frames[start:ends[i]]...), size)
 			}
 			start = ends[i]
 		}
@@ -168,7 +222,12 @@ func (s *Server) drain(c *Conn) {
 		// it was when the read began. Every entry a lane recorded before
 		// that (lastStored as read above) was applied before it: read now,
 		// or gone (expired). A lane that recorded a later entry since then
-		// changed lastStored, and the loop reads again.
+		// changed lastStored, and the loop reads again. A window full of
+		// bytes waits for an ACK, which drains again.
+		if full {
+			st.dmu.Unlock()
+			return
+		}
 		caughtUp := len(ents) < room && (st.lastStored <= st.pushed || st.lastStored == stored)
 		if caughtUp {
 			s.setBacklog(st, false)

@@ -90,7 +90,7 @@ func New(cfg Config) (*Server, error) {
 		db.Close()
 		return nil, err
 	}
-	if s.inbox, err = offline.Open(db, offline.Config{Lanes: cfg.Lanes, TTL: cfg.TTL, Quota: cfg.Quota, Logger: cfg.Logger}, hooks{s}); err != nil {
+	if s.inbox, err = offline.Open(db, offline.Config{Lanes: cfg.Lanes, TTL: cfg.TTL, Quota: cfg.Quota, Logger: cfg.Logger, SyncFault: cfg.syncFault}, hooks{s}); err != nil {
 		db.Close()
 		return nil, err
 	}
@@ -210,6 +210,8 @@ type counters struct {
 	stored atomic.Uint64 // inbox entries made durable
 	pushed atomic.Uint64 // inbox entries written to a connection
 	sent   atomic.Uint64 // SENT acks
+
+	inflightPeak atomic.Int64 // most unacknowledged delivery bytes one connection had
 
 	registers, logins, resumes atomic.Uint64
 	backlogged                 atomic.Int64 // sessions with entries not yet pushed

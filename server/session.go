@@ -39,15 +39,22 @@ const (
 
 // window holds the entries pushed and not yet acknowledged, in seq order,
 // with what an ACK needs to delete them and send delivered receipts, so
-// that acknowledging never reads the inbox back. It grows from 16 entries
-// as needed (up to the configured window) and is borrowed from a pool only
-// while deliveries are in flight.
+// that acknowledging never reads the inbox back, and the size of each
+// entry's frame, so that the unacknowledged bytes stay below the outbound
+// limit. It grows from 16 entries as needed (up to the configured window)
+// and is borrowed from a pool only while deliveries are in flight.
 type window struct {
-	ents []offline.Acked
-	head int
+	ents  []offline.Acked
+	sizes []int32 // frame bytes of ents[i]
+	head  int
+	bytes int // sum of sizes[head:]
 }
 
-func (w *window) push(a offline.Acked) { w.ents = append(w.ents, a) }
+func (w *window) push(a offline.Acked, size int) {
+	w.ents = append(w.ents, a)
+	w.sizes = append(w.sizes, int32(size))
+	w.bytes += size
+}
 
 func (w *window) len() int { return len(w.ents) - w.head }
 
@@ -56,12 +63,13 @@ func (w *window) len() int { return len(w.ents) - w.head }
 func (w *window) popThrough(seq uint64, dst []offline.Acked) []offline.Acked {
 	i := w.head
 	for i < len(w.ents) && w.ents[i].Seq <= seq {
+		w.bytes -= int(w.sizes[i])
 		i++
 	}
 	dst = append(dst, w.ents[w.head:i]...)
 	w.head = i
 	if w.head == len(w.ents) {
-		w.ents, w.head = w.ents[:0], 0
+		w.ents, w.sizes, w.head = w.ents[:0], w.sizes[:0], 0
 	}
 	return dst
 }
@@ -71,6 +79,13 @@ func (s *session) inflightLen() int {
 		return 0
 	}
 	return s.inflight.len()
+}
+
+func (s *session) inflightBytes() int {
+	if s.inflight == nil {
+		return 0
+	}
+	return s.inflight.bytes
 }
 
 // windows lends rings to sessions with deliveries in flight.
@@ -83,11 +98,11 @@ func (ws *windows) get() *window {
 	if w, ok := ws.pool.Get().(*window); ok {
 		return w
 	}
-	return &window{ents: make([]offline.Acked, 0, 16)}
+	return &window{ents: make([]offline.Acked, 0, 16), sizes: make([]int32, 0, 16)}
 }
 
 func (ws *windows) put(w *window) {
-	w.ents, w.head = w.ents[:0], 0
+	w.ents, w.sizes, w.head, w.bytes = w.ents[:0], w.sizes[:0], 0, 0
 	if cap(w.ents) <= ws.size {
 		ws.pool.Put(w)
 	}
