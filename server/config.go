@@ -7,6 +7,7 @@ import (
 
 	"github.com/chatd/chatd/account"
 	"github.com/chatd/chatd/codec"
+	"github.com/chatd/chatd/internal/proc"
 	"go.uber.org/zap"
 )
 
@@ -148,7 +149,7 @@ func (c *Config) setDefaults() {
 		c.MaxConns = 19_700 // replaced by the open-files limit in New
 	}
 	if c.MemoryLimit == 0 {
-		c.MemoryLimit = detectMemory()
+		c.MemoryLimit = proc.MemoryLimit()
 	}
 	if c.MemoryWatermark == 0 {
 		c.MemoryWatermark = 0.8

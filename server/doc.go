@@ -31,7 +31,7 @@
 // (one read-modify-write of a last-seen key, a NoSync commit),
 // account.Store.mu (registrations: name check and id; held across the
 // account's Sync commit, on a registration goroutine), offline seqAlloc.mu,
-// loginLimiter.mu, admission.mu.
+// loginLimiter.mu, admission.Control.mu.
 //
 // Rules that keep the order honest:
 //

@@ -3,12 +3,14 @@ package server
 import (
 	"github.com/chatd/chatd/conn"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 )
 
 // metrics exposes the server's counters to Prometheus. Nothing on the
 // message path touches Prometheus: the server keeps atomic counters, and
-// this collector reads them (and Pebble's metrics) when scraped.
+// this collector reads them (and admission's, conn's, the disk's and
+// Pebble's) when scraped. It stays in server, beside what it reads: a
+// snapshot struct for package admin would repeat every metric once more
+// and change nothing the scrape sees.
 type metrics struct{ s *Server }
 
 type desc struct {
@@ -53,6 +55,7 @@ func (m metrics) Collect(ch chan<- prometheus.Metric) {
 	s := m.s
 	st := s.Stats()
 	c := &s.counters
+	rej := s.admit.Rejected()
 	emit := func(d desc, v float64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d.d, d.t, v, labels...)
 	}
@@ -73,7 +76,7 @@ func (m metrics) Collect(ch chan<- prometheus.Metric) {
 	emit(mDrainLag, float64(c.backlogged.Load()))
 	emit(mExpired, float64(s.inbox.Expired()))
 	for reason, v := range map[string]uint64{
-		"capacity": c.rejectCapacity.Load(), "memory": c.rejectMemory.Load(), "accept_rate": c.rejectRate.Load(),
+		"capacity": rej.Capacity, "memory": rej.Memory, "accept_rate": rej.Rate,
 		"slow_consumer": st.Conn.SlowConsumers, "idle": st.Conn.IdleClosed, "auth_timeout": st.Conn.AuthTimeouts,
 		"protocol_error": st.Conn.ProtocolErrors, "read_timeout": st.Conn.ReadTimeouts, "busy": c.busy.Load(),
 		"login_rate": c.loginLimited.Load(), "frame_rate": st.Conn.RateLimited, "storage_full": c.storageFull.Load(),
@@ -107,12 +110,4 @@ func (m metrics) Collect(ch chan<- prometheus.Metric) {
 	} {
 		emit(mPebble, v, name)
 	}
-}
-
-// registry returns a Prometheus registry with the server's metrics and
-// the Go runtime and process collectors.
-func (s *Server) registry() *prometheus.Registry {
-	r := prometheus.NewRegistry()
-	r.MustRegister(metrics{s}, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	return r
 }

@@ -51,9 +51,9 @@ func TestAdmissionCapacity(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	// Room appears only once carol has been turned away at least once.
-	refused := s.counters.rejectCapacity.Load()
+	refused := s.admit.Rejected().Capacity
 	go func() {
-		for deadline := time.Now().Add(10 * time.Second); s.counters.rejectCapacity.Load() == refused && time.Now().Before(deadline); {
+		for deadline := time.Now().Add(10 * time.Second); s.admit.Rejected().Capacity == refused && time.Now().Before(deadline); {
 			time.Sleep(5 * time.Millisecond)
 		}
 		a.Close()
@@ -63,7 +63,7 @@ func TestAdmissionCapacity(t *testing.T) {
 		t.Fatalf("client did not get in after room appeared: %v", err)
 	}
 	c.Close()
-	if s.counters.rejectCapacity.Load() == refused {
+	if s.admit.Rejected().Capacity == refused {
 		t.Fatal("carol was never refused: the test did not exercise waiting out a GOAWAY")
 	}
 }

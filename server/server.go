@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 
 	"github.com/chatd/chatd/account"
+	"github.com/chatd/chatd/admission"
 	"github.com/chatd/chatd/codec"
 	"github.com/chatd/chatd/conn"
 	"github.com/chatd/chatd/group"
@@ -22,26 +23,35 @@ import (
 	"go.uber.org/zap"
 )
 
-// Server is a running chatd.
+// Server is a running chatd. Its fields are grouped by who owns them.
+// Nothing in Server belongs to one event-loop turn or one connection: that
+// state lives in each connection's session (session.go).
 type Server struct {
+	// Static after New. Each component is safe for concurrent use and
+	// guards its own state (lock order: doc.go).
 	cfg      Config
 	log      *zap.Logger
+	key      secure.Keypair // static Noise key, kept in the data folder
 	db       *pebble.DB
 	space    *store.Space
 	accounts *account.Store
 	inbox    *offline.Inbox
-	sessions *router.Table[*Conn]
 	groups   *group.Store
 	presence *presence.Tracker[*Conn]
 	commits  *commits // durable requests, off the event loop
-	admit    *admission
-	key      secure.Keypair // static Noise key, kept in the data folder
-	logins   *loginLimiter
+	sessions *router.Table[*Conn]
 	conns    *conn.Server[session]
-	windows  windows
-	batches  sync.Pool // *conn.Batch[session], one per producer turn
+	admit    *admission.Control // accept-time GOAWAY: capacity, memory, accept rate
+	logins   *loginLimiter
+
+	// Pools, safe for concurrent use; an item belongs to whoever took it.
+	windows windows   // delivery windows, lent to sessions with deliveries in flight
+	batches sync.Pool // *conn.Batch[session], one per producer turn
+
+	// Atomics, added to from any goroutine; read by metrics and Process.
 	counters counters
 
+	// Guarded by closeOnce: set once by the first Close.
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -129,8 +139,15 @@ func New(cfg Config) (*Server, error) {
 		db.Close()
 		return nil, err
 	}
-	s.admit = newAdmission(s, cfg)
-	s.conns.SetAdmitter(s.admit.admit)
+	s.admit = admission.New(admission.Config{
+		MaxConns:   cfg.MaxConns,
+		Watermark:  uint64(float64(cfg.MemoryLimit) * cfg.MemoryWatermark),
+		AcceptRate: cfg.AcceptRate,
+		RetryAfter: cfg.RetryAfter,
+		Conns:      s.conns.Len,
+		Logger:     cfg.Logger,
+	})
+	s.conns.SetAdmitter(s.admit.Admit)
 	s.space.Watch(db)
 	return s, nil
 }
@@ -153,9 +170,9 @@ func (s *Server) Close() error {
 	s.closeOnce.Do(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), s.cfg.DrainTimeout)
 		defer cancel()
-		s.admit.stopping.Store(true)
+		s.admit.Stop()
 		s.conns.StopAccepting()
-		bye := s.admit.goaway(codec.GoawayShutdown)
+		bye := s.admit.Goaway(codec.GoawayShutdown)
 		s.conns.Each(func(c *Conn) {
 			if c.Write(bye) {
 				c.Flush()
@@ -163,7 +180,7 @@ func (s *Server) Close() error {
 		})
 		err := s.conns.Shutdown(ctx)
 		s.commits.close() // after the last frame, before the inbox: jobs queue group events
-		s.admit.close()
+		s.admit.Close()
 		s.presence.Close()
 		s.inbox.Close()
 		s.space.Close()
@@ -177,8 +194,6 @@ func (s *Server) Close() error {
 	})
 	return s.closeErr
 }
-
-func (s *Server) notReady() string { return s.admit.notReady() }
 
 // storageFull reports (and counts) a write refused because the disk is
 // nearly full: one atomic load while it is not.
@@ -206,6 +221,7 @@ func (s *Server) Stats() Stats {
 }
 
 // counters count per-message events with atomics; never logged per event.
+// Accept-time refusals are admission's (admission.Control.Rejected).
 type counters struct {
 	stored atomic.Uint64 // inbox entries made durable
 	pushed atomic.Uint64 // inbox entries written to a connection
@@ -216,9 +232,6 @@ type counters struct {
 	registers, logins, resumes atomic.Uint64
 	backlogged                 atomic.Int64 // sessions with entries not yet pushed
 	busy                       atomic.Uint64
-	rejectCapacity             atomic.Uint64
-	rejectMemory               atomic.Uint64
-	rejectRate                 atomic.Uint64
 	loginLimited               atomic.Uint64
 	storageFull                atomic.Uint64 // requests refused with ERROR 28
 }

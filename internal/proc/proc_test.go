@@ -1,0 +1,49 @@
+package proc
+
+import (
+	"runtime"
+	"testing"
+	"time"
+)
+
+// TestHostMemoryHoldsThisProcess: without a cgroup limit, admission's
+// memory limit is the machine's RAM, which holds at least this process.
+func TestHostMemoryHoldsThisProcess(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("/proc is Linux's")
+	}
+	mem, rss := HostMemory(), RSS()
+	if rss == 0 || mem < rss {
+		t.Fatalf("host memory %d bytes, this process's RSS %d", mem, rss)
+	}
+	if lim := MemoryLimit(); lim == 0 {
+		t.Fatal("no memory limit: neither the cgroup nor /proc/meminfo was read")
+	}
+}
+
+// TestReadingsMove: RSS grows when the process touches memory, CPU time
+// and system calls only go up while it works.
+func TestReadingsMove(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("/proc is Linux's")
+	}
+	cpu0, sys0, rss0 := CPUSeconds(), RWSyscalls(), RSS()
+	buf := make([]byte, 64<<20)
+	for i := range buf {
+		buf[i] = byte(i) // touch every page so that it is resident
+	}
+	// Spin until the kernel's 10 ms CPU clock ticks at least twice.
+	for deadline := time.Now().Add(5 * time.Second); CPUSeconds() < cpu0+0.02 && time.Now().Before(deadline); {
+	}
+	if got := CPUSeconds(); got < cpu0+0.02 {
+		t.Errorf("CPU seconds %v after spinning, %v before", got, cpu0)
+	}
+	if got := RWSyscalls(); got <= sys0 {
+		// Reading /proc/self/io itself is a read system call.
+		t.Errorf("read/write syscalls %d, %d before", got, sys0)
+	}
+	if got := RSS(); got < rss0+32<<20 {
+		t.Errorf("RSS %d after touching 64 MiB, %d before", got, rss0)
+	}
+	runtime.KeepAlive(buf)
+}
