@@ -15,18 +15,29 @@ type Conn = conn.Conn[session]
 // session is the per-connection protocol state, stored inline in the
 // connection. It stays small because a million idle sessions pay for
 // every field: no maps, timers or goroutines, and the delivery window's
-// ring is borrowed only while deliveries are unacknowledged.
+// ring is borrowed only while deliveries are unacknowledged. Fields are
+// grouped by who owns them, and ordered within a group so that no padding
+// is wasted (TestSessionStaysSmall).
 type session struct {
+	// Atomics, read anywhere without a lock. The event loop moves auth
+	// from authNone to authPending (one attempt at a time); whoever
+	// finishes the attempt (a registration goroutine, or the loop itself
+	// for RESUME) sets user and then authDone, or goes back to authNone.
+	// Closed sets gone; an authentication that finishes after it sees gone
+	// and takes back its router entry.
 	auth atomic.Uint32 // authNone, authPending, authDone
-	user atomic.Uint64 // set before auth becomes authDone
 	gone atomic.Bool   // the connection closed
-	// Guarded by dmu (lock order: dmu, then Conn's queue).
+	user atomic.Uint64 // set once, before auth becomes authDone
+
+	// Guarded by dmu (lock order: dmu, then Conn's queue): the delivery
+	// state, written by the event loop (ACK, drain), inbox lanes (Applied)
+	// and Closed alike.
 	dmu        sync.Mutex
 	token      codec.Token // the session's token, revoked by LOGOUT
+	backlog    bool        // the inbox may hold entries not yet pushed
 	pushed     uint64      // highest seq pushed on this connection
 	acked      uint64      // highest seq the client acknowledged
 	lastStored uint64      // highest seq applied to the inbox while online
-	backlog    bool        // the inbox may hold entries not yet pushed
 	inflight   *window     // seqs pushed and not acknowledged; nil when none
 	subs       []uint64    // users whose presence this connection watches
 }
