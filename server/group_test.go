@@ -226,12 +226,7 @@ func countPrefix(t *testing.T, db *pebble.DB, p byte) int {
 func TestGroupAndLastSeenSurviveRestart(t *testing.T) {
 	cfg := testConfig(t)
 	cfg.PresenceInterval = 20 * time.Millisecond
-	s1, err := New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s1.Listen()
-	go s1.Serve()
+	s1, stop := serve(t, cfg)
 	cfg.Addr = s1.Addr().String()
 	alice, bob := register(t, s1, "alice"), register(t, s1, "bob")
 	gid := createGroup(t, alice, "keep", bob)
@@ -240,15 +235,12 @@ func TestGroupAndLastSeenSurviveRestart(t *testing.T) {
 	waitFor(t, func() bool { _, on := s1.sessions.Lookup(bob.Welcome.User); return !on })
 	waitTicks(t, s1, 2) // the presence ticker wrote bob's last seen
 	alice.Close()
-	s1.Close()
-
-	s2 := startServer(t, cfg)
-	a := dial(t, s2)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if _, err := a.Login(ctx, "alice", "password-alice"); err != nil {
+	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
+
+	s2 := startServer(t, cfg)
+	a := login(t, s2, "alice")
 	info, ok := request(t, a, &codec.GroupGet{GroupRef: codec.GroupRef{Req: 1, Group: gid}}).(*codec.GroupInfo)
 	if !ok || string(info.Name) != "kept" || len(info.Members) != 2 || info.Members[0].Role != codec.RoleAdmin {
 		t.Fatalf("group after restart: %+v", info)
