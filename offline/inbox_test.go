@@ -70,16 +70,12 @@ func msg(from, to uint64, id byte, body string) *Op {
 	return &Op{Kind: KindMessage, From: from, To: to, ID: codec.MsgID{id}, Body: []byte(body)}
 }
 
-func countKeys(t *testing.T, db *pebble.DB, prefix byte) int {
+// countKeys counts the keys of the table with one-byte prefix p.
+func countKeys(t *testing.T, db *pebble.DB, p byte) int {
 	t.Helper()
-	it, err := db.NewIter(&pebble.IterOptions{LowerBound: []byte{prefix}, UpperBound: []byte{prefix + 1}})
+	n, err := store.Count(db, []byte{p}, -1)
 	if err != nil {
 		t.Fatal(err)
-	}
-	defer it.Close()
-	n := 0
-	for it.First(); it.Valid(); it.Next() {
-		n++
 	}
 	return n
 }

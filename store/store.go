@@ -25,6 +25,7 @@
 package store
 
 import (
+	"errors"
 	"fmt"
 	"runtime"
 	"time"
@@ -136,6 +137,23 @@ type zapLogger struct{ s *zap.SugaredLogger }
 func (l zapLogger) Infof(format string, args ...any)  { l.s.Debugf("pebble: "+format, args...) }
 func (l zapLogger) Errorf(format string, args ...any) { l.s.Errorf("pebble: "+format, args...) }
 func (l zapLogger) Fatalf(format string, args ...any) { l.s.Fatalf("pebble: "+format, args...) }
+
+// Count counts the keys that start with prefix, from keys alone, stopping
+// at max (no limit when max < 0).
+func Count(db *pebble.DB, prefix []byte, max int) (int, error) {
+	it, err := db.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: PrefixEnd(prefix)})
+	if err != nil {
+		return 0, fmt.Errorf("store: count keys: %w", err)
+	}
+	n := 0
+	for it.First(); it.Valid() && n != max; it.Next() {
+		n++
+	}
+	if err := errors.Join(it.Error(), it.Close()); err != nil {
+		return n, fmt.Errorf("store: count keys: %w", err)
+	}
+	return n, nil
+}
 
 // PrefixEnd returns the smallest key greater than every key starting with
 // p, for an iterator's UpperBound (nil when p is all 0xff).
