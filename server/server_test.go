@@ -96,25 +96,25 @@ func dial(t testing.TB, s *Server) *client.Conn {
 	return c
 }
 
+// register registers name with password "password-"+name on a new
+// connection; login logs in as a user register made.
 func register(t testing.TB, s *Server, name string) *client.Conn {
 	t.Helper()
-	c := dial(t, s)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if _, err := c.Register(ctx, name, "password-"+name); err != nil {
-		t.Fatalf("register %s: %v", name, err)
-	}
-	return c
+	return signIn(t, s, "register", (*client.Conn).Register, name)
 }
 
-// login logs in a user register made, on a new connection.
 func login(t testing.TB, s *Server, name string) *client.Conn {
+	t.Helper()
+	return signIn(t, s, "login", (*client.Conn).Login, name)
+}
+
+func signIn(t testing.TB, s *Server, how string, do func(*client.Conn, context.Context, string, string) (codec.Welcome, error), name string) *client.Conn {
 	t.Helper()
 	c := dial(t, s)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if _, err := c.Login(ctx, name, "password-"+name); err != nil {
-		t.Fatalf("login %s: %v", name, err)
+	if _, err := do(c, ctx, name, "password-"+name); err != nil {
+		t.Fatalf("%s %s: %v", how, name, err)
 	}
 	return c
 }

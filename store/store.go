@@ -25,6 +25,7 @@
 package store
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"runtime"
@@ -153,6 +154,20 @@ func Count(db *pebble.DB, prefix []byte, max int) (int, error) {
 		return n, fmt.Errorf("store: count keys: %w", err)
 	}
 	return n, nil
+}
+
+// GetUint64 reads the big-endian integer stored at key (its first 8
+// bytes); found is false when there is no such key.
+func GetUint64(db pebble.Reader, key []byte) (v uint64, found bool, err error) {
+	b, closer, err := db.Get(key)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return 0, false, nil
+	}
+	if err != nil {
+		return 0, false, err
+	}
+	defer closer.Close()
+	return binary.BigEndian.Uint64(b), true, nil
 }
 
 // PrefixEnd returns the smallest key greater than every key starting with
