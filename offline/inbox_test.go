@@ -2,6 +2,7 @@ package offline
 
 import (
 	"errors"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -222,6 +223,15 @@ func TestNothingLeftAfterAcks(t *testing.T) {
 		in.Ack(s, 0, ^uint64(0)-1)
 	}
 	waitFor(t, func() bool { return countKeys(t, db, store.PrefixInbox) == 0 })
+}
+
+// optIn skips a study or bench (what) that takes minutes unless the
+// environment variable env is set.
+func optIn(t *testing.T, env, what string) {
+	t.Helper()
+	if os.Getenv(env) == "" {
+		t.Skipf("set %s=1 to run %s", env, what)
+	}
 }
 
 func waitFor(t *testing.T, cond func() bool) {
