@@ -143,37 +143,25 @@ func (r *benchRun) run() error {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Hour) // every run is bounded
 	defer cancel()
 	cfg := r.cfg
+	var res interface{ Print(bench.Config) } // every scenario's result
+	var err error
 	switch r.scenario {
 	case "connect":
-		res, err := bench.Connect(ctx, cfg)
-		if err != nil {
-			return err
-		}
-		res.Print(cfg)
+		res, err = bench.Connect(ctx, cfg)
 	case "group":
-		res, err := bench.Group(ctx, cfg, r.group)
-		if err != nil {
-			return err
-		}
-		res.Print(cfg)
+		res, err = bench.Group(ctx, cfg, r.group)
 	case "herd":
-		res, err := bench.Herd(ctx, cfg, r.jitter)
-		if err != nil {
-			return err
-		}
-		res.Print(cfg)
+		res, err = bench.Herd(ctx, cfg, r.jitter)
 	case "route":
-		res, err := bench.Route(ctx, cfg, r.route)
-		if err != nil {
-			return err
-		}
-		res.Print(cfg)
+		res, err = bench.Route(ctx, cfg, r.route)
 	case "offline":
-		res, err := bench.Offline(ctx, cfg, r.recipients, r.perRecipient, r.senders, r.bodySize)
-		if err != nil {
-			return err
-		}
-		res.Print(cfg)
+		res, err = bench.Offline(ctx, cfg, r.recipients, r.perRecipient, r.senders, r.bodySize)
+	default:
+		return nil
 	}
+	if err != nil {
+		return err
+	}
+	res.Print(cfg)
 	return nil
 }

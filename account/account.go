@@ -85,14 +85,12 @@ func New(db *pebble.DB, cfg Config) (*Store, error) {
 		cfg.MaxQueued = 8 * runtime.GOMAXPROCS(0)
 	}
 	s := &Store{db: db, cfg: cfg, sem: make(chan struct{}, cfg.MaxHashing)}
-	next := uint64(1)
-	v, closer, err := db.Get(metaNextUser)
-	switch {
-	case err == nil:
-		next = binary.BigEndian.Uint64(v)
-		closer.Close()
-	case !errors.Is(err, pebble.ErrNotFound):
+	next, found, err := store.GetUint64(db, metaNextUser)
+	if err != nil {
 		return nil, fmt.Errorf("account: read next user id: %w", err)
+	}
+	if !found {
+		next = 1
 	}
 	s.nextUser.Store(next)
 	return s, nil
@@ -171,15 +169,7 @@ func (s *Store) Login(name, password []byte) (uint64, codec.Token, error) {
 // Resume returns the user a token belongs to. It costs one SHA-256 and one
 // point lookup.
 func (s *Store) Resume(tok codec.Token) (uint64, error) {
-	v, closer, err := s.db.Get(tokenKey(tok))
-	if errors.Is(err, pebble.ErrNotFound) {
-		return 0, ErrInvalidToken
-	}
-	if err != nil {
-		return 0, fmt.Errorf("account: resume: %w", err)
-	}
-	defer closer.Close()
-	return binary.BigEndian.Uint64(v), nil
+	return s.userAt(tokenKey(tok), ErrInvalidToken, "resume")
 }
 
 // Revoke deletes one token (LOGOUT).
@@ -245,15 +235,20 @@ func (s *Store) lookup(name []byte) (uint64, error) {
 	if codec.ValidateName(name) != nil {
 		return 0, ErrUnknownUser
 	}
-	v, closer, err := s.db.Get(nameKey(name))
-	if errors.Is(err, pebble.ErrNotFound) {
-		return 0, ErrUnknownUser
-	}
+	return s.userAt(nameKey(name), ErrUnknownUser, "lookup")
+}
+
+// userAt reads the user id a name's or a token's key holds; missing is
+// the error when there is none.
+func (s *Store) userAt(key []byte, missing error, op string) (uint64, error) {
+	user, found, err := store.GetUint64(s.db, key)
 	if err != nil {
-		return 0, fmt.Errorf("account: lookup: %w", err)
+		return 0, fmt.Errorf("account: %s: %w", op, err)
 	}
-	defer closer.Close()
-	return binary.BigEndian.Uint64(v), nil
+	if !found {
+		return 0, missing
+	}
+	return user, nil
 }
 
 func (s *Store) record(user uint64) ([]byte, error) {

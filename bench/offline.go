@@ -125,13 +125,10 @@ func Offline(ctx context.Context, cfg Config, recipients, perRecipient, senders,
 		}
 		return <-done
 	})
-	res.StoreSeconds = time.Since(start).Seconds()
-	bar.set(int(stored.Load()))
-	bar.done()
+	res.StoreSeconds, res.StorePerSec = stageDone(bar, stored.Load(), start, res.Messages)
 	if err != nil {
 		return nil, fmt.Errorf("bench: offline store: %w", err)
 	}
-	res.StorePerSec = float64(res.Messages) / res.StoreSeconds
 	for _, c := range snd {
 		c.Close()
 	}
@@ -178,13 +175,10 @@ func Offline(ctx context.Context, cfg Config, recipients, perRecipient, senders,
 		hmu.Unlock()
 		return nil
 	})
-	res.DrainSeconds = time.Since(start).Seconds()
-	bar.set(int(drained.Load()))
-	bar.done()
+	res.DrainSeconds, res.DrainPerSec = stageDone(bar, drained.Load(), start, res.Messages)
 	if err != nil {
 		return nil, fmt.Errorf("bench: offline drain: %w", err)
 	}
-	res.DrainPerSec = float64(res.Messages) / res.DrainSeconds
 	res.DrainP50ms = float64(hist.ValueAtQuantile(50))
 	res.DrainP99ms = float64(hist.ValueAtQuantile(99))
 	res.DrainMaxms = float64(hist.Max())
@@ -194,6 +188,16 @@ func Offline(ctx context.Context, cfg Config, recipients, perRecipient, senders,
 }
 
 // Print writes the result as a table, or JSON with cfg.JSON.
+// stageDone ends a stage that has moved n of its total messages since
+// start: it completes the stage's progress bar and returns the stage's
+// seconds and messages a second.
+func stageDone(b *bar, n int64, start time.Time, total int) (secs, perSec float64) {
+	secs = time.Since(start).Seconds()
+	b.set(int(n))
+	b.done()
+	return secs, float64(total) / secs
+}
+
 func (r *OfflineResult) Print(cfg Config) {
 	if printJSON(&cfg, r) {
 		return

@@ -192,19 +192,8 @@ func TestManyWritersOneRecipient(t *testing.T) {
 // that the server closes it, counts it, and keeps serving others.
 func TestSlowConsumer(t *testing.T) {
 	s, h := startServer(t, Config{MaxOutbound: 256 << 10, WriteTimeout: 200 * time.Millisecond})
-	slow, _ := dial(t, s.Addr().String())
-	defer slow.Close()
-	sc := h.conn(0)
-	frame := codec.AppendDeliver(nil, 1, &codec.MsgID{}, 1, 0, 0, make([]byte, 4000))
-	deadline := time.Now().Add(10 * time.Second)
-	for s.Snapshot().SlowConsumers == 0 && time.Now().Before(deadline) {
-		if sc.Write(frame) {
-			sc.Flush()
-		}
-	}
-	if s.Snapshot().SlowConsumers == 0 {
-		t.Fatal("slow consumer was never closed")
-	}
+	sc, frame := slowClient(t, s, h)
+	flood(t, sc, frame, func() bool { return s.Snapshot().SlowConsumers != 0 }, "slow consumer was never closed")
 	waitFor(t, func() bool { return h.closed.Load() == 1 })
 	// Others are unaffected.
 	other, br := dial(t, s.Addr().String())
@@ -212,6 +201,29 @@ func TestSlowConsumer(t *testing.T) {
 	other.Write((&codec.Ping{Nonce: 7}).Append(nil))
 	if tp, _ := readFrame(t, br); tp != codec.TypePong {
 		t.Fatalf("other client got %v", tp)
+	}
+}
+
+// slowClient connects a client that never reads and returns the server's
+// side of it with a 4,000-byte DELIVER to queue there.
+func slowClient(t *testing.T, s *Server[int], h *testHandler) (*Conn[int], []byte) {
+	t.Helper()
+	slow, _ := dial(t, s.Addr().String())
+	t.Cleanup(func() { slow.Close() })
+	return h.conn(0), codec.AppendDeliver(nil, 1, &codec.MsgID{}, 1, 0, 0, make([]byte, 4000))
+}
+
+// flood writes frame to sc without pause until done says the server has
+// acted, failing with msg if it has not within 10 s.
+func flood(t *testing.T, sc *Conn[int], frame []byte, done func() bool, msg string) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); !done(); {
+		if time.Now().After(deadline) {
+			t.Fatal(msg)
+		}
+		if sc.Write(frame) {
+			sc.Flush()
+		}
 	}
 }
 
@@ -223,19 +235,8 @@ func TestWriteTimeoutClosesSlowConsumer(t *testing.T) {
 	t.Cleanup(func() { goleak.VerifyNone(t, leakOpts...) }) // runs after the server's shutdown
 	const writeTimeout = 200 * time.Millisecond
 	s, h := startServer(t, Config{MaxOutbound: 64 << 20, WriteTimeout: writeTimeout})
-	slow, _ := dial(t, s.Addr().String())
-	defer slow.Close()
-	sc := h.conn(0)
-	frame := codec.AppendDeliver(nil, 1, &codec.MsgID{}, 1, 0, 0, make([]byte, 4000))
-	deadline := time.Now().Add(10 * time.Second)
-	for s.Snapshot().SlowFlushes == 0 && time.Now().Before(deadline) {
-		if sc.Write(frame) {
-			sc.Flush()
-		}
-	}
-	if s.Snapshot().SlowFlushes == 0 {
-		t.Fatal("the socket never filled up")
-	}
+	sc, frame := slowClient(t, s, h)
+	flood(t, sc, frame, func() bool { return s.Snapshot().SlowFlushes != 0 }, "the socket never filled up")
 	start := time.Now()
 	for i := 0; i < 100; i++ { // more behind the flusher, still far below MaxOutbound
 		sc.Write(frame)

@@ -18,16 +18,23 @@ func openMem(t *testing.T, fs vfs.FS) *pebble.DB {
 	return db
 }
 
-// TestCreateIDsNotReusedAfterRestart creates groups concurrently, reopens
-// the store and creates once more: the new group must get an id no
-// earlier group used, so none of their member keys leak into it.
-func TestCreateIDsNotReusedAfterRestart(t *testing.T) {
-	fs := vfs.NewMem()
+// openStore opens a group store on a database in fs.
+func openStore(t *testing.T, fs vfs.FS) (*pebble.DB, *Store) {
+	t.Helper()
 	db := openMem(t, fs)
 	s, err := Open(db, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return db, s
+}
+
+// TestCreateIDsNotReusedAfterRestart creates groups concurrently, reopens
+// the store and creates once more: the new group must get an id no
+// earlier group used, so none of their member keys leak into it.
+func TestCreateIDsNotReusedAfterRestart(t *testing.T) {
+	fs := vfs.NewMem()
+	db, s := openStore(t, fs)
 	const workers, per = 16, 25
 	var wg sync.WaitGroup
 	ids := make(chan uint64, workers*per)
@@ -58,12 +65,8 @@ func TestCreateIDsNotReusedAfterRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	db = openMem(t, fs)
+	db, s = openStore(t, fs)
 	defer db.Close()
-	s, err = Open(db, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
 	g, err := s.Create(7, []byte("after restart"), []uint64{8}, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -91,11 +94,7 @@ func TestCreateIDsNotReusedAfterRestart(t *testing.T) {
 // commit last, then reopens: the id after restart must still be new.
 func TestCreateOutOfOrderCommit(t *testing.T) {
 	fs := vfs.NewMem()
-	db := openMem(t, fs)
-	s, err := Open(db, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
+	db, s := openStore(t, fs)
 	first, second := make(chan struct{}), make(chan struct{})
 	s.testHookAssigned = func(id uint64) {
 		if id == 1 {
@@ -118,11 +117,8 @@ func TestCreateOutOfOrderCommit(t *testing.T) {
 	}
 	db.Close()
 
-	db = openMem(t, fs)
+	db, s = openStore(t, fs)
 	defer db.Close()
-	if s, err = Open(db, 0); err != nil {
-		t.Fatal(err)
-	}
 	g, err := s.Create(30, []byte("three"), nil, nil)
 	if err != nil {
 		t.Fatal(err)

@@ -39,13 +39,12 @@ func Open(db *pebble.DB, maxMembers int) (*Store, error) {
 		maxMembers = codec.DefaultMaxGroup
 	}
 	s := &Store{db: db, maxMembers: maxMembers, groups: map[uint64]*Group{}, next: 1}
-	v, closer, err := db.Get(metaNext)
-	switch {
-	case err == nil:
-		s.next = binary.BigEndian.Uint64(v)
-		closer.Close()
-	case !errors.Is(err, pebble.ErrNotFound):
+	next, found, err := store.GetUint64(db, metaNext)
+	if err != nil {
 		return nil, fmt.Errorf("group: read next id: %w", err)
+	}
+	if found {
+		s.next = next
 	}
 	// The highest group key names the highest id ever committed; creates
 	// commit their keys in one batch, so nothing above it exists.

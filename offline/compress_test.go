@@ -3,7 +3,6 @@ package offline
 import (
 	"fmt"
 	"math/rand/v2"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -78,9 +77,7 @@ type codecResult struct {
 }
 
 func TestCompressionStudy(t *testing.T) {
-	if os.Getenv("CHATD_COMPRESSION_STUDY") == "" {
-		t.Skip("set CHATD_COMPRESSION_STUDY=1 to run the compression study")
-	}
+	optIn(t, "CHATD_COMPRESSION_STUDY", "the compression study")
 	for _, random := range []bool{false, true} {
 		kind := "chat text"
 		if random {

@@ -32,14 +32,20 @@ func TestQuotaAfterRestart(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	for i := 0; i < quota; i++ {
-		send(in, 2)
-		send(in, 3)
+	// fill stores quota entries for each of full, in turns, and one fewer
+	// for user 4, and waits until they are stored.
+	fill := func(in *Inbox, rec *recorder, full ...uint64) {
+		for i := 0; i < quota; i++ {
+			for _, to := range full {
+				send(in, to)
+			}
+		}
+		for i := 0; i < quota-1; i++ {
+			send(in, 4)
+		}
+		rec.wait(t, len(full)*quota+quota-1)
 	}
-	for i := 0; i < quota-1; i++ {
-		send(in, 4)
-	}
-	rec.wait(t, 3*quota-1)
+	fill(in, rec, 2, 3)
 	in.Close()
 	db.Close()
 
@@ -91,13 +97,7 @@ func TestQuotaAfterRestart(t *testing.T) {
 		in.Ack(4, 0, ^uint64(0)-1)
 		rec.wait(t, 2)
 		waitFor(t, func() bool { a, _ := in.Count(3); b, _ := in.Count(4); return a == 0 && b == 0 })
-		for i := 0; i < quota; i++ {
-			send(in, 3)
-		}
-		for i := 0; i < quota-1; i++ {
-			send(in, 4)
-		}
-		rec.wait(t, 2*quota-1)
+		fill(in, rec, 3)
 		in.Close()
 		db.Close()
 	}

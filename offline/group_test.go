@@ -2,7 +2,6 @@ package offline
 
 import (
 	"fmt"
-	"os"
 	"slices"
 	"sync"
 	"testing"
@@ -19,9 +18,7 @@ import (
 //
 //	CHATD_GROUP_STUDY=1 go test ./offline -run TestGroupStoredOnceStudy -v
 func TestGroupStoredOnceStudy(t *testing.T) {
-	if os.Getenv("CHATD_GROUP_STUDY") == "" {
-		t.Skip("set CHATD_GROUP_STUDY=1 to run the study")
-	}
+	optIn(t, "CHATD_GROUP_STUDY", "the study")
 	const members, msgs = 256, 200
 	memberIDs := make([]uint64, members)
 	for i := range memberIDs {

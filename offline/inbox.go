@@ -419,15 +419,9 @@ func beUint64(b []byte) uint64 {
 
 // countInbox counts user's entries, up to max, from keys alone.
 func (in *Inbox) countInbox(user uint64, max int32) int32 {
-	prefix := inboxPrefix(user)
-	it, err := in.db.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: store.PrefixEnd(prefix)})
+	n, err := store.Count(in.db, inboxPrefix(user), int(max))
 	if err != nil {
 		return max // unknown: take it for full
 	}
-	defer it.Close()
-	var n int32
-	for it.First(); it.Valid() && n < max; it.Next() {
-		n++
-	}
-	return n
+	return int32(n)
 }

@@ -2,6 +2,7 @@ package offline
 
 import (
 	"errors"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -70,16 +71,12 @@ func msg(from, to uint64, id byte, body string) *Op {
 	return &Op{Kind: KindMessage, From: from, To: to, ID: codec.MsgID{id}, Body: []byte(body)}
 }
 
-func countKeys(t *testing.T, db *pebble.DB, prefix byte) int {
+// countKeys counts the keys of the table with one-byte prefix p.
+func countKeys(t *testing.T, db *pebble.DB, p byte) int {
 	t.Helper()
-	it, err := db.NewIter(&pebble.IterOptions{LowerBound: []byte{prefix}, UpperBound: []byte{prefix + 1}})
+	n, err := store.Count(db, []byte{p}, -1)
 	if err != nil {
 		t.Fatal(err)
-	}
-	defer it.Close()
-	n := 0
-	for it.First(); it.Valid(); it.Next() {
-		n++
 	}
 	return n
 }
@@ -226,6 +223,15 @@ func TestNothingLeftAfterAcks(t *testing.T) {
 		in.Ack(s, 0, ^uint64(0)-1)
 	}
 	waitFor(t, func() bool { return countKeys(t, db, store.PrefixInbox) == 0 })
+}
+
+// optIn skips a study or bench (what) that takes minutes unless the
+// environment variable env is set.
+func optIn(t *testing.T, env, what string) {
+	t.Helper()
+	if os.Getenv(env) == "" {
+		t.Skipf("set %s=1 to run %s", env, what)
+	}
 }
 
 func waitFor(t *testing.T, cond func() bool) {

@@ -2,7 +2,6 @@ package offline
 
 import (
 	"errors"
-	"os"
 	"testing"
 	"time"
 
@@ -18,9 +17,7 @@ import (
 //
 //	CHATD_QUOTA_BENCH=1 go test ./offline -run TestFirstMessagesToFullInboxes -v
 func TestFirstMessagesToFullInboxes(t *testing.T) {
-	if os.Getenv("CHATD_QUOTA_BENCH") == "" {
-		t.Skip("set CHATD_QUOTA_BENCH=1 to run the bench")
-	}
+	optIn(t, "CHATD_QUOTA_BENCH", "the bench")
 	const users, quota = 10_000, 100
 	dir := t.TempDir()
 	cfg := Config{Quota: quota, Lanes: 8}

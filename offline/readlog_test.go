@@ -49,16 +49,12 @@ func TestReadLogSameBatch(t *testing.T) {
 		t.Fatalf("second READ missed %v, want the id", second)
 	}
 	// alice's inbox gets the delivered and the read receipt, nothing more.
-	deadline := time.Now().Add(10 * time.Second)
 	var kinds []codec.ReceiptKind
-	for time.Now().Before(deadline) {
+	waitFor(t, func() bool {
 		kinds = kinds[:0]
 		in.Read(alice, 0, 100, func(e *Entry) bool { kinds = append(kinds, e.ReceiptKind); return true })
-		if len(kinds) >= 2 {
-			break
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return len(kinds) >= 2
+	})
 	if len(kinds) != 2 || kinds[0] != codec.ReceiptDelivered || kinds[1] != codec.ReceiptRead {
 		t.Fatalf("alice's receipts: %v", kinds)
 	}
@@ -79,13 +75,7 @@ func TestReadLogTrimmed(t *testing.T) {
 	if err := in.AckEntries(2, []Acked{m.Acked()}); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for countKeys(t, db, store.PrefixReadLog) != 1 {
-		if time.Now().After(deadline) {
-			t.Fatal("no read-log record after the ack")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	waitFor(t, func() bool { return countKeys(t, db, store.PrefixReadLog) == 1 }) // the ack wrote its read-log record
 	today := uint32(time.Now().UnixMilli() / 86_400_000)
 	in.trimReadLog(today + in.readLogDays() - 1) // still inside the window
 	if n := countKeys(t, db, store.PrefixReadLog); n != 1 {

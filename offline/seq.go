@@ -2,7 +2,6 @@ package offline
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"sync"
 
@@ -29,13 +28,12 @@ var metaSeq = []byte{store.PrefixMeta, 's', 'e', 'q'}
 
 func newSeqAlloc(db *pebble.DB) (*seqAlloc, error) {
 	a := &seqAlloc{db: db, cur: 1}
-	v, closer, err := db.Get(metaSeq)
-	switch {
-	case err == nil:
-		a.cur = binary.BigEndian.Uint64(v)
-		closer.Close()
-	case !errors.Is(err, pebble.ErrNotFound):
+	cur, found, err := store.GetUint64(db, metaSeq)
+	if err != nil {
 		return nil, fmt.Errorf("offline: read seq mark: %w", err)
+	}
+	if found {
+		a.cur = cur
 	}
 	a.hwm = a.cur
 	return a, nil

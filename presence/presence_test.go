@@ -98,6 +98,15 @@ func start(t *testing.T, db *pebble.DB) (*Tracker[*watcher], *online) {
 	return p, o
 }
 
+// startMem is start on a fresh in-memory database, closed after the
+// tracker when the test ends.
+func startMem(t *testing.T) (*Tracker[*watcher], *online) {
+	t.Helper()
+	db := openMem(t, vfs.NewMem())
+	t.Cleanup(func() { db.Close() })
+	return start(t, db)
+}
+
 func states(fs []*codec.Presence) []codec.PresenceState {
 	var out []codec.PresenceState
 	for _, f := range fs {
@@ -109,9 +118,7 @@ func states(fs []*codec.Presence) []codec.PresenceState {
 // TestSubscribeAnswersAtOnce: a new watcher hears the current state of
 // each user at once, and Subscribe reports only users it did not watch.
 func TestSubscribeAnswersAtOnce(t *testing.T) {
-	db := openMem(t, vfs.NewMem())
-	defer db.Close()
-	p, o := start(t, db)
+	p, o := startMem(t)
 	o.set(1, true)
 	w := &watcher{}
 	if added := p.Subscribe(w, []uint64{1, 2}); len(added) != 2 {
@@ -131,9 +138,7 @@ func TestSubscribeAnswersAtOnce(t *testing.T) {
 // was costs her watchers nothing; a real change goes out once, and the
 // watcher is flushed once for it.
 func TestNeverRepeats(t *testing.T) {
-	db := openMem(t, vfs.NewMem())
-	defer db.Close()
-	p, o := start(t, db)
+	p, o := startMem(t)
 	o.set(1, true)
 	w := &watcher{}
 	p.Subscribe(w, []uint64{1})
@@ -165,9 +170,7 @@ func TestNeverRepeats(t *testing.T) {
 // TestHiddenAndForget: hiding last seen shows "hidden" whatever the state,
 // and a watcher that forgot a user hears no more of it.
 func TestHiddenAndForget(t *testing.T) {
-	db := openMem(t, vfs.NewMem())
-	defer db.Close()
-	p, o := start(t, db)
+	p, o := startMem(t)
 	o.set(1, true)
 	w, v := &watcher{}, &watcher{}
 	p.Subscribe(w, []uint64{1})
@@ -224,9 +227,7 @@ func TestLastSeenSurvivesRestart(t *testing.T) {
 // reading the user's flags and writing her last-seen time: the tick must
 // not write the old flags back.
 func TestPrivacySurvivesTick(t *testing.T) {
-	db := openMem(t, vfs.NewMem())
-	defer db.Close()
-	p, _ := start(t, db)
+	p, _ := startMem(t)
 	p.Changed(1, 777) // a last-seen time for the tick to write
 
 	errc := make(chan error, 1)

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"reflect"
 	"testing"
 	"time"
 
@@ -92,7 +93,7 @@ func TestRequestAnswers(t *testing.T) {
 				select {
 				case f := <-r.from.Events():
 					collect(f)
-					done = answerReq(f) == req
+					done = reqOf(f) == req
 				case <-time.After(10 * time.Second):
 					t.Fatalf("%s: no answer to req %d", r.name, req)
 				}
@@ -138,41 +139,15 @@ func TestRequestAnswers(t *testing.T) {
 	}
 }
 
-// answerReq is the req an answer repeats (0 for other frames).
-func answerReq(f codec.Frame) uint32 {
-	switch f := f.(type) {
-	case *codec.OK:
-		return f.Req
-	case *codec.GroupInfo:
-		return f.Req
-	case *codec.Groups:
-		return f.Req
-	case *codec.Error:
-		return f.Req
-	}
-	return 0
-}
-
+// reqOf is the req a request carries or an answer repeats: the Req field
+// every such frame has (GROUP_ADD and the like have it through an embedded
+// body), 0 for frames without one.
 func reqOf(f codec.Frame) uint32 {
-	switch f := f.(type) {
-	case *codec.GroupCreate:
-		return f.Req
-	case *codec.GroupAdd:
-		return f.Req
-	case *codec.GroupRemove:
-		return f.Req
-	case *codec.GroupLeave:
-		return f.Req
-	case *codec.GroupRename:
-		return f.Req
-	case *codec.GroupAdmin:
-		return f.Req
-	case *codec.GroupGet:
-		return f.Req
-	case *codec.GroupList:
-		return f.Req
+	req := reflect.ValueOf(f).Elem().FieldByName("Req")
+	if !req.IsValid() {
+		return 0
 	}
-	return 0
+	return uint32(req.Uint())
 }
 
 // TestCreatorHearsCreated: the creator is answered GROUP_INFO and, like

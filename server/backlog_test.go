@@ -149,7 +149,7 @@ func TestLiveWindowBytes(t *testing.T) {
 		t.Fatalf("peak unacknowledged bytes %d above the window's %d", peak, s.cfg.WindowBytes)
 	}
 	for i := 0; i < n; i++ {
-		d := nextDeliver(t, bob)
+		d := until[*codec.Deliver](t, bob)
 		if got := binary.BigEndian.Uint32(d.Body); got != uint32(i) {
 			t.Fatalf("delivery %d is message %d", i, got)
 		}

@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/chatd/chatd/client"
 	"github.com/chatd/chatd/codec"
 )
 
@@ -55,7 +54,7 @@ func TestOfflineToOnlineOrder(t *testing.T) {
 		// (every third round without acknowledging the last few).
 		take := 50 + round%7*40
 		for k := 0; k < take && want < n; k++ {
-			d := nextDeliver(t, c)
+			d := until[*codec.Deliver](t, c)
 			if !seen[d.ID] {
 				seen[d.ID] = true
 				if string(d.Body) != fmt.Sprint(want) {
@@ -71,21 +70,4 @@ func TestOfflineToOnlineOrder(t *testing.T) {
 		waitFor(t, func() bool { _, online := s.sessions.Lookup(bobID); return !online })
 	}
 	<-sendDone
-}
-
-func nextDeliver(t *testing.T, c *client.Conn) *codec.Deliver {
-	t.Helper()
-	for {
-		select {
-		case f, ok := <-c.Events():
-			if !ok {
-				t.Fatalf("connection ended: %v", c.Err())
-			}
-			if d, ok := f.(*codec.Deliver); ok {
-				return d
-			}
-		case <-time.After(10 * time.Second):
-			t.Fatal("no delivery within 10s")
-		}
-	}
 }

@@ -1,7 +1,6 @@
 package server
 
 import (
-	"context"
 	"fmt"
 	"sync"
 	"testing"
@@ -10,7 +9,6 @@ import (
 	"github.com/chatd/chatd/client"
 	"github.com/chatd/chatd/codec"
 	"github.com/chatd/chatd/store"
-	"github.com/cockroachdb/pebble/v2"
 )
 
 // request sends a group request frame and returns the reply.
@@ -191,47 +189,23 @@ func TestGroupBodyStoredOnce(t *testing.T) {
 			alice.Ack(f.Seq, true)
 		}
 	}
-	if n := countPrefix(t, s.db, store.PrefixBody); n != 2 {
-		t.Fatalf("%d body keys for one group message, want the body and its count", n)
+	if n, err := store.Count(s.db, []byte{store.PrefixBody}, -1); err != nil || n != 2 {
+		t.Fatalf("%d body keys (%v) for one group message, want the body and its count", n, err)
 	}
 	// Members come back and acknowledge: the body goes.
 	for i := range members {
-		c := dial(t, s)
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		if _, err := c.Login(ctx, fmt.Sprintf("member%d", i), fmt.Sprintf("password-member%d", i)); err != nil {
-			t.Fatal(err)
-		}
-		cancel()
+		c := login(t, s, fmt.Sprintf("member%d", i))
 		if got := groupDeliveries(t, c, gid, 1); len(got[0]) != 1000 {
 			t.Fatalf("member %d got a %d-byte body", i, len(got[0]))
 		}
 	}
-	waitFor(t, func() bool { return countPrefix(t, s.db, store.PrefixBody) == 0 })
-}
-
-func countPrefix(t *testing.T, db *pebble.DB, p byte) int {
-	t.Helper()
-	it, err := db.NewIter(&pebble.IterOptions{LowerBound: []byte{p}, UpperBound: []byte{p + 1}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer it.Close()
-	n := 0
-	for it.First(); it.Valid(); it.Next() {
-		n++
-	}
-	return n
+	waitFor(t, func() bool { n, err := store.Count(s.db, []byte{store.PrefixBody}, -1); return err == nil && n == 0 })
 }
 
 func TestGroupAndLastSeenSurviveRestart(t *testing.T) {
 	cfg := testConfig(t)
 	cfg.PresenceInterval = 20 * time.Millisecond
-	s1, err := New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s1.Listen()
-	go s1.Serve()
+	s1, stop := serve(t, cfg)
 	cfg.Addr = s1.Addr().String()
 	alice, bob := register(t, s1, "alice"), register(t, s1, "bob")
 	gid := createGroup(t, alice, "keep", bob)
@@ -240,15 +214,12 @@ func TestGroupAndLastSeenSurviveRestart(t *testing.T) {
 	waitFor(t, func() bool { _, on := s1.sessions.Lookup(bob.Welcome.User); return !on })
 	waitTicks(t, s1, 2) // the presence ticker wrote bob's last seen
 	alice.Close()
-	s1.Close()
-
-	s2 := startServer(t, cfg)
-	a := dial(t, s2)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if _, err := a.Login(ctx, "alice", "password-alice"); err != nil {
+	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
+
+	s2 := startServer(t, cfg)
+	a := login(t, s2, "alice")
 	info, ok := request(t, a, &codec.GroupGet{GroupRef: codec.GroupRef{Req: 1, Group: gid}}).(*codec.GroupInfo)
 	if !ok || string(info.Name) != "kept" || len(info.Members) != 2 || info.Members[0].Role != codec.RoleAdmin {
 		t.Fatalf("group after restart: %+v", info)

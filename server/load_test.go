@@ -65,10 +65,7 @@ func TestIdleConnectionsNoGoroutines(t *testing.T) {
 	// Pool workers and hash goroutines finish on their own time: poll until
 	// the count is down, and fail only if it never gets there.
 	g := 0
-	deadline := time.Now().Add(10 * time.Second)
-	for g = runtime.NumGoroutine(); g > base+20 && time.Now().Before(deadline); g = runtime.NumGoroutine() {
-		time.Sleep(10 * time.Millisecond)
-	}
+	poll(10*time.Second, func() bool { g = runtime.NumGoroutine(); return g <= base+20 })
 	t.Logf("goroutines: %d before, %d with %d idle authenticated connections", base, g, n)
 	if g > base+20 {
 		t.Fatalf("%d goroutines with %d idle connections (started at %d)", g, n, base)
@@ -120,14 +117,14 @@ func TestManySendersOneRecipient(t *testing.T) {
 			}
 		}(c, i)
 	}
-	next := make([]int, senders)
+	want := make([]int, senders) // per sender, the next message's number
 	for got := 0; got < senders*per; got++ {
-		d := nextEvent[*codec.Deliver](t, bob)
+		d := next[*codec.Deliver](t, bob)
 		i := from[d.From]
-		if want := fmt.Sprintf("%d:%d", i, next[i]); string(d.Body) != want {
-			t.Fatalf("from sender %d: got %q, want %q", i, d.Body, want)
+		if w := fmt.Sprintf("%d:%d", i, want[i]); string(d.Body) != w {
+			t.Fatalf("from sender %d: got %q, want %q", i, d.Body, w)
 		}
-		next[i]++
+		want[i]++
 		if got%64 == 63 {
 			bob.Ack(d.Seq, true)
 		}
@@ -185,7 +182,7 @@ func TestBadInputLeavesOthersServed(t *testing.T) {
 			}
 			// Others are still served.
 			id, _ := alice.Send(bob.Welcome.User, []byte(tc.name), true)
-			if d := nextEvent[*codec.Deliver](t, bob); d.ID != id {
+			if d := next[*codec.Deliver](t, bob); d.ID != id {
 				t.Fatalf("bob got %v", d.ID)
 			}
 			bob.Ack(0, false)
@@ -193,5 +190,3 @@ func TestBadInputLeavesOthersServed(t *testing.T) {
 	}
 	_ = context.Background
 }
-
-func nextEvent[F codec.Frame](t testing.TB, c *client.Conn) F { return next[F](t, c) }

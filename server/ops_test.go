@@ -53,9 +53,7 @@ func TestAdmissionCapacity(t *testing.T) {
 	// Room appears only once carol has been turned away at least once.
 	refused := s.admit.Rejected().Capacity
 	go func() {
-		for deadline := time.Now().Add(10 * time.Second); s.admit.Rejected().Capacity == refused && time.Now().Before(deadline); {
-			time.Sleep(5 * time.Millisecond)
-		}
+		poll(10*time.Second, func() bool { return s.admit.Rejected().Capacity != refused })
 		a.Close()
 	}()
 	c, err := client.Connect(ctx, client.Options{Addr: s.Addr().String(), Name: "carol", Password: "password-carol", Register: true})
@@ -73,12 +71,7 @@ func TestAdmissionCapacity(t *testing.T) {
 // restart.
 func TestGracefulRestartLosesNothing(t *testing.T) {
 	cfg := testConfig(t)
-	s1, err := New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s1.Listen()
-	go s1.Serve()
+	s1, stop := serve(t, cfg)
 	cfg.Addr = s1.Addr().String()
 	alice, bob := register(t, s1, "alice"), register(t, s1, "bob")
 	bobID := bob.Welcome.User
@@ -90,7 +83,7 @@ func TestGracefulRestartLosesNothing(t *testing.T) {
 	for len(acked) < 150 {
 		acked[next[*codec.Sent](t, alice).ID] = true
 	}
-	if err := s1.Close(); err != nil {
+	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
 	// Everything still in flight is acknowledged before the connection ends,

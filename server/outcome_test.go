@@ -88,7 +88,7 @@ func TestUnknownOutcomeResend(t *testing.T) {
 	marker, _ := alice.Send(bobID, []byte("end"), true)
 	count := map[codec.MsgID]int{}
 	for {
-		d := nextDeliver(t, bob)
+		d := until[*codec.Deliver](t, bob)
 		bob.Ack(d.Seq, true)
 		if d.ID == marker {
 			break

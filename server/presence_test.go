@@ -1,24 +1,12 @@
 package server
 
 import (
-	"context"
 	"testing"
 	"time"
 
 	"github.com/chatd/chatd/client"
 	"github.com/chatd/chatd/codec"
 )
-
-func login(t *testing.T, s *Server, name string) *client.Conn {
-	t.Helper()
-	c := dial(t, s)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if _, err := c.Login(ctx, name, "password-"+name); err != nil {
-		t.Fatal(err)
-	}
-	return c
-}
 
 // waitTicks waits until the presence ticker has completed n more ticks
 // than when it was called: a change made before the call has then been

@@ -1,9 +1,7 @@
 package server
 
 import (
-	"context"
 	"testing"
-	"time"
 
 	"github.com/chatd/chatd/client"
 	"github.com/chatd/chatd/codec"
@@ -13,23 +11,11 @@ import (
 // its code.
 func expectError(t *testing.T, c *client.Conn, code codec.Code) *codec.Error {
 	t.Helper()
-	deadline := time.After(10 * time.Second)
-	for {
-		select {
-		case f, ok := <-c.Events():
-			if !ok {
-				t.Fatalf("connection ended: %v", c.Err())
-			}
-			if e, isErr := f.(*codec.Error); isErr {
-				if e.Code != code {
-					t.Fatalf("ERROR %d (%s) %q, want %d", e.Code, e.Code, e.Detail, code)
-				}
-				return e
-			}
-		case <-deadline:
-			t.Fatalf("no ERROR %d within 10s", code)
-		}
+	e := until[*codec.Error](t, c)
+	if e.Code != code {
+		t.Fatalf("ERROR %d (%s) %q, want %d", e.Code, e.Code, e.Detail, code)
 	}
+	return e
 }
 
 // skipTo returns c's next frame of type F, passing over SENTs and PONGs.
@@ -204,15 +190,7 @@ func TestReadGroupIDIsNotAUser(t *testing.T) {
 // still be reported read after it.
 func TestReadAfterRestart(t *testing.T) {
 	cfg := testConfig(t)
-	s1, err := New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s1.Listen(); err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- s1.Serve() }()
+	s1, stop := serve(t, cfg)
 	alice, bob := register(t, s1, "alice"), register(t, s1, "bob")
 	id, _ := alice.Send(bob.Welcome.User, []byte("before"), true)
 	d := skipTo[*codec.Deliver](t, bob)
@@ -220,23 +198,13 @@ func TestReadAfterRestart(t *testing.T) {
 	skipTo[*codec.Receipt](t, alice) // the ack is durable once its receipt arrives
 	alice.Close()
 	bob.Close()
-	if err := s1.Close(); err != nil {
+	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
-	<-served
 
 	cfg.Addr = "127.0.0.1:0"
 	s2 := startServer(t, cfg)
-	login := func(name string) *client.Conn {
-		c := dial(t, s2)
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if _, err := c.Login(ctx, name, "password-"+name); err != nil {
-			t.Fatal(err)
-		}
-		return c
-	}
-	a, b := login("alice"), login("bob")
+	a, b := login(t, s2, "alice"), login(t, s2, "bob")
 	b.MarkRead(a.Welcome.User, 0, id)
 	for {
 		r := skipTo[*codec.Receipt](t, a)

@@ -16,14 +16,7 @@ import (
 // what never got SENT (flagged DUP) and drops deliveries it already had.
 func TestClientSurvivesRestart(t *testing.T) {
 	cfg := testConfig(t)
-	s1, err := New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s1.Listen(); err != nil {
-		t.Fatal(err)
-	}
-	go s1.Serve()
+	s1, stop := serve(t, cfg)
 	cfg.Addr = s1.Addr().String()
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -47,7 +40,7 @@ func TestClientSurvivesRestart(t *testing.T) {
 	for i := 0; i < n/2; i++ {
 		alice.Send(bob.User(), []byte(fmt.Sprint(i)))
 	}
-	if err := s1.Close(); err != nil {
+	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
 	for i := n / 2; i < n; i++ {

@@ -50,6 +50,19 @@ func testConfig(t testing.TB) Config {
 
 func startServer(t testing.TB, cfg Config) *Server {
 	t.Helper()
+	s, stop := serve(t, cfg)
+	t.Cleanup(func() {
+		if err := stop(); err != nil {
+			t.Error(err)
+		}
+	})
+	return s
+}
+
+// serve starts a server the test stops itself, to start another on the
+// same data folder: stop closes it and waits for Serve to return.
+func serve(t testing.TB, cfg Config) (s *Server, stop func() error) {
+	t.Helper()
 	s, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -59,15 +72,16 @@ func startServer(t testing.TB, cfg Config) *Server {
 	}
 	done := make(chan error, 1)
 	go func() { done <- s.Serve() }()
-	t.Cleanup(func() {
+	return s, func() error {
+		var errs []error
 		if err := s.Close(); err != nil {
-			t.Errorf("close: %v", err)
+			errs = append(errs, fmt.Errorf("close: %w", err))
 		}
 		if err := <-done; err != nil {
-			t.Errorf("serve: %v", err)
+			errs = append(errs, fmt.Errorf("serve: %w", err))
 		}
-	})
-	return s
+		return errors.Join(errs...)
+	}
 }
 
 func dial(t testing.TB, s *Server) *client.Conn {
@@ -82,45 +96,81 @@ func dial(t testing.TB, s *Server) *client.Conn {
 	return c
 }
 
+// register registers name with password "password-"+name on a new
+// connection; login logs in as a user register made.
 func register(t testing.TB, s *Server, name string) *client.Conn {
+	t.Helper()
+	return signIn(t, s, "register", (*client.Conn).Register, name)
+}
+
+func login(t testing.TB, s *Server, name string) *client.Conn {
+	t.Helper()
+	return signIn(t, s, "login", (*client.Conn).Login, name)
+}
+
+func signIn(t testing.TB, s *Server, how string, do func(*client.Conn, context.Context, string, string) (codec.Welcome, error), name string) *client.Conn {
 	t.Helper()
 	c := dial(t, s)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if _, err := c.Register(ctx, name, "password-"+name); err != nil {
-		t.Fatalf("register %s: %v", name, err)
+	if _, err := do(c, ctx, name, "password-"+name); err != nil {
+		t.Fatalf("%s %s: %v", how, name, err)
 	}
 	return c
 }
 
 // next returns the next event of the wanted type, failing on anything
-// unexpected (PONGs are skipped).
+// unexpected (PONGs are skipped). next[codec.Frame] is the next frame
+// whatever its type.
 func next[F codec.Frame](t testing.TB, c *client.Conn) F {
 	t.Helper()
-	timer := time.NewTimer(10 * time.Second)
-	defer timer.Stop()
+	var zero F
+	deadline := time.After(10 * time.Second)
+	for {
+		f := recv[F](t, c, deadline)
+		if ev, isEvent := f.(*codec.GroupEvent); isEvent {
+			if _, wantEvent := any(ev).(F); !wantEvent {
+				c.Ack(ev.Seq, true) // membership news, not what this test waits for
+				continue
+			}
+		}
+		if want, ok := f.(F); ok {
+			return want
+		}
+		t.Fatalf("got %v %+v, want %T", f.Type(), f, zero)
+	}
+}
+
+// until returns c's next frame of type F, passing over every other frame.
+func until[F codec.Frame](t testing.TB, c *client.Conn) F {
+	t.Helper()
+	deadline := time.After(10 * time.Second)
+	for {
+		if want, ok := recv[F](t, c, deadline).(F); ok {
+			return want
+		}
+	}
+}
+
+// recv returns c's next frame other than PONG, failing the test if the
+// connection ends or no frame comes before deadline (F names what the
+// caller waits for).
+func recv[F codec.Frame](t testing.TB, c *client.Conn, deadline <-chan time.Time) codec.Frame {
+	t.Helper()
 	for {
 		select {
 		case f, ok := <-c.Events():
 			if !ok {
 				t.Fatalf("connection ended: %v", c.Err())
 			}
-			if _, pong := f.(*codec.Pong); pong {
-				continue
+			if _, pong := f.(*codec.Pong); !pong {
+				return f
 			}
-			if ev, isEvent := f.(*codec.GroupEvent); isEvent {
-				if _, wantEvent := any(ev).(F); !wantEvent {
-					c.Ack(ev.Seq, true) // membership news, not what this test waits for
-					continue
-				}
-			}
-			if want, ok := f.(F); ok {
-				return want
-			}
+		case <-deadline:
 			var zero F
-			t.Fatalf("got %v %+v, want %T", f.Type(), f, zero)
-		case <-timer.C:
-			var zero F
+			if any(zero) == nil {
+				t.Fatal("no frame within 10s")
+			}
 			t.Fatalf("no %T within 10s", zero)
 		}
 	}
@@ -223,12 +273,7 @@ func TestOfflineDeliveryOnLogin(t *testing.T) {
 func TestSecondLoginKicksFirst(t *testing.T) {
 	s := startServer(t, testConfig(t))
 	first := register(t, s, "alice")
-	second := dial(t, s)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if _, err := second.Login(ctx, "alice", "password-alice"); err != nil {
-		t.Fatal(err)
-	}
+	login(t, s, "alice")
 	k := next[*codec.Kicked](t, first)
 	if k.Reason != codec.KickElsewhere {
 		t.Fatalf("kick reason %v", k.Reason)
@@ -279,13 +324,23 @@ func TestAuthErrors(t *testing.T) {
 	})
 }
 
+// waitFor polls cond until it holds, failing the test after 10 s.
 func waitFor(t testing.TB, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	if !poll(10*time.Second, cond) {
+		t.Fatal("condition not met within 10s")
+	}
+}
+
+// poll calls cond every 5 ms until it holds or within has passed, and
+// says whether it held.
+func poll(within time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(within)
 	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatal("condition not met within 10s")
+			return false
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+	return true
 }

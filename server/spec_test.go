@@ -55,7 +55,7 @@ func TestSpecSeqIsGlobal(t *testing.T) {
 		// Stored (and numbered) before the next one. carol's own inbox
 		// gets the delivered receipts, which take seqs of their own.
 		for sent := false; !sent; {
-			switch f := event(t, carol).(type) {
+			switch f := next[codec.Frame](t, carol).(type) {
 			case *codec.Sent:
 				sent = true
 			case *codec.Receipt:
@@ -130,7 +130,7 @@ func TestSpecQuotaIsForMessagesOnly(t *testing.T) {
 	}
 	messages, groupMessages, renamed, kinds := 0, 0, false, map[codec.ReceiptKind]bool{}
 	for messages < cfg.Quota || groupMessages < 1 || !renamed || len(kinds) < 2 {
-		switch f := event(t, back).(type) {
+		switch f := next[codec.Frame](t, back).(type) {
 		case *codec.Deliver:
 			if f.Group == g.Group {
 				groupMessages++
@@ -202,27 +202,6 @@ func registerPastLimit(t *testing.T, perSource int) bool {
 		t.Fatalf("RESUME refused after the password attempts ran out: %v", err)
 	}
 	return true
-}
-
-// event returns c's next frame other than PONG, failing the test if none
-// comes within 10 s or the connection ends.
-func event(t *testing.T, c *client.Conn) codec.Frame {
-	t.Helper()
-	timer := time.NewTimer(10 * time.Second)
-	defer timer.Stop()
-	for {
-		select {
-		case f, ok := <-c.Events():
-			if !ok {
-				t.Fatalf("connection ended: %v", c.Err())
-			}
-			if _, pong := f.(*codec.Pong); !pong {
-				return f
-			}
-		case <-timer.C:
-			t.Fatal("no frame within 10s")
-		}
-	}
 }
 
 // TestSpecErrorDetailSaysWhy (section 7): an ERROR a person must act on

@@ -63,6 +63,20 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
+// openWatched opens a small database in dir that sp watches; both close
+// when the test ends, sp first.
+func openWatched(t *testing.T, dir string, sp *Space) *pebble.DB {
+	t.Helper()
+	db, err := Open(dir, Options{CacheSize: 1 << 20, MemTableSize: 1 << 20, Space: sp})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	sp.Watch(db)
+	t.Cleanup(func() { sp.Close() })
+	return db
+}
+
 func ballastSize(dir string) int64 {
 	fi, err := os.Stat(filepath.Join(dir, BallastName))
 	if err != nil {
@@ -84,13 +98,7 @@ func TestSpaceFullAndBack(t *testing.T) {
 	if n := ballastSize(dir); n != 2<<20 {
 		t.Fatalf("ballast %d bytes at start, want 2 MiB", n)
 	}
-	db, err := Open(dir, Options{CacheSize: 1 << 20, MemTableSize: 1 << 20, Space: sp})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	sp.Watch(db)
-	defer sp.Close()
+	openWatched(t, dir, sp)
 	waitFor(t, "a first reading", func() bool { return sp.Stats().Free > 0 })
 	if sp.Full() {
 		t.Fatalf("full on an empty volume: %+v", sp.Stats())
@@ -130,13 +138,7 @@ func TestSpaceENOSPCReleasesBallast(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	db, err := Open(dir, Options{CacheSize: 1 << 20, MemTableSize: 1 << 20, Space: sp})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	sp.Watch(db)
-	defer sp.Close()
+	db := openWatched(t, dir, sp)
 
 	fill(t, vol, 0)
 	value := bytes.Repeat([]byte{7}, 64<<10)

@@ -25,6 +25,8 @@
 package store
 
 import (
+	"encoding/binary"
+	"errors"
 	"fmt"
 	"runtime"
 	"time"
@@ -136,6 +138,37 @@ type zapLogger struct{ s *zap.SugaredLogger }
 func (l zapLogger) Infof(format string, args ...any)  { l.s.Debugf("pebble: "+format, args...) }
 func (l zapLogger) Errorf(format string, args ...any) { l.s.Errorf("pebble: "+format, args...) }
 func (l zapLogger) Fatalf(format string, args ...any) { l.s.Fatalf("pebble: "+format, args...) }
+
+// Count counts the keys that start with prefix, from keys alone, stopping
+// at max (no limit when max < 0).
+func Count(db *pebble.DB, prefix []byte, max int) (int, error) {
+	it, err := db.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: PrefixEnd(prefix)})
+	if err != nil {
+		return 0, fmt.Errorf("store: count keys: %w", err)
+	}
+	n := 0
+	for it.First(); it.Valid() && n != max; it.Next() {
+		n++
+	}
+	if err := errors.Join(it.Error(), it.Close()); err != nil {
+		return n, fmt.Errorf("store: count keys: %w", err)
+	}
+	return n, nil
+}
+
+// GetUint64 reads the big-endian integer stored at key (its first 8
+// bytes); found is false when there is no such key.
+func GetUint64(db pebble.Reader, key []byte) (v uint64, found bool, err error) {
+	b, closer, err := db.Get(key)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return 0, false, nil
+	}
+	if err != nil {
+		return 0, false, err
+	}
+	defer closer.Close()
+	return binary.BigEndian.Uint64(b), true, nil
+}
 
 // PrefixEnd returns the smallest key greater than every key starting with
 // p, for an iterator's UpperBound (nil when p is all 0xff).
