@@ -44,7 +44,7 @@ func (s *Server) authenticate(c *Conn, t codec.Type, body []byte) error {
 		}
 		if s.storageFull() {
 			st.auth.Store(authNone)
-			s.errorTo(c, codec.CodeStorageFull, 0, nil, "")
+			s.errorTo(c, codec.CodeStorageFull, 0, nil, "the server's disk is nearly full; retry later")
 			return nil
 		}
 		name, pass := append([]byte(nil), f.Name...), append([]byte(nil), f.Password...)

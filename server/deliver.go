@@ -72,9 +72,9 @@ func (h hooks) Durable(ops []*offline.Op) {
 		}
 		switch {
 		case errors.Is(op.Err, offline.ErrInboxFull):
-			buf = codec.AppendError(buf, codec.CodeInboxFull, 0, &op.ID, "")
+			buf = codec.AppendError(buf, codec.CodeInboxFull, 0, &op.ID, "the recipient's inbox is full; not stored")
 		case errors.Is(op.Err, offline.ErrDuplicateID):
-			buf = codec.AppendError(buf, codec.CodeDuplicateID, 0, &op.ID, "")
+			buf = codec.AppendError(buf, codec.CodeDuplicateID, 0, &op.ID, "this id was already used for another recipient or body")
 		case errors.Is(op.Err, offline.ErrUnknownOutcome):
 			// Applied, maybe pushed, maybe durable: only a resend with DUP
 			// can tell the sender which.

@@ -192,7 +192,7 @@ func (s *Server) sendGroup(c *Conn, f *codec.Send, user uint64) {
 		Body: append([]byte(nil), f.Body...), Dup: f.Flags&codec.FlagDup != 0, Ctx: c,
 	}
 	if err := s.inbox.SubmitGroup(op, members); err != nil {
-		s.errorTo(c, codec.CodeBusy, 0, &f.ID, "")
+		s.errorTo(c, codec.CodeBusy, 0, &f.ID, "message store saturated; not stored, retry")
 	}
 }
 

@@ -131,23 +131,24 @@ func (s *Server) send(c *Conn, body []byte) error {
 	}
 	user := c.State.user.Load()
 	var code codec.Code
+	var detail string
 	switch {
 	case !f.Flags.Valid():
-		code = codec.CodeInvalidFlags
+		code, detail = codec.CodeInvalidFlags, "SEND with reserved flag bits set"
 	case len(f.Body) > s.cfg.MaxBody:
-		code = codec.CodeBodyTooLarge
+		code, detail = codec.CodeBodyTooLarge, fmt.Sprintf("body of %d bytes; this server takes at most %d", len(f.Body), s.cfg.MaxBody)
 	case s.storageFull(): // before the group branch: group SENDs too
-		code = codec.CodeStorageFull
+		code, detail = codec.CodeStorageFull, "the server's disk is nearly full; retry later"
 	case f.Flags&codec.FlagGroup != 0:
 		s.sendGroup(c, &f, user)
 		return nil
 	case f.To == user:
-		code = codec.CodeSelfSend
+		code, detail = codec.CodeSelfSend, "SEND to yourself"
 	case !s.accounts.Exists(f.To):
-		code = codec.CodeUnknownRecipient
+		code, detail = codec.CodeUnknownRecipient, fmt.Sprintf("no user %d", f.To)
 	}
 	if code != 0 {
-		s.errorTo(c, code, 0, &f.ID, "")
+		s.errorTo(c, code, 0, &f.ID, detail)
 		return nil
 	}
 	op := &offline.Op{
@@ -156,7 +157,7 @@ func (s *Server) send(c *Conn, body []byte) error {
 	}
 	if err := s.inbox.Submit(op); err != nil {
 		s.counters.busy.Add(1)
-		s.errorTo(c, codec.CodeBusy, 0, &f.ID, "")
+		s.errorTo(c, codec.CodeBusy, 0, &f.ID, "message store saturated; not stored, retry")
 	}
 	return nil
 }
@@ -264,7 +265,7 @@ func (s *Server) lookup(c *Conn, body []byte) error {
 		return nil
 	}
 	if err != nil {
-		s.errorTo(c, s.accountCode(err), f.Req, nil, "")
+		s.errorTo(c, s.accountCode(err), f.Req, nil, accountDetail(err))
 		return nil
 	}
 	s.reply(c, (&codec.User{Req: f.Req, User: user, Name: name}).Append(nil))
