@@ -1,10 +1,3 @@
-// Package router is chatd's session table: it answers "where is this user
-// connected?" for every message, receipt and presence change routed.
-//
-// Today every session is local, so the answer is a pointer to the session.
-// When chatd runs as a cluster, Lookup is the one place that changes: a
-// shared session directory will answer with the node holding the user,
-// and the server's routing code, which only ever asks Lookup, stays as is.
 package router
 
 import (
@@ -33,8 +26,8 @@ type shard[S comparable] struct {
 	_  [32]byte // keep neighbouring shards' locks on separate cache lines
 }
 
-// New returns a table with 4 shards per core.
-func New[S comparable]() *Table[S] { return NewWithShards[S](4 * runtime.GOMAXPROCS(0)) }
+// NewTable returns a table with 4 shards per core.
+func NewTable[S comparable]() *Table[S] { return NewWithShards[S](4 * runtime.GOMAXPROCS(0)) }
 
 // NewWithShards returns a table with at least n shards (rounded up to a
 // power of two); tests use it to force contention.

@@ -54,7 +54,7 @@ func TestConcurrentLogins(t *testing.T) {
 }
 
 func TestLookupNoAlloc(t *testing.T) {
-	tb := New[*sess]()
+	tb := NewTable[*sess]()
 	for u := uint64(0); u < 1000; u++ {
 		tb.Swap(u, &sess{int(u)})
 	}
@@ -64,7 +64,7 @@ func TestLookupNoAlloc(t *testing.T) {
 }
 
 func BenchmarkLookupParallel(b *testing.B) {
-	tb := New[*sess]()
+	tb := NewTable[*sess]()
 	for u := uint64(0); u < 100000; u++ {
 		tb.Swap(u, &sess{int(u)})
 	}

@@ -100,9 +100,8 @@ func (s *Server) authenticated(c *Conn, user uint64, tok codec.Token, err error)
 	st.user.Store(user)
 	st.dmu.Lock()
 	st.token = tok
-	s.setBacklog(st, true) // whatever waits in the inbox goes out first
 	st.dmu.Unlock()
-	if old, ok := s.sessions.Swap(user, c); ok && old != c {
+	if old, ok := s.sessions.Login(user, c); ok && old != c { // behind whatever waits in the inbox
 		s.kick(old, codec.KickElsewhere)
 	}
 	if st.gone.Load() {

@@ -1,7 +1,7 @@
 // Package server is chatd: it joins the connection layer (conn), the
-// session table (router), accounts and inboxes (account, offline), groups
-// and presence into the protocol PROTOCOL.md describes. Frames arrive from
-// conn's event loop; writes that must be durable go through the inbox's
+// session table and delivery (router: push, drain, ack), accounts and
+// inboxes (account, offline), groups and presence into the protocol
+// PROTOCOL.md describes. Frames arrive from conn's event loop; writes that must be durable go through the inbox's
 // lanes (messages, receipts, acks) or the server's commit lanes (group
 // changes, PRIVACY, LOGOUT); deliveries go out through each connection's
 // single write path.
@@ -18,8 +18,9 @@
 //	                    for reading while they queue a message to the members' lanes;
 //	                    never held across an fsync
 //	group.Store.mu      the map of loaded groups; lookups and store reads only
-//	session.dmu         a connection's delivery state: pushed, acked, window, token,
-//	                    subscriptions (session.go)
+//	router.Session.mu   a connection's delivery state (pushed, acked, window, backlog;
+//	                    router/session.go), kept inline as session.dmu, whose lock also
+//	                    guards the token and subscriptions (session.go)
 //	presence.Tracker.mu watchers and dirty users; PRESENCE frames are queued under it
 //	router shard mu     (RW) the session table: Lookup, Swap, Remove
 //	offline lane.mu     a lane's queue: Submit and friends only append
@@ -47,5 +48,5 @@
 //     durable.
 //   - The inbox calls its hooks (Applied, Durable, MarkRead's done) from
 //     lane and syncer goroutines holding no offline lock; the hooks take
-//     dmu and then Conn.mu.
+//     dmu (router.Router.Applied) and then Conn.mu.
 package server

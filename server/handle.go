@@ -72,12 +72,8 @@ func (s *Server) Closed(c *Conn) {
 	if u := st.user.Load(); u != 0 && s.sessions.Remove(u, c) {
 		s.presence.Changed(u, uint64(time.Now().UnixMilli()))
 	}
+	s.sessions.Closed(c)
 	st.dmu.Lock()
-	s.setBacklog(st, false)
-	if st.inflight != nil {
-		s.windows.put(st.inflight)
-		st.inflight = nil
-	}
 	subs := st.subs
 	st.subs = nil
 	st.dmu.Unlock()

@@ -38,14 +38,13 @@ type Server struct {
 	inbox    *offline.Inbox
 	groups   *group.Store
 	presence *presence.Tracker[*Conn]
-	commits  *commits // durable requests, off the event loop
-	sessions *router.Table[*Conn]
+	commits  *commits              // durable requests, off the event loop
+	sessions *router.Router[*Conn] // the session table and delivery: push, drain, ack
 	conns    *conn.Server[session]
 	admit    *admission.Control // accept-time GOAWAY: capacity, memory, accept rate
 	logins   *loginLimiter
 
 	// Pools, safe for concurrent use; an item belongs to whoever took it.
-	windows windows   // delivery windows, lent to sessions with deliveries in flight
 	batches sync.Pool // *conn.Batch[session], one per producer turn
 
 	// Atomics, added to from any goroutine; read by metrics and Process.
@@ -69,8 +68,14 @@ func New(cfg Config) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, sessions: router.New[*Conn]()}
-	s.windows.size = cfg.Window
+	s := &Server{cfg: cfg, log: cfg.Logger}
+	s.sessions = router.New(router.Config[*Conn]{
+		Window: cfg.Window, WindowBytes: cfg.WindowBytes, Logger: cfg.Logger,
+		Session: func(c *Conn) *router.Session { return &c.State.dmu },
+		User:    func(c *Conn) uint64 { return c.State.user.Load() },
+	})
+	s.counters.pushed, s.counters.backlogged = &s.sessions.Counters.Pushed, &s.sessions.Counters.Backlogged
+	s.counters.inflightPeak = &s.sessions.Counters.InflightPeak
 	s.logins = newLoginLimiter(cfg.LoginsPerSource, cfg.FailedLoginsPerUser)
 	s.batches.New = func() any { return new(conn.Batch[session]) }
 
@@ -104,6 +109,7 @@ func New(cfg Config) (*Server, error) {
 		db.Close()
 		return nil, err
 	}
+	s.sessions.Use(s.inbox)
 	key, created, err := secure.LoadOrCreateKey(filepath.Join(cfg.DataDir, "noise.key"))
 	if err != nil {
 		s.inbox.Close()
@@ -223,14 +229,14 @@ func (s *Server) Stats() Stats {
 // counters count per-message events with atomics; never logged per event.
 // Accept-time refusals are admission's (admission.Control.Rejected).
 type counters struct {
-	stored atomic.Uint64 // inbox entries made durable
-	pushed atomic.Uint64 // inbox entries written to a connection
-	sent   atomic.Uint64 // SENT acks
+	stored atomic.Uint64  // inbox entries made durable
+	pushed *atomic.Uint64 // the router's: inbox entries written to a connection
+	sent   atomic.Uint64  // SENT acks
 
-	inflightPeak atomic.Int64 // most unacknowledged delivery bytes one connection had
+	inflightPeak *atomic.Int64 // the router's: most unacknowledged delivery bytes one connection had
 
 	registers, logins, resumes atomic.Uint64
-	backlogged                 atomic.Int64 // sessions with entries not yet pushed
+	backlogged                 *atomic.Int64 // the router's: sessions with entries not yet pushed
 	busy                       atomic.Uint64
 	loginLimited               atomic.Uint64
 	storageFull                atomic.Uint64 // requests refused with ERROR 28
