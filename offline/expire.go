@@ -6,7 +6,6 @@ import (
 
 	"github.com/chatd/chatd/codec"
 	"github.com/chatd/chatd/store"
-	"github.com/cockroachdb/pebble/v2"
 	"go.uber.org/zap"
 )
 
@@ -56,7 +55,7 @@ func (in *Inbox) sweep() {
 func (in *Inbox) ExpireBefore(cutoff time.Time) int {
 	ms := uint64(cutoff.UnixMilli())
 	hi := expiryKey(nil, uint32(ms/3_600_000)+1, 0)
-	it, err := in.db.NewIter(&pebble.IterOptions{LowerBound: []byte{store.PrefixExpiry}, UpperBound: hi})
+	it, err := in.env.NewIter([]byte{store.PrefixExpiry}, hi)
 	if err != nil {
 		in.cfg.Logger.Error("expiry: read index", zap.Error(err))
 		return 0
@@ -103,13 +102,13 @@ func (in *Inbox) cutoff() uint64 {
 // are deleted after those are durable (settle). Entries an ack is settling
 // already are left to it. For a sweep (op.keys), the index key op.keys[0]
 // goes once a sweep finds its hour holds nothing more for the user.
-func (l *lane) expire(b *pebble.Batch, op *Op, now uint64) {
+func (l *lane) expire(b batch, op *Op, now uint64) {
 	if l.expiring[op.To] {
 		return // a second expiry in one batch would see the same entries
 	}
 	in := l.in
 	prefix := inboxPrefix(op.To)
-	it, err := in.db.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: store.PrefixEnd(prefix)})
+	it, err := in.env.NewIter(prefix, store.PrefixEnd(prefix))
 	if err != nil {
 		in.cfg.Logger.Error("expiry: read inbox", zap.Uint64("user", op.To), zap.Error(err))
 		return
@@ -155,7 +154,7 @@ func (l *lane) expire(b *pebble.Batch, op *Op, now uint64) {
 		}
 	}
 	if !keep && len(op.keys) > 0 {
-		b.Delete(op.keys[0], nil)
+		b.Delete(op.keys[0])
 		slot := &l.xcache[(op.To*0x9E3779B97F4A7C15>>52)%uint64(len(l.xcache))]
 		if slot.user == op.To && slot.hour == hour {
 			*slot = xslot{}
@@ -172,7 +171,7 @@ func (in *Inbox) trimDedup(today uint32) {
 	}
 	lo := []byte{store.PrefixDedup}
 	hi := binary.BigEndian.AppendUint32([]byte{store.PrefixDedup}, today-1)
-	if err := in.db.DeleteRange(lo, hi, pebble.NoSync); err != nil {
+	if err := in.env.DeleteRange(lo, hi); err != nil {
 		in.cfg.Logger.Error("dedup: trim window", zap.Error(err))
 	}
 }

@@ -159,7 +159,7 @@ var ErrInboxFull = errors.New("offline: recipient inbox full")
 
 // Inbox is the set of all inboxes.
 type Inbox struct {
-	db    *pebble.DB
+	env   env
 	cfg   Config
 	hooks Hooks
 	seq   *seqAlloc
@@ -186,7 +186,7 @@ func (in *Inbox) Entries() int64 { return in.entries.Load() }
 // opened (it is the iterator's snapshot, taken before any lane ran) and
 // hands each lane the counts of its users. Lanes track every change since
 // start themselves, so snapshot plus changes is exact. It reads keys only.
-func (in *Inbox) countEntries(it *pebble.Iterator, before func()) {
+func (in *Inbox) countEntries(it iterator, before func()) {
 	defer in.sweeps.Done()
 	defer it.Close()
 	if before != nil {
@@ -240,6 +240,11 @@ func (in *Inbox) countEntries(it *pebble.Iterator, before func()) {
 
 // Open starts the inbox's lanes on db.
 func Open(db *pebble.DB, cfg Config, hooks Hooks) (*Inbox, error) {
+	return openEnv(pebbleEnv{db}, cfg, hooks)
+}
+
+// openEnv starts the inbox's lanes on e.
+func openEnv(e env, cfg Config, hooks Hooks) (*Inbox, error) {
 	if cfg.Lanes == 0 {
 		cfg.Lanes = 4 * runtime.GOMAXPROCS(0)
 	}
@@ -263,22 +268,22 @@ func Open(db *pebble.DB, cfg Config, hooks Hooks) (*Inbox, error) {
 	if cfg.DedupFilter == 0 {
 		cfg.DedupFilter = 8 << 20
 	}
-	seq, err := newSeqAlloc(db)
+	seq, err := newSeqAlloc(e)
 	if err != nil {
 		return nil, err
 	}
 	// The count's snapshot is taken before any lane can write.
-	count, err := db.NewIter(&pebble.IterOptions{LowerBound: []byte{store.PrefixInbox}, UpperBound: []byte{store.PrefixInbox + 1}})
+	count, err := e.NewIter([]byte{store.PrefixInbox}, []byte{store.PrefixInbox + 1})
 	if err != nil {
 		return nil, fmt.Errorf("offline: count inbox entries: %w", err)
 	}
 	today := uint32(time.Now().UnixMilli() / 86_400_000)
-	window, err := db.NewIter(&pebble.IterOptions{LowerBound: dedupWindowStart(today), UpperBound: []byte{store.PrefixDedup + 1}})
+	window, err := e.NewIter(dedupWindowStart(today), []byte{store.PrefixDedup + 1})
 	if err != nil {
 		count.Close()
 		return nil, fmt.Errorf("offline: load dedup window: %w", err)
 	}
-	in := &Inbox{db: db, cfg: cfg, hooks: hooks, seq: seq, now: time.Now, stop: make(chan struct{}), counted: make(chan struct{}),
+	in := &Inbox{env: e, cfg: cfg, hooks: hooks, seq: seq, now: time.Now, stop: make(chan struct{}), counted: make(chan struct{}),
 		seen: newSeen(cfg.DedupFilter)}
 	for i := 0; i < cfg.Lanes; i++ {
 		l := &lane{in: in, wake: make(chan struct{}, 1), syncq: make(chan *syncJob, 16), depth: map[uint64]int32{}}
@@ -356,7 +361,7 @@ func (in *Inbox) Read(user, after uint64, max int, fn func(*Entry) bool) error {
 	if after == ^uint64(0) {
 		return nil
 	}
-	it, err := in.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: store.PrefixEnd(prefix)})
+	it, err := in.env.NewIter(lo, store.PrefixEnd(prefix))
 	if err != nil {
 		return fmt.Errorf("offline: read inbox %d: %w", user, err)
 	}
@@ -386,7 +391,7 @@ func (in *Inbox) Read(user, after uint64, max int, fn func(*Entry) bool) error {
 		}
 		var closer io.Closer
 		if e.Kind == KindGroupMessage {
-			body, c, err := in.db.Get(bodyKey(e.Ref, 0))
+			body, c, err := in.env.Get(bodyKey(e.Ref, 0))
 			if err != nil {
 				continue // expired with its hour
 			}
@@ -419,9 +424,17 @@ func beUint64(b []byte) uint64 {
 
 // countInbox counts user's entries, up to max, from keys alone.
 func (in *Inbox) countInbox(user uint64, max int32) int32 {
-	n, err := store.Count(in.db, inboxPrefix(user), int(max))
+	prefix := inboxPrefix(user)
+	it, err := in.env.NewIter(prefix, store.PrefixEnd(prefix))
 	if err != nil {
 		return max // unknown: take it for full
 	}
-	return int32(n)
+	n := int32(0)
+	for it.First(); it.Valid() && n < max; it.Next() {
+		n++
+	}
+	if errors.Join(it.Error(), it.Close()) != nil {
+		return max
+	}
+	return n
 }

@@ -9,7 +9,6 @@ import (
 
 	"github.com/chatd/chatd/codec"
 	"github.com/chatd/chatd/store"
-	"github.com/cockroachdb/pebble/v2"
 	"go.uber.org/zap"
 )
 
@@ -69,7 +68,7 @@ type xslot struct {
 }
 
 type syncJob struct {
-	b   *pebble.Batch
+	b   batch
 	ops []*Op
 }
 
@@ -138,7 +137,7 @@ func (l *lane) run() {
 // commit writes one batch: see the package comment for the invariants.
 func (l *lane) commit(ops []*Op) {
 	in := l.in
-	b := in.db.NewBatch()
+	b := in.env.NewBatch()
 	now := uint64(in.now().UnixMilli())
 	day := uint32(now / 86_400_000)
 
@@ -177,7 +176,7 @@ func (l *lane) commit(ops []*Op) {
 			}
 			l.addEntry(b, op)
 			l.key = dedupKey(l.key[:0], day, op.From, &op.ID)
-			b.Set(l.key, dedupValue(l.val[:0], op.To, op.Seq, op.Time, op.bodyHash()), nil)
+			b.Set(l.key, dedupValue(l.val[:0], op.To, op.Seq, op.Time, op.bodyHash()))
 			in.seen.add(day, op.From, &op.ID)
 		case KindReceipt, KindGroupEvent, KindGroupMessage:
 			// Receipts, membership events and group messages (whose
@@ -194,7 +193,7 @@ func (l *lane) commit(ops []*Op) {
 			l.released[op.Ref] += uint32(op.Seq)
 		case kindDelete:
 			for _, k := range op.keys {
-				b.Delete(k, nil)
+				b.Delete(k)
 				l.settling[refOf(k)] = true // gone once this batch applies
 			}
 			l.depth[op.To] -= int32(len(op.keys))
@@ -226,7 +225,7 @@ func (l *lane) commit(ops []*Op) {
 		l.durable(ops)
 		return
 	}
-	err := in.db.ApplyNoSyncWait(b, pebble.Sync)
+	err := in.env.ApplyNoSyncWait(b)
 	for r, deleted := range l.settling {
 		if deleted {
 			delete(l.settling, r) // applied, or failed and may settle again
@@ -248,7 +247,7 @@ func (l *lane) commit(ops []*Op) {
 // its body stored once, with a count of the members that must still
 // acknowledge it. The members' entries are queued after the batch applies
 // (fanOut), so a member's drain can always read the body.
-func (l *lane) storeGroup(b *pebble.Batch, op *Op, day uint32) {
+func (l *lane) storeGroup(b batch, op *Op, day uint32) {
 	op.parts = &countdown{op: op, in: l.in}
 	if op.fan != KindMessage {
 		l.fanouts = append(l.fanouts, op)
@@ -263,10 +262,10 @@ func (l *lane) storeGroup(b *pebble.Batch, op *Op, day uint32) {
 	l.val = append(l.val, op.ID[:]...)
 	l.val = binary.BigEndian.AppendUint64(l.val, op.From)
 	l.val = binary.BigEndian.AppendUint64(l.val, op.Group)
-	b.Set(bodyKey(op.Ref, 0), append(l.val, op.Body...), nil)
-	b.Set(bodyKey(op.Ref, 1), binary.BigEndian.AppendUint32(nil, uint32(len(op.members))), nil)
+	b.Set(bodyKey(op.Ref, 0), append(l.val, op.Body...))
+	b.Set(bodyKey(op.Ref, 1), binary.BigEndian.AppendUint32(nil, uint32(len(op.members))))
 	l.key = dedupKey(l.key[:0], day, op.From, &op.ID)
-	b.Set(l.key, dedupValue(l.val[:0], op.Group, op.Seq, op.Time, op.bodyHash()), nil)
+	b.Set(l.key, dedupValue(l.val[:0], op.Group, op.Seq, op.Time, op.bodyHash()))
 	l.in.seen.add(day, op.From, &op.ID)
 	l.fanouts = append(l.fanouts, op)
 }
@@ -293,30 +292,30 @@ func (l *lane) fanOut() {
 // count of members yet to acknowledge drops, and at zero the body goes.
 // Only this lane writes the count of its groups' bodies, so the read and
 // the write cannot race.
-func (l *lane) release(b *pebble.Batch) {
+func (l *lane) release(b batch) {
 	for ref, n := range l.released {
 		k := bodyKey(ref, 1)
-		v, closer, err := l.in.db.Get(k)
+		v, closer, err := l.in.env.Get(k)
 		if err != nil {
 			continue // gone already: expired with its hour
 		}
 		left := binary.BigEndian.Uint32(v)
 		closer.Close()
 		if left <= n {
-			b.Delete(bodyKey(ref, 0), nil)
-			b.Delete(k, nil)
+			b.Delete(bodyKey(ref, 0))
+			b.Delete(k)
 		} else {
-			b.Set(k, binary.BigEndian.AppendUint32(nil, left-n), nil)
+			b.Set(k, binary.BigEndian.AppendUint32(nil, left-n))
 		}
 	}
 }
 
 // addEntry writes op's inbox entry, counts it, and makes sure the expiry
 // index names the user for the entry's hour.
-func (l *lane) addEntry(b *pebble.Batch, op *Op) {
+func (l *lane) addEntry(b batch, op *Op) {
 	l.key = inboxKey(l.key[:0], op.To, op.Seq)
 	l.val = op.encode(l.val[:0])
-	b.Set(l.key, l.val, nil)
+	b.Set(l.key, l.val)
 	l.depth[op.To]++
 	if n, ok := l.early[op.To]; ok {
 		l.early[op.To] = n + 1
@@ -326,7 +325,7 @@ func (l *lane) addEntry(b *pebble.Batch, op *Op) {
 	hour := uint32(op.Time / 3_600_000)
 	slot := &l.xcache[(op.To*0x9E3779B97F4A7C15>>52)%uint64(len(l.xcache))]
 	if slot.user != op.To || slot.hour != hour {
-		b.Set(expiryKey(l.key[:0], hour, op.To), nil, nil)
+		b.Set(expiryKey(l.key[:0], hour, op.To), nil)
 		*slot = xslot{user: op.To, hour: hour}
 	}
 }
@@ -373,7 +372,7 @@ func (l *lane) adoptCounts(counts map[uint64]int32) {
 // recipients may be checked by two lanes at once and both be stored; the
 // record then names the later. Only a client reusing ids concurrently can
 // meet that, and each recipient still gets its message once.
-func (l *lane) duplicate(b *pebble.Batch, op *Op, day uint32) bool {
+func (l *lane) duplicate(b batch, op *Op, day uint32) bool {
 	to, hash := op.dedupTarget(), op.bodyHash()
 	if l.batchIDs == nil {
 		l.batchIDs = map[senderID]*Op{}
@@ -393,7 +392,7 @@ func (l *lane) duplicate(b *pebble.Batch, op *Op, day uint32) bool {
 	}
 	for _, d := range []uint32{day, day - 1} {
 		l.key = dedupKey(l.key[:0], d, op.From, &op.ID)
-		v, closer, err := l.in.db.Get(l.key)
+		v, closer, err := l.in.env.Get(l.key)
 		if err != nil {
 			continue
 		}
@@ -410,7 +409,7 @@ func (l *lane) duplicate(b *pebble.Batch, op *Op, day uint32) bool {
 			// SENT follows the original's fsync, and the window restarts.
 			op.Duplicate = true
 			l.key = dedupKey(l.key[:0], day, op.From, &op.ID)
-			b.Set(l.key, dedupValue(l.val[:0], to, op.Seq, op.Time, hash), nil)
+			b.Set(l.key, dedupValue(l.val[:0], to, op.Seq, op.Time, hash))
 			l.in.seen.add(day, op.From, &op.ID)
 			return true
 		case found:
@@ -458,7 +457,7 @@ func dedupValue(dst []byte, to, seq, time, hash uint64) []byte {
 // inbox. An entry another ack or an expiry is already settling is skipped,
 // and so is one old enough to have expired since it was pushed, unless it
 // is still there (a Get, only for such old entries).
-func (l *lane) ack(b *pebble.Batch, op *Op, now uint64) {
+func (l *lane) ack(b batch, op *Op, now uint64) {
 	acked := op.acked
 	if acked == nil {
 		acked = l.readAcked(op)
@@ -493,7 +492,7 @@ func (l *lane) settled(user uint64, a Acked, cutoff uint64) bool {
 		return false // younger than the TTL: no expiry can have taken it
 	}
 	l.key = inboxKey(l.key[:0], user, a.Seq)
-	_, closer, err := l.in.db.Get(l.key)
+	_, closer, err := l.in.env.Get(l.key)
 	if err != nil {
 		return true
 	}
@@ -506,7 +505,7 @@ func (l *lane) settled(user uint64, a Acked, cutoff uint64) bool {
 // their senders (one per sender and group, up to 255 ids each), group
 // bodies are released, and the entries are deleted once those receipts
 // are durable (invariant 4), or in this batch if there are none.
-func (l *lane) settle(b *pebble.Batch, user uint64, acked []Acked, kind codec.ReceiptKind, now uint64) {
+func (l *lane) settle(b batch, user uint64, acked []Acked, kind codec.ReceiptKind, now uint64) {
 	type origin struct{ from, group uint64 }
 	var receipts map[origin]*Op
 	var order []*Op
@@ -551,7 +550,7 @@ func (l *lane) settle(b *pebble.Batch, user uint64, acked []Acked, kind codec.Re
 	}
 	if len(order) == 0 {
 		for _, k := range keys {
-			b.Delete(k, nil)
+			b.Delete(k)
 			l.settling[refOf(k)] = true
 		}
 		l.depth[user] -= int32(len(keys))
@@ -589,7 +588,7 @@ func (l *lane) readAcked(op *Op) []Acked {
 	if op.Seq == ^uint64(0) {
 		hi = store.PrefixEnd(inboxPrefix(op.To))
 	}
-	it, err := in.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+	it, err := in.env.NewIter(lo, hi)
 	if err != nil {
 		in.cfg.Logger.Error("ack: read inbox", zap.Uint64("user", op.To), zap.Error(err))
 		return nil
@@ -610,7 +609,7 @@ func (l *lane) readAcked(op *Op) []Acked {
 	return out
 }
 
-func (l *lane) fail(b *pebble.Batch, ops []*Op, err error) {
+func (l *lane) fail(b batch, ops []*Op, err error) {
 	b.Close()
 	l.in.cfg.Logger.Error("inbox commit failed", zap.Int("ops", len(ops)), zap.Error(err))
 	for _, op := range ops {
@@ -629,7 +628,7 @@ var ErrUnknownOutcome = errors.New("offline: applied but not confirmed durable")
 func (l *lane) syncer() {
 	defer l.in.wg.Done()
 	for job := range l.syncq {
-		err := job.b.SyncWait()
+		err := l.in.env.SyncWait(job.b)
 		if err == nil && l.in.cfg.SyncFault != nil {
 			err = l.in.cfg.SyncFault()
 		}

@@ -7,7 +7,6 @@ import (
 
 	"github.com/chatd/chatd/codec"
 	"github.com/chatd/chatd/store"
-	"github.com/cockroachdb/pebble/v2"
 	"go.uber.org/zap"
 )
 
@@ -77,10 +76,10 @@ type readRec struct {
 }
 
 // logDelivered writes the read-log record for one delivered receipt.
-func (l *lane) logDelivered(b *pebble.Batch, reader uint64, r *Op, first uint64, now uint64) {
+func (l *lane) logDelivered(b batch, reader uint64, r *Op, first uint64, now uint64) {
 	k := readLogKey(nil, uint32(now/86_400_000), reader, r.To, r.Group, first)
 	ids := append(codec.IDList(nil), r.IDs...)
-	b.Set(k, ids, nil)
+	b.Set(k, ids)
 	l.readRecs = append(l.readRecs, readRec{key: k, ids: ids, new: true})
 }
 
@@ -97,7 +96,7 @@ func (l *lane) overlay(key []byte) (*readRec, bool) {
 // markRead handles kindMarkRead: op.To read op.IDs from op.From in
 // op.Group. What is found leaves the log and becomes a read receipt; op.IDs
 // is left holding what was not found.
-func (l *lane) markRead(b *pebble.Batch, op *Op, now uint64) {
+func (l *lane) markRead(b batch, op *Op, now uint64) {
 	in := l.in
 	want := op.IDs
 	var found, missing codec.IDList
@@ -115,9 +114,9 @@ func (l *lane) markRead(b *pebble.Batch, op *Op, now uint64) {
 			return ids
 		}
 		if rest.Len() == 0 {
-			b.Delete(key, nil)
+			b.Delete(key)
 		} else {
-			b.Set(key, rest, nil)
+			b.Set(key, rest)
 		}
 		if r, ok := l.overlay(key); ok {
 			r.ids = rest
@@ -137,10 +136,7 @@ func (l *lane) markRead(b *pebble.Batch, op *Op, now uint64) {
 	today := uint32(now / 86_400_000)
 	days := in.readLogDays()
 	if found.Len() < want.Len() {
-		it, err := in.db.NewIter(&pebble.IterOptions{
-			LowerBound: []byte{store.PrefixReadLog},
-			UpperBound: []byte{store.PrefixReadLog + 1},
-		})
+		it, err := in.env.NewIter([]byte{store.PrefixReadLog}, []byte{store.PrefixReadLog + 1})
 		if err != nil {
 			in.cfg.Logger.Error("read log: iterate", zap.Uint64("reader", op.To), zap.Error(err))
 		} else {
@@ -206,7 +202,7 @@ func (in *Inbox) trimReadLog(today uint32) {
 	}
 	lo := []byte{store.PrefixReadLog}
 	hi := binary.BigEndian.AppendUint32([]byte{store.PrefixReadLog}, today-days+1)
-	if err := in.db.DeleteRange(lo, hi, pebble.NoSync); err != nil {
+	if err := in.env.DeleteRange(lo, hi); err != nil {
 		in.cfg.Logger.Error("read log: trim", zap.Error(err))
 	}
 }
