@@ -45,9 +45,11 @@ func newMemEnv() *memEnv { return &memEnv{kv: map[string][]byte{}} }
 func (b *memBatch) Set(key, value []byte) {
 	b.writes = append(b.writes, memWrite{key: bytes.Clone(key), value: bytes.Clone(value)})
 }
-func (b *memBatch) Delete(key []byte) { b.writes = append(b.writes, memWrite{key: bytes.Clone(key), del: true}) }
-func (b *memBatch) Empty() bool       { return len(b.writes) == 0 }
-func (b *memBatch) Close()            {}
+func (b *memBatch) Delete(key []byte) {
+	b.writes = append(b.writes, memWrite{key: bytes.Clone(key), del: true})
+}
+func (b *memBatch) Empty() bool { return len(b.writes) == 0 }
+func (b *memBatch) Close()      {}
 
 // touches reports whether b writes or deletes a key starting with prefix.
 func (b *memBatch) touches(prefix []byte, del bool) bool {
