@@ -22,18 +22,18 @@ type noteRecorder struct {
 	e *memEnv
 }
 
-func (r noteRecorder) Durable(ops []*Op) {
-	for _, op := range ops {
-		r.e.logNote(fmt.Sprintf("durable %d/%d", op.Group, op.To))
+func (r noteRecorder) Durable(msgs []*tmsg, others []Done) {
+	for _, m := range msgs {
+		r.e.logNote(fmt.Sprintf("durable %d/%d", m.Group, m.To))
 	}
-	r.recorder.Durable(ops)
+	r.recorder.Durable(msgs, others)
 }
 
-func openMem(t *testing.T, e *memEnv, cfg Config) (*Inbox, *recorder) {
+func openMem(t *testing.T, e *memEnv, cfg Config) (*Inbox[int], *recorder) {
 	t.Helper()
 	rec := newRecorder()
 	cfg.SweepEvery = time.Hour
-	in, err := openEnv(e, cfg, noteRecorder{rec, e})
+	in, err := openEnv[int](e, cfg, noteRecorder{rec, e})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -43,7 +43,7 @@ func openMem(t *testing.T, e *memEnv, cfg Config) (*Inbox, *recorder) {
 }
 
 // entries returns user's inbox as Read sees it.
-func entries(t *testing.T, in *Inbox, user uint64) []Entry {
+func entries(t *testing.T, in *Inbox[int], user uint64) []Entry {
 	t.Helper()
 	var out []Entry
 	err := in.Read(user, 0, 1<<30, func(e *Entry) bool {
@@ -60,7 +60,7 @@ func entries(t *testing.T, in *Inbox, user uint64) []Entry {
 }
 
 // usersInLanes returns n users in n different lanes, none in avoid's.
-func usersInLanes(in *Inbox, n int, avoid ...uint64) []uint64 {
+func usersInLanes(in *Inbox[int], n int, avoid ...uint64) []uint64 {
 	used := map[uint64]bool{}
 	for _, a := range avoid {
 		used[in.laneIndex(a)] = true
@@ -145,7 +145,7 @@ func TestLaneSeqOrder(t *testing.T) {
 // is stored once; its id with another recipient or another body is
 // refused. Both across batches and within one batch.
 func TestLaneDedup(t *testing.T) {
-	check := func(t *testing.T, in *Inbox, ops []*Op, got []*Op) {
+	check := func(t *testing.T, in *Inbox[int], ops []*tmsg, got []*outcome) {
 		t.Helper()
 		orig, again, otherTo, otherBody := ops[0], ops[1], ops[2], ops[3]
 		if orig.Err != nil || orig.Duplicate {
@@ -167,15 +167,15 @@ func TestLaneDedup(t *testing.T) {
 			t.Fatalf("inbox %d holds %d entries", otherTo.To, n)
 		}
 	}
-	four := func() []*Op {
+	four := func() []*tmsg {
 		again := msg(9, 1, 7, "hi")
 		again.Dup = true
-		return []*Op{msg(9, 1, 7, "hi"), again, msg(9, 2, 7, "hi"), msg(9, 1, 7, "other")}
+		return []*tmsg{msg(9, 1, 7, "hi"), again, msg(9, 2, 7, "hi"), msg(9, 1, 7, "other")}
 	}
 	t.Run("batches", func(t *testing.T) {
 		in, rec := openMem(t, newMemEnv(), Config{Lanes: 4})
 		ops := four()
-		var got []*Op
+		var got []*outcome
 		for _, op := range ops {
 			if err := in.Submit(op); err != nil {
 				t.Fatal(err)
@@ -222,7 +222,7 @@ func TestLaneDedup(t *testing.T) {
 // and an acknowledgement makes room.
 func TestLaneQuota(t *testing.T) {
 	in, rec := openMem(t, newMemEnv(), Config{Lanes: 2, Quota: 3})
-	var ops []*Op
+	var ops []*tmsg
 	for i := byte(0); i < 5; i++ {
 		op := msg(9, 1, i, "m")
 		ops = append(ops, op)
@@ -236,12 +236,12 @@ func TestLaneQuota(t *testing.T) {
 			t.Fatalf("message %d: %v", i, op.Err)
 		}
 	}
-	r := &Op{Kind: KindReceipt, To: 1, ReceiptKind: codec.ReceiptDelivered, By: 2, IDs: codec.IDList(nil).AppendID(codec.MsgID{1})}
-	if err := in.Submit(r); err != nil {
+	r := Receipt{To: 1, Kind: codec.ReceiptDelivered, By: 2, IDs: codec.IDList(nil).AppendID(codec.MsgID{1})}
+	if err := in.SubmitReceipt(r); err != nil {
 		t.Fatal(err)
 	}
-	if rec.wait(t, 1)[0].Err != nil {
-		t.Fatal(r.Err)
+	if got := rec.wait(t, 1)[0]; got.Err != nil || got.Kind != KindReceipt {
+		t.Fatalf("receipt %+v", got)
 	}
 	if n := len(entries(t, in, 1)); n != 4 {
 		t.Fatalf("inbox holds %d entries, want 3 messages and the receipt", n)
@@ -280,12 +280,12 @@ func TestGroupCountdown(t *testing.T) {
 		in, rec := openMem(t, e, Config{Lanes: 8})
 		const group = 1000
 		members := usersInLanes(in, 3, group)
-		op := &Op{Kind: KindMessage, Group: group, From: 9, ID: codec.MsgID{1}, Body: []byte("to all")}
+		op := &tmsg{Group: group, From: 9, ID: codec.MsgID{1}, Body: []byte("to all")}
 		if err := in.SubmitGroup(op, members); err != nil {
 			t.Fatal(err)
 		}
 		got := rec.wait(t, 1)[0]
-		if got != op || op.Err != nil || op.Kind != KindMessage {
+		if got.msg != op || op.Err != nil || got.Kind != KindMessage {
 			t.Fatalf("durable %+v", got)
 		}
 		log := e.events()
@@ -328,7 +328,7 @@ func TestGroupCountdown(t *testing.T) {
 			}
 			return nil
 		}
-		op := &Op{Kind: KindMessage, Group: group, From: 9, ID: codec.MsgID{1}, Body: []byte("to all")}
+		op := &tmsg{Group: group, From: 9, ID: codec.MsgID{1}, Body: []byte("to all")}
 		if err := in.SubmitGroup(op, []uint64{a, b}); err != nil {
 			t.Fatal(err)
 		}
@@ -337,7 +337,7 @@ func TestGroupCountdown(t *testing.T) {
 			t.Fatal(err)
 		}
 		got := rec.wait(t, 2)
-		if !slices.Contains(got, op) {
+		if !slices.ContainsFunc(got, func(o *outcome) bool { return o.msg == op }) {
 			t.Fatalf("group op not durable: %+v", got)
 		}
 		if !errors.Is(op.Err, errA) || errors.Is(op.Err, errB) || !errors.Is(op.Err, ErrUnknownOutcome) {
@@ -371,7 +371,7 @@ func TestGroupCountdownRace(t *testing.T) {
 			defer wg.Done()
 			for i := 0; i < each; i++ {
 				g := uint64(i % groups)
-				op := &Op{Kind: KindMessage, Group: 1000 + g, From: 200 + s, ID: codec.MsgID{byte(s), byte(i)}, Body: []byte("g")}
+				op := &tmsg{Group: 1000 + g, From: 200 + s, ID: codec.MsgID{byte(s), byte(i)}, Body: []byte("g")}
 				if err := in.SubmitGroup(op, members(g)); err != nil {
 					t.Error(err)
 				}
@@ -386,12 +386,12 @@ func TestGroupCountdownRace(t *testing.T) {
 	}
 	wg.Wait()
 	got := rec.wait(t, 2*senders*each)
-	dup := map[*Op]bool{}
-	for _, op := range got {
-		if op.Err != nil || dup[op] {
-			t.Fatalf("op %+v: err %v, twice %v", op, op.Err, dup[op])
+	dup := map[*tmsg]bool{}
+	for _, o := range got {
+		if o.Err != nil || o.msg == nil || dup[o.msg] {
+			t.Fatalf("%+v: err %v, twice %v", o, o.Err, dup[o.msg])
 		}
-		dup[op] = true
+		dup[o.msg] = true
 	}
 	for g := uint64(0); g < groups; g++ {
 		var order []codec.MsgID
