@@ -170,8 +170,8 @@ func pebbleBytesPerMessage(t *testing.T, msgs [][]byte, setting string) float64 
 	defer db.Close()
 	b := db.NewBatch()
 	for i, m := range msgs {
-		op := Op{Kind: KindMessage, ID: codec.MsgID{byte(i), byte(i >> 8)}, From: uint64(1 + i%50), Time: uint64(1795000000000 + i*37), Body: m}
-		b.Set(inboxKey(nil, uint64(100+i%500), uint64(i+1)), op.encode(nil), nil)
+		e := Entry{Kind: KindMessage, ID: codec.MsgID{byte(i), byte(i >> 8)}, From: uint64(1 + i%50), Time: uint64(1795000000000 + i*37), Body: m}
+		b.Set(inboxKey(nil, uint64(100+i%500), uint64(i+1)), e.encode(nil), nil)
 	}
 	if err := b.Commit(pebble.NoSync); err != nil {
 		t.Fatal(err)

@@ -7,7 +7,7 @@ import (
 )
 
 // waitCounted waits until countEntries has handed every lane its counts.
-func waitCounted(t *testing.T, in *Inbox) {
+func waitCounted(t *testing.T, in *Inbox[int]) {
 	t.Helper()
 	select {
 	case <-in.counted:
@@ -26,7 +26,7 @@ func TestQuotaAfterRestart(t *testing.T) {
 	cfg := Config{Quota: quota, Lanes: 2}
 	in, rec, db := open(t, dir, cfg)
 	id := byte(0)
-	send := func(in *Inbox, to uint64) {
+	send := func(in *Inbox[int], to uint64) {
 		id++
 		if err := in.Submit(msg(1, to, id, "x")); err != nil {
 			t.Fatal(err)
@@ -34,7 +34,7 @@ func TestQuotaAfterRestart(t *testing.T) {
 	}
 	// fill stores quota entries for each of full, in turns, and one fewer
 	// for user 4, and waits until they are stored.
-	fill := func(in *Inbox, rec *recorder, full ...uint64) {
+	fill := func(in *Inbox[int], rec *recorder, full ...uint64) {
 		for i := 0; i < quota; i++ {
 			for _, to := range full {
 				send(in, to)

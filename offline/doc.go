@@ -26,8 +26,20 @@
 //	take every queued op                 (ops for many users, from many senders)
 //	assign seqs, encode entries          (one Pebble batch)
 //	ApplyNoSyncWait(batch)               (visible now: readers see it in seq order)
-//	hooks.Applied(ops)                   (the server pushes to online recipients at once)
+//	hooks.Applied(entries)               (the server pushes to online recipients at once)
 //	hand the batch to the lane's syncer  (SyncWait, then hooks.Durable: "sent" acks)
+//
+// Callers submit typed values: a Message (Submit, SubmitGroup), a
+// Receipt, a GroupEvent. Acks, deletes, expiries, body releases and READ
+// checks are internal commands. A lane works on one internal op per
+// write (ops.go): the entry it writes, or the command's own fields; a
+// Message carries its op, so storing one costs one allocation. The
+// inbox is generic in the sender's handle (the server's connection),
+// which Hooks.Durable gives back with each message's outcome.
+//
+// Lanes reach the store only through env (env.go): batch, apply, wait for
+// the sync, get, iterate. Pebble is one env; the tests run lanes over an
+// in-memory one, so the commit rules are tested without a disk.
 //
 // Invariants:
 //

@@ -74,31 +74,31 @@ func appendHeader(dst []byte, k Kind, time uint64) []byte {
 	return binary.BigEndian.AppendUint64(dst, time)
 }
 
-// encode appends op's entry value.
-func (op *Op) encode(dst []byte) []byte {
-	dst = appendHeader(dst, op.Kind, op.Time)
-	switch op.Kind {
+// encode appends e's entry value.
+func (e *Entry) encode(dst []byte) []byte {
+	dst = appendHeader(dst, e.Kind, e.Time)
+	switch e.Kind {
 	case KindMessage:
-		dst = append(dst, op.ID[:]...)
-		dst = binary.BigEndian.AppendUint64(dst, op.From)
-		dst = binary.BigEndian.AppendUint64(dst, op.Group)
-		dst = append(dst, op.Body...)
+		dst = append(dst, e.ID[:]...)
+		dst = binary.BigEndian.AppendUint64(dst, e.From)
+		dst = binary.BigEndian.AppendUint64(dst, e.Group)
+		dst = append(dst, e.Body...)
 	case KindReceipt:
-		dst = append(dst, byte(op.ReceiptKind))
-		dst = binary.BigEndian.AppendUint64(dst, op.By)
-		dst = binary.BigEndian.AppendUint64(dst, op.Group)
-		dst = append(dst, op.IDs...)
+		dst = append(dst, byte(e.ReceiptKind))
+		dst = binary.BigEndian.AppendUint64(dst, e.By)
+		dst = binary.BigEndian.AppendUint64(dst, e.Group)
+		dst = append(dst, e.IDs...)
 	case KindGroupMessage:
-		dst = append(dst, op.ID[:]...)
-		dst = binary.BigEndian.AppendUint64(dst, op.From)
-		dst = binary.BigEndian.AppendUint64(dst, op.Group)
-		dst = append(dst, op.Ref[:]...)
+		dst = append(dst, e.ID[:]...)
+		dst = binary.BigEndian.AppendUint64(dst, e.From)
+		dst = binary.BigEndian.AppendUint64(dst, e.Group)
+		dst = append(dst, e.Ref[:]...)
 	case KindGroupEvent:
-		dst = append(dst, byte(op.EventKind))
-		dst = binary.BigEndian.AppendUint64(dst, op.Group)
-		dst = binary.BigEndian.AppendUint64(dst, op.Actor)
-		dst = append(append(dst, byte(len(op.Name))), op.Name...)
-		dst = append(dst, op.Users...)
+		dst = append(dst, byte(e.EventKind))
+		dst = binary.BigEndian.AppendUint64(dst, e.Group)
+		dst = binary.BigEndian.AppendUint64(dst, e.Actor)
+		dst = append(append(dst, byte(len(e.Name))), e.Name...)
+		dst = append(dst, e.Users...)
 	}
 	return dst
 }
@@ -154,25 +154,6 @@ func DecodeEntry(seq uint64, v []byte, e *Entry) error {
 		return nil
 	}
 	return fmt.Errorf("%w: kind %d, %d bytes", ErrCorrupt, e.Kind, len(v))
-}
-
-// entry is the inbox entry op stored, as Read would return it.
-func (op *Op) entry() Entry {
-	return Entry{Seq: op.Seq, Kind: op.Kind, Time: op.Time, ID: op.ID, From: op.From, Group: op.Group, Body: op.Body,
-		ReceiptKind: op.ReceiptKind, By: op.By, IDs: op.IDs, EventKind: op.EventKind, Actor: op.Actor,
-		Name: op.Name, Users: op.Users, Ref: op.Ref}
-}
-
-// AppendFrame appends the frame that delivers op's entry (after Applied).
-func (op *Op) AppendFrame(dst []byte) []byte {
-	e := op.entry()
-	return e.AppendFrame(dst)
-}
-
-// Acked is what acknowledging op's entry needs to know.
-func (op *Op) Acked() Acked {
-	e := op.entry()
-	return e.Acked()
 }
 
 // Acked is what acknowledging e needs to know.

@@ -23,8 +23,8 @@ func TestExpiredNeverRead(t *testing.T) {
 	in.now = func() time.Time { return time.Now().Add(time.Duration(skew.Load())) }
 
 	in.Submit(msg(1, 2, 1, "one to one"))
-	in.SubmitGroup(&Op{Kind: KindMessage, Group: 9, From: 1, ID: codec.MsgID{2}, Body: []byte("to the group")}, []uint64{2, 3})
-	in.Submit(&Op{Kind: KindReceipt, To: 2, ReceiptKind: codec.ReceiptRead, By: 5, IDs: codec.IDList(nil).AppendID(codec.MsgID{7})})
+	in.SubmitGroup(&tmsg{Group: 9, From: 1, ID: codec.MsgID{2}, Body: []byte("to the group")}, []uint64{2, 3})
+	in.SubmitReceipt(Receipt{To: 2, Kind: codec.ReceiptRead, By: 5, IDs: codec.IDList(nil).AppendID(codec.MsgID{7})})
 	rec.wait(t, 3)
 	if n, _ := in.Count(2); n != 3 {
 		t.Fatalf("%d entries before expiry", n)
@@ -71,6 +71,6 @@ func TestExpiredNeverRead(t *testing.T) {
 }
 
 // countUser counts user's inbox keys, expired or not.
-func countUser(t *testing.T, in *Inbox, user uint64) int {
+func countUser(t *testing.T, in *Inbox[int], user uint64) int {
 	return int(in.countInbox(user, 1<<30))
 }

@@ -33,12 +33,12 @@ func TestGroupStoredOnceStudy(t *testing.T) {
 		for i, body := range bodies {
 			id := codec.MsgID{byte(i), byte(i >> 8), 7}
 			if once {
-				in.SubmitGroup(&Op{Kind: KindMessage, Group: 9, From: 1, ID: id, Body: body}, memberIDs)
+				in.SubmitGroup(&tmsg{Group: 9, From: 1, ID: id, Body: body}, memberIDs)
 			} else {
 				for j, m := range memberIDs {
 					// A copy per member: ids are per (sender, id), so each copy needs its own.
 					id := codec.MsgID{byte(i), byte(i >> 8), 7, byte(j), byte(j >> 8)}
-					in.Submit(&Op{Kind: KindMessage, To: m, From: 1, Group: 9, ID: id, Body: body})
+					in.Submit(&tmsg{To: m, From: 1, Group: 9, ID: id, Body: body})
 				}
 			}
 		}
@@ -90,9 +90,10 @@ var _ = store.PrefixBody
 // durable once, with one of the errors.
 func TestCountdownPartsRace(t *testing.T) {
 	rec := newRecorder()
-	in := &Inbox{hooks: rec}
-	op := &Op{Kind: kindGroupFanout, fan: KindMessage}
-	c := &countdown{op: op, in: in}
+	in := &Inbox[int]{hooks: rec}
+	m := &tmsg{}
+	m.op = op[int]{kind: kindGroupFanout, msg: m, st: Stored{Entry: Entry{Kind: KindMessage}}}
+	c := &countdown[int]{op: &m.op, in: in}
 	const parts = 16
 	c.n.Store(parts)
 	errs := make([]error, parts)
@@ -104,7 +105,7 @@ func TestCountdownPartsRace(t *testing.T) {
 	}
 	wg.Wait()
 	got := rec.wait(t, 1)[0]
-	if got != op || op.Kind != KindMessage || op.Err == nil || !slices.Contains(errs, op.Err) {
+	if got.msg != m || got.Kind != KindMessage || m.Err == nil || !slices.Contains(errs, m.Err) {
 		t.Fatalf("op %+v", got)
 	}
 	select {

@@ -10,111 +10,23 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/chatd/chatd/codec"
 	"github.com/chatd/chatd/store"
 	"github.com/cockroachdb/pebble/v2"
 	"go.uber.org/zap"
 )
 
-// Op is one write to an inbox. The caller fills the fields of its Kind; the
-// lane fills Seq, Duplicate and Err.
-type Op struct {
-	Kind Kind
-	To   uint64 // the inbox's owner
-	Time uint64 // unix ms; 0 means now
-
-	// KindMessage.
-	ID    codec.MsgID
-	From  uint64
-	Group uint64 // also for receipts and group events
-	Body  []byte // owned by the op
-	Dup   bool   // the sender flagged a resend (every message is checked against the dedup window)
-
-	// KindReceipt.
-	ReceiptKind codec.ReceiptKind
-	By          uint64
-	IDs         codec.IDList
-
-	// KindGroupEvent.
-	EventKind codec.GroupEventKind
-	Actor     uint64
-	Name      []byte
-	Users     codec.UserList
-
-	// Set by the lane before Hooks see the op.
-	Ref       BodyRef // KindGroupMessage: the body stored once for the group
-	Seq       uint64
-	Duplicate bool // a resend of a stored message: Seq and Time are the original's
-	Err       error
-
-	// Ctx is the caller's; Hooks get it back (the server keeps the sender's
-	// connection there, to answer SENT).
-	Ctx any
-
-	// Internal ops and completions.
-	members []uint64   // kindGroupFanout: the recipients
-	fan     Kind       // kindGroupFanout: KindMessage or KindGroupEvent
-	parts   *countdown // set on the parts of a group fan-out
-	keys    [][]byte   // kindDelete: keys to delete
-	from    uint64     // kindAck: acknowledged range (from, to]
-	acked   []Acked    // kindAck: the acknowledged entries, when the caller knows them
-	done    func(*Op)  // runs after the op is durable
-}
-
-// Acked describes one acknowledged entry, as the server pushed it.
-type Acked struct {
-	Seq   uint64
-	Kind  Kind
-	Time  uint64 // when the entry was stored: old ones may have expired meanwhile
-	From  uint64 // message sender
-	Group uint64
-	ID    codec.MsgID
-	Ref   BodyRef // group messages: the shared body
-}
-
-// Internal op kinds: they never reach Hooks.
-const (
-	kindAck    Kind = 100 // read acknowledged entries, queue receipts, then delete
-	kindDelete Kind = 101 // delete keys
-	kindExpire Kind = 102 // delete a user's entries older than Time
-	// kindGroupFanout runs in the group's lane: the dedup check, the body
-	// stored once, then one entry per member queued to the members' lanes.
-	kindGroupFanout Kind = 103
-	// kindRelease runs in the group's lane: Seq members acknowledged a body.
-	kindRelease Kind = 104
-)
-
-// countdown reports a group fan-out durable once every part is. Parts
-// finish on many lanes' syncers at once, so the first error goes to an
-// atomic and reaches op.Err only in the last part, which alone touches op.
-type countdown struct {
-	n   atomic.Int32
-	err atomic.Pointer[error] // the first part's error
-	op  *Op
-	in  *Inbox
-}
-
-func (c *countdown) part(err error) {
-	if err != nil {
-		c.err.CompareAndSwap(nil, &err)
-	}
-	if c.n.Add(-1) == 0 {
-		if e := c.err.Load(); e != nil && c.op.Err == nil {
-			c.op.Err = *e
-		}
-		c.op.Kind = c.op.fan // the caller sees the op it submitted
-		c.in.hooks.Durable([]*Op{c.op})
-	}
-}
-
-// Hooks are how the inbox tells the server about its ops. Both run on lane
-// goroutines and must not block.
-type Hooks interface {
+// Hooks are how the inbox tells the server about its writes. Both run on
+// lane goroutines and must not block.
+type Hooks[S any] interface {
 	// Applied: the entries are visible in their inboxes (not yet durable).
-	// Push them to online recipients now.
-	Applied(ops []*Op)
-	// Durable: the ops are on disk (or failed: op.Err). Acknowledge them.
-	Durable(ops []*Op)
+	// Push them to online recipients now. The slice and entries are valid
+	// only during the call.
+	Applied(entries []*Stored)
+	// Durable: the messages are on disk, or failed (their Err): answer
+	// their senders. others are the receipts and group events (a group
+	// event once, when every member's entry is) that became durable or
+	// failed with them.
+	Durable(msgs []*Message[S], others []Done)
 }
 
 // Config tunes the inbox. A zero field means its default.
@@ -157,13 +69,14 @@ var ErrDuplicateID = errors.New("offline: message id already used for another re
 // ErrInboxFull fails a message to an inbox at its quota.
 var ErrInboxFull = errors.New("offline: recipient inbox full")
 
-// Inbox is the set of all inboxes.
-type Inbox struct {
-	db    *pebble.DB
+// Inbox is the set of all inboxes. S is the type of a message sender's
+// handle (Message.Sender).
+type Inbox[S any] struct {
+	env   env
 	cfg   Config
-	hooks Hooks
+	hooks Hooks[S]
 	seq   *seqAlloc
-	lanes []*lane
+	lanes []*lane[S]
 	wg    sync.WaitGroup
 	now   func() time.Time
 
@@ -180,13 +93,13 @@ var beforeCount func()
 
 // Entries returns how many entries the inboxes hold (approximate while the
 // count taken at start is still running).
-func (in *Inbox) Entries() int64 { return in.entries.Load() }
+func (in *Inbox[S]) Entries() int64 { return in.entries.Load() }
 
 // countEntries counts every inbox's entries as they were when the inbox
 // opened (it is the iterator's snapshot, taken before any lane ran) and
 // hands each lane the counts of its users. Lanes track every change since
 // start themselves, so snapshot plus changes is exact. It reads keys only.
-func (in *Inbox) countEntries(it *pebble.Iterator, before func()) {
+func (in *Inbox[S]) countEntries(it iterator, before func()) {
 	defer in.sweeps.Done()
 	defer it.Close()
 	if before != nil {
@@ -239,7 +152,12 @@ func (in *Inbox) countEntries(it *pebble.Iterator, before func()) {
 }
 
 // Open starts the inbox's lanes on db.
-func Open(db *pebble.DB, cfg Config, hooks Hooks) (*Inbox, error) {
+func Open[S any](db *pebble.DB, cfg Config, hooks Hooks[S]) (*Inbox[S], error) {
+	return openEnv[S](pebbleEnv{db}, cfg, hooks)
+}
+
+// openEnv starts the inbox's lanes on e.
+func openEnv[S any](e env, cfg Config, hooks Hooks[S]) (*Inbox[S], error) {
 	if cfg.Lanes == 0 {
 		cfg.Lanes = 4 * runtime.GOMAXPROCS(0)
 	}
@@ -263,25 +181,25 @@ func Open(db *pebble.DB, cfg Config, hooks Hooks) (*Inbox, error) {
 	if cfg.DedupFilter == 0 {
 		cfg.DedupFilter = 8 << 20
 	}
-	seq, err := newSeqAlloc(db)
+	seq, err := newSeqAlloc(e)
 	if err != nil {
 		return nil, err
 	}
 	// The count's snapshot is taken before any lane can write.
-	count, err := db.NewIter(&pebble.IterOptions{LowerBound: []byte{store.PrefixInbox}, UpperBound: []byte{store.PrefixInbox + 1}})
+	count, err := e.NewIter([]byte{store.PrefixInbox}, []byte{store.PrefixInbox + 1})
 	if err != nil {
 		return nil, fmt.Errorf("offline: count inbox entries: %w", err)
 	}
 	today := uint32(time.Now().UnixMilli() / 86_400_000)
-	window, err := db.NewIter(&pebble.IterOptions{LowerBound: dedupWindowStart(today), UpperBound: []byte{store.PrefixDedup + 1}})
+	window, err := e.NewIter(dedupWindowStart(today), []byte{store.PrefixDedup + 1})
 	if err != nil {
 		count.Close()
 		return nil, fmt.Errorf("offline: load dedup window: %w", err)
 	}
-	in := &Inbox{db: db, cfg: cfg, hooks: hooks, seq: seq, now: time.Now, stop: make(chan struct{}), counted: make(chan struct{}),
+	in := &Inbox[S]{env: e, cfg: cfg, hooks: hooks, seq: seq, now: time.Now, stop: make(chan struct{}), counted: make(chan struct{}),
 		seen: newSeen(cfg.DedupFilter)}
 	for i := 0; i < cfg.Lanes; i++ {
-		l := &lane{in: in, wake: make(chan struct{}, 1), syncq: make(chan *syncJob, 16), depth: map[uint64]int32{}}
+		l := &lane[S]{in: in, wake: make(chan struct{}, 1), syncq: make(chan *syncJob[S], 16), depth: map[uint64]int32{}}
 		in.lanes = append(in.lanes, l)
 		in.wg.Add(2)
 		go l.run()
@@ -296,7 +214,7 @@ func Open(db *pebble.DB, cfg Config, hooks Hooks) (*Inbox, error) {
 
 // Close stops accepting ops, finishes every queued one (they become
 // durable and their hooks run) and stops the lanes.
-func (in *Inbox) Close() {
+func (in *Inbox[S]) Close() {
 	close(in.stop)
 	in.sweeps.Wait()
 	for _, l := range in.lanes {
@@ -308,55 +226,78 @@ func (in *Inbox) Close() {
 	in.wg.Wait()
 }
 
-func (in *Inbox) lane(user uint64) *lane { return in.lanes[in.laneIndex(user)] }
+func (in *Inbox[S]) lane(user uint64) *lane[S] { return in.lanes[in.laneIndex(user)] }
 
-func (in *Inbox) laneIndex(user uint64) uint64 {
+func (in *Inbox[S]) laneIndex(user uint64) uint64 {
 	return (user * 0x9E3779B97F4A7C15 >> 32) % uint64(len(in.lanes))
 }
 
-// Submit queues op for its recipient's inbox.
-func (in *Inbox) Submit(op *Op) error { return in.lane(op.To).add(op, false) }
+// Submit queues m for its recipient's inbox. Hooks.Durable gets m back.
+func (in *Inbox[S]) Submit(m *Message[S]) error {
+	m.op = op[S]{kind: KindMessage, msg: m, st: Stored{To: m.To, Entry: Entry{Kind: KindMessage, Time: m.Time,
+		ID: m.ID, From: m.From, Group: m.Group, Body: m.Body}}}
+	return in.lane(m.To).add(&m.op, false)
+}
 
-// SubmitGroup queues a group message (op.Kind KindMessage) or group event
-// (KindGroupEvent) for members, op.Group naming the group. A message's
-// body is stored once; each member gets a small entry referring to it.
-// Ops for one group are fanned out in the order they are submitted, so
-// every member sees the same order. Hooks see op itself only once: in
-// Durable, when every member's entry is on disk (or with op.Err).
-func (in *Inbox) SubmitGroup(op *Op, members []uint64) error {
-	op.fan, op.Kind, op.members = op.Kind, kindGroupFanout, members
-	return in.lane(op.Group).add(op, false)
+// SubmitGroup queues a group message for members, m.Group naming the
+// group. Its body is stored once; each member gets a small entry
+// referring to it. Messages and events of one group are fanned out in the
+// order they are submitted, so every member sees the same order.
+// Hooks.Durable gets m back once: when every member's entry is on disk
+// (or with m.Err).
+func (in *Inbox[S]) SubmitGroup(m *Message[S], members []uint64) error {
+	m.op = op[S]{kind: kindGroupFanout, msg: m, members: members, st: Stored{Entry: Entry{Kind: KindMessage,
+		Time: m.Time, ID: m.ID, From: m.From, Group: m.Group, Body: m.Body}}}
+	return in.lane(m.Group).add(&m.op, false)
+}
+
+// SubmitGroupEvent queues ev for members, in order with the group's
+// messages (see SubmitGroup).
+func (in *Inbox[S]) SubmitGroupEvent(ev GroupEvent, members []uint64) error {
+	o := &op[S]{kind: kindGroupFanout, members: members, st: Stored{Entry: Entry{Kind: KindGroupEvent, Time: ev.Time,
+		Group: ev.Group, EventKind: ev.Kind, Actor: ev.Actor, Name: ev.Name, Users: ev.Users}}}
+	return in.lane(ev.Group).add(o, false)
+}
+
+// SubmitReceipt queues r for the inbox of the messages' sender (r.To).
+func (in *Inbox[S]) SubmitReceipt(r Receipt) error {
+	return in.lane(r.To).add(receiptOp[S](r), false)
+}
+
+func receiptOp[S any](r Receipt) *op[S] {
+	return &op[S]{kind: KindReceipt, st: Stored{To: r.To, Entry: Entry{Kind: KindReceipt, Time: r.Time,
+		ReceiptKind: r.Kind, By: r.By, Group: r.Group, IDs: r.IDs}}}
 }
 
 // Ack records that user acknowledged every entry in (from, to]: delivered
 // receipts go to the senders of the messages among them, then the entries
 // are deleted.
-func (in *Inbox) Ack(user, from, to uint64) error {
+func (in *Inbox[S]) Ack(user, from, to uint64) error {
 	if to <= from {
 		return nil
 	}
-	return in.lane(user).add(&Op{Kind: kindAck, To: user, from: from, Seq: to}, true)
+	return in.lane(user).add(&op[S]{kind: kindAck, st: Stored{To: user}, ackFrom: from, ackTo: to}, true)
 }
 
 // AckEntries is Ack for callers that know what they delivered: the
 // entries are deleted and the receipts sent without reading the inbox.
-func (in *Inbox) AckEntries(user uint64, acked []Acked) error {
+func (in *Inbox[S]) AckEntries(user uint64, acked []Acked) error {
 	if len(acked) == 0 {
 		return nil
 	}
-	return in.lane(user).add(&Op{Kind: kindAck, To: user, acked: acked}, true)
+	return in.lane(user).add(&op[S]{kind: kindAck, st: Stored{To: user}, acked: acked}, true)
 }
 
 // Read calls fn for user's entries with seq > after, in seq order, until fn
 // returns false or max entries were read. Entry slices are valid only
 // during fn.
-func (in *Inbox) Read(user, after uint64, max int, fn func(*Entry) bool) error {
+func (in *Inbox[S]) Read(user, after uint64, max int, fn func(*Entry) bool) error {
 	prefix := inboxPrefix(user)
 	lo := inboxKey(nil, user, after+1)
 	if after == ^uint64(0) {
 		return nil
 	}
-	it, err := in.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: store.PrefixEnd(prefix)})
+	it, err := in.env.NewIter(lo, store.PrefixEnd(prefix))
 	if err != nil {
 		return fmt.Errorf("offline: read inbox %d: %w", user, err)
 	}
@@ -386,7 +327,7 @@ func (in *Inbox) Read(user, after uint64, max int, fn func(*Entry) bool) error {
 		}
 		var closer io.Closer
 		if e.Kind == KindGroupMessage {
-			body, c, err := in.db.Get(bodyKey(e.Ref, 0))
+			body, c, err := in.env.Get(bodyKey(e.Ref, 0))
 			if err != nil {
 				continue // expired with its hour
 			}
@@ -405,7 +346,7 @@ func (in *Inbox) Read(user, after uint64, max int, fn func(*Entry) bool) error {
 }
 
 // Count returns the number of entries in user's inbox (tests, metrics).
-func (in *Inbox) Count(user uint64) (int, error) {
+func (in *Inbox[S]) Count(user uint64) (int, error) {
 	n := 0
 	err := in.Read(user, 0, int(^uint(0)>>1), func(*Entry) bool { n++; return true })
 	return n, err
@@ -418,10 +359,18 @@ func beUint64(b []byte) uint64 {
 }
 
 // countInbox counts user's entries, up to max, from keys alone.
-func (in *Inbox) countInbox(user uint64, max int32) int32 {
-	n, err := store.Count(in.db, inboxPrefix(user), int(max))
+func (in *Inbox[S]) countInbox(user uint64, max int32) int32 {
+	prefix := inboxPrefix(user)
+	it, err := in.env.NewIter(prefix, store.PrefixEnd(prefix))
 	if err != nil {
 		return max // unknown: take it for full
 	}
-	return int32(n)
+	n := int32(0)
+	for it.First(); it.Valid() && n < max; it.Next() {
+		n++
+	}
+	if errors.Join(it.Error(), it.Close()) != nil {
+		return max
+	}
+	return n
 }

@@ -17,30 +17,53 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m, goleak.IgnoreAnyFunction("github.com/cockroachdb/pebble/v2/internal/cache.(*Cache).runCleaner"))
 }
 
+// tmsg is the tests' message: the sender's handle is an int.
+type tmsg = Message[int]
+
+// outcome is what Durable reported of a message (msg), receipt or group
+// event.
+type outcome struct {
+	msg           *tmsg
+	Kind          Kind
+	To, Seq, Time uint64
+	By, Group     uint64
+	ReceiptKind   codec.ReceiptKind
+	IDs           codec.IDList
+	Duplicate     bool
+	Err           error
+}
+
 // recorder collects what the inbox reports.
 type recorder struct {
 	mu      sync.Mutex
-	applied []*Op
-	durable chan *Op
+	applied []Stored
+	durable chan *outcome
 }
 
-func newRecorder() *recorder { return &recorder{durable: make(chan *Op, 1<<16)} }
+func newRecorder() *recorder { return &recorder{durable: make(chan *outcome, 1<<16)} }
 
-func (r *recorder) Applied(ops []*Op) {
+func (r *recorder) Applied(entries []*Stored) {
 	r.mu.Lock()
-	r.applied = append(r.applied, ops...)
+	for _, e := range entries {
+		r.applied = append(r.applied, *e)
+	}
 	r.mu.Unlock()
 }
 
-func (r *recorder) Durable(ops []*Op) {
-	for _, op := range ops {
-		r.durable <- op
+func (r *recorder) Durable(msgs []*tmsg, others []Done) {
+	for _, m := range msgs {
+		r.durable <- &outcome{msg: m, Kind: KindMessage, To: m.To, Seq: m.Seq, Time: m.Time, Group: m.Group,
+			Duplicate: m.Duplicate, Err: m.Err}
+	}
+	for _, d := range others {
+		r.durable <- &outcome{Kind: d.Kind, To: d.To, Seq: d.Seq, Time: d.Time, By: d.By, Group: d.Group,
+			ReceiptKind: d.ReceiptKind, IDs: d.IDs, Err: d.Err}
 	}
 }
 
-func (r *recorder) wait(t *testing.T, n int) []*Op {
+func (r *recorder) wait(t *testing.T, n int) []*outcome {
 	t.Helper()
-	var out []*Op
+	var out []*outcome
 	for len(out) < n {
 		select {
 		case op := <-r.durable:
@@ -52,7 +75,7 @@ func (r *recorder) wait(t *testing.T, n int) []*Op {
 	return out
 }
 
-func open(t *testing.T, dir string, cfg Config) (*Inbox, *recorder, *pebble.DB) {
+func open(t *testing.T, dir string, cfg Config) (*Inbox[int], *recorder, *pebble.DB) {
 	t.Helper()
 	db, err := store.Open(dir, store.Options{CacheSize: 4 << 20, MemTableSize: 4 << 20})
 	if err != nil {
@@ -60,15 +83,15 @@ func open(t *testing.T, dir string, cfg Config) (*Inbox, *recorder, *pebble.DB) 
 	}
 	rec := newRecorder()
 	cfg.SweepEvery = time.Hour // tests call ExpireBefore themselves
-	in, err := Open(db, cfg, rec)
+	in, err := Open[int](db, cfg, rec)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return in, rec, db
 }
 
-func msg(from, to uint64, id byte, body string) *Op {
-	return &Op{Kind: KindMessage, From: from, To: to, ID: codec.MsgID{id}, Body: []byte(body)}
+func msg(from, to uint64, id byte, body string) *tmsg {
+	return &tmsg{From: from, To: to, ID: codec.MsgID{id}, Body: []byte(body)}
 }
 
 // countKeys counts the keys of the table with one-byte prefix p.

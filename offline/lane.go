@@ -9,25 +9,24 @@ import (
 
 	"github.com/chatd/chatd/codec"
 	"github.com/chatd/chatd/store"
-	"github.com/cockroachdb/pebble/v2"
 	"go.uber.org/zap"
 )
 
 // lane owns the inboxes that hash to it; see the package comment.
-type lane struct {
-	in    *Inbox
+type lane[S any] struct {
+	in    *Inbox[S]
 	wake  chan struct{}
-	syncq chan *syncJob
+	syncq chan *syncJob[S]
 
 	mu          sync.Mutex
-	queue       []*Op
+	queue       []*op[S]
 	closed      bool
 	counts      map[uint64]int32 // from countEntries, taken by run
 	countsReady bool
 
 	// Owned by run.
-	visible  []*Op
-	fanouts  []*Op
+	visible  []*Stored
+	fanouts  []*op[S]
 	released map[BodyRef]uint32
 	// depth is the number of entries of each of the lane's inboxes. Until
 	// the start-up count arrives (counted), it holds only the changes
@@ -40,11 +39,11 @@ type lane struct {
 	// batch (dropped from the set after the commit). Neither an ack nor an
 	// expiry settles an entry twice, so each gets one receipt, and a
 	// depth drops once per entry.
-	settling map[entryRef]bool // true: deleted in this batch
-	expiring map[uint64]bool   // users expired in this batch
-	batchIDs map[senderID]*Op  // this batch's messages, for the dedup rule
-	xcache   [4096]xslot       // expiry index keys written recently
-	readRecs []readRec         // read-log records this batch wrote or changed
+	settling map[entryRef]bool   // true: deleted in this batch
+	expiring map[uint64]bool     // users expired in this batch
+	batchIDs map[senderID]*op[S] // this batch's messages, for the dedup rule
+	xcache   [4096]xslot         // expiry index keys written recently
+	readRecs []readRec           // read-log records this batch wrote or changed
 	commits  int
 	key      []byte
 	val      []byte
@@ -68,16 +67,16 @@ type xslot struct {
 	hour uint32
 }
 
-type syncJob struct {
-	b   *pebble.Batch
-	ops []*Op
+type syncJob[S any] struct {
+	b   batch
+	ops []*op[S]
 }
 
 // maxBatch bounds one batch so that a burst does not hold pushes back for
 // long; what is left waits for the next turn.
 const maxBatch = 4096
 
-func (l *lane) add(op *Op, internal bool) error {
+func (l *lane[S]) add(o *op[S], internal bool) error {
 	l.mu.Lock()
 	if l.closed {
 		l.mu.Unlock()
@@ -87,7 +86,7 @@ func (l *lane) add(op *Op, internal bool) error {
 		l.mu.Unlock()
 		return ErrBusy
 	}
-	l.queue = append(l.queue, op)
+	l.queue = append(l.queue, o)
 	first := len(l.queue) == 1
 	l.mu.Unlock()
 	if first {
@@ -96,14 +95,14 @@ func (l *lane) add(op *Op, internal bool) error {
 	return nil
 }
 
-func (l *lane) kick() {
+func (l *lane[S]) kick() {
 	select {
 	case l.wake <- struct{}{}:
 	default:
 	}
 }
 
-func (l *lane) run() {
+func (l *lane[S]) run() {
 	defer l.in.wg.Done()
 	defer close(l.syncq)
 	for range l.wake {
@@ -114,7 +113,7 @@ func (l *lane) run() {
 			ops := l.queue
 			l.queue = nil
 			if len(ops) > maxBatch {
-				l.queue = append(make([]*Op, 0, len(ops)-maxBatch), ops[maxBatch:]...)
+				l.queue = append(make([]*op[S], 0, len(ops)-maxBatch), ops[maxBatch:]...)
 				ops = ops[:maxBatch:maxBatch]
 			}
 			closed := l.closed
@@ -136,16 +135,16 @@ func (l *lane) run() {
 }
 
 // commit writes one batch: see the package comment for the invariants.
-func (l *lane) commit(ops []*Op) {
+func (l *lane[S]) commit(ops []*op[S]) {
 	in := l.in
-	b := in.db.NewBatch()
+	b := in.env.NewBatch()
 	now := uint64(in.now().UnixMilli())
 	day := uint32(now / 86_400_000)
 
 	// Seqs for every op that adds an entry, assigned in queue order.
 	n := 0
-	for _, op := range ops {
-		if op.Kind < kindAck || op.Kind == kindGroupFanout {
+	for _, o := range ops {
+		if o.kind < kindAck || o.kind == kindGroupFanout {
 			n++ // an entry, or a group body's id
 		}
 	}
@@ -161,50 +160,50 @@ func (l *lane) commit(ops []*Op) {
 	l.fanouts = l.fanouts[:0]
 	l.readRecs = l.readRecs[:0]
 	clear(l.released)
-	for _, op := range ops {
-		if op.Time == 0 {
-			op.Time = now
+	for _, o := range ops {
+		if o.st.Time == 0 {
+			o.st.Time = now
 		}
-		switch op.Kind {
+		switch o.kind {
 		case KindMessage:
-			op.Seq, seq = seq, seq+1
-			if l.duplicate(b, op, day) {
+			o.st.Seq, seq = seq, seq+1
+			if l.duplicate(b, o, day) {
 				continue
 			}
-			if l.full(op.To) {
-				op.Err = ErrInboxFull
+			if l.full(o.st.To) {
+				o.err = ErrInboxFull
 				continue
 			}
-			l.addEntry(b, op)
-			l.key = dedupKey(l.key[:0], day, op.From, &op.ID)
-			b.Set(l.key, dedupValue(l.val[:0], op.To, op.Seq, op.Time, op.bodyHash()), nil)
-			in.seen.add(day, op.From, &op.ID)
+			l.addEntry(b, o)
+			l.key = dedupKey(l.key[:0], day, o.st.From, &o.st.ID)
+			b.Set(l.key, dedupValue(l.val[:0], o.st.To, o.st.Seq, o.st.Time, o.bodyHash()))
+			in.seen.add(day, o.st.From, &o.st.ID)
 		case KindReceipt, KindGroupEvent, KindGroupMessage:
 			// Receipts, membership events and group messages (whose
 			// senders the group admitted) are not refused by the quota.
-			op.Seq, seq = seq, seq+1
-			l.addEntry(b, op)
+			o.st.Seq, seq = seq, seq+1
+			l.addEntry(b, o)
 		case kindGroupFanout:
-			op.Seq, seq = seq, seq+1
-			l.storeGroup(b, op, day)
+			o.st.Seq, seq = seq, seq+1
+			l.storeGroup(b, o, day)
 		case kindRelease:
 			if l.released == nil {
 				l.released = map[BodyRef]uint32{}
 			}
-			l.released[op.Ref] += uint32(op.Seq)
+			l.released[o.st.Ref] += o.release
 		case kindDelete:
-			for _, k := range op.keys {
-				b.Delete(k, nil)
+			for _, k := range o.keys {
+				b.Delete(k)
 				l.settling[refOf(k)] = true // gone once this batch applies
 			}
-			l.depth[op.To] -= int32(len(op.keys))
-			in.entries.Add(-int64(len(op.keys)))
+			l.depth[o.st.To] -= int32(len(o.keys))
+			in.entries.Add(-int64(len(o.keys)))
 		case kindAck:
-			l.ack(b, op, now)
+			l.ack(b, o, now)
 		case kindExpire:
-			l.expire(b, op, now)
+			l.expire(b, o, now)
 		case kindMarkRead:
-			l.markRead(b, op, now)
+			l.markRead(b, o, now)
 		}
 	}
 	l.release(b)
@@ -226,7 +225,7 @@ func (l *lane) commit(ops []*Op) {
 		l.durable(ops)
 		return
 	}
-	err := in.db.ApplyNoSyncWait(b, pebble.Sync)
+	err := in.env.ApplyNoSyncWait(b)
 	for r, deleted := range l.settling {
 		if deleted {
 			delete(l.settling, r) // applied, or failed and may settle again
@@ -240,7 +239,7 @@ func (l *lane) commit(ops []*Op) {
 		in.hooks.Applied(l.visible)
 	}
 	l.fanOut()
-	l.syncq <- &syncJob{b: b, ops: ops}
+	l.syncq <- &syncJob[S]{b: b, ops: ops}
 }
 
 // storeGroup handles a group fan-out in the group's lane: a resent
@@ -248,42 +247,42 @@ func (l *lane) commit(ops []*Op) {
 // its body stored once, with a count of the members that must still
 // acknowledge it. The members' entries are queued after the batch applies
 // (fanOut), so a member's drain can always read the body.
-func (l *lane) storeGroup(b *pebble.Batch, op *Op, day uint32) {
-	op.parts = &countdown{op: op, in: l.in}
-	if op.fan != KindMessage {
-		l.fanouts = append(l.fanouts, op)
+func (l *lane[S]) storeGroup(b batch, o *op[S], day uint32) {
+	o.parts = &countdown[S]{op: o, in: l.in}
+	if o.st.Kind != KindMessage {
+		l.fanouts = append(l.fanouts, o)
 		return
 	}
-	if l.duplicate(b, op, day) {
+	if l.duplicate(b, o, day) {
 		return
 	}
-	binary.BigEndian.PutUint32(op.Ref[:4], uint32(op.Time/3_600_000))
-	binary.BigEndian.PutUint64(op.Ref[4:], op.Seq)
-	l.val = appendHeader(l.val[:0], KindMessage, op.Time)
-	l.val = append(l.val, op.ID[:]...)
-	l.val = binary.BigEndian.AppendUint64(l.val, op.From)
-	l.val = binary.BigEndian.AppendUint64(l.val, op.Group)
-	b.Set(bodyKey(op.Ref, 0), append(l.val, op.Body...), nil)
-	b.Set(bodyKey(op.Ref, 1), binary.BigEndian.AppendUint32(nil, uint32(len(op.members))), nil)
-	l.key = dedupKey(l.key[:0], day, op.From, &op.ID)
-	b.Set(l.key, dedupValue(l.val[:0], op.Group, op.Seq, op.Time, op.bodyHash()), nil)
-	l.in.seen.add(day, op.From, &op.ID)
-	l.fanouts = append(l.fanouts, op)
+	binary.BigEndian.PutUint32(o.st.Ref[:4], uint32(o.st.Time/3_600_000))
+	binary.BigEndian.PutUint64(o.st.Ref[4:], o.st.Seq)
+	l.val = appendHeader(l.val[:0], KindMessage, o.st.Time)
+	l.val = append(l.val, o.st.ID[:]...)
+	l.val = binary.BigEndian.AppendUint64(l.val, o.st.From)
+	l.val = binary.BigEndian.AppendUint64(l.val, o.st.Group)
+	b.Set(bodyKey(o.st.Ref, 0), append(l.val, o.st.Body...))
+	b.Set(bodyKey(o.st.Ref, 1), binary.BigEndian.AppendUint32(nil, uint32(len(o.members))))
+	l.key = dedupKey(l.key[:0], day, o.st.From, &o.st.ID)
+	b.Set(l.key, dedupValue(l.val[:0], o.st.Group, o.st.Seq, o.st.Time, o.bodyHash()))
+	l.in.seen.add(day, o.st.From, &o.st.ID)
+	l.fanouts = append(l.fanouts, o)
 }
 
 // fanOut queues each member's entry of the group ops just applied, in the
 // order the group's lane took them: every member sees one order.
-func (l *lane) fanOut() {
-	for _, op := range l.fanouts {
-		op.parts.n.Store(int32(len(op.members)) + 1) // the members' entries and this batch
-		for _, m := range op.members {
-			e := &Op{Kind: op.fan, To: m, Time: op.Time, ID: op.ID, From: op.From, Group: op.Group, Body: op.Body,
-				EventKind: op.EventKind, Actor: op.Actor, Name: op.Name, Users: op.Users, Ref: op.Ref, parts: op.parts}
-			if op.fan == KindMessage {
-				e.Kind = KindGroupMessage
+func (l *lane[S]) fanOut() {
+	for _, o := range l.fanouts {
+		o.parts.n.Store(int32(len(o.members)) + 1) // the members' entries and this batch
+		for _, m := range o.members {
+			e := &op[S]{kind: o.st.Kind, st: Stored{To: m, Entry: o.st.Entry}, parts: o.parts}
+			e.st.Seq = 0
+			if o.st.Kind == KindMessage {
+				e.kind, e.st.Kind = KindGroupMessage, KindGroupMessage
 			}
 			if err := l.in.lane(m).add(e, true); err != nil {
-				op.parts.part(err)
+				o.parts.part(err)
 			}
 		}
 	}
@@ -293,41 +292,41 @@ func (l *lane) fanOut() {
 // count of members yet to acknowledge drops, and at zero the body goes.
 // Only this lane writes the count of its groups' bodies, so the read and
 // the write cannot race.
-func (l *lane) release(b *pebble.Batch) {
+func (l *lane[S]) release(b batch) {
 	for ref, n := range l.released {
 		k := bodyKey(ref, 1)
-		v, closer, err := l.in.db.Get(k)
+		v, closer, err := l.in.env.Get(k)
 		if err != nil {
 			continue // gone already: expired with its hour
 		}
 		left := binary.BigEndian.Uint32(v)
 		closer.Close()
 		if left <= n {
-			b.Delete(bodyKey(ref, 0), nil)
-			b.Delete(k, nil)
+			b.Delete(bodyKey(ref, 0))
+			b.Delete(k)
 		} else {
-			b.Set(k, binary.BigEndian.AppendUint32(nil, left-n), nil)
+			b.Set(k, binary.BigEndian.AppendUint32(nil, left-n))
 		}
 	}
 }
 
 // addEntry writes op's inbox entry, counts it, and makes sure the expiry
 // index names the user for the entry's hour.
-func (l *lane) addEntry(b *pebble.Batch, op *Op) {
-	l.key = inboxKey(l.key[:0], op.To, op.Seq)
-	l.val = op.encode(l.val[:0])
-	b.Set(l.key, l.val, nil)
-	l.depth[op.To]++
-	if n, ok := l.early[op.To]; ok {
-		l.early[op.To] = n + 1
+func (l *lane[S]) addEntry(b batch, o *op[S]) {
+	l.key = inboxKey(l.key[:0], o.st.To, o.st.Seq)
+	l.val = o.st.encode(l.val[:0])
+	b.Set(l.key, l.val)
+	l.depth[o.st.To]++
+	if n, ok := l.early[o.st.To]; ok {
+		l.early[o.st.To] = n + 1
 	}
 	l.in.entries.Add(1)
-	l.visible = append(l.visible, op)
-	hour := uint32(op.Time / 3_600_000)
-	slot := &l.xcache[(op.To*0x9E3779B97F4A7C15>>52)%uint64(len(l.xcache))]
-	if slot.user != op.To || slot.hour != hour {
-		b.Set(expiryKey(l.key[:0], hour, op.To), nil, nil)
-		*slot = xslot{user: op.To, hour: hour}
+	l.visible = append(l.visible, &o.st)
+	hour := uint32(o.st.Time / 3_600_000)
+	slot := &l.xcache[(o.st.To*0x9E3779B97F4A7C15>>52)%uint64(len(l.xcache))]
+	if slot.user != o.st.To || slot.hour != hour {
+		b.Set(expiryKey(l.key[:0], hour, o.st.To), nil)
+		*slot = xslot{user: o.st.To, hour: hour}
 	}
 }
 
@@ -335,7 +334,7 @@ func (l *lane) addEntry(b *pebble.Batch, op *Op) {
 // count has arrived that is a map lookup. Before, it counts the inbox's
 // keys (up to the quota) once per batch; the batch's own deletes are not
 // applied yet, so the count errs on the full side.
-func (l *lane) full(user uint64) bool {
+func (l *lane[S]) full(user uint64) bool {
 	quota := int32(l.in.cfg.Quota)
 	if l.counted {
 		return l.depth[user] >= quota
@@ -353,7 +352,7 @@ func (l *lane) full(user uint64) bool {
 
 // adoptCounts merges the start-up count with the changes the lane
 // tracked since start: from now on depth is exact.
-func (l *lane) adoptCounts(counts map[uint64]int32) {
+func (l *lane[S]) adoptCounts(counts map[uint64]int32) {
 	for u, d := range l.depth {
 		counts[u] += d
 	}
@@ -364,7 +363,7 @@ func (l *lane) adoptCounts(counts map[uint64]int32) {
 // if its sender stored the id in the dedup window (today and yesterday) or
 // earlier in this batch, op is either the same message again (same
 // recipient and body: op points at the original, whose SENT it gets,
-// DUP flag or not) or a conflicting reuse of the id (op.Err is
+// DUP flag or not) or a conflicting reuse of the id (o.err is
 // ErrDuplicateID). Either way it stores nothing and reports true. A
 // record written before bodies were hashed (24 bytes) compares the
 // recipient only.
@@ -373,48 +372,48 @@ func (l *lane) adoptCounts(counts map[uint64]int32) {
 // recipients may be checked by two lanes at once and both be stored; the
 // record then names the later. Only a client reusing ids concurrently can
 // meet that, and each recipient still gets its message once.
-func (l *lane) duplicate(b *pebble.Batch, op *Op, day uint32) bool {
-	to, hash := op.dedupTarget(), op.bodyHash()
+func (l *lane[S]) duplicate(b batch, o *op[S], day uint32) bool {
+	to, hash := o.dedupTarget(), o.bodyHash()
 	if l.batchIDs == nil {
-		l.batchIDs = map[senderID]*Op{}
+		l.batchIDs = map[senderID]*op[S]{}
 	}
-	k := senderID{op.From, op.ID}
-	if o := l.batchIDs[k]; o != nil && o.Err == nil {
-		if o.dedupTarget() != to || o.bodyHash() != hash {
-			op.Err = ErrDuplicateID
+	k := senderID{o.st.From, o.st.ID}
+	if prev := l.batchIDs[k]; prev != nil && prev.err == nil {
+		if prev.dedupTarget() != to || prev.bodyHash() != hash {
+			o.err = ErrDuplicateID
 			return true
 		}
-		op.Duplicate, op.Seq, op.Time = true, o.Seq, o.Time
+		o.duplicate, o.st.Seq, o.st.Time = true, prev.st.Seq, prev.st.Time
 		return true // the original's batch syncs, and SENT follows it
 	}
-	l.batchIDs[k] = op // if it is stored (Err stays nil), later ones match it
-	if !l.in.seen.mayHave(day, op.From, &op.ID) {
+	l.batchIDs[k] = o // if it is stored (Err stays nil), later ones match it
+	if !l.in.seen.mayHave(day, o.st.From, &o.st.ID) {
 		return false
 	}
 	for _, d := range []uint32{day, day - 1} {
-		l.key = dedupKey(l.key[:0], d, op.From, &op.ID)
-		v, closer, err := l.in.db.Get(l.key)
+		l.key = dedupKey(l.key[:0], d, o.st.From, &o.st.ID)
+		v, closer, err := l.in.env.Get(l.key)
 		if err != nil {
 			continue
 		}
 		found := len(v) == 24 || len(v) == 32
 		same := found && binary.BigEndian.Uint64(v) == to && (len(v) == 24 || binary.BigEndian.Uint64(v[24:]) == hash)
 		if same {
-			op.Seq = binary.BigEndian.Uint64(v[8:])
-			op.Time = binary.BigEndian.Uint64(v[16:])
+			o.st.Seq = binary.BigEndian.Uint64(v[8:])
+			o.st.Time = binary.BigEndian.Uint64(v[16:])
 		}
 		closer.Close()
 		switch {
 		case same:
 			// Rewrite the record: the batch then syncs like any other,
 			// SENT follows the original's fsync, and the window restarts.
-			op.Duplicate = true
-			l.key = dedupKey(l.key[:0], day, op.From, &op.ID)
-			b.Set(l.key, dedupValue(l.val[:0], to, op.Seq, op.Time, hash), nil)
-			l.in.seen.add(day, op.From, &op.ID)
+			o.duplicate = true
+			l.key = dedupKey(l.key[:0], day, o.st.From, &o.st.ID)
+			b.Set(l.key, dedupValue(l.val[:0], to, o.st.Seq, o.st.Time, hash))
+			l.in.seen.add(day, o.st.From, &o.st.ID)
 			return true
 		case found:
-			op.Err = ErrDuplicateID
+			o.err = ErrDuplicateID
 			return true
 		}
 	}
@@ -423,24 +422,24 @@ func (l *lane) duplicate(b *pebble.Batch, op *Op, day uint32) bool {
 
 // dedupTarget is what the dedup record names as the recipient: the user,
 // or the group.
-func (op *Op) dedupTarget() uint64 {
-	if op.Kind == kindGroupFanout {
-		return op.Group
+func (o *op[S]) dedupTarget() uint64 {
+	if o.kind == kindGroupFanout {
+		return o.st.Group
 	}
-	return op.To
+	return o.st.To
 }
 
 // bodyHash is the dedup record's 64-bit FNV-1a hash of the body, with a
 // leading byte telling a group message from a direct one whose
 // recipient's id happens to equal the group's.
-func (op *Op) bodyHash() uint64 {
+func (o *op[S]) bodyHash() uint64 {
 	h := uint64(14695981039346656037)
 	kind := byte('u')
-	if op.Kind == kindGroupFanout {
+	if o.kind == kindGroupFanout {
 		kind = 'g'
 	}
 	h = (h ^ uint64(kind)) * 1099511628211
-	for _, c := range op.Body {
+	for _, c := range o.st.Body {
 		h = (h ^ uint64(c)) * 1099511628211
 	}
 	return h
@@ -453,21 +452,21 @@ func dedupValue(dst []byte, to, seq, time, hash uint64) []byte {
 	return binary.BigEndian.AppendUint64(dst, hash)
 }
 
-// ack handles an acknowledgement of op.To's entries: the listed ones
-// (op.acked), or else every entry in (op.from, op.Seq], read from the
+// ack handles an acknowledgement of o.st.To's entries: the listed ones
+// (o.acked), or else every entry in (o.ackFrom, o.ackTo], read from the
 // inbox. An entry another ack or an expiry is already settling is skipped,
 // and so is one old enough to have expired since it was pushed, unless it
 // is still there (a Get, only for such old entries).
-func (l *lane) ack(b *pebble.Batch, op *Op, now uint64) {
-	acked := op.acked
+func (l *lane[S]) ack(b batch, o *op[S], now uint64) {
+	acked := o.acked
 	if acked == nil {
-		acked = l.readAcked(op)
+		acked = l.readAcked(o)
 	}
 	cutoff := now - min(now, uint64(l.in.cfg.TTL.Milliseconds()))
 	var keep []Acked
 	filtered := false
 	for i, a := range acked {
-		if l.settled(op.To, a, cutoff) {
+		if l.settled(o.st.To, a, cutoff) {
 			if !filtered {
 				keep, filtered = append(make([]Acked, 0, len(acked)), acked[:i]...), true
 			}
@@ -480,12 +479,12 @@ func (l *lane) ack(b *pebble.Batch, op *Op, now uint64) {
 	if filtered {
 		acked = keep
 	}
-	l.settle(b, op.To, acked, codec.ReceiptDelivered, now)
+	l.settle(b, o.st.To, acked, codec.ReceiptDelivered, now)
 }
 
 // settled reports whether an acknowledged entry is being settled already,
 // or was stored before cutoff and is gone (expired after it was pushed).
-func (l *lane) settled(user uint64, a Acked, cutoff uint64) bool {
+func (l *lane[S]) settled(user uint64, a Acked, cutoff uint64) bool {
 	if _, ok := l.settling[entryRef{user, a.Seq}]; ok {
 		return true
 	}
@@ -493,7 +492,7 @@ func (l *lane) settled(user uint64, a Acked, cutoff uint64) bool {
 		return false // younger than the TTL: no expiry can have taken it
 	}
 	l.key = inboxKey(l.key[:0], user, a.Seq)
-	_, closer, err := l.in.db.Get(l.key)
+	_, closer, err := l.in.env.Get(l.key)
 	if err != nil {
 		return true
 	}
@@ -506,52 +505,52 @@ func (l *lane) settled(user uint64, a Acked, cutoff uint64) bool {
 // their senders (one per sender and group, up to 255 ids each), group
 // bodies are released, and the entries are deleted once those receipts
 // are durable (invariant 4), or in this batch if there are none.
-func (l *lane) settle(b *pebble.Batch, user uint64, acked []Acked, kind codec.ReceiptKind, now uint64) {
+func (l *lane[S]) settle(b batch, user uint64, acked []Acked, kind codec.ReceiptKind, now uint64) {
 	type origin struct{ from, group uint64 }
-	var receipts map[origin]*Op
-	var order []*Op
+	var receipts map[origin]*op[S]
+	var order []*op[S]
 	var firsts []uint64 // the first acknowledged seq each receipt covers
 	keys := make([][]byte, 0, len(acked))
-	var releases map[BodyRef]*Op
+	var releases map[BodyRef]*op[S]
 	for _, a := range acked {
 		keys = append(keys, inboxKey(nil, user, a.Seq))
 		if a.Kind == KindGroupMessage {
 			if releases == nil {
-				releases = map[BodyRef]*Op{}
+				releases = map[BodyRef]*op[S]{}
 			}
 			r := releases[a.Ref]
 			if r == nil {
-				r = &Op{Kind: kindRelease, To: a.Group, Group: a.Group, Ref: a.Ref}
+				r = &op[S]{kind: kindRelease, st: Stored{To: a.Group, Entry: Entry{Group: a.Group, Ref: a.Ref}}}
 				releases[a.Ref] = r
 			}
-			r.Seq++
+			r.release++
 		}
 		if a.Kind != KindMessage && a.Kind != KindGroupMessage {
 			continue
 		}
 		if receipts == nil {
-			receipts = make(map[origin]*Op)
+			receipts = make(map[origin]*op[S])
 		}
-		o := origin{a.From, a.Group}
-		r := receipts[o]
-		if r == nil || r.IDs.Len() == codec.MaxIDs {
-			r = &Op{Kind: KindReceipt, To: a.From, Time: now, ReceiptKind: kind, By: user, Group: a.Group}
-			receipts[o] = r
+		og := origin{a.From, a.Group}
+		r := receipts[og]
+		if r == nil || r.st.IDs.Len() == codec.MaxIDs {
+			r = receiptOp[S](Receipt{To: a.From, Time: now, Kind: kind, By: user, Group: a.Group})
+			receipts[og] = r
 			order = append(order, r)
 			firsts = append(firsts, a.Seq)
 		}
-		r.IDs = r.IDs.AppendID(a.ID)
+		r.st.IDs = r.st.IDs.AppendID(a.ID)
 	}
 	in := l.in
 	for _, r := range releases {
-		in.lane(r.Group).add(r, true)
+		in.lane(r.st.Group).add(r, true)
 	}
 	if l.settling == nil {
 		l.settling = map[entryRef]bool{}
 	}
 	if len(order) == 0 {
 		for _, k := range keys {
-			b.Delete(k, nil)
+			b.Delete(k)
 			l.settling[refOf(k)] = true
 		}
 		l.depth[user] -= int32(len(keys))
@@ -568,30 +567,30 @@ func (l *lane) settle(b *pebble.Batch, user uint64, acked []Acked, kind codec.Re
 	}
 	var pending atomic.Int32
 	pending.Store(int32(len(order)))
-	del := &Op{Kind: kindDelete, To: user, keys: keys}
+	del := &op[S]{kind: kindDelete, st: Stored{To: user}, keys: keys}
 	for _, r := range order {
-		r.done = func(*Op) {
+		r.done = func(*op[S]) {
 			if pending.Add(-1) == 0 {
-				in.lane(del.To).add(del, true)
+				in.lane(user).add(del, true)
 			}
 		}
-		if err := in.lane(r.To).add(r, true); err != nil {
+		if err := in.lane(r.st.To).add(r, true); err != nil {
 			r.done(r) // closing: the entries stay and are delivered again
 		}
 	}
 }
 
-// readAcked lists the entries in (op.from, op.Seq] from the inbox.
-func (l *lane) readAcked(op *Op) []Acked {
+// readAcked lists the entries in (o.ackFrom, o.ackTo] from the inbox.
+func (l *lane[S]) readAcked(o *op[S]) []Acked {
 	in := l.in
-	lo := inboxKey(nil, op.To, op.from+1)
-	hi := inboxKey(nil, op.To, op.Seq+1)
-	if op.Seq == ^uint64(0) {
-		hi = store.PrefixEnd(inboxPrefix(op.To))
+	lo := inboxKey(nil, o.st.To, o.ackFrom+1)
+	hi := inboxKey(nil, o.st.To, o.ackTo+1)
+	if o.ackTo == ^uint64(0) {
+		hi = store.PrefixEnd(inboxPrefix(o.st.To))
 	}
-	it, err := in.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+	it, err := in.env.NewIter(lo, hi)
 	if err != nil {
-		in.cfg.Logger.Error("ack: read inbox", zap.Uint64("user", op.To), zap.Error(err))
+		in.cfg.Logger.Error("ack: read inbox", zap.Uint64("user", o.st.To), zap.Error(err))
 		return nil
 	}
 	defer it.Close()
@@ -610,11 +609,11 @@ func (l *lane) readAcked(op *Op) []Acked {
 	return out
 }
 
-func (l *lane) fail(b *pebble.Batch, ops []*Op, err error) {
+func (l *lane[S]) fail(b batch, ops []*op[S], err error) {
 	b.Close()
 	l.in.cfg.Logger.Error("inbox commit failed", zap.Int("ops", len(ops)), zap.Error(err))
-	for _, op := range ops {
-		op.Err = err
+	for _, o := range ops {
+		o.err = err
 	}
 	l.durable(ops)
 }
@@ -626,10 +625,10 @@ func (l *lane) fail(b *pebble.Batch, ops []*Op, err error) {
 var ErrUnknownOutcome = errors.New("offline: applied but not confirmed durable")
 
 // syncer waits for each batch's fsync in order and then acknowledges it.
-func (l *lane) syncer() {
+func (l *lane[S]) syncer() {
 	defer l.in.wg.Done()
 	for job := range l.syncq {
-		err := job.b.SyncWait()
+		err := l.in.env.SyncWait(job.b)
 		if err == nil && l.in.cfg.SyncFault != nil {
 			err = l.in.cfg.SyncFault()
 		}
@@ -637,9 +636,9 @@ func (l *lane) syncer() {
 		if err != nil {
 			l.in.cfg.Logger.Error("inbox sync failed", zap.Error(err))
 			err = fmt.Errorf("%w: %w", ErrUnknownOutcome, err)
-			for _, op := range job.ops {
-				if op.Err == nil { // one refused in the batch (quota) stays refused
-					op.Err = err
+			for _, o := range job.ops {
+				if o.err == nil { // one refused in the batch (quota) stays refused
+					o.err = err
 				}
 			}
 		}
@@ -648,23 +647,20 @@ func (l *lane) syncer() {
 }
 
 // durable runs completions and passes the caller-visible ops to the hooks.
-func (l *lane) durable(ops []*Op) {
-	public := ops[:0:0]
-	for _, op := range ops {
-		if op.done != nil {
-			op.done(op)
+func (l *lane[S]) durable(ops []*op[S]) {
+	var d durable[S]
+	for _, o := range ops {
+		if o.done != nil {
+			o.done(o)
 		}
 		switch {
-		case op.parts != nil && (op.Kind != kindGroupFanout || op.parts.n.Load() > 0):
-			op.parts.part(op.Err) // one part of a group fan-out
-		case op.Kind == kindGroupFanout:
-			op.Kind = op.fan // a duplicate, or failed before fanning out
-			public = append(public, op)
-		case op.Kind < kindAck:
-			public = append(public, op)
+		case o.parts != nil && (o.kind != kindGroupFanout || o.parts.n.Load() > 0):
+			o.parts.part(o.err) // one part of a group fan-out
+		case o.kind == kindGroupFanout: // a duplicate, or failed before fanning out
+			d.add(o)
+		case o.kind < kindAck:
+			d.add(o)
 		}
 	}
-	if len(public) > 0 {
-		l.in.hooks.Durable(public)
-	}
+	d.report(l.in.hooks)
 }

@@ -7,7 +7,6 @@ import (
 
 	"github.com/chatd/chatd/codec"
 	"github.com/chatd/chatd/store"
-	"github.com/cockroachdb/pebble/v2"
 	"go.uber.org/zap"
 )
 
@@ -34,9 +33,15 @@ import (
 // message's record names the group and its sender, a 1:1 message's names
 // group 0, so a user id is never taken for a group id or the reverse.
 
-// kindMarkRead runs in the reader's lane: check a READ against the read
-// log, queue the read receipt for what was delivered, report the rest.
-const kindMarkRead Kind = 105
+// readOp is a READ to check (kindMarkRead), in the reader's lane: check
+// it against the read log, queue the read receipt for what was delivered,
+// report the rest.
+type readOp struct {
+	sender, group uint64
+	ids           codec.IDList // the ids reported read
+	missing       codec.IDList // set by the lane: those not found
+	done          func(missing codec.IDList, err error)
+}
 
 func readLogKey(dst []byte, day uint32, reader, sender, group, seq uint64) []byte {
 	dst = readLogPrefix(dst, day, reader, sender, group)
@@ -53,7 +58,7 @@ func readLogPrefix(dst []byte, day uint32, reader, sender, group uint64) []byte 
 
 // readLogDays is how many days of records a READ looks at: the TTL in
 // whole days, plus today.
-func (in *Inbox) readLogDays() uint32 {
+func (in *Inbox[S]) readLogDays() uint32 {
 	return uint32((in.cfg.TTL+24*time.Hour-1)/(24*time.Hour)) + 1
 }
 
@@ -62,10 +67,12 @@ func (in *Inbox) readLogDays() uint32 {
 // has not reported read yet go to sender as one read receipt; done then
 // gets the others (nil when every id counted), or err when the check
 // could not be made, on a lane goroutine. done must not block.
-func (in *Inbox) MarkRead(reader, sender, group uint64, ids codec.IDList, done func(missing codec.IDList, err error)) error {
-	op := &Op{Kind: kindMarkRead, To: reader, From: sender, Group: group, IDs: ids}
-	op.done = func(op *Op) { done(op.IDs, op.Err) }
-	return in.lane(reader).add(op, false)
+func (in *Inbox[S]) MarkRead(reader, sender, group uint64, ids codec.IDList, done func(missing codec.IDList, err error)) error {
+	return in.lane(reader).add(markReadOp[S](reader, &readOp{sender: sender, group: group, ids: ids, done: done}), false)
+}
+
+func markReadOp[S any](reader uint64, r *readOp) *op[S] {
+	return &op[S]{kind: kindMarkRead, st: Stored{To: reader}, read: r, done: func(o *op[S]) { r.done(r.missing, o.err) }}
 }
 
 // readRec is a read-log record this batch wrote or changed: the lane's
@@ -77,15 +84,15 @@ type readRec struct {
 }
 
 // logDelivered writes the read-log record for one delivered receipt.
-func (l *lane) logDelivered(b *pebble.Batch, reader uint64, r *Op, first uint64, now uint64) {
-	k := readLogKey(nil, uint32(now/86_400_000), reader, r.To, r.Group, first)
-	ids := append(codec.IDList(nil), r.IDs...)
-	b.Set(k, ids, nil)
+func (l *lane[S]) logDelivered(b batch, reader uint64, r *op[S], first uint64, now uint64) {
+	k := readLogKey(nil, uint32(now/86_400_000), reader, r.st.To, r.st.Group, first)
+	ids := append(codec.IDList(nil), r.st.IDs...)
+	b.Set(k, ids)
 	l.readRecs = append(l.readRecs, readRec{key: k, ids: ids, new: true})
 }
 
 // overlay returns the batch's version of key, if the batch touched it.
-func (l *lane) overlay(key []byte) (*readRec, bool) {
+func (l *lane[S]) overlay(key []byte) (*readRec, bool) {
 	for i := range l.readRecs {
 		if bytes.Equal(l.readRecs[i].key, key) {
 			return &l.readRecs[i], true
@@ -94,12 +101,12 @@ func (l *lane) overlay(key []byte) (*readRec, bool) {
 	return nil, false
 }
 
-// markRead handles kindMarkRead: op.To read op.IDs from op.From in
-// op.Group. What is found leaves the log and becomes a read receipt; op.IDs
-// is left holding what was not found.
-func (l *lane) markRead(b *pebble.Batch, op *Op, now uint64) {
+// markRead handles kindMarkRead: o.st.To read o.read.ids from
+// o.read.sender in o.read.group. What is found leaves the log and becomes
+// a read receipt; o.read.missing gets what was not found.
+func (l *lane[S]) markRead(b batch, o *op[S], now uint64) {
 	in := l.in
-	want := op.IDs
+	want := o.read.ids
 	var found, missing codec.IDList
 	take := func(key []byte, ids codec.IDList) codec.IDList {
 		var rest codec.IDList
@@ -115,9 +122,9 @@ func (l *lane) markRead(b *pebble.Batch, op *Op, now uint64) {
 			return ids
 		}
 		if rest.Len() == 0 {
-			b.Delete(key, nil)
+			b.Delete(key)
 		} else {
-			b.Set(key, rest, nil)
+			b.Set(key, rest)
 		}
 		if r, ok := l.overlay(key); ok {
 			r.ids = rest
@@ -130,23 +137,20 @@ func (l *lane) markRead(b *pebble.Batch, op *Op, now uint64) {
 	// often share a batch.
 	for i := range l.readRecs {
 		r := &l.readRecs[i]
-		if r.new && r.ids != nil && l.readRecFor(r.key, op) {
+		if r.new && r.ids != nil && l.readRecFor(r.key, o) {
 			take(r.key, r.ids)
 		}
 	}
 	today := uint32(now / 86_400_000)
 	days := in.readLogDays()
 	if found.Len() < want.Len() {
-		it, err := in.db.NewIter(&pebble.IterOptions{
-			LowerBound: []byte{store.PrefixReadLog},
-			UpperBound: []byte{store.PrefixReadLog + 1},
-		})
+		it, err := in.env.NewIter([]byte{store.PrefixReadLog}, []byte{store.PrefixReadLog + 1})
 		if err != nil {
-			in.cfg.Logger.Error("read log: iterate", zap.Uint64("reader", op.To), zap.Error(err))
+			in.cfg.Logger.Error("read log: iterate", zap.Uint64("reader", o.st.To), zap.Error(err))
 		} else {
 			var prefix []byte
 			for d := uint32(0); d < days && d <= today && found.Len() < want.Len(); d++ {
-				prefix = readLogPrefix(prefix[:0], today-d, op.To, op.From, op.Group)
+				prefix = readLogPrefix(prefix[:0], today-d, o.st.To, o.read.sender, o.read.group)
 				for it.SeekGE(prefix); it.Valid() && bytes.HasPrefix(it.Key(), prefix); it.Next() {
 					if r, ok := l.overlay(it.Key()); ok {
 						if r.ids != nil {
@@ -168,24 +172,24 @@ func (l *lane) markRead(b *pebble.Batch, op *Op, now uint64) {
 			missing = missing.AppendID(id)
 		}
 	}
-	op.IDs = missing
+	o.read.missing = missing
 	if found.Len() == 0 {
 		return
 	}
-	r := &Op{Kind: KindReceipt, To: op.From, Time: now, ReceiptKind: codec.ReceiptRead, By: op.To, Group: op.Group, IDs: found}
-	if err := in.lane(r.To).add(r, true); err != nil {
-		op.IDs = want // closing: nothing was reported
+	r := receiptOp[S](Receipt{To: o.read.sender, Time: now, Kind: codec.ReceiptRead, By: o.st.To, Group: o.read.group, IDs: found})
+	if err := in.lane(o.read.sender).add(r, true); err != nil {
+		o.read.missing = want // closing: nothing was reported
 	}
 }
 
 // readRecFor reports whether a read-log key is about op's reader, sender
 // and group (any day).
-func (l *lane) readRecFor(key []byte, op *Op) bool {
+func (l *lane[S]) readRecFor(key []byte, o *op[S]) bool {
 	if len(key) != 1+4+8+8+8+8 {
 		return false
 	}
-	return binary.BigEndian.Uint64(key[5:]) == op.To && binary.BigEndian.Uint64(key[13:]) == op.From &&
-		binary.BigEndian.Uint64(key[21:]) == op.Group
+	return binary.BigEndian.Uint64(key[5:]) == o.st.To && binary.BigEndian.Uint64(key[13:]) == o.read.sender &&
+		binary.BigEndian.Uint64(key[21:]) == o.read.group
 }
 
 func indexID(l codec.IDList, id codec.MsgID) int {
@@ -199,14 +203,14 @@ func indexID(l codec.IDList, id codec.MsgID) int {
 
 // trimReadLog drops read-log records older than the read window: one
 // range deletion a day.
-func (in *Inbox) trimReadLog(today uint32) {
+func (in *Inbox[S]) trimReadLog(today uint32) {
 	days := in.readLogDays()
 	if today < days {
 		return
 	}
 	lo := []byte{store.PrefixReadLog}
 	hi := binary.BigEndian.AppendUint32([]byte{store.PrefixReadLog}, today-days+1)
-	if err := in.db.DeleteRange(lo, hi, pebble.NoSync); err != nil {
+	if err := in.env.DeleteRange(lo, hi); err != nil {
 		in.cfg.Logger.Error("read log: trim", zap.Error(err))
 	}
 }

@@ -30,15 +30,13 @@ func TestReadLogSameBatch(t *testing.T) {
 		results <- missing
 	}
 	ids := codec.IDList(nil).AppendID(m.ID)
-	read := func() *Op {
-		op := &Op{Kind: kindMarkRead, To: bob, From: alice, IDs: ids}
-		op.done = func(op *Op) { done(op.IDs, op.Err) }
-		return op
+	read := func() *op[int] {
+		return markReadOp[int](bob, &readOp{sender: alice, ids: ids, done: done})
 	}
 	// Queue all three at once so that one commit takes them together.
 	l := in.lane(bob)
 	l.mu.Lock()
-	l.queue = append(l.queue, &Op{Kind: kindAck, To: bob, acked: []Acked{m.Acked()}}, read(), read())
+	l.queue = append(l.queue, &op[int]{kind: kindAck, st: Stored{To: bob}, acked: []Acked{m.op.st.Acked()}}, read(), read())
 	l.mu.Unlock()
 	l.kick()
 
@@ -72,7 +70,7 @@ func TestReadLogTrimmed(t *testing.T) {
 	m := msg(1, 2, 9, "old")
 	in.Submit(m)
 	rec.wait(t, 1)
-	if err := in.AckEntries(2, []Acked{m.Acked()}); err != nil {
+	if err := in.AckEntries(2, []Acked{m.op.st.Acked()}); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, func() bool { return countKeys(t, db, store.PrefixReadLog) == 1 }) // the ack wrote its read-log record

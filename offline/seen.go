@@ -8,7 +8,6 @@ import (
 
 	"github.com/chatd/chatd/codec"
 	"github.com/chatd/chatd/store"
-	"github.com/cockroachdb/pebble/v2"
 	"go.uber.org/zap"
 )
 
@@ -119,7 +118,7 @@ func (s *seen) mayHave(day uint32, sender uint64, id *codec.MsgID) bool {
 
 // loadSeen adds the dedup records of the window, as they were when the
 // inbox opened (its snapshot), to the filter; lanes add their own.
-func (in *Inbox) loadSeen(it *pebble.Iterator, today uint32) {
+func (in *Inbox[S]) loadSeen(it iterator, today uint32) {
 	defer in.sweeps.Done()
 	defer it.Close()
 	n := 0

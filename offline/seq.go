@@ -2,6 +2,7 @@ package offline
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"sync"
 
@@ -16,7 +17,7 @@ import (
 // always above every seq handed out, and a restart resumes from it,
 // skipping the unused rest of the last block (2^64 is plenty).
 type seqAlloc struct {
-	db  *pebble.DB
+	env env
 	mu  sync.Mutex
 	cur uint64 // next seq to hand out
 	hwm uint64 // persisted: every seq handed out is below it
@@ -26,14 +27,17 @@ const seqBlock = 1 << 20
 
 var metaSeq = []byte{store.PrefixMeta, 's', 'e', 'q'}
 
-func newSeqAlloc(db *pebble.DB) (*seqAlloc, error) {
-	a := &seqAlloc{db: db, cur: 1}
-	cur, found, err := store.GetUint64(db, metaSeq)
-	if err != nil {
+func newSeqAlloc(e env) (*seqAlloc, error) {
+	a := &seqAlloc{env: e, cur: 1}
+	v, closer, err := e.Get(metaSeq)
+	switch {
+	case err == nil:
+		if len(v) >= 8 {
+			a.cur = binary.BigEndian.Uint64(v)
+		}
+		closer.Close()
+	case !errors.Is(err, pebble.ErrNotFound):
 		return nil, fmt.Errorf("offline: read seq mark: %w", err)
-	}
-	if found {
-		a.cur = cur
 	}
 	a.hwm = a.cur
 	return a, nil
@@ -47,7 +51,7 @@ func (a *seqAlloc) next(n int) (uint64, error) {
 	if first+uint64(n) > a.hwm {
 		// Reserve the next block before handing any of it out.
 		hwm := first + uint64(n) + seqBlock
-		if err := a.db.Set(metaSeq, binary.BigEndian.AppendUint64(nil, hwm), pebble.Sync); err != nil {
+		if err := a.env.SetSync(metaSeq, binary.BigEndian.AppendUint64(nil, hwm)); err != nil {
 			return 0, fmt.Errorf("offline: reserve seqs: %w", err)
 		}
 		a.hwm = hwm

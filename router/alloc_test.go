@@ -18,8 +18,8 @@ func TestLivePushNoAlloc(t *testing.T) {
 	r := newRouter(in, 1<<20, 1<<30)
 	c := &fakeConn{user: 1, out: make([]byte, 0, 4096)}
 	login(t, r, c)
-	op := &offline.Op{Kind: offline.KindMessage, To: 1, From: 9, Body: []byte("hello")}
-	ops := []*offline.Op{op}
+	op := &offline.Stored{To: 1, Entry: offline.Entry{Kind: offline.KindMessage, From: 9, Body: []byte("hello")}}
+	ops := []*offline.Stored{op}
 	b := &batch{}
 	seq := uint64(0)
 	r.Applied(ops, b) // borrow the ring

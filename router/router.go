@@ -132,19 +132,19 @@ func (r *Router[C]) Closed(c C) {
 // Applied pushes new inbox entries to recipients that are online, caught
 // up and have room in their window; the others drain them later. It runs
 // on an inbox lane (offline.Hooks.Applied).
-func (r *Router[C]) Applied(ops []*offline.Op, b Batch[C]) {
-	for _, op := range ops {
-		c, ok := r.Lookup(op.To)
+func (r *Router[C]) Applied(entries []*offline.Stored, b Batch[C]) {
+	for _, e := range entries {
+		c, ok := r.Lookup(e.To)
 		if !ok {
 			continue
 		}
 		st := r.session(c)
 		st.mu.Lock()
-		if op.Seq > st.lastStored {
-			st.lastStored = op.Seq
+		if e.Seq > st.lastStored {
+			st.lastStored = e.Seq
 		}
-		if op.Seq > st.pushed && !st.closed && !r.inbox.Expiring(op.To, op.Time) { // an expired entry is never pushed: its expiry settles it
-			if st.backlog || !r.push(c, st, b, op) {
+		if e.Seq > st.pushed && !st.closed && !r.inbox.Expiring(e.To, e.Time) { // an expired entry is never pushed: its expiry settles it
+			if st.backlog || !r.push(c, st, b, e) {
 				r.setBacklog(st, true)
 			}
 		}
@@ -173,9 +173,9 @@ func (r *Router[C]) fits(st *Session, size int) bool {
 	return n == 0 || (n < r.window && st.inflightBytes()+size <= r.windowBytes)
 }
 
-// push queues op's new entry on c if the window has room for it and
+// push queues the new entry e on c if the window has room for it and
 // reports whether it did. st.mu must be held.
-func (r *Router[C]) push(c C, st *Session, b Batch[C], op *offline.Op) bool {
+func (r *Router[C]) push(c C, st *Session, b Batch[C], e *offline.Stored) bool {
 	if st.inflightLen() >= r.window {
 		return false
 	}
@@ -184,12 +184,12 @@ func (r *Router[C]) push(c C, st *Session, b Batch[C], op *offline.Op) bool {
 		return true // closed: nothing to push to, nothing to hold back
 	}
 	n := len(buf)
-	buf = op.AppendFrame(buf)
+	buf = e.AppendFrame(buf)
 	if !r.fits(st, len(buf)-n) {
 		c.End(buf[:n]) // the window is full of bytes: the drain sends it after an ACK
 		return false
 	}
-	r.pushedLocked(c, st, b, op.Acked(), buf, len(buf)-n)
+	r.pushedLocked(c, st, b, e.Acked(), buf, len(buf)-n)
 	return true
 }
 

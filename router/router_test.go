@@ -124,11 +124,11 @@ func (in *fakeInbox) Expiring(user, time uint64) bool {
 
 // store is what a lane does: the entry becomes visible in the inbox, and
 // the op goes to Applied.
-func (in *fakeInbox) store(user, seq uint64, body []byte) *offline.Op {
+func (in *fakeInbox) store(user, seq uint64, body []byte) *offline.Stored {
 	in.mu.Lock()
 	in.ents[user] = append(in.ents[user], offline.Entry{Seq: seq, Kind: offline.KindMessage, Time: seq, From: 9, Body: body})
 	in.mu.Unlock()
-	return &offline.Op{Kind: offline.KindMessage, To: user, Time: seq, From: 9, Body: body, Seq: seq}
+	return &offline.Stored{To: user, Entry: offline.Entry{Kind: offline.KindMessage, Time: seq, From: 9, Body: body, Seq: seq}}
 }
 
 func newRouter(in Inbox, window, windowBytes int) *Router[*fakeConn] {
@@ -170,7 +170,7 @@ func TestLivePushWhenCaughtUp(t *testing.T) {
 		t.Fatal("empty inbox: still backlogged after the login drain")
 	}
 	b := &batch{}
-	r.Applied([]*offline.Op{in.store(1, 1, []byte("a")), in.store(1, 2, []byte("b")), in.store(2, 1, []byte("other"))}, b)
+	r.Applied([]*offline.Stored{in.store(1, 1, []byte("a")), in.store(1, 2, []byte("b")), in.store(2, 1, []byte("other"))}, b)
 	if got := c.take(t); !equal(got, []uint64{1, 2}) {
 		t.Fatalf("pushed %v, want [1 2]", got)
 	}
@@ -195,7 +195,7 @@ func TestBacklogDrainedInOrderAfterAck(t *testing.T) {
 		t.Fatalf("login drain pushed %v, want [1 2] (window 2)", got)
 	}
 	// A live entry while the session is behind waits for the drain, behind 3.
-	r.Applied([]*offline.Op{in.store(1, 4, []byte("x"))}, &batch{})
+	r.Applied([]*offline.Stored{in.store(1, 4, []byte("x"))}, &batch{})
 	if got := c.take(t); len(got) != 0 {
 		t.Fatalf("pushed %v ahead of the backlog", got)
 	}
@@ -226,7 +226,7 @@ func TestAckBeyondAndStale(t *testing.T) {
 	r := newRouter(in, 8, 1<<20)
 	c := &fakeConn{user: 1}
 	login(t, r, c)
-	r.Applied([]*offline.Op{in.store(1, 1, nil), in.store(1, 2, nil)}, &batch{})
+	r.Applied([]*offline.Stored{in.store(1, 1, nil), in.store(1, 2, nil)}, &batch{})
 	if _, err := r.Ack(c, 3); !errors.Is(err, ErrAckBeyond) {
 		t.Fatalf("ack 3 of 2: %v", err)
 	}
@@ -245,7 +245,7 @@ func TestWindowBytes(t *testing.T) {
 	login(t, r, c)
 	big := make([]byte, 150)
 	// An empty window takes any entry; the next waits for the ACK.
-	r.Applied([]*offline.Op{in.store(1, 1, big), in.store(1, 2, []byte("small"))}, &batch{})
+	r.Applied([]*offline.Stored{in.store(1, 1, big), in.store(1, 2, []byte("small"))}, &batch{})
 	if got := c.take(t); !equal(got, []uint64{1}) {
 		t.Fatalf("pushed %v, want [1]", got)
 	}
@@ -267,14 +267,14 @@ func TestExpiringAndClosedNotPushed(t *testing.T) {
 	c := &fakeConn{user: 1}
 	login(t, r, c)
 	in.expired[1] = true
-	r.Applied([]*offline.Op{in.store(1, 1, nil)}, &batch{})
+	r.Applied([]*offline.Stored{in.store(1, 1, nil)}, &batch{})
 	if got := c.take(t); len(got) != 0 {
 		t.Fatalf("expiring entry pushed: %v", got)
 	}
 	r.Remove(1, c)
 	r.Closed(c)
 	// A lane that looked the session up before Remove.
-	r.Applied([]*offline.Op{in.store(1, 2, nil)}, &batch{})
+	r.Applied([]*offline.Stored{in.store(1, 2, nil)}, &batch{})
 	r.Drain(c, &batch{})
 	if got := c.take(t); len(got) != 0 {
 		t.Fatalf("pushed to a closed session: %v", got)
@@ -293,7 +293,7 @@ func TestLaneDuringDrainRead(t *testing.T) {
 	in.store(1, 1, []byte("offline"))
 	r := newRouter(in, 8, 1<<20)
 	c := &fakeConn{user: 1}
-	in.afterRead = func() { r.Applied([]*offline.Op{in.store(1, 2, []byte("live"))}, &batch{}) }
+	in.afterRead = func() { r.Applied([]*offline.Stored{in.store(1, 2, []byte("live"))}, &batch{}) }
 	login(t, r, c)
 	if got := c.take(t); !equal(got, []uint64{1, 2}) {
 		t.Fatalf("login drain pushed %v, want [1 2]", got)
@@ -322,7 +322,7 @@ func TestOfflineToOnlineRace(t *testing.T) {
 				if s == uint64(round*10) {
 					close(start)
 				}
-				r.Applied([]*offline.Op{in.store(1, s, []byte("m"))}, &batch{})
+				r.Applied([]*offline.Stored{in.store(1, s, []byte("m"))}, &batch{})
 			}
 			if round == 0 {
 				close(start) // round 0: every entry is stored before the login

@@ -13,20 +13,20 @@ type hooks struct{ s *Server }
 
 // Applied pushes new entries to recipients that are online and caught up:
 // the router decides, for each, whether it is pushed now or drained later.
-func (h hooks) Applied(ops []*offline.Op) {
+func (h hooks) Applied(entries []*offline.Stored) {
 	b := h.s.batch()
-	h.s.sessions.Applied(ops, b)
+	h.s.sessions.Applied(entries, b)
 	h.s.flush(b)
 }
 
 // Durable answers SENT (or ERROR) to the senders of durable messages.
-func (h hooks) Durable(ops []*offline.Op) {
+func (h hooks) Durable(msgs []*offline.Message[*Conn], others []offline.Done) {
 	s := h.s
-	s.counters.stored.Add(uint64(len(ops)))
+	s.counters.stored.Add(uint64(len(msgs) + len(others)))
 	b := s.batch()
-	for _, op := range ops {
-		c, ok := op.Ctx.(*Conn)
-		if !ok || op.Kind != offline.KindMessage {
+	for _, m := range msgs {
+		c := m.Sender
+		if c == nil {
 			continue
 		}
 		buf, ok := c.Begin()
@@ -34,18 +34,18 @@ func (h hooks) Durable(ops []*offline.Op) {
 			continue // the sender left; it resends with DUP and gets SENT then
 		}
 		switch {
-		case errors.Is(op.Err, offline.ErrInboxFull):
-			buf = codec.AppendError(buf, codec.CodeInboxFull, 0, &op.ID, "the recipient's inbox is full; not stored")
-		case errors.Is(op.Err, offline.ErrDuplicateID):
-			buf = codec.AppendError(buf, codec.CodeDuplicateID, 0, &op.ID, "this id was already used for another recipient or body")
-		case errors.Is(op.Err, offline.ErrUnknownOutcome):
+		case errors.Is(m.Err, offline.ErrInboxFull):
+			buf = codec.AppendError(buf, codec.CodeInboxFull, 0, &m.ID, "the recipient's inbox is full; not stored")
+		case errors.Is(m.Err, offline.ErrDuplicateID):
+			buf = codec.AppendError(buf, codec.CodeDuplicateID, 0, &m.ID, "this id was already used for another recipient or body")
+		case errors.Is(m.Err, offline.ErrUnknownOutcome):
 			// Applied, maybe pushed, maybe durable: only a resend with DUP
 			// can tell the sender which.
-			buf = codec.AppendError(buf, codec.CodeUnknownOutcome, 0, &op.ID, "outcome unknown: resend with DUP")
-		case op.Err != nil:
-			buf = codec.AppendError(buf, codec.CodeInternal, 0, &op.ID, "not stored")
+			buf = codec.AppendError(buf, codec.CodeUnknownOutcome, 0, &m.ID, "outcome unknown: resend with DUP")
+		case m.Err != nil:
+			buf = codec.AppendError(buf, codec.CodeInternal, 0, &m.ID, "not stored")
 		default:
-			buf = (&codec.Sent{ID: op.ID, Time: op.Time}).Append(buf)
+			buf = (&codec.Sent{ID: m.ID, Time: m.Time}).Append(buf)
 			s.counters.sent.Add(1)
 		}
 		if c.End(buf) {

@@ -159,9 +159,9 @@ func (s *Server) usersExist(users []uint64) error {
 // groupEvent queues a GROUP_EVENT for notify. g.Mu must be held, so that
 // the event keeps its place among the group's messages.
 func (s *Server) groupEvent(g *group.Group, kind codec.GroupEventKind, actor uint64, users codec.UserList, notify []uint64) {
-	op := &offline.Op{Kind: offline.KindGroupEvent, Group: g.ID, EventKind: kind, Actor: actor,
+	ev := offline.GroupEvent{Group: g.ID, Kind: kind, Actor: actor,
 		Name: append([]byte(nil), g.Name()...), Users: append(codec.UserList(nil), users...)}
-	if err := s.inbox.SubmitGroup(op, notify); err != nil {
+	if err := s.inbox.SubmitGroupEvent(ev, notify); err != nil {
 		s.log.Error("group event not queued")
 	}
 }
@@ -187,11 +187,11 @@ func (s *Server) sendGroup(c *Conn, f *codec.Send, user uint64) {
 			members = append(members, u)
 		}
 	})
-	op := &offline.Op{
-		Kind: offline.KindMessage, Group: g.ID, From: user, ID: f.ID,
-		Body: append([]byte(nil), f.Body...), Dup: f.Flags&codec.FlagDup != 0, Ctx: c,
+	m := &offline.Message[*Conn]{
+		Group: g.ID, From: user, ID: f.ID,
+		Body: append([]byte(nil), f.Body...), Dup: f.Flags&codec.FlagDup != 0, Sender: c,
 	}
-	if err := s.inbox.SubmitGroup(op, members); err != nil {
+	if err := s.inbox.SubmitGroup(m, members); err != nil {
 		s.errorTo(c, codec.CodeBusy, 0, &f.ID, "message store saturated; not stored, retry")
 	}
 }

@@ -147,11 +147,11 @@ func (s *Server) send(c *Conn, body []byte) error {
 		s.errorTo(c, code, 0, &f.ID, detail)
 		return nil
 	}
-	op := &offline.Op{
-		Kind: offline.KindMessage, To: f.To, From: user, ID: f.ID,
-		Body: append([]byte(nil), f.Body...), Dup: f.Flags&codec.FlagDup != 0, Ctx: c,
+	m := &offline.Message[*Conn]{
+		To: f.To, From: user, ID: f.ID,
+		Body: append([]byte(nil), f.Body...), Dup: f.Flags&codec.FlagDup != 0, Sender: c,
 	}
-	if err := s.inbox.Submit(op); err != nil {
+	if err := s.inbox.Submit(m); err != nil {
 		s.counters.busy.Add(1)
 		s.errorTo(c, codec.CodeBusy, 0, &f.ID, "message store saturated; not stored, retry")
 	}

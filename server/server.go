@@ -35,7 +35,7 @@ type Server struct {
 	db       *pebble.DB
 	space    *store.Space
 	accounts *account.Store
-	inbox    *offline.Inbox
+	inbox    *offline.Inbox[*Conn]
 	groups   *group.Store
 	presence *presence.Tracker[*Conn]
 	commits  *commits              // durable requests, off the event loop
@@ -105,7 +105,7 @@ func New(cfg Config) (*Server, error) {
 		db.Close()
 		return nil, err
 	}
-	if s.inbox, err = offline.Open(db, offline.Config{Lanes: cfg.Lanes, TTL: cfg.TTL, Quota: cfg.Quota, Logger: cfg.Logger, SyncFault: cfg.syncFault}, hooks{s}); err != nil {
+	if s.inbox, err = offline.Open[*Conn](db, offline.Config{Lanes: cfg.Lanes, TTL: cfg.TTL, Quota: cfg.Quota, Logger: cfg.Logger, SyncFault: cfg.syncFault}, hooks{s}); err != nil {
 		db.Close()
 		return nil, err
 	}
