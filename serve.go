@@ -11,8 +11,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/chatd/chatd/conn"
-	"github.com/chatd/chatd/server"
+	"github.com/chatd/chatd/internal/conn"
+	"github.com/chatd/chatd/internal/server"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 )

@@ -6,7 +6,7 @@ import (
 	"testing"
 
 	"github.com/chatd/chatd/bench"
-	"github.com/chatd/chatd/server"
+	"github.com/chatd/chatd/internal/server"
 )
 
 // TestBenchStatsMatchServer: bench reads /stats into its own struct so as

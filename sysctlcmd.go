@@ -7,7 +7,7 @@ import (
 	"os"
 	"runtime"
 
-	"github.com/chatd/chatd/conn"
+	"github.com/chatd/chatd/internal/conn"
 	"github.com/chatd/chatd/sysctl"
 )
 

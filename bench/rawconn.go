@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/chatd/chatd/codec"
-	"github.com/chatd/chatd/secure"
+	"github.com/chatd/chatd/internal/secure"
 )
 
 // rawConn is the bench's own lean client: frames parsed in place from one

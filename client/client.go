@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/chatd/chatd/codec"
-	"github.com/chatd/chatd/secure"
+	"github.com/chatd/chatd/internal/secure"
 )
 
 // Options configure a Client.

@@ -6,10 +6,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/chatd/chatd/account"
 	"github.com/chatd/chatd/client"
 	"github.com/chatd/chatd/codec"
-	"github.com/chatd/chatd/server"
+	"github.com/chatd/chatd/internal/account"
+	"github.com/chatd/chatd/internal/server"
 	"go.uber.org/goleak"
 )
 

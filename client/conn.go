@@ -22,7 +22,7 @@ import (
 	"time"
 
 	"github.com/chatd/chatd/codec"
-	"github.com/chatd/chatd/secure"
+	"github.com/chatd/chatd/internal/secure"
 )
 
 // ErrClosed is returned by calls on a closed connection.

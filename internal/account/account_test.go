@@ -1,0 +1,145 @@
+package account
+
+import (
+	"errors"
+	"sync"
+	"testing"
+
+	"github.com/chatd/chatd/internal/store"
+)
+
+func openStore(t *testing.T, dir string) *Store {
+	t.Helper()
+	db, err := store.Open(dir, store.Options{CacheSize: 1 << 20, MemTableSize: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	s, err := New(db, Config{Hashing: Hashing{Time: 1, MemoryKiB: 64}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func TestRegisterLoginResume(t *testing.T) {
+	s := openStore(t, t.TempDir())
+	alice, tok, err := s.Register([]byte("alice"), []byte("correct horse"))
+	if err != nil || alice != 1 {
+		t.Fatalf("register: %d %v", alice, err)
+	}
+	bob, _, err := s.Register([]byte("bob"), []byte("battery staple"))
+	if err != nil || bob != 2 {
+		t.Fatalf("register bob: %d %v", bob, err)
+	}
+	if _, _, err := s.Register([]byte("alice"), []byte("whatever123")); !errors.Is(err, ErrNameTaken) {
+		t.Fatalf("duplicate name: %v", err)
+	}
+	for _, bad := range []string{"Al", "Alice", "-x-", "a b c", "toolongtoolongtoolongtoolongtoolong"} {
+		if _, _, err := s.Register([]byte(bad), []byte("password1")); !errors.Is(err, ErrInvalidName) {
+			t.Errorf("name %q: %v", bad, err)
+		}
+	}
+	if _, _, err := s.Register([]byte("carol"), []byte("short")); !errors.Is(err, ErrInvalidPassword) {
+		t.Errorf("short password: %v", err)
+	}
+	if _, _, err := s.Login([]byte("alice"), []byte("wrong horse")); !errors.Is(err, ErrWrongPassword) {
+		t.Errorf("wrong password: %v", err)
+	}
+	if _, _, err := s.Login([]byte("nobody"), []byte("correct horse")); !errors.Is(err, ErrUnknownUser) {
+		t.Errorf("unknown user: %v", err)
+	}
+	u, tok2, err := s.Login([]byte("alice"), []byte("correct horse"))
+	if err != nil || u != alice || tok2 == tok {
+		t.Fatalf("login: %d %v", u, err)
+	}
+	for _, tk := range [][32]byte{tok, tok2} {
+		if u, err := s.Resume(tk); err != nil || u != alice {
+			t.Fatalf("resume: %d %v", u, err)
+		}
+	}
+	if err := s.Revoke(alice, tok); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Resume(tok); !errors.Is(err, ErrInvalidToken) {
+		t.Fatalf("revoked token still works: %v", err)
+	}
+	if name, err := s.Name(bob); err != nil || string(name) != "bob" {
+		t.Fatalf("name: %q %v", name, err)
+	}
+	if !s.Exists(bob) || s.Exists(3) || s.Exists(0) {
+		t.Fatal("Exists is wrong")
+	}
+}
+
+func TestPasswordChangeRevokesAllTokens(t *testing.T) {
+	s := openStore(t, t.TempDir())
+	u, t1, _ := s.Register([]byte("alice"), []byte("correct horse"))
+	_, t2, _ := s.Login([]byte("alice"), []byte("correct horse"))
+	if _, err := s.ChangePassword(u, []byte("nope nope"), []byte("new password")); !errors.Is(err, ErrWrongPassword) {
+		t.Fatalf("change with wrong old password: %v", err)
+	}
+	t3, err := s.ChangePassword(u, []byte("correct horse"), []byte("new password"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tk := range [][32]byte{t1, t2} {
+		if _, err := s.Resume(tk); !errors.Is(err, ErrInvalidToken) {
+			t.Fatalf("old token survived a password change: %v", err)
+		}
+	}
+	if got, err := s.Resume(t3); err != nil || got != u {
+		t.Fatalf("new token: %v", err)
+	}
+	if _, _, err := s.Login([]byte("alice"), []byte("correct horse")); !errors.Is(err, ErrWrongPassword) {
+		t.Fatalf("old password still works: %v", err)
+	}
+	if _, _, err := s.Login([]byte("alice"), []byte("new password")); err != nil {
+		t.Fatalf("new password: %v", err)
+	}
+}
+
+func TestAccountsSurviveReopen(t *testing.T) {
+	dir := t.TempDir()
+	db, _ := store.Open(dir, store.Options{})
+	s, _ := New(db, Config{Hashing: Hashing{Time: 1, MemoryKiB: 64}})
+	u, tok, err := s.Register([]byte("alice"), []byte("correct horse"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	s2 := openStore(t, dir)
+	if got, err := s2.Resume(tok); err != nil || got != u {
+		t.Fatalf("token lost across reopen: %v", err)
+	}
+	if v, _, err := s2.Register([]byte("bob"), []byte("battery staple")); err != nil || v != u+1 {
+		t.Fatalf("id after reopen = %d (%v), want %d", v, err, u+1)
+	}
+}
+
+func TestHashingIsBounded(t *testing.T) {
+	db, _ := store.Open(t.TempDir(), store.Options{})
+	defer db.Close()
+	s, _ := New(db, Config{Hashing: Hashing{Time: 3, MemoryKiB: 8 << 10}, MaxHashing: 1, MaxQueued: 1})
+	var wg sync.WaitGroup
+	var busy, ok int
+	var mu sync.Mutex
+	for i := 0; i < 8; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			_, _, err := s.Register([]byte("user"+string(rune('a'+i))), []byte("password1"))
+			mu.Lock()
+			defer mu.Unlock()
+			if errors.Is(err, ErrBusy) {
+				busy++
+			} else if err == nil {
+				ok++
+			}
+		}(i)
+	}
+	wg.Wait()
+	if busy == 0 || ok == 0 {
+		t.Fatalf("ok=%d busy=%d: expected some refused with ErrBusy", ok, busy)
+	}
+}

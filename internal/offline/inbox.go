@@ -1,0 +1,376 @@
+package offline
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/chatd/chatd/internal/store"
+	"github.com/cockroachdb/pebble/v2"
+	"go.uber.org/zap"
+)
+
+// Hooks are how the inbox tells the server about its writes. Both run on
+// lane goroutines and must not block.
+type Hooks[S any] interface {
+	// Applied: the entries are visible in their inboxes (not yet durable).
+	// Push them to online recipients now. The slice and entries are valid
+	// only during the call.
+	Applied(entries []*Stored)
+	// Durable: the messages are on disk, or failed (their Err): answer
+	// their senders. others are the receipts and group events (a group
+	// event once, when every member's entry is) that became durable or
+	// failed with them.
+	Durable(msgs []*Message[S], others []Done)
+}
+
+// Config tunes the inbox. A zero field means its default.
+type Config struct {
+	// Lanes is the number of commit lanes. Default 4 per core.
+	Lanes int
+	// MaxQueued is how many ops may wait in one lane before Submit refuses
+	// with ErrBusy (the disk is not keeping up). Default 65536.
+	MaxQueued int
+	// TTL is how long an unacknowledged entry is kept. Default 30 days.
+	TTL time.Duration
+	// Quota is the most entries one inbox may hold; a message to a full
+	// inbox fails with ErrInboxFull. Default 10,000.
+	Quota int
+	// DedupFilter is the size in bytes of each day's filter of the message
+	// ids in the dedup window (three days' are kept), which spares a new
+	// message the Pebble lookups. About 7 bits per message a day keeps
+	// one new message in 20 looked up. Default 8 MiB.
+	DedupFilter int
+	// SweepEvery is how often expired entries are looked for (and deleted,
+	// with expired receipts to their senders). Expired entries are never
+	// delivered, whatever the period. Default 1 minute, or TTL/2 if shorter.
+	SweepEvery time.Duration
+	Logger     *zap.Logger
+	// SyncFault, for tests, runs after each batch's sync; an error it
+	// returns counts as a failed sync of a batch already applied.
+	SyncFault func() error
+}
+
+// ErrBusy means a lane's queue is full: the store is not keeping up.
+var ErrBusy = errors.New("offline: inbox store is saturated")
+
+// ErrClosed is returned by Submit after Close.
+var ErrClosed = errors.New("offline: inbox closed")
+
+// ErrDuplicateID fails a message whose id its sender used, within the
+// dedup window, for another recipient or body.
+var ErrDuplicateID = errors.New("offline: message id already used for another recipient or body")
+
+// ErrInboxFull fails a message to an inbox at its quota.
+var ErrInboxFull = errors.New("offline: recipient inbox full")
+
+// Inbox is the set of all inboxes. S is the type of a message sender's
+// handle (Message.Sender).
+type Inbox[S any] struct {
+	env   env
+	cfg   Config
+	hooks Hooks[S]
+	seq   *seqAlloc
+	lanes []*lane[S]
+	wg    sync.WaitGroup
+	now   func() time.Time
+
+	stop    chan struct{}
+	sweeps  sync.WaitGroup
+	expired atomic.Uint64 // entries deleted unacknowledged after TTL
+	entries atomic.Int64  // entries in all inboxes: counted at start, then tracked
+	counted chan struct{} // closed when the lanes have the start-up count
+	seen    *seen         // the dedup window's (sender, id) pairs
+}
+
+// beforeCount, when set (tests), runs before the start-up count.
+var beforeCount func()
+
+// Entries returns how many entries the inboxes hold (approximate while the
+// count taken at start is still running).
+func (in *Inbox[S]) Entries() int64 { return in.entries.Load() }
+
+// countEntries counts every inbox's entries as they were when the inbox
+// opened (it is the iterator's snapshot, taken before any lane ran) and
+// hands each lane the counts of its users. Lanes track every change since
+// start themselves, so snapshot plus changes is exact. It reads keys only.
+func (in *Inbox[S]) countEntries(it iterator, before func()) {
+	defer in.sweeps.Done()
+	defer it.Close()
+	if before != nil {
+		before()
+	}
+	counts := make([]map[uint64]int32, len(in.lanes))
+	for i := range counts {
+		counts[i] = map[uint64]int32{}
+	}
+	var total int64
+	var user uint64
+	var n int32
+	flush := func() {
+		if n > 0 {
+			counts[in.laneIndex(user)][user] += n
+		}
+	}
+	for it.First(); it.Valid(); it.Next() {
+		k := it.Key()
+		if len(k) != 17 {
+			continue
+		}
+		if u := beUint64(k[1:]); u != user || n == 0 {
+			flush()
+			user, n = u, 0
+		}
+		n++
+		if total++; total%65536 == 0 {
+			select {
+			case <-in.stop:
+				return // closing: the lanes stop too
+			default:
+			}
+		}
+	}
+	flush()
+	if err := it.Error(); err != nil {
+		// The lanes stay conservative: they count an inbox when they must.
+		in.cfg.Logger.Error("counting inbox entries", zap.Error(err))
+		return
+	}
+	in.entries.Add(total)
+	for i, l := range in.lanes {
+		l.mu.Lock()
+		l.counts, l.countsReady = counts[i], true
+		l.mu.Unlock()
+		l.kick()
+	}
+	close(in.counted)
+}
+
+// Open starts the inbox's lanes on db.
+func Open[S any](db *pebble.DB, cfg Config, hooks Hooks[S]) (*Inbox[S], error) {
+	return openEnv[S](pebbleEnv{db}, cfg, hooks)
+}
+
+// openEnv starts the inbox's lanes on e.
+func openEnv[S any](e env, cfg Config, hooks Hooks[S]) (*Inbox[S], error) {
+	if cfg.Lanes == 0 {
+		cfg.Lanes = 4 * runtime.GOMAXPROCS(0)
+	}
+	if cfg.MaxQueued == 0 {
+		cfg.MaxQueued = 65536
+	}
+	if cfg.TTL == 0 {
+		cfg.TTL = 30 * 24 * time.Hour
+	}
+	if cfg.Quota == 0 {
+		cfg.Quota = 10000
+	}
+	if cfg.SweepEvery == 0 {
+		// A short TTL sweeps more often: senders of unread messages hear
+		// of the expiry within about half a TTL.
+		cfg.SweepEvery = min(time.Minute, max(cfg.TTL/2, 10*time.Millisecond))
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = zap.NewNop()
+	}
+	if cfg.DedupFilter == 0 {
+		cfg.DedupFilter = 8 << 20
+	}
+	seq, err := newSeqAlloc(e)
+	if err != nil {
+		return nil, err
+	}
+	// The count's snapshot is taken before any lane can write.
+	count, err := e.NewIter([]byte{store.PrefixInbox}, []byte{store.PrefixInbox + 1})
+	if err != nil {
+		return nil, fmt.Errorf("offline: count inbox entries: %w", err)
+	}
+	today := uint32(time.Now().UnixMilli() / 86_400_000)
+	window, err := e.NewIter(dedupWindowStart(today), []byte{store.PrefixDedup + 1})
+	if err != nil {
+		count.Close()
+		return nil, fmt.Errorf("offline: load dedup window: %w", err)
+	}
+	in := &Inbox[S]{env: e, cfg: cfg, hooks: hooks, seq: seq, now: time.Now, stop: make(chan struct{}), counted: make(chan struct{}),
+		seen: newSeen(cfg.DedupFilter)}
+	for i := 0; i < cfg.Lanes; i++ {
+		l := &lane[S]{in: in, wake: make(chan struct{}, 1), syncq: make(chan *syncJob[S], 16), depth: map[uint64]int32{}}
+		in.lanes = append(in.lanes, l)
+		in.wg.Add(2)
+		go l.run()
+		go l.syncer()
+	}
+	in.sweeps.Add(3)
+	go in.sweep()
+	go in.countEntries(count, beforeCount)
+	go in.loadSeen(window, today)
+	return in, nil
+}
+
+// Close stops accepting ops, finishes every queued one (they become
+// durable and their hooks run) and stops the lanes.
+func (in *Inbox[S]) Close() {
+	close(in.stop)
+	in.sweeps.Wait()
+	for _, l := range in.lanes {
+		l.mu.Lock()
+		l.closed = true
+		l.mu.Unlock()
+		l.kick()
+	}
+	in.wg.Wait()
+}
+
+func (in *Inbox[S]) lane(user uint64) *lane[S] { return in.lanes[in.laneIndex(user)] }
+
+func (in *Inbox[S]) laneIndex(user uint64) uint64 {
+	return (user * 0x9E3779B97F4A7C15 >> 32) % uint64(len(in.lanes))
+}
+
+// Submit queues m for its recipient's inbox. Hooks.Durable gets m back.
+func (in *Inbox[S]) Submit(m *Message[S]) error {
+	m.op = op[S]{kind: KindMessage, msg: m, st: Stored{To: m.To, Entry: Entry{Kind: KindMessage, Time: m.Time,
+		ID: m.ID, From: m.From, Group: m.Group, Body: m.Body}}}
+	return in.lane(m.To).add(&m.op, false)
+}
+
+// SubmitGroup queues a group message for members, m.Group naming the
+// group. Its body is stored once; each member gets a small entry
+// referring to it. Messages and events of one group are fanned out in the
+// order they are submitted, so every member sees the same order.
+// Hooks.Durable gets m back once: when every member's entry is on disk
+// (or with m.Err).
+func (in *Inbox[S]) SubmitGroup(m *Message[S], members []uint64) error {
+	m.op = op[S]{kind: kindGroupFanout, msg: m, members: members, st: Stored{Entry: Entry{Kind: KindMessage,
+		Time: m.Time, ID: m.ID, From: m.From, Group: m.Group, Body: m.Body}}}
+	return in.lane(m.Group).add(&m.op, false)
+}
+
+// SubmitGroupEvent queues ev for members, in order with the group's
+// messages (see SubmitGroup).
+func (in *Inbox[S]) SubmitGroupEvent(ev GroupEvent, members []uint64) error {
+	o := &op[S]{kind: kindGroupFanout, members: members, st: Stored{Entry: Entry{Kind: KindGroupEvent, Time: ev.Time,
+		Group: ev.Group, EventKind: ev.Kind, Actor: ev.Actor, Name: ev.Name, Users: ev.Users}}}
+	return in.lane(ev.Group).add(o, false)
+}
+
+// SubmitReceipt queues r for the inbox of the messages' sender (r.To).
+func (in *Inbox[S]) SubmitReceipt(r Receipt) error {
+	return in.lane(r.To).add(receiptOp[S](r), false)
+}
+
+func receiptOp[S any](r Receipt) *op[S] {
+	return &op[S]{kind: KindReceipt, st: Stored{To: r.To, Entry: Entry{Kind: KindReceipt, Time: r.Time,
+		ReceiptKind: r.Kind, By: r.By, Group: r.Group, IDs: r.IDs}}}
+}
+
+// Ack records that user acknowledged every entry in (from, to]: delivered
+// receipts go to the senders of the messages among them, then the entries
+// are deleted.
+func (in *Inbox[S]) Ack(user, from, to uint64) error {
+	if to <= from {
+		return nil
+	}
+	return in.lane(user).add(&op[S]{kind: kindAck, st: Stored{To: user}, ackFrom: from, ackTo: to}, true)
+}
+
+// AckEntries is Ack for callers that know what they delivered: the
+// entries are deleted and the receipts sent without reading the inbox.
+func (in *Inbox[S]) AckEntries(user uint64, acked []Acked) error {
+	if len(acked) == 0 {
+		return nil
+	}
+	return in.lane(user).add(&op[S]{kind: kindAck, st: Stored{To: user}, acked: acked}, true)
+}
+
+// Read calls fn for user's entries with seq > after, in seq order, until fn
+// returns false or max entries were read. Entry slices are valid only
+// during fn.
+func (in *Inbox[S]) Read(user, after uint64, max int, fn func(*Entry) bool) error {
+	prefix := inboxPrefix(user)
+	lo := inboxKey(nil, user, after+1)
+	if after == ^uint64(0) {
+		return nil
+	}
+	it, err := in.env.NewIter(lo, store.PrefixEnd(prefix))
+	if err != nil {
+		return fmt.Errorf("offline: read inbox %d: %w", user, err)
+	}
+	defer it.Close()
+	var e Entry
+	n := 0
+	cutoff, expiring := in.cutoff(), false
+	for it.First(); it.Valid() && n < max; it.Next() {
+		k := it.Key()
+		seq := beUint64(k[9:])
+		v, err := it.ValueAndErr()
+		if err != nil {
+			return fmt.Errorf("offline: read inbox %d: %w", user, err)
+		}
+		if len(v) >= entryHeader {
+			if t := binary.BigEndian.Uint64(v[2:]); t < cutoff {
+				// Expired: never delivered. One expiry per read settles it.
+				if !expiring {
+					expiring = in.Expiring(user, t)
+				}
+				continue
+			}
+		}
+		if err := DecodeEntry(seq, v, &e); err != nil {
+			in.cfg.Logger.Error("skipping corrupt inbox entry", zap.Uint64("user", user), zap.Uint64("seq", seq), zap.Error(err))
+			continue
+		}
+		var closer io.Closer
+		if e.Kind == KindGroupMessage {
+			body, c, err := in.env.Get(bodyKey(e.Ref, 0))
+			if err != nil {
+				continue // expired with its hour
+			}
+			e.Body, closer = body[entryHeader+32:], c
+		}
+		n++
+		more := fn(&e)
+		if closer != nil {
+			closer.Close()
+		}
+		if !more {
+			break
+		}
+	}
+	return it.Error()
+}
+
+// Count returns the number of entries in user's inbox (tests, metrics).
+func (in *Inbox[S]) Count(user uint64) (int, error) {
+	n := 0
+	err := in.Read(user, 0, int(^uint(0)>>1), func(*Entry) bool { n++; return true })
+	return n, err
+}
+
+func beUint64(b []byte) uint64 {
+	_ = b[7]
+	return uint64(b[0])<<56 | uint64(b[1])<<48 | uint64(b[2])<<40 | uint64(b[3])<<32 |
+		uint64(b[4])<<24 | uint64(b[5])<<16 | uint64(b[6])<<8 | uint64(b[7])
+}
+
+// countInbox counts user's entries, up to max, from keys alone.
+func (in *Inbox[S]) countInbox(user uint64, max int32) int32 {
+	prefix := inboxPrefix(user)
+	it, err := in.env.NewIter(prefix, store.PrefixEnd(prefix))
+	if err != nil {
+		return max // unknown: take it for full
+	}
+	n := int32(0)
+	for it.First(); it.Valid() && n < max; it.Next() {
+		n++
+	}
+	if errors.Join(it.Error(), it.Close()) != nil {
+		return max
+	}
+	return n
+}

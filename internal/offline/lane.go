@@ -1,0 +1,666 @@
+package offline
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+
+	"github.com/chatd/chatd/codec"
+	"github.com/chatd/chatd/internal/store"
+	"go.uber.org/zap"
+)
+
+// lane owns the inboxes that hash to it; see the package comment.
+type lane[S any] struct {
+	in    *Inbox[S]
+	wake  chan struct{}
+	syncq chan *syncJob[S]
+
+	mu          sync.Mutex
+	queue       []*op[S]
+	closed      bool
+	counts      map[uint64]int32 // from countEntries, taken by run
+	countsReady bool
+
+	// Owned by run.
+	visible  []*Stored
+	fanouts  []*op[S]
+	released map[BodyRef]uint32
+	// depth is the number of entries of each of the lane's inboxes. Until
+	// the start-up count arrives (counted), it holds only the changes
+	// since start, and quota checks count the inbox instead (early).
+	depth   map[uint64]int32
+	counted bool
+	early   map[uint64]int32 // before counted: entries per inbox in this batch
+	// settling holds the entries an ack or an expiry is deleting: queued
+	// for deletion once their receipts are durable, or deleted in this
+	// batch (dropped from the set after the commit). Neither an ack nor an
+	// expiry settles an entry twice, so each gets one receipt, and a
+	// depth drops once per entry.
+	settling map[entryRef]bool   // true: deleted in this batch
+	expiring map[uint64]bool     // users expired in this batch
+	batchIDs map[senderID]*op[S] // this batch's messages, for the dedup rule
+	xcache   [4096]xslot         // expiry index keys written recently
+	readRecs []readRec           // read-log records this batch wrote or changed
+	commits  int
+	key      []byte
+	val      []byte
+}
+
+// senderID is a message's dedup key.
+type senderID struct {
+	from uint64
+	id   codec.MsgID
+}
+
+// entryRef names one inbox entry.
+type entryRef struct{ user, seq uint64 }
+
+func refOf(key []byte) entryRef { return entryRef{beUint64(key[1:]), beUint64(key[9:])} }
+
+// xslot remembers that the expiry index has the key (hour, user), so the
+// common case (many entries for one user within an hour) writes it once.
+type xslot struct {
+	user uint64
+	hour uint32
+}
+
+type syncJob[S any] struct {
+	b   batch
+	ops []*op[S]
+}
+
+// maxBatch bounds one batch so that a burst does not hold pushes back for
+// long; what is left waits for the next turn.
+const maxBatch = 4096
+
+func (l *lane[S]) add(o *op[S], internal bool) error {
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return ErrClosed
+	}
+	if !internal && len(l.queue) >= l.in.cfg.MaxQueued {
+		l.mu.Unlock()
+		return ErrBusy
+	}
+	l.queue = append(l.queue, o)
+	first := len(l.queue) == 1
+	l.mu.Unlock()
+	if first {
+		l.kick()
+	}
+	return nil
+}
+
+func (l *lane[S]) kick() {
+	select {
+	case l.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (l *lane[S]) run() {
+	defer l.in.wg.Done()
+	defer close(l.syncq)
+	for range l.wake {
+		for {
+			// The taken slice goes on to the syncer with its batch, so the
+			// queue always starts a new one.
+			l.mu.Lock()
+			ops := l.queue
+			l.queue = nil
+			if len(ops) > maxBatch {
+				l.queue = append(make([]*op[S], 0, len(ops)-maxBatch), ops[maxBatch:]...)
+				ops = ops[:maxBatch:maxBatch]
+			}
+			closed := l.closed
+			counts, ready := l.counts, l.countsReady
+			l.counts, l.countsReady = nil, false
+			l.mu.Unlock()
+			if ready {
+				l.adoptCounts(counts)
+			}
+			if len(ops) == 0 {
+				if closed {
+					return
+				}
+				break
+			}
+			l.commit(ops)
+		}
+	}
+}
+
+// commit writes one batch: see the package comment for the invariants.
+func (l *lane[S]) commit(ops []*op[S]) {
+	in := l.in
+	b := in.env.NewBatch()
+	now := uint64(in.now().UnixMilli())
+	day := uint32(now / 86_400_000)
+
+	// Seqs for every op that adds an entry, assigned in queue order.
+	n := 0
+	for _, o := range ops {
+		if o.kind < kindAck || o.kind == kindGroupFanout {
+			n++ // an entry, or a group body's id
+		}
+	}
+	var seq uint64
+	if n > 0 {
+		var err error
+		if seq, err = in.seq.next(n); err != nil {
+			l.fail(b, ops, err)
+			return
+		}
+	}
+	l.visible = l.visible[:0]
+	l.fanouts = l.fanouts[:0]
+	l.readRecs = l.readRecs[:0]
+	clear(l.released)
+	for _, o := range ops {
+		if o.st.Time == 0 {
+			o.st.Time = now
+		}
+		switch o.kind {
+		case KindMessage:
+			o.st.Seq, seq = seq, seq+1
+			if l.duplicate(b, o, day) {
+				continue
+			}
+			if l.full(o.st.To) {
+				o.err = ErrInboxFull
+				continue
+			}
+			l.addEntry(b, o)
+			l.key = dedupKey(l.key[:0], day, o.st.From, &o.st.ID)
+			b.Set(l.key, dedupValue(l.val[:0], o.st.To, o.st.Seq, o.st.Time, o.bodyHash()))
+			in.seen.add(day, o.st.From, &o.st.ID)
+		case KindReceipt, KindGroupEvent, KindGroupMessage:
+			// Receipts, membership events and group messages (whose
+			// senders the group admitted) are not refused by the quota.
+			o.st.Seq, seq = seq, seq+1
+			l.addEntry(b, o)
+		case kindGroupFanout:
+			o.st.Seq, seq = seq, seq+1
+			l.storeGroup(b, o, day)
+		case kindRelease:
+			if l.released == nil {
+				l.released = map[BodyRef]uint32{}
+			}
+			l.released[o.st.Ref] += o.release
+		case kindDelete:
+			for _, k := range o.keys {
+				b.Delete(k)
+				l.settling[refOf(k)] = true // gone once this batch applies
+			}
+			l.depth[o.st.To] -= int32(len(o.keys))
+			in.entries.Add(-int64(len(o.keys)))
+		case kindAck:
+			l.ack(b, o, now)
+		case kindExpire:
+			l.expire(b, o, now)
+		case kindMarkRead:
+			l.markRead(b, o, now)
+		}
+	}
+	l.release(b)
+	clear(l.early)
+	clear(l.batchIDs)
+	if l.commits++; l.counted && l.commits%1024 == 0 && len(l.depth) > 4096 {
+		// Forget empty inboxes so that the map tracks only users with
+		// entries or recent traffic; a forgotten one is counted again.
+		for u, d := range l.depth {
+			if d <= 0 {
+				delete(l.depth, u)
+			}
+		}
+	}
+	clear(l.expiring)
+	if b.Empty() {
+		b.Close()
+		l.fanOut() // a group event writes nothing in the group's own lane
+		l.durable(ops)
+		return
+	}
+	err := in.env.ApplyNoSyncWait(b)
+	for r, deleted := range l.settling {
+		if deleted {
+			delete(l.settling, r) // applied, or failed and may settle again
+		}
+	}
+	if err != nil {
+		l.fail(b, ops, err)
+		return
+	}
+	if len(l.visible) > 0 {
+		in.hooks.Applied(l.visible)
+	}
+	l.fanOut()
+	l.syncq <- &syncJob[S]{b: b, ops: ops}
+}
+
+// storeGroup handles a group fan-out in the group's lane: a resent
+// message already stored is answered from the dedup window; a new one has
+// its body stored once, with a count of the members that must still
+// acknowledge it. The members' entries are queued after the batch applies
+// (fanOut), so a member's drain can always read the body.
+func (l *lane[S]) storeGroup(b batch, o *op[S], day uint32) {
+	o.parts = &countdown[S]{op: o, in: l.in}
+	if o.st.Kind != KindMessage {
+		l.fanouts = append(l.fanouts, o)
+		return
+	}
+	if l.duplicate(b, o, day) {
+		return
+	}
+	binary.BigEndian.PutUint32(o.st.Ref[:4], uint32(o.st.Time/3_600_000))
+	binary.BigEndian.PutUint64(o.st.Ref[4:], o.st.Seq)
+	l.val = appendHeader(l.val[:0], KindMessage, o.st.Time)
+	l.val = append(l.val, o.st.ID[:]...)
+	l.val = binary.BigEndian.AppendUint64(l.val, o.st.From)
+	l.val = binary.BigEndian.AppendUint64(l.val, o.st.Group)
+	b.Set(bodyKey(o.st.Ref, 0), append(l.val, o.st.Body...))
+	b.Set(bodyKey(o.st.Ref, 1), binary.BigEndian.AppendUint32(nil, uint32(len(o.members))))
+	l.key = dedupKey(l.key[:0], day, o.st.From, &o.st.ID)
+	b.Set(l.key, dedupValue(l.val[:0], o.st.Group, o.st.Seq, o.st.Time, o.bodyHash()))
+	l.in.seen.add(day, o.st.From, &o.st.ID)
+	l.fanouts = append(l.fanouts, o)
+}
+
+// fanOut queues each member's entry of the group ops just applied, in the
+// order the group's lane took them: every member sees one order.
+func (l *lane[S]) fanOut() {
+	for _, o := range l.fanouts {
+		o.parts.n.Store(int32(len(o.members)) + 1) // the members' entries and this batch
+		for _, m := range o.members {
+			e := &op[S]{kind: o.st.Kind, st: Stored{To: m, Entry: o.st.Entry}, parts: o.parts}
+			e.st.Seq = 0
+			if o.st.Kind == KindMessage {
+				e.kind, e.st.Kind = KindGroupMessage, KindGroupMessage
+			}
+			if err := l.in.lane(m).add(e, true); err != nil {
+				o.parts.part(err)
+			}
+		}
+	}
+}
+
+// release applies this batch's acknowledgements of group bodies: the
+// count of members yet to acknowledge drops, and at zero the body goes.
+// Only this lane writes the count of its groups' bodies, so the read and
+// the write cannot race.
+func (l *lane[S]) release(b batch) {
+	for ref, n := range l.released {
+		k := bodyKey(ref, 1)
+		v, closer, err := l.in.env.Get(k)
+		if err != nil {
+			continue // gone already: expired with its hour
+		}
+		left := binary.BigEndian.Uint32(v)
+		closer.Close()
+		if left <= n {
+			b.Delete(bodyKey(ref, 0))
+			b.Delete(k)
+		} else {
+			b.Set(k, binary.BigEndian.AppendUint32(nil, left-n))
+		}
+	}
+}
+
+// addEntry writes op's inbox entry, counts it, and makes sure the expiry
+// index names the user for the entry's hour.
+func (l *lane[S]) addEntry(b batch, o *op[S]) {
+	l.key = inboxKey(l.key[:0], o.st.To, o.st.Seq)
+	l.val = o.st.encode(l.val[:0])
+	b.Set(l.key, l.val)
+	l.depth[o.st.To]++
+	if n, ok := l.early[o.st.To]; ok {
+		l.early[o.st.To] = n + 1
+	}
+	l.in.entries.Add(1)
+	l.visible = append(l.visible, &o.st)
+	hour := uint32(o.st.Time / 3_600_000)
+	slot := &l.xcache[(o.st.To*0x9E3779B97F4A7C15>>52)%uint64(len(l.xcache))]
+	if slot.user != o.st.To || slot.hour != hour {
+		b.Set(expiryKey(l.key[:0], hour, o.st.To), nil)
+		*slot = xslot{user: o.st.To, hour: hour}
+	}
+}
+
+// full reports whether user's inbox is at the quota. Once the start-up
+// count has arrived that is a map lookup. Before, it counts the inbox's
+// keys (up to the quota) once per batch; the batch's own deletes are not
+// applied yet, so the count errs on the full side.
+func (l *lane[S]) full(user uint64) bool {
+	quota := int32(l.in.cfg.Quota)
+	if l.counted {
+		return l.depth[user] >= quota
+	}
+	n, ok := l.early[user]
+	if !ok {
+		n = l.in.countInbox(user, quota)
+		if l.early == nil {
+			l.early = map[uint64]int32{}
+		}
+		l.early[user] = n
+	}
+	return n >= quota
+}
+
+// adoptCounts merges the start-up count with the changes the lane
+// tracked since start: from now on depth is exact.
+func (l *lane[S]) adoptCounts(counts map[uint64]int32) {
+	for u, d := range l.depth {
+		counts[u] += d
+	}
+	l.depth, l.counted, l.early = counts, true, nil
+}
+
+// duplicate applies the dedup rule to a message (or group message) op:
+// if its sender stored the id in the dedup window (today and yesterday) or
+// earlier in this batch, op is either the same message again (same
+// recipient and body: op points at the original, whose SENT it gets,
+// DUP flag or not) or a conflicting reuse of the id (o.err is
+// ErrDuplicateID). Either way it stores nothing and reports true. A
+// record written before bodies were hashed (24 bytes) compares the
+// recipient only.
+//
+// Lanes are chosen by recipient, so two sends of one id to different
+// recipients may be checked by two lanes at once and both be stored; the
+// record then names the later. Only a client reusing ids concurrently can
+// meet that, and each recipient still gets its message once.
+func (l *lane[S]) duplicate(b batch, o *op[S], day uint32) bool {
+	to, hash := o.dedupTarget(), o.bodyHash()
+	if l.batchIDs == nil {
+		l.batchIDs = map[senderID]*op[S]{}
+	}
+	k := senderID{o.st.From, o.st.ID}
+	if prev := l.batchIDs[k]; prev != nil && prev.err == nil {
+		if prev.dedupTarget() != to || prev.bodyHash() != hash {
+			o.err = ErrDuplicateID
+			return true
+		}
+		o.duplicate, o.st.Seq, o.st.Time = true, prev.st.Seq, prev.st.Time
+		return true // the original's batch syncs, and SENT follows it
+	}
+	l.batchIDs[k] = o // if it is stored (Err stays nil), later ones match it
+	if !l.in.seen.mayHave(day, o.st.From, &o.st.ID) {
+		return false
+	}
+	for _, d := range []uint32{day, day - 1} {
+		l.key = dedupKey(l.key[:0], d, o.st.From, &o.st.ID)
+		v, closer, err := l.in.env.Get(l.key)
+		if err != nil {
+			continue
+		}
+		found := len(v) == 24 || len(v) == 32
+		same := found && binary.BigEndian.Uint64(v) == to && (len(v) == 24 || binary.BigEndian.Uint64(v[24:]) == hash)
+		if same {
+			o.st.Seq = binary.BigEndian.Uint64(v[8:])
+			o.st.Time = binary.BigEndian.Uint64(v[16:])
+		}
+		closer.Close()
+		switch {
+		case same:
+			// Rewrite the record: the batch then syncs like any other,
+			// SENT follows the original's fsync, and the window restarts.
+			o.duplicate = true
+			l.key = dedupKey(l.key[:0], day, o.st.From, &o.st.ID)
+			b.Set(l.key, dedupValue(l.val[:0], to, o.st.Seq, o.st.Time, hash))
+			l.in.seen.add(day, o.st.From, &o.st.ID)
+			return true
+		case found:
+			o.err = ErrDuplicateID
+			return true
+		}
+	}
+	return false
+}
+
+// dedupTarget is what the dedup record names as the recipient: the user,
+// or the group.
+func (o *op[S]) dedupTarget() uint64 {
+	if o.kind == kindGroupFanout {
+		return o.st.Group
+	}
+	return o.st.To
+}
+
+// bodyHash is the dedup record's 64-bit FNV-1a hash of the body, with a
+// leading byte telling a group message from a direct one whose
+// recipient's id happens to equal the group's.
+func (o *op[S]) bodyHash() uint64 {
+	h := uint64(14695981039346656037)
+	kind := byte('u')
+	if o.kind == kindGroupFanout {
+		kind = 'g'
+	}
+	h = (h ^ uint64(kind)) * 1099511628211
+	for _, c := range o.st.Body {
+		h = (h ^ uint64(c)) * 1099511628211
+	}
+	return h
+}
+
+func dedupValue(dst []byte, to, seq, time, hash uint64) []byte {
+	dst = binary.BigEndian.AppendUint64(dst, to)
+	dst = binary.BigEndian.AppendUint64(dst, seq)
+	dst = binary.BigEndian.AppendUint64(dst, time)
+	return binary.BigEndian.AppendUint64(dst, hash)
+}
+
+// ack handles an acknowledgement of o.st.To's entries: the listed ones
+// (o.acked), or else every entry in (o.ackFrom, o.ackTo], read from the
+// inbox. An entry another ack or an expiry is already settling is skipped,
+// and so is one old enough to have expired since it was pushed, unless it
+// is still there (a Get, only for such old entries).
+func (l *lane[S]) ack(b batch, o *op[S], now uint64) {
+	acked := o.acked
+	if acked == nil {
+		acked = l.readAcked(o)
+	}
+	cutoff := now - min(now, uint64(l.in.cfg.TTL.Milliseconds()))
+	var keep []Acked
+	filtered := false
+	for i, a := range acked {
+		if l.settled(o.st.To, a, cutoff) {
+			if !filtered {
+				keep, filtered = append(make([]Acked, 0, len(acked)), acked[:i]...), true
+			}
+			continue
+		}
+		if filtered {
+			keep = append(keep, a)
+		}
+	}
+	if filtered {
+		acked = keep
+	}
+	l.settle(b, o.st.To, acked, codec.ReceiptDelivered, now)
+}
+
+// settled reports whether an acknowledged entry is being settled already,
+// or was stored before cutoff and is gone (expired after it was pushed).
+func (l *lane[S]) settled(user uint64, a Acked, cutoff uint64) bool {
+	if _, ok := l.settling[entryRef{user, a.Seq}]; ok {
+		return true
+	}
+	if a.Time >= cutoff {
+		return false // younger than the TTL: no expiry can have taken it
+	}
+	l.key = inboxKey(l.key[:0], user, a.Seq)
+	_, closer, err := l.in.env.Get(l.key)
+	if err != nil {
+		return true
+	}
+	closer.Close()
+	return false
+}
+
+// settle finishes entries of user's inbox that were acknowledged (kind
+// delivered) or expired: messages among them produce receipts of kind for
+// their senders (one per sender and group, up to 255 ids each), group
+// bodies are released, and the entries are deleted once those receipts
+// are durable (invariant 4), or in this batch if there are none.
+func (l *lane[S]) settle(b batch, user uint64, acked []Acked, kind codec.ReceiptKind, now uint64) {
+	type origin struct{ from, group uint64 }
+	var receipts map[origin]*op[S]
+	var order []*op[S]
+	var firsts []uint64 // the first acknowledged seq each receipt covers
+	keys := make([][]byte, 0, len(acked))
+	var releases map[BodyRef]*op[S]
+	for _, a := range acked {
+		keys = append(keys, inboxKey(nil, user, a.Seq))
+		if a.Kind == KindGroupMessage {
+			if releases == nil {
+				releases = map[BodyRef]*op[S]{}
+			}
+			r := releases[a.Ref]
+			if r == nil {
+				r = &op[S]{kind: kindRelease, st: Stored{To: a.Group, Entry: Entry{Group: a.Group, Ref: a.Ref}}}
+				releases[a.Ref] = r
+			}
+			r.release++
+		}
+		if a.Kind != KindMessage && a.Kind != KindGroupMessage {
+			continue
+		}
+		if receipts == nil {
+			receipts = make(map[origin]*op[S])
+		}
+		og := origin{a.From, a.Group}
+		r := receipts[og]
+		if r == nil || r.st.IDs.Len() == codec.MaxIDs {
+			r = receiptOp[S](Receipt{To: a.From, Time: now, Kind: kind, By: user, Group: a.Group})
+			receipts[og] = r
+			order = append(order, r)
+			firsts = append(firsts, a.Seq)
+		}
+		r.st.IDs = r.st.IDs.AppendID(a.ID)
+	}
+	in := l.in
+	for _, r := range releases {
+		in.lane(r.st.Group).add(r, true)
+	}
+	if l.settling == nil {
+		l.settling = map[entryRef]bool{}
+	}
+	if len(order) == 0 {
+		for _, k := range keys {
+			b.Delete(k)
+			l.settling[refOf(k)] = true
+		}
+		l.depth[user] -= int32(len(keys))
+		in.entries.Add(-int64(len(keys)))
+		return
+	}
+	for _, k := range keys {
+		l.settling[refOf(k)] = false
+	}
+	if kind == codec.ReceiptDelivered {
+		for i, r := range order {
+			l.logDelivered(b, user, r, firsts[i], now) // what the reader may now report read
+		}
+	}
+	var pending atomic.Int32
+	pending.Store(int32(len(order)))
+	del := &op[S]{kind: kindDelete, st: Stored{To: user}, keys: keys}
+	for _, r := range order {
+		r.done = func(*op[S]) {
+			if pending.Add(-1) == 0 {
+				in.lane(user).add(del, true)
+			}
+		}
+		if err := in.lane(r.st.To).add(r, true); err != nil {
+			r.done(r) // closing: the entries stay and are delivered again
+		}
+	}
+}
+
+// readAcked lists the entries in (o.ackFrom, o.ackTo] from the inbox.
+func (l *lane[S]) readAcked(o *op[S]) []Acked {
+	in := l.in
+	lo := inboxKey(nil, o.st.To, o.ackFrom+1)
+	hi := inboxKey(nil, o.st.To, o.ackTo+1)
+	if o.ackTo == ^uint64(0) {
+		hi = store.PrefixEnd(inboxPrefix(o.st.To))
+	}
+	it, err := in.env.NewIter(lo, hi)
+	if err != nil {
+		in.cfg.Logger.Error("ack: read inbox", zap.Uint64("user", o.st.To), zap.Error(err))
+		return nil
+	}
+	defer it.Close()
+	var out []Acked
+	var e Entry
+	for it.First(); it.Valid(); it.Next() {
+		k := it.Key()
+		seq := beUint64(k[9:])
+		v, err := it.ValueAndErr()
+		if err != nil || DecodeEntry(seq, v, &e) != nil {
+			out = append(out, Acked{Seq: seq})
+			continue
+		}
+		out = append(out, e.Acked())
+	}
+	return out
+}
+
+func (l *lane[S]) fail(b batch, ops []*op[S], err error) {
+	b.Close()
+	l.in.cfg.Logger.Error("inbox commit failed", zap.Int("ops", len(ops)), zap.Error(err))
+	for _, o := range ops {
+		o.err = err
+	}
+	l.durable(ops)
+}
+
+// ErrUnknownOutcome fails an op whose batch was applied but not confirmed
+// durable: its entry may have been pushed and may survive a restart, or
+// not. Only a resend with DUP can tell. An op that failed before the apply
+// (any other error) was not stored.
+var ErrUnknownOutcome = errors.New("offline: applied but not confirmed durable")
+
+// syncer waits for each batch's fsync in order and then acknowledges it.
+func (l *lane[S]) syncer() {
+	defer l.in.wg.Done()
+	for job := range l.syncq {
+		err := l.in.env.SyncWait(job.b)
+		if err == nil && l.in.cfg.SyncFault != nil {
+			err = l.in.cfg.SyncFault()
+		}
+		job.b.Close()
+		if err != nil {
+			l.in.cfg.Logger.Error("inbox sync failed", zap.Error(err))
+			err = fmt.Errorf("%w: %w", ErrUnknownOutcome, err)
+			for _, o := range job.ops {
+				if o.err == nil { // one refused in the batch (quota) stays refused
+					o.err = err
+				}
+			}
+		}
+		l.durable(job.ops)
+	}
+}
+
+// durable runs completions and passes the caller-visible ops to the hooks.
+func (l *lane[S]) durable(ops []*op[S]) {
+	var d durable[S]
+	for _, o := range ops {
+		if o.done != nil {
+			o.done(o)
+		}
+		switch {
+		case o.parts != nil && (o.kind != kindGroupFanout || o.parts.n.Load() > 0):
+			o.parts.part(o.err) // one part of a group fan-out
+		case o.kind == kindGroupFanout: // a duplicate, or failed before fanning out
+			d.add(o)
+		case o.kind < kindAck:
+			d.add(o)
+		}
+	}
+	d.report(l.in.hooks)
+}

@@ -1,0 +1,331 @@
+package router
+
+import (
+	"errors"
+	"sync/atomic"
+
+	"github.com/chatd/chatd/internal/offline"
+	"go.uber.org/zap"
+)
+
+// Delivery keeps one rule: a connection receives its inbox in seq order,
+// with at most Window entries and WindowBytes bytes of frames
+// unacknowledged (the byte bound keeps a window of large messages below
+// the outbound limit, past which the client would be closed as a slow
+// consumer; an empty window always takes one entry, so any entry gets
+// through). Two paths feed it:
+//
+//   - live: the inbox lane that applied a new entry pushes it at once, but
+//     only if the session is caught up (no backlog) and the window has room;
+//   - drain: after login and after each ACK, entries waiting in the inbox
+//     are read from Pebble and pushed, until the session is caught up.
+//
+// A lane that finds the session behind records the entry's seq in
+// lastStored and leaves it to the drain. The drain declares the session
+// caught up only when it read past every seq a lane recorded, under the
+// same lock (Session.mu) the lanes take after applying. So an entry is
+// either pushed by its lane or seen by a drain: none is skipped, none is
+// pushed twice (both check seq > pushed), and order holds across the
+// offline to online switch.
+
+// Conn is a connection's outbound queue as the Router uses it: Begin locks
+// the queue and returns it (ok=false when closed), End stores the extended
+// queue, unlocks it, and reports whether the connection needs a flush.
+type Conn interface {
+	comparable
+	Begin() (buf []byte, ok bool)
+	End(buf []byte) (first bool)
+}
+
+// Batch collects connections to flush once their producer's turn is done.
+type Batch[C any] interface{ Add(c C) }
+
+// Inbox is what the Router needs of the store-and-forward inboxes
+// (offline.Inbox).
+type Inbox interface {
+	Read(user, after uint64, max int, fn func(*offline.Entry) bool) error
+	AckEntries(user uint64, acked []offline.Acked) error
+	Expiring(user, time uint64) bool
+}
+
+// ErrAckBeyond is Ack's answer to an ACK past the last pushed seq.
+var ErrAckBeyond = errors.New("router: ACK beyond the last delivered seq")
+
+// Config sizes a Router.
+type Config[C any] struct {
+	Window      int              // most unacknowledged entries per connection
+	WindowBytes int              // most unacknowledged frame bytes per connection
+	Session     func(C) *Session // the Session stored inline in c
+	User        func(C) uint64   // c's user, set before Login
+	Logger      *zap.Logger      // drain read errors
+}
+
+// Counters count per-entry events with atomics.
+type Counters struct {
+	Pushed       atomic.Uint64 // inbox entries written to a connection
+	Backlogged   atomic.Int64  // sessions with entries not yet pushed
+	InflightPeak atomic.Int64  // most unacknowledged delivery bytes one connection had
+}
+
+// Router routes inbox entries to live sessions. C is the connection type
+// (a pointer); its Session lives inline in it.
+type Router[C Conn] struct {
+	*Table[C]
+
+	// Static after New (inbox after Use).
+	inbox       Inbox
+	session     func(C) *Session
+	user        func(C) uint64
+	window      int
+	windowBytes int
+	log         *zap.Logger
+
+	// Safe for concurrent use.
+	windows  windows // rings lent to sessions with deliveries in flight
+	Counters Counters
+}
+
+// New returns a Router with an empty session table. Call Use before any
+// session logs in.
+func New[C Conn](cfg Config[C]) *Router[C] {
+	if cfg.Logger == nil {
+		cfg.Logger = zap.NewNop()
+	}
+	r := &Router[C]{Table: NewTable[C](), session: cfg.Session, user: cfg.User,
+		window: cfg.Window, windowBytes: cfg.WindowBytes, log: cfg.Logger}
+	r.windows.size = cfg.Window
+	return r
+}
+
+// Use sets the inbox the Router reads and acknowledges. It must be called
+// before any session logs in: the inbox calls Applied as soon as it is
+// open, and Applied touches the inbox only for a live session.
+func (r *Router[C]) Use(in Inbox) { r.inbox = in }
+
+// Login makes c the user's live session, behind whatever waits in its
+// inbox (Drain sends that, then the session is caught up), and returns the
+// session it replaced, which the caller must close.
+func (r *Router[C]) Login(user uint64, c C) (old C, replaced bool) {
+	st := r.session(c)
+	st.mu.Lock()
+	if !st.closed { // a session closed before its login finished waits for nothing
+		r.setBacklog(st, true)
+	}
+	st.mu.Unlock()
+	return r.Swap(user, c)
+}
+
+// Closed releases c's delivery state; nothing is pushed or drained to it
+// after. The caller removes c from the table first.
+func (r *Router[C]) Closed(c C) {
+	st := r.session(c)
+	st.mu.Lock()
+	st.closed = true
+	r.setBacklog(st, false)
+	if st.inflight != nil {
+		r.windows.put(st.inflight)
+		st.inflight = nil
+	}
+	st.mu.Unlock()
+}
+
+// Applied pushes new inbox entries to recipients that are online, caught
+// up and have room in their window; the others drain them later. It runs
+// on an inbox lane (offline.Hooks.Applied).
+func (r *Router[C]) Applied(entries []*offline.Stored, b Batch[C]) {
+	for _, e := range entries {
+		c, ok := r.Lookup(e.To)
+		if !ok {
+			continue
+		}
+		st := r.session(c)
+		st.mu.Lock()
+		if e.Seq > st.lastStored {
+			st.lastStored = e.Seq
+		}
+		if e.Seq > st.pushed && !st.closed && !r.inbox.Expiring(e.To, e.Time) { // an expired entry is never pushed: its expiry settles it
+			if st.backlog || !r.push(c, st, b, e) {
+				r.setBacklog(st, true)
+			}
+		}
+		st.mu.Unlock()
+	}
+}
+
+// setBacklog records whether st has entries waiting to be pushed, keeping
+// the drain-lag gauge. st.mu must be held.
+func (r *Router[C]) setBacklog(st *Session, on bool) {
+	if st.backlog == on {
+		return
+	}
+	st.backlog = on
+	if on {
+		r.Counters.Backlogged.Add(1)
+	} else {
+		r.Counters.Backlogged.Add(-1)
+	}
+}
+
+// fits reports whether an entry whose frame is size bytes may join st's
+// window now. An empty window takes any entry. st.mu must be held.
+func (r *Router[C]) fits(st *Session, size int) bool {
+	n := st.inflightLen()
+	return n == 0 || (n < r.window && st.inflightBytes()+size <= r.windowBytes)
+}
+
+// push queues the new entry e on c if the window has room for it and
+// reports whether it did. st.mu must be held.
+func (r *Router[C]) push(c C, st *Session, b Batch[C], e *offline.Stored) bool {
+	if st.inflightLen() >= r.window {
+		return false
+	}
+	buf, ok := c.Begin()
+	if !ok {
+		return true // closed: nothing to push to, nothing to hold back
+	}
+	n := len(buf)
+	buf = e.AppendFrame(buf)
+	if !r.fits(st, len(buf)-n) {
+		c.End(buf[:n]) // the window is full of bytes: the drain sends it after an ACK
+		return false
+	}
+	r.pushedLocked(c, st, b, e.Acked(), buf, len(buf)-n)
+	return true
+}
+
+// pushedLocked finishes queueing inbox entry e on c: buf is c's queue
+// from Begin with the entry's frame (size bytes) appended. st.mu must be
+// held.
+func (r *Router[C]) pushedLocked(c C, st *Session, b Batch[C], e offline.Acked, buf []byte, size int) {
+	if c.End(buf) {
+		b.Add(c)
+	}
+	if st.inflight == nil {
+		st.inflight = r.windows.get()
+	}
+	st.inflight.push(e, size)
+	st.pushed = e.Seq
+	r.Counters.Pushed.Add(1)
+	for n := int64(st.inflight.bytes); ; {
+		peak := r.Counters.InflightPeak.Load()
+		if n <= peak || r.Counters.InflightPeak.CompareAndSwap(peak, n) {
+			break
+		}
+	}
+}
+
+// Drain pushes inbox entries that wait for c, window permitting. It runs
+// on c's event-loop turn (after login and after ACK).
+func (r *Router[C]) Drain(c C, b Batch[C]) {
+	st := r.session(c)
+	user := r.user(c)
+	var frames []byte
+	var ents []offline.Acked
+	var ends []int // where each entry's frame ends in frames
+	for {
+		st.mu.Lock()
+		room := r.window - st.inflightLen()
+		byteRoom := r.windowBytes - st.inflightBytes()
+		empty := st.inflightLen() == 0
+		from, stored := st.pushed, st.lastStored
+		if !st.backlog || room <= 0 || byteRoom <= 0 && !empty || st.closed {
+			st.mu.Unlock()
+			return
+		}
+		st.mu.Unlock()
+
+		// Read what fits in the window's entries and bytes; full says the
+		// bytes ran out before the inbox did.
+		frames, ents, ends = frames[:0], ents[:0], ends[:0]
+		full := false
+		err := r.inbox.Read(user, from, room, func(e *offline.Entry) bool {
+			n := len(frames)
+			frames = e.AppendFrame(frames)
+			if len(frames) > byteRoom && !(empty && n == 0) {
+				frames, full = frames[:n], true
+				return false
+			}
+			ents = append(ents, e.Acked())
+			ends = append(ends, len(frames))
+			return true
+		})
+		if err != nil {
+			r.log.Error("drain: read inbox", zap.Uint64("user", user), zap.Error(err))
+			return
+		}
+
+		st.mu.Lock()
+		start := 0
+		for i, e := range ents {
+			size := ends[i] - start
+			if e.Seq > st.pushed {
+				if !r.fits(st, size) {
+					full = true
+					break
+				}
+				buf, ok := c.Begin()
+				if !ok {
+					// Closing: nothing more can be pushed, and reading on
+					// would spin (pushed no longer moves) until Closed
+					// runs, which waits for this turn to end.
+					st.mu.Unlock()
+					return
+				}
+				r.pushedLocked(c, st, b, e, append(buf, frames[start:ends[i]]...), size)
+			}
+			start = ends[i]
+		}
+		// Fewer than asked means the read reached the end of the inbox as
+		// it was when the read began. Every entry a lane recorded before
+		// that (lastStored as read above) was applied before it: read now,
+		// or gone (expired). A lane that recorded a later entry since then
+		// changed lastStored, and the loop reads again. A window full of
+		// bytes waits for an ACK, which drains again.
+		if full {
+			st.mu.Unlock()
+			return
+		}
+		caughtUp := len(ents) < room && (st.lastStored <= st.pushed || st.lastStored == stored)
+		if caughtUp {
+			r.setBacklog(st, false)
+		}
+		st.mu.Unlock()
+		if caughtUp {
+			return
+		}
+	}
+}
+
+// Ack takes the entries up to seq out of c's window and out of the inbox
+// (which queues their delivered receipts), and reports whether entries
+// wait for the room it made: the caller then calls Drain (with a batch
+// taken only then). An ACK at or below an earlier one does nothing; one
+// beyond the last pushed seq is ErrAckBeyond. It runs on c's event-loop
+// turn.
+func (r *Router[C]) Ack(c C, seq uint64) (drain bool, err error) {
+	st := r.session(c)
+	st.mu.Lock()
+	if seq > st.pushed {
+		st.mu.Unlock()
+		return false, ErrAckBeyond
+	}
+	if seq <= st.acked {
+		st.mu.Unlock()
+		return false, nil
+	}
+	st.acked = seq
+	var acked []offline.Acked
+	if st.inflight != nil {
+		acked = st.inflight.popThrough(seq, nil)
+		if st.inflight.len() == 0 {
+			r.windows.put(st.inflight)
+			st.inflight = nil
+		}
+	}
+	backlog := st.backlog
+	st.mu.Unlock()
+	if err := r.inbox.AckEntries(r.user(c), acked); err != nil {
+		r.log.Debug("ack not recorded", zap.Error(err))
+	}
+	return backlog, nil
+}

@@ -1,0 +1,227 @@
+package server
+
+import (
+	"errors"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/chatd/chatd/codec"
+	"github.com/chatd/chatd/internal/account"
+	"go.uber.org/zap"
+)
+
+// authenticate handles REGISTER, LOGIN and RESUME. Password hashing takes
+// tens of milliseconds, so REGISTER and LOGIN run on their own goroutine
+// (the account store bounds how many hash at once) and the event loop
+// moves on; RESUME costs a hash lookup and runs inline.
+func (s *Server) authenticate(c *Conn, t codec.Type, body []byte) error {
+	st := &c.State
+	if !st.auth.CompareAndSwap(authNone, authPending) {
+		s.errorTo(c, codec.CodeAuthPending, 0, nil, "authentication already in progress")
+		return nil
+	}
+	switch t {
+	case codec.TypeResume:
+		var f codec.Resume
+		if err := f.Decode(body); err != nil {
+			return s.malformed(c, err)
+		}
+		user, err := s.accounts.Resume(f.Token)
+		if err == nil {
+			s.counters.resumes.Add(1)
+		}
+		s.authenticated(c, user, f.Token, err)
+		return nil
+	case codec.TypeRegister:
+		var f codec.Register
+		if err := f.Decode(body); err != nil {
+			return s.malformed(c, err)
+		}
+		if !s.logins.allow(sourceOf(c), "") {
+			s.refuseLogin(c)
+			return nil
+		}
+		if s.storageFull() {
+			st.auth.Store(authNone)
+			s.errorTo(c, codec.CodeStorageFull, 0, nil, "the server's disk is nearly full; retry later")
+			return nil
+		}
+		name, pass := append([]byte(nil), f.Name...), append([]byte(nil), f.Password...)
+		go func() {
+			user, tok, err := s.accounts.Register(name, pass)
+			if err == nil {
+				s.counters.registers.Add(1)
+			}
+			s.authenticated(c, user, tok, err)
+			c.Flush()
+		}()
+	case codec.TypeLogin:
+		var f codec.Login
+		if err := f.Decode(body); err != nil {
+			return s.malformed(c, err)
+		}
+		if !s.logins.allow(sourceOf(c), string(f.Name)) {
+			s.refuseLogin(c)
+			return nil
+		}
+		name, pass := append([]byte(nil), f.Name...), append([]byte(nil), f.Password...)
+		go func() {
+			user, tok, err := s.accounts.Login(name, pass)
+			if err == nil {
+				s.counters.logins.Add(1)
+			} else if errors.Is(err, account.ErrWrongPassword) || errors.Is(err, account.ErrUnknownUser) {
+				s.logins.failed(string(name))
+			}
+			s.authenticated(c, user, tok, err)
+			c.Flush()
+		}()
+	}
+	return nil
+}
+
+// refuseLogin answers a rate-limited attempt; the connection may retry
+// after the window.
+func (s *Server) refuseLogin(c *Conn) {
+	c.State.auth.Store(authNone)
+	s.counters.loginLimited.Add(1)
+	s.errorTo(c, codec.CodeTooManyLogins, 0, nil, "too many login attempts; retry in a minute")
+}
+
+// authenticated finishes a login: it makes c the user's one live session
+// (kicking an older one), sends WELCOME and starts draining the inbox.
+func (s *Server) authenticated(c *Conn, user uint64, tok codec.Token, err error) {
+	st := &c.State
+	if err != nil {
+		st.auth.Store(authNone)
+		s.errorTo(c, s.accountCode(err), 0, nil, accountDetail(err))
+		return
+	}
+	st.user.Store(user)
+	st.dmu.Lock()
+	st.token = tok
+	st.dmu.Unlock()
+	if old, ok := s.sessions.Login(user, c); ok && old != c { // behind whatever waits in the inbox
+		s.kick(old, codec.KickElsewhere)
+	}
+	if st.gone.Load() {
+		// Closed ran before the swap and could not remove us.
+		s.sessions.Remove(user, c)
+		return
+	}
+	c.Authenticated()
+	s.presence.Changed(user, 0)
+	s.reply(c, s.welcome(user, tok))
+	st.auth.Store(authDone)
+	s.drain(c)
+}
+
+// welcome encodes the WELCOME that opens a session.
+func (s *Server) welcome(user uint64, tok codec.Token) []byte {
+	return (&codec.Welcome{
+		User: user, Token: tok, Keepalive: uint16(s.cfg.Keepalive / time.Second), Window: uint16(s.cfg.Window),
+		MaxBody: uint32(s.cfg.MaxBody), Time: uint64(time.Now().UnixMilli()),
+	}).Append(nil)
+}
+
+// kick ends a session with a KICKED frame.
+func (s *Server) kick(c *Conn, reason codec.KickReason) {
+	if buf, ok := c.Begin(); ok {
+		c.End((&codec.Kicked{Reason: reason}).Append(buf))
+	}
+	c.Close()
+}
+
+// logout revokes the session's token on a commit lane (the revocation is
+// written with Sync) and then ends the session with KICKED reason 2: the
+// client knows its token is dead once KICKED arrives. If the token could
+// not be revoked, ERROR 60 answers instead and the session stays.
+func (s *Server) logout(c *Conn, body []byte) error {
+	var f codec.Logout
+	if err := f.Decode(body); err != nil {
+		return s.malformed(c, err)
+	}
+	c.State.dmu.Lock()
+	tok := c.State.token
+	c.State.dmu.Unlock()
+	user := c.State.user.Load()
+	job := func() {
+		if err := s.accounts.Revoke(user, tok); err != nil {
+			s.log.Error("logout: revoke token", zap.Error(err))
+			s.errorTo(c, codec.CodeInternal, 0, nil, "token not revoked; retry LOGOUT")
+			c.Flush()
+			return
+		}
+		s.kick(c, codec.KickLoggedOut)
+	}
+	if !s.commits.submit(user, job) {
+		s.counters.busy.Add(1)
+		s.errorTo(c, codec.CodeBusy, 0, nil, "too many requests queued; retry LOGOUT")
+	}
+	return nil
+}
+
+func (s *Server) password(c *Conn, body []byte) error {
+	var f codec.Password
+	if err := f.Decode(body); err != nil {
+		return s.malformed(c, err)
+	}
+	user := c.State.user.Load()
+	if !s.logins.allow(sourceOf(c), strconv.FormatUint(user, 10)) {
+		s.errorTo(c, codec.CodeTooManyLogins, 0, nil, "too many attempts; retry in a minute")
+		return nil
+	}
+	old, pass := append([]byte(nil), f.Old...), append([]byte(nil), f.New...)
+	go func() {
+		tok, err := s.accounts.ChangePassword(user, old, pass)
+		if errors.Is(err, account.ErrWrongPassword) {
+			s.logins.failed(strconv.FormatUint(user, 10))
+		}
+		if err != nil {
+			s.errorTo(c, s.accountCode(err), 0, nil, accountDetail(err))
+		} else {
+			c.State.dmu.Lock()
+			c.State.token = tok
+			c.State.dmu.Unlock()
+			s.reply(c, s.welcome(user, tok))
+		}
+		c.Flush()
+	}()
+	return nil
+}
+
+// accountDetail is the ERROR text for an account error that a person can
+// act on: which naming or password rule failed, or that hashing is busy.
+// Unknown user and wrong password stay bare, to tell a guesser nothing.
+func accountDetail(err error) string {
+	switch {
+	case errors.Is(err, account.ErrInvalidName), errors.Is(err, account.ErrInvalidPassword):
+		return strings.TrimPrefix(err.Error(), "account: ")
+	case errors.Is(err, account.ErrBusy):
+		return "password hashing is saturated; retry in a moment"
+	}
+	return ""
+}
+
+// accountCode maps account errors to protocol codes.
+func (s *Server) accountCode(err error) codec.Code {
+	switch {
+	case errors.Is(err, account.ErrUnknownUser):
+		return codec.CodeUnknownUser
+	case errors.Is(err, account.ErrWrongPassword):
+		return codec.CodeWrongPassword
+	case errors.Is(err, account.ErrNameTaken):
+		return codec.CodeNameTaken
+	case errors.Is(err, account.ErrInvalidName):
+		return codec.CodeInvalidName
+	case errors.Is(err, account.ErrInvalidPassword):
+		return codec.CodeInvalidPassword
+	case errors.Is(err, account.ErrInvalidToken):
+		return codec.CodeInvalidToken
+	case errors.Is(err, account.ErrBusy):
+		s.counters.busy.Add(1)
+		return codec.CodeBusy
+	}
+	s.log.Error("account operation failed", zap.Error(err))
+	return codec.CodeInternal
+}

@@ -1,0 +1,221 @@
+package server
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/chatd/chatd/codec"
+	"github.com/chatd/chatd/internal/account"
+	"github.com/chatd/chatd/internal/proc"
+	"go.uber.org/zap"
+)
+
+// Config is everything `chatd serve` can set. A zero field means its
+// default; Validate reports values that cannot work.
+type Config struct {
+	// Addr is the TCP listen address. Default "127.0.0.1:7420".
+	Addr string
+	// DataDir holds the Pebble database. Default "chatd-data".
+	DataDir string
+	// Plaintext accepts unencrypted connections (local benchmarks only).
+	Plaintext bool
+
+	// MaxBody is the largest message body accepted. Default codec.MaxBody.
+	MaxBody int
+	// Window is how many inbox entries may be delivered but unacknowledged
+	// per connection. Default 256.
+	Window int
+	// WindowBytes bounds the frames delivered but unacknowledged per
+	// connection, in bytes, so that a window of large messages never
+	// fills the outbound queue (MaxOutbound) and gets its client closed as
+	// a slow consumer. At most half of MaxOutbound, which leaves the rest
+	// for replies, receipts and presence. Default: half of MaxOutbound.
+	WindowBytes int
+	// Keepalive closes connections silent for longer. Default 3 minutes.
+	Keepalive time.Duration
+	// AuthTimeout closes connections not authenticated in time. Default 10 s.
+	AuthTimeout time.Duration
+	// ReadTimeout bounds waiting for the rest of a started frame. Default 10 s.
+	ReadTimeout time.Duration
+	// WriteTimeout bounds waiting for a client's socket to drain. Default 10 s.
+	WriteTimeout time.Duration
+	// MaxOutbound is the per-connection outbound queue limit in bytes before
+	// a client is closed as a slow consumer. Default 4 MiB.
+	MaxOutbound int
+
+	// Hashing sets argon2id parameters for new password hashes.
+	Hashing account.Hashing
+	// CacheSize and MemTableSize size Pebble (defaults 64 MiB each).
+	CacheSize    int64
+	MemTableSize uint64
+	// Lanes is the number of inbox commit lanes. Default 4 per core.
+	Lanes int
+	// TTL is how long an unacknowledged inbox entry is kept. Default 30 days.
+	TTL time.Duration
+	// Quota is the most entries one inbox may hold. Default 10,000.
+	Quota int
+	// MaxGroup is the most members a group may have. Default 256.
+	MaxGroup int
+	// StorageReserve is the free disk space below which new messages,
+	// registrations and groups are refused with ERROR 28 (acks, logins and
+	// deliveries go on). Default the larger of 4 memtables and 1% of the
+	// volume, plus room for Pebble's largest compaction (L0 and its base
+	// level, measured).
+	StorageReserve int64
+	// StorageHysteresis is how far free space must rise above that mark
+	// before messages are accepted again. Default Ballast plus two
+	// memtables; at least Ballast plus one.
+	StorageHysteresis int64
+	// Ballast is the size of the EMERGENCY_BALLAST file kept in the data
+	// folder and deleted when the disk fills. Default 1% of the volume, at
+	// most 1 GiB; negative turns it off.
+	Ballast int64
+	// StorageInterval is how often free space is read. Default 100 ms.
+	StorageInterval time.Duration
+	// PresenceInterval coalesces presence updates: watchers hear of a user
+	// at most once per interval. Default 1 s.
+	PresenceInterval time.Duration
+
+	// MaxConns is the connection capacity; past it new connections get
+	// GOAWAY. Default: the open-files limit less 300 for the database and
+	// listeners.
+	MaxConns int
+	// MemoryLimit is the memory the process may use; default the cgroup
+	// limit or the machine's RAM. MemoryWatermark (default 0.8) is the
+	// fraction of it above which new connections get GOAWAY.
+	MemoryLimit     uint64
+	MemoryWatermark float64
+	// AcceptRate bounds new connections per second (0: 30,000); beyond it
+	// they get GOAWAY, so a herd cannot topple the server.
+	AcceptRate int
+	// RetryAfter is the delay GOAWAY asks for (clients add jitter).
+	// Default 2 s.
+	RetryAfter time.Duration
+	// DrainTimeout bounds a graceful shutdown. Default 10 s.
+	DrainTimeout time.Duration
+
+	// LoginsPerSource bounds password attempts (REGISTER, LOGIN,
+	// PASSWORD) per source address per minute; FailedLoginsPerUser bounds
+	// failed ones per user name. Defaults 30 and 10; negative turns off.
+	LoginsPerSource     int
+	FailedLoginsPerUser int
+	// MaxFrameRate and MaxByteRate bound what one connection may send per
+	// second; past them it gets ERROR 50 and is closed. Defaults 1,000
+	// frames and 4 MiB; negative turns off (benchmarks).
+	MaxFrameRate int
+	MaxByteRate  int
+
+	Logger *zap.Logger
+
+	// syncFault, in tests, fails inbox syncs after the batch was applied.
+	syncFault func() error
+}
+
+// defaultMaxOutbound is conn's default outbound limit.
+const defaultMaxOutbound = 4 << 20
+
+// outbound is the outbound queue limit in effect.
+func (c *Config) outbound() int {
+	if c.MaxOutbound == 0 {
+		return defaultMaxOutbound
+	}
+	return c.MaxOutbound
+}
+
+func (c *Config) setDefaults() {
+	if c.Addr == "" {
+		c.Addr = "127.0.0.1:7420"
+	}
+	if c.DataDir == "" {
+		c.DataDir = "chatd-data"
+	}
+	if c.MaxBody == 0 {
+		c.MaxBody = codec.MaxBody
+	}
+	if c.Window == 0 {
+		c.Window = 256
+	}
+	if c.WindowBytes == 0 {
+		c.WindowBytes = c.outbound() / 2
+	}
+	if c.Keepalive == 0 {
+		c.Keepalive = 3 * time.Minute // also announced in WELCOME
+	}
+	if c.PresenceInterval == 0 {
+		c.PresenceInterval = time.Second
+	}
+	if c.MaxConns == 0 {
+		c.MaxConns = 19_700 // replaced by the open-files limit in New
+	}
+	if c.MemoryLimit == 0 {
+		c.MemoryLimit = proc.MemoryLimit()
+	}
+	if c.MemoryWatermark == 0 {
+		c.MemoryWatermark = 0.8
+	}
+	if c.AcceptRate == 0 {
+		c.AcceptRate = 30_000
+	}
+	if c.RetryAfter == 0 {
+		c.RetryAfter = 2 * time.Second
+	}
+	if c.DrainTimeout == 0 {
+		c.DrainTimeout = 10 * time.Second
+	}
+	if c.LoginsPerSource == 0 {
+		c.LoginsPerSource = 30
+	}
+	if c.FailedLoginsPerUser == 0 {
+		c.FailedLoginsPerUser = 10
+	}
+	// Timeouts and the outbound limit are conn's; it applies their defaults.
+	if c.Logger == nil {
+		c.Logger = zap.NewNop()
+	}
+}
+
+// Validate reports settings that cannot work, all at once.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.MaxBody < 1 || c.MaxBody > codec.MaxBody {
+		errs = append(errs, fmt.Errorf("max body %d outside 1..%d", c.MaxBody, codec.MaxBody))
+	}
+	if c.Window < 1 || c.Window > 65535 {
+		errs = append(errs, fmt.Errorf("window %d outside 1..65535", c.Window))
+	}
+	if c.Keepalive < time.Second || c.Keepalive > 65535*time.Second {
+		errs = append(errs, fmt.Errorf("keepalive %v outside 1s..18h", c.Keepalive))
+	}
+	if c.MemoryWatermark <= 0 || c.MemoryWatermark > 1 {
+		errs = append(errs, fmt.Errorf("memory watermark %v outside (0, 1]", c.MemoryWatermark))
+	}
+	if c.MaxConns < 1 {
+		errs = append(errs, fmt.Errorf("max connections %d below 1", c.MaxConns))
+	}
+	if c.AcceptRate < 0 {
+		errs = append(errs, fmt.Errorf("accept rate %d below 0", c.AcceptRate))
+	}
+	if c.RetryAfter < 0 || c.RetryAfter > time.Hour {
+		errs = append(errs, fmt.Errorf("retry-after %v outside 0..1h", c.RetryAfter))
+	}
+	if c.StorageReserve < 0 || c.StorageHysteresis < 0 {
+		errs = append(errs, fmt.Errorf("storage reserve %d or hysteresis %d below 0", c.StorageReserve, c.StorageHysteresis))
+	}
+	if c.StorageInterval < 0 || c.StorageInterval > time.Minute {
+		errs = append(errs, fmt.Errorf("storage interval %v outside 0..1m", c.StorageInterval))
+	}
+	if c.MaxOutbound != 0 && c.MaxOutbound < 2*codec.MaxLen {
+		errs = append(errs, fmt.Errorf("max outbound %d below two maximum frames (%d)", c.MaxOutbound, 2*codec.MaxLen))
+	}
+	if c.WindowBytes < 1 || c.WindowBytes > c.outbound()/2 {
+		// A window's unacknowledged frames must fit in the outbound queue
+		// with room to spare, or a client that reads at full speed is still
+		// closed as a slow consumer at login, at every login.
+		errs = append(errs, fmt.Errorf("window bytes %d outside 1..%d (half the max outbound %d)", c.WindowBytes, c.outbound()/2, c.outbound()))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("server: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,207 @@
+package server
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/chatd/chatd/client"
+	"github.com/chatd/chatd/codec"
+	"github.com/chatd/chatd/internal/account"
+)
+
+// runChild serves from the folder and address in the environment until
+// killed: the crash test's server process.
+func runChild() {
+	s, err := New(Config{
+		Addr: os.Getenv("CHATD_TEST_ADDR"), DataDir: os.Getenv("CHATD_TEST_DATA"), Plaintext: true,
+		Hashing:         account.Hashing{Time: 1, MemoryKiB: 64},
+		Quota:           10_000_000, // the test fills one inbox far past the default quota
+		LoginsPerSource: -1, FailedLoginsPerUser: -1, MaxFrameRate: -1, MaxByteRate: -1,
+	})
+	if err == nil {
+		err = s.Listen()
+	}
+	if err != nil {
+		fmt.Println("error:", err)
+		os.Exit(1)
+	}
+	fmt.Println("ready")
+	s.Serve()
+}
+
+type child struct {
+	cmd *exec.Cmd
+}
+
+func startChild(t *testing.T, addr, dir string) *child {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), "CHATD_TEST_CHILD=serve", "CHATD_TEST_ADDR="+addr, "CHATD_TEST_DATA="+dir)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil || strings.TrimSpace(line) != "ready" {
+		cmd.Process.Kill()
+		cmd.Wait()
+		t.Fatalf("child server did not start: %q %v", line, err)
+	}
+	return &child{cmd: cmd}
+}
+
+func (c *child) kill9() {
+	c.cmd.Process.Signal(syscall.SIGKILL)
+	c.cmd.Wait()
+}
+
+// TestCrashLosesNothingAcknowledged runs the server as a child process,
+// has several clients send to an offline recipient, kill -9s the server
+// mid-load at three different points (restarting it on the same folder in
+// between), and then checks that every message that got SENT is delivered,
+// exactly once after dropping duplicate ids, in per-sender order.
+func TestCrashLosesNothingAcknowledged(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts and kills server processes")
+	}
+	dir := t.TempDir()
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	addr := ln.Addr().String()
+	ln.Close()
+
+	const senders = 6
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+
+	var (
+		mu    sync.Mutex
+		acked = map[codec.MsgID]string{} // id -> body, for every SENT
+		next  = make([]int, senders)     // next message number per sender
+	)
+	srv := startChild(t, addr, dir)
+	register := func(name string) *client.Conn {
+		c, err := client.Dial(ctx, addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Register(ctx, name, "password-"+name); err != nil {
+			if _, err := c.Login(ctx, name, "password-"+name); err != nil {
+				t.Fatalf("%s: %v", name, err)
+			}
+		}
+		return c
+	}
+	rc := register("recipient")
+	recipient := rc.Welcome.User
+	rc.Close()
+
+	before := 0
+	for cycle, killAfter := range []time.Duration{40 * time.Millisecond, 250 * time.Millisecond, 700 * time.Millisecond} {
+		var wg sync.WaitGroup
+		for i := 0; i < senders; i++ {
+			c := register("sender" + strconv.Itoa(i))
+			wg.Add(2)
+			sentIDs := map[codec.MsgID]string{}
+			var smu sync.Mutex
+			go func(i int) { // send until the connection dies
+				defer wg.Done()
+				for {
+					mu.Lock()
+					j := next[i]
+					next[i]++
+					mu.Unlock()
+					body := fmt.Sprintf("%d:%d", i, j)
+					id := client.NewID()
+					smu.Lock()
+					sentIDs[id] = body
+					smu.Unlock()
+					if c.SendID(id, 0, recipient, []byte(body), j%8 == 7) != nil {
+						return
+					}
+					if j%64 == 63 {
+						time.Sleep(time.Millisecond) // pacing, so that each kill lands mid-stream
+					}
+				}
+			}(i)
+			go func() { // record SENT acks
+				defer wg.Done()
+				for f := range c.Events() {
+					if s, ok := f.(*codec.Sent); ok {
+						smu.Lock()
+						body := sentIDs[s.ID]
+						smu.Unlock()
+						mu.Lock()
+						acked[s.ID] = body
+						mu.Unlock()
+					}
+				}
+			}()
+		}
+		time.Sleep(killAfter) // the scenario: kill at this point in the stream, whatever state it is in
+		srv.kill9()
+		wg.Wait()
+		mu.Lock()
+		t.Logf("cycle %d: killed after %v, %d messages acknowledged so far", cycle, killAfter, len(acked))
+		if len(acked) <= before {
+			t.Fatalf("cycle %d acknowledged nothing new: the kill point tests nothing", cycle)
+		}
+		before = len(acked)
+		mu.Unlock()
+		srv = startChild(t, addr, dir) // must start cleanly after kill -9
+	}
+	defer srv.kill9()
+	if len(acked) == 0 {
+		t.Fatal("no message was acknowledged before the kills; the test proves nothing")
+	}
+
+	// The recipient drains everything, dropping duplicate ids.
+	c := register("recipient")
+	defer c.Close()
+	got := map[codec.MsgID]bool{}
+	last := make([]int, senders)
+	for i := range last {
+		last[i] = -1
+	}
+	for {
+		select {
+		case f := <-c.Events():
+			d, ok := f.(*codec.Deliver)
+			if !ok {
+				continue
+			}
+			c.Ack(d.Seq, true)
+			if got[d.ID] {
+				continue
+			}
+			got[d.ID] = true
+			var i, j int
+			fmt.Sscanf(string(d.Body), "%d:%d", &i, &j)
+			if j <= last[i] {
+				t.Fatalf("sender %d: message %d delivered after %d", i, j, last[i])
+			}
+			last[i] = j
+		case <-time.After(2 * time.Second):
+			for id, body := range acked {
+				if !got[id] {
+					t.Fatalf("acknowledged message %q (%v) was lost", body, id)
+				}
+			}
+			t.Logf("%d acknowledged messages all delivered (%d delivered in all)", len(acked), len(got))
+			return
+		}
+	}
+}

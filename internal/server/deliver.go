@@ -1,0 +1,81 @@
+package server
+
+import (
+	"errors"
+
+	"github.com/chatd/chatd/codec"
+	"github.com/chatd/chatd/internal/offline"
+	"github.com/chatd/chatd/internal/router"
+)
+
+// hooks receives the inbox's callbacks.
+type hooks struct{ s *Server }
+
+// Applied pushes new entries to recipients that are online and caught up:
+// the router decides, for each, whether it is pushed now or drained later.
+func (h hooks) Applied(entries []*offline.Stored) {
+	b := h.s.batch()
+	h.s.sessions.Applied(entries, b)
+	h.s.flush(b)
+}
+
+// Durable answers SENT (or ERROR) to the senders of durable messages.
+func (h hooks) Durable(msgs []*offline.Message[*Conn], others []offline.Done) {
+	s := h.s
+	s.counters.stored.Add(uint64(len(msgs) + len(others)))
+	b := s.batch()
+	for _, m := range msgs {
+		c := m.Sender
+		if c == nil {
+			continue
+		}
+		buf, ok := c.Begin()
+		if !ok {
+			continue // the sender left; it resends with DUP and gets SENT then
+		}
+		switch {
+		case errors.Is(m.Err, offline.ErrInboxFull):
+			buf = codec.AppendError(buf, codec.CodeInboxFull, 0, &m.ID, "the recipient's inbox is full; not stored")
+		case errors.Is(m.Err, offline.ErrDuplicateID):
+			buf = codec.AppendError(buf, codec.CodeDuplicateID, 0, &m.ID, "this id was already used for another recipient or body")
+		case errors.Is(m.Err, offline.ErrUnknownOutcome):
+			// Applied, maybe pushed, maybe durable: only a resend with DUP
+			// can tell the sender which.
+			buf = codec.AppendError(buf, codec.CodeUnknownOutcome, 0, &m.ID, "outcome unknown: resend with DUP")
+		case m.Err != nil:
+			buf = codec.AppendError(buf, codec.CodeInternal, 0, &m.ID, "not stored")
+		default:
+			buf = (&codec.Sent{ID: m.ID, Time: m.Time}).Append(buf)
+			s.counters.sent.Add(1)
+		}
+		if c.End(buf) {
+			b.Add(c)
+		}
+	}
+	s.flush(b)
+}
+
+// drain sends c what waits in its inbox, window permitting.
+func (s *Server) drain(c *Conn) {
+	b := s.batch()
+	s.sessions.Drain(c, b)
+	s.flush(b)
+}
+
+// ack handles ACK: entries up to seq leave the window and the inbox, and
+// what waited for the room is drained.
+func (s *Server) ack(c *Conn, body []byte) error {
+	var f codec.Ack
+	if err := f.Decode(body); err != nil {
+		return s.malformed(c, err)
+	}
+	drain, err := s.sessions.Ack(c, f.Seq)
+	if errors.Is(err, router.ErrAckBeyond) {
+		s.errorTo(c, codec.CodeBadAck, 0, nil, "ACK beyond the last delivered seq")
+		return nil
+	}
+	if drain {
+		s.drain(c)
+	}
+	return nil
+}

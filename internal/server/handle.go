@@ -1,0 +1,269 @@
+package server
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/chatd/chatd/codec"
+	"github.com/chatd/chatd/internal/offline"
+)
+
+// errClose makes conn close the connection after what is queued.
+var errClose = errors.New("server: closing connection")
+
+// Frame implements conn.Handler: it runs on the connection's event-loop
+// turn, one frame at a time.
+func (s *Server) Frame(c *Conn, t codec.Type, body []byte) error {
+	if !t.FromClient() {
+		if t.Known() {
+			return s.fatal(c, codec.CodeWrongDirection, t.String()+" is a server frame")
+		}
+		return s.fatal(c, codec.CodeUnknownType, "unknown frame type "+t.String())
+	}
+	st := &c.State
+	if st.auth.Load() != authDone {
+		switch t {
+		case codec.TypeRegister, codec.TypeLogin, codec.TypeResume:
+			return s.authenticate(c, t, body)
+		case codec.TypePing:
+			return s.ping(c, body)
+		}
+		code := codec.CodeNotAuthenticated
+		if st.auth.Load() == authPending {
+			code = codec.CodeAuthPending
+		}
+		s.errorTo(c, code, 0, nil, t.String()+" before WELCOME")
+		return nil
+	}
+	switch t {
+	case codec.TypeSend:
+		return s.send(c, body)
+	case codec.TypeAck:
+		return s.ack(c, body)
+	case codec.TypeRead:
+		return s.read(c, body)
+	case codec.TypePing:
+		return s.ping(c, body)
+	case codec.TypeTyping:
+		return s.typing(c, body)
+	case codec.TypeLookup:
+		return s.lookup(c, body)
+	case codec.TypeLogout:
+		return s.logout(c, body)
+	case codec.TypePassword:
+		return s.password(c, body)
+	case codec.TypeRegister, codec.TypeLogin, codec.TypeResume:
+		s.errorTo(c, codec.CodeAlreadyAuth, 0, nil, "session already authenticated")
+		return nil
+	case codec.TypeGroupCreate, codec.TypeGroupAdd, codec.TypeGroupRemove, codec.TypeGroupLeave,
+		codec.TypeGroupRename, codec.TypeGroupAdmin, codec.TypeGroupGet, codec.TypeGroupList:
+		return s.groupFrame(c, t, body)
+	case codec.TypeSubscribe, codec.TypeUnsubscribe, codec.TypePrivacy:
+		return s.presenceFrame(c, t, body)
+	}
+	return s.fatal(c, codec.CodeUnknownType, "unexpected frame "+t.String())
+}
+
+// Closed implements conn.Handler. It may run on the poller: no blocking.
+func (s *Server) Closed(c *Conn) {
+	st := &c.State
+	st.gone.Store(true)
+	if u := st.user.Load(); u != 0 && s.sessions.Remove(u, c) {
+		s.presence.Changed(u, uint64(time.Now().UnixMilli()))
+	}
+	s.sessions.Closed(c)
+	st.dmu.Lock()
+	subs := st.subs
+	st.subs = nil
+	st.dmu.Unlock()
+	if len(subs) > 0 {
+		s.presence.Forget(c, subs)
+	}
+}
+
+// fatal answers a protocol violation with ERROR and closes the connection.
+func (s *Server) fatal(c *Conn, code codec.Code, detail string) error {
+	s.errorTo(c, code, 0, nil, detail)
+	return errClose
+}
+
+// errorTo queues an ERROR on c, encoded straight into its queue. req names
+// the failed request and id the failed SEND (nil when neither applies).
+func (s *Server) errorTo(c *Conn, code codec.Code, req uint32, id *codec.MsgID, detail string) {
+	if buf, ok := c.Begin(); ok {
+		c.End(codec.AppendError(buf, code, req, id, detail))
+	}
+}
+
+// malformed answers a frame that did not decode and closes; returning the
+// codec's error (which wraps codec.ErrMalformed) lets conn count and log
+// it as bad input.
+func (s *Server) malformed(c *Conn, err error) error {
+	s.errorTo(c, codec.CodeMalformed, 0, nil, err.Error())
+	return err
+}
+
+// reply queues one frame on c; OnRequest flushes it when the turn ends.
+func (s *Server) reply(c *Conn, frame []byte) {
+	c.Write(frame)
+}
+
+func (s *Server) ping(c *Conn, body []byte) error {
+	var f codec.Ping
+	if err := f.Decode(body); err != nil {
+		return s.malformed(c, err)
+	}
+	if buf, ok := c.Begin(); ok {
+		c.End((&codec.Pong{Nonce: f.Nonce}).Append(buf))
+	}
+	return nil
+}
+
+func (s *Server) send(c *Conn, body []byte) error {
+	var f codec.Send
+	if err := f.Decode(body); err != nil {
+		return s.malformed(c, err)
+	}
+	user := c.State.user.Load()
+	var code codec.Code
+	var detail string
+	switch {
+	case !f.Flags.Valid():
+		code, detail = codec.CodeInvalidFlags, "SEND with reserved flag bits set"
+	case len(f.Body) > s.cfg.MaxBody:
+		code, detail = codec.CodeBodyTooLarge, fmt.Sprintf("body of %d bytes; this server takes at most %d", len(f.Body), s.cfg.MaxBody)
+	case s.storageFull(): // before the group branch: group SENDs too
+		code, detail = codec.CodeStorageFull, "the server's disk is nearly full; retry later"
+	case f.Flags&codec.FlagGroup != 0:
+		s.sendGroup(c, &f, user)
+		return nil
+	case f.To == user:
+		code, detail = codec.CodeSelfSend, "SEND to yourself"
+	case !s.accounts.Exists(f.To):
+		code, detail = codec.CodeUnknownRecipient, fmt.Sprintf("no user %d", f.To)
+	}
+	if code != 0 {
+		s.errorTo(c, code, 0, &f.ID, detail)
+		return nil
+	}
+	m := &offline.Message[*Conn]{
+		To: f.To, From: user, ID: f.ID,
+		Body: append([]byte(nil), f.Body...), Dup: f.Flags&codec.FlagDup != 0, Sender: c,
+	}
+	if err := s.inbox.Submit(m); err != nil {
+		s.counters.busy.Add(1)
+		s.errorTo(c, codec.CodeBusy, 0, &f.ID, "message store saturated; not stored, retry")
+	}
+	return nil
+}
+
+// read handles READ. A read receipt is produced only for messages the
+// reader was delivered and acknowledged, each once (offline's read log);
+// f.To names the messages' sender and f.Group their group (0 for 1:1),
+// two fields, so a group id is never taken for a user id.
+func (s *Server) read(c *Conn, body []byte) error {
+	var f codec.Read
+	if err := f.Decode(body); err != nil {
+		return s.malformed(c, err)
+	}
+	user := c.State.user.Load()
+	switch {
+	case f.To == user:
+		s.errorTo(c, codec.CodeSelfSend, 0, nil, "READ names yourself as the sender")
+		return nil
+	case !s.accounts.Exists(f.To):
+		s.errorTo(c, codec.CodeUnknownRecipient, 0, nil, "READ names no existing sender (to is the sender's user id; a group goes in group)")
+		return nil
+	case f.Group != 0:
+		g, err := s.groups.Get(f.Group)
+		if err != nil {
+			code, detail := s.groupCode(err)
+			s.errorTo(c, code, 0, nil, "READ: "+detail)
+			return nil
+		}
+		g.Mu.RLock()
+		_, member := g.Role(user)
+		g.Mu.RUnlock()
+		if !member {
+			s.errorTo(c, codec.CodeNotMember, 0, nil, "READ for a group you are not in")
+			return nil
+		}
+	}
+	asked := f.IDs.Len()
+	err := s.inbox.MarkRead(user, f.To, f.Group, append(codec.IDList(nil), f.IDs...), func(missing codec.IDList, err error) {
+		switch {
+		case err != nil:
+			s.errorTo(c, codec.CodeInternal, 0, nil, "READ not recorded; retry")
+		case missing.Len() > 0:
+			id := missing.At(0)
+			s.errorTo(c, codec.CodeNotDelivered, 0, &id, fmt.Sprintf(
+				"%d of %d ids were not delivered to you and acknowledged, or were already reported read", missing.Len(), asked))
+		default:
+			return
+		}
+		c.Flush()
+	})
+	if err != nil {
+		s.counters.busy.Add(1)
+		s.errorTo(c, codec.CodeBusy, 0, nil, "store saturated; retry")
+	}
+	return nil
+}
+
+func (s *Server) typing(c *Conn, body []byte) error {
+	var f codec.Typing
+	if err := f.Decode(body); err != nil {
+		return s.malformed(c, err)
+	}
+	if f.Flags&^codec.FlagGroup != 0 || f.State > codec.TypingStarted {
+		s.errorTo(c, codec.CodeInvalidFlags, 0, nil, "bad TYPING flags or state")
+		return nil
+	}
+	user := c.State.user.Load()
+	if f.Flags&codec.FlagGroup != 0 {
+		s.typingGroup(c, user, &f)
+		return nil
+	}
+	if f.To == user || !s.accounts.Exists(f.To) {
+		s.errorTo(c, codec.CodeUnknownRecipient, 0, nil, "TYPING names no other user")
+		return nil
+	}
+	// Typing is ephemeral: only an online recipient hears it.
+	if to, ok := s.sessions.Lookup(f.To); ok {
+		frame := (&codec.IsTyping{From: user, State: f.State}).Append(nil)
+		if to.Write(frame) {
+			to.Flush()
+		}
+	}
+	return nil
+}
+
+func (s *Server) lookup(c *Conn, body []byte) error {
+	var f codec.Lookup
+	if err := f.Decode(body); err != nil {
+		return s.malformed(c, err)
+	}
+	var (
+		user uint64
+		name []byte
+		err  error
+	)
+	switch {
+	case f.User != 0 && len(f.Name) == 0:
+		user = f.User
+		name, err = s.accounts.Name(user)
+	case f.User == 0 && len(f.Name) > 0:
+		name = f.Name
+		user, err = s.accounts.LookupName(f.Name)
+	default:
+		s.errorTo(c, codec.CodeMalformed, f.Req, nil, "LOOKUP needs exactly one of user and name")
+		return nil
+	}
+	if err != nil {
+		s.errorTo(c, s.accountCode(err), f.Req, nil, accountDetail(err))
+		return nil
+	}
+	s.reply(c, (&codec.User{Req: f.Req, User: user, Name: name}).Append(nil))
+	return nil
+}

@@ -1,0 +1,250 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+
+	"github.com/chatd/chatd/codec"
+	"github.com/chatd/chatd/internal/account"
+	"github.com/chatd/chatd/internal/admission"
+	"github.com/chatd/chatd/internal/conn"
+	"github.com/chatd/chatd/internal/group"
+	"github.com/chatd/chatd/internal/offline"
+	"github.com/chatd/chatd/internal/presence"
+	"github.com/chatd/chatd/internal/router"
+	"github.com/chatd/chatd/internal/secure"
+	"github.com/chatd/chatd/internal/store"
+	"github.com/cockroachdb/pebble/v2"
+	"go.uber.org/zap"
+)
+
+// Server is a running chatd. Its fields are grouped by who owns them.
+// Nothing in Server belongs to one event-loop turn or one connection: that
+// state lives in each connection's session (session.go).
+type Server struct {
+	// Static after New. Each component is safe for concurrent use and
+	// guards its own state (lock order: doc.go).
+	cfg      Config
+	log      *zap.Logger
+	key      secure.Keypair // static Noise key, kept in the data folder
+	db       *pebble.DB
+	space    *store.Space
+	accounts *account.Store
+	inbox    *offline.Inbox[*Conn]
+	groups   *group.Store
+	presence *presence.Tracker[*Conn]
+	commits  *commits              // durable requests, off the event loop
+	sessions *router.Router[*Conn] // the session table and delivery: push, drain, ack
+	conns    *conn.Server[session]
+	admit    *admission.Control // accept-time GOAWAY: capacity, memory, accept rate
+	logins   *loginLimiter
+
+	// Pools, safe for concurrent use; an item belongs to whoever took it.
+	batches sync.Pool // *conn.Batch[session], one per producer turn
+
+	// Atomics, added to from any goroutine; read by metrics and Process.
+	counters counters
+
+	// Guarded by closeOnce: set once by the first Close.
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// New opens the data folder and prepares the server; Listen and Serve
+// start it.
+func New(cfg Config) (*Server, error) {
+	explicitMax := cfg.MaxConns != 0
+	cfg.setDefaults()
+	if !explicitMax {
+		if soft, _, err := conn.FileLimit(); err == nil && soft > 400 {
+			cfg.MaxConns = int(soft - 300)
+		}
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, log: cfg.Logger}
+	s.sessions = router.New(router.Config[*Conn]{
+		Window: cfg.Window, WindowBytes: cfg.WindowBytes, Logger: cfg.Logger,
+		Session: func(c *Conn) *router.Session { return &c.State.dmu },
+		User:    func(c *Conn) uint64 { return c.State.user.Load() },
+	})
+	s.counters.pushed, s.counters.backlogged = &s.sessions.Counters.Pushed, &s.sessions.Counters.Backlogged
+	s.counters.inflightPeak = &s.sessions.Counters.InflightPeak
+	s.logins = newLoginLimiter(cfg.LoginsPerSource, cfg.FailedLoginsPerUser)
+	s.batches.New = func() any { return new(conn.Batch[session]) }
+
+	memtable := cfg.MemTableSize
+	if memtable == 0 {
+		memtable = 64 << 20 // store's default
+	}
+	var err error
+	if s.space, err = store.OpenSpace(cfg.DataDir, store.SpaceOptions{
+		Reserve: cfg.StorageReserve, Hysteresis: cfg.StorageHysteresis, Ballast: cfg.Ballast, MemTableSize: int64(memtable),
+		Interval: cfg.StorageInterval, Logger: cfg.Logger,
+	}); err != nil {
+		return nil, err
+	}
+	db, err := store.Open(cfg.DataDir, store.Options{
+		CacheSize: cfg.CacheSize, MemTableSize: cfg.MemTableSize, Space: s.space, Logger: cfg.Logger,
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.db = db
+	if s.accounts, err = account.New(db, account.Config{Hashing: cfg.Hashing}); err != nil {
+		db.Close()
+		return nil, err
+	}
+	if s.groups, err = group.Open(db, cfg.MaxGroup); err != nil {
+		db.Close()
+		return nil, err
+	}
+	if s.inbox, err = offline.Open[*Conn](db, offline.Config{Lanes: cfg.Lanes, TTL: cfg.TTL, Quota: cfg.Quota, Logger: cfg.Logger, SyncFault: cfg.syncFault}, hooks{s}); err != nil {
+		db.Close()
+		return nil, err
+	}
+	s.sessions.Use(s.inbox)
+	key, created, err := secure.LoadOrCreateKey(filepath.Join(cfg.DataDir, "noise.key"))
+	if err != nil {
+		s.inbox.Close()
+		db.Close()
+		return nil, err
+	}
+	if created {
+		s.log.Info("created the server's Noise key", zap.String("path", filepath.Join(cfg.DataDir, "noise.key")))
+	}
+	s.key = key
+	s.presence = presence.New[*Conn](db, presence.Config{
+		Interval: cfg.PresenceInterval,
+		Online:   func(u uint64) bool { _, on := s.sessions.Lookup(u); return on },
+		Logger:   cfg.Logger,
+	})
+	s.commits = newCommits()
+	s.conns, err = conn.New[session](conn.Config{
+		NoiseKey:       &s.key,
+		MaxOutbound:    cfg.MaxOutbound,
+		MaxFrameRate:   cfg.MaxFrameRate,
+		MaxByteRate:    cfg.MaxByteRate,
+		ReadTimeout:    cfg.ReadTimeout,
+		WriteTimeout:   cfg.WriteTimeout,
+		Keepalive:      cfg.Keepalive,
+		AuthTimeout:    cfg.AuthTimeout,
+		AllowPlaintext: cfg.Plaintext,
+		Logger:         cfg.Logger,
+	}, s)
+	if err != nil {
+		s.commits.close()
+		s.presence.Close()
+		s.inbox.Close()
+		db.Close()
+		return nil, err
+	}
+	s.admit = admission.New(admission.Config{
+		MaxConns:   cfg.MaxConns,
+		Watermark:  uint64(float64(cfg.MemoryLimit) * cfg.MemoryWatermark),
+		AcceptRate: cfg.AcceptRate,
+		RetryAfter: cfg.RetryAfter,
+		Conns:      s.conns.Len,
+		Logger:     cfg.Logger,
+	})
+	s.conns.SetAdmitter(s.admit.Admit)
+	s.space.Watch(db)
+	return s, nil
+}
+
+// Listen binds the configured address.
+func (s *Server) Listen() error { return s.conns.Listen(s.cfg.Addr) }
+
+// Addr is the bound address (after Listen).
+func (s *Server) Addr() net.Addr { return s.conns.Addr() }
+
+// Serve runs until Close.
+func (s *Server) Serve() error { return s.conns.Serve() }
+
+// Close shuts down gracefully: it stops accepting, sends every client
+// GOAWAY (reconnect after RetryAfter plus jitter), closes the
+// connections, lets every queued inbox write finish and become durable
+// (so every SENT already promised holds), flushes the memtable and closes
+// the database.
+func (s *Server) Close() error {
+	s.closeOnce.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), s.cfg.DrainTimeout)
+		defer cancel()
+		s.admit.Stop()
+		s.conns.StopAccepting()
+		bye := s.admit.Goaway(codec.GoawayShutdown)
+		s.conns.Each(func(c *Conn) {
+			if c.Write(bye) {
+				c.Flush()
+			}
+		})
+		err := s.conns.Shutdown(ctx)
+		s.commits.close() // after the last frame, before the inbox: jobs queue group events
+		s.admit.Close()
+		s.presence.Close()
+		s.inbox.Close()
+		s.space.Close()
+		if ferr := s.db.Flush(); ferr != nil {
+			err = errors.Join(err, fmt.Errorf("server: flush store: %w", ferr))
+		}
+		if cerr := s.db.Close(); cerr != nil {
+			err = errors.Join(err, fmt.Errorf("server: close store: %w", cerr))
+		}
+		s.closeErr = err
+	})
+	return s.closeErr
+}
+
+// storageFull reports (and counts) a write refused because the disk is
+// nearly full: one atomic load while it is not.
+func (s *Server) storageFull() bool {
+	if !s.space.Full() {
+		return false
+	}
+	s.counters.storageFull.Add(1)
+	return true
+}
+
+// PublicKey is the server's static Noise key: clients pin it.
+func (s *Server) PublicKey() []byte { return s.key.Public }
+
+// Stats is a snapshot of what the server is doing.
+type Stats struct {
+	Conn     conn.Snapshot
+	Sessions int
+	Users    uint64
+}
+
+// Stats returns current counters.
+func (s *Server) Stats() Stats {
+	return Stats{Conn: s.conns.Snapshot(), Sessions: s.sessions.Len(), Users: s.accounts.Count()}
+}
+
+// counters count per-message events with atomics; never logged per event.
+// Accept-time refusals are admission's (admission.Control.Rejected).
+type counters struct {
+	stored atomic.Uint64  // inbox entries made durable
+	pushed *atomic.Uint64 // the router's: inbox entries written to a connection
+	sent   atomic.Uint64  // SENT acks
+
+	inflightPeak *atomic.Int64 // the router's: most unacknowledged delivery bytes one connection had
+
+	registers, logins, resumes atomic.Uint64
+	backlogged                 *atomic.Int64 // the router's: sessions with entries not yet pushed
+	busy                       atomic.Uint64
+	loginLimited               atomic.Uint64
+	storageFull                atomic.Uint64 // requests refused with ERROR 28
+}
+
+func (s *Server) batch() *conn.Batch[session] { return s.batches.Get().(*conn.Batch[session]) }
+
+func (s *Server) flush(b *conn.Batch[session]) {
+	b.Flush()
+	s.batches.Put(b)
+}

@@ -1,0 +1,43 @@
+package server
+
+import (
+	"sync/atomic"
+
+	"github.com/chatd/chatd/codec"
+	"github.com/chatd/chatd/internal/conn"
+	"github.com/chatd/chatd/internal/router"
+)
+
+// Conn is a client connection carrying a session.
+type Conn = conn.Conn[session]
+
+// session is the per-connection protocol state, stored inline in the
+// connection. It stays small because a million idle sessions pay for
+// every field: no maps, timers or goroutines. The delivery state is the
+// router's (router.Session), kept inline here. Fields are
+// grouped by who owns them, and ordered within a group so that no padding
+// is wasted (TestSessionStaysSmall).
+type session struct {
+	// Atomics, read anywhere without a lock. The event loop moves auth
+	// from authNone to authPending (one attempt at a time); whoever
+	// finishes the attempt (a registration goroutine, or the loop itself
+	// for RESUME) sets user and then authDone, or goes back to authNone.
+	// Closed sets gone; an authentication that finishes after it sees gone
+	// and takes back its router entry.
+	auth atomic.Uint32 // authNone, authPending, authDone
+	gone atomic.Bool   // the connection closed
+	user atomic.Uint64 // set once, before auth becomes authDone
+
+	// dmu is the delivery state, owned by the router (pushed, acked,
+	// window, backlog), and its lock, which also guards token and subs
+	// (lock order: dmu, then Conn's queue): one mutex per session.
+	dmu   router.Session
+	token codec.Token // the session's token, revoked by LOGOUT
+	subs  []uint64    // users whose presence this connection watches
+}
+
+const (
+	authNone uint32 = iota
+	authPending
+	authDone
+)
