@@ -34,35 +34,12 @@ func (s *Server) notReady() string {
 	return ""
 }
 
-// ProcessStats is what /stats reports. bench.Stats decodes it; the root
-// package's TestBenchStatsMatchServer keeps the two in step.
-type ProcessStats struct {
-	Time        time.Time `json:"time"`
-	Connections uint64    `json:"connections"`
-	Sessions    int       `json:"sessions"`
-	Users       uint64    `json:"users"`
-	Goroutines  int       `json:"goroutines"`
-	RSS         uint64    `json:"rss_bytes"`
-	HeapAlloc   uint64    `json:"heap_alloc_bytes"`
-	HeapInuse   uint64    `json:"heap_inuse_bytes"`
-	Sys         uint64    `json:"sys_bytes"`
-	Accepted    uint64    `json:"accepted"`
-	FramesIn    uint64    `json:"frames_in"`
-	BytesIn     uint64    `json:"bytes_in"`
-	BytesOut    uint64    `json:"bytes_out"`
-	Stored      uint64    `json:"messages_stored"`
-	Pushed      uint64    `json:"entries_pushed"`
-	Acked       uint64    `json:"sent_acks"`
-	CPUSeconds  float64   `json:"cpu_seconds"`
-	Syscalls    uint64    `json:"read_write_syscalls"` // syscr + syscw from /proc/self/io
-}
-
 // Process returns counters together with process-level readings.
-func (s *Server) Process() ProcessStats {
+func (s *Server) Process() admin.Stats {
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	st := s.Stats()
-	return ProcessStats{
+	return admin.Stats{
 		Time: time.Now(), Connections: st.Conn.Open, Sessions: st.Sessions, Users: st.Users,
 		Goroutines: runtime.NumGoroutine(), RSS: proc.RSS(), HeapAlloc: ms.HeapAlloc, HeapInuse: ms.HeapInuse,
 		Sys: ms.Sys, Accepted: st.Conn.Accepted, FramesIn: st.Conn.FramesIn, BytesIn: st.Conn.BytesIn,
