@@ -24,7 +24,7 @@
 //
 // # Locks
 //
-// In order: the caller's lock around Subscribe (the server's session dmu),
+// In order: the caller's lock around Subscribe (the server's session route lock),
 // then the tracker's mu, then a watcher's queue lock (Watcher.Write).
 // PRESENCE frames are queued under mu, so a watcher's updates about one
 // user are queued in the order they were decided. wmu, which makes each

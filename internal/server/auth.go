@@ -98,9 +98,9 @@ func (s *Server) authenticated(c *Conn, user uint64, tok codec.Token, err error)
 		return
 	}
 	st.user.Store(user)
-	st.dmu.Lock()
+	st.route.Lock()
 	st.token = tok
-	st.dmu.Unlock()
+	st.route.Unlock()
 	if old, ok := s.sessions.Login(user, c); ok && old != c { // behind whatever waits in the inbox
 		s.kick(old, codec.KickElsewhere)
 	}
@@ -141,9 +141,9 @@ func (s *Server) logout(c *Conn, body []byte) error {
 	if err := f.Decode(body); err != nil {
 		return s.malformed(c, err)
 	}
-	c.State.dmu.Lock()
+	c.State.route.Lock()
 	tok := c.State.token
-	c.State.dmu.Unlock()
+	c.State.route.Unlock()
 	user := c.State.user.Load()
 	job := func() {
 		if err := s.accounts.Revoke(user, tok); err != nil {
@@ -180,9 +180,9 @@ func (s *Server) password(c *Conn, body []byte) error {
 		if err != nil {
 			s.errorTo(c, s.accountCode(err), 0, nil, accountDetail(err))
 		} else {
-			c.State.dmu.Lock()
+			c.State.route.Lock()
 			c.State.token = tok
-			c.State.dmu.Unlock()
+			c.State.route.Unlock()
 			s.reply(c, s.welcome(user, tok))
 		}
 		c.Flush()

@@ -19,7 +19,7 @@
 //	                    never held across an fsync
 //	group.Store.mu      the map of loaded groups; lookups and store reads only
 //	router.Session.mu   a connection's delivery state (pushed, acked, window, backlog;
-//	                    router/session.go), kept inline as session.dmu, whose lock also
+//	                    router/session.go), kept inline as session.route, whose lock also
 //	                    guards the token and subscriptions (session.go)
 //	presence.Tracker.mu watchers and dirty users; PRESENCE frames are queued under it
 //	router shard mu     (RW) the session table: Lookup, Swap, Remove
@@ -37,16 +37,16 @@
 // Rules that keep the order honest:
 //
 //   - Nothing that closes a connection runs under a lock its close callback
-//     takes. Closed (handle.go) takes the router shard, dmu and presence's mu,
+//     takes. Closed (handle.go) takes the router shard, route and presence's mu,
 //     and netpoll runs it on the goroutine that calls Close: so Close,
 //     kick and fatal are called holding none of the locks above. conn.End
 //     may be called holding any of them: its slow-consumer close is
 //     asynchronous.
-//   - No fsync on a netpoll goroutine or under Group.Mu, dmu, presence's mu
+//   - No fsync on a netpoll goroutine or under Group.Mu, route, presence's mu
 //     or Conn.mu: durable writes go to the inbox lanes (offline) or the
 //     commit lanes (commits.go), and answers are queued when they are
 //     durable.
 //   - The inbox calls its hooks (Applied, Durable, MarkRead's done) from
 //     lane and syncer goroutines holding no offline lock; the hooks take
-//     dmu (router.Router.Applied) and then Conn.mu.
+//     route (router.Router.Applied) and then Conn.mu.
 package server

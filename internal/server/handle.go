@@ -73,10 +73,10 @@ func (s *Server) Closed(c *Conn) {
 		s.presence.Changed(u, uint64(time.Now().UnixMilli()))
 	}
 	s.sessions.Closed(c)
-	st.dmu.Lock()
+	st.route.Lock()
 	subs := st.subs
 	st.subs = nil
-	st.dmu.Unlock()
+	st.route.Unlock()
 	if len(subs) > 0 {
 		s.presence.Forget(c, subs)
 	}

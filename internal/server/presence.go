@@ -12,9 +12,9 @@ const maxSubscriptions = 4096
 
 // presenceFrame handles SUBSCRIBE, UNSUBSCRIBE and PRIVACY; package
 // presence does the watching. A connection's list of the users it watches
-// lives in its session (st.subs, guarded by dmu), so that Closed can
+// lives in its session (st.subs, guarded by route), so that Closed can
 // Forget them without presence keeping a map per connection. Lock order:
-// dmu, then presence's mu, then the connection's queue.
+// route, then presence's mu, then the connection's queue.
 func (s *Server) presenceFrame(c *Conn, t codec.Type, body []byte) error {
 	st := &c.State
 	switch t {
@@ -30,15 +30,15 @@ func (s *Server) presenceFrame(c *Conn, t codec.Type, body []byte) error {
 				users = append(users, u)
 			}
 		}
-		st.dmu.Lock()
+		st.route.Lock()
 		if len(st.subs)+len(users) > maxSubscriptions {
-			st.dmu.Unlock()
+			st.route.Unlock()
 			s.errorTo(c, codec.CodeTooManyTargets, 0, nil,
 				fmt.Sprintf("one connection may watch at most %d users", maxSubscriptions))
 			return nil
 		}
 		st.subs = append(st.subs, s.presence.Subscribe(c, users)...)
-		st.dmu.Unlock()
+		st.route.Unlock()
 	case codec.TypeUnsubscribe:
 		var f codec.Unsubscribe
 		if err := f.Decode(body); err != nil {
@@ -46,7 +46,7 @@ func (s *Server) presenceFrame(c *Conn, t codec.Type, body []byte) error {
 		}
 		drop := ids(f.Users)
 		s.presence.Forget(c, drop)
-		st.dmu.Lock()
+		st.route.Lock()
 		kept := st.subs[:0]
 		for _, u := range st.subs {
 			found := false
@@ -58,7 +58,7 @@ func (s *Server) presenceFrame(c *Conn, t codec.Type, body []byte) error {
 			}
 		}
 		st.subs = kept
-		st.dmu.Unlock()
+		st.route.Unlock()
 	case codec.TypePrivacy:
 		var f codec.Privacy
 		if err := f.Decode(body); err != nil {

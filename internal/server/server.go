@@ -71,7 +71,7 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{cfg: cfg, log: cfg.Logger}
 	s.sessions = router.New(router.Config[*Conn]{
 		Window: cfg.Window, WindowBytes: cfg.WindowBytes, Logger: cfg.Logger,
-		Session: func(c *Conn) *router.Session { return &c.State.dmu },
+		Session: func(c *Conn) *router.Session { return &c.State.route },
 		User:    func(c *Conn) uint64 { return c.State.user.Load() },
 	})
 	s.counters.pushed, s.counters.backlogged = &s.sessions.Counters.Pushed, &s.sessions.Counters.Backlogged

@@ -28,10 +28,10 @@ type session struct {
 	gone atomic.Bool   // the connection closed
 	user atomic.Uint64 // set once, before auth becomes authDone
 
-	// dmu is the delivery state, owned by the router (pushed, acked,
+	// route is the delivery state, owned by the router (pushed, acked,
 	// window, backlog), and its lock, which also guards token and subs
-	// (lock order: dmu, then Conn's queue): one mutex per session.
-	dmu   router.Session
+	// (lock order: route, then Conn's queue): one mutex per session.
+	route router.Session
 	token codec.Token // the session's token, revoked by LOGOUT
 	subs  []uint64    // users whose presence this connection watches
 }
