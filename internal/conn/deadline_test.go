@@ -135,3 +135,24 @@ func TestDeadlinesAtScale(t *testing.T) {
 			st.AuthTimeouts, st.ReadTimeouts, st.IdleClosed, stk.AuthTimeouts, stk.ReadTimeouts, stk.IdleClosed, want, n/3)
 	}
 }
+
+// TestOlderNeverWraps: a connection stamped just after the sweeper read
+// the clock is not ancient. Unsigned arithmetic once made it 4 billion ms
+// old, and the sweep kicked a connection that had just sent a frame (or
+// closed one accepted that instant as unauthenticated too long).
+func TestOlderNeverWraps(t *testing.T) {
+	for _, tc := range []struct {
+		now, stamp, limit uint32
+		want              bool
+	}{
+		{now: 1000, stamp: 1001, limit: 10, want: false}, // stamped after now
+		{now: 1000, stamp: 1000, limit: 10, want: false},
+		{now: 1010, stamp: 1000, limit: 10, want: false}, // exactly the limit: not more
+		{now: 1011, stamp: 1000, limit: 10, want: true},
+		{now: 5, stamp: 0, limit: 10, want: false},
+	} {
+		if got := older(tc.now, tc.stamp, tc.limit); got != tc.want {
+			t.Errorf("older(now %d, stamp %d, limit %d) = %v, want %v", tc.now, tc.stamp, tc.limit, got, tc.want)
+		}
+	}
+}

@@ -110,12 +110,10 @@ func (s *Server[T]) sweep() {
 			now := s.clock.now()
 			sh.mu.Lock()
 			for _, c := range sh.conns {
-				// Stamps are in whole milliseconds: "more than keep" means
-				// at least keep has really passed.
 				switch {
-				case now-c.lastRead.Load() > keep:
+				case older(now, c.lastRead.Load(), keep):
 					idle = append(idle, c)
-				case c.state.Load()&stateAuthed == 0 && now-c.opened > auth:
+				case c.state.Load()&stateAuthed == 0 && older(now, c.opened, auth):
 					unauth = append(unauth, c)
 				}
 			}
@@ -144,3 +142,10 @@ func (s *Server[T]) expire(c *Conn[T], why Reason, frame func([]byte) []byte) {
 	s.stats.bad.note(s.log, why, c.RemoteAddr, why.String())
 	c.Close()
 }
+
+// older reports whether a stamp is more than limit milliseconds before now.
+// Stamps are whole milliseconds, so "more than" means at least limit has
+// really passed. An input turn or an accept may stamp a time later than
+// the sweeper's now (read before it took the shard lock): that is no age
+// at all, never an unsigned wrap to four billion milliseconds.
+func older(now, stamp, limit uint32) bool { return now > stamp && now-stamp > limit }
