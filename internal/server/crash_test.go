@@ -152,6 +152,10 @@ func TestCrashLosesNothingAcknowledged(t *testing.T) {
 			}()
 		}
 		time.Sleep(killAfter) // the scenario: kill at this point in the stream, whatever state it is in
+		// On a loaded machine a restarted server may not have acknowledged
+		// anything yet: wait (bounded) for the first new SENT, so the kill
+		// always lands on a stream that is flowing.
+		poll(10*time.Second, func() bool { mu.Lock(); defer mu.Unlock(); return len(acked) > before })
 		srv.kill9()
 		wg.Wait()
 		mu.Lock()
