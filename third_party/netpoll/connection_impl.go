@@ -49,7 +49,6 @@ type connection struct {
 	writeTrigger  chan error
 	inputBuffer   *LinkBuffer
 	outputBuffer  *LinkBuffer
-	outputBarrier *barrier
 	maxSize       int       // The maximum size of data between two Release().
 	bookSize      int       // The size of data that can be read at once.
 	state         connState // Connection state should be changed sequentially.
@@ -370,7 +369,6 @@ func (c *connection) init(conn Conn, opts *options) (err error) {
 	c.writeTrigger = make(chan error, 1)
 	c.bookSize, c.maxSize = defaultLinkBufferSize, defaultLinkBufferSize
 	c.inputBuffer, c.outputBuffer = NewLinkBuffer(defaultLinkBufferSize), NewLinkBuffer()
-	c.outputBarrier = barrierPool.Get().(*barrier)
 	c.state = connStateNone
 
 	c.initNetFD(conn) // conn must be *netFD{}
@@ -516,8 +514,14 @@ func (c *connection) flush() error {
 	if c.outputBuffer.IsEmpty() {
 		return nil
 	}
-	bs := c.outputBuffer.GetBytes(c.outputBarrier.bs)
-	n, err := sendmsg(c.fd, bs, c.outputBarrier.ivs, false)
+	// The barrier (32 slices and 32 iovecs, about 1.3 KiB) is needed only
+	// for this one sendmsg: take it from the pool here instead of holding one
+	// per connection for its whole life. sendmsg resets the slots it used, so
+	// the pooled barrier keeps no reference to this connection's buffer.
+	b := barrierPool.Get().(*barrier)
+	bs := c.outputBuffer.GetBytes(b.bs)
+	n, err := sendmsg(c.fd, bs, b.ivs, false)
+	barrierPool.Put(b)
 	if err != nil && err != syscall.EAGAIN {
 		return Exception(err, "when flush")
 	}
