@@ -146,7 +146,17 @@ func TestIdleConnectionHeap(t *testing.T) {
 	case <-time.After(60 * time.Second):
 		t.Fatal("client process not ready within 60s")
 	}
-	waitFor(t, func() bool { return s.Len() == n+1 && h.frames.Load() == n+1 })
+	// The child saw every PONG, so every login has been handled; poll until
+	// the server's registry agrees (or report what it holds).
+	deadline := time.Now().Add(20 * time.Second)
+	for s.Len() != n+1 || h.frames.Load() != n+1 {
+		if time.Now().After(deadline) {
+			snap := s.Snapshot()
+			t.Fatalf("server holds %d connections and saw %d frames, want %d and %d (accepted %d, closed %d, rejected %d)",
+				s.Len(), h.frames.Load(), n+1, n+1, snap.Accepted, snap.Closed, snap.Rejected)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 
 	per := int(int64(heapInUse()-base) / n)
 	t.Logf("server Go heap per idle authenticated connection: %d B (bound %d B, %d connections)", per, idleHeapBound(), n)
