@@ -146,21 +146,16 @@ func TestIdleConnectionHeap(t *testing.T) {
 	case <-time.After(60 * time.Second):
 		t.Fatal("client process not ready within 60s")
 	}
-	// The child saw every PONG, so every login has been handled. Under heavy
-	// load (the whole suite under -race beside other packages) the server
-	// has, rarely, closed one of them before the reading; a closed
-	// connection's memory is freed, so the heap is divided by the
-	// connections still open, and the test fails only if more than 1% went.
+	// The child saw every PONG, so every login has been handled, and none
+	// may have been closed: an idle connection within its keepalive stays
+	// open (the sweeper's clock-wrap bug once closed one now and then).
 	waitFor(t, func() bool { return h.frames.Load() == n+1 })
 	after := heapInUse()
 	live := s.Len() - 1
 	if live != n {
 		h.mu.Lock()
-		t.Logf("%d of %d connections closed before the reading (closed by the server: %d, lateness past deadline: %v)", n-live, n, h.closed.Load(), h.late)
-		h.mu.Unlock()
-	}
-	if live < n*99/100 {
-		t.Fatalf("only %d of %d idle connections still open", live, n)
+		defer h.mu.Unlock()
+		t.Fatalf("%d of %d idle connections closed before the reading (closed by the server: %d, lateness past deadline: %v)", n-live, n, h.closed.Load(), h.late)
 	}
 	per := int(int64(after-base) / int64(live))
 	t.Logf("server Go heap per idle authenticated connection: %d B (bound %d B, %d connections)", per, idleHeapBound(), n)
