@@ -122,7 +122,7 @@ func (l *lane[S]) expire(b batch, o *op[S], now uint64) {
 	var e Entry
 	keep := false
 	for it.First(); it.Valid(); it.Next() {
-		seq := beUint64(it.Key()[9:])
+		seq := binary.BigEndian.Uint64(it.Key()[9:])
 		v, err := it.ValueAndErr()
 		if err != nil || len(v) < entryHeader {
 			continue

@@ -122,7 +122,7 @@ func (in *Inbox[S]) countEntries(it iterator, before func()) {
 		if len(k) != 17 {
 			continue
 		}
-		if u := beUint64(k[1:]); u != user || n == 0 {
+		if u := binary.BigEndian.Uint64(k[1:]); u != user || n == 0 {
 			flush()
 			user, n = u, 0
 		}
@@ -307,7 +307,7 @@ func (in *Inbox[S]) Read(user, after uint64, max int, fn func(*Entry) bool) erro
 	cutoff, expiring := in.cutoff(), false
 	for it.First(); it.Valid() && n < max; it.Next() {
 		k := it.Key()
-		seq := beUint64(k[9:])
+		seq := binary.BigEndian.Uint64(k[9:])
 		v, err := it.ValueAndErr()
 		if err != nil {
 			return fmt.Errorf("offline: read inbox %d: %w", user, err)
@@ -350,12 +350,6 @@ func (in *Inbox[S]) Count(user uint64) (int, error) {
 	n := 0
 	err := in.Read(user, 0, int(^uint(0)>>1), func(*Entry) bool { n++; return true })
 	return n, err
-}
-
-func beUint64(b []byte) uint64 {
-	_ = b[7]
-	return uint64(b[0])<<56 | uint64(b[1])<<48 | uint64(b[2])<<40 | uint64(b[3])<<32 |
-		uint64(b[4])<<24 | uint64(b[5])<<16 | uint64(b[6])<<8 | uint64(b[7])
 }
 
 // countInbox counts user's entries, up to max, from keys alone.

@@ -58,7 +58,9 @@ type senderID struct {
 // entryRef names one inbox entry.
 type entryRef struct{ user, seq uint64 }
 
-func refOf(key []byte) entryRef { return entryRef{beUint64(key[1:]), beUint64(key[9:])} }
+func refOf(key []byte) entryRef {
+	return entryRef{binary.BigEndian.Uint64(key[1:]), binary.BigEndian.Uint64(key[9:])}
+}
 
 // xslot remembers that the expiry index has the key (hour, user), so the
 // common case (many entries for one user within an hour) writes it once.
@@ -176,7 +178,7 @@ func (l *lane[S]) commit(ops []*op[S]) {
 			}
 			l.addEntry(b, o)
 			l.key = dedupKey(l.key[:0], day, o.st.From, &o.st.ID)
-			b.Set(l.key, dedupValue(l.val[:0], o.st.To, o.st.Seq, o.st.Time, o.bodyHash()))
+			b.Set(l.key, dedupValue(l.val[:0], o.st.To, o.st.Seq, o.st.Time, o.hash))
 			in.seen.add(day, o.st.From, &o.st.ID)
 		case KindReceipt, KindGroupEvent, KindGroupMessage:
 			// Receipts, membership events and group messages (whose
@@ -265,7 +267,7 @@ func (l *lane[S]) storeGroup(b batch, o *op[S], day uint32) {
 	b.Set(bodyKey(o.st.Ref, 0), append(l.val, o.st.Body...))
 	b.Set(bodyKey(o.st.Ref, 1), binary.BigEndian.AppendUint32(nil, uint32(len(o.members))))
 	l.key = dedupKey(l.key[:0], day, o.st.From, &o.st.ID)
-	b.Set(l.key, dedupValue(l.val[:0], o.st.Group, o.st.Seq, o.st.Time, o.bodyHash()))
+	b.Set(l.key, dedupValue(l.val[:0], o.st.Group, o.st.Seq, o.st.Time, o.hash))
 	l.in.seen.add(day, o.st.From, &o.st.ID)
 	l.fanouts = append(l.fanouts, o)
 }
@@ -277,7 +279,6 @@ func (l *lane[S]) fanOut() {
 		o.parts.n.Store(int32(len(o.members)) + 1) // the members' entries and this batch
 		for _, m := range o.members {
 			e := &op[S]{kind: o.st.Kind, st: Stored{To: m, Entry: o.st.Entry}, parts: o.parts}
-			e.st.Seq = 0
 			if o.st.Kind == KindMessage {
 				e.kind, e.st.Kind = KindGroupMessage, KindGroupMessage
 			}
@@ -373,13 +374,14 @@ func (l *lane[S]) adoptCounts(counts map[uint64]int32) {
 // record then names the later. Only a client reusing ids concurrently can
 // meet that, and each recipient still gets its message once.
 func (l *lane[S]) duplicate(b batch, o *op[S], day uint32) bool {
-	to, hash := o.dedupTarget(), o.bodyHash()
+	o.hash = o.bodyHash() // once: the dedup record stores it too
+	to, hash := o.dedupTarget(), o.hash
 	if l.batchIDs == nil {
 		l.batchIDs = map[senderID]*op[S]{}
 	}
 	k := senderID{o.st.From, o.st.ID}
 	if prev := l.batchIDs[k]; prev != nil && prev.err == nil {
-		if prev.dedupTarget() != to || prev.bodyHash() != hash {
+		if prev.dedupTarget() != to || prev.hash != hash {
 			o.err = ErrDuplicateID
 			return true
 		}
@@ -568,12 +570,13 @@ func (l *lane[S]) settle(b batch, user uint64, acked []Acked, kind codec.Receipt
 	var pending atomic.Int32
 	pending.Store(int32(len(order)))
 	del := &op[S]{kind: kindDelete, st: Stored{To: user}, keys: keys}
-	for _, r := range order {
-		r.done = func(*op[S]) {
-			if pending.Add(-1) == 0 {
-				in.lane(user).add(del, true)
-			}
+	done := func(*op[S]) { // one closure for all the receipts: the last queues the delete
+		if pending.Add(-1) == 0 {
+			in.lane(user).add(del, true)
 		}
+	}
+	for _, r := range order {
+		r.done = done
 		if err := in.lane(r.st.To).add(r, true); err != nil {
 			r.done(r) // closing: the entries stay and are delivered again
 		}
@@ -598,7 +601,7 @@ func (l *lane[S]) readAcked(o *op[S]) []Acked {
 	var e Entry
 	for it.First(); it.Valid(); it.Next() {
 		k := it.Key()
-		seq := beUint64(k[9:])
+		seq := binary.BigEndian.Uint64(k[9:])
 		v, err := it.ValueAndErr()
 		if err != nil || DecodeEntry(seq, v, &e) != nil {
 			out = append(out, Acked{Seq: seq})
@@ -648,7 +651,7 @@ func (l *lane[S]) syncer() {
 
 // durable runs completions and passes the caller-visible ops to the hooks.
 func (l *lane[S]) durable(ops []*op[S]) {
-	var d durable[S]
+	d := durable[S]{msgs: make([]*Message[S], 0, len(ops))}
 	for _, o := range ops {
 		if o.done != nil {
 			o.done(o)

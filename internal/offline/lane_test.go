@@ -1,6 +1,7 @@
 package offline
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"slices"
@@ -136,7 +137,7 @@ func TestLaneSeqOrder(t *testing.T) {
 	}
 	rec.mu.Unlock()
 	v, _, err := e.Get(metaSeq)
-	if err != nil || beUint64(v) <= top {
+	if err != nil || binary.BigEndian.Uint64(v) <= top {
 		t.Fatalf("seq mark %x (%v) not above the top seq %d", v, err, top)
 	}
 }

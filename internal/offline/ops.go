@@ -95,6 +95,7 @@ type op[S any] struct {
 	// Entries.
 	msg       *Message[S] // the caller's message, for Durable
 	duplicate bool        // a resend: st.Seq and st.Time are the original's
+	hash      uint64      // the body's dedup hash, set by the dedup check
 	parts     *countdown[S]
 
 	members []uint64 // kindGroupFanout: st is the group message or event

@@ -157,7 +157,7 @@ func (l *lane[S]) markRead(b batch, o *op[S], now uint64) {
 							take(r.key, r.ids)
 						}
 					} else if v, err := it.ValueAndErr(); err == nil && len(v)%16 == 0 {
-						take(it.Key(), codec.IDList(append([]byte(nil), v...)))
+						take(it.Key(), codec.IDList(v)) // take keeps nothing of v: it builds what remains afresh
 					}
 					if found.Len() == want.Len() {
 						break
