@@ -150,6 +150,8 @@ func TestOlderNeverWraps(t *testing.T) {
 		{now: 1010, stamp: 1000, limit: 10, want: false}, // exactly the limit: not more
 		{now: 1011, stamp: 1000, limit: 10, want: true},
 		{now: 5, stamp: 0, limit: 10, want: false},
+		{now: 20, stamp: ^uint32(0) - 5, limit: 10, want: true}, // across the clock's wrap: 26 ms
+		{now: 2, stamp: ^uint32(0) - 5, limit: 10, want: false}, // across the wrap: 8 ms
 	} {
 		if got := older(tc.now, tc.stamp, tc.limit); got != tc.want {
 			t.Errorf("older(now %d, stamp %d, limit %d) = %v, want %v", tc.now, tc.stamp, tc.limit, got, tc.want)

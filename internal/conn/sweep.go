@@ -147,5 +147,10 @@ func (s *Server[T]) expire(c *Conn[T], why Reason, frame func([]byte) []byte) {
 // Stamps are whole milliseconds, so "more than" means at least limit has
 // really passed. An input turn or an accept may stamp a time later than
 // the sweeper's now (read before it took the shard lock): that is no age
-// at all, never an unsigned wrap to four billion milliseconds.
-func older(now, stamp, limit uint32) bool { return now > stamp && now-stamp > limit }
+// at all, never an unsigned wrap to four billion milliseconds. The
+// difference is signed, so the clock's own wrap at 49 days keeps working
+// (limits are far below 2^31 ms).
+func older(now, stamp, limit uint32) bool {
+	d := int32(now - stamp)
+	return d > 0 && uint32(d) > limit
+}
