@@ -24,6 +24,7 @@ func (h hooks) Durable(msgs []*offline.Message[*Conn], others []offline.Done) {
 	s := h.s
 	s.counters.stored.Add(uint64(len(msgs) + len(others)))
 	b := s.batch()
+	var sent uint64
 	for _, m := range msgs {
 		c := m.Sender
 		if c == nil {
@@ -34,6 +35,9 @@ func (h hooks) Durable(msgs []*offline.Message[*Conn], others []offline.Done) {
 			continue // the sender left; it resends with DUP and gets SENT then
 		}
 		switch {
+		case m.Err == nil: // the common case first
+			buf = (&codec.Sent{ID: m.ID, Time: m.Time}).Append(buf)
+			sent++
 		case errors.Is(m.Err, offline.ErrInboxFull):
 			buf = codec.AppendError(buf, codec.CodeInboxFull, 0, &m.ID, "the recipient's inbox is full; not stored")
 		case errors.Is(m.Err, offline.ErrDuplicateID):
@@ -42,16 +46,14 @@ func (h hooks) Durable(msgs []*offline.Message[*Conn], others []offline.Done) {
 			// Applied, maybe pushed, maybe durable: only a resend with DUP
 			// can tell the sender which.
 			buf = codec.AppendError(buf, codec.CodeUnknownOutcome, 0, &m.ID, "outcome unknown: resend with DUP")
-		case m.Err != nil:
-			buf = codec.AppendError(buf, codec.CodeInternal, 0, &m.ID, "not stored")
 		default:
-			buf = (&codec.Sent{ID: m.ID, Time: m.Time}).Append(buf)
-			s.counters.sent.Add(1)
+			buf = codec.AppendError(buf, codec.CodeInternal, 0, &m.ID, "not stored")
 		}
 		if c.End(buf) {
 			b.Add(c)
 		}
 	}
+	s.counters.sent.Add(sent) // once per batch, not per message
 	s.flush(b)
 }
 

@@ -15,12 +15,7 @@ var errClose = errors.New("server: closing connection")
 // Frame implements conn.Handler: it runs on the connection's event-loop
 // turn, one frame at a time.
 func (s *Server) Frame(c *Conn, t codec.Type, body []byte) error {
-	if !t.FromClient() {
-		if t.Known() {
-			return s.fatal(c, codec.CodeWrongDirection, t.String()+" is a server frame")
-		}
-		return s.fatal(c, codec.CodeUnknownType, "unknown frame type "+t.String())
-	}
+	// conn refuses server-only and unknown types before they get here.
 	st := &c.State
 	if st.auth.Load() != authDone {
 		switch t {
