@@ -83,7 +83,7 @@ func (in *Inbox[S]) Expired() uint64 { return in.expired.Load() }
 // drains call it (Read does) so that the sweep's period never stretches
 // the TTL.
 func (in *Inbox[S]) Expiring(user, time uint64) bool {
-	cutoff := in.cutoff()
+	cutoff := in.Cutoff()
 	if time >= cutoff {
 		return false
 	}
@@ -91,8 +91,8 @@ func (in *Inbox[S]) Expiring(user, time uint64) bool {
 	return true
 }
 
-// cutoff is the time (unix ms) before which entries have expired.
-func (in *Inbox[S]) cutoff() uint64 {
+// Cutoff is the time (unix ms) before which entries have expired.
+func (in *Inbox[S]) Cutoff() uint64 {
 	now := uint64(in.now().UnixMilli())
 	return now - min(now, uint64(in.cfg.TTL.Milliseconds()))
 }

@@ -304,7 +304,7 @@ func (in *Inbox[S]) Read(user, after uint64, max int, fn func(*Entry) bool) erro
 	defer it.Close()
 	var e Entry
 	n := 0
-	cutoff, expiring := in.cutoff(), false
+	cutoff, expiring := in.Cutoff(), false
 	for it.First(); it.Valid() && n < max; it.Next() {
 		k := it.Key()
 		seq := binary.BigEndian.Uint64(k[9:])

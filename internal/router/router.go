@@ -46,6 +46,9 @@ type Inbox interface {
 	Read(user, after uint64, max int, fn func(*offline.Entry) bool) error
 	AckEntries(user uint64, acked []offline.Acked) error
 	Expiring(user, time uint64) bool
+	// Cutoff is the time before which an entry may have expired: Applied
+	// reads it once per batch and asks Expiring only about older entries.
+	Cutoff() uint64
 }
 
 // ErrAckBeyond is Ack's answer to an ACK past the last pushed seq.
@@ -133,6 +136,7 @@ func (r *Router[C]) Closed(c C) {
 // up and have room in their window; the others drain them later. It runs
 // on an inbox lane (offline.Hooks.Applied).
 func (r *Router[C]) Applied(entries []*offline.Stored, b Batch[C]) {
+	cutoff := r.inbox.Cutoff() // one clock read per batch, not per entry
 	for _, e := range entries {
 		c, ok := r.Lookup(e.To)
 		if !ok {
@@ -143,7 +147,7 @@ func (r *Router[C]) Applied(entries []*offline.Stored, b Batch[C]) {
 		if e.Seq > st.lastStored {
 			st.lastStored = e.Seq
 		}
-		if e.Seq > st.pushed && !st.closed && !r.inbox.Expiring(e.To, e.Time) { // an expired entry is never pushed: its expiry settles it
+		if e.Seq > st.pushed && !st.closed && (e.Time >= cutoff || !r.inbox.Expiring(e.To, e.Time)) { // an expired entry is never pushed: its expiry settles it
 			if st.backlog || !r.push(c, st, b, e) {
 				r.setBacklog(st, true)
 			}

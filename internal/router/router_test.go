@@ -116,6 +116,10 @@ func (in *fakeInbox) AckEntries(user uint64, acked []offline.Acked) error {
 	return nil
 }
 
+// Cutoff makes Applied ask Expiring about every entry: the fake expires
+// chosen times, not old ones.
+func (in *fakeInbox) Cutoff() uint64 { return ^uint64(0) }
+
 func (in *fakeInbox) Expiring(user, time uint64) bool {
 	in.mu.Lock()
 	defer in.mu.Unlock()
