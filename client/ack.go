@@ -25,13 +25,21 @@ import (
 // So a connection sends at most one ACK per ackDelay plus one per half
 // window or ackBytes, whatever the rate of entries.
 //
+// ackDelay applies while a message or a group event waits for its ACK:
+// the server turns that ACK into the sender's delivered tick. Receipts
+// alone wait receiptAckDelay instead: nobody waits on their ACK (it only
+// frees the server's window, which the half-window rule already guards),
+// and a user sending now and then gets a receipt per message, so acking
+// each at once would cost the server a read(2) per message for nothing.
+//
 // Rejected: one ACK per read turn without a delay (a trickle of entries
 // arriving one per turn is again one ACK per entry); a fixed count only
 // (entries held back by the byte bound would wait for a count that never
 // comes).
 const (
-	ackDelay = 10 * time.Millisecond
-	ackBytes = 256 << 10
+	ackDelay        = 10 * time.Millisecond
+	receiptAckDelay = 250 * time.Millisecond
+	ackBytes        = 256 << 10
 )
 
 // acker is owned by one pump (one connection).
@@ -39,11 +47,12 @@ type acker struct {
 	conn  *Conn
 	every int // entries: half the server's window
 
-	seq   uint64 // highest seq handed on and not acknowledged; 0 when none
-	n     int    // entries since the last ACK
-	bytes int    // their approximate frame bytes
-	last  time.Time
-	timer *time.Timer // armed while an ACK waits for ackDelay
+	seq    uint64 // highest seq handed on and not acknowledged; 0 when none
+	n      int    // entries since the last ACK
+	bytes  int    // their approximate frame bytes
+	urgent bool   // a message or event among them: its sender waits for the tick
+	last   time.Time
+	timer  *time.Timer // armed while an ACK waits for ackDelay
 }
 
 func newAcker(conn *Conn) *acker {
@@ -58,11 +67,13 @@ func newAcker(conn *Conn) *acker {
 
 // add records that the entry seq (about size bytes) was handed on, and
 // acknowledges now or later according to the rules above. idle says no
-// more frames wait on the connection.
-func (a *acker) add(seq uint64, size int, idle bool) {
+// more frames wait on the connection; urgent that the entry is not a
+// receipt.
+func (a *acker) add(seq uint64, size int, idle, urgent bool) {
 	a.seq = seq
 	a.n++
 	a.bytes += size
+	a.urgent = a.urgent || urgent
 	a.maybe(idle)
 }
 
@@ -72,7 +83,11 @@ func (a *acker) maybe(idle bool) {
 	case a.n >= a.every || a.bytes >= ackBytes:
 		a.send()
 	case idle:
-		if wait := ackDelay - time.Since(a.last); wait > 0 {
+		delay := receiptAckDelay
+		if a.urgent {
+			delay = ackDelay
+		}
+		if wait := delay - time.Since(a.last); wait > 0 {
 			a.timer.Reset(wait)
 		} else {
 			a.send()
@@ -87,7 +102,7 @@ func (a *acker) send() {
 		return
 	}
 	a.conn.Ack(a.seq, true) // a failure ends the connection; its entries come again
-	a.seq, a.n, a.bytes, a.last = 0, 0, 0, time.Now()
+	a.seq, a.n, a.bytes, a.urgent, a.last = 0, 0, 0, false, time.Now()
 }
 
 func (a *acker) stop() { a.timer.Stop() }

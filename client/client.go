@@ -348,6 +348,7 @@ func (c *Client) pump(ctx context.Context, conn *Conn) (time.Duration, error) {
 		}
 		idle := len(conn.Events()) == 0
 		seq, size := entrySeq(f)
+		_, receipt := f.(*codec.Receipt)
 		switch f := f.(type) {
 		case *codec.Sent:
 			c.mu.Lock()
@@ -373,7 +374,7 @@ func (c *Client) pump(ctx context.Context, conn *Conn) (time.Duration, error) {
 			}
 		case *codec.Deliver:
 			if c.duplicate(f.ID) {
-				a.add(seq, size, idle)
+				a.add(seq, size, idle, !receipt)
 				continue
 			}
 		case *codec.Goaway:
@@ -389,7 +390,7 @@ func (c *Client) pump(ctx context.Context, conn *Conn) (time.Duration, error) {
 			return 0, err
 		}
 		if seq != 0 {
-			a.add(seq, size, idle) // acknowledged only once the application has it
+			a.add(seq, size, idle, !receipt) // acknowledged only once the application has it
 		}
 	}
 }

@@ -161,3 +161,70 @@ func TestDrainAcksWithinRateLimit(t *testing.T) {
 		t.Fatalf("%d frames from the client for %d entries: acknowledgements are not batched", st.FramesIn, n)
 	}
 }
+
+// TestReceiptAcksWait is issue 14.1: a user sending now and then gets a
+// delivered receipt per message, and the client acknowledged each at
+// once, a frame (and a read(2) on the server) per message that nobody
+// waits for. Receipts alone now wait receiptAckDelay, while a message's
+// ACK (which makes its sender's tick) still goes within ackDelay.
+func TestReceiptAcksWait(t *testing.T) {
+	const n = 20
+	s, _ := startServer(t, server.Config{
+		Addr: "127.0.0.1:0", DataDir: t.TempDir(), Plaintext: true,
+		Hashing:   account.Hashing{Time: 1, MemoryKiB: 64},
+		CacheSize: 8 << 20, MemTableSize: 4 << 20,
+		ReceiptDelay: -1, // receipts go at once: this test is about the client's side
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	connect := func(name string) *client.Client {
+		cl, err := client.Connect(ctx, client.Options{Addr: s.Addr().String(), Name: name, Password: "password-" + name,
+			Register: true, Plaintext: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { cl.Close() })
+		return cl
+	}
+	alice, bob := connect("alice"), connect("bob")
+	go func() { // bob's application takes what comes; his client acknowledges
+		for range bob.Events() {
+		}
+	}()
+	before := s.Stats().Conn.FramesIn
+	receipts := 0
+	for i := 0; i < n; i++ {
+		if _, err := alice.Send(bob.User(), []byte("hello")); err != nil {
+			t.Fatal(err)
+		}
+		pace := time.After(20 * time.Millisecond) // a user typing: one message every 20 ms
+	wait:
+		for {
+			select {
+			case f := <-alice.Events():
+				if r, ok := f.(*codec.Receipt); ok && r.Kind == codec.ReceiptDelivered {
+					receipts += r.IDs.Len()
+				}
+			case <-pace:
+				break wait
+			}
+		}
+	}
+	for receipts < n {
+		select {
+		case f := <-alice.Events():
+			if r, ok := f.(*codec.Receipt); ok && r.Kind == codec.ReceiptDelivered {
+				receipts += r.IDs.Len()
+			}
+		case <-ctx.Done():
+			t.Fatalf("%d of %d delivered receipts", receipts, n)
+		}
+	}
+	// n SENDs, bob's ACKs (up to one per message), alice's receipt ACKs:
+	// up to n more when each is acknowledged at once, a handful now.
+	frames := s.Stats().Conn.FramesIn - before
+	t.Logf("%d frames in for %d messages", frames, n)
+	if frames > 2*n+n/4 {
+		t.Fatalf("%d frames in for %d messages: receipts are acknowledged one by one", frames, n)
+	}
+}

@@ -34,6 +34,10 @@ type Config struct {
 	// Keepalive and AuthTimeout: each is enforced between its value and
 	// that much later. Default 250 ms.
 	SweepInterval time.Duration
+	// LazyDelay is the longest a lazy frame (Conn.EndLazy: receipts)
+	// waits for another frame to share its write. Default 50 ms; negative
+	// means none (every lazy frame is flushed at once by the flusher).
+	LazyDelay time.Duration
 	// LogInterval is how often a summary of bad input is logged when more
 	// arrived than is logged one by one. Default 10 s.
 	LogInterval time.Duration
@@ -72,6 +76,11 @@ func (c *Config) setDefaults() {
 	}
 	if c.SweepInterval == 0 {
 		c.SweepInterval = 250 * time.Millisecond
+	}
+	if c.LazyDelay == 0 {
+		c.LazyDelay = 50 * time.Millisecond
+	} else if c.LazyDelay < 0 {
+		c.LazyDelay = 0
 	}
 	if c.LogInterval == 0 {
 		c.LogInterval = 10 * time.Second

@@ -43,6 +43,7 @@ type Conn[T any] struct {
 	mu       sync.Mutex
 	out      *[]byte // pending outbound bytes; nil when empty
 	flushing bool    // a slow-path flusher owns the socket's write side
+	lazy     bool    // out holds only lazy frames (lazy.go), so no producer flushes it
 
 	// State belongs to the Handler.
 	State T
@@ -95,14 +96,40 @@ func (c *Conn[T]) Begin() (buf []byte, ok bool) {
 }
 
 // End stores the queue extended since Begin and unlocks it. It returns true
-// when the caller queued the first bytes since the last flush: the caller
-// must then Flush the connection (directly or through a Batch) once it has
-// queued everything it has for it. A queue past Config.MaxOutbound closes
-// the connection as a slow consumer, asynchronously: End's caller may hold
+// when the caller queued the first bytes the connection must send now (the
+// queue was empty, or held only lazy frames): the caller must then Flush
+// the connection (directly or through a Batch) once it has queued
+// everything it has for it. A queue past Config.MaxOutbound closes the
+// connection as a slow consumer, asynchronously: End's caller may hold
 // locks that Handler.Closed takes.
 func (c *Conn[T]) End(buf []byte) (first bool) {
+	if len(buf) <= len(*c.out) { // nothing added (a producer rolled back)
+		c.end(buf)
+		return false
+	}
+	first = len(*c.out) == 0 || c.lazy
+	c.lazy = false
+	return c.end(buf) && first
+}
+
+// EndLazy is End for a frame that may wait up to Config.LazyDelay for
+// company (lazy.go): the caller does not flush. Nothing is lost if the
+// connection closes meanwhile that would not be lost after a flush: both
+// hand the bytes to a socket that is going away.
+func (c *Conn[T]) EndLazy(buf []byte) {
+	register := len(*c.out) == 0 && len(buf) > 0
+	if register {
+		c.lazy = true
+	}
+	if c.end(buf) && register {
+		c.srv.lazy.add(c, c.srv.clock.now())
+	}
+}
+
+// end stores buf as the queue, unlocks, and reports false (having started
+// the close) when the queue passed MaxOutbound.
+func (c *Conn[T]) end(buf []byte) bool {
 	c.srv.stats.framesOut.Add(1) // one Begin/End pair queues one frame on every path that matters
-	prev := len(*c.out)
 	*c.out = buf
 	over := len(buf) > c.srv.cfg.MaxOutbound
 	c.mu.Unlock()
@@ -116,7 +143,7 @@ func (c *Conn[T]) End(buf []byte) (first bool) {
 		}
 		return false
 	}
-	return prev == 0 && len(buf) > 0
+	return true
 }
 
 // Write queues one encoded frame; a convenience around Begin and End.
@@ -177,7 +204,7 @@ func (c *Conn[T]) writeLocked() (rest *[]byte, off int, err error) {
 // advances the send nonce, so records are made in the order they are sent.
 func (c *Conn[T]) takeLocked() (*[]byte, error) {
 	bp := c.out
-	c.out = nil
+	c.out, c.lazy = nil, false
 	if c.sec == nil || c.sec.sess == nil {
 		return bp, nil
 	}
@@ -297,7 +324,7 @@ func (c *Conn[T]) finish() {
 func (c *Conn[T]) releaseLocked() {
 	if c.out != nil {
 		putBuf(c.out)
-		c.out = nil
+		c.out, c.lazy = nil, false
 	}
 }
 

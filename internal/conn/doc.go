@@ -47,6 +47,10 @@
 //     the time it takes to encode a frame). End reports when the queue went
 //     from empty to non-empty, so the producer can flush it once after a
 //     batch (one write per destination per batch, not per frame).
+//   - EndLazy queues a frame that may wait (a receipt): it leaves with the
+//     connection's next flushed frame, or after Config.LazyDelay from the
+//     one lazy flusher goroutine (lazy.go). End after lazy frames reports
+//     the queue as needing a flush, so an eager frame never waits for them.
 //   - Flush writes the queue with one non-blocking write(2) on the socket,
 //     under the same mutex, so the close callback cannot close the fd in the
 //     middle of it. Nothing blocks: a socket that takes everything (the usual

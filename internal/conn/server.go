@@ -43,6 +43,7 @@ type Server[T any] struct {
 	reg   registry[T]
 	clock clock
 	stats Stats
+	lazy  lazyQueue[T]
 
 	stop     chan struct{}
 	stopOnce sync.Once
@@ -84,6 +85,7 @@ func New[T any](cfg Config, h Handler[T]) (*Server[T], error) {
 	s := &Server[T]{cfg: cfg, log: cfg.Logger, handler: h, stop: make(chan struct{})}
 	s.reg.init()
 	s.clock.start = time.Now()
+	s.lazy.kick = make(chan struct{}, 1)
 	el, err := netpoll.NewEventLoop(s.onRequest,
 		netpoll.WithOnPrepare(s.onPrepare),
 		netpoll.WithReadTimeout(cfg.ReadTimeout),
@@ -117,8 +119,9 @@ func (s *Server[T]) Serve() error {
 	if s.ln == nil {
 		return errors.New("conn: Serve before Listen")
 	}
-	s.sweeper.Add(1)
+	s.sweeper.Add(2)
 	go s.sweep()
+	go s.flushLazy()
 	err := s.el.Serve(s.ln)
 	if err != nil && !errors.Is(err, net.ErrClosed) {
 		return fmt.Errorf("conn: serve: %w", err)

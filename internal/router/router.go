@@ -35,6 +35,10 @@ type Conn interface {
 	comparable
 	Begin() (buf []byte, ok bool)
 	End(buf []byte) (first bool)
+	// EndLazy is End for a frame that may wait a few milliseconds to
+	// share a write with the connection's next frame (receipts): the
+	// connection flushes it itself.
+	EndLazy(buf []byte)
 }
 
 // Batch collects connections to flush once their producer's turn is done.
@@ -193,15 +197,21 @@ func (r *Router[C]) push(c C, st *Session, b Batch[C], e *offline.Stored) bool {
 		c.End(buf[:n]) // the window is full of bytes: the drain sends it after an ACK
 		return false
 	}
-	r.pushedLocked(c, st, b, e.Acked(), buf, len(buf)-n)
+	r.pushedLocked(c, st, b, e.Acked(), buf, len(buf)-n, e.Kind == offline.KindReceipt)
 	return true
 }
 
 // pushedLocked finishes queueing inbox entry e on c: buf is c's queue
-// from Begin with the entry's frame (size bytes) appended. st.mu must be
-// held.
-func (r *Router[C]) pushedLocked(c C, st *Session, b Batch[C], e offline.Acked, buf []byte, size int) {
-	if c.End(buf) {
+// from Begin with the entry's frame (size bytes) appended. A lazy entry
+// (a receipt pushed live: a tick on the sender's screen) is not flushed by
+// b; it rides with the connection's next SENT or DELIVER, or goes within
+// the connection's lazy delay. A drain is never lazy: the client waits for
+// its backlog, window by window. st.mu must be held.
+func (r *Router[C]) pushedLocked(c C, st *Session, b Batch[C], e offline.Acked, buf []byte, size int, lazy bool) {
+	switch {
+	case lazy:
+		c.EndLazy(buf)
+	case c.End(buf):
 		b.Add(c)
 	}
 	if st.inflight == nil {
@@ -275,7 +285,7 @@ func (r *Router[C]) Drain(c C, b Batch[C]) {
 					st.mu.Unlock()
 					return
 				}
-				r.pushedLocked(c, st, b, e, append(buf, frames[start:ends[i]]...), size)
+				r.pushedLocked(c, st, b, e, append(buf, frames[start:ends[i]]...), size, false)
 			}
 			start = ends[i]
 		}

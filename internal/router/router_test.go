@@ -16,6 +16,7 @@ type fakeConn struct {
 	mu     sync.Mutex
 	out    []byte
 	closed bool
+	lazy   int // frames queued with EndLazy
 	user   uint64
 	sess   Session
 }
@@ -34,6 +35,12 @@ func (c *fakeConn) End(buf []byte) bool {
 	c.out = buf
 	c.mu.Unlock()
 	return first
+}
+
+func (c *fakeConn) EndLazy(buf []byte) {
+	c.out = buf
+	c.lazy++
+	c.mu.Unlock()
 }
 
 // take returns the seqs of the DELIVER frames queued since the last take.

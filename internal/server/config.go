@@ -36,6 +36,10 @@ type Config struct {
 	Keepalive time.Duration
 	// AuthTimeout closes connections not authenticated in time. Default 10 s.
 	AuthTimeout time.Duration
+	// ReceiptDelay is the longest a receipt pushed to an online sender
+	// waits to share a write with the next frame to that sender (its SENT,
+	// an incoming message). Default 50 ms; negative: none.
+	ReceiptDelay time.Duration
 	// ReadTimeout bounds waiting for the rest of a started frame. Default 10 s.
 	ReadTimeout time.Duration
 	// WriteTimeout bounds waiting for a client's socket to drain. Default 10 s.

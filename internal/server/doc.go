@@ -27,6 +27,8 @@
 //	conn.Conn.mu        a connection's outbound queue; held only to append, seal and
 //	                    write(2) without blocking; never held while calling out
 //	conn registry mu    the sweeper's shard of open connections; a leaf
+//	conn lazyQueue.mu   connections holding only lazy frames (receipts), taken by
+//	                    EndLazy after it released Conn.mu, and by the lazy flusher; a leaf
 //
 // Leaves, never held while taking another of the locks above: presence.Tracker.wmu
 // (one read-modify-write of a last-seen key, a NoSync commit),

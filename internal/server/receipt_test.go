@@ -70,3 +70,35 @@ func TestFullInboxRefusesWithCode(t *testing.T) {
 		t.Fatalf("sent %d refused %d", sent, refused)
 	}
 }
+
+// TestReceiptRidesWithNextSent is issue 14.1: a delivered receipt for an
+// online sender waits (up to ReceiptDelay) for the sender's next frame and
+// shares its write, instead of costing a write(2) of its own. With the
+// delay at an hour, the receipt must not come alone, and must come, in
+// order, with the SENT of alice's next message.
+func TestReceiptRidesWithNextSent(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.ReceiptDelay = time.Hour
+	s := startServer(t, cfg)
+	alice := register(t, s, "alice")
+	bob := register(t, s, "bob")
+	id1, _ := alice.Send(bob.Welcome.User, []byte("one"), true)
+	next[*codec.Sent](t, alice)
+	d := next[*codec.Deliver](t, bob)
+	bob.Ack(d.Seq, true)
+	// The receipt is queued for alice once bob's ACK is durable; give it
+	// time to be queued, and check that it does not go out by itself.
+	select {
+	case f := <-alice.Events():
+		t.Fatalf("got %v %+v by itself: the receipt did not wait for alice's next frame", f.Type(), f)
+	case <-time.After(300 * time.Millisecond):
+	}
+	id2, _ := alice.Send(bob.Welcome.User, []byte("two"), true)
+	r := next[*codec.Receipt](t, alice)
+	if r.Kind != codec.ReceiptDelivered || r.IDs.Len() != 1 || r.IDs.At(0) != id1 {
+		t.Fatalf("receipt %+v", r)
+	}
+	if sent := next[*codec.Sent](t, alice); sent.ID != id2 {
+		t.Fatalf("SENT for %x, want %x", sent.ID, id2)
+	}
+}

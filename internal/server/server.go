@@ -135,6 +135,7 @@ func New(cfg Config) (*Server, error) {
 		WriteTimeout:   cfg.WriteTimeout,
 		Keepalive:      cfg.Keepalive,
 		AuthTimeout:    cfg.AuthTimeout,
+		LazyDelay:      cfg.ReceiptDelay,
 		AllowPlaintext: cfg.Plaintext,
 		Logger:         cfg.Logger,
 	}, s)
