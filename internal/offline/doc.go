@@ -15,7 +15,10 @@
 // window's pairs (seen.go) spares the Pebble lookups for new ids.
 //
 // Big-endian integers make one user's entries a contiguous, seq-ordered key
-// range, read with an iterator bounded to it.
+// range, read with an iterator bounded to it. An entry key is Set once
+// (seqs are never reused) and deleted with SingleDelete, which Pebble drops
+// together with the Set when they meet: an entry delivered before its
+// memtable flushes leaves nothing on disk, not even a tombstone.
 //
 // # The commit pipeline
 //

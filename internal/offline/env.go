@@ -33,6 +33,11 @@ type env interface {
 type batch interface {
 	Set(key, value []byte)
 	Delete(key []byte)
+	// SingleDelete deletes a key that was Set exactly once: an inbox
+	// entry (seqs are never reused). Unlike Delete, Pebble drops it
+	// together with the Set when they meet in a flush or compaction, so a
+	// delivered entry leaves nothing on disk.
+	SingleDelete(key []byte)
 	Empty() bool
 	Close()
 }
@@ -55,10 +60,11 @@ type pebbleEnv struct{ db *pebble.DB }
 // pebbleBatch is pointer-shaped: boxing it in a batch does not allocate.
 type pebbleBatch struct{ b *pebble.Batch }
 
-func (b pebbleBatch) Set(key, value []byte) { _ = b.b.Set(key, value, nil) }
-func (b pebbleBatch) Delete(key []byte)     { _ = b.b.Delete(key, nil) }
-func (b pebbleBatch) Empty() bool           { return b.b.Empty() }
-func (b pebbleBatch) Close()                { _ = b.b.Close() }
+func (b pebbleBatch) Set(key, value []byte)   { _ = b.b.Set(key, value, nil) }
+func (b pebbleBatch) Delete(key []byte)       { _ = b.b.Delete(key, nil) }
+func (b pebbleBatch) SingleDelete(key []byte) { _ = b.b.SingleDelete(key, nil) }
+func (b pebbleBatch) Empty() bool             { return b.b.Empty() }
+func (b pebbleBatch) Close()                  { _ = b.b.Close() }
 
 func (e pebbleEnv) NewBatch() batch { return pebbleBatch{e.db.NewBatch()} }
 

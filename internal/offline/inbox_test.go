@@ -1,6 +1,7 @@
 package offline
 
 import (
+	"context"
 	"errors"
 	"os"
 	"sync"
@@ -265,5 +266,69 @@ func waitFor(t *testing.T, cond func() bool) {
 			t.Fatal("condition not met within 10s")
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestDeliveredEntriesLeaveNoTombstones is issue 14.1: an entry stored and
+// acknowledged within one memtable's life should cost nothing on disk. A
+// Delete leaves a tombstone in the flushed table, which compactions carry
+// down the levels; a SingleDelete meets its one Set in the flush and both
+// vanish.
+func TestDeliveredEntriesLeaveNoTombstones(t *testing.T) {
+	in, rec, db := open(t, t.TempDir(), Config{})
+	defer db.Close()
+	defer in.Close()
+	// Entries for users 1 and 3 on the bottom level: user 2's entries
+	// overlap them, so a flush must keep any tombstone it gets (in an
+	// empty store Pebble drops tombstones with nothing beneath).
+	for _, u := range []uint64{1, 3} {
+		if err := in.Submit(msg(9, u, byte(u), "beneath")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var beneath uint64 // user 1's entry's seq
+	for _, o := range rec.wait(t, 2) {
+		if o.To == 1 {
+			beneath = o.Seq
+		}
+	}
+	if err := db.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Compact(context.Background(), []byte{0}, []byte{0xff}, true); err != nil {
+		t.Fatal(err)
+	}
+	const n = 1000 // far below one memtable
+	for i := 0; i < n; i++ {
+		op := msg(1, 2, 0, "hello there")
+		op.ID = codec.MsgID{byte(i), byte(i >> 8)}
+		if err := in.Submit(op); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rec.wait(t, n)
+	in.Ack(2, 0, ^uint64(0)-1)
+	for got := 0; got < 1; { // one receipt lists up to 255 ids: wait for the first
+		if op := rec.wait(t, 1)[0]; op.Kind == KindReceipt {
+			got++
+		}
+	}
+	in.Ack(1, beneath, ^uint64(0)-1) // the receipts, not user 1's entry beneath
+	waitFor(t, func() bool { return countKeys(t, db, store.PrefixInbox) == 2 })
+	if err := db.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	levels, err := db.SSTables(pebble.WithProperties())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tombstones uint64
+	for _, level := range levels {
+		for _, tb := range level {
+			tombstones += tb.Properties.NumDeletions - tb.Properties.NumRangeDeletions
+		}
+	}
+	if tombstones != 0 {
+		t.Fatalf("%d point tombstones on disk after %d messages were delivered within one memtable", tombstones, n)
 	}
 }

@@ -195,7 +195,7 @@ func (l *lane[S]) commit(ops []*op[S]) {
 			l.released[o.st.Ref] += o.release
 		case kindDelete:
 			for _, k := range o.keys {
-				b.Delete(k)
+				b.SingleDelete(k)           // an inbox entry: Set once (seqs are never reused)
 				l.settling[refOf(k)] = true // gone once this batch applies
 			}
 			l.depth[o.st.To] -= int32(len(o.keys))
@@ -552,7 +552,7 @@ func (l *lane[S]) settle(b batch, user uint64, acked []Acked, kind codec.Receipt
 	}
 	if len(order) == 0 {
 		for _, k := range keys {
-			b.Delete(k)
+			b.SingleDelete(k)
 			l.settling[refOf(k)] = true
 		}
 		l.depth[user] -= int32(len(keys))

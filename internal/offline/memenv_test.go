@@ -2,6 +2,7 @@ package offline
 
 import (
 	"bytes"
+	"fmt"
 	"io"
 	"sort"
 	"sync"
@@ -17,6 +18,9 @@ type memEnv struct {
 	mu  sync.Mutex
 	kv  map[string][]byte
 	log []memEvent
+	// sets counts the Sets of each key since its last deletion, to hold
+	// SingleDelete to Pebble's contract: the key was Set exactly once.
+	sets map[string]int
 
 	// Set before the inbox opens; called without mu held.
 	beforeApply func(b *memBatch) error
@@ -38,6 +42,7 @@ type memBatch struct {
 type memWrite struct {
 	key, value []byte
 	del        bool
+	single     bool // SingleDelete
 }
 
 func newMemEnv() *memEnv { return &memEnv{kv: map[string][]byte{}} }
@@ -47,6 +52,9 @@ func (b *memBatch) Set(key, value []byte) {
 }
 func (b *memBatch) Delete(key []byte) {
 	b.writes = append(b.writes, memWrite{key: bytes.Clone(key), del: true})
+}
+func (b *memBatch) SingleDelete(key []byte) {
+	b.writes = append(b.writes, memWrite{key: bytes.Clone(key), del: true, single: true})
 }
 func (b *memBatch) Empty() bool { return len(b.writes) == 0 }
 func (b *memBatch) Close()      {}
@@ -72,11 +80,20 @@ func (e *memEnv) ApplyNoSyncWait(b batch) error {
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	if e.sets == nil {
+		e.sets = map[string]int{}
+	}
 	for _, w := range mb.writes {
-		if w.del {
-			delete(e.kv, string(w.key))
-		} else {
-			e.kv[string(w.key)] = w.value
+		k := string(w.key)
+		switch {
+		case w.single && e.sets[k] > 1:
+			panic(fmt.Sprintf("memenv: SingleDelete of %x, which was Set %d times", w.key, e.sets[k]))
+		case w.del:
+			delete(e.kv, k)
+			delete(e.sets, k)
+		default:
+			e.kv[k] = w.value
+			e.sets[k]++
 		}
 	}
 	e.log = append(e.log, memEvent{b: mb})
