@@ -192,6 +192,7 @@ func (c *Conn[T]) writeLocked() (rest *[]byte, off int, err error) {
 	}
 	n, err := writeNonblocking(int(c.fd), *bp)
 	c.srv.stats.bytesOut.Add(uint64(n))
+	c.srv.stats.writes.Add(1)
 	if err != nil || n == len(*bp) {
 		putBuf(bp)
 		return nil, 0, err

@@ -92,6 +92,7 @@ func (s *Server[T]) flushLazy() {
 			c.Flush()
 			batch[i] = nil
 		}
+		s.stats.lazy.Add(uint64(len(batch)))
 		if idle {
 			select {
 			case <-q.kick:

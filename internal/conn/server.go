@@ -59,7 +59,11 @@ type Stats struct {
 	bytesIn, bytesOut          atomic.Uint64
 	frames, framesOut          atomic.Uint64
 	slowFlushes                atomic.Uint64
-	bad                        badInput
+	// turns counts OnRequest calls (each a hand-off from the poller to a
+	// pool goroutine); writes the write(2) calls of the fast path; lazy
+	// the flushes the lazy flusher made.
+	turns, writes, lazy atomic.Uint64
+	bad                 badInput
 }
 
 // Snapshot is a copy of Stats.
@@ -67,6 +71,7 @@ type Snapshot struct {
 	Open, Accepted, Closed, Rejected uint64
 	BytesIn, BytesOut, FramesIn      uint64
 	FramesOut                        uint64
+	Turns, Writes, LazyFlushes       uint64
 	SlowConsumers, SlowFlushes       uint64
 	IdleClosed, AuthTimeouts         uint64
 	ProtocolErrors, ReadTimeouts     uint64
@@ -179,6 +184,7 @@ func (s *Server[T]) Snapshot() Snapshot {
 		Open: uint64(s.reg.count()), Accepted: st.accepted.Load(), Closed: st.closed.Load(),
 		Rejected: st.rejected.Load(), BytesIn: st.bytesIn.Load(), BytesOut: st.bytesOut.Load(),
 		FramesIn: st.frames.Load(), FramesOut: st.framesOut.Load(), SlowFlushes: st.slowFlushes.Load(),
+		Turns: st.turns.Load(), Writes: st.writes.Load(), LazyFlushes: st.lazy.Load(),
 	}
 	for r := range snap.BadInput {
 		snap.BadInput[r] = st.bad.total[r].Load()
@@ -226,6 +232,7 @@ func (s *Server[T]) onRequest(ctx context.Context, nc netpoll.Connection) error 
 			putBuf(plain)
 		}
 		s.stats.frames.Add(in.frames)
+		s.stats.turns.Add(1)
 		s.stats.bytesIn.Add(in.bytes)
 	}()
 	for r.Len() > 0 {

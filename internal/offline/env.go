@@ -39,6 +39,7 @@ type batch interface {
 	// delivered entry leaves nothing on disk.
 	SingleDelete(key []byte)
 	Empty() bool
+	Count() uint32 // records in the batch
 	Close()
 }
 
@@ -64,6 +65,7 @@ func (b pebbleBatch) Set(key, value []byte)   { _ = b.b.Set(key, value, nil) }
 func (b pebbleBatch) Delete(key []byte)       { _ = b.b.Delete(key, nil) }
 func (b pebbleBatch) SingleDelete(key []byte) { _ = b.b.SingleDelete(key, nil) }
 func (b pebbleBatch) Empty() bool             { return b.b.Empty() }
+func (b pebbleBatch) Count() uint32           { return b.b.Count() }
 func (b pebbleBatch) Close()                  { _ = b.b.Close() }
 
 func (e pebbleEnv) NewBatch() batch { return pebbleBatch{e.db.NewBatch()} }

@@ -83,6 +83,8 @@ type Inbox[S any] struct {
 	stop    chan struct{}
 	sweeps  sync.WaitGroup
 	expired atomic.Uint64 // entries deleted unacknowledged after TTL
+	commits atomic.Uint64 // lane batches applied
+	records atomic.Uint64 // Pebble records (sets and deletes) in them
 	entries atomic.Int64  // entries in all inboxes: counted at start, then tracked
 	counted chan struct{} // closed when the lanes have the start-up count
 	seen    *seen         // the dedup window's (sender, id) pairs
@@ -90,6 +92,11 @@ type Inbox[S any] struct {
 
 // beforeCount, when set (tests), runs before the start-up count.
 var beforeCount func()
+
+// Work returns how many batches the lanes applied and how many Pebble
+// records (sets and deletes) they held: per message, the store's share of
+// the work (BENCHMARKS.md).
+func (in *Inbox[S]) Work() (commits, records uint64) { return in.commits.Load(), in.records.Load() }
 
 // Entries returns how many entries the inboxes hold (approximate while the
 // count taken at start is still running).

@@ -227,6 +227,7 @@ func (l *lane[S]) commit(ops []*op[S]) {
 		l.durable(ops)
 		return
 	}
+	records := b.Count()
 	err := in.env.ApplyNoSyncWait(b)
 	for r, deleted := range l.settling {
 		if deleted {
@@ -237,6 +238,8 @@ func (l *lane[S]) commit(ops []*op[S]) {
 		l.fail(b, ops, err)
 		return
 	}
+	in.commits.Add(1)
+	in.records.Add(uint64(records))
 	if len(l.visible) > 0 {
 		in.hooks.Applied(l.visible)
 	}

@@ -56,8 +56,9 @@ func (b *memBatch) Delete(key []byte) {
 func (b *memBatch) SingleDelete(key []byte) {
 	b.writes = append(b.writes, memWrite{key: bytes.Clone(key), del: true, single: true})
 }
-func (b *memBatch) Empty() bool { return len(b.writes) == 0 }
-func (b *memBatch) Close()      {}
+func (b *memBatch) Empty() bool   { return len(b.writes) == 0 }
+func (b *memBatch) Count() uint32 { return uint32(len(b.writes)) }
+func (b *memBatch) Close()        {}
 
 // touches reports whether b writes or deletes a key starting with prefix.
 func (b *memBatch) touches(prefix []byte, del bool) bool {

@@ -98,3 +98,32 @@ func HostMemory() uint64 {
 	}
 	return 0
 }
+
+// ContextSwitches sums the voluntary and involuntary context switches of
+// every thread of this process (/proc/self/task/*/status). A voluntary one
+// is a thread that went to sleep (a futex wait, epoll_wait with nothing
+// ready): the cost of a hand-off between goroutines that found no other
+// work, which per message is what moderate load is made of.
+func ContextSwitches() uint64 {
+	tasks, err := os.ReadDir("/proc/self/task")
+	if err != nil {
+		return 0
+	}
+	var n uint64
+	for _, t := range tasks {
+		b, err := os.ReadFile("/proc/self/task/" + t.Name() + "/status")
+		if err != nil {
+			continue // the thread exited
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(line, "voluntary_ctxt_switches:"); ok {
+				c, _ := strconv.ParseUint(strings.TrimSpace(v), 10, 64)
+				n += c
+			} else if v, ok := strings.CutPrefix(line, "nonvoluntary_ctxt_switches:"); ok {
+				c, _ := strconv.ParseUint(strings.TrimSpace(v), 10, 64)
+				n += c
+			}
+		}
+	}
+	return n
+}

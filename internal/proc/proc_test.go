@@ -47,3 +47,20 @@ func TestReadingsMove(t *testing.T) {
 	}
 	runtime.KeepAlive(buf)
 }
+
+// TestContextSwitchesCount: a thread that blocks in the kernel switches
+// out, and the count of every thread sees it.
+func TestContextSwitchesCount(t *testing.T) {
+	before := ContextSwitches()
+	if before == 0 {
+		t.Skip("no /proc/self/task here")
+	}
+	runtime.LockOSThread() // this thread sleeps in the kernel, again and again
+	defer runtime.UnlockOSThread()
+	for i := 0; i < 20; i++ {
+		time.Sleep(time.Millisecond) // the sleeping is what is measured, not a wait for a condition
+	}
+	if after := ContextSwitches(); after < before+10 {
+		t.Fatalf("context switches %d after 20 sleeps, %d before", after, before)
+	}
+}

@@ -39,11 +39,15 @@ func (s *Server) Process() admin.Stats {
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	st := s.Stats()
-	return admin.Stats{
+	out := admin.Stats{
 		Time: time.Now(), Connections: st.Conn.Open, Sessions: st.Sessions, Users: st.Users,
 		Goroutines: runtime.NumGoroutine(), RSS: proc.RSS(), HeapAlloc: ms.HeapAlloc, HeapInuse: ms.HeapInuse,
 		Sys: ms.Sys, Accepted: st.Conn.Accepted, FramesIn: st.Conn.FramesIn, BytesIn: st.Conn.BytesIn,
 		BytesOut: st.Conn.BytesOut, Stored: s.counters.stored.Load(), Pushed: s.counters.pushed.Load(),
 		Acked: s.counters.sent.Load(), CPUSeconds: proc.CPUSeconds(), Syscalls: proc.RWSyscalls(),
+		ContextSwitches: proc.ContextSwitches(), Turns: st.Conn.Turns, Writes: st.Conn.Writes,
+		LazyFlushes: st.Conn.LazyFlushes,
 	}
+	out.InboxCommits, out.InboxRecords = s.inbox.Work()
+	return out
 }
