@@ -59,7 +59,10 @@
 //  4. A delete of acknowledged or expired entries is queued only after the
 //     delivered or expired receipts it produces are durable, so a crash can
 //     repeat a delivery (the client drops the duplicate by id) but never
-//     lose a receipt. Until it applies, the lane holds the entries in its
+//     lose a receipt. Nobody waits for that delete, so it is queued lazily:
+//     it rides with the lane's next batch, or goes Config.LazyOps (100 ms)
+//     later, which at moderate load saves a batch and a sync per message.
+//     Until it applies, the lane holds the entries in its
 //     settling set: another ack or an expiry skips them, so each entry
 //     gets one receipt and is counted out once.
 //  5. An entry older than the TTL is never returned by Read nor pushed

@@ -50,7 +50,11 @@ type Config struct {
 	// with expired receipts to their senders). Expired entries are never
 	// delivered, whatever the period. Default 1 minute, or TTL/2 if shorter.
 	SweepEvery time.Duration
-	Logger     *zap.Logger
+	// LazyOps is the longest an op nobody waits for (deleting entries
+	// whose receipts are durable) waits to share the lane's next batch.
+	// Default 100 ms.
+	LazyOps time.Duration
+	Logger  *zap.Logger
 	// SyncFault, for tests, runs after each batch's sync; an error it
 	// returns counts as a failed sync of a batch already applied.
 	SyncFault func() error
@@ -182,6 +186,9 @@ func openEnv[S any](e env, cfg Config, hooks Hooks[S]) (*Inbox[S], error) {
 		// of the expiry within about half a TTL.
 		cfg.SweepEvery = min(time.Minute, max(cfg.TTL/2, 10*time.Millisecond))
 	}
+	if cfg.LazyOps == 0 {
+		cfg.LazyOps = 100 * time.Millisecond
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()
 	}
@@ -207,6 +214,8 @@ func openEnv[S any](e env, cfg Config, hooks Hooks[S]) (*Inbox[S], error) {
 		seen: newSeen(cfg.DedupFilter)}
 	for i := 0; i < cfg.Lanes; i++ {
 		l := &lane[S]{in: in, wake: make(chan struct{}, 1), syncq: make(chan *syncJob[S], 16), depth: map[uint64]int32{}}
+		l.lazyTimer = time.AfterFunc(time.Hour, l.kick)
+		l.lazyTimer.Stop()
 		in.lanes = append(in.lanes, l)
 		in.wg.Add(2)
 		go l.run()
@@ -227,6 +236,7 @@ func (in *Inbox[S]) Close() {
 	for _, l := range in.lanes {
 		l.mu.Lock()
 		l.closed = true
+		l.lazyTimer.Stop()
 		l.mu.Unlock()
 		l.kick()
 	}

@@ -269,6 +269,18 @@ func waitFor(t *testing.T, cond func() bool) {
 	}
 }
 
+// poll reports whether cond holds within d, checking every few ms.
+func poll(d time.Duration, cond func() bool) bool {
+	for deadline := time.Now().Add(d); ; time.Sleep(5 * time.Millisecond) {
+		if cond() {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+	}
+}
+
 // TestDeliveredEntriesLeaveNoTombstones is issue 14.1: an entry stored and
 // acknowledged within one memtable's life should cost nothing on disk. A
 // Delete leaves a tombstone in the flushed table, which compactions carry

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/chatd/chatd/codec"
 	"github.com/chatd/chatd/internal/store"
@@ -20,6 +21,8 @@ type lane[S any] struct {
 
 	mu          sync.Mutex
 	queue       []*op[S]
+	lazyOnly    bool        // queue holds only lazy ops: nobody kicked the lane for them
+	lazyTimer   *time.Timer // kicks the lane LazyOps after the first lazy op
 	closed      bool
 	counts      map[uint64]int32 // from countEntries, taken by run
 	countsReady bool
@@ -89,10 +92,29 @@ func (l *lane[S]) add(o *op[S], internal bool) error {
 		return ErrBusy
 	}
 	l.queue = append(l.queue, o)
-	first := len(l.queue) == 1
+	first := len(l.queue) == 1 || l.lazyOnly
+	l.lazyOnly = false
 	l.mu.Unlock()
 	if first {
 		l.kick()
+	}
+	return nil
+}
+
+// addLazy queues an internal op nobody waits for (the delete of settled
+// entries): it rides with the lane's next batch, or goes LazyOps after it
+// was queued if no other op comes, so that at moderate load a message
+// costs one lane batch (and one sync wait) fewer.
+func (l *lane[S]) addLazy(o *op[S]) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return ErrClosed
+	}
+	l.queue = append(l.queue, o)
+	if len(l.queue) == 1 {
+		l.lazyOnly = true
+		l.lazyTimer.Reset(l.in.cfg.LazyOps)
 	}
 	return nil
 }
@@ -113,7 +135,7 @@ func (l *lane[S]) run() {
 			// queue always starts a new one.
 			l.mu.Lock()
 			ops := l.queue
-			l.queue = nil
+			l.queue, l.lazyOnly = nil, false
 			if len(ops) > maxBatch {
 				l.queue = append(make([]*op[S], 0, len(ops)-maxBatch), ops[maxBatch:]...)
 				ops = ops[:maxBatch:maxBatch]
@@ -575,7 +597,7 @@ func (l *lane[S]) settle(b batch, user uint64, acked []Acked, kind codec.Receipt
 	del := &op[S]{kind: kindDelete, st: Stored{To: user}, keys: keys}
 	done := func(*op[S]) { // one closure for all the receipts: the last queues the delete
 		if pending.Add(-1) == 0 {
-			in.lane(user).add(del, true)
+			in.lane(user).addLazy(del)
 		}
 	}
 	for _, r := range order {

@@ -467,3 +467,53 @@ func TestAckReceiptBeforeDelete(t *testing.T) {
 		})
 	}
 }
+
+// TestLazyDeleteRidesWithNextBatch is issue 14.1: the delete of entries
+// whose receipts are durable waits for the reader's lane's next batch (up
+// to LazyOps) instead of costing a batch and a sync of its own; with no
+// other op it still goes, after LazyOps.
+func TestLazyDeleteRidesWithNextBatch(t *testing.T) {
+	for _, alone := range []bool{false, true} {
+		t.Run(fmt.Sprintf("alone=%v", alone), func(t *testing.T) {
+			e := newMemEnv()
+			lazy := time.Hour
+			if alone {
+				lazy = 20 * time.Millisecond
+			}
+			in, rec := openMem(t, e, Config{Lanes: 4, LazyOps: lazy})
+			us := usersInLanes(in, 2)
+			reader, sender := us[0], us[1]
+			if err := in.Submit(msg(sender, reader, 1, "m")); err != nil {
+				t.Fatal(err)
+			}
+			rec.wait(t, 1)
+			es := entries(t, in, reader)
+			if err := in.Ack(reader, 0, es[0].Seq); err != nil {
+				t.Fatal(err)
+			}
+			if r := rec.wait(t, 1)[0]; r.Kind != KindReceipt {
+				t.Fatalf("got %+v, want the receipt", r)
+			}
+			key := inboxKey(nil, reader, es[0].Seq)
+			if alone {
+				waitFor(t, func() bool { return !e.has(key) })
+				return
+			}
+			if poll(100*time.Millisecond, func() bool { return !e.has(key) }) {
+				t.Fatal("the delete went in a batch of its own")
+			}
+			if err := in.Submit(msg(sender, reader, 2, "m2")); err != nil {
+				t.Fatal(err)
+			}
+			rec.wait(t, 1)
+			if e.has(key) {
+				t.Fatal("the acknowledged entry outlived the reader's next batch")
+			}
+			for _, ev := range e.events() {
+				if ev.b != nil && !ev.synced && ev.b.touches(inboxPrefix(reader), true) && !ev.b.touches(inboxPrefix(reader), false) {
+					t.Fatal("a batch held only the delete")
+				}
+			}
+		})
+	}
+}
