@@ -43,6 +43,7 @@ type lane[S any] struct {
 	// expiry settles an entry twice, so each gets one receipt, and a
 	// depth drops once per entry.
 	settling map[entryRef]bool   // true: deleted in this batch
+	deleted  []entryRef          // this batch's deletes, dropped from settling after it applies
 	expiring map[uint64]bool     // users expired in this batch
 	batchIDs map[senderID]*op[S] // this batch's messages, for the dedup rule
 	xcache   [4096]xslot         // expiry index keys written recently
@@ -251,11 +252,11 @@ func (l *lane[S]) commit(ops []*op[S]) {
 	}
 	records := b.Count()
 	err := in.env.ApplyNoSyncWait(b)
-	for r, deleted := range l.settling {
-		if deleted {
-			delete(l.settling, r) // applied, or failed and may settle again
-		}
+	for _, r := range l.deleted {
+		delete(l.settling, r) // applied, or failed and may settle again
 	}
+	clear(l.deleted)
+	l.deleted = l.deleted[:0]
 	if err != nil {
 		l.fail(b, ops, err)
 		return
@@ -267,6 +268,12 @@ func (l *lane[S]) commit(ops []*op[S]) {
 	}
 	l.fanOut()
 	l.syncq <- &syncJob[S]{b: b, ops: ops}
+}
+
+// settleDeleted records that this batch deletes the entry r.
+func (l *lane[S]) settleDeleted(r entryRef) {
+	l.settling[r] = true
+	l.deleted = append(l.deleted, r)
 }
 
 // storeGroup handles a group fan-out in the group's lane: a resent
@@ -538,9 +545,11 @@ func (l *lane[S]) settle(b batch, user uint64, acked []Acked, kind codec.Receipt
 	var order []*op[S]
 	var firsts []uint64 // the first acknowledged seq each receipt covers
 	keys := make([][]byte, 0, len(acked))
+	kbuf := make([]byte, 0, 17*len(acked)) // one allocation for every key
 	var releases map[BodyRef]*op[S]
 	for _, a := range acked {
-		keys = append(keys, inboxKey(nil, user, a.Seq))
+		kbuf = inboxKey(kbuf, user, a.Seq)
+		keys = append(keys, kbuf[len(kbuf)-17:len(kbuf):len(kbuf)])
 		if a.Kind == KindGroupMessage {
 			if releases == nil {
 				releases = map[BodyRef]*op[S]{}
@@ -578,7 +587,7 @@ func (l *lane[S]) settle(b batch, user uint64, acked []Acked, kind codec.Receipt
 	if len(order) == 0 {
 		for _, k := range keys {
 			b.SingleDelete(k)
-			l.settling[refOf(k)] = true
+			l.settleDeleted(refOf(k))
 		}
 		l.depth[user] -= int32(len(keys))
 		in.entries.Add(-int64(len(keys)))
