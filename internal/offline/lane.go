@@ -22,6 +22,8 @@ type lane[S any] struct {
 	mu          sync.Mutex
 	queue       []*op[S]
 	lazyOnly    bool        // queue holds only lazy ops: nobody kicked the lane for them
+	running     bool        // a goroutine is committing: the lane's own, or a submitter inline
+	lazyDue     bool        // lazyTimer fired: lazy ops go even alone
 	lazyTimer   *time.Timer // kicks the lane LazyOps after the first lazy op
 	closed      bool
 	counts      map[uint64]int32 // from countEntries, taken by run
@@ -102,6 +104,14 @@ func (l *lane[S]) add(o *op[S], internal bool) error {
 	return nil
 }
 
+// lazyFired runs when the lazy timer fires: the lazy ops may go alone.
+func (l *lane[S]) lazyFired() {
+	l.mu.Lock()
+	l.lazyDue = true
+	l.mu.Unlock()
+	l.kick()
+}
+
 // addLazy queues an internal op nobody waits for (the delete of settled
 // entries): it rides with the lane's next batch, or goes LazyOps after it
 // was queued if no other op comes, so that at moderate load a message
@@ -131,32 +141,89 @@ func (l *lane[S]) run() {
 	defer l.in.wg.Done()
 	defer close(l.syncq)
 	for range l.wake {
-		for {
-			// The taken slice goes on to the syncer with its batch, so the
-			// queue always starts a new one.
-			l.mu.Lock()
-			ops := l.queue
-			l.queue, l.lazyOnly = nil, false
-			if len(ops) > maxBatch {
-				l.queue = append(make([]*op[S], 0, len(ops)-maxBatch), ops[maxBatch:]...)
-				ops = ops[:maxBatch:maxBatch]
-			}
-			closed := l.closed
-			counts, ready := l.counts, l.countsReady
-			l.counts, l.countsReady = nil, false
-			l.mu.Unlock()
-			if ready {
-				l.adoptCounts(counts)
-			}
-			if len(ops) == 0 {
-				if closed {
-					return
-				}
-				break
-			}
-			l.commit(ops)
+		for l.turn() {
+		}
+		l.mu.Lock()
+		done := l.closed && len(l.queue) == 0 && !l.running
+		l.mu.Unlock()
+		if done {
+			return
 		}
 	}
+}
+
+// addInline is add for a submitter that holds no lock (a SEND or an ACK
+// on its event-loop turn): if no goroutine is committing the lane, the
+// caller commits the queue itself, which at moderate load saves the wake-up
+// of the lane goroutine and the hand-off to it. One round only, so a busy
+// lane never keeps a connection's turn: whatever arrives meanwhile goes to
+// the lane goroutine.
+func (l *lane[S]) addInline(o *op[S], internal bool) error {
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return ErrClosed
+	}
+	if !internal && len(l.queue) >= l.in.cfg.MaxQueued {
+		l.mu.Unlock()
+		return ErrBusy
+	}
+	l.queue = append(l.queue, o)
+	l.lazyOnly = false
+	busy := l.running
+	l.mu.Unlock()
+	if busy {
+		return nil // the committer hands what it did not take to the lane goroutine
+	}
+	l.turn()
+	l.mu.Lock()
+	more := len(l.queue) > 0 && !l.lazyOnly || l.closed
+	l.mu.Unlock()
+	if more {
+		l.kick()
+	}
+	return nil
+}
+
+// turn commits what is queued, unless another goroutine is committing:
+// at most one commits at a time, so seqs, Applied and the syncer's queue
+// keep the lane's order whoever runs the batch. It reports whether it did
+// anything.
+func (l *lane[S]) turn() bool {
+	l.mu.Lock()
+	if l.running {
+		l.mu.Unlock()
+		return false
+	}
+	// The taken slice goes on to the syncer with its batch, so the queue
+	// always starts a new one.
+	var ops []*op[S]
+	if !l.lazyOnly || l.lazyDue || l.closed { // lazy ops alone wait for their timer
+		ops = l.queue
+		l.queue, l.lazyOnly, l.lazyDue = nil, false, false
+	}
+	if len(ops) > maxBatch {
+		l.queue = append(make([]*op[S], 0, len(ops)-maxBatch), ops[maxBatch:]...)
+		ops = ops[:maxBatch:maxBatch]
+	}
+	counts, ready := l.counts, l.countsReady
+	l.counts, l.countsReady = nil, false
+	if len(ops) == 0 && !ready {
+		l.mu.Unlock()
+		return false
+	}
+	l.running = true
+	l.mu.Unlock()
+	if ready {
+		l.adoptCounts(counts)
+	}
+	if len(ops) > 0 {
+		l.commit(ops)
+	}
+	l.mu.Lock()
+	l.running = false
+	l.mu.Unlock()
+	return true
 }
 
 // commit writes one batch: see the package comment for the invariants.

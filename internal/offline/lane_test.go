@@ -194,9 +194,10 @@ func TestLaneDedup(t *testing.T) {
 			return nil
 		}
 		in, rec := openMem(t, e, Config{Lanes: 1})
-		if err := in.Submit(msg(50, 51, 1, "holds the lane")); err != nil {
-			t.Fatal(err)
-		}
+		// An idle lane commits on the submitter's goroutine (Submit is
+		// inline), so the op that holds the lane goes from another one.
+		held := make(chan error, 1)
+		go func() { held <- in.Submit(msg(50, 51, 1, "holds the lane")) }()
 		<-entered
 		ops := four()
 		for _, op := range ops {
@@ -205,6 +206,9 @@ func TestLaneDedup(t *testing.T) {
 			}
 		}
 		close(release)
+		if err := <-held; err != nil {
+			t.Fatal(err)
+		}
 		got := rec.wait(t, 5)[1:]
 		check(t, in, ops, got)
 		applies := 0
