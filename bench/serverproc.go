@@ -12,11 +12,14 @@ import (
 	"path/filepath"
 	"strconv"
 	"time"
+
+	"github.com/chatd/chatd/internal/proc"
 )
 
 // target is the server under test.
 type target struct {
 	addr, admin string
+	pid         int // of a server the bench did not start (-server-pid), for its CPU time
 	proc        *exec.Cmd
 	dir         string
 	bin         string
@@ -32,7 +35,7 @@ func startTarget(ctx context.Context, cfg *Config) (*target, error) {
 		if cfg.Port != 0 || cfg.AdminPort != 0 {
 			return nil, fmt.Errorf("bench: -port and -admin-port are for the bench's own server, not with -addr")
 		}
-		return &target{addr: cfg.Addr, admin: cfg.Admin}, nil
+		return &target{addr: cfg.Addr, admin: cfg.Admin, pid: cfg.ServerPID}, nil
 	}
 	addr, admin, err := ownServerAddrs(cfg)
 	if err != nil {
@@ -165,4 +168,46 @@ func freePort() string {
 	}
 	defer ln.Close()
 	return strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
+}
+
+// cpuClock returns a reader of the server's CPU seconds (user + system)
+// and where it reads them: /proc/PID/stat from outside the server, when
+// the bench started it or was given its pid, so that any server is
+// measured the same way; else the cpu_seconds of its /stats.
+func (t *target) cpuClock(ctx context.Context) (read func() float64, source string) {
+	pid := t.pid
+	if t.proc != nil && t.proc.Process != nil {
+		pid = t.proc.Process.Pid
+	}
+	if pid > 0 && proc.CPUSecondsOf(pid) > 0 {
+		return func() float64 { return proc.CPUSecondsOf(pid) }, fmt.Sprintf("/proc/%d/stat", pid)
+	}
+	return func() float64 {
+		st, err := t.stats(ctx, false)
+		if err != nil {
+			return 0
+		}
+		return st.CPUSeconds
+	}, "the server's /stats"
+}
+
+// saveCPUProfile stores a CPU profile of the next d of the server in path.
+func (t *target) saveCPUProfile(ctx context.Context, path string, d time.Duration) error {
+	url := fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", t.admin, max(1, int(d.Round(time.Second)/time.Second)))
+	req, _ := http.NewRequestWithContext(ctx, "GET", url, nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s: %s", url, resp.Status)
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	_, err = io.Copy(f, resp.Body)
+	return err
 }

@@ -1,6 +1,7 @@
 package proc
 
 import (
+	"os"
 	"runtime"
 	"testing"
 	"time"
@@ -46,4 +47,22 @@ func TestReadingsMove(t *testing.T) {
 		t.Errorf("RSS %d after touching 64 MiB, %d before", got, rss0)
 	}
 	runtime.KeepAlive(buf)
+}
+
+// TestCPUOfAnotherProcess: read from outside, by pid, the CPU time is the
+// one the process reads of itself; a pid that is gone reads as 0.
+func TestCPUOfAnotherProcess(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("/proc is Linux's")
+	}
+	cpu0 := CPUSeconds()
+	for deadline := time.Now().Add(5 * time.Second); CPUSeconds() < cpu0+0.02 && time.Now().Before(deadline); {
+	}
+	self, out := CPUSeconds(), CPUSecondsOf(os.Getpid())
+	if self == 0 || out < self || out > self+0.5 {
+		t.Errorf("CPU seconds by pid %v, of self %v", out, self)
+	}
+	if got := CPUSecondsOf(1 << 30); got != 0 {
+		t.Errorf("CPU seconds of a missing pid: %v, want 0", got)
+	}
 }
