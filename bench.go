@@ -83,6 +83,7 @@ func parseBench(args []string, out io.Writer) (*benchRun, error) {
 	fs.BoolVar(&cfg.JSON, "json", false, "print the result as JSON")
 	fs.BoolVar(&cfg.Noise, "noise", false, "clients connect with the Noise XX transport (default plaintext, which the bench's server allows)")
 	fs.StringVar(&cfg.Report, "out", "bench-out", "folder for heap profiles and plots")
+	fs.StringVar(&cfg.ServerBinary, "server-bin", "", "chatd executable for the server the bench starts, to compare builds with the same clients (default: this one)")
 	serverArgs := fs.String("server-args", "", "extra flags for the server the bench starts, space separated")
 	serverEnv := fs.String("server-env", "", "extra environment for that server, e.g. CHATD_NETPOLL_BUFFER=default")
 	fs.IntVar(&cfg.PerWorker, "per-worker", 15000, "connections per client worker process (each may open 20,000 files here)")

@@ -19,6 +19,10 @@ type Config struct {
 	// Binary is the chatd executable for the server and the workers.
 	// Default: this process's own executable.
 	Binary string
+	// ServerBinary, when set, is the executable of the server the bench
+	// starts, so that two builds of the server are compared with the same
+	// clients. Default: Binary.
+	ServerBinary string
 	// ServerPID is the process id of the server at Addr, when it runs on
 	// this host: its CPU time is then read from /proc/PID/stat, from
 	// outside, as for the bench's own server. 0: from its /stats.

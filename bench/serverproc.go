@@ -53,6 +53,9 @@ func startTarget(ctx context.Context, cfg *Config) (*target, error) {
 		"--logins-per-source", "-1", "--failed-logins-per-user", "-1", "--max-frame-rate", "-1", "--max-byte-rate", "-1"},
 		cfg.ServerArgs...)
 	t.bin, t.args, t.env = cfg.Binary, args, append(os.Environ(), cfg.ServerEnv...)
+	if cfg.ServerBinary != "" {
+		t.bin = cfg.ServerBinary
+	}
 	if err := t.start(ctx); err != nil {
 		os.RemoveAll(dir)
 		return nil, err
