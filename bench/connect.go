@@ -126,8 +126,8 @@ func Connect(ctx context.Context, cfg Config) (*ConnectResult, error) {
 		defer close(sampled)
 		for {
 			_, up, _ := ws.totals()
-			if st, err := t.stats(ctx, false); err == nil {
-				res.Samples = append(res.Samples, Point{X: float64(up), Y: float64(st.RSS) / (1 << 20)})
+			if rss, err := t.rssNow(ctx); err == nil {
+				res.Samples = append(res.Samples, Point{X: float64(up), Y: float64(rss) / (1 << 20)})
 			}
 			select {
 			case <-sampling:

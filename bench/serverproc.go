@@ -178,11 +178,7 @@ func freePort() string {
 // the bench started it or was given its pid, so that any server is
 // measured the same way; else the cpu_seconds of its /stats.
 func (t *target) cpuClock(ctx context.Context) (read func() float64, source string) {
-	pid := t.pid
-	if t.proc != nil && t.proc.Process != nil {
-		pid = t.proc.Process.Pid
-	}
-	if pid > 0 && proc.CPUSecondsOf(pid) > 0 {
+	if pid := t.localPID(); pid > 0 {
 		return func() float64 { return proc.CPUSecondsOf(pid) }, fmt.Sprintf("/proc/%d/stat", pid)
 	}
 	return func() float64 {
@@ -192,6 +188,31 @@ func (t *target) cpuClock(ctx context.Context) (read func() float64, source stri
 		}
 		return st.CPUSeconds
 	}, "the server's /stats"
+}
+
+// rssNow reads the server's resident memory: from /proc/PID/statm when it
+// runs here, which costs the server nothing (its /stats reads the Go
+// runtime's memory statistics, stopping the world, which a reading taken
+// every 100 ms during a timed storm would add to the cost measured).
+func (t *target) rssNow(ctx context.Context) (uint64, error) {
+	if pid := t.localPID(); pid > 0 {
+		return proc.RSSOf(pid), nil
+	}
+	st, err := t.stats(ctx, false)
+	return st.RSS, err
+}
+
+// localPID is the server's process id when it can be read from /proc
+// here: the bench's own server, or -server-pid; else 0.
+func (t *target) localPID() int {
+	pid := t.pid
+	if t.proc != nil && t.proc.Process != nil {
+		pid = t.proc.Process.Pid
+	}
+	if pid > 0 && proc.CPUSecondsOf(pid) > 0 {
+		return pid
+	}
+	return 0
 }
 
 // saveCPUProfile stores a CPU profile of the next d of the server in path.

@@ -17,8 +17,13 @@ import (
 )
 
 // RSS is the resident set size in bytes (/proc/self/statm).
-func RSS() uint64 {
-	b, err := os.ReadFile("/proc/self/statm")
+func RSS() uint64 { return rss("/proc/self/statm") }
+
+// RSSOf is the resident set size of process pid (/proc/PID/statm).
+func RSSOf(pid int) uint64 { return rss("/proc/" + strconv.Itoa(pid) + "/statm") }
+
+func rss(path string) uint64 {
+	b, err := os.ReadFile(path)
 	if err != nil {
 		return 0
 	}

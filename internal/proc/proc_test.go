@@ -49,8 +49,9 @@ func TestReadingsMove(t *testing.T) {
 	runtime.KeepAlive(buf)
 }
 
-// TestCPUOfAnotherProcess: read from outside, by pid, the CPU time is the
-// one the process reads of itself; a pid that is gone reads as 0.
+// TestCPUOfAnotherProcess: read from outside, by pid, the CPU time and
+// RSS are the ones the process reads of itself; a pid that is gone reads
+// as 0.
 func TestCPUOfAnotherProcess(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Skip("/proc is Linux's")
@@ -58,11 +59,14 @@ func TestCPUOfAnotherProcess(t *testing.T) {
 	cpu0 := CPUSeconds()
 	for deadline := time.Now().Add(5 * time.Second); CPUSeconds() < cpu0+0.02 && time.Now().Before(deadline); {
 	}
+	if self, out := RSS(), RSSOf(os.Getpid()); self == 0 || out < self/2 || out > 2*self {
+		t.Errorf("RSS by pid %d, of self %d", out, self)
+	}
 	self, out := CPUSeconds(), CPUSecondsOf(os.Getpid())
 	if self == 0 || out < self || out > self+0.5 {
 		t.Errorf("CPU seconds by pid %v, of self %v", out, self)
 	}
-	if got := CPUSecondsOf(1 << 30); got != 0 {
-		t.Errorf("CPU seconds of a missing pid: %v, want 0", got)
+	if got, rss := CPUSecondsOf(1<<30), RSSOf(1<<30); got != 0 || rss != 0 {
+		t.Errorf("a missing pid: %v CPU seconds, %d B RSS; want 0", got, rss)
 	}
 }
