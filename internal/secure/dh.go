@@ -26,9 +26,16 @@ import (
 // so the protocol name, the handshake's bytes and the suite are
 // unchanged; TestFastDHMatchesReference holds it to noise.DH25519.
 type x25519 struct {
-	keys  [2]*ecdh.PrivateKey // static and ephemeral, as they arrive
+	keys  [2]keptKey // static and ephemeral, as they arrive
 	n     int
 	mults int // scalar multiplications made, for tests
+}
+
+// keptKey is a private key in both forms: the bytes Noise passes to DH,
+// to find it by, and the ecdh key that multiplies.
+type keptKey struct {
+	private [32]byte
+	k       *ecdh.PrivateKey
 }
 
 // suiteFor is Suite with dh as its DH function.
@@ -39,7 +46,8 @@ func suiteFor(dh *x25519) noise.CipherSuite {
 // keep remembers k for the handshake's DHs.
 func (d *x25519) keep(k *ecdh.PrivateKey) {
 	if d.n < len(d.keys) {
-		d.keys[d.n] = k
+		d.keys[d.n].k = k
+		copy(d.keys[d.n].private[:], k.Bytes())
 		d.n++
 	}
 }
@@ -74,9 +82,9 @@ func (d *x25519) GenerateKeypair(random io.Reader) (noise.DHKey, error) {
 // this handshake holds, which is always the case in Noise.
 func (d *x25519) DH(private, public []byte) ([]byte, error) {
 	var k *ecdh.PrivateKey
-	for _, kept := range d.keys[:d.n] {
-		if subtle.ConstantTimeCompare(kept.Bytes(), private) == 1 {
-			k = kept
+	for i := range d.keys[:d.n] {
+		if subtle.ConstantTimeCompare(d.keys[i].private[:], private) == 1 {
+			k = d.keys[i].k
 			break
 		}
 	}
@@ -104,19 +112,19 @@ func (d *x25519) DHName() string { return noise.DH25519.DHName() }
 // lastStatic is the ecdh form of the last static key a handshake was
 // given. A server has one static key for every handshake, so keeping it
 // saves a multiplication per login; a different key replaces it.
-var lastStatic atomic.Pointer[ecdh.PrivateKey]
+var lastStatic atomic.Pointer[keptKey]
 
 // staticDH returns a handshake's DH function holding static.
 func staticDH(static Keypair) (*x25519, error) {
 	d := &x25519{}
-	if k := lastStatic.Load(); k != nil && subtle.ConstantTimeCompare(k.Bytes(), static.Private) == 1 {
-		d.keep(k)
+	if last := lastStatic.Load(); last != nil && subtle.ConstantTimeCompare(last.private[:], static.Private) == 1 {
+		d.keys[0], d.n = *last, 1
 		return d, nil
 	}
-	k, err := d.newKey(static.Private)
-	if err != nil {
+	if _, err := d.newKey(static.Private); err != nil {
 		return nil, err
 	}
-	lastStatic.Store(k)
+	last := d.keys[0]
+	lastStatic.Store(&last)
 	return d, nil
 }
