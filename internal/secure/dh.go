@@ -106,6 +106,16 @@ func (d *x25519) DH(private, public []byte) ([]byte, error) {
 	return out, nil
 }
 
+// forget wipes the keys once the handshake is done: a session needs
+// none of them, and an ephemeral key must not outlive its handshake.
+func (d *x25519) forget() {
+	for i := range d.keys {
+		clear(d.keys[i].private[:])
+		d.keys[i].k = nil
+	}
+	d.n = 0
+}
+
 func (d *x25519) DHLen() int     { return 32 }
 func (d *x25519) DHName() string { return noise.DH25519.DHName() }
 

@@ -2,6 +2,7 @@ package secure
 
 import (
 	"bytes"
+	"runtime"
 	"testing"
 
 	"github.com/chatd/chatd/codec"
@@ -117,4 +118,66 @@ func TestLowOrderPeerKeyRefused(t *testing.T) {
 	if _, err := srv.Write(nil); err == nil {
 		t.Fatal("ee with an all-zero peer key succeeded")
 	}
+}
+
+// TestHandshakeForgetsKeys: once a handshake completes, its DH function
+// holds no key (an ephemeral key must not outlive the handshake), and the
+// session still works both ways.
+func TestHandshakeForgetsKeys(t *testing.T) {
+	key, _ := GenerateKeypair()
+	pre := codec.AppendPreamble(nil, codec.TransportNoiseXX)
+	srv, _ := Server(codec.TransportNoiseXX, key, pre)
+	cl, _ := Client(codec.TransportNoiseXX, nil, pre)
+	for turn, other := cl, srv; cl.Session() == nil || srv.Session() == nil; turn, other = other, turn {
+		msg, err := turn.Write(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := other.Read(msg[2:]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, h := range []*Handshake{srv, cl} {
+		if h.dh.n != 0 || h.dh.keys != [2]keptKey{} {
+			t.Errorf("initiator %v: %d keys kept after the handshake", h.initiator, h.dh.n)
+		}
+	}
+	batch := frames(2, "hi")
+	for _, p := range [][2]*Session{{cl.Session(), srv.Session()}, {srv.Session(), cl.Session()}} {
+		rec, err := p[0].Seal(nil, batch)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, err := openAll(t, p[1], rec); err != nil || !bytes.Equal(got, batch) {
+			t.Fatalf("record after the handshake: %v", err)
+		}
+	}
+}
+
+// TestSessionHeap: a session keeps its two cipher states and nothing of
+// the handshake that made it (not its DH function, keys or suite).
+func TestSessionHeap(t *testing.T) {
+	key, _ := GenerateKeypair()
+	const n = 2000
+	keep := make([]*Session, n)
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	for i := range keep {
+		_, s, err := pair(t, codec.TransportNoiseXX, nil, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		keep[i] = s
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	per := float64(after.HeapAlloc-before.HeapAlloc) / n
+	runtime.KeepAlive(keep)
+	// Two cipher states with their ChaCha20-Poly1305 ciphers take about
+	// 300 bytes; holding the handshake's suite and keys took twice that.
+	if per > 450 {
+		t.Errorf("%.0f heap bytes per session, want at most 450", per)
+	}
+	t.Logf("%.0f heap bytes per session", per)
 }

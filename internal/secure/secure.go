@@ -175,12 +175,23 @@ func (h *Handshake) finish(cs1, cs2 *noise.CipherState) {
 	if cs1 == nil {
 		return
 	}
+	// The cipher states hold the suite they were made with, and that
+	// suite holds this handshake's DH function: remade on the shared
+	// Suite, they keep neither the ephemeral key nor ~300 bytes per
+	// connection, and the handshake's keys are wiped.
+	cs1, cs2 = rebase(cs1), rebase(cs2)
+	h.dh.forget()
 	// cs1 carries initiator-to-responder traffic, cs2 the other way.
 	if h.initiator {
 		h.session = &Session{tx: cs1, rx: cs2}
 	} else {
 		h.session = &Session{tx: cs2, rx: cs1}
 	}
+}
+
+// rebase is cs on the shared Suite: same key, same nonce.
+func rebase(cs *noise.CipherState) *noise.CipherState {
+	return noise.UnsafeNewCipherState(Suite, cs.UnsafeKey(), cs.Nonce())
 }
 
 // Initiate drives the client's side of the handshake over a stream: it
