@@ -83,6 +83,7 @@ func parseBench(args []string, out io.Writer) (*benchRun, error) {
 	fs.BoolVar(&cfg.JSON, "json", false, "print the result as JSON")
 	fs.BoolVar(&cfg.Noise, "noise", false, "clients connect with the Noise XX transport (default plaintext, which the bench's server allows)")
 	fs.StringVar(&cfg.Report, "out", "bench-out", "folder for heap profiles and plots")
+	fs.StringVar(&cfg.ServerBinary, "server-bin", "", "chatd executable for the server the bench starts, to compare builds with the same clients (default: this one)")
 	serverArgs := fs.String("server-args", "", "extra flags for the server the bench starts, space separated")
 	serverEnv := fs.String("server-env", "", "extra environment for that server, e.g. CHATD_NETPOLL_BUFFER=default")
 	fs.IntVar(&cfg.PerWorker, "per-worker", 15000, "connections per client worker process (each may open 20,000 files here)")
@@ -91,6 +92,8 @@ func parseBench(args []string, out io.Writer) (*benchRun, error) {
 		fs.IntVar(&cfg.Conns, "conns", 10000, "connections to open")
 		fs.IntVar(&cfg.Rate, "rate", 0, "connections per second (0: flat out)")
 		fs.DurationVar(&cfg.Hold, "hold", 0, "hold the connections this long after the ramp")
+		fs.IntVar(&cfg.ServerPID, "server-pid", 0, "pid of the server at -addr, to read its CPU time from /proc/PID/stat (0: from its /stats)")
+		fs.DurationVar(&cfg.CPUProfile, "cpu-profile", 0, "profile the server's CPU this long from the start of the storm, into -out (0: no profile)")
 	case "offline":
 		fs.IntVar(&r.recipients, "recipients", 1000, "offline recipients")
 		fs.IntVar(&r.perRecipient, "msgs", 100, "messages per recipient")
@@ -127,6 +130,9 @@ func parseBench(args []string, out io.Writer) (*benchRun, error) {
 	}
 	if cfg.Addr != "" && (cfg.Port != 0 || cfg.AdminPort != 0) {
 		return nil, fmt.Errorf("bench %s: -port and -admin-port are for the bench's own server, not with -addr", args[0])
+	}
+	if cfg.ServerPID != 0 && cfg.Addr == "" {
+		return nil, fmt.Errorf("bench %s: -server-pid names the server at -addr; the bench's own server is measured without it", args[0])
 	}
 	if cfg.Addr != "" && cfg.Admin == "" {
 		return nil, fmt.Errorf("bench %s: -admin is needed with -addr to read the server's stats", args[0])

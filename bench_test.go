@@ -5,6 +5,7 @@ import (
 	"flag"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestBenchHelpListsScenarios: `chatd bench -h` prints the scenario list
@@ -74,5 +75,18 @@ func TestBenchPortsAndAddr(t *testing.T) {
 	}
 	if _, err := parseBench([]string{"route", "extra"}, &out); err == nil {
 		t.Error("a stray argument was ignored")
+	}
+}
+
+// TestBenchServerPID: connect measures a server at -addr from outside
+// with -server-pid; the pid names that server, so it needs -addr.
+func TestBenchServerPID(t *testing.T) {
+	var out strings.Builder
+	r, err := parseBench([]string{"connect", "-addr", "127.0.0.1:7420", "-admin", "127.0.0.1:7421", "-server-pid", "42", "-cpu-profile", "3s"}, &out)
+	if err != nil || r.cfg.ServerPID != 42 || r.cfg.CPUProfile != 3*time.Second {
+		t.Fatalf("parsed %v %+v", err, r)
+	}
+	if _, err := parseBench([]string{"connect", "-server-pid", "42"}, &out); err == nil {
+		t.Error("-server-pid accepted without -addr")
 	}
 }

@@ -19,6 +19,14 @@ type Config struct {
 	// Binary is the chatd executable for the server and the workers.
 	// Default: this process's own executable.
 	Binary string
+	// ServerBinary, when set, is the executable of the server the bench
+	// starts, so that two builds of the server are compared with the same
+	// clients. Default: Binary.
+	ServerBinary string
+	// ServerPID is the process id of the server at Addr, when it runs on
+	// this host: its CPU time is then read from /proc/PID/stat, from
+	// outside, as for the bench's own server. 0: from its /stats.
+	ServerPID int
 	// ServerArgs are extra flags for a server the bench starts.
 	ServerArgs []string
 	// ServerEnv are extra environment variables for that server (for
@@ -29,6 +37,8 @@ type Config struct {
 	Rate      int           // connections per second; 0 = as fast as possible
 	Hold      time.Duration // how long to hold them once all are up
 	PerWorker int           // connections per worker process; default 15000
+
+	CPUProfile time.Duration // connect: profile the server's CPU this long from the storm's start
 
 	Noise  bool      // clients use the Noise XX transport (else plaintext)
 	JSON   bool      // print the result as JSON

@@ -17,6 +17,11 @@ type ConnectResult struct {
 	Failed        map[string]int `json:"failed"`
 	Seconds       float64        `json:"ramp_seconds"`
 	ConnectsPerS  float64        `json:"connects_per_second"`
+	Transport     string         `json:"transport"`
+	ServerCPU     float64        `json:"server_cpu_seconds"` // during the timed storm
+	CPUPerLogin   float64        `json:"server_cpu_us_per_login"`
+	CPUSource     string         `json:"server_cpu_source"`
+	CPUProfile    string         `json:"cpu_profile,omitempty"`
 	Before        Stats          `json:"server_before"`
 	After         Stats          `json:"server_after"`
 	RSSPerConn    float64        `json:"rss_bytes_per_conn"`
@@ -49,7 +54,12 @@ func Connect(ctx context.Context, cfg Config) (*ConnectResult, error) {
 		return nil, err
 	}
 	defer t.stop()
-	res := &ConnectResult{Conns: cfg.Conns}
+	res := &ConnectResult{Conns: cfg.Conns, Transport: "plaintext"}
+	if cfg.Noise {
+		res.Transport = "noise-xx"
+	}
+	cpu, source := t.cpuClock(ctx)
+	res.CPUSource = source
 	fmt.Fprintf(os.Stderr, "connect: %d connections to %s (%d per worker, rate %s)\n",
 		cfg.Conns, t.addr, cfg.PerWorker, rateText(cfg.Rate))
 
@@ -90,7 +100,23 @@ func Connect(ctx context.Context, cfg Config) (*ConnectResult, error) {
 	res.KernelBefore = readKernel()
 
 	// Timed: every user connects and logs in with its token, while the
-	// server's memory is sampled against the number connected.
+	// server's memory is sampled against the number connected. The
+	// server's CPU time is read around exactly this window, so that
+	// registration (argon2) and the settling below stay out of it.
+	var profiled chan struct{}
+	if cfg.CPUProfile > 0 && cfg.Report != "" && os.MkdirAll(cfg.Report, 0o755) == nil {
+		res.CPUProfile = filepath.Join(cfg.Report, fmt.Sprintf("cpu-connect-%s-%d.pprof", res.Transport, cfg.Conns))
+		profiled = make(chan struct{})
+		go func() {
+			defer close(profiled)
+			if err := t.saveCPUProfile(ctx, res.CPUProfile, cfg.CPUProfile); err != nil {
+				fmt.Fprintf(os.Stderr, "connect: cpu profile: %v\n", err)
+				res.CPUProfile = ""
+			}
+		}()
+		time.Sleep(50 * time.Millisecond) // let the profiler start first
+	}
+	cpu0 := cpu()
 	start := time.Now()
 	ws.begin()
 	stop = watch("connect", func() int { _, u, _ := ws.totals(); return u })
@@ -100,8 +126,8 @@ func Connect(ctx context.Context, cfg Config) (*ConnectResult, error) {
 		defer close(sampled)
 		for {
 			_, up, _ := ws.totals()
-			if st, err := t.stats(ctx, false); err == nil {
-				res.Samples = append(res.Samples, Point{X: float64(up), Y: float64(st.RSS) / (1 << 20)})
+			if rss, err := t.rssNow(ctx); err == nil {
+				res.Samples = append(res.Samples, Point{X: float64(up), Y: float64(rss) / (1 << 20)})
 			}
 			select {
 			case <-sampling:
@@ -111,12 +137,19 @@ func Connect(ctx context.Context, cfg Config) (*ConnectResult, error) {
 		}
 	}()
 	ws.waitPhase()
+	res.Seconds = time.Since(start).Seconds()
+	res.ServerCPU = cpu() - cpu0
 	close(sampling)
 	<-sampled
 	stop()
-	res.Seconds = time.Since(start).Seconds()
 	_, res.Up, res.Failed = ws.totals()
 	res.ConnectsPerS = float64(res.Up) / res.Seconds
+	if res.Up > 0 {
+		res.CPUPerLogin = res.ServerCPU / float64(res.Up) * 1e6
+	}
+	if profiled != nil {
+		<-profiled
+	}
 
 	// Let deferred work settle, then read the server with a fresh GC.
 	time.Sleep(2 * time.Second)
@@ -165,7 +198,8 @@ func (r *ConnectResult) Print(cfg Config) {
 		return
 	}
 	w := cfg.Out
-	fmt.Fprintf(w, "connections          %d of %d up in %.2fs (%.0f connects/s)\n", r.Up, r.Conns, r.Seconds, r.ConnectsPerS)
+	fmt.Fprintf(w, "connections          %d of %d up in %.2fs (%.0f connects/s, %s)\n", r.Up, r.Conns, r.Seconds, r.ConnectsPerS, r.Transport)
+	fmt.Fprintf(w, "server CPU per login %.1f µs (%.2f CPU-s over the storm, from %s)\n", r.CPUPerLogin, r.ServerCPU, r.CPUSource)
 	if len(r.Failed) > 0 {
 		keys := make([]string, 0, len(r.Failed))
 		for k := range r.Failed {
@@ -187,10 +221,14 @@ func (r *ConnectResult) Print(cfg Config) {
 	if r.Profile != "" {
 		fmt.Fprintf(w, "heap profile         %s (go tool pprof -sample_index=inuse_space -top %s)\n", r.Profile, r.Profile)
 	}
+	if r.CPUProfile != "" {
+		fmt.Fprintf(w, "cpu profile          %s (go tool pprof -top %s)\n", r.CPUProfile, r.CPUProfile)
+	}
 	if r.Plot != "" {
 		fmt.Fprintf(w, "plot                 %s\n", r.Plot)
 	}
-	fmt.Fprintf(w, "BenchmarkConnect/conns=%d 1 %.0f connects/s %.0f rss-B/conn %.0f heap-B/conn\n", r.Conns, r.ConnectsPerS, r.RSSPerConn, r.HeapPerConn)
+	fmt.Fprintf(w, "BenchmarkConnect/conns=%d/transport=%s 1 %.0f connects/s %.1f cpu-us/login %.0f rss-B/conn %.0f heap-B/conn\n",
+		r.Conns, r.Transport, r.ConnectsPerS, r.CPUPerLogin, r.RSSPerConn, r.HeapPerConn)
 }
 
 func mib(b uint64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }

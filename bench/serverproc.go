@@ -12,11 +12,14 @@ import (
 	"path/filepath"
 	"strconv"
 	"time"
+
+	"github.com/chatd/chatd/internal/proc"
 )
 
 // target is the server under test.
 type target struct {
 	addr, admin string
+	pid         int // of a server the bench did not start (-server-pid), for its CPU time
 	proc        *exec.Cmd
 	dir         string
 	bin         string
@@ -32,7 +35,7 @@ func startTarget(ctx context.Context, cfg *Config) (*target, error) {
 		if cfg.Port != 0 || cfg.AdminPort != 0 {
 			return nil, fmt.Errorf("bench: -port and -admin-port are for the bench's own server, not with -addr")
 		}
-		return &target{addr: cfg.Addr, admin: cfg.Admin}, nil
+		return &target{addr: cfg.Addr, admin: cfg.Admin, pid: cfg.ServerPID}, nil
 	}
 	addr, admin, err := ownServerAddrs(cfg)
 	if err != nil {
@@ -50,6 +53,9 @@ func startTarget(ctx context.Context, cfg *Config) (*target, error) {
 		"--logins-per-source", "-1", "--failed-logins-per-user", "-1", "--max-frame-rate", "-1", "--max-byte-rate", "-1"},
 		cfg.ServerArgs...)
 	t.bin, t.args, t.env = cfg.Binary, args, append(os.Environ(), cfg.ServerEnv...)
+	if cfg.ServerBinary != "" {
+		t.bin = cfg.ServerBinary
+	}
 	if err := t.start(ctx); err != nil {
 		os.RemoveAll(dir)
 		return nil, err
@@ -165,4 +171,67 @@ func freePort() string {
 	}
 	defer ln.Close()
 	return strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
+}
+
+// cpuClock returns a reader of the server's CPU seconds (user + system)
+// and where it reads them: /proc/PID/stat from outside the server, when
+// the bench started it or was given its pid, so that any server is
+// measured the same way; else the cpu_seconds of its /stats.
+func (t *target) cpuClock(ctx context.Context) (read func() float64, source string) {
+	if pid := t.localPID(); pid > 0 {
+		return func() float64 { return proc.CPUSecondsOf(pid) }, fmt.Sprintf("/proc/%d/stat", pid)
+	}
+	return func() float64 {
+		st, err := t.stats(ctx, false)
+		if err != nil {
+			return 0
+		}
+		return st.CPUSeconds
+	}, "the server's /stats"
+}
+
+// rssNow reads the server's resident memory: from /proc/PID/statm when it
+// runs here, which costs the server nothing (its /stats reads the Go
+// runtime's memory statistics, stopping the world, which a reading taken
+// every 100 ms during a timed storm would add to the cost measured).
+func (t *target) rssNow(ctx context.Context) (uint64, error) {
+	if pid := t.localPID(); pid > 0 {
+		return proc.RSSOf(pid), nil
+	}
+	st, err := t.stats(ctx, false)
+	return st.RSS, err
+}
+
+// localPID is the server's process id when it can be read from /proc
+// here: the bench's own server, or -server-pid; else 0.
+func (t *target) localPID() int {
+	pid := t.pid
+	if t.proc != nil && t.proc.Process != nil {
+		pid = t.proc.Process.Pid
+	}
+	if pid > 0 && proc.CPUSecondsOf(pid) > 0 {
+		return pid
+	}
+	return 0
+}
+
+// saveCPUProfile stores a CPU profile of the next d of the server in path.
+func (t *target) saveCPUProfile(ctx context.Context, path string, d time.Duration) error {
+	url := fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", t.admin, max(1, int(d.Round(time.Second)/time.Second)))
+	req, _ := http.NewRequestWithContext(ctx, "GET", url, nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s: %s", url, resp.Status)
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	_, err = io.Copy(f, resp.Body)
+	return err
 }

@@ -17,8 +17,13 @@ import (
 )
 
 // RSS is the resident set size in bytes (/proc/self/statm).
-func RSS() uint64 {
-	b, err := os.ReadFile("/proc/self/statm")
+func RSS() uint64 { return rss("/proc/self/statm") }
+
+// RSSOf is the resident set size of process pid (/proc/PID/statm).
+func RSSOf(pid int) uint64 { return rss("/proc/" + strconv.Itoa(pid) + "/statm") }
+
+func rss(path string) uint64 {
+	b, err := os.ReadFile(path)
 	if err != nil {
 		return 0
 	}
@@ -32,8 +37,15 @@ func RSS() uint64 {
 
 // CPUSeconds is the user plus system CPU time of this process
 // (/proc/self/stat).
-func CPUSeconds() float64 {
-	b, err := os.ReadFile("/proc/self/stat")
+func CPUSeconds() float64 { return cpuSeconds("/proc/self/stat") }
+
+// CPUSecondsOf is the user plus system CPU time of process pid, read from
+// outside it (/proc/PID/stat), so that a benchmark measures any server
+// the same way, whatever it reports about itself.
+func CPUSecondsOf(pid int) float64 { return cpuSeconds("/proc/" + strconv.Itoa(pid) + "/stat") }
+
+func cpuSeconds(path string) float64 {
+	b, err := os.ReadFile(path)
 	if err != nil {
 		return 0
 	}

@@ -1,6 +1,7 @@
 package proc
 
 import (
+	"os"
 	"runtime"
 	"testing"
 	"time"
@@ -62,5 +63,27 @@ func TestContextSwitchesCount(t *testing.T) {
 	}
 	if after := ContextSwitches(); after < before+10 {
 		t.Fatalf("context switches %d after 20 sleeps, %d before", after, before)
+	}
+}
+
+// TestCPUOfAnotherProcess: read from outside, by pid, the CPU time and
+// RSS are the ones the process reads of itself; a pid that is gone reads
+// as 0.
+func TestCPUOfAnotherProcess(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("/proc is Linux's")
+	}
+	cpu0 := CPUSeconds()
+	for deadline := time.Now().Add(5 * time.Second); CPUSeconds() < cpu0+0.02 && time.Now().Before(deadline); {
+	}
+	if self, out := RSS(), RSSOf(os.Getpid()); self == 0 || out < self/2 || out > 2*self {
+		t.Errorf("RSS by pid %d, of self %d", out, self)
+	}
+	self, out := CPUSeconds(), CPUSecondsOf(os.Getpid())
+	if self == 0 || out < self || out > self+0.5 {
+		t.Errorf("CPU seconds by pid %v, of self %v", out, self)
+	}
+	if got, rss := CPUSecondsOf(1<<30), RSSOf(1<<30); got != 0 || rss != 0 {
+		t.Errorf("a missing pid: %v CPU seconds, %d B RSS; want 0", got, rss)
 	}
 }

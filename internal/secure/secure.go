@@ -84,6 +84,7 @@ func LoadOrCreateKey(path string) (k Keypair, created bool, err error) {
 // Handshake is one side of a Noise handshake.
 type Handshake struct {
 	hs        *noise.HandshakeState
+	dh        *x25519
 	pinned    []byte
 	initiator bool
 	session   *Session
@@ -96,11 +97,15 @@ func Server(t codec.Transport, static Keypair, prologue []byte) (*Handshake, err
 	if err != nil {
 		return nil, err
 	}
-	hs, err := noise.NewHandshakeState(noise.Config{CipherSuite: Suite, Pattern: p, Prologue: prologue, StaticKeypair: static})
+	dh, err := staticDH(static)
+	if err != nil {
+		return nil, err
+	}
+	hs, err := noise.NewHandshakeState(noise.Config{CipherSuite: suiteFor(dh), Pattern: p, Prologue: prologue, StaticKeypair: static})
 	if err != nil {
 		return nil, fmt.Errorf("secure: %w", err)
 	}
-	return &Handshake{hs: hs}, nil
+	return &Handshake{hs: hs, dh: dh}, nil
 }
 
 // Client starts the initiator of transport t. serverKey is the server's
@@ -114,11 +119,12 @@ func Client(t codec.Transport, serverKey []byte, prologue []byte) (*Handshake, e
 	if t == codec.TransportNoiseIK && len(serverKey) != 32 {
 		return nil, errors.New("secure: IK needs the server's 32-byte key")
 	}
-	static, err := GenerateKeypair() // the client's transport key; the user is proven by LOGIN or RESUME
+	dh := &x25519{}
+	static, err := dh.GenerateKeypair(rand.Reader) // the client's transport key; the user is proven by LOGIN or RESUME
 	if err != nil {
 		return nil, err
 	}
-	cfg := noise.Config{CipherSuite: Suite, Pattern: p, Initiator: true, Prologue: prologue, StaticKeypair: static}
+	cfg := noise.Config{CipherSuite: suiteFor(dh), Pattern: p, Initiator: true, Prologue: prologue, StaticKeypair: static}
 	if t == codec.TransportNoiseIK {
 		cfg.PeerStatic = serverKey
 	}
@@ -126,7 +132,7 @@ func Client(t codec.Transport, serverKey []byte, prologue []byte) (*Handshake, e
 	if err != nil {
 		return nil, fmt.Errorf("secure: %w", err)
 	}
-	return &Handshake{hs: hs, initiator: true, pinned: serverKey}, nil
+	return &Handshake{hs: hs, dh: dh, initiator: true, pinned: serverKey}, nil
 }
 
 func pattern(t codec.Transport) (noise.HandshakePattern, error) {
@@ -169,12 +175,23 @@ func (h *Handshake) finish(cs1, cs2 *noise.CipherState) {
 	if cs1 == nil {
 		return
 	}
+	// The cipher states hold the suite they were made with, and that
+	// suite holds this handshake's DH function: remade on the shared
+	// Suite, they keep neither the ephemeral key nor ~300 bytes per
+	// connection, and the handshake's keys are wiped.
+	cs1, cs2 = rebase(cs1), rebase(cs2)
+	h.dh.forget()
 	// cs1 carries initiator-to-responder traffic, cs2 the other way.
 	if h.initiator {
 		h.session = &Session{tx: cs1, rx: cs2}
 	} else {
 		h.session = &Session{tx: cs2, rx: cs1}
 	}
+}
+
+// rebase is cs on the shared Suite: same key, same nonce.
+func rebase(cs *noise.CipherState) *noise.CipherState {
+	return noise.UnsafeNewCipherState(Suite, cs.UnsafeKey(), cs.Nonce())
 }
 
 // Initiate drives the client's side of the handshake over a stream: it
