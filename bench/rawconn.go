@@ -205,11 +205,13 @@ func (c *rawConn) next() (codec.Type, []byte, error) {
 // be batched until the reader catches up.
 func (c *rawConn) buffered() bool { return c.br.Buffered() > 0 || c.pos < len(c.plain) }
 
+// close closes the socket first: a writer blocked in Write holds wmu
+// until the close fails its write.
 func (c *rawConn) close() {
+	c.nc.Close()
 	c.wmu.Lock()
 	c.ack.stop()
 	c.wmu.Unlock()
-	c.nc.Close()
 }
 
 // Acknowledgements follow the client package (client/ack.go), so that the
