@@ -158,10 +158,11 @@ if ((IDLE)); then
 	stop_broker
 	echo
 	echo "idle connections: $CONNS each; bytes per connection in the server's RSS, and kernel bytes per"
-	echo "loopback socket (TCP socket slab objects plus socket buffer pages, both ends counted, halved)"
+	echo "loopback socket (chatd: TCP slab objects and buffer pages over 2 x conns; mosquitto: mqttload's"
+	echo "socket objects plus buffer pages per connection, halved: its slab delta is noisy after chatd's ramp)"
 	printf '%-10s %14s %16s\n' server "RSS/conn" "kernel/socket"
 	printf '%-10s %14s %16s\n' chatd "$(jq -r '.rss_bytes_per_conn | round' "$cb" 2>/dev/null || echo -)" \
 		"$(jq -r '.kernel_bytes_per_socket | round' "$cb" 2>/dev/null || echo -)"
 	printf '%-10s %14s %16s\n' mosquitto "$(jq -r '.broker_rss_per_conn' <<<"${mi:-null}" 2>/dev/null || echo -)" \
-		"$(jq -r '(.kernel_sock_slab_per_conn + .kernel_sockmem_per_conn) / 2 | round' <<<"${mi:-null}" 2>/dev/null || echo -)"
+		"$(jq -r '(.kernel_sock_objects_per_conn + .kernel_sockmem_per_conn) / 2 | round' <<<"${mi:-null}" 2>/dev/null || echo -)"
 fi
