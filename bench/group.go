@@ -84,14 +84,15 @@ func Group(ctx context.Context, cfg Config, gc GroupConfig) (*GroupResult, error
 	}
 
 	var (
-		measuring, stopping  atomic.Bool
+		measuring            atomic.Bool
+		done                 = make(chan struct{}) // closed at the end of the run
 		deliveries, sentAcks atomic.Int64
 		hmu                  sync.Mutex
 		hist                 = hdrhistogram.New(1, 60_000_000, 3)
 		wg                   sync.WaitGroup
 	)
 	epoch := time.Now()
-	credit := startPacer(gc.Rate, &stopping)
+	start := time.Since(epoch) + 10*time.Millisecond // every sender's schedule begins here
 	windows := make([]chan struct{}, n)
 	for i, c := range conns {
 		windows[i] = make(chan struct{}, gc.Window)
@@ -99,7 +100,6 @@ func Group(ctx context.Context, cfg Config, gc GroupConfig) (*GroupResult, error
 		go func(c *rawConn, window chan struct{}) { // every member: read, record, acknowledge
 			defer wg.Done()
 			var d codec.Deliver
-			var seq uint64
 			lh := hdrhistogram.New(1, 60_000_000, 3)
 			defer func() { hmu.Lock(); hist.Merge(lh); hmu.Unlock() }()
 			for {
@@ -110,26 +110,24 @@ func Group(ctx context.Context, cfg Config, gc GroupConfig) (*GroupResult, error
 				switch tp {
 				case codec.TypeDeliver:
 					if d.Decode(b) == nil {
-						seq = d.Seq
+						c.entry(d.Seq, 64+len(d.Body))
 						if measuring.Load() {
 							lh.RecordValue(max(1, (time.Since(epoch) - time.Duration(binary.BigEndian.Uint64(d.Body))).Microseconds()))
 							deliveries.Add(1)
 						}
 					}
 				case codec.TypeReceipt, codec.TypeGroupEvent:
-					seq = binary.BigEndian.Uint64(b)
+					if len(b) >= 8 {
+						c.entry(binary.BigEndian.Uint64(b), 64+len(b))
+					}
 				case codec.TypeSent:
 					if measuring.Load() {
 						sentAcks.Add(1)
 					}
-					select {
-					case <-window:
-					default:
-					}
+					freeSlot(window)
 				}
-				if seq != 0 && !c.buffered() {
-					c.send(&codec.Ack{Seq: seq}, true)
-					seq = 0
+				if !c.buffered() && c.endTurn() != nil {
+					return
 				}
 			}
 		}(c, windows[i])
@@ -138,20 +136,32 @@ func Group(ctx context.Context, cfg Config, gc GroupConfig) (*GroupResult, error
 		for k := 0; k < gc.Senders; k++ {
 			i := g*gc.Members + k
 			wg.Add(1)
-			go func(c *rawConn, window chan struct{}, gid uint64) {
+			go func(c *rawConn, window chan struct{}, gid uint64) { // on its own schedule, like route's senders
 				defer wg.Done()
-				body := make([]byte, gc.Body)
-				id := codec.MsgID{}
-				binary.BigEndian.PutUint64(id[:8], uint64(i))
-				var seq uint64
-				for !stopping.Load() {
-					if !acquire(window, credit) {
-						continue
+				msg := codec.Send{Flags: codec.FlagGroup, To: gid, Body: make([]byte, gc.Body)}
+				binary.BigEndian.PutUint64(msg.ID[:8], uint64(i))
+				sched := newSchedule(start, g*gc.Senders+k, gc.Groups*gc.Senders, gc.Rate)
+				flush := func() { c.flush() }
+				for seq := uint64(1); ; seq++ {
+					select {
+					case <-done:
+						return
+					default:
 					}
-					seq++
-					binary.BigEndian.PutUint64(id[8:], seq)
-					binary.BigEndian.PutUint64(body, uint64(time.Since(epoch)))
-					c.send(&codec.Send{ID: id, Flags: codec.FlagGroup, To: gid, Body: body}, true)
+					if due := sched.due(); gc.Rate > 0 && time.Since(epoch) < due {
+						if c.flush() != nil || !sleepUntil(epoch, due, done) {
+							return
+						}
+					}
+					if !takeSlot(window, done, flush) {
+						return
+					}
+					binary.BigEndian.PutUint64(msg.ID[8:], seq)
+					binary.BigEndian.PutUint64(msg.Body, uint64(time.Since(epoch)))
+					if c.send(&msg, false) != nil {
+						return
+					}
+					sched.advance()
 				}
 			}(conns[i], windows[i], gids[g])
 		}
@@ -160,6 +170,7 @@ func Group(ctx context.Context, cfg Config, gc GroupConfig) (*GroupResult, error
 	time.Sleep(time.Second)
 	before, err := t.stats(ctx, false)
 	if err != nil {
+		close(done)
 		return nil, err
 	}
 	measuring.Store(true)
@@ -167,9 +178,10 @@ func Group(ctx context.Context, cfg Config, gc GroupConfig) (*GroupResult, error
 	measuring.Store(false)
 	after, err := t.stats(ctx, false)
 	if err != nil {
+		close(done)
 		return nil, err
 	}
-	stopping.Store(true)
+	close(done)
 	time.Sleep(200 * time.Millisecond)
 	closeAll(conns)
 	wg.Wait()

@@ -3,59 +3,91 @@ package bench
 import (
 	"fmt"
 	"os"
-	"sync/atomic"
 	"time"
 )
 
 // Shared by the scenarios that send load (route, group).
+//
+// The load generator shares the machine's cores with the server, so what
+// it spends per message is taken from the server, and the shape of its
+// sending decides the queueing the server sees. So every sender keeps its
+// own schedule (no shared credit channel handing out bursts) and nothing
+// on the per-message path allocates: a sender sleeps on its goroutine's
+// own timer and waits for window room on a channel it owns.
 
-// startPacer hands out send credits at rate per second, following the
-// clock rather than ticks (a ticker fires late under load, which would
-// quietly lower the rate). It returns nil for rate 0: flat out. A credit
-// not taken because every sender is at its window is lost, as a real
-// client's message would wait in its own queue.
-func startPacer(rate int, stopping *atomic.Bool) <-chan struct{} {
-	if rate <= 0 {
-		return nil
-	}
-	credit := make(chan struct{}, rate)
-	go func() {
-		tk := time.NewTicker(time.Millisecond)
-		defer tk.Stop()
-		begin, issued := time.Now(), 0
-		for range tk.C {
-			if stopping.Load() {
-				return
-			}
-			for due := int(time.Since(begin).Seconds() * float64(rate)); issued < due; issued++ {
-				select {
-				case credit <- struct{}{}:
-				default:
-				}
-			}
-		}
-	}()
-	return credit
+// schedule paces one of n senders at rate msgs/s over all of them: its
+// k-th message is due at offset + k*interval after the start, where
+// interval = n/rate and offset = i/n*interval spreads the senders evenly
+// over one interval (as mqttload does). Rate 0 is flat out: every
+// message is due at once.
+type schedule struct {
+	offset, interval float64 // ns since the epoch
+	k                int64
 }
 
-// acquire waits for a slot in the sender's window and, at a fixed rate,
-// for a credit. It gives up after 100 ms (false) so that the caller can
-// notice the end of the run.
-func acquire(window chan struct{}, credit <-chan struct{}) bool {
+func newSchedule(start time.Duration, i, n, rate int) schedule {
+	if rate <= 0 {
+		return schedule{}
+	}
+	interval := float64(n) / float64(rate) * 1e9
+	return schedule{offset: float64(start) + float64(i)/float64(n)*interval, interval: interval}
+}
+
+// due returns the due time of the next message (since the epoch); 0 when
+// flat out.
+func (s *schedule) due() time.Duration {
+	if s.interval == 0 {
+		return 0
+	}
+	return time.Duration(s.offset + float64(s.k)*s.interval)
+}
+
+// advance moves on to the next message.
+func (s *schedule) advance() { s.k++ }
+
+// sleepUntil sleeps until at (since epoch) or until done is closed,
+// in slices of at most 100 ms so that a slow schedule still notices the
+// end of the run. time.Sleep uses the goroutine's own timer: no
+// allocation. It reports false when done is closed.
+func sleepUntil(epoch time.Time, at time.Duration, done <-chan struct{}) bool {
+	for {
+		select {
+		case <-done:
+			return false
+		default:
+		}
+		d := at - time.Since(epoch)
+		if d <= 0 {
+			return true
+		}
+		time.Sleep(min(d, 100*time.Millisecond))
+	}
+}
+
+// takeSlot takes a slot in window, calling flush first if it has to wait
+// (queued frames must go out before the sender blocks, or the slots they
+// would free never come back). It reports false when done is closed.
+func takeSlot(window chan struct{}, done <-chan struct{}, flush func()) bool {
 	select {
 	case window <- struct{}{}:
-	case <-time.After(100 * time.Millisecond):
-		return false
-	}
-	if credit == nil {
 		return true
+	default:
 	}
+	flush()
 	select {
-	case <-credit:
+	case window <- struct{}{}:
 		return true
-	case <-time.After(100 * time.Millisecond):
-		<-window
+	case <-done:
 		return false
+	}
+}
+
+// freeSlot frees a slot of window; it never blocks (a frame that frees
+// nothing, such as a duplicate, is ignored).
+func freeSlot(window chan struct{}) {
+	select {
+	case <-window:
+	default:
 	}
 }
 

@@ -27,6 +27,7 @@ type rawConn struct {
 	wmu  sync.Mutex
 	out  []byte
 	sess *secure.Session
+	ack  acker // guarded by wmu: the reader adds entries, a timer may send
 
 	// Owned by the reader.
 	buf   []byte
@@ -60,6 +61,7 @@ func dialRaw(ctx context.Context, addr string, i int, auth codec.Frame, noise bo
 	switch t {
 	case codec.TypeWelcome:
 		c.w.Decode(body)
+		c.ack.every = max(1, int(c.w.Window)/2)
 		return c, nil
 	case codec.TypeError:
 		var e codec.Error
@@ -134,6 +136,20 @@ func (c *rawConn) send(f codec.Frame, flush bool) error {
 	if !flush && len(c.out) < 16<<10 {
 		return nil
 	}
+	return c.flushLocked()
+}
+
+// flush writes whatever is queued.
+func (c *rawConn) flush() error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	return c.flushLocked()
+}
+
+func (c *rawConn) flushLocked() error {
+	if len(c.out) == 0 {
+		return nil
+	}
 	w := c.out
 	if c.sess != nil {
 		var err error
@@ -189,4 +205,97 @@ func (c *rawConn) next() (codec.Type, []byte, error) {
 // be batched until the reader catches up.
 func (c *rawConn) buffered() bool { return c.br.Buffered() > 0 || c.pos < len(c.plain) }
 
-func (c *rawConn) close() { c.nc.Close() }
+// close closes the socket first: a writer blocked in Write holds wmu
+// until the close fails its write.
+func (c *rawConn) close() {
+	c.nc.Close()
+	c.wmu.Lock()
+	c.ack.stop()
+	c.wmu.Unlock()
+}
+
+// Acknowledgements follow the client package (client/ack.go), so that the
+// server sees the ACK traffic of real clients: cumulative, sent when half
+// the server's window or ackBytes of entries are unacknowledged, or when
+// the read turn ends and ackDelay has passed since the last ACK (else one
+// timer, made once per connection, sends it when it has).
+const (
+	ackDelay = 10 * time.Millisecond
+	ackBytes = 256 << 10
+)
+
+// acker is a connection's acknowledgement state, guarded by its wmu.
+type acker struct {
+	every   int    // entries: half the server's window
+	seq     uint64 // highest entry handled and not acknowledged; 0 when none
+	n       int    // entries since the last ACK
+	bytes   int    // their approximate frame bytes
+	last    time.Time
+	timer   *time.Timer // made on the first delayed ACK, reused after
+	armed   bool
+	stopped bool // connection closing: the timer stays off
+}
+
+// entry records that the reader handled inbox entry seq (about size
+// frame bytes), queueing an ACK when a count or byte bound is reached.
+func (c *rawConn) entry(seq uint64, size int) {
+	c.wmu.Lock()
+	a := &c.ack
+	a.seq, a.n, a.bytes = seq, a.n+1, a.bytes+size
+	if a.n >= a.every || a.bytes >= ackBytes {
+		c.ackLocked()
+	}
+	c.wmu.Unlock()
+}
+
+// endTurn is the reader's end of a turn (no more input buffered): a
+// pending ACK goes now if ackDelay has passed, else the timer sends it
+// then; whatever is queued is written in one go.
+func (c *rawConn) endTurn() error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	a := &c.ack
+	if a.seq != 0 {
+		if wait := ackDelay - time.Since(a.last); wait <= 0 {
+			c.ackLocked()
+		} else if !a.armed && !a.stopped {
+			if a.timer == nil {
+				a.timer = time.AfterFunc(wait, c.ackLater)
+			} else {
+				a.timer.Reset(wait)
+			}
+			a.armed = true
+		}
+	}
+	return c.flushLocked()
+}
+
+// ackLater is the timer's delayed ACK.
+func (c *rawConn) ackLater() {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	c.ack.armed = false
+	if c.ack.seq != 0 && !c.ack.stopped {
+		c.ackLocked()
+		c.flushLocked() // a failure ends the connection; its reader sees it
+	}
+}
+
+// ackLocked queues an ACK for everything handled so far.
+func (c *rawConn) ackLocked() {
+	a := &c.ack
+	if a.armed {
+		a.timer.Stop()
+		a.armed = false
+	}
+	ack := codec.Ack{Seq: a.seq}
+	c.out = ack.Append(c.out)
+	a.seq, a.n, a.bytes, a.last = 0, 0, 0, time.Now()
+}
+
+func (a *acker) stop() {
+	a.stopped = true
+	if a.timer != nil {
+		a.timer.Stop()
+	}
+}

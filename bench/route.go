@@ -5,12 +5,14 @@ import (
 	"encoding/binary"
 	"fmt"
 	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/HdrHistogram/hdrhistogram-go"
 	"github.com/chatd/chatd/codec"
+	"github.com/chatd/chatd/internal/proc"
 )
 
 // RouteConfig shapes the route scenario.
@@ -18,28 +20,36 @@ type RouteConfig struct {
 	Pairs    int           // sender/receiver pairs
 	Window   int           // messages in flight per pair (sent, not yet delivered)
 	Rate     int           // offered msgs/s over all pairs; 0 = flat out
-	Body     int           // body bytes (at least 8: the send time travels in it)
+	Body     int           // body bytes (at least 16: the send and scheduled times travel in it)
 	Duration time.Duration // measured time, after a 1 s warm-up
 }
 
-// RouteResult is what the route scenario measures.
+// RouteResult is what the route scenario measures. Latency is from the
+// SEND leaving the sender; at a fixed rate also from the time it was
+// scheduled to leave, which counts the wait for window room as well.
 type RouteResult struct {
 	RouteConfig
-	Delivered     int64    `json:"delivered"`
-	Seconds       float64  `json:"seconds"`
-	MsgsPerSec    float64  `json:"delivered_msgs_per_second"`
-	Sent          int64    `json:"sent_acks"`
-	Receipts      int64    `json:"delivered_receipts"`
-	P50us         int64    `json:"latency_p50_us"`
-	P99us         int64    `json:"latency_p99_us"`
-	P999us        int64    `json:"latency_p999_us"`
-	Maxus         int64    `json:"latency_max_us"`
-	CPUPerMillion float64  `json:"server_cpu_seconds_per_million"`
-	SyscallsPer   float64  `json:"server_rw_syscalls_per_message"`
-	ServerBefore  Stats    `json:"server_before"`
-	ServerAfter   Stats    `json:"server_after"`
-	Histogram     []Bucket `json:"latency_histogram"`
-	Plot          string   `json:"plot"`
+	Delivered      int64    `json:"delivered"`
+	Seconds        float64  `json:"seconds"`
+	MsgsPerSec     float64  `json:"delivered_msgs_per_second"`
+	Sent           int64    `json:"sent_acks"`
+	Receipts       int64    `json:"delivered_receipts"`
+	P50us          int64    `json:"latency_p50_us"`
+	P99us          int64    `json:"latency_p99_us"`
+	P999us         int64    `json:"latency_p999_us"`
+	Maxus          int64    `json:"latency_max_us"`
+	SchedP50us     int64    `json:"sched_latency_p50_us,omitempty"`
+	SchedP99us     int64    `json:"sched_latency_p99_us,omitempty"`
+	SchedP999us    int64    `json:"sched_latency_p999_us,omitempty"`
+	SchedMaxus     int64    `json:"sched_latency_max_us,omitempty"`
+	CPUPerMillion  float64  `json:"server_cpu_seconds_per_million"`
+	SyscallsPer    float64  `json:"server_rw_syscalls_per_message"`
+	ToolCPUPerM    float64  `json:"tool_cpu_seconds_per_million"`
+	ToolSyscallsPr float64  `json:"tool_rw_syscalls_per_message"`
+	ServerBefore   Stats    `json:"server_before"`
+	ServerAfter    Stats    `json:"server_after"`
+	Histogram      []Bucket `json:"latency_histogram"`
+	Plot           string   `json:"plot"`
 }
 
 // Bucket is one bar of the latency histogram.
@@ -48,17 +58,26 @@ type Bucket struct {
 	Count  int64 `json:"count"`
 }
 
+// pair is one sender/receiver pair's tally. The counters are read live
+// for the progress line; the samples only after the run.
+type pair struct {
+	sent, receipts, delivered atomic.Int64
+	lat, sched                []int64 // us, measured deliveries (receiver's)
+}
+
 // Route runs Pairs sender/receiver pairs. Each sender keeps at most Window
-// messages in flight (sent, not yet delivered); each receiver
-// acknowledges deliveries, and each sender acknowledges the delivered
-// receipts that come back, so every message goes through the whole
-// sent/delivered cycle and leaves the inbox. Latency is end to end: from
-// the SEND leaving the sender to the DELIVER reaching the receiver.
+// messages in flight (sent, not yet delivered) and, at a fixed rate, sends
+// on its own schedule (sender i's k-th message is due at
+// start + (i/Pairs + k) * Pairs/Rate); when the window is full at the due
+// time the message waits for room. Receivers acknowledge deliveries and
+// senders the delivered receipts the way the client package does
+// (cumulative, at most one ACK per 10 ms per connection plus window and
+// byte bounds), so every message goes through the whole sent/delivered
+// cycle and leaves the inbox. Writes are queued and flushed once per turn.
 func Route(ctx context.Context, cfg Config, rc RouteConfig) (*RouteResult, error) {
 	cfg.setDefaults()
-	if rc.Body < 8 {
-		rc.Body = 8
-	}
+	rc.Body = max(rc.Body, 16)
+	rc.Window = max(rc.Window, 1)
 	t, err := startTarget(ctx, &cfg)
 	if err != nil {
 		return nil, err
@@ -77,48 +96,27 @@ func Route(ctx context.Context, cfg Config, rc RouteConfig) (*RouteResult, error
 		return nil, fmt.Errorf("bench: route setup: %w", err)
 	}
 	defer closeAll(conns)
-	senders, receivers := make([]*rawConn, rc.Pairs), make([]*rawConn, rc.Pairs)
-	for p := range senders {
-		senders[p], receivers[p] = conns[2*p], conns[2*p+1]
-	}
 
 	var (
 		measuring atomic.Bool
-		stopping  atomic.Bool
-		delivered atomic.Int64
-		sent      atomic.Int64
-		receipts  atomic.Int64
-		hmu       sync.Mutex
-		hist      = hdrhistogram.New(1, 10_000_000, 3) // microseconds
+		done      = make(chan struct{}) // closed at the end of the run
+		pairs     = make([]*pair, rc.Pairs)
 		wg        sync.WaitGroup
 	)
 	epoch := time.Now()
-	credit := startPacer(rc.Rate, &stopping)
-
-	for p := 0; p < rc.Pairs; p++ {
-		s, r := senders[p], receivers[p]
+	start := time.Since(epoch) + 10*time.Millisecond // every sender's schedule begins here
+	for p := range pairs {
+		s, r, tally := conns[2*p], conns[2*p+1], &pair{}
+		pairs[p] = tally
 		window := make(chan struct{}, rc.Window)
-		to := r.w.User
 		wg.Add(3)
-		go func() { // sender: SEND while the window has room
+		go func() {
 			defer wg.Done()
-			id := codec.MsgID{}
-			binary.BigEndian.PutUint64(id[:8], uint64(p))
-			body := make([]byte, rc.Body)
-			var n uint64
-			for !stopping.Load() {
-				if !acquire(window, credit) {
-					continue
-				}
-				n++
-				binary.BigEndian.PutUint64(id[8:], n)
-				binary.BigEndian.PutUint64(body, uint64(time.Since(epoch)))
-				s.send(&codec.Send{ID: id, To: to, Body: body}, len(window) == cap(window) || rc.Rate > 0)
-			}
+			routeSender(s, r.w.User, p, rc, epoch, start, window, done)
 		}()
-		go func() { // sender's reader: SENT and delivered receipts (acknowledged)
+		go func() { // sender's reader: SENT and delivered receipts
 			defer wg.Done()
-			var ack codec.Ack
+			var rcpt codec.Receipt
 			for {
 				tp, b, err := s.next()
 				if err != nil {
@@ -126,76 +124,92 @@ func Route(ctx context.Context, cfg Config, rc RouteConfig) (*RouteResult, error
 				}
 				switch tp {
 				case codec.TypeSent:
-					sent.Add(1)
+					tally.sent.Add(1)
 				case codec.TypeReceipt:
-					var rcpt codec.Receipt
 					if rcpt.Decode(b) == nil {
-						receipts.Add(int64(rcpt.IDs.Len()))
-						ack.Seq = rcpt.Seq
+						tally.receipts.Add(int64(rcpt.IDs.Len()))
+						s.entry(rcpt.Seq, 64+16*rcpt.IDs.Len())
 					}
 				}
-				if ack.Seq != 0 && !s.buffered() {
-					s.send(&ack, true)
-					ack.Seq = 0
+				if !s.buffered() && s.endTurn() != nil {
+					return
 				}
 			}
 		}()
 		go func() { // receiver: record latency, free window, acknowledge
 			defer wg.Done()
 			var d codec.Deliver
-			var pending uint64
-			lh := hdrhistogram.New(1, 10_000_000, 3)
-			defer func() {
-				hmu.Lock()
-				hist.Merge(lh)
-				hmu.Unlock()
-			}()
 			for {
 				tp, b, err := r.next()
 				if err != nil {
 					return
 				}
-				if tp != codec.TypeDeliver || d.Decode(b) != nil {
-					continue
+				if tp == codec.TypeDeliver && d.Decode(b) == nil && len(d.Body) >= 16 {
+					now := time.Since(epoch)
+					if measuring.Load() {
+						sentAt := time.Duration(binary.BigEndian.Uint64(d.Body))
+						dueAt := time.Duration(binary.BigEndian.Uint64(d.Body[8:]))
+						tally.lat = append(tally.lat, max(1, (now-sentAt).Microseconds()))
+						tally.sched = append(tally.sched, max(1, (now-dueAt).Microseconds()))
+						tally.delivered.Add(1)
+					}
+					freeSlot(window)
+					r.entry(d.Seq, 64+len(d.Body))
 				}
-				lat := time.Since(epoch) - time.Duration(binary.BigEndian.Uint64(d.Body))
-				if measuring.Load() {
-					lh.RecordValue(max(1, lat.Microseconds()))
-					delivered.Add(1)
-				}
-				<-window
-				pending = d.Seq
-				if !r.buffered() {
-					r.send(&codec.Ack{Seq: pending}, true)
-					pending = 0
+				if !r.buffered() && r.endTurn() != nil {
+					return
 				}
 			}
 		}()
 	}
+	delivered := func() (n int64) {
+		for _, p := range pairs {
+			n += p.delivered.Load()
+		}
+		return n
+	}
 
 	time.Sleep(time.Second) // warm-up
 	if res.ServerBefore, err = t.stats(ctx, false); err != nil {
+		close(done)
 		return nil, err
 	}
+	tool0, sys0 := proc.CPUSeconds(), proc.RWSyscalls()
 	measuring.Store(true)
-	res.Seconds = measure("route", rc.Duration, delivered.Load, "msgs/s")
+	res.Seconds = measure("route", rc.Duration, delivered, "msgs/s")
 	measuring.Store(false)
-	res.Delivered = delivered.Load()
+	tool1, sys1 := proc.CPUSeconds(), proc.RWSyscalls()
+	res.Delivered = delivered()
 	if res.ServerAfter, err = t.stats(ctx, false); err != nil {
+		close(done)
 		return nil, err
 	}
-	stopping.Store(true)
+	close(done)
 	time.Sleep(200 * time.Millisecond)
 	closeAll(conns)
 	wg.Wait()
 
 	res.MsgsPerSec = float64(res.Delivered) / res.Seconds
-	res.Sent, res.Receipts = sent.Load(), receipts.Load()
-	res.P50us, res.P99us = hist.ValueAtQuantile(50), hist.ValueAtQuantile(99)
-	res.P999us, res.Maxus = hist.ValueAtQuantile(99.9), hist.Max()
+	var lat, sched []int64
+	for _, p := range pairs {
+		res.Sent += p.sent.Load()
+		res.Receipts += p.receipts.Load()
+		lat, sched = append(lat, p.lat...), append(sched, p.sched...)
+	}
+	res.P50us, res.P99us, res.P999us, res.Maxus = percentiles(lat)
+	if rc.Rate > 0 {
+		res.SchedP50us, res.SchedP99us, res.SchedP999us, res.SchedMaxus = percentiles(sched)
+	}
 	if res.Delivered > 0 {
-		res.CPUPerMillion = (res.ServerAfter.CPUSeconds - res.ServerBefore.CPUSeconds) / float64(res.Delivered) * 1e6
-		res.SyscallsPer = float64(res.ServerAfter.Syscalls-res.ServerBefore.Syscalls) / float64(res.Delivered)
+		m := float64(res.Delivered)
+		res.CPUPerMillion = (res.ServerAfter.CPUSeconds - res.ServerBefore.CPUSeconds) / m * 1e6
+		res.SyscallsPer = float64(res.ServerAfter.Syscalls-res.ServerBefore.Syscalls) / m
+		res.ToolCPUPerM = (tool1 - tool0) / m * 1e6
+		res.ToolSyscallsPr = float64(sys1-sys0) / m
+	}
+	hist := hdrhistogram.New(1, 10_000_000, 3) // microseconds
+	for _, v := range lat {
+		hist.RecordValue(v)
 	}
 	var pts, cdf []Point
 	var seen int64
@@ -214,6 +228,58 @@ func Route(ctx context.Context, cfg Config, rc RouteConfig) (*RouteResult, error
 	return res, nil
 }
 
+// routeSender sends pair p's messages to user to: on its schedule at a
+// fixed rate (else flat out), each waiting for room in window. The body
+// carries the actual and the scheduled send time (since epoch). Frames
+// are queued and written when the sender is about to sleep or wait.
+func routeSender(s *rawConn, to uint64, p int, rc RouteConfig, epoch time.Time, start time.Duration, window chan struct{}, done <-chan struct{}) {
+	msg := codec.Send{To: to, Body: make([]byte, rc.Body)}
+	binary.BigEndian.PutUint64(msg.ID[:8], uint64(p))
+	flush := func() { s.flush() }
+	sched := newSchedule(start, p, rc.Pairs, rc.Rate)
+	for n := uint64(1); ; n++ {
+		select {
+		case <-done:
+			return
+		default:
+		}
+		due := sched.due()
+		if rc.Rate > 0 && time.Since(epoch) < due {
+			if s.flush() != nil || !sleepUntil(epoch, due, done) {
+				return
+			}
+		}
+		if !takeSlot(window, done, flush) {
+			return
+		}
+		now := time.Since(epoch)
+		if rc.Rate == 0 {
+			due = now
+		}
+		binary.BigEndian.PutUint64(msg.ID[8:], n)
+		binary.BigEndian.PutUint64(msg.Body, uint64(now))
+		binary.BigEndian.PutUint64(msg.Body[8:], uint64(due))
+		if s.send(&msg, false) != nil {
+			return
+		}
+		sched.advance()
+	}
+}
+
+// percentiles sorts xs in place and returns its nearest-rank p50, p99,
+// p99.9 and maximum (0 for none).
+func percentiles(xs []int64) (p50, p99, p999, top int64) {
+	if len(xs) == 0 {
+		return
+	}
+	slices.Sort(xs)
+	q := func(p float64) int64 {
+		i := int(p*float64(len(xs))+0.5) - 1
+		return xs[max(0, min(len(xs)-1, i))]
+	}
+	return q(0.50), q(0.99), q(0.999), xs[len(xs)-1]
+}
+
 // Print writes the result as a table, or JSON with cfg.JSON.
 func (r *RouteResult) Print(cfg Config) {
 	if printJSON(&cfg, r) {
@@ -224,10 +290,15 @@ func (r *RouteResult) Print(cfg Config) {
 		r.Delivered, r.Seconds, r.MsgsPerSec, r.Sent, r.Receipts)
 	fmt.Fprintf(w, "latency          p50 %.2f ms  p99 %.2f ms  p99.9 %.2f ms  max %.2f ms (send to deliver)\n",
 		float64(r.P50us)/1000, float64(r.P99us)/1000, float64(r.P999us)/1000, float64(r.Maxus)/1000)
+	if r.Rate > 0 {
+		fmt.Fprintf(w, "                 p50 %.2f ms  p99 %.2f ms  p99.9 %.2f ms  max %.2f ms (scheduled time to deliver)\n",
+			float64(r.SchedP50us)/1000, float64(r.SchedP99us)/1000, float64(r.SchedP999us)/1000, float64(r.SchedMaxus)/1000)
+	}
 	fmt.Fprintf(w, "server cost      %.1f CPU-s per million messages, %.2f read/write syscalls per message\n", r.CPUPerMillion, r.SyscallsPer)
+	fmt.Fprintf(w, "load generator   %.1f CPU-s per million messages, %.2f read/write syscalls per message (this process, same window)\n", r.ToolCPUPerM, r.ToolSyscallsPr)
 	if r.Plot != "" {
 		fmt.Fprintf(w, "plot             %s\n", r.Plot)
 	}
-	fmt.Fprintf(w, "BenchmarkRoute/pairs=%d/window=%d/rate=%d 1 %.0f msgs/s %d p50-us %d p99-us %d p99.9-us %.1f cpu-s/M\n",
-		r.Pairs, r.Window, r.Rate, r.MsgsPerSec, r.P50us, r.P99us, r.P999us, r.CPUPerMillion)
+	fmt.Fprintf(w, "BenchmarkRoute/pairs=%d/window=%d/rate=%d 1 %.0f msgs/s %d p50-us %d p99-us %d p99.9-us %.1f cpu-s/M %.1f tool-cpu-s/M\n",
+		r.Pairs, r.Window, r.Rate, r.MsgsPerSec, r.P50us, r.P99us, r.P999us, r.CPUPerMillion, r.ToolCPUPerM)
 }
