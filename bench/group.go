@@ -110,7 +110,7 @@ func Group(ctx context.Context, cfg Config, gc GroupConfig) (*GroupResult, error
 				switch tp {
 				case codec.TypeDeliver:
 					if d.Decode(b) == nil {
-						c.entry(d.Seq, 64+len(d.Body))
+						c.entry(d.Seq, 64+len(d.Body), true)
 						if measuring.Load() {
 							lh.RecordValue(max(1, (time.Since(epoch) - time.Duration(binary.BigEndian.Uint64(d.Body))).Microseconds()))
 							deliveries.Add(1)
@@ -118,7 +118,7 @@ func Group(ctx context.Context, cfg Config, gc GroupConfig) (*GroupResult, error
 					}
 				case codec.TypeReceipt, codec.TypeGroupEvent:
 					if len(b) >= 8 {
-						c.entry(binary.BigEndian.Uint64(b), 64+len(b))
+						c.entry(binary.BigEndian.Uint64(b), 64+len(b), tp == codec.TypeGroupEvent)
 					}
 				case codec.TypeSent:
 					if measuring.Load() {

@@ -126,7 +126,7 @@ func TestAckerOnePerDelay(t *testing.T) {
 	begin := time.Now()
 	const n = 200
 	for seq := uint64(1); seq <= n; seq++ {
-		c.entry(seq, 100)
+		c.entry(seq, 100, true)
 		if err := c.endTurn(); err != nil {
 			t.Fatal(err)
 		}
@@ -148,7 +148,7 @@ func TestAckerOnePerDelay(t *testing.T) {
 func TestAckerHalfWindow(t *testing.T) {
 	c, p := newAckPair(t, 4)
 	for seq := uint64(1); seq <= 10; seq++ {
-		c.entry(seq, 100)
+		c.entry(seq, 100, true)
 	}
 	if err := c.endTurn(); err != nil {
 		t.Fatal(err)

@@ -218,10 +218,12 @@ func (c *rawConn) close() {
 // server sees the ACK traffic of real clients: cumulative, sent when half
 // the server's window or ackBytes of entries are unacknowledged, or when
 // the read turn ends and ackDelay has passed since the last ACK (else one
-// timer, made once per connection, sends it when it has).
+// timer, made once per connection, sends it when it has); receipts alone
+// wait receiptAckDelay instead.
 const (
-	ackDelay = 10 * time.Millisecond
-	ackBytes = 256 << 10
+	ackDelay        = 10 * time.Millisecond
+	receiptAckDelay = 250 * time.Millisecond
+	ackBytes        = 256 << 10
 )
 
 // acker is a connection's acknowledgement state, guarded by its wmu.
@@ -230,6 +232,7 @@ type acker struct {
 	seq     uint64 // highest entry handled and not acknowledged; 0 when none
 	n       int    // entries since the last ACK
 	bytes   int    // their approximate frame bytes
+	urgent  bool   // a message or event among them (not only receipts)
 	last    time.Time
 	timer   *time.Timer // made on the first delayed ACK, reused after
 	armed   bool
@@ -237,11 +240,12 @@ type acker struct {
 }
 
 // entry records that the reader handled inbox entry seq (about size
-// frame bytes), queueing an ACK when a count or byte bound is reached.
-func (c *rawConn) entry(seq uint64, size int) {
+// frame bytes; urgent unless it is a receipt), queueing an ACK when a
+// count or byte bound is reached.
+func (c *rawConn) entry(seq uint64, size int, urgent bool) {
 	c.wmu.Lock()
 	a := &c.ack
-	a.seq, a.n, a.bytes = seq, a.n+1, a.bytes+size
+	a.seq, a.n, a.bytes, a.urgent = seq, a.n+1, a.bytes+size, a.urgent || urgent
 	if a.n >= a.every || a.bytes >= ackBytes {
 		c.ackLocked()
 	}
@@ -256,8 +260,14 @@ func (c *rawConn) endTurn() error {
 	defer c.wmu.Unlock()
 	a := &c.ack
 	if a.seq != 0 {
-		if wait := ackDelay - time.Since(a.last); wait <= 0 {
+		delay := receiptAckDelay
+		if a.urgent {
+			delay = ackDelay
+		}
+		if wait := delay - time.Since(a.last); wait <= 0 {
 			c.ackLocked()
+		} else if a.armed && a.urgent {
+			a.timer.Reset(wait) // a receipt's long wait, cut short by a message
 		} else if !a.armed && !a.stopped {
 			if a.timer == nil {
 				a.timer = time.AfterFunc(wait, c.ackLater)
@@ -290,7 +300,7 @@ func (c *rawConn) ackLocked() {
 	}
 	ack := codec.Ack{Seq: a.seq}
 	c.out = ack.Append(c.out)
-	a.seq, a.n, a.bytes, a.last = 0, 0, 0, time.Now()
+	a.seq, a.n, a.bytes, a.urgent, a.last = 0, 0, 0, false, time.Now()
 }
 
 func (a *acker) stop() {

@@ -46,6 +46,7 @@ type RouteResult struct {
 	SyscallsPer    float64  `json:"server_rw_syscalls_per_message"`
 	ToolCPUPerM    float64  `json:"tool_cpu_seconds_per_million"`
 	ToolSyscallsPr float64  `json:"tool_rw_syscalls_per_message"`
+	Work           Work     `json:"server_work_per_message"`
 	ServerBefore   Stats    `json:"server_before"`
 	ServerAfter    Stats    `json:"server_after"`
 	Histogram      []Bucket `json:"latency_histogram"`
@@ -128,7 +129,7 @@ func Route(ctx context.Context, cfg Config, rc RouteConfig) (*RouteResult, error
 				case codec.TypeReceipt:
 					if rcpt.Decode(b) == nil {
 						tally.receipts.Add(int64(rcpt.IDs.Len()))
-						s.entry(rcpt.Seq, 64+16*rcpt.IDs.Len())
+						s.entry(rcpt.Seq, 64+16*rcpt.IDs.Len(), false)
 					}
 				}
 				if !s.buffered() && s.endTurn() != nil {
@@ -154,7 +155,7 @@ func Route(ctx context.Context, cfg Config, rc RouteConfig) (*RouteResult, error
 						tally.delivered.Add(1)
 					}
 					freeSlot(window)
-					r.entry(d.Seq, 64+len(d.Body))
+					r.entry(d.Seq, 64+len(d.Body), true)
 				}
 				if !r.buffered() && r.endTurn() != nil {
 					return
@@ -206,6 +207,7 @@ func Route(ctx context.Context, cfg Config, rc RouteConfig) (*RouteResult, error
 		res.SyscallsPer = float64(res.ServerAfter.Syscalls-res.ServerBefore.Syscalls) / m
 		res.ToolCPUPerM = (tool1 - tool0) / m * 1e6
 		res.ToolSyscallsPr = float64(sys1-sys0) / m
+		res.Work = workPer(res.ServerBefore, res.ServerAfter, m)
 	}
 	hist := hdrhistogram.New(1, 10_000_000, 3) // microseconds
 	for _, v := range lat {
@@ -296,6 +298,7 @@ func (r *RouteResult) Print(cfg Config) {
 	}
 	fmt.Fprintf(w, "server cost      %.1f CPU-s per million messages, %.2f read/write syscalls per message\n", r.CPUPerMillion, r.SyscallsPer)
 	fmt.Fprintf(w, "load generator   %.1f CPU-s per million messages, %.2f read/write syscalls per message (this process, same window)\n", r.ToolCPUPerM, r.ToolSyscallsPr)
+	r.Work.print(w)
 	if r.Plot != "" {
 		fmt.Fprintf(w, "plot             %s\n", r.Plot)
 	}

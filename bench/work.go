@@ -1,0 +1,42 @@
+package bench
+
+import (
+	"fmt"
+	"io"
+)
+
+// Work is what the server did per delivered message, from its /stats
+// counters (admin.Stats) before and after the measured window: where the
+// CPU per message goes, counted rather than timed, so that a loaded
+// machine still reads the same.
+type Work struct {
+	ContextSwitches float64 `json:"context_switches"` // all threads: hand-offs that found no other work
+	Turns           float64 `json:"event_loop_turns"` // OnRequest calls: poller to pool hand-offs
+	Writes          float64 `json:"client_writes"`    // write(2) to clients
+	LazyFlushes     float64 `json:"lazy_flushes"`     // receipts that went alone after the lazy delay
+	InboxCommits    float64 `json:"inbox_commits"`    // lane batches applied
+	InboxRecords    float64 `json:"inbox_records"`    // Pebble records written
+	FramesIn        float64 `json:"frames_in"`        // frames from clients
+}
+
+func workPer(a, b Stats, msgs float64) Work {
+	per := func(x, y uint64) float64 { return float64(y-x) / msgs }
+	w := Work{
+		ContextSwitches: per(a.ContextSwitches, b.ContextSwitches),
+		Turns:           per(a.Turns, b.Turns),
+		Writes:          per(a.Writes, b.Writes),
+		LazyFlushes:     per(a.LazyFlushes, b.LazyFlushes),
+		InboxCommits:    per(a.InboxCommits, b.InboxCommits),
+		InboxRecords:    per(a.InboxRecords, b.InboxRecords),
+		FramesIn:        per(a.FramesIn, b.FramesIn),
+	}
+	return w
+}
+
+func (w Work) print(out io.Writer) {
+	if w == (Work{}) {
+		return // a server without these counters
+	}
+	fmt.Fprintf(out, "server work      per message: %.2f context switches, %.2f event-loop turns, %.2f frames in, %.2f client writes (%.2f lazy flushes), %.2f inbox batches, %.2f Pebble records\n",
+		w.ContextSwitches, w.Turns, w.FramesIn, w.Writes, w.LazyFlushes, w.InboxCommits, w.InboxRecords)
+}
