@@ -34,6 +34,7 @@ func serve(args []string) error {
 	fs.DurationVar(&cfg.WriteTimeout, "write-timeout", 10*time.Second, "close connections whose socket accepts nothing for this long")
 	fs.IntVar(&cfg.MaxOutbound, "max-outbound", 4<<20, "bytes queued for one client before it is closed as a slow consumer")
 	fs.Int64Var(&cfg.CacheSize, "cache", 64<<20, "Pebble block cache in bytes")
+	fs.DurationVar(&cfg.WALSyncInterval, "wal-sync-interval", 500*time.Microsecond, "least time between two fsyncs of the write-ahead log: a SENT waits at most this much beyond its fsync")
 	fs.Uint64Var(&cfg.MemTableSize, "memtable", 64<<20, "Pebble memtable size in bytes; larger lets more messages be delivered and deleted before reaching disk")
 	fs.Int64Var(&cfg.StorageReserve, "storage-reserve", 0, "free disk bytes below which new messages get ERROR 28 (0: the larger of 4 memtables and 1% of the volume), plus room for Pebble's largest compaction")
 	fs.Int64Var(&cfg.StorageHysteresis, "storage-hysteresis", 0, "free bytes above that mark before messages are accepted again (0: the ballast plus two memtables)")

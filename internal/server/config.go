@@ -53,6 +53,11 @@ type Config struct {
 	// CacheSize and MemTableSize size Pebble (defaults 64 MiB each).
 	CacheSize    int64
 	MemTableSize uint64
+	// WALSyncInterval is the least time between two WAL fsyncs
+	// (store.Options.SyncInterval): what a SENT may wait at most beyond
+	// its fsync, in exchange for one fsync per interval at moderate rates.
+	// Default 500us; negative: none.
+	WALSyncInterval time.Duration
 	// Lanes is the number of inbox commit lanes. Default 4 per core.
 	Lanes int
 	// TTL is how long an unacknowledged inbox entry is kept. Default 30 days.

@@ -91,7 +91,7 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	db, err := store.Open(cfg.DataDir, store.Options{
-		CacheSize: cfg.CacheSize, MemTableSize: cfg.MemTableSize, Space: s.space, Logger: cfg.Logger,
+		CacheSize: cfg.CacheSize, MemTableSize: cfg.MemTableSize, SyncInterval: cfg.WALSyncInterval, Space: s.space, Logger: cfg.Logger,
 	})
 	if err != nil {
 		return nil, err
