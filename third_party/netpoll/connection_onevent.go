@@ -301,5 +301,5 @@ func (c *connection) register() (err error) {
 func (c *connection) isIdle() (yes bool) {
 	return c.isUnlock(processing) &&
 		c.inputBuffer.IsEmpty() &&
-		c.outputBuffer.IsEmpty()
+		c.outputEmpty()
 }
