@@ -19,6 +19,8 @@ package netpoll
 
 import (
 	"bytes"
+	"errors"
+	"runtime"
 
 	"sync"
 	"syscall"
@@ -34,6 +36,17 @@ func withReleaseIdleInput(f func()) {
 	f()
 }
 
+// inputMemory is the memory c's input buffer holds. It holds the operator,
+// as Release does, so that the poller cannot book meanwhile (and the race
+// detector sees the order).
+func inputMemory(c *connection) int {
+	for !c.operator.do() {
+		runtime.Gosched()
+	}
+	defer c.operator.done()
+	return c.inputBuffer.memorySize()
+}
+
 // TestReleaseIdleInput checks that with Feature.ReleaseIdleInput a
 // connection holds no input buffer before its first read and after each
 // Release that empties the buffer, and that reads, including one that
@@ -45,7 +58,7 @@ func TestReleaseIdleInput(t *testing.T) {
 		MustNil(t, rconn.init(&netFD{fd: r}, nil))
 		defer rconn.Close()
 		defer syscall.Close(w)
-		Equal(t, rconn.inputBuffer.memorySize(), 0)
+		Equal(t, inputMemory(rconn), 0)
 
 		for round := 0; round < 3; round++ {
 			msg := bytes.Repeat([]byte{byte('a' + round)}, 300+round*5000)
@@ -65,7 +78,7 @@ func TestReleaseIdleInput(t *testing.T) {
 			Assert(t, bytes.Equal(got, msg), "round", round, "read the wrong bytes")
 			<-done
 			Equal(t, rconn.Reader().Len(), 0)
-			Equal(t, rconn.inputBuffer.memorySize(), 0)
+			Equal(t, inputMemory(rconn), 0)
 		}
 	})
 }
@@ -84,12 +97,12 @@ func TestReleaseIdleInputKeepsUnread(t *testing.T) {
 		MustNil(t, err)
 		Equal(t, string(p), "hello ")
 		MustNil(t, rconn.Reader().Release())
-		Assert(t, rconn.inputBuffer.memorySize() > 0, "released a buffer that holds unread bytes")
+		Assert(t, inputMemory(rconn) > 0, "released a buffer that holds unread bytes")
 		p, err = rconn.Reader().Next(5)
 		MustNil(t, err)
 		Equal(t, string(p), "world")
 		MustNil(t, rconn.Reader().Release())
-		Equal(t, rconn.inputBuffer.memorySize(), 0)
+		Equal(t, inputMemory(rconn), 0)
 	})
 }
 
@@ -137,7 +150,10 @@ func TestOutputBufferLazy(t *testing.T) {
 func TestWaitEndsOnClose(t *testing.T) {
 	const rounds = 100
 	for i := 0; i < rounds; i++ {
-		r, w := GetSysFdPairs()
+		// Two socket pairs: nothing is ever written to r's peer, and
+		// nothing ever reads w's peer.
+		r, rpeer := GetSysFdPairs()
+		wpeer, w := GetSysFdPairs()
 		rconn, wconn := &connection{}, &connection{}
 		MustNil(t, rconn.init(&netFD{fd: r}, nil))
 		MustNil(t, wconn.init(&netFD{fd: w}, nil))
@@ -164,5 +180,41 @@ func TestWaitEndsOnClose(t *testing.T) {
 		case <-time.After(10 * time.Second):
 			t.Fatalf("round %d: a wait did not end on close", i)
 		}
+		syscall.Close(rpeer)
+		syscall.Close(wpeer)
 	}
+}
+
+// TestFlushSeesEarlierClose checks that a flush that must wait for the
+// socket returns at once when the connection was closed before it armed
+// its trigger: that close's wake-up found no channel, so waitFlush must
+// see the closing state instead of waiting for ever.
+func TestFlushSeesEarlierClose(t *testing.T) {
+	peer, w := GetSysFdPairs()
+	defer syscall.Close(peer)
+	wconn := &connection{}
+	MustNil(t, wconn.init(&netFD{fd: w}, nil))
+	defer wconn.Close()
+	// Fill the socket, so that the flush below cannot finish at once.
+	junk := make([]byte, 64<<10)
+	for {
+		if _, err := syscall.Write(w, junk); err != nil {
+			break // EAGAIN
+		}
+	}
+	_, err := wconn.writeBuffer().WriteBinary(junk)
+	MustNil(t, err)
+	MustNil(t, wconn.output().Flush())
+	// A close that has set the closing state but whose wake-up came before
+	// any channel existed.
+	MustTrue(t, wconn.closeBy(user))
+	done := make(chan error, 1)
+	go func() { done <- wconn.flush() }()
+	select {
+	case err := <-done:
+		Assert(t, errors.Is(err, ErrConnClosed), err)
+	case <-time.After(5 * time.Second):
+		t.Fatal("flush waited on a connection closed before it armed")
+	}
+	wconn.force(closing, none) // let the deferred Close run the close path
 }
