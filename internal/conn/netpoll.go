@@ -39,13 +39,17 @@ func init() {
 	if n, err := strconv.Atoi(os.Getenv("CHATD_NETPOLL_POLLERS")); err == nil && n > 0 {
 		pollers = n
 	}
-	if BufferSize > 0 || pollers > 0 {
-		if BufferSize > 0 {
-			netpoll.LinkBufferCap = BufferSize
-		}
-		if err := netpoll.Configure(netpoll.Config{BufferSize: BufferSize, PollerNum: pollers}); err != nil {
-			panic("conn: configure netpoll: " + err.Error())
-		}
+	if BufferSize > 0 {
+		netpoll.LinkBufferCap = BufferSize
+	}
+	// ReleaseIdleInput (third_party/netpoll/PATCHES.md 2): an idle
+	// connection holds no input buffer between read turns. OnRequest keeps
+	// nothing of netpoll's input past its Release (Handler.Frame's body is
+	// valid only until Frame returns), so nothing refers to the memory.
+	cfg := netpoll.Config{BufferSize: BufferSize, PollerNum: pollers}
+	cfg.ReleaseIdleInput = true
+	if err := netpoll.Configure(cfg); err != nil {
+		panic("conn: configure netpoll: " + err.Error())
 	}
 }
 

@@ -22,6 +22,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+	"unsafe"
 )
 
 type connState = int32
@@ -41,17 +42,17 @@ type connection struct {
 	readTimeout   time.Duration
 	readDeadline  int64 // UnixNano(). it overwrites readTimeout. 0 if not set.
 	readTimer     *time.Timer
-	readTrigger   chan error
+	readTrigger   trigger
 	waitReadSize  int64
 	writeTimeout  time.Duration
 	writeDeadline int64 // UnixNano(). it overwrites writeTimeout. 0 if not set.
 	writeTimer    *time.Timer
-	writeTrigger  chan error
+	writeTrigger  trigger
 	inputBuffer   *LinkBuffer
-	outputBuffer  *LinkBuffer
-	maxSize       int       // The maximum size of data between two Release().
-	bookSize      int       // The size of data that can be read at once.
-	state         connState // Connection state should be changed sequentially.
+	outputBuffer  unsafe.Pointer // *LinkBuffer, nil until the first write: see writeBuffer
+	maxSize       int            // The maximum size of data between two Release().
+	bookSize      int            // The size of data that can be read at once.
+	state         connState      // Connection state should be changed sequentially.
 }
 
 var (
@@ -174,7 +175,13 @@ func (c *connection) Release() (err error) {
 		}
 		// Double check length to reset tail node
 		if c.inputBuffer.Len() == 0 {
-			c.inputBuffer.resetTail(c.maxSize)
+			if featureReleaseIdleInput {
+				// The poller cannot book or ack while we hold the
+				// operator (do), so the buffer stays empty until done.
+				c.inputBuffer.releaseTail()
+			} else {
+				c.inputBuffer.resetTail(c.maxSize)
+			}
 		}
 		c.operator.done()
 	}
@@ -242,12 +249,15 @@ func (c *connection) ReadByte() (b byte, err error) {
 
 // Malloc implements Connection.
 func (c *connection) Malloc(n int) (buf []byte, err error) {
-	return c.outputBuffer.Malloc(n)
+	return c.writeBuffer().Malloc(n)
 }
 
 // MallocLen implements Connection.
 func (c *connection) MallocLen() (length int) {
-	return c.outputBuffer.MallocLen()
+	if b := c.output(); b != nil {
+		return b.MallocLen()
+	}
+	return 0
 }
 
 // Flush will send all malloc data to the peer,
@@ -266,38 +276,40 @@ func (c *connection) Flush() error {
 	}
 	defer c.unlock(flushing)
 
-	c.outputBuffer.Flush()
+	if b := c.output(); b != nil {
+		b.Flush()
+	}
 	return c.flush()
 }
 
 // MallocAck implements Connection.
 func (c *connection) MallocAck(n int) (err error) {
-	return c.outputBuffer.MallocAck(n)
+	return c.writeBuffer().MallocAck(n)
 }
 
 // Append implements Connection.
 func (c *connection) Append(w Writer) (err error) {
-	return c.outputBuffer.Append(w)
+	return c.writeBuffer().Append(w)
 }
 
 // WriteString implements Connection.
 func (c *connection) WriteString(s string) (n int, err error) {
-	return c.outputBuffer.WriteString(s)
+	return c.writeBuffer().WriteString(s)
 }
 
 // WriteBinary implements Connection.
 func (c *connection) WriteBinary(b []byte) (n int, err error) {
-	return c.outputBuffer.WriteBinary(b)
+	return c.writeBuffer().WriteBinary(b)
 }
 
 // WriteDirect implements Connection.
 func (c *connection) WriteDirect(p []byte, remainCap int) (err error) {
-	return c.outputBuffer.WriteDirect(p, remainCap)
+	return c.writeBuffer().WriteDirect(p, remainCap)
 }
 
 // WriteByte implements Connection.
 func (c *connection) WriteByte(b byte) (err error) {
-	return c.outputBuffer.WriteByte(b)
+	return c.writeBuffer().WriteByte(b)
 }
 
 // ------------------------------------------ implement net.Conn ------------------------------------------
@@ -333,9 +345,10 @@ func (c *connection) Write(p []byte) (n int, err error) {
 	}
 	defer c.unlock(flushing)
 
-	dst, _ := c.outputBuffer.Malloc(len(p))
+	b := c.writeBuffer()
+	dst, _ := b.Malloc(len(p))
 	n = copy(dst, p)
-	c.outputBuffer.Flush()
+	b.Flush()
 	err = c.flush()
 	return n, err
 }
@@ -365,15 +378,17 @@ var barrierPool = sync.Pool{
 // init initializes the connection with options
 func (c *connection) init(conn Conn, opts *options) (err error) {
 	// init buffer, barrier, finalizer
-	c.readTrigger = make(chan error, 1)
-	c.writeTrigger = make(chan error, 1)
 	c.bookSize, c.maxSize = defaultLinkBufferSize, defaultLinkBufferSize
-	c.inputBuffer, c.outputBuffer = NewLinkBuffer(defaultLinkBufferSize), NewLinkBuffer()
+	if featureReleaseIdleInput {
+		// The first read takes a node of maxSize; until then, none.
+		c.inputBuffer = NewLinkBuffer()
+	} else {
+		c.inputBuffer = NewLinkBuffer(defaultLinkBufferSize)
+	}
 	c.state = connStateNone
 
 	c.initNetFD(conn) // conn must be *netFD{}
 	c.initFDOperator()
-	c.initFinalizer()
 
 	syscall.SetNonblock(c.fd, true)
 	// enable TCP_NODELAY by default
@@ -408,30 +423,52 @@ func (c *connection) initFDOperator() {
 	c.operator = op
 }
 
-func (c *connection) initFinalizer() {
-	c.AddCloseCallback(func(connection Connection) (err error) {
-		c.stop(flushing)
-		c.operator.Free()
-		if err = c.netFD.Close(); err != nil {
-			logger.Printf("NETPOLL: netFD close failed: %v", err)
-		}
-		c.closeBuffer()
-		return nil
-	})
+// finalize releases the connection's fd, operator and buffers. closeCallback
+// calls it after the close callbacks. (It is a method, not a close callback
+// that init adds: that cost a closure and a callback node per connection.)
+func (c *connection) finalize() {
+	c.stop(flushing)
+	c.operator.Free()
+	if err := c.netFD.Close(); err != nil {
+		logger.Printf("NETPOLL: netFD close failed: %v", err)
+	}
+	c.closeBuffer()
 }
 
 func (c *connection) triggerRead(err error) {
-	select {
-	case c.readTrigger <- err:
-	default:
-	}
+	c.readTrigger.fire(err)
 }
 
 func (c *connection) triggerWrite(err error) {
-	select {
-	case c.writeTrigger <- err:
-	default:
+	c.writeTrigger.fire(err)
+}
+
+// writeBuffer returns the output buffer, making it on the first write: a
+// connection that is only read from, or whose owner writes to the socket
+// by other means, never holds one. The writer makes it (writes come from
+// one goroutine at a time); the poller, Close and isIdle only load it, and
+// read nil as empty.
+func (c *connection) writeBuffer() *LinkBuffer {
+	if b := c.output(); b != nil {
+		return b
 	}
+	b := NewLinkBuffer()
+	if atomic.CompareAndSwapPointer(&c.outputBuffer, nil, unsafe.Pointer(b)) {
+		return b
+	}
+	b.Close() // a concurrent writer won; writers should not race, but stay safe
+	return c.output()
+}
+
+// output returns the output buffer, or nil before the first write.
+func (c *connection) output() *LinkBuffer {
+	return (*LinkBuffer)(atomic.LoadPointer(&c.outputBuffer))
+}
+
+// outputEmpty reports whether no flushed output waits to be sent.
+func (c *connection) outputEmpty() bool {
+	b := c.output()
+	return b == nil || b.IsEmpty()
 }
 
 // waitRead will wait full n bytes.
@@ -439,6 +476,10 @@ func (c *connection) waitRead(n int) (err error) {
 	if n <= c.inputBuffer.Len() {
 		return nil
 	}
+	// Arm before publishing waitReadSize and before checking the buffer and
+	// the closing state: see trigger.
+	trigger := c.readTrigger.arm()
+	defer c.readTrigger.disarm()
 	atomic.StoreInt64(&c.waitReadSize, int64(n))
 	defer atomic.StoreInt64(&c.waitReadSize, 0)
 	if dl := c.readDeadline; dl > 0 {
@@ -446,9 +487,9 @@ func (c *connection) waitRead(n int) (err error) {
 		if timeout <= 0 {
 			return Exception(ErrReadTimeout, c.remoteAddr.String())
 		}
-		return c.waitReadWithTimeout(n, timeout)
+		return c.waitReadWithTimeout(n, timeout, trigger)
 	} else if c.readTimeout > 0 {
-		return c.waitReadWithTimeout(n, c.readTimeout)
+		return c.waitReadWithTimeout(n, c.readTimeout, trigger)
 	}
 	// wait full n
 	for c.inputBuffer.Len() < n {
@@ -458,7 +499,7 @@ func (c *connection) waitRead(n int) (err error) {
 		case user:
 			return Exception(ErrConnClosed, "wait read")
 		default:
-			err = <-c.readTrigger
+			err = <-trigger
 			if err != nil {
 				return err
 			}
@@ -468,7 +509,7 @@ func (c *connection) waitRead(n int) (err error) {
 }
 
 // waitReadWithTimeout will wait full n bytes or until timeout.
-func (c *connection) waitReadWithTimeout(n int, timeout time.Duration) (err error) {
+func (c *connection) waitReadWithTimeout(n int, timeout time.Duration, trigger chan error) (err error) {
 	if c.readTimer == nil {
 		c.readTimer = time.NewTimer(timeout)
 	} else {
@@ -493,7 +534,7 @@ func (c *connection) waitReadWithTimeout(n int, timeout time.Duration) (err erro
 					return nil
 				}
 				return Exception(ErrReadTimeout, c.remoteAddr.String())
-			case err = <-c.readTrigger:
+			case err = <-trigger:
 				if err != nil {
 					goto RET
 				}
@@ -511,7 +552,8 @@ RET:
 
 // flush writes data directly.
 func (c *connection) flush() error {
-	if c.outputBuffer.IsEmpty() {
+	out := c.output()
+	if out == nil || out.IsEmpty() {
 		return nil
 	}
 	// The barrier (32 slices and 32 iovecs, about 1.3 KiB) is needed only
@@ -519,32 +561,41 @@ func (c *connection) flush() error {
 	// per connection for its whole life. sendmsg resets the slots it used, so
 	// the pooled barrier keeps no reference to this connection's buffer.
 	b := barrierPool.Get().(*barrier)
-	bs := c.outputBuffer.GetBytes(b.bs)
+	bs := out.GetBytes(b.bs)
 	n, err := sendmsg(c.fd, bs, b.ivs, false)
 	barrierPool.Put(b)
 	if err != nil && err != syscall.EAGAIN {
 		return Exception(err, "when flush")
 	}
 	if n > 0 {
-		err = c.outputBuffer.Skip(n)
-		c.outputBuffer.Release()
+		err = out.Skip(n)
+		out.Release()
 		if err != nil {
 			return Exception(err, "when flush")
 		}
 	}
 	// return if write all buffer.
-	if c.outputBuffer.IsEmpty() {
+	if out.IsEmpty() {
 		return nil
 	}
+	// Arm before the poller may drain the buffer (it fires once it has) and
+	// before waitFlush checks the closing state: see trigger.
+	trigger := c.writeTrigger.arm()
+	defer c.writeTrigger.disarm()
 	err = c.operator.Control(PollR2RW)
 	if err != nil {
 		return Exception(err, "when flush")
 	}
 
-	return c.waitFlush()
+	return c.waitFlush(trigger)
 }
 
-func (c *connection) waitFlush() (err error) {
+func (c *connection) waitFlush(trigger chan error) (err error) {
+	// A close that came before arm fired into no channel; it set the
+	// closing state first, so it is seen here.
+	if c.status(closing) != none {
+		return Exception(ErrConnClosed, "when flush")
+	}
 	timeout := c.writeTimeout
 	if dl := c.writeDeadline; dl > 0 {
 		timeout = time.Duration(dl - time.Now().UnixNano())
@@ -553,7 +604,7 @@ func (c *connection) waitFlush() (err error) {
 		}
 	}
 	if timeout == 0 {
-		return <-c.writeTrigger
+		return <-trigger
 	}
 
 	// set write timeout
@@ -564,7 +615,7 @@ func (c *connection) waitFlush() (err error) {
 	}
 
 	select {
-	case err = <-c.writeTrigger:
+	case err = <-trigger:
 		if !c.writeTimer.Stop() { // clean timer
 			<-c.writeTimer.C
 		}
@@ -572,7 +623,7 @@ func (c *connection) waitFlush() (err error) {
 	case <-c.writeTimer.C:
 		select {
 		// try fetch writeTrigger if both cases fires
-		case err = <-c.writeTrigger:
+		case err = <-trigger:
 			return err
 		default:
 		}

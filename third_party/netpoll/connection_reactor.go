@@ -76,8 +76,8 @@ func (c *connection) closeBuffer() {
 	if c.inputBuffer.Len() == 0 || onConnect != nil || onRequest != nil {
 		c.inputBuffer.Close()
 	}
-	if c.outputBuffer.Len() == 0 || onConnect != nil || onRequest != nil {
-		c.outputBuffer.Close()
+	if out := c.output(); out != nil && (out.Len() == 0 || onConnect != nil || onRequest != nil) {
+		out.Close()
 	}
 }
 
@@ -119,21 +119,24 @@ func (c *connection) inputAck(n int) (err error) {
 
 // outputs implements FDOperator.
 func (c *connection) outputs(vs [][]byte) (rs [][]byte, _ bool) {
-	if c.outputBuffer.IsEmpty() {
+	// flush made the buffer before it asked for EPOLLOUT; nil is empty.
+	out := c.output()
+	if out == nil || out.IsEmpty() {
 		c.rw2r()
 		return rs, false
 	}
-	rs = c.outputBuffer.GetBytes(vs)
+	rs = out.GetBytes(vs)
 	return rs, false
 }
 
 // outputAck implements FDOperator.
 func (c *connection) outputAck(n int) (err error) {
-	if n > 0 {
-		c.outputBuffer.Skip(n)
-		c.outputBuffer.Release()
+	out := c.output()
+	if n > 0 && out != nil {
+		out.Skip(n)
+		out.Release()
 	}
-	if c.outputBuffer.IsEmpty() {
+	if out == nil || out.IsEmpty() {
 		c.rw2r()
 	}
 	return nil

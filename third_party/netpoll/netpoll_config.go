@@ -23,6 +23,7 @@ import (
 var (
 	defaultLinkBufferSize   = pagesize
 	featureAlwaysNoCopyRead = false
+	featureReleaseIdleInput = false
 )
 
 // Config expose some tuning parameters to control the internal behaviors of netpoll.
@@ -42,4 +43,12 @@ type Feature struct {
 	// will use NoCopy read and will not reuse the underlying buffer.
 	// It gains more performance benefits when need read much big string/bytes in codec.
 	AlwaysNoCopyRead bool
+
+	// ReleaseIdleInput makes Connection.Release give back the input buffer's
+	// memory whenever the buffer is left empty, as it already does for a
+	// buffer that grew past 8 KiB, instead of keeping the last node for the
+	// next read. An idle connection then holds no input buffer; the next
+	// read takes a node from the buffer cache again. It suits servers with
+	// many mostly idle connections.
+	ReleaseIdleInput bool
 }

@@ -66,6 +66,7 @@ func Configure(config Config) (err error) {
 	}
 
 	featureAlwaysNoCopyRead = config.AlwaysNoCopyRead
+	featureReleaseIdleInput = config.ReleaseIdleInput
 	return nil
 }
 

@@ -20,7 +20,7 @@ package netpoll
 import (
 	"context"
 	"errors"
-	"fmt"
+	"net"
 	"os"
 	"runtime"
 	"sync"
@@ -66,11 +66,17 @@ func Assert(t *testing.T, cond bool, val ...interface{}) {
 	}
 }
 
-var testPort int32 = 10000
-
-// getTestAddress return a unique port for every tests, so all tests will not share a same listener
+// getTestAddress returns a port no listener holds, so that tests share no
+// listener, neither within this process nor with another test process (the
+// fixed sequence from 10000 it replaces made two concurrent runs on one
+// machine dial each other's listeners).
 func getTestAddress() string {
-	return fmt.Sprintf("127.0.0.1:%d", atomic.AddInt32(&testPort, 1))
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		panic(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
 }
 
 func TestEqual(t *testing.T) {

@@ -689,6 +689,20 @@ func (b *UnsafeLinkBuffer) resetTail(maxSize int) {
 	b.flush = b.write
 }
 
+// releaseTail is resetTail for a buffer of any size: it adds an empty
+// read-only tail node unless the tail already is one, so that the Release
+// that follows gives every node that holds memory back to the cache. The
+// next book then allocates a node of maxSize. The buffer must be empty, and
+// the caller must exclude book and bookAck, as for resetTail.
+func (b *UnsafeLinkBuffer) releaseTail() {
+	if b.head == b.write && cap(b.write.buf) == 0 {
+		return // already holds no memory
+	}
+	b.write.next = newLinkBufferNode(0)
+	b.write = b.write.next
+	b.flush = b.write
+}
+
 // indexByte returns the index of the first instance of c in buffer, or -1 if c is not present in buffer.
 func (b *UnsafeLinkBuffer) indexByte(c byte, skip int) int {
 	size := b.Len()

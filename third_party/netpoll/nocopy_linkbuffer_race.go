@@ -223,6 +223,12 @@ func (b *SafeLinkBuffer) resetTail(maxSize int) {
 	b.UnsafeLinkBuffer.resetTail(maxSize)
 }
 
+func (b *SafeLinkBuffer) releaseTail() {
+	b.Lock()
+	defer b.Unlock()
+	b.UnsafeLinkBuffer.releaseTail()
+}
+
 func (b *SafeLinkBuffer) indexByte(c byte, skip int) int {
 	b.Lock()
 	defer b.Unlock()
