@@ -179,9 +179,20 @@ func Connect(ctx context.Context, cfg Config) (*ConnectResult, error) {
 	if st, err := t.stats(ctx, false); err == nil {
 		res.Samples = append(res.Samples, Point{X: float64(res.Up), Y: float64(st.RSS) / (1 << 20)})
 	}
+	// RSS per connection against connections: the same samples over the
+	// baseline, from 500 connections on (below, the baseline's noise
+	// dominates), so a fixed cost per connection shows as a flat line.
+	var perConn []Point
+	for _, p := range res.Samples {
+		if p.X >= 500 {
+			perConn = append(perConn, Point{X: p.X, Y: (p.Y*(1<<20) - float64(res.Before.RSS)) / p.X})
+		}
+	}
 	res.Plot, _ = writePlot(cfg.Report, fmt.Sprintf("connect-%d.html", res.Up), "chatd bench connect",
 		chart(fmt.Sprintf("server RSS while %d connections log in (%.0f B per connection settled)", res.Up, res.RSSPerConn),
-			"connections", "RSS (MiB)", false, Series{Name: "server RSS", Points: res.Samples}))
+			"connections", "RSS (MiB)", false, Series{Name: "server RSS", Points: res.Samples}),
+		chart("server RSS per connection against connections (over the baseline, during the ramp)",
+			"connections", "bytes per connection", false, Series{Name: "RSS per connection", Points: perConn}))
 	if cfg.Hold > 0 {
 		fmt.Fprintf(os.Stderr, "holding %d connections for %v\n", res.Up, cfg.Hold)
 		select {

@@ -25,8 +25,8 @@ type Stats struct {
 	Syscalls    uint64    `json:"read_write_syscalls"` // syscr + syscw from /proc/self/io
 	// The work behind each message, counted (BENCHMARKS.md): context
 	// switches of all threads; event-loop turns (each a hand-off from the
-	// poller to a pool goroutine); write(2) calls to clients; lazy
-	// flusher visits; inbox lane batches and the Pebble records in them.
+	// poller to a pool goroutine); write(2) calls to clients; the writes
+	// the lazy flusher made (receipts that went alone after the delay); inbox lane batches and the Pebble records in them.
 	ContextSwitches uint64 `json:"context_switches"`
 	Turns           uint64 `json:"event_loop_turns"`
 	Writes          uint64 `json:"client_writes"`

@@ -157,21 +157,24 @@ func (c *Conn[T]) Write(frame []byte) (first bool) {
 
 // Flush writes the queued bytes to the socket without blocking. What the
 // kernel does not take is handed to the slow-path flusher.
-func (c *Conn[T]) Flush() {
+func (c *Conn[T]) Flush() { c.flush() }
+
+// flush is Flush, reporting whether there was anything to write.
+func (c *Conn[T]) flush() bool {
 	c.mu.Lock()
 	if c.isClosed() || c.flushing || c.out == nil || len(*c.out) == 0 {
 		c.mu.Unlock()
-		return
+		return false
 	}
 	bp, n, err := c.writeLocked()
 	if err != nil {
 		c.mu.Unlock()
 		c.srv.closeQuiet(c)
-		return
+		return true
 	}
 	if bp == nil {
 		c.mu.Unlock()
-		return
+		return true
 	}
 	// The socket is full: keep the queue's tail and let one goroutine wait
 	// for the socket through netpoll, with the write timeout.
@@ -180,6 +183,7 @@ func (c *Conn[T]) Flush() {
 	c.srv.stats.slowFlushes.Add(1)
 	c.srv.bg.Add(1)
 	go c.slowFlush(bp, n)
+	return true
 }
 
 // writeLocked takes the queue and writes what the socket takes now. It

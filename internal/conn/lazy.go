@@ -88,11 +88,14 @@ func (s *Server[T]) flushLazy() {
 			}
 		}
 		q.mu.Unlock()
+		wrote := 0
 		for i, c := range batch {
-			c.Flush()
+			if c.flush() { // false: an eager frame took the lazy ones along
+				wrote++
+			}
 			batch[i] = nil
 		}
-		s.stats.lazy.Add(uint64(len(batch)))
+		s.stats.lazy.Add(uint64(wrote))
 		if idle {
 			select {
 			case <-q.kick:
