@@ -108,19 +108,7 @@ func (t *target) stats(ctx context.Context, gc bool) (Stats, error) {
 
 // saveProfile stores the server's heap profile (by allocation site) in path.
 func (t *target) saveProfile(ctx context.Context, path string) error {
-	req, _ := http.NewRequestWithContext(ctx, "GET", "http://"+t.admin+"/debug/pprof/heap?gc=1", nil)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	f, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	_, err = io.Copy(f, resp.Body)
-	return err
+	return t.download(ctx, "http://"+t.admin+"/debug/pprof/heap?gc=1", path)
 }
 
 func (t *target) stop() {
@@ -218,6 +206,11 @@ func (t *target) localPID() int {
 // saveCPUProfile stores a CPU profile of the next d of the server in path.
 func (t *target) saveCPUProfile(ctx context.Context, path string, d time.Duration) error {
 	url := fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", t.admin, max(1, int(d.Round(time.Second)/time.Second)))
+	return t.download(ctx, url, path)
+}
+
+// download stores what the server's admin listener answers at url in path.
+func (t *target) download(ctx context.Context, url, path string) error {
 	req, _ := http.NewRequestWithContext(ctx, "GET", url, nil)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {

@@ -1,6 +1,7 @@
 package conn
 
 import (
+	"bufio"
 	"sync"
 	"testing"
 	"time"
@@ -33,13 +34,7 @@ func TestLazyFrameRidesWithNextFlush(t *testing.T) {
 		t.Fatal("End after a lazy frame did not ask for a flush: the eager frame would wait for the lazy delay")
 	}
 	rc.Flush()
-	for _, want := range []uint64{8, 9} {
-		tp, b := readFrame(t, br)
-		var p codec.Pong
-		if tp != codec.TypePong || p.Decode(b) != nil || p.Nonce != want {
-			t.Fatalf("got %v nonce %d, want PONG %d", tp, p.Nonce, want)
-		}
-	}
+	expectPongs(t, br, 8, 9)
 }
 
 // TestLazyFrameGoesAlone checks the bound: a lazy frame with nothing after
@@ -112,7 +107,13 @@ func TestEndLazyRollbackKeepsEagerFlush(t *testing.T) {
 		t.Fatal("the eager frame after a rollback did not ask for a flush")
 	}
 	rc.Flush()
-	for _, want := range []uint64{1, 2} {
+	expectPongs(t, br, 1, 2)
+}
+
+// expectPongs reads PONG frames and checks their nonces, in order.
+func expectPongs(t *testing.T, br *bufio.Reader, nonces ...uint64) {
+	t.Helper()
+	for _, want := range nonces {
 		tp, b := readFrame(t, br)
 		var p codec.Pong
 		if tp != codec.TypePong || p.Decode(b) != nil || p.Nonce != want {

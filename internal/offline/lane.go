@@ -85,23 +85,30 @@ type syncJob[S any] struct {
 const maxBatch = 4096
 
 func (l *lane[S]) add(o *op[S], internal bool) error {
-	l.mu.Lock()
-	if l.closed {
-		l.mu.Unlock()
-		return ErrClosed
-	}
-	if !internal && len(l.queue) >= l.in.cfg.MaxQueued {
-		l.mu.Unlock()
-		return ErrBusy
-	}
-	l.queue = append(l.queue, o)
-	first := len(l.queue) == 1 || l.lazyOnly
-	l.lazyOnly = false
-	l.mu.Unlock()
+	first, _, err := l.enqueue(o, internal)
 	if first {
 		l.kick()
 	}
-	return nil
+	return err
+}
+
+// enqueue appends o to the queue. first says nobody has kicked the lane
+// for what is queued (it was empty, or held only lazy ops); running that a
+// goroutine is committing. Internal ops are never refused for a full
+// queue: they finish work already accepted.
+func (l *lane[S]) enqueue(o *op[S], internal bool) (first, running bool, err error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return false, false, ErrClosed
+	}
+	if !internal && len(l.queue) >= l.in.cfg.MaxQueued {
+		return false, false, ErrBusy
+	}
+	l.queue = append(l.queue, o)
+	first = len(l.queue) == 1 || l.lazyOnly
+	l.lazyOnly = false
+	return first, l.running, nil
 }
 
 // lazyFired runs when the lazy timer fires: the lazy ops may go alone.
@@ -159,21 +166,9 @@ func (l *lane[S]) run() {
 // lane never keeps a connection's turn: whatever arrives meanwhile goes to
 // the lane goroutine.
 func (l *lane[S]) addInline(o *op[S], internal bool) error {
-	l.mu.Lock()
-	if l.closed {
-		l.mu.Unlock()
-		return ErrClosed
-	}
-	if !internal && len(l.queue) >= l.in.cfg.MaxQueued {
-		l.mu.Unlock()
-		return ErrBusy
-	}
-	l.queue = append(l.queue, o)
-	l.lazyOnly = false
-	busy := l.running
-	l.mu.Unlock()
-	if busy {
-		return nil // the committer hands what it did not take to the lane goroutine
+	_, busy, err := l.enqueue(o, internal)
+	if err != nil || busy {
+		return err // a busy committer hands what it did not take to the lane goroutine
 	}
 	l.turn()
 	l.mu.Lock()

@@ -84,15 +84,7 @@ func TestHandshakeMultiplications(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		for turn, other := cl, srv; cl.Session() == nil || srv.Session() == nil; turn, other = other, turn {
-			msg, err := turn.Write(nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := other.Read(msg[2:]); err != nil {
-				t.Fatal(err)
-			}
-		}
+		finish(t, cl, srv)
 		want := 4
 		if round == 0 {
 			want = 5 // a static key not seen before costs one, once
@@ -128,15 +120,7 @@ func TestHandshakeForgetsKeys(t *testing.T) {
 	pre := codec.AppendPreamble(nil, codec.TransportNoiseXX)
 	srv, _ := Server(codec.TransportNoiseXX, key, pre)
 	cl, _ := Client(codec.TransportNoiseXX, nil, pre)
-	for turn, other := cl, srv; cl.Session() == nil || srv.Session() == nil; turn, other = other, turn {
-		msg, err := turn.Write(nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := other.Read(msg[2:]); err != nil {
-			t.Fatal(err)
-		}
-	}
+	finish(t, cl, srv)
 	for _, h := range []*Handshake{srv, cl} {
 		if h.dh.n != 0 || h.dh.keys != [2]keptKey{} {
 			t.Errorf("initiator %v: %d keys kept after the handshake", h.initiator, h.dh.n)
@@ -180,4 +164,19 @@ func TestSessionHeap(t *testing.T) {
 		t.Errorf("%.0f heap bytes per session, want at most 450", per)
 	}
 	t.Logf("%.0f heap bytes per session", per)
+}
+
+// finish runs a handshake's messages between cl and srv until both have
+// a session.
+func finish(t *testing.T, cl, srv *Handshake) {
+	t.Helper()
+	for turn, other := cl, srv; cl.Session() == nil || srv.Session() == nil; turn, other = other, turn {
+		msg, err := turn.Write(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := other.Read(msg[2:]); err != nil {
+			t.Fatal(err)
+		}
+	}
 }
