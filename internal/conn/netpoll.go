@@ -46,7 +46,7 @@ func init() {
 	// connection holds no input buffer between read turns. OnRequest keeps
 	// nothing of netpoll's input past its Release (Handler.Frame's body is
 	// valid only until Frame returns), so nothing refers to the memory.
-	cfg := netpoll.Config{BufferSize: BufferSize, PollerNum: pollers}
+	cfg := netpoll.Config{BufferSize: BufferSize, PollerNum: pollers, Runner: runTask} // runner.go
 	cfg.ReleaseIdleInput = true
 	if err := netpoll.Configure(cfg); err != nil {
 		panic("conn: configure netpoll: " + err.Error())
