@@ -30,9 +30,10 @@ type Config struct {
 	// AuthTimeout closes connections that have not authenticated within
 	// this long after connecting. Default 10 s.
 	AuthTimeout time.Duration
-	// SweepInterval is how often every connection is checked against
-	// Keepalive and AuthTimeout: each is enforced between its value and
-	// that much later. Default 250 ms.
+	// SweepInterval is how often connections not yet authenticated are
+	// checked against AuthTimeout, enforced between its value and that much
+	// later. Keepalive is checked every max(SweepInterval, Keepalive/64).
+	// Default 250 ms.
 	SweepInterval time.Duration
 	// LazyDelay is the longest a lazy frame (Conn.EndLazy: receipts)
 	// waits for another frame to share its write. Default 50 ms; negative

@@ -67,9 +67,12 @@
 //
 // # Deadlines
 //
-// The sweeper checks every connection every Config.SweepInterval (250 ms)
-// against Keepalive and AuthTimeout, using millisecond stamps from the
-// monotonic clock: a deadline T is met between T and T + SweepInterval.
+// The sweeper checks the connections not yet authenticated every
+// Config.SweepInterval (250 ms) against AuthTimeout, and every connection
+// every max(SweepInterval, Keepalive/64) against Keepalive, using
+// millisecond stamps from the monotonic clock: an auth deadline T is met
+// between T and T + SweepInterval, a keepalive deadline between T and
+// T + max(SweepInterval, Keepalive/64) (2.8 s with the default 3 minutes).
 //
 // # Bad input
 //

@@ -44,6 +44,7 @@ type Server[T any] struct {
 	clock clock
 	stats Stats
 	lazy  lazyQueue[T]
+	authq authQueue[T] // sweep.go
 
 	stop     chan struct{}
 	stopOnce sync.Once
@@ -216,6 +217,7 @@ func (s *Server[T]) onPrepare(nc netpoll.Connection) context.Context {
 	}
 	s.stats.accepted.Add(1)
 	s.reg.add(c)
+	s.authq.add(c)
 	nc.AddCloseCallback(c.onClose)
 	return c
 }
