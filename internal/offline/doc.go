@@ -23,11 +23,8 @@
 // # The commit pipeline
 //
 // Writes go through lanes. A user's inbox belongs to exactly one lane
-// (chosen by hashing the user id), and one goroutine at a time commits a
-// lane's queue: the lane's own, woken by a kick, or a submitter (a SEND or
-// an ACK on its event-loop turn) that found the lane idle and commits that
-// one round itself, saving the wake-up and hand-off that dominate at
-// moderate load. The committer loops:
+// (chosen by hashing the user id), and each lane is one goroutine that
+// loops:
 //
 //	take every queued op                 (ops for many users, from many senders)
 //	assign seqs, encode entries          (one Pebble batch)

@@ -250,12 +250,10 @@ func (in *Inbox[S]) laneIndex(user uint64) uint64 {
 }
 
 // Submit queues m for its recipient's inbox. Hooks.Durable gets m back.
-// The caller must hold no lock: when the lane is idle, Submit commits the
-// batch on the caller's goroutine, Hooks.Applied included.
 func (in *Inbox[S]) Submit(m *Message[S]) error {
 	m.op = op[S]{kind: KindMessage, msg: m, st: Stored{To: m.To, Entry: Entry{Kind: KindMessage, Time: m.Time,
 		ID: m.ID, From: m.From, Group: m.Group, Body: m.Body}}}
-	return in.lane(m.To).addInline(&m.op, false)
+	return in.lane(m.To).add(&m.op, false)
 }
 
 // SubmitGroup queues a group message for members, m.Group naming the
@@ -300,12 +298,11 @@ func (in *Inbox[S]) Ack(user, from, to uint64) error {
 
 // AckEntries is Ack for callers that know what they delivered: the
 // entries are deleted and the receipts sent without reading the inbox.
-// Like Submit, it may commit on the caller's goroutine: hold no lock.
 func (in *Inbox[S]) AckEntries(user uint64, acked []Acked) error {
 	if len(acked) == 0 {
 		return nil
 	}
-	return in.lane(user).addInline(&op[S]{kind: kindAck, st: Stored{To: user}, acked: acked}, true)
+	return in.lane(user).add(&op[S]{kind: kindAck, st: Stored{To: user}, acked: acked}, true)
 }
 
 // Read calls fn for user's entries with seq > after, in seq order, until fn

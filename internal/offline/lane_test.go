@@ -194,8 +194,6 @@ func TestLaneDedup(t *testing.T) {
 			return nil
 		}
 		in, rec := openMem(t, e, Config{Lanes: 1})
-		// An idle lane commits on the submitter's goroutine (Submit is
-		// inline), so the op that holds the lane goes from another one.
 		held := make(chan error, 1)
 		go func() { held <- in.Submit(msg(50, 51, 1, "holds the lane")) }()
 		<-entered
