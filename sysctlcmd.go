@@ -8,6 +8,7 @@ import (
 	"runtime"
 
 	"github.com/chatd/chatd/internal/conn"
+	"github.com/chatd/chatd/internal/proc"
 	"github.com/chatd/chatd/sysctl"
 )
 
@@ -26,7 +27,7 @@ func sysctlCmd(args []string) error {
 	fs := flag.NewFlagSet("sysctl "+args[0], flag.ContinueOnError)
 	osName := fs.String("os", runtime.GOOS, "target OS: linux or freebsd")
 	conns := fs.Int("conns", 1_000_000, "connections the host must hold")
-	mem := fs.Uint64("mem", sysctl.HostMemory(), "bytes of RAM on the host (sizes TCP buffer memory)")
+	mem := fs.Uint64("mem", proc.HostMemory(), "bytes of RAM on the host (sizes TCP buffer memory)")
 	role := fs.String("role", "server", "server (chatd) or client (a load generator)")
 	dry := fs.Bool("dry-run", false, "apply: only say what would change")
 	if err := fs.Parse(args[1:]); err != nil {

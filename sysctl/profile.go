@@ -10,9 +10,6 @@ package sysctl
 import (
 	"fmt"
 	"math/bits"
-	"os"
-	"strconv"
-	"strings"
 )
 
 // Target is what the host must hold.
@@ -100,19 +97,3 @@ func nextPow2(n int) int {
 }
 
 func roundUp(n, to int) int { return (n + to - 1) / to * to }
-
-// HostMemory returns the machine's RAM in bytes from /proc/meminfo (0 where
-// it cannot be read).
-func HostMemory() uint64 {
-	b, err := os.ReadFile("/proc/meminfo")
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(line); len(f) >= 2 && f[0] == "MemTotal:" {
-			kb, _ := strconv.ParseUint(f[1], 10, 64)
-			return kb << 10
-		}
-	}
-	return 0
-}

@@ -5,9 +5,8 @@
 // Every reader returns 0 where the file is missing (not Linux, or a
 // sandbox), so callers treat 0 as "unknown", never as an error.
 //
-// `chatd sysctl` reads /proc/meminfo too, for another question (how much
-// kernel memory TCP buffers may take); each keeps its own few lines rather
-// than the server depending on the tuning package.
+// `chatd sysctl` asks HostMemory too, for another question (how much kernel
+// memory TCP buffers may take).
 package proc
 
 import (
