@@ -4,37 +4,17 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"github.com/chatd/chatd/internal/store/storetest"
 	"io"
 	"net/http"
 	"path/filepath"
 	"regexp"
 	"strconv"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/chatd/chatd/codec"
 )
-
-// mountTmpfs mounts a tmpfs of size bytes on a fresh temporary folder and
-// unmounts it when the test ends (after the server, registered later,
-// has closed). It skips the test where mounting is not allowed.
-func mountTmpfs(t *testing.T, size int64) string {
-	t.Helper()
-	dir := t.TempDir()
-	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, "size="+strconv.FormatInt(size, 10)); err != nil {
-		t.Skipf("cannot mount a tmpfs (needs root or CAP_SYS_ADMIN; CI runs as root): %v", err)
-	}
-	t.Cleanup(func() {
-		if err := syscall.Unmount(dir, 0); err != nil {
-			// Something still holds it (a server that failed to close):
-			// detach it anyway so that a failed run leaves no mount behind.
-			t.Errorf("unmount %s: %v", dir, err)
-			syscall.Unmount(dir, syscall.MNT_DETACH)
-		}
-	})
-	return dir
-}
 
 // adminGet fetches an admin endpoint and returns its status and body.
 func adminGet(t *testing.T, base, path string) (int, string) {
@@ -75,7 +55,7 @@ func TestStorageFullRefusesAndRecovers(t *testing.T) {
 	if testing.Short() {
 		t.Skip("fills a 32 MiB tmpfs")
 	}
-	vol := mountTmpfs(t, 32<<20)
+	vol := storetest.MountTmpfs(t, 32<<20)
 	cfg := testConfig(t)
 	cfg.DataDir = filepath.Join(vol, "data")
 	cfg.MemTableSize = 1 << 20

@@ -3,35 +3,16 @@ package store
 import (
 	"bytes"
 	"errors"
+	"github.com/chatd/chatd/internal/store/storetest"
 	"os"
 	"path/filepath"
 	"strconv"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	"golang.org/x/sys/unix"
 )
-
-// mountTmpfs mounts a tmpfs of size bytes on a fresh temporary folder,
-// unmounted when the test ends; it skips where mounting is not allowed.
-func mountTmpfs(t *testing.T, size int64) string {
-	t.Helper()
-	dir := t.TempDir()
-	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, "size="+strconv.FormatInt(size, 10)); err != nil {
-		t.Skipf("cannot mount a tmpfs (needs root or CAP_SYS_ADMIN; CI runs as root): %v", err)
-	}
-	t.Cleanup(func() {
-		if err := syscall.Unmount(dir, 0); err != nil {
-			// Something still holds it (a server that failed to close):
-			// detach it anyway so that a failed run leaves no mount behind.
-			t.Errorf("unmount %s: %v", dir, err)
-			syscall.Unmount(dir, syscall.MNT_DETACH)
-		}
-	})
-	return dir
-}
 
 // fill allocates a file that leaves about leave bytes free on dir's volume.
 func fill(t *testing.T, dir string, leave int64) string {
@@ -92,7 +73,7 @@ func ballastSize(dir string) int64 {
 // and deletes the ballast; rising past the resume mark turns it off and
 // allocates the ballast again.
 func TestSpaceFullAndBack(t *testing.T) {
-	vol := mountTmpfs(t, 16<<20)
+	vol := storetest.MountTmpfs(t, 16<<20)
 	dir := filepath.Join(vol, "data")
 	sp, err := OpenSpace(dir, SpaceOptions{Reserve: 4 << 20, Ballast: 2 << 20, MemTableSize: 1 << 20, Interval: 5 * time.Millisecond})
 	if err != nil {
@@ -135,7 +116,7 @@ func TestSpaceFullAndBack(t *testing.T) {
 // meets ENOSPC, and instead of Pebble's fatal commit error the ballast is
 // deleted inside the file system and the write retried.
 func TestSpaceENOSPCReleasesBallast(t *testing.T) {
-	vol := mountTmpfs(t, 16<<20)
+	vol := storetest.MountTmpfs(t, 16<<20)
 	dir := filepath.Join(vol, "data")
 	sp, err := OpenSpace(dir, SpaceOptions{Reserve: 1 << 20, Ballast: 4 << 20, MemTableSize: 1 << 20, Interval: time.Hour})
 	if err != nil {
