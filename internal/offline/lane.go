@@ -249,8 +249,8 @@ func (l *lane[S]) commit(ops []*op[S]) {
 			l.released[o.st.Ref] += o.release
 		case kindDelete:
 			for _, k := range o.keys {
-				b.SingleDelete(k)           // an inbox entry: Set once (seqs are never reused)
-				l.settling[refOf(k)] = true // gone once this batch applies
+				b.SingleDelete(k) // an inbox entry: Set once (seqs are never reused)
+				l.settleDeleted(refOf(k))
 			}
 			l.depth[o.st.To] -= int32(len(o.keys))
 			in.entries.Add(-int64(len(o.keys)))
@@ -286,7 +286,6 @@ func (l *lane[S]) commit(ops []*op[S]) {
 	for _, r := range l.deleted {
 		delete(l.settling, r) // applied, or failed and may settle again
 	}
-	clear(l.deleted)
 	l.deleted = l.deleted[:0]
 	if err != nil {
 		l.fail(b, ops, err)

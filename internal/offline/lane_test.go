@@ -519,3 +519,36 @@ func TestLazyDeleteRidesWithNextBatch(t *testing.T) {
 		})
 	}
 }
+
+// TestSettlingEmptiesAfterDelete: once acknowledged entries are deleted,
+// the lane forgets them. Entries deleted by the op queued after their
+// receipts were durable stayed in the settling set for good: one map entry
+// per message delivered, never freed.
+func TestSettlingEmptiesAfterDelete(t *testing.T) {
+	e := newMemEnv()
+	rec := newRecorder()
+	in, err := openEnv[int](e, Config{Lanes: 4, SweepEvery: time.Hour, LazyOps: time.Millisecond}, noteRecorder{rec, e})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitCounted(t, in)
+	us := usersInLanes(in, 2)
+	reader, sender := us[0], us[1]
+	for i := byte(0); i < 3; i++ {
+		if err := in.Submit(msg(sender, reader, i, "m")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rec.wait(t, 3)
+	es := entries(t, in, reader)
+	if err := in.Ack(reader, 0, es[len(es)-1].Seq); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { return len(entries(t, in, reader)) == 0 })
+	in.Close() // the lanes have stopped: their state can be read
+	for i, l := range in.lanes {
+		if len(l.settling) != 0 || len(l.deleted) != 0 {
+			t.Errorf("lane %d: %d entries still settling, %d deleted refs kept", i, len(l.settling), len(l.deleted))
+		}
+	}
+}
