@@ -22,7 +22,7 @@ type lane[S any] struct {
 	mu          sync.Mutex
 	queue       []*op[S]
 	lazyOnly    bool        // queue holds only lazy ops: nobody kicked the lane for them
-	lazyDue     bool        // lazyTimer fired: lazy ops go even alone
+	lazyArmed   bool        // lazyTimer runs for the queue's lazy ops
 	lazyTimer   *time.Timer // kicks the lane LazyOps after the first lazy op
 	closed      bool
 	counts      map[uint64]int32 // from countEntries, taken by run
@@ -106,10 +106,10 @@ func (l *lane[S]) add(o *op[S], internal bool) error {
 	return nil
 }
 
-// lazyFired runs when the lazy timer fires: the lazy ops may go alone.
+// lazyFired runs when the lazy timer fires: the lazy ops go alone.
 func (l *lane[S]) lazyFired() {
 	l.mu.Lock()
-	l.lazyDue = true
+	l.lazyOnly, l.lazyArmed = false, false
 	l.mu.Unlock()
 	l.kick()
 }
@@ -126,7 +126,7 @@ func (l *lane[S]) addLazy(o *op[S]) error {
 	}
 	l.queue = append(l.queue, o)
 	if len(l.queue) == 1 {
-		l.lazyOnly = true
+		l.lazyOnly, l.lazyArmed = true, true
 		l.lazyTimer.Reset(l.in.cfg.LazyOps)
 	}
 	return nil
@@ -167,9 +167,13 @@ func (l *lane[S]) turn() bool {
 	// The taken slice goes on to the syncer with its batch, so the queue
 	// always starts a new one.
 	var ops []*op[S]
-	if !l.lazyOnly || l.lazyDue || l.closed { // lazy ops alone wait for their timer
+	if !l.lazyOnly || l.closed { // lazy ops alone wait for their timer
 		ops = l.queue
-		l.queue, l.lazyOnly, l.lazyDue = nil, false, false
+		l.queue, l.lazyOnly = nil, false
+		if l.lazyArmed { // they ride with this batch: no turn of their own later
+			l.lazyTimer.Stop()
+			l.lazyArmed = false
+		}
 	}
 	if len(ops) > maxBatch {
 		l.queue = append(make([]*op[S], 0, len(ops)-maxBatch), ops[maxBatch:]...)
