@@ -103,8 +103,9 @@ func (c *Conn[T]) Begin() (buf []byte, ok bool) {
 // connection as a slow consumer, asynchronously: End's caller may hold
 // locks that Handler.Closed takes.
 func (c *Conn[T]) End(buf []byte) (first bool) {
-	if len(buf) <= len(*c.out) { // nothing added (a producer rolled back)
-		c.end(buf)
+	if len(buf) <= len(*c.out) { // a producer rolled back: no frame, no flush, no overflow
+		*c.out = buf
+		c.mu.Unlock()
 		return false
 	}
 	first = len(*c.out) == 0 || c.lazy
