@@ -57,7 +57,7 @@ func (q *lazyQueue[T]) add(c *Conn[T], now uint32) {
 
 // flushLazy runs until stop closes: it flushes each registered connection
 // once its delay has passed, sleeping until the oldest is due, or until
-// kicked when none waits. On stop it flushes what is left.
+// kicked when none waits.
 func (s *Server[T]) flushLazy() {
 	defer s.sweeper.Done()
 	q := &s.lazy
@@ -101,28 +101,14 @@ func (s *Server[T]) flushLazy() {
 			case <-q.kick:
 				continue
 			case <-s.stop:
-				s.flushAllLazy()
-				return
+				return // Shutdown closes every connection, and a close writes its queue
 			}
 		}
 		timer.Reset(wait)
 		select {
 		case <-timer.C:
 		case <-s.stop:
-			s.flushAllLazy()
 			return
 		}
-	}
-}
-
-// flushAllLazy flushes every registered connection now (shutdown).
-func (s *Server[T]) flushAllLazy() {
-	q := &s.lazy
-	q.mu.Lock()
-	due := q.due[q.head:]
-	q.due, q.head = nil, 0
-	q.mu.Unlock()
-	for _, l := range due {
-		l.c.Flush()
 	}
 }
