@@ -20,7 +20,12 @@ type Work struct {
 }
 
 func workPer(a, b Stats, msgs float64) Work {
-	per := func(x, y uint64) float64 { return float64(y-x) / msgs }
+	per := func(x, y uint64) float64 {
+		if y < x { // context switches sum the threads alive at each read: one may have exited
+			return 0
+		}
+		return float64(y-x) / msgs
+	}
 	w := Work{
 		ContextSwitches: per(a.ContextSwitches, b.ContextSwitches),
 		Turns:           per(a.Turns, b.Turns),

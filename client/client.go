@@ -348,7 +348,6 @@ func (c *Client) pump(ctx context.Context, conn *Conn) (time.Duration, error) {
 		}
 		idle := len(conn.Events()) == 0
 		seq, size := entrySeq(f)
-		_, receipt := f.(*codec.Receipt)
 		switch f := f.(type) {
 		case *codec.Sent:
 			c.mu.Lock()
@@ -374,7 +373,7 @@ func (c *Client) pump(ctx context.Context, conn *Conn) (time.Duration, error) {
 			}
 		case *codec.Deliver:
 			if c.duplicate(f.ID) {
-				a.add(seq, size, idle, !receipt)
+				a.add(seq, size, idle, true) // a message: its sender waits for the tick
 				continue
 			}
 		case *codec.Goaway:
@@ -390,6 +389,7 @@ func (c *Client) pump(ctx context.Context, conn *Conn) (time.Duration, error) {
 			return 0, err
 		}
 		if seq != 0 {
+			_, receipt := f.(*codec.Receipt)
 			a.add(seq, size, idle, !receipt) // acknowledged only once the application has it
 		}
 	}
