@@ -1,0 +1,282 @@
+package cluster
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap"
+)
+
+// The session directory: which node holds each (user, device)'s live
+// session. One KV key per (user, device); device is 1 until multi-device
+// lands, and keys already carry it so that nothing is rewritten then. The
+// KV revision of the key is the session's epoch: it grows across the
+// whole bucket, so a larger epoch always means a later claim, on any node.
+//
+//	key   "u.<user>.<device>"          (decimal, so the nats CLI reads it)
+//	value {"node":"n2","since":ms}     node "" once the session ended,
+//	                                   since then being its last-seen time
+
+// Session is a directory entry.
+type Session struct {
+	Node  string    // the node holding the session; "" when none does
+	Since time.Time // when it was claimed, or (Node "") when it ended
+	Epoch uint64    // the KV revision: a later claim has a larger one
+}
+
+type sessionValue struct {
+	Node  string `json:"node"`
+	Since int64  `json:"since"`
+}
+
+// Kick asks a node to close its session for (User, Device) if that
+// session's epoch is older than Epoch: a session on node By replaced it.
+type Kick struct {
+	User   uint64 `json:"user"`
+	Device uint32 `json:"device"`
+	Epoch  uint64 `json:"epoch"`
+	By     string `json:"by"`
+}
+
+// ErrLostRace is Claim's answer when another node claimed the same
+// (user, device) between Claim's read and its write: that login won, this
+// one closes.
+var ErrLostRace = errors.New("cluster: another login claimed the session first")
+
+// ErrUnavailable wraps a directory operation that could not be made
+// (no leader, timeout): the caller serves locally and tries again later.
+var ErrUnavailable = errors.New("cluster: directory unavailable")
+
+func sessionKey(user uint64, device uint32) string {
+	return "u." + strconv.FormatUint(user, 10) + "." + strconv.FormatUint(uint64(device), 10)
+}
+
+// Claim makes this node the holder of (user, device)'s session with a
+// compare-and-set and returns the new entry, whose Epoch fences the old
+// session. The previous holder, if another live node, is asked to close
+// its session (Kick); its watch of the directory backs that up. CAS can
+// fail without a rival (seen once in ~28K updates here): Claim re-reads,
+// and retries if the entry did not change.
+func (n *Node) Claim(ctx context.Context, user uint64, device uint32) (Session, error) {
+	ctx, cancel := context.WithTimeout(ctx, n.cfg.OpTimeout)
+	defer cancel()
+	key := sessionKey(user, device)
+	now := time.Now()
+	val, _ := json.Marshal(sessionValue{Node: n.cfg.Node, Since: now.UnixMilli()})
+	n.counters.claims.Add(1)
+	var seen uint64 // the revision the first read saw
+	for attempt := 0; ; attempt++ {
+		prev, rev, err := n.read(ctx, key)
+		if err != nil {
+			return Session{}, n.failed(err)
+		}
+		switch {
+		case attempt == 0:
+			seen = rev
+		case prev.Node == n.cfg.Node && prev.Since == now.UnixMilli():
+			return Session{Node: n.cfg.Node, Since: now, Epoch: rev}, nil // our write landed after all
+		case rev != seen:
+			n.counters.lostRaces.Add(1)
+			return Session{}, ErrLostRace
+		}
+		var epoch uint64
+		if rev == 0 {
+			epoch, err = n.dir.Create(ctx, key, val)
+		} else {
+			epoch, err = n.dir.Update(ctx, key, val, rev)
+		}
+		if err == nil {
+			if prev.Node != "" && prev.Node != n.cfg.Node {
+				n.kick(prev.Node, Kick{User: user, Device: device, Epoch: epoch, By: n.cfg.Node})
+			}
+			return Session{Node: n.cfg.Node, Since: now, Epoch: epoch}, nil
+		}
+		if !isConflict(err) || attempt == 4 {
+			return Session{}, n.failed(err)
+		}
+		n.counters.casRetries.Add(1)
+	}
+}
+
+// Release records that this node's session for (user, device), claimed at
+// epoch, ended at lastSeen; it does nothing if a later claim replaced it.
+func (n *Node) Release(ctx context.Context, user uint64, device uint32, epoch uint64, lastSeen time.Time) error {
+	ctx, cancel := context.WithTimeout(ctx, n.cfg.OpTimeout)
+	defer cancel()
+	val, _ := json.Marshal(sessionValue{Since: lastSeen.UnixMilli()})
+	_, err := n.dir.Update(ctx, sessionKey(user, device), val, epoch)
+	if isConflict(err) {
+		return nil // claimed again since: the newer session owns the entry
+	}
+	if err != nil {
+		return n.failed(err)
+	}
+	return nil
+}
+
+// Lookup reads (user, device)'s entry. An entry on a node that reads as
+// dead is returned with Node "": the session is gone with its node.
+func (n *Node) Lookup(ctx context.Context, user uint64, device uint32) (Session, error) {
+	ctx, cancel := context.WithTimeout(ctx, n.cfg.OpTimeout)
+	defer cancel()
+	v, rev, err := n.read(ctx, sessionKey(user, device))
+	if err != nil {
+		return Session{}, n.failed(err)
+	}
+	s := Session{Node: v.Node, Since: time.UnixMilli(v.Since), Epoch: rev}
+	if s.Node != "" && !n.Alive(s.Node) {
+		s.Node = ""
+	}
+	return s, nil
+}
+
+// read returns the entry at key and its revision (0: none).
+func (n *Node) read(ctx context.Context, key string) (sessionValue, uint64, error) {
+	e, err := n.dir.Get(ctx, key)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return sessionValue{}, 0, nil
+	}
+	if err != nil {
+		return sessionValue{}, 0, err
+	}
+	var v sessionValue
+	if err := json.Unmarshal(e.Value(), &v); err != nil {
+		return sessionValue{}, 0, fmt.Errorf("cluster: directory entry %s: %w", key, err)
+	}
+	return v, e.Revision(), nil
+}
+
+func isConflict(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+		errors.Is(err, jetstream.ErrKeyExists)
+}
+
+// failed counts a directory operation that did not happen and wraps it.
+func (n *Node) failed(err error) error {
+	if errors.Is(err, ErrLostRace) {
+		return err
+	}
+	n.counters.dirFailures.Add(1)
+	return fmt.Errorf("%w: %w", ErrUnavailable, err)
+}
+
+// OnKick sets what runs when another node's claim replaced a session of
+// this node's (a kick request, or the directory watch seeing the newer
+// claim). It runs on a NATS callback goroutine and must not block; the
+// same kick may arrive twice (request and watch).
+func (n *Node) OnKick(fn func(Kick)) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.onKick != nil {
+		return errors.New("cluster: OnKick set twice")
+	}
+	n.onKick = fn
+	sub, err := n.nc.Subscribe(kickSubject(n.cfg.Node), func(m *nats.Msg) {
+		var k Kick
+		if json.Unmarshal(m.Data, &k) == nil {
+			n.counters.kicksIn.Add(1)
+			fn(k)
+		}
+		m.Respond(nil)
+	})
+	if err != nil {
+		return fmt.Errorf("cluster: subscribe kicks: %w", err)
+	}
+	n.subs = append(n.subs, sub)
+	n.wg.Add(1)
+	go n.watchSessions(fn)
+	return nil
+}
+
+func kickSubject(node string) string { return "chatd.node." + node + ".kick" }
+
+// kick asks node to close its older session, on its own goroutine so
+// that a login never waits for another node: three tries a second apart;
+// if none is answered the old node is dead or cut off, and its directory
+// watch kicks the session when it hears of the claim.
+func (n *Node) kick(node string, k Kick) {
+	data, _ := json.Marshal(k)
+	n.counters.kicksOut.Add(1)
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		for try := 0; try < 3; try++ {
+			if _, err := n.nc.Request(kickSubject(node), data, time.Second); err == nil {
+				return
+			} else if errors.Is(err, nats.ErrConnectionClosed) || errors.Is(err, nats.ErrConnectionDraining) {
+				return
+			}
+			select {
+			case <-n.stop:
+				return
+			default:
+			}
+		}
+		n.counters.kicksUnanswered.Add(1)
+		n.log.Debug("kick unanswered", zap.String("node", node), zap.Uint64("user", k.User))
+	}()
+}
+
+// watchSessions follows the directory's new claims until Close and turns
+// each claim by another node into a Kick for this one: the backup for a
+// kick request that was lost (this node was cut off when the claim was
+// made). The watch resumes where it stopped after an outage, so a claim
+// made during a partition arrives after the heal. fn ignores kicks for
+// sessions it does not hold.
+func (n *Node) watchSessions(fn func(Kick)) {
+	defer n.wg.Done()
+	for {
+		ctx, cancel := context.WithCancel(n.ctx)
+		w, err := n.dir.WatchAll(ctx, jetstream.UpdatesOnly())
+		if err == nil {
+			n.followSessions(w, fn)
+			w.Stop()
+		}
+		cancel()
+		select {
+		case <-n.stop:
+			return
+		case <-time.After(n.cfg.Heartbeat):
+		}
+	}
+}
+
+func (n *Node) followSessions(w jetstream.KeyWatcher, fn func(Kick)) {
+	for {
+		select {
+		case <-n.stop:
+			return
+		case e, ok := <-w.Updates():
+			if !ok {
+				return
+			}
+			if e == nil || e.Operation() != jetstream.KeyValuePut {
+				continue
+			}
+			var v sessionValue
+			if json.Unmarshal(e.Value(), &v) != nil || v.Node == "" || v.Node == n.cfg.Node {
+				continue
+			}
+			user, device, ok := parseSessionKey(e.Key())
+			if ok {
+				fn(Kick{User: user, Device: device, Epoch: e.Revision(), By: v.Node})
+			}
+		}
+	}
+}
+
+func parseSessionKey(key string) (uint64, uint32, bool) {
+	var user uint64
+	var device uint32
+	if _, err := fmt.Sscanf(key, "u.%d.%d", &user, &device); err != nil {
+		return 0, 0, false
+	}
+	return user, device, true
+}
