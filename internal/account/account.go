@@ -63,9 +63,41 @@ type Store struct {
 
 	mu       sync.Mutex // serializes registrations: name check + id allocation
 	nextUser atomic.Uint64
+
+	// Ids of a cluster's home shards (RegisterIn): shard s hands out
+	// k*Shards+s, k counting up from shardBase (above every id nextUser
+	// gave out, so the two schemes never collide). shardNext[s] is the
+	// next k; written under mu, read atomically.
+	shardBase  uint64
+	shardNext  [Shards]atomic.Uint64
+	shardCount atomic.Uint64 // accounts registered in shards
 }
 
-var metaNextUser = []byte{store.PrefixMeta, 'u', 's', 'e', 'r'}
+// Shards is the number of home shards a cluster divides ids into: an
+// id's home shard is id mod Shards (cluster.ShardOf).
+const Shards = 4096
+
+var (
+	metaNextUser = []byte{store.PrefixMeta, 'u', 's', 'e', 'r'}
+	// metaShardUser + shard (2 bytes) -> the shard's next k
+	metaShardUser = []byte{store.PrefixMeta, 'u', 's', 'h', 'd'}
+)
+
+// NameShard is the home shard of a user name: a registration goes to
+// that shard's owner node, which gives the account an id in the same
+// shard, so a name and its account live on one node.
+func NameShard(name []byte) int {
+	h := uint64(14695981039346656037)
+	for _, c := range name {
+		h = (h ^ uint64(c)) * 1099511628211
+	}
+	return int(h % Shards)
+}
+
+// TokenUser is the user id a token was issued to: its first 8 bytes,
+// which lets any node of a cluster send a RESUME to the account's home.
+// The other 24 bytes are random; the store keeps only a SHA-256 of all 32.
+func TokenUser(tok codec.Token) uint64 { return binary.BigEndian.Uint64(tok[:8]) }
 
 // New opens the account store on db.
 func New(db *pebble.DB, cfg Config) (*Store, error) {
@@ -93,18 +125,66 @@ func New(db *pebble.DB, cfg Config) (*Store, error) {
 		next = 1
 	}
 	s.nextUser.Store(next)
+	s.shardBase = (next + Shards - 1) / Shards
+	if err := s.loadShards(); err != nil {
+		return nil, err
+	}
 	return s, nil
 }
 
+func (s *Store) loadShards() error {
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: metaShardUser, UpperBound: store.PrefixEnd(metaShardUser)})
+	if err != nil {
+		return fmt.Errorf("account: read shard ids: %w", err)
+	}
+	defer it.Close()
+	for it.First(); it.Valid(); it.Next() {
+		k, v := it.Key(), it.Value()
+		if len(k) != len(metaShardUser)+2 || len(v) != 8 {
+			continue
+		}
+		shard := binary.BigEndian.Uint16(k[len(metaShardUser):])
+		if shard < Shards {
+			n := binary.BigEndian.Uint64(v)
+			s.shardNext[shard].Store(n)
+			s.shardCount.Add(n - min(n, s.shardBase))
+		}
+	}
+	return it.Error()
+}
+
 // Exists reports whether user is a registered id. Ids are handed out in
-// order and never deleted, so this costs no lookup.
-func (s *Store) Exists(user uint64) bool { return user != 0 && user < s.nextUser.Load() }
+// order (per shard, in a cluster) and never deleted, so this costs no
+// lookup. In a cluster it answers only for shards this node has held.
+func (s *Store) Exists(user uint64) bool {
+	if user == 0 {
+		return false
+	}
+	return user < s.nextUser.Load() || s.inShards(user)
+}
+
+// inShards reports whether user is an id a shard handed out.
+func (s *Store) inShards(user uint64) bool {
+	k := user / Shards
+	return k >= s.shardBase && k < s.shardNext[user%Shards].Load()
+}
 
 // Count returns the number of registered users.
-func (s *Store) Count() uint64 { return s.nextUser.Load() - 1 }
+func (s *Store) Count() uint64 { return s.nextUser.Load() - 1 + s.shardCount.Load() }
 
-// Register creates an account and a first session token.
+// Register creates an account and a first session token, with the next
+// id of a single node's sequence.
 func (s *Store) Register(name, password []byte) (uint64, codec.Token, error) {
+	return s.register(name, password, -1)
+}
+
+// RegisterIn is Register for a cluster node that owns home shard
+// NameShard(name): the account's id is in that shard.
+func (s *Store) RegisterIn(name, password []byte) (uint64, codec.Token, error) {
+	return s.register(name, password, NameShard(name))
+}
+
+func (s *Store) register(name, password []byte, shard int) (uint64, codec.Token, error) {
 	var tok codec.Token
 	// The codec's reason says which rule failed, for the ERROR's detail.
 	if err := codec.ValidateName(name); err != nil {
@@ -124,10 +204,25 @@ func (s *Store) Register(name, password []byte) (uint64, codec.Token, error) {
 	} else if !errors.Is(err, ErrUnknownUser) {
 		return 0, tok, err
 	}
-	user := s.nextUser.Load()
 	b := s.db.NewBatch()
 	defer b.Close()
-	b.Set(metaNextUser, binary.BigEndian.AppendUint64(nil, user+1), nil)
+	var user, k uint64
+	// The two schemes skip each other's ids, for a store that has been a
+	// single node and a cluster node in turn.
+	if shard < 0 {
+		user = s.nextUser.Load()
+		for s.inShards(user) {
+			user++
+		}
+		b.Set(metaNextUser, binary.BigEndian.AppendUint64(nil, user+1), nil)
+	} else {
+		k = max(s.shardNext[shard].Load(), s.shardBase)
+		for k*Shards+uint64(shard) < s.nextUser.Load() {
+			k++
+		}
+		user = k*Shards + uint64(shard)
+		b.Set(shardUserKey(shard), binary.BigEndian.AppendUint64(nil, k+1), nil)
+	}
 	b.Set(nameKey(name), binary.BigEndian.AppendUint64(nil, user), nil)
 	b.Set(userKey(user), rec, nil)
 	tok, err = addToken(b, user)
@@ -137,7 +232,12 @@ func (s *Store) Register(name, password []byte) (uint64, codec.Token, error) {
 	if err := b.Commit(pebble.Sync); err != nil {
 		return 0, tok, fmt.Errorf("account: register %s: %w", name, err)
 	}
-	s.nextUser.Store(user + 1)
+	if shard < 0 {
+		s.nextUser.Store(user + 1)
+	} else {
+		s.shardNext[shard].Store(k + 1)
+		s.shardCount.Add(1)
+	}
 	return user, tok, nil
 }
 
@@ -340,6 +440,10 @@ func (s *Store) hash(password, salt []byte, h Hashing) ([]byte, error) {
 	return argon2.IDKey(password, salt, h.Time, h.MemoryKiB, h.Threads, 32), nil
 }
 
+func shardUserKey(shard int) []byte {
+	return binary.BigEndian.AppendUint16(append([]byte(nil), metaShardUser...), uint16(shard))
+}
+
 func nameKey(name []byte) []byte { return append([]byte{store.PrefixName}, name...) }
 
 func userKey(user uint64) []byte {
@@ -356,10 +460,12 @@ func userTokenKey(user uint64, h [32]byte) []byte {
 	return append(k, h[:]...)
 }
 
-// addToken adds a fresh token for user to b and returns it.
+// addToken adds a fresh token for user to b and returns it: user's id,
+// then 24 random bytes (TokenUser).
 func addToken(b *pebble.Batch, user uint64) (codec.Token, error) {
 	var tok codec.Token
-	if _, err := rand.Read(tok[:]); err != nil {
+	binary.BigEndian.PutUint64(tok[:8], user)
+	if _, err := rand.Read(tok[8:]); err != nil {
 		return tok, fmt.Errorf("account: token: %w", err)
 	}
 	h := sha256.Sum256(tok[:])

@@ -143,3 +143,61 @@ func TestHashingIsBounded(t *testing.T) {
 		t.Fatalf("ok=%d busy=%d: expected some refused with ErrBusy", ok, busy)
 	}
 }
+
+func TestRegisterInShards(t *testing.T) {
+	db, err := store.Open(t.TempDir(), store.Options{CacheSize: 1 << 20, MemTableSize: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	testHashing := Hashing{Time: 1, MemoryKiB: 64}
+	s, err := New(db, Config{Hashing: testHashing})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A node that was a single node first: its sequential ids stay valid.
+	legacy, _, err := s.Register([]byte("legacy"), []byte("password1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[uint64]bool{legacy: true}
+	for _, name := range []string{"alice", "bob", "carol", "dave"} {
+		user, tok, err := s.RegisterIn([]byte(name), []byte("password1"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if int(user%Shards) != NameShard([]byte(name)) || seen[user] || !s.Exists(user) {
+			t.Fatalf("%s got id %d (shard %d, name shard %d)", name, user, user%Shards, NameShard([]byte(name)))
+		}
+		seen[user] = true
+		if TokenUser(tok) != user {
+			t.Fatalf("token names user %d, want %d", TokenUser(tok), user)
+		}
+		if got, err := s.Resume(tok); err != nil || got != user {
+			t.Fatalf("resume: %d, %v", got, err)
+		}
+	}
+	if s.Count() != 5 {
+		t.Fatalf("count %d, want 5", s.Count())
+	}
+	// Ids survive a reopen, and the sequence skips ids the shards use.
+	s2, err := New(db, Config{Hashing: testHashing})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s2.Count() != 5 {
+		t.Fatalf("count after reopen %d", s2.Count())
+	}
+	for u := range seen {
+		if !s2.Exists(u) {
+			t.Fatalf("id %d lost at reopen", u)
+		}
+	}
+	if s2.Exists(legacy + Shards*7 + 1) {
+		t.Fatal("an id nobody was given exists")
+	}
+	u, _, err := s2.RegisterIn([]byte("alice2"), []byte("password1"))
+	if err != nil || seen[u] {
+		t.Fatalf("after reopen: %d, %v", u, err)
+	}
+}
