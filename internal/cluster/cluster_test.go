@@ -335,3 +335,44 @@ func TestConfigValidate(t *testing.T) {
 		}
 	}
 }
+
+func TestRequestIsAnsweredOrFailsInTime(t *testing.T) {
+	nodes := shared(t)
+	release := make(chan struct{})
+	err := nodes[1].Handle("echo", func(req []byte, respond func([]byte)) {
+		if string(req) == "hold" { // answered later, from another goroutine
+			go func() { <-release; respond([]byte("late")) }()
+			return
+		}
+		respond(append([]byte("echo:"), req...))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	// The handler's interest reaches n1 over the routes a moment later.
+	var got []byte
+	eventually(t, 5*time.Second, "n2 answers", func() bool {
+		got, err = nodes[0].Request(ctx, "n2", "echo", []byte("hi"))
+		return err == nil
+	})
+	if string(got) != "echo:hi" {
+		t.Fatalf("request: %q", got)
+	}
+	short, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	defer cancel()
+	if _, err := nodes[0].Request(short, "n2", "echo", []byte("hold")); !errors.Is(err, ErrNoAnswer) {
+		t.Fatalf("unanswered request: %v, want ErrNoAnswer", err)
+	}
+	close(release)
+	if _, err := nodes[0].Request(ctx, "n3", "nothing-here", []byte("x")); !errors.Is(err, ErrNoAnswer) {
+		t.Fatalf("request to an op nobody serves: %v, want ErrNoAnswer", err)
+	}
+	h := nodes[0].Hops()
+	if h.Count < 1 || h.Cumulative[len(h.Cumulative)-1] > h.Count {
+		t.Fatalf("hop histogram %+v", h)
+	}
+	if st := nodes[0].Status(); st.Requests.Failed < 2 || st.Requests.Out < 1 {
+		t.Fatalf("request stats %+v", st.Requests)
+	}
+}

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -159,6 +160,8 @@ type Node struct {
 
 	// Counters, read by Status and metrics.
 	counters counters
+	hops     hopHistogram // request round trips
+	inflight atomic.Int64 // requests out now (MaxInFlight)
 
 	ctx    context.Context // cancelled by Close: background calls return
 	cancel context.CancelFunc

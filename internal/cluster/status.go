@@ -13,6 +13,8 @@ type counters struct {
 	kicksOut, kicksIn             atomic.Uint64
 	kicksUnanswered               atomic.Uint64
 	asyncErrors                   atomic.Uint64 // the NATS client's (slow consumer: dropped messages)
+
+	requestsIn, requestsFailed, requestsBusy atomic.Uint64
 }
 
 // NodeStatus is one node as this node sees it.
@@ -32,6 +34,17 @@ type Status struct {
 	Nodes       []NodeStatus   `json:"nodes"`
 	ShardMapRev uint64         `json:"shard_map_revision"` // 0: no map yet
 	Directory   DirectoryStats `json:"directory"`
+	Requests    RequestStats   `json:"requests"`
+}
+
+// RequestStats count requests between nodes since start.
+type RequestStats struct {
+	Out      uint64        `json:"out"` // answered
+	Failed   uint64        `json:"failed"`
+	Busy     uint64        `json:"busy"` // refused: MaxInFlight out
+	In       uint64        `json:"in"`
+	InFlight int64         `json:"in_flight"`
+	MeanTrip time.Duration `json:"mean_round_trip_ns"`
 }
 
 // DirectoryStats count directory work since start.
@@ -67,6 +80,12 @@ func (n *Node) Status() Status {
 		Failures: c.dirFailures.Load(), HeartbeatMisses: c.heartbeatFailures.Load(),
 		KicksOut: c.kicksOut.Load(), KicksIn: c.kicksIn.Load(), KicksUnanswered: c.kicksUnanswered.Load(),
 		ClientErrors: c.asyncErrors.Load(),
+	}
+	h := n.Hops()
+	st.Requests = RequestStats{Out: h.Count, Failed: c.requestsFailed.Load(), Busy: c.requestsBusy.Load(),
+		In: c.requestsIn.Load(), InFlight: n.inflight.Load()}
+	if h.Count > 0 {
+		st.Requests.MeanTrip = h.Sum / time.Duration(h.Count)
 	}
 	return st
 }
