@@ -4,6 +4,7 @@
 //	chatd chat    a line-based terminal client, to try chatd in two terminals
 //	chatd bench   the C1M benchmark scenarios
 //	chatd sysctl  Linux and FreeBSD kernel profiles for millions of sockets
+//	chatd cluster the cluster as one node sees it
 //
 // Run "chatd <command> -h" for a command's flags.
 package main
@@ -20,6 +21,7 @@ Usage:
   chatd chat [flags]    chat from a terminal
   chatd bench SCENARIO  benchmark a server (connect, route, offline)
   chatd sysctl CMD      kernel profiles for millions of sockets (print, check, apply)
+  chatd cluster status  the cluster as one node sees it (nodes, shards, directory)
   chatd help            this text
 
 Run "chatd <command> -h" to see a command's flags and defaults.
@@ -40,6 +42,8 @@ func main() {
 		err = benchCmd(args)
 	case "sysctl":
 		err = sysctlCmd(args)
+	case "cluster":
+		err = clusterCmd(args)
 	case "help", "-h", "--help":
 		fmt.Print(usage)
 		return

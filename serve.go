@@ -8,9 +8,11 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
+	"github.com/chatd/chatd/internal/cluster"
 	"github.com/chatd/chatd/internal/conn"
 	"github.com/chatd/chatd/internal/server"
 	"go.uber.org/zap"
@@ -65,6 +67,15 @@ func serve(args []string) error {
 	fs.IntVar(&cfg.MaxFrameRate, "max-frame-rate", 1000, "frames one connection may send per second before it is closed (-1: no limit)")
 	fs.IntVar(&cfg.MaxByteRate, "max-byte-rate", 4<<20, "bytes one connection may send per second before it is closed (-1: no limit)")
 	fs.DurationVar(&cfg.PresenceInterval, "presence-interval", time.Second, "watchers hear of a user's presence at most once per interval")
+	var cc cluster.Config
+	var routes string
+	fs.StringVar(&cc.Node, "node", "", "this node's name in a cluster (empty: a single node, and nothing of NATS starts); unique and stable")
+	fs.StringVar(&cc.Listen, "cluster-listen", "127.0.0.1:7422", "address other nodes' routes dial (with -node)")
+	fs.StringVar(&routes, "cluster-routes", "", "comma-separated route addresses of the cluster's nodes, this one's included (with -node)")
+	fs.StringVar(&cc.Secret, "cluster-secret", "", "shared secret every node presents on its routes, 16 bytes or more (with -node; prefer CHATD_CLUSTER_SECRET)")
+	fs.IntVar(&cc.Size, "cluster-size", 0, "nodes the cluster is built for: directory replicas are min(3, size) and the first shard map waits for size live nodes (0: the number of routes)")
+	fs.StringVar(&cc.Client, "cluster-client", "", "also serve NATS clients (the nats CLI) on this address, with the secret as token (empty: none)")
+	fs.DurationVar(&cc.ReadyTimeout, "cluster-wait", 5*time.Minute, "how long start-up waits for the cluster's JetStream (a quorum of nodes)")
 	fs.String("config", "", "optional config file of \"name = value\" lines with these flag names (env: CHATD_CONFIG)")
 	level := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	devLog := fs.Bool("log-console", false, "human-readable logs instead of JSON")
@@ -79,6 +90,15 @@ func serve(args []string) error {
 			return nil
 		}
 		return err
+	}
+
+	if cc.Node != "" {
+		for _, r := range strings.Split(routes, ",") {
+			if r = strings.TrimSpace(r); r != "" {
+				cc.Routes = append(cc.Routes, r)
+			}
+		}
+		cfg.Cluster = &cc
 	}
 
 	// Everything chatd writes (the database, its WAL of queued message
@@ -101,6 +121,10 @@ func serve(args []string) error {
 	log.Info("open-files limit", zap.Uint64("soft", soft), zap.Uint64("hard", hard),
 		zap.Uint64("max_connections", saturatingSub(soft, 300)))
 
+	if cfg.Cluster != nil {
+		log.Info("joining the cluster; waiting for a quorum of nodes", zap.String("node", cc.Node),
+			zap.String("listen", cc.Listen), zap.Strings("routes", cc.Routes))
+	}
 	s, err := server.New(cfg)
 	if err != nil {
 		return err

@@ -75,7 +75,7 @@ type pending struct {
 // outcome open, so that resending it with DUP is both safe and needed.
 func retryable(code codec.Code) bool {
 	switch code {
-	case codec.CodeBusy, codec.CodeStorageFull, codec.CodeInternal, codec.CodeUnknownOutcome:
+	case codec.CodeBusy, codec.CodeStorageFull, codec.CodeInternal, codec.CodeUnknownOutcome, codec.CodeUnavailable:
 		return true
 	}
 	return false
@@ -204,7 +204,7 @@ func (c *Client) connect(ctx context.Context) (*Conn, error) {
 		var e *codec.Error
 		// A slow-consumer close during login is the server failing to
 		// deliver a backlog, not a refusal: try again.
-		if errors.As(err, &e) && e.Code != codec.CodeBusy && e.Code != codec.CodeInternal &&
+		if errors.As(err, &e) && e.Code != codec.CodeBusy && e.Code != codec.CodeInternal && e.Code != codec.CodeUnavailable &&
 			e.Code != codec.CodeShuttingDown && e.Code != codec.CodeTooManyLogins && e.Code != codec.CodeSlowConsumer {
 			return nil, err // refused for good: wrong password, unknown user...
 		}

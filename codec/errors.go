@@ -93,6 +93,7 @@ const (
 	CodeInternal       Code = 60 // the server failed; the request may be retried
 	CodeShuttingDown   Code = 61 // the server is stopping; retry after GOAWAY's delay
 	CodeUnknownOutcome Code = 62 // the server cannot tell whether the message was stored: resend it with DUP
+	CodeUnavailable    Code = 63 // a cluster node this request needs did not answer; retry later
 )
 
 var codeNames = map[Code]string{
@@ -112,7 +113,7 @@ var codeNames = map[Code]string{
 	CodeGroupFull: "group full", CodeInvalidGroup: "invalid group", CodeAlreadyMember: "already a member",
 	CodeLastAdmin: "last admin", CodeTooManyTargets: "too many subscriptions",
 	CodeRateLimited: "rate limited", CodeSlowConsumer: "slow consumer",
-	CodeInternal: "internal error", CodeShuttingDown: "shutting down", CodeUnknownOutcome: "outcome unknown",
+	CodeInternal: "internal error", CodeShuttingDown: "shutting down", CodeUnknownOutcome: "outcome unknown", CodeUnavailable: "node unavailable",
 }
 
 func (c Code) String() string {

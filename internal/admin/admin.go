@@ -8,6 +8,7 @@
 //	               free heap pages to the OS, to settle a density reading
 //	/healthz       the process answers: 200 "ok"
 //	/readyz        it takes new clients: 200 "ready", or 503 with the reason
+//	(Docs)         further JSON documents the caller names (/cluster)
 //	/debug/pprof/  the runtime profiles
 //
 // The package knows nothing of chatd's protocol: what to count, when it is
@@ -37,6 +38,9 @@ type Config struct {
 	Ready func() string
 	// Stats returns the /stats document, encoded as JSON.
 	Stats func() any
+	// Docs are further JSON documents by path (optional): a nil result
+	// answers 404.
+	Docs map[string]func() any
 }
 
 // Listen binds addr and serves the endpoints until the returned stop
@@ -65,6 +69,17 @@ func handler(reg *prometheus.Registry, cfg Config) http.Handler {
 		w.Header().Set("Content-Type", "application/json")
 		json.NewEncoder(w).Encode(cfg.Stats())
 	})
+	for path, doc := range cfg.Docs {
+		mux.HandleFunc(path, func(w http.ResponseWriter, r *http.Request) {
+			v := doc()
+			if v == nil {
+				http.NotFound(w, r)
+				return
+			}
+			w.Header().Set("Content-Type", "application/json")
+			json.NewEncoder(w).Encode(v)
+		})
+	}
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok\n")) })
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
 		if why := cfg.Ready(); why != "" {

@@ -17,6 +17,12 @@ func (s *Server) Admin(addr string) (net.Addr, func() error, error) {
 		Metrics: metrics{s},
 		Ready:   s.notReady,
 		Stats:   func() any { return s.Process() },
+		Docs: map[string]func() any{"/cluster": func() any {
+			if st := s.ClusterStatus(); st != nil {
+				return st
+			}
+			return nil
+		}},
 	})
 }
 
@@ -24,6 +30,9 @@ func (s *Server) Admin(addr string) (net.Addr, func() error, error) {
 // would not): what /readyz reports to a load balancer.
 func (s *Server) notReady() string {
 	if why := s.admit.NotReady(); why != "" {
+		return why
+	}
+	if why := s.clusterNotReady(); why != "" {
 		return why
 	}
 	if s.space.Full() {

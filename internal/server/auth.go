@@ -8,6 +8,7 @@ import (
 
 	"github.com/chatd/chatd/codec"
 	"github.com/chatd/chatd/internal/account"
+	"github.com/chatd/chatd/internal/cluster"
 	"go.uber.org/zap"
 )
 
@@ -27,11 +28,26 @@ func (s *Server) authenticate(c *Conn, t codec.Type, body []byte) error {
 		if err := f.Decode(body); err != nil {
 			return s.malformed(c, err)
 		}
-		user, err := s.accounts.Resume(f.Token)
-		if err == nil {
-			s.counters.resumes.Add(1)
+		if s.cl == nil { // one point lookup: inline
+			user, err := s.accounts.Resume(f.Token)
+			if err == nil {
+				s.counters.resumes.Add(1)
+			}
+			s.authenticated(c, user, f.Token, err)
+			return nil
 		}
-		s.authenticated(c, user, f.Token, err)
+		tok := f.Token
+		go func() { // the home may be another node, and the directory claim is a round trip
+			r, err := s.account(cluster.ShardOf(account.TokenUser(tok)), acctRequest{Op: "resume", Token: tok})
+			if err == nil {
+				err = accountErr(r)
+			}
+			if err == nil {
+				s.counters.resumes.Add(1)
+			}
+			s.authenticated(c, r.User, tok, err)
+			c.Flush()
+		}()
 		return nil
 	case codec.TypeRegister:
 		var f codec.Register
@@ -49,7 +65,11 @@ func (s *Server) authenticate(c *Conn, t codec.Type, body []byte) error {
 		}
 		name, pass := append([]byte(nil), f.Name...), append([]byte(nil), f.Password...)
 		go func() {
-			user, tok, err := s.accounts.Register(name, pass)
+			r, err := s.account(account.NameShard(name), acctRequest{Op: "register", Name: name, Password: pass})
+			if err == nil {
+				err = accountErr(r)
+			}
+			user, tok := r.User, r.Token
 			if err == nil {
 				s.counters.registers.Add(1)
 			}
@@ -67,7 +87,11 @@ func (s *Server) authenticate(c *Conn, t codec.Type, body []byte) error {
 		}
 		name, pass := append([]byte(nil), f.Name...), append([]byte(nil), f.Password...)
 		go func() {
-			user, tok, err := s.accounts.Login(name, pass)
+			r, err := s.account(account.NameShard(name), acctRequest{Op: "login", Name: name, Password: pass})
+			if err == nil {
+				err = accountErr(r)
+			}
+			user, tok := r.User, r.Token
 			if err == nil {
 				s.counters.logins.Add(1)
 			} else if errors.Is(err, account.ErrWrongPassword) || errors.Is(err, account.ErrUnknownUser) {
@@ -95,6 +119,11 @@ func (s *Server) authenticated(c *Conn, user uint64, tok codec.Token, err error)
 	if err != nil {
 		st.auth.Store(authNone)
 		s.errorTo(c, s.accountCode(err), 0, nil, accountDetail(err))
+		return
+	}
+	if err := s.claimSession(c, user); err != nil { // a login on another node won a race for this user
+		st.auth.Store(authNone)
+		s.kick(c, codec.KickElsewhere)
 		return
 	}
 	st.user.Store(user)
@@ -146,7 +175,11 @@ func (s *Server) logout(c *Conn, body []byte) error {
 	c.State.route.Unlock()
 	user := c.State.user.Load()
 	job := func() {
-		if err := s.accounts.Revoke(user, tok); err != nil {
+		r, err := s.account(cluster.ShardOf(user), acctRequest{Op: "revoke", User: user, Token: tok})
+		if err == nil {
+			err = accountErr(r)
+		}
+		if err != nil {
 			s.log.Error("logout: revoke token", zap.Error(err))
 			s.errorTo(c, codec.CodeInternal, 0, nil, "token not revoked; retry LOGOUT")
 			c.Flush()
@@ -173,7 +206,11 @@ func (s *Server) password(c *Conn, body []byte) error {
 	}
 	old, pass := append([]byte(nil), f.Old...), append([]byte(nil), f.New...)
 	go func() {
-		tok, err := s.accounts.ChangePassword(user, old, pass)
+		r, err := s.account(cluster.ShardOf(user), acctRequest{Op: "password", User: user, Old: old, Password: pass})
+		if err == nil {
+			err = accountErr(r)
+		}
+		tok := r.Token
 		if errors.Is(err, account.ErrWrongPassword) {
 			s.logins.failed(strconv.FormatUint(user, 10))
 		}
@@ -199,6 +236,8 @@ func accountDetail(err error) string {
 		return strings.TrimPrefix(err.Error(), "account: ")
 	case errors.Is(err, account.ErrBusy):
 		return "password hashing is saturated; retry in a moment"
+	case errors.Is(err, errUnavailable):
+		return "the account's home node did not answer; retry in a moment"
 	}
 	return ""
 }
@@ -221,6 +260,8 @@ func (s *Server) accountCode(err error) codec.Code {
 	case errors.Is(err, account.ErrBusy):
 		s.counters.busy.Add(1)
 		return codec.CodeBusy
+	case errors.Is(err, errUnavailable):
+		return codec.CodeUnavailable
 	}
 	s.log.Error("account operation failed", zap.Error(err))
 	return codec.CodeInternal

@@ -7,6 +7,7 @@ import (
 
 	"github.com/chatd/chatd/codec"
 	"github.com/chatd/chatd/internal/account"
+	"github.com/chatd/chatd/internal/cluster"
 	"github.com/chatd/chatd/internal/proc"
 	"go.uber.org/zap"
 )
@@ -47,6 +48,11 @@ type Config struct {
 	// MaxOutbound is the per-connection outbound queue limit in bytes before
 	// a client is closed as a slow consumer. Default 4 MiB.
 	MaxOutbound int
+
+	// Cluster, when set, makes this server a node of a cluster (package
+	// cluster; Dir defaults to DataDir/nats). Nil: a single node, and
+	// nothing of NATS is started.
+	Cluster *cluster.Config
 
 	// Hashing sets argon2id parameters for new password hashes.
 	Hashing account.Hashing

@@ -17,17 +17,24 @@ import (
 	"github.com/chatd/chatd/client"
 	"github.com/chatd/chatd/codec"
 	"github.com/chatd/chatd/internal/account"
+	"github.com/chatd/chatd/internal/cluster"
 )
 
 // runChild serves from the folder and address in the environment until
 // killed: the crash test's server process.
 func runChild() {
-	s, err := New(Config{
+	cfg := Config{
 		Addr: os.Getenv("CHATD_TEST_ADDR"), DataDir: os.Getenv("CHATD_TEST_DATA"), Plaintext: true,
 		Hashing:         account.Hashing{Time: 1, MemoryKiB: 64},
 		Quota:           10_000_000, // the test fills one inbox far past the default quota
 		LoginsPerSource: -1, FailedLoginsPerUser: -1, MaxFrameRate: -1, MaxByteRate: -1,
-	})
+	}
+	if node := os.Getenv("CHATD_TEST_NODE"); node != "" { // a cluster test's node
+		cfg.Cluster = &cluster.Config{Node: node, Listen: os.Getenv("CHATD_TEST_CLUSTER_LISTEN"),
+			Routes: strings.Split(os.Getenv("CHATD_TEST_ROUTES"), ","), Secret: "cluster-test-secret",
+			Heartbeat: 250 * time.Millisecond, ReadyTimeout: time.Minute}
+	}
+	s, err := New(cfg)
 	if err == nil {
 		err = s.Listen()
 	}

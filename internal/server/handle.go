@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/chatd/chatd/codec"
+	"github.com/chatd/chatd/internal/account"
+	"github.com/chatd/chatd/internal/cluster"
 	"github.com/chatd/chatd/internal/offline"
 )
 
@@ -66,6 +68,7 @@ func (s *Server) Closed(c *Conn) {
 	st.gone.Store(true)
 	if u := st.user.Load(); u != 0 && s.sessions.Remove(u, c) {
 		s.presence.Changed(u, uint64(time.Now().UnixMilli()))
+		s.endSession(c, u)
 	}
 	s.sessions.Closed(c)
 	st.route.Lock()
@@ -239,26 +242,37 @@ func (s *Server) lookup(c *Conn, body []byte) error {
 	if err := f.Decode(body); err != nil {
 		return s.malformed(c, err)
 	}
-	var (
-		user uint64
-		name []byte
-		err  error
-	)
+	var req acctRequest
+	var shard int
 	switch {
 	case f.User != 0 && len(f.Name) == 0:
-		user = f.User
-		name, err = s.accounts.Name(user)
+		req, shard = acctRequest{Op: "name", User: f.User}, cluster.ShardOf(f.User)
 	case f.User == 0 && len(f.Name) > 0:
-		name = f.Name
-		user, err = s.accounts.LookupName(f.Name)
+		req, shard = acctRequest{Op: "lookup", Name: append([]byte(nil), f.Name...)}, account.NameShard(f.Name)
 	default:
 		s.errorTo(c, codec.CodeMalformed, f.Req, nil, "LOOKUP needs exactly one of user and name")
 		return nil
 	}
-	if err != nil {
-		s.errorTo(c, s.accountCode(err), f.Req, nil, accountDetail(err))
+	answer := func() {
+		r, err := s.account(shard, req)
+		if err == nil {
+			err = accountErr(r)
+		}
+		if err != nil {
+			s.errorTo(c, s.accountCode(err), f.Req, nil, accountDetail(err))
+			return
+		}
+		if req.Op == "name" {
+			r.User = req.User
+		} else {
+			r.Name = req.Name
+		}
+		s.reply(c, (&codec.User{Req: f.Req, User: r.User, Name: r.Name}).Append(nil))
+	}
+	if s.cl == nil || s.local(req.User) && req.Op == "name" {
+		answer() // a point read of this node's store: inline
 		return nil
 	}
-	s.reply(c, (&codec.User{Req: f.Req, User: user, Name: name}).Append(nil))
+	go func() { answer(); c.Flush() }() // maybe another node's: off the event loop
 	return nil
 }

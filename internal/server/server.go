@@ -43,6 +43,8 @@ type Server struct {
 	conns    *conn.Server[session]
 	admit    *admission.Control // accept-time GOAWAY: capacity, memory, accept rate
 	logins   *loginLimiter
+	cl       *clustering   // nil on a single node
+	closing  chan struct{} // closed when Close starts
 
 	// Pools, safe for concurrent use; an item belongs to whoever took it.
 	batches sync.Pool // *conn.Batch[session], one per producer turn
@@ -68,7 +70,7 @@ func New(cfg Config) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger}
+	s := &Server{cfg: cfg, log: cfg.Logger, closing: make(chan struct{})}
 	s.sessions = router.New(router.Config[*Conn]{
 		Window: cfg.Window, WindowBytes: cfg.WindowBytes, Logger: cfg.Logger,
 		Session: func(c *Conn) *router.Session { return &c.State.route },
@@ -120,6 +122,20 @@ func New(cfg Config) (*Server, error) {
 		s.log.Info("created the server's Noise key", zap.String("path", filepath.Join(cfg.DataDir, "noise.key")))
 	}
 	s.key = key
+	if cfg.Cluster != nil {
+		cc := *cfg.Cluster
+		if cc.Dir == "" {
+			cc.Dir = filepath.Join(cfg.DataDir, "nats")
+		}
+		if cc.Logger == nil {
+			cc.Logger = cfg.Logger
+		}
+		if err := s.startCluster(&cc); err != nil {
+			s.inbox.Close()
+			db.Close()
+			return nil, err
+		}
+	}
 	s.presence = presence.New[*Conn](db, presence.Config{
 		Interval: cfg.PresenceInterval,
 		Online:   func(u uint64) bool { _, on := s.sessions.Lookup(u); return on },
@@ -142,6 +158,7 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		s.commits.close()
 		s.presence.Close()
+		s.closeCluster()
 		s.inbox.Close()
 		db.Close()
 		return nil, err
@@ -185,7 +202,9 @@ func (s *Server) Close() error {
 				c.Flush()
 			}
 		})
+		close(s.closing)
 		err := s.conns.Shutdown(ctx)
+		s.closeCluster()  // after the last session's release is queued, before the inbox: no request arrives after
 		s.commits.close() // after the last frame, before the inbox: jobs queue group events
 		s.admit.Close()
 		s.presence.Close()

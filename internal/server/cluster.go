@@ -1,0 +1,374 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/chatd/chatd/codec"
+	"github.com/chatd/chatd/internal/account"
+	"github.com/chatd/chatd/internal/cluster"
+	"go.uber.org/zap"
+)
+
+// clustering is the server's side of a cluster (package cluster); nil on
+// a single node. Every user has a home node, the owner of its home shard
+// (cluster.ShardOf of its id; a name's shard, account.NameShard, for a
+// registration), which keeps its account and its inbox. A client may
+// connect to any node: that node asks the home to do what needs the
+// account, and claims the session in the directory, which closes an
+// older session of the same user on any node.
+type clustering struct {
+	node *cluster.Node
+	log  *zap.Logger
+
+	// sessions maps a user to its local session's claim, set after the
+	// claim and removed when that connection closes: a kick closes the
+	// session only if its epoch is older than the kick's.
+	sessions sync.Map // uint64 -> *claim
+
+	// releases are directory writes for ended sessions, done by a few
+	// workers off the event loop; a full queue drops the write (counted):
+	// the entry then names a node with no session, which reads as online
+	// until the user's next login or the node's death.
+	releases chan release
+	wg       sync.WaitGroup
+
+	counters struct {
+		claimFailures, releasesDropped, remoteAccount atomic.Uint64
+	}
+}
+
+type claim struct {
+	c     *Conn
+	epoch uint64
+}
+
+type release struct {
+	user, epoch uint64
+	at          time.Time
+}
+
+const releaseWorkers = 8
+
+// errUnavailable wraps a request that needed a node that did not answer,
+// or a cluster not ready to say which node that is: ERROR 63.
+var errUnavailable = errors.New("server: a cluster node this needs is unavailable")
+
+func (s *Server) startCluster(cfg *cluster.Config) error {
+	node, err := cluster.Start(*cfg)
+	if err != nil {
+		return err
+	}
+	cl := &clustering{node: node, log: s.log.Named("cluster"), releases: make(chan release, 65536)}
+	s.cl = cl
+	for range releaseWorkers {
+		cl.wg.Add(1)
+		go cl.releaser()
+	}
+	if err := node.OnKick(s.kicked); err != nil {
+		s.closeCluster()
+		return err
+	}
+	if err := node.Handle("acct", s.serveAccount); err != nil {
+		s.closeCluster()
+		return err
+	}
+	return nil
+}
+
+func (s *Server) closeCluster() {
+	if s.cl == nil {
+		return
+	}
+	s.cl.node.Close() // stops the handlers: no request arrives after
+	close(s.cl.releases)
+	s.cl.wg.Wait()
+}
+
+// homeOf names the node that is home to shard, or fails with
+// errUnavailable before the cluster has a shard map.
+func (s *Server) homeOf(shard int) (string, error) {
+	m, ok := s.cl.node.Shards()
+	if !ok {
+		return "", fmt.Errorf("%w: the cluster has no shard map yet (%d of %d nodes live)", errUnavailable,
+			len(s.cl.node.LiveNodes()), s.cl.node.Status().Size)
+	}
+	return m.OwnerOf(shard), nil
+}
+
+// local reports whether user's home is this node (always, on one node).
+func (s *Server) local(user uint64) bool {
+	if s.cl == nil {
+		return true
+	}
+	h, err := s.homeOf(cluster.ShardOf(user))
+	return err == nil && h == s.cl.node.Name()
+}
+
+// claimSession records c as user's session in the directory (a cluster
+// only), before the router makes it live. A claim that loses a race to
+// another node's login fails: that login wins, this one closes. If the
+// directory cannot be written (no leader for a few seconds after one
+// dies), the session starts anyway and the claim is retried in the
+// background: local sessions keep working through a directory outage.
+func (s *Server) claimSession(c *Conn, user uint64) error {
+	if s.cl == nil {
+		return nil
+	}
+	sess, err := s.cl.node.Claim(context.Background(), user, 1)
+	switch {
+	case errors.Is(err, cluster.ErrLostRace):
+		return err
+	case err != nil:
+		s.cl.counters.claimFailures.Add(1)
+		s.cl.log.Warn("session claim not written; the session starts and the claim is retried", zap.Uint64("user", user), zap.Error(err))
+		go s.retryClaim(c, user)
+		return nil
+	}
+	s.cl.sessions.Store(user, &claim{c: c, epoch: sess.Epoch})
+	return nil
+}
+
+// retryClaim tries a failed claim again, backing off to 5 s, until it is
+// written or the session ends.
+func (s *Server) retryClaim(c *Conn, user uint64) {
+	for wait := 250 * time.Millisecond; !c.State.gone.Load(); wait = min(2*wait, 5*time.Second) {
+		select {
+		case <-time.After(wait):
+		case <-s.closing:
+			return
+		}
+		sess, err := s.cl.node.Claim(context.Background(), user, 1)
+		if errors.Is(err, cluster.ErrLostRace) {
+			s.kick(c, codec.KickElsewhere)
+			return
+		}
+		if err == nil {
+			s.cl.sessions.Store(user, &claim{c: c, epoch: sess.Epoch})
+			return
+		}
+	}
+}
+
+// kicked closes the local session a newer claim on another node replaced
+// (cluster.Node.OnKick). It runs on a NATS goroutine: the close is quick.
+func (s *Server) kicked(k cluster.Kick) {
+	v, ok := s.cl.sessions.Load(k.User)
+	if !ok {
+		return
+	}
+	cl := v.(*claim)
+	if cl.epoch >= k.Epoch {
+		return // the kick is about an older claim than this session's
+	}
+	if s.cl.sessions.CompareAndDelete(k.User, cl) {
+		s.kick(cl.c, codec.KickElsewhere)
+	}
+}
+
+// endSession queues the directory write for a closed session (Closed; on
+// the poller, so it only queues).
+func (s *Server) endSession(c *Conn, user uint64) {
+	if s.cl == nil {
+		return
+	}
+	v, ok := s.cl.sessions.Load(user)
+	if !ok || v.(*claim).c != c || !s.cl.sessions.CompareAndDelete(user, v) {
+		return
+	}
+	select {
+	case s.cl.releases <- release{user: user, epoch: v.(*claim).epoch, at: time.Now()}:
+	default:
+		s.cl.counters.releasesDropped.Add(1)
+	}
+}
+
+func (cl *clustering) releaser() {
+	defer cl.wg.Done()
+	for r := range cl.releases {
+		if err := cl.node.Release(context.Background(), r.user, 1, r.epoch, r.at); err != nil {
+			cl.log.Debug("session release not written", zap.Uint64("user", r.user), zap.Error(err))
+		}
+	}
+}
+
+// clusterNotReady says why /readyz should fail because of the cluster.
+func (s *Server) clusterNotReady() string {
+	if s.cl == nil {
+		return ""
+	}
+	if _, err := s.homeOf(0); err != nil {
+		return err.Error()
+	}
+	return ""
+}
+
+// ClusterStatus is what `chatd cluster status` shows (nil on one node).
+func (s *Server) ClusterStatus() *cluster.Status {
+	if s.cl == nil {
+		return nil
+	}
+	st := s.cl.node.Status()
+	return &st
+}
+
+// Accounts across nodes: each operation runs at the account's home, the
+// owner of the name's shard for REGISTER and LOGIN and of the id's shard
+// otherwise (a token carries its user's id). A remote one is an "acct"
+// request; password hashing runs at the home.
+
+type acctRequest struct {
+	Op       string      `json:"op"` // register, login, resume, revoke, password, lookup, name
+	Name     []byte      `json:"name,omitempty"`
+	Password []byte      `json:"password,omitempty"`
+	Old      []byte      `json:"old,omitempty"`
+	Token    codec.Token `json:"token,omitzero"`
+	User     uint64      `json:"user,omitempty"`
+}
+
+type acctReply struct {
+	User   uint64      `json:"user,omitempty"`
+	Token  codec.Token `json:"token,omitzero"`
+	Name   []byte      `json:"name,omitempty"`
+	Err    string      `json:"err,omitempty"` // acctErrs' key
+	Detail string      `json:"detail,omitempty"`
+}
+
+// acctErrs are the account errors a reply can carry, by name.
+var acctErrs = map[string]error{
+	"unknown_user": account.ErrUnknownUser, "wrong_password": account.ErrWrongPassword,
+	"name_taken": account.ErrNameTaken, "invalid_name": account.ErrInvalidName,
+	"invalid_password": account.ErrInvalidPassword, "invalid_token": account.ErrInvalidToken,
+	"busy": account.ErrBusy, "not_home": errNotHome,
+}
+
+// errNotHome answers a request for a shard this node no longer owns (the
+// map moved under the caller): the caller tries again at the new home.
+var errNotHome = errors.New("server: this node is not the account's home")
+
+// remoteErr is an account error that came back from another node: it
+// unwraps to the account error and says what the home said.
+type remoteErr struct {
+	kind error
+	msg  string
+}
+
+func (e *remoteErr) Error() string { return e.msg }
+func (e *remoteErr) Unwrap() error { return e.kind }
+
+// account runs op at the account's home: here, or by request.
+func (s *Server) account(shard int, req acctRequest) (acctReply, error) {
+	if s.cl == nil {
+		return s.accountHere(req), nil
+	}
+	for try := 0; ; try++ {
+		home, err := s.homeOf(shard)
+		if err != nil {
+			return acctReply{}, err
+		}
+		if home == s.cl.node.Name() {
+			return s.accountHere(req), nil
+		}
+		s.cl.counters.remoteAccount.Add(1)
+		data, err := s.cl.node.Request(context.Background(), home, "acct", mustJSON(req))
+		if err != nil {
+			return acctReply{}, fmt.Errorf("%w: %w", errUnavailable, err)
+		}
+		var r acctReply
+		if err := unmarshalJSON(data, &r); err != nil {
+			return acctReply{}, fmt.Errorf("server: account reply from %s: %w", home, err)
+		}
+		if r.Err != "not_home" || try == 2 {
+			return r, nil
+		}
+	}
+}
+
+func mustJSON(v any) []byte {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err) // only the plain structs above are marshalled
+	}
+	return b
+}
+
+func unmarshalJSON(data []byte, v any) error { return json.Unmarshal(data, v) }
+
+// accountErr turns a reply's error back into an error.
+func accountErr(r acctReply) error {
+	if r.Err == "" {
+		return nil
+	}
+	kind, ok := acctErrs[r.Err]
+	if !ok {
+		return fmt.Errorf("server: account error at home: %s", r.Detail)
+	}
+	return &remoteErr{kind: kind, msg: r.Detail}
+}
+
+// accountHere runs an account operation on this node's store.
+func (s *Server) accountHere(req acctRequest) acctReply {
+	var r acctReply
+	var err error
+	switch req.Op {
+	case "register":
+		if s.cl == nil {
+			r.User, r.Token, err = s.accounts.Register(req.Name, req.Password)
+		} else {
+			r.User, r.Token, err = s.accounts.RegisterIn(req.Name, req.Password)
+		}
+	case "login":
+		r.User, r.Token, err = s.accounts.Login(req.Name, req.Password)
+	case "resume":
+		r.User, err = s.accounts.Resume(req.Token)
+	case "revoke":
+		err = s.accounts.Revoke(req.User, req.Token)
+	case "password":
+		r.Token, err = s.accounts.ChangePassword(req.User, req.Old, req.Password)
+	case "lookup":
+		r.User, err = s.accounts.LookupName(req.Name)
+	case "name":
+		r.Name, err = s.accounts.Name(req.User)
+	default:
+		err = fmt.Errorf("server: unknown account op %q", req.Op)
+	}
+	if err != nil {
+		r.Err, r.Detail = "internal", err.Error()
+		for name, kind := range acctErrs {
+			if errors.Is(err, kind) {
+				r.Err = name
+				break
+			}
+		}
+	}
+	return r
+}
+
+// serveAccount answers another node's "acct" request, on its own
+// goroutine (hashing takes tens of milliseconds; the account store bounds
+// how many run and refuses the rest with ErrBusy).
+func (s *Server) serveAccount(data []byte, respond func([]byte)) {
+	go func() {
+		var req acctRequest
+		if err := unmarshalJSON(data, &req); err != nil {
+			respond(mustJSON(acctReply{Err: "internal", Detail: err.Error()}))
+			return
+		}
+		shard := cluster.ShardOf(req.User)
+		if req.Op == "register" || req.Op == "login" || req.Op == "lookup" {
+			shard = account.NameShard(req.Name)
+		} else if req.Op == "resume" {
+			shard = cluster.ShardOf(account.TokenUser(req.Token))
+		}
+		if home, err := s.homeOf(shard); err != nil || home != s.cl.node.Name() {
+			respond(mustJSON(acctReply{Err: "not_home", Detail: "not the account's home"}))
+			return
+		}
+		respond(mustJSON(s.accountHere(req)))
+	}()
+}

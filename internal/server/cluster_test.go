@@ -1,0 +1,216 @@
+package server
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chatd/chatd/client"
+	"github.com/chatd/chatd/codec"
+	"github.com/chatd/chatd/internal/account"
+	"github.com/chatd/chatd/internal/cluster"
+)
+
+// clusterNode is a chatd node run as a child process of the test.
+type clusterNode struct {
+	name, addr, listen, dir string
+	cmd                     *exec.Cmd
+}
+
+// freeOn returns a free port's address on ip.
+func freeOn(t *testing.T, ip string) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", ip+":0")
+	if err != nil {
+		t.Skipf("cannot listen on %s (%v): the cluster tests need 127.0.0.2-4", ip, err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// startClusterNodes starts n nodes as processes on 127.0.0.2.. (each its
+// own loopback address, as in the README's three-node example) and waits
+// until every one has JetStream; they are killed when the test ends.
+func startClusterNodes(t *testing.T, n int) []*clusterNode {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("starts a cluster of server processes")
+	}
+	nodes := make([]*clusterNode, n)
+	var routes []string
+	for i := range nodes {
+		ip := fmt.Sprintf("127.0.0.%d", i+2)
+		nodes[i] = &clusterNode{name: fmt.Sprintf("n%d", i+1), addr: freeOn(t, ip), listen: freeOn(t, ip), dir: t.TempDir()}
+		routes = append(routes, nodes[i].listen)
+	}
+	ready := make(chan error, n)
+	for _, nd := range nodes {
+		nd.start(t, strings.Join(routes, ","), ready)
+	}
+	t.Cleanup(func() {
+		for _, nd := range nodes {
+			nd.kill()
+		}
+	})
+	for range nodes {
+		if err := <-ready; err != nil {
+			t.Fatal(err)
+		}
+	}
+	return nodes
+}
+
+func (nd *clusterNode) start(t *testing.T, routes string, ready chan<- error) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), "CHATD_TEST_CHILD=serve", "CHATD_TEST_ADDR="+nd.addr, "CHATD_TEST_DATA="+nd.dir,
+		"CHATD_TEST_NODE="+nd.name, "CHATD_TEST_CLUSTER_LISTEN="+nd.listen, "CHATD_TEST_ROUTES="+routes)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	nd.cmd = cmd
+	go func() {
+		line, err := bufio.NewReader(out).ReadString('\n')
+		if err == nil && strings.TrimSpace(line) != "ready" {
+			err = fmt.Errorf("node %s: %q", nd.name, line)
+		}
+		ready <- err
+	}()
+}
+
+func (nd *clusterNode) kill() {
+	if nd.cmd != nil && nd.cmd.Process != nil {
+		nd.cmd.Process.Kill()
+		nd.cmd.Wait()
+		nd.cmd = nil
+	}
+}
+
+// authOn dials nd and authenticates with do, retrying while the cluster
+// answers ERROR 63 (no shard map yet: it is made once every node is live).
+func authOn(t *testing.T, nd *clusterNode, do func(context.Context, *client.Conn) (codec.Welcome, error)) (*client.Conn, codec.Welcome, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for {
+		conn, err := client.Dial(ctx, nd.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w, err := do(ctx, conn)
+		var e *codec.Error
+		if errors.As(err, &e) && e.Code == codec.CodeUnavailable && ctx.Err() == nil {
+			conn.Close()
+			time.Sleep(100 * time.Millisecond)
+			continue
+		}
+		if err != nil {
+			conn.Close()
+			return nil, w, err
+		}
+		t.Cleanup(func() { conn.Close() })
+		return conn, w, nil
+	}
+}
+
+// Accounts live at their home node, and a client may log in at any node:
+// REGISTER, LOGIN, RESUME and LOOKUP reach the home, and one user keeps
+// one live session across the cluster.
+func TestClusterLoginAnywhereOneSession(t *testing.T) {
+	nodes := startClusterNodes(t, 3)
+	users := map[string]uint64{}
+	var tokens = map[string]codec.Token{}
+	for i, name := range []string{"alice", "bob", "carol"} {
+		_, w, err := authOn(t, nodes[i], func(ctx context.Context, c *client.Conn) (codec.Welcome, error) {
+			return c.Register(ctx, name, "password1")
+		})
+		if err != nil {
+			t.Fatalf("register %s at %s: %v", name, nodes[i].name, err)
+		}
+		if cluster.ShardOf(w.User) != account.NameShard([]byte(name)) {
+			t.Fatalf("%s got id %d outside its name's shard %d", name, w.User, account.NameShard([]byte(name)))
+		}
+		users[name], tokens[name] = w.User, w.Token
+	}
+	// A taken name is taken wherever the REGISTER arrives.
+	for _, nd := range nodes {
+		_, _, err := authOn(t, nd, func(ctx context.Context, c *client.Conn) (codec.Welcome, error) {
+			return c.Register(ctx, "alice", "password2")
+		})
+		var e *codec.Error
+		if !errors.As(err, &e) || e.Code != codec.CodeNameTaken {
+			t.Fatalf("second alice at %s: %v, want name taken", nd.name, err)
+		}
+		_, _, err = authOn(t, nd, func(ctx context.Context, c *client.Conn) (codec.Welcome, error) {
+			return c.Login(ctx, "bob", "wrong-password")
+		})
+		if !errors.As(err, &e) || e.Code != codec.CodeWrongPassword {
+			t.Fatalf("bob's wrong password at %s: %v", nd.name, err)
+		}
+	}
+	// alice on n3, then on n2: n3's session is kicked.
+	first, w, err := authOn(t, nodes[2], func(ctx context.Context, c *client.Conn) (codec.Welcome, error) {
+		return c.Login(ctx, "alice", "password1")
+	})
+	if err != nil || w.User != users["alice"] {
+		t.Fatalf("alice at n3: %+v, %v", w, err)
+	}
+	if _, w, err = authOn(t, nodes[1], func(ctx context.Context, c *client.Conn) (codec.Welcome, error) {
+		return c.Resume(ctx, tokens["alice"])
+	}); err != nil || w.User != users["alice"] {
+		t.Fatalf("alice resumes at n2: %+v, %v", w, err)
+	}
+	if k := waitKicked(t, first); k != codec.KickElsewhere {
+		t.Fatalf("the session on n3 ended with %v, want KICKED elsewhere", k)
+	}
+	// LOOKUP from any node reaches the name's home.
+	c, _, err := authOn(t, nodes[0], func(ctx context.Context, c *client.Conn) (codec.Welcome, error) {
+		return c.Login(ctx, "carol", "password1")
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for name, id := range users {
+		got, err := c.LookupName(ctx, name)
+		if err != nil || got != id {
+			t.Fatalf("lookup %s from n1: %d, %v; want %d", name, got, err, id)
+		}
+		back, err := c.LookupUser(ctx, id)
+		if err != nil || back != name {
+			t.Fatalf("lookup %d from n1: %q, %v", id, back, err)
+		}
+	}
+}
+
+// waitKicked waits for c's KICKED frame and returns its reason.
+func waitKicked(t *testing.T, c *client.Conn) codec.KickReason {
+	t.Helper()
+	deadline := time.After(15 * time.Second)
+	for {
+		select {
+		case f, ok := <-c.Events():
+			if !ok {
+				t.Fatalf("connection ended without KICKED: %v", c.Err())
+			}
+			if k, isKick := f.(*codec.Kicked); isKick {
+				return k.Reason
+			}
+		case <-deadline:
+			t.Fatal("no KICKED within 15 s")
+		}
+	}
+}
