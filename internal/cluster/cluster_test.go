@@ -124,7 +124,7 @@ func startNodes(t *testing.T, size int, dir func(int) string) ([]*Node, error) {
 func testConfig(i int, addrs []string, dir string) Config {
 	return Config{
 		Node: fmt.Sprintf("n%d", i+1), Listen: addrs[i], Routes: addrs, Dir: dir,
-		Secret: "test-secret-0123456789", Heartbeat: 200 * time.Millisecond, ReadyTimeout: 20 * time.Second,
+		Secret: "test-secret-0123456789", Heartbeat: 200 * time.Millisecond, OpTimeout: 2 * time.Second, ReadyTimeout: 20 * time.Second,
 	}
 }
 
@@ -374,5 +374,67 @@ func TestRequestIsAnsweredOrFailsInTime(t *testing.T) {
 	}
 	if st := nodes[0].Status(); st.Requests.Failed < 2 || st.Requests.Out < 1 {
 		t.Fatalf("request stats %+v", st.Requests)
+	}
+}
+
+func TestSendKeepsOrderAndTimesOut(t *testing.T) {
+	nodes := shared(t)
+	var mu sync.Mutex
+	var got []string
+	err := nodes[2].Handle("order", func(req []byte, respond func([]byte)) {
+		mu.Lock()
+		got = append(got, string(req))
+		mu.Unlock()
+		if string(req) != "drop" {
+			respond(req)
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, "n3 answers", func() bool {
+		_, err := nodes[0].Request(context.Background(), "n3", "order", []byte("probe"))
+		return err == nil
+	})
+	mu.Lock()
+	got = nil
+	mu.Unlock()
+	answers := make(chan string, 200)
+	for i := range 100 {
+		msg := fmt.Sprint(i)
+		if err := nodes[0].Send("n3", "order", []byte(msg), func(reply []byte, err error) {
+			if err != nil {
+				answers <- "error: " + err.Error()
+				return
+			}
+			answers <- string(reply)
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range 100 {
+		if a := <-answers; strings.HasPrefix(a, "error") {
+			t.Fatal(a)
+		}
+	}
+	mu.Lock()
+	for i, m := range got {
+		if m != fmt.Sprint(i) {
+			t.Fatalf("request %d arrived as %q: out of order", i, m)
+		}
+	}
+	mu.Unlock()
+	// Unanswered: done gets ErrNoAnswer after OpTimeout.
+	errc := make(chan error, 1)
+	if err := nodes[0].Send("n3", "order", []byte("drop"), func(_ []byte, err error) { errc <- err }); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-errc:
+		if !errors.Is(err, ErrNoAnswer) {
+			t.Fatalf("unanswered send: %v", err)
+		}
+	case <-time.After(2 * nodes[0].cfg.OpTimeout):
+		t.Fatal("an unanswered send never finished")
 	}
 }

@@ -162,6 +162,7 @@ type Node struct {
 	counters counters
 	hops     hopHistogram // request round trips
 	inflight atomic.Int64 // requests out now (MaxInFlight)
+	async    asyncReqs    // Send's requests waiting for answers
 
 	ctx    context.Context // cancelled by Close: background calls return
 	cancel context.CancelFunc
@@ -192,6 +193,10 @@ func Start(cfg Config) (*Node, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.ReadyTimeout)
 	defer cancel()
 	if err := n.open(ctx); err != nil {
+		n.Close()
+		return nil, err
+	}
+	if err := n.startAsync(); err != nil {
 		n.Close()
 		return nil, err
 	}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -133,4 +135,128 @@ func (n *Node) Hops() HopHistogram {
 	}
 	out.Count, out.Sum = total, time.Duration(n.hops.sumNs.Load())
 	return out
+}
+
+// Send is Request without waiting: it publishes req at once, so that
+// requests sent one after another from one goroutine reach the other
+// node in that order, and calls done from another goroutine with the
+// answer, or with an error wrapping ErrNoAnswer after OpTimeout. It fails
+// at once (done is not called) with ErrBusy past MaxInFlight.
+func (n *Node) Send(node, op string, req []byte, done func(reply []byte, err error)) error {
+	if n.inflight.Add(1) > MaxInFlight {
+		n.inflight.Add(-1)
+		n.counters.requestsBusy.Add(1)
+		return ErrBusy
+	}
+	p := &pendingReq{done: done, start: time.Now(), node: node, op: op}
+	id := n.async.add(p)
+	err := n.nc.PublishMsg(&nats.Msg{Subject: opSubject(node, op), Reply: n.async.prefix + strconv.FormatUint(id, 36), Data: req})
+	if err != nil {
+		if n.async.take(id) != nil {
+			n.inflight.Add(-1)
+		}
+		n.counters.requestsFailed.Add(1)
+		return fmt.Errorf("cluster: send %s to %s: %w", op, node, err)
+	}
+	return nil
+}
+
+// asyncReqs are Send's requests waiting for answers, by id.
+type asyncReqs struct {
+	prefix string // this node's reply subject prefix
+
+	mu      sync.Mutex
+	next    uint64
+	pending map[uint64]*pendingReq
+}
+
+type pendingReq struct {
+	done     func([]byte, error)
+	start    time.Time
+	node, op string
+}
+
+func (a *asyncReqs) add(p *pendingReq) uint64 {
+	a.mu.Lock()
+	a.next++
+	id := a.next
+	a.pending[id] = p
+	a.mu.Unlock()
+	return id
+}
+
+func (a *asyncReqs) take(id uint64) *pendingReq {
+	a.mu.Lock()
+	p := a.pending[id]
+	delete(a.pending, id)
+	a.mu.Unlock()
+	return p
+}
+
+// startAsync subscribes to the answers of Send's requests and starts the
+// loop that times them out.
+func (n *Node) startAsync() error {
+	n.async = asyncReqs{prefix: nats.NewInbox() + ".", pending: map[uint64]*pendingReq{}}
+	sub, err := n.nc.Subscribe(n.async.prefix+"*", func(m *nats.Msg) {
+		id, err := strconv.ParseUint(m.Subject[len(n.async.prefix):], 36, 64)
+		if err != nil {
+			return
+		}
+		if p := n.async.take(id); p != nil {
+			n.inflight.Add(-1)
+			n.hops.observe(time.Since(p.start))
+			p.done(m.Data, nil)
+		}
+	})
+	if err != nil {
+		return fmt.Errorf("cluster: subscribe answers: %w", err)
+	}
+	sub.SetPendingLimits(-1, 256<<20)
+	n.mu.Lock()
+	n.subs = append(n.subs, sub)
+	n.mu.Unlock()
+	n.wg.Add(1)
+	go n.expireAsync()
+	return nil
+}
+
+// expireAsync fails Send's requests older than OpTimeout, ten times per
+// timeout, and every one left at Close.
+func (n *Node) expireAsync() {
+	defer n.wg.Done()
+	t := time.NewTicker(n.cfg.OpTimeout / 10)
+	defer t.Stop()
+	for {
+		var stopping bool
+		select {
+		case <-n.stop:
+			stopping = true
+		case <-t.C:
+		}
+		now := time.Now()
+		var late []*pendingReq
+		n.async.mu.Lock()
+		for id, p := range n.async.pending {
+			if stopping || now.Sub(p.start) >= n.cfg.OpTimeout {
+				late = append(late, p)
+				delete(n.async.pending, id)
+			}
+		}
+		n.async.mu.Unlock()
+		for _, p := range late {
+			n.inflight.Add(-1)
+			n.counters.requestsFailed.Add(1)
+			p.done(nil, fmt.Errorf("%w %s (%s) within %s", ErrNoAnswer, p.node, p.op, n.cfg.OpTimeout))
+		}
+		if stopping {
+			return
+		}
+	}
+}
+
+// Publish sends data to node's op handler with no answer and no
+// guarantee (core NATS drops under overload): for what a later request
+// repairs, like a push whose loss the receiver notices as a gap.
+func (n *Node) Publish(node, op string, data []byte) error {
+	return n.nc.Publish(opSubject(node, op), data)
 }
