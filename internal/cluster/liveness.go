@@ -69,6 +69,18 @@ func (l *liveness) snapshot(now time.Time) []NodeStatus {
 	return out
 }
 
+// Started is when node's current run began, as its heartbeats say (zero
+// before one was heard): a change means the node restarted and lost what
+// it kept in memory.
+func (n *Node) Started(node string) time.Time {
+	n.live.mu.Lock()
+	defer n.live.mu.Unlock()
+	if s, ok := n.live.seen[node]; ok {
+		return time.UnixMilli(s.beat.Since)
+	}
+	return time.Time{}
+}
+
 // Alive reports whether node has been heard from within three heartbeats.
 func (n *Node) Alive(node string) bool {
 	return node == n.cfg.Node || n.live.alive(node, time.Now())

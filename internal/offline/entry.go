@@ -201,3 +201,40 @@ func dedupKey(dst []byte, day uint32, sender uint64, id *codec.MsgID) []byte {
 	dst = binary.BigEndian.AppendUint64(dst, sender)
 	return append(dst, id[:]...)
 }
+
+// AppendWire appends e as another node reads it: seq, length, and the
+// stored value, except that a group message whose body is at hand travels
+// as a message naming its group (its DELIVER frame is the same), since
+// the body it refers to is stored on this node only. It reports false
+// (appending nothing) for a group message without its body.
+func (e *Entry) AppendWire(dst []byte) ([]byte, bool) {
+	w := *e
+	if w.Kind == KindGroupMessage {
+		if w.Body == nil {
+			return dst, false
+		}
+		w.Kind = KindMessage
+	}
+	dst = binary.BigEndian.AppendUint64(dst, w.Seq)
+	n := len(dst)
+	dst = append(dst, 0, 0, 0, 0)
+	dst = w.encode(dst)
+	binary.BigEndian.PutUint32(dst[n:], uint32(len(dst)-n-4))
+	return dst, true
+}
+
+// DecodeWire reads one entry AppendWire wrote and returns the rest.
+// The entry's slices point into src.
+func DecodeWire(src []byte, e *Entry) ([]byte, error) {
+	if len(src) < 12 {
+		return nil, fmt.Errorf("%w: %d bytes left", ErrCorrupt, len(src))
+	}
+	seq, n := binary.BigEndian.Uint64(src), int(binary.BigEndian.Uint32(src[8:]))
+	if len(src) < 12+n {
+		return nil, fmt.Errorf("%w: entry of %d bytes in %d", ErrCorrupt, n, len(src)-12)
+	}
+	if err := DecodeEntry(seq, src[12:12+n], e); err != nil {
+		return nil, err
+	}
+	return src[12+n:], nil
+}

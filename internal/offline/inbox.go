@@ -58,6 +58,15 @@ type Config struct {
 	// SyncFault, for tests, runs after each batch's sync; an error it
 	// returns counts as a failed sync of a batch already applied.
 	SyncFault func() error
+	// Remote, in a cluster, reports that user's inbox lives on another
+	// node; Forward then takes the receipts for that user (delivered,
+	// read, expired) instead of a local lane, and calls done once the
+	// receipt is durable at its home. Forward must not block; it keeps
+	// trying until the home has it (done is never called otherwise: the
+	// acknowledged entries then stay until a restart delivers them again).
+	// Both nil on a single node.
+	Remote  func(user uint64) bool
+	Forward func(r Receipt, done func())
 }
 
 // ErrBusy means a lane's queue is full: the store is not keeping up.
@@ -279,6 +288,30 @@ func (in *Inbox[S]) SubmitGroupEvent(ev GroupEvent, members []uint64) error {
 // SubmitReceipt queues r for the inbox of the messages' sender (r.To).
 func (in *Inbox[S]) SubmitReceipt(r Receipt) error {
 	return in.lane(r.To).add(receiptOp[S](r), false)
+}
+
+// SubmitReceiptThen is SubmitReceipt with done called once r is
+// durable, with nil, or with the error that kept it from being stored
+// (the home of a forwarded receipt answers with it).
+func (in *Inbox[S]) SubmitReceiptThen(r Receipt, done func(error)) error {
+	o := receiptOp[S](r)
+	o.done = func(o *op[S]) { done(o.err) }
+	return in.lane(r.To).add(o, false)
+}
+
+// addReceipt queues a receipt op made by a lane (settle, a READ) in its
+// recipient's lane, or forwards it when that inbox lives on another node.
+func (in *Inbox[S]) addReceipt(r *op[S]) error {
+	if in.cfg.Remote == nil || !in.cfg.Remote(r.st.To) {
+		return in.lane(r.st.To).add(r, true)
+	}
+	e := &r.st.Entry
+	in.cfg.Forward(Receipt{To: r.st.To, Kind: e.ReceiptKind, By: e.By, Group: e.Group, IDs: e.IDs, Time: e.Time}, func() {
+		if r.done != nil {
+			r.done(r)
+		}
+	})
+	return nil
 }
 
 func receiptOp[S any](r Receipt) *op[S] {

@@ -645,7 +645,7 @@ func (l *lane[S]) settle(b batch, user uint64, acked []Acked, kind codec.Receipt
 	}
 	for _, r := range order {
 		r.done = done
-		if err := in.lane(r.st.To).add(r, true); err != nil {
+		if err := in.addReceipt(r); err != nil {
 			r.done(r) // closing: the entries stay and are delivered again
 		}
 	}

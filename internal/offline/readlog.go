@@ -177,7 +177,7 @@ func (l *lane[S]) markRead(b batch, o *op[S], now uint64) {
 		return
 	}
 	r := receiptOp[S](Receipt{To: o.read.sender, Time: now, Kind: codec.ReceiptRead, By: o.st.To, Group: o.read.group, IDs: found})
-	if err := in.lane(o.read.sender).add(r, true); err != nil {
+	if err := in.addReceipt(r); err != nil {
 		o.read.missing = want // closing: nothing was reported
 	}
 }

@@ -148,16 +148,45 @@ func (r *Router[C]) Applied(entries []*offline.Stored, b Batch[C]) {
 		}
 		st := r.session(c)
 		st.mu.Lock()
-		if e.Seq > st.lastStored {
-			st.lastStored = e.Seq
-		}
-		if e.Seq > st.pushed && !st.closed && (e.Time >= cutoff || !r.inbox.Expiring(e.To, e.Time)) { // an expired entry is never pushed: its expiry settles it
-			if st.backlog || !r.push(c, st, b, e) {
-				r.setBacklog(st, true)
-			}
-		}
+		r.appliedLocked(c, st, e, b, cutoff)
 		st.mu.Unlock()
 	}
+}
+
+// appliedLocked pushes e, or leaves it to the drain. st.mu must be held.
+func (r *Router[C]) appliedLocked(c C, st *Session, e *offline.Stored, b Batch[C], cutoff uint64) {
+	if e.Seq > st.lastStored {
+		st.lastStored = e.Seq
+	}
+	if e.Seq > st.pushed && !st.closed && (e.Time >= cutoff || !r.inbox.Expiring(e.To, e.Time)) { // an expired entry is never pushed: its expiry settles it
+		if st.backlog || !r.push(c, st, b, e) {
+			r.setBacklog(st, true)
+		}
+	}
+}
+
+// AppliedFrom is Applied for new entries of one user whose inbox lives on
+// another node (in a cluster), which pushed them: prev is the seq that
+// node pushed to this session before them (0 for none). Pushes between
+// nodes may be lost; a session that never heard of prev missed one, is
+// marked behind, and AppliedFrom reports that the caller must drain it
+// (the drain reads the home's inbox, so nothing is skipped).
+func (r *Router[C]) AppliedFrom(user, prev uint64, entries []*offline.Stored, b Batch[C]) (drain bool) {
+	c, ok := r.Lookup(user)
+	if !ok {
+		return false
+	}
+	st := r.session(c)
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if prev > st.lastStored {
+		st.lastStored = prev
+		r.setBacklog(st, true)
+	}
+	for _, e := range entries {
+		r.appliedLocked(c, st, e, b, 0)
+	}
+	return st.backlog && !st.closed
 }
 
 // setBacklog records whether st has entries waiting to be pushed, keeping

@@ -142,6 +142,9 @@ func (s *Server) authenticated(c *Conn, user uint64, tok codec.Token, err error)
 	s.presence.Changed(user, 0)
 	s.reply(c, s.welcome(user, tok))
 	st.auth.Store(authDone)
+	if s.rm != nil && !s.local(user) {
+		s.attach(c, user) // the home pushes to this node from now on; the drain reads what it holds
+	}
 	s.drain(c)
 }
 

@@ -85,6 +85,12 @@ func (s *Server) closeCluster() {
 	if s.cl == nil {
 		return
 	}
+	select { // New failing after the cluster started: Close never ran
+	case <-s.closing:
+	default:
+		close(s.closing)
+		s.cancel()
+	}
 	s.cl.node.Close() // stops the handlers: no request arrives after
 	close(s.cl.releases)
 	s.cl.wg.Wait()

@@ -214,3 +214,163 @@ func waitKicked(t *testing.T, c *client.Conn) codec.KickReason {
 		}
 	}
 }
+
+// homeNode is the node of a three-node test cluster that owns id's home
+// shard: the first shard map spreads shards round-robin over the sorted
+// node names (cluster.initialMap).
+func homeNode(nodes []*clusterNode, id uint64) int { return cluster.ShardOf(id) % len(nodes) }
+
+// A 1:1 conversation between two users whose sessions are on nodes that
+// are neither's home: SENT after the recipient's home stored each
+// message, delivery in order, delivered and read receipts back to the
+// sender, and a backlog drained from the home by a session on a third
+// node.
+func TestClusterCrossNodeConversation(t *testing.T) {
+	nodes := startClusterNodes(t, 3)
+	ids := map[string]uint64{}
+	// bob is the first of a few names whose home is not alice's, so that
+	// receipts go from one home to another.
+	bobName := ""
+	for _, name := range []string{"alice", "bob0", "bob1", "bob2", "bob3", "bob4", "bob5"} {
+		_, w, err := authOn(t, nodes[0], func(ctx context.Context, c *client.Conn) (codec.Welcome, error) {
+			return c.Register(ctx, name, "password1")
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids[name] = w.User
+		if name != "alice" && bobName == "" && homeNode(nodes, w.User) != homeNode(nodes, ids["alice"]) {
+			bobName = name
+			ids["bob"] = w.User
+		}
+	}
+	if bobName == "" {
+		t.Fatal("every name has alice's home")
+	}
+	// Sessions away from home: alice on a node that is not hers, bob on
+	// one that is neither his nor alice's.
+	ha, hb := homeNode(nodes, ids["alice"]), homeNode(nodes, ids["bob"])
+	na := (ha + 1) % 3
+	nb := (hb + 1) % 3
+	if nb == na {
+		nb = (hb + 2) % 3
+	}
+	t.Logf("alice home n%d on n%d, bob home n%d on n%d", ha+1, na+1, hb+1, nb+1)
+	login := func(nd *clusterNode, name string) *client.Conn {
+		c, _, err := authOn(t, nd, func(ctx context.Context, c *client.Conn) (codec.Welcome, error) {
+			return c.Login(ctx, name, "password1")
+		})
+		if err != nil {
+			t.Fatalf("%s at %s: %v", name, nd.name, err)
+		}
+		return c
+	}
+	alice, bob := login(nodes[na], "alice"), login(nodes[nb], bobName)
+
+	const n = 200
+	sent := make([]codec.MsgID, n)
+	for i := range n {
+		id, err := alice.Send(ids["bob"], []byte(fmt.Sprintf("m%03d", i)), i%20 == 19)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sent[i] = id
+	}
+	alice.Flush()
+
+	// bob gets all n in order and acknowledges them.
+	var got []codec.MsgID
+	deadline := time.After(30 * time.Second)
+	for len(got) < n {
+		select {
+		case f, ok := <-bob.Events():
+			if !ok {
+				t.Fatalf("bob's connection ended: %v", bob.Err())
+			}
+			if d, isDeliver := f.(*codec.Deliver); isDeliver {
+				if want := fmt.Sprintf("m%03d", len(got)); string(d.Body) != want || d.From != ids["alice"] {
+					t.Fatalf("delivery %d: %q from %d, want %q from alice", len(got), d.Body, d.From, want)
+				}
+				got = append(got, d.ID)
+				bob.Ack(d.Seq, true)
+			}
+		case <-deadline:
+			t.Fatalf("bob got %d of %d", len(got), n)
+		}
+	}
+	if err := bob.MarkRead(ids["alice"], 0, got[:10]...); err != nil {
+		t.Fatal(err)
+	}
+
+	// alice: n SENT in order, then delivered receipts for all n and a
+	// read receipt for the first ten.
+	var sents int
+	delivered, read := map[codec.MsgID]bool{}, map[codec.MsgID]bool{}
+	deadline = time.After(30 * time.Second)
+	for sents < n || len(delivered) < n || len(read) < 10 {
+		select {
+		case f, ok := <-alice.Events():
+			if !ok {
+				t.Fatalf("alice's connection ended: %v", alice.Err())
+			}
+			switch f := f.(type) {
+			case *codec.Sent:
+				if f.ID != sent[sents] {
+					t.Fatalf("SENT %d is for another message: out of order", sents)
+				}
+				sents++
+			case *codec.Receipt:
+				for i := 0; i < f.IDs.Len(); i++ {
+					if f.Kind == codec.ReceiptRead {
+						read[f.IDs.At(i)] = true
+					} else {
+						delivered[f.IDs.At(i)] = true
+					}
+				}
+				alice.Ack(f.Seq, true)
+			case *codec.Error:
+				t.Fatalf("alice got %v", f)
+			}
+		case <-deadline:
+			t.Fatalf("alice got %d SENT, %d delivered, %d read", sents, len(delivered), len(read))
+		}
+	}
+
+	// bob leaves; alice sends more; bob comes back on the third node and
+	// drains them from his home.
+	bob.Close()
+	for i := range 20 {
+		if _, err := alice.Send(ids["bob"], []byte(fmt.Sprintf("later%02d", i)), i == 19); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for sents < n+20 {
+		select {
+		case f := <-alice.Events():
+			if _, ok := f.(*codec.Sent); ok {
+				sents++
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatalf("%d of 20 offline sends got SENT", sents-n)
+		}
+	}
+	third := 3 - na - nb // the node neither used
+	bob = login(nodes[third], bobName)
+	for i := 0; i < 20; {
+		select {
+		case f, ok := <-bob.Events():
+			if !ok {
+				t.Fatalf("bob's connection ended: %v", bob.Err())
+			}
+			if d, isDeliver := f.(*codec.Deliver); isDeliver {
+				if want := fmt.Sprintf("later%02d", i); string(d.Body) != want {
+					t.Fatalf("backlog %d: %q, want %q", i, d.Body, want)
+				}
+				bob.Ack(d.Seq, true)
+				i++
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatalf("bob drained %d of 20 from his home", i)
+		}
+	}
+}

@@ -17,6 +17,9 @@ func (h hooks) Applied(entries []*offline.Stored) {
 	b := h.s.batch()
 	h.s.sessions.Applied(entries, b)
 	h.s.flush(b)
+	if h.s.rm != nil {
+		h.s.pushAway(entries) // sessions on other nodes
+	}
 }
 
 // Durable answers SENT (or ERROR) to the senders of durable messages.
@@ -28,6 +31,7 @@ func (h hooks) Durable(msgs []*offline.Message[*Conn], others []offline.Done) {
 	for _, m := range msgs {
 		c := m.Sender
 		if c == nil {
+			s.storeDone(m) // another node's SEND, or a group message
 			continue
 		}
 		buf, ok := c.Begin()

@@ -69,6 +69,9 @@ func (s *Server) Closed(c *Conn) {
 	if u := st.user.Load(); u != 0 && s.sessions.Remove(u, c) {
 		s.presence.Changed(u, uint64(time.Now().UnixMilli()))
 		s.endSession(c, u)
+		if s.rm != nil {
+			s.detach(c, u)
+		}
 	}
 	s.sessions.Closed(c)
 	st.route.Lock()
@@ -138,6 +141,14 @@ func (s *Server) send(c *Conn, body []byte) error {
 		return nil
 	case f.To == user:
 		code, detail = codec.CodeSelfSend, "SEND to yourself"
+	case s.cl != nil && !s.local(f.To):
+		home, err := s.homeOf(cluster.ShardOf(f.To))
+		if err != nil {
+			code, detail = codec.CodeUnavailable, err.Error()
+			break
+		}
+		s.sendRemote(c, &f, user, home) // the home checks the recipient
+		return nil
 	case !s.accounts.Exists(f.To):
 		code, detail = codec.CodeUnknownRecipient, fmt.Sprintf("no user %d", f.To)
 	}
@@ -170,7 +181,7 @@ func (s *Server) read(c *Conn, body []byte) error {
 	case f.To == user:
 		s.errorTo(c, codec.CodeSelfSend, 0, nil, "READ names yourself as the sender")
 		return nil
-	case !s.accounts.Exists(f.To):
+	case s.local(f.To) && !s.accounts.Exists(f.To): // another node's user: the read log at the reader's home checks the ids
 		s.errorTo(c, codec.CodeUnknownRecipient, 0, nil, "READ names no existing sender (to is the sender's user id; a group goes in group)")
 		return nil
 	case f.Group != 0:
@@ -189,7 +200,11 @@ func (s *Server) read(c *Conn, body []byte) error {
 		}
 	}
 	asked := f.IDs.Len()
-	err := s.inbox.MarkRead(user, f.To, f.Group, append(codec.IDList(nil), f.IDs...), func(missing codec.IDList, err error) {
+	mark := s.inbox.MarkRead
+	if !s.local(user) {
+		mark = s.markHome // the read log is at the reader's home
+	}
+	err := mark(user, f.To, f.Group, append(codec.IDList(nil), f.IDs...), func(missing codec.IDList, err error) {
 		switch {
 		case err != nil:
 			s.errorTo(c, codec.CodeInternal, 0, nil, "READ not recorded; retry")

@@ -44,7 +44,10 @@ type Server struct {
 	admit    *admission.Control // accept-time GOAWAY: capacity, memory, accept rate
 	logins   *loginLimiter
 	cl       *clustering   // nil on a single node
+	rm       *remote       // messages across nodes; nil on a single node
 	closing  chan struct{} // closed when Close starts
+	baseCtx  context.Context
+	cancel   context.CancelFunc // cancels baseCtx when Close starts
 
 	// Pools, safe for concurrent use; an item belongs to whoever took it.
 	batches sync.Pool // *conn.Batch[session], one per producer turn
@@ -71,6 +74,7 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger, closing: make(chan struct{})}
+	s.baseCtx, s.cancel = context.WithCancel(context.Background())
 	s.sessions = router.New(router.Config[*Conn]{
 		Window: cfg.Window, WindowBytes: cfg.WindowBytes, Logger: cfg.Logger,
 		Session: func(c *Conn) *router.Session { return &c.State.route },
@@ -107,22 +111,10 @@ func New(cfg Config) (*Server, error) {
 		db.Close()
 		return nil, err
 	}
-	if s.inbox, err = offline.Open[*Conn](db, offline.Config{Lanes: cfg.Lanes, TTL: cfg.TTL, Quota: cfg.Quota, Logger: cfg.Logger, SyncFault: cfg.syncFault}, hooks{s}); err != nil {
-		db.Close()
-		return nil, err
-	}
-	s.sessions.Use(s.inbox)
-	key, created, err := secure.LoadOrCreateKey(filepath.Join(cfg.DataDir, "noise.key"))
-	if err != nil {
-		s.inbox.Close()
-		db.Close()
-		return nil, err
-	}
-	if created {
-		s.log.Info("created the server's Noise key", zap.String("path", filepath.Join(cfg.DataDir, "noise.key")))
-	}
-	s.key = key
+	ocfg := offline.Config{Lanes: cfg.Lanes, TTL: cfg.TTL, Quota: cfg.Quota, Logger: cfg.Logger, SyncFault: cfg.syncFault}
 	if cfg.Cluster != nil {
+		// Before the inbox opens: its first expiry sweep may owe receipts
+		// to users homed on other nodes.
 		cc := *cfg.Cluster
 		if cc.Dir == "" {
 			cc.Dir = filepath.Join(cfg.DataDir, "nats")
@@ -131,11 +123,39 @@ func New(cfg Config) (*Server, error) {
 			cc.Logger = cfg.Logger
 		}
 		if err := s.startCluster(&cc); err != nil {
+			db.Close()
+			return nil, err
+		}
+		s.rm = newRemote(s)
+		ocfg.Remote = func(user uint64) bool { return !s.local(user) }
+		ocfg.Forward = s.forward
+	}
+	if s.inbox, err = offline.Open[*Conn](db, ocfg, hooks{s}); err != nil {
+		s.closeCluster()
+		db.Close()
+		return nil, err
+	}
+	s.sessions.Use(s.inbox)
+	if s.cl != nil {
+		s.sessions.Use(inboxes{s})
+		if err := s.startRemote(); err != nil { // handlers last: they use the inbox
+			s.closeCluster()
 			s.inbox.Close()
 			db.Close()
 			return nil, err
 		}
 	}
+	key, created, err := secure.LoadOrCreateKey(filepath.Join(cfg.DataDir, "noise.key"))
+	if err != nil {
+		s.closeCluster()
+		s.inbox.Close()
+		db.Close()
+		return nil, err
+	}
+	if created {
+		s.log.Info("created the server's Noise key", zap.String("path", filepath.Join(cfg.DataDir, "noise.key")))
+	}
+	s.key = key
 	s.presence = presence.New[*Conn](db, presence.Config{
 		Interval: cfg.PresenceInterval,
 		Online:   func(u uint64) bool { _, on := s.sessions.Lookup(u); return on },
@@ -203,6 +223,7 @@ func (s *Server) Close() error {
 			}
 		})
 		close(s.closing)
+		s.cancel()
 		err := s.conns.Shutdown(ctx)
 		s.closeCluster()  // after the last session's release is queued, before the inbox: no request arrives after
 		s.commits.close() // after the last frame, before the inbox: jobs queue group events

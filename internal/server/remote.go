@@ -1,0 +1,692 @@
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+	"unsafe"
+
+	"github.com/chatd/chatd/codec"
+	"github.com/chatd/chatd/internal/cluster"
+	"github.com/chatd/chatd/internal/offline"
+	"go.uber.org/zap"
+)
+
+// Messages across nodes. A user's inbox is at its home; its session may
+// be on any node. Four flows, each a request the other node answers once
+// its work is done, except the push:
+//
+//   - store: a SEND to a user homed elsewhere goes to that home, which
+//     checks the recipient, commits the entry with its group commit and
+//     answers; only then does the sender get SENT. No answer: ERROR 62,
+//     and the client resends with DUP (the home deduplicates).
+//   - attach: a session of a user homed elsewhere tells the home where it
+//     is; the home pushes new entries to that node (deliver, a publish
+//     that may be lost: each push names the seq pushed before it, and a
+//     session that missed one drains), and the session reads its backlog
+//     from the home (read) and acknowledges there (ack).
+//   - receipt: a receipt for a sender homed elsewhere (offline's Forward)
+//     goes to that home, which stores it; the acknowledged entries are
+//     deleted only then.
+//   - mark: a READ of a reader homed elsewhere is checked against the
+//     read log at the reader's home.
+//
+// Order: one sender's SENDs leave its node in order (published from its
+// connection's event-loop turn), and the home takes them in arrival order.
+// A lost one would let a later one be stored first, so each carries the
+// number of the one sent to the same home before it; a home that missed
+// one refuses the rest (ERROR 63 for that message) and the sender's node
+// closes the connection: the client reconnects and resends in order.
+type remote struct {
+	s *Server
+
+	mu sync.Mutex
+	// Where this node is home: users whose session is on another node.
+	away map[uint64]*attachment
+	// Where this node holds sessions of users homed elsewhere, by home.
+	here     map[string]map[uint64]*Conn
+	started  map[string]time.Time // each home's run, as last seen: a change means it forgot attachments
+	streams  map[uint64]stream    // at the home: the last store taken from each remote sender
+	outbound map[*Conn]*sendStream
+
+	replies sync.Map // *offline.Message -> func([]byte): stores waiting to answer another node
+
+	receipts chan fwdReceipt // receipts to forward, retried until their home has them
+}
+
+type attachment struct {
+	node  string
+	sid   uint64 // the session's id at its node
+	epoch uint64 // its directory epoch: a later attach wins
+	last  uint64 // the seq last pushed to it
+}
+
+type stream struct{ sid, n uint64 }
+
+// sendStream numbers one connection's stores to other homes.
+type sendStream struct {
+	sid  uint64
+	n    uint64            // stores sent so far
+	last map[string]uint64 // the n last sent to each home
+}
+
+type fwdReceipt struct {
+	r    offline.Receipt
+	done func()
+}
+
+func newRemote(s *Server) *remote {
+	return &remote{s: s, away: map[uint64]*attachment{}, here: map[string]map[uint64]*Conn{},
+		started: map[string]time.Time{}, streams: map[uint64]stream{}, outbound: map[*Conn]*sendStream{},
+		receipts: make(chan fwdReceipt, 65536)}
+}
+
+// startRemote serves the other nodes' requests (s.rm is made before the
+// inbox opens: offline's Forward may run from then on).
+func (s *Server) startRemote() error {
+	n := s.cl.node
+	for op, h := range map[string]func([]byte, func([]byte)){
+		"store": s.serveStore, "attach": s.serveAttach, "detach": s.serveDetach, "deliver": s.serveDeliver,
+		"read": s.serveRead, "ack": s.serveAck, "receipt": s.serveReceipt, "mark": s.serveMark,
+	} {
+		if err := n.Handle(op, h); err != nil {
+			return err
+		}
+	}
+	s.cl.wg.Add(2)
+	go s.forwarder()
+	go s.reattacher()
+	return nil
+}
+
+func randomID() uint64 {
+	var b [8]byte
+	rand.Read(b[:])
+	return binary.BigEndian.Uint64(b[:]) | 1
+}
+
+// --- store -------------------------------------------------------------
+
+// sendRemote sends a SEND whose recipient is homed at home, and answers
+// the sender when the home does. It runs on c's event-loop turn.
+func (s *Server) sendRemote(c *Conn, f *codec.Send, user uint64, home string) {
+	rm := s.rm
+	rm.mu.Lock()
+	ss := rm.outbound[c]
+	if ss == nil {
+		ss = &sendStream{sid: randomID(), last: map[string]uint64{}}
+		rm.outbound[c] = ss
+	}
+	ss.n++
+	n, prev := ss.n, ss.last[home]
+	ss.last[home] = n
+	rm.mu.Unlock()
+
+	req := make([]byte, 0, 57+len(f.Body))
+	for _, v := range []uint64{ss.sid, n, prev, user, f.To} {
+		req = binary.BigEndian.AppendUint64(req, v)
+	}
+	req = append(req, f.ID[:]...)
+	req = append(req, byte(f.Flags&codec.FlagDup))
+	req = append(req, f.Body...)
+	id := f.ID
+	err := s.cl.node.Send(home, "store", req, func(reply []byte, err error) {
+		s.storeAnswered(c, id, reply, err)
+	})
+	if err != nil {
+		s.counters.busy.Add(1)
+		s.errorTo(c, codec.CodeBusy, 0, &id, "too many messages in flight to other nodes; retry")
+	}
+}
+
+// storeAnswered turns the home's answer into SENT or ERROR for c.
+func (s *Server) storeAnswered(c *Conn, id codec.MsgID, reply []byte, err error) {
+	var code codec.Code
+	var seqTime uint64
+	detail := ""
+	switch {
+	case err != nil:
+		code, detail = codec.CodeUnknownOutcome, "the recipient's home node did not answer: resend with DUP"
+	case len(reply) < 10:
+		code, detail = codec.CodeInternal, "bad answer from the recipient's home node"
+	default:
+		code = codec.Code(binary.BigEndian.Uint16(reply))
+		seqTime = binary.BigEndian.Uint64(reply[2:])
+		detail = string(reply[10:])
+	}
+	if code == codec.CodeUnavailable && detail == "gap" {
+		// The home missed one of this connection's earlier stores: it takes
+		// none after, and the client must resend in order on a new one.
+		s.fatal(c, codec.CodeUnavailable, "a message to another node was lost in transit; reconnect and resend")
+		c.Close()
+		return
+	}
+	if code == 0 {
+		s.counters.sent.Add(1)
+		if buf, ok := c.Begin(); ok {
+			c.End((&codec.Sent{ID: id, Time: seqTime}).Append(buf))
+		}
+	} else {
+		s.errorTo(c, code, 0, &id, detail)
+	}
+	c.Flush()
+}
+
+// serveStore takes a store request at the recipient's home: it checks
+// the order and the recipient, and queues the message; the answer goes
+// when it is durable (hooks.Durable calls storeDone).
+func (s *Server) serveStore(req []byte, respond func([]byte)) {
+	if len(req) < 57 {
+		respond(storeReply(codec.CodeMalformed, 0, "short store request"))
+		return
+	}
+	sid, n, prev := binary.BigEndian.Uint64(req), binary.BigEndian.Uint64(req[8:]), binary.BigEndian.Uint64(req[16:])
+	from, to := binary.BigEndian.Uint64(req[24:]), binary.BigEndian.Uint64(req[32:])
+	var id codec.MsgID
+	copy(id[:], req[40:56])
+	dup, body := req[56] != 0, req[57:]
+
+	rm := s.rm
+	rm.mu.Lock()
+	st, known := rm.streams[from]
+	inOrder := known && st.sid == sid && st.n == prev || (!known || st.sid != sid) && prev == 0
+	if inOrder {
+		rm.streams[from] = stream{sid: sid, n: n}
+	}
+	rm.mu.Unlock()
+	switch {
+	case !inOrder:
+		respond(storeReply(codec.CodeUnavailable, 0, "gap"))
+		return
+	case !s.local(to):
+		respond(storeReply(codec.CodeUnavailable, 0, "this node is not the recipient's home (the shard map moved); retry"))
+		return
+	case !s.accounts.Exists(to):
+		respond(storeReply(codec.CodeUnknownRecipient, 0, fmt.Sprintf("no user %d", to)))
+		return
+	case s.space.Full():
+		s.counters.storageFull.Add(1)
+		respond(storeReply(codec.CodeStorageFull, 0, "the recipient's home node's disk is nearly full; retry later"))
+		return
+	}
+	m := &offline.Message[*Conn]{To: to, From: from, ID: id, Body: append([]byte(nil), body...), Dup: dup}
+	rm.replies.Store(m, respond)
+	if err := s.inbox.Submit(m); err != nil {
+		rm.replies.Delete(m)
+		s.counters.busy.Add(1)
+		respond(storeReply(codec.CodeBusy, 0, "message store saturated; not stored, retry"))
+	}
+}
+
+func storeReply(code codec.Code, time uint64, detail string) []byte {
+	b := binary.BigEndian.AppendUint16(make([]byte, 0, 10+len(detail)), uint16(code))
+	b = binary.BigEndian.AppendUint64(b, time)
+	return append(b, detail...)
+}
+
+// storeDone answers a remote store that became durable or failed; false
+// if m was not one.
+func (s *Server) storeDone(m *offline.Message[*Conn]) bool {
+	if s.rm == nil {
+		return false
+	}
+	v, ok := s.rm.replies.LoadAndDelete(m)
+	if !ok {
+		return false
+	}
+	respond := v.(func([]byte))
+	switch {
+	case m.Err == nil:
+		respond(storeReply(0, m.Time, ""))
+	case errors.Is(m.Err, offline.ErrInboxFull):
+		respond(storeReply(codec.CodeInboxFull, 0, "the recipient's inbox is full; not stored"))
+	case errors.Is(m.Err, offline.ErrDuplicateID):
+		respond(storeReply(codec.CodeDuplicateID, 0, "this id was already used for another recipient or body"))
+	case errors.Is(m.Err, offline.ErrUnknownOutcome):
+		respond(storeReply(codec.CodeUnknownOutcome, 0, "outcome unknown: resend with DUP"))
+	default:
+		respond(storeReply(codec.CodeInternal, 0, "not stored"))
+	}
+	return true
+}
+
+// --- sessions away from home ---------------------------------------------
+
+// attach tells user's home that its session is on this node (c), after
+// the session is in the table and before its first drain. A failure is
+// logged; the reattacher tries again.
+func (s *Server) attach(c *Conn, user uint64) {
+	home, err := s.homeOf(cluster.ShardOf(user))
+	if err != nil {
+		return
+	}
+	rm := s.rm
+	rm.mu.Lock()
+	if rm.here[home] == nil {
+		rm.here[home] = map[uint64]*Conn{}
+	}
+	rm.here[home][user] = c
+	if _, ok := rm.started[home]; !ok {
+		rm.started[home] = s.cl.node.Started(home)
+	}
+	rm.mu.Unlock()
+	s.sendAttach(home, user, c)
+}
+
+func (s *Server) sendAttach(home string, user uint64, c *Conn) {
+	var epoch uint64
+	if v, ok := s.cl.sessions.Load(user); ok && v.(*claim).c == c {
+		epoch = v.(*claim).epoch
+	}
+	req := binary.BigEndian.AppendUint64(nil, user)
+	req = binary.BigEndian.AppendUint64(req, connID(c))
+	req = binary.BigEndian.AppendUint64(req, epoch)
+	req = append(req, s.cl.node.Name()...)
+	if _, err := s.cl.node.Request(s.ctx(), home, "attach", req); err != nil {
+		s.cl.log.Debug("attach not answered", zap.Uint64("user", user), zap.String("home", home), zap.Error(err))
+	}
+}
+
+// connID names a connection between nodes (attach, detach, deliver): its
+// address, unique while it is open. A later connection of the same user
+// at the same address would take a push meant for the earlier one, which
+// is one of its own entries: harmless.
+func connID(c *Conn) uint64 { return uint64(uintptr(unsafe.Pointer(c))) }
+
+// detach undoes attach when the session ends (Closed: it only queues).
+func (s *Server) detach(c *Conn, user uint64) {
+	rm := s.rm
+	rm.mu.Lock()
+	delete(rm.outbound, c)
+	var home string
+	for h, users := range rm.here {
+		if users[user] == c {
+			delete(users, user)
+			home = h
+		}
+	}
+	rm.mu.Unlock()
+	if home == "" {
+		return
+	}
+	req := binary.BigEndian.AppendUint64(nil, user)
+	req = binary.BigEndian.AppendUint64(req, connID(c))
+	s.cl.node.Send(home, "detach", req, func([]byte, error) {})
+}
+
+func (s *Server) serveAttach(req []byte, respond func([]byte)) {
+	if len(req) < 25 {
+		respond(nil)
+		return
+	}
+	user, sid, epoch := binary.BigEndian.Uint64(req), binary.BigEndian.Uint64(req[8:]), binary.BigEndian.Uint64(req[16:])
+	node := string(req[24:])
+	rm := s.rm
+	rm.mu.Lock()
+	if a := rm.away[user]; a == nil || epoch >= a.epoch {
+		rm.away[user] = &attachment{node: node, sid: sid, epoch: epoch}
+	}
+	rm.mu.Unlock()
+	respond([]byte{1})
+}
+
+func (s *Server) serveDetach(req []byte, respond func([]byte)) {
+	if len(req) >= 16 {
+		user, sid := binary.BigEndian.Uint64(req), binary.BigEndian.Uint64(req[8:])
+		rm := s.rm
+		rm.mu.Lock()
+		if a := rm.away[user]; a != nil && a.sid == sid {
+			delete(rm.away, user)
+		}
+		rm.mu.Unlock()
+	}
+	respond([]byte{1})
+}
+
+// pushAway publishes new entries of users whose session is on another
+// node (hooks.Applied, on a lane: entries of one user come from one lane,
+// in order). A group message whose body is not in the entry is not sent,
+// but counts as pushed: the next push then names it, and the session,
+// which never heard of it, drains.
+func (s *Server) pushAway(entries []*offline.Stored) {
+	rm := s.rm
+	type batch struct {
+		node      string
+		sid, prev uint64
+		user      uint64
+		wire      []byte
+		count     int
+	}
+	var out map[uint64]*batch
+	rm.mu.Lock()
+	if len(rm.away) == 0 {
+		rm.mu.Unlock()
+		return
+	}
+	for _, e := range entries {
+		a := rm.away[e.To]
+		if a == nil {
+			continue
+		}
+		if out == nil {
+			out = map[uint64]*batch{}
+		}
+		b := out[e.To]
+		if b == nil {
+			b = &batch{node: a.node, sid: a.sid, prev: a.last, user: e.To}
+			out[e.To] = b
+		}
+		a.last = e.Seq
+		var ok bool
+		if b.wire, ok = e.Entry.AppendWire(b.wire); ok {
+			b.count++
+		}
+	}
+	rm.mu.Unlock()
+	for _, b := range out {
+		msg := binary.BigEndian.AppendUint64(nil, b.user)
+		msg = binary.BigEndian.AppendUint64(msg, b.sid)
+		msg = binary.BigEndian.AppendUint64(msg, b.prev)
+		s.cl.node.Publish(b.node, "deliver", append(msg, b.wire...))
+	}
+}
+
+// serveDeliver takes a home's push for a session here.
+func (s *Server) serveDeliver(msg []byte, respond func([]byte)) {
+	if len(msg) < 24 {
+		return
+	}
+	user, sid, prev := binary.BigEndian.Uint64(msg), binary.BigEndian.Uint64(msg[8:]), binary.BigEndian.Uint64(msg[16:])
+	c, ok := s.sessions.Lookup(user)
+	if !ok || connID(c) != sid {
+		return // an older session's push
+	}
+	var stored []*offline.Stored
+	for rest := msg[24:]; len(rest) > 0; {
+		st := &offline.Stored{To: user}
+		var err error
+		if rest, err = offline.DecodeWire(rest, &st.Entry); err != nil {
+			s.cl.log.Warn("bad push from a home node", zap.Error(err))
+			break
+		}
+		stored = append(stored, st)
+	}
+	b := s.batch()
+	drain := s.sessions.AppliedFrom(user, prev, stored, b)
+	s.flush(b)
+	if drain {
+		s.drain(c)
+	}
+}
+
+// readHome reads user's backlog from its home for the router's drain.
+func (s *Server) readHome(user, after uint64, max int, fn func(*offline.Entry) bool) error {
+	home, err := s.homeOf(cluster.ShardOf(user))
+	if err != nil {
+		return err
+	}
+	req := binary.BigEndian.AppendUint64(nil, user)
+	req = binary.BigEndian.AppendUint64(req, after)
+	req = binary.BigEndian.AppendUint32(req, uint32(max))
+	reply, err := s.cl.node.Request(s.ctx(), home, "read", req)
+	if err != nil {
+		return err
+	}
+	if len(reply) < 1 || reply[0] != 0 {
+		return fmt.Errorf("server: read at %s failed: %s", home, reply)
+	}
+	var e offline.Entry
+	for rest := reply[1:]; len(rest) > 0; {
+		if rest, err = offline.DecodeWire(rest, &e); err != nil {
+			return err
+		}
+		if !fn(&e) {
+			break
+		}
+	}
+	return nil
+}
+
+func (s *Server) serveRead(req []byte, respond func([]byte)) {
+	if len(req) < 20 {
+		respond([]byte("short read request"))
+		return
+	}
+	user, after, max := binary.BigEndian.Uint64(req), binary.BigEndian.Uint64(req[8:]), int(binary.BigEndian.Uint32(req[16:]))
+	if !s.local(user) {
+		respond([]byte("not home"))
+		return
+	}
+	out := []byte{0}
+	err := s.inbox.Read(user, after, min(max, 4096), func(e *offline.Entry) bool {
+		out, _ = e.AppendWire(out)
+		return len(out) < 4<<20
+	})
+	if err != nil {
+		respond([]byte(err.Error()))
+		return
+	}
+	respond(out)
+}
+
+// ackHome sends an ACK of (from, to] to user's home; a lost one leaves
+// the entries there, to be delivered again at the next login.
+func (s *Server) ackHome(user, from, to uint64) error {
+	home, err := s.homeOf(cluster.ShardOf(user))
+	if err != nil {
+		return err
+	}
+	req := binary.BigEndian.AppendUint64(nil, user)
+	req = binary.BigEndian.AppendUint64(req, from)
+	req = binary.BigEndian.AppendUint64(req, to)
+	return s.cl.node.Send(home, "ack", req, func(_ []byte, err error) {
+		if err != nil {
+			s.cl.log.Debug("ack not answered", zap.Uint64("user", user), zap.Error(err))
+		}
+	})
+}
+
+func (s *Server) serveAck(req []byte, respond func([]byte)) {
+	if len(req) >= 24 {
+		user := binary.BigEndian.Uint64(req)
+		if s.local(user) {
+			s.inbox.Ack(user, binary.BigEndian.Uint64(req[8:]), binary.BigEndian.Uint64(req[16:]))
+		}
+	}
+	respond([]byte{1})
+}
+
+// reattacher attaches again the sessions whose home restarted (it keeps
+// attachments in memory), and drains them: what was stored meanwhile was
+// pushed to nobody.
+func (s *Server) reattacher() {
+	defer s.cl.wg.Done()
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.closing:
+			return
+		case <-t.C:
+		}
+		rm := s.rm
+		type again struct {
+			home  string
+			users map[uint64]*Conn
+		}
+		var todo []again
+		rm.mu.Lock()
+		for home, users := range rm.here {
+			now := s.cl.node.Started(home)
+			if now.IsZero() || now.Equal(rm.started[home]) || len(users) == 0 {
+				continue
+			}
+			rm.started[home] = now
+			cp := make(map[uint64]*Conn, len(users))
+			for u, c := range users {
+				cp[u] = c
+			}
+			todo = append(todo, again{home, cp})
+		}
+		rm.mu.Unlock()
+		for _, a := range todo {
+			for u, c := range a.users {
+				s.sendAttach(a.home, u, c)
+				s.sessions.AppliedFrom(u, ^uint64(0)>>1, nil, noBatch{}) // mark behind
+				s.drain(c)
+			}
+		}
+	}
+}
+
+type noBatch struct{}
+
+func (noBatch) Add(*Conn) {}
+
+// --- receipts and READ ---------------------------------------------------
+
+func (s *Server) ctx() context.Context { return s.baseCtx }
+
+// forward is offline's Forward: it queues r for its home.
+func (s *Server) forward(r offline.Receipt, done func()) {
+	select {
+	case <-s.closing: // the entries stay and are delivered again after the restart
+	case s.rm.receipts <- fwdReceipt{r, done}:
+	default:
+		s.counters.busy.Add(1)
+		s.cl.log.Warn("receipt queue full: the acknowledged entries stay until a restart", zap.Uint64("to", r.To))
+	}
+}
+
+// forwarder sends queued receipts to their homes, one at a time per
+// receipt, retrying with backoff until each is stored.
+func (s *Server) forwarder() {
+	defer s.cl.wg.Done()
+	for {
+		select {
+		case <-s.closing:
+			return
+		case f := <-s.rm.receipts:
+			s.cl.wg.Add(1)
+			go s.forwardOne(f)
+		}
+	}
+}
+
+func (s *Server) forwardOne(f fwdReceipt) {
+	defer s.cl.wg.Done()
+	r := f.r
+	req := binary.BigEndian.AppendUint64(nil, r.To)
+	req = append(req, byte(r.Kind))
+	req = binary.BigEndian.AppendUint64(req, r.By)
+	req = binary.BigEndian.AppendUint64(req, r.Group)
+	req = binary.BigEndian.AppendUint64(req, r.Time)
+	req = append(req, r.IDs...)
+	for wait := 100 * time.Millisecond; ; wait = min(2*wait, 5*time.Second) {
+		home, err := s.homeOf(cluster.ShardOf(r.To))
+		if err == nil {
+			var reply []byte
+			if reply, err = s.cl.node.Request(s.ctx(), home, "receipt", req); err == nil && len(reply) == 1 && reply[0] == 0 {
+				f.done()
+				return
+			}
+		}
+		select {
+		case <-s.closing:
+			return // the entries stay and are delivered again after the restart
+		case <-time.After(wait):
+		}
+	}
+}
+
+func (s *Server) serveReceipt(req []byte, respond func([]byte)) {
+	if len(req) < 33 || !s.local(binary.BigEndian.Uint64(req)) {
+		respond([]byte{1})
+		return
+	}
+	r := offline.Receipt{To: binary.BigEndian.Uint64(req), Kind: codec.ReceiptKind(req[8]), By: binary.BigEndian.Uint64(req[9:]),
+		Group: binary.BigEndian.Uint64(req[17:]), Time: binary.BigEndian.Uint64(req[25:]), IDs: codec.IDList(append([]byte(nil), req[33:]...))}
+	err := s.inbox.SubmitReceiptThen(r, func(err error) {
+		if err != nil {
+			respond([]byte{1})
+			return
+		}
+		respond([]byte{0})
+	})
+	if err != nil {
+		respond([]byte{1})
+	}
+}
+
+// markHome checks a READ at the reader's home; done gets what MarkRead's
+// done would.
+func (s *Server) markHome(reader, sender, group uint64, ids codec.IDList, done func(missing codec.IDList, err error)) error {
+	home, err := s.homeOf(cluster.ShardOf(reader))
+	if err != nil {
+		return err
+	}
+	req := binary.BigEndian.AppendUint64(nil, reader)
+	req = binary.BigEndian.AppendUint64(req, sender)
+	req = binary.BigEndian.AppendUint64(req, group)
+	req = append(req, ids...)
+	return s.cl.node.Send(home, "mark", req, func(reply []byte, err error) {
+		switch {
+		case err != nil:
+			done(nil, err)
+		case len(reply) < 1 || reply[0] != 0:
+			done(nil, fmt.Errorf("server: READ at %s failed", home))
+		default:
+			done(codec.IDList(reply[1:]), nil)
+		}
+	})
+}
+
+func (s *Server) serveMark(req []byte, respond func([]byte)) {
+	if len(req) < 24 || !s.local(binary.BigEndian.Uint64(req)) {
+		respond([]byte{1})
+		return
+	}
+	reader, sender, group := binary.BigEndian.Uint64(req), binary.BigEndian.Uint64(req[8:]), binary.BigEndian.Uint64(req[16:])
+	ids := codec.IDList(append([]byte(nil), req[24:]...))
+	err := s.inbox.MarkRead(reader, sender, group, ids, func(missing codec.IDList, err error) {
+		if err != nil {
+			respond([]byte{1})
+			return
+		}
+		respond(append([]byte{0}, missing...))
+	})
+	if err != nil {
+		respond([]byte{1})
+	}
+}
+
+// inboxes is the router's inbox in a cluster: this node's for users
+// homed here, the home's (by request) for the others.
+type inboxes struct{ s *Server }
+
+func (x inboxes) Read(user, after uint64, max int, fn func(*offline.Entry) bool) error {
+	if x.s.local(user) {
+		return x.s.inbox.Read(user, after, max, fn)
+	}
+	return x.s.readHome(user, after, max, fn)
+}
+
+func (x inboxes) AckEntries(user uint64, acked []offline.Acked) error {
+	if x.s.local(user) {
+		return x.s.inbox.AckEntries(user, acked)
+	}
+	if len(acked) == 0 {
+		return nil
+	}
+	return x.s.ackHome(user, acked[0].Seq-1, acked[len(acked)-1].Seq)
+}
+
+func (x inboxes) Expiring(user, time uint64) bool {
+	return x.s.local(user) && x.s.inbox.Expiring(user, time)
+}
+
+func (x inboxes) Cutoff() uint64 { return x.s.inbox.Cutoff() }
