@@ -26,6 +26,7 @@ func serve(args []string) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.StringVar(&cfg.Addr, "addr", "127.0.0.1:7420", "TCP address to listen on; use 0.0.0.0:7420 to accept other hosts")
 	fs.StringVar(&cfg.DataDir, "data", "chatd-data", "folder for the embedded database (accounts, inboxes); created if missing")
+	fs.StringVar(&cfg.NoiseKey, "noise-key", "", "file of the server's static Noise key, created if missing (empty: DATA/noise.key); a cluster's nodes share one")
 	fs.BoolVar(&cfg.Plaintext, "plaintext", false, "also accept unencrypted connections (local benchmarks only; Noise is always on)")
 	fs.IntVar(&cfg.MaxBody, "max-body", 65000, "largest message body in bytes (at most 65000)")
 	fs.IntVar(&cfg.Window, "window", 256, "deliveries a client may have unacknowledged before the server waits")

@@ -21,6 +21,11 @@ type Config struct {
 	DataDir string
 	// Plaintext accepts unencrypted connections (local benchmarks only).
 	Plaintext bool
+	// NoiseKey is the file of the server's static Noise key, created if
+	// missing. Default DataDir/noise.key. The nodes of a cluster share one
+	// key (copy the file), so that a client that pinned it may connect to
+	// any node.
+	NoiseKey string
 
 	// MaxBody is the largest message body accepted. Default codec.MaxBody.
 	MaxBody int

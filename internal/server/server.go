@@ -145,7 +145,11 @@ func New(cfg Config) (*Server, error) {
 			return nil, err
 		}
 	}
-	key, created, err := secure.LoadOrCreateKey(filepath.Join(cfg.DataDir, "noise.key"))
+	keyPath := cfg.NoiseKey
+	if keyPath == "" {
+		keyPath = filepath.Join(cfg.DataDir, "noise.key")
+	}
+	key, created, err := secure.LoadOrCreateKey(keyPath)
 	if err != nil {
 		s.closeCluster()
 		s.inbox.Close()
@@ -153,7 +157,7 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	if created {
-		s.log.Info("created the server's Noise key", zap.String("path", filepath.Join(cfg.DataDir, "noise.key")))
+		s.log.Info("created the server's Noise key", zap.String("path", keyPath))
 	}
 	s.key = key
 	s.presence = presence.New[*Conn](db, presence.Config{
