@@ -52,6 +52,12 @@ type Client struct {
 	done   chan struct{}
 	cancel context.CancelFunc
 
+	// wmu orders the writes of SENDs, new and resent: a connection gets
+	// them in send order, so that a new message never overtakes the
+	// resends a reconnect makes (the server stores in arrival order).
+	// Taken before mu.
+	wmu sync.Mutex
+
 	mu     sync.Mutex
 	conn   *Conn
 	user   uint64
@@ -164,6 +170,8 @@ func (c *Client) SendGroup(group uint64, body []byte) (codec.MsgID, error) {
 
 func (c *Client) send(to uint64, flags codec.SendFlags, body []byte) (codec.MsgID, error) {
 	id := NewID()
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
 	c.mu.Lock()
 	c.outbox[id] = &pending{to: to, flags: flags, body: append([]byte(nil), body...), backoff: c.opts.Backoff}
 	c.order = append(c.order, id)
@@ -265,6 +273,8 @@ func (c *Client) attempt(ctx context.Context) (*Conn, error) {
 		conn.Close()
 		return nil, err
 	}
+	c.wmu.Lock() // new SENDs wait until the resends are written
+	defer c.wmu.Unlock()
 	c.mu.Lock()
 	c.user, c.token, c.conn = w.User, w.Token, conn
 	resend := append([]codec.MsgID(nil), c.order...)
@@ -453,6 +463,8 @@ func (c *Client) resendDue(conn *Conn, t *time.Timer) {
 		p  pending
 	}
 	var due []send
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
 	c.mu.Lock()
 	for _, id := range c.order {
 		if p := c.outbox[id]; p != nil && !p.due.IsZero() && !now.Before(p.due) {

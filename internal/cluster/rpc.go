@@ -204,6 +204,11 @@ func (n *Node) startAsync() error {
 		}
 		if p := n.async.take(id); p != nil {
 			n.inflight.Add(-1)
+			if len(m.Data) == 0 && m.Header.Get("Status") == "503" { // no responders: the node is not there
+				n.counters.requestsFailed.Add(1)
+				p.done(nil, fmt.Errorf("%w %s (%s): %w", ErrNoAnswer, p.node, p.op, nats.ErrNoResponders))
+				return
+			}
 			n.hops.observe(time.Since(p.start))
 			p.done(m.Data, nil)
 		}

@@ -165,6 +165,21 @@ func (r *Router[C]) appliedLocked(c C, st *Session, e *offline.Stored, b Batch[C
 	}
 }
 
+// Behind marks c's session as behind its inbox and forgets which seq it
+// last heard of: a session whose inbox is on another node calls it before
+// it attaches there (again), since the home then numbers its pushes from
+// scratch (AppliedFrom's prev starts at 0). Until the drain catches up,
+// pushes only record their seq.
+func (r *Router[C]) Behind(c C) {
+	st := r.session(c)
+	st.mu.Lock()
+	st.lastStored = 0
+	if !st.closed {
+		r.setBacklog(st, true)
+	}
+	st.mu.Unlock()
+}
+
 // AppliedFrom is Applied for new entries of one user whose inbox lives on
 // another node (in a cluster), which pushed them: prev is the seq that
 // node pushed to this session before them (0 for none). Pushes between

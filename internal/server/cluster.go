@@ -64,6 +64,21 @@ func (s *Server) startCluster(cfg *cluster.Config) error {
 	if err != nil {
 		return err
 	}
+	// Serve nothing before the shard map is known: a node that took
+	// requests without it would refuse each "for now" and let later ones
+	// overtake them. A restarting node reads it at once; a new cluster
+	// makes it when its nodes are first all live.
+	wait := cfg.ReadyTimeout
+	if wait == 0 {
+		wait = 30 * time.Second
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	_, err = node.WaitShards(ctx)
+	cancel()
+	if err != nil {
+		node.Close()
+		return err
+	}
 	cl := &clustering{node: node, log: s.log.Named("cluster"), releases: make(chan release, 65536)}
 	s.cl = cl
 	for range releaseWorkers {
@@ -156,6 +171,9 @@ func (s *Server) retryClaim(c *Conn, user uint64) {
 		}
 		if err == nil {
 			s.cl.sessions.Store(user, &claim{c: c, epoch: sess.Epoch})
+			if s.rm != nil && !s.local(user) {
+				s.attach(c, user) // again, with the epoch: a later login elsewhere must win over this one
+			}
 			return
 		}
 	}

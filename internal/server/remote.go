@@ -52,6 +52,8 @@ type remote struct {
 	started  map[string]time.Time // each home's run, as last seen: a change means it forgot attachments
 	streams  map[uint64]stream    // at the home: the last store taken from each remote sender
 	outbound map[*Conn]*sendStream
+	undrained map[uint64]bool // sessions whose last read from their home failed
+	unattached map[uint64]bool // sessions whose attach was not answered
 
 	replies sync.Map // *offline.Message -> func([]byte): stores waiting to answer another node
 
@@ -81,7 +83,8 @@ type fwdReceipt struct {
 
 func newRemote(s *Server) *remote {
 	return &remote{s: s, away: map[uint64]*attachment{}, here: map[string]map[uint64]*Conn{},
-		started: map[string]time.Time{}, streams: map[uint64]stream{}, outbound: map[*Conn]*sendStream{},
+		started: map[string]time.Time{}, streams: map[uint64]stream{}, outbound: map[*Conn]*sendStream{}, undrained: map[uint64]bool{},
+		unattached: map[uint64]bool{},
 		receipts: make(chan fwdReceipt, 65536)}
 }
 
@@ -138,8 +141,11 @@ func (s *Server) sendRemote(c *Conn, f *codec.Send, user uint64, home string) {
 		s.storeAnswered(c, id, reply, err)
 	})
 	if err != nil {
+		// Not sent; the next might be, and would overtake this one when
+		// the client resends it: close, so that it resends both in order.
 		s.counters.busy.Add(1)
-		s.errorTo(c, codec.CodeBusy, 0, &id, "too many messages in flight to other nodes; retry")
+		s.errorTo(c, codec.CodeBusy, 0, &id, "too many messages in flight to other nodes; reconnect and resend")
+		c.Close()
 	}
 }
 
@@ -194,18 +200,25 @@ func (s *Server) serveStore(req []byte, respond func([]byte)) {
 	rm.mu.Lock()
 	st, known := rm.streams[from]
 	inOrder := known && st.sid == sid && st.n == prev || (!known || st.sid != sid) && prev == 0
-	if inOrder {
-		rm.streams[from] = stream{sid: sid, n: n}
-	}
 	rm.mu.Unlock()
-	switch {
-	case !inOrder:
+	if !inOrder {
 		respond(storeReply(codec.CodeUnavailable, 0, "gap"))
 		return
+	}
+	// The stream moves on only past a message taken (stored, or refused
+	// for good): after one refused for now, which its client will resend,
+	// the next one finds a gap, and the client resends both in order.
+	advance := func() {
+		rm.mu.Lock()
+		rm.streams[from] = stream{sid: sid, n: n}
+		rm.mu.Unlock()
+	}
+	switch {
 	case !s.local(to):
 		respond(storeReply(codec.CodeUnavailable, 0, "this node is not the recipient's home (the shard map moved); retry"))
 		return
 	case !s.accounts.Exists(to):
+		advance()
 		respond(storeReply(codec.CodeUnknownRecipient, 0, fmt.Sprintf("no user %d", to)))
 		return
 	case s.space.Full():
@@ -219,7 +232,9 @@ func (s *Server) serveStore(req []byte, respond func([]byte)) {
 		rm.replies.Delete(m)
 		s.counters.busy.Add(1)
 		respond(storeReply(codec.CodeBusy, 0, "message store saturated; not stored, retry"))
+		return
 	}
+	advance() // queued: the lane keeps the order from here
 }
 
 func storeReply(code codec.Code, time uint64, detail string) []byte {
@@ -278,6 +293,7 @@ func (s *Server) attach(c *Conn, user uint64) {
 }
 
 func (s *Server) sendAttach(home string, user uint64, c *Conn) {
+	s.sessions.Behind(c) // the home numbers its pushes from scratch: drain first
 	var epoch uint64
 	if v, ok := s.cl.sessions.Load(user); ok && v.(*claim).c == c {
 		epoch = v.(*claim).epoch
@@ -288,6 +304,9 @@ func (s *Server) sendAttach(home string, user uint64, c *Conn) {
 	req = append(req, s.cl.node.Name()...)
 	if _, err := s.cl.node.Request(s.ctx(), home, "attach", req); err != nil {
 		s.cl.log.Debug("attach not answered", zap.Uint64("user", user), zap.String("home", home), zap.Error(err))
+		s.rm.mu.Lock()
+		s.rm.unattached[user] = true // the reattacher tries again
+		s.rm.mu.Unlock()
 	}
 }
 
@@ -327,7 +346,9 @@ func (s *Server) serveAttach(req []byte, respond func([]byte)) {
 	node := string(req[24:])
 	rm := s.rm
 	rm.mu.Lock()
-	if a := rm.away[user]; a == nil || epoch >= a.epoch {
+	// A later claim wins; an attach whose claim is not written yet (epoch
+	// 0: the directory was unavailable) wins by arriving later.
+	if a := rm.away[user]; a == nil || epoch == 0 || epoch >= a.epoch {
 		rm.away[user] = &attachment{node: node, sid: sid, epoch: epoch}
 	}
 	rm.mu.Unlock()
@@ -402,8 +423,19 @@ func (s *Server) serveDeliver(msg []byte, respond func([]byte)) {
 	}
 	user, sid, prev := binary.BigEndian.Uint64(msg), binary.BigEndian.Uint64(msg[8:]), binary.BigEndian.Uint64(msg[16:])
 	c, ok := s.sessions.Lookup(user)
-	if !ok || connID(c) != sid {
-		return // an older session's push
+	if !ok {
+		return // the session ended: its detach is on the way
+	}
+	if connID(c) != sid {
+		// The home pushes to an older session of this user: its attach for
+		// the current one was lost. Attach again and drain what it missed.
+		go func() {
+			if home, err := s.homeOf(cluster.ShardOf(user)); err == nil {
+				s.sendAttach(home, user, c)
+				s.drain(c)
+			}
+		}()
+		return
 	}
 	var stored []*offline.Stored
 	for rest := msg[24:]; len(rest) > 0; {
@@ -424,7 +456,14 @@ func (s *Server) serveDeliver(msg []byte, respond func([]byte)) {
 }
 
 // readHome reads user's backlog from its home for the router's drain.
-func (s *Server) readHome(user, after uint64, max int, fn func(*offline.Entry) bool) error {
+func (s *Server) readHome(user, after uint64, max int, fn func(*offline.Entry) bool) (err error) {
+	defer func() {
+		if err != nil { // the reattacher drains it again
+			s.rm.mu.Lock()
+			s.rm.undrained[user] = true
+			s.rm.mu.Unlock()
+		}
+	}()
 	home, err := s.homeOf(cluster.ShardOf(user))
 	if err != nil {
 		return err
@@ -502,7 +541,8 @@ func (s *Server) serveAck(req []byte, respond func([]byte)) {
 
 // reattacher attaches again the sessions whose home restarted (it keeps
 // attachments in memory), and drains them: what was stored meanwhile was
-// pushed to nobody.
+// pushed to nobody. Once a second, it also drains again the sessions
+// whose last read from their home failed.
 func (s *Server) reattacher() {
 	defer s.cl.wg.Done()
 	t := time.NewTicker(time.Second)
@@ -519,7 +559,25 @@ func (s *Server) reattacher() {
 			users map[uint64]*Conn
 		}
 		var todo []again
+		var retry []*Conn
+		var reattach []again
 		rm.mu.Lock()
+		for u := range rm.undrained {
+			delete(rm.undrained, u)
+			for _, users := range rm.here {
+				if c := users[u]; c != nil {
+					retry = append(retry, c)
+				}
+			}
+		}
+		for u := range rm.unattached {
+			delete(rm.unattached, u)
+			for home, users := range rm.here {
+				if c := users[u]; c != nil {
+					reattach = append(reattach, again{home, map[uint64]*Conn{u: c}})
+				}
+			}
+		}
 		for home, users := range rm.here {
 			now := s.cl.node.Started(home)
 			if now.IsZero() || now.Equal(rm.started[home]) || len(users) == 0 {
@@ -533,19 +591,18 @@ func (s *Server) reattacher() {
 			todo = append(todo, again{home, cp})
 		}
 		rm.mu.Unlock()
+		for _, c := range retry {
+			s.drain(c)
+		}
+		todo = append(todo, reattach...)
 		for _, a := range todo {
 			for u, c := range a.users {
 				s.sendAttach(a.home, u, c)
-				s.sessions.AppliedFrom(u, ^uint64(0)>>1, nil, noBatch{}) // mark behind
 				s.drain(c)
 			}
 		}
 	}
 }
-
-type noBatch struct{}
-
-func (noBatch) Add(*Conn) {}
 
 // --- receipts and READ ---------------------------------------------------
 
