@@ -48,11 +48,11 @@ type remote struct {
 	// Where this node is home: users whose session is on another node.
 	away map[uint64]*attachment
 	// Where this node holds sessions of users homed elsewhere, by home.
-	here     map[string]map[uint64]*Conn
-	started  map[string]time.Time // each home's run, as last seen: a change means it forgot attachments
-	streams  map[uint64]stream    // at the home: the last store taken from each remote sender
-	outbound map[*Conn]*sendStream
-	undrained map[uint64]bool // sessions whose last read from their home failed
+	here       map[string]map[uint64]*Conn
+	started    map[string]time.Time // each home's run, as last seen: a change means it forgot attachments
+	streams    map[uint64]stream    // at the home: the last store taken from each remote sender
+	outbound   map[*Conn]*sendStream
+	undrained  map[uint64]bool // sessions whose last read from their home failed
 	unattached map[uint64]bool // sessions whose attach was not answered
 
 	replies sync.Map // *offline.Message -> func([]byte): stores waiting to answer another node
@@ -85,7 +85,7 @@ func newRemote(s *Server) *remote {
 	return &remote{s: s, away: map[uint64]*attachment{}, here: map[string]map[uint64]*Conn{},
 		started: map[string]time.Time{}, streams: map[uint64]stream{}, outbound: map[*Conn]*sendStream{}, undrained: map[uint64]bool{},
 		unattached: map[uint64]bool{},
-		receipts: make(chan fwdReceipt, 65536)}
+		receipts:   make(chan fwdReceipt, 65536)}
 }
 
 // startRemote serves the other nodes' requests (s.rm is made before the
