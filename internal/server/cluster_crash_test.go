@@ -195,10 +195,10 @@ func TestClusterKillNineLosesNothing(t *testing.T) {
 		}
 		p.mu.Unlock()
 	}
-	t.Logf("%d cycles, %d messages from %d senders, %d lost; errors seen by senders (resent): %v", clusterCycles(), total, pairs, lost, errCodes)
 	for _, p := range ps {
 		p.sender.Close()
 		p.recipient.Close()
 	}
 	readers.Wait()
+	t.Logf("%d cycles, %d messages from %d senders, %d lost; errors seen by senders (resent): %v", clusterCycles(), total, pairs, lost, errCodes)
 }
