@@ -49,6 +49,7 @@ func (m metrics) Describe(ch chan<- *prometheus.Desc) {
 		mRouted, mDeliveries, mStored, mInboxDepth, mDrainLag, mExpired, mRejects, mBadInput, mStorage, mStorageFull, mPebble} {
 		ch <- d.d
 	}
+	m.describeCluster(ch)
 }
 
 func (m metrics) Collect(ch chan<- prometheus.Metric) {
@@ -92,6 +93,7 @@ func (m metrics) Collect(ch chan<- prometheus.Metric) {
 		emit(mStorage, float64(v), name)
 	}
 	emit(mStorageFull, map[bool]float64{false: 0, true: 1}[sp.Full])
+	m.collectCluster(ch)
 	pm := s.db.Metrics()
 	var tables, l0 int64
 	for i, l := range pm.Levels {
