@@ -336,6 +336,22 @@ func TestClusterCrossNodeConversation(t *testing.T) {
 		}
 	}
 
+	// Typing crosses nodes too (through alice's home, which knows where
+	// her session is).
+	if err := bob.Typing(ids["alice"], true); err != nil {
+		t.Fatal(err)
+	}
+	for typing := false; !typing; {
+		select {
+		case f := <-alice.Events():
+			if it, ok := f.(*codec.IsTyping); ok && it.From == ids["bob"] {
+				typing = true
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("alice never saw bob typing")
+		}
+	}
+
 	// bob leaves; alice sends more; bob comes back on the third node and
 	// drains them from his home.
 	bob.Close()

@@ -238,18 +238,27 @@ func (s *Server) typing(c *Conn, body []byte) error {
 		s.typingGroup(c, user, &f)
 		return nil
 	}
-	if f.To == user || !s.accounts.Exists(f.To) {
+	remote := s.cl != nil && !s.local(f.To)
+	if f.To == user || !remote && !s.accounts.Exists(f.To) { // a remote one's home checks
 		s.errorTo(c, codec.CodeUnknownRecipient, 0, nil, "TYPING names no other user")
 		return nil
 	}
 	// Typing is ephemeral: only an online recipient hears it.
-	if to, ok := s.sessions.Lookup(f.To); ok {
-		frame := (&codec.IsTyping{From: user, State: f.State}).Append(nil)
-		if to.Write(frame) {
-			to.Flush()
-		}
+	if !s.typingTo(user, f.To, f.State) && s.cl != nil {
+		s.typingAway(user, f.To, f.State)
 	}
 	return nil
+}
+
+// typingTo writes IS_TYPING to to's session if it is on this node.
+func (s *Server) typingTo(from, to uint64, state codec.TypingState) bool {
+	c, ok := s.sessions.Lookup(to)
+	if ok {
+		if c.Write((&codec.IsTyping{From: from, State: state}).Append(nil)) {
+			c.Flush()
+		}
+	}
+	return ok
 }
 
 func (s *Server) lookup(c *Conn, body []byte) error {

@@ -94,7 +94,7 @@ func (s *Server) startRemote() error {
 	n := s.cl.node
 	for op, h := range map[string]func([]byte, func([]byte)){
 		"store": s.serveStore, "attach": s.serveAttach, "detach": s.serveDetach, "deliver": s.serveDeliver,
-		"read": s.serveRead, "ack": s.serveAck, "receipt": s.serveReceipt, "mark": s.serveMark,
+		"read": s.serveRead, "inbox": s.serveInbox, "receipt": s.serveReceipt, "typing": s.serveTyping,
 	} {
 		if err := n.Handle(op, h); err != nil {
 			return err
@@ -519,14 +519,38 @@ func (s *Server) ackHome(user, from, to uint64) error {
 	if err != nil {
 		return err
 	}
-	req := binary.BigEndian.AppendUint64(nil, user)
+	req := binary.BigEndian.AppendUint64([]byte{opAck}, user)
 	req = binary.BigEndian.AppendUint64(req, from)
 	req = binary.BigEndian.AppendUint64(req, to)
-	return s.cl.node.Send(home, "ack", req, func(_ []byte, err error) {
+	return s.cl.node.Send(home, "inbox", req, func(_ []byte, err error) {
 		if err != nil {
 			s.cl.log.Debug("ack not answered", zap.Uint64("user", user), zap.Error(err))
 		}
 	})
+}
+
+// A session's ACKs and READs go to its home on one subject, "inbox", so
+// that the home takes them in the order the session sent them (a READ
+// must find the ACK before it done): NATS delivers one subscription's
+// messages in order, two subscriptions' in any.
+const (
+	opAck  = 'a'
+	opMark = 'm'
+)
+
+func (s *Server) serveInbox(req []byte, respond func([]byte)) {
+	if len(req) == 0 {
+		respond([]byte{1})
+		return
+	}
+	switch req[0] {
+	case opAck:
+		s.serveAck(req[1:], respond)
+	case opMark:
+		s.serveMark(req[1:], respond)
+	default:
+		respond([]byte{1})
+	}
 }
 
 func (s *Server) serveAck(req []byte, respond func([]byte)) {
@@ -686,11 +710,11 @@ func (s *Server) markHome(reader, sender, group uint64, ids codec.IDList, done f
 	if err != nil {
 		return err
 	}
-	req := binary.BigEndian.AppendUint64(nil, reader)
+	req := binary.BigEndian.AppendUint64([]byte{opMark}, reader)
 	req = binary.BigEndian.AppendUint64(req, sender)
 	req = binary.BigEndian.AppendUint64(req, group)
 	req = append(req, ids...)
-	return s.cl.node.Send(home, "mark", req, func(reply []byte, err error) {
+	return s.cl.node.Send(home, "inbox", req, func(reply []byte, err error) {
 		switch {
 		case err != nil:
 			done(nil, err)
@@ -747,3 +771,45 @@ func (x inboxes) Expiring(user, time uint64) bool {
 }
 
 func (x inboxes) Cutoff() uint64 { return x.s.inbox.Cutoff() }
+
+// --- typing ----------------------------------------------------------------
+
+// typingAway sends a TYPING for a user whose session is not on this
+// node: to its session's node if this is its home (which knows where the
+// session is), else to its home. At most two hops, each a publish
+// (typing is ephemeral; a lost one costs nothing).
+func (s *Server) typingAway(from, to uint64, state codec.TypingState) {
+	if s.local(to) {
+		s.rm.mu.Lock()
+		a := s.rm.away[to]
+		var node string
+		if a != nil {
+			node = a.node
+		}
+		s.rm.mu.Unlock()
+		if node != "" && node != s.cl.node.Name() {
+			s.cl.node.Publish(node, "typing", typingMsg(from, to, state, true))
+		}
+		return
+	}
+	if home, err := s.homeOf(cluster.ShardOf(to)); err == nil {
+		s.cl.node.Publish(home, "typing", typingMsg(from, to, state, false))
+	}
+}
+
+func typingMsg(from, to uint64, state codec.TypingState, last bool) []byte {
+	b := binary.BigEndian.AppendUint64(nil, from)
+	b = binary.BigEndian.AppendUint64(b, to)
+	return append(b, byte(state), map[bool]byte{false: 0, true: 1}[last])
+}
+
+func (s *Server) serveTyping(msg []byte, respond func([]byte)) {
+	if len(msg) != 18 {
+		return
+	}
+	from, to, state, last := binary.BigEndian.Uint64(msg), binary.BigEndian.Uint64(msg[8:]), codec.TypingState(msg[16]), msg[17] == 1
+	if s.typingTo(from, to, state) || last || !s.local(to) || !s.accounts.Exists(to) {
+		return
+	}
+	s.typingAway(from, to, state)
+}
