@@ -152,10 +152,19 @@ func (n *Node) read(ctx context.Context, key string) (sessionValue, uint64, erro
 	return v, e.Revision(), nil
 }
 
+// isConflict reports a compare-and-set that lost: the key's revision
+// was not the one given. Replicated streams report it with another code
+// (10164) than single-replica ones (10071), and ErrKeyExists matches only
+// the latter.
 func isConflict(err error) bool {
 	var apiErr *jetstream.APIError
-	return errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
-		errors.Is(err, jetstream.ErrKeyExists)
+	if errors.As(err, &apiErr) {
+		switch apiErr.ErrorCode {
+		case jetstream.JSErrCodeStreamWrongLastSequence, jetstream.JSErrCodeStreamWrongLastSequenceConstant:
+			return true
+		}
+	}
+	return errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch)
 }
 
 // failed counts a directory operation that did not happen and wraps it.
@@ -231,21 +240,9 @@ func (n *Node) kick(node string, k Kick) {
 // made during a partition arrives after the heal. fn ignores kicks for
 // sessions it does not hold.
 func (n *Node) watchSessions(fn func(Kick)) {
-	defer n.wg.Done()
-	for {
-		ctx, cancel := context.WithCancel(n.ctx)
-		w, err := n.dir.WatchAll(ctx, jetstream.UpdatesOnly())
-		if err == nil {
-			n.followSessions(w, fn)
-			w.Stop()
-		}
-		cancel()
-		select {
-		case <-n.stop:
-			return
-		case <-time.After(n.cfg.Heartbeat):
-		}
-	}
+	n.keepWatching(func(ctx context.Context) (jetstream.KeyWatcher, error) {
+		return n.dir.WatchAll(ctx, jetstream.UpdatesOnly())
+	}, func(w jetstream.KeyWatcher) { n.followSessions(w, fn) })
 }
 
 func (n *Node) followSessions(w jetstream.KeyWatcher, fn func(Kick)) {

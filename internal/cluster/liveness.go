@@ -123,15 +123,21 @@ func (n *Node) heartbeat() {
 	}
 }
 
-// watchNodes follows the nodes bucket until Close, restarting the watch
-// if it ends (a bucket without a leader ends it).
+// watchNodes follows the nodes bucket until Close.
 func (n *Node) watchNodes() {
+	n.keepWatching(func(ctx context.Context) (jetstream.KeyWatcher, error) { return n.nodes.WatchAll(ctx) }, n.follow)
+}
+
+// keepWatching runs follow on the watcher start makes until Close, and
+// makes a new one a heartbeat after a watch ends (a bucket without a
+// leader ends it). It runs on a goroutine counted in n.wg.
+func (n *Node) keepWatching(start func(context.Context) (jetstream.KeyWatcher, error), follow func(jetstream.KeyWatcher)) {
 	defer n.wg.Done()
 	for {
 		ctx, cancel := context.WithCancel(n.ctx)
-		w, err := n.nodes.WatchAll(ctx)
+		w, err := start(ctx)
 		if err == nil {
-			n.follow(w)
+			follow(w)
 			w.Stop()
 		}
 		cancel()

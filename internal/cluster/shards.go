@@ -139,21 +139,7 @@ func initialMap(nodes []string) *ShardMap {
 // watchShards keeps the cached map current until Close. While there is
 // none, each tick it tries to make the first one if Size nodes are live.
 func (n *Node) watchShards() {
-	defer n.wg.Done()
-	for {
-		ctx, cancel := context.WithCancel(n.ctx)
-		w, err := n.shards.Watch(ctx, shardMapKey)
-		if err == nil {
-			n.followShards(w)
-			w.Stop()
-		}
-		cancel()
-		select {
-		case <-n.stop:
-			return
-		case <-time.After(n.cfg.Heartbeat):
-		}
-	}
+	n.keepWatching(func(ctx context.Context) (jetstream.KeyWatcher, error) { return n.shards.Watch(ctx, shardMapKey) }, n.followShards)
 }
 
 func (n *Node) followShards(w jetstream.KeyWatcher) {
