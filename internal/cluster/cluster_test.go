@@ -419,9 +419,14 @@ func TestSendKeepsOrderAndTimesOut(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	for range 100 {
-		if a := <-answers; strings.HasPrefix(a, "error") {
-			t.Fatal(a)
+	for i := range 100 {
+		select {
+		case a := <-answers:
+			if strings.HasPrefix(a, "error") {
+				t.Fatal(a)
+			}
+		case <-time.After(2 * nodes[0].cfg.OpTimeout):
+			t.Fatalf("%d of 100 sends never finished", 100-i)
 		}
 	}
 	mu.Lock()
