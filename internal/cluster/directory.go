@@ -64,6 +64,13 @@ func sessionKey(user uint64, device uint32) string {
 // fail without a rival (seen once in ~28K updates here): Claim re-reads,
 // and retries if the entry did not change.
 func (n *Node) Claim(ctx context.Context, user uint64, device uint32) (Session, error) {
+	return n.ClaimSince(ctx, user, device, time.Time{})
+}
+
+// ClaimSince is Claim for a login that began at since (a claim retried
+// after the directory was unavailable): it loses (ErrLostRace) to an
+// entry another node made after since, a later login that must win.
+func (n *Node) ClaimSince(ctx context.Context, user uint64, device uint32, since time.Time) (Session, error) {
 	ctx, cancel := context.WithTimeout(ctx, n.cfg.OpTimeout)
 	defer cancel()
 	key := sessionKey(user, device)
@@ -75,6 +82,10 @@ func (n *Node) Claim(ctx context.Context, user uint64, device uint32) (Session, 
 		prev, rev, err := n.read(ctx, key)
 		if err != nil {
 			return Session{}, n.failed(err)
+		}
+		if !since.IsZero() && prev.Node != "" && prev.Node != n.cfg.Node && prev.Since > since.UnixMilli() {
+			n.counters.lostRaces.Add(1)
+			return Session{}, ErrLostRace
 		}
 		switch {
 		case attempt == 0:

@@ -148,7 +148,7 @@ func (s *Server) claimSession(c *Conn, user uint64) error {
 	case err != nil:
 		s.cl.counters.claimFailures.Add(1)
 		s.cl.log.Warn("session claim not written; the session starts and the claim is retried", zap.Uint64("user", user), zap.Error(err))
-		go s.retryClaim(c, user)
+		go s.retryClaim(c, user, time.Now())
 		return nil
 	}
 	s.cl.sessions.Store(user, &claim{c: c, epoch: sess.Epoch})
@@ -157,15 +157,15 @@ func (s *Server) claimSession(c *Conn, user uint64) error {
 
 // retryClaim tries a failed claim again, backing off to 5 s, until it is
 // written or the session ends.
-func (s *Server) retryClaim(c *Conn, user uint64) {
+func (s *Server) retryClaim(c *Conn, user uint64, since time.Time) {
 	for wait := 250 * time.Millisecond; !c.State.gone.Load(); wait = min(2*wait, 5*time.Second) {
 		select {
 		case <-time.After(wait):
 		case <-s.closing:
 			return
 		}
-		sess, err := s.cl.node.Claim(context.Background(), user, 1)
-		if errors.Is(err, cluster.ErrLostRace) {
+		sess, err := s.cl.node.ClaimSince(context.Background(), user, 1, since)
+		if errors.Is(err, cluster.ErrLostRace) { // a later login elsewhere won meanwhile
 			s.kick(c, codec.KickElsewhere)
 			return
 		}
@@ -184,6 +184,12 @@ func (s *Server) retryClaim(c *Conn, user uint64) {
 func (s *Server) kicked(k cluster.Kick) {
 	v, ok := s.cl.sessions.Load(k.User)
 	if !ok {
+		// No claim recorded: either no session here, or one whose claim
+		// is still being retried, which is older than the claim just made
+		// elsewhere.
+		if c, here := s.sessions.Lookup(k.User); here {
+			s.kick(c, codec.KickElsewhere)
+		}
 		return
 	}
 	cl := v.(*claim)
