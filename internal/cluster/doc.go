@@ -29,5 +29,6 @@
 // (docs/cluster.md in the repository root describes the whole design and
 // what is built so far).
 //
-// Lock order: Node.mu, then liveness.mu or shardMap.mu (never both).
+// Lock order: Node.mu, then liveness.mu; the shard map is an atomic
+// pointer.
 package cluster

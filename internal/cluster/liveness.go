@@ -123,21 +123,43 @@ func (n *Node) heartbeat() {
 	}
 }
 
-// watchNodes follows the nodes bucket until Close.
+// watchNodes follows the nodes bucket until Close. A stored heartbeat
+// replayed when the watch starts may be old: it counts only if it is
+// younger than the dead interval by its own timestamp (the one place
+// another machine's clock is trusted, once).
 func (n *Node) watchNodes() {
-	n.keepWatching(func(ctx context.Context) (jetstream.KeyWatcher, error) { return n.nodes.WatchAll(ctx) }, n.follow)
+	n.keepWatching(func(ctx context.Context) (jetstream.KeyWatcher, error) { return n.nodes.WatchAll(ctx) },
+		func(e jetstream.KeyValueEntry, replay bool) {
+			var b beat
+			if json.Unmarshal(e.Value(), &b) != nil {
+				return
+			}
+			at := time.Now()
+			if replay {
+				age := time.Since(e.Created())
+				if age >= n.live.dead {
+					return
+				}
+				at = at.Add(-max(age, 0))
+			}
+			n.live.heard(e.Key(), b, at)
+		}, nil)
 }
 
-// keepWatching runs follow on the watcher start makes until Close, and
-// makes a new one a heartbeat after a watch ends (a bucket without a
-// leader ends it). It runs on a goroutine counted in n.wg.
-func (n *Node) keepWatching(start func(context.Context) (jetstream.KeyWatcher, error), follow func(jetstream.KeyWatcher)) {
+// keepWatching calls put for each value the watcher start makes reports
+// (replay is true for the stored values it reports first) and tick, if
+// set, four times a heartbeat, until Close; a heartbeat after a watch ends
+// (a bucket without a leader ends it) it starts another. It runs on a
+// goroutine counted in n.wg.
+func (n *Node) keepWatching(start func(context.Context) (jetstream.KeyWatcher, error),
+	put func(e jetstream.KeyValueEntry, replay bool), tick func()) {
 	defer n.wg.Done()
+	t := time.NewTicker(n.cfg.Heartbeat / 4)
+	defer t.Stop()
 	for {
 		ctx, cancel := context.WithCancel(n.ctx)
-		w, err := start(ctx)
-		if err == nil {
-			follow(w)
+		if w, err := start(ctx); err == nil {
+			n.follow(w, t.C, put, tick)
 			w.Stop()
 		}
 		cancel()
@@ -149,39 +171,25 @@ func (n *Node) keepWatching(start func(context.Context) (jetstream.KeyWatcher, e
 	}
 }
 
-func (n *Node) follow(w jetstream.KeyWatcher) {
-	replay := true // until the nil marker: stored values, maybe old
+func (n *Node) follow(w jetstream.KeyWatcher, ticks <-chan time.Time, put func(jetstream.KeyValueEntry, bool), tick func()) {
+	replay := true // until the nil marker: stored values
 	for {
 		select {
 		case <-n.stop:
 			return
+		case <-ticks:
+			if tick != nil {
+				tick()
+			}
 		case e, ok := <-w.Updates():
-			if !ok {
+			switch {
+			case !ok:
 				return
-			}
-			if e == nil {
+			case e == nil:
 				replay = false
-				continue
+			case e.Operation() == jetstream.KeyValuePut:
+				put(e, replay)
 			}
-			if e.Operation() != jetstream.KeyValuePut {
-				continue
-			}
-			var b beat
-			if json.Unmarshal(e.Value(), &b) != nil {
-				continue
-			}
-			at := time.Now()
-			if replay {
-				// A stored heartbeat may be old: it counts only if it is
-				// younger than the dead interval by its own timestamp (the
-				// one place another machine's clock is trusted, once).
-				age := time.Since(e.Created())
-				if age >= n.live.dead {
-					continue
-				}
-				at = at.Add(-max(age, 0))
-			}
-			n.live.heard(e.Key(), b, at)
 		}
 	}
 }

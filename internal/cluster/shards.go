@@ -6,7 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -59,18 +59,18 @@ func (m *ShardMap) Count() map[string]int {
 	return out
 }
 
-// shardMap caches the latest map, safe for concurrent use.
+// shardMap caches the latest map, safe for concurrent use. A map is never
+// changed once made, so readers (every message that may cross nodes) take
+// it with one atomic load.
 type shardMap struct {
-	mu    sync.Mutex
-	m     *ShardMap
+	m     atomic.Pointer[ShardMap]
 	ready chan struct{} // closed when the first map is known
 }
 
 // Shards returns the current map, or false before one exists.
 func (n *Node) Shards() (*ShardMap, bool) {
-	n.shardm.mu.Lock()
-	defer n.shardm.mu.Unlock()
-	return n.shardm.m, n.shardm.m != nil
+	m := n.shardm.m.Load()
+	return m, m != nil
 }
 
 // Home is the node that owns id's home shard ("" before a map exists).
@@ -93,15 +93,20 @@ func (n *Node) WaitShards(ctx context.Context) (*ShardMap, error) {
 	}
 }
 
+// setShards keeps m if it is newer than the map held (the watch and Move
+// may deliver one map twice, in either order).
 func (n *Node) setShards(m *ShardMap) {
-	n.shardm.mu.Lock()
-	first := n.shardm.m == nil
-	if first || m.Rev > n.shardm.m.Rev {
-		n.shardm.m = m
-	}
-	n.shardm.mu.Unlock()
-	if first {
-		close(n.shardm.ready)
+	for {
+		old := n.shardm.m.Load()
+		if old != nil && m.Rev <= old.Rev {
+			return
+		}
+		if n.shardm.m.CompareAndSwap(old, m) {
+			if old == nil {
+				close(n.shardm.ready)
+			}
+			return
+		}
 	}
 }
 
@@ -139,35 +144,20 @@ func initialMap(nodes []string) *ShardMap {
 // watchShards keeps the cached map current until Close. While there is
 // none, each tick it tries to make the first one if Size nodes are live.
 func (n *Node) watchShards() {
-	n.keepWatching(func(ctx context.Context) (jetstream.KeyWatcher, error) { return n.shards.Watch(ctx, shardMapKey) }, n.followShards)
-}
-
-func (n *Node) followShards(w jetstream.KeyWatcher) {
-	t := time.NewTicker(n.cfg.Heartbeat / 4)
-	defer t.Stop()
-	for {
-		select {
-		case <-n.stop:
-			return
-		case <-t.C:
-			if _, ok := n.Shards(); !ok {
-				n.makeFirstMap()
-			}
-		case e, ok := <-w.Updates():
-			if !ok {
-				return
-			}
-			if e == nil || e.Operation() != jetstream.KeyValuePut {
-				continue
-			}
+	n.keepWatching(func(ctx context.Context) (jetstream.KeyWatcher, error) { return n.shards.Watch(ctx, shardMapKey) },
+		func(e jetstream.KeyValueEntry, _ bool) {
 			m, err := decodeShardMap(e)
 			if err != nil {
 				n.log.Error("shard map unreadable", zap.Error(err))
-				continue
+				return
 			}
 			n.setShards(m)
-		}
-	}
+		},
+		func() {
+			if _, ok := n.Shards(); !ok {
+				n.makeFirstMap()
+			}
+		})
 }
 
 // makeFirstMap creates the map if Size nodes are live. Create fails for
