@@ -310,7 +310,7 @@ func (s *Server) account(shard int, req acctRequest) (acctReply, error) {
 			return acctReply{}, fmt.Errorf("%w: %w", errUnavailable, err)
 		}
 		var r acctReply
-		if err := unmarshalJSON(data, &r); err != nil {
+		if err := json.Unmarshal(data, &r); err != nil {
 			return acctReply{}, fmt.Errorf("server: account reply from %s: %w", home, err)
 		}
 		if r.Err != "not_home" || try == 2 {
@@ -326,8 +326,6 @@ func mustJSON(v any) []byte {
 	}
 	return b
 }
-
-func unmarshalJSON(data []byte, v any) error { return json.Unmarshal(data, v) }
 
 // accountErr turns a reply's error back into an error.
 func accountErr(r acctReply) error {
@@ -385,7 +383,7 @@ func (s *Server) accountHere(req acctRequest) acctReply {
 func (s *Server) serveAccount(data []byte, respond func([]byte)) {
 	go func() {
 		var req acctRequest
-		if err := unmarshalJSON(data, &req); err != nil {
+		if err := json.Unmarshal(data, &req); err != nil {
 			respond(mustJSON(acctReply{Err: "internal", Detail: err.Error()}))
 			return
 		}
