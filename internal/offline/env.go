@@ -27,6 +27,8 @@ type env interface {
 	SetSync(key, value []byte) error
 	// DeleteRange deletes keys in [lo, hi) without waiting for a sync.
 	DeleteRange(lo, hi []byte) error
+	// Delete deletes one key without waiting for a sync.
+	Delete(key []byte) error
 }
 
 // batch is a lane's write batch.
@@ -89,3 +91,5 @@ func (e pebbleEnv) NewIter(lo, hi []byte) (iterator, error) {
 func (e pebbleEnv) SetSync(key, value []byte) error { return e.db.Set(key, value, pebble.Sync) }
 
 func (e pebbleEnv) DeleteRange(lo, hi []byte) error { return e.db.DeleteRange(lo, hi, pebble.NoSync) }
+
+func (e pebbleEnv) Delete(key []byte) error { return e.db.Delete(key, pebble.NoSync) }

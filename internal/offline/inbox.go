@@ -67,6 +67,11 @@ type Config struct {
 	// Both nil on a single node.
 	Remote  func(user uint64) bool
 	Forward func(r Receipt, done func())
+	// FanOut, in a cluster, takes a group message or event for members
+	// homed on other nodes once its outbox record is durable, in the
+	// group's order (outbox.go). It must not block. Nil: every member is
+	// stored here.
+	FanOut func(FanOut)
 }
 
 // ErrBusy means a lane's queue is full: the store is not keeping up.

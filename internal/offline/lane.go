@@ -318,20 +318,26 @@ func (l *lane[S]) settleDeleted(r entryRef) {
 func (l *lane[S]) storeGroup(b batch, o *op[S], day uint32) {
 	o.parts = &countdown[S]{op: o, in: l.in}
 	if o.st.Kind != KindMessage {
+		l.splitRemote(o)
+		l.writeOutbox(b, o)
 		l.fanouts = append(l.fanouts, o)
 		return
 	}
 	if l.duplicate(b, o, day) {
 		return
 	}
+	l.splitRemote(o)
 	binary.BigEndian.PutUint32(o.st.Ref[:4], uint32(o.st.Time/3_600_000))
 	binary.BigEndian.PutUint64(o.st.Ref[4:], o.st.Seq)
-	l.val = appendHeader(l.val[:0], KindMessage, o.st.Time)
-	l.val = append(l.val, o.st.ID[:]...)
-	l.val = binary.BigEndian.AppendUint64(l.val, o.st.From)
-	l.val = binary.BigEndian.AppendUint64(l.val, o.st.Group)
-	b.Set(bodyKey(o.st.Ref, 0), append(l.val, o.st.Body...))
-	b.Set(bodyKey(o.st.Ref, 1), binary.BigEndian.AppendUint32(nil, uint32(len(o.members))))
+	if len(o.members) > 0 { // no member homed here (a cluster): no body here
+		l.val = appendHeader(l.val[:0], KindMessage, o.st.Time)
+		l.val = append(l.val, o.st.ID[:]...)
+		l.val = binary.BigEndian.AppendUint64(l.val, o.st.From)
+		l.val = binary.BigEndian.AppendUint64(l.val, o.st.Group)
+		b.Set(bodyKey(o.st.Ref, 0), append(l.val, o.st.Body...))
+		b.Set(bodyKey(o.st.Ref, 1), binary.BigEndian.AppendUint32(nil, uint32(len(o.members))))
+	}
+	l.writeOutbox(b, o)
 	l.key = dedupKey(l.key[:0], day, o.st.From, &o.st.ID)
 	b.Set(l.key, dedupValue(l.val[:0], o.st.Group, o.st.Seq, o.st.Time, o.hash))
 	l.in.seen.add(day, o.st.From, &o.st.ID)
@@ -724,10 +730,17 @@ func (l *lane[S]) durable(ops []*op[S]) {
 		if o.done != nil {
 			o.done(o)
 		}
+		if o.wire != nil && o.err == nil {
+			// Its outbox record is durable: the other homes' members next.
+			l.in.cfg.FanOut(FanOut{Seq: o.st.Seq, Wire: o.wire, Members: o.remote})
+		}
 		switch {
 		case o.parts != nil && (o.kind != kindGroupFanout || o.parts.n.Load() > 0):
 			o.parts.part(o.err) // one part of a group fan-out
 		case o.kind == kindGroupFanout: // a duplicate, or failed before fanning out
+			if o.then != nil {
+				o.then(o.err)
+			}
 			d.add(o)
 		case o.kind < kindAck:
 			d.add(o)

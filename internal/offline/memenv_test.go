@@ -165,6 +165,13 @@ func (e *memEnv) SetSync(key, value []byte) error {
 	return nil
 }
 
+func (e *memEnv) Delete(key []byte) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	delete(e.kv, string(key))
+	return nil
+}
+
 func (e *memEnv) DeleteRange(lo, hi []byte) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()

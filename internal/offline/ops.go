@@ -98,7 +98,10 @@ type op[S any] struct {
 	hash      uint64      // the body's dedup hash, set by the dedup check
 	parts     *countdown[S]
 
-	members []uint64 // kindGroupFanout: st is the group message or event
+	members []uint64    // kindGroupFanout: st is the group message or event; the members homed here
+	remote  []uint64    // kindGroupFanout: the members homed on other nodes (outbox.go)
+	wire    []byte      // kindGroupFanout with remote members: the outbox record's entry
+	then    func(error) // kindGroupFanout (FanIn): runs once every member's entry is durable
 
 	keys    [][]byte // kindDelete: keys to delete; kindExpire (sweep): the index key
 	cutoff  uint64   // kindExpire: entries stored before it expire
@@ -126,6 +129,9 @@ func (c *countdown[S]) part(err error) {
 	if c.n.Add(-1) == 0 {
 		if e := c.err.Load(); e != nil && c.op.err == nil {
 			c.op.err = *e
+		}
+		if c.op.then != nil {
+			c.op.then(c.op.err)
 		}
 		var d durable[S]
 		d.add(c.op)

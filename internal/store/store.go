@@ -22,6 +22,7 @@
 //	'b' | hour (4) | body (8) | 0                -> group message, stored once    (package offline)
 //	'b' | hour (4) | body (8) | 1                -> members yet to acknowledge it
 //	'r' | day (4) | reader (8) | sender (8) | group (8) | seq (8) -> ids   (read log: delivered, not yet read; package offline)
+//	'o' | seq (8)                                -> group entry | members       (cluster: a fan-out to other nodes' members, until they have it; package offline)
 package store
 
 import (
@@ -51,6 +52,7 @@ const (
 	PrefixUserGroups = 'G'
 	PrefixBody       = 'b'
 	PrefixReadLog    = 'r'
+	PrefixOutbox     = 'o'
 )
 
 // Options tune the database. A zero field means its default.
