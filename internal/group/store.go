@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/chatd/chatd/codec"
+	"github.com/chatd/chatd/internal/account"
 	"github.com/chatd/chatd/internal/store"
 	"github.com/cockroachdb/pebble/v2"
 )
@@ -20,7 +21,12 @@ type Store struct {
 
 	mu     sync.Mutex
 	groups map[uint64]*Group // loaded groups
-	next   uint64
+	next   uint64            // a single node's next id
+	// A cluster node's ids are k*account.Shards + shard, for a home shard
+	// the node owns; k counts up from above every id in the store, so
+	// neither scheme reuses the other's ids.
+	last  uint64 // the highest id in the store at open
+	nextK uint64
 
 	// testHookAssigned, when set, runs after Create has chosen an id and
 	// before it commits: tests use it to interleave creates.
@@ -53,10 +59,10 @@ func Open(db *pebble.DB, maxMembers int) (*Store, error) {
 		return nil, fmt.Errorf("group: find highest id: %w", err)
 	}
 	if it.Last() && len(it.Key()) >= 9 {
-		if last := binary.BigEndian.Uint64(it.Key()[1:9]); last >= s.next {
-			s.next = last + 1
-		}
+		s.last = binary.BigEndian.Uint64(it.Key()[1:9])
+		s.next = max(s.next, s.last+1)
 	}
+	s.nextK = s.last/account.Shards + 1
 	if err := it.Close(); err != nil {
 		return nil, fmt.Errorf("group: find highest id: %w", err)
 	}
@@ -111,6 +117,16 @@ func (s *Store) Get(id uint64) (*Group, error) {
 // visible and calls publish under the group's write lock, so that the
 // created event comes before anything sent to the group.
 func (s *Store) Create(creator uint64, name []byte, users []uint64, publish func(g *Group)) (*Group, error) {
+	return s.create(creator, name, users, -1, publish)
+}
+
+// CreateIn is Create for a cluster node that owns home shard: the
+// group's id is in that shard, so every node knows the group's home.
+func (s *Store) CreateIn(shard int, creator uint64, name []byte, users []uint64, publish func(g *Group)) (*Group, error) {
+	return s.create(creator, name, users, shard, publish)
+}
+
+func (s *Store) create(creator uint64, name []byte, users []uint64, shard int, publish func(g *Group)) (*Group, error) {
 	if codec.ValidateGroupName(name) != nil {
 		return nil, fmt.Errorf("%w: the name must be 1 to 64 bytes of UTF-8", ErrInvalid)
 	}
@@ -128,7 +144,12 @@ func (s *Store) Create(creator uint64, name []byte, users []uint64, publish func
 	}
 	s.mu.Lock()
 	id := s.next
-	s.next++
+	if shard < 0 {
+		s.next++
+	} else {
+		id = s.nextK*account.Shards + uint64(shard)
+		s.nextK++
+	}
 	s.mu.Unlock()
 	if s.testHookAssigned != nil {
 		s.testHookAssigned(id)

@@ -259,6 +259,7 @@ type acctRequest struct {
 	Old      []byte      `json:"old,omitempty"`
 	Token    codec.Token `json:"token,omitzero"`
 	User     uint64      `json:"user,omitempty"`
+	Users    []uint64    `json:"users,omitempty"` // exists
 }
 
 type acctReply struct {
@@ -362,6 +363,13 @@ func (s *Server) accountHere(req acctRequest) acctReply {
 		r.User, err = s.accounts.LookupName(req.Name)
 	case "name":
 		r.Name, err = s.accounts.Name(req.User)
+	case "exists":
+		for _, u := range req.Users {
+			if !s.accounts.Exists(u) {
+				err = fmt.Errorf("%w: user %d does not exist", account.ErrUnknownUser, u)
+				break
+			}
+		}
 	default:
 		err = fmt.Errorf("server: unknown account op %q", req.Op)
 	}
@@ -392,6 +400,14 @@ func (s *Server) serveAccount(data []byte, respond func([]byte)) {
 			shard = account.NameShard(req.Name)
 		} else if req.Op == "resume" {
 			shard = cluster.ShardOf(account.TokenUser(req.Token))
+		} else if req.Op == "exists" && len(req.Users) > 0 {
+			shard = cluster.ShardOf(req.Users[0])
+			for _, u := range req.Users[1:] {
+				if !s.local(u) {
+					shard = cluster.ShardOf(u)
+					break
+				}
+			}
 		}
 		if home, err := s.homeOf(shard); err != nil || home != s.cl.node.Name() {
 			respond(mustJSON(acctReply{Err: "not_home", Detail: "not the account's home"}))

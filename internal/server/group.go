@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/chatd/chatd/codec"
+	"github.com/chatd/chatd/internal/cluster"
 	"github.com/chatd/chatd/internal/group"
 	"github.com/chatd/chatd/internal/offline"
 	"go.uber.org/zap"
@@ -14,91 +15,111 @@ import (
 // groupFrame handles the group management frames. It decodes and copies
 // the request on the event loop and runs it on a commit lane (see
 // commits): a create or change is answered once it is durable, and no
-// fsync runs on the event loop or under a lock the event loop takes.
+// fsync runs on the event loop or under a lock the event loop takes. In a
+// cluster the group's home runs it (cluster_groups.go).
 func (s *Server) groupFrame(c *Conn, t codec.Type, body []byte) error {
 	user := c.State.user.Load()
 	f := codec.New(t)
 	if err := f.Decode(body); err != nil {
 		return s.malformed(c, err)
 	}
-	var (
-		req uint32
-		key uint64 // the group's id, or the user's for requests not about one group
-		job func()
-	)
-	switch f := f.(type) {
-	case *codec.GroupCreate:
-		if s.storageFull() {
-			s.errorTo(c, codec.CodeStorageFull, f.Req, nil, "the server's disk is nearly full; retry later")
+	req, key, job := s.groupJob(user, f)
+	if t == codec.TypeGroupCreate && s.storageFull() {
+		s.errorTo(c, codec.CodeStorageFull, req, nil, "the server's disk is nearly full; retry later")
+		return nil
+	}
+	if s.cl != nil {
+		if t == codec.TypeGroupList {
+			go func() { s.reply(c, s.groupListAll(req, user)); c.Flush() }()
 			return nil
 		}
-		req, key = f.Req, user
-		name, users := append([]byte(nil), f.Name...), ids(f.Users)
-		job = func() { s.groupCreate(c, req, user, name, users) }
-	case *codec.GroupAdd:
-		req, key = f.Req, f.Group
-		ch := group.Change{Kind: codec.GroupAdded, Actor: user, Users: ids(f.Users)}
-		job = func() { s.groupChange(c, req, key, ch) }
-	case *codec.GroupRemove:
-		req, key = f.Req, f.Group
-		ch := group.Change{Kind: codec.GroupRemoved, Actor: user, Users: ids(f.Users)}
-		job = func() { s.groupChange(c, req, key, ch) }
-	case *codec.GroupLeave:
-		req, key = f.Req, f.Group
-		ch := group.Change{Kind: codec.GroupLeft, Actor: user}
-		job = func() { s.groupChange(c, req, key, ch) }
-	case *codec.GroupRename:
-		req, key = f.Req, f.Group
-		ch := group.Change{Kind: codec.GroupRenamed, Actor: user, Name: append([]byte(nil), f.Name...)}
-		job = func() { s.groupChange(c, req, key, ch) }
-	case *codec.GroupAdmin:
-		req, key = f.Req, f.Group
-		ch := group.Change{Kind: codec.GroupPromoted, Actor: user, Users: []uint64{f.User}}
-		if !f.Admin {
-			ch.Kind = codec.GroupDemoted
+		if !s.local(key) {
+			s.groupRemote(c, req, key, user, t, body)
+			return nil
 		}
-		job = func() { s.groupChange(c, req, key, ch) }
-	case *codec.GroupGet:
-		req, key = f.Req, f.Group
-		job = func() { s.groupGet(c, req, user, key) }
-	case *codec.GroupList:
-		req, key = f.Req, user
-		job = func() { s.groupList(c, req, user) }
 	}
-	if !s.commits.submit(key, func() { job(); c.Flush() }) {
+	if !s.commits.submit(key, func() { s.reply(c, job()); c.Flush() }) {
 		s.counters.busy.Add(1)
 		s.errorTo(c, codec.CodeBusy, req, nil, "too many group requests queued; retry")
 	}
 	return nil
 }
 
+// groupJob turns a decoded group frame into its request number, the id
+// whose commit lane (and, in a cluster, home) runs it (the group's, or
+// the user's for requests not about one group), and the work, which
+// returns the answer frame. The work owns copies of what it needs.
+func (s *Server) groupJob(user uint64, f codec.Frame) (req uint32, key uint64, job func() []byte) {
+	switch f := f.(type) {
+	case *codec.GroupCreate:
+		req, key = f.Req, user
+		name, users := append([]byte(nil), f.Name...), ids(f.Users)
+		job = func() []byte { return s.groupCreate(req, user, name, users) }
+	case *codec.GroupAdd:
+		req, key = f.Req, f.Group
+		ch := group.Change{Kind: codec.GroupAdded, Actor: user, Users: ids(f.Users)}
+		job = func() []byte { return s.groupChange(req, key, ch) }
+	case *codec.GroupRemove:
+		req, key = f.Req, f.Group
+		ch := group.Change{Kind: codec.GroupRemoved, Actor: user, Users: ids(f.Users)}
+		job = func() []byte { return s.groupChange(req, key, ch) }
+	case *codec.GroupLeave:
+		req, key = f.Req, f.Group
+		ch := group.Change{Kind: codec.GroupLeft, Actor: user}
+		job = func() []byte { return s.groupChange(req, key, ch) }
+	case *codec.GroupRename:
+		req, key = f.Req, f.Group
+		ch := group.Change{Kind: codec.GroupRenamed, Actor: user, Name: append([]byte(nil), f.Name...)}
+		job = func() []byte { return s.groupChange(req, key, ch) }
+	case *codec.GroupAdmin:
+		req, key = f.Req, f.Group
+		ch := group.Change{Kind: codec.GroupPromoted, Actor: user, Users: []uint64{f.User}}
+		if !f.Admin {
+			ch.Kind = codec.GroupDemoted
+		}
+		job = func() []byte { return s.groupChange(req, key, ch) }
+	case *codec.GroupGet:
+		req, key = f.Req, f.Group
+		job = func() []byte { return s.groupGet(req, user, key) }
+	case *codec.GroupList:
+		req, key = f.Req, user
+		job = func() []byte { return s.groupList(req, user) }
+	}
+	return req, key, job
+}
+
 // groupCreate runs on a commit lane. Every member, the creator included,
-// gets a GROUP_EVENT created; the creator's answer is GROUP_INFO.
-func (s *Server) groupCreate(c *Conn, req uint32, user uint64, name []byte, users []uint64) {
+// gets a GROUP_EVENT created; the creator's answer is GROUP_INFO. In a
+// cluster the group's id is in the creator's home shard: this node's.
+func (s *Server) groupCreate(req uint32, user uint64, name []byte, users []uint64) []byte {
 	if err := s.usersExist(users); err != nil {
-		s.groupError(c, req, err)
-		return
+		return s.groupErrFrame(req, err)
 	}
 	var info codec.GroupInfo
-	_, err := s.groups.Create(user, name, users, func(g *group.Group) {
+	publish := func(g *group.Group) {
 		info = codec.GroupInfo{Req: req, Group: g.ID, Name: append([]byte(nil), g.Name()...), Members: g.Members()}
 		all := make([]uint64, len(info.Members))
 		for i, m := range info.Members {
 			all[i] = m.User
 		}
 		s.groupEvent(g, codec.GroupCreated, user, codec.Users(all...), all)
-	})
-	if err != nil {
-		s.groupError(c, req, err)
-		return
 	}
-	s.reply(c, info.Append(nil))
+	var err error
+	if s.cl == nil {
+		_, err = s.groups.Create(user, name, users, publish)
+	} else {
+		_, err = s.groups.CreateIn(cluster.ShardOf(user), user, name, users, publish)
+	}
+	if err != nil {
+		return s.groupErrFrame(req, err)
+	}
+	return info.Append(nil)
 }
 
 // groupChange runs on the group's commit lane: it makes the change durable,
 // tells the members (and anyone removed) through their inboxes, then
 // answers OK.
-func (s *Server) groupChange(c *Conn, req uint32, gid uint64, ch group.Change) {
+func (s *Server) groupChange(req uint32, gid uint64, ch group.Change) []byte {
 	g, err := s.groups.Get(gid)
 	if err == nil {
 		err = s.usersExist(ch.Users)
@@ -113,17 +134,15 @@ func (s *Server) groupChange(c *Conn, req uint32, gid uint64, ch group.Change) {
 		})
 	}
 	if err != nil {
-		s.groupError(c, req, err)
-		return
+		return s.groupErrFrame(req, err)
 	}
-	s.reply(c, (&codec.OK{Req: req}).Append(nil))
+	return (&codec.OK{Req: req}).Append(nil)
 }
 
-func (s *Server) groupGet(c *Conn, req uint32, user, gid uint64) {
+func (s *Server) groupGet(req uint32, user, gid uint64) []byte {
 	g, err := s.groups.Get(gid)
 	if err != nil {
-		s.groupError(c, req, err)
-		return
+		return s.groupErrFrame(req, err)
 	}
 	g.Mu.RLock()
 	_, member := g.Role(user)
@@ -131,26 +150,42 @@ func (s *Server) groupGet(c *Conn, req uint32, user, gid uint64) {
 	g.Mu.RUnlock()
 	if !member {
 		// Non-members learn nothing, not even the members.
-		s.errorTo(c, codec.CodeNotMember, req, nil, fmt.Sprintf("you are not a member of group %d", gid))
-		return
+		return codec.AppendError(nil, codec.CodeNotMember, req, nil, fmt.Sprintf("you are not a member of group %d", gid))
 	}
-	s.reply(c, info.Append(nil))
+	return info.Append(nil)
 }
 
-func (s *Server) groupList(c *Conn, req uint32, user uint64) {
+func (s *Server) groupList(req uint32, user uint64) []byte {
 	list, err := s.groups.List(user)
 	if err != nil {
-		s.groupError(c, req, err)
-		return
+		return s.groupErrFrame(req, err)
 	}
-	s.reply(c, (&codec.Groups{Req: req, Groups: list}).Append(nil))
+	return (&codec.Groups{Req: req, Groups: list}).Append(nil)
 }
 
-// usersExist refuses a member list naming an id that is no account.
+// usersExist refuses a member list naming an id that is no account. In
+// a cluster the users homed elsewhere are checked at their homes.
 func (s *Server) usersExist(users []uint64) error {
+	var away map[string][]uint64
 	for _, u := range users {
+		if s.cl != nil && !s.local(u) {
+			home, err := s.homeOf(cluster.ShardOf(u))
+			if err != nil {
+				return err
+			}
+			if away == nil {
+				away = map[string][]uint64{}
+			}
+			away[home] = append(away[home], u)
+			continue
+		}
 		if !s.accounts.Exists(u) {
 			return fmt.Errorf("%w: user %d does not exist", group.ErrInvalid, u)
+		}
+	}
+	for _, users := range away {
+		if err := s.usersExistAt(users); err != nil {
+			return err
 		}
 	}
 	return nil
@@ -166,51 +201,95 @@ func (s *Server) groupEvent(g *group.Group, kind codec.GroupEventKind, actor uin
 	}
 }
 
-// sendGroup fans a SEND out to the group's members but the sender, under
-// the group's read lock.
+// sendGroup fans a SEND out to the group's members but the sender; in a
+// cluster a group homed elsewhere gets it from its home.
 func (s *Server) sendGroup(c *Conn, f *codec.Send, user uint64) {
-	g, err := s.groups.Get(f.To)
-	if err != nil {
-		code, detail := s.groupCode(err)
-		s.errorTo(c, code, 0, &f.ID, detail)
-		return
-	}
-	g.Mu.RLock()
-	defer g.Mu.RUnlock()
-	if _, ok := g.Role(user); !ok {
-		s.errorTo(c, codec.CodeNotMember, 0, &f.ID, fmt.Sprintf("you are not a member of group %d", f.To))
-		return
-	}
-	members := make([]uint64, 0, g.Len())
-	g.Each(func(u uint64) {
-		if u != user {
-			members = append(members, u)
+	if s.cl != nil && !s.local(f.To) {
+		home, err := s.homeOf(cluster.ShardOf(f.To))
+		if err != nil {
+			s.errorTo(c, codec.CodeUnavailable, 0, &f.ID, err.Error())
+			return
 		}
-	})
+		s.sendRemote(c, f, user, home)
+		return
+	}
 	m := &offline.Message[*Conn]{
-		Group: g.ID, From: user, ID: f.ID,
+		Group: f.To, From: user, ID: f.ID,
 		Body: append([]byte(nil), f.Body...), Dup: f.Flags&codec.FlagDup != 0, Sender: c,
 	}
-	if err := s.inbox.SubmitGroup(m, members); err != nil {
-		s.errorTo(c, codec.CodeBusy, 0, &f.ID, "message store saturated; not stored, retry")
+	if code, detail := s.groupMessage(m, nil); code != 0 {
+		s.errorTo(c, code, 0, &f.ID, detail)
 	}
 }
 
+// groupMessage queues m, from a member of group m.Group, for the other
+// members, under the group's read lock so that it keeps its place among
+// the group's events; queued runs just before it is queued. A refusal
+// comes back as its code and detail.
+func (s *Server) groupMessage(m *offline.Message[*Conn], queued func()) (codec.Code, string) {
+	g, err := s.groups.Get(m.Group)
+	if err != nil {
+		return s.groupCode(err)
+	}
+	g.Mu.RLock()
+	defer g.Mu.RUnlock()
+	if _, ok := g.Role(m.From); !ok {
+		return codec.CodeNotMember, fmt.Sprintf("you are not a member of group %d", m.Group)
+	}
+	members := make([]uint64, 0, g.Len())
+	g.Each(func(u uint64) {
+		if u != m.From {
+			members = append(members, u)
+		}
+	})
+	if s.fo != nil && s.fo.full() {
+		s.counters.busy.Add(1)
+		return codec.CodeBusy, "messages for other nodes' members are queued up; not stored, retry"
+	}
+	if queued != nil {
+		queued()
+	}
+	if err := s.inbox.SubmitGroup(m, members); err != nil {
+		s.counters.busy.Add(1)
+		return codec.CodeBusy, "message store saturated; not stored, retry"
+	}
+	return 0, ""
+}
+
 // typingGroup relays IS_TYPING to the group's online members. Only a
-// member may type to a group: others get ERROR 40 or 41, like a SEND.
+// member may type to a group: others get ERROR 40 or 41, like a SEND. In
+// a cluster the group's home checks and relays it to the other nodes.
 func (s *Server) typingGroup(c *Conn, user uint64, f *codec.Typing) {
+	if s.cl != nil && !s.local(f.To) {
+		if home, err := s.homeOf(cluster.ShardOf(f.To)); err == nil {
+			s.cl.node.Publish(home, "gtyping", groupTypingMsg(user, f.To, f.State, nil))
+		}
+		return
+	}
 	g, err := s.groups.Get(f.To)
 	if err != nil {
 		code, detail := s.groupCode(err)
 		s.errorTo(c, code, 0, nil, "TYPING: "+detail)
 		return
 	}
-	frame := (&codec.IsTyping{From: user, Group: f.To, State: f.State}).Append(nil)
+	if !s.typingMembers(g, user, f.State) {
+		s.errorTo(c, codec.CodeNotMember, 0, nil, fmt.Sprintf("TYPING: you are not a member of group %d", f.To))
+	}
+}
+
+// typingMembers writes IS_TYPING to the online members of g here, and in
+// a cluster has the other nodes do the same; false if user is no member.
+func (s *Server) typingMembers(g *group.Group, user uint64, state codec.TypingState) bool {
+	frame := (&codec.IsTyping{From: user, Group: g.ID, State: state}).Append(nil)
 	b := s.batch()
+	var members []uint64
 	g.Mu.RLock()
 	_, member := g.Role(user)
 	if member {
 		g.Each(func(u uint64) {
+			if s.cl != nil {
+				members = append(members, u)
+			}
 			if to, ok := s.sessions.Lookup(u); ok && u != user && to.Write(frame) {
 				b.Add(to)
 			}
@@ -218,9 +297,15 @@ func (s *Server) typingGroup(c *Conn, user uint64, f *codec.Typing) {
 	}
 	g.Mu.RUnlock()
 	s.flush(b)
-	if !member {
-		s.errorTo(c, codec.CodeNotMember, 0, nil, fmt.Sprintf("TYPING: you are not a member of group %d", f.To))
+	if member && s.cl != nil {
+		msg := groupTypingMsg(user, g.ID, state, members)
+		for _, node := range s.cl.node.LiveNodes() {
+			if node != s.cl.node.Name() {
+				s.cl.node.Publish(node, "gtyping", msg)
+			}
+		}
 	}
+	return member
 }
 
 func ids(l codec.UserList) []uint64 {
@@ -231,9 +316,9 @@ func ids(l codec.UserList) []uint64 {
 	return out
 }
 
-func (s *Server) groupError(c *Conn, req uint32, err error) {
+func (s *Server) groupErrFrame(req uint32, err error) []byte {
 	code, detail := s.groupCode(err)
-	s.errorTo(c, code, req, nil, detail)
+	return codec.AppendError(nil, code, req, nil, detail)
 }
 
 // groupCode maps a group error to its code and the ERROR's detail text.
@@ -254,6 +339,8 @@ func (s *Server) groupCode(err error) (codec.Code, string) {
 		return codec.CodeAlreadyMember, detail
 	case errors.Is(err, group.ErrLastAdmin):
 		return codec.CodeLastAdmin, detail
+	case errors.Is(err, errUnavailable):
+		return codec.CodeUnavailable, err.Error()
 	}
 	s.log.Error("group operation failed", zap.Error(err))
 	return codec.CodeInternal, "group change not stored; retry"

@@ -184,7 +184,7 @@ func (s *Server) read(c *Conn, body []byte) error {
 	case s.local(f.To) && !s.accounts.Exists(f.To): // another node's user: the read log at the reader's home checks the ids
 		s.errorTo(c, codec.CodeUnknownRecipient, 0, nil, "READ names no existing sender (to is the sender's user id; a group goes in group)")
 		return nil
-	case f.Group != 0:
+	case f.Group != 0 && (s.cl == nil || s.local(f.Group)): // a group homed elsewhere: the read log checks the ids were delivered in it
 		g, err := s.groups.Get(f.Group)
 		if err != nil {
 			code, detail := s.groupCode(err)

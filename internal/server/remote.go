@@ -92,9 +92,15 @@ func newRemote(s *Server) *remote {
 // inbox opens: offline's Forward may run from then on).
 func (s *Server) startRemote() error {
 	n := s.cl.node
+	// The outbox first, so that what it holds goes before any new fan-out
+	// of the same group (a group message may arrive once "store" is served).
+	if err := s.inbox.Outbox(func(f offline.FanOut) bool { s.fo.add(f); return true }); err != nil {
+		return err
+	}
 	for op, h := range map[string]func([]byte, func([]byte)){
 		"store": s.serveStore, "attach": s.serveAttach, "detach": s.serveDetach, "deliver": s.serveDeliver,
 		"read": s.serveRead, "inbox": s.serveInbox, "receipt": s.serveReceipt, "typing": s.serveTyping,
+		"group": s.serveGroup, "glist": s.serveGroupList, "gtyping": s.serveGroupTyping, "fanin": s.serveFanIn,
 	} {
 		if err := n.Handle(op, h); err != nil {
 			return err
@@ -134,7 +140,7 @@ func (s *Server) sendRemote(c *Conn, f *codec.Send, user uint64, home string) {
 		req = binary.BigEndian.AppendUint64(req, v)
 	}
 	req = append(req, f.ID[:]...)
-	req = append(req, byte(f.Flags&codec.FlagDup))
+	req = append(req, byte(f.Flags&(codec.FlagDup|codec.FlagGroup)))
 	req = append(req, f.Body...)
 	id := f.ID
 	err := s.cl.node.Send(home, "store", req, func(reply []byte, err error) {
@@ -194,7 +200,7 @@ func (s *Server) serveStore(req []byte, respond func([]byte)) {
 	from, to := binary.BigEndian.Uint64(req[24:]), binary.BigEndian.Uint64(req[32:])
 	var id codec.MsgID
 	copy(id[:], req[40:56])
-	dup, body := req[56] != 0, req[57:]
+	flags, body := codec.SendFlags(req[56]), req[57:]
 
 	rm := s.rm
 	rm.mu.Lock()
@@ -217,16 +223,30 @@ func (s *Server) serveStore(req []byte, respond func([]byte)) {
 	case !s.local(to):
 		respond(storeReply(codec.CodeUnavailable, 0, "this node is not the recipient's home (the shard map moved); retry"))
 		return
-	case !s.accounts.Exists(to):
-		advance()
-		respond(storeReply(codec.CodeUnknownRecipient, 0, fmt.Sprintf("no user %d", to)))
-		return
 	case s.space.Full():
 		s.counters.storageFull.Add(1)
 		respond(storeReply(codec.CodeStorageFull, 0, "the recipient's home node's disk is nearly full; retry later"))
 		return
+	case flags&codec.FlagGroup != 0:
+		m := &offline.Message[*Conn]{Group: to, From: from, ID: id, Body: append([]byte(nil), body...), Dup: flags&codec.FlagDup != 0}
+		code, detail := s.groupMessage(m, func() { rm.replies.Store(m, respond) })
+		switch code {
+		case 0:
+			advance()
+		case codec.CodeBusy:
+			rm.replies.Delete(m)
+			respond(storeReply(code, 0, detail))
+		default: // refused for good: not a member, no such group
+			advance()
+			respond(storeReply(code, 0, detail))
+		}
+		return
+	case !s.accounts.Exists(to):
+		advance()
+		respond(storeReply(codec.CodeUnknownRecipient, 0, fmt.Sprintf("no user %d", to)))
+		return
 	}
-	m := &offline.Message[*Conn]{To: to, From: from, ID: id, Body: append([]byte(nil), body...), Dup: dup}
+	m := &offline.Message[*Conn]{To: to, From: from, ID: id, Body: append([]byte(nil), body...), Dup: flags&codec.FlagDup != 0}
 	rm.replies.Store(m, respond)
 	if err := s.inbox.Submit(m); err != nil {
 		rm.replies.Delete(m)

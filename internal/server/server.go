@@ -45,6 +45,7 @@ type Server struct {
 	logins   *loginLimiter
 	cl       *clustering   // nil on a single node
 	rm       *remote       // messages across nodes; nil on a single node
+	fo       *fanouts      // group fan-out to other nodes; nil on a single node
 	closing  chan struct{} // closed when Close starts
 	baseCtx  context.Context
 	cancel   context.CancelFunc // cancels baseCtx when Close starts
@@ -126,9 +127,10 @@ func New(cfg Config) (*Server, error) {
 			db.Close()
 			return nil, err
 		}
-		s.rm = newRemote(s)
+		s.rm, s.fo = newRemote(s), newFanouts(s)
 		ocfg.Remote = func(user uint64) bool { return !s.local(user) }
 		ocfg.Forward = s.forward
+		ocfg.FanOut = s.fo.add
 	}
 	if s.inbox, err = offline.Open[*Conn](db, ocfg, hooks{s}); err != nil {
 		s.closeCluster()
