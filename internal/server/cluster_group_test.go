@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -229,4 +230,102 @@ func countBodies(t *testing.T, db *pebble.DB) int {
 		}
 	}
 	return n
+}
+
+// A group message for a member whose home is down is promised by the
+// group's home (SENT), kept in its outbox through a kill -9 of the group's
+// home too, and stored at the member's home once both are back, in order.
+func TestClusterGroupOutboxSurvivesDeadHomes(t *testing.T) {
+	nodes := startClusterNodes(t, 3)
+	var routes []string
+	for _, nd := range nodes {
+		routes = append(routes, nd.listen)
+	}
+	// A sender, and a member homed elsewhere than the sender (whose
+	// home is the group's).
+	register := func(name string) (*client.Conn, uint64) {
+		c, w, err := authOn(t, nodes[0], func(ctx context.Context, c *client.Conn) (codec.Welcome, error) {
+			return c.Register(ctx, name, "password1")
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c, w.User
+	}
+	sender, senderID := register("sender")
+	h := homeNode(nodes, senderID)
+	var member uint64
+	var memberName string
+	for i := 0; member == 0; i++ {
+		name := fmt.Sprintf("member%d", i)
+		c, u := register(name)
+		c.Close()
+		if homeNode(nodes, u) != h {
+			member, memberName = u, name
+		}
+	}
+	m := homeNode(nodes, member)
+	s := 3 - h - m // the node that stays up: the sender's session is there
+	sender.Close()
+	sender, _, err := authOn(t, nodes[s], func(ctx context.Context, c *client.Conn) (codec.Welcome, error) {
+		return c.Login(ctx, "sender", "password1")
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := request(t, sender, &codec.GroupCreate{Req: 1, Name: []byte("g"), Users: codec.Users(member)})
+	info, ok := r.(*codec.GroupInfo)
+	if !ok {
+		t.Fatalf("create: %+v", r)
+	}
+
+	nodes[m].kill()
+	const n = 30
+	for i := range n {
+		if err := sender.SendID(client.NewID(), codec.FlagGroup, info.Group, []byte(fmt.Sprintf("g%02d", i)), i == n-1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for sents := 0; sents < n; {
+		select {
+		case f := <-sender.Events():
+			switch f := f.(type) {
+			case *codec.Sent:
+				sents++
+			case *codec.Error:
+				t.Fatalf("send with the member's home down: %v", f)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatalf("%d of %d SENT with the member's home down", sents, n)
+		}
+	}
+	nodes[h].kill() // the outbox is all that remembers the member's share
+	rs := strings.Join(routes, ",")
+	nodes[h].restart(t, rs) // with the third node: a quorum again
+	nodes[m].restart(t, rs)
+	c, _, err := authOn(t, nodes[m], func(ctx context.Context, c *client.Conn) (codec.Welcome, error) {
+		return c.Login(ctx, memberName, "password1")
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	deadline := time.After(60 * time.Second)
+	for len(got) < n {
+		select {
+		case f, ok := <-c.Events():
+			if !ok {
+				t.Fatalf("the member's connection ended: %v", c.Err())
+			}
+			if d, isDeliver := f.(*codec.Deliver); isDeliver && d.Group == info.Group {
+				if want := fmt.Sprintf("g%02d", len(got)); string(d.Body) != want {
+					t.Fatalf("delivery %d: %q, want %q", len(got), d.Body, want)
+				}
+				got = append(got, string(d.Body))
+				c.Ack(d.Seq, true)
+			}
+		case <-deadline:
+			t.Fatalf("the member got %d of %d after both homes came back", len(got), n)
+		}
+	}
 }
