@@ -104,7 +104,7 @@ func (n *Node) LiveNodes() []string {
 // directory lookup that says offline.
 func (n *Node) heartbeat() {
 	defer n.wg.Done()
-	val, _ := json.Marshal(beat{Since: time.Now().UnixMilli(), Addr: n.Addr()})
+	val, _ := json.Marshal(beat{Since: n.run.UnixMilli(), Addr: n.Addr()})
 	t := time.NewTicker(n.cfg.Heartbeat)
 	defer t.Stop()
 	for {

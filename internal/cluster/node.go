@@ -145,6 +145,7 @@ type Node struct {
 	nc   *nats.Conn
 	js   jetstream.JetStream
 	lock *os.File // flock on Dir
+	run  time.Time // when this run started (heartbeats carry it: see Started)
 
 	dir    jetstream.KeyValue // sessions: user/device -> {node, since}
 	nodes  jetstream.KeyValue // heartbeats
@@ -201,6 +202,7 @@ func Start(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	n.wg.Add(3)
+	n.run = time.Now()
 	go n.heartbeat()
 	go n.watchNodes()
 	go n.watchShards()
@@ -416,6 +418,10 @@ func (n *Node) bucketOnce(ctx context.Context, kcfg jetstream.KeyValueConfig) (j
 
 // Name is this node's name.
 func (n *Node) Name() string { return n.cfg.Node }
+
+// Run is when this node's run started, as its heartbeats tell the others
+// (Started).
+func (n *Node) Run() time.Time { return n.run }
 
 // Addr is the address the route listener bound.
 func (n *Node) Addr() string {

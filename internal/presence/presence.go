@@ -29,12 +29,22 @@ type Config struct {
 	Online func(user uint64) bool
 	// Logger receives write failures of last-seen times.
 	Logger *zap.Logger
+
+	// In a cluster (remote.go); all nil on a single node. Remote reports
+	// that user is homed on another node. Watch asks user's home for
+	// updates (on) or stops asking, and Relay sends a node the updates
+	// about users it watches; both are called under the tracker's lock
+	// and must not block.
+	Remote func(user uint64) bool
+	Watch  func(user uint64, on bool)
+	Relay  func(node string, updates []Update)
 }
 
 // Tracker tracks who watches whom and tells watchers of changes.
 type Tracker[W Watcher] struct {
 	// Static after New.
 	db       *pebble.DB
+	cfg      Config
 	interval time.Duration
 	online   func(user uint64) bool
 	log      *zap.Logger
@@ -47,7 +57,10 @@ type Tracker[W Watcher] struct {
 	mu       sync.Mutex
 	watchers map[uint64]map[W]sent // watched user -> its watchers
 	dirty    map[uint64]struct{}
-	seen     map[uint64]uint64 // last seen to write (unix ms), by user
+	seen     map[uint64]uint64          // last seen to write (unix ms), by user
+	heard    map[uint64]sent            // users homed elsewhere: the state their home last relayed
+	nodes    map[uint64]map[string]sent // at a home: the other nodes watching each user
+	runs     map[string]int64           // at a home: each watching node's latest run
 
 	// wmu makes each read-modify-write of an 'l' key whole: the tick's
 	// last-seen write and SetPrivacy's flags write would otherwise undo
@@ -69,9 +82,10 @@ func New[W Watcher](db *pebble.DB, cfg Config) *Tracker[W] {
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()
 	}
-	p := &Tracker[W]{db: db, interval: cfg.Interval, online: cfg.Online, log: cfg.Logger,
+	p := &Tracker[W]{db: db, cfg: cfg, interval: cfg.Interval, online: cfg.Online, log: cfg.Logger,
 		stop: make(chan struct{}), done: make(chan struct{}),
-		watchers: map[uint64]map[W]sent{}, dirty: map[uint64]struct{}{}, seen: map[uint64]uint64{}}
+		watchers: map[uint64]map[W]sent{}, dirty: map[uint64]struct{}{}, seen: map[uint64]uint64{},
+		heard: map[uint64]sent{}, nodes: map[uint64]map[string]sent{}, runs: map[string]int64{}}
 	go p.run()
 	return p
 }
@@ -82,7 +96,7 @@ func New[W Watcher](db *pebble.DB, cfg Config) *Tracker[W] {
 func (p *Tracker[W]) Changed(user uint64, offlineAt uint64) {
 	p.mu.Lock()
 	p.dirty[user] = struct{}{}
-	if offlineAt != 0 {
+	if offlineAt != 0 && !p.remote(user) { // a user homed elsewhere: its home keeps its last seen
 		p.seen[user] = offlineAt
 	}
 	p.mu.Unlock()
@@ -128,9 +142,11 @@ func (p *Tracker[W]) Tick() {
 		p.writeLastSeen(seen)
 	}
 	var flush []W
+	var relay map[string][]Update
 	for u := range dirty {
 		p.mu.Lock()
-		if w := p.watchers[u]; len(w) > 0 {
+		w, ns := p.watchers[u], p.nodes[u]
+		if len(w) > 0 || len(ns) > 0 {
 			now := p.current(u)
 			frame := now.frame(u)
 			for c, last := range w {
@@ -139,16 +155,31 @@ func (p *Tracker[W]) Tick() {
 				}
 				w[c] = now
 			}
+			for node, last := range ns {
+				if last != now {
+					if relay == nil {
+						relay = map[string][]Update{}
+					}
+					relay[node] = append(relay[node], Update{User: u, State: now.state, LastSeen: now.lastSeen})
+				}
+				ns[node] = now
+			}
 		}
 		p.mu.Unlock()
 	}
 	for _, c := range flush {
 		c.Flush()
 	}
+	for node, updates := range relay {
+		p.cfg.Relay(node, updates)
+	}
 }
 
 // current returns user's presence as watchers should see it now.
 func (p *Tracker[W]) current(user uint64) sent {
+	if p.remote(user) {
+		return p.heard[user] // the zero state until the home has answered
+	}
 	last, priv := p.Read(user)
 	switch {
 	case priv&codec.PrivacyHideLastSeen != 0:

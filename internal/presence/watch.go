@@ -13,13 +13,21 @@ func (p *Tracker[W]) Subscribe(w W, users []uint64) (added []uint64) {
 		if ws == nil {
 			ws = map[W]sent{}
 			p.watchers[u] = ws
+			if p.remote(u) {
+				p.cfg.Watch(u, true)
+			}
 		}
 		if _, dup := ws[w]; !dup {
 			added = append(added, u)
 		}
 		now := p.current(u)
-		ws[w] = now
-		w.Write(now.frame(u))
+		if _, known := p.heard[u]; known || !p.remote(u) {
+			ws[w] = now
+			w.Write(now.frame(u))
+		} else {
+			ws[w] = unsent // the home has not answered yet: its update goes out when it does
+		}
+
 	}
 	return added
 }
@@ -33,6 +41,10 @@ func (p *Tracker[W]) Forget(w W, users []uint64) {
 			delete(ws, w)
 			if len(ws) == 0 {
 				delete(p.watchers, u)
+				if p.remote(u) {
+					delete(p.heard, u)
+					p.cfg.Watch(u, false)
+				}
 			}
 		}
 	}

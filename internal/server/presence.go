@@ -25,8 +25,10 @@ func (s *Server) presenceFrame(c *Conn, t codec.Type, body []byte) error {
 		}
 		var users []uint64
 		for i := 0; i < f.Users.Len(); i++ {
-			// Ids that are no account are ignored: no PRESENCE, no slot.
-			if u := f.Users.At(i); s.accounts.Exists(u) {
+			// Ids that are no account are ignored: no PRESENCE, no slot. A
+			// user homed on another node is checked there (its home
+			// answers nothing for an id that is no account).
+			if u := f.Users.At(i); s.accounts.Exists(u) || s.cl != nil && !s.local(u) {
 				users = append(users, u)
 			}
 		}
@@ -69,6 +71,18 @@ func (s *Server) presenceFrame(c *Conn, t codec.Type, body []byte) error {
 			return nil
 		}
 		user := st.user.Load()
+		if s.cl != nil && !s.local(user) {
+			err := s.privacyHome(user, f.Flags, func(err error) {
+				if err != nil {
+					s.errorTo(c, codec.CodeUnavailable, 0, nil, "privacy setting not stored: your home node did not answer; retry")
+					c.Flush()
+				}
+			})
+			if err != nil {
+				s.errorTo(c, codec.CodeUnavailable, 0, nil, "privacy setting not stored: "+err.Error())
+			}
+			return nil
+		}
 		job := func() {
 			if err := s.presence.SetPrivacy(user, f.Flags); err != nil {
 				s.log.Error("privacy not stored", zap.Error(err))

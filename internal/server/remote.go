@@ -61,10 +61,11 @@ type remote struct {
 }
 
 type attachment struct {
-	node  string
-	sid   uint64 // the session's id at its node
-	epoch uint64 // its directory epoch: a later attach wins
-	last  uint64 // the seq last pushed to it
+	node    string
+	started time.Time // the node's run (cluster.Node.Started): a later run has no such session
+	sid     uint64    // the session's id at its node
+	epoch   uint64    // its directory epoch: a later attach wins
+	last    uint64    // the seq last pushed to it
 }
 
 type stream struct{ sid, n uint64 }
@@ -101,6 +102,7 @@ func (s *Server) startRemote() error {
 		"store": s.serveStore, "attach": s.serveAttach, "detach": s.serveDetach, "deliver": s.serveDeliver,
 		"read": s.serveRead, "inbox": s.serveInbox, "receipt": s.serveReceipt, "typing": s.serveTyping,
 		"group": s.serveGroup, "glist": s.serveGroupList, "gtyping": s.serveGroupTyping, "fanin": s.serveFanIn,
+		"watch": s.serveWatch, "presence": s.servePresence, "privacy": s.servePrivacy,
 	} {
 		if err := n.Handle(op, h); err != nil {
 			return err
@@ -369,10 +371,11 @@ func (s *Server) serveAttach(req []byte, respond func([]byte)) {
 	// A later claim wins; an attach whose claim is not written yet (epoch
 	// 0: the directory was unavailable) wins by arriving later.
 	if a := rm.away[user]; a == nil || epoch == 0 || epoch >= a.epoch {
-		rm.away[user] = &attachment{node: node, sid: sid, epoch: epoch}
+		rm.away[user] = &attachment{node: node, started: s.cl.node.Started(node), sid: sid, epoch: epoch}
 	}
 	rm.mu.Unlock()
 	respond([]byte{1})
+	s.presence.Changed(user, 0)
 }
 
 func (s *Server) serveDetach(req []byte, respond func([]byte)) {
@@ -380,10 +383,14 @@ func (s *Server) serveDetach(req []byte, respond func([]byte)) {
 		user, sid := binary.BigEndian.Uint64(req), binary.BigEndian.Uint64(req[8:])
 		rm := s.rm
 		rm.mu.Lock()
-		if a := rm.away[user]; a != nil && a.sid == sid {
+		a := rm.away[user]
+		if a != nil && a.sid == sid {
 			delete(rm.away, user)
 		}
 		rm.mu.Unlock()
+		if a != nil && a.sid == sid {
+			s.presence.Changed(user, uint64(time.Now().UnixMilli()))
+		}
 	}
 	respond([]byte{1})
 }
@@ -591,12 +598,16 @@ func (s *Server) reattacher() {
 	defer s.cl.wg.Done()
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
+	wasLive := map[string]bool{}
+	watchStarted := map[string]time.Time{}
 	for {
 		select {
 		case <-s.closing:
 			return
 		case <-t.C:
 		}
+		s.awayPresence(wasLive)
+		s.rewatch(watchStarted)
 		rm := s.rm
 		type again struct {
 			home  string

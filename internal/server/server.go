@@ -112,6 +112,13 @@ func New(cfg Config) (*Server, error) {
 		db.Close()
 		return nil, err
 	}
+	pcfg := presence.Config{Interval: cfg.PresenceInterval, Online: s.online, Logger: cfg.Logger}
+	if cfg.Cluster != nil {
+		pcfg.Remote = func(u uint64) bool { return !s.local(u) }
+		pcfg.Watch, pcfg.Relay = s.watchHome, s.relayPresence
+	}
+	s.presence = presence.New[*Conn](db, pcfg) // before the cluster's handlers: they tell it of sessions
+	s.commits = newCommits()                   // and use these
 	ocfg := offline.Config{Lanes: cfg.Lanes, TTL: cfg.TTL, Quota: cfg.Quota, Logger: cfg.Logger, SyncFault: cfg.syncFault}
 	if cfg.Cluster != nil {
 		// Before the inbox opens: its first expiry sweep may owe receipts
@@ -124,6 +131,8 @@ func New(cfg Config) (*Server, error) {
 			cc.Logger = cfg.Logger
 		}
 		if err := s.startCluster(&cc); err != nil {
+			s.commits.close()
+			s.presence.Close()
 			db.Close()
 			return nil, err
 		}
@@ -134,6 +143,8 @@ func New(cfg Config) (*Server, error) {
 	}
 	if s.inbox, err = offline.Open[*Conn](db, ocfg, hooks{s}); err != nil {
 		s.closeCluster()
+		s.commits.close()
+		s.presence.Close()
 		db.Close()
 		return nil, err
 	}
@@ -143,6 +154,8 @@ func New(cfg Config) (*Server, error) {
 		if err := s.startRemote(); err != nil { // handlers last: they use the inbox
 			s.closeCluster()
 			s.inbox.Close()
+			s.commits.close()
+			s.presence.Close()
 			db.Close()
 			return nil, err
 		}
@@ -155,6 +168,8 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		s.closeCluster()
 		s.inbox.Close()
+		s.commits.close()
+		s.presence.Close()
 		db.Close()
 		return nil, err
 	}
@@ -162,12 +177,6 @@ func New(cfg Config) (*Server, error) {
 		s.log.Info("created the server's Noise key", zap.String("path", keyPath))
 	}
 	s.key = key
-	s.presence = presence.New[*Conn](db, presence.Config{
-		Interval: cfg.PresenceInterval,
-		Online:   func(u uint64) bool { _, on := s.sessions.Lookup(u); return on },
-		Logger:   cfg.Logger,
-	})
-	s.commits = newCommits()
 	s.conns, err = conn.New[session](conn.Config{
 		NoiseKey:       &s.key,
 		MaxOutbound:    cfg.MaxOutbound,
