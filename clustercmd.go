@@ -5,19 +5,30 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"net/http"
+	"net/url"
 	"os"
+	"strconv"
+	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/chatd/chatd/internal/cluster"
+	"github.com/chatd/chatd/internal/server"
 )
 
 const clusterUsage = `Usage: chatd cluster status [-admin host:port]
+       chatd cluster move-shard -shard N -to NODE [-admin host:port]
 
-status   the cluster as one node sees it: its nodes (live or not, shards
-         owned), the shard map's revision, directory and request counters.
-         Read from the node's admin listener (/cluster).
+status      the cluster as one node sees it: its nodes (live or not, shards
+            owned), the shard map's revision, directory and request counters.
+            Read from the node's admin listener (/cluster).
+move-shard  move home shard N (a user's or group's id modulo 4096) to node
+            NODE. Run it against the admin listener of the shard's owner:
+            it stops taking writes for the shard (clients retry), copies the
+            shard's accounts, inboxes and groups to NODE, then flips the
+            shard map. Sessions of the shard's users reconnect (GOAWAY 4).
 `
 
 func clusterCmd(args []string) error {
@@ -28,6 +39,8 @@ func clusterCmd(args []string) error {
 	switch args[0] {
 	case "status":
 		return clusterStatus(args[1:])
+	case "move-shard":
+		return clusterMove(args[1:])
 	}
 	return fmt.Errorf("cluster: unknown subcommand %q\n\n%s", args[0], clusterUsage)
 }
@@ -88,5 +101,38 @@ func clusterStatus(args []string) error {
 		d.Claims, d.CASRetries, d.LostRaces, d.Failures, d.HeartbeatMisses, d.KicksOut, d.KicksUnanswered, d.KicksIn)
 	fmt.Printf("requests to other nodes: %d answered (mean round trip %s), %d failed, %d refused (too many in flight), %d in flight; %d served\n",
 		r.Out, r.MeanTrip, r.Failed, r.Busy, r.InFlight, r.In)
+	return nil
+}
+
+func clusterMove(args []string) error {
+	fs := flag.NewFlagSet("cluster move-shard", flag.ContinueOnError)
+	admin := fs.String("admin", "127.0.0.1:7421", "the admin address of the node that owns the shard")
+	shard := fs.Int("shard", -1, "the home shard to move (0-4095)")
+	to := fs.String("to", "", "the node to move it to")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return err
+	}
+	if *shard < 0 || *shard >= cluster.Shards || *to == "" {
+		return fmt.Errorf("cluster move-shard: -shard 0-%d and -to are required", cluster.Shards-1)
+	}
+	client := &http.Client{Timeout: 6 * time.Minute}
+	resp, err := client.PostForm("http://"+*admin+"/cluster/move", url.Values{"shard": {strconv.Itoa(*shard)}, "to": {*to}})
+	if err != nil {
+		return fmt.Errorf("cluster move-shard: %w", err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("cluster move-shard: %s", strings.TrimSpace(string(body)))
+	}
+	var rep server.MoveReport
+	if err := json.Unmarshal(body, &rep); err != nil {
+		return fmt.Errorf("cluster move-shard: %w", err)
+	}
+	fmt.Printf("shard %d moved from %s to %s: %d records (%d bytes), writes paused %s; shard map revision %d\n",
+		rep.Shard, rep.From, rep.To, rep.Records, rep.Bytes, rep.Frozen.Round(time.Millisecond), rep.Revision)
 	return nil
 }

@@ -18,6 +18,7 @@ const (
 	GoawayShutdown   GoawayReason = 1 // the server is stopping or restarting
 	GoawayOverloaded GoawayReason = 2 // memory or accept rate above the watermark
 	GoawayCapacity   GoawayReason = 3 // the connection limit is reached
+	GoawayMoved      GoawayReason = 4 // the user's home moved to another node (a cluster): reconnect now
 )
 
 func (r GoawayReason) String() string {
@@ -28,6 +29,8 @@ func (r GoawayReason) String() string {
 		return "overloaded"
 	case GoawayCapacity:
 		return "at capacity"
+	case GoawayMoved:
+		return "home moved"
 	}
 	return "unknown"
 }

@@ -475,3 +475,24 @@ func addToken(b *pebble.Batch, user uint64) (codec.Token, error) {
 	b.Set(userTokenKey(user, h), nil, nil)
 	return tok, nil
 }
+
+// ShardCounterKey is the record that counts the ids a shard handed out:
+// a shard move carries it with the shard's accounts.
+func ShardCounterKey(shard int) []byte { return shardUserKey(shard) }
+
+// AdoptShard reads shard's counter after a move imported the shard's
+// records, so that its accounts exist here and new ids follow theirs.
+func (s *Store) AdoptShard(shard int) error {
+	n, found, err := store.GetUint64(s.db, shardUserKey(shard))
+	if err != nil || !found {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	count := func(next uint64) uint64 { return next - min(next, s.shardBase) } // as loadShards counts
+	if old := s.shardNext[shard].Load(); n > old {
+		s.shardNext[shard].Store(n)
+		s.shardCount.Add(count(n) - count(old))
+	}
+	return nil
+}

@@ -9,6 +9,8 @@
 //	/healthz       the process answers: 200 "ok"
 //	/readyz        it takes new clients: 200 "ready", or 503 with the reason
 //	(Docs)         further JSON documents the caller names (/cluster)
+//	(Actions)      POST endpoints that change something (/cluster/move):
+//	               200 with a JSON result, or 409 with the error
 //	/debug/pprof/  the runtime profiles
 //
 // The package knows nothing of chatd's protocol: what to count, when it is
@@ -41,6 +43,9 @@ type Config struct {
 	// Docs are further JSON documents by path (optional): a nil result
 	// answers 404.
 	Docs map[string]func() any
+	// Actions are POST endpoints by path (optional), given the request's
+	// form values.
+	Actions map[string]func(form map[string][]string) (any, error)
 }
 
 // Listen binds addr and serves the endpoints until the returned stop
@@ -74,6 +79,25 @@ func handler(reg *prometheus.Registry, cfg Config) http.Handler {
 			v := doc()
 			if v == nil {
 				http.NotFound(w, r)
+				return
+			}
+			w.Header().Set("Content-Type", "application/json")
+			json.NewEncoder(w).Encode(v)
+		})
+	}
+	for path, act := range cfg.Actions {
+		mux.HandleFunc(path, func(w http.ResponseWriter, r *http.Request) {
+			if r.Method != http.MethodPost {
+				http.Error(w, "POST only", http.StatusMethodNotAllowed)
+				return
+			}
+			if err := r.ParseForm(); err != nil {
+				http.Error(w, err.Error(), http.StatusBadRequest)
+				return
+			}
+			v, err := act(r.Form)
+			if err != nil {
+				http.Error(w, err.Error(), http.StatusConflict)
 				return
 			}
 			w.Header().Set("Content-Type", "application/json")

@@ -144,7 +144,7 @@ type Node struct {
 	ns   *server.Server
 	nc   *nats.Conn
 	js   jetstream.JetStream
-	lock *os.File // flock on Dir
+	lock *os.File  // flock on Dir
 	run  time.Time // when this run started (heartbeats carry it: see Started)
 
 	dir    jetstream.KeyValue // sessions: user/device -> {node, since}

@@ -93,6 +93,26 @@ func (n *Node) WaitShards(ctx context.Context) (*ShardMap, error) {
 	}
 }
 
+// ReadShards reads the shard map from its bucket (not the watch's copy,
+// which may lag behind a change made on another node) and keeps it.
+func (n *Node) ReadShards(ctx context.Context) (*ShardMap, error) {
+	ctx, cancel := context.WithTimeout(ctx, n.cfg.OpTimeout)
+	defer cancel()
+	e, err := n.shards.Get(ctx, shardMapKey)
+	if err != nil {
+		return nil, n.failed(err)
+	}
+	m, err := decodeShardMap(e)
+	if err != nil {
+		return nil, err
+	}
+	n.setShards(m)
+	if cur, _ := n.Shards(); cur != nil && cur.Rev > m.Rev {
+		return cur, nil
+	}
+	return m, nil
+}
+
 // setShards keeps m if it is newer than the map held (the watch and Move
 // may deliver one map twice, in either order).
 func (n *Node) setShards(m *ShardMap) {

@@ -234,3 +234,24 @@ func deleteMember(b *pebble.Batch, id, user uint64) {
 	k := binary.BigEndian.AppendUint64([]byte{store.PrefixUserGroups}, user)
 	b.Delete(binary.BigEndian.AppendUint64(k, id), nil)
 }
+
+// Forget drops the loaded groups in gone from memory: their home moved
+// to another node, and if it comes back it brings them as they are then.
+func (s *Store) Forget(gone func(id uint64) bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for id := range s.groups {
+		if gone(id) {
+			delete(s.groups, id)
+		}
+	}
+}
+
+// Adopt makes sure ids made here from now on are above the imported
+// group id (a shard move brought it).
+func (s *Store) Adopt(id uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.nextK = max(s.nextK, id/account.Shards+1)
+	s.next = max(s.next, id+1)
+}

@@ -264,6 +264,10 @@ func (l *lane[S]) commit(ops []*op[S]) {
 			l.expire(b, o, now)
 		case kindMarkRead:
 			l.markRead(b, o, now)
+		case kindAdopt:
+			l.adopt(o.counts)
+		case kindBarrier:
+			b.Set(metaBarrier, nil)
 		}
 	}
 	l.release(b)

@@ -107,9 +107,10 @@ type op[S any] struct {
 	cutoff  uint64   // kindExpire: entries stored before it expire
 	ackFrom uint64   // kindAck: acknowledged range (ackFrom, ackTo]
 	ackTo   uint64
-	acked   []Acked // kindAck: the acknowledged entries, when the caller knows them
-	release uint32  // kindRelease: how many members acknowledged st.Ref
-	read    *readOp // kindMarkRead
+	acked   []Acked          // kindAck: the acknowledged entries, when the caller knows them
+	release uint32           // kindRelease: how many members acknowledged st.Ref
+	read    *readOp          // kindMarkRead
+	counts  map[uint64]int32 // kindAdopt: imported entries by inbox
 }
 
 // countdown reports a group fan-out durable once every part is. Parts

@@ -1,8 +1,11 @@
 package server
 
 import (
+	"context"
+	"fmt"
 	"net"
 	"runtime"
+	"strconv"
 	"time"
 
 	"github.com/chatd/chatd/internal/admin"
@@ -23,7 +26,26 @@ func (s *Server) Admin(addr string) (net.Addr, func() error, error) {
 			}
 			return nil
 		}},
+		Actions: map[string]func(map[string][]string) (any, error){"/cluster/move": s.moveAction},
 	})
+}
+
+// moveAction runs `chatd cluster move-shard`: POST /cluster/move with
+// shard and to.
+func (s *Server) moveAction(form map[string][]string) (any, error) {
+	get := func(k string) string {
+		if v := form[k]; len(v) > 0 {
+			return v[0]
+		}
+		return ""
+	}
+	shard, err := strconv.Atoi(get("shard"))
+	if err != nil {
+		return nil, fmt.Errorf("shard: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	return s.MoveShard(ctx, shard, get("to"))
 }
 
 // notReady says why the server would refuse a new client now ("" if it

@@ -41,6 +41,11 @@ type clustering struct {
 	counters struct {
 		claimFailures, releasesDropped, remoteAccount atomic.Uint64
 	}
+
+	// A shard move (move.go): the shards this node stopped being home to
+	// while it copies them, and whether a move runs.
+	frozen [cluster.Shards]atomic.Bool
+	moving atomic.Bool
 }
 
 type claim struct {
@@ -114,6 +119,9 @@ func (s *Server) closeCluster() {
 // homeOf names the node that is home to shard, or fails with
 // errUnavailable before the cluster has a shard map.
 func (s *Server) homeOf(shard int) (string, error) {
+	if s.cl.frozen[shard].Load() {
+		return "", fmt.Errorf("%w: shard %d is moving to another node", errUnavailable, shard)
+	}
 	m, ok := s.cl.node.Shards()
 	if !ok {
 		return "", fmt.Errorf("%w: the cluster has no shard map yet (%d of %d nodes live)", errUnavailable,

@@ -20,8 +20,8 @@ import (
 
 // clusterNode is a chatd node run as a child process of the test.
 type clusterNode struct {
-	name, addr, listen, dir string
-	cmd                     *exec.Cmd
+	name, addr, listen, admin, dir string
+	cmd                            *exec.Cmd
 }
 
 // freeOn returns a free port's address on ip.
@@ -47,7 +47,7 @@ func startClusterNodes(t *testing.T, n int) []*clusterNode {
 	var routes []string
 	for i := range nodes {
 		ip := fmt.Sprintf("127.0.0.%d", i+2)
-		nodes[i] = &clusterNode{name: fmt.Sprintf("n%d", i+1), addr: freeOn(t, ip), listen: freeOn(t, ip), dir: t.TempDir()}
+		nodes[i] = &clusterNode{name: fmt.Sprintf("n%d", i+1), addr: freeOn(t, ip), listen: freeOn(t, ip), admin: freeOn(t, ip), dir: t.TempDir()}
 		routes = append(routes, nodes[i].listen)
 	}
 	ready := make(chan error, n)
@@ -71,7 +71,7 @@ func (nd *clusterNode) start(t *testing.T, routes string, ready chan<- error) {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), "CHATD_TEST_CHILD=serve", "CHATD_TEST_ADDR="+nd.addr, "CHATD_TEST_DATA="+nd.dir,
-		"CHATD_TEST_NODE="+nd.name, "CHATD_TEST_CLUSTER_LISTEN="+nd.listen, "CHATD_TEST_ROUTES="+routes)
+		"CHATD_TEST_NODE="+nd.name, "CHATD_TEST_CLUSTER_LISTEN="+nd.listen, "CHATD_TEST_ROUTES="+routes, "CHATD_TEST_ADMIN="+nd.admin)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)

@@ -68,6 +68,16 @@ func (q *commits) submit(key uint64, job func()) bool {
 	}
 }
 
+// barrier returns once every job queued before it has run.
+func (q *commits) barrier() {
+	var wg sync.WaitGroup
+	for _, l := range q.lanes {
+		wg.Add(1)
+		l <- wg.Done
+	}
+	wg.Wait()
+}
+
 // close runs what is queued and stops the lanes. No submit may follow.
 func (q *commits) close() {
 	for _, l := range q.lanes {

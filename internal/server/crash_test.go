@@ -42,6 +42,12 @@ func runChild() {
 		fmt.Println("error:", err)
 		os.Exit(1)
 	}
+	if addr := os.Getenv("CHATD_TEST_ADMIN"); addr != "" {
+		if _, _, err := s.Admin(addr); err != nil {
+			fmt.Println("error:", err)
+			os.Exit(1)
+		}
+	}
 	fmt.Println("ready")
 	s.Serve()
 }

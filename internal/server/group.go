@@ -204,10 +204,11 @@ func (s *Server) groupEvent(g *group.Group, kind codec.GroupEventKind, actor uin
 // sendGroup fans a SEND out to the group's members but the sender; in a
 // cluster a group homed elsewhere gets it from its home.
 func (s *Server) sendGroup(c *Conn, f *codec.Send, user uint64) {
-	if s.cl != nil && !s.local(f.To) {
+	if s.cl != nil && (!s.local(f.To) || s.rm.inFlight(c, f.To)) {
 		home, err := s.homeOf(cluster.ShardOf(f.To))
-		if err != nil {
+		if err != nil { // as for a 1:1 SEND: the client resends in order
 			s.errorTo(c, codec.CodeUnavailable, 0, &f.ID, err.Error())
+			c.Close()
 			return
 		}
 		s.sendRemote(c, f, user, home)

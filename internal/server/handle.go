@@ -141,11 +141,12 @@ func (s *Server) send(c *Conn, body []byte) error {
 		return nil
 	case f.To == user:
 		code, detail = codec.CodeSelfSend, "SEND to yourself"
-	case s.cl != nil && !s.local(f.To):
+	case s.cl != nil && (!s.local(f.To) || s.rm.inFlight(c, f.To)):
 		home, err := s.homeOf(cluster.ShardOf(f.To))
 		if err != nil {
-			code, detail = codec.CodeUnavailable, err.Error()
-			break
+			// Refused for now, and a later SEND may find the home (a shard
+			// move ending) and overtake it: the client resends both, in order.
+			return s.fatal(c, codec.CodeUnavailable, err.Error())
 		}
 		s.sendRemote(c, &f, user, home) // the home checks the recipient
 		return nil

@@ -72,9 +72,22 @@ type stream struct{ sid, n uint64 }
 
 // sendStream numbers one connection's stores to other homes.
 type sendStream struct {
-	sid  uint64
-	n    uint64            // stores sent so far
-	last map[string]uint64 // the n last sent to each home
+	sid    uint64
+	n      uint64            // stores sent so far
+	last   map[string]uint64 // the n last sent to each home
+	flight map[uint64]*flight
+}
+
+// flight is a connection's stores to one recipient (a user or a group)
+// not answered yet. They all go to one home: when the recipient's home
+// changes (a shard move) while some are in flight to the old one, the
+// next wait until those are answered, since the new home cannot tell
+// whether they will be stored. If one is refused for now, the
+// connection closes instead, and its client resends them all, in order.
+type flight struct {
+	home string
+	n    int      // in flight to home
+	held []func() // stores waiting for them, in order
 }
 
 type fwdReceipt struct {
@@ -102,7 +115,7 @@ func (s *Server) startRemote() error {
 		"store": s.serveStore, "attach": s.serveAttach, "detach": s.serveDetach, "deliver": s.serveDeliver,
 		"read": s.serveRead, "inbox": s.serveInbox, "receipt": s.serveReceipt, "typing": s.serveTyping,
 		"group": s.serveGroup, "glist": s.serveGroupList, "gtyping": s.serveGroupTyping, "fanin": s.serveFanIn,
-		"watch": s.serveWatch, "presence": s.servePresence, "privacy": s.servePrivacy,
+		"watch": s.serveWatch, "presence": s.servePresence, "privacy": s.servePrivacy, "import": s.serveImport,
 	} {
 		if err := n.Handle(op, h); err != nil {
 			return err
@@ -129,9 +142,30 @@ func (s *Server) sendRemote(c *Conn, f *codec.Send, user uint64, home string) {
 	rm.mu.Lock()
 	ss := rm.outbound[c]
 	if ss == nil {
-		ss = &sendStream{sid: randomID(), last: map[string]uint64{}}
+		ss = &sendStream{sid: randomID(), last: map[string]uint64{}, flight: map[uint64]*flight{}}
 		rm.outbound[c] = ss
 	}
+	fl := ss.flight[f.To]
+	if fl == nil {
+		fl = &flight{home: home}
+		ss.flight[f.To] = fl
+	}
+	if len(fl.held) > 0 || fl.n > 0 && fl.home != home {
+		g := *f
+		g.Body = append([]byte(nil), f.Body...)
+		fl.held = append(fl.held, func() {
+			if now, err := s.homeOf(cluster.ShardOf(g.To)); err == nil {
+				s.sendRemote(c, &g, user, now)
+			} else {
+				s.errorTo(c, codec.CodeUnavailable, 0, &g.ID, err.Error())
+				c.Close()
+			}
+		})
+		rm.mu.Unlock()
+		return
+	}
+	fl.home = home
+	fl.n++
 	ss.n++
 	n, prev := ss.n, ss.last[home]
 	ss.last[home] = n
@@ -144,11 +178,12 @@ func (s *Server) sendRemote(c *Conn, f *codec.Send, user uint64, home string) {
 	req = append(req, f.ID[:]...)
 	req = append(req, byte(f.Flags&(codec.FlagDup|codec.FlagGroup)))
 	req = append(req, f.Body...)
-	id := f.ID
+	id, to := f.ID, f.To
 	err := s.cl.node.Send(home, "store", req, func(reply []byte, err error) {
-		s.storeAnswered(c, id, reply, err)
+		s.landed(c, to, s.storeAnswered(c, id, reply, err))
 	})
 	if err != nil {
+		s.landed(c, to, false)
 		// Not sent; the next might be, and would overtake this one when
 		// the client resends it: close, so that it resends both in order.
 		s.counters.busy.Add(1)
@@ -157,8 +192,56 @@ func (s *Server) sendRemote(c *Conn, f *codec.Send, user uint64, home string) {
 	}
 }
 
-// storeAnswered turns the home's answer into SENT or ERROR for c.
-func (s *Server) storeAnswered(c *Conn, id codec.MsgID, reply []byte, err error) {
+// inFlight reports whether c has stores to recipient to in flight to
+// another node (or held behind them): a SEND to a recipient homed here
+// must then follow them through sendRemote, or it could overtake them.
+func (rm *remote) inFlight(c *Conn, to uint64) bool {
+	rm.mu.Lock()
+	defer rm.mu.Unlock()
+	ss := rm.outbound[c]
+	return ss != nil && ss.flight[to] != nil
+}
+
+// landed counts an answered store to recipient to; ok false (refused
+// for now) closes the connection and drops the stores held behind it.
+// Stores held for a new home go once none is in flight to the old one.
+func (s *Server) landed(c *Conn, to uint64, ok bool) {
+	rm := s.rm
+	rm.mu.Lock()
+	ss := rm.outbound[c]
+	if ss == nil {
+		rm.mu.Unlock()
+		return
+	}
+	fl := ss.flight[to]
+	if fl == nil {
+		rm.mu.Unlock()
+		return
+	}
+	fl.n--
+	var held []func()
+	if !ok {
+		fl.held = nil
+	} else if fl.n == 0 {
+		held, fl.held = fl.held, nil
+	}
+	if fl.n == 0 && len(fl.held) == 0 && len(held) == 0 {
+		delete(ss.flight, to)
+	}
+	rm.mu.Unlock()
+	if !ok {
+		c.Close()
+		return
+	}
+	for _, send := range held {
+		send() // in order; each may be held again behind the others
+	}
+	c.Flush()
+}
+
+// storeAnswered turns the home's answer into SENT or ERROR for c; false
+// if the store was refused for now (the client will resend it).
+func (s *Server) storeAnswered(c *Conn, id codec.MsgID, reply []byte, err error) bool {
 	var code codec.Code
 	var seqTime uint64
 	detail := ""
@@ -176,8 +259,7 @@ func (s *Server) storeAnswered(c *Conn, id codec.MsgID, reply []byte, err error)
 		// The home missed one of this connection's earlier stores: it takes
 		// none after, and the client must resend in order on a new one.
 		s.fatal(c, codec.CodeUnavailable, "a message to another node was lost in transit; reconnect and resend")
-		c.Close()
-		return
+		return false
 	}
 	if code == 0 {
 		s.counters.sent.Add(1)
@@ -188,6 +270,14 @@ func (s *Server) storeAnswered(c *Conn, id codec.MsgID, reply []byte, err error)
 		s.errorTo(c, code, 0, &id, detail)
 	}
 	c.Flush()
+	// Refused for now: later stores may already be on their way, to this
+	// home or (a moved shard) another, and one could be stored before the
+	// client resends this one. Closing makes it resend all, in order.
+	switch code {
+	case codec.CodeUnavailable, codec.CodeBusy, codec.CodeUnknownOutcome, codec.CodeStorageFull:
+		return false
+	}
+	return true
 }
 
 // serveStore takes a store request at the recipient's home: it checks
@@ -600,11 +690,16 @@ func (s *Server) reattacher() {
 	defer t.Stop()
 	wasLive := map[string]bool{}
 	watchStarted := map[string]time.Time{}
+	lastMap, _ := s.cl.node.Shards()
 	for {
 		select {
 		case <-s.closing:
 			return
 		case <-t.C:
+		}
+		if m, ok := s.cl.node.Shards(); ok {
+			s.closeMoved(lastMap, m)
+			lastMap = m
 		}
 		s.awayPresence(wasLive)
 		s.rewatch(watchStarted)
