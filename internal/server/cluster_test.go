@@ -21,6 +21,7 @@ import (
 // clusterNode is a chatd node run as a child process of the test.
 type clusterNode struct {
 	name, addr, listen, admin, dir string
+	netns                          string // run in this network namespace (partition tests)
 	cmd                            *exec.Cmd
 }
 
@@ -70,6 +71,9 @@ func startClusterNodes(t *testing.T, n int) []*clusterNode {
 func (nd *clusterNode) start(t *testing.T, routes string, ready chan<- error) {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	if nd.netns != "" {
+		cmd = exec.Command("ip", "netns", "exec", nd.netns, os.Args[0], "-test.run=^$") // ip execs it: one process
+	}
 	cmd.Env = append(os.Environ(), "CHATD_TEST_CHILD=serve", "CHATD_TEST_ADDR="+nd.addr, "CHATD_TEST_DATA="+nd.dir,
 		"CHATD_TEST_NODE="+nd.name, "CHATD_TEST_CLUSTER_LISTEN="+nd.listen, "CHATD_TEST_ROUTES="+routes, "CHATD_TEST_ADMIN="+nd.admin)
 	out, err := cmd.StdoutPipe()

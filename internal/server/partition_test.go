@@ -1,0 +1,356 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chatd/chatd/client"
+	"github.com/chatd/chatd/codec"
+	"github.com/chatd/chatd/internal/cluster"
+)
+
+// testNet is n network namespaces on one bridge, as ../shared/notes
+// describe for partition tests: node i has 10.99.<net>.i, and the test
+// (in the root namespace) reaches every node through the bridge, at
+// .254. Partition cuts a node off from the other nodes, not from its
+// clients.
+type testNet struct {
+	t      *testing.T
+	prefix string
+	subnet string // "10.99.N."
+	n      int
+}
+
+func run(args ...string) error {
+	out, err := exec.Command(args[0], args[1:]...).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("%s: %v: %s", strings.Join(args, " "), err, out)
+	}
+	return nil
+}
+
+func newTestNet(t *testing.T, n int) *testNet {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("starts a cluster of server processes in network namespaces")
+	}
+	if _, err := exec.LookPath("nft"); err != nil {
+		t.Skip("partition test skipped: nft is not installed (apt-get install nftables)")
+	}
+	id := os.Getpid() % 200
+	tn := &testNet{t: t, prefix: fmt.Sprintf("cp%d", os.Getpid()%100000), subnet: fmt.Sprintf("10.99.%d.", id+20), n: n}
+	br := tn.prefix + "br"
+	if err := run("ip", "link", "add", br, "type", "bridge"); err != nil {
+		t.Skipf("partition test skipped: cannot make a bridge here (%v)", err)
+	}
+	t.Cleanup(func() {
+		for i := 1; i <= n; i++ {
+			run("ip", "netns", "del", tn.ns(i))
+		}
+		run("ip", "link", "del", br)
+	})
+	steps := [][]string{
+		{"ip", "addr", "add", tn.subnet + "254/24", "dev", br},
+		{"ip", "link", "set", br, "up"},
+	}
+	for i := 1; i <= n; i++ {
+		ns, v := tn.ns(i), fmt.Sprintf("%sv%d", tn.prefix, i)
+		if err := run("ip", "netns", "add", ns); err != nil {
+			t.Skipf("partition test skipped: ip netns add is not permitted here (%v)", err)
+		}
+		steps = append(steps,
+			[]string{"ip", "link", "add", v, "type", "veth", "peer", "name", v + "b"},
+			[]string{"ip", "link", "set", v, "netns", ns},
+			[]string{"ip", "link", "set", v + "b", "master", br, "up"},
+			[]string{"ip", "-n", ns, "addr", "add", fmt.Sprintf("%s%d/24", tn.subnet, i), "dev", v},
+			[]string{"ip", "-n", ns, "link", "set", v, "up"},
+			[]string{"ip", "-n", ns, "link", "set", "lo", "up"},
+		)
+	}
+	for _, s := range steps {
+		if err := run(s...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return tn
+}
+
+func (tn *testNet) ns(i int) string { return fmt.Sprintf("%sn%d", tn.prefix, i) }
+
+// nodes makes the cluster's nodes, one per namespace, on fixed ports
+// (each namespace has its own).
+func (tn *testNet) nodes() []*clusterNode {
+	var nodes []*clusterNode
+	for i := 1; i <= tn.n; i++ {
+		ip := fmt.Sprintf("%s%d", tn.subnet, i)
+		nodes = append(nodes, &clusterNode{name: fmt.Sprintf("n%d", i), addr: ip + ":7400", listen: ip + ":7500",
+			admin: ip + ":7600", dir: tn.t.TempDir(), netns: tn.ns(i)})
+	}
+	return nodes
+}
+
+// partition drops node i's traffic with the other nodes (nftables in its
+// namespace); heal undoes it.
+func (tn *testNet) partition(i int) {
+	var others []string
+	for j := 1; j <= tn.n; j++ {
+		if j != i {
+			others = append(others, fmt.Sprintf("%s%d", tn.subnet, j))
+		}
+	}
+	set := "{ " + strings.Join(others, ", ") + " }"
+	rules := "table inet chatdpart {\n" +
+		"  chain in { type filter hook input priority 0; ip saddr " + set + " drop; }\n" +
+		"  chain out { type filter hook output priority 0; ip daddr " + set + " drop; }\n}\n"
+	cmd := exec.Command("ip", "netns", "exec", tn.ns(i), "nft", "-f", "-")
+	cmd.Stdin = strings.NewReader(rules)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		tn.t.Fatalf("partition: %v: %s", err, out)
+	}
+}
+
+func (tn *testNet) heal(i int) {
+	if err := run("ip", "netns", "exec", tn.ns(i), "nft", "delete", "table", "inet", "chatdpart"); err != nil {
+		tn.t.Fatal(err)
+	}
+}
+
+// One node is cut off from the others for 15 s under load from senders
+// and recipients on every node, then the partition heals. No message
+// that got SENT is lost, none is delivered twice after dedup, each
+// sender's arrive in order; and a user who logged in again on the
+// majority side during the partition keeps only that session once the
+// cut-off node hears of it.
+func TestClusterPartitionHeals(t *testing.T) {
+	tn := newTestNet(t, 3)
+	nodes := tn.nodes()
+	var routes []string
+	for _, nd := range nodes {
+		routes = append(routes, nd.listen)
+	}
+	ready := make(chan error, len(nodes))
+	for _, nd := range nodes {
+		nd.start(t, strings.Join(routes, ","), ready)
+	}
+	t.Cleanup(func() {
+		for _, nd := range nodes {
+			nd.kill()
+		}
+	})
+	for range nodes {
+		if err := <-ready; err != nil {
+			t.Fatal(err)
+		}
+	}
+	const victim = 2 // n3
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	connect := func(name string, nd *clusterNode) *client.Client {
+		c, err := client.Connect(ctx, client.Options{Addr: nd.addr, Name: name, Password: "password1", Register: true,
+			Plaintext: true, Backoff: client.Backoff{Min: 50 * time.Millisecond, Max: 500 * time.Millisecond, Jitter: true}})
+		if err != nil {
+			t.Fatalf("%s at %s: %v", name, nd.name, err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+
+	// A user homed on the majority side, with a session on the victim.
+	var split string
+	var splitID uint64
+	for i := 0; split == ""; i++ {
+		name := fmt.Sprintf("split%d", i)
+		c, w, err := authOn(t, nodes[0], func(ctx context.Context, c *client.Conn) (codec.Welcome, error) {
+			return c.Register(ctx, name, "password1")
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Close()
+		if homeNode(nodes, w.User) != victim {
+			split, splitID = name, w.User
+		}
+	}
+	onVictim, _, err := authOn(t, nodes[victim], func(ctx context.Context, c *client.Conn) (codec.Welcome, error) {
+		return c.Login(ctx, split, "password1")
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	const pairs = 9
+	type pair struct {
+		sender, recipient *client.Client
+		mu                sync.Mutex
+		ids               []codec.MsgID
+		got               []int
+		seen              map[codec.MsgID]bool
+	}
+	ps := make([]*pair, pairs)
+	for i := range ps {
+		ps[i] = &pair{sender: connect(fmt.Sprintf("psndr%d", i), nodes[i%3]), recipient: connect(fmt.Sprintf("prcpt%d", i), nodes[(i/3+i+1)%3]),
+			seen: map[codec.MsgID]bool{}}
+	}
+	var readers sync.WaitGroup
+	for _, p := range ps {
+		readers.Add(2)
+		go func() {
+			defer readers.Done()
+			for f := range p.recipient.Events() {
+				if d, ok := f.(*codec.Deliver); ok {
+					var num int
+					fmt.Sscanf(string(d.Body), "m%d", &num)
+					p.mu.Lock()
+					if p.seen[d.ID] {
+						t.Errorf("message %d delivered twice after dedup", num)
+					}
+					p.seen[d.ID] = true
+					p.got = append(p.got, num)
+					p.mu.Unlock()
+				}
+			}
+		}()
+		go func() {
+			defer readers.Done()
+			for range p.sender.Events() {
+			}
+		}()
+	}
+	stop := make(chan struct{})
+	var sendWG sync.WaitGroup
+	for _, p := range ps {
+		sendWG.Add(1)
+		go func() {
+			defer sendWG.Done()
+			to := p.recipient.User()
+			for n := 0; ; n++ {
+				select {
+				case <-stop:
+					return
+				case <-time.After(25 * time.Millisecond):
+				}
+				id, err := p.sender.Send(to, []byte(fmt.Sprintf("m%d", n)))
+				if err != nil {
+					return
+				}
+				p.mu.Lock()
+				p.ids = append(p.ids, id)
+				p.mu.Unlock()
+			}
+		}()
+	}
+
+	time.Sleep(time.Second) // load before the cut
+	tn.partition(victim + 1)
+	cut := time.Now()
+	// The same user logs in on the majority side: its directory claim is
+	// made there (after the majority's own outage), and its kick cannot
+	// reach the victim.
+	onMajority, _, err := authOn(t, nodes[0], func(ctx context.Context, c *client.Conn) (codec.Welcome, error) {
+		return c.Login(ctx, split, "password1")
+	})
+	if err != nil {
+		t.Fatalf("login on the majority side during the partition: %v", err)
+	}
+	// The cut is real: the victim hears no other node.
+	var last cluster.Status
+	for alone := false; !alone; {
+		if time.Since(cut) > 12*time.Second {
+			out, _ := exec.Command("ip", "netns", "exec", tn.ns(victim+1), "nft", "list", "ruleset").CombinedOutput()
+			t.Fatalf("the victim still hears the other nodes 12 s into the partition: %+v\n%s", last, out)
+		}
+		time.Sleep(200 * time.Millisecond)
+		var st cluster.Status
+		if resp, err := http.Get("http://" + nodes[victim].admin + "/cluster"); err == nil {
+			json.NewDecoder(resp.Body).Decode(&st)
+			resp.Body.Close()
+		}
+		heard := 0 // the others it hears (its own heartbeats stop too: no quorum to write them)
+		for _, n := range st.Nodes {
+			if n.Live && n.Name != nodes[victim].name {
+				heard++
+			}
+		}
+		alone = len(st.Nodes) == 3 && heard == 0
+		last = st
+	}
+	time.Sleep(15*time.Second - time.Since(cut))
+	tn.heal(victim + 1)
+	t.Logf("partition of %s healed after %s", nodes[victim].name, time.Since(cut).Round(time.Millisecond))
+	if k := waitKickedWithin(t, onVictim, 60*time.Second); k != codec.KickElsewhere {
+		t.Fatalf("the victim's session of %s (%d) ended with %v, want KICKED elsewhere", split, splitID, k)
+	}
+	time.Sleep(2 * time.Second) // load after the heal
+	close(stop)
+	sendWG.Wait()
+
+	deadline := time.Now().Add(3 * time.Minute)
+	total := 0
+	for i, p := range ps {
+		for p.sender.Pending() > 0 && time.Now().Before(deadline) {
+			time.Sleep(50 * time.Millisecond)
+		}
+		p.mu.Lock()
+		want := len(p.ids)
+		p.mu.Unlock()
+		total += want
+		for time.Now().Before(deadline) {
+			p.mu.Lock()
+			n := len(p.got)
+			p.mu.Unlock()
+			if n >= want {
+				break
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		p.mu.Lock()
+		if len(p.got) < want {
+			t.Errorf("pair %d: %d of %d delivered (sender pending %d)", i, len(p.got), want, p.sender.Pending())
+		}
+		for j := 1; j < len(p.got); j++ {
+			if p.got[j] <= p.got[j-1] {
+				t.Errorf("pair %d: message %d after %d: out of order", i, p.got[j], p.got[j-1])
+				break
+			}
+		}
+		p.mu.Unlock()
+	}
+	// The majority side's session is the one left.
+	if err := onMajority.Ping(1); err != nil {
+		t.Fatalf("the majority side's session of %s is gone: %v", split, err)
+	}
+	waitFrame(t, onMajority, func(f codec.Frame) bool { _, ok := f.(*codec.Pong); return ok })
+	for _, p := range ps {
+		p.sender.Close()
+		p.recipient.Close()
+	}
+	readers.Wait()
+	t.Logf("%d messages from %d senders through a 15 s partition of one node", total, pairs)
+}
+
+// waitKickedWithin is waitKicked with its own deadline.
+func waitKickedWithin(t *testing.T, c *client.Conn, d time.Duration) codec.KickReason {
+	t.Helper()
+	deadline := time.After(d)
+	for {
+		select {
+		case f, ok := <-c.Events():
+			if !ok {
+				t.Fatalf("connection ended without KICKED: %v", c.Err())
+			}
+			if k, isKick := f.(*codec.Kicked); isKick {
+				return k.Reason
+			}
+		case <-deadline:
+			t.Fatalf("no KICKED within %s", d)
+		}
+	}
+}
