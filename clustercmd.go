@@ -82,6 +82,9 @@ func clusterStatus(args []string) error {
 	} else {
 		fmt.Printf("shard map: revision %d, %d shards\n", st.ShardMapRev, cluster.Shards)
 	}
+	if st.DirectoryLeader != "" {
+		fmt.Printf("directory: stream leader %s\n", st.DirectoryLeader)
+	}
 	w := tabwriter.NewWriter(os.Stdout, 2, 4, 2, ' ', 0)
 	fmt.Fprintln(w, "NODE\tADDR\tSTATE\tLAST HEARD\tSHARDS\tUP SINCE")
 	for _, n := range st.Nodes {

@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"context"
 	"sync/atomic"
 	"time"
 )
@@ -29,12 +30,16 @@ type NodeStatus struct {
 
 // Status is what `chatd cluster status` prints.
 type Status struct {
-	Node        string         `json:"node"`
-	Size        int            `json:"size"`
-	Nodes       []NodeStatus   `json:"nodes"`
-	ShardMapRev uint64         `json:"shard_map_revision"` // 0: no map yet
-	Directory   DirectoryStats `json:"directory"`
-	Requests    RequestStats   `json:"requests"`
+	Node        string       `json:"node"`
+	Size        int          `json:"size"`
+	Nodes       []NodeStatus `json:"nodes"`
+	ShardMapRev uint64       `json:"shard_map_revision"` // 0: no map yet
+	// DirectoryLeader is the node leading the directory's stream (its
+	// writes stall for a few seconds when that node dies); "" when this
+	// node could not ask within a second.
+	DirectoryLeader string         `json:"directory_leader"`
+	Directory       DirectoryStats `json:"directory"`
+	Requests        RequestStats   `json:"requests"`
 }
 
 // RequestStats count requests between nodes since start.
@@ -74,6 +79,13 @@ func (n *Node) Status() Status {
 			st.Nodes = append(st.Nodes, NodeStatus{Name: name, Shards: c})
 		}
 	}
+	ctx, cancel := context.WithTimeout(n.ctx, time.Second)
+	if str, err := n.js.Stream(ctx, "KV_"+bucketSessions); err == nil {
+		if info, err := str.Info(ctx); err == nil && info.Cluster != nil {
+			st.DirectoryLeader = info.Cluster.Leader
+		}
+	}
+	cancel()
 	c := &n.counters
 	st.Directory = DirectoryStats{
 		Claims: c.claims.Load(), CASRetries: c.casRetries.Load(), LostRaces: c.lostRaces.Load(),

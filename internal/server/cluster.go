@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -40,6 +41,7 @@ type clustering struct {
 
 	counters struct {
 		claimFailures, releasesDropped, remoteAccount atomic.Uint64
+		claimsQueued                                  atomic.Int64 // sessions whose claim is being retried
 	}
 
 	// A shard move (move.go): the shards this node stopped being home to
@@ -59,6 +61,10 @@ type release struct {
 }
 
 const releaseWorkers = 8
+
+// claimTimeout bounds one attempt at a session claim (a healthy
+// directory answers in milliseconds).
+const claimTimeout = time.Second
 
 // errUnavailable wraps a request that needed a node that did not answer,
 // or a cluster not ready to say which node that is: ERROR 63.
@@ -149,7 +155,11 @@ func (s *Server) claimSession(c *Conn, user uint64) error {
 	if s.cl == nil {
 		return nil
 	}
-	sess, err := s.cl.node.Claim(context.Background(), user, 1)
+	// A short wait: a directory without a leader must not hold the login
+	// for the whole operation timeout; the claim is retried meanwhile.
+	ctx, cancel := context.WithTimeout(s.ctx(), claimTimeout)
+	sess, err := s.cl.node.Claim(ctx, user, 1)
+	cancel()
 	switch {
 	case errors.Is(err, cluster.ErrLostRace):
 		return err
@@ -163,16 +173,23 @@ func (s *Server) claimSession(c *Conn, user uint64) error {
 	return nil
 }
 
-// retryClaim tries a failed claim again, backing off to 5 s, until it is
-// written or the session ends.
+// retryClaim tries a failed claim again, backing off to 1 s (with
+// jitter, so that the claims queued during an outage do not retry in
+// step), until it is written or the session ends. A directory without a
+// leader comes back within seconds; the session's claim follows within
+// a second of that.
 func (s *Server) retryClaim(c *Conn, user uint64, since time.Time) {
-	for wait := 250 * time.Millisecond; !c.State.gone.Load(); wait = min(2*wait, 5*time.Second) {
+	s.cl.counters.claimsQueued.Add(1)
+	defer s.cl.counters.claimsQueued.Add(-1)
+	for wait := 100 * time.Millisecond; !c.State.gone.Load(); wait = min(2*wait, time.Second) {
 		select {
-		case <-time.After(wait):
+		case <-time.After(wait/2 + rand.N(wait/2)):
 		case <-s.closing:
 			return
 		}
-		sess, err := s.cl.node.ClaimSince(context.Background(), user, 1, since)
+		ctx, cancel := context.WithTimeout(s.ctx(), claimTimeout)
+		sess, err := s.cl.node.ClaimSince(ctx, user, 1, since)
+		cancel()
 		if errors.Is(err, cluster.ErrLostRace) { // a later login elsewhere won meanwhile
 			s.kick(c, codec.KickElsewhere)
 			return

@@ -57,6 +57,7 @@ func (m metrics) collectCluster(ch chan<- prometheus.Metric) {
 		emit(mRequests, float64(v), outcome)
 	}
 	emit(mQueued, float64(len(s.cl.releases)), "directory_releases")
+	emit(mQueued, float64(s.cl.counters.claimsQueued.Load()), "directory_claims")
 	if s.rm != nil {
 		emit(mQueued, float64(len(s.rm.receipts)), "receipts")
 	}
