@@ -22,6 +22,8 @@ Scenarios:
   route     P sender/receiver pairs, flat out or at a fixed offered rate: msgs/s, latency, CPU
   herd      hold N connections, kill -9 and restart the server, time how they all come back
   group     groups of 256 with senders in each: fan-out deliveries/s and latency
+  cluster   the route load on N cluster nodes it starts on 127.0.0.2 and up, every pair
+            across nodes (-cross) or on one: msgs/s, latency, each node's CPU
 
 Without -addr the bench starts its own server (a fresh data folder, plaintext,
 cheap password hashing) on 127.0.0.1, at -port and -admin-port or free ports.
@@ -30,7 +32,7 @@ with -addr and -admin instead. Run "chatd bench SCENARIO -h" for flags.
 `
 
 // benchScenarios are the scenarios of benchUsage, in its order.
-var benchScenarios = []string{"connect", "offline", "route", "herd", "group"}
+var benchScenarios = []string{"connect", "offline", "route", "herd", "group", "cluster"}
 
 // benchRun is one parsed `chatd bench` command line.
 type benchRun struct {
@@ -39,9 +41,10 @@ type benchRun struct {
 
 	recipients, perRecipient, senders, bodySize int // offline
 
-	route  bench.RouteConfig
-	group  bench.GroupConfig
-	jitter bool // herd
+	route   bench.RouteConfig
+	group   bench.GroupConfig
+	cluster bench.ClusterConfig
+	jitter  bool // herd
 }
 
 func benchCmd(args []string) error {
@@ -111,6 +114,15 @@ func parseBench(args []string, out io.Writer) (*benchRun, error) {
 	case "herd":
 		fs.IntVar(&cfg.Conns, "conns", 10000, "connections to hold and drop")
 		fs.BoolVar(&r.jitter, "jitter", true, "clients randomize their reconnect backoff")
+	case "cluster":
+		cc := &r.cluster
+		fs.IntVar(&cc.Nodes, "nodes", 3, "cluster nodes to start, on 127.0.0.2 and up")
+		fs.BoolVar(&cc.Cross, "cross", true, "every pair across two nodes (false: every pair on one node)")
+		fs.IntVar(&cc.Pairs, "pairs", 200, "sender/receiver pairs")
+		fs.IntVar(&cc.Window, "window", 32, "messages in flight per pair")
+		fs.IntVar(&cc.Rate, "rate", 0, "offered msgs/s over all pairs (0: flat out)")
+		fs.IntVar(&cc.Body, "body", 100, "message body bytes")
+		fs.DurationVar(&cc.Duration, "duration", 10*time.Second, "measured time after a 1 s warm-up")
 	case "route":
 		rc := &r.route
 		fs.IntVar(&rc.Pairs, "pairs", 64, "sender/receiver pairs")
@@ -160,6 +172,8 @@ func (r *benchRun) run() error {
 		res, err = bench.Herd(ctx, cfg, r.jitter)
 	case "route":
 		res, err = bench.Route(ctx, cfg, r.route)
+	case "cluster":
+		res, err = bench.Cluster(ctx, cfg, r.cluster)
 	case "offline":
 		res, err = bench.Offline(ctx, cfg, r.recipients, r.perRecipient, r.senders, r.bodySize)
 	default:

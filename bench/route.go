@@ -84,20 +84,24 @@ func Route(ctx context.Context, cfg Config, rc RouteConfig) (*RouteResult, error
 		return nil, err
 	}
 	defer t.stop()
-	res := &RouteResult{RouteConfig: rc}
 	run := fmt.Sprintf("r%d-", time.Now().UnixNano()%1e6)
-	rate := "flat out"
-	if rc.Rate > 0 {
-		rate = fmt.Sprintf("%d msgs/s offered", rc.Rate)
-	}
-	fmt.Fprintf(os.Stderr, "route: %d pairs, window %d, %d B bodies, %s, %v\n", rc.Pairs, rc.Window, rc.Body, rate, rc.Duration)
+	fmt.Fprintf(os.Stderr, "route: %d pairs, window %d, %d B bodies, %s, %v\n", rc.Pairs, rc.Window, rc.Body, msgRate(rc.Rate), rc.Duration)
 
 	conns, err := registerAll(ctx, t.addr, 2*rc.Pairs, run, cfg.Noise)
 	if err != nil {
 		return nil, fmt.Errorf("bench: route setup: %w", err)
 	}
 	defer closeAll(conns)
+	return runRoute(ctx, cfg, rc, conns, func(ctx context.Context) (Stats, error) { return t.stats(ctx, false) })
+}
 
+// runRoute runs the route load over conns (sender, receiver, sender,
+// receiver...), reading the servers' counters with stats before and after
+// the measured time.
+func runRoute(ctx context.Context, cfg Config, rc RouteConfig, conns []*rawConn, stats func(context.Context) (Stats, error)) (*RouteResult, error) {
+	res := &RouteResult{RouteConfig: rc}
+	rate := msgRate(rc.Rate)
+	var err error
 	var (
 		measuring atomic.Bool
 		done      = make(chan struct{}) // closed at the end of the run
@@ -171,7 +175,7 @@ func Route(ctx context.Context, cfg Config, rc RouteConfig) (*RouteResult, error
 	}
 
 	time.Sleep(time.Second) // warm-up
-	if res.ServerBefore, err = t.stats(ctx, false); err != nil {
+	if res.ServerBefore, err = stats(ctx); err != nil {
 		close(done)
 		return nil, err
 	}
@@ -181,7 +185,7 @@ func Route(ctx context.Context, cfg Config, rc RouteConfig) (*RouteResult, error
 	measuring.Store(false)
 	tool1, sys1 := proc.CPUSeconds(), proc.RWSyscalls()
 	res.Delivered = delivered()
-	if res.ServerAfter, err = t.stats(ctx, false); err != nil {
+	if res.ServerAfter, err = stats(ctx); err != nil {
 		close(done)
 		return nil, err
 	}
@@ -228,6 +232,14 @@ func Route(ctx context.Context, cfg Config, rc RouteConfig) (*RouteResult, error
 		chart("latency histogram (send to deliver)", "latency (us, log scale)", "messages", true, Series{Name: "messages", Points: pts}),
 		chart("latency distribution", "latency (us, log scale)", "% of messages at or below", true, Series{Name: "cumulative %", Points: cdf}))
 	return res, nil
+}
+
+// msgRate says a route run's offered rate.
+func msgRate(rate int) string {
+	if rate > 0 {
+		return fmt.Sprintf("%d msgs/s offered", rate)
+	}
+	return "flat out"
 }
 
 // routeSender sends pair p's messages to user to: on its schedule at a

@@ -161,6 +161,16 @@ func freePort() string {
 	return strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
 }
 
+// freePortOn returns a free address on ip (host:port).
+func freePortOn(ip string) string {
+	ln, err := net.Listen("tcp", ip+":0")
+	if err != nil {
+		return ip + ":0"
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
 // cpuClock returns a reader of the server's CPU seconds (user + system)
 // and where it reads them: /proc/PID/stat from outside the server, when
 // the bench started it or was given its pid, so that any server is

@@ -257,8 +257,14 @@ func (s *Server) clusterNotReady() string {
 	if s.cl == nil {
 		return ""
 	}
-	if _, err := s.homeOf(0); err != nil {
+	if _, ok := s.cl.node.Shards(); !ok {
+		_, err := s.homeOf(0)
 		return err.Error()
+	}
+	if n := s.cl.counters.claimsQueued.Load(); n > 0 {
+		// Sessions here still work; a load balancer should prefer a node
+		// whose logins are recorded at once.
+		return fmt.Sprintf("directory unavailable: %d session claims waiting to be written", n)
 	}
 	return ""
 }

@@ -47,6 +47,7 @@ func clusterCycles() int {
 // the order its sender sent it; users homed on the dead node get their
 // backlog when it returns.
 func TestClusterKillNineLosesNothing(t *testing.T) {
+	t.Parallel() // most of its time is waiting on other processes; -parallel bounds how many run at once
 	nodes := startClusterNodes(t, 3)
 	var routes []string
 	for _, nd := range nodes {

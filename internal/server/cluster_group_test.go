@@ -21,6 +21,7 @@ import (
 // senders on three nodes at once, and every member sees one order. Each
 // home stores each body once, whatever its number of members.
 func TestClusterGroupAcrossHomes(t *testing.T) {
+	t.Parallel() // most of its time is waiting on other processes; -parallel bounds how many run at once
 	nodes := startClusterNodes(t, 3)
 	const size, senders, each = 256, 3, 20
 	conns := make([]*client.Conn, size)
@@ -236,6 +237,7 @@ func countBodies(t *testing.T, db *pebble.DB) int {
 // group's home (SENT), kept in its outbox through a kill -9 of the group's
 // home too, and stored at the member's home once both are back, in order.
 func TestClusterGroupOutboxSurvivesDeadHomes(t *testing.T) {
+	t.Parallel() // most of its time is waiting on other processes; -parallel bounds how many run at once
 	nodes := startClusterNodes(t, 3)
 	var routes []string
 	for _, nd := range nodes {

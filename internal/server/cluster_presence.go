@@ -34,7 +34,7 @@ func (s *Server) online(user uint64) bool {
 	s.rm.mu.Lock()
 	a := s.rm.away[user]
 	s.rm.mu.Unlock()
-	return a != nil && s.cl.node.Alive(a.node) && s.cl.node.Started(a.node).Equal(a.started)
+	return a != nil && s.cl.node.Alive(a.node) && !s.cl.node.Started(a.node).After(a.started)
 }
 
 // watchHome is presence's Watch: it asks user's home for updates, or
@@ -139,12 +139,10 @@ func (s *Server) awayPresence(wasLive map[string]bool) {
 	var changed, gone []uint64
 	s.rm.mu.Lock()
 	for u, a := range s.rm.away {
-		started := s.cl.node.Started(a.node)
-		if a.started.IsZero() {
-			a.started = started
-		}
+		// Heartbeats may still tell of the run before the one the session
+		// attached from: only a later one means the session is gone.
 		switch {
-		case live[a.node] && !started.Equal(a.started):
+		case live[a.node] && s.cl.node.Started(a.node).After(a.started):
 			delete(s.rm.away, u)
 			gone = append(gone, u)
 		case live[a.node] != wasLive[a.node]:

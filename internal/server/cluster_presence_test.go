@@ -12,6 +12,7 @@ import (
 // the node of her session, sees her come online, go offline with a last
 // seen, hide it, and go offline when her session's node dies.
 func TestClusterPresenceAcrossNodes(t *testing.T) {
+	t.Parallel() // most of its time is waiting on other processes; -parallel bounds how many run at once
 	nodes := startClusterNodes(t, 3)
 	ids := map[string]uint64{}
 	for _, name := range []string{"alice", "bob"} {

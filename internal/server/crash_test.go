@@ -88,6 +88,7 @@ func (c *child) kill9() {
 // between), and then checks that every message that got SENT is delivered,
 // exactly once after dropping duplicate ids, in per-sender order.
 func TestCrashLosesNothingAcknowledged(t *testing.T) {
+	t.Parallel() // most of its time is waiting on other processes; -parallel bounds how many run at once
 	if testing.Short() {
 		t.Skip("starts and kills server processes")
 	}

@@ -19,6 +19,7 @@ import (
 // session. The test logs how long the directory took to take writes
 // again (failover).
 func TestClusterDirectoryLeaderKilled(t *testing.T) {
+	t.Parallel() // most of its time is waiting on other processes; -parallel bounds how many run at once
 	nodes := startClusterNodes(t, 3)
 	leader := -1
 	deadline := time.Now().Add(30 * time.Second)

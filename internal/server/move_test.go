@@ -22,6 +22,7 @@ import (
 // delivered, none twice after the client's dedup, each sender's in order,
 // and every delivered receipt reaches its sender at its new home.
 func TestClusterShardMoveUnderLoad(t *testing.T) {
+	t.Parallel() // most of its time is waiting on other processes; -parallel bounds how many run at once
 	nodes := startClusterNodes(t, 3)
 	const pairs = 10
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)

@@ -130,6 +130,7 @@ func (tn *testNet) heal(i int) {
 // majority side during the partition keeps only that session once the
 // cut-off node hears of it.
 func TestClusterPartitionHeals(t *testing.T) {
+	t.Parallel() // most of its time is waiting on other processes; -parallel bounds how many run at once
 	tn := newTestNet(t, 3)
 	nodes := tn.nodes()
 	var routes []string

@@ -62,7 +62,7 @@ type remote struct {
 
 type attachment struct {
 	node    string
-	started time.Time // the node's run (cluster.Node.Started): a later run has no such session
+	started time.Time // the node's run, as it says: a later run (cluster.Node.Started) has no such session
 	sid     uint64    // the session's id at its node
 	epoch   uint64    // its directory epoch: a later attach wins
 	last    uint64    // the seq last pushed to it
@@ -413,6 +413,7 @@ func (s *Server) sendAttach(home string, user uint64, c *Conn) {
 	req := binary.BigEndian.AppendUint64(nil, user)
 	req = binary.BigEndian.AppendUint64(req, connID(c))
 	req = binary.BigEndian.AppendUint64(req, epoch)
+	req = binary.BigEndian.AppendUint64(req, uint64(s.cl.node.Run().UnixMilli()))
 	req = append(req, s.cl.node.Name()...)
 	if _, err := s.cl.node.Request(s.ctx(), home, "attach", req); err != nil {
 		s.cl.log.Debug("attach not answered", zap.Uint64("user", user), zap.String("home", home), zap.Error(err))
@@ -450,18 +451,18 @@ func (s *Server) detach(c *Conn, user uint64) {
 }
 
 func (s *Server) serveAttach(req []byte, respond func([]byte)) {
-	if len(req) < 25 {
+	if len(req) < 33 {
 		respond(nil)
 		return
 	}
 	user, sid, epoch := binary.BigEndian.Uint64(req), binary.BigEndian.Uint64(req[8:]), binary.BigEndian.Uint64(req[16:])
-	node := string(req[24:])
+	run, node := time.UnixMilli(int64(binary.BigEndian.Uint64(req[24:]))), string(req[32:])
 	rm := s.rm
 	rm.mu.Lock()
 	// A later claim wins; an attach whose claim is not written yet (epoch
 	// 0: the directory was unavailable) wins by arriving later.
 	if a := rm.away[user]; a == nil || epoch == 0 || epoch >= a.epoch {
-		rm.away[user] = &attachment{node: node, started: s.cl.node.Started(node), sid: sid, epoch: epoch}
+		rm.away[user] = &attachment{node: node, started: run, sid: sid, epoch: epoch}
 	}
 	rm.mu.Unlock()
 	respond([]byte{1})
@@ -769,8 +770,9 @@ func (s *Server) forward(r offline.Receipt, done func()) {
 	}
 }
 
-// forwarder sends queued receipts to their homes, one at a time per
-// receipt, retrying with backoff until each is stored.
+// forwarder sends queued receipts to their homes: each is an
+// asynchronous request (one node's to one home go in order), sent again
+// with backoff until the home has stored it.
 func (s *Server) forwarder() {
 	defer s.cl.wg.Done()
 	for {
@@ -778,35 +780,42 @@ func (s *Server) forwarder() {
 		case <-s.closing:
 			return
 		case f := <-s.rm.receipts:
-			s.cl.wg.Add(1)
-			go s.forwardOne(f)
+			r := f.r
+			req := binary.BigEndian.AppendUint64(make([]byte, 0, 33+len(r.IDs)), r.To)
+			req = append(req, byte(r.Kind))
+			req = binary.BigEndian.AppendUint64(req, r.By)
+			req = binary.BigEndian.AppendUint64(req, r.Group)
+			req = binary.BigEndian.AppendUint64(req, r.Time)
+			req = append(req, r.IDs...)
+			s.forwardOne(req, f.done, 100*time.Millisecond)
 		}
 	}
 }
 
-func (s *Server) forwardOne(f fwdReceipt) {
-	defer s.cl.wg.Done()
-	r := f.r
-	req := binary.BigEndian.AppendUint64(nil, r.To)
-	req = append(req, byte(r.Kind))
-	req = binary.BigEndian.AppendUint64(req, r.By)
-	req = binary.BigEndian.AppendUint64(req, r.Group)
-	req = binary.BigEndian.AppendUint64(req, r.Time)
-	req = append(req, r.IDs...)
-	for wait := 100 * time.Millisecond; ; wait = min(2*wait, 5*time.Second) {
-		home, err := s.homeOf(cluster.ShardOf(r.To))
-		if err == nil {
-			var reply []byte
-			if reply, err = s.cl.node.Request(s.ctx(), home, "receipt", req); err == nil && len(reply) == 1 && reply[0] == 0 {
-				f.done()
-				return
-			}
-		}
+// forwardOne sends one receipt (req) to its home; done runs once stored.
+func (s *Server) forwardOne(req []byte, done func(), wait time.Duration) {
+	again := func() {
 		select {
 		case <-s.closing:
 			return // the entries stay and are delivered again after the restart
-		case <-time.After(wait):
+		default:
 		}
+		time.AfterFunc(wait, func() { s.forwardOne(req, done, min(2*wait, 5*time.Second)) })
+	}
+	home, err := s.homeOf(cluster.ShardOf(binary.BigEndian.Uint64(req)))
+	if err != nil {
+		again()
+		return
+	}
+	err = s.cl.node.Send(home, "receipt", req, func(reply []byte, err error) {
+		if err == nil && len(reply) == 1 && reply[0] == 0 {
+			done()
+			return
+		}
+		again()
+	})
+	if err != nil {
+		again()
 	}
 }
 
