@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/chatd/chatd/codec"
+	"github.com/chatd/chatd/internal/cluster"
 )
 
 // ClusterConfig shapes the cluster scenario: the route load on a cluster
@@ -34,6 +36,12 @@ type ClusterResult struct {
 	// PerNode is each node's server CPU-s per million delivered messages
 	// (its own CPU over all the cluster's messages).
 	PerNode []float64 `json:"node_cpu_seconds_per_million"`
+	// Hops: requests between nodes during the measured time, and the
+	// bounds of the round-trip histogram's buckets their p50 and p99 fall in.
+	Hops     uint64        `json:"hops"`
+	HopP50   time.Duration `json:"hop_p50_ns"`
+	HopP99   time.Duration `json:"hop_p99_ns"`
+	HopsPerM float64       `json:"hops_per_message"`
 }
 
 // Cluster runs the cluster scenario.
@@ -65,7 +73,17 @@ func Cluster(ctx context.Context, cfg Config, cc ClusterConfig) (*ClusterResult,
 		return nil, fmt.Errorf("bench: cluster setup: %w", err)
 	}
 	var before, after []Stats
+	var hops [2]cluster.HopHistogram // summed over the nodes, before and after
 	read := func(ctx context.Context) ([]Stats, Stats, error) {
+		h := &hops[0]
+		if before != nil {
+			h = &hops[1]
+		}
+		for _, t := range nodes {
+			if st, err := clusterStatus(ctx, t.admin); err == nil {
+				addHops(h, st.Hops)
+			}
+		}
 		var sum Stats
 		all := make([]Stats, len(nodes))
 		for i, t := range nodes {
@@ -91,13 +109,40 @@ func Cluster(ctx context.Context, cfg Config, cc ClusterConfig) (*ClusterResult,
 	if err != nil {
 		return nil, err
 	}
-	res := &ClusterResult{Nodes: cc.Nodes, Cross: cc.Cross, Route: route}
+	res := &ClusterResult{Nodes: cc.Nodes, Cross: cc.Cross, Route: route, Hops: hops[1].Count - hops[0].Count,
+		HopP50: hops[0].Quantile(hops[1], 0.5), HopP99: hops[0].Quantile(hops[1], 0.99)}
+	if route.Delivered > 0 {
+		res.HopsPerM = float64(res.Hops) / float64(route.Delivered)
+	}
 	for i := range nodes {
 		if route.Delivered > 0 && i < len(before) && i < len(after) {
 			res.PerNode = append(res.PerNode, (after[i].CPUSeconds-before[i].CPUSeconds)/float64(route.Delivered)*1e6)
 		}
 	}
 	return res, nil
+}
+
+func clusterStatus(ctx context.Context, admin string) (cluster.Status, error) {
+	var st cluster.Status
+	req, _ := http.NewRequestWithContext(ctx, "GET", "http://"+admin+"/cluster", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return st, err
+	}
+	defer resp.Body.Close()
+	return st, json.NewDecoder(resp.Body).Decode(&st)
+}
+
+// addHops adds one node's round-trip histogram to sum.
+func addHops(sum *cluster.HopHistogram, h cluster.HopHistogram) {
+	if sum.Bounds == nil {
+		sum.Bounds, sum.Cumulative = h.Bounds, make([]uint64, len(h.Bounds))
+	}
+	for i := range min(len(sum.Cumulative), len(h.Cumulative)) {
+		sum.Cumulative[i] += h.Cumulative[i]
+	}
+	sum.Count += h.Count
+	sum.Sum += h.Sum
 }
 
 // addStats sums the counters that add up across nodes.
@@ -157,10 +202,15 @@ func startCluster(ctx context.Context, cfg Config, n int) ([]*target, error) {
 			cfg.ServerArgs...)
 		t.env = append(os.Environ(), "CHATD_CLUSTER_SECRET=bench-cluster-secret-0123456789")
 		t.env = append(t.env, cfg.ServerEnv...)
-		if err := t.start(ctx); err != nil {
+		if err := t.launch(); err != nil { // all at once: each waits for the others
 			return nodes, err
 		}
 		nodes = append(nodes, t)
+	}
+	for _, t := range nodes {
+		if err := t.waitUp(ctx, time.Minute); err != nil {
+			return nodes, err
+		}
 	}
 	deadline := time.Now().Add(time.Minute)
 	for _, t := range nodes {
@@ -274,6 +324,8 @@ func (r *ClusterResult) Print(cfg Config) {
 		sum += c
 	}
 	fmt.Fprintf(cfg.Out, "per node         %s CPU-s per million cluster messages (sum %.1f)\n", strings.Join(per, ", "), sum)
+	fmt.Fprintf(cfg.Out, "between nodes    %d requests (%.2f per message), round trip p50 <= %s, p99 <= %s (histogram bucket bounds)\n",
+		r.Hops, r.HopsPerM, r.HopP50, r.HopP99)
 	fmt.Fprintf(cfg.Out, "BenchmarkCluster/nodes=%d/cross=%v/pairs=%d/rate=%d 1 %.0f msgs/s %d p50-us %d p99-us %.1f cpu-s/M\n",
 		r.Nodes, r.Cross, r.Route.Pairs, r.Route.Rate, r.Route.MsgsPerSec, r.Route.P50us, r.Route.P99us, sum)
 }

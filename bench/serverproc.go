@@ -65,13 +65,27 @@ func startTarget(ctx context.Context, cfg *Config) (*target, error) {
 
 // start runs the server process and waits until its admin endpoint answers.
 func (t *target) start(ctx context.Context) error {
+	if err := t.launch(); err != nil {
+		return err
+	}
+	return t.waitUp(ctx, 30*time.Second)
+}
+
+// launch runs the server process.
+func (t *target) launch() error {
 	t.proc = exec.Command(t.bin, t.args...)
 	t.proc.Env = t.env
 	t.proc.Stdout, t.proc.Stderr = os.Stderr, os.Stderr
 	if err := t.proc.Start(); err != nil {
 		return fmt.Errorf("bench: start server: %w", err)
 	}
-	deadline := time.Now().Add(30 * time.Second)
+	return nil
+}
+
+// waitUp waits until the server's admin endpoint answers; it kills the
+// server if it does not within wait.
+func (t *target) waitUp(ctx context.Context, wait time.Duration) error {
+	deadline := time.Now().Add(wait)
 	for {
 		if _, err := t.stats(ctx, false); err == nil {
 			return nil

@@ -92,7 +92,9 @@ func (n *Node) ClaimSince(ctx context.Context, user uint64, device uint32, since
 			seen = rev
 		case prev.Node == n.cfg.Node && prev.Since == now.UnixMilli():
 			return Session{Node: n.cfg.Node, Since: now, Epoch: rev}, nil // our write landed after all
-		case rev != seen:
+		case rev != seen && prev.Node != "" && prev.Node != n.cfg.Node:
+			// Another node's login wrote meanwhile. (A release, which names
+			// no node, or this node's own earlier write is no rival.)
 			n.counters.lostRaces.Add(1)
 			return Session{}, ErrLostRace
 		}

@@ -117,10 +117,30 @@ func (h *hopHistogram) observe(d time.Duration) {
 // at most Bounds[i] (the last count is the rest), cumulative as
 // Prometheus wants them.
 type HopHistogram struct {
-	Bounds     []time.Duration
-	Cumulative []uint64
-	Count      uint64
-	Sum        time.Duration
+	Bounds     []time.Duration `json:"bounds_ns"`
+	Cumulative []uint64        `json:"cumulative"` // requests within each bound
+	Count      uint64          `json:"count"`
+	Sum        time.Duration   `json:"sum_ns"`
+}
+
+// Quantile returns the least bound within which fraction q of the
+// requests between h and the later h2 took (0 if none; the last bound
+// if beyond).
+func (h HopHistogram) Quantile(h2 HopHistogram, q float64) time.Duration {
+	n := h2.Count - h.Count
+	if n == 0 || len(h2.Cumulative) != len(h2.Bounds) {
+		return 0
+	}
+	for i, b := range h2.Bounds {
+		var before uint64
+		if i < len(h.Cumulative) {
+			before = h.Cumulative[i]
+		}
+		if float64(h2.Cumulative[i]-before) >= q*float64(n) {
+			return b
+		}
+	}
+	return h2.Bounds[len(h2.Bounds)-1]
 }
 
 // Hops returns the round-trip histogram of this node's requests.

@@ -40,6 +40,7 @@ type Status struct {
 	DirectoryLeader string         `json:"directory_leader"`
 	Directory       DirectoryStats `json:"directory"`
 	Requests        RequestStats   `json:"requests"`
+	Hops            HopHistogram   `json:"hops"` // round trips of requests to other nodes
 }
 
 // RequestStats count requests between nodes since start.
@@ -94,6 +95,7 @@ func (n *Node) Status() Status {
 		ClientErrors: c.asyncErrors.Load(),
 	}
 	h := n.Hops()
+	st.Hops = h
 	st.Requests = RequestStats{Out: h.Count, Failed: c.requestsFailed.Load(), Busy: c.requestsBusy.Load(),
 		In: c.requestsIn.Load(), InFlight: n.inflight.Load()}
 	if h.Count > 0 {
