@@ -28,16 +28,7 @@ func TestClusterPresenceAcrossNodes(t *testing.T) {
 	ha := homeNode(nodes, ids["alice"])
 	x := (ha + 1) % 3 // alice's sessions
 	y := 3 - ha - x   // bob's
-	login := func(nd *clusterNode, name string) *client.Conn {
-		c, _, err := authOn(t, nd, func(ctx context.Context, c *client.Conn) (codec.Welcome, error) {
-			return c.Login(ctx, name, "password1")
-		})
-		if err != nil {
-			t.Fatalf("%s at %s: %v", name, nd.name, err)
-		}
-		return c
-	}
-	bob := login(nodes[y], "bob")
+	bob := loginOn(t, nodes[y], "bob")
 	presenceOf := func(want codec.PresenceState) *codec.Presence {
 		t.Helper()
 		var got *codec.Presence
@@ -56,14 +47,14 @@ func TestClusterPresenceAcrossNodes(t *testing.T) {
 	}
 	presenceOf(codec.PresenceOffline)
 
-	alice := login(nodes[x], "alice")
+	alice := loginOn(t, nodes[x], "alice")
 	presenceOf(codec.PresenceOnline)
 	alice.Close()
 	if p := presenceOf(codec.PresenceOffline); p.LastSeen == 0 {
 		t.Fatal("offline without a last seen")
 	}
 
-	alice = login(nodes[x], "alice")
+	alice = loginOn(t, nodes[x], "alice")
 	presenceOf(codec.PresenceOnline)
 	if err := alice.WriteRaw((&codec.Privacy{Flags: codec.PrivacyHideLastSeen}).Append(nil)); err != nil {
 		t.Fatal(err)

@@ -45,13 +45,23 @@ func startClusterNodes(t *testing.T, n int) []*clusterNode {
 		t.Skip("starts a cluster of server processes")
 	}
 	nodes := make([]*clusterNode, n)
-	var routes []string
 	for i := range nodes {
 		ip := fmt.Sprintf("127.0.0.%d", i+2)
 		nodes[i] = &clusterNode{name: fmt.Sprintf("n%d", i+1), addr: freeOn(t, ip), listen: freeOn(t, ip), admin: freeOn(t, ip), dir: t.TempDir()}
-		routes = append(routes, nodes[i].listen)
 	}
-	ready := make(chan error, n)
+	runNodes(t, nodes)
+	return nodes
+}
+
+// runNodes starts nodes as one cluster and waits until every one is
+// ready; they are killed when the test ends.
+func runNodes(t *testing.T, nodes []*clusterNode) {
+	t.Helper()
+	var routes []string
+	for _, nd := range nodes {
+		routes = append(routes, nd.listen)
+	}
+	ready := make(chan error, len(nodes))
 	for _, nd := range nodes {
 		nd.start(t, strings.Join(routes, ","), ready)
 	}
@@ -65,7 +75,6 @@ func startClusterNodes(t *testing.T, n int) []*clusterNode {
 			t.Fatal(err)
 		}
 	}
-	return nodes
 }
 
 func (nd *clusterNode) start(t *testing.T, routes string, ready chan<- error) {
@@ -204,20 +213,7 @@ func TestClusterLoginAnywhereOneSession(t *testing.T) {
 // waitKicked waits for c's KICKED frame and returns its reason.
 func waitKicked(t *testing.T, c *client.Conn) codec.KickReason {
 	t.Helper()
-	deadline := time.After(15 * time.Second)
-	for {
-		select {
-		case f, ok := <-c.Events():
-			if !ok {
-				t.Fatalf("connection ended without KICKED: %v", c.Err())
-			}
-			if k, isKick := f.(*codec.Kicked); isKick {
-				return k.Reason
-			}
-		case <-deadline:
-			t.Fatal("no KICKED within 15 s")
-		}
-	}
+	return waitKickedWithin(t, c, 15*time.Second)
 }
 
 // homeNode is the node of a three-node test cluster that owns id's home
@@ -262,16 +258,7 @@ func TestClusterCrossNodeConversation(t *testing.T) {
 		nb = (hb + 2) % 3
 	}
 	t.Logf("alice home n%d on n%d, bob home n%d on n%d", ha+1, na+1, hb+1, nb+1)
-	login := func(nd *clusterNode, name string) *client.Conn {
-		c, _, err := authOn(t, nd, func(ctx context.Context, c *client.Conn) (codec.Welcome, error) {
-			return c.Login(ctx, name, "password1")
-		})
-		if err != nil {
-			t.Fatalf("%s at %s: %v", name, nd.name, err)
-		}
-		return c
-	}
-	alice, bob := login(nodes[na], "alice"), login(nodes[nb], bobName)
+	alice, bob := loginOn(t, nodes[na], "alice"), loginOn(t, nodes[nb], bobName)
 
 	const n = 200
 	sent := make([]codec.MsgID, n)
@@ -377,7 +364,7 @@ func TestClusterCrossNodeConversation(t *testing.T) {
 		}
 	}
 	third := 3 - na - nb // the node neither used
-	bob = login(nodes[third], bobName)
+	bob = loginOn(t, nodes[third], bobName)
 	for i := 0; i < 20; {
 		select {
 		case f, ok := <-bob.Events():

@@ -2,15 +2,12 @@ package server
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"net/http"
 	"testing"
 	"time"
 
 	"github.com/chatd/chatd/client"
 	"github.com/chatd/chatd/codec"
-	"github.com/chatd/chatd/internal/cluster"
 )
 
 // The node leading the directory's stream is killed (kill -9). Sessions
@@ -27,11 +24,7 @@ func TestClusterDirectoryLeaderKilled(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatal("no directory leader reported within 30 s")
 		}
-		var st cluster.Status
-		if resp, err := http.Get("http://" + nodes[0].admin + "/cluster"); err == nil {
-			json.NewDecoder(resp.Body).Decode(&st)
-			resp.Body.Close()
-		}
+		st := statusOf(nodes[0])
 		for i, nd := range nodes {
 			if nd.name == st.DirectoryLeader {
 				leader = i
@@ -58,21 +51,12 @@ func TestClusterDirectoryLeaderKilled(t *testing.T) {
 			names = append(names, name)
 		}
 	}
-	login := func(nd *clusterNode, name string) *client.Conn {
-		c, _, err := authOn(t, nd, func(ctx context.Context, c *client.Conn) (codec.Welcome, error) {
-			return c.Login(ctx, name, "password1")
-		})
-		if err != nil {
-			t.Fatalf("%s at %s: %v", name, nd.name, err)
-		}
-		return c
-	}
-	from, to, x := login(nodes[a], names[0]), login(nodes[a], names[1]), login(nodes[a], names[2])
+	from, to, x := loginOn(t, nodes[a], names[0]), loginOn(t, nodes[a], names[1]), loginOn(t, nodes[a], names[2])
 
 	killed := time.Now()
 	nodes[leader].kill()
 	// x logs in on b at once: its claim waits for the directory.
-	login(nodes[b], names[2])
+	loginOn(t, nodes[b], names[2])
 
 	// Meanwhile the pair on a keeps chatting, one message every 50 ms.
 	kicked := make(chan time.Duration, 1)

@@ -2,13 +2,10 @@ package server
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"net/http"
 	"os"
 	"os/exec"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -133,36 +130,10 @@ func TestClusterPartitionHeals(t *testing.T) {
 	t.Parallel() // most of its time is waiting on other processes; -parallel bounds how many run at once
 	tn := newTestNet(t, 3)
 	nodes := tn.nodes()
-	var routes []string
-	for _, nd := range nodes {
-		routes = append(routes, nd.listen)
-	}
-	ready := make(chan error, len(nodes))
-	for _, nd := range nodes {
-		nd.start(t, strings.Join(routes, ","), ready)
-	}
-	t.Cleanup(func() {
-		for _, nd := range nodes {
-			nd.kill()
-		}
-	})
-	for range nodes {
-		if err := <-ready; err != nil {
-			t.Fatal(err)
-		}
-	}
+	runNodes(t, nodes)
 	const victim = 2 // n3
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	connect := func(name string, nd *clusterNode) *client.Client {
-		c, err := client.Connect(ctx, client.Options{Addr: nd.addr, Name: name, Password: "password1", Register: true,
-			Plaintext: true, Backoff: client.Backoff{Min: 50 * time.Millisecond, Max: 500 * time.Millisecond, Jitter: true}})
-		if err != nil {
-			t.Fatalf("%s at %s: %v", name, nd.name, err)
-		}
-		t.Cleanup(func() { c.Close() })
-		return c
-	}
 
 	// A user homed on the majority side, with a session on the victim.
 	var split string
@@ -180,74 +151,10 @@ func TestClusterPartitionHeals(t *testing.T) {
 			split, splitID = name, w.User
 		}
 	}
-	onVictim, _, err := authOn(t, nodes[victim], func(ctx context.Context, c *client.Conn) (codec.Welcome, error) {
-		return c.Login(ctx, split, "password1")
+	onVictim := loginOn(t, nodes[victim], split)
+	tr := startTraffic(t, ctx, 9, "p", 25*time.Millisecond, func(i int) (*clusterNode, *clusterNode) {
+		return nodes[i%3], nodes[(i/3+i+1)%3]
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-
-	const pairs = 9
-	type pair struct {
-		sender, recipient *client.Client
-		mu                sync.Mutex
-		ids               []codec.MsgID
-		got               []int
-		seen              map[codec.MsgID]bool
-	}
-	ps := make([]*pair, pairs)
-	for i := range ps {
-		ps[i] = &pair{sender: connect(fmt.Sprintf("psndr%d", i), nodes[i%3]), recipient: connect(fmt.Sprintf("prcpt%d", i), nodes[(i/3+i+1)%3]),
-			seen: map[codec.MsgID]bool{}}
-	}
-	var readers sync.WaitGroup
-	for _, p := range ps {
-		readers.Add(2)
-		go func() {
-			defer readers.Done()
-			for f := range p.recipient.Events() {
-				if d, ok := f.(*codec.Deliver); ok {
-					var num int
-					fmt.Sscanf(string(d.Body), "m%d", &num)
-					p.mu.Lock()
-					if p.seen[d.ID] {
-						t.Errorf("message %d delivered twice after dedup", num)
-					}
-					p.seen[d.ID] = true
-					p.got = append(p.got, num)
-					p.mu.Unlock()
-				}
-			}
-		}()
-		go func() {
-			defer readers.Done()
-			for range p.sender.Events() {
-			}
-		}()
-	}
-	stop := make(chan struct{})
-	var sendWG sync.WaitGroup
-	for _, p := range ps {
-		sendWG.Add(1)
-		go func() {
-			defer sendWG.Done()
-			to := p.recipient.User()
-			for n := 0; ; n++ {
-				select {
-				case <-stop:
-					return
-				case <-time.After(25 * time.Millisecond):
-				}
-				id, err := p.sender.Send(to, []byte(fmt.Sprintf("m%d", n)))
-				if err != nil {
-					return
-				}
-				p.mu.Lock()
-				p.ids = append(p.ids, id)
-				p.mu.Unlock()
-			}
-		}()
-	}
 
 	time.Sleep(time.Second) // load before the cut
 	tn.partition(victim + 1)
@@ -255,12 +162,7 @@ func TestClusterPartitionHeals(t *testing.T) {
 	// The same user logs in on the majority side: its directory claim is
 	// made there (after the majority's own outage), and its kick cannot
 	// reach the victim.
-	onMajority, _, err := authOn(t, nodes[0], func(ctx context.Context, c *client.Conn) (codec.Welcome, error) {
-		return c.Login(ctx, split, "password1")
-	})
-	if err != nil {
-		t.Fatalf("login on the majority side during the partition: %v", err)
-	}
+	onMajority := loginOn(t, nodes[0], split)
 	// The cut is real: the victim hears no other node.
 	var last cluster.Status
 	for alone := false; !alone; {
@@ -269,11 +171,7 @@ func TestClusterPartitionHeals(t *testing.T) {
 			t.Fatalf("the victim still hears the other nodes 12 s into the partition: %+v\n%s", last, out)
 		}
 		time.Sleep(200 * time.Millisecond)
-		var st cluster.Status
-		if resp, err := http.Get("http://" + nodes[victim].admin + "/cluster"); err == nil {
-			json.NewDecoder(resp.Body).Decode(&st)
-			resp.Body.Close()
-		}
+		st := statusOf(nodes[victim])
 		heard := 0 // the others it hears (its own heartbeats stop too: no quorum to write them)
 		for _, n := range st.Nodes {
 			if n.Live && n.Name != nodes[victim].name {
@@ -290,51 +188,13 @@ func TestClusterPartitionHeals(t *testing.T) {
 		t.Fatalf("the victim's session of %s (%d) ended with %v, want KICKED elsewhere", split, splitID, k)
 	}
 	time.Sleep(2 * time.Second) // load after the heal
-	close(stop)
-	sendWG.Wait()
-
-	deadline := time.Now().Add(3 * time.Minute)
-	total := 0
-	for i, p := range ps {
-		for p.sender.Pending() > 0 && time.Now().Before(deadline) {
-			time.Sleep(50 * time.Millisecond)
-		}
-		p.mu.Lock()
-		want := len(p.ids)
-		p.mu.Unlock()
-		total += want
-		for time.Now().Before(deadline) {
-			p.mu.Lock()
-			n := len(p.got)
-			p.mu.Unlock()
-			if n >= want {
-				break
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
-		p.mu.Lock()
-		if len(p.got) < want {
-			t.Errorf("pair %d: %d of %d delivered (sender pending %d)", i, len(p.got), want, p.sender.Pending())
-		}
-		for j := 1; j < len(p.got); j++ {
-			if p.got[j] <= p.got[j-1] {
-				t.Errorf("pair %d: message %d after %d: out of order", i, p.got[j], p.got[j-1])
-				break
-			}
-		}
-		p.mu.Unlock()
-	}
+	total := tr.check(3*time.Minute, false)
 	// The majority side's session is the one left.
 	if err := onMajority.Ping(1); err != nil {
 		t.Fatalf("the majority side's session of %s is gone: %v", split, err)
 	}
 	waitFrame(t, onMajority, func(f codec.Frame) bool { _, ok := f.(*codec.Pong); return ok })
-	for _, p := range ps {
-		p.sender.Close()
-		p.recipient.Close()
-	}
-	readers.Wait()
-	t.Logf("%d messages from %d senders through a 15 s partition of one node", total, pairs)
+	t.Logf("%d messages through a 15 s partition of one node", total)
 }
 
 // waitKickedWithin is waitKicked with its own deadline.
