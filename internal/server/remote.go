@@ -462,7 +462,15 @@ func (s *Server) serveAttach(req []byte, respond func([]byte)) {
 	// A later claim wins; an attach whose claim is not written yet (epoch
 	// 0: the directory was unavailable) wins by arriving later.
 	if a := rm.away[user]; a == nil || epoch == 0 || epoch >= a.epoch {
-		rm.away[user] = &attachment{node: node, started: run, sid: sid, epoch: epoch}
+		na := &attachment{node: node, started: run, sid: sid, epoch: epoch}
+		if a != nil && a.node == node && a.sid == sid {
+			// The same session again (its claim was written late): keep
+			// numbering its pushes where they were, so that one lost just
+			// before still shows as a gap. Restarting from 0 would hide it
+			// if the session's drain finished before this attach.
+			na.last = a.last
+		}
+		rm.away[user] = na
 	}
 	rm.mu.Unlock()
 	respond([]byte{1})
