@@ -88,10 +88,20 @@ func (n *Node) ClaimSince(ctx context.Context, user uint64, device uint32, since
 			return Session{}, ErrLostRace
 		}
 		switch {
+		case attempt == 0 && !since.IsZero() && prev.Node == n.cfg.Node && prev.Since >= since.UnixMilli():
+			// An earlier attempt of this login, which timed out, was written
+			// after all (the directory was slow to answer). Its kick was
+			// never sent and the previous owner is not known: ask every
+			// other node; a node without an older session ignores it.
+			n.kickOthers(Kick{User: user, Device: device, Epoch: rev, By: n.cfg.Node})
+			return Session{Node: n.cfg.Node, Since: time.UnixMilli(prev.Since), Epoch: rev}, nil
 		case attempt == 0:
 			seen = rev
 		case prev.Node == n.cfg.Node && prev.Since == now.UnixMilli():
-			return Session{Node: n.cfg.Node, Since: now, Epoch: rev}, nil // our write landed after all
+			// Our write landed after all; whose entry it replaced is not
+			// known any more: every other node drops an older session.
+			n.kickOthers(Kick{User: user, Device: device, Epoch: rev, By: n.cfg.Node})
+			return Session{Node: n.cfg.Node, Since: now, Epoch: rev}, nil
 		case rev != seen && prev.Node != "" && prev.Node != n.cfg.Node:
 			// Another node's login wrote meanwhile. (A release, which names
 			// no node, or this node's own earlier write is no rival.)
@@ -215,6 +225,15 @@ func (n *Node) OnKick(fn func(Kick)) error {
 	n.wg.Add(1)
 	go n.watchSessions(fn)
 	return nil
+}
+
+// kickOthers sends k to every other node this node has heard from.
+func (n *Node) kickOthers(k Kick) {
+	for _, st := range n.live.snapshot(time.Now()) {
+		if st.Name != n.cfg.Node {
+			n.kick(st.Name, k)
+		}
+	}
 }
 
 func kickSubject(node string) string { return "chatd.node." + node + ".kick" }

@@ -157,6 +157,7 @@ func (s *Server) claimSession(c *Conn, user uint64) error {
 	}
 	// A short wait: a directory without a leader must not hold the login
 	// for the whole operation timeout; the claim is retried meanwhile.
+	start := time.Now() // the login's time: a retry adopts a write of this attempt that landed late
 	ctx, cancel := context.WithTimeout(s.ctx(), claimTimeout)
 	sess, err := s.cl.node.Claim(ctx, user, 1)
 	cancel()
@@ -166,7 +167,7 @@ func (s *Server) claimSession(c *Conn, user uint64) error {
 	case err != nil:
 		s.cl.counters.claimFailures.Add(1)
 		s.cl.log.Warn("session claim not written; the session starts and the claim is retried", zap.Uint64("user", user), zap.Error(err))
-		go s.retryClaim(c, user, time.Now())
+		go s.retryClaim(c, user, start)
 		return nil
 	}
 	s.cl.sessions.Store(user, &claim{c: c, epoch: sess.Epoch})

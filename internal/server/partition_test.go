@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -34,6 +35,8 @@ func run(args ...string) error {
 	return nil
 }
 
+var netRuns atomic.Int32
+
 func newTestNet(t *testing.T, n int) *testNet {
 	t.Helper()
 	if testing.Short() {
@@ -43,7 +46,8 @@ func newTestNet(t *testing.T, n int) *testNet {
 		t.Skip("partition test skipped: nft is not installed (apt-get install nftables)")
 	}
 	id := os.Getpid() % 200
-	tn := &testNet{t: t, prefix: fmt.Sprintf("cp%d", os.Getpid()%100000), subnet: fmt.Sprintf("10.99.%d.", id+20), n: n}
+	nth := netRuns.Add(1) // -count=N runs the test again in this process
+	tn := &testNet{t: t, prefix: fmt.Sprintf("cp%d%c", os.Getpid()%100000, 'a'+rune(nth%26)), subnet: fmt.Sprintf("10.99.%d.", (id+int(nth))%200+20), n: n}
 	br := tn.prefix + "br"
 	if err := run("ip", "link", "add", br, "type", "bridge"); err != nil {
 		t.Skipf("partition test skipped: cannot make a bridge here (%v)", err)

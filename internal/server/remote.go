@@ -552,17 +552,6 @@ func (s *Server) serveDeliver(msg []byte, respond func([]byte)) {
 	if !ok {
 		return // the session ended: its detach is on the way
 	}
-	if connID(c) != sid {
-		// The home pushes to an older session of this user: its attach for
-		// the current one was lost. Attach again and drain what it missed.
-		go func() {
-			if home, err := s.homeOf(cluster.ShardOf(user)); err == nil {
-				s.sendAttach(home, user, c)
-				s.drain(c)
-			}
-		}()
-		return
-	}
 	var stored []*offline.Stored
 	for rest := msg[24:]; len(rest) > 0; {
 		st := &offline.Stored{To: user}
@@ -572,6 +561,24 @@ func (s *Server) serveDeliver(msg []byte, respond func([]byte)) {
 			break
 		}
 		stored = append(stored, st)
+	}
+	if connID(c) != sid {
+		// A push for an older session of this user: the home had not yet
+		// taken the current one's attach (or lost it). Its entries are the
+		// user's all the same: offer them to the current session now, in
+		// order, since the current one's drain may already be past them
+		// and its pushes, numbered anew, cannot show them missing. Then
+		// attach again and drain, in case the attach was lost.
+		b := s.batch()
+		s.sessions.AppliedFrom(user, 0, stored, b)
+		s.flush(b)
+		go func() {
+			if home, err := s.homeOf(cluster.ShardOf(user)); err == nil {
+				s.sendAttach(home, user, c)
+				s.drain(c)
+			}
+		}()
+		return
 	}
 	b := s.batch()
 	drain := s.sessions.AppliedFrom(user, prev, stored, b)
