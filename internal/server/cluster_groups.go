@@ -377,13 +377,14 @@ func (s *Server) serveFanIn(req []byte, respond func([]byte)) {
 	fo := s.fo
 	fo.appliedMu.Lock()
 	fresh := items[:0]
+	var from []fanSource // each fresh item's source, for the mark once stored
 	for _, it := range items {
 		var e offline.Entry
 		if _, err := offline.DecodeWire(it.Wire, &e); err != nil {
 			continue
 		}
-		if it.Seq > fo.applied[fanSource{src, e.Group}] {
-			fresh = append(fresh, it)
+		if k := (fanSource{src, e.Group}); it.Seq > fo.applied[k] {
+			fresh, from = append(fresh, it), append(from, k)
 		}
 	}
 	fo.appliedMu.Unlock()
@@ -393,11 +394,8 @@ func (s *Server) serveFanIn(req []byte, respond func([]byte)) {
 			return
 		}
 		fo.appliedMu.Lock()
-		for _, it := range fresh {
-			var e offline.Entry
-			offline.DecodeWire(it.Wire, &e)
-			k := fanSource{src, e.Group}
-			fo.applied[k] = max(fo.applied[k], it.Seq)
+		for i, k := range from {
+			fo.applied[k] = max(fo.applied[k], fresh[i].Seq)
 		}
 		fo.appliedMu.Unlock()
 		respond([]byte{0})

@@ -51,11 +51,14 @@ type remote struct {
 	here       map[string]map[uint64]*Conn
 	started    map[string]time.Time // each home's run, as last seen: a change means it forgot attachments
 	streams    map[uint64]stream    // at the home: the last store taken from each remote sender
-	outbound   map[*Conn]*sendStream
-	undrained  map[uint64]bool // sessions whose last read from their home failed
-	unattached map[uint64]bool // sessions whose attach was not answered
+	undrained  map[uint64]bool      // sessions whose last read from their home failed
+	unattached map[uint64]bool      // sessions whose attach was not answered
 
 	replies sync.Map // *offline.Message -> func([]byte): stores waiting to answer another node
+	// outbound holds the stores of each connection that sent to another
+	// home (*Conn -> *sendStream), outside mu: a SEND takes only its own
+	// connection's lock, and a connection that never sent away none.
+	outbound sync.Map
 
 	receipts chan fwdReceipt // receipts to forward, retried until their home has them
 }
@@ -72,6 +75,7 @@ type stream struct{ sid, n uint64 }
 
 // sendStream numbers one connection's stores to other homes.
 type sendStream struct {
+	mu     sync.Mutex // the event loop sends, NATS callbacks answer
 	sid    uint64
 	n      uint64            // stores sent so far
 	last   map[string]uint64 // the n last sent to each home
@@ -97,7 +101,7 @@ type fwdReceipt struct {
 
 func newRemote(s *Server) *remote {
 	return &remote{s: s, away: map[uint64]*attachment{}, here: map[string]map[uint64]*Conn{},
-		started: map[string]time.Time{}, streams: map[uint64]stream{}, outbound: map[*Conn]*sendStream{}, undrained: map[uint64]bool{},
+		started: map[string]time.Time{}, streams: map[uint64]stream{}, undrained: map[uint64]bool{},
 		unattached: map[uint64]bool{},
 		receipts:   make(chan fwdReceipt, 65536)}
 }
@@ -138,13 +142,8 @@ func randomID() uint64 {
 // sendRemote sends a SEND whose recipient is homed at home, and answers
 // the sender when the home does. It runs on c's event-loop turn.
 func (s *Server) sendRemote(c *Conn, f *codec.Send, user uint64, home string) {
-	rm := s.rm
-	rm.mu.Lock()
-	ss := rm.outbound[c]
-	if ss == nil {
-		ss = &sendStream{sid: randomID(), last: map[string]uint64{}, flight: map[uint64]*flight{}}
-		rm.outbound[c] = ss
-	}
+	ss := s.rm.stream(c)
+	ss.mu.Lock()
 	fl := ss.flight[f.To]
 	if fl == nil {
 		fl = &flight{home: home}
@@ -161,7 +160,7 @@ func (s *Server) sendRemote(c *Conn, f *codec.Send, user uint64, home string) {
 				c.Close()
 			}
 		})
-		rm.mu.Unlock()
+		ss.mu.Unlock()
 		return
 	}
 	fl.home = home
@@ -169,7 +168,7 @@ func (s *Server) sendRemote(c *Conn, f *codec.Send, user uint64, home string) {
 	ss.n++
 	n, prev := ss.n, ss.last[home]
 	ss.last[home] = n
-	rm.mu.Unlock()
+	ss.mu.Unlock()
 
 	req := make([]byte, 0, 57+len(f.Body))
 	for _, v := range []uint64{ss.sid, n, prev, user, f.To} {
@@ -196,26 +195,38 @@ func (s *Server) sendRemote(c *Conn, f *codec.Send, user uint64, home string) {
 // another node (or held behind them): a SEND to a recipient homed here
 // must then follow them through sendRemote, or it could overtake them.
 func (rm *remote) inFlight(c *Conn, to uint64) bool {
-	rm.mu.Lock()
-	defer rm.mu.Unlock()
-	ss := rm.outbound[c]
-	return ss != nil && ss.flight[to] != nil
+	v, ok := rm.outbound.Load(c)
+	if !ok {
+		return false
+	}
+	ss := v.(*sendStream)
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	return ss.flight[to] != nil
+}
+
+// stream returns c's send stream, made on its first store to another home.
+func (rm *remote) stream(c *Conn) *sendStream {
+	if v, ok := rm.outbound.Load(c); ok {
+		return v.(*sendStream)
+	}
+	v, _ := rm.outbound.LoadOrStore(c, &sendStream{sid: randomID(), last: map[string]uint64{}, flight: map[uint64]*flight{}})
+	return v.(*sendStream)
 }
 
 // landed counts an answered store to recipient to; ok false (refused
 // for now) closes the connection and drops the stores held behind it.
 // Stores held for a new home go once none is in flight to the old one.
 func (s *Server) landed(c *Conn, to uint64, ok bool) {
-	rm := s.rm
-	rm.mu.Lock()
-	ss := rm.outbound[c]
-	if ss == nil {
-		rm.mu.Unlock()
-		return
+	v, found := s.rm.outbound.Load(c)
+	if !found {
+		return // the connection closed
 	}
+	ss := v.(*sendStream)
+	ss.mu.Lock()
 	fl := ss.flight[to]
 	if fl == nil {
-		rm.mu.Unlock()
+		ss.mu.Unlock()
 		return
 	}
 	fl.n--
@@ -228,7 +239,7 @@ func (s *Server) landed(c *Conn, to uint64, ok bool) {
 	if fl.n == 0 && len(fl.held) == 0 && len(held) == 0 {
 		delete(ss.flight, to)
 	}
-	rm.mu.Unlock()
+	ss.mu.Unlock()
 	if !ok {
 		c.Close()
 		return
@@ -432,8 +443,8 @@ func connID(c *Conn) uint64 { return uint64(uintptr(unsafe.Pointer(c))) }
 // detach undoes attach when the session ends (Closed: it only queues).
 func (s *Server) detach(c *Conn, user uint64) {
 	rm := s.rm
+	rm.outbound.Delete(c)
 	rm.mu.Lock()
-	delete(rm.outbound, c)
 	var home string
 	for h, users := range rm.here {
 		if users[user] == c {
