@@ -62,7 +62,14 @@ type release struct {
 
 const releaseWorkers = 8
 
-// claimTimeout bounds one attempt at a session claim (a healthy
+// loginClaimTimeout bounds a login's own claim attempt: long enough
+// that a loaded node's healthy directory write rarely misses it (a
+// missed one is retried, and the retry path leaves a short window in
+// which a kick finds no session to close), short enough that a login
+// during a directory outage does not wait for the operation timeout.
+const loginClaimTimeout = 3 * time.Second
+
+// claimTimeout bounds one retried attempt at a session claim (a healthy
 // directory answers in milliseconds).
 const claimTimeout = time.Second
 
@@ -158,7 +165,7 @@ func (s *Server) claimSession(c *Conn, user uint64) error {
 	// A short wait: a directory without a leader must not hold the login
 	// for the whole operation timeout; the claim is retried meanwhile.
 	start := time.Now() // the login's time: a retry adopts a write of this attempt that landed late
-	ctx, cancel := context.WithTimeout(s.ctx(), claimTimeout)
+	ctx, cancel := context.WithTimeout(s.ctx(), loginClaimTimeout)
 	sess, err := s.cl.node.Claim(ctx, user, 1)
 	cancel()
 	switch {
