@@ -142,7 +142,6 @@ func authOn(t *testing.T, nd *clusterNode, do func(context.Context, *client.Conn
 // REGISTER, LOGIN, RESUME and LOOKUP reach the home, and one user keeps
 // one live session across the cluster.
 func TestClusterLoginAnywhereOneSession(t *testing.T) {
-	t.Parallel() // most of its time is waiting on other processes; -parallel bounds how many run at once
 	nodes := startClusterNodes(t, 3)
 	users := map[string]uint64{}
 	var tokens = map[string]codec.Token{}
@@ -227,7 +226,6 @@ func homeNode(nodes []*clusterNode, id uint64) int { return cluster.ShardOf(id) 
 // sender, and a backlog drained from the home by a session on a third
 // node.
 func TestClusterCrossNodeConversation(t *testing.T) {
-	t.Parallel() // most of its time is waiting on other processes; -parallel bounds how many run at once
 	nodes := startClusterNodes(t, 3)
 	ids := map[string]uint64{}
 	// bob is the first of a few names whose home is not alice's, so that
