@@ -124,14 +124,6 @@ func (n *Node) ClaimSince(ctx context.Context, user uint64, device uint32, since
 			return Session{}, n.failed(err)
 		}
 		n.counters.casRetries.Add(1)
-		// Back off a little, more each time: a compare-and-set can fail
-		// spuriously (notes/cluster.md), and five tries in a row at once
-		// failed that way in TestConcurrentClaimsFenceByEpoch.
-		select {
-		case <-ctx.Done():
-			return Session{}, n.failed(ctx.Err())
-		case <-time.After(time.Duration(attempt+1) * 5 * time.Millisecond):
-		}
 	}
 }
 
