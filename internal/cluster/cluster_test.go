@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -12,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/goleak"
 )
 
@@ -455,5 +457,93 @@ func TestSendKeepsOrderAndTimesOut(t *testing.T) {
 		}
 	case <-time.After(2 * nodes[0].cfg.OpTimeout):
 		t.Fatal("an unanswered send never finished")
+	}
+}
+
+// A directory watch that ends (the NATS client gave up on its consumer)
+// starts again where it stopped: a claim made on another node while it
+// was down still reaches this node. The claim here is written without a
+// kick request, as one made while this node was cut off.
+func TestSessionWatchResumesWhereItStopped(t *testing.T) {
+	nodes := shared(t)
+	kicks := make(chan Kick, 64)
+	if err := nodes[2].OnKick(func(k Kick) {
+		if k.User == 4242 {
+			select {
+			case kicks <- k:
+			default:
+			}
+		}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if _, err := nodes[2].Claim(ctx, 4242, 1); err != nil {
+		t.Fatal(err)
+	}
+	restarts := nodes[2].counters.watchRestarts.Load()
+	for round := 0; round < 3; round++ {
+		// The watch may not have started yet on the first round: wait for
+		// it to take the signal (it starts within a heartbeat).
+		select {
+		case nodes[2].endWatch <- struct{}{}:
+		case <-time.After(5 * time.Second):
+			t.Fatal("the directory watch is not running")
+		}
+		val, _ := json.Marshal(sessionValue{Node: "n1", Since: time.Now().UnixMilli()})
+		rev, err := nodes[0].dir.Put(ctx, sessionKey(4242, 1), val)
+		if err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case k := <-kicks:
+			if k.Epoch != rev || k.By != "n1" {
+				t.Fatalf("round %d: kick %+v, want epoch %d by n1", round, k, rev)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("round %d: a claim made while the watch was down never reached n3", round)
+		}
+	}
+	if got := nodes[2].counters.watchRestarts.Load() - restarts; got < 3 {
+		t.Fatalf("%d watch restarts counted, want 3", got)
+	}
+}
+
+// stuckWatcher delivers nothing and never ends: an ordered consumer the
+// NATS client is still trying to recreate.
+type stuckWatcher struct{ ch chan jetstream.KeyValueEntry }
+
+func (w stuckWatcher) Updates() <-chan jetstream.KeyValueEntry { return w.ch }
+func (w stuckWatcher) Stop() error                             { return nil }
+
+// A watch that delivers nothing while the directory has revisions it
+// has not seen is given up within a few heartbeats, to be started again
+// where it stopped.
+func TestStalledSessionWatchIsAbandoned(t *testing.T) {
+	nodes := shared(t)
+	ctx := context.Background()
+	last, err := nodes[1].dirLastRev(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	next := last + 1
+	if _, err := nodes[0].Claim(ctx, 4343, 1); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	start := time.Now()
+	go func() {
+		nodes[1].followSessions(ctx, stuckWatcher{make(chan jetstream.KeyValueEntry)}, &next, func(Kick) {})
+		close(done)
+	}()
+	limit := (stallAfter + 3) * nodes[1].cfg.Heartbeat
+	select {
+	case <-done:
+		if next != last+1 {
+			t.Fatalf("next moved to %d without a delivery", next)
+		}
+		t.Logf("a stalled watch was abandoned after %s", time.Since(start).Round(time.Millisecond))
+	case <-time.After(limit + 5*time.Second):
+		t.Fatalf("a watch that delivers nothing was kept for over %s", limit)
 	}
 }

@@ -265,27 +265,6 @@ func (n *Node) kick(node string, k Kick) {
 	}()
 }
 
-// watchSessions follows the directory's new claims until Close and turns
-// each claim by another node into a Kick for this one: the backup for a
-// kick request that was lost (this node was cut off when the claim was
-// made). A watch resumes where it stopped after an outage, so a claim
-// made during a partition arrives after the heal; one that ended and was
-// started again (UpdatesOnly) misses the claims made in between. fn ignores kicks for
-// sessions it does not hold.
-func (n *Node) watchSessions(fn func(Kick)) {
-	n.keepWatching(func(ctx context.Context) (jetstream.KeyWatcher, error) {
-		return n.dir.WatchAll(ctx, jetstream.UpdatesOnly())
-	}, func(e jetstream.KeyValueEntry, _ bool) {
-		var v sessionValue
-		if json.Unmarshal(e.Value(), &v) != nil || v.Node == "" || v.Node == n.cfg.Node {
-			return
-		}
-		if user, device, ok := parseSessionKey(e.Key()); ok {
-			fn(Kick{User: user, Device: device, Epoch: e.Revision(), By: v.Node})
-		}
-	}, nil)
-}
-
 func parseSessionKey(key string) (uint64, uint32, bool) {
 	var user uint64
 	var device uint32

@@ -168,7 +168,9 @@ type Node struct {
 	ctx    context.Context // cancelled by Close: background calls return
 	cancel context.CancelFunc
 	stop   chan struct{} // closed by Close: background loops return
-	wg     sync.WaitGroup
+	// endWatch ends the directory watch as a lost consumer would (tests).
+	endWatch chan struct{}
+	wg       sync.WaitGroup
 }
 
 // Start starts the embedded NATS server, joins the cluster, waits for
@@ -179,7 +181,7 @@ func Start(cfg Config) (*Node, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	n := &Node{cfg: cfg, log: cfg.Logger.Named("cluster"), stop: make(chan struct{})}
+	n := &Node{cfg: cfg, log: cfg.Logger.Named("cluster"), stop: make(chan struct{}), endWatch: make(chan struct{})}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	n.live.init(3 * cfg.Heartbeat)
 	n.shardm.ready = make(chan struct{})

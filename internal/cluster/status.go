@@ -13,6 +13,7 @@ type counters struct {
 	heartbeatFailures             atomic.Uint64
 	kicksOut, kicksIn             atomic.Uint64
 	kicksUnanswered               atomic.Uint64
+	watchRestarts                 atomic.Uint64 // directory watches started again (ended or stalled)
 	asyncErrors                   atomic.Uint64 // the NATS client's (slow consumer: dropped messages)
 
 	requestsIn, requestsFailed, requestsBusy atomic.Uint64
@@ -63,6 +64,7 @@ type DirectoryStats struct {
 	KicksOut        uint64 `json:"kicks_out"`
 	KicksIn         uint64 `json:"kicks_in"`
 	KicksUnanswered uint64 `json:"kicks_unanswered"`
+	WatchRestarts   uint64 `json:"watch_restarts"`
 	ClientErrors    uint64 `json:"nats_client_errors"`
 }
 
@@ -92,7 +94,8 @@ func (n *Node) Status() Status {
 		Claims: c.claims.Load(), CASRetries: c.casRetries.Load(), LostRaces: c.lostRaces.Load(),
 		Failures: c.dirFailures.Load(), HeartbeatMisses: c.heartbeatFailures.Load(),
 		KicksOut: c.kicksOut.Load(), KicksIn: c.kicksIn.Load(), KicksUnanswered: c.kicksUnanswered.Load(),
-		ClientErrors: c.asyncErrors.Load(),
+		WatchRestarts: c.watchRestarts.Load(),
+		ClientErrors:  c.asyncErrors.Load(),
 	}
 	h := n.Hops()
 	st.Hops = h

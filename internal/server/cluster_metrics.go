@@ -49,6 +49,7 @@ func (m metrics) collectCluster(ch chan<- prometheus.Metric) {
 		"claims": d.Claims, "cas_retries": d.CASRetries, "lost_races": d.LostRaces, "failures": d.Failures,
 		"claims_not_written": s.cl.counters.claimFailures.Load(), "releases_dropped": s.cl.counters.releasesDropped.Load(),
 		"heartbeats_not_written": d.HeartbeatMisses, "kicks_out": d.KicksOut, "kicks_in": d.KicksIn, "kicks_unanswered": d.KicksUnanswered,
+		"watch_restarts": d.WatchRestarts,
 	} {
 		emit(mDirectory, float64(v), kind)
 	}
