@@ -46,8 +46,9 @@ type clustering struct {
 
 	// A shard move (move.go): the shards this node stopped being home to
 	// while it copies them, and whether a move runs.
-	frozen [cluster.Shards]atomic.Bool
-	moving atomic.Bool
+	frozen   [cluster.Shards]atomic.Bool
+	moving   atomic.Bool
+	importMu sync.Mutex // serialises the shard imports this node receives (move.go)
 }
 
 type claim struct {

@@ -51,6 +51,10 @@ type MoveReport struct {
 
 const importBatch = 1 << 20
 
+// importTries bounds the sends of one import batch that get no answer (a
+// loaded new owner); the move fails, and the shard stays, after that.
+const importTries = 3
+
 // MoveShard moves shard, homed here, to node to.
 func (s *Server) MoveShard(ctx context.Context, shard int, to string) (MoveReport, error) {
 	rep := MoveReport{Shard: shard, To: to}
@@ -135,7 +139,16 @@ func (s *Server) copyShard(ctx context.Context, shard int, to string, in func(ui
 		if len(req) <= 2 {
 			return nil
 		}
-		reply, err := s.cl.node.Request(ctx, to, "import", req)
+		// An import that timed out may have been written: it is sent
+		// again, and the new owner takes a record it already has once.
+		var reply []byte
+		var err error
+		for try := 0; ; try++ {
+			reply, err = s.cl.node.Request(ctx, to, "import", req)
+			if err == nil || !errors.Is(err, cluster.ErrNoAnswer) || try == importTries-1 || ctx.Err() != nil {
+				break
+			}
+		}
 		if err != nil {
 			return err
 		}
@@ -202,6 +215,10 @@ func (s *Server) importRecords(req []byte) error {
 		return errors.New("short import")
 	}
 	shard := int(binary.BigEndian.Uint16(req)) // imports come before the flip and, to catch up, after it
+	// One at a time: a batch sent again after a timeout may meet its
+	// first send still writing, and each must see what the other wrote.
+	s.cl.importMu.Lock()
+	defer s.cl.importMu.Unlock()
 	b := s.db.NewBatch()
 	defer b.Close()
 	var keys, values [][]byte
@@ -220,6 +237,9 @@ func (s *Server) importRecords(req []byte) error {
 		v := rest[4 : 4+n]
 		rest = rest[4+n:]
 		b.Set(k, v, nil)
+		if k[0] == store.PrefixInbox && s.has(k) {
+			continue // sent again after a timeout: counted once already
+		}
 		keys, values = append(keys, k), append(values, v)
 		counter = counter || string(k) == string(account.ShardCounterKey(shard))
 		if k[0] == store.PrefixGroup && len(k) >= 9 {
@@ -235,6 +255,16 @@ func (s *Server) importRecords(req []byte) error {
 		}
 	}
 	return s.inbox.Adopt(keys, values)
+}
+
+// has reports whether k is stored here.
+func (s *Server) has(k []byte) bool {
+	_, closer, err := s.db.Get(k)
+	if err != nil {
+		return false
+	}
+	closer.Close()
+	return true
 }
 
 // dropShard deletes the moved records here and forgets what memory held

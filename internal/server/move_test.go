@@ -2,6 +2,8 @@ package server
 
 import (
 	"context"
+	"encoding/binary"
+	"errors"
 	"io"
 	"net/http"
 	"net/url"
@@ -9,7 +11,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chatd/chatd/client"
+	"github.com/chatd/chatd/codec"
 	"github.com/chatd/chatd/internal/cluster"
+	"github.com/chatd/chatd/internal/store"
+	"github.com/cockroachdb/pebble/v2"
 )
 
 // Shards move under load: ten senders each send to their recipient on
@@ -55,4 +61,71 @@ func TestClusterShardMoveUnderLoad(t *testing.T) {
 	}
 	time.Sleep(300 * time.Millisecond) // load after the last move
 	tr.check(2*time.Minute, true)
+}
+
+// An import batch the new owner gets twice (its first send timed out on
+// the old owner's side but was written) counts each inbox entry once:
+// the inbox depths behind quotas stay exact.
+func TestImportSentTwiceCountsOnce(t *testing.T) {
+	cfg := testConfig(t)
+	listen := freeOn(t, "127.0.0.1")
+	cfg.Cluster = &cluster.Config{Node: "n1", Listen: listen, Routes: []string{listen}, Secret: "cluster-test-secret",
+		Heartbeat: 250 * time.Millisecond, ReadyTimeout: time.Minute}
+	s := startServer(t, cfg)
+	var a, b *client.Conn
+	deadline := time.Now().Add(30 * time.Second)
+	for a == nil { // the shard map is made once the node is live: ERROR 63 until then
+		c := dial(t, s)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		_, err := c.Register(ctx, "alice", "password-alice")
+		cancel()
+		var e *codec.Error
+		switch {
+		case err == nil:
+			a = c
+		case errors.As(err, &e) && e.Code == codec.CodeUnavailable && time.Now().Before(deadline):
+			c.Close()
+			time.Sleep(50 * time.Millisecond)
+		default:
+			t.Fatal(err)
+		}
+	}
+	b = register(t, s, "bob")
+	bob := b.Welcome.User
+	b.Close()
+	if _, err := a.Send(bob, []byte("hello"), true); err != nil {
+		t.Fatal(err)
+	}
+	var key, val []byte
+	prefix := binary.BigEndian.AppendUint64([]byte{store.PrefixInbox}, bob)
+	for key == nil { // the entry is written once SENT arrives
+		if time.Now().After(deadline) {
+			t.Fatal("bob's entry was not stored")
+		}
+		it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: prefix, UpperBound: store.PrefixEnd(prefix)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if it.First() {
+			key, val = append([]byte(nil), it.Key()...), append([]byte(nil), it.Value()...)
+		}
+		it.Close()
+		time.Sleep(10 * time.Millisecond)
+	}
+	// The same entry again under a later seq, as a moved shard brings it.
+	moved := binary.BigEndian.AppendUint64(append([]byte(nil), key[:9]...), binary.BigEndian.Uint64(key[9:])+1000)
+	batch := binary.BigEndian.AppendUint16(nil, uint16(cluster.ShardOf(bob)))
+	batch = binary.BigEndian.AppendUint32(batch, uint32(len(moved)))
+	batch = append(batch, moved...)
+	batch = binary.BigEndian.AppendUint32(batch, uint32(len(val)))
+	batch = append(batch, val...)
+	before := s.inbox.Entries()
+	for range 2 {
+		if err := s.importRecords(batch); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := s.inbox.Entries() - before; got != 1 {
+		t.Fatalf("an entry imported twice counted %d times", got)
+	}
 }
