@@ -284,6 +284,10 @@ func (n *Node) startServer() error {
 	n.ns = ns
 	nc, err := nats.Connect("", nats.InProcessServer(ns), nats.Name("chatd-"+cfg.Node), nats.Token(token),
 		nats.MaxReconnects(-1), nats.ErrorHandler(n.asyncError),
+		// The in-process pipe's handshake has the default 2 s: a node
+		// restarted on a starved machine (its JetStream recovering) missed
+		// it. Start is bounded by ReadyTimeout anyway.
+		nats.Timeout(max(cfg.ReadyTimeout/2, 2*time.Second)),
 	)
 	if err != nil {
 		return fmt.Errorf("cluster: in-process client: %w", err)

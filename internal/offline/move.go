@@ -115,6 +115,34 @@ func (in *Inbox[S]) Adopt(keys, values [][]byte) error {
 	return nil
 }
 
+// Disown takes deleted records (a copy of a shard this node does not
+// own, left by a move that failed) out of the lanes' state: each inbox's
+// count shrinks by its deleted entries. Keys other than entries are
+// ignored.
+func (in *Inbox[S]) Disown(keys [][]byte) error {
+	byLane := map[*lane[S]]map[uint64]int32{}
+	var total int64
+	for _, k := range keys {
+		if len(k) != 17 || k[0] != store.PrefixInbox {
+			continue
+		}
+		u := binary.BigEndian.Uint64(k[1:])
+		l := in.lane(u)
+		if byLane[l] == nil {
+			byLane[l] = map[uint64]int32{}
+		}
+		byLane[l][u]--
+		total++
+	}
+	in.entries.Add(-total)
+	for l, c := range byLane {
+		if err := l.add(&op[S]{kind: kindAdopt, counts: c}, true); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // kindAdopt runs in a lane: imported entries join its inboxes' counts.
 const kindAdopt Kind = 107
 

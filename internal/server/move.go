@@ -21,7 +21,7 @@ import (
 //     it, ERROR 63 to clients, "not home" to other nodes: every caller
 //     retries), and waits until its inbox lanes and commit lanes have
 //     finished what they took before;
-//  2. copy: the shard's records (store.ShardRecords: accounts, tokens,
+//  2. copy: the destination drops any earlier copy; the shard's records (store.ShardRecords: accounts, tokens,
 //     inboxes with group messages made whole, dedup window, read log,
 //     last seen, groups) go to the new owner in "import" requests, which
 //     it writes with Sync and takes into its lanes' state;
@@ -34,9 +34,11 @@ import (
 // new home. Nothing acknowledged is lost: a message stored here before
 // the freeze is copied; one sent during it is refused and resent.
 //
-// A move that fails before the flip leaves the shard here (the partial
-// copy at the destination is overwritten by a later move there); after
-// the flip the new owner has everything.
+// A move that fails before the flip leaves the shard here. Its partial
+// copy at the destination is cleared there ("unimport") before any later
+// move there copies again: records delivered here since must not come
+// back. Imports and unimports are idempotent, so one without an answer
+// is sent again. After the flip the new owner has everything.
 
 // MoveReport is what a shard move did.
 type MoveReport struct {
@@ -91,6 +93,9 @@ func (s *Server) MoveShard(ctx context.Context, shard int, to string) (MoveRepor
 	}
 	in := func(id uint64) bool { return cluster.ShardOf(id) == shard }
 	sent := map[string]bool{}
+	if _, err := s.requestImport(ctx, to, "unimport", binary.BigEndian.AppendUint16(nil, uint16(shard))); err != nil {
+		return rep, fmt.Errorf("server: shard %d not moved: %s did not clear an earlier copy: %w", shard, to, err)
+	}
 	if err := s.copyShard(ctx, shard, to, in, sent, &rep); err != nil {
 		return rep, fmt.Errorf("server: shard %d not moved: %w", shard, err)
 	}
@@ -139,21 +144,8 @@ func (s *Server) copyShard(ctx context.Context, shard int, to string, in func(ui
 		if len(req) <= 2 {
 			return nil
 		}
-		// An import that timed out may have been written: it is sent
-		// again, and the new owner takes a record it already has once.
-		var reply []byte
-		var err error
-		for try := 0; ; try++ {
-			reply, err = s.cl.node.Request(ctx, to, "import", req)
-			if err == nil || !errors.Is(err, cluster.ErrNoAnswer) || try == importTries-1 || ctx.Err() != nil {
-				break
-			}
-		}
-		if err != nil {
+		if _, err := s.requestImport(ctx, to, "import", req); err != nil {
 			return err
-		}
-		if len(reply) != 1 || reply[0] != 0 {
-			return fmt.Errorf("%s refused the import: %s", to, reply)
 		}
 		req = req[:2]
 		return nil
@@ -195,6 +187,77 @@ func (s *Server) copyShard(ctx context.Context, shard int, to string, in func(ui
 		return err
 	}
 	return flush()
+}
+
+// requestImport sends an import (or unimport) to the new owner. One
+// that timed out may have been done: it is sent again, and both are
+// idempotent (the new owner takes a record it already has once).
+func (s *Server) requestImport(ctx context.Context, to, op string, req []byte) ([]byte, error) {
+	var reply []byte
+	var err error
+	for try := 0; ; try++ {
+		reply, err = s.cl.node.Request(ctx, to, op, req)
+		if err == nil || !errors.Is(err, cluster.ErrNoAnswer) || try == importTries-1 || ctx.Err() != nil {
+			break
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	if len(reply) != 1 || reply[0] != 0 {
+		return nil, fmt.Errorf("%s refused the %s: %s", to, op, reply)
+	}
+	return reply, nil
+}
+
+// serveUnimport deletes, at the move's new owner before the copy, the
+// shard's records a failed earlier move left here: the shard stayed at
+// its owner, which may have deleted (delivered) some of them since, and
+// they must not come back to life when this copy lands. This node must
+// not be the shard's home: then they are not a copy.
+func (s *Server) serveUnimport(req []byte, respond func([]byte)) {
+	go func() {
+		if err := s.unimport(req); err != nil {
+			s.cl.log.Error("shard unimport failed", zap.Error(err))
+			respond([]byte(err.Error()))
+			return
+		}
+		respond([]byte{0})
+	}()
+}
+
+func (s *Server) unimport(req []byte) error {
+	if len(req) != 2 {
+		return errors.New("malformed unimport")
+	}
+	shard := int(binary.BigEndian.Uint16(req))
+	s.cl.importMu.Lock()
+	defer s.cl.importMu.Unlock()
+	if h, err := s.homeOf(shard); err != nil || h == s.cl.node.Name() {
+		return fmt.Errorf("shard %d is homed here (or the map is not known): not clearing it", shard)
+	}
+	in := func(id uint64) bool { return cluster.ShardOf(id) == shard }
+	var keys [][]byte
+	if err := store.ShardRecords(s.db, in, func(k, _ []byte) error {
+		keys = append(keys, append([]byte(nil), k...))
+		return nil
+	}); err != nil {
+		return err
+	}
+	if len(keys) == 0 {
+		return nil
+	}
+	b := s.db.NewBatch()
+	defer b.Close()
+	for _, k := range keys {
+		b.Delete(k, nil)
+	}
+	if err := b.Commit(pebble.Sync); err != nil {
+		return err
+	}
+	s.groups.Forget(in)
+	s.cl.log.Info("shard move: cleared an earlier copy", zap.Int("shard", shard), zap.Int("records", len(keys)))
+	return s.inbox.Disown(keys)
 }
 
 // serveImport writes a moving shard's records here (the new owner) and

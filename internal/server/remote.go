@@ -120,6 +120,7 @@ func (s *Server) startRemote() error {
 		"read": s.serveRead, "inbox": s.serveInbox, "receipt": s.serveReceipt, "typing": s.serveTyping,
 		"group": s.serveGroup, "glist": s.serveGroupList, "gtyping": s.serveGroupTyping, "fanin": s.serveFanIn,
 		"watch": s.serveWatch, "presence": s.servePresence, "privacy": s.servePrivacy, "import": s.serveImport,
+		"unimport": s.serveUnimport,
 	} {
 		if err := n.Handle(op, h); err != nil {
 			return err
