@@ -68,6 +68,10 @@ func For(os string, t Target) (Profile, error) {
 	return Profile{}, fmt.Errorf("sysctl: unknown OS %q (linux or freebsd)", os)
 }
 
+// DefaultConns is the connection count `chatd sysctl` sizes for unless
+// told otherwise; the shipped unit and rc script follow it.
+const DefaultConns = 1_000_000
+
 // Sizing rules shared by both systems.
 
 // files is the descriptor budget: one per connection, 10% headroom for

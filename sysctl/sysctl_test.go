@@ -78,7 +78,7 @@ func TestCheckThisHost(t *testing.T) {
 		t.Skip("not Linux")
 	}
 	p, _ := For("linux", Target{Conns: 1_000_000})
-	fs := p.Check(LinuxReader("/proc/sys", 20000))
+	fs := p.Check(LinuxReader("/proc/sys", Fixed(Limit{Value: 20000, Source: "test"})))
 	for _, f := range fs {
 		k := f.Knob
 		switch k.Kind {
@@ -100,13 +100,13 @@ func TestCheckThisHost(t *testing.T) {
 		if want := strings.Join(strings.Fields(string(raw)), " "); f.Current != want {
 			t.Errorf("%s reported %q, /proc says %q", k.Key, f.Current, want)
 		}
-		if ok, _ := compare(k, f.Current); f.OK != ok {
-			t.Errorf("%s = %q: ok=%v, compare says %v", k.Key, f.Current, f.OK, ok)
+		if state, _ := compare(k, f.Current); f.OK != (state == StateOK) {
+			t.Errorf("%s = %q: ok=%v, compare says %v", k.Key, f.Current, f.OK, state)
 		}
 	}
 	// A target any host holds, with a limit that is enough: nofile passes.
 	small, _ := For("linux", Target{Conns: 1000})
-	for _, f := range small.Check(LinuxReader("/proc/sys", 1_000_000)) {
+	for _, f := range small.Check(LinuxReader("/proc/sys", Fixed(Limit{Value: 1_000_000}))) {
 		if f.Knob.Key == "nofile" && !f.OK {
 			t.Errorf("nofile: %s", f.Detail)
 		}
@@ -152,19 +152,19 @@ func TestCheckTunedAndShortHosts(t *testing.T) {
 		}
 		return scale(k, func(n uint64) uint64 { return 2*n + 1 })
 	})
-	for _, f := range p.Check(LinuxReader(tuned, 10_000_000)) {
+	for _, f := range p.Check(LinuxReader(tuned, Fixed(Limit{Value: 10_000_000}))) {
 		if !f.OK && f.Knob.Kind != KindModule {
 			t.Errorf("tuned host: %s = %q: %s", f.Knob.Key, f.Current, f.Detail)
 		}
 	}
-	for _, a := range p.Apply(ApplyOptions{Root: t.TempDir(), ProcSys: tuned, Nofile: 10_000_000}) {
+	for _, a := range p.Apply(ApplyOptions{Root: t.TempDir(), ProcSys: tuned, Nofile: Fixed(Limit{Value: 10_000_000})}) {
 		if strings.HasPrefix(a.What, "set ") {
 			t.Errorf("apply changed a tuned host: %s", a.What)
 		}
 	}
 
 	short := fakeProcSys(t, p, func(k Knob) string { return scale(k, func(n uint64) uint64 { return n / 2 }) })
-	for _, f := range p.Check(LinuxReader(short, 1024)) {
+	for _, f := range p.Check(LinuxReader(short, Fixed(Limit{Value: 1024}))) {
 		if f.Knob.Kind == KindSysctl && f.OK {
 			t.Errorf("short host: %s = %q passed", f.Knob.Key, f.Current)
 		}
@@ -177,7 +177,7 @@ func TestCheckFreeBSDFixture(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	read, err := SysctlAReader(f, 0)
+	read, err := SysctlAReader(f, Fixed(Limit{Value: 1_120_256, Source: "test"}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -230,14 +230,14 @@ func TestFilesAndApplyDryRun(t *testing.T) {
 	proc := filepath.Join(root, "proc")
 	os.MkdirAll(filepath.Join(proc, "fs"), 0o755)
 	os.WriteFile(filepath.Join(proc, "fs", "nr_open"), []byte("1048576\n"), 0o644)
-	acts := p.Apply(ApplyOptions{DryRun: true, Root: root, ProcSys: proc, Nofile: 1024})
+	acts := p.Apply(ApplyOptions{DryRun: true, Root: root, ProcSys: proc, Nofile: Fixed(Limit{Value: 1024})})
 	if len(acts) == 0 || !strings.HasPrefix(acts[0].What, "would write") {
 		t.Fatalf("dry run: %+v", acts)
 	}
 	if _, err := os.Stat(filepath.Join(root, "etc")); !os.IsNotExist(err) {
 		t.Fatal("dry run wrote files")
 	}
-	acts = p.Apply(ApplyOptions{Root: root, ProcSys: proc, Nofile: 1024})
+	acts = p.Apply(ApplyOptions{Root: root, ProcSys: proc, Nofile: Fixed(Limit{Value: 1024})})
 	if b, _ := os.ReadFile(filepath.Join(root, "etc/sysctl.d/60-chatd.conf")); string(b) != sysd {
 		t.Fatal("apply did not install the sysctl.d file")
 	}
