@@ -23,8 +23,8 @@ func freebsd(t Target) []Knob {
 			Why: "socket zone size, fixed at boot (loader.conf): every connection is a socket"},
 		{Key: "net.inet.tcp.tcbhashsize", Value: strconv.Itoa(nextPow2(t.Conns)), Kind: KindLoader,
 			Default: fmt.Sprintf("autotuned at boot to kern.ipc.maxsockets/4 rounded up to a power of two, at least 512 (%d with the maxsockets above)", autoTcbHash(files(t.Conns))),
-			Why: "TCP connection hash buckets (a power of two, fixed at boot): one per connection, so the lookup every arriving segment does walks about one entry at full load, where the autotuned size walks about two; " +
-				"a bucket is a pointer in each of the kernel's connection and port hash tables (two or three by release), 16-24 MiB per million buckets"},
+			Why: "TCP connection hash buckets (a power of two, fixed at boot). One per connection: the lookup every arriving segment does walks about one entry at full load, " +
+				"against about two with the autotuned size. A bucket is a pointer in each of the kernel's connection and port hashes: 16-24 MiB per million buckets"},
 		{Key: "kern.ipc.soacceptqueue", Value: "65535", Kind: KindSysctl, Default: "128",
 			Why: "accept queue per listener (kern.ipc.somaxconn on older releases) for reconnect storms"},
 		{Key: "kern.ipc.nmbclusters", Value: strconv.Itoa(max(262144, t.Conns/2)), Kind: KindLoader, Default: "RAM-dependent",

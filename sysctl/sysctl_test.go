@@ -247,3 +247,58 @@ func TestFilesAndApplyDryRun(t *testing.T) {
 		t.Fatalf("apply lowered fs.nr_open to %s", b)
 	}
 }
+
+// TestTcbHashAutotune: the default the profile states is FreeBSD's own
+// rule (tcp_init: maxsockets/4 up to a power of two, at least 512), which
+// the 14.1 fixture shows: maxsockets 2,047,035 booted with 524,288.
+func TestTcbHashAutotune(t *testing.T) {
+	for maxsockets, want := range map[int]int{2047035: 524288, 1000: 512, 4 << 20: 2 << 20, 1120256: 524288} {
+		if got := autoTcbHash(maxsockets); got != want {
+			t.Errorf("autoTcbHash(%d) = %d, want %d", maxsockets, got, want)
+		}
+	}
+	f, _ := os.Open("testdata/freebsd-14.1-sysctl-a.txt")
+	defer f.Close()
+	read, _ := SysctlAReader(f, Fixed(Limit{}))
+	ms, _, _ := read(Knob{Key: "kern.ipc.maxsockets"})
+	hs, _, _ := read(Knob{Key: "net.inet.tcp.tcbhashsize"})
+	if strconv.Itoa(autoTcbHash(num(t, ms))) != hs {
+		t.Errorf("fixture: maxsockets %s booted with tcbhashsize %s, the rule gives %d", ms, hs, autoTcbHash(num(t, ms)))
+	}
+	p, _ := For("freebsd", Target{Conns: 1_000_000})
+	if d := knob(t, p, "net.inet.tcp.tcbhashsize").Default; !strings.Contains(d, "524288") {
+		t.Errorf("stated default %q, FreeBSD would autotune to 524288 with this maxsockets", d)
+	}
+}
+
+// TestFreeBSDPrint: what an operator reads for FreeBSD names the files
+// FreeBSD reads, in the syntax rc.d/sysctl parses, and nothing of systemd.
+func TestFreeBSDPrint(t *testing.T) {
+	for _, role := range []string{"server", "client"} {
+		p, _ := For("freebsd", Target{Conns: 1_000_000, Role: role})
+		var b strings.Builder
+		p.Print(&b)
+		out := b.String()
+		for _, bad := range []string{"systemd", "LimitNOFILE", "sysctl.conf.d", "loader.conf.d", "login.conf", "sysctl.d"} {
+			if strings.Contains(out, bad) {
+				t.Errorf("%s: FreeBSD output mentions %s", role, bad)
+			}
+		}
+		for _, f := range p.Files() {
+			if !f.Block {
+				t.Errorf("%s is written whole; FreeBSD files take a marked block", f.Path)
+			}
+			if f.Path != "/etc/sysctl.conf" {
+				continue
+			}
+			for _, l := range strings.Split(f.Content, "\n") {
+				if l != "" && !strings.HasPrefix(l, "#") && strings.Contains(l, " ") {
+					t.Errorf("sysctl.conf line %q: rc.d/sysctl reads the first word as name=value", l)
+				}
+			}
+		}
+		if !strings.Contains(out, "==> /etc/sysctl.conf (chatd block") || !strings.Contains(out, BlockBegin) {
+			t.Errorf("print does not show the block:\n%s", out)
+		}
+	}
+}
