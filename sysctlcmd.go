@@ -94,6 +94,9 @@ func sysctlCmd(args []string) error {
 		fmt.Printf("\nthis host is ready for %d connections\n", *conns)
 		return nil
 	case "apply":
+		if !*dry && p.OS != runtime.GOOS {
+			return fmt.Errorf("sysctl: apply changes this host, which runs %s, not %s: use print, or --dry-run", runtime.GOOS, p.OS)
+		}
 		if !*dry && os.Geteuid() != 0 {
 			return errors.New("sysctl: apply writes system files: run it as root, or with --dry-run")
 		}

@@ -95,7 +95,11 @@ func (p Profile) Apply(o ApplyOptions) []Action {
 				return os.WriteFile(path, []byte(k.Value), 0o644)
 			})
 		default:
-			do(fmt.Sprintf("set %s = %s (was %s)", k.Key, k.Value, f.Current), func() error {
+			was := f.Current
+			if was == "" {
+				was = "absent"
+			}
+			do(fmt.Sprintf("set %s = %s (was %s)", k.Key, k.Value, was), func() error {
 				out, err := exec.Command("sysctl", k.Key+"="+k.Value).CombinedOutput()
 				if err != nil {
 					return fmt.Errorf("%v: %s", err, out)
