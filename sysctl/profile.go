@@ -3,8 +3,10 @@
 // machines that load them (role "client"). A Profile lists every knob
 // with its value, the kernel default and the reason for the value; it
 // renders as the files operators install (Linux: a sysctl.d drop-in, a
-// systemd LimitNOFILE snippet and limits.conf lines; FreeBSD: sysctl.conf
-// and loader.conf), and Check compares it with a running host.
+// systemd LimitNOFILE snippet and limits.conf lines; FreeBSD: a marked
+// block in each of sysctl.conf, loader.conf and rc.conf.d/chatd), and
+// Check compares it with a running host, reading the open-files limit
+// from the chatd service's own settings.
 package sysctl
 
 import (
