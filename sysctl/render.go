@@ -29,8 +29,9 @@ func (p Profile) Files() []File {
 			comment(&sys, k)
 			switch {
 			case p.OS == "freebsd":
-				// rc.d/sysctl reads the first word of each line as
-				// name=value: no spaces around "=".
+				// sysctl.conf(5)'s form, name=value: today's rc.d/sysctl
+				// runs sysctl -f, but older releases read the first word of
+				// each line, which spaces around "=" would cut short.
 				fmt.Fprintf(&sys, "%s=%s\n\n", k.Key, k.Value)
 			case k.Optional:
 				// sysctl.d(5): "-" ignores the key where this kernel lacks it.

@@ -272,7 +272,7 @@ func TestTcbHashAutotune(t *testing.T) {
 }
 
 // TestFreeBSDPrint: what an operator reads for FreeBSD names the files
-// FreeBSD reads, in the syntax rc.d/sysctl parses, and nothing of systemd.
+// FreeBSD reads, in sysctl.conf(5)'s name=value form, and nothing of systemd.
 func TestFreeBSDPrint(t *testing.T) {
 	for _, role := range []string{"server", "client"} {
 		p, _ := For("freebsd", Target{Conns: 1_000_000, Role: role})
@@ -293,7 +293,7 @@ func TestFreeBSDPrint(t *testing.T) {
 			}
 			for _, l := range strings.Split(f.Content, "\n") {
 				if l != "" && !strings.HasPrefix(l, "#") && strings.Contains(l, " ") {
-					t.Errorf("sysctl.conf line %q: rc.d/sysctl reads the first word as name=value", l)
+					t.Errorf("sysctl.conf line %q: sysctl.conf(5) wants name=value, no spaces", l)
 				}
 			}
 		}
