@@ -187,7 +187,19 @@ func parseNofile(v, source string) (Limit, error) {
 func (sf ServiceFiles) rcLimit() (Limit, error) {
 	var lim Limit
 	found := false
+	var confs []string
 	for _, p := range sf.RcConf {
+		// rc.conf.d/<name> may be a folder: load_rc_config then reads
+		// every file in it, in name order.
+		if st, err := os.Stat(p); err == nil && st.IsDir() {
+			names, _ := filepath.Glob(filepath.Join(p, "*"))
+			sort.Strings(names)
+			confs = append(confs, names...)
+			continue
+		}
+		confs = append(confs, p)
+	}
+	for _, p := range confs {
 		b, err := os.ReadFile(p)
 		if errors.Is(err, os.ErrNotExist) {
 			continue

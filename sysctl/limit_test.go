@@ -104,6 +104,14 @@ func TestRcLimit(t *testing.T) {
 	if lim, _ := sf.ServiceLimit("freebsd"); lim.Value != 700000 || lim.Source != "chatd_nofile in "+rcD {
 		t.Fatalf("rc.conf.d: %+v", lim)
 	}
+	// ...or, as a folder, each file in it in name order.
+	os.Remove(rcD)
+	write(t, filepath.Join(rcD, "10-limits"), "chatd_nofile=800000\n")
+	write(t, filepath.Join(rcD, "20-more"), "chatd_nofile='900000'\n")
+	if lim, _ := sf.ServiceLimit("freebsd"); lim.Value != 900000 || !strings.HasSuffix(lim.Source, "20-more") {
+		t.Fatalf("rc.conf.d folder: %+v", lim)
+	}
+	os.RemoveAll(rcD)
 	write(t, rcD, "chatd_nofile=lots\n")
 	if _, err := sf.ServiceLimit("freebsd"); err == nil {
 		t.Fatal("a non-number accepted")
