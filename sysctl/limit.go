@@ -138,7 +138,12 @@ func (sf ServiceFiles) unitLimit() (Limit, error) {
 		}
 	}
 	if !found {
-		return Limit{}, fmt.Errorf("no chatd.service with LimitNOFILE in %s: %w", strings.Join(sf.UnitDirs, ", "), os.ErrNotExist)
+		if unit == "" && sf.ShippedUnit == nil {
+			return Limit{}, fmt.Errorf("no chatd.service in %s: %w", strings.Join(sf.UnitDirs, ", "), os.ErrNotExist)
+		}
+		// A unit without LimitNOFILE gets the manager's DefaultLimitNOFILE,
+		// whose hard limit has been 524288 since systemd 240.
+		return Limit{Value: systemdDefaultNofile, Source: "systemd's default hard limit (the unit sets no LimitNOFILE)"}, nil
 	}
 	last := len(sources) - 1
 	lim.Source = "LimitNOFILE in " + sources[last]
@@ -165,6 +170,9 @@ func lastAssignment(b []byte, key string) (string, bool) {
 	}
 	return v, ok
 }
+
+// systemdDefaultNofile is systemd's DefaultLimitNOFILE hard limit.
+const systemdDefaultNofile = 524288
 
 // parseNofile reads a LimitNOFILE value: "N", "soft:hard" or "infinity".
 // Go raises its soft limit to the hard one at start, so the hard limit is

@@ -76,6 +76,12 @@ func TestUnitLimit(t *testing.T) {
 		}
 	}
 
+	// A unit that sets no limit runs with systemd's default.
+	write(t, filepath.Join(lib, "chatd.service"), "[Service]\nExecStart=/usr/local/bin/chatd serve\n")
+	if lim, err := sf.ServiceLimit("linux"); err != nil || lim.Value != 524288 || !strings.Contains(lim.Source, "default") {
+		t.Errorf("no LimitNOFILE: %+v %v", lim, err)
+	}
+
 	// No unit anywhere: check says the limit is unknown, not 0.
 	empty := ServiceFiles{UnitDirs: []string{t.TempDir()}}
 	if _, err := empty.ServiceLimit("linux"); !errors.Is(err, os.ErrNotExist) {
