@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 )
 
@@ -15,7 +16,12 @@ type ApplyOptions struct {
 	DryRun  bool
 	Root    string // prefix for the files written; default "/"
 	ProcSys string // Linux run-time settings; default "/proc/sys"
-	Nofile  uint64 // this process's open-files limit, for the report
+	// Nofile reports the chatd service's open-files limit (see
+	// ServiceFiles); nil: unknown.
+	Nofile func() (Limit, error)
+	// Read overrides how current values are read (tests); nil: /proc/sys
+	// on Linux, sysctl(8) on FreeBSD.
+	Read Reader
 }
 
 // Action is one thing Apply did (or would do).
@@ -45,12 +51,17 @@ func (p Profile) Apply(o ApplyOptions) []Action {
 		}
 		acts = append(acts, a)
 	}
+	if o.Nofile == nil {
+		o.Nofile = func() (Limit, error) { return Limit{}, errors.New("not known") }
+	}
 	for _, f := range p.Files() {
-		if strings.Contains(f.Path, " ") { // login.conf: an edit, not a file of ours
-			acts = append(acts, Action{What: "add to " + f.Path + " by hand:\n" + f.Content})
+		path := filepath.Join(o.Root, f.Path)
+		if f.Block {
+			do(fmt.Sprintf("write the chatd block in %s (between %q and %q; other lines untouched)", path, BlockBegin, BlockEnd), func() error {
+				return WriteBlock(path, f.Content)
+			})
 			continue
 		}
-		path := filepath.Join(o.Root, f.Path)
 		do("write "+path, func() error {
 			if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 				return err
@@ -58,19 +69,23 @@ func (p Profile) Apply(o ApplyOptions) []Action {
 			return os.WriteFile(path, []byte(f.Content), 0o644)
 		})
 	}
-	var read Reader
-	if p.OS == "linux" {
+	read := o.Read
+	switch {
+	case read != nil:
+	case p.OS == "linux":
 		read = LinuxReader(o.ProcSys, o.Nofile)
+	default:
+		read = sysctlCommandReader(o.Nofile)
 	}
-	for _, f := range p.Check(readOr(read)) {
+	for _, f := range p.Check(read) {
 		k := f.Knob
 		switch {
 		case f.OK:
 			continue
 		case k.Kind == KindLoader:
-			acts = append(acts, Action{What: fmt.Sprintf("%s takes effect at the next boot (loader.conf)", k.Key)})
+			acts = append(acts, Action{What: fmt.Sprintf("%s = %s takes effect at the next boot (/boot/loader.conf)", k.Key, k.Value)})
 		case k.Kind == KindLimit:
-			acts = append(acts, Action{What: fmt.Sprintf("open-files limit %s takes effect when chatd restarts under the new unit (now %s)", k.Value, f.Current)})
+			acts = append(acts, Action{What: limitNote(p.OS, k, f)})
 		case k.Kind == KindModule:
 			acts = append(acts, Action{What: fmt.Sprintf("%s takes effect when nf_conntrack next loads", k.Key)})
 		case f.Current == "" && k.Optional:
@@ -80,7 +95,11 @@ func (p Profile) Apply(o ApplyOptions) []Action {
 				return os.WriteFile(path, []byte(k.Value), 0o644)
 			})
 		default:
-			do(fmt.Sprintf("set %s = %s (was %s)", k.Key, k.Value, f.Current), func() error {
+			was := f.Current
+			if was == "" {
+				was = "absent"
+			}
+			do(fmt.Sprintf("set %s = %s (was %s)", k.Key, k.Value, was), func() error {
 				out, err := exec.Command("sysctl", k.Key+"="+k.Value).CombinedOutput()
 				if err != nil {
 					return fmt.Errorf("%v: %s", err, out)
@@ -92,18 +111,37 @@ func (p Profile) Apply(o ApplyOptions) []Action {
 	return acts
 }
 
-// readOr falls back to a reader that sees every key as absent (FreeBSD
-// apply: values are set through sysctl(8), and Check then counts them all).
-func readOr(r Reader) Reader {
-	if r != nil {
-		return r
+// limitNote says when a new open-files limit reaches chatd: the service
+// manager applies it at start, so only a restart does.
+func limitNote(os string, k Knob, f Finding) string {
+	now := f.Current
+	if now == "" {
+		now = "unknown: " + f.Detail
+	} else if f.Source != "" {
+		now += ", from " + f.Source
 	}
-	return func(k Knob) (string, error) {
+	if os == "freebsd" {
+		return fmt.Sprintf("open-files limit %s (chatd_nofile in /etc/rc.conf.d/chatd) takes effect at the next `service chatd restart` (now %s)", k.Value, now)
+	}
+	return fmt.Sprintf("open-files limit %s (LimitNOFILE in the unit's drop-in) takes effect at the next `systemctl daemon-reload && systemctl restart chatd` (now %s)", k.Value, now)
+}
+
+// sysctlCommandReader reads values through sysctl(8), as FreeBSD apply
+// does, and the open-files limit from nofile.
+func sysctlCommandReader(nofile func() (Limit, error)) Reader {
+	return func(k Knob) (string, string, error) {
+		if k.Kind == KindLimit {
+			lim, err := nofile()
+			if err != nil {
+				return "", "", fmt.Errorf("the chatd service's open-files limit: %w", err)
+			}
+			return strconv.FormatUint(lim.Value, 10), lim.Source, nil
+		}
 		out, err := exec.Command("sysctl", "-n", k.Key).Output()
 		if err != nil {
-			return "", fmt.Errorf("%s: %w", k.Key, os.ErrNotExist)
+			return "", "", fmt.Errorf("%s: %w", k.Key, os.ErrNotExist)
 		}
-		return strings.TrimSpace(string(out)), nil
+		return strings.TrimSpace(string(out)), "", nil
 	}
 }
 

@@ -1,6 +1,10 @@
 package sysctl
 
-import "strconv"
+import (
+	"fmt"
+	"math/bits"
+	"strconv"
+)
 
 // freebsd follows what WhatsApp described for its 2M-connection FreeBSD
 // hosts: large descriptor and socket tables, a TCP control-block hash sized
@@ -12,12 +16,15 @@ func freebsd(t Target) []Knob {
 			Why: "open files in the whole system; twice the process budget"},
 		{Key: "kern.maxfilesperproc", Value: f, Kind: KindSysctl, Default: "about 90% of kern.maxfiles",
 			Why: "the chatd process's descriptor ceiling: one per connection plus 10% and 20,000 spare"},
-		{Key: "nofile", Value: f, Kind: KindLimit, Default: "kern.maxfilesperproc",
-			Why: "the process limit (login.conf openfiles or the rc script's limits -n)"},
+		{Key: "nofile", Value: f, Kind: KindLimit,
+			Default: fmt.Sprintf("the rc script's %d (sized for %d connections); the kernel caps any limit at kern.maxfilesperproc", files(DefaultConns), DefaultConns),
+			Why:     "the chatd process's open-files limit: the rc script's chatd_nofile, which rc.subr applies with limits -n when it starts chatd"},
 		{Key: "kern.ipc.maxsockets", Value: f, Kind: KindLoader, Default: "RAM-dependent",
 			Why: "socket zone size, fixed at boot (loader.conf): every connection is a socket"},
-		{Key: "net.inet.tcp.tcbhashsize", Value: strconv.Itoa(nextPow2(t.Conns)), Kind: KindLoader, Default: "524288",
-			Why: "TCP control-block hash buckets, a power of two about the connection count so lookups stay O(1); boot-time"},
+		{Key: "net.inet.tcp.tcbhashsize", Value: strconv.Itoa(nextPow2(t.Conns)), Kind: KindLoader,
+			Default: fmt.Sprintf("autotuned at boot to kern.ipc.maxsockets/4 rounded up to a power of two, at least 512 (%d with the maxsockets above)", autoTcbHash(files(t.Conns))),
+			Why: "TCP connection hash buckets (a power of two, fixed at boot). One per connection: the lookup every arriving segment does walks about one entry at full load, " +
+				"against about two with the autotuned size. A bucket is a pointer in each of the kernel's connection and port hashes: 16-24 MiB per million buckets"},
 		{Key: "kern.ipc.soacceptqueue", Value: "65535", Kind: KindSysctl, Default: "128",
 			Why: "accept queue per listener (kern.ipc.somaxconn on older releases) for reconnect storms"},
 		{Key: "kern.ipc.nmbclusters", Value: strconv.Itoa(max(262144, t.Conns/2)), Kind: KindLoader, Default: "RAM-dependent",
@@ -40,4 +47,18 @@ func freebsd(t Target) []Knob {
 		)
 	}
 	return ks
+}
+
+// autoTcbHash is the size FreeBSD picks when net.inet.tcp.tcbhashsize is
+// not set (TCBHASHSIZE is 0): tcp_init() in sys/netinet/tcp_subr.c (freebsd/freebsd-src) takes
+// maketcp_hashsize(maxsockets / 4), the power of two above that (1 <<
+// fls(n)), and never less than its historical 512. The 14.1 fixture in
+// testdata agrees: maxsockets 2,047,035 gives 524,288. The same function
+// passes tcp_tcbhashsize to in_pcbinfo_init as the size of both the
+// connection and the port hash, and clips a tunable that is not a power of
+// two down to one, hence nextPow2 for the profile's value.
+func autoTcbHash(maxsockets int) int {
+	n := maxsockets / 4
+	h := 1 << bits.Len(uint(n)) // fls(n) is bits.Len(n)
+	return max(h, 512)
 }

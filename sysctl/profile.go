@@ -3,8 +3,10 @@
 // machines that load them (role "client"). A Profile lists every knob
 // with its value, the kernel default and the reason for the value; it
 // renders as the files operators install (Linux: a sysctl.d drop-in, a
-// systemd LimitNOFILE snippet and limits.conf lines; FreeBSD: sysctl.conf
-// and loader.conf), and Check compares it with a running host.
+// systemd LimitNOFILE snippet and limits.conf lines; FreeBSD: a marked
+// block in each of sysctl.conf, loader.conf and rc.conf.d/chatd), and
+// Check compares it with a running host, reading the open-files limit
+// from the chatd service's own settings.
 package sysctl
 
 import (
@@ -67,6 +69,10 @@ func For(os string, t Target) (Profile, error) {
 	}
 	return Profile{}, fmt.Errorf("sysctl: unknown OS %q (linux or freebsd)", os)
 }
+
+// DefaultConns is the connection count `chatd sysctl` sizes for unless
+// told otherwise; the shipped unit and rc script follow it.
+const DefaultConns = 1_000_000
 
 // Sizing rules shared by both systems.
 

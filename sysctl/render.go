@@ -10,6 +10,9 @@ import (
 type File struct {
 	Path    string
 	Content string
+	// Block: Content goes between BlockBegin and BlockEnd inside the
+	// system's own file at Path (FreeBSD), instead of being the whole file.
+	Block bool
 }
 
 // Files renders the profile as the files to install.
@@ -24,11 +27,18 @@ func (p Profile) Files() []File {
 		switch k.Kind {
 		case KindSysctl:
 			comment(&sys, k)
-			prefix := ""
-			if k.Optional && p.OS == "linux" {
-				prefix = "-" // sysctl.d(5): ignore the key where this kernel lacks it
+			switch {
+			case p.OS == "freebsd":
+				// sysctl.conf(5)'s form, name=value: today's rc.d/sysctl
+				// runs sysctl -f, but older releases read the first word of
+				// each line, which spaces around "=" would cut short.
+				fmt.Fprintf(&sys, "%s=%s\n\n", k.Key, k.Value)
+			case k.Optional:
+				// sysctl.d(5): "-" ignores the key where this kernel lacks it.
+				fmt.Fprintf(&sys, "-%s = %s\n\n", k.Key, k.Value)
+			default:
+				fmt.Fprintf(&sys, "%s = %s\n\n", k.Key, k.Value)
 			}
-			fmt.Fprintf(&sys, "%s%s = %s\n\n", prefix, k.Key, k.Value)
 		case KindLoader:
 			comment(&loader, k)
 			fmt.Fprintf(&loader, "%s=%q\n\n", k.Key, k.Value)
@@ -39,10 +49,14 @@ func (p Profile) Files() []File {
 		}
 	}
 	if p.OS == "freebsd" {
+		// The limit is the rc script's chatd_nofile, which rc.subr applies
+		// with limits(1) when it starts the service: no login.conf class,
+		// so no cap_mkdb step.
 		return []File{
-			{Path: "/etc/sysctl.conf.d/60-chatd.conf", Content: head + "\n" + sys.String()},
-			{Path: "/boot/loader.conf.d/60-chatd.conf", Content: head + "\n" + loader.String()},
-			{Path: "/etc/login.conf (chatd class)", Content: head + fmt.Sprintf("\n# %s\nchatd:\\\n\t:openfiles=%s:\\\n\t:tc=daemon:\n", limit.Why, limit.Value)},
+			{Path: "/etc/sysctl.conf", Block: true, Content: head + "\n" + strings.TrimRight(sys.String(), "\n")},
+			{Path: "/boot/loader.conf", Block: true, Content: head + "\n" + strings.TrimRight(loader.String(), "\n")},
+			{Path: "/etc/rc.conf.d/chatd", Block: true, Content: head +
+				fmt.Sprintf("\n# %s\n# Default without this line: %s.\nchatd_nofile=%q", limit.Why, limit.Default, limit.Value)},
 		}
 	}
 	var mod strings.Builder
@@ -65,9 +79,14 @@ func comment(w *strings.Builder, k Knob) {
 	fmt.Fprintf(w, "# %s\n# Kernel default: %s.\n", k.Why, k.Default)
 }
 
-// Print writes every file with a header naming its path.
+// Print writes every file with a header naming its path; a block is shown
+// with its marker lines, as it will stand in the file.
 func (p Profile) Print(w io.Writer) {
 	for _, f := range p.Files() {
+		if f.Block {
+			fmt.Fprintf(w, "==> %s (chatd block; the rest of the file is left alone) <==\n%s\n%s\n%s\n\n", f.Path, BlockBegin, f.Content, BlockEnd)
+			continue
+		}
 		fmt.Fprintf(w, "==> %s <==\n%s\n", f.Path, f.Content)
 	}
 }

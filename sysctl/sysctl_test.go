@@ -78,7 +78,7 @@ func TestCheckThisHost(t *testing.T) {
 		t.Skip("not Linux")
 	}
 	p, _ := For("linux", Target{Conns: 1_000_000})
-	fs := p.Check(LinuxReader("/proc/sys", 20000))
+	fs := p.Check(LinuxReader("/proc/sys", Fixed(Limit{Value: 20000, Source: "test"})))
 	for _, f := range fs {
 		k := f.Knob
 		switch k.Kind {
@@ -100,13 +100,13 @@ func TestCheckThisHost(t *testing.T) {
 		if want := strings.Join(strings.Fields(string(raw)), " "); f.Current != want {
 			t.Errorf("%s reported %q, /proc says %q", k.Key, f.Current, want)
 		}
-		if ok, _ := compare(k, f.Current); f.OK != ok {
-			t.Errorf("%s = %q: ok=%v, compare says %v", k.Key, f.Current, f.OK, ok)
+		if state, _ := compare(k, f.Current); f.OK != (state == StateOK) {
+			t.Errorf("%s = %q: ok=%v, compare says %v", k.Key, f.Current, f.OK, state)
 		}
 	}
 	// A target any host holds, with a limit that is enough: nofile passes.
 	small, _ := For("linux", Target{Conns: 1000})
-	for _, f := range small.Check(LinuxReader("/proc/sys", 1_000_000)) {
+	for _, f := range small.Check(LinuxReader("/proc/sys", Fixed(Limit{Value: 1_000_000}))) {
 		if f.Knob.Key == "nofile" && !f.OK {
 			t.Errorf("nofile: %s", f.Detail)
 		}
@@ -152,19 +152,19 @@ func TestCheckTunedAndShortHosts(t *testing.T) {
 		}
 		return scale(k, func(n uint64) uint64 { return 2*n + 1 })
 	})
-	for _, f := range p.Check(LinuxReader(tuned, 10_000_000)) {
+	for _, f := range p.Check(LinuxReader(tuned, Fixed(Limit{Value: 10_000_000}))) {
 		if !f.OK && f.Knob.Kind != KindModule {
 			t.Errorf("tuned host: %s = %q: %s", f.Knob.Key, f.Current, f.Detail)
 		}
 	}
-	for _, a := range p.Apply(ApplyOptions{Root: t.TempDir(), ProcSys: tuned, Nofile: 10_000_000}) {
+	for _, a := range p.Apply(ApplyOptions{Root: t.TempDir(), ProcSys: tuned, Nofile: Fixed(Limit{Value: 10_000_000})}) {
 		if strings.HasPrefix(a.What, "set ") {
 			t.Errorf("apply changed a tuned host: %s", a.What)
 		}
 	}
 
 	short := fakeProcSys(t, p, func(k Knob) string { return scale(k, func(n uint64) uint64 { return n / 2 }) })
-	for _, f := range p.Check(LinuxReader(short, 1024)) {
+	for _, f := range p.Check(LinuxReader(short, Fixed(Limit{Value: 1024}))) {
 		if f.Knob.Kind == KindSysctl && f.OK {
 			t.Errorf("short host: %s = %q passed", f.Knob.Key, f.Current)
 		}
@@ -177,7 +177,7 @@ func TestCheckFreeBSDFixture(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	read, err := SysctlAReader(f, 0)
+	read, err := SysctlAReader(f, Fixed(Limit{Value: 1_120_256, Source: "test"}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -230,14 +230,14 @@ func TestFilesAndApplyDryRun(t *testing.T) {
 	proc := filepath.Join(root, "proc")
 	os.MkdirAll(filepath.Join(proc, "fs"), 0o755)
 	os.WriteFile(filepath.Join(proc, "fs", "nr_open"), []byte("1048576\n"), 0o644)
-	acts := p.Apply(ApplyOptions{DryRun: true, Root: root, ProcSys: proc, Nofile: 1024})
+	acts := p.Apply(ApplyOptions{DryRun: true, Root: root, ProcSys: proc, Nofile: Fixed(Limit{Value: 1024})})
 	if len(acts) == 0 || !strings.HasPrefix(acts[0].What, "would write") {
 		t.Fatalf("dry run: %+v", acts)
 	}
 	if _, err := os.Stat(filepath.Join(root, "etc")); !os.IsNotExist(err) {
 		t.Fatal("dry run wrote files")
 	}
-	acts = p.Apply(ApplyOptions{Root: root, ProcSys: proc, Nofile: 1024})
+	acts = p.Apply(ApplyOptions{Root: root, ProcSys: proc, Nofile: Fixed(Limit{Value: 1024})})
 	if b, _ := os.ReadFile(filepath.Join(root, "etc/sysctl.d/60-chatd.conf")); string(b) != sysd {
 		t.Fatal("apply did not install the sysctl.d file")
 	}
@@ -245,5 +245,60 @@ func TestFilesAndApplyDryRun(t *testing.T) {
 	// nr_open was already above 570,368: apply must not lower it.
 	if b, _ := os.ReadFile(filepath.Join(proc, "fs", "nr_open")); strings.TrimSpace(string(b)) != "1048576" {
 		t.Fatalf("apply lowered fs.nr_open to %s", b)
+	}
+}
+
+// TestTcbHashAutotune: the default the profile states is FreeBSD's own
+// rule (tcp_init: maxsockets/4 up to a power of two, at least 512), which
+// the 14.1 fixture shows: maxsockets 2,047,035 booted with 524,288.
+func TestTcbHashAutotune(t *testing.T) {
+	for maxsockets, want := range map[int]int{2047035: 524288, 1000: 512, 4 << 20: 2 << 20, 1120256: 524288} {
+		if got := autoTcbHash(maxsockets); got != want {
+			t.Errorf("autoTcbHash(%d) = %d, want %d", maxsockets, got, want)
+		}
+	}
+	f, _ := os.Open("testdata/freebsd-14.1-sysctl-a.txt")
+	defer f.Close()
+	read, _ := SysctlAReader(f, Fixed(Limit{}))
+	ms, _, _ := read(Knob{Key: "kern.ipc.maxsockets"})
+	hs, _, _ := read(Knob{Key: "net.inet.tcp.tcbhashsize"})
+	if strconv.Itoa(autoTcbHash(num(t, ms))) != hs {
+		t.Errorf("fixture: maxsockets %s booted with tcbhashsize %s, the rule gives %d", ms, hs, autoTcbHash(num(t, ms)))
+	}
+	p, _ := For("freebsd", Target{Conns: 1_000_000})
+	if d := knob(t, p, "net.inet.tcp.tcbhashsize").Default; !strings.Contains(d, "524288") {
+		t.Errorf("stated default %q, FreeBSD would autotune to 524288 with this maxsockets", d)
+	}
+}
+
+// TestFreeBSDPrint: what an operator reads for FreeBSD names the files
+// FreeBSD reads, in sysctl.conf(5)'s name=value form, and nothing of systemd.
+func TestFreeBSDPrint(t *testing.T) {
+	for _, role := range []string{"server", "client"} {
+		p, _ := For("freebsd", Target{Conns: 1_000_000, Role: role})
+		var b strings.Builder
+		p.Print(&b)
+		out := b.String()
+		for _, bad := range []string{"systemd", "LimitNOFILE", "sysctl.conf.d", "loader.conf.d", "login.conf", "sysctl.d"} {
+			if strings.Contains(out, bad) {
+				t.Errorf("%s: FreeBSD output mentions %s", role, bad)
+			}
+		}
+		for _, f := range p.Files() {
+			if !f.Block {
+				t.Errorf("%s is written whole; FreeBSD files take a marked block", f.Path)
+			}
+			if f.Path != "/etc/sysctl.conf" {
+				continue
+			}
+			for _, l := range strings.Split(f.Content, "\n") {
+				if l != "" && !strings.HasPrefix(l, "#") && strings.Contains(l, " ") {
+					t.Errorf("sysctl.conf line %q: sysctl.conf(5) wants name=value, no spaces", l)
+				}
+			}
+		}
+		if !strings.Contains(out, "==> /etc/sysctl.conf (chatd block") || !strings.Contains(out, BlockBegin) {
+			t.Errorf("print does not show the block:\n%s", out)
+		}
 	}
 }
