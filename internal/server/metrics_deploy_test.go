@@ -230,3 +230,34 @@ func TestPromtool(t *testing.T) {
 		t.Errorf("promtool check metrics: %v\n%s", err, out)
 	}
 }
+
+// TestReadmeListsTheMetrics: README's "Watch it" step names every chatd
+// metric a server serves, and nothing it does not (cluster metrics, served
+// only by a node of a cluster, excepted).
+func TestReadmeListsTheMetrics(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := string(b)
+	start, end := strings.Index(text, "5. **Watch it**"), strings.Index(text, "6. **Restarts are graceful**")
+	if start < 0 || end < start {
+		t.Fatal(`README: no "Watch it" step`)
+	}
+	listed := map[string]bool{}
+	for _, n := range regexp.MustCompile(`\bchatd_[a-z0-9_]+`).FindAllString(text[start:end], -1) {
+		listed[n] = true
+	}
+	live, _ := liveNames(t)
+	for n := range listed {
+		if !live[n] && !strings.HasPrefix(n, "chatd_cluster_") {
+			t.Errorf("README lists %s, which /metrics does not serve", n)
+		}
+	}
+	for n := range live {
+		base := strings.TrimSuffix(strings.TrimSuffix(strings.TrimSuffix(n, "_bucket"), "_sum"), "_count")
+		if strings.HasPrefix(n, "chatd_") && live[base] && !listed[base] {
+			t.Errorf("README does not list %s", base)
+		}
+	}
+}
