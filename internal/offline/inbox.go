@@ -58,6 +58,11 @@ type Config struct {
 	// SyncFault, for tests, runs after each batch's sync; an error it
 	// returns counts as a failed sync of a batch already applied.
 	SyncFault func() error
+	// Synced, if set, is told how long each batch took from its commit
+	// (the apply that starts its sync) to durable (the sync's end, failed
+	// or not), as its lane's syncer sees it: the fsync latency a SENT
+	// waits for. It runs on the syncer and must not block.
+	Synced func(time.Duration)
 	// Remote, in a cluster, reports that user's inbox lives on another
 	// node; Forward then takes the receipts for that user (delivered,
 	// read, expired) instead of a local lane, and calls done once the

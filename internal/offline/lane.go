@@ -75,8 +75,9 @@ type xslot struct {
 }
 
 type syncJob[S any] struct {
-	b   batch
-	ops []*op[S]
+	b       batch
+	ops     []*op[S]
+	applied time.Time // before the apply: zero unless Config.Synced is set
 }
 
 // maxBatch bounds one batch so that a burst does not hold pushes back for
@@ -290,6 +291,10 @@ func (l *lane[S]) commit(ops []*op[S]) {
 		return
 	}
 	records := b.Count()
+	var applied time.Time
+	if in.cfg.Synced != nil {
+		applied = time.Now()
+	}
 	err := in.env.ApplyNoSyncWait(b)
 	for _, r := range l.deleted {
 		delete(l.settling, r) // applied, or failed and may settle again
@@ -305,7 +310,7 @@ func (l *lane[S]) commit(ops []*op[S]) {
 		in.hooks.Applied(l.visible)
 	}
 	l.fanOut()
-	l.syncq <- &syncJob[S]{b: b, ops: ops}
+	l.syncq <- &syncJob[S]{b: b, ops: ops, applied: applied}
 }
 
 // settleDeleted records that this batch deletes the entry r.
@@ -712,6 +717,9 @@ func (l *lane[S]) syncer() {
 		err := l.in.env.SyncWait(job.b)
 		if err == nil && l.in.cfg.SyncFault != nil {
 			err = l.in.cfg.SyncFault()
+		}
+		if l.in.cfg.Synced != nil {
+			l.in.cfg.Synced(time.Since(job.applied))
 		}
 		job.b.Close()
 		if err != nil {

@@ -18,6 +18,10 @@ type Message[S any] struct {
 	Dup    bool   // the sender flagged a resend (every message is checked against the dedup window)
 	Time   uint64 // unix ms; 0 means now
 	Sender S
+	// Stamp is the caller's, carried untouched and never stored (the
+	// server: a monotonic reading of when the SEND arrived, for its
+	// SEND-to-SENT histogram).
+	Stamp int64
 
 	// Set by the lane before Hooks.Durable sees the message.
 	Seq       uint64 // its entry's (a group message's: its body's)

@@ -3,6 +3,7 @@ package router
 import (
 	"errors"
 	"sync/atomic"
+	"time"
 
 	"github.com/chatd/chatd/internal/offline"
 	"go.uber.org/zap"
@@ -65,6 +66,12 @@ type Config[C any] struct {
 	Session     func(C) *Session // the Session stored inline in c
 	User        func(C) uint64   // c's user, set before Login
 	Logger      *zap.Logger      // drain read errors
+	// Delivered, if set, is told of every entry queued on a connection:
+	// whether a drain sent it (else it was pushed live) and how long it
+	// had waited since it was stored. Entries carry their store time in
+	// unix milliseconds, so waits are good to a millisecond. It runs under
+	// the session's lock, once per entry: it must be cheap.
+	Delivered func(drained bool, waited time.Duration)
 }
 
 // Counters count per-entry events with atomics.
@@ -86,6 +93,7 @@ type Router[C Conn] struct {
 	window      int
 	windowBytes int
 	log         *zap.Logger
+	delivered   func(drained bool, waited time.Duration)
 
 	// Safe for concurrent use.
 	windows  windows // rings lent to sessions with deliveries in flight
@@ -99,7 +107,7 @@ func New[C Conn](cfg Config[C]) *Router[C] {
 		cfg.Logger = zap.NewNop()
 	}
 	r := &Router[C]{Table: NewTable[C](), session: cfg.Session, user: cfg.User,
-		window: cfg.Window, windowBytes: cfg.WindowBytes, log: cfg.Logger}
+		window: cfg.Window, windowBytes: cfg.WindowBytes, log: cfg.Logger, delivered: cfg.Delivered}
 	r.windows.size = cfg.Window
 	return r
 }
@@ -141,6 +149,7 @@ func (r *Router[C]) Closed(c C) {
 // on an inbox lane (offline.Hooks.Applied).
 func (r *Router[C]) Applied(entries []*offline.Stored, b Batch[C]) {
 	cutoff := r.inbox.Cutoff() // one clock read per batch, not per entry
+	now := r.now()
 	for _, e := range entries {
 		c, ok := r.Lookup(e.To)
 		if !ok {
@@ -148,18 +157,18 @@ func (r *Router[C]) Applied(entries []*offline.Stored, b Batch[C]) {
 		}
 		st := r.session(c)
 		st.mu.Lock()
-		r.appliedLocked(c, st, e, b, cutoff)
+		r.appliedLocked(c, st, e, b, cutoff, now)
 		st.mu.Unlock()
 	}
 }
 
 // appliedLocked pushes e, or leaves it to the drain. st.mu must be held.
-func (r *Router[C]) appliedLocked(c C, st *Session, e *offline.Stored, b Batch[C], cutoff uint64) {
+func (r *Router[C]) appliedLocked(c C, st *Session, e *offline.Stored, b Batch[C], cutoff uint64, now int64) {
 	if e.Seq > st.lastStored {
 		st.lastStored = e.Seq
 	}
 	if e.Seq > st.pushed && !st.closed && (e.Time >= cutoff || !r.inbox.Expiring(e.To, e.Time)) { // an expired entry is never pushed: its expiry settles it
-		if st.backlog || !r.push(c, st, b, e) {
+		if st.backlog || !r.push(c, st, b, e, now) {
 			r.setBacklog(st, true)
 		}
 	}
@@ -198,8 +207,9 @@ func (r *Router[C]) AppliedFrom(user, prev uint64, entries []*offline.Stored, b 
 		st.lastStored = prev
 		r.setBacklog(st, true)
 	}
+	now := r.now()
 	for _, e := range entries {
-		r.appliedLocked(c, st, e, b, 0)
+		r.appliedLocked(c, st, e, b, 0, now)
 	}
 	return st.backlog && !st.closed
 }
@@ -225,9 +235,18 @@ func (r *Router[C]) fits(st *Session, size int) bool {
 	return n == 0 || (n < r.window && st.inflightBytes()+size <= r.windowBytes)
 }
 
+// now reads the wall clock (unix ns) for Delivered, once per batch of
+// entries; 0 when nobody measures.
+func (r *Router[C]) now() int64 {
+	if r.delivered == nil {
+		return 0
+	}
+	return time.Now().UnixNano()
+}
+
 // push queues the new entry e on c if the window has room for it and
 // reports whether it did. st.mu must be held.
-func (r *Router[C]) push(c C, st *Session, b Batch[C], e *offline.Stored) bool {
+func (r *Router[C]) push(c C, st *Session, b Batch[C], e *offline.Stored, now int64) bool {
 	if st.inflightLen() >= r.window {
 		return false
 	}
@@ -241,7 +260,7 @@ func (r *Router[C]) push(c C, st *Session, b Batch[C], e *offline.Stored) bool {
 		c.End(buf[:n]) // the window is full of bytes: the drain sends it after an ACK
 		return false
 	}
-	r.pushedLocked(c, st, b, e.Acked(), buf, len(buf)-n, e.Kind == offline.KindReceipt)
+	r.pushedLocked(c, st, b, e.Acked(), buf, len(buf)-n, e.Kind == offline.KindReceipt, now, false)
 	return true
 }
 
@@ -250,8 +269,9 @@ func (r *Router[C]) push(c C, st *Session, b Batch[C], e *offline.Stored) bool {
 // (a receipt pushed live: a tick on the sender's screen) is not flushed by
 // b; it rides with the connection's next SENT or DELIVER, or goes within
 // the connection's lazy delay. A drain is never lazy: the client waits for
-// its backlog, window by window. st.mu must be held.
-func (r *Router[C]) pushedLocked(c C, st *Session, b Batch[C], e offline.Acked, buf []byte, size int, lazy bool) {
+// its backlog, window by window. now (unix ns) and drained are for
+// Delivered. st.mu must be held.
+func (r *Router[C]) pushedLocked(c C, st *Session, b Batch[C], e offline.Acked, buf []byte, size int, lazy bool, now int64, drained bool) {
 	switch {
 	case lazy:
 		c.EndLazy(buf)
@@ -264,6 +284,9 @@ func (r *Router[C]) pushedLocked(c C, st *Session, b Batch[C], e offline.Acked, 
 	st.inflight.push(e, size)
 	st.pushed = e.Seq
 	r.Counters.Pushed.Add(1)
+	if r.delivered != nil {
+		r.delivered(drained, time.Duration(now-int64(e.Time)*int64(time.Millisecond)))
+	}
 	for n := int64(st.inflight.bytes); ; {
 		peak := r.Counters.InflightPeak.Load()
 		if n <= peak || r.Counters.InflightPeak.CompareAndSwap(peak, n) {
@@ -312,6 +335,7 @@ func (r *Router[C]) Drain(c C, b Batch[C]) {
 			return
 		}
 
+		now := r.now()
 		st.mu.Lock()
 		start := 0
 		for i, e := range ents {
@@ -329,7 +353,7 @@ func (r *Router[C]) Drain(c C, b Batch[C]) {
 					st.mu.Unlock()
 					return
 				}
-				r.pushedLocked(c, st, b, e, append(buf, frames[start:ends[i]]...), size, false)
+				r.pushedLocked(c, st, b, e, append(buf, frames[start:ends[i]]...), size, false, now, true)
 			}
 			start = ends[i]
 		}

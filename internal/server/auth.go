@@ -22,6 +22,7 @@ func (s *Server) authenticate(c *Conn, t codec.Type, body []byte) error {
 		s.errorTo(c, codec.CodeAuthPending, 0, nil, "authentication already in progress")
 		return nil
 	}
+	start := mono() // for chatd_login_seconds
 	switch t {
 	case codec.TypeResume:
 		var f codec.Resume
@@ -33,7 +34,7 @@ func (s *Server) authenticate(c *Conn, t codec.Type, body []byte) error {
 			if err == nil {
 				s.counters.resumes.Add(1)
 			}
-			s.authenticated(c, user, f.Token, err)
+			s.authenticated(c, kindResume, start, user, f.Token, err)
 			return nil
 		}
 		tok := f.Token
@@ -45,7 +46,7 @@ func (s *Server) authenticate(c *Conn, t codec.Type, body []byte) error {
 			if err == nil {
 				s.counters.resumes.Add(1)
 			}
-			s.authenticated(c, r.User, tok, err)
+			s.authenticated(c, kindResume, start, r.User, tok, err)
 			c.Flush()
 		}()
 		return nil
@@ -55,10 +56,11 @@ func (s *Server) authenticate(c *Conn, t codec.Type, body []byte) error {
 			return s.malformed(c, err)
 		}
 		if !s.logins.allow(sourceOf(c), "") {
-			s.refuseLogin(c)
+			s.refuseLogin(c, kindRegister)
 			return nil
 		}
 		if s.storageFull() {
+			s.loginFailed(c, kindRegister, failStorageFull)
 			st.auth.Store(authNone)
 			s.errorTo(c, codec.CodeStorageFull, 0, nil, "the server's disk is nearly full; retry later")
 			return nil
@@ -73,7 +75,7 @@ func (s *Server) authenticate(c *Conn, t codec.Type, body []byte) error {
 			if err == nil {
 				s.counters.registers.Add(1)
 			}
-			s.authenticated(c, user, tok, err)
+			s.authenticated(c, kindRegister, start, user, tok, err)
 			c.Flush()
 		}()
 	case codec.TypeLogin:
@@ -82,7 +84,7 @@ func (s *Server) authenticate(c *Conn, t codec.Type, body []byte) error {
 			return s.malformed(c, err)
 		}
 		if !s.logins.allow(sourceOf(c), string(f.Name)) {
-			s.refuseLogin(c)
+			s.refuseLogin(c, kindLogin)
 			return nil
 		}
 		name, pass := append([]byte(nil), f.Name...), append([]byte(nil), f.Password...)
@@ -97,7 +99,7 @@ func (s *Server) authenticate(c *Conn, t codec.Type, body []byte) error {
 			} else if errors.Is(err, account.ErrWrongPassword) || errors.Is(err, account.ErrUnknownUser) {
 				s.logins.failed(string(name))
 			}
-			s.authenticated(c, user, tok, err)
+			s.authenticated(c, kindLogin, start, user, tok, err)
 			c.Flush()
 		}()
 	}
@@ -106,22 +108,32 @@ func (s *Server) authenticate(c *Conn, t codec.Type, body []byte) error {
 
 // refuseLogin answers a rate-limited attempt; the connection may retry
 // after the window.
-func (s *Server) refuseLogin(c *Conn) {
+func (s *Server) refuseLogin(c *Conn, kind loginKind) {
+	s.loginFailed(c, kind, failRateLimited)
 	c.State.auth.Store(authNone)
 	s.counters.loginLimited.Add(1)
 	s.errorTo(c, codec.CodeTooManyLogins, 0, nil, "too many login attempts; retry in a minute")
 }
 
-// authenticated finishes a login: it makes c the user's one live session
-// (kicking an older one), sends WELCOME and starts draining the inbox.
-func (s *Server) authenticated(c *Conn, user uint64, tok codec.Token, err error) {
+// loginFailed counts a failed authentication and logs it, rate-limited,
+// with the client's address.
+func (s *Server) loginFailed(c *Conn, kind loginKind, why failReason) {
+	s.fails.note(s.log, time.Now(), kind, why, c.RemoteAddr())
+}
+
+// authenticated finishes a login of the given kind that started at the
+// mono reading start: it makes c the user's one live session (kicking an
+// older one), sends WELCOME and starts draining the inbox.
+func (s *Server) authenticated(c *Conn, kind loginKind, start int64, user uint64, tok codec.Token, err error) {
 	st := &c.State
 	if err != nil {
+		s.loginFailed(c, kind, failReasonOf(err))
 		st.auth.Store(authNone)
 		s.errorTo(c, s.accountCode(err), 0, nil, accountDetail(err))
 		return
 	}
 	if err := s.claimSession(c, user); err != nil { // a login on another node won a race for this user
+		s.loginFailed(c, kind, failClaimLost)
 		st.auth.Store(authNone)
 		s.kick(c, codec.KickElsewhere)
 		return
@@ -141,6 +153,7 @@ func (s *Server) authenticated(c *Conn, user uint64, tok codec.Token, err error)
 	c.Authenticated()
 	s.presence.Changed(user, 0)
 	s.reply(c, s.welcome(user, tok))
+	s.lat.login[kind].Observe(time.Duration(mono() - start))
 	st.auth.Store(authDone)
 	if s.rm != nil && !s.local(user) {
 		s.attach(c, user) // the home pushes to this node from now on; the drain reads what it holds

@@ -2,6 +2,7 @@ package server
 
 import (
 	"errors"
+	"time"
 
 	"github.com/chatd/chatd/codec"
 	"github.com/chatd/chatd/internal/offline"
@@ -28,6 +29,7 @@ func (h hooks) Durable(msgs []*offline.Message[*Conn], others []offline.Done) {
 	s.counters.stored.Add(uint64(len(msgs) + len(others)))
 	b := s.batch()
 	var sent uint64
+	now := mono() // one clock read per batch, for the SEND-to-SENT histogram
 	for _, m := range msgs {
 		c := m.Sender
 		if c == nil {
@@ -42,6 +44,9 @@ func (h hooks) Durable(msgs []*offline.Message[*Conn], others []offline.Done) {
 		case m.Err == nil: // the common case first
 			buf = (&codec.Sent{ID: m.ID, Time: m.Time}).Append(buf)
 			sent++
+			if m.Stamp != 0 {
+				s.lat.sendSent.Observe(time.Duration(now - m.Stamp))
+			}
 		case errors.Is(m.Err, offline.ErrInboxFull):
 			buf = codec.AppendError(buf, codec.CodeInboxFull, 0, &m.ID, "the recipient's inbox is full; not stored")
 		case errors.Is(m.Err, offline.ErrDuplicateID):

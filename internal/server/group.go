@@ -216,7 +216,7 @@ func (s *Server) sendGroup(c *Conn, f *codec.Send, user uint64) {
 	}
 	m := &offline.Message[*Conn]{
 		Group: f.To, From: user, ID: f.ID,
-		Body: append([]byte(nil), f.Body...), Dup: f.Flags&codec.FlagDup != 0, Sender: c,
+		Body: append([]byte(nil), f.Body...), Dup: f.Flags&codec.FlagDup != 0, Sender: c, Stamp: mono(),
 	}
 	if code, detail := s.groupMessage(m, nil); code != 0 {
 		s.errorTo(c, code, 0, &f.ID, detail)

@@ -159,7 +159,7 @@ func (s *Server) send(c *Conn, body []byte) error {
 	}
 	m := &offline.Message[*Conn]{
 		To: f.To, From: user, ID: f.ID,
-		Body: append([]byte(nil), f.Body...), Dup: f.Flags&codec.FlagDup != 0, Sender: c,
+		Body: append([]byte(nil), f.Body...), Dup: f.Flags&codec.FlagDup != 0, Sender: c, Stamp: mono(),
 	}
 	if err := s.inbox.Submit(m); err != nil {
 		s.counters.busy.Add(1)

@@ -2,15 +2,22 @@ package server
 
 import (
 	"github.com/chatd/chatd/internal/conn"
+	"github.com/chatd/chatd/internal/proc"
+	"github.com/chatd/chatd/internal/version"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
 // metrics exposes the server's counters to Prometheus. Nothing on the
-// message path touches Prometheus: the server keeps atomic counters, and
-// this collector reads them (and admission's, conn's, the disk's and
-// Pebble's) when scraped. It stays in server, beside what it reads: a
-// snapshot struct for package admin would repeat every metric once more
-// and change nothing the scrape sees.
+// message path touches Prometheus: the server keeps atomic counters and
+// histograms (metrics_hist.go), and this collector reads them (and
+// admission's, conn's, the disk's and Pebble's) when scraped. It stays in
+// server, beside what it reads: a snapshot struct for package admin would
+// repeat every metric once more and change nothing the scrape sees.
+//
+// Names follow Prometheus's conventions: the unit last (_seconds,
+// _bytes), counters end in _total, one metric per thing measured (a label
+// splits a metric into parts of one kind, never into unrelated
+// readings). README's metrics section lists them all.
 type metrics struct{ s *Server }
 
 type desc struct {
@@ -22,18 +29,35 @@ func newDesc(name, help string, t prometheus.ValueType, labels ...string) desc {
 	return desc{prometheus.NewDesc(name, help, labels, nil), t}
 }
 
+func newHistDesc(name, help string, labels ...string) desc {
+	return desc{d: prometheus.NewDesc(name, help, labels, nil)} // t unused: emitted with hist.metric
+}
+
 var (
+	mBuildInfo   = newDesc("chatd_build_info", "Always 1: the running build's module version, VCS commit and Go release.", prometheus.GaugeValue, "version", "commit", "goversion")
 	mConnections = newDesc("chatd_connections", "Open client connections.", prometheus.GaugeValue)
+	mMaxConns    = newDesc("chatd_max_connections", "Connection capacity: past it new connections get GOAWAY (chatd_rejects_total{reason=\"capacity\"}).", prometheus.GaugeValue)
+	mWatermark   = newDesc("chatd_memory_watermark_bytes", "Memory use above which new connections get GOAWAY.", prometheus.GaugeValue)
+	mAdmission   = newDesc("chatd_admission_state", "1 for the server's current admission state, 0 for the others: accepting, or why /readyz answers 503.", prometheus.GaugeValue, "state")
+	mAccepted    = newDesc("chatd_connections_accepted_total", "Client connections accepted (before admission).", prometheus.CounterValue)
 	mSessions    = newDesc("chatd_sessions", "Authenticated sessions (users online).", prometheus.GaugeValue)
 	mUsers       = newDesc("chatd_registered_users", "Registered accounts.", prometheus.GaugeValue)
 	mLogins      = newDesc("chatd_logins_total", "Successful authentications by kind.", prometheus.CounterValue, "kind")
+	mLoginFails  = newDesc("chatd_login_failures_total", "Failed authentications (REGISTER, LOGIN, RESUME) by reason; each is logged with the client's address, at most 10 a minute.", prometheus.CounterValue, "reason")
 	mFramesIn    = newDesc("chatd_frames_in_total", "Frames received from clients.", prometheus.CounterValue)
 	mFramesOut   = newDesc("chatd_frames_out_total", "Frames queued to clients.", prometheus.CounterValue)
 	mBytesIn     = newDesc("chatd_bytes_in_total", "Bytes received from clients.", prometheus.CounterValue)
 	mBytesOut    = newDesc("chatd_bytes_out_total", "Bytes written to clients.", prometheus.CounterValue)
+	mTurns       = newDesc("chatd_event_loop_turns_total", "Event-loop turns: hand-offs from the poller to a pool goroutine.", prometheus.CounterValue)
+	mWrites      = newDesc("chatd_client_writes_total", "write(2) calls to clients.", prometheus.CounterValue)
+	mLazy        = newDesc("chatd_lazy_flushes_total", "Writes the lazy flusher made: receipts that went alone after the receipt delay.", prometheus.CounterValue)
+	mSyscalls    = newDesc("chatd_read_write_syscalls_total", "read and write system calls of the process (syscr + syscw).", prometheus.CounterValue)
+	mSwitches    = newDesc("chatd_context_switches_total", "Context switches of all the process's threads.", prometheus.CounterValue)
 	mRouted      = newDesc("chatd_messages_routed_total", "Messages made durable and acknowledged with SENT.", prometheus.CounterValue)
 	mDeliveries  = newDesc("chatd_deliveries_total", "Inbox entries (messages, receipts, group events) pushed to clients.", prometheus.CounterValue)
 	mStored      = newDesc("chatd_inbox_writes_total", "Inbox operations made durable.", prometheus.CounterValue)
+	mCommits     = newDesc("chatd_inbox_commits_total", "Inbox lane batches applied (each one Pebble commit and sync).", prometheus.CounterValue)
+	mRecords     = newDesc("chatd_inbox_records_total", "Pebble records (sets and deletes) in the inbox lane batches.", prometheus.CounterValue)
 	mInboxDepth  = newDesc("chatd_inbox_entries", "Entries waiting in inboxes (counted at start, then tracked).", prometheus.GaugeValue)
 	mDrainLag    = newDesc("chatd_drain_backlog_sessions", "Online sessions with inbox entries not yet pushed (drain in progress or window full).", prometheus.GaugeValue)
 	mExpired     = newDesc("chatd_expired_entries_total", "Inbox entries deleted unacknowledged after the TTL.", prometheus.CounterValue)
@@ -41,12 +65,64 @@ var (
 	mBadInput    = newDesc("chatd_bad_input_total", "Connections closed for bad input or a stalled peer, by reason (see conn.Reason).", prometheus.CounterValue, "reason")
 	mStorage     = newDesc("chatd_storage_bytes", "Data folder volume: free and total; reserve plus compaction_room is refuse_below, under which new messages get ERROR 28 until free passes resume_above; the ballast held.", prometheus.GaugeValue, "metric")
 	mStorageFull = newDesc("chatd_storage_full", "1 while new messages are refused because the disk is nearly full.", prometheus.GaugeValue)
-	mPebble      = newDesc("chatd_pebble", "Pebble storage engine readings.", prometheus.GaugeValue, "metric")
+
+	mSyncSeconds     = newHistDesc("chatd_inbox_sync_seconds", "Inbox lane batches from commit to durable: the fsync a SENT waits for.")
+	mSendSentSeconds = newHistDesc("chatd_send_to_sent_seconds", "From a SEND's arrival to its SENT queued (1:1 and group SENDs stored on this node).")
+	mDeliverySeconds = newHistDesc("chatd_delivery_seconds", "From an inbox entry's store to its DELIVER queued on the recipient's connection, by path: push (live) or drain (the recipient was offline or behind). Good to 1 ms.", "path")
+	mLoginSeconds    = newHistDesc("chatd_login_seconds", "Successful authentications from the frame's arrival to WELCOME queued, by kind.", "kind")
 )
 
+// pebbleMetrics split Pebble's readings into one metric each.
+var (
+	mPebbleMemtableBytes = newDesc("chatd_pebble_memtable_bytes", "Bytes in Pebble memtables.", prometheus.GaugeValue)
+	mPebbleMemtables     = newDesc("chatd_pebble_memtables", "Pebble memtables (the mutable one and those waiting to flush).", prometheus.GaugeValue)
+	mPebbleWALBytes      = newDesc("chatd_pebble_wal_bytes", "Bytes in the live write-ahead log files.", prometheus.GaugeValue)
+	mPebbleWALFiles      = newDesc("chatd_pebble_wal_files", "Live write-ahead log files.", prometheus.GaugeValue)
+	mPebbleSSTBytes      = newDesc("chatd_pebble_sstable_bytes", "Bytes in sstables over all levels.", prometheus.GaugeValue)
+	mPebbleL0Files       = newDesc("chatd_pebble_l0_files", "Sstables in level 0 (many: compaction is behind, writes will stall).", prometheus.GaugeValue)
+	mPebbleCompactions   = newDesc("chatd_pebble_compactions_total", "Compactions run.", prometheus.CounterValue)
+	mPebbleDebt          = newDesc("chatd_pebble_compaction_debt_bytes", "Estimated bytes compaction must rewrite to settle the LSM.", prometheus.GaugeValue)
+	mPebbleFlushes       = newDesc("chatd_pebble_flushes_total", "Memtable flushes.", prometheus.CounterValue)
+	mPebbleCacheBytes    = newDesc("chatd_pebble_block_cache_bytes", "Bytes in the block cache.", prometheus.GaugeValue)
+	mPebbleCacheHits     = newDesc("chatd_pebble_block_cache_hits_total", "Block cache hits.", prometheus.CounterValue)
+	mPebbleCacheMisses   = newDesc("chatd_pebble_block_cache_misses_total", "Block cache misses.", prometheus.CounterValue)
+)
+
+var allDescs = []desc{
+	mBuildInfo, mConnections, mMaxConns, mWatermark, mAdmission, mAccepted, mSessions, mUsers, mLogins, mLoginFails,
+	mFramesIn, mFramesOut, mBytesIn, mBytesOut, mTurns, mWrites, mLazy, mSyscalls, mSwitches,
+	mRouted, mDeliveries, mStored, mCommits, mRecords, mInboxDepth, mDrainLag, mExpired, mRejects, mBadInput,
+	mStorage, mStorageFull, mSyncSeconds, mSendSentSeconds, mDeliverySeconds, mLoginSeconds,
+	mPebbleMemtableBytes, mPebbleMemtables, mPebbleWALBytes, mPebbleWALFiles, mPebbleSSTBytes, mPebbleL0Files,
+	mPebbleCompactions, mPebbleDebt, mPebbleFlushes, mPebbleCacheBytes, mPebbleCacheHits, mPebbleCacheMisses,
+}
+
+// Admission states (chatd_admission_state): accepting, or the reason
+// notReady gives, as a label.
+var admissionStates = []string{"accepting", "shutting_down", "at_capacity", "memory_watermark", "cluster_not_ready", "storage_full"}
+
+// admissionState names the server's admission state.
+func (s *Server) admissionState() string {
+	switch why := s.admit.NotReady(); why {
+	case "":
+	case "shutting down":
+		return "shutting_down"
+	case "at connection capacity":
+		return "at_capacity"
+	default:
+		return "memory_watermark"
+	}
+	switch {
+	case s.clusterNotReady() != "":
+		return "cluster_not_ready"
+	case s.space.Full():
+		return "storage_full"
+	}
+	return "accepting"
+}
+
 func (m metrics) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []desc{mConnections, mSessions, mUsers, mLogins, mFramesIn, mFramesOut, mBytesIn, mBytesOut,
-		mRouted, mDeliveries, mStored, mInboxDepth, mDrainLag, mExpired, mRejects, mBadInput, mStorage, mStorageFull, mPebble} {
+	for _, d := range allDescs {
 		ch <- d.d
 	}
 	m.describeCluster(ch)
@@ -60,19 +136,39 @@ func (m metrics) Collect(ch chan<- prometheus.Metric) {
 	emit := func(d desc, v float64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d.d, d.t, v, labels...)
 	}
+	bi := version.Get()
+	emit(mBuildInfo, 1, bi.Version, bi.Commit, bi.Go)
 	emit(mConnections, float64(st.Conn.Open))
+	emit(mMaxConns, float64(s.cfg.MaxConns))
+	emit(mWatermark, float64(s.cfg.MemoryLimit)*s.cfg.MemoryWatermark)
+	state := s.admissionState()
+	for _, name := range admissionStates {
+		emit(mAdmission, map[bool]float64{false: 0, true: 1}[name == state], name)
+	}
+	emit(mAccepted, float64(st.Conn.Accepted))
 	emit(mSessions, float64(st.Sessions))
 	emit(mUsers, float64(st.Users))
 	emit(mLogins, float64(c.registers.Load()), "register")
 	emit(mLogins, float64(c.logins.Load()), "login")
 	emit(mLogins, float64(c.resumes.Load()), "resume")
+	for r := range numFailReasons {
+		emit(mLoginFails, float64(s.fails.total[r].Load()), r.String())
+	}
 	emit(mFramesIn, float64(st.Conn.FramesIn))
 	emit(mFramesOut, float64(st.Conn.FramesOut))
 	emit(mBytesIn, float64(st.Conn.BytesIn))
 	emit(mBytesOut, float64(st.Conn.BytesOut))
+	emit(mTurns, float64(st.Conn.Turns))
+	emit(mWrites, float64(st.Conn.Writes))
+	emit(mLazy, float64(st.Conn.LazyFlushes))
+	emit(mSyscalls, float64(proc.RWSyscalls()))
+	emit(mSwitches, float64(proc.ContextSwitches()))
 	emit(mRouted, float64(c.sent.Load()))
 	emit(mDeliveries, float64(c.pushed.Load()))
 	emit(mStored, float64(c.stored.Load()))
+	commits, records := s.inbox.Work()
+	emit(mCommits, float64(commits))
+	emit(mRecords, float64(records))
 	emit(mInboxDepth, float64(s.inbox.Entries()))
 	emit(mDrainLag, float64(c.backlogged.Load()))
 	emit(mExpired, float64(s.inbox.Expired()))
@@ -93,8 +189,22 @@ func (m metrics) Collect(ch chan<- prometheus.Metric) {
 		emit(mStorage, float64(v), name)
 	}
 	emit(mStorageFull, map[bool]float64{false: 0, true: 1}[sp.Full])
+
+	l := &s.lat
+	ch <- l.sync.metric(mSyncSeconds.d)
+	ch <- l.sendSent.metric(mSendSentSeconds.d)
+	ch <- l.push.metric(mDeliverySeconds.d, "push")
+	ch <- l.drain.metric(mDeliverySeconds.d, "drain")
+	for k := range numLoginKinds {
+		ch <- l.login[k].metric(mLoginSeconds.d, k.String())
+	}
+
 	m.collectCluster(ch)
-	pm := s.db.Metrics()
+	m.collectPebble(emit)
+}
+
+func (m metrics) collectPebble(emit func(d desc, v float64, labels ...string)) {
+	pm := m.s.db.Metrics()
 	var tables, l0 int64
 	for i, l := range pm.Levels {
 		tables += l.TablesSize
@@ -102,14 +212,16 @@ func (m metrics) Collect(ch chan<- prometheus.Metric) {
 			l0 = l.TablesCount
 		}
 	}
-	for name, v := range map[string]float64{
-		"memtable_bytes": float64(pm.MemTable.Size), "memtables": float64(pm.MemTable.Count),
-		"wal_bytes": float64(pm.WAL.Size), "wal_files": float64(pm.WAL.Files),
-		"sstable_bytes": float64(tables), "l0_files": float64(l0),
-		"compactions": float64(pm.Compact.Count), "compaction_debt_bytes": float64(pm.Compact.EstimatedDebt),
-		"flushes": float64(pm.Flush.Count), "block_cache_bytes": float64(pm.BlockCache.Size),
-		"block_cache_hits": float64(pm.BlockCache.Hits), "block_cache_misses": float64(pm.BlockCache.Misses),
-	} {
-		emit(mPebble, v, name)
-	}
+	emit(mPebbleMemtableBytes, float64(pm.MemTable.Size))
+	emit(mPebbleMemtables, float64(pm.MemTable.Count))
+	emit(mPebbleWALBytes, float64(pm.WAL.Size))
+	emit(mPebbleWALFiles, float64(pm.WAL.Files))
+	emit(mPebbleSSTBytes, float64(tables))
+	emit(mPebbleL0Files, float64(l0))
+	emit(mPebbleCompactions, float64(pm.Compact.Count))
+	emit(mPebbleDebt, float64(pm.Compact.EstimatedDebt))
+	emit(mPebbleFlushes, float64(pm.Flush.Count))
+	emit(mPebbleCacheBytes, float64(pm.BlockCache.Size))
+	emit(mPebbleCacheHits, float64(pm.BlockCache.Hits))
+	emit(mPebbleCacheMisses, float64(pm.BlockCache.Misses))
 }

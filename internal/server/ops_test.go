@@ -141,7 +141,7 @@ func TestMetricsEndpoint(t *testing.T) {
 		"chatd_frames_in_total", "chatd_frames_out_total", "chatd_bytes_in_total", "chatd_bytes_out_total",
 		"chatd_messages_routed_total 1", "chatd_deliveries_total", "chatd_inbox_entries", "chatd_drain_backlog_sessions",
 		"chatd_expired_entries_total", `chatd_rejects_total{reason="capacity"}`,
-		`chatd_bad_input_total{reason="bad_preamble"} 1`, `chatd_bad_input_total{reason="slow_consumer"} 0`, `chatd_pebble{metric="wal_bytes"}`,
+		`chatd_bad_input_total{reason="bad_preamble"} 1`, `chatd_bad_input_total{reason="slow_consumer"} 0`, "chatd_pebble_wal_bytes", "chatd_pebble_compactions_total",
 		"go_goroutines", "process_resident_memory_bytes",
 	} {
 		if !strings.Contains(text, want) {

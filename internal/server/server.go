@@ -55,6 +55,8 @@ type Server struct {
 
 	// Atomics, added to from any goroutine; read by metrics and Process.
 	counters counters
+	lat      latencies     // histograms
+	fails    loginFailures // failed authentications, by reason
 
 	// Guarded by closeOnce: set once by the first Close.
 	closeOnce sync.Once
@@ -74,12 +76,13 @@ func New(cfg Config) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, closing: make(chan struct{})}
+	s := &Server{cfg: cfg, log: cfg.Logger, closing: make(chan struct{}), lat: newLatencies()}
 	s.baseCtx, s.cancel = context.WithCancel(context.Background())
 	s.sessions = router.New(router.Config[*Conn]{
 		Window: cfg.Window, WindowBytes: cfg.WindowBytes, Logger: cfg.Logger,
-		Session: func(c *Conn) *router.Session { return &c.State.route },
-		User:    func(c *Conn) uint64 { return c.State.user.Load() },
+		Session:   func(c *Conn) *router.Session { return &c.State.route },
+		User:      func(c *Conn) uint64 { return c.State.user.Load() },
+		Delivered: s.lat.delivered,
 	})
 	s.counters.pushed, s.counters.backlogged = &s.sessions.Counters.Pushed, &s.sessions.Counters.Backlogged
 	s.counters.inflightPeak = &s.sessions.Counters.InflightPeak
@@ -119,7 +122,8 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.presence = presence.New[*Conn](db, pcfg) // before the cluster's handlers: they tell it of sessions
 	s.commits = newCommits()                   // and use these
-	ocfg := offline.Config{Lanes: cfg.Lanes, TTL: cfg.TTL, Quota: cfg.Quota, Logger: cfg.Logger, SyncFault: cfg.syncFault}
+	ocfg := offline.Config{Lanes: cfg.Lanes, TTL: cfg.TTL, Quota: cfg.Quota, Logger: cfg.Logger, SyncFault: cfg.syncFault,
+		Synced: s.lat.sync.Observe}
 	if cfg.Cluster != nil {
 		// Before the inbox opens: its first expiry sweep may owe receipts
 		// to users homed on other nodes.
