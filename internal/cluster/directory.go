@@ -53,6 +53,9 @@ var ErrLostRace = errors.New("cluster: another login claimed the session first")
 // (no leader, timeout): the caller serves locally and tries again later.
 var ErrUnavailable = errors.New("cluster: directory unavailable")
 
+// claimAttempts bounds a claim's compare-and-set tries.
+const claimAttempts = 8
+
 func sessionKey(user uint64, device uint32) string {
 	return "u." + strconv.FormatUint(user, 10) + "." + strconv.FormatUint(uint64(device), 10)
 }
@@ -120,10 +123,19 @@ func (n *Node) ClaimSince(ctx context.Context, user uint64, device uint32, since
 			}
 			return Session{Node: n.cfg.Node, Since: now, Epoch: epoch}, nil
 		}
-		if !isConflict(err) || attempt == 4 {
+		if !isConflict(err) || attempt == claimAttempts-1 {
 			return Session{}, n.failed(err)
 		}
 		n.counters.casRetries.Add(1)
+		// A conflict the next read may not show yet: a rival's write the
+		// stream leader has proposed but not applied is refused against,
+		// and reads as absent for the milliseconds its commit takes. A
+		// short pause lets it land, so the next read sees the rival.
+		select {
+		case <-time.After(time.Duration(attempt+1) * 2 * time.Millisecond):
+		case <-ctx.Done():
+			return Session{}, n.failed(ctx.Err())
+		}
 	}
 }
 
