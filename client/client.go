@@ -351,7 +351,7 @@ func (c *Client) run(ctx context.Context, conn *Conn) {
 	defer close(c.events)
 	b := c.opts.Backoff
 	for {
-		retryAfter, err := c.pump(ctx, conn)
+		goaway, err := c.pump(ctx, conn)
 		c.mu.Lock()
 		c.conn = nil
 		c.mu.Unlock()
@@ -385,12 +385,17 @@ func (c *Client) run(ctx context.Context, conn *Conn) {
 			return
 		}
 		b.Reset()
-		wait := b.AtLeast(retryAfter)
-		why := conn.Err()
-		if why == nil {
-			why = errors.New("client: connection ended")
+		var wait time.Duration
+		var why error
+		if goaway != nil {
+			wait, why = b.AtLeast(goaway.RetryAfter), goaway
+		} else {
+			wait, why = b.AtLeast(0), conn.Err()
+			if why == nil {
+				why = errors.New("client: connection ended")
+			}
 		}
-		c.status(Status{State: StateWaiting, Wait: wait, Busy: retryAfter > 0, Err: why})
+		c.status(Status{State: StateWaiting, Wait: wait, Busy: goaway != nil, Err: why})
 		select {
 		case <-ctx.Done():
 			return
@@ -406,9 +411,9 @@ func (c *Client) run(ctx context.Context, conn *Conn) {
 }
 
 // pump forwards one connection's events until it ends. It returns the
-// server's requested retry delay, or an error that ends the Client.
-func (c *Client) pump(ctx context.Context, conn *Conn) (time.Duration, error) {
-	var retry time.Duration
+// server's GOAWAY (nil if none), or an error that ends the Client.
+func (c *Client) pump(ctx context.Context, conn *Conn) (*GoawayError, error) {
+	var goaway *GoawayError
 	a := newAcker(conn)
 	defer a.stop()
 	resend := time.NewTimer(time.Hour)
@@ -427,10 +432,10 @@ func (c *Client) pump(ctx context.Context, conn *Conn) (time.Duration, error) {
 			c.resendDue(conn, resend)
 			continue
 		case <-ctx.Done():
-			return 0, ctx.Err()
+			return nil, ctx.Err()
 		}
 		if !ok {
-			return retry, nil
+			return goaway, nil
 		}
 		idle := len(conn.Events()) == 0
 		seq, size := entrySeq(f)
@@ -463,10 +468,10 @@ func (c *Client) pump(ctx context.Context, conn *Conn) (time.Duration, error) {
 				continue
 			}
 		case *codec.Goaway:
-			retry = time.Duration(f.RetryAfter) * time.Millisecond
+			goaway = &GoawayError{RetryAfter: time.Duration(f.RetryAfter) * time.Millisecond, Reason: f.Reason}
 		case *codec.Kicked:
 			if f.Reason == codec.KickElsewhere || f.Reason == codec.KickLoggedOut || f.Reason == codec.KickPassword {
-				return 0, fmt.Errorf("%w (%v)", ErrKicked, f.Reason)
+				return nil, fmt.Errorf("%w (%v)", ErrKicked, f.Reason)
 			}
 		case *codec.Pong:
 			continue
@@ -474,14 +479,14 @@ func (c *Client) pump(ctx context.Context, conn *Conn) (time.Duration, error) {
 		if seq != 0 && c.opts.Store != nil {
 			if err := c.opts.Store(f); err != nil {
 				a.send() // what was stored before it is safe to delete
-				return 0, &storeError{err}
+				return nil, &storeError{err}
 			}
 		}
 		if d, ok := f.(*codec.Deliver); ok {
 			c.remember(d.ID) // only once stored: a failed Store must see it again
 		}
 		if err := c.hand(ctx, f, a); err != nil {
-			return 0, err
+			return nil, err
 		}
 		if seq != 0 {
 			_, receipt := f.(*codec.Receipt)
