@@ -30,7 +30,29 @@ type Options struct {
 	Backoff Backoff
 	// Seen bounds the delivery dedup memory (ids). Default 65536.
 	Seen int
+	// Store, if set, is called with each inbox entry (DELIVER, RECEIPT,
+	// GROUP_EVENT) before it is handed to Events, and the entry is
+	// acknowledged to the server (which then deletes it) only after Store
+	// returns nil: an application that writes entries to its own storage
+	// there never loses one to a crash. If Store fails, the Client
+	// drops the connection without acknowledging, reports the error
+	// through OnStatus and reconnects with backoff; the server sends the
+	// entry again. A DELIVER reaches Store once per Client unless it
+	// failed; after a restart the server may send again what was stored
+	// but not yet acknowledged, so Store must be idempotent (keyed by
+	// message id). It runs on the Client's reading goroutine: keep it short.
+	Store func(codec.Frame) error
+	// OnStatus, if set, is told each change of connection state (see
+	// Status). It runs on the Client's goroutine and must not block.
+	OnStatus func(Status)
 }
+
+// storeError is Options.Store failing: the connection is dropped without
+// acknowledging, and reconnected with backoff.
+type storeError struct{ err error }
+
+func (e *storeError) Error() string { return "client: store: " + e.err.Error() }
+func (e *storeError) Unwrap() error { return e.err }
 
 // ErrKicked ends a Client whose user logged in elsewhere.
 var ErrKicked = errors.New("client: logged in elsewhere")
@@ -40,6 +62,8 @@ var ErrKicked = errors.New("client: logged in elsewhere")
 // messages with the DUP flag, and hands each inbox entry to the
 // application once. Entries are acknowledged to the server once they have
 // been handed to Events, cumulatively: one ACK per batch (see ack.go).
+// Events is a buffer, so an application that must not lose an entry to a
+// crash stores it in Options.Store, which runs before the acknowledgement.
 //
 // Each sent message ends with exactly one outcome on Events: SENT, or an
 // ERROR carrying its id that refuses it for good. An ERROR that leaves the
@@ -168,8 +192,23 @@ func (c *Client) SendGroup(group uint64, body []byte) (codec.MsgID, error) {
 	return c.send(group, codec.FlagGroup, body)
 }
 
+// SendID queues a message with an id the application chose (NewID), so
+// that it can store the message under that id before it goes out. flags
+// may hold FlagGroup, and FlagDup for a message an earlier process sent
+// without seeing its SENT (the server then answers SENT without storing it
+// twice).
+func (c *Client) SendID(id codec.MsgID, flags codec.SendFlags, to uint64, body []byte) error {
+	c.sendID(id, to, flags, body)
+	return nil
+}
+
 func (c *Client) send(to uint64, flags codec.SendFlags, body []byte) (codec.MsgID, error) {
 	id := NewID()
+	c.sendID(id, to, flags, body)
+	return id, nil
+}
+
+func (c *Client) sendID(id codec.MsgID, to uint64, flags codec.SendFlags, body []byte) {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	c.mu.Lock()
@@ -180,7 +219,6 @@ func (c *Client) send(to uint64, flags codec.SendFlags, body []byte) (codec.MsgI
 	if conn != nil {
 		conn.SendID(id, flags, to, body, true) // a failure is retried on reconnect
 	}
-	return id, nil
 }
 
 // Conn returns the current connection (nil while reconnecting), for
@@ -201,9 +239,11 @@ func (c *Client) Pending() int {
 // connect dials and authenticates once per attempt, with backoff between.
 func (c *Client) connect(ctx context.Context) (*Conn, error) {
 	b := c.opts.Backoff
-	for {
+	for attempt := 1; ; attempt++ {
+		c.status(Status{State: StateConnecting, Attempt: attempt})
 		conn, err := c.attempt(ctx)
 		if err == nil {
+			c.status(Status{State: StateConnected})
 			return conn, nil
 		}
 		if errors.Is(err, secure.ErrPinned) {
@@ -218,9 +258,14 @@ func (c *Client) connect(ctx context.Context) (*Conn, error) {
 		}
 		wait := b.Next()
 		var g *GoawayError
-		if errors.As(err, &g) {
+		busy := errors.As(err, &g)
+		if busy {
 			wait = b.AtLeast(g.RetryAfter)
 		}
+		if errors.As(err, &e) && (e.Code == codec.CodeBusy || e.Code == codec.CodeTooManyLogins || e.Code == codec.CodeShuttingDown) {
+			busy = true
+		}
+		c.status(Status{State: StateWaiting, Wait: wait, Busy: busy, Err: err})
 		select {
 		case <-ctx.Done():
 			return nil, fmt.Errorf("client: connect: %w (last error: %v)", ctx.Err(), err)
@@ -264,7 +309,13 @@ func (c *Client) attempt(ctx context.Context) (*Conn, error) {
 		w, err = conn.Register(actx, c.opts.Name, c.opts.Password)
 		var e *codec.Error
 		if errors.As(err, &e) && e.Code == codec.CodeNameTaken {
+			// Registering again as oneself logs in; with another password
+			// the name is someone else's: say so, not "wrong password".
+			taken := err
 			w, err = conn.Login(actx, c.opts.Name, c.opts.Password)
+			if errors.As(err, &e) && e.Code == codec.CodeWrongPassword {
+				err = taken
+			}
 		}
 	default:
 		w, err = conn.Login(actx, c.opts.Name, c.opts.Password)
@@ -300,11 +351,30 @@ func (c *Client) run(ctx context.Context, conn *Conn) {
 	defer close(c.events)
 	b := c.opts.Backoff
 	for {
-		retryAfter, err := c.pump(ctx, conn)
+		goaway, err := c.pump(ctx, conn)
 		c.mu.Lock()
 		c.conn = nil
 		c.mu.Unlock()
 		conn.Close()
+		var se *storeError
+		if errors.As(err, &se) && ctx.Err() == nil {
+			// The application could not store an entry: the server keeps
+			// it, unacknowledged, and sends it again on the next connection.
+			wait := b.Next()
+			c.status(Status{State: StateWaiting, Wait: wait, Err: err})
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(wait):
+			}
+			if conn, err = c.connect(ctx); err != nil {
+				c.mu.Lock()
+				c.err = err
+				c.mu.Unlock()
+				return
+			}
+			continue
+		}
 		if err != nil || ctx.Err() != nil {
 			c.mu.Lock()
 			c.err = err
@@ -315,10 +385,21 @@ func (c *Client) run(ctx context.Context, conn *Conn) {
 			return
 		}
 		b.Reset()
+		var wait time.Duration
+		var why error
+		if goaway != nil {
+			wait, why = b.AtLeast(goaway.RetryAfter), goaway
+		} else {
+			wait, why = b.AtLeast(0), conn.Err()
+			if why == nil {
+				why = errors.New("client: connection ended")
+			}
+		}
+		c.status(Status{State: StateWaiting, Wait: wait, Busy: goaway != nil, Err: why})
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(b.AtLeast(retryAfter)):
+		case <-time.After(wait):
 		}
 		if conn, err = c.connect(ctx); err != nil {
 			c.mu.Lock()
@@ -330,9 +411,9 @@ func (c *Client) run(ctx context.Context, conn *Conn) {
 }
 
 // pump forwards one connection's events until it ends. It returns the
-// server's requested retry delay, or an error that ends the Client.
-func (c *Client) pump(ctx context.Context, conn *Conn) (time.Duration, error) {
-	var retry time.Duration
+// server's GOAWAY (nil if none), or an error that ends the Client.
+func (c *Client) pump(ctx context.Context, conn *Conn) (*GoawayError, error) {
+	var goaway *GoawayError
 	a := newAcker(conn)
 	defer a.stop()
 	resend := time.NewTimer(time.Hour)
@@ -351,10 +432,10 @@ func (c *Client) pump(ctx context.Context, conn *Conn) (time.Duration, error) {
 			c.resendDue(conn, resend)
 			continue
 		case <-ctx.Done():
-			return 0, ctx.Err()
+			return nil, ctx.Err()
 		}
 		if !ok {
-			return retry, nil
+			return goaway, nil
 		}
 		idle := len(conn.Events()) == 0
 		seq, size := entrySeq(f)
@@ -382,21 +463,30 @@ func (c *Client) pump(ctx context.Context, conn *Conn) (time.Duration, error) {
 				c.mu.Unlock()
 			}
 		case *codec.Deliver:
-			if c.duplicate(f.ID) {
+			if c.seenBefore(f.ID) {
 				a.add(seq, size, idle, true) // a message: its sender waits for the tick
 				continue
 			}
 		case *codec.Goaway:
-			retry = time.Duration(f.RetryAfter) * time.Millisecond
+			goaway = &GoawayError{RetryAfter: time.Duration(f.RetryAfter) * time.Millisecond, Reason: f.Reason}
 		case *codec.Kicked:
 			if f.Reason == codec.KickElsewhere || f.Reason == codec.KickLoggedOut || f.Reason == codec.KickPassword {
-				return 0, fmt.Errorf("%w (%v)", ErrKicked, f.Reason)
+				return nil, fmt.Errorf("%w (%v)", ErrKicked, f.Reason)
 			}
 		case *codec.Pong:
 			continue
 		}
+		if seq != 0 && c.opts.Store != nil {
+			if err := c.opts.Store(f); err != nil {
+				a.send() // what was stored before it is safe to delete
+				return nil, &storeError{err}
+			}
+		}
+		if d, ok := f.(*codec.Deliver); ok {
+			c.remember(d.ID) // only once stored: a failed Store must see it again
+		}
 		if err := c.hand(ctx, f, a); err != nil {
-			return 0, err
+			return nil, err
 		}
 		if seq != 0 {
 			_, receipt := f.(*codec.Receipt)
@@ -479,12 +569,20 @@ func (c *Client) resendDue(conn *Conn, t *time.Timer) {
 	c.scheduleResend(t)
 }
 
-// duplicate remembers id and reports whether it was seen before.
-func (c *Client) duplicate(id codec.MsgID) bool {
+// seenBefore reports whether id was handed on before.
+func (c *Client) seenBefore(id codec.MsgID) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	_, ok := c.seen[id]
+	return ok
+}
+
+// remember records that id was handed on.
+func (c *Client) remember(id codec.MsgID) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if _, ok := c.seen[id]; ok {
-		return true
+		return
 	}
 	c.seen[id] = struct{}{}
 	c.seenQ = append(c.seenQ, id)
@@ -492,7 +590,6 @@ func (c *Client) duplicate(id codec.MsgID) bool {
 		delete(c.seen, c.seenQ[0])
 		c.seenQ = c.seenQ[1:]
 	}
-	return false
 }
 
 // trimOrder drops acknowledged ids from the front of the resend order.

@@ -109,7 +109,7 @@ func (c *Conn) handshake(ctx context.Context, br *bufio.Reader, t codec.Transpor
 	if err != nil {
 		return err
 	}
-	if err := hs.Initiate(c.nc, br, preamble); err != nil {
+	if err := hs.Initiate(c.nc, &refusalReader{br: br}, preamble); err != nil {
 		return err
 	}
 	c.sess, c.serverKey = hs.Session(), append([]byte(nil), hs.PeerStatic()...)
