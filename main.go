@@ -5,6 +5,7 @@
 //	chatd bench   the C1M benchmark scenarios
 //	chatd sysctl  Linux and FreeBSD kernel profiles for millions of sockets
 //	chatd cluster the cluster as one node sees it
+//	chatd version the build's version, commit and Go release
 //
 // Run "chatd <command> -h" for a command's flags.
 package main
@@ -12,6 +13,8 @@ package main
 import (
 	"fmt"
 	"os"
+
+	"github.com/chatd/chatd/internal/version"
 )
 
 const usage = `chatd is a message router for persistent TCP connections.
@@ -22,6 +25,7 @@ Usage:
   chatd bench SCENARIO  benchmark a server (connect, route, offline)
   chatd sysctl CMD      kernel profiles for millions of sockets (print, check, apply)
   chatd cluster status  the cluster as one node sees it (nodes, shards, directory)
+  chatd version         the build: version, commit and Go release
   chatd help            this text
 
 Run "chatd <command> -h" to see a command's flags and defaults.
@@ -44,6 +48,9 @@ func main() {
 		err = sysctlCmd(args)
 	case "cluster":
 		err = clusterCmd(args)
+	case "version", "-version", "--version":
+		fmt.Println(version.Get())
+		return
 	case "help", "-h", "--help":
 		fmt.Print(usage)
 		return

@@ -128,8 +128,12 @@ func Open(dir string, o Options) (*pebble.DB, error) {
 	opts.ApplyCompressionSettings(func() pebble.DBCompressionSettings { return pebble.DBCompressionBalanced })
 	db, err := pebble.Open(dir, opts)
 	if err != nil {
+		if held := inUse(dir, err); held != nil {
+			return nil, held
+		}
 		return nil, fmt.Errorf("store: open %s: %w", dir, err)
 	}
+	writePID(dir)
 	return db, nil
 }
 
