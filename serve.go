@@ -118,9 +118,6 @@ func serve(args []string) error {
 	if err != nil {
 		return err
 	}
-	// Pebble, the listener and logs need a few hundred descriptors.
-	log.Info("open-files limit", zap.Uint64("soft", soft), zap.Uint64("hard", hard),
-		zap.Uint64("max_connections", saturatingSub(soft, 300)))
 
 	if cfg.Cluster != nil {
 		log.Info("joining the cluster; waiting for a quorum of nodes", zap.String("node", cc.Node),
@@ -129,6 +126,14 @@ func serve(args []string) error {
 	s, err := server.New(cfg)
 	if err != nil {
 		return err
+	}
+	// The capacity the server enforces: --max-conns, or the open-files
+	// limit less what Pebble, the listeners and logs need.
+	log.Info("open-files limit", zap.Uint64("soft", soft), zap.Uint64("hard", hard),
+		zap.Int("max_connections", s.MaxConns()))
+	if room := saturatingSub(soft, 300); uint64(s.MaxConns()) > room {
+		log.Warn("max connections is above what the open-files limit allows: accepts past it will fail",
+			zap.Int("max_connections", s.MaxConns()), zap.Uint64("room", room))
 	}
 	if err := s.Listen(); err != nil {
 		s.Close()

@@ -48,6 +48,9 @@ type Server[T any] struct {
 
 	stop     chan struct{}
 	stopOnce sync.Once
+	// stopped is set by StopAccepting: a Serve that meets the closed
+	// listener (a Close right after start) ends cleanly, not with EBADF.
+	stopped atomic.Bool
 	sweeper  sync.WaitGroup
 	// bg counts slow-path flushers and asynchronous closes, which
 	// Shutdown waits for.
@@ -129,7 +132,7 @@ func (s *Server[T]) Serve() error {
 	go s.sweep()
 	go s.flushLazy()
 	err := s.el.Serve(s.ln)
-	if err != nil && !errors.Is(err, net.ErrClosed) {
+	if err != nil && !errors.Is(err, net.ErrClosed) && !s.stopped.Load() {
 		return fmt.Errorf("conn: serve: %w", err)
 	}
 	return nil
@@ -137,6 +140,7 @@ func (s *Server[T]) Serve() error {
 
 // StopAccepting closes the listener; existing connections stay open.
 func (s *Server[T]) StopAccepting() {
+	s.stopped.Store(true)
 	if s.ln != nil {
 		s.ln.Close()
 	}

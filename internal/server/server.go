@@ -63,6 +63,10 @@ type Server struct {
 	closeErr  error
 }
 
+// MaxConns is the connection capacity the server enforces (Config.MaxConns
+// after defaults: the open-files limit less 300 when it was 0).
+func (s *Server) MaxConns() int { return s.cfg.MaxConns }
+
 // New opens the data folder and prepares the server; Listen and Serve
 // start it.
 func New(cfg Config) (*Server, error) {
