@@ -22,7 +22,7 @@ const usage = `chatd is a message router for persistent TCP connections.
 Usage:
   chatd serve [flags]   run the server
   chatd chat [flags]    chat from a terminal
-  chatd bench SCENARIO  benchmark a server (connect, route, offline)
+  chatd bench SCENARIO  benchmark a server (connect, route, offline, herd, group, cluster)
   chatd sysctl CMD      kernel profiles for millions of sockets (print, check, apply)
   chatd cluster status  the cluster as one node sees it (nodes, shards, directory)
   chatd version         the build: version, commit and Go release

@@ -51,7 +51,7 @@ type Server[T any] struct {
 	// stopped is set by StopAccepting: a Serve that meets the closed
 	// listener (a Close right after start) ends cleanly, not with EBADF.
 	stopped atomic.Bool
-	sweeper  sync.WaitGroup
+	sweeper sync.WaitGroup
 	// bg counts slow-path flushers and asynchronous closes, which
 	// Shutdown waits for.
 	bg sync.WaitGroup

@@ -10,8 +10,8 @@ import (
 
 	"github.com/chatd/chatd/client"
 	"github.com/chatd/chatd/codec"
-	"github.com/chatd/chatd/internal/conn"
 	"github.com/chatd/chatd/internal/account"
+	"github.com/chatd/chatd/internal/conn"
 	"go.uber.org/goleak"
 )
 
