@@ -22,6 +22,8 @@ Usage:
   chatd bench SCENARIO  benchmark a server (connect, route, offline)
   chatd sysctl CMD      kernel profiles for millions of sockets (print, check, apply)
   chatd cluster status  the cluster as one node sees it (nodes, shards, directory)
+  chatd backup [flags]  copy a running server's data folder (-admin, -to)
+  chatd restore [flags] put a backup in place as a data folder (-from, -data)
   chatd help            this text
 
 Run "chatd <command> -h" to see a command's flags and defaults.
@@ -44,6 +46,10 @@ func main() {
 		err = sysctlCmd(args)
 	case "cluster":
 		err = clusterCmd(args)
+	case "backup":
+		err = backupCmd(args)
+	case "restore":
+		err = restoreCmd(args)
 	case "help", "-h", "--help":
 		fmt.Print(usage)
 		return
