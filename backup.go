@@ -127,18 +127,27 @@ func restore(from, data string, force bool, now time.Time) (aside string, err er
 	}
 	// Copy into a sibling first and rename it in place: a restore cut short
 	// leaves no half data folder a server could start on.
-	tmp := filepath.Clean(data) + ".restoring"
-	if err := os.RemoveAll(tmp); err != nil {
+	clean := filepath.Clean(data)
+	tmp, err := os.MkdirTemp(filepath.Dir(clean), filepath.Base(clean)+".restoring-")
+	if err != nil {
 		return aside, fmt.Errorf("restore: %w", err)
 	}
 	if err := copyTree(from, tmp); err != nil {
-		return aside, fmt.Errorf("restore: copy %s: %w", from, err)
+		return aside, fmt.Errorf("restore: copy %s (the partial copy is in %s): %w", from, tmp, err)
 	}
 	if empty {
-		os.Remove(data) // an empty folder, if any: Rename needs the name free
+		os.Remove(clean) // an empty folder, if any: Rename needs the name free
 	}
-	if err := os.Rename(tmp, data); err != nil {
+	if err := os.Rename(tmp, clean); err != nil {
 		return aside, fmt.Errorf("restore: %w", err)
+	}
+	// The rename is durable only once the parent folder is synced.
+	if d, err := os.Open(filepath.Dir(clean)); err == nil {
+		err = d.Sync()
+		d.Close()
+		if err != nil {
+			return aside, fmt.Errorf("restore: sync %s: %w", filepath.Dir(clean), err)
+		}
 	}
 	return aside, nil
 }
