@@ -56,7 +56,11 @@ func requestBackup(c *http.Client, admin, dir string) (server.BackupReport, erro
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if resp.StatusCode != http.StatusOK {
-		return rep, fmt.Errorf("backup: %s", strings.TrimSpace(string(body)))
+		msg := strings.TrimSpace(string(body))
+		if !strings.HasPrefix(msg, "backup:") { // the server's own errors say it
+			msg = "backup: " + msg
+		}
+		return rep, errors.New(msg)
 	}
 	if err := json.Unmarshal(body, &rep); err != nil {
 		return rep, fmt.Errorf("backup: %w", err)
