@@ -25,6 +25,8 @@ Usage:
   chatd bench SCENARIO  benchmark a server (connect, route, offline, herd, group, cluster)
   chatd sysctl CMD      kernel profiles for millions of sockets (print, check, apply)
   chatd cluster status  the cluster as one node sees it (nodes, shards, directory)
+  chatd backup [flags]  copy a running server's data folder (-admin, -to)
+  chatd restore [flags] put a backup in place as a data folder (-from, -data)
   chatd version         the build: version, commit and Go release
   chatd help            this text
 
@@ -48,6 +50,10 @@ func main() {
 		err = sysctlCmd(args)
 	case "cluster":
 		err = clusterCmd(args)
+	case "backup":
+		err = backupCmd(args)
+	case "restore":
+		err = restoreCmd(args)
 	case "version", "-version", "--version":
 		fmt.Println(version.Get())
 		return

@@ -26,7 +26,10 @@ func (s *Server) Admin(addr string) (net.Addr, func() error, error) {
 			}
 			return nil
 		}},
-		Actions: map[string]func(map[string][]string) (any, error){"/cluster/move": s.moveAction},
+		Actions: map[string]func(map[string][]string) (any, error){
+			"/cluster/move": s.moveAction,
+			"/backup":       s.backupAction, // chatd backup
+		},
 	})
 }
 
