@@ -3,7 +3,7 @@ package server
 import (
 	"errors"
 	"fmt"
-	"io"
+	"github.com/chatd/chatd/internal/store"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -54,7 +54,7 @@ func (s *Server) Backup(dir string) (BackupReport, error) {
 	rep := BackupReport{Dir: abs}
 	if s.cfg.NoiseKey == "" { // the key is DataDir/noise.key
 		src := filepath.Join(s.cfg.DataDir, "noise.key")
-		if err := copyFile(src, filepath.Join(abs, "noise.key")); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		if err := store.CopyFile(src, filepath.Join(abs, "noise.key")); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return rep, fmt.Errorf("backup: copy the Noise key: %w", err)
 		} else if err == nil {
 			rep.NoiseKey = true
@@ -88,30 +88,4 @@ func (s *Server) backupAction(form map[string][]string) (any, error) {
 		dir = v[0]
 	}
 	return s.Backup(dir)
-}
-
-// copyFile copies src to a new file dst, synced, with src's permissions.
-func copyFile(src, dst string) error {
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	info, err := in.Stat()
-	if err != nil {
-		return err
-	}
-	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, info.Mode().Perm())
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		return err
-	}
-	if err := out.Sync(); err != nil {
-		out.Close()
-		return err
-	}
-	return out.Close()
 }
