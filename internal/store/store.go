@@ -125,8 +125,13 @@ func Open(dir string, o Options) (*pebble.DB, error) {
 	if o.Space != nil {
 		opts.FS = vfs.OnDiskFull(vfs.Default, o.Space.diskFull)
 	}
+	opts.FS = pidLockFS{opts.FS}
 	opts.ApplyCompressionSettings(func() pebble.DBCompressionSettings { return pebble.DBCompressionBalanced })
 	db, err := pebble.Open(dir, opts)
+	var locked *LockedError
+	if errors.As(err, &locked) {
+		return nil, locked // already says what and where
+	}
 	if err != nil {
 		return nil, fmt.Errorf("store: open %s: %w", dir, err)
 	}
