@@ -118,9 +118,7 @@ func serve(args []string) error {
 	if err != nil {
 		return err
 	}
-	// Pebble, the listener and logs need a few hundred descriptors.
-	log.Info("open-files limit", zap.Uint64("soft", soft), zap.Uint64("hard", hard),
-		zap.Uint64("max_connections", saturatingSub(soft, 300)))
+	log.Info("open-files limit", zap.Uint64("soft", soft), zap.Uint64("hard", hard))
 
 	if cfg.Cluster != nil {
 		log.Info("joining the cluster; waiting for a quorum of nodes", zap.String("node", cc.Node),
@@ -136,6 +134,7 @@ func serve(args []string) error {
 	}
 	log.Info("chatd listening", zap.Stringer("addr", s.Addr()), zap.String("data", cfg.DataDir),
 		zap.Bool("plaintext", cfg.Plaintext), zap.Int("netpoll_buffer", conn.BufferSize),
+		zap.Int("max_connections", s.MaxConns()), // what admission enforces, -max-conns or the file limit less 300
 		zap.String("public_key", hex.EncodeToString(s.PublicKey())))
 	fmt.Printf("chatd public key: %x\n", s.PublicKey())
 
@@ -180,11 +179,4 @@ func newLogger(level string, console bool) (*zap.Logger, error) {
 	}
 	cfg.Level = zap.NewAtomicLevelAt(lvl)
 	return cfg.Build()
-}
-
-func saturatingSub(a, b uint64) uint64 {
-	if a < b {
-		return 0
-	}
-	return a - b
 }

@@ -214,6 +214,10 @@ func New(cfg Config) (*Server, error) {
 // Listen binds the configured address.
 func (s *Server) Listen() error { return s.conns.Listen(s.cfg.Addr) }
 
+// MaxConns is the connection capacity admission enforces: the configured
+// one, or the open-files limit less 300 when none was set.
+func (s *Server) MaxConns() int { return s.cfg.MaxConns }
+
 // Addr is the bound address (after Listen).
 func (s *Server) Addr() net.Addr { return s.conns.Addr() }
 
