@@ -34,3 +34,15 @@ func TestUnknownCommandIsOneLine(t *testing.T) {
 		t.Fatalf("status %d, stdout %q, stderr %q", code, out, errOut)
 	}
 }
+
+func TestTopLevelHelpListsBenchScenarios(t *testing.T) {
+	_, out, _ := runCapture("help")
+	for _, sc := range benchScenarios {
+		if !strings.Contains(out, sc) {
+			t.Errorf("top-level usage does not name bench scenario %q:\n%s", sc, out)
+		}
+	}
+	if code, _, errOut := runCapture("bench", "-h"); code != 0 || !strings.Contains(errOut, "herd") {
+		t.Errorf("chatd bench -h: status %d, output %q", code, errOut)
+	}
+}
