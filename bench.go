@@ -47,11 +47,12 @@ type benchRun struct {
 	jitter  bool // herd
 }
 
-func benchCmd(args []string) error {
+// benchCmd runs `chatd bench`; help and usage errors go to out.
+func benchCmd(args []string, out io.Writer) error {
 	if len(args) > 0 && args[0] == "worker" {
 		return bench.RunWorker(args[1:])
 	}
-	r, err := parseBench(args, os.Stderr)
+	r, err := parseBench(args, out)
 	if errors.Is(err, flag.ErrHelp) {
 		return nil
 	}

@@ -50,7 +50,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "chat":
 		err = chat(args)
 	case "bench":
-		err = benchCmd(args)
+		err = benchCmd(args, stderr)
 	case "sysctl":
 		err = sysctlCmd(args)
 	case "cluster":
