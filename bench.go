@@ -135,7 +135,7 @@ func parseBench(args []string, out io.Writer) (*benchRun, error) {
 		fmt.Fprint(out, benchUsage)
 		return nil, fmt.Errorf("bench: unknown scenario %q", args[0])
 	}
-	if err := fs.Parse(args[1:]); err != nil {
+	if err := parseFlags(fs, args[1:]); err != nil {
 		return nil, err
 	}
 	if fs.NArg() > 0 {
