@@ -47,11 +47,12 @@ type benchRun struct {
 	jitter  bool // herd
 }
 
-func benchCmd(args []string) error {
+// benchCmd runs `chatd bench`; help and usage errors go to out.
+func benchCmd(args []string, out io.Writer) error {
 	if len(args) > 0 && args[0] == "worker" {
 		return bench.RunWorker(args[1:])
 	}
-	r, err := parseBench(args, os.Stderr)
+	r, err := parseBench(args, out)
 	if errors.Is(err, flag.ErrHelp) {
 		return nil
 	}
@@ -134,7 +135,7 @@ func parseBench(args []string, out io.Writer) (*benchRun, error) {
 		fmt.Fprint(out, benchUsage)
 		return nil, fmt.Errorf("bench: unknown scenario %q", args[0])
 	}
-	if err := fs.Parse(args[1:]); err != nil {
+	if err := parseFlags(fs, args[1:]); err != nil {
 		return nil, err
 	}
 	if fs.NArg() > 0 {

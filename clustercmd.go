@@ -49,7 +49,7 @@ func clusterStatus(args []string) error {
 	fs := flag.NewFlagSet("cluster status", flag.ContinueOnError)
 	admin := fs.String("admin", "127.0.0.1:7421", "the node's admin address")
 	asJSON := fs.Bool("json", false, "print the raw JSON")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
 		}
@@ -112,7 +112,7 @@ func clusterMove(args []string) error {
 	admin := fs.String("admin", "127.0.0.1:7421", "the admin address of the node that owns the shard")
 	shard := fs.Int("shard", -1, "the home shard to move (0-4095)")
 	to := fs.String("to", "", "the node to move it to")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
 		}

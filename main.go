@@ -5,13 +5,16 @@
 //	chatd bench   the C1M benchmark scenarios
 //	chatd sysctl  Linux and FreeBSD kernel profiles for millions of sockets
 //	chatd cluster the cluster as one node sees it
-//	chatd version the build's version, commit and Go release
+//	chatd version the build: module version, commit and Go release
 //
 // Run "chatd <command> -h" for a command's flags.
 package main
 
 import (
+	"errors"
+	"flag"
 	"fmt"
+	"io"
 	"os"
 
 	"github.com/chatd/chatd/internal/version"
@@ -22,30 +25,34 @@ const usage = `chatd is a message router for persistent TCP connections.
 Usage:
   chatd serve [flags]   run the server
   chatd chat [flags]    chat from a terminal
-  chatd bench SCENARIO  benchmark a server (connect, route, offline, herd, group, cluster)
+  chatd bench SCENARIO  benchmark a server (connect, offline, route, herd, group, cluster)
   chatd sysctl CMD      kernel profiles for millions of sockets (print, check, apply)
   chatd cluster status  the cluster as one node sees it (nodes, shards, directory)
   chatd backup [flags]  copy a running server's data folder (-admin, -to)
   chatd restore [flags] put a backup in place as a data folder (-from, -data)
-  chatd version         the build: version, commit and Go release
+  chatd version         the build: version, commit and Go release (also --version)
   chatd help            this text
 
 Run "chatd <command> -h" to see a command's flags and defaults.
 `
 
-func main() {
-	if len(os.Args) < 2 {
-		fmt.Fprint(os.Stderr, usage)
-		os.Exit(2)
+func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
+
+// run is main without the process: it returns the exit status, so tests
+// can run commands in-process and read what they print.
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) < 1 {
+		fmt.Fprint(stderr, usage)
+		return 2
 	}
 	var err error
-	switch cmd, args := os.Args[1], os.Args[2:]; cmd {
+	switch cmd, args := args[0], args[1:]; cmd {
 	case "serve":
 		err = serve(args)
 	case "chat":
 		err = chat(args)
 	case "bench":
-		err = benchCmd(args)
+		err = benchCmd(args, stderr)
 	case "sysctl":
 		err = sysctlCmd(args)
 	case "cluster":
@@ -55,17 +62,21 @@ func main() {
 	case "restore":
 		err = restoreCmd(args)
 	case "version", "-version", "--version":
-		fmt.Println(version.Get())
-		return
-	case "help", "-h", "--help":
-		fmt.Print(usage)
-		return
+		fmt.Fprintln(stdout, version.Get())
+		return 0
+	case "help", "-h", "-help", "--help":
+		fmt.Fprint(stdout, usage)
+		return 0
 	default:
-		fmt.Fprintf(os.Stderr, "chatd: unknown command %q\n\n%s", cmd, usage)
-		os.Exit(2)
+		fmt.Fprintf(stderr, "chatd: unknown command %q\nRun \"chatd help\" for the commands.\n", cmd)
+		return 2
+	}
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
 	}
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "chatd:", err)
-		os.Exit(1)
+		fmt.Fprintln(stderr, "chatd:", err)
+		return 1
 	}
+	return 0
 }

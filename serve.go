@@ -35,13 +35,13 @@ func serve(args []string) error {
 	fs.DurationVar(&cfg.AuthTimeout, "auth-timeout", 10*time.Second, "close connections that have not logged in within this time")
 	fs.DurationVar(&cfg.ReadTimeout, "read-timeout", 10*time.Second, "close connections that stall in the middle of a frame this long")
 	fs.DurationVar(&cfg.WriteTimeout, "write-timeout", 10*time.Second, "close connections whose socket accepts nothing for this long")
-	fs.IntVar(&cfg.MaxOutbound, "max-outbound", 4<<20, "bytes queued for one client before it is closed as a slow consumer")
-	fs.Int64Var(&cfg.CacheSize, "cache", 64<<20, "Pebble block cache in bytes")
+	sizeVar(fs, &cfg.MaxOutbound, "max-outbound", 4<<20, "bytes queued for one client before it is closed as a slow consumer")
+	sizeVar(fs, &cfg.CacheSize, "cache", 64<<20, "Pebble block cache (bytes, or with KiB, MiB, GiB)")
 	fs.DurationVar(&cfg.WALSyncInterval, "wal-sync-interval", 500*time.Microsecond, "least time between two fsyncs of the write-ahead log: a SENT waits at most this much beyond its fsync")
-	fs.Uint64Var(&cfg.MemTableSize, "memtable", 64<<20, "Pebble memtable size in bytes; larger lets more messages be delivered and deleted before reaching disk")
-	fs.Int64Var(&cfg.StorageReserve, "storage-reserve", 0, "free disk bytes below which new messages get ERROR 28 (0: the larger of 4 memtables and 1% of the volume), plus room for Pebble's largest compaction")
-	fs.Int64Var(&cfg.StorageHysteresis, "storage-hysteresis", 0, "free bytes above that mark before messages are accepted again (0: the ballast plus two memtables)")
-	fs.Int64Var(&cfg.Ballast, "ballast", 0, "bytes of the EMERGENCY_BALLAST file released when the disk fills (0: 1% of the volume, at most 1 GiB; -1: none)")
+	sizeVar(fs, &cfg.MemTableSize, "memtable", 64<<20, "Pebble memtable size in bytes; larger lets more messages be delivered and deleted before reaching disk")
+	sizeVar(fs, &cfg.StorageReserve, "storage-reserve", 0, "free disk bytes below which new messages get ERROR 28 (0: the larger of 4 memtables and 1% of the volume), plus room for Pebble's largest compaction")
+	sizeVar(fs, &cfg.StorageHysteresis, "storage-hysteresis", 0, "free bytes above that mark before messages are accepted again (0: the ballast plus two memtables)")
+	sizeVar(fs, &cfg.Ballast, "ballast", 0, "bytes of the EMERGENCY_BALLAST file released when the disk fills (0: 1% of the volume, at most 1 GiB; -1: none)")
 	fs.IntVar(&cfg.Lanes, "lanes", 0, "inbox commit lanes (0: 4 per core)")
 	fs.DurationVar(&cfg.TTL, "ttl", 30*24*time.Hour, "delete inbox entries not acknowledged within this time")
 	fs.IntVar(&cfg.MaxGroup, "max-group", 256, "most members in a group")
@@ -58,7 +58,7 @@ func serve(args []string) error {
 		return err
 	})
 	fs.IntVar(&cfg.MaxConns, "max-conns", 0, "connection capacity; past it new connections get GOAWAY (0: the open-files limit less 300)")
-	fs.Uint64Var(&cfg.MemoryLimit, "memory-limit", 0, "bytes of memory the server may use (0: the cgroup limit, else the machine's RAM)")
+	sizeVar(fs, &cfg.MemoryLimit, "memory-limit", 0, "bytes of memory the server may use (0: the cgroup limit, else the machine's RAM)")
 	fs.Float64Var(&cfg.MemoryWatermark, "memory-watermark", 0.8, "fraction of the memory limit above which new connections get GOAWAY")
 	fs.IntVar(&cfg.AcceptRate, "accept-rate", 30000, "new connections per second before the rest get GOAWAY (protects against thundering herds)")
 	fs.DurationVar(&cfg.RetryAfter, "retry-after", 2*time.Second, "delay GOAWAY asks clients to wait (they add random jitter)")
@@ -66,7 +66,7 @@ func serve(args []string) error {
 	fs.IntVar(&cfg.LoginsPerSource, "logins-per-source", 30, "password attempts per source address per minute (-1: no limit)")
 	fs.IntVar(&cfg.FailedLoginsPerUser, "failed-logins-per-user", 10, "failed password attempts per user name per minute (-1: no limit)")
 	fs.IntVar(&cfg.MaxFrameRate, "max-frame-rate", 1000, "frames one connection may send per second before it is closed (-1: no limit)")
-	fs.IntVar(&cfg.MaxByteRate, "max-byte-rate", 4<<20, "bytes one connection may send per second before it is closed (-1: no limit)")
+	sizeVar(fs, &cfg.MaxByteRate, "max-byte-rate", 4<<20, "bytes one connection may send per second before it is closed (-1: no limit)")
 	fs.DurationVar(&cfg.PresenceInterval, "presence-interval", time.Second, "watchers hear of a user's presence at most once per interval")
 	var cc cluster.Config
 	var routes string
@@ -118,6 +118,7 @@ func serve(args []string) error {
 	if err != nil {
 		return err
 	}
+	log.Info("open-files limit", zap.Uint64("soft", soft), zap.Uint64("hard", hard))
 
 	if cfg.Cluster != nil {
 		log.Info("joining the cluster; waiting for a quorum of nodes", zap.String("node", cc.Node),
@@ -127,20 +128,13 @@ func serve(args []string) error {
 	if err != nil {
 		return err
 	}
-	// The capacity the server enforces: --max-conns, or the open-files
-	// limit less what Pebble, the listeners and logs need.
-	log.Info("open-files limit", zap.Uint64("soft", soft), zap.Uint64("hard", hard),
-		zap.Int("max_connections", s.MaxConns()))
-	if room := saturatingSub(soft, 300); uint64(s.MaxConns()) > room {
-		log.Warn("max connections is above what the open-files limit allows: accepts past it will fail",
-			zap.Int("max_connections", s.MaxConns()), zap.Uint64("room", room))
-	}
 	if err := s.Listen(); err != nil {
 		s.Close()
 		return err
 	}
 	log.Info("chatd listening", zap.Stringer("addr", s.Addr()), zap.String("data", cfg.DataDir),
 		zap.Bool("plaintext", cfg.Plaintext), zap.Int("netpoll_buffer", conn.BufferSize),
+		zap.Int("max_connections", s.MaxConns()), // what admission enforces, -max-conns or the file limit less 300
 		zap.String("public_key", hex.EncodeToString(s.PublicKey())))
 	fmt.Printf("chatd public key: %x\n", s.PublicKey())
 
@@ -185,11 +179,4 @@ func newLogger(level string, console bool) (*zap.Logger, error) {
 	}
 	cfg.Level = zap.NewAtomicLevelAt(lvl)
 	return cfg.Build()
-}
-
-func saturatingSub(a, b uint64) uint64 {
-	if a < b {
-		return 0
-	}
-	return a - b
 }

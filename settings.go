@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 )
@@ -43,7 +44,32 @@ func parseSettings(fs *flag.FlagSet, args []string, environ func(string) (string
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
-	return fs.Parse(args)
+	return parseFlags(fs, args)
+}
+
+// parseFlags parses args into fs. The flag package prints a bad flag's
+// error and then the whole usage, and main prints the error again; here
+// the usage is printed only for -h, and a bad flag's error comes back
+// with one line saying where the flags are listed.
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	out, usage := fs.Output(), fs.Usage
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	err := fs.Parse(args)
+	fs.SetOutput(out)
+	fs.Usage = usage
+	if errors.Is(err, flag.ErrHelp) {
+		if usage != nil {
+			usage()
+		} else {
+			fs.PrintDefaults()
+		}
+		return err
+	}
+	if err != nil {
+		return fmt.Errorf("%w\nRun \"chatd %s -h\" for the flags.", err, fs.Name())
+	}
+	return nil
 }
 
 // configPath finds --config before the flags are parsed, so that the

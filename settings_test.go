@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"os"
 	"path/filepath"
@@ -62,5 +63,25 @@ func TestBadSettingsStopStartup(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%v %v: error %v, want one mentioning %q", tc.args, tc.env, err, tc.want)
 		}
+	}
+}
+
+// A bad flag comes back as its error and one line of hint; the usage is
+// printed only for -h.
+func TestBadFlagIsOneHintNotUsage(t *testing.T) {
+	none := func(string) (string, bool) { return "", false }
+	fs, _, _, _ := settingsFlags()
+	var out strings.Builder
+	fs.SetOutput(&out)
+	fs.Usage = func() { out.WriteString("USAGE\n") }
+	err := parseSettings(fs, []string{"--keepalive", "forever"}, none)
+	if err == nil || out.Len() != 0 {
+		t.Fatalf("error %v, printed %q", err, out.String())
+	}
+	if lines := strings.Split(err.Error(), "\n"); len(lines) != 2 || lines[1] != `Run "chatd serve -h" for the flags.` {
+		t.Fatalf("error %q, want the parse error and one hint line", err)
+	}
+	if err := parseSettings(fs, []string{"-h"}, none); !errors.Is(err, flag.ErrHelp) || out.String() != "USAGE\n" {
+		t.Fatalf("-h: error %v, printed %q", err, out.String())
 	}
 }

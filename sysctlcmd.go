@@ -49,7 +49,7 @@ func sysctlCmd(args []string) error {
 	mem := fs.Uint64("mem", proc.HostMemory(), "bytes of RAM on the host (sizes TCP buffer memory)")
 	role := fs.String("role", "server", "server (chatd) or client (a load generator)")
 	dry := fs.Bool("dry-run", false, "apply: only say what would change")
-	if err := fs.Parse(args[1:]); err != nil {
+	if err := parseFlags(fs, args[1:]); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
 		}

@@ -63,10 +63,6 @@ type Server struct {
 	closeErr  error
 }
 
-// MaxConns is the connection capacity the server enforces (Config.MaxConns
-// after defaults: the open-files limit less 300 when it was 0).
-func (s *Server) MaxConns() int { return s.cfg.MaxConns }
-
 // New opens the data folder and prepares the server; Listen and Serve
 // start it.
 func New(cfg Config) (*Server, error) {
@@ -221,6 +217,10 @@ func New(cfg Config) (*Server, error) {
 
 // Listen binds the configured address.
 func (s *Server) Listen() error { return s.conns.Listen(s.cfg.Addr) }
+
+// MaxConns is the connection capacity admission enforces: the configured
+// one, or the open-files limit less 300 when none was set.
+func (s *Server) MaxConns() int { return s.cfg.MaxConns }
 
 // Addr is the bound address (after Listen).
 func (s *Server) Addr() net.Addr { return s.conns.Addr() }

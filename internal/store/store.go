@@ -125,15 +125,16 @@ func Open(dir string, o Options) (*pebble.DB, error) {
 	if o.Space != nil {
 		opts.FS = vfs.OnDiskFull(vfs.Default, o.Space.diskFull)
 	}
+	opts.FS = pidLockFS{opts.FS}
 	opts.ApplyCompressionSettings(func() pebble.DBCompressionSettings { return pebble.DBCompressionBalanced })
 	db, err := pebble.Open(dir, opts)
+	var locked *LockedError
+	if errors.As(err, &locked) {
+		return nil, locked // already says what and where
+	}
 	if err != nil {
-		if held := inUse(dir, err); held != nil {
-			return nil, held
-		}
 		return nil, fmt.Errorf("store: open %s: %w", dir, err)
 	}
-	writePID(dir)
 	return db, nil
 }
 
