@@ -39,3 +39,31 @@ func TestOpenRefusesNewerFormat(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+// A folder without a record (format 0) is migrated and keeps its data. This
+// folder is built here with plain Pebble, not by the previous commit's server.
+func TestOpenMigratesFormat0(t *testing.T) {
+	dir := t.TempDir()
+	db, err := pebble.Open(dir, &pebble.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := []byte{PrefixMeta, 'x'}
+	if err := db.Set(key, []byte("kept"), pebble.Sync); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	db, err = Open(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if v, err := ReadFormat(db); err != nil || v != 1 {
+		t.Fatalf("format = %d, %v; want 1", v, err)
+	}
+	b, closer, err := db.Get(key)
+	if err != nil || string(b) != "kept" {
+		t.Fatalf("key after migration = %q, %v", b, err)
+	}
+	closer.Close()
+}
