@@ -135,6 +135,10 @@ func Open(dir string, o Options) (*pebble.DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: open %s: %w", dir, err)
 	}
+	if err := migrate(db); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("store: open %s: %w", dir, err)
+	}
 	return db, nil
 }
 
