@@ -32,9 +32,11 @@ func niceTicks(lo, hi float64, n int) []float64 {
 		}
 	}
 	var ticks []float64
-	for v := math.Floor(lo/step) * step; v < hi+step/2; v += step {
-		ticks = append(ticks, math.Round(v/step)*step)
-		if v >= hi {
+	first := math.Floor(lo/step+1e-9) * step
+	for i := 0.0; ; i++ {
+		v := first + i*step
+		ticks = append(ticks, v)
+		if v >= hi-step*1e-9 {
 			break
 		}
 	}
