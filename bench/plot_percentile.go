@@ -27,7 +27,7 @@ func percentileSeries(name string, h *hdrhistogram.Histogram) Series {
 // axis (see percentileX), 0% to 99.999%, with the legend top left where
 // the curves, flat before their tail, leave room.
 func percentileChart(title string, series ...Series) string {
-	const w, h, left, right, top, bottom = 640.0, 340.0, 64.0, 24.0, 16.0, 48.0
+	const w, h, left, right, top, bottom = 640.0, 340.0, 64.0, 40.0, 16.0, 48.0
 	const maxXv = 5.0 // 99.999%
 	maxY := 0.0
 	for _, s := range series {
