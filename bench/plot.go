@@ -108,7 +108,13 @@ func writePlot(dir, name, title string, charts ...string) (string, error) {
 // xTicks gives round x ticks in data units: decades on a log axis.
 func xTicks(minX, maxX float64, logX bool) []float64 {
 	if !logX {
-		return niceTicks(minX, maxX, 5)
+		var t []float64 // only ticks on the axis: a tick left of it would float off the plot
+		for _, v := range niceTicks(minX, maxX, 5) {
+			if v >= minX-1e-9*(maxX-minX) && v <= maxX+1e-9*(maxX-minX) {
+				t = append(t, v)
+			}
+		}
+		return t
 	}
 	var t []float64
 	for e := math.Floor(minX); e <= math.Ceil(maxX); e++ {
