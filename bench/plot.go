@@ -37,6 +37,8 @@ func chart(title, xlabel, ylabel string, logX bool, series ...Series) string {
 	if maxY == 0 {
 		maxY = 1
 	}
+	yt := niceTicks(0, maxY, 4)
+	maxY = yt[len(yt)-1]
 	sx := func(x float64) float64 {
 		if logX {
 			x = math.Log10(math.Max(x, 1))
@@ -49,16 +51,21 @@ func chart(title, xlabel, ylabel string, logX bool, series ...Series) string {
 		html.EscapeString(title), w, h, w, h)
 	fmt.Fprintf(&b, `<line x1="%g" y1="%g" x2="%g" y2="%g" stroke="#333"/><line x1="%g" y1="%g" x2="%g" y2="%g" stroke="#333"/>`,
 		pad, h-pad, w-pad, h-pad, pad, pad, pad, h-pad)
-	for i := 0; i <= 4; i++ {
-		y := maxY * float64(i) / 4
-		fmt.Fprintf(&b, `<text x="%g" y="%g" text-anchor="end">%s</text>`, pad-4, sy(y)+4, short(y))
-		var x float64
-		if logX {
-			x = math.Pow(10, minX+(maxX-minX)*float64(i)/4)
-		} else {
-			x = minX + (maxX-minX)*float64(i)/4
+	for _, y := range niceTicks(0, maxY, 4) {
+		if y > maxY*1.001 {
+			continue
 		}
-		fmt.Fprintf(&b, `<text x="%g" y="%g" text-anchor="middle">%s</text>`, sx(x), h-pad+16, short(x))
+		fmt.Fprintf(&b, `<text x="%g" y="%g" text-anchor="end">%s</text>`, pad-4, sy(y)+4, tickLabel(y))
+	}
+	lastEnd := math.Inf(-1)
+	for _, x := range xTicks(minX, maxX, logX) {
+		l := tickLabel(x)
+		cx, half := sx(x), textWidth(l, 11)/2
+		if cx-half < lastEnd+6 {
+			continue // would overlap the previous label
+		}
+		lastEnd = cx + half
+		fmt.Fprintf(&b, `<text x="%g" y="%g" text-anchor="middle">%s</text>`, cx, h-pad+16, l)
 	}
 	fmt.Fprintf(&b, `<text x="%g" y="%g" text-anchor="middle">%s</text>`, w/2, h-12, html.EscapeString(xlabel))
 	fmt.Fprintf(&b, `<text x="14" y="%g" transform="rotate(-90 14 %g)" text-anchor="middle">%s</text>`, h/2, h/2, html.EscapeString(ylabel))
@@ -96,4 +103,24 @@ func writePlot(dir, name, title string, charts ...string) (string, error) {
 	page := "<!doctype html><meta charset=utf-8><title>" + html.EscapeString(title) + "</title><h1>" +
 		html.EscapeString(title) + "</h1>\n" + strings.Join(charts, "\n")
 	return path, os.WriteFile(path, []byte(page), 0o644)
+}
+
+// xTicks gives round x ticks in data units: decades on a log axis.
+func xTicks(minX, maxX float64, logX bool) []float64 {
+	if !logX {
+		var t []float64 // only ticks on the axis: a tick left of it would float off the plot
+		for _, v := range niceTicks(minX, maxX, 5) {
+			if v >= minX-1e-9*(maxX-minX) && v <= maxX+1e-9*(maxX-minX) {
+				t = append(t, v)
+			}
+		}
+		return t
+	}
+	var t []float64
+	for e := math.Floor(minX); e <= math.Ceil(maxX); e++ {
+		if e >= minX-1e-9 && e <= maxX+1e-9 {
+			t = append(t, math.Pow(10, e))
+		}
+	}
+	return t
 }

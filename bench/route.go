@@ -229,6 +229,7 @@ func runRoute(ctx context.Context, cfg Config, rc RouteConfig, conns []*rawConn,
 	}
 	title := fmt.Sprintf("%d pairs, window %d, %s: %.0f msgs/s delivered", rc.Pairs, rc.Window, rate, res.MsgsPerSec)
 	res.Plot, _ = writePlot(cfg.Report, fmt.Sprintf("route-%d-%d.html", rc.Pairs, rc.Rate), "chatd bench route: "+title,
+		percentileChart("latency by percentile (send to deliver)", percentileSeries("send to deliver", hist)),
 		chart("latency histogram (send to deliver)", "latency (us, log scale)", "messages", true, Series{Name: "messages", Points: pts}),
 		chart("latency distribution", "latency (us, log scale)", "% of messages at or below", true, Series{Name: "cumulative %", Points: cdf}))
 	return res, nil
