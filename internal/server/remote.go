@@ -577,13 +577,15 @@ func (s *Server) serveDeliver(msg []byte, respond func([]byte)) {
 	if connID(c) != sid {
 		// A push for an older session of this user: the home had not yet
 		// taken the current one's attach (or lost it). Its entries are the
-		// user's all the same: offer them to the current session now, in
-		// order, since the current one's drain may already be past them
-		// and its pushes, numbered anew, cannot show them missing. Then
-		// attach again and drain, in case the attach was lost.
-		b := s.batch()
-		s.sessions.AppliedFrom(user, 0, stored, b)
-		s.flush(b)
+		// user's all the same, but this session cannot tell whether an
+		// earlier push of that stream was lost: pushing them now could put
+		// them ahead of an entry it never got, which its drain (reading on
+		// from the last pushed seq) would then skip until the next login,
+		// delivering it late and out of order (seen in a stressed kill -9
+		// run). So push nothing: mark the session behind, attach again
+		// and drain, which reads the home's inbox in order from where this
+		// session is.
+		s.sessions.Behind(c)
 		go func() {
 			if home, err := s.homeOf(cluster.ShardOf(user)); err == nil {
 				s.sendAttach(home, user, c)
