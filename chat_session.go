@@ -54,8 +54,7 @@ type session struct {
 	// goroutine only.
 	sentShown, receiptFirst map[codec.MsgID]bool
 
-	lost     bool // connection lost since the last "connected"
-	lastWait string
+	lost bool // connection lost since the last "connected"
 }
 
 // printer serialises whole lines from the input and event goroutines.

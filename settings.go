@@ -67,7 +67,7 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 		return err
 	}
 	if err != nil {
-		return fmt.Errorf("%w\nRun \"chatd %s -h\" for the flags.", err, fs.Name())
+		return fmt.Errorf("%w\nRun \"chatd %s -h\" for the flags", err, fs.Name())
 	}
 	return nil
 }

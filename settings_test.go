@@ -78,7 +78,7 @@ func TestBadFlagIsOneHintNotUsage(t *testing.T) {
 	if err == nil || out.Len() != 0 {
 		t.Fatalf("error %v, printed %q", err, out.String())
 	}
-	if lines := strings.Split(err.Error(), "\n"); len(lines) != 2 || lines[1] != `Run "chatd serve -h" for the flags.` {
+	if lines := strings.Split(err.Error(), "\n"); len(lines) != 2 || lines[1] != `Run "chatd serve -h" for the flags` {
 		t.Fatalf("error %q, want the parse error and one hint line", err)
 	}
 	if err := parseSettings(fs, []string{"-h"}, none); !errors.Is(err, flag.ErrHelp) || out.String() != "USAGE\n" {

@@ -83,16 +83,6 @@ func chart(title, xlabel, ylabel string, logX bool, series ...Series) string {
 	return b.String()
 }
 
-func short(v float64) string {
-	switch {
-	case v >= 1e6:
-		return fmt.Sprintf("%.1fM", v/1e6)
-	case v >= 1e3:
-		return fmt.Sprintf("%.1fk", v/1e3)
-	}
-	return fmt.Sprintf("%.0f", v)
-}
-
 // writePlot writes an HTML page of charts into the report folder and
 // returns its path.
 func writePlot(dir, name, title string, charts ...string) (string, error) {

@@ -83,7 +83,8 @@ func lockPID(dir string) (*pidLock, error) {
 		}
 		return nil, fmt.Errorf("store: lock %s: %w", dir, err)
 	}
-	if err := f.Truncate(0); err == nil {
+	err = f.Truncate(0)
+	if err == nil {
 		_, err = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
 	}
 	if err != nil {
