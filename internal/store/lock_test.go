@@ -3,6 +3,7 @@ package store
 import (
 	"errors"
 	"os"
+	"path/filepath"
 	"strconv"
 	"testing"
 )
@@ -48,5 +49,27 @@ func TestPIDLockUnknownPID(t *testing.T) {
 	var locked *LockedError
 	if !errors.As(err, &locked) || locked.PID != 0 || err.Error() != "data folder "+dir+" is in use: another chatd holds its lock" {
 		t.Fatalf("got %v", err)
+	}
+}
+
+// A second server's disk watcher refuses a folder in use before it
+// touches the ballast, which belongs to the running server.
+func TestSpaceRefusesAFolderInUse(t *testing.T) {
+	dir := t.TempDir()
+	db, err := Open(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	sp, err := OpenSpace(dir, SpaceOptions{Ballast: 1 << 20})
+	var locked *LockedError
+	if !errors.As(err, &locked) {
+		if sp != nil {
+			sp.Close()
+		}
+		t.Fatalf("OpenSpace on a folder in use: %v, want LockedError", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, BallastName)); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("the refused watcher made a ballast: %v", err)
 	}
 }

@@ -120,6 +120,15 @@ func OpenSpace(dir string, o SpaceOptions) (*Space, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("store: data folder: %w", err)
 	}
+	// A folder another chatd holds is refused before the ballast is
+	// touched: a second server with another --ballast would otherwise
+	// delete or resize the running one's. (Open takes the lock for good;
+	// this probe leaves a start racing another start to Open's lock.)
+	l, err := lockPID(dir)
+	if err != nil {
+		return nil, err
+	}
+	l.Close()
 	if o.MemTableSize == 0 {
 		o.MemTableSize = 64 << 20
 	}
