@@ -51,6 +51,7 @@ type Server[T any] struct {
 	// stopped is set by StopAccepting: a Serve that meets the closed
 	// listener (a Close right after start) ends cleanly, not with EBADF.
 	stopped atomic.Bool
+	startMu sync.Mutex // orders Serve's sweeper.Add before Shutdown's Wait
 	sweeper sync.WaitGroup
 	// bg counts slow-path flushers and asynchronous closes, which
 	// Shutdown waits for.
@@ -128,7 +129,15 @@ func (s *Server[T]) Serve() error {
 	if s.ln == nil {
 		return errors.New("conn: Serve before Listen")
 	}
+	// Add before Shutdown's Wait, or not at all: a Serve that starts
+	// after StopAccepting (a Close right after start) returns at once.
+	s.startMu.Lock()
+	if s.stopped.Load() {
+		s.startMu.Unlock()
+		return nil
+	}
 	s.sweeper.Add(2)
+	s.startMu.Unlock()
 	go s.sweep()
 	go s.flushLazy()
 	err := s.el.Serve(s.ln)
@@ -140,7 +149,9 @@ func (s *Server[T]) Serve() error {
 
 // StopAccepting closes the listener; existing connections stay open.
 func (s *Server[T]) StopAccepting() {
+	s.startMu.Lock()
 	s.stopped.Store(true)
+	s.startMu.Unlock()
 	if s.ln != nil {
 		s.ln.Close()
 	}
