@@ -202,17 +202,24 @@ func (s *session) history(args string) {
 		return
 	}
 	msgs, err := s.store.History(chat, isGroup, limit)
+	s.list(msgs, err, false, fmt.Sprintf("no messages with %s on this machine", what),
+		fmt.Sprintf("-- last %d with %s --", len(msgs), what))
+}
+
+// list prints /history's or /search's result: the error, none or a
+// header and each message (withChat names the chat each belongs to).
+func (s *session) list(msgs []history.Message, err error, withChat bool, none, header string) {
 	if err != nil {
 		s.out.say("! %v", err)
 		return
 	}
 	if len(msgs) == 0 {
-		s.out.say("no messages with %s on this machine", what)
+		s.out.say("%s", none)
 		return
 	}
-	s.out.say("-- last %d with %s --", len(msgs), what)
+	s.out.say("%s", header)
 	for _, m := range msgs {
-		s.out.say("%s", s.formatStored(m, false))
+		s.out.say("%s", s.formatStored(m, withChat))
 	}
 }
 
@@ -223,18 +230,8 @@ func (s *session) search(words string) {
 		return
 	}
 	msgs, err := s.store.Search(words, 50)
-	if err != nil {
-		s.out.say("! %v", err)
-		return
-	}
-	if len(msgs) == 0 {
-		s.out.say("no messages match %q", words)
-		return
-	}
-	s.out.say("-- %d message(s) match %q --", len(msgs), words)
-	for _, m := range msgs {
-		s.out.say("%s", s.formatStored(m, true))
-	}
+	s.list(msgs, err, true, fmt.Sprintf("no messages match %q", words),
+		fmt.Sprintf("-- %d message(s) match %q --", len(msgs), words))
 }
 
 // formatStored renders a stored message for /history and /search; with

@@ -356,26 +356,14 @@ func (c *Client) run(ctx context.Context, conn *Conn) {
 		c.conn = nil
 		c.mu.Unlock()
 		conn.Close()
+		var st Status
 		var se *storeError
-		if errors.As(err, &se) && ctx.Err() == nil {
+		switch {
+		case errors.As(err, &se) && ctx.Err() == nil:
 			// The application could not store an entry: the server keeps
 			// it, unacknowledged, and sends it again on the next connection.
-			wait := b.Next()
-			c.status(Status{State: StateWaiting, Wait: wait, Err: err})
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(wait):
-			}
-			if conn, err = c.connect(ctx); err != nil {
-				c.mu.Lock()
-				c.err = err
-				c.mu.Unlock()
-				return
-			}
-			continue
-		}
-		if err != nil || ctx.Err() != nil {
+			st = Status{State: StateWaiting, Wait: b.Next(), Err: err}
+		case err != nil || ctx.Err() != nil:
 			c.mu.Lock()
 			c.err = err
 			if c.err == nil {
@@ -383,19 +371,18 @@ func (c *Client) run(ctx context.Context, conn *Conn) {
 			}
 			c.mu.Unlock()
 			return
-		}
-		b.Reset()
-		var wait time.Duration
-		var why error
-		if goaway != nil {
-			wait, why = b.AtLeast(goaway.RetryAfter), goaway
-		} else {
-			wait, why = b.AtLeast(0), conn.Err()
-			if why == nil {
-				why = errors.New("client: connection ended")
+		case goaway != nil:
+			b.Reset()
+			st = Status{State: StateWaiting, Wait: b.AtLeast(goaway.RetryAfter), Busy: true, Err: goaway}
+		default:
+			b.Reset()
+			st = Status{State: StateWaiting, Wait: b.AtLeast(0), Err: conn.Err()}
+			if st.Err == nil {
+				st.Err = errors.New("client: connection ended")
 			}
 		}
-		c.status(Status{State: StateWaiting, Wait: wait, Busy: goaway != nil, Err: why})
+		wait := st.Wait
+		c.status(st)
 		select {
 		case <-ctx.Done():
 			return
