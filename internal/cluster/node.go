@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"github.com/chatd/chatd/internal/latency"
 	"net"
 	"net/url"
 	"os"
@@ -161,9 +162,9 @@ type Node struct {
 
 	// Counters, read by Status and metrics.
 	counters counters
-	hops     hopHistogram // request round trips
-	inflight atomic.Int64 // requests out now (MaxInFlight)
-	async    asyncReqs    // Send's requests waiting for answers
+	hops     *latency.Hist // request round trips (hopBounds)
+	inflight atomic.Int64  // requests out now (MaxInFlight)
+	async    asyncReqs     // Send's requests waiting for answers
 
 	ctx    context.Context // cancelled by Close: background calls return
 	cancel context.CancelFunc
@@ -181,7 +182,8 @@ func Start(cfg Config) (*Node, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	n := &Node{cfg: cfg, log: cfg.Logger.Named("cluster"), stop: make(chan struct{}), endWatch: make(chan struct{})}
+	n := &Node{cfg: cfg, log: cfg.Logger.Named("cluster"), stop: make(chan struct{}), endWatch: make(chan struct{}),
+		hops: latency.New(hopBounds)}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	n.live.init(3 * cfg.Heartbeat)
 	n.shardm.ready = make(chan struct{})

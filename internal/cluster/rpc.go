@@ -4,9 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/chatd/chatd/internal/latency"
 	"strconv"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -86,42 +86,21 @@ func (n *Node) Request(ctx context.Context, node, op string, req []byte) ([]byte
 		}
 		return nil, fmt.Errorf("cluster: request %s to %s: %w", op, node, err)
 	}
-	n.hops.observe(time.Since(start))
+	n.hops.Observe(time.Since(start))
 	return m.Data, nil
 }
 
-// hopHistogram counts request round trips in exponential buckets, for
-// the hop-latency metric: bucket i holds trips up to hopBounds[i].
-type hopHistogram struct {
-	counts [len(hopBounds) + 1]atomic.Uint64
-	sumNs  atomic.Uint64
-}
-
-var hopBounds = [...]time.Duration{
+// hopBounds are the request round-trip buckets (the hop-latency metric).
+var hopBounds = []time.Duration{
 	100 * time.Microsecond, 250 * time.Microsecond, 500 * time.Microsecond,
 	time.Millisecond, 2500 * time.Microsecond, 5 * time.Millisecond, 10 * time.Millisecond,
 	25 * time.Millisecond, 50 * time.Millisecond, 100 * time.Millisecond, 250 * time.Millisecond,
 	500 * time.Millisecond, time.Second, 5 * time.Second,
 }
 
-func (h *hopHistogram) observe(d time.Duration) {
-	i := 0
-	for i < len(hopBounds) && d > hopBounds[i] {
-		i++
-	}
-	h.counts[i].Add(1)
-	h.sumNs.Add(uint64(d))
-}
-
-// HopHistogram is a snapshot of request round trips: Counts[i] trips took
-// at most Bounds[i] (the last count is the rest), cumulative as
-// Prometheus wants them.
-type HopHistogram struct {
-	Bounds     []time.Duration `json:"bounds_ns"`
-	Cumulative []uint64        `json:"cumulative"` // requests within each bound
-	Count      uint64          `json:"count"`
-	Sum        time.Duration   `json:"sum_ns"`
-}
+// HopHistogram is a snapshot of request round trips: Cumulative[i]
+// requests took at most Bounds[i], as Prometheus wants them.
+type HopHistogram latency.Snapshot
 
 // Quantile returns the least bound within which fraction q of the
 // requests between h and the later h2 took (0 if none; the last bound
@@ -144,18 +123,7 @@ func (h HopHistogram) Quantile(h2 HopHistogram, q float64) time.Duration {
 }
 
 // Hops returns the round-trip histogram of this node's requests.
-func (n *Node) Hops() HopHistogram {
-	out := HopHistogram{Bounds: hopBounds[:], Cumulative: make([]uint64, len(hopBounds))}
-	var total uint64
-	for i := range n.hops.counts {
-		total += n.hops.counts[i].Load()
-		if i < len(hopBounds) {
-			out.Cumulative[i] = total
-		}
-	}
-	out.Count, out.Sum = total, time.Duration(n.hops.sumNs.Load())
-	return out
-}
+func (n *Node) Hops() HopHistogram { return HopHistogram(n.hops.Snapshot()) }
 
 // Send is Request without waiting: it publishes req at once, so that
 // requests sent one after another from one goroutine reach the other
@@ -229,7 +197,7 @@ func (n *Node) startAsync() error {
 				p.done(nil, fmt.Errorf("%w %s (%s): %w", ErrNoAnswer, p.node, p.op, nats.ErrNoResponders))
 				return
 			}
-			n.hops.observe(time.Since(p.start))
+			n.hops.Observe(time.Since(p.start))
 			p.done(m.Data, nil)
 		}
 	})

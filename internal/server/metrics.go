@@ -191,12 +191,12 @@ func (m metrics) Collect(ch chan<- prometheus.Metric) {
 	emit(mStorageFull, map[bool]float64{false: 0, true: 1}[sp.Full])
 
 	l := &s.lat
-	ch <- l.sync.metric(mSyncSeconds.d)
-	ch <- l.sendSent.metric(mSendSentSeconds.d)
-	ch <- l.push.metric(mDeliverySeconds.d, "push")
-	ch <- l.drain.metric(mDeliverySeconds.d, "drain")
+	ch <- histMetric(l.sync, mSyncSeconds.d)
+	ch <- histMetric(l.sendSent, mSendSentSeconds.d)
+	ch <- histMetric(l.push, mDeliverySeconds.d, "push")
+	ch <- histMetric(l.drain, mDeliverySeconds.d, "drain")
 	for k := range numLoginKinds {
-		ch <- l.login[k].metric(mLoginSeconds.d, k.String())
+		ch <- histMetric(l.login[k], mLoginSeconds.d, k.String())
 	}
 
 	m.collectCluster(ch)

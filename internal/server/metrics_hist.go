@@ -1,64 +1,25 @@
 package server
 
 import (
-	"sync/atomic"
 	"time"
 
+	"github.com/chatd/chatd/internal/latency"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// hist is a latency histogram the message path can feed: Observe is a
-// short scan of the bounds and two atomic adds, with no lock and no
-// allocation, so it may run per message on any goroutine. Buckets are
-// kept per bucket (not cumulative) and added up only when scraped.
-//
-// A scrape reads the buckets one by one while observations go on, so the
-// counts it reports may be a few observations apart from each other and
-// from the sum; the count it reports is the buckets' total, so _count
-// and the +Inf bucket always agree.
-//
-// Rejected: prometheus.Histogram. It is lock-free too, but every
-// observation goes through an interface and float arithmetic on two hot
-// and cold shards, and the rest of the server's metrics are read from
-// atomics at scrape time (metrics.go); this keeps one way.
-type hist struct {
-	bounds []time.Duration // upper bounds, ascending; one more bucket holds the rest (+Inf)
-	counts []atomic.Uint64 // len(bounds)+1
-	sum    atomic.Int64    // nanoseconds
-}
+// newHist is a latency histogram the message path may feed per message
+// (package latency: atomics only).
+func newHist(bounds []time.Duration) *latency.Hist { return latency.New(bounds) }
 
-func newHist(bounds []time.Duration) *hist {
-	for i := 1; i < len(bounds); i++ {
-		if bounds[i] <= bounds[i-1] {
-			panic("server: histogram bounds not ascending")
-		}
+// histMetric is h as Prometheus exposes it: cumulative buckets whose
+// upper bounds are in seconds.
+func histMetric(h *latency.Hist, d *prometheus.Desc, labels ...string) prometheus.Metric {
+	snap := h.Snapshot()
+	buckets := make(map[float64]uint64, len(snap.Bounds))
+	for i, b := range snap.Bounds {
+		buckets[b.Seconds()] = snap.Cumulative[i]
 	}
-	return &hist{bounds: bounds, counts: make([]atomic.Uint64, len(bounds)+1)}
-}
-
-// Observe records one latency. A negative one (a clock stepped back)
-// counts as zero.
-func (h *hist) Observe(d time.Duration) {
-	d = max(d, 0)
-	i := 0
-	for i < len(h.bounds) && d > h.bounds[i] {
-		i++
-	}
-	h.counts[i].Add(1)
-	h.sum.Add(int64(d))
-}
-
-// metric is the histogram as Prometheus exposes it: cumulative buckets
-// whose upper bounds are in seconds.
-func (h *hist) metric(d *prometheus.Desc, labels ...string) prometheus.Metric {
-	buckets := make(map[float64]uint64, len(h.bounds))
-	var n uint64
-	for i, b := range h.bounds {
-		n += h.counts[i].Load()
-		buckets[b.Seconds()] = n
-	}
-	n += h.counts[len(h.bounds)].Load()
-	return prometheus.MustNewConstHistogram(d, n, time.Duration(h.sum.Load()).Seconds(), buckets, labels...)
+	return prometheus.MustNewConstHistogram(d, snap.Count, snap.Sum.Seconds(), buckets, labels...)
 }
 
 // Bucket bounds. Disk syncs and the SEND-to-SENT round trip are

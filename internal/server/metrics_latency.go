@@ -1,15 +1,19 @@
 package server
 
-import "time"
+import (
+	"time"
+
+	"github.com/chatd/chatd/internal/latency"
+)
 
 // latencies are the server's latency histograms, fed from the message
 // path (hist.Observe: atomics only) and read by the collector.
 type latencies struct {
-	sync     *hist // an inbox batch's commit to durable (fsync), per batch
-	sendSent *hist // a SEND's arrival to its SENT queued, per message
-	push     *hist // an entry's store to its DELIVER queued live, per entry
-	drain    *hist // the same for entries a drain sent (the recipient was behind or offline)
-	login    [numLoginKinds]*hist
+	sync     *latency.Hist // an inbox batch's commit to durable (fsync), per batch
+	sendSent *latency.Hist // a SEND's arrival to its SENT queued, per message
+	push     *latency.Hist // an entry's store to its DELIVER queued live, per entry
+	drain    *latency.Hist // the same for entries a drain sent (the recipient was behind or offline)
+	login    [numLoginKinds]*latency.Hist
 }
 
 func newLatencies() latencies {

@@ -301,7 +301,7 @@ func TestHistBuckets(t *testing.T) {
 		h.Observe(d)
 	}
 	var m dto.Metric
-	if err := h.metric(mSyncSeconds.d).Write(&m); err != nil {
+	if err := histMetric(h, mSyncSeconds.d).Write(&m); err != nil {
 		t.Fatal(err)
 	}
 	got := []uint64{}
