@@ -26,14 +26,14 @@ func backupCmd(args []string) error {
 	fs := flag.NewFlagSet("backup", flag.ContinueOnError)
 	admin := fs.String("admin", "127.0.0.1:7421", "the running server's admin address")
 	to := fs.String("to", "", "new folder to write the backup into, on the server's machine (must not exist; same file system as the data folder makes it near-instant)")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
 		}
 		return err
 	}
 	if *to == "" {
-		return errors.New("backup: -to is required")
+		return usageError{errors.New("backup: -to is required\nRun \"chatd backup -h\" for the flags")}
 	}
 	dir, err := filepath.Abs(*to) // the server resolves paths from its own working folder
 	if err != nil {
@@ -87,14 +87,14 @@ func restoreCmd(args []string) error {
 	from := fs.String("from", "", "the backup folder (written by chatd backup)")
 	data := fs.String("data", "chatd-data", "the data folder to restore into")
 	force := fs.Bool("force", false, "replace a data folder that is not empty; the old one is moved aside to DATA.before-restore-TIME, never deleted")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
 		}
 		return err
 	}
 	if *from == "" {
-		return errors.New("restore: -from is required")
+		return usageError{errors.New("restore: -from is required\nRun \"chatd restore -h\" for the flags")}
 	}
 	aside, err := restore(*from, *data, *force, time.Now())
 	if err != nil {

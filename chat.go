@@ -42,14 +42,14 @@ are 8 characters or more.
 func chat(args []string) error {
 	fs, f := chatFlags(os.Stderr)
 	addr, user, register, password, to, serverKey, store, plaintext := f.addr, f.user, f.register, f.password, f.to, f.serverKey, f.store, f.plaintext
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
 		}
 		return err
 	}
 	if fs.NArg() > 0 {
-		return fmt.Errorf("chat: unexpected argument %q (flags only; see chatd chat -h)", fs.Arg(0))
+		return usageError{fmt.Errorf("chat: unexpected argument %q (flags only; see chatd chat -h)", fs.Arg(0))}
 	}
 	envDefault(password, "CHATD_PASSWORD")
 	envDefault(serverKey, "CHATD_SERVER_KEY")

@@ -86,7 +86,8 @@ func serve(args []string) error {
 			"environment, which wins over the file.\n\n")
 		fs.PrintDefaults()
 	}
-	if err := parseSettings(fs, args, osEnviron); err != nil {
+	from, err := parseSettings(fs, args, osEnviron)
+	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
 		}
@@ -126,7 +127,7 @@ func serve(args []string) error {
 	}
 	s, err := server.New(cfg)
 	if err != nil {
-		return err
+		return explainSettings(err, from)
 	}
 	if err := s.Listen(); err != nil {
 		s.Close()

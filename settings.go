@@ -8,6 +8,8 @@ import (
 	"io"
 	"os"
 	"strings"
+
+	"github.com/chatd/chatd/internal/server"
 )
 
 // Settings come from three places, the later winning: an optional config
@@ -22,12 +24,26 @@ func envName(flagName string) string {
 	return "CHATD_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
 }
 
+// origins says where each setting's value came from ("the command line",
+// "environment CHATD_WINDOW", "config file chatd.conf:3"), by flag name;
+// a setting not in it has its default. A range error found after parsing
+// names the place, so an operator knows which of three to fix.
+type origins map[string]string
+
+func (o origins) of(name string) string {
+	if where, ok := o[name]; ok {
+		return where
+	}
+	return "the default"
+}
+
 // parseSettings fills fs from the config file, the environment and args.
-func parseSettings(fs *flag.FlagSet, args []string, environ func(string) (string, bool)) error {
+func parseSettings(fs *flag.FlagSet, args []string, environ func(string) (string, bool)) (origins, error) {
+	from := origins{}
 	path := configPath(args, environ)
 	if path != "" {
-		if err := loadConfigFile(fs, path); err != nil {
-			return err
+		if err := loadConfigFile(fs, path, from); err != nil {
+			return nil, err
 		}
 	}
 	var errs []error
@@ -39,13 +55,34 @@ func parseSettings(fs *flag.FlagSet, args []string, environ func(string) (string
 			if err := fs.Set(f.Name, v); err != nil {
 				errs = append(errs, fmt.Errorf("environment %s=%q: %v", envName(f.Name), v, err))
 			}
+			from[f.Name] = "environment " + envName(f.Name)
 		}
 	})
 	if err := errors.Join(errs...); err != nil {
-		return err
+		return nil, err
 	}
-	return parseFlags(fs, args)
+	if err := parseFlags(fs, args); err != nil {
+		return nil, err
+	}
+	// The flags the command line set are the arguments before the first
+	// that is not a flag (fs.Args), each -name, -name=value or -name value.
+	for _, a := range args[:len(args)-len(fs.Args())] {
+		if !strings.HasPrefix(a, "-") {
+			continue // the value of the flag before it
+		}
+		name, _, _ := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		if fs.Lookup(name) != nil {
+			from[name] = "the command line"
+		}
+	}
+	return from, nil
 }
+
+// usageError is a command line that does not parse: main exits 2 for it,
+// as flag.ExitOnError does, and 1 for a command that ran and failed.
+type usageError struct{ error }
+
+func (e usageError) Unwrap() error { return e.error }
 
 // parseFlags parses args into fs. The flag package prints a bad flag's
 // error and then the whole usage, and main prints the error again; here
@@ -67,7 +104,7 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 		return err
 	}
 	if err != nil {
-		return fmt.Errorf("%w\nRun \"chatd %s -h\" for the flags", err, fs.Name())
+		return usageError{fmt.Errorf("%w\nRun \"chatd %s -h\" for the flags", err, fs.Name())}
 	}
 	return nil
 }
@@ -88,7 +125,7 @@ func configPath(args []string, environ func(string) (string, bool)) string {
 	return v
 }
 
-func loadConfigFile(fs *flag.FlagSet, path string) error {
+func loadConfigFile(fs *flag.FlagSet, path string, from origins) error {
 	f, err := os.Open(path)
 	if err != nil {
 		return fmt.Errorf("config file: %w", err)
@@ -114,8 +151,44 @@ func loadConfigFile(fs *flag.FlagSet, path string) error {
 		if err := fs.Set(name, value); err != nil {
 			return fmt.Errorf("config file %s:%d: %s = %q: %v", path, n, name, value, err)
 		}
+		from[name] = fmt.Sprintf("config file %s:%d", path, n)
 	}
 	return sc.Err()
 }
 
 func osEnviron(name string) (string, bool) { return os.LookupEnv(name) }
+
+// explainSettings rewrites the settings server.Config.Validate refused so
+// that each names its flag and where its value came from:
+//
+//	-window 0 (from environment CHATD_WINDOW): outside 1..65535
+//
+// Any other error comes back as it was.
+func explainSettings(err error, from origins) error {
+	var bad []*server.SettingError
+	collectSettingErrors(err, &bad)
+	if len(bad) == 0 {
+		return err
+	}
+	lines := make([]string, 0, len(bad)+1)
+	lines = append(lines, "settings that cannot work:")
+	for _, e := range bad {
+		lines = append(lines, fmt.Sprintf("  -%s %v (from %s): %s", e.Setting, e.Value, from.of(e.Setting), e.Reason))
+	}
+	return usageError{errors.New(strings.Join(lines, "\n"))}
+}
+
+func collectSettingErrors(err error, into *[]*server.SettingError) {
+	if se, ok := err.(*server.SettingError); ok {
+		*into = append(*into, se)
+		return
+	}
+	switch u := err.(type) {
+	case interface{ Unwrap() []error }:
+		for _, e := range u.Unwrap() {
+			collectSettingErrors(e, into)
+		}
+	case interface{ Unwrap() error }:
+		collectSettingErrors(u.Unwrap(), into)
+	}
+}

@@ -195,44 +195,61 @@ func (c *Config) setDefaults() {
 	}
 }
 
+// A SettingError is a setting Validate refuses. Setting is its name as
+// chatd serve's flags and config file spell it, so that the command can
+// say which setting it is and where its value came from.
+type SettingError struct {
+	Setting string
+	Value   any
+	Reason  string // what is wrong with it: "outside 1..65535"
+}
+
+func (e *SettingError) Error() string { return fmt.Sprintf("%s %v %s", e.Setting, e.Value, e.Reason) }
+
 // Validate reports settings that cannot work, all at once.
 func (c *Config) Validate() error {
 	var errs []error
+	bad := func(setting string, v any, format string, a ...any) {
+		errs = append(errs, &SettingError{Setting: setting, Value: v, Reason: fmt.Sprintf(format, a...)})
+	}
 	if c.MaxBody < 1 || c.MaxBody > codec.MaxBody {
-		errs = append(errs, fmt.Errorf("max body %d outside 1..%d", c.MaxBody, codec.MaxBody))
+		bad("max-body", c.MaxBody, "outside 1..%d", codec.MaxBody)
 	}
 	if c.Window < 1 || c.Window > 65535 {
-		errs = append(errs, fmt.Errorf("window %d outside 1..65535", c.Window))
+		bad("window", c.Window, "outside 1..65535")
 	}
 	if c.Keepalive < time.Second || c.Keepalive > 65535*time.Second {
-		errs = append(errs, fmt.Errorf("keepalive %v outside 1s..18h", c.Keepalive))
+		bad("keepalive", c.Keepalive, "outside 1s..18h")
 	}
 	if c.MemoryWatermark <= 0 || c.MemoryWatermark > 1 {
-		errs = append(errs, fmt.Errorf("memory watermark %v outside (0, 1]", c.MemoryWatermark))
+		bad("memory-watermark", c.MemoryWatermark, "outside (0, 1]")
 	}
 	if c.MaxConns < 1 {
-		errs = append(errs, fmt.Errorf("max connections %d below 1", c.MaxConns))
+		bad("max-conns", c.MaxConns, "below 1")
 	}
 	if c.AcceptRate < 0 {
-		errs = append(errs, fmt.Errorf("accept rate %d below 0", c.AcceptRate))
+		bad("accept-rate", c.AcceptRate, "below 0")
 	}
 	if c.RetryAfter < 0 || c.RetryAfter > time.Hour {
-		errs = append(errs, fmt.Errorf("retry-after %v outside 0..1h", c.RetryAfter))
+		bad("retry-after", c.RetryAfter, "outside 0..1h")
 	}
-	if c.StorageReserve < 0 || c.StorageHysteresis < 0 {
-		errs = append(errs, fmt.Errorf("storage reserve %d or hysteresis %d below 0", c.StorageReserve, c.StorageHysteresis))
+	if c.StorageReserve < 0 {
+		bad("storage-reserve", c.StorageReserve, "below 0")
+	}
+	if c.StorageHysteresis < 0 {
+		bad("storage-hysteresis", c.StorageHysteresis, "below 0")
 	}
 	if c.StorageInterval < 0 || c.StorageInterval > time.Minute {
-		errs = append(errs, fmt.Errorf("storage interval %v outside 0..1m", c.StorageInterval))
+		bad("storage-interval", c.StorageInterval, "outside 0..1m")
 	}
 	if c.MaxOutbound != 0 && c.MaxOutbound < 2*codec.MaxLen {
-		errs = append(errs, fmt.Errorf("max outbound %d below two maximum frames (%d)", c.MaxOutbound, 2*codec.MaxLen))
+		bad("max-outbound", c.MaxOutbound, "below two maximum frames (%d)", 2*codec.MaxLen)
 	}
 	if c.WindowBytes < 1 || c.WindowBytes > c.outbound()/2 {
 		// A window's unacknowledged frames must fit in the outbound queue
 		// with room to spare, or a client that reads at full speed is still
 		// closed as a slow consumer at login, at every login.
-		errs = append(errs, fmt.Errorf("window bytes %d outside 1..%d (half the max outbound %d)", c.WindowBytes, c.outbound()/2, c.outbound()))
+		bad("window-bytes", c.WindowBytes, "outside 1..%d (half the max outbound %d)", c.outbound()/2, c.outbound())
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("server: %w", err)
