@@ -161,7 +161,7 @@ func osEnviron(name string) (string, bool) { return os.LookupEnv(name) }
 // explainSettings rewrites the settings server.Config.Validate refused so
 // that each names its flag and where its value came from:
 //
-//	-window 0 (from environment CHATD_WINDOW): outside 1..65535
+//	-memory-watermark 1.5 (from environment CHATD_MEMORY_WATERMARK): outside (0, 1]
 //
 // Any other error comes back as it was.
 func explainSettings(err error, from origins) error {
