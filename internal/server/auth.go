@@ -217,10 +217,12 @@ func (s *Server) password(c *Conn, body []byte) error {
 	}
 	user := c.State.user.Load()
 	if !s.logins.allow(sourceOf(c), strconv.FormatUint(user, 10)) {
+		s.loginFailed(c, kindPassword, failRateLimited)
 		s.errorTo(c, codec.CodeTooManyLogins, 0, nil, "too many attempts; retry in a minute")
 		return nil
 	}
 	old, pass := append([]byte(nil), f.Old...), append([]byte(nil), f.New...)
+	start := mono()
 	go func() {
 		r, err := s.account(cluster.ShardOf(user), acctRequest{Op: "password", User: user, Old: old, Password: pass})
 		if err == nil {
@@ -231,11 +233,13 @@ func (s *Server) password(c *Conn, body []byte) error {
 			s.logins.failed(strconv.FormatUint(user, 10))
 		}
 		if err != nil {
+			s.loginFailed(c, kindPassword, failReasonOf(err))
 			s.errorTo(c, s.accountCode(err), 0, nil, accountDetail(err))
 		} else {
 			c.State.route.Lock()
 			c.State.token = tok
 			c.State.route.Unlock()
+			s.lat.login[kindPassword].Observe(time.Duration(mono() - start))
 			s.reply(c, s.welcome(user, tok))
 		}
 		c.Flush()

@@ -16,10 +16,11 @@ const (
 	kindRegister loginKind = iota
 	kindLogin
 	kindResume
+	kindPassword // PASSWORD on a live session: a stolen session guessing the password is a failed login too
 	numLoginKinds
 )
 
-var loginKindNames = [numLoginKinds]string{"register", "login", "resume"}
+var loginKindNames = [numLoginKinds]string{"register", "login", "resume", "password"}
 
 func (k loginKind) String() string { return loginKindNames[k] }
 

@@ -149,8 +149,16 @@ func TestLatencyAndLoginMetrics(t *testing.T) {
 		}
 	}
 
+	// A live session guessing its password fails like a login does.
+	alice.WriteRaw((&codec.Password{Old: []byte("not alice's"), New: []byte("a new secret")}).Append(nil))
+	if e := until[*codec.Error](t, alice); e.Code != codec.CodeWrongPassword {
+		t.Fatalf("PASSWORD with a wrong old password: %v", e)
+	}
+	alice.WriteRaw((&codec.Password{Old: []byte("password-alice"), New: []byte("a new secret")}).Append(nil))
+	until[*codec.Welcome](t, alice)
+
 	fams := scrape(t, addr.String())
-	for kind, want := range map[string]uint64{"register": 2, "login": 1, "resume": 1} {
+	for kind, want := range map[string]uint64{"register": 2, "login": 1, "resume": 1, "password": 1} {
 		if n := histCount(t, fams, "chatd_login_seconds", "kind", kind); n != want {
 			t.Errorf("chatd_login_seconds{kind=%q} count %d, want %d", kind, n, want)
 		}
@@ -168,7 +176,7 @@ func TestLatencyAndLoginMetrics(t *testing.T) {
 	if n := histCount(t, fams, "chatd_delivery_seconds", "path", "push"); n == 0 {
 		t.Error("chatd_delivery_seconds{path=push} counted nothing")
 	}
-	for reason, want := range map[string]float64{"unknown_user": 1, "wrong_password": 1, "name_taken": 1, "invalid_token": 1, "rate_limited": 0} {
+	for reason, want := range map[string]float64{"unknown_user": 1, "wrong_password": 2, "name_taken": 1, "invalid_token": 1, "rate_limited": 0} {
 		if v := value(t, fams, "chatd_login_failures_total", "reason", reason); v != want {
 			t.Errorf("chatd_login_failures_total{reason=%q} = %v, want %v", reason, v, want)
 		}
