@@ -327,6 +327,13 @@ func TestClusterCrossNodeConversation(t *testing.T) {
 		}
 	}
 
+	// Forwarded SENDs are timed where the sender is, like local ones.
+	if hb != na {
+		if got := histCount(t, scrape(t, nodes[na].admin), "chatd_send_to_sent_seconds"); got < n {
+			t.Errorf("n%d timed %d SEND-to-SENT, want at least the %d forwarded", na+1, got, n)
+		}
+	}
+
 	// Typing crosses nodes too (through alice's home, which knows where
 	// her session is).
 	if err := bob.Typing(ids["alice"], true); err != nil {

@@ -211,7 +211,7 @@ func (s *Server) sendGroup(c *Conn, f *codec.Send, user uint64) {
 			c.Close()
 			return
 		}
-		s.sendRemote(c, f, user, home)
+		s.sendRemote(c, f, user, home, mono())
 		return
 	}
 	m := &offline.Message[*Conn]{

@@ -141,8 +141,9 @@ func randomID() uint64 {
 // --- store -------------------------------------------------------------
 
 // sendRemote sends a SEND whose recipient is homed at home, and answers
-// the sender when the home does. It runs on c's event-loop turn.
-func (s *Server) sendRemote(c *Conn, f *codec.Send, user uint64, home string) {
+// the sender when the home does. It runs on c's event-loop turn; start is
+// the SEND's arrival (mono), for the SEND-to-SENT histogram.
+func (s *Server) sendRemote(c *Conn, f *codec.Send, user uint64, home string, start int64) {
 	ss := s.rm.stream(c)
 	ss.mu.Lock()
 	fl := ss.flight[f.To]
@@ -155,7 +156,7 @@ func (s *Server) sendRemote(c *Conn, f *codec.Send, user uint64, home string) {
 		g.Body = append([]byte(nil), f.Body...)
 		fl.held = append(fl.held, func() {
 			if now, err := s.homeOf(cluster.ShardOf(g.To)); err == nil {
-				s.sendRemote(c, &g, user, now)
+				s.sendRemote(c, &g, user, now, start)
 			} else {
 				s.errorTo(c, codec.CodeUnavailable, 0, &g.ID, err.Error())
 				c.Close()
@@ -180,7 +181,7 @@ func (s *Server) sendRemote(c *Conn, f *codec.Send, user uint64, home string) {
 	req = append(req, f.Body...)
 	id, to := f.ID, f.To
 	err := s.cl.node.Send(home, "store", req, func(reply []byte, err error) {
-		s.landed(c, to, s.storeAnswered(c, id, reply, err))
+		s.landed(c, to, s.storeAnswered(c, id, reply, err, start))
 	})
 	if err != nil {
 		s.landed(c, to, false)
@@ -253,7 +254,7 @@ func (s *Server) landed(c *Conn, to uint64, ok bool) {
 
 // storeAnswered turns the home's answer into SENT or ERROR for c; false
 // if the store was refused for now (the client will resend it).
-func (s *Server) storeAnswered(c *Conn, id codec.MsgID, reply []byte, err error) bool {
+func (s *Server) storeAnswered(c *Conn, id codec.MsgID, reply []byte, err error, start int64) bool {
 	var code codec.Code
 	var seqTime uint64
 	detail := ""
@@ -275,6 +276,7 @@ func (s *Server) storeAnswered(c *Conn, id codec.MsgID, reply []byte, err error)
 	}
 	if code == 0 {
 		s.counters.sent.Add(1)
+		s.lat.sendSent.Observe(time.Duration(mono() - start))
 		if buf, ok := c.Begin(); ok {
 			c.End((&codec.Sent{ID: id, Time: seqTime}).Append(buf))
 		}
