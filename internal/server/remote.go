@@ -79,6 +79,7 @@ type sendStream struct {
 	sid    uint64
 	n      uint64            // stores sent so far
 	last   map[string]uint64 // the n last sent to each home
+	open   map[string]int    // stores to each home not answered, or refused (those count forever)
 	flight map[uint64]*flight
 }
 
@@ -169,6 +170,13 @@ func (s *Server) sendRemote(c *Conn, f *codec.Send, user uint64, home string, st
 	fl.n++
 	ss.n++
 	n, prev := ss.n, ss.last[home]
+	if ss.open[home] == 0 {
+		// Every earlier store to this home was taken: none can be missing
+		// there, so none is named. A home that restarted since (and so
+		// forgot this stream) takes this one rather than finding a gap.
+		prev = 0
+	}
+	ss.open[home]++
 	ss.last[home] = n
 	ss.mu.Unlock()
 
@@ -212,7 +220,7 @@ func (rm *remote) stream(c *Conn) *sendStream {
 	if v, ok := rm.outbound.Load(c); ok {
 		return v.(*sendStream)
 	}
-	v, _ := rm.outbound.LoadOrStore(c, &sendStream{sid: randomID(), last: map[string]uint64{}, flight: map[uint64]*flight{}})
+	v, _ := rm.outbound.LoadOrStore(c, &sendStream{sid: randomID(), last: map[string]uint64{}, open: map[string]int{}, flight: map[uint64]*flight{}})
 	return v.(*sendStream)
 }
 
@@ -232,6 +240,11 @@ func (s *Server) landed(c *Conn, to uint64, ok bool) {
 		return
 	}
 	fl.n--
+	if ok {
+		// A store refused for now stays open: the next to that home names
+		// it, finds the gap, and the client resends both in order.
+		ss.open[fl.home]--
+	}
 	var held []func()
 	if !ok {
 		fl.held = nil
@@ -311,7 +324,9 @@ func (s *Server) serveStore(req []byte, respond func([]byte)) {
 	rm := s.rm
 	rm.mu.Lock()
 	st, known := rm.streams[from]
-	inOrder := known && st.sid == sid && st.n == prev || (!known || st.sid != sid) && prev == 0
+	// prev 0: the sender has nothing unanswered here, so there is no gap
+	// to find (also for a stream this node forgot by restarting).
+	inOrder := prev == 0 || known && st.sid == sid && st.n == prev
 	rm.mu.Unlock()
 	if !inOrder {
 		respond(storeReply(codec.CodeUnavailable, 0, "gap"))
