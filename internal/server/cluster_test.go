@@ -328,9 +328,17 @@ func TestClusterCrossNodeConversation(t *testing.T) {
 	}
 
 	// Forwarded SENDs are timed where the sender is, like local ones.
+	fams := scrape(t, nodes[na].admin)
 	if hb != na {
-		if got := histCount(t, scrape(t, nodes[na].admin), "chatd_send_to_sent_seconds"); got < n {
+		if got := histCount(t, fams, "chatd_send_to_sent_seconds"); got < n {
 			t.Errorf("n%d timed %d SEND-to-SENT, want at least the %d forwarded", na+1, got, n)
+		}
+	}
+	// A node serves every cluster metric the dashboard and alerts may use.
+	served := seriesNames(fams)
+	for name := range clusterMetricNames() {
+		if !served[name] {
+			t.Errorf("n%d does not serve %s", na+1, name)
 		}
 	}
 

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	"go.yaml.in/yaml/v3"
 )
@@ -60,7 +61,33 @@ func liveNames(t *testing.T) (map[string]bool, string) {
 	t.Cleanup(func() { stop() })
 	register(t, s, "alice")
 	_, text := get(t, "http://"+addr.String()+"/metrics")
-	return seriesNames(scrape(t, addr.String())), text
+	names := seriesNames(scrape(t, addr.String()))
+	// A single server serves no cluster metrics; a cluster node serves
+	// these (TestClusterCrossNodeConversation checks that it does).
+	for n := range clusterMetricNames() {
+		names[n] = true
+	}
+	return names, text
+}
+
+// clusterMetricNames are the series names of the metrics only a cluster
+// node serves, as describeCluster declares them.
+func clusterMetricNames() map[string]bool {
+	ch := make(chan *prometheus.Desc, 16)
+	metrics{}.describeCluster(ch)
+	close(ch)
+	names := map[string]bool{}
+	fq := regexp.MustCompile(`fqName: "([^"]+)"`)
+	for d := range ch {
+		n := fq.FindStringSubmatch(d.String())[1]
+		names[n] = true
+		if d == mHop {
+			for _, suffix := range []string{"_bucket", "_sum", "_count"} {
+				names[n+suffix] = true
+			}
+		}
+	}
+	return names
 }
 
 // dashboardQueries returns every PromQL string in a Grafana dashboard:
@@ -174,6 +201,7 @@ func TestDeployFilesQueryRealMetrics(t *testing.T) {
 		"chatd_inbox_sync_seconds_bucket", "chatd_send_to_sent_seconds_bucket", "chatd_delivery_seconds_bucket",
 		"chatd_login_seconds_bucket", "chatd_login_failures_total", "chatd_max_connections", "chatd_connections",
 		"chatd_admission_state", "chatd_build_info", "chatd_rejects_total", "chatd_storage_bytes", "chatd_pebble_l0_files",
+		"chatd_cluster_nodes", "chatd_cluster_request_seconds_bucket", "chatd_cluster_directory_total",
 	} {
 		if !used[n] {
 			t.Errorf("dashboard does not show %s", n)
