@@ -49,6 +49,7 @@ func chart(title, xlabel, ylabel string, logX bool, series ...Series) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, `<figure><figcaption>%s</figcaption><svg width="%g" height="%g" viewBox="0 0 %g %g" xmlns="http://www.w3.org/2000/svg" font-family="sans-serif" font-size="11">`,
 		html.EscapeString(title), w, h, w, h)
+	fmt.Fprintf(&b, `<rect width="%g" height="%g" fill="white"/>`, w, h)
 	fmt.Fprintf(&b, `<line x1="%g" y1="%g" x2="%g" y2="%g" stroke="#333"/><line x1="%g" y1="%g" x2="%g" y2="%g" stroke="#333"/>`,
 		pad, h-pad, w-pad, h-pad, pad, pad, pad, h-pad)
 	for _, y := range niceTicks(0, maxY, 4) {
@@ -70,17 +71,57 @@ func chart(title, xlabel, ylabel string, logX bool, series ...Series) string {
 	fmt.Fprintf(&b, `<text x="%g" y="%g" text-anchor="middle">%s</text>`, w/2, h-12, html.EscapeString(xlabel))
 	fmt.Fprintf(&b, `<text x="14" y="%g" transform="rotate(-90 14 %g)" text-anchor="middle">%s</text>`, h/2, h/2, html.EscapeString(ylabel))
 	colors := []string{"#1f77b4", "#d62728", "#2ca02c", "#9467bd"}
+	var drawn [][2]float64 // every point in pixels, to place the legend clear of them
 	for i, s := range series {
 		var pts []string
-		for _, p := range s.Points {
-			pts = append(pts, fmt.Sprintf("%.1f,%.1f", sx(p.X), sy(p.Y)))
+		for j, p := range s.Points {
+			px, py := sx(p.X), sy(p.Y)
+			if j > 0 { // the segment from the previous point, every few pixels
+				prev := drawn[len(drawn)-1]
+				for k := 1.0; k < 16; k++ {
+					drawn = append(drawn, [2]float64{prev[0] + (px-prev[0])*k/16, prev[1] + (py-prev[1])*k/16})
+				}
+			}
+			drawn = append(drawn, [2]float64{px, py})
+			pts = append(pts, fmt.Sprintf("%.1f,%.1f", px, py))
 		}
 		c := colors[i%len(colors)]
 		fmt.Fprintf(&b, `<polyline fill="none" stroke="%s" stroke-width="2" points="%s"/>`, c, strings.Join(pts, " "))
-		fmt.Fprintf(&b, `<text x="%g" y="%g" fill="%s">%s</text>`, w-pad-150, pad+14*float64(i+1), c, html.EscapeString(s.Name))
+	}
+	lx := legendX(series, drawn, pad+8, w-pad-8, pad)
+	for i, s := range series {
+		c := colors[i%len(colors)]
+		ly := pad + 14*float64(i)
+		fmt.Fprintf(&b, `<rect x="%g" y="%g" width="14" height="3" fill="%s"/><text x="%g" y="%g">%s</text>`,
+			lx, ly+4, c, lx+20, ly+9, html.EscapeString(s.Name))
 	}
 	b.WriteString("</svg></figure>\n")
 	return b.String()
+}
+
+// legendX places a chart's legend, one line per series from the top at
+// y top, in whichever upper corner between left and right the lines
+// cross least: throughput falls and latency rises with load, so no one
+// corner is always free.
+func legendX(series []Series, drawn [][2]float64, left, right, top float64) float64 {
+	width := 0.0
+	for _, s := range series {
+		width = math.Max(width, 20+textWidth(s.Name, 11))
+	}
+	height := 14 * float64(len(series))
+	in := func(x0 float64) int {
+		n := 0
+		for _, p := range drawn {
+			if p[0] >= x0-4 && p[0] <= x0+width+4 && p[1] >= top-4 && p[1] <= top+height+4 {
+				n++
+			}
+		}
+		return n
+	}
+	if r := right - width; in(r) <= in(left) {
+		return r
+	}
+	return left
 }
 
 // writePlot writes an HTML page of charts into the report folder and

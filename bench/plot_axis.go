@@ -43,12 +43,13 @@ func niceTicks(lo, hi float64, n int) []float64 {
 	return ticks
 }
 
-// tickLabel formats a round tick value without trailing noise.
+// tickLabel formats a round tick value without trailing noise, in
+// thousands from 1,000 so that one axis never mixes "5000" and "10k".
 func tickLabel(v float64) string {
 	switch a := math.Abs(v); {
 	case a >= 1e6:
 		return trim(v/1e6) + "M"
-	case a >= 1e4:
+	case a >= 1e3:
 		return trim(v/1e3) + "k"
 	}
 	return trim(v)

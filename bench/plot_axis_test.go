@@ -5,6 +5,7 @@ import (
 	"math"
 	"os"
 	"regexp"
+	"strings"
 	"testing"
 
 	hdrhistogram "github.com/HdrHistogram/hdrhistogram-go"
@@ -104,4 +105,37 @@ func atof(s string) float64 {
 	var f float64
 	fmt.Sscan(s, &f)
 	return f
+}
+
+// TestTickLabelsOneUnitPerAxis: from 1,000 up labels are in thousands, so
+// an axis reads 5k, 10k, 15k and never 5000 beside 10k.
+func TestTickLabelsOneUnitPerAxis(t *testing.T) {
+	for v, want := range map[float64]string{500: "500", 1000: "1k", 5000: "5k", 10000: "10k", 2500: "2.5k", 2e6: "2M", 0.25: "0.25"} {
+		if got := tickLabel(v); got != want {
+			t.Errorf("tickLabel(%g) = %q, want %q", v, got, want)
+		}
+	}
+}
+
+// TestLegendAvoidsTheLines: a rising line fills the top right, so the
+// legend goes top left; a falling one, the other way round.
+func TestLegendAvoidsTheLines(t *testing.T) {
+	line := func(y0, y1 float64) Series {
+		s := Series{Name: "p99 latency"}
+		for i := range 11 {
+			s.Points = append(s.Points, Point{X: float64(i * 1000), Y: y0 + (y1-y0)*float64(i)/10})
+		}
+		return s
+	}
+	legendAt := func(svg string) float64 {
+		i := strings.Index(svg, `<rect x="`)
+		var x float64
+		fmt.Sscanf(svg[i+len(`<rect x="`):], "%g", &x)
+		return x
+	}
+	rising := legendAt(chart("rising", "msgs/s", "ms", false, line(0, 100)))
+	falling := legendAt(chart("falling", "msgs/s", "ms", false, line(100, 0)))
+	if rising >= 320 || falling <= 320 {
+		t.Errorf("legend at x=%g for a rising line and x=%g for a falling one: want left, then right", rising, falling)
+	}
 }
