@@ -65,20 +65,33 @@ func writeAndFlush(t *testing.T, db *pebble.DB) {
 // default on most hosts, and what the server ran with before): the folder
 // must still come out 0700 and the WAL, MANIFEST, tables, OPTIONS and LOCK
 // files 0600.
+// It does so also with the free-space watch the server always uses, which
+// wraps the file system Pebble writes through.
 func TestDataFolderPrivate(t *testing.T) {
 	old := syscall.Umask(0o022)
 	defer syscall.Umask(old)
-	dir := filepath.Join(t.TempDir(), "data")
-	db, err := Open(dir, Options{})
-	if err != nil {
-		t.Fatal(err)
+	for _, withSpace := range []bool{false, true} {
+		dir := filepath.Join(t.TempDir(), "data")
+		var o Options
+		if withSpace {
+			sp, err := OpenSpace(dir, SpaceOptions{Ballast: 1 << 20})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer sp.Close()
+			o.Space = sp
+		}
+		db, err := Open(dir, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		writeAndFlush(t, db)
+		checkPrivate(t, dir) // while open: the WAL holds the body now
+		if err := db.Close(); err != nil {
+			t.Fatal(err)
+		}
+		checkPrivate(t, dir)
 	}
-	writeAndFlush(t, db)
-	checkPrivate(t, dir) // while open: the WAL holds the body now
-	if err := db.Close(); err != nil {
-		t.Fatal(err)
-	}
-	checkPrivate(t, dir)
 }
 
 // TestLooseDataFolderTightened: a folder left 0755 with 0644 files by an

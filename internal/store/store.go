@@ -123,7 +123,7 @@ func Open(dir string, o Options) (*pebble.DB, error) {
 	// for a microsecond per message on the hot path. BENCHMARKS.md has the
 	// study; offline's entry header keeps a codec byte for a later change.
 	if o.Space != nil {
-		opts.FS = vfs.OnDiskFull(vfs.Default, o.Space.diskFull)
+		opts.FS = vfs.OnDiskFull(opts.FS, o.Space.diskFull) // around privateFS, not in place of it
 	}
 	opts.FS = pidLockFS{opts.FS}
 	opts.ApplyCompressionSettings(func() pebble.DBCompressionSettings { return pebble.DBCompressionBalanced })
