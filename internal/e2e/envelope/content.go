@@ -31,18 +31,22 @@ type Content struct {
 // Marshal encodes type, length and body, zero-padded to a multiple of
 // PadBlock.
 func (c *Content) Marshal() []byte {
-	n := 1 + 4 + len(c.Body)
-	padded := (n + PadBlock - 1) / PadBlock * PadBlock
-	out := make([]byte, 0, padded)
+	p := padded(len(c.Body))
+	out := make([]byte, 0, p)
 	out = append(out, byte(c.Type))
 	out = binary.BigEndian.AppendUint32(out, uint32(len(c.Body)))
 	out = append(out, c.Body...)
-	return out[:padded] // the capacity was zeroed by make
+	return out[:p] // the capacity was zeroed by make
 }
 
-// UnmarshalContent decodes a plaintext. Padding must be zero bytes: the
-// plaintext is authenticated, so anything else is a bug on the sender's
-// side, not noise to ignore.
+// padded is the marshalled size of a body of n bytes.
+func padded(n int) int {
+	return (1 + 4 + n + PadBlock - 1) / PadBlock * PadBlock
+}
+
+// UnmarshalContent decodes a plaintext. Padding must be zero bytes and
+// exactly as long as Marshal makes it: the plaintext is authenticated, so
+// anything else is a bug on the sender's side, not noise to ignore.
 func UnmarshalContent(data []byte) (*Content, error) {
 	r := wire.NewReader(data)
 	c := &Content{Type: ContentType(r.U8())}
@@ -50,6 +54,9 @@ func UnmarshalContent(data []byte) (*Content, error) {
 		r.Failf("%w: content type %d", ErrMalformed, c.Type)
 	}
 	c.Body = r.Bytes32()
+	if want := padded(len(c.Body)) - 5 - len(c.Body); r.Len() != want {
+		r.Failf("%w: %d bytes of padding, want %d", ErrMalformed, r.Len(), want)
+	}
 	for _, b := range r.Rest() {
 		if b != 0 {
 			r.Failf("%w: non-zero padding", ErrMalformed)

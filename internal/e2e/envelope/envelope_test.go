@@ -129,3 +129,13 @@ func TestKnownAnswers(t *testing.T) {
 	vs = append(vs, envelopeVector{"content", hex.EncodeToString(c.Marshal())})
 	golden.Check(t, "testdata/envelope.json", vs)
 }
+
+func TestContentPaddingExact(t *testing.T) {
+	b := (&Content{Type: ContentBody, Body: []byte("d")}).Marshal()
+	if _, err := UnmarshalContent(append(bytes.Clone(b), make([]byte, PadBlock)...)); err == nil {
+		t.Fatal("an extra block of padding accepted")
+	}
+	if _, err := UnmarshalContent(b[:len(b)-1]); err == nil {
+		t.Fatal("short padding accepted")
+	}
+}
