@@ -105,9 +105,13 @@ func (s *Session) Seal(c *envelope.Content) ([]byte, error) {
 	return e.Marshal()
 }
 
-// Open decrypts a message body from the peer. A failure leaves the session
-// unchanged. A prekey envelope is read as its ratchet message: the
-// initiator repeats its initial message until it hears back.
+// Open decrypts a message body from the peer. A message that does not
+// decrypt leaves the session unchanged. One that decrypts but holds a
+// malformed Content returns an error after the ratchet has used its key
+// (the peer authenticated it, so it is the peer's bug and cannot be read
+// again); persist the session in that case too. A prekey envelope is read
+// as its ratchet message: the initiator repeats its initial message until
+// it hears back.
 func (s *Session) Open(body []byte) (*envelope.Content, error) {
 	e, err := envelope.Unmarshal(body)
 	if err != nil {
