@@ -3,6 +3,7 @@ package ratchet
 import (
 	"crypto/ecdh"
 	"fmt"
+	"math"
 	"slices"
 )
 
@@ -15,6 +16,11 @@ func (s *State) Decrypt(msg []byte) ([]byte, error) {
 	h, err := ParseHeader(msg)
 	if err != nil {
 		return nil, err
+	}
+	if h.N == math.MaxUint32 {
+		// Encrypt never uses the last number; accepting it would wrap Nr
+		// to 0 and reopen used keys.
+		return nil, ErrCounter
 	}
 
 	// A message we stored a key for: use and forget the key.

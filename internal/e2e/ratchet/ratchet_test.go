@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"math"
 	mrand "math/rand/v2"
 	"testing"
 
@@ -375,4 +376,23 @@ func expand80(t *testing.T, mk *[32]byte) []byte {
 		t.Fatal(err)
 	}
 	return okm
+}
+
+func TestLastCounterRefused(t *testing.T) {
+	a, b := newPair(t, 12, Config{})
+	mustDecrypt(t, b, mustEncrypt(t, a, "x"), "x")
+	a.ns = math.MaxUint32
+	if _, err := a.Encrypt([]byte("y")); !errors.Is(err, ErrCounter) {
+		t.Fatalf("encrypt at the last counter: %v", err)
+	}
+	// A message numbered MaxUint32 is refused before any key is derived.
+	h := Header{DH: [32]byte(a.dhs.PublicKey().Bytes()), PN: 0, N: math.MaxUint32}
+	_, mk := kdfCK(&a.cks)
+	m, err := seal(h.Marshal(), &mk, []byte("z"), a.ad)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := mustFailUnchanged(t, b, m); !errors.Is(err, ErrCounter) {
+		t.Fatalf("message N = MaxUint32: %v", err)
+	}
 }

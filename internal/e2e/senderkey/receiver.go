@@ -4,6 +4,7 @@ import (
 	"crypto/ed25519"
 	"encoding/binary"
 	"fmt"
+	"math"
 	"slices"
 
 	"github.com/chatd/chatd/internal/e2e/internal/wire"
@@ -100,6 +101,11 @@ func (r *Receiver) Decrypt(msg []byte) ([]byte, error) {
 	}
 	if h.distributionID != r.distributionID {
 		return nil, ErrNoState
+	}
+	if h.iteration == math.MaxUint32 {
+		// Encrypt never uses the last iteration; accepting it would wrap
+		// the chain's counter to 0.
+		return nil, ErrCounter
 	}
 	ci := slices.IndexFunc(r.chains, func(c chain) bool { return c.id == h.chainID })
 	if ci < 0 {

@@ -2,9 +2,11 @@ package senderkey
 
 import (
 	"bytes"
+	"crypto/ed25519"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"math"
 	mrand "math/rand/v2"
 	"testing"
 
@@ -258,5 +260,25 @@ func BenchmarkEncryptDecrypt(b *testing.B) {
 		if _, err := r.Decrypt(m); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+func TestLastIterationRefused(t *testing.T) {
+	s := newGroupSender(t)
+	r := receiverFor(t, s, Config{})
+	s.iteration = math.MaxUint32
+	if _, err := s.Encrypt([]byte("x")); !errors.Is(err, ErrCounter) {
+		t.Fatalf("encrypt at the last iteration: %v", err)
+	}
+	// Even the chain's owner cannot make a receiver accept it.
+	h := header{distributionID: s.distributionID, chainID: s.chainID, iteration: math.MaxUint32}
+	hb := h.marshal()
+	msg, err := seal(&s.chainKey, []byte("x"), hb, hb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg = append(msg, ed25519.Sign(s.signing, msg)...)
+	if err := failUnchanged(t, r, msg); !errors.Is(err, ErrCounter) {
+		t.Fatalf("message at iteration MaxUint32: %v", err)
 	}
 }
