@@ -43,3 +43,25 @@ func BenchmarkPingPong(b *testing.B) {
 		from, to = to, from
 	}
 }
+
+// BenchmarkForgedWorstCase is the most work a forged message can cost a
+// receiver: a new ratchet key (one X25519) and N = MaxSkip, so the
+// receiver derives MaxSkip chain keys before the AEAD refuses it.
+func BenchmarkForgedWorstCase(b *testing.B) {
+	a, bob := newPair(b, 1, Config{})
+	m, _ := a.Encrypt([]byte("x"))
+	if _, err := bob.Decrypt(m); err != nil {
+		b.Fatal(err)
+	}
+	k, err := generateKey()
+	if err != nil {
+		b.Fatal(err)
+	}
+	h := Header{DH: [32]byte(k.PublicKey().Bytes()), N: DefaultConfig.MaxSkip}
+	forged := append(h.Marshal(), make([]byte, 16)...)
+	for b.Loop() {
+		if _, err := bob.Decrypt(forged); err == nil {
+			b.Fatal("forged message decrypted")
+		}
+	}
+}

@@ -117,6 +117,9 @@ func (s *State) decryptNewChain(msg []byte, h Header) ([]byte, error) {
 // returning the chain key after message to, the keys of the messages in
 // between, and the key of message to.
 func skipTo(ck [32]byte, from, to uint32, dh *[32]byte) (next [32]byte, skip []skipped, mk [32]byte) {
+	if to > from {
+		skip = make([]skipped, 0, to-from) // callers bound to-from by MaxSkip
+	}
 	for n := from; n < to; n++ {
 		var k [32]byte
 		ck, k = kdfCK(&ck)
