@@ -73,7 +73,7 @@ func TestListLimit(t *testing.T) {
 	if err := s.Set(1, codec.ListBlocked, 4, true); !errors.Is(err, ErrListFull) {
 		t.Fatalf("third block: %v, want ErrListFull", err)
 	}
-	must(t, s.Set(1, codec.ListBlocked, 3, true)) // already listed: no room needed
+	must(t, s.Set(1, codec.ListBlocked, 3, true))  // already listed: no room needed
 	must(t, s.Set(1, codec.ListContacts, 4, true)) // lists have separate limits
 }
 
