@@ -1,10 +1,13 @@
 package server
 
 import (
+	"context"
+	"net"
 	"slices"
 	"testing"
 	"time"
 
+	"github.com/chatd/chatd/client"
 	"github.com/chatd/chatd/codec"
 )
 
@@ -154,5 +157,98 @@ func TestAccountDelete(t *testing.T) {
 			t.Fatal("name still held 10s after the deletion")
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestAccountDeleteKilled: the server is killed (SIGKILL) while an
+// account deletion it answered OK hangs in its first step. The restarted
+// server finishes it: the other member sees bob leave the group, the
+// message bob never acknowledged comes back expired, and once the name
+// hold has passed the name can be registered again, which needs the last
+// step to have run.
+func TestAccountDeleteKilled(t *testing.T) {
+	t.Parallel()
+	if testing.Short() {
+		t.Skip("starts and kills server processes")
+	}
+	dir := t.TempDir()
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	addr := ln.Addr().String()
+	ln.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	const hold = "CHATD_TEST_NAME_HOLD=1s"
+	srv := startChild(t, addr, dir, "CHATD_TEST_DELETE_HALT=groups", hold)
+	connect := func(name string, register bool) *client.Conn {
+		t.Helper()
+		c, err := client.Dial(ctx, addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		do := c.Login
+		if register {
+			do = c.Register
+		}
+		if _, err := do(ctx, name, "password-"+name); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		return c
+	}
+	alice, bob := connect("alice", true), connect("bob", true)
+	aliceID, bobID := alice.Welcome.User, bob.Welcome.User
+	g, err := bob.CreateGroup(ctx, "team", aliceID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waiting, _ := alice.Send(bobID, []byte("unread"), true)
+	until[*codec.Sent](t, alice)
+	until[*codec.Deliver](t, bob)
+	if err := bob.DeleteAccount(ctx, "password-bob"); err != nil {
+		t.Fatal(err)
+	}
+	if k := until[*codec.Kicked](t, bob); k.Reason != codec.KickDeleted {
+		t.Fatalf("kicked: %v", k.Reason)
+	}
+	srv.kill9()
+	alice.Close()
+
+	srv = startChild(t, addr, dir, hold)
+	defer srv.kill9()
+	alice = connect("alice", false)
+	left, expired := false, false
+	for !left || !expired {
+		switch f := recv[codec.Frame](t, alice, time.After(10*time.Second)).(type) {
+		case *codec.GroupEvent:
+			alice.Ack(f.Seq, true)
+			switch {
+			case f.Kind == codec.GroupCreated:
+				// again: its acknowledgement may not have been stored before the kill
+			case f.Group != g.Group || f.Actor != bobID:
+				t.Fatalf("event %+v, want one by bob", f)
+			case f.Kind == codec.GroupPromoted: // bob was the last admin: alice first
+			case f.Kind == codec.GroupLeft:
+				left = true
+			default:
+				t.Fatalf("event %+v", f)
+			}
+		case *codec.Receipt:
+			alice.Ack(f.Seq, true)
+			if f.Kind != codec.ReceiptExpired || f.IDs.At(0) != waiting {
+				t.Fatalf("receipt %+v, want expired", f)
+			}
+			expired = true
+		}
+	}
+	c, err := client.Dial(ctx, addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if !poll(15*time.Second, func() bool {
+		_, err := c.Register(ctx, "bob", "password-bob2")
+		return err == nil
+	}) {
+		t.Fatal("the name was not free 15s after the restart: the deletion did not finish")
 	}
 }
