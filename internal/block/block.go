@@ -42,9 +42,22 @@ type Store struct {
 	// blocking someone); reads never take it.
 	wmu sync.Mutex
 
-	// Guarded by mu.
+	// Every user's lists, by owner, in shards so that the readers on many
+	// event loops (a SEND checks two lists) do not all share one lock's
+	// cache line.
+	shards [shardCount]shard
+}
+
+const shardCount = 64
+
+type shard struct {
 	mu    sync.RWMutex
-	users map[uint64]*lists
+	users map[uint64]*lists // guarded by mu
+	_     [32]byte          // 24 + 8 + 32: a cache line each
+}
+
+func (s *Store) shard(owner uint64) *shard {
+	return &s.shards[(owner*0x9E3779B97F4A7C15)>>58]
 }
 
 type lists struct {
@@ -58,7 +71,10 @@ func Open(db *pebble.DB, max int) (*Store, error) {
 	if max <= 0 || max > codec.MaxUsers {
 		max = DefaultMaxList
 	}
-	s := &Store{db: db, max: max, users: map[uint64]*lists{}}
+	s := &Store{db: db, max: max}
+	for i := range s.shards {
+		s.shards[i].users = map[uint64]*lists{}
+	}
 	lo := []byte{store.PrefixBlock}
 	it, err := db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: store.PrefixEnd(lo)})
 	if err != nil {
@@ -80,14 +96,24 @@ func Open(db *pebble.DB, max int) (*Store, error) {
 	return s, nil
 }
 
-// of returns owner's lists, making them; mu (or exclusive use) must be held.
+// of returns owner's lists, making them; the owner's shard's mu (or
+// exclusive use) must be held.
 func (s *Store) of(owner uint64) *lists {
-	l := s.users[owner]
+	sh := s.shard(owner)
+	l := sh.users[owner]
 	if l == nil {
 		l = &lists{}
-		s.users[owner] = l
+		sh.users[owner] = l
 	}
 	return l
+}
+
+// read returns owner's lists (nil if none) under its shard's read lock,
+// which the caller releases with the returned shard.
+func (s *Store) read(owner uint64) (*lists, *shard) {
+	sh := s.shard(owner)
+	sh.mu.RLock()
+	return sh.users[owner], sh
 }
 
 func (l *lists) add(kind codec.ListKind, user uint64) {
@@ -105,9 +131,8 @@ func (l *lists) has(kind codec.ListKind, user uint64) bool {
 // Blocks reports whether owner blocked user. It is one map lookup under a
 // read lock: the event loop calls it for every SEND.
 func (s *Store) Blocks(owner, user uint64) bool {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	l := s.users[owner]
+	l, sh := s.read(owner)
+	defer sh.mu.RUnlock()
 	return l != nil && l.has(codec.ListBlocked, user)
 }
 
@@ -115,9 +140,8 @@ func (s *Store) Blocks(owner, user uint64) bool {
 // not blocked actor, and either takes adds from everyone or has actor
 // among its contacts.
 func (s *Store) AcceptsAdd(owner, actor uint64) bool {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	l := s.users[owner]
+	l, sh := s.read(owner)
+	defer sh.mu.RUnlock()
 	if l == nil {
 		return true
 	}
@@ -136,13 +160,12 @@ func (s *Store) Set(owner uint64, kind codec.ListKind, user uint64, on bool) err
 	}
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
-	s.mu.RLock()
-	l := s.users[owner]
+	l, sh := s.read(owner)
 	listed, n := false, 0
 	if l != nil {
 		listed, n = l.has(kind, user), len(l.sets[kind])
 	}
-	s.mu.RUnlock()
+	sh.mu.RUnlock()
 	if listed == on {
 		return nil
 	}
@@ -159,13 +182,13 @@ func (s *Store) Set(owner uint64, kind codec.ListKind, user uint64, on bool) err
 	if err != nil {
 		return fmt.Errorf("block: store %v list of %d: %w", kind, owner, err)
 	}
-	s.mu.Lock()
+	sh.mu.Lock()
 	if on {
 		s.of(owner).add(kind, user)
 	} else {
-		delete(s.users[owner].sets[kind], user)
+		delete(sh.users[owner].sets[kind], user)
 	}
-	s.mu.Unlock()
+	sh.mu.Unlock()
 	return nil
 }
 
@@ -186,17 +209,18 @@ func (s *Store) SetAddsFrom(owner uint64, from codec.AddsFrom) error {
 	if err != nil {
 		return fmt.Errorf("block: store group-add setting of %d: %w", owner, err)
 	}
-	s.mu.Lock()
+	sh := s.shard(owner)
+	sh.mu.Lock()
 	s.of(owner).from = from
-	s.mu.Unlock()
+	sh.mu.Unlock()
 	return nil
 }
 
 // AddsFrom returns owner's group-add setting.
 func (s *Store) AddsFrom(owner uint64) codec.AddsFrom {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	if l := s.users[owner]; l != nil {
+	l, sh := s.read(owner)
+	defer sh.mu.RUnlock()
+	if l != nil {
 		return l.from
 	}
 	return codec.AddsFromEveryone
@@ -204,9 +228,8 @@ func (s *Store) AddsFrom(owner uint64) codec.AddsFrom {
 
 // List returns owner's list kind in increasing id order.
 func (s *Store) List(owner uint64, kind codec.ListKind) []uint64 {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	l := s.users[owner]
+	l, sh := s.read(owner)
+	defer sh.mu.RUnlock()
 	if l == nil || kind > codec.ListContacts {
 		return nil
 	}
@@ -227,9 +250,10 @@ func (s *Store) Delete(owner uint64) error {
 	if err := s.db.DeleteRange(p, store.PrefixEnd(p), pebble.Sync); err != nil {
 		return fmt.Errorf("block: delete lists of %d: %w", owner, err)
 	}
-	s.mu.Lock()
-	delete(s.users, owner)
-	s.mu.Unlock()
+	sh := s.shard(owner)
+	sh.mu.Lock()
+	delete(sh.users, owner)
+	sh.mu.Unlock()
 	return nil
 }
 

@@ -83,3 +83,30 @@ func must(t *testing.T, err error) {
 		t.Fatal(err)
 	}
 }
+
+// BenchmarkBlocks is the cost a SEND pays per check (two per SEND), from
+// many goroutines at once, with 10,000 users holding lists.
+func BenchmarkBlocks(b *testing.B) {
+	db, err := store.Open(b.TempDir(), store.Options{CacheSize: 1 << 20, MemTableSize: 1 << 20})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	s, err := Open(db, 0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for u := uint64(1); u <= 10_000; u++ {
+		s.of(u).add(codec.ListBlocked, u+1)
+	}
+	b.RunParallel(func(pb *testing.PB) {
+		u := uint64(0)
+		for pb.Next() {
+			u++
+			owner := u % 20_000
+			if s.Blocks(owner, owner+1) != (owner >= 1 && owner <= 10_000) {
+				b.Fatal("wrong answer")
+			}
+		}
+	})
+}
