@@ -56,7 +56,11 @@ func (s *Server) accountDelete(c *Conn, body []byte) error {
 // finishDeletion runs user's deletion steps in the background, retrying
 // a failed one, until they are all done or the server closes.
 func (s *Server) finishDeletion(user uint64) {
+	if _, running := s.deleting.LoadOrStore(user, true); running {
+		return // a second ACCOUNT_DELETE while the first runs
+	}
 	s.deletes.start(func() {
+		defer s.deleting.Delete(user)
 		wait := 100 * time.Millisecond
 		for {
 			err := s.deleteSteps(user)

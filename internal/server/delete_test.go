@@ -50,6 +50,10 @@ func TestAccountDelete(t *testing.T) {
 	waiting, _ := alice.Send(bobID, []byte("unread"), true)
 	next[*codec.Sent](t, alice)
 	until[*codec.Deliver](t, bob) // delivered, never acknowledged
+	fromBob, _ := bob.Send(aliceID, []byte("from bob"), true)
+	until[*codec.Sent](t, bob)
+	d := until[*codec.Deliver](t, alice)
+	alice.Ack(d.Seq, true)
 
 	wantCode(t, "wrong password", bob.DeleteAccount(ctx, "not the password"), codec.CodeWrongPassword)
 	if err := bob.DeleteAccount(ctx, "password-bob"); err != nil {
@@ -132,6 +136,13 @@ func TestAccountDelete(t *testing.T) {
 		!slices.Equal(members, []codec.Member{{User: carolID, Role: codec.RoleMember}, {User: aliceID, Role: codec.RoleAdmin}}) {
 		t.Fatalf("members after the deletion: %+v", members)
 	}
+
+	// Alice reads bob's message: no receipt goes anywhere, and no error.
+	alice = login(t, s, "alice")
+	if err := alice.MarkRead(bobID, 0, fromBob); err != nil {
+		t.Fatal(err)
+	}
+	pingPong(t, alice, 1)
 
 	c := dial(t, s)
 	_, err = c.Login(ctx, "bob", "password-bob")

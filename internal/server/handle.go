@@ -187,6 +187,9 @@ func (s *Server) read(c *Conn, body []byte) error {
 		return s.malformed(c, err)
 	}
 	user := c.State.user.Load()
+	if s.accounts.Deleted(f.To) {
+		return nil // a deleted account takes no receipts (no one would read them)
+	}
 	switch {
 	case f.To == user:
 		s.errorTo(c, codec.CodeSelfSend, 0, nil, "READ names yourself as the sender")

@@ -52,6 +52,7 @@ type Server struct {
 	baseCtx  context.Context
 	cancel   context.CancelFunc // cancels baseCtx when Close starts
 	deletes  background         // account deletions under way (delete.go)
+	deleting sync.Map           // user id -> true while its deletion runs
 
 	// Pools, safe for concurrent use; an item belongs to whoever took it.
 	batches sync.Pool // *conn.Batch[session], one per producer turn
