@@ -129,8 +129,9 @@ func New(cfg Config) (*Server, error) {
 		pcfg.Watch, pcfg.Relay = s.watchHome, s.relayPresence
 	}
 	s.presence = presence.New[*Conn](db, pcfg) // before the cluster's handlers: they tell it of sessions
+	s.commits = newCommits()                   // and use these
+	// A user's presence is hidden from the users it blocked.
 	s.presence.HideFrom(func(user uint64, c *Conn) bool { return s.blocks.Blocks(user, c.State.user.Load()) })
-	s.commits = newCommits() // and use these
 	ocfg := offline.Config{Lanes: cfg.Lanes, TTL: cfg.TTL, Quota: cfg.Quota, Logger: cfg.Logger, SyncFault: cfg.syncFault,
 		Synced: s.lat.sync.Observe, Gone: s.accounts.Deleted}
 	if cfg.Cluster != nil {
