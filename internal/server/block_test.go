@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"errors"
+	"net"
 	"slices"
 	"testing"
 	"time"
@@ -252,4 +253,52 @@ func TestBlockRefusedOnCluster(t *testing.T) {
 	if d := until[*codec.Deliver](t, conns[1]); d.ID != id {
 		t.Fatalf("bob got %v", d.ID)
 	}
+}
+
+// TestBlockSurvivesKill: a BLOCK answered OK holds after kill -9.
+func TestBlockSurvivesKill(t *testing.T) {
+	t.Parallel()
+	if testing.Short() {
+		t.Skip("starts and kills server processes")
+	}
+	dir := t.TempDir()
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	addr := ln.Addr().String()
+	ln.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	connect := func(name string, register bool) *client.Conn {
+		t.Helper()
+		c, err := client.Dial(ctx, addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		do := c.Login
+		if register {
+			do = c.Register
+		}
+		if _, err := do(ctx, name, "password-"+name); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		return c
+	}
+	srv := startChild(t, addr, dir)
+	alice, bob := connect("alice", true), connect("bob", true)
+	aliceID, bobID := alice.Welcome.User, bob.Welcome.User
+	if err := bob.Block(ctx, aliceID); err != nil {
+		t.Fatal(err)
+	}
+	srv.kill9() // right after the OK
+	srv = startChild(t, addr, dir)
+	defer srv.kill9()
+	alice, bob = connect("alice", false), connect("bob", false)
+	if got, err := bob.List(ctx, codec.ListBlocked); err != nil || !slices.Equal(got, []uint64{aliceID}) {
+		t.Fatalf("blocked after kill -9: %v %v", got, err)
+	}
+	hidden, _ := alice.Send(bobID, []byte("after the kill"), true)
+	if f := until[*codec.Sent](t, alice); f.ID != hidden {
+		t.Fatalf("SENT for %v", f.ID)
+	}
+	pingPong(t, bob, 1) // nothing came to bob
 }
