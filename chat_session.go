@@ -29,6 +29,8 @@ const chatHelp = `  TEXT                         send TEXT to the current contac
   /group leave                 leave the current group
   /groups                      list your groups
   /g ID                        talk to group ID from now on
+  /block NAME, /unblock NAME   stop (or again let) NAME reach you; they are not told
+  /blocked                     list whom you blocked
   /help                        this text
   /quit                        leave (Ctrl-D works too)
 Ticks: ✓ the server has it, ✓✓ delivered to their device, ✓✓ read.

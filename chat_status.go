@@ -130,6 +130,8 @@ func explainSendError(e *codec.Error) string {
 		return "you are not a member of that group"
 	case codec.CodeUnknownGroup:
 		return "no such group"
+	case codec.CodeYouBlocked:
+		return "you blocked them; /unblock them first"
 	}
 	return e.Error()
 }

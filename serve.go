@@ -45,6 +45,8 @@ func serve(args []string) error {
 	fs.IntVar(&cfg.Lanes, "lanes", 0, "inbox commit lanes (0: 4 per core)")
 	fs.DurationVar(&cfg.TTL, "ttl", 30*24*time.Hour, "delete inbox entries not acknowledged within this time")
 	fs.IntVar(&cfg.MaxGroup, "max-group", 256, "most members in a group")
+	fs.DurationVar(&cfg.NameHold, "name-hold", 30*24*time.Hour, "how long a deleted account's name stays taken before it may be registered again")
+	fs.IntVar(&cfg.MaxList, "max-list", 4096, "most users in one user's block list or contacts")
 	fs.IntVar(&cfg.Quota, "inbox-quota", 10000, "most entries one user's inbox may hold; senders to a full inbox get ERROR 31")
 	admin := fs.String("admin", "127.0.0.1:7421", "admin listener for /stats, /healthz and /debug/pprof (empty: off); keep it off public interfaces")
 	fs.Func("argon2-memory", "KiB of memory per password hash (default 19456, OWASP's argon2id baseline); lower only for benchmarks", func(v string) error {

@@ -51,6 +51,10 @@ const (
 	KickPassword     KickReason = 3 // the password changed; every token was revoked
 	KickSlowConsumer KickReason = 4 // the client did not read its deliveries in time
 	KickIdle         KickReason = 5 // nothing arrived within the keepalive window
+	// KickDeleted ends the session of an account ACCOUNT_DELETE deleted.
+	// Its value is in the accounts frame range (0x50-0x57) so that kick
+	// reasons other parts add in this round cannot collide with it.
+	KickDeleted KickReason = 0x50
 )
 
 func (r KickReason) String() string {
@@ -65,6 +69,8 @@ func (r KickReason) String() string {
 		return "slow consumer"
 	case KickIdle:
 		return "idle"
+	case KickDeleted:
+		return "account deleted"
 	}
 	return "unknown"
 }

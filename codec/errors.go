@@ -85,6 +85,13 @@ const (
 	CodeLastAdmin      Code = 46 // the last admin cannot leave or step down while members remain
 	CodeTooManyTargets Code = 47 // SUBSCRIBE beyond the per-connection limit
 
+	// Blocking and account errors, referring to a request by its req id or
+	// a SEND by its id.
+	CodeYouBlocked   Code = 70 // SEND to a user you blocked: unblock first
+	CodeAddRefused   Code = 71 // a group add naming a user who does not accept adds from you
+	CodeListFull     Code = 72 // BLOCK or CONTACT beyond the per-user list limit
+	CodeNotOnCluster Code = 74 // the request is not available on a clustered server yet
+
 	// Limits.
 	CodeRateLimited  Code = 50 // frame or byte rate exceeded; the server closes
 	CodeSlowConsumer Code = 51 // the client did not read fast enough; the server closes
@@ -112,7 +119,9 @@ var codeNames = map[Code]string{
 	CodeUnknownGroup: "unknown group", CodeNotMember: "not a group member", CodeNotAdmin: "not a group admin",
 	CodeGroupFull: "group full", CodeInvalidGroup: "invalid group", CodeAlreadyMember: "already a member",
 	CodeLastAdmin: "last admin", CodeTooManyTargets: "too many subscriptions",
-	CodeRateLimited: "rate limited", CodeSlowConsumer: "slow consumer",
+	CodeYouBlocked: "you blocked this user", CodeAddRefused: "group add refused", CodeListFull: "list full",
+	CodeNotOnCluster: "not available on a cluster",
+	CodeRateLimited:  "rate limited", CodeSlowConsumer: "slow consumer",
 	CodeInternal: "internal error", CodeShuttingDown: "shutting down", CodeUnknownOutcome: "outcome unknown", CodeUnavailable: "node unavailable",
 }
 

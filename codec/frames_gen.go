@@ -69,6 +69,20 @@ func New(t Type) Frame {
 		return new(Groups)
 	case TypeGroupEvent:
 		return new(GroupEvent)
+	case TypeBlock:
+		return new(Block)
+	case TypeUnblock:
+		return new(Unblock)
+	case TypeListGet:
+		return new(ListGet)
+	case TypeList:
+		return new(List)
+	case TypeContact:
+		return new(Contact)
+	case TypeGroupAdds:
+		return new(GroupAdds)
+	case TypeAccountDelete:
+		return new(AccountDelete)
 	case TypePing:
 		return new(Ping)
 	case TypePong:
@@ -83,43 +97,50 @@ func New(t Type) Frame {
 	return nil
 }
 
-func (f *Register) Type() Type    { return TypeRegister }
-func (f *Login) Type() Type       { return TypeLogin }
-func (f *Resume) Type() Type      { return TypeResume }
-func (f *Welcome) Type() Type     { return TypeWelcome }
-func (f *Logout) Type() Type      { return TypeLogout }
-func (f *Password) Type() Type    { return TypePassword }
-func (f *Lookup) Type() Type      { return TypeLookup }
-func (f *User) Type() Type        { return TypeUser }
-func (f *OK) Type() Type          { return TypeOK }
-func (f *Send) Type() Type        { return TypeSend }
-func (f *Sent) Type() Type        { return TypeSent }
-func (f *Deliver) Type() Type     { return TypeDeliver }
-func (f *Ack) Type() Type         { return TypeAck }
-func (f *Read) Type() Type        { return TypeRead }
-func (f *Receipt) Type() Type     { return TypeReceipt }
-func (f *Typing) Type() Type      { return TypeTyping }
-func (f *IsTyping) Type() Type    { return TypeIsTyping }
-func (f *Subscribe) Type() Type   { return TypeSubscribe }
-func (f *Unsubscribe) Type() Type { return TypeUnsubscribe }
-func (f *Presence) Type() Type    { return TypePresence }
-func (f *Privacy) Type() Type     { return TypePrivacy }
-func (f *GroupCreate) Type() Type { return TypeGroupCreate }
-func (f *GroupAdd) Type() Type    { return TypeGroupAdd }
-func (f *GroupRemove) Type() Type { return TypeGroupRemove }
-func (f *GroupLeave) Type() Type  { return TypeGroupLeave }
-func (f *GroupRename) Type() Type { return TypeGroupRename }
-func (f *GroupAdmin) Type() Type  { return TypeGroupAdmin }
-func (f *GroupGet) Type() Type    { return TypeGroupGet }
-func (f *GroupList) Type() Type   { return TypeGroupList }
-func (f *GroupInfo) Type() Type   { return TypeGroupInfo }
-func (f *Groups) Type() Type      { return TypeGroups }
-func (f *GroupEvent) Type() Type  { return TypeGroupEvent }
-func (f *Ping) Type() Type        { return TypePing }
-func (f *Pong) Type() Type        { return TypePong }
-func (f *Goaway) Type() Type      { return TypeGoaway }
-func (f *Kicked) Type() Type      { return TypeKicked }
-func (f *Error) Type() Type       { return TypeError }
+func (f *Register) Type() Type      { return TypeRegister }
+func (f *Login) Type() Type         { return TypeLogin }
+func (f *Resume) Type() Type        { return TypeResume }
+func (f *Welcome) Type() Type       { return TypeWelcome }
+func (f *Logout) Type() Type        { return TypeLogout }
+func (f *Password) Type() Type      { return TypePassword }
+func (f *Lookup) Type() Type        { return TypeLookup }
+func (f *User) Type() Type          { return TypeUser }
+func (f *OK) Type() Type            { return TypeOK }
+func (f *Send) Type() Type          { return TypeSend }
+func (f *Sent) Type() Type          { return TypeSent }
+func (f *Deliver) Type() Type       { return TypeDeliver }
+func (f *Ack) Type() Type           { return TypeAck }
+func (f *Read) Type() Type          { return TypeRead }
+func (f *Receipt) Type() Type       { return TypeReceipt }
+func (f *Typing) Type() Type        { return TypeTyping }
+func (f *IsTyping) Type() Type      { return TypeIsTyping }
+func (f *Subscribe) Type() Type     { return TypeSubscribe }
+func (f *Unsubscribe) Type() Type   { return TypeUnsubscribe }
+func (f *Presence) Type() Type      { return TypePresence }
+func (f *Privacy) Type() Type       { return TypePrivacy }
+func (f *GroupCreate) Type() Type   { return TypeGroupCreate }
+func (f *GroupAdd) Type() Type      { return TypeGroupAdd }
+func (f *GroupRemove) Type() Type   { return TypeGroupRemove }
+func (f *GroupLeave) Type() Type    { return TypeGroupLeave }
+func (f *GroupRename) Type() Type   { return TypeGroupRename }
+func (f *GroupAdmin) Type() Type    { return TypeGroupAdmin }
+func (f *GroupGet) Type() Type      { return TypeGroupGet }
+func (f *GroupList) Type() Type     { return TypeGroupList }
+func (f *GroupInfo) Type() Type     { return TypeGroupInfo }
+func (f *Groups) Type() Type        { return TypeGroups }
+func (f *GroupEvent) Type() Type    { return TypeGroupEvent }
+func (f *Block) Type() Type         { return TypeBlock }
+func (f *Unblock) Type() Type       { return TypeUnblock }
+func (f *ListGet) Type() Type       { return TypeListGet }
+func (f *List) Type() Type          { return TypeList }
+func (f *Contact) Type() Type       { return TypeContact }
+func (f *GroupAdds) Type() Type     { return TypeGroupAdds }
+func (f *AccountDelete) Type() Type { return TypeAccountDelete }
+func (f *Ping) Type() Type          { return TypePing }
+func (f *Pong) Type() Type          { return TypePong }
+func (f *Goaway) Type() Type        { return TypeGoaway }
+func (f *Kicked) Type() Type        { return TypeKicked }
+func (f *Error) Type() Type         { return TypeError }
 
 func (f *Register) Append(dst []byte) []byte {
 	return begin(dst, TypeRegister).str8(f.Name).str8(f.Password).end()
@@ -239,6 +260,34 @@ func (f *Groups) Append(dst []byte) []byte {
 
 func (f *GroupEvent) Append(dst []byte) []byte {
 	return begin(dst, TypeGroupEvent).u64(f.Seq).u64(f.Group).u8(uint8(f.Kind)).u64(f.Actor).u64(f.Time).str8(f.Name).users16(f.Users).end()
+}
+
+func (f *Block) Append(dst []byte) []byte {
+	return begin(dst, TypeBlock).u32(f.Req).u64(f.User).end()
+}
+
+func (f *Unblock) Append(dst []byte) []byte {
+	return begin(dst, TypeUnblock).u32(f.Req).u64(f.User).end()
+}
+
+func (f *ListGet) Append(dst []byte) []byte {
+	return begin(dst, TypeListGet).u32(f.Req).u8(uint8(f.Kind)).end()
+}
+
+func (f *List) Append(dst []byte) []byte {
+	return begin(dst, TypeList).u32(f.Req).u8(uint8(f.Kind)).users16(f.Users).end()
+}
+
+func (f *Contact) Append(dst []byte) []byte {
+	return begin(dst, TypeContact).u32(f.Req).u64(f.User).flag(f.On).end()
+}
+
+func (f *GroupAdds) Append(dst []byte) []byte {
+	return begin(dst, TypeGroupAdds).u32(f.Req).u8(uint8(f.From)).end()
+}
+
+func (f *AccountDelete) Append(dst []byte) []byte {
+	return begin(dst, TypeAccountDelete).u32(f.Req).str8(f.Password).end()
 }
 
 func (f *Ping) Append(dst []byte) []byte {
@@ -383,6 +432,34 @@ func (f *Groups) Decode(body []byte) error {
 
 func (f *GroupEvent) Decode(body []byte) error {
 	return read(body, TypeGroupEvent).u64(&f.Seq, "seq").u64(&f.Group, "group").u8((*uint8)(&f.Kind), "kind").u64(&f.Actor, "actor").u64(&f.Time, "time").str8(&f.Name, "name").users16(&f.Users, true).check(within(&f.Kind, GroupCreated, GroupDemoted), "unknown group event kind").done()
+}
+
+func (f *Block) Decode(body []byte) error {
+	return read(body, TypeBlock).u32(&f.Req, "req").u64(&f.User, "user").done()
+}
+
+func (f *Unblock) Decode(body []byte) error {
+	return read(body, TypeUnblock).u32(&f.Req, "req").u64(&f.User, "user").done()
+}
+
+func (f *ListGet) Decode(body []byte) error {
+	return read(body, TypeListGet).u32(&f.Req, "req").u8((*uint8)(&f.Kind), "list").check(within(&f.Kind, ListBlocked, ListContacts), "unknown list").done()
+}
+
+func (f *List) Decode(body []byte) error {
+	return read(body, TypeList).u32(&f.Req, "req").u8((*uint8)(&f.Kind), "list").users16(&f.Users, true).check(within(&f.Kind, ListBlocked, ListContacts), "unknown list").done()
+}
+
+func (f *Contact) Decode(body []byte) error {
+	return read(body, TypeContact).u32(&f.Req, "req").u64(&f.User, "user").flag(&f.On, "on").done()
+}
+
+func (f *GroupAdds) Decode(body []byte) error {
+	return read(body, TypeGroupAdds).u32(&f.Req, "req").u8((*uint8)(&f.From), "from").check(within(&f.From, AddsFromEveryone, AddsFromContacts), "unknown group-add setting").done()
+}
+
+func (f *AccountDelete) Decode(body []byte) error {
+	return read(body, TypeAccountDelete).u32(&f.Req, "req").str8(&f.Password, "password").done()
 }
 
 func (f *Ping) Decode(body []byte) error {

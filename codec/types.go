@@ -54,6 +54,17 @@ const (
 	TypeGroupEvent  Type = 0x3A // S: seq u64 | group u64 | kind u8 | actor u64 | time u64 | name str8 | count u16 | users u64*count
 )
 
+// Blocking, contacts and account deletion.
+const (
+	TypeBlock         Type = 0x50 // C: req u32 | user u64
+	TypeUnblock       Type = 0x51 // C: req u32 | user u64
+	TypeListGet       Type = 0x52 // C: req u32 | list u8
+	TypeList          Type = 0x53 // S: req u32 | list u8 | count u16 | users u64*count
+	TypeContact       Type = 0x54 // C: req u32 | user u64 | on u8
+	TypeGroupAdds     Type = 0x55 // C: req u32 | from u8
+	TypeAccountDelete Type = 0x56 // C: req u32 | password str8
+)
+
 // Connection control.
 const (
 	TypePing   Type = 0x40 // C,S: nonce u64
@@ -73,7 +84,9 @@ var typeNames = [256]string{
 	TypeGroupLeave: "GROUP_LEAVE", TypeGroupRename: "GROUP_RENAME", TypeGroupAdmin: "GROUP_ADMIN",
 	TypeGroupGet: "GROUP_GET", TypeGroupList: "GROUP_LIST", TypeGroupInfo: "GROUP_INFO", TypeGroups: "GROUPS",
 	TypeGroupEvent: "GROUP_EVENT",
-	TypePing:       "PING", TypePong: "PONG", TypeGoaway: "GOAWAY", TypeKicked: "KICKED", TypeError: "ERROR",
+	TypeBlock:      "BLOCK", TypeUnblock: "UNBLOCK", TypeListGet: "LIST_GET", TypeList: "LIST",
+	TypeContact: "CONTACT", TypeGroupAdds: "GROUP_ADDS", TypeAccountDelete: "ACCOUNT_DELETE",
+	TypePing: "PING", TypePong: "PONG", TypeGoaway: "GOAWAY", TypeKicked: "KICKED", TypeError: "ERROR",
 }
 
 // Known reports whether t is a frame type of protocol version 1.

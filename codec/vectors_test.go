@@ -60,10 +60,18 @@ var vectors = []struct {
 	{"GROUP_INFO", &GroupInfo{Req: 14, Group: 9, Name: []byte("team"), Members: []Member{{1, RoleAdmin}, {2, RoleMember}}}},
 	{"GROUPS", &Groups{Req: 15, Groups: []GroupSummary{{Group: 9, Name: []byte("team")}}}},
 	{"GROUP_EVENT added", &GroupEvent{Seq: 44, Group: 9, Kind: GroupAdded, Actor: 1, Time: vecTime, Name: []byte("team"), Users: Users(4)}},
+	{"BLOCK user 2", &Block{Req: 16, User: 2}},
+	{"UNBLOCK user 2", &Unblock{Req: 17, User: 2}},
+	{"LIST_GET blocked", &ListGet{Req: 18, Kind: ListBlocked}},
+	{"LIST blocked: users 2 and 3", &List{Req: 18, Kind: ListBlocked, Users: Users(2, 3)}},
+	{"CONTACT add user 3", &Contact{Req: 19, User: 3, On: true}},
+	{"GROUP_ADDS from contacts only", &GroupAdds{Req: 20, From: AddsFromContacts}},
+	{"ACCOUNT_DELETE", &AccountDelete{Req: 21, Password: []byte("correct horse")}},
 	{"PING", &Ping{Nonce: 0x0102030405060708}},
 	{"PONG", &Pong{Nonce: 0x0102030405060708}},
 	{"GOAWAY retry after 1.5 s", &Goaway{RetryAfter: 1500, Reason: GoawayShutdown}},
 	{"KICKED logged in elsewhere", &Kicked{Reason: KickElsewhere}},
+	{"KICKED account deleted", &Kicked{Reason: KickDeleted}},
 	{"ERROR inbox full for a SEND", &Error{Code: CodeInboxFull, ID: vecID, Detail: []byte("inbox full")}},
 }
 

@@ -52,6 +52,10 @@ type Config struct {
 	MaxHashing int
 	// MaxQueued is how many more may wait before ErrBusy. Default 8 per core.
 	MaxQueued int
+	// NameHold is how long the name of a deleted account stays taken
+	// before REGISTER may have it again (delete.go). Default
+	// DefaultNameHold, 30 days; negative releases it at once.
+	NameHold time.Duration
 }
 
 // Store reads and writes accounts.
@@ -71,6 +75,14 @@ type Store struct {
 	shardBase  uint64
 	shardNext  [Shards]atomic.Uint64
 	shardCount atomic.Uint64 // accounts registered in shards
+
+	// Deleted accounts (delete.go): gone holds every id whose deletion
+	// started, ngone counts them so that Exists costs one atomic load
+	// while there are none, and unfinished lists those whose deletion had
+	// not finished when the store opened.
+	gone       sync.Map // user id -> struct{}
+	ngone      atomic.Int64
+	unfinished []uint64
 }
 
 // Shards is the number of home shards a cluster divides ids into: an
@@ -116,6 +128,9 @@ func New(db *pebble.DB, cfg Config) (*Store, error) {
 	if cfg.MaxQueued == 0 {
 		cfg.MaxQueued = 8 * runtime.GOMAXPROCS(0)
 	}
+	if cfg.NameHold == 0 {
+		cfg.NameHold = DefaultNameHold
+	}
 	s := &Store{db: db, cfg: cfg, sem: make(chan struct{}, cfg.MaxHashing)}
 	next, found, err := store.GetUint64(db, metaNextUser)
 	if err != nil {
@@ -127,6 +142,9 @@ func New(db *pebble.DB, cfg Config) (*Store, error) {
 	s.nextUser.Store(next)
 	s.shardBase = (next + Shards - 1) / Shards
 	if err := s.loadShards(); err != nil {
+		return nil, err
+	}
+	if s.unfinished, err = s.loadDeleted(); err != nil {
 		return nil, err
 	}
 	return s, nil
@@ -153,14 +171,15 @@ func (s *Store) loadShards() error {
 	return it.Error()
 }
 
-// Exists reports whether user is a registered id. Ids are handed out in
-// order (per shard, in a cluster) and never deleted, so this costs no
-// lookup. In a cluster it answers only for shards this node has held.
+// Exists reports whether user is a registered id whose account was not
+// deleted. Ids are handed out in order (per shard, in a cluster) and
+// never reused, so this costs no lookup. In a cluster it answers only
+// for shards this node has held.
 func (s *Store) Exists(user uint64) bool {
 	if user == 0 {
 		return false
 	}
-	return user < s.nextUser.Load() || s.inShards(user)
+	return (user < s.nextUser.Load() || s.inShards(user)) && !s.Deleted(user)
 }
 
 // inShards reports whether user is an id a shard handed out.
@@ -206,6 +225,11 @@ func (s *Store) register(name, password []byte, shard int) (uint64, codec.Token,
 	}
 	b := s.db.NewBatch()
 	defer b.Close()
+	if held, err := s.nameHeld(b, name); err != nil {
+		return 0, tok, err
+	} else if held {
+		return 0, tok, ErrNameTaken // a deleted account's, until its hold ends
+	}
 	var user, k uint64
 	// The two schemes skip each other's ids, for a store that has been a
 	// single node and a cluster node in turn.
@@ -248,6 +272,9 @@ func (s *Store) Login(name, password []byte) (uint64, codec.Token, error) {
 	if err != nil {
 		return 0, tok, err
 	}
+	if s.Deleted(user) {
+		return 0, tok, ErrUnknownUser
+	}
 	rec, err := s.record(user)
 	if err != nil {
 		return 0, tok, err
@@ -269,7 +296,11 @@ func (s *Store) Login(name, password []byte) (uint64, codec.Token, error) {
 // Resume returns the user a token belongs to. It costs one SHA-256 and one
 // point lookup.
 func (s *Store) Resume(tok codec.Token) (uint64, error) {
-	return s.userAt(tokenKey(tok), ErrInvalidToken, "resume")
+	user, err := s.userAt(tokenKey(tok), ErrInvalidToken, "resume")
+	if err == nil && s.Deleted(user) { // a token a login issued while the deletion began
+		return 0, ErrInvalidToken
+	}
+	return user, err
 }
 
 // Revoke deletes one token (LOGOUT).
@@ -291,6 +322,9 @@ func (s *Store) ChangePassword(user uint64, old, new []byte) (codec.Token, error
 	var tok codec.Token
 	if err := codec.ValidatePassword(new); err != nil {
 		return tok, fmt.Errorf("%w: %w", ErrInvalidPassword, err)
+	}
+	if s.Deleted(user) {
+		return tok, ErrUnknownUser
 	}
 	rec, err := s.record(user)
 	if err != nil {
@@ -320,10 +354,19 @@ func (s *Store) ChangePassword(user uint64, old, new []byte) (codec.Token, error
 }
 
 // LookupName returns the id registered under name.
-func (s *Store) LookupName(name []byte) (uint64, error) { return s.lookup(name) }
+func (s *Store) LookupName(name []byte) (uint64, error) {
+	user, err := s.lookup(name)
+	if err == nil && s.Deleted(user) {
+		return 0, ErrUnknownUser
+	}
+	return user, err
+}
 
 // Name returns the name of user.
 func (s *Store) Name(user uint64) ([]byte, error) {
+	if s.Deleted(user) {
+		return nil, ErrUnknownUser
+	}
 	rec, err := s.record(user)
 	if err != nil {
 		return nil, err

@@ -63,6 +63,10 @@ type Config struct {
 	// or not), as its lane's syncer sees it: the fsync latency a SENT
 	// waits for. It runs on the syncer and must not block.
 	Synced func(time.Duration)
+	// Gone, when set, reports that user's account is deleted (or being
+	// deleted): receipts for it are dropped instead of stored, since no
+	// one will ever read them (Purge empties what it had).
+	Gone func(user uint64) bool
 	// Remote, in a cluster, reports that user's inbox lives on another
 	// node; Forward then takes the receipts for that user (delivered,
 	// read, expired) instead of a local lane, and calls done once the
@@ -312,6 +316,12 @@ func (in *Inbox[S]) SubmitReceiptThen(r Receipt, done func(error)) error {
 // addReceipt queues a receipt op made by a lane (settle, a READ) in its
 // recipient's lane, or forwards it when that inbox lives on another node.
 func (in *Inbox[S]) addReceipt(r *op[S]) error {
+	if in.cfg.Gone != nil && in.cfg.Gone(r.st.To) {
+		if r.done != nil {
+			r.done(r) // as if stored: the acknowledged entries may go
+		}
+		return nil
+	}
 	if in.cfg.Remote == nil || !in.cfg.Remote(r.st.To) {
 		return in.lane(r.st.To).add(r, true)
 	}

@@ -77,6 +77,12 @@ type Config struct {
 	Quota int
 	// MaxGroup is the most members a group may have. Default 256.
 	MaxGroup int
+	// NameHold is how long the name of a deleted account stays taken
+	// before anyone may register it again. Default 30 days; negative: none.
+	NameHold time.Duration
+	// MaxList is the most users one of a user's lists (blocked, contacts)
+	// may hold. Default and most 4096 (one LIST frame carries a list).
+	MaxList int
 	// StorageReserve is the free disk space below which new messages,
 	// registrations and groups are refused with ERROR 28 (acks, logins and
 	// deliveries go on). Default the larger of 4 memtables and 1% of the
@@ -130,6 +136,10 @@ type Config struct {
 
 	// syncFault, in tests, fails inbox syncs after the batch was applied.
 	syncFault func() error
+	// deleteStep, in tests, runs before each account deletion step
+	// (deleters.go names them); an error fails the step, and errClosing
+	// stops the deletion as a crash would.
+	deleteStep func(step string) error
 }
 
 // defaultMaxOutbound is conn's default outbound limit.

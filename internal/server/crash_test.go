@@ -29,6 +29,17 @@ func runChild() {
 		Quota:           10_000_000, // the test fills one inbox far past the default quota
 		LoginsPerSource: -1, FailedLoginsPerUser: -1, MaxFrameRate: -1, MaxByteRate: -1,
 	}
+	if step := os.Getenv("CHATD_TEST_DELETE_HALT"); step != "" { // an account deletion hangs there until the kill
+		cfg.deleteStep = func(s string) error {
+			if s == step {
+				select {}
+			}
+			return nil
+		}
+	}
+	if hold, err := time.ParseDuration(os.Getenv("CHATD_TEST_NAME_HOLD")); err == nil {
+		cfg.NameHold = hold
+	}
 	if node := os.Getenv("CHATD_TEST_NODE"); node != "" { // a cluster test's node
 		cfg.Cluster = &cluster.Config{Node: node, Listen: os.Getenv("CHATD_TEST_CLUSTER_LISTEN"),
 			Routes: strings.Split(os.Getenv("CHATD_TEST_ROUTES"), ","), Secret: "cluster-test-secret",
@@ -56,10 +67,11 @@ type child struct {
 	cmd *exec.Cmd
 }
 
-func startChild(t *testing.T, addr, dir string) *child {
+func startChild(t *testing.T, addr, dir string, env ...string) *child {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), "CHATD_TEST_CHILD=serve", "CHATD_TEST_ADDR="+addr, "CHATD_TEST_DATA="+dir)
+	cmd.Env = append(cmd.Env, env...)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)

@@ -12,6 +12,7 @@ import (
 	"github.com/chatd/chatd/codec"
 	"github.com/chatd/chatd/internal/account"
 	"github.com/chatd/chatd/internal/admission"
+	"github.com/chatd/chatd/internal/block"
 	"github.com/chatd/chatd/internal/conn"
 	"github.com/chatd/chatd/internal/group"
 	"github.com/chatd/chatd/internal/offline"
@@ -35,6 +36,7 @@ type Server struct {
 	db       *pebble.DB
 	space    *store.Space
 	accounts *account.Store
+	blocks   *block.Store // who blocked whom, contacts, group-add settings
 	inbox    *offline.Inbox[*Conn]
 	groups   *group.Store
 	presence *presence.Tracker[*Conn]
@@ -49,6 +51,8 @@ type Server struct {
 	closing  chan struct{} // closed when Close starts
 	baseCtx  context.Context
 	cancel   context.CancelFunc // cancels baseCtx when Close starts
+	deletes  background         // account deletions under way (delete.go)
+	deleting sync.Map           // user id -> true while its deletion runs
 
 	// Pools, safe for concurrent use; an item belongs to whoever took it.
 	batches sync.Pool // *conn.Batch[session], one per producer turn
@@ -107,7 +111,11 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s.db = db
-	if s.accounts, err = account.New(db, account.Config{Hashing: cfg.Hashing}); err != nil {
+	if s.accounts, err = account.New(db, account.Config{Hashing: cfg.Hashing, NameHold: cfg.NameHold}); err != nil {
+		db.Close()
+		return nil, err
+	}
+	if s.blocks, err = block.Open(db, cfg.MaxList); err != nil {
 		db.Close()
 		return nil, err
 	}
@@ -115,15 +123,17 @@ func New(cfg Config) (*Server, error) {
 		db.Close()
 		return nil, err
 	}
-	pcfg := presence.Config{Interval: cfg.PresenceInterval, Online: s.online, Logger: cfg.Logger}
+	pcfg := presence.Config{Interval: cfg.PresenceInterval, Online: s.online, Logger: cfg.Logger, Deleted: s.accounts.Deleted}
 	if cfg.Cluster != nil {
 		pcfg.Remote = func(u uint64) bool { return !s.local(u) }
 		pcfg.Watch, pcfg.Relay = s.watchHome, s.relayPresence
 	}
 	s.presence = presence.New[*Conn](db, pcfg) // before the cluster's handlers: they tell it of sessions
 	s.commits = newCommits()                   // and use these
+	// A user's presence is hidden from the users it blocked.
+	s.presence.HideFrom(func(user uint64, c *Conn) bool { return s.blocks.Blocks(user, c.State.user.Load()) })
 	ocfg := offline.Config{Lanes: cfg.Lanes, TTL: cfg.TTL, Quota: cfg.Quota, Logger: cfg.Logger, SyncFault: cfg.syncFault,
-		Synced: s.lat.sync.Observe}
+		Synced: s.lat.sync.Observe, Gone: s.accounts.Deleted}
 	if cfg.Cluster != nil {
 		// Before the inbox opens: its first expiry sweep may owe receipts
 		// to users homed on other nodes.
@@ -212,6 +222,9 @@ func New(cfg Config) (*Server, error) {
 	})
 	s.conns.SetAdmitter(s.admit.Admit)
 	s.space.Watch(db)
+	for _, u := range s.accounts.Deleting() { // deletions a stop interrupted
+		s.finishDeletion(u)
+	}
 	return s, nil
 }
 
@@ -248,6 +261,7 @@ func (s *Server) Close() error {
 		close(s.closing)
 		s.cancel()
 		err := s.conns.Shutdown(ctx)
+		s.deletes.close() // they stop at their next step (closing): the next start finishes them
 		s.closeCluster()  // after the last session's release is queued, before the inbox: no request arrives after
 		s.commits.close() // after the last frame, before the inbox: jobs queue group events
 		s.admit.Close()

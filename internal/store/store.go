@@ -23,6 +23,10 @@
 //	'b' | hour (4) | body (8) | 1                -> members yet to acknowledge it
 //	'r' | day (4) | reader (8) | sender (8) | group (8) | seq (8) -> ids   (read log: delivered, not yet read; package offline)
 //	'o' | seq (8)                                -> group entry | members       (cluster: a fan-out to other nodes' members, until they have it; package offline)
+//	'B' | owner (8) | list (1) | user (8)        -> empty                         (blocked users, contacts; package block)
+//	'B' | owner (8) | 0xFF                       -> group-add setting (1)         (package block)
+//	'D' | user (8)                               -> state (1) | time (8)          (account deletions, done or under way; package account)
+//	'N' | user name                              -> release time (8)              (names of deleted accounts, held until then; package account)
 package store
 
 import (
@@ -53,6 +57,9 @@ const (
 	PrefixBody       = 'b'
 	PrefixReadLog    = 'r'
 	PrefixOutbox     = 'o'
+	PrefixBlock      = 'B'
+	PrefixDeleted    = 'D'
+	PrefixNameHeld   = 'N'
 )
 
 // Options tune the database. A zero field means its default.
