@@ -1,5 +1,10 @@
 package codec
 
+import (
+	"crypto/sha256"
+	"encoding/binary"
+)
+
 // The prekey directory (frames 0x60-0x67): a client uploads its
 // end-to-end keys, others fetch a bundle of them to start a session.
 // PROTOCOL.md section 10 describes the directory; this file holds the
@@ -142,6 +147,40 @@ type KeysLow struct {
 type IdentityChanged struct {
 	User   uint64
 	Device uint16
+}
+
+// Key algorithms, as bound into a signed message.
+const (
+	AlgX25519    = 0x01
+	AlgMLKEM1024 = 0x02
+)
+
+// signDomain starts every signed prekey message, so that a signature by
+// an identity key over a prekey can never pass for one over anything else.
+const signDomain = "chatd prekey v1"
+
+// SignedMessage is what the identity key signs (XEdDSA) for a signed
+// prekey: "chatd prekey v1" | alg u8 | id u32 | key. alg is AlgX25519 for
+// the signed EC prekey, AlgMLKEM1024 for KEM prekeys (one-time and last
+// resort alike, so a bundle does not tell them apart).
+func SignedMessage(alg byte, id uint32, key []byte) []byte {
+	m := make([]byte, 0, len(signDomain)+5+len(key))
+	m = append(m, signDomain...)
+	m = append(m, alg)
+	m = binary.BigEndian.AppendUint32(m, id)
+	return append(m, key...)
+}
+
+// KeysDigest is the digest KEYS_CHECK carries: SHA-256 of identity |
+// signed id u32 | signed key | last-resort id u32 | last-resort key.
+func KeysDigest(identity *ECKey, signed *SignedECKey, lastResort *KEMPreKey) Digest {
+	h := sha256.New()
+	h.Write(identity[:])
+	h.Write(binary.BigEndian.AppendUint32(nil, signed.ID))
+	h.Write(signed.Key[:])
+	h.Write(binary.BigEndian.AppendUint32(nil, lastResort.ID))
+	h.Write(lastResort.Key)
+	return Digest(h.Sum(nil))
 }
 
 // The writers and readers of the key fields, called by frames_gen.go.
