@@ -81,6 +81,9 @@ type Store struct {
 // New returns the directory kept in db.
 func New(db *pebble.DB, cfg Config) (*Store, error) {
 	cfg.setDefaults()
+	if cfg.MaxEC < 0 || cfg.MaxKEM < 0 || cfg.LowEC < 0 || cfg.LowKEM < 0 || cfg.MaxFetchers < 0 {
+		return nil, fmt.Errorf("prekey: negative setting in %+v", cfg)
+	}
 	if cfg.MaxEC > 0xFFFF || cfg.MaxKEM > 0xFFFF {
 		return nil, fmt.Errorf("prekey: MaxEC %d and MaxKEM %d must fit KEYS_COUNTS' u16", cfg.MaxEC, cfg.MaxKEM)
 	}
