@@ -27,16 +27,17 @@ func (s *Server) keysFrame(c *Conn, t codec.Type, body []byte) error {
 	if err := f.Decode(body); err != nil {
 		return s.malformed(c, err)
 	}
-	user := c.State.user.Load()
-	req, key, job := s.keysJob(c, user, f)
 	if s.cl != nil {
 		// The directory lives in one node's store. A cluster would route
-		// each request to the user's home as it does for the inbox; until
-		// then a cluster refuses plainly rather than serve keys from
-		// whichever node the client reached.
-		s.errorTo(c, codec.CodeKeysClustered, req, nil, "this server runs as a cluster node, which does not serve the prekey directory yet")
+		// each request to the user's home as it does for the inbox (and
+		// move the keys with a shard); until then a cluster refuses
+		// plainly rather than serve keys from whichever node the client
+		// reached.
+		s.errorTo(c, codec.CodeKeysClustered, keysReq(f), nil, "this server runs as a cluster node, which does not serve the prekey directory yet")
 		return nil
 	}
+	user := c.State.user.Load()
+	req, key, job := s.keysJob(c, user, f)
 	if job == nil {
 		return nil // answered on the event loop
 	}
@@ -93,6 +94,21 @@ func (s *Server) keysJob(c *Conn, user uint64, f codec.Frame) (req uint32, key u
 		return f.Req, target, func() { s.keysFetch(c, f.Req, user, target, dev) }
 	}
 	return 0, 0, nil
+}
+
+// keysReq is a directory request's req.
+func keysReq(f codec.Frame) uint32 {
+	switch f := f.(type) {
+	case *codec.KeysUpload:
+		return f.Req
+	case *codec.KeysCount:
+		return f.Req
+	case *codec.KeysFetch:
+		return f.Req
+	case *codec.KeysCheck:
+		return f.Req
+	}
+	return 0
 }
 
 // copyUpload copies what the frame aliases in the read buffer.
