@@ -322,3 +322,44 @@ func TestKeysRefusedInCluster(t *testing.T) {
 		t.Fatalf("KEYS_FETCH on a cluster node: %v, want ERROR 86", err)
 	}
 }
+
+// TestKeysTakenSurviveRestart: a key handed out before a restart is never
+// handed out after it (the take is deleted in the synced write that
+// hands it out), and the rest still are.
+func TestKeysTakenSurviveRestart(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.KeyFetches = -1
+	s, stop := serve(t, cfg)
+	alice := register(t, s, "alice")
+	bob := register(t, s, "bob")
+	aliceID := alice.Welcome.User
+	uploadKeys(t, alice, 6, 3)
+	seen := map[uint32]bool{}
+	fetch := func(c *client.Conn) {
+		bs, err := c.FetchKeys(ctx10(t), aliceID, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if bs[0].EC == nil || seen[bs[0].EC.ID] {
+			t.Fatalf("EC prekey %+v missing or handed out twice", bs[0].EC)
+		}
+		seen[bs[0].EC.ID] = true
+	}
+	for range 3 {
+		fetch(bob)
+	}
+	alice.Close()
+	bob.Close()
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	s = startServer(t, cfg)
+	bob = login(t, s, "bob")
+	for range 3 {
+		fetch(bob)
+	}
+	bs, err := bob.FetchKeys(ctx10(t), aliceID, 0)
+	if err != nil || bs[0].EC != nil {
+		t.Fatalf("after all 6: %+v, %v; want a bundle without an EC prekey", bs, err)
+	}
+}
