@@ -9,7 +9,10 @@
 //     (X25519 + ML-KEM-1024) that starts a session from a prekey bundle.
 //   - ratchet: the Double Ratchet that protects each 1:1 message.
 //   - senderkey: Signal-style group sender keys (encrypt once, sign, fan out).
-//   - envelope: the versioned bytes that travel in a chatd message body.
+//   - envelope: the versioned bytes that travel in a chatd message body,
+//     and the padded Content inside them.
+//   - session: PQXDH + ratchet + envelope as the calls a client makes per
+//     peer device (Start, Accept, Seal, Open), and group message wrapping.
 //
 // ENVELOPE.md documents every byte layout.
 package e2e
