@@ -9,6 +9,7 @@ import (
 
 	"github.com/chatd/chatd/client"
 	"github.com/chatd/chatd/codec"
+	"github.com/chatd/chatd/internal/e2e/pqxdh"
 )
 
 func ctx10(t *testing.T) context.Context {
@@ -361,5 +362,43 @@ func TestKeysTakenSurviveRestart(t *testing.T) {
 	bs, err := bob.FetchKeys(ctx10(t), aliceID, 0)
 	if err != nil || bs[0].EC != nil {
 		t.Fatalf("after all 6: %+v, %v; want a bundle without an EC prekey", bs, err)
+	}
+}
+
+// TestKeysPQXDHOverDirectory: bundles the directory hands out start real
+// PQXDH sessions (internal/e2e/pqxdh): alice fetches bob's bundle over a
+// socket, initiates, and bob, from his private keys, derives the same
+// secret: with one-time keys, and with the last-resort key once those are
+// gone.
+func TestKeysPQXDHOverDirectory(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.KeyFetches = -1
+	s := startServer(t, cfg)
+	alice := register(t, s, "alice")
+	bob := register(t, s, "bob")
+	bobKeys, _ := uploadKeys(t, bob, 1, 1)
+	aliceKeys, err := client.NewDeviceKeys()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 2 {
+		bs, err := alice.FetchKeys(ctx10(t), bob.Welcome.User, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		msg, aliceSecret, err := pqxdh.Initiate(aliceKeys.Identity, client.PQXDHBundle(&bs[0]))
+		if err != nil {
+			t.Fatalf("session %d: initiate: %v", i, err)
+		}
+		if (msg.OneTimePreKeyID != nil) != (i == 0) || (msg.KEMPreKeyID == bobKeys.LastID) != (i == 1) {
+			t.Fatalf("session %d: one-time EC %v, KEM %d (last resort %d)", i, msg.OneTimePreKeyID, msg.KEMPreKeyID, bobKeys.LastID)
+		}
+		bobSecret, err := bobKeys.Respond(msg)
+		if err != nil {
+			t.Fatalf("session %d: respond: %v", i, err)
+		}
+		if bobSecret.SharedKey != aliceSecret.SharedKey {
+			t.Fatalf("session %d: the two sides derived different keys", i)
+		}
 	}
 }
