@@ -52,9 +52,7 @@ const (
 	KickSlowConsumer KickReason = 4 // the client did not read its deliveries in time
 	KickIdle         KickReason = 5 // nothing arrived within the keepalive window
 	// KickDeleted ends the session of an account ACCOUNT_DELETE deleted.
-	// Its value is in the accounts frame range (0x50-0x57) so that kick
-	// reasons other parts add in this round cannot collide with it.
-	KickDeleted KickReason = 0x50
+	KickDeleted KickReason = 7
 )
 
 func (r KickReason) String() string {

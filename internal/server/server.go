@@ -16,6 +16,7 @@ import (
 	"github.com/chatd/chatd/internal/conn"
 	"github.com/chatd/chatd/internal/group"
 	"github.com/chatd/chatd/internal/offline"
+	"github.com/chatd/chatd/internal/prekey"
 	"github.com/chatd/chatd/internal/presence"
 	"github.com/chatd/chatd/internal/router"
 	"github.com/chatd/chatd/internal/secure"
@@ -39,6 +40,8 @@ type Server struct {
 	blocks   *block.Store // who blocked whom, contacts, group-add settings
 	inbox    *offline.Inbox[*Conn]
 	groups   *group.Store
+	prekeys  *prekey.Store
+	fetches  *fetchLimiter
 	presence *presence.Tracker[*Conn]
 	commits  *commits              // durable requests, off the event loop
 	sessions *router.Router[*Conn] // the session table and delivery: push, drain, ack
@@ -123,6 +126,11 @@ func New(cfg Config) (*Server, error) {
 		db.Close()
 		return nil, err
 	}
+	if s.prekeys, err = prekey.New(db, cfg.Prekeys); err != nil {
+		db.Close()
+		return nil, err
+	}
+	s.fetches = newFetchLimiter(cfg.KeyFetches, cfg.KeyFetchWindow)
 	pcfg := presence.Config{Interval: cfg.PresenceInterval, Online: s.online, Logger: cfg.Logger, Deleted: s.accounts.Deleted}
 	if cfg.Cluster != nil {
 		pcfg.Remote = func(u uint64) bool { return !s.local(u) }
@@ -318,6 +326,14 @@ type counters struct {
 	busy                       atomic.Uint64
 	loginLimited               atomic.Uint64
 	storageFull                atomic.Uint64 // requests refused with ERROR 28
+
+	keys keyCounters
+}
+
+// keyCounters count the prekey directory's events (chatd_prekey_events_total).
+// A steady flow of last_resort means clients do not refill on KEYS_LOW.
+type keyCounters struct {
+	uploads, bundles, lastResort, badSignature, invalid, fetchLimited, low, identityChanged atomic.Uint64
 }
 
 func (s *Server) batch() *conn.Batch[session] { return s.batches.Get().(*conn.Batch[session]) }

@@ -27,6 +27,7 @@
 //	'B' | owner (8) | 0xFF                       -> group-add setting (1)         (package block)
 //	'D' | user (8)                               -> state (1) | time (8)          (account deletions, done or under way; package account)
 //	'N' | user name                              -> release time (8)              (names of deleted accounts, held until then; package account)
+//	'E' | user (8) | device (2) | ...            end-to-end prekeys, their fetchers and pending identity notices (package prekey)
 package store
 
 import (
@@ -60,6 +61,7 @@ const (
 	PrefixBlock      = 'B'
 	PrefixDeleted    = 'D'
 	PrefixNameHeld   = 'N'
+	PrefixPrekeys    = 'E'
 )
 
 // Options tune the database. A zero field means its default.
