@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"errors"
 	"net"
 	"slices"
 	"testing"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/chatd/chatd/client"
 	"github.com/chatd/chatd/codec"
+	"github.com/chatd/chatd/internal/prekey"
 )
 
 // TestAccountDelete: bob deletes his account. A stop in the middle (after
@@ -55,6 +57,7 @@ func TestAccountDelete(t *testing.T) {
 	d := until[*codec.Deliver](t, alice)
 	alice.Ack(d.Seq, true)
 
+	uploadKeys(t, bob, 5, 1) // end-to-end prekeys go with the account
 	wantCode(t, "wrong password", bob.DeleteAccount(ctx, "not the password"), codec.CodeWrongPassword)
 	if err := bob.DeleteAccount(ctx, "password-bob"); err != nil {
 		t.Fatal(err)
@@ -120,6 +123,9 @@ func TestAccountDelete(t *testing.T) {
 	}
 	if l := s.blocks.List(bobID, codec.ListBlocked); len(l) != 0 {
 		t.Fatalf("bob's block list left: %v", l)
+	}
+	if _, err := s.prekeys.Count(bobID, 1); !errors.Is(err, prekey.ErrNoKeys) {
+		t.Fatalf("bob's prekeys left: %v", err)
 	}
 	// Again: nothing more happens, nothing fails.
 	if err := s.deleteSteps(bobID); err != nil {

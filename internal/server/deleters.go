@@ -30,6 +30,7 @@ func (s *Server) userDeleters() []userDeleter {
 		{"inbox", s.purgeInbox},
 		{"presence", s.presence.Delete},
 		{"lists", s.blocks.Delete},
+		{"prekeys", s.prekeys.Delete},
 	}
 }
 
