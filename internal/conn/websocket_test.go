@@ -504,3 +504,30 @@ func TestWSIdleHoldNoGoroutines(t *testing.T) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// TestWSStalledPartialFrame sends half a PING inside a WebSocket frame and
+// then only pings: the half frame must still be finished within the read
+// timeout, as on TCP, or the connection is closed.
+func TestWSStalledPartialFrame(t *testing.T) {
+	s, _ := startWSServer(t, Config{ReadTimeout: 300 * time.Millisecond})
+	p := dialWS(t, s)
+	p.send(t, binaryFrame(append(codec.AppendPreamble(nil, codec.TransportPlain), ping(1)...)))
+	p.nextFrame(t)
+	p.send(t, binaryFrame(ping(2)[:6]))
+	start := time.Now()
+	go func() { // keep the connection busy with pings; writes fail once it closes
+		for i := 0; i < 50; i++ {
+			if _, err := p.nc.Write(frame(0x80|opPing, nil, false)); err != nil {
+				return
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}()
+	p.expectClose(t, closePolicy)
+	if d := time.Since(start); d < 300*time.Millisecond || d > 2*time.Second {
+		t.Fatalf("closed after %v, want the 300ms read timeout", d)
+	}
+	if n := s.Snapshot().ReadTimeouts; n != 1 {
+		t.Fatalf("%d read timeouts counted", n)
+	}
+}
