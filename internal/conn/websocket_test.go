@@ -531,3 +531,27 @@ func TestWSStalledPartialFrame(t *testing.T) {
 		t.Fatalf("%d read timeouts counted", n)
 	}
 }
+
+// TestWSRefusedAtAdmission checks that a WebSocket client the admitter
+// refuses gets an HTTP 503, not the GOAWAY frame a TCP client gets (it has
+// not upgraded, so it would read the frame as HTTP).
+func TestWSRefusedAtAdmission(t *testing.T) {
+	s, _ := startWSServer(t, Config{})
+	s.SetAdmitter(func() (bool, []byte) { return false, []byte("GOAWAY frame") })
+	nc, err := net.Dial("tcp", s.WSAddr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	nc.SetDeadline(time.Now().Add(5 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(nc), nil)
+	if err != nil {
+		t.Fatalf("read response: %v", err)
+	}
+	if resp.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("status %d, want 503", resp.StatusCode)
+	}
+	if s.Snapshot().Rejected != 1 {
+		t.Fatalf("rejected %d", s.Snapshot().Rejected)
+	}
+}
