@@ -94,6 +94,15 @@ const (
 	CodeShuttingDown   Code = 61 // the server is stopping; retry after GOAWAY's delay
 	CodeUnknownOutcome Code = 62 // the server cannot tell whether the message was stored: resend it with DUP
 	CodeUnavailable    Code = 63 // a cluster node this request needs did not answer; retry later
+
+	// Push subscription errors, referring to a request by its req id.
+	CodePushNotHTTPS      Code = 90 // the endpoint is not an https URL (http only to loopback, where the server allows it)
+	CodePushHostRefused   Code = 91 // the endpoint's host is not on the server's list of push services
+	CodePushBadKey        Code = 92 // p256dh is not a point on P-256
+	CodePushUnknownDevice Code = 93 // PUSH_REMOVE of a device with no subscription
+	CodePushBadDevice     Code = 94 // a device id other than 1 (one device per account, for now)
+	CodePushDisabled      Code = 95 // this server sends no pushes
+	CodePushNotHome       Code = 96 // in a cluster: subscriptions are kept by the user's home node; connect there
 )
 
 var codeNames = map[Code]string{
@@ -114,6 +123,9 @@ var codeNames = map[Code]string{
 	CodeLastAdmin: "last admin", CodeTooManyTargets: "too many subscriptions",
 	CodeRateLimited: "rate limited", CodeSlowConsumer: "slow consumer",
 	CodeInternal: "internal error", CodeShuttingDown: "shutting down", CodeUnknownOutcome: "outcome unknown", CodeUnavailable: "node unavailable",
+	CodePushNotHTTPS: "push endpoint not https", CodePushHostRefused: "push service not allowed",
+	CodePushBadKey: "bad push key", CodePushUnknownDevice: "no push subscription for that device",
+	CodePushBadDevice: "bad push device", CodePushDisabled: "push disabled", CodePushNotHome: "push subscriptions are at the home node",
 }
 
 func (c Code) String() string {

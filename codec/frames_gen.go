@@ -69,6 +69,14 @@ func New(t Type) Frame {
 		return new(Groups)
 	case TypeGroupEvent:
 		return new(GroupEvent)
+	case TypePushSubscribe:
+		return new(PushSubscribe)
+	case TypePushList:
+		return new(PushList)
+	case TypePushSubs:
+		return new(PushSubs)
+	case TypePushRemove:
+		return new(PushRemove)
 	case TypePing:
 		return new(Ping)
 	case TypePong:
@@ -83,43 +91,47 @@ func New(t Type) Frame {
 	return nil
 }
 
-func (f *Register) Type() Type    { return TypeRegister }
-func (f *Login) Type() Type       { return TypeLogin }
-func (f *Resume) Type() Type      { return TypeResume }
-func (f *Welcome) Type() Type     { return TypeWelcome }
-func (f *Logout) Type() Type      { return TypeLogout }
-func (f *Password) Type() Type    { return TypePassword }
-func (f *Lookup) Type() Type      { return TypeLookup }
-func (f *User) Type() Type        { return TypeUser }
-func (f *OK) Type() Type          { return TypeOK }
-func (f *Send) Type() Type        { return TypeSend }
-func (f *Sent) Type() Type        { return TypeSent }
-func (f *Deliver) Type() Type     { return TypeDeliver }
-func (f *Ack) Type() Type         { return TypeAck }
-func (f *Read) Type() Type        { return TypeRead }
-func (f *Receipt) Type() Type     { return TypeReceipt }
-func (f *Typing) Type() Type      { return TypeTyping }
-func (f *IsTyping) Type() Type    { return TypeIsTyping }
-func (f *Subscribe) Type() Type   { return TypeSubscribe }
-func (f *Unsubscribe) Type() Type { return TypeUnsubscribe }
-func (f *Presence) Type() Type    { return TypePresence }
-func (f *Privacy) Type() Type     { return TypePrivacy }
-func (f *GroupCreate) Type() Type { return TypeGroupCreate }
-func (f *GroupAdd) Type() Type    { return TypeGroupAdd }
-func (f *GroupRemove) Type() Type { return TypeGroupRemove }
-func (f *GroupLeave) Type() Type  { return TypeGroupLeave }
-func (f *GroupRename) Type() Type { return TypeGroupRename }
-func (f *GroupAdmin) Type() Type  { return TypeGroupAdmin }
-func (f *GroupGet) Type() Type    { return TypeGroupGet }
-func (f *GroupList) Type() Type   { return TypeGroupList }
-func (f *GroupInfo) Type() Type   { return TypeGroupInfo }
-func (f *Groups) Type() Type      { return TypeGroups }
-func (f *GroupEvent) Type() Type  { return TypeGroupEvent }
-func (f *Ping) Type() Type        { return TypePing }
-func (f *Pong) Type() Type        { return TypePong }
-func (f *Goaway) Type() Type      { return TypeGoaway }
-func (f *Kicked) Type() Type      { return TypeKicked }
-func (f *Error) Type() Type       { return TypeError }
+func (f *Register) Type() Type      { return TypeRegister }
+func (f *Login) Type() Type         { return TypeLogin }
+func (f *Resume) Type() Type        { return TypeResume }
+func (f *Welcome) Type() Type       { return TypeWelcome }
+func (f *Logout) Type() Type        { return TypeLogout }
+func (f *Password) Type() Type      { return TypePassword }
+func (f *Lookup) Type() Type        { return TypeLookup }
+func (f *User) Type() Type          { return TypeUser }
+func (f *OK) Type() Type            { return TypeOK }
+func (f *Send) Type() Type          { return TypeSend }
+func (f *Sent) Type() Type          { return TypeSent }
+func (f *Deliver) Type() Type       { return TypeDeliver }
+func (f *Ack) Type() Type           { return TypeAck }
+func (f *Read) Type() Type          { return TypeRead }
+func (f *Receipt) Type() Type       { return TypeReceipt }
+func (f *Typing) Type() Type        { return TypeTyping }
+func (f *IsTyping) Type() Type      { return TypeIsTyping }
+func (f *Subscribe) Type() Type     { return TypeSubscribe }
+func (f *Unsubscribe) Type() Type   { return TypeUnsubscribe }
+func (f *Presence) Type() Type      { return TypePresence }
+func (f *Privacy) Type() Type       { return TypePrivacy }
+func (f *GroupCreate) Type() Type   { return TypeGroupCreate }
+func (f *GroupAdd) Type() Type      { return TypeGroupAdd }
+func (f *GroupRemove) Type() Type   { return TypeGroupRemove }
+func (f *GroupLeave) Type() Type    { return TypeGroupLeave }
+func (f *GroupRename) Type() Type   { return TypeGroupRename }
+func (f *GroupAdmin) Type() Type    { return TypeGroupAdmin }
+func (f *GroupGet) Type() Type      { return TypeGroupGet }
+func (f *GroupList) Type() Type     { return TypeGroupList }
+func (f *GroupInfo) Type() Type     { return TypeGroupInfo }
+func (f *Groups) Type() Type        { return TypeGroups }
+func (f *GroupEvent) Type() Type    { return TypeGroupEvent }
+func (f *PushSubscribe) Type() Type { return TypePushSubscribe }
+func (f *PushList) Type() Type      { return TypePushList }
+func (f *PushSubs) Type() Type      { return TypePushSubs }
+func (f *PushRemove) Type() Type    { return TypePushRemove }
+func (f *Ping) Type() Type          { return TypePing }
+func (f *Pong) Type() Type          { return TypePong }
+func (f *Goaway) Type() Type        { return TypeGoaway }
+func (f *Kicked) Type() Type        { return TypeKicked }
+func (f *Error) Type() Type         { return TypeError }
 
 func (f *Register) Append(dst []byte) []byte {
 	return begin(dst, TypeRegister).str8(f.Name).str8(f.Password).end()
@@ -239,6 +251,22 @@ func (f *Groups) Append(dst []byte) []byte {
 
 func (f *GroupEvent) Append(dst []byte) []byte {
 	return begin(dst, TypeGroupEvent).u64(f.Seq).u64(f.Group).u8(uint8(f.Kind)).u64(f.Actor).u64(f.Time).str8(f.Name).users16(f.Users).end()
+}
+
+func (f *PushSubscribe) Append(dst []byte) []byte {
+	return begin(dst, TypePushSubscribe).u32(f.Req).u32(f.Device).bytes16(f.Endpoint).str8(f.P256dh).str8(f.Auth).end()
+}
+
+func (f *PushList) Append(dst []byte) []byte {
+	return begin(dst, TypePushList).u32(f.Req).end()
+}
+
+func (f *PushSubs) Append(dst []byte) []byte {
+	return begin(dst, TypePushSubs).u32(f.Req).pushSubs(f.Subs).end()
+}
+
+func (f *PushRemove) Append(dst []byte) []byte {
+	return begin(dst, TypePushRemove).u32(f.Req).u32(f.Device).end()
 }
 
 func (f *Ping) Append(dst []byte) []byte {
@@ -383,6 +411,22 @@ func (f *Groups) Decode(body []byte) error {
 
 func (f *GroupEvent) Decode(body []byte) error {
 	return read(body, TypeGroupEvent).u64(&f.Seq, "seq").u64(&f.Group, "group").u8((*uint8)(&f.Kind), "kind").u64(&f.Actor, "actor").u64(&f.Time, "time").str8(&f.Name, "name").users16(&f.Users, true).check(within(&f.Kind, GroupCreated, GroupDemoted), "unknown group event kind").done()
+}
+
+func (f *PushSubscribe) Decode(body []byte) error {
+	return read(body, TypePushSubscribe).u32(&f.Req, "req").u32(&f.Device, "device").bytes16(&f.Endpoint, "endpoint").str8(&f.P256dh, "p256dh").str8(&f.Auth, "auth").check(len(f.Endpoint) > 0, "empty endpoint").check(len(f.P256dh) == PushKeyLen, "p256dh is not 65 bytes").check(len(f.Auth) == PushAuthLen, "auth is not 16 bytes").done()
+}
+
+func (f *PushList) Decode(body []byte) error {
+	return read(body, TypePushList).u32(&f.Req, "req").done()
+}
+
+func (f *PushSubs) Decode(body []byte) error {
+	return read(body, TypePushSubs).u32(&f.Req, "req").pushSubs(&f.Subs).done()
+}
+
+func (f *PushRemove) Decode(body []byte) error {
+	return read(body, TypePushRemove).u32(&f.Req, "req").u32(&f.Device, "device").done()
 }
 
 func (f *Ping) Decode(body []byte) error {

@@ -54,6 +54,14 @@ const (
 	TypeGroupEvent  Type = 0x3A // S: seq u64 | group u64 | kind u8 | actor u64 | time u64 | name str8 | count u16 | users u64*count
 )
 
+// Push subscriptions (Web Push, for when the user is offline).
+const (
+	TypePushSubscribe Type = 0x70 // C: req u32 | device u32 | endpoint bytes16 | p256dh str8 (65) | auth str8 (16)
+	TypePushList      Type = 0x71 // C: req u32
+	TypePushSubs      Type = 0x72 // S: req u32 | count u16 | (device u32 | created u64 | endpoint bytes16)*count
+	TypePushRemove    Type = 0x73 // C: req u32 | device u32
+)
+
 // Connection control.
 const (
 	TypePing   Type = 0x40 // C,S: nonce u64
@@ -72,8 +80,9 @@ var typeNames = [256]string{
 	TypeGroupCreate: "GROUP_CREATE", TypeGroupAdd: "GROUP_ADD", TypeGroupRemove: "GROUP_REMOVE",
 	TypeGroupLeave: "GROUP_LEAVE", TypeGroupRename: "GROUP_RENAME", TypeGroupAdmin: "GROUP_ADMIN",
 	TypeGroupGet: "GROUP_GET", TypeGroupList: "GROUP_LIST", TypeGroupInfo: "GROUP_INFO", TypeGroups: "GROUPS",
-	TypeGroupEvent: "GROUP_EVENT",
-	TypePing:       "PING", TypePong: "PONG", TypeGoaway: "GOAWAY", TypeKicked: "KICKED", TypeError: "ERROR",
+	TypeGroupEvent:    "GROUP_EVENT",
+	TypePushSubscribe: "PUSH_SUBSCRIBE", TypePushList: "PUSH_LIST", TypePushSubs: "PUSH_SUBS", TypePushRemove: "PUSH_REMOVE",
+	TypePing: "PING", TypePong: "PONG", TypeGoaway: "GOAWAY", TypeKicked: "KICKED", TypeError: "ERROR",
 }
 
 // Known reports whether t is a frame type of protocol version 1.

@@ -19,7 +19,21 @@ var (
 	vecID2   = MsgID{0x01, 0x8f, 0x3a, 0x5c, 0x7b, 0x10, 0x4e, 0x21, 0x9a, 0x33, 0xc4, 0x55, 0x66, 0x77, 0x88, 0x9a}
 	vecToken = Token{0xde, 0xad, 0xbe, 0xef, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28}
 	vecTime  = uint64(1795000000000) // 2026-11-18T...Z in unix milliseconds
+	// vecP256dh is 0x04 then bytes 01 to 40: shaped like an uncompressed
+	// P-256 point (the codec checks only the length; the server checks the
+	// curve). vecAuth is bytes a0 to af.
+	vecP256dh = append([]byte{4}, seq(1, 64)...)
+	vecAuth   = seq(0xa0, 16)
 )
+
+// seq returns n bytes counting up from first.
+func seq(first byte, n int) []byte {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = first + byte(i)
+	}
+	return b
+}
 
 // vectors holds one example of every frame type. PROTOCOL.md shows each
 // with its bytes annotated field by field; TestVectors keeps the two equal.
@@ -60,6 +74,10 @@ var vectors = []struct {
 	{"GROUP_INFO", &GroupInfo{Req: 14, Group: 9, Name: []byte("team"), Members: []Member{{1, RoleAdmin}, {2, RoleMember}}}},
 	{"GROUPS", &Groups{Req: 15, Groups: []GroupSummary{{Group: 9, Name: []byte("team")}}}},
 	{"GROUP_EVENT added", &GroupEvent{Seq: 44, Group: 9, Kind: GroupAdded, Actor: 1, Time: vecTime, Name: []byte("team"), Users: Users(4)}},
+	{"PUSH_SUBSCRIBE device 1", &PushSubscribe{Req: 16, Device: 1, Endpoint: []byte("https://push.example/s/abc"), P256dh: vecP256dh, Auth: vecAuth}},
+	{"PUSH_LIST", &PushList{Req: 17}},
+	{"PUSH_SUBS one subscription", &PushSubs{Req: 17, Subs: []PushSub{{Device: 1, Created: vecTime, Endpoint: []byte("https://push.example/s/abc")}}}},
+	{"PUSH_REMOVE device 1", &PushRemove{Req: 18, Device: 1}},
 	{"PING", &Ping{Nonce: 0x0102030405060708}},
 	{"PONG", &Pong{Nonce: 0x0102030405060708}},
 	{"GOAWAY retry after 1.5 s", &Goaway{RetryAfter: 1500, Reason: GoawayShutdown}},
