@@ -262,7 +262,7 @@ func (f *PushList) Append(dst []byte) []byte {
 }
 
 func (f *PushSubs) Append(dst []byte) []byte {
-	return begin(dst, TypePushSubs).u32(f.Req).pushSubs(f.Subs).end()
+	return begin(dst, TypePushSubs).u32(f.Req).str8(f.Key).pushSubs(f.Subs).end()
 }
 
 func (f *PushRemove) Append(dst []byte) []byte {
@@ -422,7 +422,7 @@ func (f *PushList) Decode(body []byte) error {
 }
 
 func (f *PushSubs) Decode(body []byte) error {
-	return read(body, TypePushSubs).u32(&f.Req, "req").pushSubs(&f.Subs).done()
+	return read(body, TypePushSubs).u32(&f.Req, "req").str8(&f.Key, "vapid key").pushSubs(&f.Subs).done()
 }
 
 func (f *PushRemove) Decode(body []byte) error {

@@ -34,9 +34,12 @@ type PushSub struct {
 	Endpoint []byte
 }
 
-// PushSubs answers PUSH_LIST.
+// PushSubs answers PUSH_LIST. Key is the server's VAPID public key
+// (uncompressed P-256, 65 bytes; empty when push is off): the
+// applicationServerKey an app hands its push service when it subscribes.
 type PushSubs struct {
 	Req  uint32
+	Key  []byte
 	Subs []PushSub
 }
 

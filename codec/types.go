@@ -58,7 +58,7 @@ const (
 const (
 	TypePushSubscribe Type = 0x70 // C: req u32 | device u32 | endpoint bytes16 | p256dh str8 (65) | auth str8 (16)
 	TypePushList      Type = 0x71 // C: req u32
-	TypePushSubs      Type = 0x72 // S: req u32 | count u16 | (device u32 | created u64 | endpoint bytes16)*count
+	TypePushSubs      Type = 0x72 // S: req u32 | vapid_key str8 | count u16 | (device u32 | created u64 | endpoint bytes16)*count
 	TypePushRemove    Type = 0x73 // C: req u32 | device u32
 )
 

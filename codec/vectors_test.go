@@ -76,7 +76,7 @@ var vectors = []struct {
 	{"GROUP_EVENT added", &GroupEvent{Seq: 44, Group: 9, Kind: GroupAdded, Actor: 1, Time: vecTime, Name: []byte("team"), Users: Users(4)}},
 	{"PUSH_SUBSCRIBE device 1", &PushSubscribe{Req: 16, Device: 1, Endpoint: []byte("https://push.example/s/abc"), P256dh: vecP256dh, Auth: vecAuth}},
 	{"PUSH_LIST", &PushList{Req: 17}},
-	{"PUSH_SUBS one subscription", &PushSubs{Req: 17, Subs: []PushSub{{Device: 1, Created: vecTime, Endpoint: []byte("https://push.example/s/abc")}}}},
+	{"PUSH_SUBS one subscription", &PushSubs{Req: 17, Key: vecP256dh, Subs: []PushSub{{Device: 1, Created: vecTime, Endpoint: []byte("https://push.example/s/abc")}}}},
 	{"PUSH_REMOVE device 1", &PushRemove{Req: 18, Device: 1}},
 	{"PING", &Ping{Nonce: 0x0102030405060708}},
 	{"PONG", &Pong{Nonce: 0x0102030405060708}},
