@@ -68,6 +68,13 @@ func serve(args []string) error {
 	fs.IntVar(&cfg.MaxFrameRate, "max-frame-rate", 1000, "frames one connection may send per second before it is closed (-1: no limit)")
 	sizeVar(fs, &cfg.MaxByteRate, "max-byte-rate", 4<<20, "bytes one connection may send per second before it is closed (-1: no limit)")
 	fs.DurationVar(&cfg.PresenceInterval, "presence-interval", time.Second, "watchers hear of a user's presence at most once per interval")
+	pushOn := fs.Bool("push", true, "send Web Push notifications to subscribed users who are offline when something is stored for them")
+	fs.StringVar(&cfg.Push.KeyFile, "vapid-key", "", "file of the server's VAPID key (P-256) that signs pushes, created if missing (empty: DATA/vapid.key); a cluster's nodes share one")
+	fs.StringVar(&cfg.Push.Subject, "push-subject", "mailto:postmaster@localhost", "VAPID subject: a mailto: or https: URL where push services can reach you (set it: some refuse the default)")
+	var pushHosts string
+	fs.StringVar(&pushHosts, "push-allow-hosts", "", "comma-separated push service hosts an endpoint may name, *.domain for any host under it (empty: any public https host)")
+	fs.BoolVar(&cfg.Push.AllowHTTPLoopback, "push-allow-http-loopback", false, "also accept http:// endpoints on loopback addresses (a local test receiver)")
+	fs.DurationVar(&cfg.Push.Window, "push-window", 2*time.Second, "coalesce a user's pushes: one per window, with a count")
 	var cc cluster.Config
 	var routes string
 	fs.StringVar(&cc.Node, "node", "", "this node's name in a cluster (empty: a single node, and nothing of NATS starts); unique and stable")
@@ -93,6 +100,12 @@ func serve(args []string) error {
 		return err
 	}
 
+	cfg.Push.Disabled = !*pushOn
+	for _, h := range strings.Split(pushHosts, ",") {
+		if h = strings.TrimSpace(h); h != "" {
+			cfg.Push.AllowHosts = append(cfg.Push.AllowHosts, h)
+		}
+	}
 	if cc.Node != "" {
 		for _, r := range strings.Split(routes, ",") {
 			if r = strings.TrimSpace(r); r != "" {

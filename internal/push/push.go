@@ -146,9 +146,9 @@ type window struct {
 	deadline time.Time
 }
 
-// Open loads the VAPID key (creating it) and the subscriptions, reloads
-// the pushes a previous run left due, and starts the coalescer and the
-// workers. With cfg.Disabled it returns nil, nil.
+// Open loads the VAPID key (creating it) and prepares the service; Due
+// may be called at once, and Start starts sending. With cfg.Disabled it
+// returns nil, nil.
 func Open(store *Store, cfg Config) (*Service, error) {
 	if cfg.Disabled {
 		return nil, nil
@@ -169,15 +169,25 @@ func Open(store *Store, cfg Config) (*Service, error) {
 	s.stats.init()
 	s.client = newClient(&cfg)
 	s.ctx, s.cancel = context.WithCancel(context.Background())
-	if err := s.reload(); err != nil {
-		return nil, err
+	return s, nil
+}
+
+// Start reloads the pushes a previous run left due and starts the
+// coalescer and the workers. The server calls it once the inbox is open:
+// cfg.Pending reads the inbox.
+func (s *Service) Start() error {
+	if s == nil {
+		return nil
 	}
-	s.wg.Add(1 + cfg.Workers)
+	if err := s.reload(); err != nil {
+		return err
+	}
+	s.wg.Add(1 + s.cfg.Workers)
 	go s.coalesce()
-	for range cfg.Workers {
+	for range s.cfg.Workers {
 		go s.work()
 	}
-	return s, nil
+	return nil
 }
 
 // reload turns the due-set a previous run left into open windows, for
@@ -188,7 +198,12 @@ func (s *Service) reload() error {
 		return err
 	}
 	now := time.Now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	for u, d := range due {
+		if s.windows[u] != nil {
+			continue // Due came first: that window writes the key again
+		}
 		if !s.store.Has(u) || !s.cfg.Pending(u) {
 			if err := s.store.clearDue(u); err != nil {
 				return fmt.Errorf("push: clear due push: %w", err)
@@ -209,6 +224,9 @@ func (s *Service) Store() *Store { return s.store }
 
 // Key is the VAPID key pair.
 func (s *Service) Key() VAPID { return s.key }
+
+// Subject is the VAPID sub claim.
+func (s *Service) Subject() string { return s.cfg.Subject }
 
 // Policy is the endpoint policy in force.
 func (s *Service) Policy() *Policy { return &s.cfg.Policy }

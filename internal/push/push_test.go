@@ -61,6 +61,9 @@ func (f *fixture) open(cfg Config) {
 		cfg.Backoff = 10 * time.Millisecond
 	}
 	svc, err := Open(st, cfg)
+	if err == nil {
+		err = svc.Start()
+	}
 	if err != nil {
 		f.t.Fatal(err)
 	}

@@ -9,6 +9,7 @@ import (
 	"github.com/chatd/chatd/internal/account"
 	"github.com/chatd/chatd/internal/cluster"
 	"github.com/chatd/chatd/internal/proc"
+	"github.com/chatd/chatd/internal/push"
 	"go.uber.org/zap"
 )
 
@@ -125,6 +126,12 @@ type Config struct {
 	// frames and 4 MiB; negative turns off (benchmarks).
 	MaxFrameRate int
 	MaxByteRate  int
+
+	// Push configures Web Push to users with no live session (package
+	// push). Its KeyFile defaults to DataDir/vapid.key, its TTL to the
+	// inbox TTL (capped at 28 days); Online, Pending and Logger are the
+	// server's.
+	Push push.Config
 
 	Logger *zap.Logger
 

@@ -58,6 +58,8 @@ func (s *Server) Frame(c *Conn, t codec.Type, body []byte) error {
 		return s.groupFrame(c, t, body)
 	case codec.TypeSubscribe, codec.TypeUnsubscribe, codec.TypePrivacy:
 		return s.presenceFrame(c, t, body)
+	case codec.TypePushSubscribe, codec.TypePushList, codec.TypePushRemove:
+		return s.pushFrame(c, t, body)
 	}
 	return s.fatal(c, codec.CodeUnknownType, "unexpected frame "+t.String())
 }

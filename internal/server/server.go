@@ -16,6 +16,7 @@ import (
 	"github.com/chatd/chatd/internal/group"
 	"github.com/chatd/chatd/internal/offline"
 	"github.com/chatd/chatd/internal/presence"
+	"github.com/chatd/chatd/internal/push"
 	"github.com/chatd/chatd/internal/router"
 	"github.com/chatd/chatd/internal/secure"
 	"github.com/chatd/chatd/internal/store"
@@ -38,6 +39,8 @@ type Server struct {
 	inbox    *offline.Inbox[*Conn]
 	groups   *group.Store
 	presence *presence.Tracker[*Conn]
+	subs     *push.Store           // Web Push subscriptions
+	pushes   *push.Service         // nil when push is off
 	commits  *commits              // durable requests, off the event loop
 	sessions *router.Router[*Conn] // the session table and delivery: push, drain, ack
 	conns    *conn.Server[session]
@@ -119,6 +122,10 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Cluster != nil {
 		pcfg.Remote = func(u uint64) bool { return !s.local(u) }
 		pcfg.Watch, pcfg.Relay = s.watchHome, s.relayPresence
+	}
+	if err := s.openPush(); err != nil {
+		db.Close()
+		return nil, err
 	}
 	s.presence = presence.New[*Conn](db, pcfg) // before the cluster's handlers: they tell it of sessions
 	s.commits = newCommits()                   // and use these
@@ -212,6 +219,10 @@ func New(cfg Config) (*Server, error) {
 	})
 	s.conns.SetAdmitter(s.admit.Admit)
 	s.space.Watch(db)
+	if err := s.pushes.Start(); err != nil { // reads the inbox: after it opened
+		s.Close()
+		return nil, err
+	}
 	return s, nil
 }
 
@@ -253,6 +264,7 @@ func (s *Server) Close() error {
 		s.admit.Close()
 		s.presence.Close()
 		s.inbox.Close()
+		s.pushes.Close() // after the inbox's last Applied; what is still due stays in the due-set
 		s.space.Close()
 		if ferr := s.db.Flush(); ferr != nil {
 			err = errors.Join(err, fmt.Errorf("server: flush store: %w", ferr))
