@@ -391,6 +391,8 @@ func (c *Conn) dispatch(f codec.Frame) {
 		req = r.Req
 	case *codec.Groups:
 		req = r.Req
+	case *codec.PushSubs:
+		req = r.Req
 	}
 	if req != 0 {
 		c.mu.Lock()

@@ -45,8 +45,9 @@ func (s *Service) coalesce() {
 		case <-s.wake:
 		case <-timer.C:
 		case <-s.ctx.Done():
-			s.takeFresh() // windows still open keep their due keys
+			s.takeFresh()
 			s.clearEnded()
+			s.persistOpen() // windows still open keep their due keys, with their counts
 			return
 		}
 	}
@@ -70,6 +71,22 @@ func (s *Service) takeFresh() []uint64 {
 		}
 	}
 	return fresh
+}
+
+// persistOpen rewrites the due keys of the windows still open, whose
+// counts grew since takeFresh wrote them.
+func (s *Service) persistOpen() {
+	s.mu.Lock()
+	users := make([]uint64, 0, len(s.windows))
+	due := make(map[uint64]dueState, len(s.windows))
+	for u, w := range s.windows {
+		users = append(users, u)
+		due[u] = dueState{count: w.count, urgency: w.urgency}
+	}
+	s.mu.Unlock()
+	if err := s.store.markDue(users, due); err != nil {
+		s.log.Warn("push: due-set not written at close", zap.Error(err))
+	}
 }
 
 // clearEnded deletes the due keys of pushes that ended, unless a newer

@@ -248,6 +248,7 @@ func (s *Service) Due(user uint64, u Urgency) {
 	s.windows[user] = &window{count: 1, urgency: u, opened: now, deadline: now.Add(s.cfg.Window)}
 	s.fresh = append(s.fresh, user)
 	s.mu.Unlock()
+	s.stats.opened.Add(1)
 	s.signal()
 }
 

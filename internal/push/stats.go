@@ -30,6 +30,7 @@ var pushBounds = []time.Duration{
 }
 
 type stats struct {
+	opened   atomic.Uint64 // coalescing windows opened
 	sent     atomic.Uint64
 	failed   map[string]*atomic.Uint64
 	dropped  atomic.Uint64 // subscriptions deleted on 404 or 410
@@ -48,6 +49,7 @@ func (st *stats) init() {
 
 // Stats is a snapshot of the service's counters.
 type Stats struct {
+	Opened     uint64            // coalescing windows opened (pushes due)
 	Sent       uint64            // requests a push service accepted (2xx)
 	Failed     map[string]uint64 // jobs that failed for good, by reason
 	Dropped    uint64            // subscriptions deleted because the push service said 404 or 410
@@ -59,7 +61,7 @@ type Stats struct {
 
 // Stats returns the counters.
 func (s *Service) Stats() Stats {
-	st := Stats{Sent: s.stats.sent.Load(), Failed: map[string]uint64{}, Dropped: s.stats.dropped.Load(),
+	st := Stats{Opened: s.stats.opened.Load(), Sent: s.stats.sent.Load(), Failed: map[string]uint64{}, Dropped: s.stats.dropped.Load(),
 		Online: s.stats.online.Load(), Retries: s.stats.retries.Load(),
 		QueueDepth: len(s.jobs) + int(s.stats.retrying.Load()), Users: s.store.Users()}
 	for r, v := range s.stats.failed {
