@@ -85,11 +85,29 @@ func isLoopbackName(host string) bool {
 	return err == nil && ip.IsLoopback()
 }
 
+// specialRanges are not public though IsGlobalUnicast says so: shared
+// (carrier-grade NAT), IETF, benchmarking and reserved space, and NAT64,
+// which may translate to a private IPv4 address.
+var specialRanges = []netip.Prefix{
+	netip.MustParsePrefix("0.0.0.0/8"), netip.MustParsePrefix("100.64.0.0/10"),
+	netip.MustParsePrefix("192.0.0.0/24"), netip.MustParsePrefix("198.18.0.0/15"),
+	netip.MustParsePrefix("240.0.0.0/4"), netip.MustParsePrefix("64:ff9b::/96"),
+	netip.MustParsePrefix("64:ff9b:1::/48"),
+}
+
 // publicAddr reports whether ip is a unicast address outside loopback,
 // private, link-local and other special ranges.
 func publicAddr(ip netip.Addr) bool {
 	ip = ip.Unmap()
-	return ip.IsGlobalUnicast() && !ip.IsPrivate() && !ip.IsLoopback() && !ip.IsLinkLocalUnicast()
+	if !ip.IsGlobalUnicast() || ip.IsPrivate() || ip.IsLoopback() || ip.IsLinkLocalUnicast() {
+		return false
+	}
+	for _, p := range specialRanges {
+		if p.Contains(ip) {
+			return false
+		}
+	}
+	return true
 }
 
 // control is the dialer's check of the address a host name resolved to:

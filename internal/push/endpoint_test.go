@@ -55,6 +55,10 @@ func TestPolicyDialControl(t *testing.T) {
 		{&Policy{}, "127.0.0.1:443", false},
 		{&Policy{}, "10.0.0.1:443", false},
 		{&Policy{}, "[::1]:443", false},
+		{&Policy{}, "100.64.1.1:443", false},
+		{&Policy{}, "[::ffff:10.0.0.1]:443", false},
+		{&Policy{}, "[64:ff9b::a00:1]:443", false},
+		{&Policy{}, "[2001:4860:4860::8888]:443", true},
 		{&Policy{AllowHTTPLoopback: true}, "127.0.0.1:80", true},
 		{&Policy{AllowHTTPLoopback: true}, "192.168.0.1:80", false},
 	} {

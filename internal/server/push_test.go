@@ -343,3 +343,41 @@ func TestPushDueSurvivesRestart(t *testing.T) {
 		t.Fatalf("push after restart: count %d to %s", n, got[0].Device)
 	}
 }
+
+// TestPushLatency measures one message stored for an offline user to its
+// push at the push service, over 30 users, with a 10 ms window (the
+// default is 2 s: add the difference).
+func TestPushLatency(t *testing.T) {
+	const users, window = 30, 10 * time.Millisecond
+	_, s, recv := pushServer(t, window)
+	var ids []uint64
+	for i := range users {
+		ids = append(ids, subscribeOffline(t, s, recv, fmt.Sprintf("user%02d", i)))
+	}
+	alice := register(t, s, "alice")
+	var lat []time.Duration
+	for i, u := range ids {
+		start := time.Now()
+		sendAll(t, alice, u, 1)
+		got, err := recv.Wait(i+1, 10*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got[i].Device != fmt.Sprintf("user%02d", i) {
+			t.Fatalf("push %d went to %s", i, got[i].Device)
+		}
+		lat = append(lat, got[i].At.Sub(start))
+	}
+	p := percentiles(lat)
+	t.Logf("SEND to the push service's receipt, window %v, %d users: p50 %v p99 %v max %v", window, users, p[0], p[1], p[2])
+	for _, d := range lat {
+		if d < window {
+			t.Fatalf("a push %v after its message: before the window closed", d)
+		}
+	}
+	// The receiver records a push before it answers; the server counts it
+	// when the answer arrives.
+	if st := settled(t, s); st.Sent != users || s.Push().Latency().Snapshot().Count != users {
+		t.Fatalf("chatd_push_seconds counted %d pushes, %d sent, want %d", s.Push().Latency().Snapshot().Count, st.Sent, users)
+	}
+}
