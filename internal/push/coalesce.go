@@ -31,7 +31,8 @@ func (s *Service) coalesce() {
 			s.mu.Unlock()
 			order = order[1:]
 			if !s.fire(u, w) {
-				return // closing: the window's due key stays
+				s.shutdown() // closing: this window's due key stays as written
+				return
 			}
 		}
 		wait := time.Hour
@@ -45,9 +46,7 @@ func (s *Service) coalesce() {
 		case <-s.wake:
 		case <-timer.C:
 		case <-s.ctx.Done():
-			s.takeFresh()
-			s.clearEnded()
-			s.persistOpen() // windows still open keep their due keys, with their counts
+			s.shutdown()
 			return
 		}
 	}
@@ -71,6 +70,14 @@ func (s *Service) takeFresh() []uint64 {
 		}
 	}
 	return fresh
+}
+
+// shutdown leaves the due-set right for the next start: windows still
+// open keep their due keys, with their counts; ended pushes lose theirs.
+func (s *Service) shutdown() {
+	s.takeFresh()
+	s.clearEnded()
+	s.persistOpen()
 }
 
 // persistOpen rewrites the due keys of the windows still open, whose

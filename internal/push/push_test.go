@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -363,4 +364,36 @@ func TestVAPIDKeyFile(t *testing.T) {
 	if _, _, err := LoadOrCreateVAPID(path); err == nil {
 		t.Fatal("a bad key file was taken")
 	}
+}
+
+// Close with every worker stuck, the queue full and the coalescer waiting
+// for room loses no due push: each is sent after the restart.
+func TestCloseUnderBackPressureKeepsEveryDuePush(t *testing.T) {
+	f := newFixture(t, Config{Workers: 1, Queue: 1, Timeout: time.Minute})
+	f.recv.Hang = make(chan struct{})
+	users := []uint64{11, 12, 13, 14}
+	for i, u := range users {
+		f.subscribe(u, 1, fmt.Sprintf("d%d", i))
+		f.svc.Due(u, UrgencyHigh)
+	}
+	// One request hangs, one job waits in the queue, the coalescer waits
+	// for room with the third; the fourth window may be open or waiting.
+	eventually(t, "the queue to fill", func() bool { return len(f.svc.jobs) == 1 })
+	f.svc.Close()
+	close(f.recv.Hang)
+	for _, u := range users {
+		if !f.dueKey(u) {
+			t.Fatalf("user %d's push left the due-set at close", u)
+		}
+	}
+	f.reopen(Config{})
+	// The hung request may or may not have reached the receiver's record
+	// as Close cancelled it: count devices, not requests.
+	seen := map[string]bool{}
+	eventually(t, "a push to every device", func() bool {
+		for _, p := range f.recv.Pushes() {
+			seen[p.Device] = true
+		}
+		return len(seen) == len(users)
+	})
 }
