@@ -6,18 +6,17 @@ import (
 	"fmt"
 	"sync"
 
+	"github.com/chatd/chatd/internal/store"
 	"github.com/cockroachdb/pebble/v2"
 )
 
-// Key layout, beside the other tables (store's package comment):
+// Key layout (store's package comment lists every table):
 //
 //	PrefixSub | user u64 | device u32 -> created u64 | p256dh (65) | auth (16) | endpoint
 //	PrefixDue | user u64              -> count u32 | urgency u8
-//
-// The letters are this package's: no other table uses them.
 const (
-	PrefixSub = 'W' // Web Push subscriptions
-	PrefixDue = 'w' // pushes due but not yet done
+	PrefixSub = store.PrefixPushSub // Web Push subscriptions
+	PrefixDue = store.PrefixPushDue // pushes due but not yet done
 )
 
 // ErrUnknownDevice is Remove for a device with no subscription.

@@ -23,6 +23,8 @@
 //	'b' | hour (4) | body (8) | 1                -> members yet to acknowledge it
 //	'r' | day (4) | reader (8) | sender (8) | group (8) | seq (8) -> ids   (read log: delivered, not yet read; package offline)
 //	'o' | seq (8)                                -> group entry | members       (cluster: a fan-out to other nodes' members, until they have it; package offline)
+//	'W' | user (8) | device (4)                  -> created (8) | p256dh (65) | auth (16) | endpoint  (Web Push subscriptions, package push)
+//	'w' | user (8)                               -> count (4) | urgency (1)     (pushes due but not yet done, package push)
 package store
 
 import (
@@ -53,6 +55,8 @@ const (
 	PrefixBody       = 'b'
 	PrefixReadLog    = 'r'
 	PrefixOutbox     = 'o'
+	PrefixPushSub    = 'W'
+	PrefixPushDue    = 'w'
 )
 
 // Options tune the database. A zero field means its default.
