@@ -81,6 +81,13 @@ func serve(args []string) error {
 	fs.IntVar(&cfg.Prekeys.MaxFetchers, "prekeys-max-fetchers", 1000, "fetchers remembered per user, to tell of an identity key change")
 	fs.IntVar(&cfg.KeyFetches, "key-fetches", 10, "KEYS_FETCH per (requester, target) per key-fetch-window; past it ERROR 83 (-1: no limit)")
 	fs.DurationVar(&cfg.KeyFetchWindow, "key-fetch-window", 10*time.Minute, "the window of key-fetches")
+	pushOn := fs.Bool("push", true, "send Web Push notifications to subscribed users who are offline when something is stored for them")
+	fs.StringVar(&cfg.Push.KeyFile, "vapid-key", "", "file of the server's VAPID key (P-256) that signs pushes, created if missing (empty: DATA/vapid.key); a cluster's nodes share one")
+	fs.StringVar(&cfg.Push.Subject, "push-subject", "mailto:postmaster@localhost", "VAPID subject: a mailto: or https: URL where push services can reach you (set it: some refuse the default)")
+	var pushHosts string
+	fs.StringVar(&pushHosts, "push-allow-hosts", "", "comma-separated push service hosts an endpoint may name, *.domain for any host under it (empty: any public https host)")
+	fs.BoolVar(&cfg.Push.AllowHTTPLoopback, "push-allow-http-loopback", false, "also accept http:// endpoints on loopback addresses (a local test receiver)")
+	fs.DurationVar(&cfg.Push.Window, "push-window", 2*time.Second, "coalesce a user's pushes: one per window, with a count")
 	var cc cluster.Config
 	var routes string
 	fs.StringVar(&cc.Node, "node", "", "this node's name in a cluster (empty: a single node, and nothing of NATS starts); unique and stable")
@@ -110,6 +117,12 @@ func serve(args []string) error {
 	for _, o := range strings.Split(wsOrigins, ",") {
 		if o = strings.TrimSpace(o); o != "" {
 			cfg.WSOrigins = append(cfg.WSOrigins, o)
+		}
+	}
+	cfg.Push.Disabled = !*pushOn
+	for _, h := range strings.Split(pushHosts, ",") {
+		if h = strings.TrimSpace(h); h != "" {
+			cfg.Push.AllowHosts = append(cfg.Push.AllowHosts, h)
 		}
 	}
 	if cc.Node != "" {

@@ -397,6 +397,8 @@ func (c *Conn) dispatch(f codec.Frame) {
 		req = r.Req
 	case *codec.KeysBundle:
 		req = r.Req
+	case *codec.PushSubs:
+		req = r.Req
 	}
 	if req != 0 {
 		c.mu.Lock()

@@ -110,6 +110,14 @@ const (
 	CodeInvalidKeys   Code = 84 // KEYS_UPLOAD breaks a rule: missing long-lived keys, id 0, repeated id, bad key
 	CodeKeysFull      Code = 85 // KEYS_UPLOAD would store more one-time prekeys than the server allows
 	CodeKeysClustered Code = 86 // the prekey directory is not served in cluster mode
+	// Push subscription errors, referring to a request by its req id.
+	CodePushNotHTTPS      Code = 90 // the endpoint is not an https URL (http only to loopback, where the server allows it)
+	CodePushHostRefused   Code = 91 // the endpoint's host is not on the server's list of push services
+	CodePushBadKey        Code = 92 // p256dh is not a point on P-256
+	CodePushUnknownDevice Code = 93 // PUSH_REMOVE of a device with no subscription
+	CodePushBadDevice     Code = 94 // a device id other than 1 (one device per account, for now)
+	CodePushDisabled      Code = 95 // this server sends no pushes
+	CodePushNotHome       Code = 96 // in a cluster: subscriptions are kept by the user's home node; connect there
 )
 
 var codeNames = map[Code]string{
@@ -135,6 +143,9 @@ var codeNames = map[Code]string{
 	CodeBadSignature: "bad key signature", CodeKeysMismatch: "keys mismatch", CodeNoKeys: "no keys",
 	CodeFetchLimited: "key fetches rate-limited", CodeInvalidKeys: "invalid keys", CodeKeysFull: "too many prekeys",
 	CodeKeysClustered: "prekeys not served in a cluster",
+	CodePushNotHTTPS:  "push endpoint not https", CodePushHostRefused: "push service not allowed",
+	CodePushBadKey: "bad push key", CodePushUnknownDevice: "no push subscription for that device",
+	CodePushBadDevice: "bad push device", CodePushDisabled: "push disabled", CodePushNotHome: "push subscriptions are at the home node",
 }
 
 func (c Code) String() string {

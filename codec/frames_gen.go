@@ -83,6 +83,14 @@ func New(t Type) Frame {
 		return new(GroupAdds)
 	case TypeAccountDelete:
 		return new(AccountDelete)
+	case TypePushSubscribe:
+		return new(PushSubscribe)
+	case TypePushList:
+		return new(PushList)
+	case TypePushSubs:
+		return new(PushSubs)
+	case TypePushRemove:
+		return new(PushRemove)
 	case TypePing:
 		return new(Ping)
 	case TypePong:
@@ -152,6 +160,10 @@ func (f *List) Type() Type            { return TypeList }
 func (f *Contact) Type() Type         { return TypeContact }
 func (f *GroupAdds) Type() Type       { return TypeGroupAdds }
 func (f *AccountDelete) Type() Type   { return TypeAccountDelete }
+func (f *PushSubscribe) Type() Type   { return TypePushSubscribe }
+func (f *PushList) Type() Type        { return TypePushList }
+func (f *PushSubs) Type() Type        { return TypePushSubs }
+func (f *PushRemove) Type() Type      { return TypePushRemove }
 func (f *Ping) Type() Type            { return TypePing }
 func (f *Pong) Type() Type            { return TypePong }
 func (f *Goaway) Type() Type          { return TypeGoaway }
@@ -312,6 +324,22 @@ func (f *GroupAdds) Append(dst []byte) []byte {
 
 func (f *AccountDelete) Append(dst []byte) []byte {
 	return begin(dst, TypeAccountDelete).u32(f.Req).str8(f.Password).end()
+}
+
+func (f *PushSubscribe) Append(dst []byte) []byte {
+	return begin(dst, TypePushSubscribe).u32(f.Req).u32(f.Device).bytes16(f.Endpoint).str8(f.P256dh).str8(f.Auth).end()
+}
+
+func (f *PushList) Append(dst []byte) []byte {
+	return begin(dst, TypePushList).u32(f.Req).end()
+}
+
+func (f *PushSubs) Append(dst []byte) []byte {
+	return begin(dst, TypePushSubs).u32(f.Req).str8(f.Key).pushSubs(f.Subs).end()
+}
+
+func (f *PushRemove) Append(dst []byte) []byte {
+	return begin(dst, TypePushRemove).u32(f.Req).u32(f.Device).end()
 }
 
 func (f *Ping) Append(dst []byte) []byte {
@@ -516,6 +544,22 @@ func (f *GroupAdds) Decode(body []byte) error {
 
 func (f *AccountDelete) Decode(body []byte) error {
 	return read(body, TypeAccountDelete).u32(&f.Req, "req").str8(&f.Password, "password").done()
+}
+
+func (f *PushSubscribe) Decode(body []byte) error {
+	return read(body, TypePushSubscribe).u32(&f.Req, "req").u32(&f.Device, "device").bytes16(&f.Endpoint, "endpoint").str8(&f.P256dh, "p256dh").str8(&f.Auth, "auth").check(len(f.Endpoint) > 0, "empty endpoint").check(len(f.P256dh) == PushKeyLen, "p256dh is not 65 bytes").check(len(f.Auth) == PushAuthLen, "auth is not 16 bytes").done()
+}
+
+func (f *PushList) Decode(body []byte) error {
+	return read(body, TypePushList).u32(&f.Req, "req").done()
+}
+
+func (f *PushSubs) Decode(body []byte) error {
+	return read(body, TypePushSubs).u32(&f.Req, "req").str8(&f.Key, "vapid key").pushSubs(&f.Subs).done()
+}
+
+func (f *PushRemove) Decode(body []byte) error {
+	return read(body, TypePushRemove).u32(&f.Req, "req").u32(&f.Device, "device").done()
 }
 
 func (f *Ping) Decode(body []byte) error {

@@ -65,6 +65,14 @@ const (
 	TypeAccountDelete Type = 0x56 // C: req u32 | password str8
 )
 
+// Push subscriptions (Web Push, for when the user is offline).
+const (
+	TypePushSubscribe Type = 0x70 // C: req u32 | device u32 | endpoint bytes16 | p256dh str8 (65) | auth str8 (16)
+	TypePushList      Type = 0x71 // C: req u32
+	TypePushSubs      Type = 0x72 // S: req u32 | vapid_key str8 | count u16 | (device u32 | created u64 | endpoint bytes16)*count
+	TypePushRemove    Type = 0x73 // C: req u32 | device u32
+)
+
 // Connection control.
 const (
 	TypePing   Type = 0x40 // C,S: nonce u64
@@ -103,6 +111,7 @@ var typeNames = [256]string{
 	TypeKeysUpload: "KEYS_UPLOAD", TypeKeysCount: "KEYS_COUNT", TypeKeysCounts: "KEYS_COUNTS",
 	TypeKeysFetch: "KEYS_FETCH", TypeKeysBundle: "KEYS_BUNDLE", TypeKeysCheck: "KEYS_CHECK",
 	TypeKeysLow: "KEYS_LOW", TypeIdentityChanged: "IDENTITY_CHANGED",
+	TypePushSubscribe: "PUSH_SUBSCRIBE", TypePushList: "PUSH_LIST", TypePushSubs: "PUSH_SUBS", TypePushRemove: "PUSH_REMOVE",
 }
 
 // Known reports whether t is a frame type of protocol version 1.

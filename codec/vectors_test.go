@@ -19,6 +19,11 @@ var (
 	vecID2   = MsgID{0x01, 0x8f, 0x3a, 0x5c, 0x7b, 0x10, 0x4e, 0x21, 0x9a, 0x33, 0xc4, 0x55, 0x66, 0x77, 0x88, 0x9a}
 	vecToken = Token{0xde, 0xad, 0xbe, 0xef, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28}
 	vecTime  = uint64(1795000000000) // 2026-11-18T...Z in unix milliseconds
+	// vecP256dh is 0x04 then bytes 01 to 40: shaped like an uncompressed
+	// P-256 point (the codec checks only the length; the server checks the
+	// curve). vecAuth is bytes a0 to af.
+	vecP256dh = append([]byte{4}, seq(1, 64)...)
+	vecAuth   = seq(0xa0, 16)
 )
 
 // vecKey, vecSig and vecKEM are recognisable stand-ins for keys: the
@@ -43,6 +48,15 @@ func vecKEM() []byte {
 		k[i] = byte(i)
 	}
 	return k
+}
+
+// seq returns n bytes counting up from first.
+func seq(first byte, n int) []byte {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = first + byte(i)
+	}
+	return b
 }
 
 // vectors holds one example of every frame type. PROTOCOL.md shows each
@@ -91,6 +105,10 @@ var vectors = []struct {
 	{"CONTACT add user 3", &Contact{Req: 19, User: 3, On: true}},
 	{"GROUP_ADDS from contacts only", &GroupAdds{Req: 20, From: AddsFromContacts}},
 	{"ACCOUNT_DELETE", &AccountDelete{Req: 21, Password: []byte("correct horse")}},
+	{"PUSH_SUBSCRIBE device 1", &PushSubscribe{Req: 16, Device: 1, Endpoint: []byte("https://push.example/s/abc"), P256dh: vecP256dh, Auth: vecAuth}},
+	{"PUSH_LIST", &PushList{Req: 17}},
+	{"PUSH_SUBS one subscription", &PushSubs{Req: 17, Key: vecP256dh, Subs: []PushSub{{Device: 1, Created: vecTime, Endpoint: []byte("https://push.example/s/abc")}}}},
+	{"PUSH_REMOVE device 1", &PushRemove{Req: 18, Device: 1}},
 	{"PING", &Ping{Nonce: 0x0102030405060708}},
 	{"PONG", &Pong{Nonce: 0x0102030405060708}},
 	{"GOAWAY retry after 1.5 s", &Goaway{RetryAfter: 1500, Reason: GoawayShutdown}},

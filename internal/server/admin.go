@@ -25,7 +25,7 @@ func (s *Server) Admin(addr string) (net.Addr, func() error, error) {
 				return st
 			}
 			return nil
-		}},
+		}, "/push": func() any { return s.PushInfo() }},
 		Actions: map[string]func(map[string][]string) (any, error){
 			"/cluster/move": s.moveAction,
 			"/backup":       s.backupAction, // chatd backup

@@ -202,6 +202,7 @@ func (s *Server) logout(c *Conn, body []byte) error {
 			c.Flush()
 			return
 		}
+		s.dropPushSubscriptions(user)
 		s.kick(c, codec.KickLoggedOut)
 	}
 	if !s.commits.submit(user, job) {
@@ -237,6 +238,7 @@ func (s *Server) password(c *Conn, body []byte) error {
 			s.loginFailed(c, kindPassword, failReasonOf(err))
 			s.errorTo(c, s.accountCode(err), 0, nil, accountDetail(err))
 		} else {
+			s.dropPushSubscriptions(user)
 			c.State.route.Lock()
 			c.State.token = tok
 			c.State.route.Unlock()

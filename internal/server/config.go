@@ -10,6 +10,7 @@ import (
 	"github.com/chatd/chatd/internal/cluster"
 	"github.com/chatd/chatd/internal/prekey"
 	"github.com/chatd/chatd/internal/proc"
+	"github.com/chatd/chatd/internal/push"
 	"go.uber.org/zap"
 )
 
@@ -153,6 +154,11 @@ type Config struct {
 	// negative turns it off.
 	KeyFetches     int
 	KeyFetchWindow time.Duration
+	// Push configures Web Push to users with no live session (package
+	// push). Its KeyFile defaults to DataDir/vapid.key, its TTL to the
+	// inbox TTL (capped at 28 days); Online, Pending and Logger are the
+	// server's.
+	Push push.Config
 
 	Logger *zap.Logger
 

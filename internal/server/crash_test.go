@@ -18,6 +18,7 @@ import (
 	"github.com/chatd/chatd/codec"
 	"github.com/chatd/chatd/internal/account"
 	"github.com/chatd/chatd/internal/cluster"
+	"github.com/chatd/chatd/internal/push"
 )
 
 // runChild serves from the folder and address in the environment until
@@ -28,6 +29,8 @@ func runChild() {
 		Hashing:         account.Hashing{Time: 1, MemoryKiB: 64},
 		Quota:           10_000_000, // the test fills one inbox far past the default quota
 		LoginsPerSource: -1, FailedLoginsPerUser: -1, MaxFrameRate: -1, MaxByteRate: -1,
+		// Cluster push tests post to a receiver in the test process.
+		Push: push.Config{Policy: push.Policy{AllowHTTPLoopback: true}, Window: 100 * time.Millisecond},
 	}
 	if step := os.Getenv("CHATD_TEST_DELETE_HALT"); step != "" { // an account deletion hangs there until the kill
 		cfg.deleteStep = func(s string) error {

@@ -11,6 +11,7 @@ import (
 	"github.com/chatd/chatd/client"
 	"github.com/chatd/chatd/codec"
 	"github.com/chatd/chatd/internal/prekey"
+	"github.com/chatd/chatd/internal/push"
 )
 
 // TestAccountDelete: bob deletes his account. A stop in the middle (after
@@ -57,7 +58,10 @@ func TestAccountDelete(t *testing.T) {
 	d := until[*codec.Deliver](t, alice)
 	alice.Ack(d.Seq, true)
 
-	uploadKeys(t, bob, 5, 1) // end-to-end prekeys go with the account
+	uploadKeys(t, bob, 5, 1) // end-to-end prekeys go with the account, and push subscriptions
+	if err := s.PushSubscriptions().Put(bobID, push.Subscription{Device: 1, Endpoint: "https://push.example/bob", P256dh: make([]byte, 65), Auth: make([]byte, 16)}); err != nil {
+		t.Fatal(err)
+	}
 	wantCode(t, "wrong password", bob.DeleteAccount(ctx, "not the password"), codec.CodeWrongPassword)
 	if err := bob.DeleteAccount(ctx, "password-bob"); err != nil {
 		t.Fatal(err)
@@ -126,6 +130,9 @@ func TestAccountDelete(t *testing.T) {
 	}
 	if _, err := s.prekeys.Count(bobID, 1); !errors.Is(err, prekey.ErrNoKeys) {
 		t.Fatalf("bob's prekeys left: %v", err)
+	}
+	if s.PushSubscriptions().Has(bobID) {
+		t.Fatal("bob's push subscription left")
 	}
 	// Again: nothing more happens, nothing fails.
 	if err := s.deleteSteps(bobID); err != nil {

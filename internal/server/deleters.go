@@ -31,6 +31,7 @@ func (s *Server) userDeleters() []userDeleter {
 		{"presence", s.presence.Delete},
 		{"lists", s.blocks.Delete},
 		{"prekeys", s.prekeys.Delete},
+		{"push subscriptions", s.subs.DeleteUser},
 	}
 }
 

@@ -21,6 +21,9 @@ func (h hooks) Applied(entries []*offline.Stored) {
 	if h.s.rm != nil {
 		h.s.pushAway(entries) // sessions on other nodes
 	}
+	if h.s.pushes != nil {
+		h.s.duePushes(entries) // Web Push to users with no session anywhere
+	}
 }
 
 // Durable answers SENT (or ERROR) to the senders of durable messages.

@@ -64,6 +64,8 @@ func (s *Server) Frame(c *Conn, t codec.Type, body []byte) error {
 		return s.accountDelete(c, body)
 	case codec.TypeKeysUpload, codec.TypeKeysCount, codec.TypeKeysFetch, codec.TypeKeysCheck:
 		return s.keysFrame(c, t, body)
+	case codec.TypePushSubscribe, codec.TypePushList, codec.TypePushRemove:
+		return s.pushFrame(c, t, body)
 	}
 	return s.fatal(c, codec.CodeUnknownType, "unexpected frame "+t.String())
 }

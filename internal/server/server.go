@@ -18,6 +18,7 @@ import (
 	"github.com/chatd/chatd/internal/offline"
 	"github.com/chatd/chatd/internal/prekey"
 	"github.com/chatd/chatd/internal/presence"
+	"github.com/chatd/chatd/internal/push"
 	"github.com/chatd/chatd/internal/router"
 	"github.com/chatd/chatd/internal/secure"
 	"github.com/chatd/chatd/internal/store"
@@ -43,6 +44,8 @@ type Server struct {
 	prekeys  *prekey.Store
 	fetches  *fetchLimiter
 	presence *presence.Tracker[*Conn]
+	subs     *push.Store           // Web Push subscriptions
+	pushes   *push.Service         // nil when push is off
 	commits  *commits              // durable requests, off the event loop
 	sessions *router.Router[*Conn] // the session table and delivery: push, drain, ack
 	conns    *conn.Server[session]
@@ -135,6 +138,10 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Cluster != nil {
 		pcfg.Remote = func(u uint64) bool { return !s.local(u) }
 		pcfg.Watch, pcfg.Relay = s.watchHome, s.relayPresence
+	}
+	if err := s.openPush(); err != nil {
+		db.Close()
+		return nil, err
 	}
 	s.presence = presence.New[*Conn](db, pcfg) // before the cluster's handlers: they tell it of sessions
 	s.commits = newCommits()                   // and use these
@@ -231,6 +238,10 @@ func New(cfg Config) (*Server, error) {
 	})
 	s.conns.SetAdmitter(s.admit.Admit)
 	s.space.Watch(db)
+	if err := s.pushes.Start(); err != nil { // reads the inbox: after it opened
+		s.Close()
+		return nil, err
+	}
 	for _, u := range s.accounts.Deleting() { // deletions a stop interrupted
 		s.finishDeletion(u)
 	}
@@ -287,6 +298,7 @@ func (s *Server) Close() error {
 		s.admit.Close()
 		s.presence.Close()
 		s.inbox.Close()
+		s.pushes.Close() // after the inbox's last Applied; what is still due stays in the due-set
 		s.space.Close()
 		if ferr := s.db.Flush(); ferr != nil {
 			err = errors.Join(err, fmt.Errorf("server: flush store: %w", ferr))

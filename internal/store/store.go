@@ -28,6 +28,8 @@
 //	'D' | user (8)                               -> state (1) | time (8)          (account deletions, done or under way; package account)
 //	'N' | user name                              -> release time (8)              (names of deleted accounts, held until then; package account)
 //	'E' | user (8) | device (2) | ...            end-to-end prekeys, their fetchers and pending identity notices (package prekey)
+//	'W' | user (8) | device (4)                  -> created (8) | p256dh (65) | auth (16) | endpoint  (Web Push subscriptions, package push)
+//	'w' | user (8)                               -> count (4) | urgency (1)     (pushes due but not yet done, package push)
 package store
 
 import (
@@ -62,6 +64,8 @@ const (
 	PrefixDeleted    = 'D'
 	PrefixNameHeld   = 'N'
 	PrefixPrekeys    = 'E'
+	PrefixPushSub    = 'W'
+	PrefixPushDue    = 'w'
 )
 
 // Options tune the database. A zero field means its default.

@@ -53,6 +53,7 @@ var kinds = map[string]kind{
 	"eckeys":     {"ecKeys(f.%[1]s)", "ecKeys(&f.%[1]s)"},
 	"kemkeys":    {"kemKeys(f.%[1]s)", "kemKeys(&f.%[1]s)"},
 	"bundles":    {"bundles(f.%[1]s)", "bundles(&f.%[1]s)"},
+	"pushsubs":   {"pushSubs(f.%[1]s)", "pushSubs(&f.%[1]s)"},
 }
 
 // File returns the gofmt'ed source of frames_gen.go for the table in the
