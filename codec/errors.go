@@ -94,6 +94,9 @@ const (
 	CodeShuttingDown   Code = 61 // the server is stopping; retry after GOAWAY's delay
 	CodeUnknownOutcome Code = 62 // the server cannot tell whether the message was stored: resend it with DUP
 	CodeUnavailable    Code = 63 // a cluster node this request needs did not answer; retry later
+
+	// Server key rotation (78-79).
+	CodeKeyRetired Code = 78 // the server key the client pinned was retired: verify the server's key again
 )
 
 var codeNames = map[Code]string{
@@ -114,6 +117,7 @@ var codeNames = map[Code]string{
 	CodeLastAdmin: "last admin", CodeTooManyTargets: "too many subscriptions",
 	CodeRateLimited: "rate limited", CodeSlowConsumer: "slow consumer",
 	CodeInternal: "internal error", CodeShuttingDown: "shutting down", CodeUnknownOutcome: "outcome unknown", CodeUnavailable: "node unavailable",
+	CodeKeyRetired: "server key retired",
 }
 
 func (c Code) String() string {

@@ -49,6 +49,8 @@ func (t Type) FromClient() bool {
 	case TypeWelcome, TypeUser, TypeOK, TypeSent, TypeDeliver, TypeReceipt, TypeIsTyping,
 		TypePresence, TypeGroupInfo, TypeGroups, TypeGroupEvent, TypeGoaway, TypeKicked, TypeError:
 		return false
+	case TypeKeyRotate:
+		return false
 	}
 	return t.Known()
 }

@@ -79,6 +79,8 @@ func New(t Type) Frame {
 		return new(Kicked)
 	case TypeError:
 		return new(Error)
+	case TypeKeyRotate:
+		return new(KeyRotate)
 	}
 	return nil
 }
@@ -120,6 +122,7 @@ func (f *Pong) Type() Type        { return TypePong }
 func (f *Goaway) Type() Type      { return TypeGoaway }
 func (f *Kicked) Type() Type      { return TypeKicked }
 func (f *Error) Type() Type       { return TypeError }
+func (f *KeyRotate) Type() Type   { return TypeKeyRotate }
 
 func (f *Register) Append(dst []byte) []byte {
 	return begin(dst, TypeRegister).str8(f.Name).str8(f.Password).end()
@@ -255,6 +258,10 @@ func (f *Goaway) Append(dst []byte) []byte {
 
 func (f *Kicked) Append(dst []byte) []byte {
 	return begin(dst, TypeKicked).u8(uint8(f.Reason)).end()
+}
+
+func (f *KeyRotate) Append(dst []byte) []byte {
+	return begin(dst, TypeKeyRotate).key32(&f.Old).key32(&f.New).u64(f.ValidFrom).sig64(&f.Sig).end()
 }
 
 func (f *Register) Decode(body []byte) error {
@@ -403,4 +410,8 @@ func (f *Kicked) Decode(body []byte) error {
 
 func (f *Error) Decode(body []byte) error {
 	return read(body, TypeError).u16((*uint16)(&f.Code), "code").u32(&f.Req, "req").id(&f.ID, "id").str8(&f.Detail, "detail").done()
+}
+
+func (f *KeyRotate) Decode(body []byte) error {
+	return read(body, TypeKeyRotate).key32(&f.Old, "old_key").key32(&f.New, "new_key").u64(&f.ValidFrom, "valid_from").sig64(&f.Sig, "signature").done()
 }

@@ -63,6 +63,11 @@ const (
 	TypeError  Type = 0x7F // S: code u16 | req u32 | id [16] | detail str8
 )
 
+// Server key rotation (0x5C-0x5F).
+const (
+	TypeKeyRotate Type = 0x5C // S: old_key [32] | new_key [32] | valid_from u64 | signature [64]
+)
+
 var typeNames = [256]string{
 	TypeRegister: "REGISTER", TypeLogin: "LOGIN", TypeResume: "RESUME", TypeWelcome: "WELCOME",
 	TypeLogout: "LOGOUT", TypePassword: "PASSWORD", TypeLookup: "LOOKUP", TypeUser: "USER", TypeOK: "OK",
@@ -74,6 +79,7 @@ var typeNames = [256]string{
 	TypeGroupGet: "GROUP_GET", TypeGroupList: "GROUP_LIST", TypeGroupInfo: "GROUP_INFO", TypeGroups: "GROUPS",
 	TypeGroupEvent: "GROUP_EVENT",
 	TypePing:       "PING", TypePong: "PONG", TypeGoaway: "GOAWAY", TypeKicked: "KICKED", TypeError: "ERROR",
+	TypeKeyRotate: "KEY_ROTATE",
 }
 
 // Known reports whether t is a frame type of protocol version 1.

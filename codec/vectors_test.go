@@ -21,6 +21,24 @@ var (
 	vecTime  = uint64(1795000000000) // 2026-11-18T...Z in unix milliseconds
 )
 
+// The rotation vector: the old key is section 8's server static key
+// (private 10 11 .. 2f), the new one has private key 50 51 .. 6f, and the
+// signature is XEdDSA's with Z all zeros (real signatures take Z from a
+// secure random source). internal/secure checks that it verifies.
+var (
+	vecOldKey    = PublicKey(mustHex("d89e3bad79437dbed9f843418304f460ff05c7fe81fe4a9577a804cb9367ff66"))
+	vecNewKey    = PublicKey(mustHex("392d174a38b3b1beafaf1fe824870841c5fa531bc6eafdb6402c124664488c1c"))
+	vecRotateSig = Signature(mustHex("9d76fcb633e6eb18679650e1f9f10d19a82ee66824989e4f99f99b67c887ddc63b895e41b52ab18984101e6294ae70b059c1e3fa9f612a079129ae108a9c2503"))
+)
+
+func mustHex(s string) []byte {
+	b, err := hex.DecodeString(s)
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
+
 // vectors holds one example of every frame type. PROTOCOL.md shows each
 // with its bytes annotated field by field; TestVectors keeps the two equal.
 var vectors = []struct {
@@ -64,6 +82,7 @@ var vectors = []struct {
 	{"PONG", &Pong{Nonce: 0x0102030405060708}},
 	{"GOAWAY retry after 1.5 s", &Goaway{RetryAfter: 1500, Reason: GoawayShutdown}},
 	{"KICKED logged in elsewhere", &Kicked{Reason: KickElsewhere}},
+	{"KEY_ROTATE", &KeyRotate{Old: vecOldKey, New: vecNewKey, ValidFrom: vecTime, Sig: vecRotateSig}},
 	{"ERROR inbox full for a SEND", &Error{Code: CodeInboxFull, ID: vecID, Detail: []byte("inbox full")}},
 }
 

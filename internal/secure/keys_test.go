@@ -3,6 +3,7 @@ package secure
 import (
 	"bytes"
 	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"os"
 	"path/filepath"
@@ -176,4 +177,32 @@ func TestVerifyRotationRefuses(t *testing.T) {
 	if err := VerifyRotation(other.Public, good); err == nil {
 		t.Error("a rotation from a key that is not the pinned one was accepted")
 	}
+}
+
+// TestRotationVector checks PROTOCOL.md's KEY_ROTATE vector (built in
+// codec's vectors_test.go): its signature verifies under its old key, the
+// server static key of section 8's handshake vectors.
+func TestRotationVector(t *testing.T) {
+	b := codecVector(t, "00000089"+"5c"+
+		"d89e3bad79437dbed9f843418304f460ff05c7fe81fe4a9577a804cb9367ff66"+
+		"392d174a38b3b1beafaf1fe824870841c5fa531bc6eafdb6402c124664488c1c"+
+		"000001a1ee565e00"+
+		"9d76fcb633e6eb18679650e1f9f10d19a82ee66824989e4f99f99b67c887ddc63b895e41b52ab18984101e6294ae70b059c1e3fa9f612a079129ae108a9c2503")
+	f, err := codec.Decode(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := f.(*codec.KeyRotate)
+	rot := Rotation{Old: r.Old[:], New: r.New[:], ValidFrom: time.UnixMilli(int64(r.ValidFrom)), Sig: r.Sig[:]}
+	if err := VerifyRotation(r.Old[:], rot); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func codecVector(t *testing.T, s string) []byte {
+	b, err := hex.DecodeString(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
