@@ -206,3 +206,20 @@ func codecVector(t *testing.T, s string) []byte {
 	}
 	return b
 }
+
+// TestPinnedClientNamesItsKey: the first XX message of a client with a
+// pin is e then the pinned key (what a server in a rotation reads), and
+// 32 bytes (e alone) without one.
+func TestPinnedClientNamesItsKey(t *testing.T) {
+	k, _ := GenerateKeypair()
+	pre := codec.AppendPreamble(nil, codec.TransportNoiseXX)
+	cl, _ := Client(codec.TransportNoiseXX, k.Public, pre)
+	msg, err := cl.Write(nil)
+	if err != nil || len(msg) != 2+64 || !bytes.Equal(msg[2+32:], k.Public) {
+		t.Fatalf("pinned first message %x (%v)", msg, err)
+	}
+	cl, _ = Client(codec.TransportNoiseXX, nil, pre)
+	if msg, _ = cl.Write(nil); len(msg) != 2+32 {
+		t.Fatalf("unpinned first message is %d bytes", len(msg))
+	}
+}
