@@ -137,6 +137,11 @@ func serve(args []string) error {
 		zap.Int("max_connections", s.MaxConns()), // what admission enforces, -max-conns or the file limit less 300
 		zap.String("public_key", hex.EncodeToString(s.PublicKey())))
 	fmt.Printf("chatd public key: %x\n", s.PublicKey())
+	if k := s.Keys(); k.Next != nil {
+		// A rotation is under way: new users may pin the next key already.
+		fmt.Printf("chatd next public key: %x (rotation under way since %s; chatd key retire ends it)\n",
+			k.Next.Public, k.NextFrom.UTC().Format(time.RFC3339))
+	}
 
 	if *admin != "" {
 		addr, stop, err := s.Admin(*admin)
