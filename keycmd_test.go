@@ -3,8 +3,13 @@ package main
 import (
 	"bytes"
 	"encoding/hex"
+	"net/http"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/chatd/chatd/internal/secure"
 )
 
 // TestKeyCommandOnline runs chatd key against a running server's admin
@@ -70,4 +75,33 @@ func mustDecodeHex(t *testing.T, s string) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// TestBackupKeepsRotation: a backup taken during a key rotation holds
+// the next key, and one taken after it the retired keys, so a restored
+// server goes on where the rotation was.
+func TestBackupKeepsRotation(t *testing.T) {
+	s, admin, _ := startBackupServer(t, t.TempDir())
+	if _, err := s.RotateKey(); err != nil {
+		t.Fatal(err)
+	}
+	during := filepath.Join(t.TempDir(), "during")
+	if _, err := requestBackup(&http.Client{Timeout: time.Minute}, admin, during); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.RetireKey(); err != nil {
+		t.Fatal(err)
+	}
+	after := filepath.Join(t.TempDir(), "after")
+	if _, err := requestBackup(&http.Client{Timeout: time.Minute}, admin, after); err != nil {
+		t.Fatal(err)
+	}
+	k, _, err := secure.LoadKeys(filepath.Join(during, "noise.key"))
+	if err != nil || k.Next == nil {
+		t.Fatalf("the backup during the rotation has no next key: %v", err)
+	}
+	k, _, err = secure.LoadKeys(filepath.Join(after, "noise.key"))
+	if err != nil || k.Next != nil || len(k.Retired) != 1 || !bytes.Equal(k.Current.Public, s.PublicKey()) {
+		t.Fatalf("the backup after retirement: %+v, %v", k, err)
+	}
 }
