@@ -173,6 +173,11 @@ func serve(args []string) error {
 		log.Info("websocket listening", zap.Stringer("addr", a), zap.String("path", cfg.WSPath),
 			zap.Strings("origins", cfg.WSOrigins))
 	}
+	if k := s.Keys(); k.Next != nil {
+		// A rotation is under way: new users may pin the next key already.
+		fmt.Printf("chatd next public key: %x (rotation under way since %s; chatd key retire ends it)\n",
+			k.Next.Public, k.NextFrom.UTC().Format(time.RFC3339))
+	}
 
 	if *admin != "" {
 		addr, stop, err := s.Admin(*admin)

@@ -25,6 +25,13 @@ type Options struct {
 	// the key the server presents (trust on first use: read it back with
 	// Client.ServerKey and pin it next time).
 	ServerKey []byte
+	// OnServerKey, if set, is told when the Client moves its pin to the
+	// key the server announced (KEY_ROTATE, signed by the pinned key; see
+	// PROTOCOL.md section 8), with the time from which it pins it: the
+	// application stores the new key and pins it in later runs, with no
+	// one comparing keys again. It runs on the Client's goroutine and must
+	// not block. The KEY_ROTATE also arrives on Events.
+	OnServerKey func(old, new []byte, from time.Time)
 	// Plaintext connects without encryption (servers allow it only with
 	// --plaintext, for local benchmarks and tests).
 	Plaintext bool
@@ -100,6 +107,10 @@ type Client struct {
 	seen   map[codec.MsgID]struct{}
 	seenQ  []codec.MsgID
 	err    error
+	// next is a server key announced for later (rotate.go), pinned from
+	// nextFrom on.
+	next     []byte
+	nextFrom time.Time
 }
 
 type pending struct {
@@ -167,8 +178,9 @@ func (c *Client) Token() codec.Token {
 
 // Events delivers DELIVER, RECEIPT, GROUP_EVENT (each once), each sent
 // message's outcome (SENT, or an ERROR with its id that refuses it for
-// good; once), other ERRORs, PRESENCE, IS_TYPING and GOAWAY frames, and
-// KEYS_LOW and IDENTITY_CHANGED unless Options.OnKeys takes them. It
+// good; once), other ERRORs, PRESENCE, IS_TYPING, GOAWAY and verified
+// KEY_ROTATE frames (the Client has moved its pin by then), and KEYS_LOW
+// and IDENTITY_CHANGED unless Options.OnKeys takes them. It
 // closes when the Client ends.
 func (c *Client) Events() <-chan codec.Frame { return c.events }
 
@@ -292,7 +304,7 @@ func (c *Client) attempt(ctx context.Context) (*Conn, error) {
 		tr = codec.TransportPlain
 	}
 	c.mu.Lock()
-	pin := c.opts.ServerKey
+	pin := c.pin(time.Now())
 	c.mu.Unlock()
 	conn, err := DialTransport(actx, c.opts.Addr, tr, pin)
 	if err != nil {
@@ -476,6 +488,10 @@ func (c *Client) pump(ctx context.Context, conn *Conn) (*GoawayError, error) {
 			if c.opts.OnKeys != nil {
 				c.opts.OnKeys(f)
 				continue
+			}
+		case *codec.KeyRotate:
+			if !c.rotate(conn, f) {
+				continue // not signed by the key this connection was made with
 			}
 		}
 		if seq != 0 && c.opts.Store != nil {

@@ -118,6 +118,8 @@ const (
 	CodePushBadDevice     Code = 94 // a device id other than 1 (one device per account, for now)
 	CodePushDisabled      Code = 95 // this server sends no pushes
 	CodePushNotHome       Code = 96 // in a cluster: subscriptions are kept by the user's home node; connect there
+	// Server key rotation (78-79).
+	CodeKeyRetired Code = 78 // the server key the client pinned was retired: verify the server's key again
 )
 
 var codeNames = map[Code]string{
@@ -146,6 +148,7 @@ var codeNames = map[Code]string{
 	CodePushNotHTTPS:  "push endpoint not https", CodePushHostRefused: "push service not allowed",
 	CodePushBadKey: "bad push key", CodePushUnknownDevice: "no push subscription for that device",
 	CodePushBadDevice: "bad push device", CodePushDisabled: "push disabled", CodePushNotHome: "push subscriptions are at the home node",
+	CodeKeyRetired: "server key retired",
 }
 
 func (c Code) String() string {

@@ -50,6 +50,8 @@ func (t Type) FromClient() bool {
 		TypePresence, TypeGroupInfo, TypeGroups, TypeGroupEvent, TypeList, TypePushSubs, TypeGoaway, TypeKicked, TypeError,
 		TypeKeysCounts, TypeKeysBundle, TypeKeysLow, TypeIdentityChanged:
 		return false
+	case TypeKeyRotate:
+		return false
 	}
 	return t.Known()
 }

@@ -117,6 +117,8 @@ func New(t Type) Frame {
 		return new(IdentityChanged)
 	case TypeError:
 		return new(Error)
+	case TypeKeyRotate:
+		return new(KeyRotate)
 	}
 	return nil
 }
@@ -177,6 +179,7 @@ func (f *KeysCheck) Type() Type       { return TypeKeysCheck }
 func (f *KeysLow) Type() Type         { return TypeKeysLow }
 func (f *IdentityChanged) Type() Type { return TypeIdentityChanged }
 func (f *Error) Type() Type           { return TypeError }
+func (f *KeyRotate) Type() Type       { return TypeKeyRotate }
 
 func (f *Register) Append(dst []byte) []byte {
 	return begin(dst, TypeRegister).str8(f.Name).str8(f.Password).end()
@@ -388,6 +391,10 @@ func (f *KeysLow) Append(dst []byte) []byte {
 
 func (f *IdentityChanged) Append(dst []byte) []byte {
 	return begin(dst, TypeIdentityChanged).u64(f.User).u16(uint16(f.Device)).end()
+}
+
+func (f *KeyRotate) Append(dst []byte) []byte {
+	return begin(dst, TypeKeyRotate).key32((*[32]byte)(&f.Old)).key32((*[32]byte)(&f.New)).u64(f.ValidFrom).sig64(&f.Sig).end()
 }
 
 func (f *Register) Decode(body []byte) error {
@@ -612,4 +619,8 @@ func (f *IdentityChanged) Decode(body []byte) error {
 
 func (f *Error) Decode(body []byte) error {
 	return read(body, TypeError).u16((*uint16)(&f.Code), "code").u32(&f.Req, "req").id(&f.ID, "id").str8(&f.Detail, "detail").done()
+}
+
+func (f *KeyRotate) Decode(body []byte) error {
+	return read(body, TypeKeyRotate).key32((*[32]byte)(&f.Old), "old_key").key32((*[32]byte)(&f.New), "new_key").u64(&f.ValidFrom, "valid_from").sig64(&f.Sig, "signature").done()
 }

@@ -95,6 +95,11 @@ const (
 	TypeIdentityChanged Type = 0x67 // S: user u64 | device u16
 )
 
+// Server key rotation (0x5C-0x5F).
+const (
+	TypeKeyRotate Type = 0x5C // S: old_key [32] | new_key [32] | valid_from u64 | signature [64]
+)
+
 var typeNames = [256]string{
 	TypeRegister: "REGISTER", TypeLogin: "LOGIN", TypeResume: "RESUME", TypeWelcome: "WELCOME",
 	TypeLogout: "LOGOUT", TypePassword: "PASSWORD", TypeLookup: "LOOKUP", TypeUser: "USER", TypeOK: "OK",
@@ -112,6 +117,7 @@ var typeNames = [256]string{
 	TypeKeysFetch: "KEYS_FETCH", TypeKeysBundle: "KEYS_BUNDLE", TypeKeysCheck: "KEYS_CHECK",
 	TypeKeysLow: "KEYS_LOW", TypeIdentityChanged: "IDENTITY_CHANGED",
 	TypePushSubscribe: "PUSH_SUBSCRIBE", TypePushList: "PUSH_LIST", TypePushSubs: "PUSH_SUBS", TypePushRemove: "PUSH_REMOVE",
+	TypeKeyRotate: "KEY_ROTATE",
 }
 
 // Known reports whether t is a frame type of protocol version 1.

@@ -59,6 +59,24 @@ func seq(first byte, n int) []byte {
 	return b
 }
 
+// The rotation vector: the old key is section 8's server static key
+// (private 10 11 .. 2f), the new one has private key 50 51 .. 6f, and the
+// signature is XEdDSA's with Z all zeros (real signatures take Z from a
+// secure random source). internal/secure checks that it verifies.
+var (
+	vecOldKey    = PublicKey(mustHex("d89e3bad79437dbed9f843418304f460ff05c7fe81fe4a9577a804cb9367ff66"))
+	vecNewKey    = PublicKey(mustHex("392d174a38b3b1beafaf1fe824870841c5fa531bc6eafdb6402c124664488c1c"))
+	vecRotateSig = Signature(mustHex("9d76fcb633e6eb18679650e1f9f10d19a82ee66824989e4f99f99b67c887ddc63b895e41b52ab18984101e6294ae70b059c1e3fa9f612a079129ae108a9c2503"))
+)
+
+func mustHex(s string) []byte {
+	b, err := hex.DecodeString(s)
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
+
 // vectors holds one example of every frame type. PROTOCOL.md shows each
 // with its bytes annotated field by field; TestVectors keeps the two equal.
 var vectors = []struct {
@@ -126,6 +144,7 @@ var vectors = []struct {
 	{"KEYS_CHECK", &KeysCheck{Req: 20, Digest: Digest(vecKey(0x70))}},
 	{"KEYS_LOW device 1: 9 EC, 2 KEM left", &KeysLow{Device: 1, EC: 9, KEM: 2}},
 	{"IDENTITY_CHANGED user 2 device 1", &IdentityChanged{User: 2, Device: 1}},
+	{"KEY_ROTATE", &KeyRotate{Old: vecOldKey, New: vecNewKey, ValidFrom: vecTime, Sig: vecRotateSig}},
 	{"ERROR inbox full for a SEND", &Error{Code: CodeInboxFull, ID: vecID, Detail: []byte("inbox full")}},
 }
 

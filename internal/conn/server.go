@@ -407,8 +407,8 @@ func (s *Server[T]) readPreamble(c *Conn[T], r input) bool {
 	case tr == codec.TransportPlain:
 		s.reject(c, ReasonPlaintextRefused, codec.CodeEncryption, "this server requires an encrypted transport")
 		return false
-	case (tr == codec.TransportNoiseXX || tr == codec.TransportNoiseIK) && s.cfg.NoiseKey != nil:
-		hs, err := secure.Server(tr, *s.cfg.NoiseKey, append([]byte(nil), p...))
+	case (tr == codec.TransportNoiseXX || tr == codec.TransportNoiseIK) && s.cfg.NoiseKeys != nil:
+		hs, err := secure.ServerKeys(tr, s.cfg.NoiseKeys.Keys(), append([]byte(nil), p...))
 		if err != nil {
 			s.reject(c, ReasonHandshake, codec.CodeHandshakeFailed, err.Error())
 			return false

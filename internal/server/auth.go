@@ -153,6 +153,7 @@ func (s *Server) authenticated(c *Conn, kind loginKind, start int64, user uint64
 	c.Authenticated()
 	s.presence.Changed(user, 0)
 	s.reply(c, s.welcome(user, tok))
+	s.announceKey(c)
 	s.lat.login[kind].Observe(time.Duration(mono() - start))
 	st.auth.Store(authDone)
 	if s.rm != nil && !s.local(user) {

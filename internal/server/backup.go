@@ -61,6 +61,13 @@ func (s *Server) Backup(dir string) (BackupReport, error) {
 		} else if err == nil {
 			rep.NoiseKey = true
 		}
+		// A key rotation's files: the next key, and the retired keys that
+		// let a restored server tell old clients to verify again.
+		for _, ext := range []string{".next", ".retired"} {
+			if err := store.CopyFile(src+ext, filepath.Join(abs, "noise.key"+ext)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return rep, fmt.Errorf("backup: copy the Noise key%s: %w", ext, err)
+			}
+		}
 	}
 	if s.cfg.Push.KeyFile == "" { // DataDir/vapid.key
 		src := filepath.Join(s.cfg.DataDir, "vapid.key")

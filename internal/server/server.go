@@ -34,7 +34,8 @@ type Server struct {
 	// guards its own state (lock order: doc.go).
 	cfg      Config
 	log      *zap.Logger
-	key      secure.Keypair // static Noise key, kept in the data folder
+	keys     *secure.Keyring // static Noise keys, kept in the data folder (keys.go)
+	keyPath  string
 	db       *pebble.DB
 	space    *store.Space
 	accounts *account.Store
@@ -193,7 +194,7 @@ func New(cfg Config) (*Server, error) {
 	if keyPath == "" {
 		keyPath = filepath.Join(cfg.DataDir, "noise.key")
 	}
-	key, created, err := secure.LoadOrCreateKey(keyPath)
+	keys, created, err := secure.LoadKeys(keyPath)
 	if err != nil {
 		s.closeCluster()
 		s.inbox.Close()
@@ -205,9 +206,9 @@ func New(cfg Config) (*Server, error) {
 	if created {
 		s.log.Info("created the server's Noise key", zap.String("path", keyPath))
 	}
-	s.key = key
+	s.keys, s.keyPath = secure.NewKeyring(keys), keyPath
 	s.conns, err = conn.New[session](conn.Config{
-		NoiseKey:       &s.key,
+		NoiseKeys:      s.keys,
 		MaxOutbound:    cfg.MaxOutbound,
 		MaxFrameRate:   cfg.MaxFrameRate,
 		MaxByteRate:    cfg.MaxByteRate,
@@ -321,8 +322,9 @@ func (s *Server) storageFull() bool {
 	return true
 }
 
-// PublicKey is the server's static Noise key: clients pin it.
-func (s *Server) PublicKey() []byte { return s.key.Public }
+// PublicKey is the server's static Noise key: clients pin it. During a
+// key rotation it is the old key, which clients that pinned it still get.
+func (s *Server) PublicKey() []byte { return s.keys.Keys().Current.Public }
 
 // Stats is a snapshot of what the server is doing.
 type Stats struct {

@@ -39,6 +39,7 @@ var kinds = map[string]kind{
 	"bool":       {"flag(f.%[1]s)", "flag(&f.%[1]s, %[2]q)"},
 	"id":         {"id(&f.%[1]s)", "id(&f.%[1]s, %[2]q)"},
 	"token":      {"token(&f.%[1]s)", "token(&f.%[1]s, %[2]q)"},
+	"sig64":      {"sig64(&f.%[1]s)", "sig64(&f.%[1]s, %[2]q)"},
 	"str8":       {"str8(f.%[1]s)", "str8(&f.%[1]s, %[2]q)"},
 	"bytes16":    {"bytes16(f.%[1]s)", "bytes16(&f.%[1]s, %[2]q)"},
 	"ids":        {"ids(f.%[1]s)", "ids(&f.%[1]s)"},
