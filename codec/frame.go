@@ -47,7 +47,7 @@ func Decode(b []byte) (Frame, error) {
 func (t Type) FromClient() bool {
 	switch t {
 	case TypeWelcome, TypeUser, TypeOK, TypeSent, TypeDeliver, TypeReceipt, TypeIsTyping,
-		TypePresence, TypeGroupInfo, TypeGroups, TypeGroupEvent, TypeGoaway, TypeKicked, TypeError:
+		TypePresence, TypeGroupInfo, TypeGroups, TypeGroupEvent, TypeSessionList, TypeGoaway, TypeKicked, TypeError:
 		return false
 	}
 	return t.Known()

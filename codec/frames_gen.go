@@ -69,6 +69,14 @@ func New(t Type) Frame {
 		return new(Groups)
 	case TypeGroupEvent:
 		return new(GroupEvent)
+	case TypeSessions:
+		return new(Sessions)
+	case TypeSessionList:
+		return new(SessionList)
+	case TypeSessionRevoke:
+		return new(SessionRevoke)
+	case TypeSessionLabel:
+		return new(SessionLabel)
 	case TypePing:
 		return new(Ping)
 	case TypePong:
@@ -83,43 +91,47 @@ func New(t Type) Frame {
 	return nil
 }
 
-func (f *Register) Type() Type    { return TypeRegister }
-func (f *Login) Type() Type       { return TypeLogin }
-func (f *Resume) Type() Type      { return TypeResume }
-func (f *Welcome) Type() Type     { return TypeWelcome }
-func (f *Logout) Type() Type      { return TypeLogout }
-func (f *Password) Type() Type    { return TypePassword }
-func (f *Lookup) Type() Type      { return TypeLookup }
-func (f *User) Type() Type        { return TypeUser }
-func (f *OK) Type() Type          { return TypeOK }
-func (f *Send) Type() Type        { return TypeSend }
-func (f *Sent) Type() Type        { return TypeSent }
-func (f *Deliver) Type() Type     { return TypeDeliver }
-func (f *Ack) Type() Type         { return TypeAck }
-func (f *Read) Type() Type        { return TypeRead }
-func (f *Receipt) Type() Type     { return TypeReceipt }
-func (f *Typing) Type() Type      { return TypeTyping }
-func (f *IsTyping) Type() Type    { return TypeIsTyping }
-func (f *Subscribe) Type() Type   { return TypeSubscribe }
-func (f *Unsubscribe) Type() Type { return TypeUnsubscribe }
-func (f *Presence) Type() Type    { return TypePresence }
-func (f *Privacy) Type() Type     { return TypePrivacy }
-func (f *GroupCreate) Type() Type { return TypeGroupCreate }
-func (f *GroupAdd) Type() Type    { return TypeGroupAdd }
-func (f *GroupRemove) Type() Type { return TypeGroupRemove }
-func (f *GroupLeave) Type() Type  { return TypeGroupLeave }
-func (f *GroupRename) Type() Type { return TypeGroupRename }
-func (f *GroupAdmin) Type() Type  { return TypeGroupAdmin }
-func (f *GroupGet) Type() Type    { return TypeGroupGet }
-func (f *GroupList) Type() Type   { return TypeGroupList }
-func (f *GroupInfo) Type() Type   { return TypeGroupInfo }
-func (f *Groups) Type() Type      { return TypeGroups }
-func (f *GroupEvent) Type() Type  { return TypeGroupEvent }
-func (f *Ping) Type() Type        { return TypePing }
-func (f *Pong) Type() Type        { return TypePong }
-func (f *Goaway) Type() Type      { return TypeGoaway }
-func (f *Kicked) Type() Type      { return TypeKicked }
-func (f *Error) Type() Type       { return TypeError }
+func (f *Register) Type() Type      { return TypeRegister }
+func (f *Login) Type() Type         { return TypeLogin }
+func (f *Resume) Type() Type        { return TypeResume }
+func (f *Welcome) Type() Type       { return TypeWelcome }
+func (f *Logout) Type() Type        { return TypeLogout }
+func (f *Password) Type() Type      { return TypePassword }
+func (f *Lookup) Type() Type        { return TypeLookup }
+func (f *User) Type() Type          { return TypeUser }
+func (f *OK) Type() Type            { return TypeOK }
+func (f *Send) Type() Type          { return TypeSend }
+func (f *Sent) Type() Type          { return TypeSent }
+func (f *Deliver) Type() Type       { return TypeDeliver }
+func (f *Ack) Type() Type           { return TypeAck }
+func (f *Read) Type() Type          { return TypeRead }
+func (f *Receipt) Type() Type       { return TypeReceipt }
+func (f *Typing) Type() Type        { return TypeTyping }
+func (f *IsTyping) Type() Type      { return TypeIsTyping }
+func (f *Subscribe) Type() Type     { return TypeSubscribe }
+func (f *Unsubscribe) Type() Type   { return TypeUnsubscribe }
+func (f *Presence) Type() Type      { return TypePresence }
+func (f *Privacy) Type() Type       { return TypePrivacy }
+func (f *GroupCreate) Type() Type   { return TypeGroupCreate }
+func (f *GroupAdd) Type() Type      { return TypeGroupAdd }
+func (f *GroupRemove) Type() Type   { return TypeGroupRemove }
+func (f *GroupLeave) Type() Type    { return TypeGroupLeave }
+func (f *GroupRename) Type() Type   { return TypeGroupRename }
+func (f *GroupAdmin) Type() Type    { return TypeGroupAdmin }
+func (f *GroupGet) Type() Type      { return TypeGroupGet }
+func (f *GroupList) Type() Type     { return TypeGroupList }
+func (f *GroupInfo) Type() Type     { return TypeGroupInfo }
+func (f *Groups) Type() Type        { return TypeGroups }
+func (f *GroupEvent) Type() Type    { return TypeGroupEvent }
+func (f *Sessions) Type() Type      { return TypeSessions }
+func (f *SessionList) Type() Type   { return TypeSessionList }
+func (f *SessionRevoke) Type() Type { return TypeSessionRevoke }
+func (f *SessionLabel) Type() Type  { return TypeSessionLabel }
+func (f *Ping) Type() Type          { return TypePing }
+func (f *Pong) Type() Type          { return TypePong }
+func (f *Goaway) Type() Type        { return TypeGoaway }
+func (f *Kicked) Type() Type        { return TypeKicked }
+func (f *Error) Type() Type         { return TypeError }
 
 func (f *Register) Append(dst []byte) []byte {
 	return begin(dst, TypeRegister).str8(f.Name).str8(f.Password).end()
@@ -239,6 +251,22 @@ func (f *Groups) Append(dst []byte) []byte {
 
 func (f *GroupEvent) Append(dst []byte) []byte {
 	return begin(dst, TypeGroupEvent).u64(f.Seq).u64(f.Group).u8(uint8(f.Kind)).u64(f.Actor).u64(f.Time).str8(f.Name).users16(f.Users).end()
+}
+
+func (f *Sessions) Append(dst []byte) []byte {
+	return begin(dst, TypeSessions).u32(f.Req).end()
+}
+
+func (f *SessionList) Append(dst []byte) []byte {
+	return begin(dst, TypeSessionList).u32(f.Req).sessions(f.Sessions).end()
+}
+
+func (f *SessionRevoke) Append(dst []byte) []byte {
+	return begin(dst, TypeSessionRevoke).u32(f.Req).u64(f.Session).end()
+}
+
+func (f *SessionLabel) Append(dst []byte) []byte {
+	return begin(dst, TypeSessionLabel).u32(f.Req).str8(f.Label).end()
 }
 
 func (f *Ping) Append(dst []byte) []byte {
@@ -383,6 +411,22 @@ func (f *Groups) Decode(body []byte) error {
 
 func (f *GroupEvent) Decode(body []byte) error {
 	return read(body, TypeGroupEvent).u64(&f.Seq, "seq").u64(&f.Group, "group").u8((*uint8)(&f.Kind), "kind").u64(&f.Actor, "actor").u64(&f.Time, "time").str8(&f.Name, "name").users16(&f.Users, true).check(within(&f.Kind, GroupCreated, GroupDemoted), "unknown group event kind").done()
+}
+
+func (f *Sessions) Decode(body []byte) error {
+	return read(body, TypeSessions).u32(&f.Req, "req").done()
+}
+
+func (f *SessionList) Decode(body []byte) error {
+	return read(body, TypeSessionList).u32(&f.Req, "req").sessions(&f.Sessions).done()
+}
+
+func (f *SessionRevoke) Decode(body []byte) error {
+	return read(body, TypeSessionRevoke).u32(&f.Req, "req").u64(&f.Session, "session").done()
+}
+
+func (f *SessionLabel) Decode(body []byte) error {
+	return read(body, TypeSessionLabel).u32(&f.Req, "req").str8(&f.Label, "label").check(len(f.Label) <= MaxLabel, "label longer than 64 bytes").done()
 }
 
 func (f *Ping) Decode(body []byte) error {

@@ -54,6 +54,14 @@ const (
 	TypeGroupEvent  Type = 0x3A // S: seq u64 | group u64 | kind u8 | actor u64 | time u64 | name str8 | count u16 | users u64*count
 )
 
+// Sessions: the tokens a user holds, one per logged-in device.
+const (
+	TypeSessions      Type = 0x58 // C: req u32
+	TypeSessionList   Type = 0x59 // S: req u32 | count u16 | (session u64 | flags u8 | created u64 | last_seen u64 | addr str8 | label str8)*count
+	TypeSessionRevoke Type = 0x5A // C: req u32 | session u64
+	TypeSessionLabel  Type = 0x5B // C: req u32 | label str8
+)
+
 // Connection control.
 const (
 	TypePing   Type = 0x40 // C,S: nonce u64
@@ -73,6 +81,7 @@ var typeNames = [256]string{
 	TypeGroupLeave: "GROUP_LEAVE", TypeGroupRename: "GROUP_RENAME", TypeGroupAdmin: "GROUP_ADMIN",
 	TypeGroupGet: "GROUP_GET", TypeGroupList: "GROUP_LIST", TypeGroupInfo: "GROUP_INFO", TypeGroups: "GROUPS",
 	TypeGroupEvent: "GROUP_EVENT",
+	TypeSessions:   "SESSIONS", TypeSessionList: "SESSION_LIST", TypeSessionRevoke: "SESSION_REVOKE", TypeSessionLabel: "SESSION_LABEL",
 	TypePing:       "PING", TypePong: "PONG", TypeGoaway: "GOAWAY", TypeKicked: "KICKED", TypeError: "ERROR",
 }
 

@@ -60,10 +60,19 @@ var vectors = []struct {
 	{"GROUP_INFO", &GroupInfo{Req: 14, Group: 9, Name: []byte("team"), Members: []Member{{1, RoleAdmin}, {2, RoleMember}}}},
 	{"GROUPS", &Groups{Req: 15, Groups: []GroupSummary{{Group: 9, Name: []byte("team")}}}},
 	{"GROUP_EVENT added", &GroupEvent{Seq: 44, Group: 9, Kind: GroupAdded, Actor: 1, Time: vecTime, Name: []byte("team"), Users: Users(4)}},
+	{"SESSIONS", &Sessions{Req: 16}},
+	{"SESSION_LIST two sessions", &SessionList{Req: 16, Sessions: []SessionInfo{
+		{Session: 0x1122334455667788, Flags: SessionCurrent | SessionOnline, Created: vecTime - 86_400_000, LastSeen: vecTime, Addr: []byte("198.51.100.7:50412"), Label: []byte("phone")},
+		{Session: 0x99, Created: vecTime - 7*86_400_000, LastSeen: vecTime - 3_600_000, Addr: []byte("203.0.113.9:41000")},
+	}}},
+	{"SESSION_REVOKE", &SessionRevoke{Req: 17, Session: 0x99}},
+	{"SESSION_LABEL laptop", &SessionLabel{Req: 18, Label: []byte("laptop")}},
 	{"PING", &Ping{Nonce: 0x0102030405060708}},
 	{"PONG", &Pong{Nonce: 0x0102030405060708}},
 	{"GOAWAY retry after 1.5 s", &Goaway{RetryAfter: 1500, Reason: GoawayShutdown}},
 	{"KICKED logged in elsewhere", &Kicked{Reason: KickElsewhere}},
+	{"KICKED session revoked", &Kicked{Reason: KickRevoked}},
+	{"ERROR inbox byte quota for a SEND", &Error{Code: CodeInboxBytesFull, ID: vecID, Detail: []byte("inbox bytes")}},
 	{"ERROR inbox full for a SEND", &Error{Code: CodeInboxFull, ID: vecID, Detail: []byte("inbox full")}},
 }
 

@@ -47,6 +47,7 @@ var kinds = map[string]kind{
 	"users16any": {"users16(f.%[1]s)", "users16(&f.%[1]s, true)"},
 	"members":    {"members(f.%[1]s)", "members(&f.%[1]s)"},
 	"groups":     {"groups(f.%[1]s)", "groups(&f.%[1]s)"},
+	"sessions":   {"sessions(f.%[1]s)", "sessions(&f.%[1]s)"},
 }
 
 // File returns the gofmt'ed source of frames_gen.go for the table in the
