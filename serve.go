@@ -46,6 +46,7 @@ func serve(args []string) error {
 	fs.DurationVar(&cfg.TTL, "ttl", 30*24*time.Hour, "delete inbox entries not acknowledged within this time")
 	fs.IntVar(&cfg.MaxGroup, "max-group", 256, "most members in a group")
 	fs.IntVar(&cfg.Quota, "inbox-quota", 10000, "most entries one user's inbox may hold; senders to a full inbox get ERROR 31")
+	sizeVar(fs, &cfg.QuotaBytes, "inbox-quota-bytes", 64<<20, "most bytes one user's inbox may hold (entry values: header, ids, body); a message past it gets ERROR 75")
 	admin := fs.String("admin", "127.0.0.1:7421", "admin listener for /stats, /healthz and /debug/pprof (empty: off); keep it off public interfaces")
 	fs.Func("argon2-memory", "KiB of memory per password hash (default 19456, OWASP's argon2id baseline); lower only for benchmarks", func(v string) error {
 		n, err := strconv.ParseUint(v, 10, 32)

@@ -75,6 +75,9 @@ type Config struct {
 	TTL time.Duration
 	// Quota is the most entries one inbox may hold. Default 10,000.
 	Quota int
+	// QuotaBytes is the most bytes one inbox's entries may hold; a SEND
+	// that would pass it gets ERROR 75. Default 64 MiB.
+	QuotaBytes int64
 	// MaxGroup is the most members a group may have. Default 256.
 	MaxGroup int
 	// StorageReserve is the free disk space below which new messages,
@@ -218,6 +221,9 @@ func (c *Config) Validate() error {
 	}
 	if c.RetryAfter < 0 || c.RetryAfter > time.Hour {
 		errs = append(errs, fmt.Errorf("retry-after %v outside 0..1h", c.RetryAfter))
+	}
+	if c.Quota < 0 || c.QuotaBytes < 0 {
+		errs = append(errs, fmt.Errorf("inbox quota %d entries or %d bytes below 0", c.Quota, c.QuotaBytes))
 	}
 	if c.StorageReserve < 0 || c.StorageHysteresis < 0 {
 		errs = append(errs, fmt.Errorf("storage reserve %d or hysteresis %d below 0", c.StorageReserve, c.StorageHysteresis))
