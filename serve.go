@@ -58,6 +58,8 @@ func serve(args []string) error {
 		cfg.Hashing.Time = uint32(n)
 		return err
 	})
+	fs.DurationVar(&cfg.SessionIdle, "session-idle", 30*24*time.Hour, "end a device's session (its token) after this long unused; RESUME then gets ERROR 25")
+	fs.DurationVar(&cfg.TokenGrace, "token-grace", 2*time.Minute, "how long a token RESUME replaced still resumes, for a client that lost the WELCOME with its successor")
 	fs.IntVar(&cfg.MaxConns, "max-conns", 0, "connection capacity; past it new connections get GOAWAY (0: the open-files limit less 300)")
 	sizeVar(fs, &cfg.MemoryLimit, "memory-limit", 0, "bytes of memory the server may use (0: the cgroup limit, else the machine's RAM)")
 	fs.Float64Var(&cfg.MemoryWatermark, "memory-watermark", 0.8, "fraction of the memory limit above which new connections get GOAWAY")

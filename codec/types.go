@@ -82,7 +82,7 @@ var typeNames = [256]string{
 	TypeGroupGet: "GROUP_GET", TypeGroupList: "GROUP_LIST", TypeGroupInfo: "GROUP_INFO", TypeGroups: "GROUPS",
 	TypeGroupEvent: "GROUP_EVENT",
 	TypeSessions:   "SESSIONS", TypeSessionList: "SESSION_LIST", TypeSessionRevoke: "SESSION_REVOKE", TypeSessionLabel: "SESSION_LABEL",
-	TypePing:       "PING", TypePong: "PONG", TypeGoaway: "GOAWAY", TypeKicked: "KICKED", TypeError: "ERROR",
+	TypePing: "PING", TypePong: "PONG", TypeGoaway: "GOAWAY", TypeKicked: "KICKED", TypeError: "ERROR",
 }
 
 // Known reports whether t is a frame type of protocol version 1.

@@ -61,6 +61,12 @@ type Config struct {
 
 	// Hashing sets argon2id parameters for new password hashes.
 	Hashing account.Hashing
+	// SessionIdle ends an account session (a device's token) not used for
+	// this long: RESUME with its token gets ERROR 25. Default 30 days.
+	SessionIdle time.Duration
+	// TokenGrace is how long a token RESUME rotated out still resumes
+	// (its WELCOME may have been lost). Default 2 minutes.
+	TokenGrace time.Duration
 	// CacheSize and MemTableSize size Pebble (defaults 64 MiB each).
 	CacheSize    int64
 	MemTableSize uint64
@@ -165,6 +171,12 @@ func (c *Config) setDefaults() {
 	if c.Keepalive == 0 {
 		c.Keepalive = 3 * time.Minute // also announced in WELCOME
 	}
+	if c.SessionIdle == 0 {
+		c.SessionIdle = 30 * 24 * time.Hour
+	}
+	if c.TokenGrace == 0 {
+		c.TokenGrace = 2 * time.Minute
+	}
 	if c.PresenceInterval == 0 {
 		c.PresenceInterval = time.Second
 	}
@@ -221,6 +233,9 @@ func (c *Config) Validate() error {
 	}
 	if c.RetryAfter < 0 || c.RetryAfter > time.Hour {
 		errs = append(errs, fmt.Errorf("retry-after %v outside 0..1h", c.RetryAfter))
+	}
+	if c.SessionIdle < 0 || c.TokenGrace < 0 || c.TokenGrace > time.Hour {
+		errs = append(errs, fmt.Errorf("session idle %v below 0, or token grace %v outside 0..1h", c.SessionIdle, c.TokenGrace))
 	}
 	if c.Quota < 0 || c.QuotaBytes < 0 {
 		errs = append(errs, fmt.Errorf("inbox quota %d entries or %d bytes below 0", c.Quota, c.QuotaBytes))

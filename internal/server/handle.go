@@ -33,6 +33,7 @@ func (s *Server) Frame(c *Conn, t codec.Type, body []byte) error {
 		s.errorTo(c, code, 0, nil, t.String()+" before WELCOME")
 		return nil
 	}
+	s.touchSession(c)
 	switch t {
 	case codec.TypeSend:
 		return s.send(c, body)
@@ -58,6 +59,8 @@ func (s *Server) Frame(c *Conn, t codec.Type, body []byte) error {
 		return s.groupFrame(c, t, body)
 	case codec.TypeSubscribe, codec.TypeUnsubscribe, codec.TypePrivacy:
 		return s.presenceFrame(c, t, body)
+	case codec.TypeSessions, codec.TypeSessionRevoke, codec.TypeSessionLabel:
+		return s.sessionFrame(c, t, body)
 	}
 	return s.fatal(c, codec.CodeUnknownType, "unexpected frame "+t.String())
 }
@@ -69,6 +72,7 @@ func (s *Server) Closed(c *Conn) {
 	if u := st.user.Load(); u != 0 && s.sessions.Remove(u, c) {
 		s.presence.Changed(u, uint64(time.Now().UnixMilli()))
 		s.endSession(c, u)
+		s.sessionSeen(c, u)
 		if s.rm != nil {
 			s.detach(c, u)
 		}

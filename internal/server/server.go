@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/chatd/chatd/codec"
 	"github.com/chatd/chatd/internal/account"
@@ -38,17 +39,23 @@ type Server struct {
 	inbox    *offline.Inbox[*Conn]
 	groups   *group.Store
 	presence *presence.Tracker[*Conn]
-	commits  *commits              // durable requests, off the event loop
-	sessions *router.Router[*Conn] // the session table and delivery: push, drain, ack
-	conns    *conn.Server[session]
-	admit    *admission.Control // accept-time GOAWAY: capacity, memory, accept rate
-	logins   *loginLimiter
-	cl       *clustering   // nil on a single node
-	rm       *remote       // messages across nodes; nil on a single node
-	fo       *fanouts      // group fan-out to other nodes; nil on a single node
-	closing  chan struct{} // closed when Close starts
-	baseCtx  context.Context
-	cancel   context.CancelFunc // cancels baseCtx when Close starts
+	commits  *commits // durable requests, off the event loop
+
+	seenEvery    time.Duration  // touchSession's period
+	seenInFlight atomic.Int64   // sessionSeen requests under way
+	seenWG       sync.WaitGroup // and Close waits for them
+	seenMu       sync.RWMutex   // guards seenClosed against seenWG.Add
+	seenClosed   bool
+	sessions     *router.Router[*Conn] // the session table and delivery: push, drain, ack
+	conns        *conn.Server[session]
+	admit        *admission.Control // accept-time GOAWAY: capacity, memory, accept rate
+	logins       *loginLimiter
+	cl           *clustering   // nil on a single node
+	rm           *remote       // messages across nodes; nil on a single node
+	fo           *fanouts      // group fan-out to other nodes; nil on a single node
+	closing      chan struct{} // closed when Close starts
+	baseCtx      context.Context
+	cancel       context.CancelFunc // cancels baseCtx when Close starts
 
 	// Pools, safe for concurrent use; an item belongs to whoever took it.
 	batches sync.Pool // *conn.Batch[session], one per producer turn
@@ -76,7 +83,8 @@ func New(cfg Config) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, closing: make(chan struct{}), lat: newLatencies()}
+	s := &Server{cfg: cfg, log: cfg.Logger, closing: make(chan struct{}), lat: newLatencies(),
+		seenEvery: min(cfg.SessionIdle/8, 24*time.Hour)}
 	s.baseCtx, s.cancel = context.WithCancel(context.Background())
 	s.sessions = router.New(router.Config[*Conn]{
 		Window: cfg.Window, WindowBytes: cfg.WindowBytes, Logger: cfg.Logger,
@@ -107,7 +115,7 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s.db = db
-	if s.accounts, err = account.New(db, account.Config{Hashing: cfg.Hashing}); err != nil {
+	if s.accounts, err = account.New(db, account.Config{Hashing: cfg.Hashing, IdleExpiry: cfg.SessionIdle, Grace: cfg.TokenGrace}); err != nil {
 		db.Close()
 		return nil, err
 	}
@@ -248,6 +256,7 @@ func (s *Server) Close() error {
 		close(s.closing)
 		s.cancel()
 		err := s.conns.Shutdown(ctx)
+		s.stopSeen()      // the last sessions' last seen, while the cluster still answers
 		s.closeCluster()  // after the last session's release is queued, before the inbox: no request arrives after
 		s.commits.close() // after the last frame, before the inbox: jobs queue group events
 		s.admit.Close()
