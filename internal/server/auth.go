@@ -249,6 +249,8 @@ func accountDetail(err error) string {
 		return "password hashing is saturated; retry in a moment"
 	case errors.Is(err, errUnavailable):
 		return "the account's home node did not answer; retry in a moment"
+	case errors.Is(err, account.ErrTokenExpired):
+		return "the session expired unused; log in with the password"
 	}
 	return ""
 }

@@ -323,6 +323,7 @@ var acctErrs = map[string]error{
 	"name_taken": account.ErrNameTaken, "invalid_name": account.ErrInvalidName,
 	"invalid_password": account.ErrInvalidPassword, "invalid_token": account.ErrInvalidToken,
 	"busy": account.ErrBusy, "not_home": errNotHome, "unknown_session": account.ErrUnknownSession,
+	"token_expired": account.ErrTokenExpired, // also an invalid_token: named first (accountHere)
 }
 
 // errNotHome answers a request for a shard this node no longer owns (the
@@ -435,6 +436,10 @@ func (s *Server) accountHere(req acctRequest) acctReply {
 	}
 	if err != nil {
 		r.Err, r.Detail = "internal", err.Error()
+		if errors.Is(err, account.ErrTokenExpired) {
+			r.Err = "token_expired"
+			return r
+		}
 		for name, kind := range acctErrs {
 			if errors.Is(err, kind) {
 				r.Err = name

@@ -2,12 +2,14 @@ package server
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/chatd/chatd/client"
 	"github.com/chatd/chatd/codec"
+	"github.com/chatd/chatd/internal/account"
 )
 
 // ask sends a session request and returns its answer (SESSION_LIST, OK or
@@ -122,20 +124,21 @@ func TestSessionIdleExpiry(t *testing.T) {
 	idleTok := idle.Welcome.Token
 	active := login(t, s, "alice")
 	waitKicked(t, idle)
+	// active keeps sending frames (PINGs) while idle's session ages; Check
+	// reads the store without touching it. (A listing would delete the
+	// expired session, and RESUME could then not say it expired.)
 	waitFor(t, func() bool {
-		list := listSessions(t, active) // a frame every few ms: active stays in use
-		for _, e := range list {
-			if e.Flags&codec.SessionCurrent == 0 {
-				return false // idle's session is still there
-			}
-		}
-		if len(list) != 1 {
-			t.Fatalf("the active session left the listing: %+v", list)
-		}
-		return true
+		active.Ping(1)
+		_, err := s.accounts.Check(idleTok)
+		return errors.Is(err, account.ErrTokenExpired)
 	})
-	if _, err := resumeWith(t, s, idleTok); codeOf(err) != codec.CodeInvalidToken {
+	_, err := resumeWith(t, s, idleTok)
+	var e *codec.Error
+	if !errors.As(err, &e) || e.Code != codec.CodeInvalidToken || !strings.Contains(string(e.Detail), "expired") {
 		t.Fatalf("an expired session's token: %v", err)
+	}
+	if list := listSessions(t, active); len(list) != 1 || list[0].Flags&codec.SessionCurrent == 0 {
+		t.Fatalf("after idle's session expired: %+v", list)
 	}
 	// The active connection's session outlives several idle periods.
 	start := time.Now()
