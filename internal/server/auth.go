@@ -36,6 +36,9 @@ func (s *Server) authenticate(c *Conn, t codec.Type, body []byte) error {
 			if err == nil {
 				err = accountErr(r)
 			}
+			if err == nil && r.Token == (codec.Token{}) {
+				r.Token = tok // a home of a chatd before sessions (a cluster mid-upgrade) keeps tokens as they are
+			}
 			if err == nil {
 				s.counters.resumes.Add(1)
 			}
