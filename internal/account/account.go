@@ -1,11 +1,12 @@
-// Package account keeps user accounts and session tokens in the embedded
-// store: user names with argon2id password hashes, and random session
-// tokens of which only a SHA-256 hash is stored.
+// Package account keeps user accounts and sessions in the embedded store:
+// user names with argon2id password hashes, and sessions (session.go),
+// each with a random token of which only a SHA-256 hash is stored.
 //
 // Password hashing is deliberately slow and memory-hungry (19 MiB per hash
 // by default), so it runs with bounded concurrency and refuses work beyond
 // a short queue (ErrBusy) instead of letting a login storm exhaust memory.
-// Reconnects present a token, which costs one hash and one lookup.
+// Reconnects present a token, which costs one hash, two lookups and a
+// synced write (the token rotates).
 package account
 
 import (
