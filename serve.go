@@ -52,6 +52,7 @@ func serve(args []string) error {
 	fs.DurationVar(&cfg.NameHold, "name-hold", 30*24*time.Hour, "how long a deleted account's name stays taken before it may be registered again")
 	fs.IntVar(&cfg.MaxList, "max-list", 4096, "most users in one user's block list or contacts")
 	fs.IntVar(&cfg.Quota, "inbox-quota", 10000, "most entries one user's inbox may hold; senders to a full inbox get ERROR 31")
+	sizeVar(fs, &cfg.QuotaBytes, "inbox-quota-bytes", 64<<20, "most bytes one user's inbox may hold (entry values: header, ids, body); a message past it gets ERROR 75")
 	admin := fs.String("admin", "127.0.0.1:7421", "admin listener for /stats, /healthz and /debug/pprof (empty: off); keep it off public interfaces")
 	fs.Func("argon2-memory", "KiB of memory per password hash (default 19456, OWASP's argon2id baseline); lower only for benchmarks", func(v string) error {
 		n, err := strconv.ParseUint(v, 10, 32)
@@ -63,6 +64,8 @@ func serve(args []string) error {
 		cfg.Hashing.Time = uint32(n)
 		return err
 	})
+	fs.DurationVar(&cfg.SessionIdle, "session-idle", 30*24*time.Hour, "end a device's session (its token) after this long unused; RESUME then gets ERROR 25")
+	fs.DurationVar(&cfg.TokenGrace, "token-grace", 2*time.Minute, "how long a token RESUME replaced still resumes, for a client that lost the WELCOME with its successor")
 	fs.IntVar(&cfg.MaxConns, "max-conns", 0, "connection capacity; past it new connections get GOAWAY (0: the open-files limit less 300)")
 	sizeVar(fs, &cfg.MemoryLimit, "memory-limit", 0, "bytes of memory the server may use (0: the cgroup limit, else the machine's RAM)")
 	fs.Float64Var(&cfg.MemoryWatermark, "memory-watermark", 0.8, "fraction of the memory limit above which new connections get GOAWAY")

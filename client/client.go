@@ -70,8 +70,10 @@ type storeError struct{ err error }
 func (e *storeError) Error() string { return "client: store: " + e.err.Error() }
 func (e *storeError) Unwrap() error { return e.err }
 
-// ErrKicked ends a Client whose user logged in elsewhere.
-var ErrKicked = errors.New("client: logged in elsewhere")
+// ErrKicked ends a Client the server kicked for good: its user logged in
+// elsewhere, logged out, changed the password or revoked the session (the
+// wrapped reason says which).
+var ErrKicked = errors.New("client: session ended by the server")
 
 // Client is a connection that survives disconnects: it reconnects with
 // backoff and jitter, resumes with its token, resends unacknowledged
@@ -479,7 +481,9 @@ func (c *Client) pump(ctx context.Context, conn *Conn) (*GoawayError, error) {
 		case *codec.Goaway:
 			goaway = &GoawayError{RetryAfter: time.Duration(f.RetryAfter) * time.Millisecond, Reason: f.Reason}
 		case *codec.Kicked:
-			if f.Reason == codec.KickElsewhere || f.Reason == codec.KickLoggedOut || f.Reason == codec.KickPassword {
+			// Only an idle kick is worth a reconnect: after a revoked
+			// session (6) a password login would undo the revocation.
+			if f.Reason != codec.KickIdle && f.Reason != codec.KickSlowConsumer {
 				return nil, fmt.Errorf("%w (%v)", ErrKicked, f.Reason)
 			}
 		case *codec.Pong:

@@ -96,6 +96,10 @@ const (
 	CodeRateLimited  Code = 50 // frame or byte rate exceeded; the server closes
 	CodeSlowConsumer Code = 51 // the client did not read fast enough; the server closes
 
+	// Sessions and quotas.
+	CodeInboxBytesFull Code = 75 // the message would take the recipient's inbox past its byte quota
+	CodeUnknownSession Code = 76 // SESSION_REVOKE of a session id that is not one of yours (or has ended)
+
 	// Server errors.
 	CodeInternal       Code = 60 // the server failed; the request may be retried
 	CodeShuttingDown   Code = 61 // the server is stopping; retry after GOAWAY's delay
@@ -141,6 +145,7 @@ var codeNames = map[Code]string{
 	CodeYouBlocked: "you blocked this user", CodeAddRefused: "group add refused", CodeListFull: "list full",
 	CodeNotOnCluster: "not available on a cluster",
 	CodeRateLimited:  "rate limited", CodeSlowConsumer: "slow consumer",
+	CodeInboxBytesFull: "recipient inbox byte quota reached", CodeUnknownSession: "unknown session",
 	CodeInternal: "internal error", CodeShuttingDown: "shutting down", CodeUnknownOutcome: "outcome unknown", CodeUnavailable: "node unavailable",
 	CodeBadSignature: "bad key signature", CodeKeysMismatch: "keys mismatch", CodeNoKeys: "no keys",
 	CodeFetchLimited: "key fetches rate-limited", CodeInvalidKeys: "invalid keys", CodeKeysFull: "too many prekeys",

@@ -91,6 +91,14 @@ func New(t Type) Frame {
 		return new(PushSubs)
 	case TypePushRemove:
 		return new(PushRemove)
+	case TypeSessions:
+		return new(Sessions)
+	case TypeSessionList:
+		return new(SessionList)
+	case TypeSessionRevoke:
+		return new(SessionRevoke)
+	case TypeSessionLabel:
+		return new(SessionLabel)
 	case TypePing:
 		return new(Ping)
 	case TypePong:
@@ -166,6 +174,10 @@ func (f *PushSubscribe) Type() Type   { return TypePushSubscribe }
 func (f *PushList) Type() Type        { return TypePushList }
 func (f *PushSubs) Type() Type        { return TypePushSubs }
 func (f *PushRemove) Type() Type      { return TypePushRemove }
+func (f *Sessions) Type() Type        { return TypeSessions }
+func (f *SessionList) Type() Type     { return TypeSessionList }
+func (f *SessionRevoke) Type() Type   { return TypeSessionRevoke }
+func (f *SessionLabel) Type() Type    { return TypeSessionLabel }
 func (f *Ping) Type() Type            { return TypePing }
 func (f *Pong) Type() Type            { return TypePong }
 func (f *Goaway) Type() Type          { return TypeGoaway }
@@ -343,6 +355,22 @@ func (f *PushSubs) Append(dst []byte) []byte {
 
 func (f *PushRemove) Append(dst []byte) []byte {
 	return begin(dst, TypePushRemove).u32(f.Req).u32(f.Device).end()
+}
+
+func (f *Sessions) Append(dst []byte) []byte {
+	return begin(dst, TypeSessions).u32(f.Req).end()
+}
+
+func (f *SessionList) Append(dst []byte) []byte {
+	return begin(dst, TypeSessionList).u32(f.Req).sessions(f.Sessions).end()
+}
+
+func (f *SessionRevoke) Append(dst []byte) []byte {
+	return begin(dst, TypeSessionRevoke).u32(f.Req).u64(f.Session).end()
+}
+
+func (f *SessionLabel) Append(dst []byte) []byte {
+	return begin(dst, TypeSessionLabel).u32(f.Req).str8(f.Label).end()
 }
 
 func (f *Ping) Append(dst []byte) []byte {
@@ -567,6 +595,22 @@ func (f *PushSubs) Decode(body []byte) error {
 
 func (f *PushRemove) Decode(body []byte) error {
 	return read(body, TypePushRemove).u32(&f.Req, "req").u32(&f.Device, "device").done()
+}
+
+func (f *Sessions) Decode(body []byte) error {
+	return read(body, TypeSessions).u32(&f.Req, "req").done()
+}
+
+func (f *SessionList) Decode(body []byte) error {
+	return read(body, TypeSessionList).u32(&f.Req, "req").sessions(&f.Sessions).done()
+}
+
+func (f *SessionRevoke) Decode(body []byte) error {
+	return read(body, TypeSessionRevoke).u32(&f.Req, "req").u64(&f.Session, "session").done()
+}
+
+func (f *SessionLabel) Decode(body []byte) error {
+	return read(body, TypeSessionLabel).u32(&f.Req, "req").str8(&f.Label, "label").check(len(f.Label) <= MaxLabel, "label longer than 64 bytes").done()
 }
 
 func (f *Ping) Decode(body []byte) error {

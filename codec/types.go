@@ -73,6 +73,14 @@ const (
 	TypePushRemove    Type = 0x73 // C: req u32 | device u32
 )
 
+// Sessions: the tokens a user holds, one per logged-in device.
+const (
+	TypeSessions      Type = 0x58 // C: req u32
+	TypeSessionList   Type = 0x59 // S: req u32 | count u16 | (session u64 | flags u8 | created u64 | last_seen u64 | addr str8 | label str8)*count
+	TypeSessionRevoke Type = 0x5A // C: req u32 | session u64
+	TypeSessionLabel  Type = 0x5B // C: req u32 | label str8
+)
+
 // Connection control.
 const (
 	TypePing   Type = 0x40 // C,S: nonce u64
@@ -118,6 +126,7 @@ var typeNames = [256]string{
 	TypeKeysLow: "KEYS_LOW", TypeIdentityChanged: "IDENTITY_CHANGED",
 	TypePushSubscribe: "PUSH_SUBSCRIBE", TypePushList: "PUSH_LIST", TypePushSubs: "PUSH_SUBS", TypePushRemove: "PUSH_REMOVE",
 	TypeKeyRotate: "KEY_ROTATE",
+	TypeSessions:  "SESSIONS", TypeSessionList: "SESSION_LIST", TypeSessionRevoke: "SESSION_REVOKE", TypeSessionLabel: "SESSION_LABEL",
 }
 
 // Known reports whether t is a frame type of protocol version 1.

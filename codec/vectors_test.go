@@ -127,6 +127,13 @@ var vectors = []struct {
 	{"PUSH_LIST", &PushList{Req: 17}},
 	{"PUSH_SUBS one subscription", &PushSubs{Req: 17, Key: vecP256dh, Subs: []PushSub{{Device: 1, Created: vecTime, Endpoint: []byte("https://push.example/s/abc")}}}},
 	{"PUSH_REMOVE device 1", &PushRemove{Req: 18, Device: 1}},
+	{"SESSIONS", &Sessions{Req: 16}},
+	{"SESSION_LIST two sessions", &SessionList{Req: 16, Sessions: []SessionInfo{
+		{Session: 0x1122334455667788, Flags: SessionCurrent | SessionOnline, Created: vecTime - 86_400_000, LastSeen: vecTime, Addr: []byte("198.51.100.7:50412"), Label: []byte("phone")},
+		{Session: 0x99, Created: vecTime - 7*86_400_000, LastSeen: vecTime - 3_600_000, Addr: []byte("203.0.113.9:41000")},
+	}}},
+	{"SESSION_REVOKE", &SessionRevoke{Req: 17, Session: 0x99}},
+	{"SESSION_LABEL laptop", &SessionLabel{Req: 18, Label: []byte("laptop")}},
 	{"PING", &Ping{Nonce: 0x0102030405060708}},
 	{"PONG", &Pong{Nonce: 0x0102030405060708}},
 	{"GOAWAY retry after 1.5 s", &Goaway{RetryAfter: 1500, Reason: GoawayShutdown}},
@@ -145,6 +152,8 @@ var vectors = []struct {
 	{"KEYS_LOW device 1: 9 EC, 2 KEM left", &KeysLow{Device: 1, EC: 9, KEM: 2}},
 	{"IDENTITY_CHANGED user 2 device 1", &IdentityChanged{User: 2, Device: 1}},
 	{"KEY_ROTATE", &KeyRotate{Old: vecOldKey, New: vecNewKey, ValidFrom: vecTime, Sig: vecRotateSig}},
+	{"KICKED session revoked", &Kicked{Reason: KickRevoked}},
+	{"ERROR inbox byte quota for a SEND", &Error{Code: CodeInboxBytesFull, ID: vecID, Detail: []byte("inbox bytes")}},
 	{"ERROR inbox full for a SEND", &Error{Code: CodeInboxFull, ID: vecID, Detail: []byte("inbox full")}},
 }
 

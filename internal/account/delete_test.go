@@ -30,11 +30,13 @@ func openHold(t *testing.T, dir string, hold time.Duration) (*Store, *pebble.DB)
 func TestDeleteInTwoSteps(t *testing.T) {
 	dir := t.TempDir()
 	s, db := openHold(t, dir, 300*time.Millisecond)
-	alice, tok, err := s.Register([]byte("alice"), []byte("correct horse"))
+	is, err := s.Register([]byte("alice"), []byte("correct horse"), "")
+	alice, tok := is.User, is.Token
 	if err != nil {
 		t.Fatal(err)
 	}
-	bob, _, err := s.Register([]byte("bob"), []byte("battery staple"))
+	bi, err := s.Register([]byte("bob"), []byte("battery staple"), "")
+	bob := bi.User
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -57,16 +59,16 @@ func TestDeleteInTwoSteps(t *testing.T) {
 	if s.Exists(alice) || !s.Exists(bob) {
 		t.Fatal("Exists ignores the deletion mark")
 	}
-	if _, err := s.Resume(tok); !errors.Is(err, ErrInvalidToken) {
+	if _, err := s.Resume(tok, ""); !errors.Is(err, ErrInvalidToken) {
 		t.Fatalf("resume with a token of a deleted account: %v", err)
 	}
-	if _, _, err := s.Login([]byte("alice"), []byte("correct horse")); !errors.Is(err, ErrUnknownUser) {
+	if _, err := s.Login([]byte("alice"), []byte("correct horse"), ""); !errors.Is(err, ErrUnknownUser) {
 		t.Fatalf("login to a deleted account: %v", err)
 	}
 	if _, err := s.Name(alice); !errors.Is(err, ErrUnknownUser) {
 		t.Fatalf("name of a deleted account: %v", err)
 	}
-	if _, _, err := s.Register([]byte("alice"), []byte("new password")); !errors.Is(err, ErrNameTaken) {
+	if _, err := s.Register([]byte("alice"), []byte("new password"), ""); !errors.Is(err, ErrNameTaken) {
 		t.Fatalf("register the name while deleting: %v", err)
 	}
 	if err := s.BeginDelete(alice, nil); err != nil { // a second call: already begun
@@ -83,7 +85,7 @@ func TestDeleteInTwoSteps(t *testing.T) {
 	if _, err := s.LookupName([]byte("alice")); !errors.Is(err, ErrUnknownUser) {
 		t.Fatalf("lookup of a deleted name: %v", err)
 	}
-	if _, _, err := s.Register([]byte("alice"), []byte("new password")); !errors.Is(err, ErrNameTaken) {
+	if _, err := s.Register([]byte("alice"), []byte("new password"), ""); !errors.Is(err, ErrNameTaken) {
 		t.Fatalf("register the name during its hold: %v", err)
 	}
 	if err := s.FinishDelete(bob); err == nil {
@@ -91,7 +93,8 @@ func TestDeleteInTwoSteps(t *testing.T) {
 	}
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		u, _, err := s.Register([]byte("alice"), []byte("new password"))
+		ui, err := s.Register([]byte("alice"), []byte("new password"), "")
+		u := ui.User
 		if err == nil {
 			if u == alice {
 				t.Fatal("the new account got the deleted account's id")
@@ -108,7 +111,7 @@ func TestDeleteInTwoSteps(t *testing.T) {
 	if len(s.Deleting()) != 0 || s.Exists(alice) {
 		t.Fatal("a finished deletion came back as unfinished")
 	}
-	if _, _, err := s.Login([]byte("alice"), []byte("new password")); err != nil {
+	if _, err := s.Login([]byte("alice"), []byte("new password"), ""); err != nil {
 		t.Fatalf("login to the name's new account: %v", err)
 	}
 }

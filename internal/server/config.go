@@ -74,6 +74,12 @@ type Config struct {
 
 	// Hashing sets argon2id parameters for new password hashes.
 	Hashing account.Hashing
+	// SessionIdle ends an account session (a device's token) not used for
+	// this long: RESUME with its token gets ERROR 25. Default 30 days.
+	SessionIdle time.Duration
+	// TokenGrace is how long a token RESUME rotated out still resumes
+	// (its WELCOME may have been lost). Default 2 minutes.
+	TokenGrace time.Duration
 	// CacheSize and MemTableSize size Pebble (defaults 64 MiB each).
 	CacheSize    int64
 	MemTableSize uint64
@@ -88,6 +94,9 @@ type Config struct {
 	TTL time.Duration
 	// Quota is the most entries one inbox may hold. Default 10,000.
 	Quota int
+	// QuotaBytes is the most bytes one inbox's entries may hold; a SEND
+	// that would pass it gets ERROR 75. Default 64 MiB.
+	QuotaBytes int64
 	// MaxGroup is the most members a group may have. Default 256.
 	MaxGroup int
 	// NameHold is how long the name of a deleted account stays taken
@@ -200,6 +209,12 @@ func (c *Config) setDefaults() {
 	if c.Keepalive == 0 {
 		c.Keepalive = 3 * time.Minute // also announced in WELCOME
 	}
+	if c.SessionIdle == 0 {
+		c.SessionIdle = 30 * 24 * time.Hour
+	}
+	if c.TokenGrace == 0 {
+		c.TokenGrace = 2 * time.Minute
+	}
 	if c.PresenceInterval == 0 {
 		c.PresenceInterval = time.Second
 	}
@@ -276,6 +291,18 @@ func (c *Config) Validate() error {
 	}
 	if c.RetryAfter < 0 || c.RetryAfter > time.Hour {
 		bad("retry-after", c.RetryAfter, "outside 0..1h")
+	}
+	if c.SessionIdle < 0 {
+		bad("session-idle", c.SessionIdle, "below 0")
+	}
+	if c.TokenGrace < 0 || c.TokenGrace > time.Hour {
+		bad("token-grace", c.TokenGrace, "outside 0..1h")
+	}
+	if c.Quota < 0 {
+		bad("inbox-quota", c.Quota, "below 0")
+	}
+	if c.QuotaBytes < 0 {
+		bad("inbox-quota-bytes", c.QuotaBytes, "below 0")
 	}
 	if c.StorageReserve < 0 {
 		bad("storage-reserve", c.StorageReserve, "below 0")

@@ -27,7 +27,8 @@ func runChild() {
 	cfg := Config{
 		Addr: os.Getenv("CHATD_TEST_ADDR"), DataDir: os.Getenv("CHATD_TEST_DATA"), Plaintext: true,
 		Hashing:         account.Hashing{Time: 1, MemoryKiB: 64},
-		Quota:           10_000_000, // the test fills one inbox far past the default quota
+		Quota:           10_000_000, // the test fills one inbox far past the default quotas
+		QuotaBytes:      1 << 40,
 		LoginsPerSource: -1, FailedLoginsPerUser: -1, MaxFrameRate: -1, MaxByteRate: -1,
 		// Cluster push tests post to a receiver in the test process.
 		Push: push.Config{Policy: push.Policy{AllowHTTPLoopback: true}, Window: 100 * time.Millisecond},

@@ -33,6 +33,7 @@ func (s *Server) Frame(c *Conn, t codec.Type, body []byte) error {
 		s.errorTo(c, code, 0, nil, t.String()+" before WELCOME")
 		return nil
 	}
+	s.touchSession(c)
 	switch t {
 	case codec.TypeSend:
 		return s.send(c, body)
@@ -66,6 +67,8 @@ func (s *Server) Frame(c *Conn, t codec.Type, body []byte) error {
 		return s.keysFrame(c, t, body)
 	case codec.TypePushSubscribe, codec.TypePushList, codec.TypePushRemove:
 		return s.pushFrame(c, t, body)
+	case codec.TypeSessions, codec.TypeSessionRevoke, codec.TypeSessionLabel:
+		return s.sessionFrame(c, t, body)
 	}
 	return s.fatal(c, codec.CodeUnknownType, "unexpected frame "+t.String())
 }
@@ -77,6 +80,7 @@ func (s *Server) Closed(c *Conn) {
 	if u := st.user.Load(); u != 0 && s.sessions.Remove(u, c) {
 		s.presence.Changed(u, uint64(time.Now().UnixMilli()))
 		s.endSession(c, u)
+		s.sessionSeen(c, u)
 		if s.rm != nil {
 			s.detach(c, u)
 		}

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/chatd/chatd/codec"
 	"github.com/chatd/chatd/internal/account"
@@ -45,9 +46,16 @@ type Server struct {
 	prekeys  *prekey.Store
 	fetches  *fetchLimiter
 	presence *presence.Tracker[*Conn]
-	subs     *push.Store           // Web Push subscriptions
-	pushes   *push.Service         // nil when push is off
-	commits  *commits              // durable requests, off the event loop
+	subs     *push.Store   // Web Push subscriptions
+	pushes   *push.Service // nil when push is off
+	commits  *commits      // durable requests, off the event loop
+
+	seenEvery    time.Duration  // touchSession's period
+	seenInFlight atomic.Int64   // sessionSeen requests under way
+	seenWG       sync.WaitGroup // and Close waits for them
+	seenMu       sync.RWMutex   // guards seenClosed against seenWG.Add
+	seenClosed   bool
+
 	sessions *router.Router[*Conn] // the session table and delivery: push, drain, ack
 	conns    *conn.Server[session]
 	admit    *admission.Control // accept-time GOAWAY: capacity, memory, accept rate
@@ -87,7 +95,8 @@ func New(cfg Config) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, closing: make(chan struct{}), lat: newLatencies()}
+	s := &Server{cfg: cfg, log: cfg.Logger, closing: make(chan struct{}), lat: newLatencies(),
+		seenEvery: min(cfg.SessionIdle/8, 24*time.Hour)}
 	s.baseCtx, s.cancel = context.WithCancel(context.Background())
 	s.sessions = router.New(router.Config[*Conn]{
 		Window: cfg.Window, WindowBytes: cfg.WindowBytes, Logger: cfg.Logger,
@@ -118,7 +127,7 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s.db = db
-	if s.accounts, err = account.New(db, account.Config{Hashing: cfg.Hashing, NameHold: cfg.NameHold}); err != nil {
+	if s.accounts, err = account.New(db, account.Config{Hashing: cfg.Hashing, NameHold: cfg.NameHold, IdleExpiry: cfg.SessionIdle, Grace: cfg.TokenGrace}); err != nil {
 		db.Close()
 		return nil, err
 	}
@@ -148,7 +157,7 @@ func New(cfg Config) (*Server, error) {
 	s.commits = newCommits()                   // and use these
 	// A user's presence is hidden from the users it blocked.
 	s.presence.HideFrom(func(user uint64, c *Conn) bool { return s.blocks.Blocks(user, c.State.user.Load()) })
-	ocfg := offline.Config{Lanes: cfg.Lanes, TTL: cfg.TTL, Quota: cfg.Quota, Logger: cfg.Logger, SyncFault: cfg.syncFault,
+	ocfg := offline.Config{Lanes: cfg.Lanes, TTL: cfg.TTL, Quota: cfg.Quota, QuotaBytes: cfg.QuotaBytes, Logger: cfg.Logger, SyncFault: cfg.syncFault,
 		Synced: s.lat.sync.Observe, Gone: s.accounts.Deleted}
 	if cfg.Cluster != nil {
 		// Before the inbox opens: its first expiry sweep may owe receipts
@@ -293,6 +302,7 @@ func (s *Server) Close() error {
 		close(s.closing)
 		s.cancel()
 		err := s.conns.Shutdown(ctx)
+		s.stopSeen()      // the last sessions' last seen, while the cluster still answers
 		s.deletes.close() // they stop at their next step (closing): the next start finishes them
 		s.closeCluster()  // after the last session's release is queued, before the inbox: no request arrives after
 		s.commits.close() // after the last frame, before the inbox: jobs queue group events

@@ -55,6 +55,7 @@ var kinds = map[string]kind{
 	"kemkeys":    {"kemKeys(f.%[1]s)", "kemKeys(&f.%[1]s)"},
 	"bundles":    {"bundles(f.%[1]s)", "bundles(&f.%[1]s)"},
 	"pushsubs":   {"pushSubs(f.%[1]s)", "pushSubs(&f.%[1]s)"},
+	"sessions":   {"sessions(f.%[1]s)", "sessions(&f.%[1]s)"},
 }
 
 // File returns the gofmt'ed source of frames_gen.go for the table in the
