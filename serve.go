@@ -25,6 +25,10 @@ func serve(args []string) error {
 	var cfg server.Config
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.StringVar(&cfg.Addr, "addr", "127.0.0.1:7420", "TCP address to listen on; use 0.0.0.0:7420 to accept other hosts")
+	fs.StringVar(&cfg.WSAddr, "ws-addr", "", "also accept WebSocket clients (browsers) on this address (empty: off); see PROTOCOL.md, WebSocket binding")
+	fs.StringVar(&cfg.WSPath, "ws-path", "/chatd", "request path the WebSocket listener upgrades")
+	var wsOrigins string
+	fs.StringVar(&wsOrigins, "ws-origins", "", "comma-separated browser origins allowed on the WebSocket listener, e.g. https://chat.example.com, or * for any (empty: only pages from the host the request names)")
 	fs.StringVar(&cfg.DataDir, "data", "chatd-data", "folder for the embedded database (accounts, inboxes); created if missing")
 	fs.StringVar(&cfg.NoiseKey, "noise-key", "", "file of the server's static Noise key, created if missing (empty: DATA/noise.key); a cluster's nodes share one")
 	fs.BoolVar(&cfg.Plaintext, "plaintext", false, "also accept unencrypted connections (local benchmarks only; Noise is always on)")
@@ -94,6 +98,11 @@ func serve(args []string) error {
 		return err
 	}
 
+	for _, o := range strings.Split(wsOrigins, ",") {
+		if o = strings.TrimSpace(o); o != "" {
+			cfg.WSOrigins = append(cfg.WSOrigins, o)
+		}
+	}
 	if cc.Node != "" {
 		for _, r := range strings.Split(routes, ",") {
 			if r = strings.TrimSpace(r); r != "" {
@@ -138,6 +147,10 @@ func serve(args []string) error {
 		zap.Int("max_connections", s.MaxConns()), // what admission enforces, -max-conns or the file limit less 300
 		zap.String("public_key", hex.EncodeToString(s.PublicKey())))
 	fmt.Printf("chatd public key: %x\n", s.PublicKey())
+	if a := s.WSAddr(); a != nil {
+		log.Info("websocket listening", zap.Stringer("addr", a), zap.String("path", cfg.WSPath),
+			zap.Strings("origins", cfg.WSOrigins))
+	}
 
 	if *admin != "" {
 		addr, stop, err := s.Admin(*admin)

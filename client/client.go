@@ -13,6 +13,8 @@ import (
 
 // Options configure a Client.
 type Options struct {
+	// Addr is the server's TCP host:port, or a ws:// (wss://) URL for the
+	// WebSocket binding, e.g. ws://127.0.0.1:7421/chatd.
 	Addr string
 	// Name and Password log in; with Register set the first connection
 	// creates the account instead. Token, if set, is tried first.

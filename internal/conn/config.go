@@ -52,6 +52,8 @@ type Config struct {
 	NoiseKey *secure.Keypair
 	// AllowPlaintext accepts the plaintext transport. Off by default.
 	AllowPlaintext bool
+	// WebSocket configures the WebSocket listener, if ListenWS is used.
+	WebSocket WSConfig
 	// Logger receives connection-level events (never per-frame ones).
 	Logger *zap.Logger
 }

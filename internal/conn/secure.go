@@ -5,7 +5,6 @@ import (
 
 	"github.com/chatd/chatd/codec"
 	"github.com/chatd/chatd/internal/secure"
-	"github.com/cloudwego/netpoll"
 )
 
 // secureConn is an encrypted connection's transport state: the handshake
@@ -22,7 +21,7 @@ type secureConn struct {
 // the handler like plaintext ones, and bad ones get the same ERROR,
 // sealed: a frame over the limit ERROR 2, a zero length or a record ending
 // inside a frame ERROR 1. An empty record carries nothing and is skipped.
-func (s *Server[T]) readRecord(c *Conn[T], r netpoll.Reader, plain *[]byte, in *tally) bool {
+func (s *Server[T]) readRecord(c *Conn[T], r input, plain *[]byte, in *tally) bool {
 	hdr, err := r.Peek(2)
 	if err != nil {
 		s.readFailed(c, err)

@@ -17,6 +17,17 @@ import (
 type Config struct {
 	// Addr is the TCP listen address. Default "127.0.0.1:7420".
 	Addr string
+	// WSAddr, if set, is a second listen address for the WebSocket
+	// binding (PROTOCOL.md): browsers, and clients behind proxies that pass
+	// only HTTP. Off by default.
+	WSAddr string
+	// WSPath is the request path upgraded to WebSocket. Default "/chatd".
+	WSPath string
+	// WSOrigins lists the browser origins allowed on the WebSocket
+	// listener ("https://chat.example.com", or "*" for any). Requests
+	// without Origin (not from a browser) are always allowed; with the
+	// list empty, only pages from the host the request names (Host) are.
+	WSOrigins []string
 	// DataDir holds the Pebble database. Default "chatd-data".
 	DataDir string
 	// Plaintext accepts unencrypted connections (local benchmarks only).

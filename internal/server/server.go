@@ -192,6 +192,7 @@ func New(cfg Config) (*Server, error) {
 		AuthTimeout:    cfg.AuthTimeout,
 		LazyDelay:      cfg.ReceiptDelay,
 		AllowPlaintext: cfg.Plaintext,
+		WebSocket:      conn.WSConfig{Path: cfg.WSPath, Origins: cfg.WSOrigins},
 		Logger:         cfg.Logger,
 	}, s)
 	if err != nil {
@@ -215,8 +216,19 @@ func New(cfg Config) (*Server, error) {
 	return s, nil
 }
 
-// Listen binds the configured address.
-func (s *Server) Listen() error { return s.conns.Listen(s.cfg.Addr) }
+// Listen binds the configured address, and the WebSocket one if set.
+func (s *Server) Listen() error {
+	if err := s.conns.Listen(s.cfg.Addr); err != nil {
+		return err
+	}
+	if s.cfg.WSAddr != "" {
+		return s.conns.ListenWS(s.cfg.WSAddr)
+	}
+	return nil
+}
+
+// WSAddr is the bound WebSocket address (after Listen), nil without one.
+func (s *Server) WSAddr() net.Addr { return s.conns.WSAddr() }
 
 // MaxConns is the connection capacity admission enforces: the configured
 // one, or the open-files limit less 300 when none was set.
