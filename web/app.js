@@ -189,14 +189,19 @@ function handle(f) {
 }
 
 function welcomed(f) {
-  const first = !app.welcome;
   app.welcome = f;
   app.loggedIn = true;
   app.self = f.user.toString();
   app.attempt = 0;
   const name = $('#name').value || sessions.get(wsURL)?.name;
   sessions.set(wsURL, { name, user: app.self, token: hex(f.token) });
-  if (app.store?.user !== app.self) app.store = new Store(wsURL, app.self);
+  if (app.store?.user !== app.self) {
+    // Another account on this browser: its own chats, nothing of the last one's.
+    app.store = new Store(wsURL, app.self);
+    app.current = null;
+    app.presence = {};
+    app.typing = {};
+  }
   app.store.names[app.self] = name;
   status('connected', 'good');
   $('#me').textContent = name;
@@ -213,7 +218,7 @@ function welcomed(f) {
     app.store.flush();
     render();
   }, () => {});
-  if (first && app.current === null) app.current = Object.keys(app.store.chats)[0] ?? null;
+  if (app.current === null) app.current = Object.keys(app.store.chats)[0] ?? null;
 }
 
 // entry stores an inbox entry once (seqs only grow), then schedules the ACK.
@@ -517,8 +522,8 @@ function render() {
       const t = li.querySelector('.ticks');
       t.textContent = tick(m);
       t.dataset.state = m.state;
-      if (group && (m.delivered || m.read)) {
-        t.title = `delivered to ${(m.delivered ?? []).map(nameOf).join(', ') || 'nobody yet'}; read by ${(m.read ?? []).map(nameOf).join(', ') || 'nobody yet'}`;
+      if (group && (m.deliveredTo || m.readBy)) {
+        t.title = `delivered to ${(m.deliveredTo ?? []).map(nameOf).join(', ') || 'nobody yet'}; read by ${(m.readBy ?? []).map(nameOf).join(', ') || 'nobody yet'}`;
       }
     }
     list.append(li);

@@ -84,8 +84,9 @@ export class Store {
   advance(id, state, by) {
     const m = this.outgoing(id);
     if (!m) return null;
-    if (by) {
-      m[state] = [...new Set([...(m[state] ?? []), by])]; // who, in a group
+    const who = { delivered: 'deliveredTo', read: 'readBy' }[state];
+    if (by && who) {
+      m[who] = [...new Set([...(m[who] ?? []), by])]; // which members, in a group
     }
     if (STATES.includes(state) && STATES.indexOf(state) > STATES.indexOf(m.state)) m.state = state;
     if (state === 'failed' || state === 'expired') m.state = state;
