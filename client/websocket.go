@@ -16,9 +16,9 @@ import (
 // (PROTOCOL.md, "WebSocket binding").
 const Subprotocol = "chatd.v1"
 
-// isWebSocketURL reports whether addr names the WebSocket binding
+// IsWebSocketURL reports whether addr names the WebSocket binding
 // (ws://host:port/path) rather than a TCP host:port.
-func isWebSocketURL(addr string) bool {
+func IsWebSocketURL(addr string) bool {
 	return strings.HasPrefix(addr, "ws://") || strings.HasPrefix(addr, "wss://")
 }
 
@@ -30,7 +30,19 @@ func isWebSocketURL(addr string) bool {
 // is the same as over TCP; Dial and DialTransport call it for a ws:// or
 // wss:// address.
 func DialWebSocket(ctx context.Context, url string) (net.Conn, error) {
-	d := ws.Dialer{Protocols: []string{Subprotocol}}
+	return WebSocketDialer{}.Dial(ctx, url)
+}
+
+// WebSocketDialer is DialWebSocket with a choice of how the TCP connection
+// is made (a source address, say).
+type WebSocketDialer struct {
+	// NetDial makes the TCP connection; nil means a plain net.Dialer.
+	NetDial func(ctx context.Context, network, addr string) (net.Conn, error)
+}
+
+// Dial is DialWebSocket through d.
+func (wd WebSocketDialer) Dial(ctx context.Context, url string) (net.Conn, error) {
+	d := ws.Dialer{Protocols: []string{Subprotocol}, NetDial: wd.NetDial}
 	nc, br, hs, err := d.Dial(ctx, url)
 	if err != nil {
 		return nil, fmt.Errorf("client: websocket %s: %w", url, err)
@@ -130,7 +142,7 @@ func (w bytesWriter) Write(p []byte) (int, error) { *w.b = append(*w.b, p...); r
 
 // dialStream connects to a TCP address or a ws:// URL.
 func dialStream(ctx context.Context, addr string) (net.Conn, error) {
-	if isWebSocketURL(addr) {
+	if IsWebSocketURL(addr) {
 		return DialWebSocket(ctx, addr)
 	}
 	var d net.Dialer
