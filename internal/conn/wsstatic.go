@@ -24,8 +24,9 @@ type StaticFunc func(path string) (body []byte, contentType string, ok bool)
 const staticHeaders = "Content-Security-Policy: default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'none'\r\n" +
 	"X-Content-Type-Options: nosniff\r\nReferrer-Policy: no-referrer\r\nCache-Control: no-cache\r\nConnection: close\r\n"
 
-// serveStatic answers head if it asks for no upgrade and a StaticFunc is
-// set, then closes the connection; it reports whether it did.
+// serveStatic answers head if it asks for no upgrade, is not for the
+// WebSocket path and a StaticFunc is set, then closes the connection; it
+// reports whether it did.
 func (s *Server[T]) serveStatic(c *Conn[T], head []byte) bool {
 	get := s.cfg.WebSocket.Static
 	if get == nil || hasUpgrade(head) {
@@ -35,6 +36,9 @@ func (s *Server[T]) serveStatic(c *Conn[T], head []byte) bool {
 	method, rest, _ := strings.Cut(string(line), " ")
 	target, _, _ := strings.Cut(rest, " ")
 	path, _, _ := strings.Cut(target, "?")
+	if path == s.cfg.WebSocket.Path {
+		return false // a bad upgrade request: the upgrade answers it (400)
+	}
 	var resp []byte
 	switch body, ctype, ok := get(path); {
 	case method != http.MethodGet && method != http.MethodHead:

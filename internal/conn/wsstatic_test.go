@@ -68,7 +68,10 @@ func TestWSStatic(t *testing.T) {
 		t.Fatalf("POST /: %d", resp.StatusCode)
 	}
 	dialWS(t, s) // the upgrade is untouched
-	if n := s.Snapshot().BadInput[ReasonUpgrade]; n != 0 {
-		t.Fatalf("%d static requests counted as refused upgrades", n)
+	if _, status := openWS(t, s, upgradeRequest("/chatd", "Upgrade:")); status != 400 {
+		t.Fatalf("a request for the WebSocket path without Upgrade: %d, want the upgrade's 400", status)
+	}
+	if n := s.Snapshot().BadInput[ReasonUpgrade]; n != 1 {
+		t.Fatalf("%d refused upgrades counted, want 1 (static requests are not)", n)
 	}
 }
