@@ -456,6 +456,7 @@ function markRead() {
 function showLogin(show) {
   $('#login').hidden = !show;
   $('#main').hidden = show;
+  $('#logout').hidden = show;
 }
 
 function flash(text) {

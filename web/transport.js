@@ -67,7 +67,7 @@ export class KeyRefusedError extends Error {
   constructor(got, want) {
     super(`SERVER KEY CHANGED: the server presented ${got}, but this client pinned ${want}. ` +
       'Not connecting: someone may be impersonating the server. If the operator really replaced the key, ' +
-      'forget the pinned key and connect again.');
+      'put the new one in ?key= (or forget the pinned key) and connect again.');
     this.got = got;
     this.want = want;
   }
