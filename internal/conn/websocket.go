@@ -3,6 +3,7 @@ package conn
 import (
 	"encoding/binary"
 	"fmt"
+	"time"
 
 	"github.com/chatd/chatd/codec"
 	"github.com/cloudwego/netpoll"
@@ -57,6 +58,10 @@ type wsConn struct {
 	head      *[]byte // the HTTP request so far, until the upgrade
 	in        wsStream
 	inMessage bool // a fragmented message is open
+	// partial says the stream holds part of a chatd frame or record, since
+	// partialSince (clock ms): it must be completed within ReadTimeout.
+	partial      bool
+	partialSince uint32
 
 	// Guarded by Conn.mu (written by OnRequest, read by every flush).
 	upgraded  bool
@@ -131,6 +136,17 @@ func (s *Server[T]) onWSRequest(c *Conn[T], r netpoll.Reader, plain **[]byte, in
 	if !w.upgraded && !s.readHead(c, r) {
 		return
 	}
+	// A TCP peer that stalls mid-frame holds a pool goroutine until
+	// ReadTimeout; a WebSocket peer's partial unit waits in the stream
+	// with none, so the same bound is checked here, on its next input
+	// (pings included), and by the keepalive if nothing comes.
+	if w.partial && older(in.now, w.partialSince, uint32(s.cfg.ReadTimeout/time.Millisecond)) {
+		s.stats.bad.note(s.log, ReasonReadTimeout, c.RemoteAddr, "a frame started and not finished in the read timeout")
+		c.setWSClose(closePolicy)
+		r.Release()
+		c.Close()
+		return
+	}
 	for r.Len() > 0 {
 		if c.isClosed() {
 			r.Release()
@@ -178,6 +194,11 @@ func (s *Server[T]) onWSRequest(c *Conn[T], r netpoll.Reader, plain **[]byte, in
 			return
 		}
 		w.in.compact()
+		if w.in.Len() == 0 {
+			w.partial = false
+		} else if !w.partial {
+			w.partial, w.partialSince = true, in.now
+		}
 	}
 	r.Release()
 	c.Flush()

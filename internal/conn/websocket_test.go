@@ -504,3 +504,54 @@ func TestWSIdleHoldNoGoroutines(t *testing.T) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// TestWSStalledPartialFrame sends half a PING inside a WebSocket frame and
+// then only pings: the half frame must still be finished within the read
+// timeout, as on TCP, or the connection is closed.
+func TestWSStalledPartialFrame(t *testing.T) {
+	s, _ := startWSServer(t, Config{ReadTimeout: 300 * time.Millisecond})
+	p := dialWS(t, s)
+	p.send(t, binaryFrame(append(codec.AppendPreamble(nil, codec.TransportPlain), ping(1)...)))
+	p.nextFrame(t)
+	p.send(t, binaryFrame(ping(2)[:6]))
+	start := time.Now()
+	go func() { // keep the connection busy with pings; writes fail once it closes
+		for i := 0; i < 50; i++ {
+			if _, err := p.nc.Write(frame(0x80|opPing, nil, false)); err != nil {
+				return
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}()
+	p.expectClose(t, closePolicy)
+	if d := time.Since(start); d < 300*time.Millisecond || d > 2*time.Second {
+		t.Fatalf("closed after %v, want the 300ms read timeout", d)
+	}
+	if n := s.Snapshot().ReadTimeouts; n != 1 {
+		t.Fatalf("%d read timeouts counted", n)
+	}
+}
+
+// TestWSRefusedAtAdmission checks that a WebSocket client the admitter
+// refuses gets an HTTP 503, not the GOAWAY frame a TCP client gets (it has
+// not upgraded, so it would read the frame as HTTP).
+func TestWSRefusedAtAdmission(t *testing.T) {
+	s, _ := startWSServer(t, Config{})
+	s.SetAdmitter(func() (bool, []byte) { return false, []byte("GOAWAY frame") })
+	nc, err := net.Dial("tcp", s.WSAddr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	nc.SetDeadline(time.Now().Add(5 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(nc), nil)
+	if err != nil {
+		t.Fatalf("read response: %v", err)
+	}
+	if resp.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("status %d, want 503", resp.StatusCode)
+	}
+	if s.Snapshot().Rejected != 1 {
+		t.Fatalf("rejected %d", s.Snapshot().Rejected)
+	}
+}
