@@ -35,6 +35,9 @@ type WSConfig struct {
 	// empty list, only a page from the host the request was sent to (the
 	// Host header) may connect.
 	Origins []string
+	// Static, if set, answers plain GETs (requests without Upgrade) with
+	// files, the browser client's (wsstatic.go).
+	Static StaticFunc
 }
 
 // Subprotocol is the WebSocket subprotocol a client must ask for.

@@ -49,6 +49,11 @@ func (s *Server[T]) readHead(c *Conn[T], r netpoll.Reader) bool {
 	end := from + i + len(endOfHead)
 	r.Skip(end - old)
 	r.Release()
+	if s.serveStatic(c, h[:end]) {
+		putBuf(w.head)
+		w.head = nil
+		return false
+	}
 	resp, err := s.upgrade(h[:end])
 	putBuf(w.head)
 	w.head = nil

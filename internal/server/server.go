@@ -23,6 +23,7 @@ import (
 	"github.com/chatd/chatd/internal/router"
 	"github.com/chatd/chatd/internal/secure"
 	"github.com/chatd/chatd/internal/store"
+	"github.com/chatd/chatd/web"
 	"github.com/cockroachdb/pebble/v2"
 	"go.uber.org/zap"
 )
@@ -227,7 +228,7 @@ func New(cfg Config) (*Server, error) {
 		AuthTimeout:    cfg.AuthTimeout,
 		LazyDelay:      cfg.ReceiptDelay,
 		AllowPlaintext: cfg.Plaintext,
-		WebSocket:      conn.WSConfig{Path: cfg.WSPath, Origins: cfg.WSOrigins},
+		WebSocket:      conn.WSConfig{Path: cfg.WSPath, Origins: cfg.WSOrigins, Static: web.File},
 		Logger:         cfg.Logger,
 	}, s)
 	if err != nil {
