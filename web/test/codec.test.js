@@ -13,9 +13,28 @@ test('PROTOCOL.md has the annotated vectors', () => {
 // on its line (or on consecutive lines, "token …" then "token") has the
 // bytes the annotation shows, and encoding the decoded fields gives the
 // vector back byte for byte.
+// Frames the browser client does not speak yet, so its codec has no
+// description of them: blocking and account deletion, sessions, the
+// prekey directory, push subscriptions and server key rotation came to
+// the protocol after the page. A vector of a frame in neither this list
+// nor the codec fails, so a new frame is a choice, not an oversight.
+const NOT_SPOKEN = new Set([
+  'BLOCK', 'UNBLOCK', 'LIST_GET', 'LIST', 'CONTACT', 'GROUP_ADDS', 'ACCOUNT_DELETE',
+  'SESSIONS', 'SESSION_LIST', 'SESSION_REVOKE', 'SESSION_LABEL',
+  'KEYS_UPLOAD', 'KEYS_COUNT', 'KEYS_COUNTS', 'KEYS_FETCH', 'KEYS_BUNDLE', 'KEYS_CHECK', 'KEYS_LOW', 'IDENTITY_CHANGED',
+  'PUSH_SUBSCRIBE', 'PUSH_LIST', 'PUSH_SUBS', 'PUSH_REMOVE',
+  'KEY_ROTATE',
+]);
+
 for (const v of vectors) {
+  const name = v.title.split(' ')[0];
+  if (NOT_SPOKEN.has(name)) {
+    test(`vector ${v.title}: not spoken by the page`, () => {
+      assert.ok(!(name in T), `${name} is in the codec: take it off NOT_SPOKEN`);
+    });
+    continue;
+  }
   test(`vector ${v.title}`, () => {
-    const name = v.title.split(' ')[0];
     assert.ok(name in T, `the codec has no frame ${name}`);
     const f = decode(v.bytes);
     assert.equal(f.type, name);
