@@ -169,7 +169,7 @@ func TestServerKeyRotation(t *testing.T) {
 		t.Fatal(err)
 	}
 	stop()
-	s, _ = startServer(t, cfg)
+	startServer(t, cfg)
 	waitServerKey(t, cl, next)
 	var e *codec.Error
 	if _, err := dialPinned(t, addr, old, "bob"); !errors.As(err, &e) || e.Code != codec.CodeKeyRetired {

@@ -175,7 +175,8 @@ func TestBlock(t *testing.T) {
 		t.Fatal(err)
 	}
 	s = startServer(t, cfg)
-	alice, bob = login(t, s, "alice"), login(t, s, "bob")
+	alice = login(t, s, "alice")
+	login(t, s, "bob") // online again, as before the restart
 	hidden, _ = alice.Send(bobID, []byte("after restart"), true)
 	if f := next[*codec.Sent](t, alice); f.ID != hidden {
 		t.Fatalf("SENT for %v", f.ID)

@@ -223,7 +223,7 @@ func (r *Receiver) check(req *http.Request) (*Push, error) {
 func (r *Receiver) checkVAPID(req *http.Request, p *Push) error {
 	auth, ok := strings.CutPrefix(req.Header.Get("Authorization"), "vapid ")
 	if !ok {
-		return fmt.Errorf("Authorization %q is not vapid", req.Header.Get("Authorization"))
+		return fmt.Errorf("header Authorization %q is not vapid", req.Header.Get("Authorization"))
 	}
 	var tok, key string
 	for _, part := range strings.Split(auth, ",") {
@@ -278,7 +278,7 @@ func (r *Receiver) checkVAPID(req *http.Request, p *Push) error {
 		return fmt.Errorf("JWT exp %v not within the next 24 hours", exp)
 	}
 	if !strings.HasPrefix(claims.Sub, "mailto:") && !strings.HasPrefix(claims.Sub, "https:") {
-		return fmt.Errorf("JWT sub %q is neither mailto: nor https:", claims.Sub)
+		return fmt.Errorf("JWT sub %q is neither a mailto nor an https URL", claims.Sub)
 	}
 	p.Audience, p.Subject, p.Expires = claims.Aud, claims.Sub, exp
 	return nil
