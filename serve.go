@@ -68,6 +68,13 @@ func serve(args []string) error {
 	fs.IntVar(&cfg.MaxFrameRate, "max-frame-rate", 1000, "frames one connection may send per second before it is closed (-1: no limit)")
 	sizeVar(fs, &cfg.MaxByteRate, "max-byte-rate", 4<<20, "bytes one connection may send per second before it is closed (-1: no limit)")
 	fs.DurationVar(&cfg.PresenceInterval, "presence-interval", time.Second, "watchers hear of a user's presence at most once per interval")
+	fs.IntVar(&cfg.Prekeys.MaxEC, "prekeys-max-ec", 1000, "one-time EC prekeys kept per device; an upload past it gets ERROR 85")
+	fs.IntVar(&cfg.Prekeys.MaxKEM, "prekeys-max-kem", 100, "one-time ML-KEM prekeys kept per device; an upload past it gets ERROR 85")
+	fs.IntVar(&cfg.Prekeys.LowEC, "prekeys-low-ec", 10, "one-time EC prekeys below which the owner gets KEYS_LOW")
+	fs.IntVar(&cfg.Prekeys.LowKEM, "prekeys-low-kem", 3, "one-time ML-KEM prekeys below which the owner gets KEYS_LOW")
+	fs.IntVar(&cfg.Prekeys.MaxFetchers, "prekeys-max-fetchers", 1000, "fetchers remembered per user, to tell of an identity key change")
+	fs.IntVar(&cfg.KeyFetches, "key-fetches", 10, "KEYS_FETCH per (requester, target) per key-fetch-window; past it ERROR 83 (-1: no limit)")
+	fs.DurationVar(&cfg.KeyFetchWindow, "key-fetch-window", 10*time.Minute, "the window of key-fetches")
 	var cc cluster.Config
 	var routes string
 	fs.StringVar(&cc.Node, "node", "", "this node's name in a cluster (empty: a single node, and nothing of NATS starts); unique and stable")

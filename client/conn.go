@@ -391,6 +391,10 @@ func (c *Conn) dispatch(f codec.Frame) {
 		req = r.Req
 	case *codec.Groups:
 		req = r.Req
+	case *codec.KeysCounts:
+		req = r.Req
+	case *codec.KeysBundle:
+		req = r.Req
 	}
 	if req != 0 {
 		c.mu.Lock()

@@ -94,6 +94,15 @@ const (
 	CodeShuttingDown   Code = 61 // the server is stopping; retry after GOAWAY's delay
 	CodeUnknownOutcome Code = 62 // the server cannot tell whether the message was stored: resend it with DUP
 	CodeUnavailable    Code = 63 // a cluster node this request needs did not answer; retry later
+
+	// Prekey directory errors, referring to a request by its req id.
+	CodeBadSignature  Code = 80 // a KEYS_UPLOAD signature does not verify against its identity key
+	CodeKeysMismatch  Code = 81 // KEYS_CHECK: the server's long-lived keys differ (or there are none)
+	CodeNoKeys        Code = 82 // KEYS_FETCH of a user or device with no keys uploaded
+	CodeFetchLimited  Code = 83 // KEYS_FETCH of this target too often; retry later
+	CodeInvalidKeys   Code = 84 // KEYS_UPLOAD breaks a rule: missing long-lived keys, id 0, repeated id, bad key
+	CodeKeysFull      Code = 85 // KEYS_UPLOAD would store more one-time prekeys than the server allows
+	CodeKeysClustered Code = 86 // the prekey directory is not served in cluster mode
 )
 
 var codeNames = map[Code]string{
@@ -114,6 +123,9 @@ var codeNames = map[Code]string{
 	CodeLastAdmin: "last admin", CodeTooManyTargets: "too many subscriptions",
 	CodeRateLimited: "rate limited", CodeSlowConsumer: "slow consumer",
 	CodeInternal: "internal error", CodeShuttingDown: "shutting down", CodeUnknownOutcome: "outcome unknown", CodeUnavailable: "node unavailable",
+	CodeBadSignature: "bad key signature", CodeKeysMismatch: "keys mismatch", CodeNoKeys: "no keys",
+	CodeFetchLimited: "key fetches rate-limited", CodeInvalidKeys: "invalid keys", CodeKeysFull: "too many prekeys",
+	CodeKeysClustered: "prekeys not served in a cluster",
 }
 
 func (c Code) String() string {

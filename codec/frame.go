@@ -47,7 +47,8 @@ func Decode(b []byte) (Frame, error) {
 func (t Type) FromClient() bool {
 	switch t {
 	case TypeWelcome, TypeUser, TypeOK, TypeSent, TypeDeliver, TypeReceipt, TypeIsTyping,
-		TypePresence, TypeGroupInfo, TypeGroups, TypeGroupEvent, TypeGoaway, TypeKicked, TypeError:
+		TypePresence, TypeGroupInfo, TypeGroups, TypeGroupEvent, TypeGoaway, TypeKicked, TypeError,
+		TypeKeysCounts, TypeKeysBundle, TypeKeysLow, TypeIdentityChanged:
 		return false
 	}
 	return t.Known()

@@ -77,49 +77,73 @@ func New(t Type) Frame {
 		return new(Goaway)
 	case TypeKicked:
 		return new(Kicked)
+	case TypeKeysUpload:
+		return new(KeysUpload)
+	case TypeKeysCount:
+		return new(KeysCount)
+	case TypeKeysCounts:
+		return new(KeysCounts)
+	case TypeKeysFetch:
+		return new(KeysFetch)
+	case TypeKeysBundle:
+		return new(KeysBundle)
+	case TypeKeysCheck:
+		return new(KeysCheck)
+	case TypeKeysLow:
+		return new(KeysLow)
+	case TypeIdentityChanged:
+		return new(IdentityChanged)
 	case TypeError:
 		return new(Error)
 	}
 	return nil
 }
 
-func (f *Register) Type() Type    { return TypeRegister }
-func (f *Login) Type() Type       { return TypeLogin }
-func (f *Resume) Type() Type      { return TypeResume }
-func (f *Welcome) Type() Type     { return TypeWelcome }
-func (f *Logout) Type() Type      { return TypeLogout }
-func (f *Password) Type() Type    { return TypePassword }
-func (f *Lookup) Type() Type      { return TypeLookup }
-func (f *User) Type() Type        { return TypeUser }
-func (f *OK) Type() Type          { return TypeOK }
-func (f *Send) Type() Type        { return TypeSend }
-func (f *Sent) Type() Type        { return TypeSent }
-func (f *Deliver) Type() Type     { return TypeDeliver }
-func (f *Ack) Type() Type         { return TypeAck }
-func (f *Read) Type() Type        { return TypeRead }
-func (f *Receipt) Type() Type     { return TypeReceipt }
-func (f *Typing) Type() Type      { return TypeTyping }
-func (f *IsTyping) Type() Type    { return TypeIsTyping }
-func (f *Subscribe) Type() Type   { return TypeSubscribe }
-func (f *Unsubscribe) Type() Type { return TypeUnsubscribe }
-func (f *Presence) Type() Type    { return TypePresence }
-func (f *Privacy) Type() Type     { return TypePrivacy }
-func (f *GroupCreate) Type() Type { return TypeGroupCreate }
-func (f *GroupAdd) Type() Type    { return TypeGroupAdd }
-func (f *GroupRemove) Type() Type { return TypeGroupRemove }
-func (f *GroupLeave) Type() Type  { return TypeGroupLeave }
-func (f *GroupRename) Type() Type { return TypeGroupRename }
-func (f *GroupAdmin) Type() Type  { return TypeGroupAdmin }
-func (f *GroupGet) Type() Type    { return TypeGroupGet }
-func (f *GroupList) Type() Type   { return TypeGroupList }
-func (f *GroupInfo) Type() Type   { return TypeGroupInfo }
-func (f *Groups) Type() Type      { return TypeGroups }
-func (f *GroupEvent) Type() Type  { return TypeGroupEvent }
-func (f *Ping) Type() Type        { return TypePing }
-func (f *Pong) Type() Type        { return TypePong }
-func (f *Goaway) Type() Type      { return TypeGoaway }
-func (f *Kicked) Type() Type      { return TypeKicked }
-func (f *Error) Type() Type       { return TypeError }
+func (f *Register) Type() Type        { return TypeRegister }
+func (f *Login) Type() Type           { return TypeLogin }
+func (f *Resume) Type() Type          { return TypeResume }
+func (f *Welcome) Type() Type         { return TypeWelcome }
+func (f *Logout) Type() Type          { return TypeLogout }
+func (f *Password) Type() Type        { return TypePassword }
+func (f *Lookup) Type() Type          { return TypeLookup }
+func (f *User) Type() Type            { return TypeUser }
+func (f *OK) Type() Type              { return TypeOK }
+func (f *Send) Type() Type            { return TypeSend }
+func (f *Sent) Type() Type            { return TypeSent }
+func (f *Deliver) Type() Type         { return TypeDeliver }
+func (f *Ack) Type() Type             { return TypeAck }
+func (f *Read) Type() Type            { return TypeRead }
+func (f *Receipt) Type() Type         { return TypeReceipt }
+func (f *Typing) Type() Type          { return TypeTyping }
+func (f *IsTyping) Type() Type        { return TypeIsTyping }
+func (f *Subscribe) Type() Type       { return TypeSubscribe }
+func (f *Unsubscribe) Type() Type     { return TypeUnsubscribe }
+func (f *Presence) Type() Type        { return TypePresence }
+func (f *Privacy) Type() Type         { return TypePrivacy }
+func (f *GroupCreate) Type() Type     { return TypeGroupCreate }
+func (f *GroupAdd) Type() Type        { return TypeGroupAdd }
+func (f *GroupRemove) Type() Type     { return TypeGroupRemove }
+func (f *GroupLeave) Type() Type      { return TypeGroupLeave }
+func (f *GroupRename) Type() Type     { return TypeGroupRename }
+func (f *GroupAdmin) Type() Type      { return TypeGroupAdmin }
+func (f *GroupGet) Type() Type        { return TypeGroupGet }
+func (f *GroupList) Type() Type       { return TypeGroupList }
+func (f *GroupInfo) Type() Type       { return TypeGroupInfo }
+func (f *Groups) Type() Type          { return TypeGroups }
+func (f *GroupEvent) Type() Type      { return TypeGroupEvent }
+func (f *Ping) Type() Type            { return TypePing }
+func (f *Pong) Type() Type            { return TypePong }
+func (f *Goaway) Type() Type          { return TypeGoaway }
+func (f *Kicked) Type() Type          { return TypeKicked }
+func (f *KeysUpload) Type() Type      { return TypeKeysUpload }
+func (f *KeysCount) Type() Type       { return TypeKeysCount }
+func (f *KeysCounts) Type() Type      { return TypeKeysCounts }
+func (f *KeysFetch) Type() Type       { return TypeKeysFetch }
+func (f *KeysBundle) Type() Type      { return TypeKeysBundle }
+func (f *KeysCheck) Type() Type       { return TypeKeysCheck }
+func (f *KeysLow) Type() Type         { return TypeKeysLow }
+func (f *IdentityChanged) Type() Type { return TypeIdentityChanged }
+func (f *Error) Type() Type           { return TypeError }
 
 func (f *Register) Append(dst []byte) []byte {
 	return begin(dst, TypeRegister).str8(f.Name).str8(f.Password).end()
@@ -255,6 +279,38 @@ func (f *Goaway) Append(dst []byte) []byte {
 
 func (f *Kicked) Append(dst []byte) []byte {
 	return begin(dst, TypeKicked).u8(uint8(f.Reason)).end()
+}
+
+func (f *KeysUpload) Append(dst []byte) []byte {
+	return begin(dst, TypeKeysUpload).u32(f.Req).u8(uint8(f.Flags)).key32((*[32]byte)(&f.Identity)).optSigned(f.Signed).optKEM(f.LastResort).ecKeys(f.EC).kemKeys(f.KEM).end()
+}
+
+func (f *KeysCount) Append(dst []byte) []byte {
+	return begin(dst, TypeKeysCount).u32(f.Req).end()
+}
+
+func (f *KeysCounts) Append(dst []byte) []byte {
+	return begin(dst, TypeKeysCounts).u32(f.Req).u16(uint16(f.Device)).u16(uint16(f.EC)).u16(uint16(f.KEM)).end()
+}
+
+func (f *KeysFetch) Append(dst []byte) []byte {
+	return begin(dst, TypeKeysFetch).u32(f.Req).u64(f.User).u16(uint16(f.Device)).end()
+}
+
+func (f *KeysBundle) Append(dst []byte) []byte {
+	return begin(dst, TypeKeysBundle).u32(f.Req).u64(f.User).bundles(f.Bundles).end()
+}
+
+func (f *KeysCheck) Append(dst []byte) []byte {
+	return begin(dst, TypeKeysCheck).u32(f.Req).key32((*[32]byte)(&f.Digest)).end()
+}
+
+func (f *KeysLow) Append(dst []byte) []byte {
+	return begin(dst, TypeKeysLow).u16(uint16(f.Device)).u16(uint16(f.EC)).u16(uint16(f.KEM)).end()
+}
+
+func (f *IdentityChanged) Append(dst []byte) []byte {
+	return begin(dst, TypeIdentityChanged).u64(f.User).u16(uint16(f.Device)).end()
 }
 
 func (f *Register) Decode(body []byte) error {
@@ -399,6 +455,38 @@ func (f *Goaway) Decode(body []byte) error {
 
 func (f *Kicked) Decode(body []byte) error {
 	return read(body, TypeKicked).u8((*uint8)(&f.Reason), "reason").done()
+}
+
+func (f *KeysUpload) Decode(body []byte) error {
+	return read(body, TypeKeysUpload).u32(&f.Req, "req").u8((*uint8)(&f.Flags), "flags").key32((*[32]byte)(&f.Identity), "identity").optSigned(&f.Signed).optKEM(&f.LastResort).ecKeys(&f.EC).kemKeys(&f.KEM).done()
+}
+
+func (f *KeysCount) Decode(body []byte) error {
+	return read(body, TypeKeysCount).u32(&f.Req, "req").done()
+}
+
+func (f *KeysCounts) Decode(body []byte) error {
+	return read(body, TypeKeysCounts).u32(&f.Req, "req").u16((*uint16)(&f.Device), "device").u16((*uint16)(&f.EC), "ec").u16((*uint16)(&f.KEM), "kem").done()
+}
+
+func (f *KeysFetch) Decode(body []byte) error {
+	return read(body, TypeKeysFetch).u32(&f.Req, "req").u64(&f.User, "user").u16((*uint16)(&f.Device), "device").done()
+}
+
+func (f *KeysBundle) Decode(body []byte) error {
+	return read(body, TypeKeysBundle).u32(&f.Req, "req").u64(&f.User, "user").bundles(&f.Bundles).done()
+}
+
+func (f *KeysCheck) Decode(body []byte) error {
+	return read(body, TypeKeysCheck).u32(&f.Req, "req").key32((*[32]byte)(&f.Digest), "digest").done()
+}
+
+func (f *KeysLow) Decode(body []byte) error {
+	return read(body, TypeKeysLow).u16((*uint16)(&f.Device), "device").u16((*uint16)(&f.EC), "ec").u16((*uint16)(&f.KEM), "kem").done()
+}
+
+func (f *IdentityChanged) Decode(body []byte) error {
+	return read(body, TypeIdentityChanged).u64(&f.User, "user").u16((*uint16)(&f.Device), "device").done()
 }
 
 func (f *Error) Decode(body []byte) error {

@@ -63,6 +63,19 @@ const (
 	TypeError  Type = 0x7F // S: code u16 | req u32 | id [16] | detail str8
 )
 
+// The prekey directory (end-to-end keys). A signed key is id u32 | key |
+// sig [64]; an optional one is preceded by a presence u8.
+const (
+	TypeKeysUpload      Type = 0x60 // C: req u32 | flags u8 | identity [32] | signed? | last_resort? | ec_count u16 | (id u32 | key [32])*n | kem_count u8 | (id u32 | key [1568] | sig [64])*n
+	TypeKeysCount       Type = 0x61 // C: req u32
+	TypeKeysCounts      Type = 0x62 // S: req u32 | device u16 | ec u16 | kem u16
+	TypeKeysFetch       Type = 0x63 // C: req u32 | user u64 | device u16 (0: all)
+	TypeKeysBundle      Type = 0x64 // S: req u32 | user u64 | count u8 | bundle*count
+	TypeKeysCheck       Type = 0x65 // C: req u32 | digest [32]
+	TypeKeysLow         Type = 0x66 // S: device u16 | ec u16 | kem u16
+	TypeIdentityChanged Type = 0x67 // S: user u64 | device u16
+)
+
 var typeNames = [256]string{
 	TypeRegister: "REGISTER", TypeLogin: "LOGIN", TypeResume: "RESUME", TypeWelcome: "WELCOME",
 	TypeLogout: "LOGOUT", TypePassword: "PASSWORD", TypeLookup: "LOOKUP", TypeUser: "USER", TypeOK: "OK",
@@ -74,6 +87,9 @@ var typeNames = [256]string{
 	TypeGroupGet: "GROUP_GET", TypeGroupList: "GROUP_LIST", TypeGroupInfo: "GROUP_INFO", TypeGroups: "GROUPS",
 	TypeGroupEvent: "GROUP_EVENT",
 	TypePing:       "PING", TypePong: "PONG", TypeGoaway: "GOAWAY", TypeKicked: "KICKED", TypeError: "ERROR",
+	TypeKeysUpload: "KEYS_UPLOAD", TypeKeysCount: "KEYS_COUNT", TypeKeysCounts: "KEYS_COUNTS",
+	TypeKeysFetch: "KEYS_FETCH", TypeKeysBundle: "KEYS_BUNDLE", TypeKeysCheck: "KEYS_CHECK",
+	TypeKeysLow: "KEYS_LOW", TypeIdentityChanged: "IDENTITY_CHANGED",
 }
 
 // Known reports whether t is a frame type of protocol version 1.

@@ -21,6 +21,30 @@ var (
 	vecTime  = uint64(1795000000000) // 2026-11-18T...Z in unix milliseconds
 )
 
+// vecKey, vecSig and vecKEM are recognisable stand-ins for keys: the
+// bytes count up from a start.
+func vecKey(start byte) (k ECKey) {
+	for i := range k {
+		k[i] = start + byte(i)
+	}
+	return k
+}
+
+func vecSig(start byte) (s Signature) {
+	for i := range s {
+		s[i] = start + byte(i)
+	}
+	return s
+}
+
+func vecKEM() []byte {
+	k := make([]byte, KEMKeyLen)
+	for i := range k {
+		k[i] = byte(i)
+	}
+	return k
+}
+
 // vectors holds one example of every frame type. PROTOCOL.md shows each
 // with its bytes annotated field by field; TestVectors keeps the two equal.
 var vectors = []struct {
@@ -64,6 +88,18 @@ var vectors = []struct {
 	{"PONG", &Pong{Nonce: 0x0102030405060708}},
 	{"GOAWAY retry after 1.5 s", &Goaway{RetryAfter: 1500, Reason: GoawayShutdown}},
 	{"KICKED logged in elsewhere", &Kicked{Reason: KickElsewhere}},
+	{"KEYS_UPLOAD refill: replace one-time EC keys, two EC and one KEM prekey", &KeysUpload{Req: 16, Flags: UploadReplaceEC, Identity: vecKey(0x10),
+		EC: []ECPreKey{{ID: 101, Key: vecKey(0x20)}, {ID: 102, Key: vecKey(0x30)}}, KEM: []KEMPreKey{{ID: 201, Key: vecKEM(), Sig: vecSig(0x40)}}}},
+	{"KEYS_UPLOAD rotate the signed prekey", &KeysUpload{Req: 17, Identity: vecKey(0x10), Signed: &SignedECKey{ID: 2, Key: vecKey(0x50), Sig: vecSig(0x60)}}},
+	{"KEYS_COUNT", &KeysCount{Req: 18}},
+	{"KEYS_COUNTS device 1: 99 EC, 9 KEM", &KeysCounts{Req: 18, Device: 1, EC: 99, KEM: 9}},
+	{"KEYS_FETCH all devices of user 2", &KeysFetch{Req: 19, User: 2}},
+	{"KEYS_BUNDLE user 2 device 1", &KeysBundle{Req: 19, User: 2, Bundles: []Bundle{{Device: 1, Identity: vecKey(0x10),
+		Signed: SignedECKey{ID: 2, Key: vecKey(0x50), Sig: vecSig(0x60)}, EC: &ECPreKey{ID: 101, Key: vecKey(0x20)},
+		KEM: KEMPreKey{ID: 201, Key: vecKEM(), Sig: vecSig(0x40)}}}}},
+	{"KEYS_CHECK", &KeysCheck{Req: 20, Digest: Digest(vecKey(0x70))}},
+	{"KEYS_LOW device 1: 9 EC, 2 KEM left", &KeysLow{Device: 1, EC: 9, KEM: 2}},
+	{"IDENTITY_CHANGED user 2 device 1", &IdentityChanged{User: 2, Device: 1}},
 	{"ERROR inbox full for a SEND", &Error{Code: CodeInboxFull, ID: vecID, Detail: []byte("inbox full")}},
 }
 

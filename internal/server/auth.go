@@ -159,6 +159,7 @@ func (s *Server) authenticated(c *Conn, kind loginKind, start int64, user uint64
 		s.attach(c, user) // the home pushes to this node from now on; the drain reads what it holds
 	}
 	s.drain(c)
+	s.keysAtLogin(c, user)
 }
 
 // welcome encodes the WELCOME that opens a session.

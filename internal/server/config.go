@@ -8,6 +8,7 @@ import (
 	"github.com/chatd/chatd/codec"
 	"github.com/chatd/chatd/internal/account"
 	"github.com/chatd/chatd/internal/cluster"
+	"github.com/chatd/chatd/internal/prekey"
 	"github.com/chatd/chatd/internal/proc"
 	"go.uber.org/zap"
 )
@@ -126,6 +127,16 @@ type Config struct {
 	MaxFrameRate int
 	MaxByteRate  int
 
+	// Prekeys tunes the prekey directory: one-time prekeys kept per
+	// device, the KEYS_LOW thresholds and the fetchers remembered per user
+	// (package prekey; zero fields take its defaults).
+	Prekeys prekey.Config
+	// KeyFetches bounds KEYS_FETCH per (requester, target) per
+	// KeyFetchWindow; past it ERROR 83. Defaults 10 per 10 minutes;
+	// negative turns it off.
+	KeyFetches     int
+	KeyFetchWindow time.Duration
+
 	Logger *zap.Logger
 
 	// syncFault, in tests, fails inbox syncs after the batch was applied.
@@ -189,6 +200,12 @@ func (c *Config) setDefaults() {
 	if c.FailedLoginsPerUser == 0 {
 		c.FailedLoginsPerUser = 10
 	}
+	if c.KeyFetches == 0 {
+		c.KeyFetches = 10
+	}
+	if c.KeyFetchWindow == 0 {
+		c.KeyFetchWindow = 10 * time.Minute
+	}
 	// Timeouts and the outbound limit are conn's; it applies their defaults.
 	if c.Logger == nil {
 		c.Logger = zap.NewNop()
@@ -250,6 +267,9 @@ func (c *Config) Validate() error {
 		// with room to spare, or a client that reads at full speed is still
 		// closed as a slow consumer at login, at every login.
 		bad("window-bytes", c.WindowBytes, "outside 1..%d (half the max outbound %d)", c.outbound()/2, c.outbound())
+	}
+	if c.KeyFetchWindow < time.Second {
+		errs = append(errs, fmt.Errorf("key fetch window %v below 1s", c.KeyFetchWindow))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("server: %w", err)

@@ -58,6 +58,8 @@ func (s *Server) Frame(c *Conn, t codec.Type, body []byte) error {
 		return s.groupFrame(c, t, body)
 	case codec.TypeSubscribe, codec.TypeUnsubscribe, codec.TypePrivacy:
 		return s.presenceFrame(c, t, body)
+	case codec.TypeKeysUpload, codec.TypeKeysCount, codec.TypeKeysFetch, codec.TypeKeysCheck:
+		return s.keysFrame(c, t, body)
 	}
 	return s.fatal(c, codec.CodeUnknownType, "unexpected frame "+t.String())
 }

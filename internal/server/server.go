@@ -15,6 +15,7 @@ import (
 	"github.com/chatd/chatd/internal/conn"
 	"github.com/chatd/chatd/internal/group"
 	"github.com/chatd/chatd/internal/offline"
+	"github.com/chatd/chatd/internal/prekey"
 	"github.com/chatd/chatd/internal/presence"
 	"github.com/chatd/chatd/internal/router"
 	"github.com/chatd/chatd/internal/secure"
@@ -37,6 +38,8 @@ type Server struct {
 	accounts *account.Store
 	inbox    *offline.Inbox[*Conn]
 	groups   *group.Store
+	prekeys  *prekey.Store
+	fetches  *fetchLimiter
 	presence *presence.Tracker[*Conn]
 	commits  *commits              // durable requests, off the event loop
 	sessions *router.Router[*Conn] // the session table and delivery: push, drain, ack
@@ -115,6 +118,11 @@ func New(cfg Config) (*Server, error) {
 		db.Close()
 		return nil, err
 	}
+	if s.prekeys, err = prekey.New(db, cfg.Prekeys); err != nil {
+		db.Close()
+		return nil, err
+	}
+	s.fetches = newFetchLimiter(cfg.KeyFetches, cfg.KeyFetchWindow)
 	pcfg := presence.Config{Interval: cfg.PresenceInterval, Online: s.online, Logger: cfg.Logger}
 	if cfg.Cluster != nil {
 		pcfg.Remote = func(u uint64) bool { return !s.local(u) }

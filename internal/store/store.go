@@ -23,6 +23,7 @@
 //	'b' | hour (4) | body (8) | 1                -> members yet to acknowledge it
 //	'r' | day (4) | reader (8) | sender (8) | group (8) | seq (8) -> ids   (read log: delivered, not yet read; package offline)
 //	'o' | seq (8)                                -> group entry | members       (cluster: a fan-out to other nodes' members, until they have it; package offline)
+//	'E' | user (8) | device (2) | ...            end-to-end prekeys, their fetchers and pending identity notices (package prekey)
 package store
 
 import (
@@ -53,6 +54,7 @@ const (
 	PrefixBody       = 'b'
 	PrefixReadLog    = 'r'
 	PrefixOutbox     = 'o'
+	PrefixPrekeys    = 'E'
 )
 
 // Options tune the database. A zero field means its default.

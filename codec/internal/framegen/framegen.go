@@ -47,6 +47,12 @@ var kinds = map[string]kind{
 	"users16any": {"users16(f.%[1]s)", "users16(&f.%[1]s, true)"},
 	"members":    {"members(f.%[1]s)", "members(&f.%[1]s)"},
 	"groups":     {"groups(f.%[1]s)", "groups(&f.%[1]s)"},
+	"key32":      {"key32((*[32]byte)(&f.%[1]s))", "key32((*[32]byte)(&f.%[1]s), %[2]q)"},
+	"optsigned":  {"optSigned(f.%[1]s)", "optSigned(&f.%[1]s)"},
+	"optkem":     {"optKEM(f.%[1]s)", "optKEM(&f.%[1]s)"},
+	"eckeys":     {"ecKeys(f.%[1]s)", "ecKeys(&f.%[1]s)"},
+	"kemkeys":    {"kemKeys(f.%[1]s)", "kemKeys(&f.%[1]s)"},
+	"bundles":    {"bundles(f.%[1]s)", "bundles(&f.%[1]s)"},
 }
 
 // File returns the gofmt'ed source of frames_gen.go for the table in the
