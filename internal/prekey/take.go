@@ -16,6 +16,9 @@ type Fetched struct {
 	// Low lists the devices whose one-time keys this fetch took below a
 	// threshold (each crossing reported once), with what they have left.
 	Low []LowDevice
+	// LastResort counts the bundles that carry the last-resort KEM key:
+	// the device had no one-time KEM key left.
+	LastResort int
 }
 
 // LowDevice is a device that should upload more one-time prekeys.
@@ -54,6 +57,9 @@ func (s *Store) Fetch(requester, user uint64, dev uint16) (Fetched, error) {
 			return Fetched{}, err
 		}
 		out.Bundles = append(out.Bundles, bundle)
+		if after.KEM == before.KEM {
+			out.LastResort++
+		}
 		if !s.Low(before) && s.Low(after) {
 			out.Low = append(out.Low, LowDevice{Device: d, Counts: after})
 		}

@@ -86,6 +86,7 @@ func (s *Server) keysJob(c *Conn, user uint64, f codec.Frame) (req uint32, key u
 			return f.Req, f.User, nil
 		}
 		if ok, wait := s.fetches.allow(user, f.User, time.Now()); !ok {
+			s.counters.keys.fetchLimited.Add(1)
 			s.errorTo(c, codec.CodeFetchLimited, f.Req, nil, fmt.Sprintf(
 				"at most %d fetches of one user's keys per %v; retry in %d s", s.cfg.KeyFetches, s.cfg.KeyFetchWindow, int(wait.Seconds())+1))
 			return f.Req, f.User, nil
@@ -143,8 +144,10 @@ func (s *Server) keysUpload(c *Conn, user uint64, up *codec.KeysUpload) {
 		s.keysError(c, up.Req, err)
 		return
 	}
+	s.counters.keys.uploads.Add(1)
 	s.reply(c, countsFrame(up.Req, res.Counts))
 	if res.Changed {
+		s.counters.keys.identityChanged.Add(1)
 		s.identityChanged(user, keysDevice)
 	}
 }
@@ -156,7 +159,10 @@ func (s *Server) keysFetch(c *Conn, req uint32, requester, target uint64, dev ui
 		s.keysError(c, req, err)
 		return
 	}
+	s.counters.keys.bundles.Add(uint64(len(res.Bundles)))
+	s.counters.keys.lastResort.Add(uint64(res.LastResort))
 	s.reply(c, (&codec.KeysBundle{Req: req, User: target, Bundles: res.Bundles}).Append(nil))
+	s.counters.keys.low.Add(uint64(len(res.Low)))
 	if len(res.Low) == 0 {
 		return
 	}
@@ -249,6 +255,7 @@ func (s *Server) keysAtLogin(c *Conn, user uint64) {
 		s.sendNotices(c, user)
 		counts, err := s.prekeys.Count(user, keysDevice)
 		if err == nil && s.prekeys.Low(counts) {
+			s.counters.keys.low.Add(1)
 			c.Write(lowFrame(keysDevice, counts))
 			c.Flush()
 		}
@@ -261,8 +268,10 @@ func (s *Server) keysError(c *Conn, req uint32, err error) {
 	switch {
 	case errors.Is(err, prekey.ErrBadSignature):
 		code = codec.CodeBadSignature
+		s.counters.keys.badSignature.Add(1)
 	case errors.Is(err, prekey.ErrInvalid):
 		code = codec.CodeInvalidKeys
+		s.counters.keys.invalid.Add(1)
 	case errors.Is(err, prekey.ErrFull):
 		code = codec.CodeKeysFull
 	case errors.Is(err, prekey.ErrNoKeys):

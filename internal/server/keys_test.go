@@ -181,6 +181,12 @@ func TestKeysConcurrentFetchesExactlyOnce(t *testing.T) {
 	if len(gotKEM) != kem+1 {
 		t.Fatalf("%d distinct KEM keys, want %d one-time and the last resort", len(gotKEM), kem)
 	}
+	if n := s.counters.keys.bundles.Load(); n != fetchers*each {
+		t.Fatalf("bundle counter %d, want %d", n, fetchers*each)
+	}
+	if n := s.counters.keys.lastResort.Load(); n != fetchers*each-kem {
+		t.Fatalf("last_resort counter %d, want %d", n, fetchers*each-kem)
+	}
 	low := next[*codec.KeysLow](t, alice)
 	if low.Device != 1 || int(low.KEM) >= 3 {
 		t.Fatalf("KEYS_LOW %+v", low)

@@ -86,6 +86,7 @@ var (
 	mPebbleCacheBytes    = newDesc("chatd_pebble_block_cache_bytes", "Bytes in the block cache.", prometheus.GaugeValue)
 	mPebbleCacheHits     = newDesc("chatd_pebble_block_cache_hits_total", "Block cache hits.", prometheus.CounterValue)
 	mPebbleCacheMisses   = newDesc("chatd_pebble_block_cache_misses_total", "Block cache misses.", prometheus.CounterValue)
+	mPrekeys             = newDesc("chatd_prekey_events_total", "Prekey directory events, by kind: uploads, bundles handed out, bundles that fell back to the last-resort KEM key, refused uploads (bad signature, invalid), rate-limited fetches, KEYS_LOW pushes, identity changes.", prometheus.CounterValue, "event")
 )
 
 var allDescs = []desc{
@@ -95,6 +96,7 @@ var allDescs = []desc{
 	mStorage, mStorageFull, mSyncSeconds, mSendSentSeconds, mDeliverySeconds, mLoginSeconds,
 	mPebbleMemtableBytes, mPebbleMemtables, mPebbleWALBytes, mPebbleWALFiles, mPebbleSSTBytes, mPebbleL0Files,
 	mPebbleCompactions, mPebbleDebt, mPebbleFlushes, mPebbleCacheBytes, mPebbleCacheHits, mPebbleCacheMisses,
+	mPrekeys,
 }
 
 // Admission states (chatd_admission_state): accepting, or the reason
@@ -182,6 +184,14 @@ func (m metrics) Collect(ch chan<- prometheus.Metric) {
 	}
 	for r, v := range st.Conn.BadInput {
 		emit(mBadInput, float64(v), conn.Reason(r).String())
+	}
+	k := &c.keys
+	for event, v := range map[string]uint64{
+		"upload": k.uploads.Load(), "bundle": k.bundles.Load(), "last_resort": k.lastResort.Load(),
+		"bad_signature": k.badSignature.Load(), "invalid": k.invalid.Load(), "fetch_limited": k.fetchLimited.Load(),
+		"low": k.low.Load(), "identity_changed": k.identityChanged.Load(),
+	} {
+		emit(mPrekeys, float64(v), event)
 	}
 	sp := s.space.Stats()
 	for name, v := range map[string]int64{"free": sp.Free, "total": sp.Total, "reserve": sp.Reserve,

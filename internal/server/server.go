@@ -312,6 +312,14 @@ type counters struct {
 	busy                       atomic.Uint64
 	loginLimited               atomic.Uint64
 	storageFull                atomic.Uint64 // requests refused with ERROR 28
+
+	keys keyCounters
+}
+
+// keyCounters count the prekey directory's events (chatd_prekey_events_total).
+// A steady flow of last_resort means clients do not refill on KEYS_LOW.
+type keyCounters struct {
+	uploads, bundles, lastResort, badSignature, invalid, fetchLimited, low, identityChanged atomic.Uint64
 }
 
 func (s *Server) batch() *conn.Batch[session] { return s.batches.Get().(*conn.Batch[session]) }
