@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/chatd/chatd/client"
+	"github.com/chatd/chatd/internal/e2e/device"
 	"github.com/chatd/chatd/internal/history"
 )
 
@@ -136,4 +137,7 @@ type chatConfig struct {
 	// talking to a client without end-to-end encryption, and for tests
 	// that need plaintext on the server's disk.
 	NoE2E bool
+	// Keys sizes the prekey batches this device publishes (zero: the
+	// defaults); tests make them small to run them out.
+	Keys device.Config
 }

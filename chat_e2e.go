@@ -35,8 +35,8 @@ type e2e struct {
 	wake, refill chan struct{}
 }
 
-func newE2E() *e2e {
-	return &e2e{dev: device.New(device.Config{}), wake: make(chan struct{}, 1), refill: make(chan struct{}, 1)}
+func newE2E(keys device.Config) *e2e {
+	return &e2e{dev: device.New(keys), wake: make(chan struct{}, 1), refill: make(chan struct{}, 1)}
 }
 
 // update adapts the store's transactions to the device's.
@@ -120,16 +120,23 @@ func (s *session) ensureSession(user uint64) error {
 	if err != nil {
 		return fmt.Errorf("fetch %s's keys: %w", s.name(user), err)
 	}
+	var changed bool
 	err = s.update(func(tx device.Tx) error {
 		if s.e2e.dev.Ready(tx, user) == nil {
 			return nil // a session arrived from them meanwhile
 		}
-		return s.e2e.dev.StartSession(tx, user, &bs[0])
+		var err error
+		changed, err = s.e2e.dev.StartSession(tx, user, &bs[0])
+		return err
 	})
-	if errors.Is(err, device.ErrUnaccepted) {
-		s.warnChanged(user)
+	if err != nil {
+		return err
 	}
-	return err
+	if changed {
+		s.warnChanged(user)
+		return device.ErrUnaccepted
+	}
+	return nil
 }
 
 // warnChanged says loudly that a contact's identity key changed.

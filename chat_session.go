@@ -91,7 +91,7 @@ func runChat(cfg chatConfig, in io.Reader, out io.Writer) error {
 		names: map[uint64]string{}, ids: map[string]uint64{}, ticks: map[uint64][]history.Message{},
 		sentShown: map[codec.MsgID]bool{}, receiptFirst: map[codec.MsgID]bool{}}
 	if !cfg.NoE2E {
-		s.e2e = newE2E()
+		s.e2e = newE2E(cfg.Keys)
 	}
 	contacts, err := store.Contacts()
 	if err != nil {

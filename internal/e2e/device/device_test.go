@@ -126,7 +126,7 @@ func (p *party) send(t *testing.T, to *party, text string) []byte {
 			if err != nil {
 				return err
 			}
-			if err := p.dev.StartSession(tx, to.id, &bs[0]); err != nil {
+			if _, err := p.dev.StartSession(tx, to.id, &bs[0]); err != nil {
 				return err
 			}
 		}

@@ -69,39 +69,33 @@ func (d *Device) Ready(tx Tx, user uint64) error {
 
 // StartSession starts a session with user's device from a bundle the
 // directory handed out, after checking its signatures. A bundle whose
-// identity key is not the pinned one still starts the session, but
-// returns ErrUnaccepted: nothing is sealed until AcceptIdentity.
-func (d *Device) StartSession(tx Tx, user uint64, b *codec.Bundle) error {
+// identity key is not the pinned one still starts the session (commit
+// it: the change is recorded) but reports changed: nothing is sealed
+// until AcceptIdentity.
+func (d *Device) StartSession(tx Tx, user uint64, b *codec.Bundle) (changed bool, err error) {
 	ik, err := d.id()
 	if err != nil {
-		return err
+		return false, err
 	}
 	pb, err := toBundle(b)
 	if err != nil {
-		return err
+		return false, err
 	}
 	s, err := session.StartVerified(ik, pb, verifyDirectory, d.cfg.Ratchet)
 	if err != nil {
-		return wrap(fmt.Sprintf("start session with %d", user), err)
+		return false, wrap(fmt.Sprintf("start session with %d", user), err)
 	}
-	changed, err := see(tx, user, b.Identity)
-	if err != nil {
-		return err
+	if changed, err = see(tx, user, b.Identity); err != nil {
+		return false, err
 	}
 	ss, err := loadSessions(tx, user)
 	if err != nil {
-		return err
+		return false, err
 	}
 	if changed {
 		ss = nil // the old ones are with a key the contact no longer has
 	}
-	if err := storeSessions(tx, user, append([][]byte{s.Marshal()}, ss...)); err != nil {
-		return err
-	}
-	if changed {
-		return ErrUnaccepted
-	}
-	return nil
+	return changed, storeSessions(tx, user, append([][]byte{s.Marshal()}, ss...))
 }
 
 // Seal encrypts c for user with the current session and returns the
