@@ -23,8 +23,8 @@ type memStore struct {
 type memTx struct{ m map[string][]byte }
 
 func (t memTx) Get(k string) ([]byte, bool, error) { v, ok := t.m[k]; return v, ok, nil }
-func (t memTx) Put(k string, v []byte) error        { t.m[k] = append([]byte(nil), v...); return nil }
-func (t memTx) Delete(k string) error               { delete(t.m, k); return nil }
+func (t memTx) Put(k string, v []byte) error       { t.m[k] = append([]byte(nil), v...); return nil }
+func (t memTx) Delete(k string) error              { delete(t.m, k); return nil }
 func (t memTx) Keys(p string) ([]string, error) {
 	var out []string
 	for k := range t.m {
