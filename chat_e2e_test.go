@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/chatd/chatd/internal/e2e/device"
+	"github.com/chatd/chatd/internal/server"
 )
 
 // safetyNumber returns the 60 digits a /verify printed.
@@ -86,7 +87,10 @@ func scanDir(t *testing.T, dir string, needles []string) []string {
 func offlineConversation(t *testing.T, plain bool) []string {
 	dir := t.TempDir()
 	data := filepath.Join(dir, "server")
-	addr, stop := chatServer(t, data, "127.0.0.1:0")
+	// No emergency ballast: it is a gigabyte of filler that the scan
+	// would read four times over.
+	noBallast := func(c *server.Config) { c.Ballast = -1 }
+	addr, stop := chatServerWith(t, data, "127.0.0.1:0", noBallast)
 	opt := func(c *chatConfig) { c.NoE2E = plain }
 	bob := startChatWith(t, addr, "bob", filepath.Join(dir, "bob.db"), opt)
 	bob.quit()
@@ -102,7 +106,7 @@ func offlineConversation(t *testing.T, plain bool) []string {
 	hits := scanDir(t, data, secrets)
 	stop() // and once more after the server flushed and closed its files
 	hits = append(hits, scanDir(t, data, secrets)...)
-	addr, _ = chatServer(t, data, addr)
+	addr, _ = chatServerWith(t, data, addr, noBallast)
 	bob = startChatWith(t, addr, "bob", filepath.Join(dir, "bob.db"), opt)
 	for _, s := range secrets {
 		bob.expect("alice: " + s)

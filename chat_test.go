@@ -18,12 +18,22 @@ import (
 // it (also at the test's end).
 func chatServer(t *testing.T, dir, addr string) (string, func()) {
 	t.Helper()
-	s, err := server.New(server.Config{
+	return chatServerWith(t, dir, addr, nil)
+}
+
+// chatServerWith is chatServer with the configuration changed by edit.
+func chatServerWith(t *testing.T, dir, addr string, edit func(*server.Config)) (string, func()) {
+	t.Helper()
+	cfg := server.Config{
 		Addr: addr, DataDir: dir, Plaintext: true,
 		Hashing:   account.Hashing{Time: 1, MemoryKiB: 64},
 		CacheSize: 8 << 20, MemTableSize: 4 << 20,
 		ReceiptDelay: -1,
-	})
+	}
+	if edit != nil {
+		edit(&cfg)
+	}
+	s, err := server.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
