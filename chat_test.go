@@ -16,13 +16,13 @@ import (
 
 // chatServer runs a plaintext server on a random loopback port; stop ends
 // it (also at the test's end).
-func chatServer(t *testing.T, dir, addr string) (string, func()) {
+func chatServer(t testing.TB, dir, addr string) (string, func()) {
 	t.Helper()
 	return chatServerWith(t, dir, addr, nil)
 }
 
 // chatServerWith is chatServer with the configuration changed by edit.
-func chatServerWith(t *testing.T, dir, addr string, edit func(*server.Config)) (string, func()) {
+func chatServerWith(t testing.TB, dir, addr string, edit func(*server.Config)) (string, func()) {
 	t.Helper()
 	cfg := server.Config{
 		Addr: addr, DataDir: dir, Plaintext: true,
