@@ -106,7 +106,7 @@ func chatFlags(out io.Writer) (*flag.FlagSet, chatFlagValues) {
 	f.serverKey = fs.String("server-key", "", "the server's public key as `hex`, as chatd serve prints it (default $CHATD_SERVER_KEY, else trust the key it presents and show it)")
 	f.store = fs.String("store", "", "local message store `file` (default $CHATD_STORE, else $XDG_DATA_HOME/chatd/SERVER-USER.db or ~/.local/share/chatd/SERVER-USER.db)")
 	f.plaintext = fs.Bool("plaintext", false, "connect without encryption (only to a server run with --plaintext)")
-	f.noE2E = fs.Bool("no-e2e", false, "send message bodies without end-to-end encryption, readable by the server (to talk to a client that has none)")
+	f.noE2E = fs.Bool("no-e2e", false, "send message bodies without end-to-end encryption, readable by the server (both sides must use it)")
 	fs.Usage = func() {
 		fmt.Fprint(out, chatUsage)
 		fs.PrintDefaults()
