@@ -45,6 +45,13 @@ type Options struct {
 	// OnStatus, if set, is told each change of connection state (see
 	// Status). It runs on the Client's goroutine and must not block.
 	OnStatus func(Status)
+	// OnKeys, if set, is called with the prekey directory's pushes instead
+	// of passing them to Events: KEYS_LOW (upload more one-time prekeys,
+	// DeviceKeys.Uploads) and IDENTITY_CHANGED (a peer's device has a new
+	// identity key: rebuild the session, show the safety number change).
+	// It runs on the Client's goroutine and must not block: start the
+	// upload on another goroutine.
+	OnKeys func(codec.Frame)
 }
 
 // storeError is Options.Store failing: the connection is dropped without
@@ -158,7 +165,8 @@ func (c *Client) Token() codec.Token {
 
 // Events delivers DELIVER, RECEIPT, GROUP_EVENT (each once), each sent
 // message's outcome (SENT, or an ERROR with its id that refuses it for
-// good; once), other ERRORs, PRESENCE, IS_TYPING and GOAWAY frames. It
+// good; once), other ERRORs, PRESENCE, IS_TYPING and GOAWAY frames, and
+// KEYS_LOW and IDENTITY_CHANGED unless Options.OnKeys takes them. It
 // closes when the Client ends.
 func (c *Client) Events() <-chan codec.Frame { return c.events }
 
@@ -462,6 +470,11 @@ func (c *Client) pump(ctx context.Context, conn *Conn) (*GoawayError, error) {
 			}
 		case *codec.Pong:
 			continue
+		case *codec.KeysLow, *codec.IdentityChanged:
+			if c.opts.OnKeys != nil {
+				c.opts.OnKeys(f)
+				continue
+			}
 		}
 		if seq != 0 && c.opts.Store != nil {
 			if err := c.opts.Store(f); err != nil {

@@ -12,6 +12,41 @@ import (
 // device has a new identity key), arrive on Events like any other
 // unsolicited frame, on a Conn and on a Client alike.
 
+// ErrNotConnected is returned by a Client's requests while it reconnects.
+var ErrNotConnected = errors.New("client: not connected")
+
+// UploadKeys, KeyCounts, FetchKeys and CheckKeys on a Client run on its
+// current connection: while it reconnects they fail with ErrNotConnected
+// (retry after the next StateConnected).
+
+func (c *Client) UploadKeys(ctx context.Context, up *codec.KeysUpload) (codec.KeysCounts, error) {
+	if conn := c.Conn(); conn != nil {
+		return conn.UploadKeys(ctx, up)
+	}
+	return codec.KeysCounts{}, ErrNotConnected
+}
+
+func (c *Client) KeyCounts(ctx context.Context) (codec.KeysCounts, error) {
+	if conn := c.Conn(); conn != nil {
+		return conn.KeyCounts(ctx)
+	}
+	return codec.KeysCounts{}, ErrNotConnected
+}
+
+func (c *Client) FetchKeys(ctx context.Context, user uint64, dev uint16) ([]codec.Bundle, error) {
+	if conn := c.Conn(); conn != nil {
+		return conn.FetchKeys(ctx, user, dev)
+	}
+	return nil, ErrNotConnected
+}
+
+func (c *Client) CheckKeys(ctx context.Context, digest codec.Digest) (bool, error) {
+	if conn := c.Conn(); conn != nil {
+		return conn.CheckKeys(ctx, digest)
+	}
+	return false, ErrNotConnected
+}
+
 // UploadKeys sends one KEYS_UPLOAD (DeviceKeys.Uploads builds them) and
 // returns the device's one-time prekey counts after it.
 func (c *Conn) UploadKeys(ctx context.Context, up *codec.KeysUpload) (codec.KeysCounts, error) {

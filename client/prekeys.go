@@ -7,6 +7,7 @@ import (
 	"fmt"
 
 	"github.com/chatd/chatd/codec"
+	"github.com/chatd/chatd/internal/e2e/pqxdh"
 	"github.com/chatd/chatd/internal/e2e/xeddsa"
 )
 
@@ -62,7 +63,7 @@ func (d *DeviceKeys) id() uint32 { d.nextID++; return d.nextID }
 func (d *DeviceKeys) sign(alg byte, id uint32, pub []byte) (codec.Signature, error) {
 	var z [xeddsa.RandomSize]byte
 	rand.Read(z[:])
-	sig, err := xeddsa.Sign(d.Identity.Bytes(), codec.SignedMessage(alg, id, pub), z[:])
+	sig, err := xeddsa.Sign(d.Identity.Bytes(), codec.SignedMessage(alg, pub), z[:])
 	if err != nil {
 		return codec.Signature{}, fmt.Errorf("client: sign prekey %d: %w", id, err)
 	}
@@ -157,11 +158,62 @@ func (d *DeviceKeys) Uploads(longLived bool, ec, kem int) ([]*codec.KeysUpload, 
 // key; the caller also checks that identity key against the one it knows
 // for that peer (trust on first use, or a verified safety number).
 func VerifyBundle(b *codec.Bundle) error {
-	if !xeddsa.Verify(b.Identity[:], codec.SignedMessage(codec.AlgX25519, b.Signed.ID, b.Signed.Key[:]), b.Signed.Sig[:]) {
+	if !xeddsa.Verify(b.Identity[:], codec.SignedMessage(codec.AlgX25519, b.Signed.Key[:]), b.Signed.Sig[:]) {
 		return fmt.Errorf("client: device %d: bad signature on signed prekey %d", b.Device, b.Signed.ID)
 	}
-	if !xeddsa.Verify(b.Identity[:], codec.SignedMessage(codec.AlgMLKEM1024, b.KEM.ID, b.KEM.Key), b.KEM.Sig[:]) {
+	if !xeddsa.Verify(b.Identity[:], codec.SignedMessage(codec.AlgMLKEM1024, b.KEM.Key), b.KEM.Sig[:]) {
 		return fmt.Errorf("client: device %d: bad signature on KEM prekey %d", b.Device, b.KEM.ID)
 	}
 	return nil
+}
+
+// PQXDHBundle converts a fetched bundle to the form pqxdh.Initiate takes
+// (which verifies its signatures again and aborts on a bad one).
+func PQXDHBundle(b *codec.Bundle) *pqxdh.Bundle {
+	p := &pqxdh.Bundle{
+		IdentityKey:  b.Identity,
+		SignedPreKey: pqxdh.SignedPreKey{ID: b.Signed.ID, Public: b.Signed.Key, Signature: b.Signed.Sig},
+		KEMPreKey:    pqxdh.KEMPreKey{ID: b.KEM.ID, Signature: b.KEM.Sig},
+	}
+	copy(p.KEMPreKey.Public[:], b.KEM.Key)
+	if b.EC != nil {
+		p.OneTimePreKey = &pqxdh.OneTimePreKey{ID: b.EC.ID, Public: b.EC.Key}
+	}
+	return p
+}
+
+// Respond runs the responder's side of PQXDH for an initial message made
+// against one of this device's bundles, picking the private keys by the
+// ids it names. The one-time keys it used are deleted from d: each serves
+// one session.
+func (d *DeviceKeys) Respond(m *pqxdh.InitialMessage) (*pqxdh.Secret, error) {
+	if m.SignedPreKeyID != d.SignedID {
+		return nil, fmt.Errorf("client: initial message names signed prekey %d, not the current %d", m.SignedPreKeyID, d.SignedID)
+	}
+	spk := &pqxdh.SignedPreKeyPrivate{ID: d.SignedID, Key: d.Signed}
+	var opk *pqxdh.OneTimePreKeyPrivate
+	if m.OneTimePreKeyID != nil {
+		k := d.EC[*m.OneTimePreKeyID]
+		if k == nil {
+			return nil, fmt.Errorf("client: no one-time prekey %d (used already?)", *m.OneTimePreKeyID)
+		}
+		opk = &pqxdh.OneTimePreKeyPrivate{ID: *m.OneTimePreKeyID, Key: k}
+	}
+	kem := &pqxdh.KEMPreKeyPrivate{ID: m.KEMPreKeyID, LastResort: m.KEMPreKeyID == d.LastID, Key: d.LastResort}
+	if !kem.LastResort {
+		if kem.Key = d.KEM[m.KEMPreKeyID]; kem.Key == nil {
+			return nil, fmt.Errorf("client: no KEM prekey %d (used already?)", m.KEMPreKeyID)
+		}
+	}
+	s, err := pqxdh.Respond(d.Identity, spk, opk, kem, m)
+	if err != nil {
+		return nil, err
+	}
+	if opk != nil {
+		delete(d.EC, opk.ID)
+	}
+	if !kem.LastResort {
+		delete(d.KEM, kem.ID)
+	}
+	return s, nil
 }

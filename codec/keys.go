@@ -149,26 +149,22 @@ type IdentityChanged struct {
 	Device uint16
 }
 
-// Key algorithms, as bound into a signed message.
+// Key type bytes, as PQXDH's EncodeEC and EncodeKEM put them before a
+// key in a signed message.
 const (
-	AlgX25519    = 0x01
-	AlgMLKEM1024 = 0x02
+	AlgX25519    = 0x05
+	AlgMLKEM1024 = 0x0A
 )
 
-// signDomain starts every signed prekey message, so that a signature by
-// an identity key over a prekey can never pass for one over anything else.
-const signDomain = "chatd prekey v1"
-
 // SignedMessage is what the identity key signs (XEdDSA) for a signed
-// prekey: "chatd prekey v1" | alg u8 | id u32 | key. alg is AlgX25519 for
-// the signed EC prekey, AlgMLKEM1024 for KEM prekeys (one-time and last
-// resort alike, so a bundle does not tell them apart).
-func SignedMessage(alg byte, id uint32, key []byte) []byte {
-	m := make([]byte, 0, len(signDomain)+5+len(key))
-	m = append(m, signDomain...)
-	m = append(m, alg)
-	m = binary.BigEndian.AppendUint32(m, id)
-	return append(m, key...)
+// prekey: alg u8 | key, the PQXDH spec's EncodeEC(key) for the signed EC
+// prekey (alg AlgX25519) and EncodeKEM(key) for KEM prekeys (AlgMLKEM1024;
+// one-time and last resort alike, so a bundle does not tell them apart).
+// These are the bytes internal/e2e/pqxdh signs and verifies, so its keys
+// upload as they are. The type byte keeps an EC key's signature from ever
+// verifying as a KEM key's.
+func SignedMessage(alg byte, key []byte) []byte {
+	return append([]byte{alg}, key...)
 }
 
 // KeysDigest is the digest KEYS_CHECK carries: SHA-256 of identity |

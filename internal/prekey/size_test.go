@@ -14,7 +14,7 @@ import (
 // keys do not compress).
 func TestBytesPerDevice(t *testing.T) {
 	s, db := open(t, Config{})
-	const devices, ec, kem = 40, 100, 10
+	const devices, ec, kem = 10, 100, 10
 	for u := uint64(1); u <= devices; u++ {
 		device(t, s, u, ec, kem)
 	}

@@ -202,7 +202,7 @@ func (s *Store) check(up *codec.KeysUpload) error {
 		if up.Signed.ID == 0 || !xeddsa.ValidPublicKey(up.Signed.Key[:]) {
 			return fmt.Errorf("%w: signed prekey %d: id 0 or not a usable X25519 key", ErrInvalid, up.Signed.ID)
 		}
-		if !xeddsa.Verify(up.Identity[:], codec.SignedMessage(codec.AlgX25519, up.Signed.ID, up.Signed.Key[:]), up.Signed.Sig[:]) {
+		if !xeddsa.Verify(up.Identity[:], codec.SignedMessage(codec.AlgX25519, up.Signed.Key[:]), up.Signed.Sig[:]) {
 			return fmt.Errorf("%w: signed prekey %d", ErrBadSignature, up.Signed.ID)
 		}
 	}
@@ -245,7 +245,7 @@ func (s *Store) checkKEM(identity *codec.ECKey, k *codec.KEMPreKey, what string)
 	if _, err := mlkem.NewEncapsulationKey1024(k.Key); err != nil {
 		return fmt.Errorf("%w: %s %d is not an ML-KEM-1024 key", ErrInvalid, what, k.ID)
 	}
-	if !xeddsa.Verify(identity[:], codec.SignedMessage(codec.AlgMLKEM1024, k.ID, k.Key), k.Sig[:]) {
+	if !xeddsa.Verify(identity[:], codec.SignedMessage(codec.AlgMLKEM1024, k.Key), k.Sig[:]) {
 		return fmt.Errorf("%w: %s %d", ErrBadSignature, what, k.ID)
 	}
 	return nil

@@ -1,12 +1,15 @@
 package prekey
 
 import (
+	"crypto/ecdh"
+	"crypto/rand"
 	"errors"
 	"sync"
 	"testing"
 
 	"github.com/chatd/chatd/client"
 	"github.com/chatd/chatd/codec"
+	"github.com/chatd/chatd/internal/e2e/pqxdh"
 	"github.com/chatd/chatd/internal/store"
 	"github.com/cockroachdb/pebble/v2"
 )
@@ -345,5 +348,37 @@ func TestDelete(t *testing.T) {
 	}
 	if c, err := s.Count(2, 1); err != nil || c.EC != 5 {
 		t.Fatalf("the other user's keys: %+v, %v", c, err)
+	}
+}
+
+// TestUploadTakesPQXDHKeys: keys signed by internal/e2e/pqxdh (the client
+// side of the protocol) upload as they are: the server checks the same
+// signed bytes.
+func TestUploadTakesPQXDHKeys(t *testing.T) {
+	s, _ := open(t, Config{})
+	identity, err := ecdh.X25519().GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, spk, err := pqxdh.NewSignedPreKey(identity, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, lr, err := pqxdh.NewKEMPreKey(identity, 2, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, kem, err := pqxdh.NewKEMPreKey(identity, 3, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	up := &codec.KeysUpload{
+		Identity:   codec.ECKey(identity.PublicKey().Bytes()),
+		Signed:     &codec.SignedECKey{ID: spk.ID, Key: spk.Public, Sig: spk.Signature},
+		LastResort: &codec.KEMPreKey{ID: lr.ID, Key: lr.Public[:], Sig: lr.Signature},
+		KEM:        []codec.KEMPreKey{{ID: kem.ID, Key: kem.Public[:], Sig: kem.Signature}},
+	}
+	if r, err := s.Upload(1, 1, up); err != nil || r.Counts.KEM != 1 {
+		t.Fatalf("upload of pqxdh-signed keys: %+v, %v", r, err)
 	}
 }

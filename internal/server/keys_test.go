@@ -9,6 +9,7 @@ import (
 
 	"github.com/chatd/chatd/client"
 	"github.com/chatd/chatd/codec"
+	"github.com/chatd/chatd/internal/e2e/pqxdh"
 )
 
 func ctx10(t *testing.T) context.Context {
@@ -320,5 +321,84 @@ func TestKeysRefusedInCluster(t *testing.T) {
 	}
 	if _, err := c.FetchKeys(ctx10(t), 12345, 0); codeOf(err) != codec.CodeKeysClustered { // no such user: refused before any lookup
 		t.Fatalf("KEYS_FETCH on a cluster node: %v, want ERROR 86", err)
+	}
+}
+
+// TestKeysTakenSurviveRestart: a key handed out before a restart is never
+// handed out after it (the take is deleted in the synced write that
+// hands it out), and the rest still are.
+func TestKeysTakenSurviveRestart(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.KeyFetches = -1
+	s, stop := serve(t, cfg)
+	alice := register(t, s, "alice")
+	bob := register(t, s, "bob")
+	aliceID := alice.Welcome.User
+	uploadKeys(t, alice, 6, 3)
+	seen := map[uint32]bool{}
+	fetch := func(c *client.Conn) {
+		bs, err := c.FetchKeys(ctx10(t), aliceID, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if bs[0].EC == nil || seen[bs[0].EC.ID] {
+			t.Fatalf("EC prekey %+v missing or handed out twice", bs[0].EC)
+		}
+		seen[bs[0].EC.ID] = true
+	}
+	for range 3 {
+		fetch(bob)
+	}
+	alice.Close()
+	bob.Close()
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	s = startServer(t, cfg)
+	bob = login(t, s, "bob")
+	for range 3 {
+		fetch(bob)
+	}
+	bs, err := bob.FetchKeys(ctx10(t), aliceID, 0)
+	if err != nil || bs[0].EC != nil {
+		t.Fatalf("after all 6: %+v, %v; want a bundle without an EC prekey", bs, err)
+	}
+}
+
+// TestKeysPQXDHOverDirectory: bundles the directory hands out start real
+// PQXDH sessions (internal/e2e/pqxdh): alice fetches bob's bundle over a
+// socket, initiates, and bob, from his private keys, derives the same
+// secret: with one-time keys, and with the last-resort key once those are
+// gone.
+func TestKeysPQXDHOverDirectory(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.KeyFetches = -1
+	s := startServer(t, cfg)
+	alice := register(t, s, "alice")
+	bob := register(t, s, "bob")
+	bobKeys, _ := uploadKeys(t, bob, 1, 1)
+	aliceKeys, err := client.NewDeviceKeys()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 2 {
+		bs, err := alice.FetchKeys(ctx10(t), bob.Welcome.User, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		msg, aliceSecret, err := pqxdh.Initiate(aliceKeys.Identity, client.PQXDHBundle(&bs[0]))
+		if err != nil {
+			t.Fatalf("session %d: initiate: %v", i, err)
+		}
+		if (msg.OneTimePreKeyID != nil) != (i == 0) || (msg.KEMPreKeyID == bobKeys.LastID) != (i == 1) {
+			t.Fatalf("session %d: one-time EC %v, KEM %d (last resort %d)", i, msg.OneTimePreKeyID, msg.KEMPreKeyID, bobKeys.LastID)
+		}
+		bobSecret, err := bobKeys.Respond(msg)
+		if err != nil {
+			t.Fatalf("session %d: respond: %v", i, err)
+		}
+		if bobSecret.SharedKey != aliceSecret.SharedKey {
+			t.Fatalf("session %d: the two sides derived different keys", i)
+		}
 	}
 }
