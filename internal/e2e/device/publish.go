@@ -172,23 +172,11 @@ func (d *Device) oneTime(tx Tx, ups []*codec.KeysUpload) ([]*codec.KeysUpload, e
 func sign(ik *ecdh.PrivateKey, alg byte, id uint32, pub []byte) (codec.Signature, error) {
 	var z [xeddsa.RandomSize]byte
 	rand.Read(z[:])
-	sig, err := xeddsa.Sign(ik.Bytes(), codec.SignedMessage(alg, id, pub), z[:])
+	sig, err := xeddsa.Sign(ik.Bytes(), codec.SignedMessage(alg, pub), z[:])
 	if err != nil {
 		return codec.Signature{}, fmt.Errorf("e2e: sign prekey %d: %w", id, err)
 	}
 	return codec.Signature(sig), nil
-}
-
-// verifyDirectory checks a bundle's signatures as the directory signs
-// them; pqxdh's own check would look for ENVELOPE.md's encoding.
-func verifyDirectory(b *pqxdh.Bundle) error {
-	if !xeddsa.Verify(b.IdentityKey[:], codec.SignedMessage(codec.AlgX25519, b.SignedPreKey.ID, b.SignedPreKey.Public[:]), b.SignedPreKey.Signature[:]) {
-		return fmt.Errorf("%w: signed prekey %d", pqxdh.ErrBadSignature, b.SignedPreKey.ID)
-	}
-	if !xeddsa.Verify(b.IdentityKey[:], codec.SignedMessage(codec.AlgMLKEM1024, b.KEMPreKey.ID, b.KEMPreKey.Public[:]), b.KEMPreKey.Signature[:]) {
-		return fmt.Errorf("%w: KEM prekey %d", pqxdh.ErrBadSignature, b.KEMPreKey.ID)
-	}
-	return nil
 }
 
 // toBundle converts the directory's bundle to PQXDH's.

@@ -41,31 +41,11 @@ type Secret struct {
 // signatures, aborting if either fails, and returns the initial message to
 // send with her first ratchet message.
 func Initiate(identity *ecdh.PrivateKey, b *Bundle) (*InitialMessage, *Secret, error) {
-	return InitiateVerified(identity, b, VerifySignatures)
-}
-
-// VerifySignatures checks a bundle's prekey signatures under the encoding
-// of ENVELOPE.md section 1 (EncodeEC, EncodeKEM).
-func VerifySignatures(b *Bundle) error {
-	if !b.SignedPreKey.Verify(b.IdentityKey[:]) {
-		return fmt.Errorf("%w: signed prekey %d", ErrBadSignature, b.SignedPreKey.ID)
-	}
-	if !b.KEMPreKey.Verify(b.IdentityKey[:]) {
-		return fmt.Errorf("%w: KEM prekey %d", ErrBadSignature, b.KEMPreKey.ID)
-	}
-	return nil
-}
-
-// InitiateVerified is Initiate with the signature check supplied: a key
-// directory that signs its own message format (chatd's binds the key id
-// too, PROTOCOL.md section 10) passes its verifier. verify must fail, and
-// Initiate then aborts, unless both prekeys are signed by the identity key.
-func InitiateVerified(identity *ecdh.PrivateKey, b *Bundle, verify func(*Bundle) error) (*InitialMessage, *Secret, error) {
 	eph, err := ecdh.X25519().GenerateKey(rand.Reader)
 	if err != nil {
 		return nil, nil, fmt.Errorf("pqxdh: ephemeral key: %w", err)
 	}
-	return initiate(identity, b, verify, eph, func(ek *mlkem.EncapsulationKey1024) ([]byte, []byte, error) {
+	return initiate(identity, b, eph, func(ek *mlkem.EncapsulationKey1024) ([]byte, []byte, error) {
 		ss, ct := ek.Encapsulate()
 		return ss, ct, nil
 	})
@@ -74,12 +54,15 @@ func InitiateVerified(identity *ecdh.PrivateKey, b *Bundle, verify func(*Bundle)
 // encapsulator lets tests supply derandomised ML-KEM encapsulation.
 type encapsulator func(*mlkem.EncapsulationKey1024) (sharedKey, ciphertext []byte, err error)
 
-func initiate(identity *ecdh.PrivateKey, b *Bundle, verify func(*Bundle) error, eph *ecdh.PrivateKey, encaps encapsulator) (*InitialMessage, *Secret, error) {
+func initiate(identity *ecdh.PrivateKey, b *Bundle, eph *ecdh.PrivateKey, encaps encapsulator) (*InitialMessage, *Secret, error) {
 	if !xeddsa.ValidPublicKey(b.IdentityKey[:]) {
 		return nil, nil, fmt.Errorf("%w: identity key", ErrBadKey)
 	}
-	if err := verify(b); err != nil {
-		return nil, nil, err
+	if !b.SignedPreKey.Verify(b.IdentityKey[:]) {
+		return nil, nil, fmt.Errorf("%w: signed prekey %d", ErrBadSignature, b.SignedPreKey.ID)
+	}
+	if !b.KEMPreKey.Verify(b.IdentityKey[:]) {
+		return nil, nil, fmt.Errorf("%w: KEM prekey %d", ErrBadSignature, b.KEMPreKey.ID)
 	}
 	ik, err := publicKey(b.IdentityKey[:])
 	if err != nil {

@@ -333,7 +333,7 @@ func TestKnownAnswers(t *testing.T) {
 			b.OneTimePreKey = &OneTimePreKey{ID: 2, Public: [32]byte(k.PublicKey().Bytes())}
 			v.OPKPrivate = hex.EncodeToString(k.Bytes())
 		}
-		m, as, err := initiate(alice, b, VerifySignatures, eph, func(ek *mlkem.EncapsulationKey1024) ([]byte, []byte, error) {
+		m, as, err := initiate(alice, b, eph, func(ek *mlkem.EncapsulationKey1024) ([]byte, []byte, error) {
 			return mlkemtest.Encapsulate1024(ek, encRand)
 		})
 		if err != nil {

@@ -31,13 +31,7 @@ type Session struct {
 // Start begins a session with the device whose bundle the key directory
 // returned. It fails, as PQXDH requires, if a prekey signature is bad.
 func Start(identity *ecdh.PrivateKey, b *pqxdh.Bundle, cfg ratchet.Config) (*Session, error) {
-	return StartVerified(identity, b, pqxdh.VerifySignatures, cfg)
-}
-
-// StartVerified is Start for a bundle whose signatures verify checks
-// (pqxdh.InitiateVerified): chatd's key directory signs its own message.
-func StartVerified(identity *ecdh.PrivateKey, b *pqxdh.Bundle, verify func(*pqxdh.Bundle) error, cfg ratchet.Config) (*Session, error) {
-	m, sec, err := pqxdh.InitiateVerified(identity, b, verify)
+	m, sec, err := pqxdh.Initiate(identity, b)
 	if err != nil {
 		return nil, err
 	}
