@@ -21,8 +21,8 @@ import (
 type mapTx map[string][]byte
 
 func (m mapTx) Get(k string) ([]byte, bool, error) { v, ok := m[k]; return v, ok, nil }
-func (m mapTx) Put(k string, v []byte) error        { m[k] = append([]byte(nil), v...); return nil }
-func (m mapTx) Delete(k string) error               { delete(m, k); return nil }
+func (m mapTx) Put(k string, v []byte) error       { m[k] = append([]byte(nil), v...); return nil }
+func (m mapTx) Delete(k string) error              { delete(m, k); return nil }
 func (m mapTx) Keys(p string) ([]string, error) {
 	var out []string
 	for k := range m {
