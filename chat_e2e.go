@@ -30,6 +30,11 @@ type e2e struct {
 	// hidden holds the ids of control messages (sender keys) the store
 	// hook consumed, so the event loop does not show them.
 	hidden sync.Map
+	// notes holds, by message id, what the event loop says before
+	// showing a message (a changed key, a failed decrypt): the store
+	// hook runs on the client's goroutine, where looking up a name (a
+	// request) would wait for itself.
+	notes sync.Map
 	// wake asks the worker to seal and send held messages (after a
 	// reconnect) or to refill prekeys (KEYS_LOW).
 	wake, refill chan struct{}
@@ -375,14 +380,32 @@ func (s *session) storeE2E(d *codec.Deliver) error {
 		s.e2e.hidden.Store(d.ID, true)
 		return nil
 	}
-	if opened != nil && opened.NewIdentity {
-		s.warnChanged(d.From)
-	}
-	if openErr != nil {
-		s.out.say("! a message from %s did not decrypt: %v", s.name(d.From), openErr)
+	if n := (note{changed: opened != nil && opened.NewIdentity, err: openErr}); n.changed || n.err != nil {
+		s.e2e.notes.Store(d.ID, n)
 	}
 	d.Body = []byte(text)
 	return nil
+}
+
+// note is what storeE2E leaves for the event loop to say.
+type note struct {
+	changed bool
+	err     error
+}
+
+// sayNote, on the event loop, says what storeE2E found about a message.
+func (s *session) sayNote(d *codec.Deliver) {
+	v, ok := s.e2e.notes.LoadAndDelete(d.ID)
+	if !ok {
+		return
+	}
+	n := v.(note)
+	if n.changed {
+		s.warnChanged(d.From)
+	}
+	if n.err != nil {
+		s.out.say("! a message from %s did not decrypt: %v", s.name(d.From), n.err)
+	}
 }
 
 // groupEventE2E rotates this device's sender key when members leave a

@@ -62,6 +62,7 @@ func (s *session) events() {
 				if _, ok := s.e2e.hidden.LoadAndDelete(f.ID); ok {
 					continue // a sender key, not a message
 				}
+				s.sayNote(f)
 			}
 			s.deliver(f)
 		case *codec.KeysLow:
