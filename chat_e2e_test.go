@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"io/fs"
 	"os"
@@ -10,7 +11,9 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
+	"github.com/chatd/chatd/client"
 	"github.com/chatd/chatd/internal/e2e/device"
 	"github.com/chatd/chatd/internal/server"
 )
@@ -170,6 +173,19 @@ func TestChatE2ELastResort(t *testing.T) {
 		c.say("@bob hi from " + n)
 		c.expect(`✓ to bob: "hi from ` + n + `"`)
 		c.quit()
+	}
+	// The directory has no one-time key of bob's left: the second and
+	// third sessions started on his signed prekey and last-resort key.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	raw, err := client.Connect(ctx, client.Options{Addr: addr, Name: "bob", Password: "password-bob", Plaintext: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	counts, err := raw.Conn().KeyCounts(ctx)
+	raw.Close()
+	if err != nil || counts.EC != 0 || counts.KEM != 0 {
+		t.Fatalf("bob's one-time keys left: %+v %v", counts, err)
 	}
 	bob := startChatWith(t, addr, "bob", filepath.Join(dir, "bob.db"), small)
 	for _, n := range []string{"carol", "dave", "erin"} {
