@@ -43,8 +43,8 @@ func backupCmd(args []string) error {
 	if err != nil {
 		return err
 	}
-	fmt.Printf("backup written to %s: %d files, %s, in %s (noise key included: %v)\n",
-		rep.Dir, rep.Files, humanBytes(rep.Bytes), rep.Took.Round(time.Millisecond), rep.NoiseKey)
+	fmt.Printf("backup written to %s: %d files, %s, in %s (noise key included: %v, VAPID key included: %v)\n",
+		rep.Dir, rep.Files, humanBytes(rep.Bytes), rep.Took.Round(time.Millisecond), rep.NoiseKey, rep.VAPIDKey)
 	return nil
 }
 

@@ -93,6 +93,7 @@ func TestBackupUnderLoadRestoresEverythingAcknowledged(t *testing.T) {
 	s, admin, stop := startBackupServer(t, t.TempDir())
 	addr := s.Addr().String()
 	key := s.PublicKey()
+	vapid := s.Push().Key().Public
 
 	rc := signInTo(ctx, t, addr, "recipient", true)
 	recipient := rc.Welcome.User
@@ -165,7 +166,7 @@ func TestBackupUnderLoadRestoresEverythingAcknowledged(t *testing.T) {
 	stop()
 	t.Logf("backup: %d files, %d bytes in %s; %d acknowledged before it began, %d by its end, %d in all",
 		rep.Files, rep.Bytes, rep.Took, len(before), during, count())
-	if !rep.NoiseKey || rep.Files < 3 || rep.Bytes == 0 {
+	if !rep.NoiseKey || !rep.VAPIDKey || rep.Files < 3 || rep.Bytes == 0 {
 		t.Fatalf("backup report %+v", rep)
 	}
 
@@ -176,6 +177,9 @@ func TestBackupUnderLoadRestoresEverythingAcknowledged(t *testing.T) {
 	s2, _, _ := startBackupServer(t, data)
 	if !bytes.Equal(s2.PublicKey(), key) {
 		t.Fatal("the restored server has a new Noise key: clients that pinned the old one would refuse it")
+	}
+	if !bytes.Equal(s2.Push().Key().Public, vapid) {
+		t.Fatal("the restored server has a new VAPID key: every push subscription was made for the old one")
 	}
 	c := signInTo(ctx, t, s2.Addr().String(), "recipient", false)
 	defer c.Close()

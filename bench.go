@@ -85,6 +85,7 @@ func parseBench(args []string, out io.Writer) (*benchRun, error) {
 	fs.IntVar(&cfg.Port, "port", 0, "port of the server the bench starts, on 127.0.0.1 (0: a free one); not with -addr")
 	fs.IntVar(&cfg.AdminPort, "admin-port", 0, "admin port of the server the bench starts (0: a free one); not with -addr")
 	fs.BoolVar(&cfg.JSON, "json", false, "print the result as JSON")
+	fs.BoolVar(&cfg.WS, "ws", false, "clients connect over the WebSocket binding (the bench's server gets --ws-addr; with -addr, give a ws:// URL)")
 	fs.BoolVar(&cfg.Noise, "noise", false, "clients connect with the Noise XX transport (default plaintext, which the bench's server allows)")
 	fs.StringVar(&cfg.Report, "out", "bench-out", "folder for heap profiles and plots")
 	fs.StringVar(&cfg.ServerBinary, "server-bin", "", "chatd executable for the server the bench starts, to compare builds with the same clients (default: this one)")

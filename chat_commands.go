@@ -43,6 +43,8 @@ func (s *session) handle(line string) {
 		}
 	case cmd == "/group", cmd == "/groups", cmd == "/g":
 		s.groupCommand(line)
+	case cmd == "/block", cmd == "/unblock", cmd == "/blocked":
+		s.blockCommand(cmd, rest)
 	case strings.HasPrefix(line, "@"):
 		name, text, _ := strings.Cut(line[1:], " ")
 		if text = strings.TrimSpace(text); name == "" || text == "" {

@@ -17,7 +17,7 @@ import (
 )
 
 // End-to-end encryption in the chat (README "End-to-end encryption"):
-// every body is an envelope (PROTOCOL.md section 11) sealed for the
+// every body is an envelope (PROTOCOL.md section 14) sealed for the
 // contact's device, or under this user's sender key for a group. The
 // session state and the message it sealed or opened are written in one
 // SQLite transaction, before the message is sent, shown or acknowledged.

@@ -123,6 +123,8 @@ func (s *session) events() {
 			}
 		case *codec.GroupEvent:
 			s.out.say("%s", s.groupEvent(f))
+		case *codec.KeyRotate:
+			s.keyRotated(f)
 		}
 	}
 }

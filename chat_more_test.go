@@ -124,3 +124,30 @@ func TestChatHelp(t *testing.T) {
 		t.Fatalf("help shows the password from the environment:\n%s", help)
 	}
 }
+
+// TestChatBlock: /block stops bob's messages reaching alice while bob
+// sees them sent; alice's own message to bob is refused until /unblock.
+func TestChatBlock(t *testing.T) {
+	dir := t.TempDir()
+	addr, _ := chatServer(t, filepath.Join(dir, "server"), "127.0.0.1:0")
+	alice := startChat(t, addr, "alice", filepath.Join(dir, "alice.db"))
+	bob := startChat(t, addr, "bob", filepath.Join(dir, "bob.db"))
+	alice.say("/blocked")
+	alice.expect("you have blocked no one")
+	alice.say("/block bob")
+	alice.expect("blocked bob")
+	alice.say("/blocked")
+	alice.expect("blocked: bob")
+	bob.say("@alice are you there?")
+	bob.expect(`✓ to alice: "are you there?"`)
+	alice.say("@bob hello")
+	alice.expect("✗ not sent")
+	alice.expect("/unblock them first")
+	alice.say("/unblock bob")
+	alice.expect("unblocked bob")
+	bob.say("@alice now?")
+	alice.expect("bob: now?")
+	if out := alice.out.String(); strings.Contains(out, "are you there?") {
+		t.Fatalf("alice got a message bob sent while blocked:\n%s", out)
+	}
+}

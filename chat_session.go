@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -31,6 +32,8 @@ const chatHelp = `  TEXT                         send TEXT to the current contac
   /group leave                 leave the current group
   /groups                      list your groups
   /g ID                        talk to group ID from now on
+  /block NAME, /unblock NAME   stop (or again let) NAME reach you; they are not told
+  /blocked                     list whom you blocked
   /help                        this text
   /quit                        leave (Ctrl-D works too)
 Ticks: ✓ the server has it, ✓✓ delivered to their device, ✓✓ read.
@@ -103,6 +106,17 @@ func runChat(cfg chatConfig, in io.Reader, out io.Writer) error {
 	opts := cfg.Client
 	opts.Store = s.storeEntry
 	opts.OnStatus = s.status
+	opts.OnServerKey = s.keyMoved
+	var movedFrom []byte
+	if opts.ServerKey != nil {
+		pin, err := followPin(store, opts.ServerKey)
+		if err != nil {
+			return fmt.Errorf("chat: %w", err)
+		}
+		if !bytes.Equal(pin, opts.ServerKey) {
+			movedFrom, opts.ServerKey = opts.ServerKey, pin
+		}
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.ConnectTimeout)
 	cl, err := client.Connect(ctx, opts)
 	cancel()
@@ -118,6 +132,8 @@ func runChat(cfg chatConfig, in io.Reader, out io.Writer) error {
 	switch {
 	case opts.Plaintext:
 		s.out.say("not encrypted (--plaintext)")
+	case movedFrom != nil:
+		s.out.say("encrypted (Noise XX) to the server's new key %x, which the key you pinned announced and signed (you may pass it as --server-key from now on)", opts.ServerKey)
 	case opts.ServerKey == nil:
 		s.out.say("encrypted (Noise XX); server key %x: compare it with what `chatd serve` printed, and pass --server-key to pin it", cl.ServerKey())
 	default:

@@ -112,6 +112,8 @@ func explainLogin(err error, cfg chatConfig) error {
 			return fmt.Errorf("chat: %q is not a valid user name: 3 to 32 of a-z 0-9 . _ -, starting with a letter or digit (names are case-sensitive and lower case)", name)
 		case codec.CodeInvalidPassword:
 			return fmt.Errorf("chat: %w", errPasswordRule)
+		case codec.CodeKeyRetired:
+			return fmt.Errorf("chat: %s no longer uses the key you pinned, and this chat did not hear of its new key while the old one was valid: ask its operator for the server's key (chatd serve prints it) and pass it with --server-key", addr)
 		}
 	}
 	if errors.Is(err, context.DeadlineExceeded) {
@@ -133,6 +135,8 @@ func explainSendError(e *codec.Error) string {
 		return "you are not a member of that group"
 	case codec.CodeUnknownGroup:
 		return "no such group"
+	case codec.CodeYouBlocked:
+		return "you blocked them; /unblock them first"
 	}
 	return e.Error()
 }

@@ -5,12 +5,15 @@
 //	chatd bench   the C1M benchmark scenarios
 //	chatd sysctl  Linux and FreeBSD kernel profiles for millions of sockets
 //	chatd cluster the cluster as one node sees it
+//	chatd push-receiver a local Web Push service, to try push notifications
+//	chatd key     rotate the server's Noise key without clients verifying it again
 //	chatd version the build: module version, commit and Go release
 //
 // Run "chatd <command> -h" for a command's flags.
 package main
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -30,6 +33,8 @@ Usage:
   chatd cluster status  the cluster as one node sees it (nodes, shards, directory)
   chatd backup [flags]  copy a running server's data folder (-admin, -to)
   chatd restore [flags] put a backup in place as a data folder (-from, -data)
+  chatd push-receiver   a local Web Push service: prints the pushes a user gets (-name, -password)
+  chatd key CMD [flags] rotate the server's Noise key (rotate, retire, reload, show)
   chatd version         the build: version, commit and Go release (also --version)
   chatd help            this text
 
@@ -61,6 +66,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = backupCmd(args)
 	case "restore":
 		err = restoreCmd(args)
+	case "push-receiver":
+		err = pushReceiverCmd(context.Background(), args, stdout)
+	case "key":
+		err = keyCmd(args, stdout)
 	case "version", "-version", "--version":
 		fmt.Fprintln(stdout, version.Get())
 		return 0

@@ -25,6 +25,10 @@ func serve(args []string) error {
 	var cfg server.Config
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.StringVar(&cfg.Addr, "addr", "127.0.0.1:7420", "TCP address to listen on; use 0.0.0.0:7420 to accept other hosts")
+	fs.StringVar(&cfg.WSAddr, "ws-addr", "", "also accept WebSocket clients (browsers) on this address (empty: off); see PROTOCOL.md, WebSocket binding")
+	fs.StringVar(&cfg.WSPath, "ws-path", "/chatd", "request path the WebSocket listener upgrades")
+	var wsOrigins string
+	fs.StringVar(&wsOrigins, "ws-origins", "", "comma-separated browser origins allowed on the WebSocket listener, e.g. https://chat.example.com, or * for any (empty: only pages from the host the request names)")
 	fs.StringVar(&cfg.DataDir, "data", "chatd-data", "folder for the embedded database (accounts, inboxes); created if missing")
 	fs.StringVar(&cfg.NoiseKey, "noise-key", "", "file of the server's static Noise key, created if missing (empty: DATA/noise.key); a cluster's nodes share one")
 	fs.BoolVar(&cfg.Plaintext, "plaintext", false, "also accept unencrypted connections (local benchmarks only; Noise is always on)")
@@ -45,7 +49,10 @@ func serve(args []string) error {
 	fs.IntVar(&cfg.Lanes, "lanes", 0, "inbox commit lanes (0: 4 per core)")
 	fs.DurationVar(&cfg.TTL, "ttl", 30*24*time.Hour, "delete inbox entries not acknowledged within this time")
 	fs.IntVar(&cfg.MaxGroup, "max-group", 256, "most members in a group")
+	fs.DurationVar(&cfg.NameHold, "name-hold", 30*24*time.Hour, "how long a deleted account's name stays taken before it may be registered again")
+	fs.IntVar(&cfg.MaxList, "max-list", 4096, "most users in one user's block list or contacts")
 	fs.IntVar(&cfg.Quota, "inbox-quota", 10000, "most entries one user's inbox may hold; senders to a full inbox get ERROR 31")
+	sizeVar(fs, &cfg.QuotaBytes, "inbox-quota-bytes", 64<<20, "most bytes one user's inbox may hold (entry values: header, ids, body); a message past it gets ERROR 75")
 	admin := fs.String("admin", "127.0.0.1:7421", "admin listener for /stats, /healthz and /debug/pprof (empty: off); keep it off public interfaces")
 	fs.Func("argon2-memory", "KiB of memory per password hash (default 19456, OWASP's argon2id baseline); lower only for benchmarks", func(v string) error {
 		n, err := strconv.ParseUint(v, 10, 32)
@@ -57,6 +64,8 @@ func serve(args []string) error {
 		cfg.Hashing.Time = uint32(n)
 		return err
 	})
+	fs.DurationVar(&cfg.SessionIdle, "session-idle", 30*24*time.Hour, "end a device's session (its token) after this long unused; RESUME then gets ERROR 25")
+	fs.DurationVar(&cfg.TokenGrace, "token-grace", 2*time.Minute, "how long a token RESUME replaced still resumes, for a client that lost the WELCOME with its successor")
 	fs.IntVar(&cfg.MaxConns, "max-conns", 0, "connection capacity; past it new connections get GOAWAY (0: the open-files limit less 300)")
 	sizeVar(fs, &cfg.MemoryLimit, "memory-limit", 0, "bytes of memory the server may use (0: the cgroup limit, else the machine's RAM)")
 	fs.Float64Var(&cfg.MemoryWatermark, "memory-watermark", 0.8, "fraction of the memory limit above which new connections get GOAWAY")
@@ -75,6 +84,13 @@ func serve(args []string) error {
 	fs.IntVar(&cfg.Prekeys.MaxFetchers, "prekeys-max-fetchers", 1000, "fetchers remembered per user, to tell of an identity key change")
 	fs.IntVar(&cfg.KeyFetches, "key-fetches", 10, "KEYS_FETCH per (requester, target) per key-fetch-window; past it ERROR 83 (-1: no limit)")
 	fs.DurationVar(&cfg.KeyFetchWindow, "key-fetch-window", 10*time.Minute, "the window of key-fetches")
+	pushOn := fs.Bool("push", true, "send Web Push notifications to subscribed users who are offline when something is stored for them")
+	fs.StringVar(&cfg.Push.KeyFile, "vapid-key", "", "file of the server's VAPID key (P-256) that signs pushes, created if missing (empty: DATA/vapid.key); a cluster's nodes share one")
+	fs.StringVar(&cfg.Push.Subject, "push-subject", "mailto:postmaster@localhost", "VAPID subject: a mailto: or https: URL where push services can reach you (set it: some refuse the default)")
+	var pushHosts string
+	fs.StringVar(&pushHosts, "push-allow-hosts", "", "comma-separated push service hosts an endpoint may name, *.domain for any host under it (empty: any public https host)")
+	fs.BoolVar(&cfg.Push.AllowHTTPLoopback, "push-allow-http-loopback", false, "also accept http:// endpoints on loopback addresses (a local test receiver)")
+	fs.DurationVar(&cfg.Push.Window, "push-window", 2*time.Second, "coalesce a user's pushes: one per window, with a count")
 	var cc cluster.Config
 	var routes string
 	fs.StringVar(&cc.Node, "node", "", "this node's name in a cluster (empty: a single node, and nothing of NATS starts); unique and stable")
@@ -101,6 +117,17 @@ func serve(args []string) error {
 		return err
 	}
 
+	for _, o := range strings.Split(wsOrigins, ",") {
+		if o = strings.TrimSpace(o); o != "" {
+			cfg.WSOrigins = append(cfg.WSOrigins, o)
+		}
+	}
+	cfg.Push.Disabled = !*pushOn
+	for _, h := range strings.Split(pushHosts, ",") {
+		if h = strings.TrimSpace(h); h != "" {
+			cfg.Push.AllowHosts = append(cfg.Push.AllowHosts, h)
+		}
+	}
 	if cc.Node != "" {
 		for _, r := range strings.Split(routes, ",") {
 			if r = strings.TrimSpace(r); r != "" {
@@ -145,6 +172,15 @@ func serve(args []string) error {
 		zap.Int("max_connections", s.MaxConns()), // what admission enforces, -max-conns or the file limit less 300
 		zap.String("public_key", hex.EncodeToString(s.PublicKey())))
 	fmt.Printf("chatd public key: %x\n", s.PublicKey())
+	if a := s.WSAddr(); a != nil {
+		log.Info("websocket listening", zap.Stringer("addr", a), zap.String("path", cfg.WSPath),
+			zap.Strings("origins", cfg.WSOrigins))
+	}
+	if k := s.Keys(); k.Next != nil {
+		// A rotation is under way: new users may pin the next key already.
+		fmt.Printf("chatd next public key: %x (rotation under way since %s; chatd key retire ends it)\n",
+			k.Next.Public, k.NextFrom.UTC().Format(time.RFC3339))
+	}
 
 	if *admin != "" {
 		addr, stop, err := s.Admin(*admin)

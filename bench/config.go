@@ -40,7 +40,11 @@ type Config struct {
 
 	CPUProfile time.Duration // connect: profile the server's CPU this long from the storm's start
 
-	Noise  bool      // clients use the Noise XX transport (else plaintext)
+	Noise bool // clients use the Noise XX transport (else plaintext)
+	// WS has clients connect over the WebSocket binding: the bench's own
+	// server gets a --ws-addr and clients dial its ws:// URL (with -addr,
+	// pass the ws:// URL itself).
+	WS     bool
 	JSON   bool      // print the result as JSON
 	Out    io.Writer // default os.Stdout
 	Report string    // folder for profiles and plots; default bench-out

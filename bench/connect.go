@@ -35,6 +35,18 @@ type ConnectResult struct {
 	Projection    Projection     `json:"projection_1m"`
 }
 
+// transportName says how the clients connect, for the results.
+func transportName(cfg *Config) string {
+	name := "plaintext"
+	if cfg.Noise {
+		name = "noise-xx"
+	}
+	if cfg.WS {
+		name += " over websocket"
+	}
+	return name
+}
+
 // Projection scales the per-connection figures to a million connections.
 type Projection struct {
 	UserBytes   float64 `json:"user_space_bytes"`
@@ -54,10 +66,7 @@ func Connect(ctx context.Context, cfg Config) (*ConnectResult, error) {
 		return nil, err
 	}
 	defer t.stop()
-	res := &ConnectResult{Conns: cfg.Conns, Transport: "plaintext"}
-	if cfg.Noise {
-		res.Transport = "noise-xx"
-	}
+	res := &ConnectResult{Conns: cfg.Conns, Transport: transportName(&cfg)}
 	cpu, source := t.cpuClock(ctx)
 	res.CPUSource = source
 	fmt.Fprintf(os.Stderr, "connect: %d connections to %s (%d per worker, rate %s)\n",

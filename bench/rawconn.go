@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/chatd/chatd/client"
 	"github.com/chatd/chatd/codec"
 	"github.com/chatd/chatd/internal/secure"
 )
@@ -37,7 +38,13 @@ type rawConn struct {
 
 func dialRaw(ctx context.Context, addr string, i int, auth codec.Frame, noise bool) (*rawConn, error) {
 	d := net.Dialer{Timeout: 10 * time.Second, LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(2+i%253))}}
-	nc, err := d.DialContext(ctx, "tcp", addr)
+	var nc net.Conn
+	var err error
+	if client.IsWebSocketURL(addr) { // --ws: the same stream in WebSocket frames
+		nc, err = client.WebSocketDialer{NetDial: d.DialContext}.Dial(ctx, addr)
+	} else {
+		nc, err = d.DialContext(ctx, "tcp", addr)
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -29,6 +29,7 @@ type RouteConfig struct {
 // scheduled to leave, which counts the wait for window room as well.
 type RouteResult struct {
 	RouteConfig
+	Transport      string   `json:"transport"`
 	Delivered      int64    `json:"delivered"`
 	Seconds        float64  `json:"seconds"`
 	MsgsPerSec     float64  `json:"delivered_msgs_per_second"`
@@ -99,7 +100,7 @@ func Route(ctx context.Context, cfg Config, rc RouteConfig) (*RouteResult, error
 // receiver...), reading the servers' counters with stats before and after
 // the measured time.
 func runRoute(ctx context.Context, cfg Config, rc RouteConfig, conns []*rawConn, stats func(context.Context) (Stats, error)) (*RouteResult, error) {
-	res := &RouteResult{RouteConfig: rc}
+	res := &RouteResult{RouteConfig: rc, Transport: transportName(&cfg)}
 	rate := msgRate(rc.Rate)
 	var err error
 	var (
@@ -301,8 +302,8 @@ func (r *RouteResult) Print(cfg Config) {
 		return
 	}
 	w := cfg.Out
-	fmt.Fprintf(w, "delivered        %d messages in %.1fs: %.0f msgs/s (sent acks %d, delivered receipts %d over the run)\n",
-		r.Delivered, r.Seconds, r.MsgsPerSec, r.Sent, r.Receipts)
+	fmt.Fprintf(w, "delivered        %d messages in %.1fs: %.0f msgs/s (sent acks %d, delivered receipts %d over the run; %s)\n",
+		r.Delivered, r.Seconds, r.MsgsPerSec, r.Sent, r.Receipts, r.Transport)
 	fmt.Fprintf(w, "latency          p50 %.2f ms  p99 %.2f ms  p99.9 %.2f ms  max %.2f ms (send to deliver)\n",
 		float64(r.P50us)/1000, float64(r.P99us)/1000, float64(r.P999us)/1000, float64(r.Maxus)/1000)
 	if r.Rate > 0 {

@@ -52,6 +52,11 @@ func startTarget(ctx context.Context, cfg *Config) (*target, error) {
 		// and sending flat out: exactly what the abuse limits stop.
 		"--logins-per-source", "-1", "--failed-logins-per-user", "-1", "--max-frame-rate", "-1", "--max-byte-rate", "-1"},
 		cfg.ServerArgs...)
+	if cfg.WS {
+		wsAddr := "127.0.0.1:" + freePort()
+		args = append(args, "--ws-addr", wsAddr)
+		t.addr = "ws://" + wsAddr + "/chatd" // what clients dial; the TCP listener stays idle
+	}
 	t.bin, t.args, t.env = cfg.Binary, args, append(os.Environ(), cfg.ServerEnv...)
 	if cfg.ServerBinary != "" {
 		t.bin = cfg.ServerBinary

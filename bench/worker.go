@@ -196,18 +196,19 @@ func (w *worker) register(offset, n, parallel int) {
 func (w *worker) open(offset, n, rate, parallel int) {
 	registered := func(i int) bool { return w.tokens[i-offset] != (codec.Token{}) }
 	pool(offset, n, parallel, rate, registered, func(i int) {
-		c, reason, _ := w.session(i, &codec.Resume{Token: w.tokens[i-offset]})
+		c, reason, tok := w.session(i, &codec.Resume{Token: w.tokens[i-offset]})
 		// A server at its accept rate answers GOAWAY: come back later, as
 		// a real client does, with backoff.
 		for delay := 100 * time.Millisecond; c == nil && reason == "goaway" && delay < time.Minute; delay *= 2 {
 			w.fail(reason)
 			time.Sleep(delay/2 + time.Duration(rand.Int64N(int64(delay/2)+1)))
-			c, reason, _ = w.session(i, &codec.Resume{Token: w.tokens[i-offset]})
+			c, reason, tok = w.session(i, &codec.Resume{Token: w.tokens[i-offset]})
 		}
 		if c == nil {
 			w.fail(reason)
 			return
 		}
+		w.tokens[i-offset] = tok // RESUME rotates the token: the next one needs this
 		w.mu.Lock()
 		w.conns = append(w.conns, c)
 		w.mu.Unlock()
@@ -233,8 +234,9 @@ func (w *worker) keep(i int, c *rawConn) {
 				d = d/2 + time.Duration(rand.Int64N(int64(d/2)+1))
 			}
 			time.Sleep(d)
-			nc, reason, _ := w.session(i, &codec.Resume{Token: w.tokens[i-w.offset]})
+			nc, reason, tok := w.session(i, &codec.Resume{Token: w.tokens[i-w.offset]})
 			if nc != nil {
+				w.tokens[i-w.offset] = tok // rotated
 				c = nc
 				w.up.Add(1)
 				w.reconnects.Add(1)

@@ -13,6 +13,8 @@ import (
 
 // Options configure a Client.
 type Options struct {
+	// Addr is the server's TCP host:port, or a ws:// (wss://) URL for the
+	// WebSocket binding, e.g. ws://127.0.0.1:7421/chatd.
 	Addr string
 	// Name and Password log in; with Register set the first connection
 	// creates the account instead. Token, if set, is tried first.
@@ -23,6 +25,13 @@ type Options struct {
 	// the key the server presents (trust on first use: read it back with
 	// Client.ServerKey and pin it next time).
 	ServerKey []byte
+	// OnServerKey, if set, is told when the Client moves its pin to the
+	// key the server announced (KEY_ROTATE, signed by the pinned key; see
+	// PROTOCOL.md section 8), with the time from which it pins it: the
+	// application stores the new key and pins it in later runs, with no
+	// one comparing keys again. It runs on the Client's goroutine and must
+	// not block. The KEY_ROTATE also arrives on Events.
+	OnServerKey func(old, new []byte, from time.Time)
 	// Plaintext connects without encryption (servers allow it only with
 	// --plaintext, for local benchmarks and tests).
 	Plaintext bool
@@ -61,8 +70,10 @@ type storeError struct{ err error }
 func (e *storeError) Error() string { return "client: store: " + e.err.Error() }
 func (e *storeError) Unwrap() error { return e.err }
 
-// ErrKicked ends a Client whose user logged in elsewhere.
-var ErrKicked = errors.New("client: logged in elsewhere")
+// ErrKicked ends a Client the server kicked for good: its user logged in
+// elsewhere, logged out, changed the password or revoked the session (the
+// wrapped reason says which).
+var ErrKicked = errors.New("client: session ended by the server")
 
 // Client is a connection that survives disconnects: it reconnects with
 // backoff and jitter, resumes with its token, resends unacknowledged
@@ -98,6 +109,10 @@ type Client struct {
 	seen   map[codec.MsgID]struct{}
 	seenQ  []codec.MsgID
 	err    error
+	// next is a server key announced for later (rotate.go), pinned from
+	// nextFrom on.
+	next     []byte
+	nextFrom time.Time
 }
 
 type pending struct {
@@ -165,8 +180,9 @@ func (c *Client) Token() codec.Token {
 
 // Events delivers DELIVER, RECEIPT, GROUP_EVENT (each once), each sent
 // message's outcome (SENT, or an ERROR with its id that refuses it for
-// good; once), other ERRORs, PRESENCE, IS_TYPING and GOAWAY frames, and
-// KEYS_LOW and IDENTITY_CHANGED unless Options.OnKeys takes them. It
+// good; once), other ERRORs, PRESENCE, IS_TYPING, GOAWAY and verified
+// KEY_ROTATE frames (the Client has moved its pin by then), and KEYS_LOW
+// and IDENTITY_CHANGED unless Options.OnKeys takes them. It
 // closes when the Client ends.
 func (c *Client) Events() <-chan codec.Frame { return c.events }
 
@@ -290,7 +306,7 @@ func (c *Client) attempt(ctx context.Context) (*Conn, error) {
 		tr = codec.TransportPlain
 	}
 	c.mu.Lock()
-	pin := c.opts.ServerKey
+	pin := c.pin(time.Now())
 	c.mu.Unlock()
 	conn, err := DialTransport(actx, c.opts.Addr, tr, pin)
 	if err != nil {
@@ -465,7 +481,9 @@ func (c *Client) pump(ctx context.Context, conn *Conn) (*GoawayError, error) {
 		case *codec.Goaway:
 			goaway = &GoawayError{RetryAfter: time.Duration(f.RetryAfter) * time.Millisecond, Reason: f.Reason}
 		case *codec.Kicked:
-			if f.Reason == codec.KickElsewhere || f.Reason == codec.KickLoggedOut || f.Reason == codec.KickPassword {
+			// Only an idle kick is worth a reconnect: after a revoked
+			// session (6) a password login would undo the revocation.
+			if f.Reason != codec.KickIdle && f.Reason != codec.KickSlowConsumer {
 				return nil, fmt.Errorf("%w (%v)", ErrKicked, f.Reason)
 			}
 		case *codec.Pong:
@@ -474,6 +492,10 @@ func (c *Client) pump(ctx context.Context, conn *Conn) (*GoawayError, error) {
 			if c.opts.OnKeys != nil {
 				c.opts.OnKeys(f)
 				continue
+			}
+		case *codec.KeyRotate:
+			if !c.rotate(conn, f) {
+				continue // not signed by the key this connection was made with
 			}
 		}
 		if seq != 0 && c.opts.Store != nil {

@@ -70,14 +70,14 @@ func Dial(ctx context.Context, addr string) (*Conn, error) {
 	return DialTransport(ctx, addr, codec.TransportPlain, nil)
 }
 
-// DialTransport connects with the given transport. For Noise XX,
+// DialTransport connects with the given transport, to a TCP host:port or
+// to a ws:// URL (the WebSocket binding). For Noise XX,
 // serverKey (32 bytes) pins the server's static key and nil accepts any
 // (ServerKey then tells which it was); Noise IK requires it.
 func DialTransport(ctx context.Context, addr string, t codec.Transport, serverKey []byte) (*Conn, error) {
-	var d net.Dialer
-	nc, err := d.DialContext(ctx, "tcp", addr)
+	nc, err := dialStream(ctx, addr) // websocket.go
 	if err != nil {
-		return nil, fmt.Errorf("client: dial %s: %w", addr, err)
+		return nil, err
 	}
 	c := &Conn{
 		nc:      nc,
@@ -391,9 +391,13 @@ func (c *Conn) dispatch(f codec.Frame) {
 		req = r.Req
 	case *codec.Groups:
 		req = r.Req
+	case *codec.List:
+		req = r.Req
 	case *codec.KeysCounts:
 		req = r.Req
 	case *codec.KeysBundle:
+		req = r.Req
+	case *codec.PushSubs:
 		req = r.Req
 	}
 	if req != 0 {

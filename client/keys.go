@@ -7,7 +7,7 @@ import (
 	"github.com/chatd/chatd/codec"
 )
 
-// The prekey directory (PROTOCOL.md section 10). The server's pushes,
+// The prekey directory (PROTOCOL.md section 11). The server's pushes,
 // KEYS_LOW (upload more one-time prekeys) and IDENTITY_CHANGED (a peer's
 // device has a new identity key), arrive on Events like any other
 // unsolicited frame, on a Conn and on a Client alike.

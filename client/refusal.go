@@ -24,11 +24,47 @@ type refusalReader struct {
 func (r *refusalReader) Read(p []byte) (int, error) {
 	if !r.checked {
 		r.checked = true
-		if g := r.goaway(); g != nil {
-			return 0, g
+		if err := r.refusal(); err != nil {
+			return 0, err
 		}
 	}
 	return r.br.Read(p)
+}
+
+// refusal reads a plain GOAWAY or ERROR frame if one is next. A server
+// refuses with ERROR 78 a client that asks for a key it retired (a key
+// rotation's end): the client must not retry, but tell its user to
+// verify the server's key again.
+func (r *refusalReader) refusal() error {
+	hdr, err := r.br.Peek(codec.HeaderLen)
+	if err != nil || hdr[0] != 0 || hdr[1] != 0 {
+		return nil
+	}
+	if t := codec.Type(hdr[4]); t == codec.TypeError {
+		return r.plainError()
+	}
+	if g := r.goaway(); g != nil {
+		return g
+	}
+	return nil
+}
+
+// plainError reads a plain ERROR frame.
+func (r *refusalReader) plainError() error {
+	hdr, _ := r.br.Peek(codec.HeaderLen)
+	n, err := codec.ParseHeader(hdr, 0)
+	if err != nil {
+		return nil
+	}
+	b := make([]byte, 4+n)
+	if _, err := io.ReadFull(r.br, b); err != nil {
+		return nil
+	}
+	f, err := codec.DecodeBody(codec.TypeError, b[codec.HeaderLen:])
+	if err != nil {
+		return nil
+	}
+	return f.(*codec.Error)
 }
 
 // goaway reads a plain GOAWAY frame if one is next.

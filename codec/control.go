@@ -51,6 +51,9 @@ const (
 	KickPassword     KickReason = 3 // the password changed; every token was revoked
 	KickSlowConsumer KickReason = 4 // the client did not read its deliveries in time
 	KickIdle         KickReason = 5 // nothing arrived within the keepalive window
+	KickRevoked      KickReason = 6 // the session was revoked by SESSION_REVOKE; its token is dead
+	// KickDeleted ends the session of an account ACCOUNT_DELETE deleted.
+	KickDeleted KickReason = 7
 )
 
 func (r KickReason) String() string {
@@ -65,6 +68,10 @@ func (r KickReason) String() string {
 		return "slow consumer"
 	case KickIdle:
 		return "idle"
+	case KickRevoked:
+		return "session revoked"
+	case KickDeleted:
+		return "account deleted"
 	}
 	return "unknown"
 }

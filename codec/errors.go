@@ -85,9 +85,20 @@ const (
 	CodeLastAdmin      Code = 46 // the last admin cannot leave or step down while members remain
 	CodeTooManyTargets Code = 47 // SUBSCRIBE beyond the per-connection limit
 
+	// Blocking and account errors, referring to a request by its req id or
+	// a SEND by its id.
+	CodeYouBlocked   Code = 70 // SEND to a user you blocked: unblock first
+	CodeAddRefused   Code = 71 // a group add naming a user who does not accept adds from you
+	CodeListFull     Code = 72 // BLOCK or CONTACT beyond the per-user list limit
+	CodeNotOnCluster Code = 74 // the request is not available on a clustered server yet
+
 	// Limits.
 	CodeRateLimited  Code = 50 // frame or byte rate exceeded; the server closes
 	CodeSlowConsumer Code = 51 // the client did not read fast enough; the server closes
+
+	// Sessions and quotas.
+	CodeInboxBytesFull Code = 75 // the message would take the recipient's inbox past its byte quota
+	CodeUnknownSession Code = 76 // SESSION_REVOKE of a session id that is not one of yours (or has ended)
 
 	// Server errors.
 	CodeInternal       Code = 60 // the server failed; the request may be retried
@@ -103,6 +114,16 @@ const (
 	CodeInvalidKeys   Code = 84 // KEYS_UPLOAD breaks a rule: missing long-lived keys, id 0, repeated id, bad key
 	CodeKeysFull      Code = 85 // KEYS_UPLOAD would store more one-time prekeys than the server allows
 	CodeKeysClustered Code = 86 // the prekey directory is not served in cluster mode
+	// Push subscription errors, referring to a request by its req id.
+	CodePushNotHTTPS      Code = 90 // the endpoint is not an https URL (http only to loopback, where the server allows it)
+	CodePushHostRefused   Code = 91 // the endpoint's host is not on the server's list of push services
+	CodePushBadKey        Code = 92 // p256dh is not a point on P-256
+	CodePushUnknownDevice Code = 93 // PUSH_REMOVE of a device with no subscription
+	CodePushBadDevice     Code = 94 // a device id other than 1 (one device per account, for now)
+	CodePushDisabled      Code = 95 // this server sends no pushes
+	CodePushNotHome       Code = 96 // in a cluster: subscriptions are kept by the user's home node; connect there
+	// Server key rotation (78-79).
+	CodeKeyRetired Code = 78 // the server key the client pinned was retired: verify the server's key again
 )
 
 var codeNames = map[Code]string{
@@ -121,11 +142,18 @@ var codeNames = map[Code]string{
 	CodeUnknownGroup: "unknown group", CodeNotMember: "not a group member", CodeNotAdmin: "not a group admin",
 	CodeGroupFull: "group full", CodeInvalidGroup: "invalid group", CodeAlreadyMember: "already a member",
 	CodeLastAdmin: "last admin", CodeTooManyTargets: "too many subscriptions",
-	CodeRateLimited: "rate limited", CodeSlowConsumer: "slow consumer",
+	CodeYouBlocked: "you blocked this user", CodeAddRefused: "group add refused", CodeListFull: "list full",
+	CodeNotOnCluster: "not available on a cluster",
+	CodeRateLimited:  "rate limited", CodeSlowConsumer: "slow consumer",
+	CodeInboxBytesFull: "recipient inbox byte quota reached", CodeUnknownSession: "unknown session",
 	CodeInternal: "internal error", CodeShuttingDown: "shutting down", CodeUnknownOutcome: "outcome unknown", CodeUnavailable: "node unavailable",
 	CodeBadSignature: "bad key signature", CodeKeysMismatch: "keys mismatch", CodeNoKeys: "no keys",
 	CodeFetchLimited: "key fetches rate-limited", CodeInvalidKeys: "invalid keys", CodeKeysFull: "too many prekeys",
 	CodeKeysClustered: "prekeys not served in a cluster",
+	CodePushNotHTTPS:  "push endpoint not https", CodePushHostRefused: "push service not allowed",
+	CodePushBadKey: "bad push key", CodePushUnknownDevice: "no push subscription for that device",
+	CodePushBadDevice: "bad push device", CodePushDisabled: "push disabled", CodePushNotHome: "push subscriptions are at the home node",
+	CodeKeyRetired: "server key retired",
 }
 
 func (c Code) String() string {

@@ -47,8 +47,10 @@ func Decode(b []byte) (Frame, error) {
 func (t Type) FromClient() bool {
 	switch t {
 	case TypeWelcome, TypeUser, TypeOK, TypeSent, TypeDeliver, TypeReceipt, TypeIsTyping,
-		TypePresence, TypeGroupInfo, TypeGroups, TypeGroupEvent, TypeGoaway, TypeKicked, TypeError,
+		TypePresence, TypeGroupInfo, TypeGroups, TypeGroupEvent, TypeList, TypePushSubs, TypeSessionList, TypeGoaway, TypeKicked, TypeError,
 		TypeKeysCounts, TypeKeysBundle, TypeKeysLow, TypeIdentityChanged:
+		return false
+	case TypeKeyRotate:
 		return false
 	}
 	return t.Known()

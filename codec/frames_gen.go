@@ -69,6 +69,36 @@ func New(t Type) Frame {
 		return new(Groups)
 	case TypeGroupEvent:
 		return new(GroupEvent)
+	case TypeBlock:
+		return new(Block)
+	case TypeUnblock:
+		return new(Unblock)
+	case TypeListGet:
+		return new(ListGet)
+	case TypeList:
+		return new(List)
+	case TypeContact:
+		return new(Contact)
+	case TypeGroupAdds:
+		return new(GroupAdds)
+	case TypeAccountDelete:
+		return new(AccountDelete)
+	case TypePushSubscribe:
+		return new(PushSubscribe)
+	case TypePushList:
+		return new(PushList)
+	case TypePushSubs:
+		return new(PushSubs)
+	case TypePushRemove:
+		return new(PushRemove)
+	case TypeSessions:
+		return new(Sessions)
+	case TypeSessionList:
+		return new(SessionList)
+	case TypeSessionRevoke:
+		return new(SessionRevoke)
+	case TypeSessionLabel:
+		return new(SessionLabel)
 	case TypePing:
 		return new(Ping)
 	case TypePong:
@@ -95,6 +125,8 @@ func New(t Type) Frame {
 		return new(IdentityChanged)
 	case TypeError:
 		return new(Error)
+	case TypeKeyRotate:
+		return new(KeyRotate)
 	}
 	return nil
 }
@@ -131,6 +163,21 @@ func (f *GroupList) Type() Type       { return TypeGroupList }
 func (f *GroupInfo) Type() Type       { return TypeGroupInfo }
 func (f *Groups) Type() Type          { return TypeGroups }
 func (f *GroupEvent) Type() Type      { return TypeGroupEvent }
+func (f *Block) Type() Type           { return TypeBlock }
+func (f *Unblock) Type() Type         { return TypeUnblock }
+func (f *ListGet) Type() Type         { return TypeListGet }
+func (f *List) Type() Type            { return TypeList }
+func (f *Contact) Type() Type         { return TypeContact }
+func (f *GroupAdds) Type() Type       { return TypeGroupAdds }
+func (f *AccountDelete) Type() Type   { return TypeAccountDelete }
+func (f *PushSubscribe) Type() Type   { return TypePushSubscribe }
+func (f *PushList) Type() Type        { return TypePushList }
+func (f *PushSubs) Type() Type        { return TypePushSubs }
+func (f *PushRemove) Type() Type      { return TypePushRemove }
+func (f *Sessions) Type() Type        { return TypeSessions }
+func (f *SessionList) Type() Type     { return TypeSessionList }
+func (f *SessionRevoke) Type() Type   { return TypeSessionRevoke }
+func (f *SessionLabel) Type() Type    { return TypeSessionLabel }
 func (f *Ping) Type() Type            { return TypePing }
 func (f *Pong) Type() Type            { return TypePong }
 func (f *Goaway) Type() Type          { return TypeGoaway }
@@ -144,6 +191,7 @@ func (f *KeysCheck) Type() Type       { return TypeKeysCheck }
 func (f *KeysLow) Type() Type         { return TypeKeysLow }
 func (f *IdentityChanged) Type() Type { return TypeIdentityChanged }
 func (f *Error) Type() Type           { return TypeError }
+func (f *KeyRotate) Type() Type       { return TypeKeyRotate }
 
 func (f *Register) Append(dst []byte) []byte {
 	return begin(dst, TypeRegister).str8(f.Name).str8(f.Password).end()
@@ -265,6 +313,66 @@ func (f *GroupEvent) Append(dst []byte) []byte {
 	return begin(dst, TypeGroupEvent).u64(f.Seq).u64(f.Group).u8(uint8(f.Kind)).u64(f.Actor).u64(f.Time).str8(f.Name).users16(f.Users).end()
 }
 
+func (f *Block) Append(dst []byte) []byte {
+	return begin(dst, TypeBlock).u32(f.Req).u64(f.User).end()
+}
+
+func (f *Unblock) Append(dst []byte) []byte {
+	return begin(dst, TypeUnblock).u32(f.Req).u64(f.User).end()
+}
+
+func (f *ListGet) Append(dst []byte) []byte {
+	return begin(dst, TypeListGet).u32(f.Req).u8(uint8(f.Kind)).end()
+}
+
+func (f *List) Append(dst []byte) []byte {
+	return begin(dst, TypeList).u32(f.Req).u8(uint8(f.Kind)).users16(f.Users).end()
+}
+
+func (f *Contact) Append(dst []byte) []byte {
+	return begin(dst, TypeContact).u32(f.Req).u64(f.User).flag(f.On).end()
+}
+
+func (f *GroupAdds) Append(dst []byte) []byte {
+	return begin(dst, TypeGroupAdds).u32(f.Req).u8(uint8(f.From)).end()
+}
+
+func (f *AccountDelete) Append(dst []byte) []byte {
+	return begin(dst, TypeAccountDelete).u32(f.Req).str8(f.Password).end()
+}
+
+func (f *PushSubscribe) Append(dst []byte) []byte {
+	return begin(dst, TypePushSubscribe).u32(f.Req).u32(f.Device).bytes16(f.Endpoint).str8(f.P256dh).str8(f.Auth).end()
+}
+
+func (f *PushList) Append(dst []byte) []byte {
+	return begin(dst, TypePushList).u32(f.Req).end()
+}
+
+func (f *PushSubs) Append(dst []byte) []byte {
+	return begin(dst, TypePushSubs).u32(f.Req).str8(f.Key).pushSubs(f.Subs).end()
+}
+
+func (f *PushRemove) Append(dst []byte) []byte {
+	return begin(dst, TypePushRemove).u32(f.Req).u32(f.Device).end()
+}
+
+func (f *Sessions) Append(dst []byte) []byte {
+	return begin(dst, TypeSessions).u32(f.Req).end()
+}
+
+func (f *SessionList) Append(dst []byte) []byte {
+	return begin(dst, TypeSessionList).u32(f.Req).sessions(f.Sessions).end()
+}
+
+func (f *SessionRevoke) Append(dst []byte) []byte {
+	return begin(dst, TypeSessionRevoke).u32(f.Req).u64(f.Session).end()
+}
+
+func (f *SessionLabel) Append(dst []byte) []byte {
+	return begin(dst, TypeSessionLabel).u32(f.Req).str8(f.Label).end()
+}
+
 func (f *Ping) Append(dst []byte) []byte {
 	return begin(dst, TypePing).u64(f.Nonce).end()
 }
@@ -311,6 +419,10 @@ func (f *KeysLow) Append(dst []byte) []byte {
 
 func (f *IdentityChanged) Append(dst []byte) []byte {
 	return begin(dst, TypeIdentityChanged).u64(f.User).u16(uint16(f.Device)).end()
+}
+
+func (f *KeyRotate) Append(dst []byte) []byte {
+	return begin(dst, TypeKeyRotate).key32((*[32]byte)(&f.Old)).key32((*[32]byte)(&f.New)).u64(f.ValidFrom).sig64(&f.Sig).end()
 }
 
 func (f *Register) Decode(body []byte) error {
@@ -441,6 +553,66 @@ func (f *GroupEvent) Decode(body []byte) error {
 	return read(body, TypeGroupEvent).u64(&f.Seq, "seq").u64(&f.Group, "group").u8((*uint8)(&f.Kind), "kind").u64(&f.Actor, "actor").u64(&f.Time, "time").str8(&f.Name, "name").users16(&f.Users, true).check(within(&f.Kind, GroupCreated, GroupDemoted), "unknown group event kind").done()
 }
 
+func (f *Block) Decode(body []byte) error {
+	return read(body, TypeBlock).u32(&f.Req, "req").u64(&f.User, "user").done()
+}
+
+func (f *Unblock) Decode(body []byte) error {
+	return read(body, TypeUnblock).u32(&f.Req, "req").u64(&f.User, "user").done()
+}
+
+func (f *ListGet) Decode(body []byte) error {
+	return read(body, TypeListGet).u32(&f.Req, "req").u8((*uint8)(&f.Kind), "list").check(within(&f.Kind, ListBlocked, ListContacts), "unknown list").done()
+}
+
+func (f *List) Decode(body []byte) error {
+	return read(body, TypeList).u32(&f.Req, "req").u8((*uint8)(&f.Kind), "list").users16(&f.Users, true).check(within(&f.Kind, ListBlocked, ListContacts), "unknown list").done()
+}
+
+func (f *Contact) Decode(body []byte) error {
+	return read(body, TypeContact).u32(&f.Req, "req").u64(&f.User, "user").flag(&f.On, "on").done()
+}
+
+func (f *GroupAdds) Decode(body []byte) error {
+	return read(body, TypeGroupAdds).u32(&f.Req, "req").u8((*uint8)(&f.From), "from").check(within(&f.From, AddsFromEveryone, AddsFromContacts), "unknown group-add setting").done()
+}
+
+func (f *AccountDelete) Decode(body []byte) error {
+	return read(body, TypeAccountDelete).u32(&f.Req, "req").str8(&f.Password, "password").done()
+}
+
+func (f *PushSubscribe) Decode(body []byte) error {
+	return read(body, TypePushSubscribe).u32(&f.Req, "req").u32(&f.Device, "device").bytes16(&f.Endpoint, "endpoint").str8(&f.P256dh, "p256dh").str8(&f.Auth, "auth").check(len(f.Endpoint) > 0, "empty endpoint").check(len(f.P256dh) == PushKeyLen, "p256dh is not 65 bytes").check(len(f.Auth) == PushAuthLen, "auth is not 16 bytes").done()
+}
+
+func (f *PushList) Decode(body []byte) error {
+	return read(body, TypePushList).u32(&f.Req, "req").done()
+}
+
+func (f *PushSubs) Decode(body []byte) error {
+	return read(body, TypePushSubs).u32(&f.Req, "req").str8(&f.Key, "vapid key").pushSubs(&f.Subs).done()
+}
+
+func (f *PushRemove) Decode(body []byte) error {
+	return read(body, TypePushRemove).u32(&f.Req, "req").u32(&f.Device, "device").done()
+}
+
+func (f *Sessions) Decode(body []byte) error {
+	return read(body, TypeSessions).u32(&f.Req, "req").done()
+}
+
+func (f *SessionList) Decode(body []byte) error {
+	return read(body, TypeSessionList).u32(&f.Req, "req").sessions(&f.Sessions).done()
+}
+
+func (f *SessionRevoke) Decode(body []byte) error {
+	return read(body, TypeSessionRevoke).u32(&f.Req, "req").u64(&f.Session, "session").done()
+}
+
+func (f *SessionLabel) Decode(body []byte) error {
+	return read(body, TypeSessionLabel).u32(&f.Req, "req").str8(&f.Label, "label").check(len(f.Label) <= MaxLabel, "label longer than 64 bytes").done()
+}
+
 func (f *Ping) Decode(body []byte) error {
 	return read(body, TypePing).u64(&f.Nonce, "nonce").done()
 }
@@ -491,4 +663,8 @@ func (f *IdentityChanged) Decode(body []byte) error {
 
 func (f *Error) Decode(body []byte) error {
 	return read(body, TypeError).u16((*uint16)(&f.Code), "code").u32(&f.Req, "req").id(&f.ID, "id").str8(&f.Detail, "detail").done()
+}
+
+func (f *KeyRotate) Decode(body []byte) error {
+	return read(body, TypeKeyRotate).key32((*[32]byte)(&f.Old), "old_key").key32((*[32]byte)(&f.New), "new_key").u64(&f.ValidFrom, "valid_from").sig64(&f.Sig, "signature").done()
 }

@@ -77,6 +77,14 @@ func (w writer) groups(gs []GroupSummary) writer {
 	return w
 }
 
+func (w writer) sessions(ss []SessionInfo) writer {
+	w = w.u16(uint16(len(ss)))
+	for _, x := range ss {
+		w = w.u64(x.Session).u8(uint8(x.Flags)).u64(x.Created).u64(x.LastSeen).str8(x.Addr).str8(x.Label)
+	}
+	return w
+}
+
 // count8 reads a u8 count that must not be zero.
 func (r *reader) count8() int {
 	var n uint8
@@ -152,6 +160,20 @@ func (r *reader) groups(v *[]GroupSummary) *reader {
 		var g GroupSummary
 		r.u64(&g.Group, "group").str8(&g.Name, "name")
 		*v = append(*v, g)
+	}
+	return r
+}
+
+// sessions decodes SESSION_LIST's list; like groups it allocates. The
+// list may be empty (a session revoked while it asked).
+func (r *reader) sessions(v *[]SessionInfo) *reader {
+	n := r.count16(27, "sessions") // an entry is at least 27 bytes
+	*v = (*v)[:0]
+	for i := 0; i < n && r.err == nil; i++ {
+		var x SessionInfo
+		r.u64(&x.Session, "session").u8((*uint8)(&x.Flags), "flags").u64(&x.Created, "created").
+			u64(&x.LastSeen, "last_seen").str8(&x.Addr, "addr").str8(&x.Label, "label")
+		*v = append(*v, x)
 	}
 	return r
 }

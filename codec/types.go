@@ -54,6 +54,33 @@ const (
 	TypeGroupEvent  Type = 0x3A // S: seq u64 | group u64 | kind u8 | actor u64 | time u64 | name str8 | count u16 | users u64*count
 )
 
+// Blocking, contacts and account deletion.
+const (
+	TypeBlock         Type = 0x50 // C: req u32 | user u64
+	TypeUnblock       Type = 0x51 // C: req u32 | user u64
+	TypeListGet       Type = 0x52 // C: req u32 | list u8
+	TypeList          Type = 0x53 // S: req u32 | list u8 | count u16 | users u64*count
+	TypeContact       Type = 0x54 // C: req u32 | user u64 | on u8
+	TypeGroupAdds     Type = 0x55 // C: req u32 | from u8
+	TypeAccountDelete Type = 0x56 // C: req u32 | password str8
+)
+
+// Push subscriptions (Web Push, for when the user is offline).
+const (
+	TypePushSubscribe Type = 0x70 // C: req u32 | device u32 | endpoint bytes16 | p256dh str8 (65) | auth str8 (16)
+	TypePushList      Type = 0x71 // C: req u32
+	TypePushSubs      Type = 0x72 // S: req u32 | vapid_key str8 | count u16 | (device u32 | created u64 | endpoint bytes16)*count
+	TypePushRemove    Type = 0x73 // C: req u32 | device u32
+)
+
+// Sessions: the tokens a user holds, one per logged-in device.
+const (
+	TypeSessions      Type = 0x58 // C: req u32
+	TypeSessionList   Type = 0x59 // S: req u32 | count u16 | (session u64 | flags u8 | created u64 | last_seen u64 | addr str8 | label str8)*count
+	TypeSessionRevoke Type = 0x5A // C: req u32 | session u64
+	TypeSessionLabel  Type = 0x5B // C: req u32 | label str8
+)
+
 // Connection control.
 const (
 	TypePing   Type = 0x40 // C,S: nonce u64
@@ -76,6 +103,11 @@ const (
 	TypeIdentityChanged Type = 0x67 // S: user u64 | device u16
 )
 
+// Server key rotation (0x5C-0x5F).
+const (
+	TypeKeyRotate Type = 0x5C // S: old_key [32] | new_key [32] | valid_from u64 | signature [64]
+)
+
 var typeNames = [256]string{
 	TypeRegister: "REGISTER", TypeLogin: "LOGIN", TypeResume: "RESUME", TypeWelcome: "WELCOME",
 	TypeLogout: "LOGOUT", TypePassword: "PASSWORD", TypeLookup: "LOOKUP", TypeUser: "USER", TypeOK: "OK",
@@ -86,10 +118,15 @@ var typeNames = [256]string{
 	TypeGroupLeave: "GROUP_LEAVE", TypeGroupRename: "GROUP_RENAME", TypeGroupAdmin: "GROUP_ADMIN",
 	TypeGroupGet: "GROUP_GET", TypeGroupList: "GROUP_LIST", TypeGroupInfo: "GROUP_INFO", TypeGroups: "GROUPS",
 	TypeGroupEvent: "GROUP_EVENT",
-	TypePing:       "PING", TypePong: "PONG", TypeGoaway: "GOAWAY", TypeKicked: "KICKED", TypeError: "ERROR",
+	TypeBlock:      "BLOCK", TypeUnblock: "UNBLOCK", TypeListGet: "LIST_GET", TypeList: "LIST",
+	TypeContact: "CONTACT", TypeGroupAdds: "GROUP_ADDS", TypeAccountDelete: "ACCOUNT_DELETE",
+	TypePing: "PING", TypePong: "PONG", TypeGoaway: "GOAWAY", TypeKicked: "KICKED", TypeError: "ERROR",
 	TypeKeysUpload: "KEYS_UPLOAD", TypeKeysCount: "KEYS_COUNT", TypeKeysCounts: "KEYS_COUNTS",
 	TypeKeysFetch: "KEYS_FETCH", TypeKeysBundle: "KEYS_BUNDLE", TypeKeysCheck: "KEYS_CHECK",
 	TypeKeysLow: "KEYS_LOW", TypeIdentityChanged: "IDENTITY_CHANGED",
+	TypePushSubscribe: "PUSH_SUBSCRIBE", TypePushList: "PUSH_LIST", TypePushSubs: "PUSH_SUBS", TypePushRemove: "PUSH_REMOVE",
+	TypeKeyRotate: "KEY_ROTATE",
+	TypeSessions:  "SESSIONS", TypeSessionList: "SESSION_LIST", TypeSessionRevoke: "SESSION_REVOKE", TypeSessionLabel: "SESSION_LABEL",
 }
 
 // Known reports whether t is a frame type of protocol version 1.

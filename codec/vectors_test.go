@@ -19,6 +19,11 @@ var (
 	vecID2   = MsgID{0x01, 0x8f, 0x3a, 0x5c, 0x7b, 0x10, 0x4e, 0x21, 0x9a, 0x33, 0xc4, 0x55, 0x66, 0x77, 0x88, 0x9a}
 	vecToken = Token{0xde, 0xad, 0xbe, 0xef, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28}
 	vecTime  = uint64(1795000000000) // 2026-11-18T...Z in unix milliseconds
+	// vecP256dh is 0x04 then bytes 01 to 40: shaped like an uncompressed
+	// P-256 point (the codec checks only the length; the server checks the
+	// curve). vecAuth is bytes a0 to af.
+	vecP256dh = append([]byte{4}, seq(1, 64)...)
+	vecAuth   = seq(0xa0, 16)
 )
 
 // vecKey, vecSig and vecKEM are recognisable stand-ins for keys: the
@@ -43,6 +48,33 @@ func vecKEM() []byte {
 		k[i] = byte(i)
 	}
 	return k
+}
+
+// seq returns n bytes counting up from first.
+func seq(first byte, n int) []byte {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = first + byte(i)
+	}
+	return b
+}
+
+// The rotation vector: the old key is section 8's server static key
+// (private 10 11 .. 2f), the new one has private key 50 51 .. 6f, and the
+// signature is XEdDSA's with Z all zeros (real signatures take Z from a
+// secure random source). internal/secure checks that it verifies.
+var (
+	vecOldKey    = PublicKey(mustHex("d89e3bad79437dbed9f843418304f460ff05c7fe81fe4a9577a804cb9367ff66"))
+	vecNewKey    = PublicKey(mustHex("392d174a38b3b1beafaf1fe824870841c5fa531bc6eafdb6402c124664488c1c"))
+	vecRotateSig = Signature(mustHex("9d76fcb633e6eb18679650e1f9f10d19a82ee66824989e4f99f99b67c887ddc63b895e41b52ab18984101e6294ae70b059c1e3fa9f612a079129ae108a9c2503"))
+)
+
+func mustHex(s string) []byte {
+	b, err := hex.DecodeString(s)
+	if err != nil {
+		panic(err)
+	}
+	return b
 }
 
 // vectors holds one example of every frame type. PROTOCOL.md shows each
@@ -84,10 +116,29 @@ var vectors = []struct {
 	{"GROUP_INFO", &GroupInfo{Req: 14, Group: 9, Name: []byte("team"), Members: []Member{{1, RoleAdmin}, {2, RoleMember}}}},
 	{"GROUPS", &Groups{Req: 15, Groups: []GroupSummary{{Group: 9, Name: []byte("team")}}}},
 	{"GROUP_EVENT added", &GroupEvent{Seq: 44, Group: 9, Kind: GroupAdded, Actor: 1, Time: vecTime, Name: []byte("team"), Users: Users(4)}},
+	{"BLOCK user 2", &Block{Req: 16, User: 2}},
+	{"UNBLOCK user 2", &Unblock{Req: 17, User: 2}},
+	{"LIST_GET blocked", &ListGet{Req: 18, Kind: ListBlocked}},
+	{"LIST blocked: users 2 and 3", &List{Req: 18, Kind: ListBlocked, Users: Users(2, 3)}},
+	{"CONTACT add user 3", &Contact{Req: 19, User: 3, On: true}},
+	{"GROUP_ADDS from contacts only", &GroupAdds{Req: 20, From: AddsFromContacts}},
+	{"ACCOUNT_DELETE", &AccountDelete{Req: 21, Password: []byte("correct horse")}},
+	{"PUSH_SUBSCRIBE device 1", &PushSubscribe{Req: 16, Device: 1, Endpoint: []byte("https://push.example/s/abc"), P256dh: vecP256dh, Auth: vecAuth}},
+	{"PUSH_LIST", &PushList{Req: 17}},
+	{"PUSH_SUBS one subscription", &PushSubs{Req: 17, Key: vecP256dh, Subs: []PushSub{{Device: 1, Created: vecTime, Endpoint: []byte("https://push.example/s/abc")}}}},
+	{"PUSH_REMOVE device 1", &PushRemove{Req: 18, Device: 1}},
+	{"SESSIONS", &Sessions{Req: 16}},
+	{"SESSION_LIST two sessions", &SessionList{Req: 16, Sessions: []SessionInfo{
+		{Session: 0x1122334455667788, Flags: SessionCurrent | SessionOnline, Created: vecTime - 86_400_000, LastSeen: vecTime, Addr: []byte("198.51.100.7:50412"), Label: []byte("phone")},
+		{Session: 0x99, Created: vecTime - 7*86_400_000, LastSeen: vecTime - 3_600_000, Addr: []byte("203.0.113.9:41000")},
+	}}},
+	{"SESSION_REVOKE", &SessionRevoke{Req: 17, Session: 0x99}},
+	{"SESSION_LABEL laptop", &SessionLabel{Req: 18, Label: []byte("laptop")}},
 	{"PING", &Ping{Nonce: 0x0102030405060708}},
 	{"PONG", &Pong{Nonce: 0x0102030405060708}},
 	{"GOAWAY retry after 1.5 s", &Goaway{RetryAfter: 1500, Reason: GoawayShutdown}},
 	{"KICKED logged in elsewhere", &Kicked{Reason: KickElsewhere}},
+	{"KICKED account deleted", &Kicked{Reason: KickDeleted}},
 	{"KEYS_UPLOAD refill: replace one-time EC keys, two EC and one KEM prekey", &KeysUpload{Req: 16, Flags: UploadReplaceEC, Identity: vecKey(0x10),
 		EC: []ECPreKey{{ID: 101, Key: vecKey(0x20)}, {ID: 102, Key: vecKey(0x30)}}, KEM: []KEMPreKey{{ID: 201, Key: vecKEM(), Sig: vecSig(0x40)}}}},
 	{"KEYS_UPLOAD rotate the signed prekey", &KeysUpload{Req: 17, Identity: vecKey(0x10), Signed: &SignedECKey{ID: 2, Key: vecKey(0x50), Sig: vecSig(0x60)}}},
@@ -100,6 +151,9 @@ var vectors = []struct {
 	{"KEYS_CHECK", &KeysCheck{Req: 20, Digest: Digest(vecKey(0x70))}},
 	{"KEYS_LOW device 1: 9 EC, 2 KEM left", &KeysLow{Device: 1, EC: 9, KEM: 2}},
 	{"IDENTITY_CHANGED user 2 device 1", &IdentityChanged{User: 2, Device: 1}},
+	{"KEY_ROTATE", &KeyRotate{Old: vecOldKey, New: vecNewKey, ValidFrom: vecTime, Sig: vecRotateSig}},
+	{"KICKED session revoked", &Kicked{Reason: KickRevoked}},
+	{"ERROR inbox byte quota for a SEND", &Error{Code: CodeInboxBytesFull, ID: vecID, Detail: []byte("inbox bytes")}},
 	{"ERROR inbox full for a SEND", &Error{Code: CodeInboxFull, ID: vecID, Detail: []byte("inbox full")}},
 }
 

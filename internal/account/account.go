@@ -1,11 +1,12 @@
-// Package account keeps user accounts and session tokens in the embedded
-// store: user names with argon2id password hashes, and random session
-// tokens of which only a SHA-256 hash is stored.
+// Package account keeps user accounts and sessions in the embedded store:
+// user names with argon2id password hashes, and sessions (session.go),
+// each with a random token of which only a SHA-256 hash is stored.
 //
 // Password hashing is deliberately slow and memory-hungry (19 MiB per hash
 // by default), so it runs with bounded concurrency and refuses work beyond
 // a short queue (ErrBusy) instead of letting a login storm exhaust memory.
-// Reconnects present a token, which costs one hash and one lookup.
+// Reconnects present a token, which costs one hash, two lookups and a
+// synced write (the token rotates).
 package account
 
 import (
@@ -52,6 +53,19 @@ type Config struct {
 	MaxHashing int
 	// MaxQueued is how many more may wait before ErrBusy. Default 8 per core.
 	MaxQueued int
+	// NameHold is how long the name of a deleted account stays taken
+	// before REGISTER may have it again (delete.go). Default
+	// DefaultNameHold, 30 days; negative releases it at once.
+	NameHold time.Duration
+	// IdleExpiry ends a session not used for this long: its token is
+	// refused. Default 30 days.
+	IdleExpiry time.Duration
+	// Grace is how long a token rotated out by RESUME still resumes (the
+	// client may not have received the WELCOME with its successor).
+	// Default 2 minutes.
+	Grace time.Duration
+	// Now, for tests, is the clock sessions read. Default time.Now.
+	Now func() time.Time
 }
 
 // Store reads and writes accounts.
@@ -63,6 +77,9 @@ type Store struct {
 
 	mu       sync.Mutex // serializes registrations: name check + id allocation
 	nextUser atomic.Uint64
+	now      func() time.Time
+
+	userLocks [256]sync.Mutex // by user id: a session's read-modify-write
 
 	// Ids of a cluster's home shards (RegisterIn): shard s hands out
 	// k*Shards+s, k counting up from shardBase (above every id nextUser
@@ -71,6 +88,14 @@ type Store struct {
 	shardBase  uint64
 	shardNext  [Shards]atomic.Uint64
 	shardCount atomic.Uint64 // accounts registered in shards
+
+	// Deleted accounts (delete.go): gone holds every id whose deletion
+	// started, ngone counts them so that Exists costs one atomic load
+	// while there are none, and unfinished lists those whose deletion had
+	// not finished when the store opened.
+	gone       sync.Map // user id -> struct{}
+	ngone      atomic.Int64
+	unfinished []uint64
 }
 
 // Shards is the number of home shards a cluster divides ids into: an
@@ -116,7 +141,19 @@ func New(db *pebble.DB, cfg Config) (*Store, error) {
 	if cfg.MaxQueued == 0 {
 		cfg.MaxQueued = 8 * runtime.GOMAXPROCS(0)
 	}
-	s := &Store{db: db, cfg: cfg, sem: make(chan struct{}, cfg.MaxHashing)}
+	if cfg.NameHold == 0 {
+		cfg.NameHold = DefaultNameHold
+	}
+	if cfg.IdleExpiry == 0 {
+		cfg.IdleExpiry = 30 * 24 * time.Hour
+	}
+	if cfg.Grace == 0 {
+		cfg.Grace = 2 * time.Minute
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	s := &Store{db: db, cfg: cfg, sem: make(chan struct{}, cfg.MaxHashing), now: cfg.Now}
 	next, found, err := store.GetUint64(db, metaNextUser)
 	if err != nil {
 		return nil, fmt.Errorf("account: read next user id: %w", err)
@@ -127,6 +164,9 @@ func New(db *pebble.DB, cfg Config) (*Store, error) {
 	s.nextUser.Store(next)
 	s.shardBase = (next + Shards - 1) / Shards
 	if err := s.loadShards(); err != nil {
+		return nil, err
+	}
+	if s.unfinished, err = s.loadDeleted(); err != nil {
 		return nil, err
 	}
 	return s, nil
@@ -153,14 +193,15 @@ func (s *Store) loadShards() error {
 	return it.Error()
 }
 
-// Exists reports whether user is a registered id. Ids are handed out in
-// order (per shard, in a cluster) and never deleted, so this costs no
-// lookup. In a cluster it answers only for shards this node has held.
+// Exists reports whether user is a registered id whose account was not
+// deleted. Ids are handed out in order (per shard, in a cluster) and
+// never reused, so this costs no lookup. In a cluster it answers only
+// for shards this node has held.
 func (s *Store) Exists(user uint64) bool {
 	if user == 0 {
 		return false
 	}
-	return user < s.nextUser.Load() || s.inShards(user)
+	return (user < s.nextUser.Load() || s.inShards(user)) && !s.Deleted(user)
 }
 
 // inShards reports whether user is an id a shard handed out.
@@ -172,40 +213,44 @@ func (s *Store) inShards(user uint64) bool {
 // Count returns the number of registered users.
 func (s *Store) Count() uint64 { return s.nextUser.Load() - 1 + s.shardCount.Load() }
 
-// Register creates an account and a first session token, with the next
-// id of a single node's sequence.
-func (s *Store) Register(name, password []byte) (uint64, codec.Token, error) {
-	return s.register(name, password, -1)
+// Register creates an account and a first session, from addr, with the
+// next id of a single node's sequence.
+func (s *Store) Register(name, password []byte, addr string) (Issued, error) {
+	return s.register(name, password, addr, -1)
 }
 
 // RegisterIn is Register for a cluster node that owns home shard
 // NameShard(name): the account's id is in that shard.
-func (s *Store) RegisterIn(name, password []byte) (uint64, codec.Token, error) {
-	return s.register(name, password, NameShard(name))
+func (s *Store) RegisterIn(name, password []byte, addr string) (Issued, error) {
+	return s.register(name, password, addr, NameShard(name))
 }
 
-func (s *Store) register(name, password []byte, shard int) (uint64, codec.Token, error) {
-	var tok codec.Token
+func (s *Store) register(name, password []byte, addr string, shard int) (Issued, error) {
 	// The codec's reason says which rule failed, for the ERROR's detail.
 	if err := codec.ValidateName(name); err != nil {
-		return 0, tok, fmt.Errorf("%w: %w", ErrInvalidName, err)
+		return Issued{}, fmt.Errorf("%w: %w", ErrInvalidName, err)
 	}
 	if err := codec.ValidatePassword(password); err != nil {
-		return 0, tok, fmt.Errorf("%w: %w", ErrInvalidPassword, err)
+		return Issued{}, fmt.Errorf("%w: %w", ErrInvalidPassword, err)
 	}
 	rec, err := s.newRecord(name, password)
 	if err != nil {
-		return 0, tok, err
+		return Issued{}, err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if _, err := s.lookup(name); err == nil {
-		return 0, tok, ErrNameTaken
+		return Issued{}, ErrNameTaken
 	} else if !errors.Is(err, ErrUnknownUser) {
-		return 0, tok, err
+		return Issued{}, err
 	}
 	b := s.db.NewBatch()
 	defer b.Close()
+	if held, err := s.nameHeld(b, name); err != nil {
+		return Issued{}, err
+	} else if held {
+		return Issued{}, ErrNameTaken // a deleted account's, until its hold ends
+	}
 	var user, k uint64
 	// The two schemes skip each other's ids, for a store that has been a
 	// single node and a cluster node in turn.
@@ -225,12 +270,12 @@ func (s *Store) register(name, password []byte, shard int) (uint64, codec.Token,
 	}
 	b.Set(nameKey(name), binary.BigEndian.AppendUint64(nil, user), nil)
 	b.Set(userKey(user), rec, nil)
-	tok, err = addToken(b, user)
+	is, err := s.startSession(b, user, addr)
 	if err != nil {
-		return 0, tok, err
+		return Issued{}, err
 	}
 	if err := b.Commit(pebble.Sync); err != nil {
-		return 0, tok, fmt.Errorf("account: register %s: %w", name, err)
+		return Issued{}, fmt.Errorf("account: register %s: %w", name, err)
 	}
 	if shard < 0 {
 		s.nextUser.Store(user + 1)
@@ -238,92 +283,106 @@ func (s *Store) register(name, password []byte, shard int) (uint64, codec.Token,
 		s.shardNext[shard].Store(k + 1)
 		s.shardCount.Add(1)
 	}
-	return user, tok, nil
+	return is, nil
 }
 
-// Login checks a password and issues a session token.
-func (s *Store) Login(name, password []byte) (uint64, codec.Token, error) {
-	var tok codec.Token
+// Login checks a password and starts a session from addr.
+func (s *Store) Login(name, password []byte, addr string) (Issued, error) {
 	user, err := s.lookup(name)
 	if err != nil {
-		return 0, tok, err
+		return Issued{}, err
+	}
+	if s.Deleted(user) {
+		return Issued{}, ErrUnknownUser
 	}
 	rec, err := s.record(user)
 	if err != nil {
-		return 0, tok, err
+		return Issued{}, err
 	}
 	if err := s.verify(rec, password); err != nil {
-		return 0, tok, err
+		return Issued{}, err
 	}
 	b := s.db.NewBatch()
 	defer b.Close()
-	if tok, err = addToken(b, user); err != nil {
-		return 0, tok, err
+	is, err := s.startSession(b, user, addr)
+	if err != nil {
+		return Issued{}, err
 	}
 	if err := b.Commit(pebble.Sync); err != nil {
-		return 0, tok, fmt.Errorf("account: login %s: %w", name, err)
+		return Issued{}, fmt.Errorf("account: login %s: %w", name, err)
 	}
-	return user, tok, nil
+	return is, nil
 }
 
-// Resume returns the user a token belongs to. It costs one SHA-256 and one
-// point lookup.
-func (s *Store) Resume(tok codec.Token) (uint64, error) {
-	return s.userAt(tokenKey(tok), ErrInvalidToken, "resume")
-}
-
-// Revoke deletes one token (LOGOUT).
+// Revoke ends the session tok belongs to (LOGOUT): none of its tokens
+// resumes once it returns. A token already dead is no error.
 func (s *Store) Revoke(user uint64, tok codec.Token) error {
 	h := sha256.Sum256(tok[:])
-	b := s.db.NewBatch()
-	defer b.Close()
-	b.Delete(append([]byte{store.PrefixToken}, h[:]...), nil)
-	b.Delete(userTokenKey(user, h), nil)
-	if err := b.Commit(pebble.Sync); err != nil {
-		return fmt.Errorf("account: revoke: %w", err)
+	owner, sid, err := s.tokenRecord(h)
+	if errors.Is(err, ErrInvalidToken) || err == nil && owner != user {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if err := s.EndSession(user, sid); err != nil && !errors.Is(err, ErrUnknownSession) {
+		return err
 	}
 	return nil
 }
 
-// ChangePassword checks the old password, stores the new one, revokes
-// every token of the user and issues a new one.
-func (s *Store) ChangePassword(user uint64, old, new []byte) (codec.Token, error) {
-	var tok codec.Token
+// ChangePassword checks the old password, stores the new one, ends every
+// session of the user and starts a new one from addr.
+func (s *Store) ChangePassword(user uint64, old, new []byte, addr string) (Issued, error) {
 	if err := codec.ValidatePassword(new); err != nil {
-		return tok, fmt.Errorf("%w: %w", ErrInvalidPassword, err)
+		return Issued{}, fmt.Errorf("%w: %w", ErrInvalidPassword, err)
+	}
+	if s.Deleted(user) {
+		return Issued{}, ErrUnknownUser
 	}
 	rec, err := s.record(user)
 	if err != nil {
-		return tok, err
+		return Issued{}, err
 	}
 	if err := s.verify(rec, old); err != nil {
-		return tok, err
+		return Issued{}, err
 	}
 	name := recordName(rec)
 	fresh, err := s.newRecord(name, new)
 	if err != nil {
-		return tok, err
+		return Issued{}, err
 	}
+	defer s.lockUser(user)()
 	b := s.db.NewBatch()
 	defer b.Close()
 	b.Set(userKey(user), fresh, nil)
 	if err := s.deleteTokens(b, user); err != nil {
-		return tok, err
+		return Issued{}, err
 	}
-	if tok, err = addToken(b, user); err != nil {
-		return tok, err
+	is, err := s.startSession(b, user, addr)
+	if err != nil {
+		return Issued{}, err
 	}
 	if err := b.Commit(pebble.Sync); err != nil {
-		return tok, fmt.Errorf("account: change password: %w", err)
+		return Issued{}, fmt.Errorf("account: change password: %w", err)
 	}
-	return tok, nil
+	return is, nil
 }
 
 // LookupName returns the id registered under name.
-func (s *Store) LookupName(name []byte) (uint64, error) { return s.lookup(name) }
+func (s *Store) LookupName(name []byte) (uint64, error) {
+	user, err := s.lookup(name)
+	if err == nil && s.Deleted(user) {
+		return 0, ErrUnknownUser
+	}
+	return user, err
+}
 
 // Name returns the name of user.
 func (s *Store) Name(user uint64) ([]byte, error) {
+	if s.Deleted(user) {
+		return nil, ErrUnknownUser
+	}
 	rec, err := s.record(user)
 	if err != nil {
 		return nil, err
@@ -375,7 +434,9 @@ func (s *Store) deleteTokens(b *pebble.Batch, user uint64) error {
 	defer it.Close()
 	for it.First(); it.Valid(); it.Next() {
 		k := it.Key()
-		b.Delete(append([]byte{store.PrefixToken}, k[9:]...), nil)
+		if len(k) == 9+32 { // a token's index entry; the other kind is a session record
+			b.Delete(append([]byte{store.PrefixToken}, k[9:]...), nil)
+		}
 		b.Delete(append([]byte(nil), k...), nil)
 	}
 	return it.Error()
@@ -450,30 +511,26 @@ func userKey(user uint64) []byte {
 	return binary.BigEndian.AppendUint64([]byte{store.PrefixUser}, user)
 }
 
-func tokenKey(tok codec.Token) []byte {
-	h := sha256.Sum256(tok[:])
-	return append([]byte{store.PrefixToken}, h[:]...)
-}
-
 func userTokenKey(user uint64, h [32]byte) []byte {
 	k := binary.BigEndian.AppendUint64([]byte{store.PrefixUserTokens}, user)
 	return append(k, h[:]...)
 }
 
-// addToken adds a fresh token for user to b and returns it: user's id,
-// then 24 random bytes (TokenUser).
-func addToken(b *pebble.Batch, user uint64) (codec.Token, error) {
+// addToken adds a fresh token of user's session sid to b and returns it
+// (user's id, then 24 random bytes: TokenUser) and its SHA-256.
+func addToken(b *pebble.Batch, user, sid uint64) (codec.Token, [32]byte, error) {
 	var tok codec.Token
 	binary.BigEndian.PutUint64(tok[:8], user)
 	if _, err := rand.Read(tok[8:]); err != nil {
-		return tok, fmt.Errorf("account: token: %w", err)
+		return tok, [32]byte{}, fmt.Errorf("account: token: %w", err)
 	}
 	h := sha256.Sum256(tok[:])
 	v := binary.BigEndian.AppendUint64(nil, user)
 	v = binary.BigEndian.AppendUint64(v, uint64(time.Now().UnixMilli()))
+	v = binary.BigEndian.AppendUint64(v, sid)
 	b.Set(append([]byte{store.PrefixToken}, h[:]...), v, nil)
 	b.Set(userTokenKey(user, h), nil, nil)
-	return tok, nil
+	return tok, h, nil
 }
 
 // ShardCounterKey is the record that counts the ids a shard handed out:

@@ -5,8 +5,15 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/chatd/chatd/codec"
 	"github.com/chatd/chatd/internal/store"
 )
+
+// triple is Register's or Login's answer as the three values the tests
+// compare.
+func triple(is Issued, err error) (uint64, codec.Token, error) { return is.User, is.Token, err }
+
+func tokenOf(is Issued, err error) (codec.Token, error) { return is.Token, err }
 
 func openStore(t *testing.T, dir string) *Store {
 	t.Helper()
@@ -24,44 +31,44 @@ func openStore(t *testing.T, dir string) *Store {
 
 func TestRegisterLoginResume(t *testing.T) {
 	s := openStore(t, t.TempDir())
-	alice, tok, err := s.Register([]byte("alice"), []byte("correct horse"))
+	alice, tok, err := triple(s.Register([]byte("alice"), []byte("correct horse"), ""))
 	if err != nil || alice != 1 {
 		t.Fatalf("register: %d %v", alice, err)
 	}
-	bob, _, err := s.Register([]byte("bob"), []byte("battery staple"))
+	bob, _, err := triple(s.Register([]byte("bob"), []byte("battery staple"), ""))
 	if err != nil || bob != 2 {
 		t.Fatalf("register bob: %d %v", bob, err)
 	}
-	if _, _, err := s.Register([]byte("alice"), []byte("whatever123")); !errors.Is(err, ErrNameTaken) {
+	if _, _, err := triple(s.Register([]byte("alice"), []byte("whatever123"), "")); !errors.Is(err, ErrNameTaken) {
 		t.Fatalf("duplicate name: %v", err)
 	}
 	for _, bad := range []string{"Al", "Alice", "-x-", "a b c", "toolongtoolongtoolongtoolongtoolong"} {
-		if _, _, err := s.Register([]byte(bad), []byte("password1")); !errors.Is(err, ErrInvalidName) {
+		if _, _, err := triple(s.Register([]byte(bad), []byte("password1"), "")); !errors.Is(err, ErrInvalidName) {
 			t.Errorf("name %q: %v", bad, err)
 		}
 	}
-	if _, _, err := s.Register([]byte("carol"), []byte("short")); !errors.Is(err, ErrInvalidPassword) {
+	if _, _, err := triple(s.Register([]byte("carol"), []byte("short"), "")); !errors.Is(err, ErrInvalidPassword) {
 		t.Errorf("short password: %v", err)
 	}
-	if _, _, err := s.Login([]byte("alice"), []byte("wrong horse")); !errors.Is(err, ErrWrongPassword) {
+	if _, _, err := triple(s.Login([]byte("alice"), []byte("wrong horse"), "")); !errors.Is(err, ErrWrongPassword) {
 		t.Errorf("wrong password: %v", err)
 	}
-	if _, _, err := s.Login([]byte("nobody"), []byte("correct horse")); !errors.Is(err, ErrUnknownUser) {
+	if _, _, err := triple(s.Login([]byte("nobody"), []byte("correct horse"), "")); !errors.Is(err, ErrUnknownUser) {
 		t.Errorf("unknown user: %v", err)
 	}
-	u, tok2, err := s.Login([]byte("alice"), []byte("correct horse"))
+	u, tok2, err := triple(s.Login([]byte("alice"), []byte("correct horse"), ""))
 	if err != nil || u != alice || tok2 == tok {
 		t.Fatalf("login: %d %v", u, err)
 	}
 	for _, tk := range [][32]byte{tok, tok2} {
-		if u, err := s.Resume(tk); err != nil || u != alice {
+		if u, err := s.Check(tk); err != nil || u != alice {
 			t.Fatalf("resume: %d %v", u, err)
 		}
 	}
 	if err := s.Revoke(alice, tok); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Resume(tok); !errors.Is(err, ErrInvalidToken) {
+	if _, err := s.Check(tok); !errors.Is(err, ErrInvalidToken) {
 		t.Fatalf("revoked token still works: %v", err)
 	}
 	if name, err := s.Name(bob); err != nil || string(name) != "bob" {
@@ -74,27 +81,27 @@ func TestRegisterLoginResume(t *testing.T) {
 
 func TestPasswordChangeRevokesAllTokens(t *testing.T) {
 	s := openStore(t, t.TempDir())
-	u, t1, _ := s.Register([]byte("alice"), []byte("correct horse"))
-	_, t2, _ := s.Login([]byte("alice"), []byte("correct horse"))
-	if _, err := s.ChangePassword(u, []byte("nope nope"), []byte("new password")); !errors.Is(err, ErrWrongPassword) {
+	u, t1, _ := triple(s.Register([]byte("alice"), []byte("correct horse"), ""))
+	_, t2, _ := triple(s.Login([]byte("alice"), []byte("correct horse"), ""))
+	if _, err := tokenOf(s.ChangePassword(u, []byte("nope nope"), []byte("new password"), "")); !errors.Is(err, ErrWrongPassword) {
 		t.Fatalf("change with wrong old password: %v", err)
 	}
-	t3, err := s.ChangePassword(u, []byte("correct horse"), []byte("new password"))
+	t3, err := tokenOf(s.ChangePassword(u, []byte("correct horse"), []byte("new password"), ""))
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, tk := range [][32]byte{t1, t2} {
-		if _, err := s.Resume(tk); !errors.Is(err, ErrInvalidToken) {
+		if _, err := s.Check(tk); !errors.Is(err, ErrInvalidToken) {
 			t.Fatalf("old token survived a password change: %v", err)
 		}
 	}
-	if got, err := s.Resume(t3); err != nil || got != u {
+	if got, err := s.Check(t3); err != nil || got != u {
 		t.Fatalf("new token: %v", err)
 	}
-	if _, _, err := s.Login([]byte("alice"), []byte("correct horse")); !errors.Is(err, ErrWrongPassword) {
+	if _, _, err := triple(s.Login([]byte("alice"), []byte("correct horse"), "")); !errors.Is(err, ErrWrongPassword) {
 		t.Fatalf("old password still works: %v", err)
 	}
-	if _, _, err := s.Login([]byte("alice"), []byte("new password")); err != nil {
+	if _, _, err := triple(s.Login([]byte("alice"), []byte("new password"), "")); err != nil {
 		t.Fatalf("new password: %v", err)
 	}
 }
@@ -103,16 +110,16 @@ func TestAccountsSurviveReopen(t *testing.T) {
 	dir := t.TempDir()
 	db, _ := store.Open(dir, store.Options{})
 	s, _ := New(db, Config{Hashing: Hashing{Time: 1, MemoryKiB: 64}})
-	u, tok, err := s.Register([]byte("alice"), []byte("correct horse"))
+	u, tok, err := triple(s.Register([]byte("alice"), []byte("correct horse"), ""))
 	if err != nil {
 		t.Fatal(err)
 	}
 	db.Close()
 	s2 := openStore(t, dir)
-	if got, err := s2.Resume(tok); err != nil || got != u {
+	if got, err := s2.Check(tok); err != nil || got != u {
 		t.Fatalf("token lost across reopen: %v", err)
 	}
-	if v, _, err := s2.Register([]byte("bob"), []byte("battery staple")); err != nil || v != u+1 {
+	if v, _, err := triple(s2.Register([]byte("bob"), []byte("battery staple"), "")); err != nil || v != u+1 {
 		t.Fatalf("id after reopen = %d (%v), want %d", v, err, u+1)
 	}
 }
@@ -128,7 +135,7 @@ func TestHashingIsBounded(t *testing.T) {
 		wg.Add(1)
 		go func(i int) {
 			defer wg.Done()
-			_, _, err := s.Register([]byte("user"+string(rune('a'+i))), []byte("password1"))
+			_, _, err := triple(s.Register([]byte("user"+string(rune('a'+i))), []byte("password1"), ""))
 			mu.Lock()
 			defer mu.Unlock()
 			if errors.Is(err, ErrBusy) {
@@ -156,13 +163,13 @@ func TestRegisterInShards(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A node that was a single node first: its sequential ids stay valid.
-	legacy, _, err := s.Register([]byte("legacy"), []byte("password1"))
+	legacy, _, err := triple(s.Register([]byte("legacy"), []byte("password1"), ""))
 	if err != nil {
 		t.Fatal(err)
 	}
 	seen := map[uint64]bool{legacy: true}
 	for _, name := range []string{"alice", "bob", "carol", "dave"} {
-		user, tok, err := s.RegisterIn([]byte(name), []byte("password1"))
+		user, tok, err := triple(s.RegisterIn([]byte(name), []byte("password1"), ""))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -173,7 +180,7 @@ func TestRegisterInShards(t *testing.T) {
 		if TokenUser(tok) != user {
 			t.Fatalf("token names user %d, want %d", TokenUser(tok), user)
 		}
-		if got, err := s.Resume(tok); err != nil || got != user {
+		if got, err := s.Check(tok); err != nil || got != user {
 			t.Fatalf("resume: %d, %v", got, err)
 		}
 	}
@@ -196,7 +203,7 @@ func TestRegisterInShards(t *testing.T) {
 	if s2.Exists(legacy + Shards*7 + 1) {
 		t.Fatal("an id nobody was given exists")
 	}
-	u, _, err := s2.RegisterIn([]byte("alice2"), []byte("password1"))
+	u, _, err := triple(s2.RegisterIn([]byte("alice2"), []byte("password1"), ""))
 	if err != nil || seen[u] {
 		t.Fatalf("after reopen: %d, %v", u, err)
 	}

@@ -30,6 +30,8 @@ const (
 	ReasonAuthTimeout                    // not authenticated in AuthTimeout (ERROR 13)
 	ReasonIdle                           // nothing arrived for Keepalive (KICKED idle)
 	ReasonSlowConsumer                   // did not read what it was sent (ERROR 51)
+	ReasonUpgrade                        // a WebSocket upgrade request refused (HTTP error)
+	ReasonWSFrame                        // a WebSocket frame breaking RFC 6455 or chatd's binding (close 1002/1003)
 	NumReasons
 )
 
@@ -37,6 +39,7 @@ var reasonNames = [NumReasons]string{
 	"bad_preamble", "version", "plaintext_refused", "transport", "handshake", "bad_record",
 	"oversized_frame", "malformed_frame", "unknown_type", "wrong_direction", "rate_limited",
 	"read_timeout", "auth_timeout", "idle", "slow_consumer",
+	"ws_upgrade", "ws_frame",
 }
 
 func (r Reason) String() string {

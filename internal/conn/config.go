@@ -50,13 +50,22 @@ type Config struct {
 	// NoiseKey is the server's static key; with it, clients may use the
 	// Noise transports (XX, IK). Without it only plaintext can work.
 	NoiseKey *secure.Keypair
+	// NoiseKeys, if set, replaces NoiseKey: a server's keys during a key
+	// rotation (the old and the new, and the retired ones to refuse),
+	// swapped whole while it runs.
+	NoiseKeys *secure.Keyring
 	// AllowPlaintext accepts the plaintext transport. Off by default.
 	AllowPlaintext bool
+	// WebSocket configures the WebSocket listener, if ListenWS is used.
+	WebSocket WSConfig
 	// Logger receives connection-level events (never per-frame ones).
 	Logger *zap.Logger
 }
 
 func (c *Config) setDefaults() {
+	if c.NoiseKeys == nil && c.NoiseKey != nil {
+		c.NoiseKeys = secure.NewKeyring(&secure.Keys{Current: *c.NoiseKey})
+	}
 	if c.MaxFrame == 0 {
 		c.MaxFrame = codec.MaxLen
 	}

@@ -39,6 +39,10 @@ type Conn[T any] struct {
 	// queue (under mu) and opens records in OnRequest.
 	sec *secureConn
 
+	// ws is the WebSocket layer (websocket.go); nil for a TCP connection.
+	// Set in OnPrepare.
+	ws *wsConn
+
 	// Guarded by mu.
 	mu       sync.Mutex
 	out      *[]byte // pending outbound bytes; nil when empty
@@ -163,7 +167,7 @@ func (c *Conn[T]) Flush() { c.flush() }
 // flush is Flush, reporting whether there was anything to write.
 func (c *Conn[T]) flush() bool {
 	c.mu.Lock()
-	if c.isClosed() || c.flushing || c.out == nil || len(*c.out) == 0 {
+	if c.isClosed() || c.flushing || !c.pendingLocked() {
 		c.mu.Unlock()
 		return false
 	}
@@ -187,6 +191,12 @@ func (c *Conn[T]) flush() bool {
 	return true
 }
 
+// pendingLocked reports whether anything waits to be written: queued
+// frames, or a WebSocket connection's control frames. c.mu must be held.
+func (c *Conn[T]) pendingLocked() bool {
+	return (c.out != nil && len(*c.out) > 0) || (c.ws != nil && c.ws.pendingLocked())
+}
+
 // writeLocked takes the queue and writes what the socket takes now. It
 // returns the buffer and the offset of what is left, or a nil buffer when
 // everything went. c.mu must be held.
@@ -206,27 +216,55 @@ func (c *Conn[T]) writeLocked() (rest *[]byte, off int, err error) {
 }
 
 // takeLocked takes the queue for writing: the frames themselves, or, on an
-// encrypted connection, records sealing them. c.mu must be held: sealing
-// advances the send nonce, so records are made in the order they are sent.
+// encrypted connection, records sealing them; on a WebSocket connection,
+// inside a binary frame. c.mu must be held: sealing advances the send
+// nonce, so records are made in the order they are sent.
 func (c *Conn[T]) takeLocked() (*[]byte, error) {
 	bp := c.out
 	c.out, c.lazy = nil, false
-	if c.sec == nil || c.sec.sess == nil {
-		return bp, nil
+	if bp == nil { // only WebSocket control frames wait
+		bp = getBuf()
 	}
-	ct := getBuf()
-	sealed, err := c.sec.sess.Seal((*ct)[:0], *bp)
-	putBuf(bp)
-	*ct = sealed
-	return ct, err
+	var err error
+	if c.sec != nil && c.sec.sess != nil && len(*bp) > 0 {
+		ct := getBuf()
+		var sealed []byte
+		sealed, err = c.sec.sess.Seal((*ct)[:0], *bp)
+		putBuf(bp)
+		*ct = sealed
+		bp = ct
+	}
+	if c.ws != nil {
+		bp = c.ws.frameLocked(bp)
+	}
+	return bp, err
 }
 
 // writeRaw writes bytes outside the queue and its encryption: the
-// server's handshake messages. They are small and come first, so the
-// socket takes them whole or the connection is failing.
+// server's handshake messages (in a binary frame on a WebSocket
+// connection). They are small and come first, so the socket takes them
+// whole or the connection is failing.
 func (c *Conn[T]) writeRaw(b []byte) error {
+	if c.ws != nil {
+		b = append(appendWSHeader(make([]byte, 0, 4+len(b)), opBinary, len(b)), b...)
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	return c.writeWholeLocked(b)
+}
+
+// writeHTTP writes a WebSocket connection's HTTP response; upgraded marks
+// the connection as upgraded in the same locked section, so no flush can
+// put a WebSocket frame before the 101.
+func (c *Conn[T]) writeHTTP(b []byte, upgraded bool) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	err := c.writeWholeLocked(b)
+	c.ws.upgraded = upgraded && err == nil
+	return err
+}
+
+func (c *Conn[T]) writeWholeLocked(b []byte) error {
 	if c.isClosed() {
 		return errors.New("conn: closed")
 	}
@@ -282,7 +320,7 @@ func (c *Conn[T]) slowFlush(bp *[]byte, off int) {
 		}
 		c.srv.stats.bytesOut.Add(uint64(n))
 		c.mu.Lock()
-		if c.out == nil || len(*c.out) == 0 || c.isClosed() {
+		if !c.pendingLocked() || c.isClosed() {
 			c.flushing = false
 			c.mu.Unlock()
 			return
@@ -316,7 +354,10 @@ func (c *Conn[T]) Close() {
 // the goroutine whose setState(stateClosed) returned true calls it.
 func (c *Conn[T]) finish() {
 	c.mu.Lock()
-	if !c.flushing && c.out != nil && len(*c.out) > 0 {
+	if c.ws != nil {
+		c.ws.closing = true // a close frame goes with the last bytes
+	}
+	if !c.flushing && c.pendingLocked() {
 		if bp, _, _ := c.writeLocked(); bp != nil {
 			putBuf(bp) // the peer gets what fit; the close follows anyway
 		}
@@ -342,6 +383,9 @@ func (c *Conn[T]) onClose(netpoll.Connection) error {
 	c.mu.Lock()
 	c.releaseLocked()
 	c.mu.Unlock()
+	if c.ws != nil {
+		c.ws.free()
+	}
 	c.srv.unregister(c)
 	return nil
 }

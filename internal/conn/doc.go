@@ -80,6 +80,15 @@
 // (Snapshot.BadInput) and logged: the first few of each reason per
 // Config.LogInterval with the peer's address, then one summary line.
 //
+// # WebSocket
+//
+// A second listener (Server.ListenWS) takes WebSocket clients on the same
+// pollers and pool. websocket.go turns their binary frames back into
+// chatd's byte stream, which the same preamble, record and frame readers
+// read, and wraps each flush in one binary frame; the HTTP upgrade is
+// buffered between turns, never waited for. Nothing above this package
+// can tell the two apart.
+//
 // # Lock order
 //
 //	registry shard lock  ->  (nothing: held only to add, remove or look)

@@ -82,7 +82,9 @@ func TestLazyFrameGoesAlone(t *testing.T) {
 		for e := range errs {
 			t.Fatal(e)
 		}
-		if el := time.Since(start); el < 20*time.Millisecond {
+		// The server's clock counts whole milliseconds, so a lazy deadline
+		// may fall up to one of them before 20 ms of real time.
+		if el := time.Since(start); el < 19*time.Millisecond {
 			t.Fatalf("round %d: lazy frames arrived after %v, before the lazy delay", round, el)
 		}
 	}

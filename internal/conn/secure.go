@@ -2,10 +2,10 @@ package conn
 
 import (
 	"encoding/binary"
+	"errors"
 
 	"github.com/chatd/chatd/codec"
 	"github.com/chatd/chatd/internal/secure"
-	"github.com/cloudwego/netpoll"
 )
 
 // secureConn is an encrypted connection's transport state: the handshake
@@ -13,6 +13,19 @@ import (
 type secureConn struct {
 	hs   *secure.Handshake // until the handshake completes (OnRequest only)
 	sess *secure.Session   // set under Conn.mu when it completes
+	key  []byte            // the server's static public key it used, set with sess
+}
+
+// ServerKey is the server's static public key this connection's handshake
+// used (nil on plaintext or before the handshake completes): during a key
+// rotation, it tells whether the client is still on the old key.
+func (c *Conn[T]) ServerKey() []byte {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.sec == nil {
+		return nil
+	}
+	return c.sec.key
 }
 
 // readRecord reads one length-prefixed handshake message or record. A
@@ -22,7 +35,7 @@ type secureConn struct {
 // the handler like plaintext ones, and bad ones get the same ERROR,
 // sealed: a frame over the limit ERROR 2, a zero length or a record ending
 // inside a frame ERROR 1. An empty record carries nothing and is skipped.
-func (s *Server[T]) readRecord(c *Conn[T], r netpoll.Reader, plain *[]byte, in *tally) bool {
+func (s *Server[T]) readRecord(c *Conn[T], r input, plain *[]byte, in *tally) bool {
 	hdr, err := r.Peek(2)
 	if err != nil {
 		s.readFailed(c, err)
@@ -37,6 +50,14 @@ func (s *Server[T]) readRecord(c *Conn[T], r netpoll.Reader, plain *[]byte, in *
 	sc := c.sec
 	if sc.sess == nil {
 		if err := sc.hs.Read(rec[2:]); err != nil {
+			if errors.Is(err, secure.ErrRetired) {
+				// Said in the clear, like a refusal before the handshake:
+				// a client that pinned a retired key must hear why, and an
+				// attacker could only make it stop, which it can anyway.
+				s.reject(c, ReasonHandshake, codec.CodeKeyRetired,
+					"the server key this client pinned was retired: verify the server's key again and pin the new one")
+				return false
+			}
 			return s.dropSecure(c, ReasonHandshake, err)
 		}
 		if sc.hs.Session() == nil { // the responder's turn
@@ -50,7 +71,7 @@ func (s *Server[T]) readRecord(c *Conn[T], r netpoll.Reader, plain *[]byte, in *
 		}
 		if sess := sc.hs.Session(); sess != nil {
 			c.mu.Lock()
-			sc.sess, sc.hs = sess, nil
+			sc.sess, sc.key, sc.hs = sess, sc.hs.Static(), nil
 			c.mu.Unlock()
 		}
 		return true

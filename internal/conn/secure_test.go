@@ -28,6 +28,12 @@ func dialNoise(t *testing.T, s *Server[int]) *noisePeer {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return noiseOver(t, nc)
+}
+
+// noiseOver runs the initiator's XX handshake on nc.
+func noiseOver(t *testing.T, nc net.Conn) *noisePeer {
+	t.Helper()
 	t.Cleanup(func() { nc.Close() })
 	nc.SetDeadline(time.Now().Add(5 * time.Second))
 	pre := codec.AppendPreamble(nil, codec.TransportNoiseXX)

@@ -38,8 +38,13 @@ type Server[T any] struct {
 	handler Handler[T]
 	admit   atomic.Pointer[Admitter]
 
-	el    netpoll.EventLoop
-	ln    netpoll.Listener
+	el netpoll.EventLoop
+	ln netpoll.Listener
+	// wsel and wsln serve WebSocket clients (ListenWS). netpoll's
+	// EventLoop serves one listener, so this is a second one, sharing the
+	// same pollers, goroutine pool and callbacks.
+	wsel  netpoll.EventLoop
+	wsln  netpoll.Listener
 	reg   registry[T]
 	clock clock
 	stats Stats
@@ -89,6 +94,7 @@ type Snapshot struct {
 // New creates a server; Serve starts it.
 func New[T any](cfg Config, h Handler[T]) (*Server[T], error) {
 	cfg.setDefaults()
+	cfg.WebSocket.setDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -121,6 +127,33 @@ func (s *Server[T]) Listen(addr string) error {
 	return nil
 }
 
+// ListenWS binds addr for WebSocket clients (websocket.go); Serve serves
+// it beside the TCP listener.
+func (s *Server[T]) ListenWS(addr string) error {
+	el, err := netpoll.NewEventLoop(s.onRequest,
+		netpoll.WithOnPrepare(s.onPrepareWS),
+		netpoll.WithReadTimeout(s.cfg.ReadTimeout),
+		netpoll.WithWriteTimeout(s.cfg.WriteTimeout),
+	)
+	if err != nil {
+		return fmt.Errorf("conn: websocket event loop: %w", err)
+	}
+	ln, err := netpoll.CreateListener("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("conn: listen websocket %s: %w", addr, err)
+	}
+	s.wsel, s.wsln = el, ln
+	return nil
+}
+
+// WSAddr returns the WebSocket listener's address, nil without ListenWS.
+func (s *Server[T]) WSAddr() net.Addr {
+	if s.wsln == nil {
+		return nil
+	}
+	return s.wsln.Addr()
+}
+
 // Addr returns the bound address (after Listen).
 func (s *Server[T]) Addr() net.Addr { return s.ln.Addr() }
 
@@ -137,9 +170,21 @@ func (s *Server[T]) Serve() error {
 		return nil
 	}
 	s.sweeper.Add(2)
+	if s.wsln != nil {
+		s.sweeper.Add(1)
+	}
 	s.startMu.Unlock()
 	go s.sweep()
 	go s.flushLazy()
+	if s.wsln != nil {
+		go func() {
+			defer s.sweeper.Done()
+			err := s.wsel.Serve(s.wsln)
+			if err != nil && !errors.Is(err, net.ErrClosed) && !s.stopped.Load() {
+				s.log.Error("websocket listener stopped", zap.Error(err))
+			}
+		}()
+	}
 	err := s.el.Serve(s.ln)
 	if err != nil && !errors.Is(err, net.ErrClosed) && !s.stopped.Load() {
 		return fmt.Errorf("conn: serve: %w", err)
@@ -155,6 +200,9 @@ func (s *Server[T]) StopAccepting() {
 	if s.ln != nil {
 		s.ln.Close()
 	}
+	if s.wsln != nil {
+		s.wsln.Close()
+	}
 }
 
 // Shutdown stops accepting, closes every connection and stops the sweeper.
@@ -163,6 +211,9 @@ func (s *Server[T]) Shutdown(ctx context.Context) error {
 	s.StopAccepting()
 	s.Each(func(c *Conn[T]) { c.Close() })
 	err := s.el.Shutdown(ctx)
+	if s.wsel != nil {
+		err = errors.Join(err, s.wsel.Shutdown(ctx))
+	}
 	s.sweeper.Wait()
 	// Wait for close callbacks still running on the poller or pool.
 	for s.reg.count() > 0 {
@@ -211,18 +262,33 @@ func (s *Server[T]) Snapshot() Snapshot {
 	for r := ReasonBadPreamble; r <= ReasonRateLimited; r++ {
 		snap.ProtocolErrors += b[r]
 	}
+	snap.ProtocolErrors += b[ReasonUpgrade] + b[ReasonWSFrame]
 	return snap
 }
 
 // onPrepare runs on the poller for each accepted socket: it must be cheap.
-func (s *Server[T]) onPrepare(nc netpoll.Connection) context.Context {
-	c := &Conn[T]{nc: nc, srv: s, fd: int32(nc.(netpoll.Conn).Fd())}
+func (s *Server[T]) onPrepare(nc netpoll.Connection) context.Context { return s.prepare(nc, nil) }
+
+// onPrepareWS is onPrepare for the WebSocket listener.
+func (s *Server[T]) onPrepareWS(nc netpoll.Connection) context.Context {
+	return s.prepare(nc, &wsConn{})
+}
+
+// wsRefusal answers a WebSocket client the server does not take (the
+// request has not been read, so it cannot be upgraded to carry a GOAWAY).
+var wsRefusal = httpError(503)
+
+func (s *Server[T]) prepare(nc netpoll.Connection, w *wsConn) context.Context {
+	c := &Conn[T]{nc: nc, srv: s, fd: int32(nc.(netpoll.Conn).Fd()), ws: w}
 	now := s.clock.now()
 	c.opened, c.rateStart = now, now
 	c.lastRead.Store(now)
 	if a := s.admit.Load(); a != nil {
 		if ok, refusal := (*a)(); !ok {
 			s.stats.rejected.Add(1)
+			if w != nil {
+				refusal = wsRefusal
+			}
 			if len(refusal) > 0 {
 				writeNonblocking(int(c.fd), refusal)
 			}
@@ -252,55 +318,79 @@ func (s *Server[T]) onRequest(ctx context.Context, nc netpoll.Connection) error 
 		s.stats.turns.Add(1)
 		s.stats.bytesIn.Add(in.bytes)
 	}()
-	for r.Len() > 0 {
-		if c.isClosed() {
-			// Closing (shutdown, kick, a refused frame): the rest of the
-			// input has no one to answer it. Handling it would keep the
-			// close callback waiting for this turn to end.
-			r.Release()
-			return nil
-		}
-		if c.state.Load()&statePreamble == 0 {
-			if !s.readPreamble(c, r) {
-				return nil
-			}
-			continue
-		}
-		if c.sec != nil {
-			if plain == nil {
-				plain = getBuf()
-			}
-			if !s.readRecord(c, r, plain, &in) {
-				return nil
-			}
-			continue
-		}
-		hdr, err := r.Peek(4)
-		if err != nil {
-			s.readFailed(c, err)
-			return nil
-		}
-		n, err := codec.ParseHeader(hdr, s.cfg.MaxFrame)
-		if err != nil {
-			s.reject(c, reasonOf(err), codec.CodeOf(err), err.Error())
-			return nil
-		}
-		frame, err := r.Next(4 + n)
-		if err != nil {
-			s.readFailed(c, err)
-			return nil
-		}
-		in.bytes += uint64(4 + n)
-		if !s.dispatch(c, r, codec.Type(frame[4]), frame[codec.HeaderLen:], &in) {
-			return nil
-		}
+	if c.ws != nil {
+		s.onWSRequest(c, r, &plain, &in)
+		return nil
+	}
+	if !s.readStream(c, r, &plain, &in) {
+		return nil
 	}
 	r.Release()
 	c.Flush()
 	return nil
 }
 
-func (s *Server[T]) readPreamble(c *Conn[T], r netpoll.Reader) bool {
+// input is what the stream readers need of their input: netpoll's Reader
+// for a TCP connection, wsStream for a WebSocket one.
+type input interface {
+	Peek(n int) ([]byte, error)
+	Next(n int) ([]byte, error)
+	Release() error
+	Len() int
+}
+
+// readStream reads chatd's byte stream, the preamble, handshake messages,
+// records and frames, while r holds input. It reports false when the turn
+// must end: the connection is closing, or (wsStream only) the rest of a
+// unit has not arrived yet.
+func (s *Server[T]) readStream(c *Conn[T], r input, plain **[]byte, in *tally) bool {
+	for r.Len() > 0 {
+		if c.isClosed() {
+			// Closing (shutdown, kick, a refused frame): the rest of the
+			// input has no one to answer it. Handling it would keep the
+			// close callback waiting for this turn to end.
+			r.Release()
+			return false
+		}
+		if c.state.Load()&statePreamble == 0 {
+			if !s.readPreamble(c, r) {
+				return false
+			}
+			continue
+		}
+		if c.sec != nil {
+			if *plain == nil {
+				*plain = getBuf()
+			}
+			if !s.readRecord(c, r, *plain, in) {
+				return false
+			}
+			continue
+		}
+		hdr, err := r.Peek(4)
+		if err != nil {
+			s.readFailed(c, err)
+			return false
+		}
+		n, err := codec.ParseHeader(hdr, s.cfg.MaxFrame)
+		if err != nil {
+			s.reject(c, reasonOf(err), codec.CodeOf(err), err.Error())
+			return false
+		}
+		frame, err := r.Next(4 + n)
+		if err != nil {
+			s.readFailed(c, err)
+			return false
+		}
+		in.bytes += uint64(4 + n)
+		if !s.dispatch(c, r, codec.Type(frame[4]), frame[codec.HeaderLen:], in) {
+			return false
+		}
+	}
+	return true
+}
+
+func (s *Server[T]) readPreamble(c *Conn[T], r input) bool {
 	p, err := r.Next(codec.PreambleLen)
 	if err != nil {
 		s.readFailed(c, err)
@@ -317,8 +407,8 @@ func (s *Server[T]) readPreamble(c *Conn[T], r netpoll.Reader) bool {
 	case tr == codec.TransportPlain:
 		s.reject(c, ReasonPlaintextRefused, codec.CodeEncryption, "this server requires an encrypted transport")
 		return false
-	case (tr == codec.TransportNoiseXX || tr == codec.TransportNoiseIK) && s.cfg.NoiseKey != nil:
-		hs, err := secure.Server(tr, *s.cfg.NoiseKey, append([]byte(nil), p...))
+	case (tr == codec.TransportNoiseXX || tr == codec.TransportNoiseIK) && s.cfg.NoiseKeys != nil:
+		hs, err := secure.ServerKeys(tr, s.cfg.NoiseKeys.Keys(), append([]byte(nil), p...))
 		if err != nil {
 			s.reject(c, ReasonHandshake, codec.CodeHandshakeFailed, err.Error())
 			return false
@@ -342,7 +432,7 @@ type tally struct {
 // the handler after the rate check. Types a client may never send are
 // refused here, before the handler. It reports false when the connection
 // is closing and the turn must end.
-func (s *Server[T]) dispatch(c *Conn[T], r netpoll.Reader, t codec.Type, body []byte, in *tally) bool {
+func (s *Server[T]) dispatch(c *Conn[T], r input, t codec.Type, body []byte, in *tally) bool {
 	in.frames++
 	if !s.withinRate(c, codec.HeaderLen+len(body), in.now) {
 		return false
@@ -388,9 +478,18 @@ func (s *Server[T]) withinRate(c *Conn[T], n int, now uint32) bool {
 	return false
 }
 
-// reject answers bad input with ERROR and closes the connection.
+// reject answers bad input with ERROR and closes the connection (a
+// WebSocket one with a close frame after the ERROR: 1009 for a frame over
+// the limit, 1008 otherwise).
 func (s *Server[T]) reject(c *Conn[T], why Reason, code codec.Code, detail string) {
 	s.stats.bad.note(s.log, why, c.RemoteAddr, detail)
+	if c.ws != nil {
+		if why == ReasonTooLarge {
+			c.setWSClose(closeTooBig)
+		} else {
+			c.setWSClose(closePolicy)
+		}
+	}
 	if buf, ok := c.Begin(); ok {
 		c.End(codec.AppendError(buf, code, 0, nil, detail))
 	}
@@ -401,6 +500,9 @@ func (s *Server[T]) reject(c *Conn[T], why Reason, code codec.Code, detail strin
 // readFailed handles a read that did not complete: a peer that went away
 // or one that stalled mid-frame past ReadTimeout.
 func (s *Server[T]) readFailed(c *Conn[T], err error) {
+	if errors.Is(err, errPartial) {
+		return // a WebSocket stream waiting for its next frame
+	}
 	if errors.Is(err, netpoll.ErrReadTimeout) {
 		s.stats.bad.note(s.log, ReasonReadTimeout, c.RemoteAddr, "a frame started and not finished in the read timeout")
 	}

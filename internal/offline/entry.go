@@ -67,6 +67,10 @@ type Entry struct {
 	Users     codec.UserList
 
 	Ref BodyRef // group message
+
+	// Size is the stored value's length, which the byte quota counts
+	// (DecodeEntry and the lane that stores the entry set it).
+	Size uint32
 }
 
 func appendHeader(dst []byte, k Kind, time uint64) []byte {
@@ -108,7 +112,7 @@ func DecodeEntry(seq uint64, v []byte, e *Entry) error {
 	if len(v) < entryHeader {
 		return fmt.Errorf("%w: %d-byte value", ErrCorrupt, len(v))
 	}
-	*e = Entry{Seq: seq, Kind: Kind(v[0]), Time: binary.BigEndian.Uint64(v[2:])}
+	*e = Entry{Seq: seq, Kind: Kind(v[0]), Time: binary.BigEndian.Uint64(v[2:]), Size: uint32(len(v))}
 	if v[1] != 0 {
 		return fmt.Errorf("%w: unknown body codec %d", ErrCorrupt, v[1])
 	}
@@ -158,7 +162,7 @@ func DecodeEntry(seq uint64, v []byte, e *Entry) error {
 
 // Acked is what acknowledging e needs to know.
 func (e *Entry) Acked() Acked {
-	return Acked{Seq: e.Seq, Kind: e.Kind, Time: e.Time, From: e.From, Group: e.Group, ID: e.ID, Ref: e.Ref}
+	return Acked{Seq: e.Seq, Kind: e.Kind, Time: e.Time, From: e.From, Group: e.Group, ID: e.ID, Ref: e.Ref, Size: e.Size}
 }
 
 // AppendFrame appends the frame that delivers e to its inbox's owner.

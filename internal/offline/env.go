@@ -53,6 +53,9 @@ type iterator interface {
 	Valid() bool
 	Key() []byte
 	ValueAndErr() ([]byte, error)
+	// ValueLen is the value's length, without reading a value stored
+	// apart from its key.
+	ValueLen() int
 	Error() error
 	Close() error
 }
@@ -85,7 +88,15 @@ func (e pebbleEnv) NewIter(lo, hi []byte) (iterator, error) {
 	if err != nil {
 		return nil, err
 	}
-	return it, nil
+	return pebbleIter{it}, nil
+}
+
+// pebbleIter adds ValueLen to a Pebble iterator.
+type pebbleIter struct{ *pebble.Iterator }
+
+func (it pebbleIter) ValueLen() int {
+	lv := it.LazyValue()
+	return lv.Len()
 }
 
 func (e pebbleEnv) SetSync(key, value []byte) error { return e.db.Set(key, value, pebble.Sync) }

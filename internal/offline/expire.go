@@ -91,6 +91,15 @@ func (in *Inbox[S]) Expiring(user, time uint64) bool {
 	return true
 }
 
+// Purge queues the expiry of every entry in user's inbox, as if all were
+// older than the TTL: the senders of its messages get expired receipts,
+// and the entries are deleted once those are durable (the delete is
+// lazy: Count reaches 0 a little later). Account deletion calls it;
+// entries that arrive after it need another Purge.
+func (in *Inbox[S]) Purge(user uint64) error {
+	return in.lane(user).add(&op[S]{kind: kindExpire, st: Stored{To: user}, cutoff: ^uint64(0)}, true)
+}
+
 // Cutoff is the time (unix ms) before which entries have expired.
 func (in *Inbox[S]) Cutoff() uint64 {
 	now := uint64(in.now().UnixMilli())

@@ -72,5 +72,5 @@ func TestExpiredNeverRead(t *testing.T) {
 
 // countUser counts user's inbox keys, expired or not.
 func countUser(t *testing.T, in *Inbox[int], user uint64) int {
-	return int(in.countInbox(user, 1<<30))
+	return int(in.countInbox(user, 1<<30).n)
 }

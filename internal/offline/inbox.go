@@ -41,6 +41,12 @@ type Config struct {
 	// Quota is the most entries one inbox may hold; a message to a full
 	// inbox fails with ErrInboxFull. Default 10,000.
 	Quota int
+	// QuotaBytes is the most bytes one inbox's entries may hold (their
+	// stored values: header, ids, body); a message that would take an
+	// inbox past it fails with ErrInboxBytesFull. Receipts, group events
+	// and group messages count but are never refused, as for Quota.
+	// Default 64 MiB.
+	QuotaBytes int64
 	// DedupFilter is the size in bytes of each day's filter of the message
 	// ids in the dedup window (three days' are kept), which spares a new
 	// message the Pebble lookups. About 7 bits per message a day keeps
@@ -63,6 +69,10 @@ type Config struct {
 	// or not), as its lane's syncer sees it: the fsync latency a SENT
 	// waits for. It runs on the syncer and must not block.
 	Synced func(time.Duration)
+	// Gone, when set, reports that user's account is deleted (or being
+	// deleted): receipts for it are dropped instead of stored, since no
+	// one will ever read them (Purge empties what it had).
+	Gone func(user uint64) bool
 	// Remote, in a cluster, reports that user's inbox lives on another
 	// node; Forward then takes the receipts for that user (delivered,
 	// read, expired) instead of a local lane, and calls done once the
@@ -91,6 +101,10 @@ var ErrDuplicateID = errors.New("offline: message id already used for another re
 
 // ErrInboxFull fails a message to an inbox at its quota.
 var ErrInboxFull = errors.New("offline: recipient inbox full")
+
+// ErrInboxBytesFull fails a message that would take an inbox past its
+// byte quota (Config.QuotaBytes).
+var ErrInboxBytesFull = errors.New("offline: recipient inbox byte quota reached")
 
 // Inbox is the set of all inboxes. S is the type of a message sender's
 // handle (Message.Sender).
@@ -125,26 +139,29 @@ func (in *Inbox[S]) Work() (commits, records uint64) { return in.commits.Load(),
 // count taken at start is still running).
 func (in *Inbox[S]) Entries() int64 { return in.entries.Load() }
 
-// countEntries counts every inbox's entries as they were when the inbox
-// opened (it is the iterator's snapshot, taken before any lane ran) and
-// hands each lane the counts of its users. Lanes track every change since
-// start themselves, so snapshot plus changes is exact. It reads keys only.
+// countEntries counts every inbox's entries and their bytes as they were
+// when the inbox opened (it is the iterator's snapshot, taken before any
+// lane ran) and hands each lane the counts of its users. Lanes track every
+// change since start themselves, so snapshot plus changes is exact, and
+// both survive a crash or kill -9 by being counted again. It reads keys
+// and value lengths, not values.
 func (in *Inbox[S]) countEntries(it iterator, before func()) {
 	defer in.sweeps.Done()
 	defer it.Close()
 	if before != nil {
 		before()
 	}
-	counts := make([]map[uint64]int32, len(in.lanes))
+	counts := make([]map[uint64]tally, len(in.lanes))
 	for i := range counts {
-		counts[i] = map[uint64]int32{}
+		counts[i] = map[uint64]tally{}
 	}
 	var total int64
 	var user uint64
-	var n int32
+	var t tally
 	flush := func() {
-		if n > 0 {
-			counts[in.laneIndex(user)][user] += n
+		if t.n > 0 {
+			c := counts[in.laneIndex(user)]
+			c[user] = c[user].add(t)
 		}
 	}
 	for it.First(); it.Valid(); it.Next() {
@@ -152,11 +169,12 @@ func (in *Inbox[S]) countEntries(it iterator, before func()) {
 		if len(k) != 17 {
 			continue
 		}
-		if u := binary.BigEndian.Uint64(k[1:]); u != user || n == 0 {
+		if u := binary.BigEndian.Uint64(k[1:]); u != user || t.n == 0 {
 			flush()
-			user, n = u, 0
+			user, t = u, tally{}
 		}
-		n++
+		t.n++
+		t.bytes += int64(it.ValueLen())
 		if total++; total%65536 == 0 {
 			select {
 			case <-in.stop:
@@ -200,6 +218,9 @@ func openEnv[S any](e env, cfg Config, hooks Hooks[S]) (*Inbox[S], error) {
 	if cfg.Quota == 0 {
 		cfg.Quota = 10000
 	}
+	if cfg.QuotaBytes == 0 {
+		cfg.QuotaBytes = 64 << 20
+	}
 	if cfg.SweepEvery == 0 {
 		// A short TTL sweeps more often: senders of unread messages hear
 		// of the expiry within about half a TTL.
@@ -232,7 +253,7 @@ func openEnv[S any](e env, cfg Config, hooks Hooks[S]) (*Inbox[S], error) {
 	in := &Inbox[S]{env: e, cfg: cfg, hooks: hooks, seq: seq, now: time.Now, stop: make(chan struct{}), counted: make(chan struct{}),
 		seen: newSeen(cfg.DedupFilter)}
 	for i := 0; i < cfg.Lanes; i++ {
-		l := &lane[S]{in: in, wake: make(chan struct{}, 1), syncq: make(chan *syncJob[S], 16), depth: map[uint64]int32{}}
+		l := &lane[S]{in: in, wake: make(chan struct{}, 1), syncq: make(chan *syncJob[S], 16), depth: map[uint64]tally{}}
 		l.lazyTimer = time.AfterFunc(time.Hour, l.lazyFired)
 		l.lazyTimer.Stop()
 		in.lanes = append(in.lanes, l)
@@ -312,6 +333,12 @@ func (in *Inbox[S]) SubmitReceiptThen(r Receipt, done func(error)) error {
 // addReceipt queues a receipt op made by a lane (settle, a READ) in its
 // recipient's lane, or forwards it when that inbox lives on another node.
 func (in *Inbox[S]) addReceipt(r *op[S]) error {
+	if in.cfg.Gone != nil && in.cfg.Gone(r.st.To) {
+		if r.done != nil {
+			r.done(r) // as if stored: the acknowledged entries may go
+		}
+		return nil
+	}
 	if in.cfg.Remote == nil || !in.cfg.Remote(r.st.To) {
 		return in.lane(r.st.To).add(r, true)
 	}
@@ -412,19 +439,22 @@ func (in *Inbox[S]) Count(user uint64) (int, error) {
 	return n, err
 }
 
-// countInbox counts user's entries, up to max, from keys alone.
-func (in *Inbox[S]) countInbox(user uint64, max int32) int32 {
+// countInbox counts user's entries and their bytes, up to max entries,
+// from keys and value lengths. An error counts as full.
+func (in *Inbox[S]) countInbox(user uint64, max int32) tally {
+	full := tally{n: max, bytes: in.cfg.QuotaBytes}
 	prefix := inboxPrefix(user)
 	it, err := in.env.NewIter(prefix, store.PrefixEnd(prefix))
 	if err != nil {
-		return max // unknown: take it for full
+		return full // unknown: take it for full
 	}
-	n := int32(0)
-	for it.First(); it.Valid() && n < max; it.Next() {
-		n++
+	var t tally
+	for it.First(); it.Valid() && t.n < max; it.Next() {
+		t.n++
+		t.bytes += int64(it.ValueLen())
 	}
 	if errors.Join(it.Error(), it.Close()) != nil {
-		return max
+		return full
 	}
-	return n
+	return t
 }

@@ -25,19 +25,20 @@ type lane[S any] struct {
 	lazyArmed   bool        // lazyTimer runs for the queue's lazy ops
 	lazyTimer   *time.Timer // kicks the lane LazyOps after the first lazy op
 	closed      bool
-	counts      map[uint64]int32 // from countEntries, taken by run
+	counts      map[uint64]tally // from countEntries, taken by run
 	countsReady bool
 
 	// Owned by run.
 	visible  []*Stored
 	fanouts  []*op[S]
 	released map[BodyRef]uint32
-	// depth is the number of entries of each of the lane's inboxes. Until
-	// the start-up count arrives (counted), it holds only the changes
-	// since start, and quota checks count the inbox instead (early).
-	depth   map[uint64]int32
+	// depth is the number of entries and bytes of each of the lane's
+	// inboxes. Until the start-up count arrives (counted), it holds only
+	// the changes since start, and quota checks count the inbox instead
+	// (early).
+	depth   map[uint64]tally
 	counted bool
-	early   map[uint64]int32 // before counted: entries per inbox in this batch
+	early   map[uint64]tally // before counted: entries per inbox in this batch
 	// settling holds the entries an ack or an expiry is deleting: queued
 	// for deletion once their receipts are durable, or deleted in this
 	// batch (dropped from the set after the commit). Neither an ack nor an
@@ -231,8 +232,8 @@ func (l *lane[S]) commit(ops []*op[S]) {
 			if l.duplicate(b, o, day) {
 				continue
 			}
-			if l.full(o.st.To) {
-				o.err = ErrInboxFull
+			if err := l.full(o); err != nil {
+				o.err = err
 				continue
 			}
 			l.addEntry(b, o)
@@ -257,7 +258,7 @@ func (l *lane[S]) commit(ops []*op[S]) {
 				b.SingleDelete(k) // an inbox entry: Set once (seqs are never reused)
 				l.settleDeleted(refOf(k))
 			}
-			l.depth[o.st.To] -= int32(len(o.keys))
+			l.depth[o.st.To] = l.depth[o.st.To].add(tally{-int32(len(o.keys)), -o.bytes})
 			in.entries.Add(-int64(len(o.keys)))
 		case kindAck:
 			l.ack(b, o, now)
@@ -278,7 +279,7 @@ func (l *lane[S]) commit(ops []*op[S]) {
 		// Forget empty inboxes so that the map tracks only users with
 		// entries or recent traffic; a forgotten one is counted again.
 		for u, d := range l.depth {
-			if d <= 0 {
+			if d.n <= 0 {
 				delete(l.depth, u)
 			}
 		}
@@ -398,9 +399,11 @@ func (l *lane[S]) addEntry(b batch, o *op[S]) {
 	l.key = inboxKey(l.key[:0], o.st.To, o.st.Seq)
 	l.val = o.st.encode(l.val[:0])
 	b.Set(l.key, l.val)
-	l.depth[o.st.To]++
-	if n, ok := l.early[o.st.To]; ok {
-		l.early[o.st.To] = n + 1
+	o.st.Size = uint32(len(l.val))
+	one := tally{1, int64(len(l.val))}
+	l.depth[o.st.To] = l.depth[o.st.To].add(one)
+	if t, ok := l.early[o.st.To]; ok {
+		l.early[o.st.To] = t.add(one)
 	}
 	l.in.entries.Add(1)
 	l.visible = append(l.visible, &o.st)
@@ -412,31 +415,34 @@ func (l *lane[S]) addEntry(b batch, o *op[S]) {
 	}
 }
 
-// full reports whether user's inbox is at the quota. Once the start-up
-// count has arrived that is a map lookup. Before, it counts the inbox's
-// keys (up to the quota) once per batch; the batch's own deletes are not
-// applied yet, so the count errs on the full side.
-func (l *lane[S]) full(user uint64) bool {
-	quota := int32(l.in.cfg.Quota)
+// full says whether o's recipient's inbox may take o's entry: nil, or
+// ErrInboxFull at the entry quota, or ErrInboxBytesFull if the entry would
+// take it past the byte quota. Once the start-up count has arrived that is
+// a map lookup. Before, it counts the inbox (up to the quota) once per
+// batch; the batch's own deletes are not applied yet, so the count errs on
+// the full side.
+func (l *lane[S]) full(o *op[S]) error {
+	user := o.st.To
+	size := entryHeader + 32 + len(o.st.Body) // a message entry's value
 	if l.counted {
-		return l.depth[user] >= quota
+		return l.in.cfg.refusal(l.depth[user], size)
 	}
-	n, ok := l.early[user]
+	t, ok := l.early[user]
 	if !ok {
-		n = l.in.countInbox(user, quota)
+		t = l.in.countInbox(user, int32(l.in.cfg.Quota))
 		if l.early == nil {
-			l.early = map[uint64]int32{}
+			l.early = map[uint64]tally{}
 		}
-		l.early[user] = n
+		l.early[user] = t
 	}
-	return n >= quota
+	return l.in.cfg.refusal(t, size)
 }
 
 // adoptCounts merges the start-up count with the changes the lane
 // tracked since start: from now on depth is exact.
-func (l *lane[S]) adoptCounts(counts map[uint64]int32) {
+func (l *lane[S]) adoptCounts(counts map[uint64]tally) {
 	for u, d := range l.depth {
-		counts[u] += d
+		counts[u] = counts[u].add(d)
 	}
 	l.depth, l.counted, l.early = counts, true, nil
 }
@@ -638,7 +644,7 @@ func (l *lane[S]) settle(b batch, user uint64, acked []Acked, kind codec.Receipt
 			b.SingleDelete(k)
 			l.settleDeleted(refOf(k))
 		}
-		l.depth[user] -= int32(len(keys))
+		l.depth[user] = l.depth[user].add(tally{-int32(len(keys)), -ackedBytes(acked)})
 		in.entries.Add(-int64(len(keys)))
 		return
 	}
@@ -652,7 +658,7 @@ func (l *lane[S]) settle(b batch, user uint64, acked []Acked, kind codec.Receipt
 	}
 	var pending atomic.Int32
 	pending.Store(int32(len(order)))
-	del := &op[S]{kind: kindDelete, st: Stored{To: user}, keys: keys}
+	del := &op[S]{kind: kindDelete, st: Stored{To: user}, keys: keys, bytes: ackedBytes(acked)}
 	done := func(*op[S]) { // one closure for all the receipts: the last queues the delete
 		if pending.Add(-1) == 0 {
 			in.lane(user).addLazy(del)

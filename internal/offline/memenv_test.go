@@ -205,5 +205,6 @@ func (it *memIter) Next() bool                   { it.i++; return it.Valid() }
 func (it *memIter) Valid() bool                  { return it.i < len(it.keys) }
 func (it *memIter) Key() []byte                  { return []byte(it.keys[it.i]) }
 func (it *memIter) ValueAndErr() ([]byte, error) { return it.vals[it.i], nil }
+func (it *memIter) ValueLen() int                { return len(it.vals[it.i]) }
 func (it *memIter) Error() error                 { return nil }
 func (it *memIter) Close() error                 { return nil }

@@ -78,13 +78,13 @@ func (in *Inbox[S]) Materialize(key, value []byte) (out []byte, ok bool, err err
 // imported message ids, and each inbox's count grows by its entries.
 func (in *Inbox[S]) Adopt(keys, values [][]byte) error {
 	var maxSeq uint64
-	counts := map[uint64]int32{}
+	counts := map[uint64]tally{}
 	for i, k := range keys {
 		switch {
 		case len(k) == 17 && k[0] == store.PrefixInbox:
 			user, seq := binary.BigEndian.Uint64(k[1:]), binary.BigEndian.Uint64(k[9:])
 			maxSeq = max(maxSeq, seq)
-			counts[user]++
+			counts[user] = counts[user].add(tally{1, int64(len(values[i]))})
 		case len(k) == 29 && k[0] == store.PrefixDedup && len(values[i]) >= 16:
 			var id codec.MsgID
 			copy(id[:], k[13:])
@@ -96,15 +96,15 @@ func (in *Inbox[S]) Adopt(keys, values [][]byte) error {
 	if err := in.seq.atLeast(maxSeq + 1); err != nil {
 		return err
 	}
-	byLane := map[*lane[S]]map[uint64]int32{}
+	byLane := map[*lane[S]]map[uint64]tally{}
 	var total int64
-	for u, n := range counts {
+	for u, t := range counts {
 		l := in.lane(u)
 		if byLane[l] == nil {
-			byLane[l] = map[uint64]int32{}
+			byLane[l] = map[uint64]tally{}
 		}
-		byLane[l][u] = n
-		total += int64(n)
+		byLane[l][u] = t
+		total += int64(t.n)
 	}
 	in.entries.Add(total)
 	for l, c := range byLane {
@@ -117,21 +117,21 @@ func (in *Inbox[S]) Adopt(keys, values [][]byte) error {
 
 // Disown takes deleted records (a copy of a shard this node does not
 // own, left by a move that failed) out of the lanes' state: each inbox's
-// count shrinks by its deleted entries. Keys other than entries are
-// ignored.
-func (in *Inbox[S]) Disown(keys [][]byte) error {
-	byLane := map[*lane[S]]map[uint64]int32{}
+// count shrinks by its deleted entries, and its bytes by their values'
+// lengths (sizes[i] is keys[i]'s). Keys other than entries are ignored.
+func (in *Inbox[S]) Disown(keys [][]byte, sizes []int) error {
+	byLane := map[*lane[S]]map[uint64]tally{}
 	var total int64
-	for _, k := range keys {
+	for i, k := range keys {
 		if len(k) != 17 || k[0] != store.PrefixInbox {
 			continue
 		}
 		u := binary.BigEndian.Uint64(k[1:])
 		l := in.lane(u)
 		if byLane[l] == nil {
-			byLane[l] = map[uint64]int32{}
+			byLane[l] = map[uint64]tally{}
 		}
-		byLane[l][u]--
+		byLane[l][u] = byLane[l][u].add(tally{-1, -int64(sizes[i])})
 		total++
 	}
 	in.entries.Add(-total)
@@ -152,9 +152,9 @@ const kindAdopt Kind = 107
 // from a snapshot, so depth, which holds changes since, must have them
 // only if the snapshot does not. The snapshot was taken at open, before
 // any import: add them.
-func (l *lane[S]) adopt(counts map[uint64]int32) {
-	for u, n := range counts {
-		l.depth[u] += n
+func (l *lane[S]) adopt(counts map[uint64]tally) {
+	for u, t := range counts {
+		l.depth[u] = l.depth[u].add(t)
 	}
 }
 

@@ -67,6 +67,7 @@ type Done struct {
 type Acked struct {
 	Seq   uint64
 	Kind  Kind
+	Size  uint32 // the stored entry value's length: the byte quota counts it out
 	Time  uint64 // when the entry was stored: old ones may have expired meanwhile
 	From  uint64 // message sender
 	Group uint64
@@ -114,7 +115,8 @@ type op[S any] struct {
 	acked   []Acked          // kindAck: the acknowledged entries, when the caller knows them
 	release uint32           // kindRelease: how many members acknowledged st.Ref
 	read    *readOp          // kindMarkRead
-	counts  map[uint64]int32 // kindAdopt: imported entries by inbox
+	counts  map[uint64]tally // kindAdopt: imported entries by inbox
+	bytes   int64            // kindDelete: the stored bytes of the keys' entries
 }
 
 // countdown reports a group fan-out durable once every part is. Parts

@@ -29,6 +29,9 @@ type Config struct {
 	Online func(user uint64) bool
 	// Logger receives write failures of last-seen times.
 	Logger *zap.Logger
+	// Deleted, when set, reports that user's account is being deleted or
+	// was: no last-seen time is stored for it any more (Delete).
+	Deleted func(user uint64) bool
 
 	// In a cluster (remote.go); all nil on a single node. Remote reports
 	// that user is homed on another node. Watch asks user's home for
@@ -52,6 +55,10 @@ type Tracker[W Watcher] struct {
 	done     chan struct{}
 
 	ticks atomic.Uint64 // completed ticks, for tests
+
+	// hide, set by HideFrom before use, says that user hides its presence
+	// from watcher w (the server: user blocked w's user).
+	hide func(user uint64, w W) bool
 
 	// Guarded by mu.
 	mu       sync.Mutex
@@ -88,6 +95,20 @@ func New[W Watcher](db *pebble.DB, cfg Config) *Tracker[W] {
 		heard: map[uint64]sent{}, nodes: map[uint64]map[string]sent{}, runs: map[string]int64{}}
 	go p.run()
 	return p
+}
+
+// HideFrom makes watchers for which hide(user, w) holds see user as
+// hidden, whatever user's settings. Call it once, before the tracker is
+// used; after a change of what hide answers, Changed(user, 0) sends the
+// affected watchers the state they may now see.
+func (p *Tracker[W]) HideFrom(hide func(user uint64, w W) bool) { p.hide = hide }
+
+// seenBy is now as w may see it.
+func (p *Tracker[W]) seenBy(user uint64, now sent, w W) sent {
+	if p.hide != nil && now.state != codec.PresenceHidden && p.hide(user, w) {
+		return sent{state: codec.PresenceHidden}
+	}
+	return now
 }
 
 // Changed marks user's presence as changed; offlineAt, when not 0, is the
@@ -150,10 +171,14 @@ func (p *Tracker[W]) Tick() {
 			now := p.current(u)
 			frame := now.frame(u)
 			for c, last := range w {
-				if last != now && c.Write(frame) {
+				seen, f := p.seenBy(u, now, c), frame
+				if seen != now {
+					f = seen.frame(u)
+				}
+				if last != seen && c.Write(f) {
 					flush = append(flush, c)
 				}
-				w[c] = now
+				w[c] = seen
 			}
 			for node, last := range ns {
 				if last != now {

@@ -43,6 +43,20 @@ func (p *Tracker[W]) SetPrivacy(user uint64, flags codec.PrivacyFlags) error {
 	return nil
 }
 
+// Delete removes user's last-seen time and privacy flags, durably, and
+// sends its watchers its new state (offline, never seen). Config.Deleted
+// must already report user, so that no later tick writes the key again.
+func (p *Tracker[W]) Delete(user uint64) error {
+	p.wmu.Lock()
+	err := p.db.Delete(key(user), pebble.Sync)
+	p.wmu.Unlock()
+	if err != nil {
+		return fmt.Errorf("presence: delete %d: %w", user, err)
+	}
+	p.Changed(user, 0)
+	return nil
+}
+
 // writeLastSeen stores the last-seen times in seen, keeping each user's
 // privacy flags.
 func (p *Tracker[W]) writeLastSeen(seen map[uint64]uint64) {
@@ -51,6 +65,9 @@ func (p *Tracker[W]) writeLastSeen(seen map[uint64]uint64) {
 	b := p.db.NewBatch()
 	defer b.Close()
 	for u, at := range seen {
+		if p.cfg.Deleted != nil && p.cfg.Deleted(u) {
+			continue // Delete removed the key, or is about to
+		}
 		_, priv := p.Read(u)
 		if h := p.testHookRead.Load(); h != nil {
 			(*h)()

@@ -20,7 +20,7 @@ func (p *Tracker[W]) Subscribe(w W, users []uint64) (added []uint64) {
 		if _, dup := ws[w]; !dup {
 			added = append(added, u)
 		}
-		now := p.current(u)
+		now := p.seenBy(u, p.current(u), w)
 		if _, known := p.heard[u]; known || !p.remote(u) {
 			ws[w] = now
 			w.Write(now.frame(u))

@@ -183,6 +183,7 @@ func (r *Router[C]) Behind(c C) {
 	st := r.session(c)
 	st.mu.Lock()
 	st.lastStored = 0
+	st.behinds++ // a drain reading now may have missed what the home took meanwhile
 	if !st.closed {
 		r.setBacklog(st, true)
 	}
@@ -308,7 +309,7 @@ func (r *Router[C]) Drain(c C, b Batch[C]) {
 		room := r.window - st.inflightLen()
 		byteRoom := r.windowBytes - st.inflightBytes()
 		empty := st.inflightLen() == 0
-		from, stored := st.pushed, st.lastStored
+		from, stored, behinds := st.pushed, st.lastStored, st.behinds
 		if !st.backlog || room <= 0 || byteRoom <= 0 && !empty || st.closed {
 			st.mu.Unlock()
 			return
@@ -367,7 +368,11 @@ func (r *Router[C]) Drain(c C, b Batch[C]) {
 			st.mu.Unlock()
 			return
 		}
-		caughtUp := len(ents) < room && (st.lastStored <= st.pushed || st.lastStored == stored)
+		// A Behind during the read zeroed lastStored, which says nothing
+		// then: the home numbers its pushes from 0 again, so entries it took
+		// after the read began may show in no push. Read again.
+		caughtUp := len(ents) < room && st.behinds == behinds &&
+			(st.lastStored <= st.pushed || st.lastStored == stored)
 		if caughtUp {
 			r.setBacklog(st, false)
 		}

@@ -314,6 +314,38 @@ func TestLaneDuringDrainRead(t *testing.T) {
 	}
 }
 
+// TestBehindDuringDrainRead: a session whose inbox is on another node is
+// marked Behind (it attaches to its home again) while a drain that began
+// before is reading. The home then numbers its pushes from 0, so a push
+// cannot show the entries the read missed; the drain must not declare
+// the session caught up, or the next push goes out live ahead of them
+// (seen in a stressed kill -9 run: two messages delivered 140 later).
+func TestBehindDuringDrainRead(t *testing.T) {
+	in := newInbox()
+	in.store(1, 1, []byte("old"))
+	r := newRouter(in, 8, 1<<20)
+	c := &fakeConn{user: 1}
+	if _, replaced := r.Login(c.user, c); replaced {
+		t.Fatal("login replaced a session")
+	}
+	in.afterRead = func() {
+		// Meanwhile: entries 2 and 3 land at the home, their pushes go to
+		// an older session, and this one is marked behind to attach again.
+		in.store(1, 2, []byte("missed"))
+		in.store(1, 3, []byte("missed"))
+		r.Behind(c)
+	}
+	r.Drain(c, &batch{}) // reads again after the Behind: 2 and 3 now, or at the next drain
+	got := c.take(t)
+	// The home's first push after the attach: prev 0, entry 4.
+	if drain := r.AppliedFrom(1, 0, []*offline.Stored{in.store(1, 4, []byte("new"))}, &batch{}); drain {
+		r.Drain(c, &batch{})
+	}
+	if got = append(got, c.take(t)...); !equal(got, []uint64{1, 2, 3, 4}) {
+		t.Fatalf("pushed %v, want [1 2 3 4] in order", got)
+	}
+}
+
 // TestOfflineToOnlineRace runs a lane that stores and applies entries
 // while the recipient logs in, drains and acknowledges on its own
 // goroutine (the event loop): every entry arrives once, in seq order,

@@ -20,6 +20,7 @@ type Session struct {
 	mu         sync.Mutex
 	backlog    bool    // the inbox may hold entries not yet pushed
 	closed     bool    // Closed ran: nothing more is pushed or drained
+	behinds    uint32  // Behind calls so far: a drain that read across one is not caught up
 	pushed     uint64  // highest seq pushed on this connection
 	acked      uint64  // highest seq the client acknowledged
 	lastStored uint64  // highest seq applied to the inbox while online

@@ -119,22 +119,33 @@ func (d *x25519) forget() {
 func (d *x25519) DHLen() int     { return 32 }
 func (d *x25519) DHName() string { return noise.DH25519.DHName() }
 
-// lastStatic is the ecdh form of the last static key a handshake was
-// given. A server has one static key for every handshake, so keeping it
-// saves a multiplication per login; a different key replaces it.
-var lastStatic atomic.Pointer[keptKey]
+// statics holds the ecdh form of the last static keys handshakes were
+// given, newest first. A server has one static key for every handshake
+// (two during a key rotation), so keeping them saves a multiplication per
+// login; a key not among them pushes out the oldest.
+var statics atomic.Pointer[[]keptKey]
+
+// maxStatics is how many static keys statics keeps: a rotation's two,
+// and one more for a test or a server that just retired one.
+const maxStatics = 3
 
 // staticDH returns a handshake's DH function holding static.
 func staticDH(static Keypair) (*x25519, error) {
 	d := &x25519{}
-	if last := lastStatic.Load(); last != nil && subtle.ConstantTimeCompare(last.private[:], static.Private) == 1 {
-		d.keys[0], d.n = *last, 1
-		return d, nil
+	var kept []keptKey
+	if p := statics.Load(); p != nil {
+		kept = *p
+	}
+	for _, k := range kept {
+		if subtle.ConstantTimeCompare(k.private[:], static.Private) == 1 {
+			d.keys[0], d.n = k, 1
+			return d, nil
+		}
 	}
 	if _, err := d.newKey(static.Private); err != nil {
 		return nil, err
 	}
-	last := d.keys[0]
-	lastStatic.Store(&last)
+	next := append([]keptKey{d.keys[0]}, kept[:min(len(kept), maxStatics-1)]...)
+	statics.Store(&next)
 	return d, nil
 }

@@ -42,8 +42,11 @@ const (
 // Errors; each ends the connection.
 var (
 	ErrRecord     = errors.New("secure: record does not open (altered, replayed or out of order)")
-	ErrPinned     = errors.New("secure: the server's key is not the pinned one")
+	ErrPinned     = errors.New("secure: the server's key is not the pinned one (if its operator rotated keys and retired the one you pinned, verify the new key again)")
 	ErrSplitFrame = errors.New("secure: a record ends inside a frame")
+	// ErrRetired is a client asking for a server key that was retired: the
+	// server refuses it in the clear (ERROR 78) before the handshake.
+	ErrRetired = errors.New("secure: the client asks for a retired server key")
 )
 
 // Keypair is a Curve25519 key pair.
@@ -111,25 +114,78 @@ type Handshake struct {
 	pinned    []byte
 	initiator bool
 	session   *Session
+
+	// A responder picks its static key when the first message arrives
+	// (see Keys and respond); until then hs is nil.
+	keys     *Keys
+	pattern  noise.HandshakePattern
+	prologue []byte
+	static   []byte // the responder's static public key, once picked
+	hint     []byte // the initiator's first payload: the key it pinned
 }
 
 // Server starts the responder of transport t (XX or IK) with the server's
 // static key; prologue is the 8-byte preamble as received.
 func Server(t codec.Transport, static Keypair, prologue []byte) (*Handshake, error) {
+	return ServerKeys(t, &Keys{Current: static}, prologue)
+}
+
+// ServerKeys starts the responder of transport t with a server's keys: it
+// answers with the one the client asks for (see Read).
+func ServerKeys(t codec.Transport, keys *Keys, prologue []byte) (*Handshake, error) {
 	p, err := pattern(t)
 	if err != nil {
 		return nil, err
 	}
-	dh, err := staticDH(static)
-	if err != nil {
-		return nil, err
-	}
-	hs, err := noise.NewHandshakeState(noise.Config{CipherSuite: suiteFor(dh), Pattern: p, Prologue: prologue, StaticKeypair: static})
-	if err != nil {
-		return nil, fmt.Errorf("secure: %w", err)
-	}
-	return &Handshake{hs: hs, dh: dh}, nil
+	return &Handshake{keys: keys, pattern: p, prologue: prologue}, nil
 }
+
+// respond reads the client's first message with the static key it asks
+// for. With XX the server's key is not used until its reply, so the
+// client names it: the first message's payload (cleartext, but mixed into
+// the handshake hash, so altering it fails the handshake) is the 32-byte
+// key the client has pinned, or empty. A retired key is refused; any
+// other gets Next if it names Next, else Current. With IK the client
+// already encrypted to the key it holds: each key is tried in turn.
+func (h *Handshake) respond(msg []byte) error {
+	keys := []Keypair{h.keys.Current}
+	if h.pattern.Name == noise.HandshakeXX.Name {
+		if len(msg) == 64 && h.keys.IsRetired(msg[32:]) {
+			return ErrRetired
+		}
+		var hint []byte
+		if len(msg) == 64 {
+			hint = msg[32:]
+		}
+		keys[0] = h.keys.For(hint)
+	} else if h.keys.Next != nil {
+		keys = append(keys, *h.keys.Next)
+	}
+	var err error
+	for _, k := range keys {
+		var dh *x25519
+		if dh, err = staticDH(k); err != nil {
+			return err
+		}
+		hs, nerr := noise.NewHandshakeState(noise.Config{CipherSuite: suiteFor(dh), Pattern: h.pattern, Prologue: h.prologue, StaticKeypair: k})
+		if nerr != nil {
+			return fmt.Errorf("secure: %w", nerr)
+		}
+		_, cs1, cs2, rerr := hs.ReadMessage(nil, msg)
+		if err = rerr; err != nil {
+			continue
+		}
+		h.hs, h.dh, h.static = hs, dh, k.Public
+		h.finish(cs1, cs2)
+		return nil
+	}
+	return fmt.Errorf("secure: handshake: %w", err)
+}
+
+// Static is the responder's static public key, once the first message
+// picked it: a server tells by it whether the client is on the old key of
+// a rotation.
+func (h *Handshake) Static() []byte { return h.static }
 
 // Client starts the initiator of transport t. serverKey is the server's
 // static public key: required for IK, and for XX a pin the server must
@@ -155,7 +211,11 @@ func Client(t codec.Transport, serverKey []byte, prologue []byte) (*Handshake, e
 	if err != nil {
 		return nil, fmt.Errorf("secure: %w", err)
 	}
-	return &Handshake{hs: hs, dh: dh, initiator: true, pinned: serverKey}, nil
+	h := &Handshake{hs: hs, dh: dh, initiator: true, pinned: serverKey}
+	if t == codec.TransportNoiseXX && len(serverKey) == 32 {
+		h.hint = serverKey // asks a server in a rotation for this key (see respond)
+	}
+	return h, nil
 }
 
 func pattern(t codec.Transport) (noise.HandshakePattern, error) {
@@ -170,9 +230,13 @@ func pattern(t codec.Transport) (noise.HandshakePattern, error) {
 
 // Write appends the next handshake message, length prefix included.
 func (h *Handshake) Write(dst []byte) ([]byte, error) {
+	if h.hs == nil {
+		return dst, errors.New("secure: handshake: the responder writes only after the first message")
+	}
 	start := len(dst)
 	dst = append(dst, 0, 0)
-	dst, cs1, cs2, err := h.hs.WriteMessage(dst, nil)
+	dst, cs1, cs2, err := h.hs.WriteMessage(dst, h.hint)
+	h.hint = nil
 	if err != nil {
 		return dst[:start], fmt.Errorf("secure: handshake: %w", err)
 	}
@@ -183,6 +247,9 @@ func (h *Handshake) Write(dst []byte) ([]byte, error) {
 
 // Read consumes one handshake message body (without its length prefix).
 func (h *Handshake) Read(msg []byte) error {
+	if h.hs == nil {
+		return h.respond(msg)
+	}
 	_, cs1, cs2, err := h.hs.ReadMessage(nil, msg)
 	if err != nil {
 		return fmt.Errorf("secure: handshake: %w", err)
@@ -252,7 +319,12 @@ func (h *Handshake) Initiate(w io.Writer, r io.Reader, prefix []byte) error {
 func (h *Handshake) Session() *Session { return h.session }
 
 // PeerStatic is the other side's static public key, once received.
-func (h *Handshake) PeerStatic() []byte { return h.hs.PeerStatic() }
+func (h *Handshake) PeerStatic() []byte {
+	if h.hs == nil {
+		return nil
+	}
+	return h.hs.PeerStatic()
+}
 
 // Session seals and opens records in one direction each.
 type Session struct {

@@ -60,6 +60,15 @@ func TestNoiseVectors(t *testing.T) {
 	}
 	sv.ReadMessage(nil, m1)
 	line("-> e (len + message)", frame(m1))
+	// The same first message from a client that pinned the server's key
+	// and names it (key rotation): e, then the key as cleartext payload.
+	pinned, _ := noise.NewHandshakeState(noise.Config{CipherSuite: Suite, Pattern: noise.HandshakeXX, Initiator: true,
+		Prologue: pre, StaticKeypair: clientStatic, Random: &counter{0x70}})
+	m1p, _, _, _ := pinned.WriteMessage(nil, serverStatic.Public)
+	if !bytes.Equal(m1p[:32], m1[:32]) || !bytes.Equal(m1p[32:], serverStatic.Public) {
+		t.Fatalf("pinned first message %x is not e | key", m1p)
+	}
+	line("-> e, naming the pinned key", frame(m1p))
 	m2, _, _, _ := sv.WriteMessage(nil, nil)
 	cl.ReadMessage(nil, m2)
 	line("<- e, ee, s, es", frame(m2))

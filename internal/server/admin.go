@@ -10,6 +10,7 @@ import (
 
 	"github.com/chatd/chatd/internal/admin"
 	"github.com/chatd/chatd/internal/proc"
+	"github.com/chatd/chatd/internal/secure"
 )
 
 // Admin serves the operational endpoints (package admin) on addr, never
@@ -20,17 +21,28 @@ func (s *Server) Admin(addr string) (net.Addr, func() error, error) {
 		Metrics: metrics{s},
 		Ready:   s.notReady,
 		Stats:   func() any { return s.Process() },
-		Docs: map[string]func() any{"/cluster": func() any {
+		Docs: map[string]func() any{"/keys": func() any { return ReportKeys(s.Keys()) }, "/cluster": func() any {
 			if st := s.ClusterStatus(); st != nil {
 				return st
 			}
 			return nil
-		}},
+		}, "/push": func() any { return s.PushInfo() }},
 		Actions: map[string]func(map[string][]string) (any, error){
 			"/cluster/move": s.moveAction,
 			"/backup":       s.backupAction, // chatd backup
+			// chatd key rotate|retire|reload (keys.go)
+			"/key/rotate": func(map[string][]string) (any, error) { return keyAction(s.RotateKey()) },
+			"/key/retire": func(map[string][]string) (any, error) { return keyAction(s.RetireKey()) },
+			"/key/reload": func(map[string][]string) (any, error) { return keyAction(s.ReloadKeys()) },
 		},
 	})
+}
+
+func keyAction(k *secure.Keys, err error) (any, error) {
+	if err != nil {
+		return nil, err
+	}
+	return ReportKeys(k), nil
 }
 
 // moveAction runs `chatd cluster move-shard`: POST /cluster/move with

@@ -1,6 +1,8 @@
 package server
 
 import (
+	"crypto/ecdh"
+	"crypto/rand"
 	"reflect"
 	"testing"
 	"time"
@@ -30,10 +32,18 @@ func TestRequestAnswers(t *testing.T) {
 		name string
 		from *client.Conn
 		send codec.Frame
-		want codec.Type // TypeOK, TypeGroupInfo, TypeGroups, TypeError, or 0 for no answer
+		want codec.Type // TypeOK, TypeGroupInfo, TypeGroups, TypePushSubs, TypeError, or 0 for no answer
 		code codec.Code // for TypeError
 	}
 	users := func(u ...uint64) codec.UserList { return codec.Users(u...) }
+	k, err := ecdh.P256().GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p256dh := k.PublicKey().Bytes()
+	pushSub := func(req, device uint32, endpoint string, key []byte) codec.Frame {
+		return &codec.PushSubscribe{Req: req, Device: device, Endpoint: []byte(endpoint), P256dh: key, Auth: make([]byte, 16)}
+	}
 	rows := []row{
 		{"create, unknown member", alice, &codec.GroupCreate{Req: 10, Name: []byte("x"), Users: users(b, nobody)}, codec.TypeError, codec.CodeInvalidGroup},
 		{"create, member 0", alice, &codec.GroupCreate{Req: 11, Name: []byte("x"), Users: users(0)}, codec.TypeError, codec.CodeInvalidGroup},
@@ -70,6 +80,14 @@ func TestRequestAnswers(t *testing.T) {
 		{"privacy, unused flag bits", alice, &codec.Privacy{Flags: 0x82}, codec.TypeError, codec.CodeInvalidFlags},
 		{"subscribe to no user", alice, &codec.Subscribe{Users: users(nobody)}, 0, 0},
 		{"privacy", alice, &codec.Privacy{}, 0, 0},
+		{"push subscribe, http", alice, pushSub(90, 1, "http://fcm.googleapis.com/x", p256dh), codec.TypeError, codec.CodePushNotHTTPS},
+		{"push subscribe, a private address", alice, pushSub(91, 1, "https://192.168.1.1/x", p256dh), codec.TypeError, codec.CodePushHostRefused},
+		{"push subscribe, key off the curve", alice, pushSub(92, 1, "https://fcm.googleapis.com/x", append([]byte{4}, make([]byte, 64)...)), codec.TypeError, codec.CodePushBadKey},
+		{"push subscribe, device 2", alice, pushSub(93, 2, "https://fcm.googleapis.com/x", p256dh), codec.TypeError, codec.CodePushBadDevice},
+		{"push remove, nothing subscribed", alice, &codec.PushRemove{Req: 94, Device: 1}, codec.TypeError, codec.CodePushUnknownDevice},
+		{"push subscribe", alice, pushSub(95, 1, "https://fcm.googleapis.com/x", p256dh), codec.TypeOK, 0},
+		{"push list", alice, &codec.PushList{Req: 96}, codec.TypePushSubs, 0},
+		{"push remove", alice, &codec.PushRemove{Req: 97, Device: 1}, codec.TypeOK, 0},
 	}
 	for i, r := range rows {
 		if err := r.from.WriteRaw(r.send.Append(nil)); err != nil {
@@ -134,6 +152,10 @@ func TestRequestAnswers(t *testing.T) {
 		case *codec.Groups:
 			if f.Req != wantReq || len(f.Groups) != 0 {
 				t.Errorf("%s: GROUPS %+v for a user in no group", r.name, f)
+			}
+		case *codec.PushSubs:
+			if f.Req != wantReq || len(f.Subs) != 1 || len(f.Key) != codec.PushKeyLen {
+				t.Errorf("%s: PUSH_SUBS %+v, want one subscription and the VAPID key", r.name, f)
 			}
 		}
 	}

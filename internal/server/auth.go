@@ -15,7 +15,8 @@ import (
 // authenticate handles REGISTER, LOGIN and RESUME. Password hashing takes
 // tens of milliseconds, so REGISTER and LOGIN run on their own goroutine
 // (the account store bounds how many hash at once) and the event loop
-// moves on; RESUME costs a hash lookup and runs inline.
+// moves on. RESUME does too: it rotates the token, a synced write (and in
+// a cluster the account's home may be another node).
 func (s *Server) authenticate(c *Conn, t codec.Type, body []byte) error {
 	st := &c.State
 	if !st.auth.CompareAndSwap(authNone, authPending) {
@@ -29,24 +30,19 @@ func (s *Server) authenticate(c *Conn, t codec.Type, body []byte) error {
 		if err := f.Decode(body); err != nil {
 			return s.malformed(c, err)
 		}
-		if s.cl == nil { // one point lookup: inline
-			user, err := s.accounts.Resume(f.Token)
-			if err == nil {
-				s.counters.resumes.Add(1)
-			}
-			s.authenticated(c, kindResume, start, user, f.Token, err)
-			return nil
-		}
-		tok := f.Token
-		go func() { // the home may be another node, and the directory claim is a round trip
-			r, err := s.account(cluster.ShardOf(account.TokenUser(tok)), acctRequest{Op: "resume", Token: tok})
+		tok, addr := f.Token, c.RemoteAddr()
+		go func() { // a synced write; the home may be another node, and the directory claim is a round trip
+			r, err := s.account(cluster.ShardOf(account.TokenUser(tok)), acctRequest{Op: "resume", Token: tok, Addr: addr})
 			if err == nil {
 				err = accountErr(r)
 			}
+			if err == nil && r.Token == (codec.Token{}) {
+				r.Token = tok // a home of a chatd before sessions (a cluster mid-upgrade) keeps tokens as they are
+			}
 			if err == nil {
 				s.counters.resumes.Add(1)
 			}
-			s.authenticated(c, kindResume, start, r.User, tok, err)
+			s.authenticated(c, kindResume, start, r, err)
 			c.Flush()
 		}()
 		return nil
@@ -65,17 +61,16 @@ func (s *Server) authenticate(c *Conn, t codec.Type, body []byte) error {
 			s.errorTo(c, codec.CodeStorageFull, 0, nil, "the server's disk is nearly full; retry later")
 			return nil
 		}
-		name, pass := append([]byte(nil), f.Name...), append([]byte(nil), f.Password...)
+		name, pass, addr := append([]byte(nil), f.Name...), append([]byte(nil), f.Password...), c.RemoteAddr()
 		go func() {
-			r, err := s.account(account.NameShard(name), acctRequest{Op: "register", Name: name, Password: pass})
+			r, err := s.account(account.NameShard(name), acctRequest{Op: "register", Name: name, Password: pass, Addr: addr})
 			if err == nil {
 				err = accountErr(r)
 			}
-			user, tok := r.User, r.Token
 			if err == nil {
 				s.counters.registers.Add(1)
 			}
-			s.authenticated(c, kindRegister, start, user, tok, err)
+			s.authenticated(c, kindRegister, start, r, err)
 			c.Flush()
 		}()
 	case codec.TypeLogin:
@@ -87,19 +82,18 @@ func (s *Server) authenticate(c *Conn, t codec.Type, body []byte) error {
 			s.refuseLogin(c, kindLogin)
 			return nil
 		}
-		name, pass := append([]byte(nil), f.Name...), append([]byte(nil), f.Password...)
+		name, pass, addr := append([]byte(nil), f.Name...), append([]byte(nil), f.Password...), c.RemoteAddr()
 		go func() {
-			r, err := s.account(account.NameShard(name), acctRequest{Op: "login", Name: name, Password: pass})
+			r, err := s.account(account.NameShard(name), acctRequest{Op: "login", Name: name, Password: pass, Addr: addr})
 			if err == nil {
 				err = accountErr(r)
 			}
-			user, tok := r.User, r.Token
 			if err == nil {
 				s.counters.logins.Add(1)
 			} else if errors.Is(err, account.ErrWrongPassword) || errors.Is(err, account.ErrUnknownUser) {
 				s.logins.failed(string(name))
 			}
-			s.authenticated(c, kindLogin, start, user, tok, err)
+			s.authenticated(c, kindLogin, start, r, err)
 			c.Flush()
 		}()
 	}
@@ -123,9 +117,11 @@ func (s *Server) loginFailed(c *Conn, kind loginKind, why failReason) {
 
 // authenticated finishes a login of the given kind that started at the
 // mono reading start: it makes c the user's one live session (kicking an
-// older one), sends WELCOME and starts draining the inbox.
-func (s *Server) authenticated(c *Conn, kind loginKind, start int64, user uint64, tok codec.Token, err error) {
+// older one), sends WELCOME with the session's token and starts draining
+// the inbox.
+func (s *Server) authenticated(c *Conn, kind loginKind, start int64, r acctReply, err error) {
 	st := &c.State
+	user, tok := r.User, r.Token
 	if err != nil {
 		s.loginFailed(c, kind, failReasonOf(err))
 		st.auth.Store(authNone)
@@ -140,8 +136,9 @@ func (s *Server) authenticated(c *Conn, kind loginKind, start int64, user uint64
 	}
 	st.user.Store(user)
 	st.route.Lock()
-	st.token = tok
+	st.sid = r.Session
 	st.route.Unlock()
+	st.seen.Store(mono())                                     // the login recorded it
 	if old, ok := s.sessions.Login(user, c); ok && old != c { // behind whatever waits in the inbox
 		s.kick(old, codec.KickElsewhere)
 	}
@@ -153,6 +150,7 @@ func (s *Server) authenticated(c *Conn, kind loginKind, start int64, user uint64
 	c.Authenticated()
 	s.presence.Changed(user, 0)
 	s.reply(c, s.welcome(user, tok))
+	s.announceKey(c)
 	s.lat.login[kind].Observe(time.Duration(mono() - start))
 	st.auth.Store(authDone)
 	if s.rm != nil && !s.local(user) {
@@ -178,23 +176,24 @@ func (s *Server) kick(c *Conn, reason codec.KickReason) {
 	c.Close()
 }
 
-// logout revokes the session's token on a commit lane (the revocation is
-// written with Sync) and then ends the session with KICKED reason 2: the
-// client knows its token is dead once KICKED arrives. If the token could
-// not be revoked, ERROR 60 answers instead and the session stays.
+// logout ends the account session (every token of it) on a commit lane
+// (written with Sync) and then ends the connection with KICKED reason 2:
+// the client knows its token is dead once KICKED arrives. If the session
+// could not be ended, ERROR 60 answers instead and the connection stays.
+// A session already ended (revoked from another device) is no error.
 func (s *Server) logout(c *Conn, body []byte) error {
 	var f codec.Logout
 	if err := f.Decode(body); err != nil {
 		return s.malformed(c, err)
 	}
-	c.State.route.Lock()
-	tok := c.State.token
-	c.State.route.Unlock()
-	user := c.State.user.Load()
+	user, sid := c.State.user.Load(), s.sessionOf(c)
 	job := func() {
-		r, err := s.account(cluster.ShardOf(user), acctRequest{Op: "revoke", User: user, Token: tok})
+		r, err := s.account(cluster.ShardOf(user), acctRequest{Op: "end_session", User: user, Session: sid})
 		if err == nil {
 			err = accountErr(r)
+		}
+		if errors.Is(err, account.ErrUnknownSession) {
+			err = nil
 		}
 		if err != nil {
 			s.log.Error("logout: revoke token", zap.Error(err))
@@ -202,6 +201,7 @@ func (s *Server) logout(c *Conn, body []byte) error {
 			c.Flush()
 			return
 		}
+		s.dropPushSubscriptions(user)
 		s.kick(c, codec.KickLoggedOut)
 	}
 	if !s.commits.submit(user, job) {
@@ -222,10 +222,10 @@ func (s *Server) password(c *Conn, body []byte) error {
 		s.errorTo(c, codec.CodeTooManyLogins, 0, nil, "too many attempts; retry in a minute")
 		return nil
 	}
-	old, pass := append([]byte(nil), f.Old...), append([]byte(nil), f.New...)
+	old, pass, addr := append([]byte(nil), f.Old...), append([]byte(nil), f.New...), c.RemoteAddr()
 	start := mono()
 	go func() {
-		r, err := s.account(cluster.ShardOf(user), acctRequest{Op: "password", User: user, Old: old, Password: pass})
+		r, err := s.account(cluster.ShardOf(user), acctRequest{Op: "password", User: user, Old: old, Password: pass, Addr: addr})
 		if err == nil {
 			err = accountErr(r)
 		}
@@ -237,8 +237,9 @@ func (s *Server) password(c *Conn, body []byte) error {
 			s.loginFailed(c, kindPassword, failReasonOf(err))
 			s.errorTo(c, s.accountCode(err), 0, nil, accountDetail(err))
 		} else {
+			s.dropPushSubscriptions(user)
 			c.State.route.Lock()
-			c.State.token = tok
+			c.State.sid = r.Session
 			c.State.route.Unlock()
 			s.lat.login[kindPassword].Observe(time.Duration(mono() - start))
 			s.reply(c, s.welcome(user, tok))
@@ -259,6 +260,8 @@ func accountDetail(err error) string {
 		return "password hashing is saturated; retry in a moment"
 	case errors.Is(err, errUnavailable):
 		return "the account's home node did not answer; retry in a moment"
+	case errors.Is(err, account.ErrTokenExpired):
+		return "the session expired unused; log in with the password"
 	}
 	return ""
 }

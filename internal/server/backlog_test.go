@@ -51,7 +51,7 @@ func TestLargeBacklogDrains(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 			defer cancel()
 			cl, err := client.Connect(ctx, client.Options{
-				Addr: s.Addr().String(), Name: "bob", Password: "password-bob", Plaintext: true,
+				Addr: clientAddr(t, s), Name: "bob", Password: "password-bob", Plaintext: true,
 			})
 			if err != nil {
 				t.Fatalf("bob cannot log in: %v", err)

@@ -19,6 +19,7 @@ type BackupReport struct {
 	Files    int           `json:"files"`
 	Bytes    int64         `json:"bytes"`
 	NoiseKey bool          `json:"noise_key"` // the data folder's noise.key was copied
+	VAPIDKey bool          `json:"vapid_key"` // and its vapid.key (push subscriptions are bound to it)
 	Took     time.Duration `json:"took"`
 }
 
@@ -30,7 +31,8 @@ type BackupReport struct {
 // on the same file system, so it is quick and costs little space at first.
 //
 // Besides Pebble, the copy gets the Noise key when it lives in the data
-// folder (clients pin it). It leaves out Pebble's LOCK (the checkpoint has
+// folder (clients pin it), and the VAPID key likewise (every push
+// subscription was made for it). It leaves out Pebble's LOCK (the checkpoint has
 // none), the EMERGENCY_BALLAST (recreated at start), and a cluster node's
 // NATS folder: a restored node rejoins and takes the cluster's JetStream
 // state from its peers, and an old copy of it would be a stale replica.
@@ -58,6 +60,21 @@ func (s *Server) Backup(dir string) (BackupReport, error) {
 			return rep, fmt.Errorf("backup: copy the Noise key: %w", err)
 		} else if err == nil {
 			rep.NoiseKey = true
+		}
+		// A key rotation's files: the next key, and the retired keys that
+		// let a restored server tell old clients to verify again.
+		for _, ext := range []string{".next", ".retired"} {
+			if err := store.CopyFile(src+ext, filepath.Join(abs, "noise.key"+ext)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return rep, fmt.Errorf("backup: copy the Noise key%s: %w", ext, err)
+			}
+		}
+	}
+	if s.cfg.Push.KeyFile == "" { // DataDir/vapid.key
+		src := filepath.Join(s.cfg.DataDir, "vapid.key")
+		if err := store.CopyFile(src, filepath.Join(abs, "vapid.key")); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return rep, fmt.Errorf("backup: copy the VAPID key: %w", err)
+		} else if err == nil {
+			rep.VAPIDKey = true
 		}
 	}
 	err = filepath.WalkDir(abs, func(path string, d fs.DirEntry, err error) error {

@@ -293,21 +293,28 @@ func (s *Server) ClusterStatus() *cluster.Status {
 // request; password hashing runs at the home.
 
 type acctRequest struct {
-	Op       string      `json:"op"` // register, login, resume, revoke, password, lookup, name
+	// register, login, resume, revoke, password, lookup, name, exists,
+	// and the session ops: sessions, end_session, label, seen
+	Op       string      `json:"op"`
 	Name     []byte      `json:"name,omitempty"`
 	Password []byte      `json:"password,omitempty"`
 	Old      []byte      `json:"old,omitempty"`
 	Token    codec.Token `json:"token,omitzero"`
 	User     uint64      `json:"user,omitempty"`
-	Users    []uint64    `json:"users,omitempty"` // exists
+	Users    []uint64    `json:"users,omitempty"`   // exists
+	Addr     string      `json:"addr,omitempty"`    // where a new or resumed session's connection comes from
+	Session  uint64      `json:"session,omitempty"` // end_session, label, seen
+	Label    []byte      `json:"label,omitempty"`
 }
 
 type acctReply struct {
-	User   uint64      `json:"user,omitempty"`
-	Token  codec.Token `json:"token,omitzero"`
-	Name   []byte      `json:"name,omitempty"`
-	Err    string      `json:"err,omitempty"` // acctErrs' key
-	Detail string      `json:"detail,omitempty"`
+	User     uint64                `json:"user,omitempty"`
+	Token    codec.Token           `json:"token,omitzero"`
+	Session  uint64                `json:"session,omitempty"`
+	Name     []byte                `json:"name,omitempty"`
+	Sessions []account.SessionInfo `json:"sessions,omitempty"`
+	Err      string                `json:"err,omitempty"` // acctErrs' key
+	Detail   string                `json:"detail,omitempty"`
 }
 
 // acctErrs are the account errors a reply can carry, by name.
@@ -315,7 +322,8 @@ var acctErrs = map[string]error{
 	"unknown_user": account.ErrUnknownUser, "wrong_password": account.ErrWrongPassword,
 	"name_taken": account.ErrNameTaken, "invalid_name": account.ErrInvalidName,
 	"invalid_password": account.ErrInvalidPassword, "invalid_token": account.ErrInvalidToken,
-	"busy": account.ErrBusy, "not_home": errNotHome,
+	"busy": account.ErrBusy, "not_home": errNotHome, "unknown_session": account.ErrUnknownSession,
+	"token_expired": account.ErrTokenExpired, // also an invalid_token: named first (accountHere)
 }
 
 // errNotHome answers a request for a shard this node no longer owns (the
@@ -386,19 +394,32 @@ func (s *Server) accountHere(req acctRequest) acctReply {
 	var err error
 	switch req.Op {
 	case "register":
+		var is account.Issued
 		if s.cl == nil {
-			r.User, r.Token, err = s.accounts.Register(req.Name, req.Password)
+			is, err = s.accounts.Register(req.Name, req.Password, req.Addr)
 		} else {
-			r.User, r.Token, err = s.accounts.RegisterIn(req.Name, req.Password)
+			is, err = s.accounts.RegisterIn(req.Name, req.Password, req.Addr)
 		}
+		r.User, r.Token, r.Session = is.User, is.Token, is.Session
 	case "login":
-		r.User, r.Token, err = s.accounts.Login(req.Name, req.Password)
+		is, e := s.accounts.Login(req.Name, req.Password, req.Addr)
+		r.User, r.Token, r.Session, err = is.User, is.Token, is.Session, e
 	case "resume":
-		r.User, err = s.accounts.Resume(req.Token)
+		is, e := s.accounts.Resume(req.Token, req.Addr)
+		r.User, r.Token, r.Session, err = is.User, is.Token, is.Session, e
 	case "revoke":
 		err = s.accounts.Revoke(req.User, req.Token)
 	case "password":
-		r.Token, err = s.accounts.ChangePassword(req.User, req.Old, req.Password)
+		is, e := s.accounts.ChangePassword(req.User, req.Old, req.Password, req.Addr)
+		r.User, r.Token, r.Session, err = is.User, is.Token, is.Session, e
+	case "sessions":
+		r.Sessions, err = s.accounts.Sessions(req.User)
+	case "end_session":
+		err = s.accounts.EndSession(req.User, req.Session)
+	case "label":
+		err = s.accounts.Label(req.User, req.Session, req.Label)
+	case "seen":
+		err = s.accounts.Seen(req.User, req.Session)
 	case "lookup":
 		r.User, err = s.accounts.LookupName(req.Name)
 	case "name":
@@ -415,6 +436,10 @@ func (s *Server) accountHere(req acctRequest) acctReply {
 	}
 	if err != nil {
 		r.Err, r.Detail = "internal", err.Error()
+		if errors.Is(err, account.ErrTokenExpired) {
+			r.Err = "token_expired"
+			return r
+		}
 		for name, kind := range acctErrs {
 			if errors.Is(err, kind) {
 				r.Err = name

@@ -10,6 +10,7 @@ import (
 	"github.com/chatd/chatd/internal/cluster"
 	"github.com/chatd/chatd/internal/prekey"
 	"github.com/chatd/chatd/internal/proc"
+	"github.com/chatd/chatd/internal/push"
 	"go.uber.org/zap"
 )
 
@@ -18,6 +19,17 @@ import (
 type Config struct {
 	// Addr is the TCP listen address. Default "127.0.0.1:7420".
 	Addr string
+	// WSAddr, if set, is a second listen address for the WebSocket
+	// binding (PROTOCOL.md): browsers, and clients behind proxies that pass
+	// only HTTP. Off by default.
+	WSAddr string
+	// WSPath is the request path upgraded to WebSocket. Default "/chatd".
+	WSPath string
+	// WSOrigins lists the browser origins allowed on the WebSocket
+	// listener ("https://chat.example.com", or "*" for any). Requests
+	// without Origin (not from a browser) are always allowed; with the
+	// list empty, only pages from the host the request names (Host) are.
+	WSOrigins []string
 	// DataDir holds the Pebble database. Default "chatd-data".
 	DataDir string
 	// Plaintext accepts unencrypted connections (local benchmarks only).
@@ -62,6 +74,12 @@ type Config struct {
 
 	// Hashing sets argon2id parameters for new password hashes.
 	Hashing account.Hashing
+	// SessionIdle ends an account session (a device's token) not used for
+	// this long: RESUME with its token gets ERROR 25. Default 30 days.
+	SessionIdle time.Duration
+	// TokenGrace is how long a token RESUME rotated out still resumes
+	// (its WELCOME may have been lost). Default 2 minutes.
+	TokenGrace time.Duration
 	// CacheSize and MemTableSize size Pebble (defaults 64 MiB each).
 	CacheSize    int64
 	MemTableSize uint64
@@ -76,8 +94,17 @@ type Config struct {
 	TTL time.Duration
 	// Quota is the most entries one inbox may hold. Default 10,000.
 	Quota int
+	// QuotaBytes is the most bytes one inbox's entries may hold; a SEND
+	// that would pass it gets ERROR 75. Default 64 MiB.
+	QuotaBytes int64
 	// MaxGroup is the most members a group may have. Default 256.
 	MaxGroup int
+	// NameHold is how long the name of a deleted account stays taken
+	// before anyone may register it again. Default 30 days; negative: none.
+	NameHold time.Duration
+	// MaxList is the most users one of a user's lists (blocked, contacts)
+	// may hold. Default and most 4096 (one LIST frame carries a list).
+	MaxList int
 	// StorageReserve is the free disk space below which new messages,
 	// registrations and groups are refused with ERROR 28 (acks, logins and
 	// deliveries go on). Default the larger of 4 memtables and 1% of the
@@ -136,11 +163,20 @@ type Config struct {
 	// negative turns it off.
 	KeyFetches     int
 	KeyFetchWindow time.Duration
+	// Push configures Web Push to users with no live session (package
+	// push). Its KeyFile defaults to DataDir/vapid.key, its TTL to the
+	// inbox TTL (capped at 28 days); Online, Pending and Logger are the
+	// server's.
+	Push push.Config
 
 	Logger *zap.Logger
 
 	// syncFault, in tests, fails inbox syncs after the batch was applied.
 	syncFault func() error
+	// deleteStep, in tests, runs before each account deletion step
+	// (deleters.go names them); an error fails the step, and errClosing
+	// stops the deletion as a crash would.
+	deleteStep func(step string) error
 }
 
 // defaultMaxOutbound is conn's default outbound limit.
@@ -172,6 +208,12 @@ func (c *Config) setDefaults() {
 	}
 	if c.Keepalive == 0 {
 		c.Keepalive = 3 * time.Minute // also announced in WELCOME
+	}
+	if c.SessionIdle == 0 {
+		c.SessionIdle = 30 * 24 * time.Hour
+	}
+	if c.TokenGrace == 0 {
+		c.TokenGrace = 2 * time.Minute
 	}
 	if c.PresenceInterval == 0 {
 		c.PresenceInterval = time.Second
@@ -249,6 +291,18 @@ func (c *Config) Validate() error {
 	}
 	if c.RetryAfter < 0 || c.RetryAfter > time.Hour {
 		bad("retry-after", c.RetryAfter, "outside 0..1h")
+	}
+	if c.SessionIdle < 0 {
+		bad("session-idle", c.SessionIdle, "below 0")
+	}
+	if c.TokenGrace < 0 || c.TokenGrace > time.Hour {
+		bad("token-grace", c.TokenGrace, "outside 0..1h")
+	}
+	if c.Quota < 0 {
+		bad("inbox-quota", c.Quota, "below 0")
+	}
+	if c.QuotaBytes < 0 {
+		bad("inbox-quota-bytes", c.QuotaBytes, "below 0")
 	}
 	if c.StorageReserve < 0 {
 		bad("storage-reserve", c.StorageReserve, "below 0")

@@ -18,6 +18,7 @@ import (
 	"github.com/chatd/chatd/codec"
 	"github.com/chatd/chatd/internal/account"
 	"github.com/chatd/chatd/internal/cluster"
+	"github.com/chatd/chatd/internal/push"
 )
 
 // runChild serves from the folder and address in the environment until
@@ -26,8 +27,22 @@ func runChild() {
 	cfg := Config{
 		Addr: os.Getenv("CHATD_TEST_ADDR"), DataDir: os.Getenv("CHATD_TEST_DATA"), Plaintext: true,
 		Hashing:         account.Hashing{Time: 1, MemoryKiB: 64},
-		Quota:           10_000_000, // the test fills one inbox far past the default quota
+		Quota:           10_000_000, // the test fills one inbox far past the default quotas
+		QuotaBytes:      1 << 40,
 		LoginsPerSource: -1, FailedLoginsPerUser: -1, MaxFrameRate: -1, MaxByteRate: -1,
+		// Cluster push tests post to a receiver in the test process.
+		Push: push.Config{Policy: push.Policy{AllowHTTPLoopback: true}, Window: 100 * time.Millisecond},
+	}
+	if step := os.Getenv("CHATD_TEST_DELETE_HALT"); step != "" { // an account deletion hangs there until the kill
+		cfg.deleteStep = func(s string) error {
+			if s == step {
+				select {}
+			}
+			return nil
+		}
+	}
+	if hold, err := time.ParseDuration(os.Getenv("CHATD_TEST_NAME_HOLD")); err == nil {
+		cfg.NameHold = hold
 	}
 	if node := os.Getenv("CHATD_TEST_NODE"); node != "" { // a cluster test's node
 		cfg.Cluster = &cluster.Config{Node: node, Listen: os.Getenv("CHATD_TEST_CLUSTER_LISTEN"),
@@ -56,10 +71,11 @@ type child struct {
 	cmd *exec.Cmd
 }
 
-func startChild(t *testing.T, addr, dir string) *child {
+func startChild(t *testing.T, addr, dir string, env ...string) *child {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), "CHATD_TEST_CHILD=serve", "CHATD_TEST_ADDR="+addr, "CHATD_TEST_DATA="+dir)
+	cmd.Env = append(cmd.Env, env...)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)

@@ -21,6 +21,9 @@ func (h hooks) Applied(entries []*offline.Stored) {
 	if h.s.rm != nil {
 		h.s.pushAway(entries) // sessions on other nodes
 	}
+	if h.s.pushes != nil {
+		h.s.duePushes(entries) // Web Push to users with no session anywhere
+	}
 }
 
 // Durable answers SENT (or ERROR) to the senders of durable messages.
@@ -49,6 +52,8 @@ func (h hooks) Durable(msgs []*offline.Message[*Conn], others []offline.Done) {
 			}
 		case errors.Is(m.Err, offline.ErrInboxFull):
 			buf = codec.AppendError(buf, codec.CodeInboxFull, 0, &m.ID, "the recipient's inbox is full; not stored")
+		case errors.Is(m.Err, offline.ErrInboxBytesFull):
+			buf = codec.AppendError(buf, codec.CodeInboxBytesFull, 0, &m.ID, "the recipient's inbox is at its byte quota; not stored")
 		case errors.Is(m.Err, offline.ErrDuplicateID):
 			buf = codec.AppendError(buf, codec.CodeDuplicateID, 0, &m.ID, "this id was already used for another recipient or body")
 		case errors.Is(m.Err, offline.ErrUnknownOutcome):

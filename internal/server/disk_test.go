@@ -61,6 +61,7 @@ func TestStorageFullRefusesAndRecovers(t *testing.T) {
 	cfg.MemTableSize = 1 << 20
 	cfg.CacheSize = 1 << 20
 	cfg.Quota = 1_000_000
+	cfg.QuotaBytes = 1 << 40
 	cfg.Ballast = 4 << 20
 	// Resume 8 MiB above the refusing mark: well past the few MiB that
 	// flushes and compactions free after a flood, so the full state holds

@@ -3,8 +3,9 @@
 // inboxes (account, offline), groups and presence into the protocol
 // PROTOCOL.md describes. Frames arrive from conn's event loop; writes that must be durable go through the inbox's
 // lanes (messages, receipts, acks) or the server's commit lanes (group
-// changes, PRIVACY, LOGOUT); deliveries go out through each connection's
-// single write path.
+// changes, PRIVACY, LOGOUT, block and contact lists); deliveries go out
+// through each connection's single write path. Account deletion runs
+// its steps on a goroutine of its own (delete.go, deleters.go).
 //
 // # Lock order
 //
@@ -34,7 +35,11 @@
 // (one read-modify-write of a last-seen key, a NoSync commit),
 // account.Store.mu (registrations: name check and id; held across the
 // account's Sync commit, on a registration goroutine), offline seqAlloc.mu,
-// loginLimiter.mu, admission.Control.mu.
+// loginLimiter.mu, admission.Control.mu, the block.Store shard mu (RW:
+// read on the event loop by SEND, TYPING and READ, and under
+// presence.Tracker.mu by the hide filter). block.Store.wmu (one list
+// change, held across its Sync commit on a commit lane) takes only a
+// shard mu.
 //
 // Rules that keep the order honest:
 //

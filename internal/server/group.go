@@ -95,6 +95,9 @@ func (s *Server) groupCreate(req uint32, user uint64, name []byte, users []uint6
 	if err := s.usersExist(users); err != nil {
 		return s.groupErrFrame(req, err)
 	}
+	if err := s.addsAllowed(user, users); err != nil {
+		return s.groupErrFrame(req, err)
+	}
 	var info codec.GroupInfo
 	publish := func(g *group.Group) {
 		info = codec.GroupInfo{Req: req, Group: g.ID, Name: append([]byte(nil), g.Name()...), Members: g.Members()}
@@ -123,6 +126,9 @@ func (s *Server) groupChange(req uint32, gid uint64, ch group.Change) []byte {
 	g, err := s.groups.Get(gid)
 	if err == nil {
 		err = s.usersExist(ch.Users)
+	}
+	if err == nil && ch.Kind == codec.GroupAdded {
+		err = s.addsAllowed(ch.Actor, ch.Users)
 	}
 	if err == nil {
 		users := codec.Users(ch.Users...)
@@ -342,6 +348,8 @@ func (s *Server) groupCode(err error) (codec.Code, string) {
 		return codec.CodeLastAdmin, detail
 	case errors.Is(err, errUnavailable):
 		return codec.CodeUnavailable, err.Error()
+	case errors.Is(err, errAddRefused):
+		return codec.CodeAddRefused, err.Error()
 	}
 	s.log.Error("group operation failed", zap.Error(err))
 	return codec.CodeInternal, "group change not stored; retry"

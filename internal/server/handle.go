@@ -33,6 +33,7 @@ func (s *Server) Frame(c *Conn, t codec.Type, body []byte) error {
 		s.errorTo(c, code, 0, nil, t.String()+" before WELCOME")
 		return nil
 	}
+	s.touchSession(c)
 	switch t {
 	case codec.TypeSend:
 		return s.send(c, body)
@@ -58,8 +59,16 @@ func (s *Server) Frame(c *Conn, t codec.Type, body []byte) error {
 		return s.groupFrame(c, t, body)
 	case codec.TypeSubscribe, codec.TypeUnsubscribe, codec.TypePrivacy:
 		return s.presenceFrame(c, t, body)
+	case codec.TypeBlock, codec.TypeUnblock, codec.TypeListGet, codec.TypeContact, codec.TypeGroupAdds:
+		return s.blockFrame(c, t, body)
+	case codec.TypeAccountDelete:
+		return s.accountDelete(c, body)
 	case codec.TypeKeysUpload, codec.TypeKeysCount, codec.TypeKeysFetch, codec.TypeKeysCheck:
 		return s.keysFrame(c, t, body)
+	case codec.TypePushSubscribe, codec.TypePushList, codec.TypePushRemove:
+		return s.pushFrame(c, t, body)
+	case codec.TypeSessions, codec.TypeSessionRevoke, codec.TypeSessionLabel:
+		return s.sessionFrame(c, t, body)
 	}
 	return s.fatal(c, codec.CodeUnknownType, "unexpected frame "+t.String())
 }
@@ -71,6 +80,7 @@ func (s *Server) Closed(c *Conn) {
 	if u := st.user.Load(); u != 0 && s.sessions.Remove(u, c) {
 		s.presence.Changed(u, uint64(time.Now().UnixMilli()))
 		s.endSession(c, u)
+		s.sessionSeen(c, u)
 		if s.rm != nil {
 			s.detach(c, u)
 		}
@@ -154,6 +164,11 @@ func (s *Server) send(c *Conn, body []byte) error {
 		return nil
 	case !s.accounts.Exists(f.To):
 		code, detail = codec.CodeUnknownRecipient, fmt.Sprintf("no user %d", f.To)
+	case s.blocks.Blocks(user, f.To):
+		code, detail = codec.CodeYouBlocked, fmt.Sprintf("you blocked user %d: unblock them first", f.To)
+	case s.blocks.Blocks(f.To, user):
+		s.blockedSend(c, f.ID) // the block is not revealed
+		return nil
 	}
 	if code != 0 {
 		s.errorTo(c, code, 0, &f.ID, detail)
@@ -180,6 +195,9 @@ func (s *Server) read(c *Conn, body []byte) error {
 		return s.malformed(c, err)
 	}
 	user := c.State.user.Load()
+	if s.accounts.Deleted(f.To) {
+		return nil // a deleted account takes no receipts (no one would read them)
+	}
 	switch {
 	case f.To == user:
 		s.errorTo(c, codec.CodeSelfSend, 0, nil, "READ names yourself as the sender")
@@ -201,6 +219,9 @@ func (s *Server) read(c *Conn, body []byte) error {
 			s.errorTo(c, codec.CodeNotMember, 0, nil, "READ for a group you are not in")
 			return nil
 		}
+	}
+	if s.blocks.Blocks(user, f.To) {
+		return nil // no read receipt goes to a user one blocked
 	}
 	asked := f.IDs.Len()
 	mark := s.inbox.MarkRead
@@ -245,6 +266,9 @@ func (s *Server) typing(c *Conn, body []byte) error {
 	if f.To == user || !remote && !s.accounts.Exists(f.To) { // a remote one's home checks
 		s.errorTo(c, codec.CodeUnknownRecipient, 0, nil, "TYPING names no other user")
 		return nil
+	}
+	if s.blocks.Blocks(f.To, user) || s.blocks.Blocks(user, f.To) {
+		return nil // dropped either way, and the blocked side is not told
 	}
 	// Typing is ephemeral: only an online recipient hears it.
 	if !s.typingTo(user, f.To, f.State) && s.cl != nil {

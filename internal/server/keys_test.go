@@ -12,12 +12,6 @@ import (
 	"github.com/chatd/chatd/internal/e2e/pqxdh"
 )
 
-func ctx10(t *testing.T) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	t.Cleanup(cancel)
-	return ctx
-}
-
 // uploadKeys generates a device's keys and uploads them with ec and kem
 // one-time prekeys, as many frames as that takes.
 func uploadKeys(t *testing.T, c *client.Conn, ec, kem int) (*client.DeviceKeys, codec.KeysCounts) {

@@ -128,6 +128,7 @@ func (m metrics) Describe(ch chan<- *prometheus.Desc) {
 		ch <- d.d
 	}
 	m.describeCluster(ch)
+	m.describePush(ch)
 }
 
 func (m metrics) Collect(ch chan<- prometheus.Metric) {
@@ -211,6 +212,7 @@ func (m metrics) Collect(ch chan<- prometheus.Metric) {
 
 	m.collectCluster(ch)
 	m.collectPebble(emit)
+	m.collectPush(ch, emit)
 }
 
 func (m metrics) collectPebble(emit func(d desc, v float64, labels ...string)) {

@@ -238,8 +238,10 @@ func (s *Server) unimport(req []byte) error {
 	}
 	in := func(id uint64) bool { return cluster.ShardOf(id) == shard }
 	var keys [][]byte
-	if err := store.ShardRecords(s.db, in, func(k, _ []byte) error {
+	var sizes []int // the values' lengths: the inbox byte quota counts them out
+	if err := store.ShardRecords(s.db, in, func(k, v []byte) error {
 		keys = append(keys, append([]byte(nil), k...))
+		sizes = append(sizes, len(v))
 		return nil
 	}); err != nil {
 		return err
@@ -257,7 +259,7 @@ func (s *Server) unimport(req []byte) error {
 	}
 	s.groups.Forget(in)
 	s.cl.log.Info("shard move: cleared an earlier copy", zap.Int("shard", shard), zap.Int("records", len(keys)))
-	return s.inbox.Disown(keys)
+	return s.inbox.Disown(keys, sizes)
 }
 
 // serveImport writes a moving shard's records here (the new owner) and

@@ -21,12 +21,12 @@ func TestEncryptedChat(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	for _, tr := range []codec.Transport{codec.TransportNoiseXX, codec.TransportNoiseIK} {
-		a, err := client.DialTransport(ctx, s.Addr().String(), tr, s.PublicKey())
+		a, err := client.DialTransport(ctx, clientAddr(t, s), tr, s.PublicKey())
 		if err != nil {
 			t.Fatalf("transport %d: %v", tr, err)
 		}
 		defer a.Close()
-		b, err := client.DialTransport(ctx, s.Addr().String(), tr, s.PublicKey())
+		b, err := client.DialTransport(ctx, clientAddr(t, s), tr, s.PublicKey())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -49,11 +49,11 @@ func TestEncryptedChat(t *testing.T) {
 	}
 	// A client pinned to another key refuses to talk to this server.
 	other, _ := secure.GenerateKeypair()
-	if _, err := client.DialTransport(ctx, s.Addr().String(), codec.TransportNoiseXX, other.Public); !errors.Is(err, secure.ErrPinned) {
+	if _, err := client.DialTransport(ctx, clientAddr(t, s), codec.TransportNoiseXX, other.Public); !errors.Is(err, secure.ErrPinned) {
 		t.Fatalf("wrong pin: %v", err)
 	}
 	// Without --plaintext, a plaintext client gets ERROR 6 and nothing more.
-	pc, err := client.Dial(ctx, s.Addr().String())
+	pc, err := client.Dial(ctx, clientAddr(t, s))
 	if err != nil {
 		t.Fatal(err)
 	}

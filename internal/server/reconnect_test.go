@@ -18,11 +18,15 @@ func TestClientSurvivesRestart(t *testing.T) {
 	cfg := testConfig(t)
 	s1, stop := serve(t, cfg)
 	cfg.Addr = s1.Addr().String()
+	addr := clientAddr(t, s1)
+	if viaWebSocket {
+		cfg.WSAddr = s1.WSAddr().String()
+	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	opts := func(name string) client.Options {
-		return client.Options{Addr: cfg.Addr, Name: name, Password: "password-" + name, Register: true,
+		return client.Options{Addr: addr, Name: name, Password: "password-" + name, Register: true,
 			Backoff: client.Backoff{Min: 20 * time.Millisecond, Max: 200 * time.Millisecond, Jitter: true}}
 	}
 	alice, err := client.Connect(ctx, opts("alice"))

@@ -400,6 +400,8 @@ func (s *Server) storeDone(m *offline.Message[*Conn]) bool {
 		respond(storeReply(0, m.Time, ""))
 	case errors.Is(m.Err, offline.ErrInboxFull):
 		respond(storeReply(codec.CodeInboxFull, 0, "the recipient's inbox is full; not stored"))
+	case errors.Is(m.Err, offline.ErrInboxBytesFull):
+		respond(storeReply(codec.CodeInboxBytesFull, 0, "the recipient's inbox is at its byte quota; not stored"))
 	case errors.Is(m.Err, offline.ErrDuplicateID):
 		respond(storeReply(codec.CodeDuplicateID, 0, "this id was already used for another recipient or body"))
 	case errors.Is(m.Err, offline.ErrUnknownOutcome):

@@ -8,18 +8,22 @@ import (
 	"path/filepath"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/chatd/chatd/codec"
 	"github.com/chatd/chatd/internal/account"
 	"github.com/chatd/chatd/internal/admission"
+	"github.com/chatd/chatd/internal/block"
 	"github.com/chatd/chatd/internal/conn"
 	"github.com/chatd/chatd/internal/group"
 	"github.com/chatd/chatd/internal/offline"
 	"github.com/chatd/chatd/internal/prekey"
 	"github.com/chatd/chatd/internal/presence"
+	"github.com/chatd/chatd/internal/push"
 	"github.com/chatd/chatd/internal/router"
 	"github.com/chatd/chatd/internal/secure"
 	"github.com/chatd/chatd/internal/store"
+	"github.com/chatd/chatd/web"
 	"github.com/cockroachdb/pebble/v2"
 	"go.uber.org/zap"
 )
@@ -32,16 +36,27 @@ type Server struct {
 	// guards its own state (lock order: doc.go).
 	cfg      Config
 	log      *zap.Logger
-	key      secure.Keypair // static Noise key, kept in the data folder
+	keys     *secure.Keyring // static Noise keys, kept in the data folder (keys.go)
+	keyPath  string
 	db       *pebble.DB
 	space    *store.Space
 	accounts *account.Store
+	blocks   *block.Store // who blocked whom, contacts, group-add settings
 	inbox    *offline.Inbox[*Conn]
 	groups   *group.Store
 	prekeys  *prekey.Store
 	fetches  *fetchLimiter
 	presence *presence.Tracker[*Conn]
-	commits  *commits              // durable requests, off the event loop
+	subs     *push.Store   // Web Push subscriptions
+	pushes   *push.Service // nil when push is off
+	commits  *commits      // durable requests, off the event loop
+
+	seenEvery    time.Duration  // touchSession's period
+	seenInFlight atomic.Int64   // sessionSeen requests under way
+	seenWG       sync.WaitGroup // and Close waits for them
+	seenMu       sync.RWMutex   // guards seenClosed against seenWG.Add
+	seenClosed   bool
+
 	sessions *router.Router[*Conn] // the session table and delivery: push, drain, ack
 	conns    *conn.Server[session]
 	admit    *admission.Control // accept-time GOAWAY: capacity, memory, accept rate
@@ -52,6 +67,8 @@ type Server struct {
 	closing  chan struct{} // closed when Close starts
 	baseCtx  context.Context
 	cancel   context.CancelFunc // cancels baseCtx when Close starts
+	deletes  background         // account deletions under way (delete.go)
+	deleting sync.Map           // user id -> true while its deletion runs
 
 	// Pools, safe for concurrent use; an item belongs to whoever took it.
 	batches sync.Pool // *conn.Batch[session], one per producer turn
@@ -79,7 +96,8 @@ func New(cfg Config) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, closing: make(chan struct{}), lat: newLatencies()}
+	s := &Server{cfg: cfg, log: cfg.Logger, closing: make(chan struct{}), lat: newLatencies(),
+		seenEvery: min(cfg.SessionIdle/8, 24*time.Hour)}
 	s.baseCtx, s.cancel = context.WithCancel(context.Background())
 	s.sessions = router.New(router.Config[*Conn]{
 		Window: cfg.Window, WindowBytes: cfg.WindowBytes, Logger: cfg.Logger,
@@ -110,7 +128,11 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s.db = db
-	if s.accounts, err = account.New(db, account.Config{Hashing: cfg.Hashing}); err != nil {
+	if s.accounts, err = account.New(db, account.Config{Hashing: cfg.Hashing, NameHold: cfg.NameHold, IdleExpiry: cfg.SessionIdle, Grace: cfg.TokenGrace}); err != nil {
+		db.Close()
+		return nil, err
+	}
+	if s.blocks, err = block.Open(db, cfg.MaxList); err != nil {
 		db.Close()
 		return nil, err
 	}
@@ -123,15 +145,21 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s.fetches = newFetchLimiter(cfg.KeyFetches, cfg.KeyFetchWindow)
-	pcfg := presence.Config{Interval: cfg.PresenceInterval, Online: s.online, Logger: cfg.Logger}
+	pcfg := presence.Config{Interval: cfg.PresenceInterval, Online: s.online, Logger: cfg.Logger, Deleted: s.accounts.Deleted}
 	if cfg.Cluster != nil {
 		pcfg.Remote = func(u uint64) bool { return !s.local(u) }
 		pcfg.Watch, pcfg.Relay = s.watchHome, s.relayPresence
 	}
+	if err := s.openPush(); err != nil {
+		db.Close()
+		return nil, err
+	}
 	s.presence = presence.New[*Conn](db, pcfg) // before the cluster's handlers: they tell it of sessions
 	s.commits = newCommits()                   // and use these
-	ocfg := offline.Config{Lanes: cfg.Lanes, TTL: cfg.TTL, Quota: cfg.Quota, Logger: cfg.Logger, SyncFault: cfg.syncFault,
-		Synced: s.lat.sync.Observe}
+	// A user's presence is hidden from the users it blocked.
+	s.presence.HideFrom(func(user uint64, c *Conn) bool { return s.blocks.Blocks(user, c.State.user.Load()) })
+	ocfg := offline.Config{Lanes: cfg.Lanes, TTL: cfg.TTL, Quota: cfg.Quota, QuotaBytes: cfg.QuotaBytes, Logger: cfg.Logger, SyncFault: cfg.syncFault,
+		Synced: s.lat.sync.Observe, Gone: s.accounts.Deleted}
 	if cfg.Cluster != nil {
 		// Before the inbox opens: its first expiry sweep may owe receipts
 		// to users homed on other nodes.
@@ -176,7 +204,7 @@ func New(cfg Config) (*Server, error) {
 	if keyPath == "" {
 		keyPath = filepath.Join(cfg.DataDir, "noise.key")
 	}
-	key, created, err := secure.LoadOrCreateKey(keyPath)
+	keys, created, err := secure.LoadKeys(keyPath)
 	if err != nil {
 		s.closeCluster()
 		s.inbox.Close()
@@ -188,9 +216,9 @@ func New(cfg Config) (*Server, error) {
 	if created {
 		s.log.Info("created the server's Noise key", zap.String("path", keyPath))
 	}
-	s.key = key
+	s.keys, s.keyPath = secure.NewKeyring(keys), keyPath
 	s.conns, err = conn.New[session](conn.Config{
-		NoiseKey:       &s.key,
+		NoiseKeys:      s.keys,
 		MaxOutbound:    cfg.MaxOutbound,
 		MaxFrameRate:   cfg.MaxFrameRate,
 		MaxByteRate:    cfg.MaxByteRate,
@@ -200,6 +228,7 @@ func New(cfg Config) (*Server, error) {
 		AuthTimeout:    cfg.AuthTimeout,
 		LazyDelay:      cfg.ReceiptDelay,
 		AllowPlaintext: cfg.Plaintext,
+		WebSocket:      conn.WSConfig{Path: cfg.WSPath, Origins: cfg.WSOrigins, Static: web.File},
 		Logger:         cfg.Logger,
 	}, s)
 	if err != nil {
@@ -220,11 +249,29 @@ func New(cfg Config) (*Server, error) {
 	})
 	s.conns.SetAdmitter(s.admit.Admit)
 	s.space.Watch(db)
+	if err := s.pushes.Start(); err != nil { // reads the inbox: after it opened
+		s.Close()
+		return nil, err
+	}
+	for _, u := range s.accounts.Deleting() { // deletions a stop interrupted
+		s.finishDeletion(u)
+	}
 	return s, nil
 }
 
-// Listen binds the configured address.
-func (s *Server) Listen() error { return s.conns.Listen(s.cfg.Addr) }
+// Listen binds the configured address, and the WebSocket one if set.
+func (s *Server) Listen() error {
+	if err := s.conns.Listen(s.cfg.Addr); err != nil {
+		return err
+	}
+	if s.cfg.WSAddr != "" {
+		return s.conns.ListenWS(s.cfg.WSAddr)
+	}
+	return nil
+}
+
+// WSAddr is the bound WebSocket address (after Listen), nil without one.
+func (s *Server) WSAddr() net.Addr { return s.conns.WSAddr() }
 
 // MaxConns is the connection capacity admission enforces: the configured
 // one, or the open-files limit less 300 when none was set.
@@ -256,11 +303,14 @@ func (s *Server) Close() error {
 		close(s.closing)
 		s.cancel()
 		err := s.conns.Shutdown(ctx)
+		s.stopSeen()      // the last sessions' last seen, while the cluster still answers
+		s.deletes.close() // they stop at their next step (closing): the next start finishes them
 		s.closeCluster()  // after the last session's release is queued, before the inbox: no request arrives after
 		s.commits.close() // after the last frame, before the inbox: jobs queue group events
 		s.admit.Close()
 		s.presence.Close()
 		s.inbox.Close()
+		s.pushes.Close() // after the inbox's last Applied; what is still due stays in the due-set
 		s.space.Close()
 		if ferr := s.db.Flush(); ferr != nil {
 			err = errors.Join(err, fmt.Errorf("server: flush store: %w", ferr))
@@ -283,8 +333,9 @@ func (s *Server) storageFull() bool {
 	return true
 }
 
-// PublicKey is the server's static Noise key: clients pin it.
-func (s *Server) PublicKey() []byte { return s.key.Public }
+// PublicKey is the server's static Noise key: clients pin it. During a
+// key rotation it is the old key, which clients that pinned it still get.
+func (s *Server) PublicKey() []byte { return s.keys.Keys().Current.Public }
 
 // Stats is a snapshot of what the server is doing.
 type Stats struct {

@@ -45,6 +45,7 @@ func testConfig(t testing.TB) Config {
 		FailedLoginsPerUser: -1,
 		MaxFrameRate:        -1,
 		MaxByteRate:         -1,
+		WSAddr:              wsTestAddr(),
 	}
 }
 
@@ -88,7 +89,7 @@ func dial(t testing.TB, s *Server) *client.Conn {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	c, err := client.Dial(ctx, s.Addr().String())
+	c, err := client.Dial(ctx, clientAddr(t, s))
 	if err != nil {
 		t.Fatal(err)
 	}

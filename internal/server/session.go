@@ -3,7 +3,6 @@ package server
 import (
 	"sync/atomic"
 
-	"github.com/chatd/chatd/codec"
 	"github.com/chatd/chatd/internal/conn"
 	"github.com/chatd/chatd/internal/router"
 )
@@ -27,13 +26,14 @@ type session struct {
 	auth atomic.Uint32 // authNone, authPending, authDone
 	gone atomic.Bool   // the connection closed
 	user atomic.Uint64 // set once, before auth becomes authDone
+	seen atomic.Int64  // mono time the session's last use was last recorded (touchSession)
 
 	// route is the delivery state, owned by the router (pushed, acked,
-	// window, backlog), and its lock, which also guards token and subs
+	// window, backlog), and its lock, which also guards sid and subs
 	// (lock order: route, then Conn's queue): one mutex per session.
 	route router.Session
-	token codec.Token // the session's token, revoked by LOGOUT
-	subs  []uint64    // users whose presence this connection watches
+	sid   uint64   // the account session (account.Issued) LOGOUT and SESSION_REVOKE end
+	subs  []uint64 // users whose presence this connection watches
 }
 
 const (

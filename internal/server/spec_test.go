@@ -15,26 +15,49 @@ import (
 	"github.com/chatd/chatd/codec"
 )
 
-// TestSpecResumeKeepsToken (section 2): RESUME answers WELCOME with the
-// same token, which stays valid; only PASSWORD and LOGOUT change or end it.
-func TestSpecResumeKeepsToken(t *testing.T) {
-	s := startServer(t, testConfig(t))
+// TestSpecResumeRotatesToken (section 2): RESUME answers WELCOME with a
+// fresh token of the same session; the token it replaced still resumes
+// within the grace (a client that lost the WELCOME), and not after.
+func TestSpecResumeRotatesToken(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.TokenGrace = 300 * time.Millisecond
+	s := startServer(t, cfg)
 	alice := register(t, s, "alice")
 	tok := alice.Welcome.Token
 	alice.Close()
-	for i := 0; i < 3; i++ {
+	resume := func(tok codec.Token) (codec.Welcome, error) {
 		c := dial(t, s)
+		defer c.Close()
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		w, err := c.Resume(ctx, tok)
-		cancel()
+		defer cancel()
+		return c.Resume(ctx, tok)
+	}
+	seen := map[codec.Token]bool{tok: true}
+	for i := 0; i < 3; i++ {
+		w, err := resume(tok)
 		if err != nil {
 			t.Fatalf("resume %d: %v", i, err)
 		}
-		if w.Token != tok {
-			t.Fatalf("resume %d rotated the token: %x, was %x", i, w.Token, tok)
+		if seen[w.Token] || w.User != alice.Welcome.User {
+			t.Fatalf("resume %d: token %x for user %d, want a fresh one for %d", i, w.Token, w.User, alice.Welcome.User)
 		}
-		c.Close()
+		seen[w.Token] = true
+		tok = w.Token
 	}
+	// The last one rotated out: it works within the grace, then is refused.
+	rotated, err := resume(tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := resume(tok); err != nil {
+		t.Fatalf("within the grace: %v", err)
+	}
+	// That resume started from tok again: the token issued in between
+	// (as if its WELCOME was lost) is dead.
+	if _, err := resume(rotated.Token); codeOf(err) != codec.CodeInvalidToken {
+		t.Fatalf("the token a grace resume replaced: %v", err)
+	}
+	waitFor(t, func() bool { _, err := resume(tok); return codeOf(err) == codec.CodeInvalidToken })
 }
 
 // TestSpecSeqIsGlobal (section 3): seq comes from one counter shared by

@@ -10,7 +10,9 @@ import (
 
 // FormatVersion is the data folder layout this chatd writes. A folder
 // without a record was written before versions were recorded: format 0.
-const FormatVersion = 1
+// Format 2 has sessions (package account): a token record names its
+// session, and each session has a record.
+const FormatVersion = 2
 
 // formatKey lives under the meta prefix so the record is written in the
 // same Pebble batch as a migration's changes: a crash leaves either the old
@@ -22,6 +24,8 @@ var formatKey = []byte{PrefixMeta, 'f', 'o', 'r', 'm', 'a', 't'}
 var migrations = []func(db *pebble.DB, b *pebble.Batch) error{
 	// 0 -> 1: no layout change; only the record is added.
 	func(*pebble.DB, *pebble.Batch) error { return nil },
+	// 1 -> 2: every token becomes a session of its own (sessions.go).
+	migrateSessions,
 }
 
 // ErrNewerFormat is returned when the folder was written by a newer chatd.

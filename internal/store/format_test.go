@@ -3,6 +3,7 @@ package store
 import (
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -35,7 +36,7 @@ func TestOpenRefusesNewerFormat(t *testing.T) {
 	}
 	db.Close()
 	_, err = Open(dir, Options{})
-	if !errors.Is(err, ErrNewerFormat) || !strings.Contains(err.Error(), "format 99") || !strings.Contains(err.Error(), "(1)") {
+	if !errors.Is(err, ErrNewerFormat) || !strings.Contains(err.Error(), "format 99") || !strings.Contains(err.Error(), fmt.Sprintf("(%d)", FormatVersion)) {
 		t.Fatalf("err = %v", err)
 	}
 }
@@ -58,8 +59,8 @@ func TestOpenMigratesFormat0(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	if v, err := ReadFormat(db); err != nil || v != 1 {
-		t.Fatalf("format = %d, %v; want 1", v, err)
+	if v, err := ReadFormat(db); err != nil || v != FormatVersion {
+		t.Fatalf("format = %d, %v; want %d", v, err, FormatVersion)
 	}
 	b, closer, err := db.Get(key)
 	if err != nil || string(b) != "kept" {

@@ -11,8 +11,9 @@
 //	'm' | name                                   meta counters (next user id, sequence high-water mark, ...)
 //	'n' | user name                              -> user id                       (account by name)
 //	'u' | user (8)                               -> account record                (account by id)
-//	'k' | sha256(token) (32)                     -> user (8) | created (8)        (session tokens)
+//	'k' | sha256(token) (32)                     -> user | created | session      (session tokens)
 //	'K' | user (8) | sha256(token) (32)          -> empty                         (a user's tokens, to revoke them all)
+//	'K' | user (8) | session (8)                 -> session record                (account/session.go)
 //	'i' | user (8) | seq (8)                     -> inbox entry                   (package offline)
 //	'x' | hour (4) | user (8)                    -> empty                         (expiry index, package offline)
 //	'd' | day (4) | sender (8) | msg id (16)     -> recipient | seq | time        (dedup window, package offline)
@@ -23,7 +24,13 @@
 //	'b' | hour (4) | body (8) | 1                -> members yet to acknowledge it
 //	'r' | day (4) | reader (8) | sender (8) | group (8) | seq (8) -> ids   (read log: delivered, not yet read; package offline)
 //	'o' | seq (8)                                -> group entry | members       (cluster: a fan-out to other nodes' members, until they have it; package offline)
+//	'B' | owner (8) | list (1) | user (8)        -> empty                         (blocked users, contacts; package block)
+//	'B' | owner (8) | 0xFF                       -> group-add setting (1)         (package block)
+//	'D' | user (8)                               -> state (1) | time (8)          (account deletions, done or under way; package account)
+//	'N' | user name                              -> release time (8)              (names of deleted accounts, held until then; package account)
 //	'E' | user (8) | device (2) | ...            end-to-end prekeys, their fetchers and pending identity notices (package prekey)
+//	'W' | user (8) | device (4)                  -> created (8) | p256dh (65) | auth (16) | endpoint  (Web Push subscriptions, package push)
+//	'w' | user (8)                               -> count (4) | urgency (1)     (pushes due but not yet done, package push)
 package store
 
 import (
@@ -54,7 +61,12 @@ const (
 	PrefixBody       = 'b'
 	PrefixReadLog    = 'r'
 	PrefixOutbox     = 'o'
+	PrefixBlock      = 'B'
+	PrefixDeleted    = 'D'
+	PrefixNameHeld   = 'N'
 	PrefixPrekeys    = 'E'
+	PrefixPushSub    = 'W'
+	PrefixPushDue    = 'w'
 )
 
 // Options tune the database. A zero field means its default.

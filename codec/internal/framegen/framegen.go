@@ -39,6 +39,7 @@ var kinds = map[string]kind{
 	"bool":       {"flag(f.%[1]s)", "flag(&f.%[1]s, %[2]q)"},
 	"id":         {"id(&f.%[1]s)", "id(&f.%[1]s, %[2]q)"},
 	"token":      {"token(&f.%[1]s)", "token(&f.%[1]s, %[2]q)"},
+	"sig64":      {"sig64(&f.%[1]s)", "sig64(&f.%[1]s, %[2]q)"},
 	"str8":       {"str8(f.%[1]s)", "str8(&f.%[1]s, %[2]q)"},
 	"bytes16":    {"bytes16(f.%[1]s)", "bytes16(&f.%[1]s, %[2]q)"},
 	"ids":        {"ids(f.%[1]s)", "ids(&f.%[1]s)"},
@@ -53,6 +54,8 @@ var kinds = map[string]kind{
 	"eckeys":     {"ecKeys(f.%[1]s)", "ecKeys(&f.%[1]s)"},
 	"kemkeys":    {"kemKeys(f.%[1]s)", "kemKeys(&f.%[1]s)"},
 	"bundles":    {"bundles(f.%[1]s)", "bundles(&f.%[1]s)"},
+	"pushsubs":   {"pushSubs(f.%[1]s)", "pushSubs(&f.%[1]s)"},
+	"sessions":   {"sessions(f.%[1]s)", "sessions(&f.%[1]s)"},
 }
 
 // File returns the gofmt'ed source of frames_gen.go for the table in the

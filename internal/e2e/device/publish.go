@@ -168,7 +168,7 @@ func (d *Device) oneTime(tx Tx, ups []*codec.KeysUpload) ([]*codec.KeysUpload, e
 	return ups, nil
 }
 
-// sign signs a prekey as the directory wants (PROTOCOL.md section 10).
+// sign signs a prekey as the directory wants (PROTOCOL.md section 11).
 func sign(ik *ecdh.PrivateKey, alg byte, id uint32, pub []byte) (codec.Signature, error) {
 	var z [xeddsa.RandomSize]byte
 	rand.Read(z[:])

@@ -82,7 +82,7 @@ func (d *Device) StartSession(tx Tx, user uint64, b *codec.Bundle) (changed bool
 		return false, err
 	}
 	// session.Start checks both prekey signatures (the directory signs
-	// the same bytes, PROTOCOL.md section 10) and aborts on a bad one.
+	// the same bytes, PROTOCOL.md section 11) and aborts on a bad one.
 	s, err := session.Start(ik, pb, d.cfg.Ratchet)
 	if err != nil {
 		return false, wrap(fmt.Sprintf("start session with %d", user), err)

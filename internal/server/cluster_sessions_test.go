@@ -1,0 +1,80 @@
+package server
+
+import (
+	"context"
+	"testing"
+
+	"github.com/chatd/chatd/client"
+	"github.com/chatd/chatd/codec"
+)
+
+// TestClusterSessionsAtHome: a user's sessions live at the account's home
+// node, whichever nodes the user connects to: a RESUME on another node
+// rotates the token there, SESSIONS from any node lists them all, and
+// SESSION_REVOKE from any node kills the session's token cluster-wide and
+// kicks its own connection.
+func TestClusterSessionsAtHome(t *testing.T) {
+	nodes := startClusterNodes(t, 3)
+	_, w, err := authOn(t, nodes[0], func(ctx context.Context, c *client.Conn) (codec.Welcome, error) {
+		return c.Register(ctx, "alice", "password1")
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	home := homeNode(nodes, w.User)
+	away, third := nodes[(home+1)%3], nodes[(home+2)%3]
+
+	// RESUME on a node that is not the home: a fresh token of the same
+	// session, and the first one still resumes within its grace.
+	phone, pw, err := authOn(t, away, func(ctx context.Context, c *client.Conn) (codec.Welcome, error) {
+		return c.Resume(ctx, w.Token)
+	})
+	if err != nil || pw.Token == w.Token || pw.User != w.User {
+		t.Fatalf("resume at %s: %+v, %v", away.name, pw, err)
+	}
+	phoneList := listSessions(t, phone)
+	if len(phoneList) != 1 || phoneList[0].Flags&codec.SessionCurrent == 0 {
+		t.Fatalf("sessions seen from %s: %+v", away.name, phoneList)
+	}
+	if r := ask(t, phone, &codec.SessionLabel{Req: 2, Label: []byte("phone")}); !isOK(r) {
+		t.Fatalf("label: %+v", r)
+	}
+
+	// A second device logs in on the third node: two sessions, listed
+	// the same from there.
+	laptop, _, err := authOn(t, third, func(ctx context.Context, c *client.Conn) (codec.Welcome, error) {
+		return c.Login(ctx, "alice", "password1")
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitKicked(t, phone)
+	list := listSessions(t, laptop)
+	if len(list) != 2 {
+		t.Fatalf("sessions seen from %s: %+v", third.name, list)
+	}
+	if list[0].Session != phoneList[0].Session { // the phone's was used last (its connection's end) or not
+		list[0], list[1] = list[1], list[0]
+	}
+	if list[0].Session != phoneList[0].Session || string(list[0].Label) != "phone" || list[0].Flags != 0 ||
+		list[1].Flags != codec.SessionCurrent|codec.SessionOnline {
+		t.Fatalf("sessions seen from %s: %+v", third.name, list)
+	}
+	if r := ask(t, laptop, &codec.SessionRevoke{Req: 3, Session: list[0].Session}); !isOK(r) {
+		t.Fatalf("revoke: %+v", r)
+	}
+	for _, nd := range nodes { // dead wherever it is presented
+		_, _, err := authOn(t, nd, func(ctx context.Context, c *client.Conn) (codec.Welcome, error) {
+			return c.Resume(ctx, pw.Token)
+		})
+		if codeOf(err) != codec.CodeInvalidToken {
+			t.Fatalf("the revoked session's token at %s: %v", nd.name, err)
+		}
+	}
+	if r := ask(t, laptop, &codec.SessionRevoke{Req: 4, Session: list[1].Session}); !isOK(r) {
+		t.Fatalf("revoking its own session: %+v", r)
+	}
+	if k := waitKicked(t, laptop); k != codec.KickRevoked {
+		t.Fatalf("kicked with %v, want session revoked", k)
+	}
+}

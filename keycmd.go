@@ -1,0 +1,151 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/chatd/chatd/internal/secure"
+	"github.com/chatd/chatd/internal/server"
+)
+
+const keyUsage = `Usage: chatd key COMMAND [-admin ADDR | -data DIR]
+
+Rotates the server's Noise key (PROTOCOL.md section 8) without asking
+anyone to compare keys again:
+
+  rotate   make the next key; the server holds both, and tells clients on
+           the old key which key comes next (signed by the old key)
+  retire   end the rotation: the next key becomes the only one; clients
+           still pinned to the old key are refused and told to verify again
+  reload   read the key files again (the other nodes of a cluster, which
+           share them, after one node rotated or retired)
+  show     the keys the server holds
+
+With -admin (default) the running server does it; with -data it is done
+on the files of a stopped server's data folder (or -noise-key FILE).
+
+Flags:
+`
+
+// keyCmd is `chatd key`: rotate, retire, reload or show the server's
+// Noise keys, through the running server's admin listener, or on the
+// files of a stopped one.
+func keyCmd(args []string, stdout io.Writer) error {
+	if len(args) < 1 || strings.HasPrefix(args[0], "-") {
+		fs := keyFlags(stdout)
+		fs.Usage()
+		if len(args) > 0 && (args[0] == "-h" || args[0] == "-help" || args[0] == "--help") {
+			return flag.ErrHelp
+		}
+		return errors.New("key: give a command: rotate, retire, reload or show")
+	}
+	cmd := args[0]
+	fs := keyFlags(stdout)
+	admin := fs.String("admin", "127.0.0.1:7421", "the running server's admin `address`")
+	data := fs.String("data", "", "a stopped server's data `folder` (instead of -admin)")
+	keyFile := fs.String("noise-key", "", "a stopped server's key `file` (instead of -admin; default DATA/noise.key)")
+	if err := fs.Parse(args[1:]); err != nil {
+		return err
+	}
+	var rep server.KeyReport
+	var err error
+	switch {
+	case *data != "" || *keyFile != "":
+		path := *keyFile
+		if path == "" {
+			path = filepath.Join(*data, "noise.key")
+		}
+		rep, err = keyOffline(cmd, path)
+	default:
+		rep, err = keyOnline(&http.Client{Timeout: time.Minute}, *admin, cmd)
+	}
+	if err != nil {
+		return err
+	}
+	printKeys(stdout, cmd, rep)
+	return nil
+}
+
+func keyFlags(out io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet("key", flag.ContinueOnError)
+	fs.SetOutput(out)
+	fs.Usage = func() {
+		fmt.Fprint(out, keyUsage)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+// keyOffline runs cmd on the key files at path.
+func keyOffline(cmd, path string) (server.KeyReport, error) {
+	var k *secure.Keys
+	var err error
+	switch cmd {
+	case "rotate":
+		k, err = secure.Rotate(path, time.Now())
+	case "retire":
+		k, err = secure.Retire(path)
+	case "show", "reload":
+		k, _, err = secure.LoadKeys(path)
+	default:
+		return server.KeyReport{}, fmt.Errorf("key: unknown command %q (rotate, retire, reload, show)", cmd)
+	}
+	if err != nil {
+		return server.KeyReport{}, fmt.Errorf("key %s: %w", cmd, err)
+	}
+	return server.ReportKeys(k), nil
+}
+
+// keyOnline asks the running server at admin to run cmd.
+func keyOnline(c *http.Client, admin, cmd string) (server.KeyReport, error) {
+	var rep server.KeyReport
+	var resp *http.Response
+	var err error
+	switch cmd {
+	case "rotate", "retire", "reload":
+		resp, err = c.PostForm("http://"+admin+"/key/"+cmd, nil)
+	case "show":
+		resp, err = c.Get("http://" + admin + "/keys")
+	default:
+		return rep, fmt.Errorf("key: unknown command %q (rotate, retire, reload, show)", cmd)
+	}
+	if err != nil {
+		return rep, fmt.Errorf("key %s: %w", cmd, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if resp.StatusCode != http.StatusOK {
+		msg := strings.TrimSpace(string(body))
+		if !strings.HasPrefix(msg, "key ") {
+			msg = "key " + cmd + ": " + msg
+		}
+		return rep, errors.New(msg)
+	}
+	if err := json.Unmarshal(body, &rep); err != nil {
+		return rep, fmt.Errorf("key %s: %w", cmd, err)
+	}
+	return rep, nil
+}
+
+func printKeys(w io.Writer, cmd string, r server.KeyReport) {
+	fmt.Fprintf(w, "current key: %s\n", r.Current)
+	if r.Next != "" {
+		fmt.Fprintf(w, "next key:    %s (valid from %s)\n", r.Next, r.NextFrom.UTC().Format(time.RFC3339))
+	}
+	for _, k := range r.Retired {
+		fmt.Fprintf(w, "retired:     %s\n", k)
+	}
+	switch {
+	case cmd == "rotate":
+		fmt.Fprintln(w, "clients on the current key are told of the next one; retire the current key once they had time to connect (chatd key retire)")
+	case cmd == "retire":
+		fmt.Fprintln(w, "clients still pinned to a retired key are refused and told to verify the server's key again")
+	}
+}
