@@ -57,8 +57,7 @@ func (s *memStore) update(fn func(Tx) error) error {
 // last-resort key.
 type memDir struct {
 	owner uint64
-	keys  map[uint64]*codec.KeysUpload // merged uploads per user
-	d     *memDirs
+	d     *memDirs // merged uploads per user
 }
 
 type memDirs struct {

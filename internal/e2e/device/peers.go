@@ -1,9 +1,6 @@
 package device
 
-import (
-	"bytes"
-	"fmt"
-)
+import "fmt"
 
 // Peer is what this device knows of a contact's identity key.
 type Peer struct {
@@ -96,5 +93,3 @@ func (d *Device) IdentityChanged(tx Tx, user uint64) error {
 	}
 	return tx.Delete(keySession(user))
 }
-
-func sameKey(a, b []byte) bool { return bytes.Equal(a, b) }

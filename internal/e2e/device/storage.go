@@ -7,7 +7,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"strconv"
 )
 
 // What a device keeps, as keys of the caller's key/value table. Values
@@ -48,10 +47,6 @@ func keyHolds(g, u uint64) string { return "e2e/holds/" + num(g) + "/" + num(u) 
 func keyRecv(g, u uint64) string  { return "e2e/recv/" + num(g) + "/" + num(u) }
 func prefixHolds(g uint64) string { return "e2e/holds/" + num(g) + "/" }
 func prefixRecv(g uint64) string  { return "e2e/recv/" + num(g) + "/" }
-func lastNum(key string) uint64 {
-	n, _ := strconv.ParseUint(key[len(key)-20:], 10, 64)
-	return n
-}
 
 var errMissing = errors.New("e2e: no keys stored")
 
