@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/chatd/chatd/client"
+	"github.com/chatd/chatd/internal/e2e/device"
 	"github.com/chatd/chatd/internal/history"
 )
 
@@ -83,13 +84,13 @@ func chat(args []string) error {
 	return runChat(chatConfig{
 		Client: client.Options{Addr: *addr, Name: *user, Password: *password, Register: *register,
 			ServerKey: pin, Plaintext: *plaintext},
-		Store: *store, To: *to, ConnectTimeout: 30 * time.Second,
+		Store: *store, To: *to, ConnectTimeout: 30 * time.Second, NoE2E: *f.noE2E,
 	}, in, os.Stdout)
 }
 
 type chatFlagValues struct {
 	addr, user, password, to, serverKey, store *string
-	register, plaintext                        *bool
+	register, plaintext, noE2E                 *bool
 }
 
 // chatFlags defines chat's flags; its usage text goes to out.
@@ -105,6 +106,7 @@ func chatFlags(out io.Writer) (*flag.FlagSet, chatFlagValues) {
 	f.serverKey = fs.String("server-key", "", "the server's public key as `hex`, as chatd serve prints it (default $CHATD_SERVER_KEY, else trust the key it presents and show it)")
 	f.store = fs.String("store", "", "local message store `file` (default $CHATD_STORE, else $XDG_DATA_HOME/chatd/SERVER-USER.db or ~/.local/share/chatd/SERVER-USER.db)")
 	f.plaintext = fs.Bool("plaintext", false, "connect without encryption (only to a server run with --plaintext)")
+	f.noE2E = fs.Bool("no-e2e", false, "send message bodies without end-to-end encryption, readable by the server (both sides must use it)")
 	fs.Usage = func() {
 		fmt.Fprint(out, chatUsage)
 		fs.PrintDefaults()
@@ -131,4 +133,11 @@ type chatConfig struct {
 	ConnectTimeout time.Duration
 	// Keepalive paces PINGs; zero means 30 s.
 	Keepalive time.Duration
+	// NoE2E sends message bodies as typed, readable by the server: for
+	// talking to a client without end-to-end encryption, and for tests
+	// that need plaintext on the server's disk.
+	NoE2E bool
+	// Keys sizes the prekey batches this device publishes (zero: the
+	// defaults); tests make them small to run them out.
+	Keys device.Config
 }

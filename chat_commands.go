@@ -31,6 +31,16 @@ func (s *session) handle(line string) {
 		s.search(rest)
 	case cmd == "/watch" && rest != "":
 		s.watch(rest)
+	case (cmd == "/verify" || cmd == "/accept") && rest != "":
+		if s.e2e == nil {
+			s.out.say("! end-to-end encryption is off (--no-e2e)")
+			return
+		}
+		if cmd == "/verify" {
+			s.verify(rest)
+		} else {
+			s.accept(rest)
+		}
 	case cmd == "/group", cmd == "/groups", cmd == "/g":
 		s.groupCommand(line)
 	case cmd == "/block", cmd == "/unblock", cmd == "/blocked":
@@ -75,6 +85,10 @@ func (s *session) sendTo(name, text string) {
 // find it in the store, and a crash before SENT sends it again next run.
 func (s *session) send(to uint64, group bool, text string) {
 	id := client.NewID()
+	if s.e2e != nil {
+		s.sendE2E(id, to, group, text)
+		return
+	}
 	s.mu.Lock()
 	self := s.self
 	s.mu.Unlock()

@@ -16,7 +16,14 @@ import (
 func (s *session) storeEntry(f codec.Frame) error {
 	switch f := f.(type) {
 	case *codec.Deliver:
+		if s.e2e != nil {
+			return s.storeE2E(f)
+		}
 		return s.store.AddIncoming(f)
+	case *codec.GroupEvent:
+		if s.e2e != nil {
+			return s.groupEventE2E(f)
+		}
 	case *codec.Receipt:
 		var st history.State
 		switch f.Kind {
@@ -51,8 +58,27 @@ func (s *session) events() {
 	for f := range s.cl.Events() {
 		switch f := f.(type) {
 		case *codec.Deliver:
+			if s.e2e != nil {
+				if _, ok := s.e2e.hidden.LoadAndDelete(f.ID); ok {
+					continue // a sender key, not a message
+				}
+				s.sayNote(f)
+			}
 			s.deliver(f)
+		case *codec.KeysLow:
+			if s.e2e != nil {
+				poke(s.e2e.refill)
+			}
+		case *codec.IdentityChanged:
+			if s.e2e != nil {
+				s.identityNotice(f)
+			}
 		case *codec.Sent:
+			if s.e2e != nil {
+				if ok, err := s.store.DropControl(f.ID); ok || err != nil {
+					continue
+				}
+			}
 			// The client hands on one SENT per message, and a receipt
 			// stored by the client's goroutine may already have moved the
 			// message past Sent: the tick shows either way.

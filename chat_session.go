@@ -25,6 +25,8 @@ const chatHelp = `  TEXT                         send TEXT to the current contac
   /search WORDS                messages holding all WORDS, searched on this machine
                                only (word* matches a prefix)
   /watch NAME                  show NAME's online status and last seen
+  /verify NAME                 the safety number to compare with NAME (end-to-end encryption)
+  /accept NAME                 trust NAME's new identity key and send what waited for it
   /group new NAME USER...      create a group with those members
   /group add|remove USER...    change the current group's members (admins)
   /group leave                 leave the current group
@@ -58,6 +60,8 @@ type session struct {
 	sentShown, receiptFirst map[codec.MsgID]bool
 
 	lost bool // connection lost since the last "connected"
+
+	e2e *e2e // end-to-end encryption; nil with --no-e2e
 }
 
 // printer serialises whole lines from the input and event goroutines.
@@ -89,6 +93,9 @@ func runChat(cfg chatConfig, in io.Reader, out io.Writer) error {
 	s := &session{cfg: cfg, store: store, out: &printer{w: out},
 		names: map[uint64]string{}, ids: map[string]uint64{}, ticks: map[uint64][]history.Message{},
 		sentShown: map[codec.MsgID]bool{}, receiptFirst: map[codec.MsgID]bool{}}
+	if !cfg.NoE2E {
+		s.e2e = newE2E(cfg.Keys)
+	}
 	contacts, err := store.Contacts()
 	if err != nil {
 		return fmt.Errorf("chat: %w", err)
@@ -132,9 +139,23 @@ func runChat(cfg chatConfig, in io.Reader, out io.Writer) error {
 	default:
 		s.out.say("encrypted (Noise XX) to the pinned server key")
 	}
+	stop := make(chan struct{})
+	defer close(stop)
+	if s.e2e != nil {
+		if err := s.startE2E(); err != nil {
+			return err
+		}
+		go s.worker(stop)
+	} else {
+		s.out.say("end-to-end encryption: OFF (--no-e2e): the server can read your messages")
+	}
 	s.out.say("logged in as %s (user %d); messages are kept in %s", opts.Name, s.self, cfg.Store)
 	s.out.raw(chatHelp)
-	s.resendPending()
+	if s.e2e != nil {
+		s.resendE2E()
+	} else {
+		s.resendPending()
+	}
 	if cfg.To != "" {
 		s.setPeer(cfg.To)
 	}
@@ -144,8 +165,6 @@ func runChat(cfg chatConfig, in io.Reader, out io.Writer) error {
 		defer close(events)
 		s.events()
 	}()
-	stop := make(chan struct{})
-	defer close(stop)
 	go s.keepalive(stop)
 
 	lines := make(chan string)

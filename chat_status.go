@@ -24,6 +24,9 @@ func (s *session) status(st client.Status) {
 	case client.StateConnected:
 		s.lost = false
 		s.out.say("connected")
+		if s.e2e != nil {
+			poke(s.e2e.wake) // seal what waited for the connection
+		}
 	case client.StateWaiting:
 		wait := seconds(st.Wait)
 		var line string

@@ -16,14 +16,24 @@ import (
 
 // chatServer runs a plaintext server on a random loopback port; stop ends
 // it (also at the test's end).
-func chatServer(t *testing.T, dir, addr string) (string, func()) {
+func chatServer(t testing.TB, dir, addr string) (string, func()) {
 	t.Helper()
-	s, err := server.New(server.Config{
+	return chatServerWith(t, dir, addr, nil)
+}
+
+// chatServerWith is chatServer with the configuration changed by edit.
+func chatServerWith(t testing.TB, dir, addr string, edit func(*server.Config)) (string, func()) {
+	t.Helper()
+	cfg := server.Config{
 		Addr: addr, DataDir: dir, Plaintext: true,
 		Hashing:   account.Hashing{Time: 1, MemoryKiB: 64},
 		CacheSize: 8 << 20, MemTableSize: 4 << 20,
 		ReceiptDelay: -1,
-	})
+	}
+	if edit != nil {
+		edit(&cfg)
+	}
+	s, err := server.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,12 +84,21 @@ type chatTerm struct {
 
 func startChat(t *testing.T, addr, name, store string) *chatTerm {
 	t.Helper()
+	return startChatWith(t, addr, name, store, nil)
+}
+
+// startChatWith is startChat with the configuration changed by edit.
+func startChatWith(t *testing.T, addr, name, store string, edit func(*chatConfig)) *chatTerm {
+	t.Helper()
 	r, w := io.Pipe()
 	c := &chatTerm{t: t, name: name, in: w, out: &syncBuffer{}, done: make(chan error, 1)}
 	cfg := chatConfig{
 		Client: client.Options{Addr: addr, Name: name, Password: "password-" + name, Register: true, Plaintext: true,
 			Backoff: client.Backoff{Min: 50 * time.Millisecond, Max: 200 * time.Millisecond}},
 		Store: store, ConnectTimeout: 10 * time.Second,
+	}
+	if edit != nil {
+		edit(&cfg)
 	}
 	go func() { c.done <- runChat(cfg, r, c.out) }()
 	t.Cleanup(func() { c.quit() })
@@ -112,6 +131,20 @@ func (c *chatTerm) expect(want string) string {
 		}
 		if time.Now().After(deadline) {
 			c.t.Fatalf("%s: no %q in output after offset %d:\n%s", c.name, want, c.pos, out)
+		}
+		time.Sleep(10 * time.Millisecond) // polling the output, bounded by the deadline
+	}
+}
+
+// expectAnyOrder waits for want anywhere in the output (lines that
+// arrive in any order, as group messages from several senders do); it
+// does not move the match offset.
+func (c *chatTerm) expectAnyOrder(want string) {
+	c.t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !strings.Contains(c.out.String(), want) {
+		if time.Now().After(deadline) {
+			c.t.Fatalf("%s: no %q in output:\n%s", c.name, want, c.out.String())
 		}
 		time.Sleep(10 * time.Millisecond) // polling the output, bounded by the deadline
 	}

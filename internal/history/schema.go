@@ -40,6 +40,19 @@ var migrations = []string{
 		key   TEXT PRIMARY KEY,
 		value BLOB NOT NULL
 	);`,
+	// 2: end-to-end encryption. An outgoing message keeps the envelope it
+	// went out in (sealed), so a resend after a restart repeats the same
+	// bytes instead of advancing the ratchet; NULL means not sealed yet
+	// (no session, or the contact's new identity key is not accepted).
+	// e2e_outbox holds control messages (sender-key distributions) until
+	// the server has them. Keys, sessions and sender keys live in kv
+	// under "e2e/" (internal/e2e/device, STORAGE section).
+	`ALTER TABLE messages ADD COLUMN sealed BLOB;
+	CREATE TABLE e2e_outbox (
+		id      BLOB PRIMARY KEY, -- the 16-byte message id
+		peer    INTEGER NOT NULL, -- the user it goes to
+		body    BLOB NOT NULL     -- the envelope
+	);`,
 }
 
 // migrate runs the migrations the store has not run yet, each in its own

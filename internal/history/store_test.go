@@ -2,6 +2,7 @@ package history
 
 import (
 	"database/sql"
+	"errors"
 	"path/filepath"
 	"testing"
 	"time"
@@ -167,5 +168,72 @@ func TestDefaultPath(t *testing.T) {
 	t.Setenv("HOME", "/home/a")
 	if p, _ := DefaultPath("h:1", "bob"); p != "/home/a/.local/share/chatd/h_1-bob.db" {
 		t.Fatalf("%q", p)
+	}
+}
+
+// TestTxRollsBackAndMigrates: an Update that fails leaves nothing behind
+// (end-to-end state and the message it belongs to go together), and a
+// store made at schema 1 gains migration 2.
+func TestTxRollsBackAndMigrates(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "a.db")
+	db, err := sql.Open("sqlite", "file:"+path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec(migrations[0] + `; PRAGMA user_version = 1`); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	s := open(t, path)
+	fail := errors.New("decrypt failed")
+	err = s.Update(func(tx *Tx) error {
+		if err := tx.Put("e2e/session/1", []byte("new state")); err != nil {
+			return err
+		}
+		if _, err := tx.AddIncoming(&codec.Deliver{ID: id(1), From: 2, Body: []byte("x")}, "plain"); err != nil {
+			return err
+		}
+		return fail
+	})
+	if !errors.Is(err, fail) {
+		t.Fatalf("Update: %v", err)
+	}
+	if _, ok, _ := s.Get("e2e/session/1"); ok {
+		t.Fatal("state written by a failed Update")
+	}
+	if _, ok, _ := s.Message(id(1)); ok {
+		t.Fatal("message written by a failed Update")
+	}
+	err = s.Update(func(tx *Tx) error {
+		for _, k := range []string{"e2e/a/1", "e2e/a/2", "e2e/b/1"} {
+			if err := tx.Put(k, []byte{1}); err != nil {
+				return err
+			}
+		}
+		if err := tx.AddOutgoing(Message{ID: id(2), Chat: 2, From: 1, Body: "hi"}, []byte("envelope")); err != nil {
+			return err
+		}
+		return tx.AddControl(id(3), 2, []byte("key"))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Update(func(tx *Tx) error {
+		keys, err := tx.Keys("e2e/a/")
+		if err != nil || len(keys) != 2 {
+			t.Fatalf("Keys: %v %v", keys, err)
+		}
+		return nil
+	})
+	out, err := s.PendingSealed()
+	if err != nil || len(out) != 1 || string(out[0].Sealed) != "envelope" {
+		t.Fatalf("PendingSealed: %+v %v", out, err)
+	}
+	ctl, err := s.Controls()
+	if err != nil || len(ctl) != 1 || ctl[0].Peer != 2 {
+		t.Fatalf("Controls: %+v %v", ctl, err)
+	}
+	if ok, err := s.DropControl(id(3)); !ok || err != nil {
+		t.Fatalf("DropControl: %v %v", ok, err)
 	}
 }
