@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+
+	"github.com/chatd/chatd/internal/secure"
 )
 
 // VAPID is the server's P-256 key pair that signs every push request
@@ -50,22 +52,7 @@ func LoadOrCreateVAPID(path string) (v VAPID, created bool, err error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return v, false, fmt.Errorf("push: %w", err)
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".vapid-key-*") // 0600
-	if err != nil {
-		return v, false, fmt.Errorf("push: write VAPID key: %w", err)
-	}
-	defer os.Remove(tmp.Name())
-	_, err = tmp.Write(v.Private)
-	if err == nil {
-		err = tmp.Sync()
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return v, false, fmt.Errorf("push: write VAPID key: %w", err)
-	}
-	if err := os.Link(tmp.Name(), path); err != nil {
+	if err := secure.WriteKeyFile(path, v.Private); err != nil {
 		if errors.Is(err, os.ErrExist) { // another process linked first: use its key
 			return LoadOrCreateVAPID(path)
 		}

@@ -160,7 +160,7 @@ func Rotate(path string, now time.Time) (*Keys, error) {
 		return nil, fmt.Errorf("secure: generate key: %w", err)
 	}
 	b := binary.BigEndian.AppendUint64(bytes.Clone(next.Private), uint64(now.UnixMilli()))
-	if err := writeNew(path+".next", b); err != nil {
+	if err := WriteKeyFile(path+".next", b); err != nil {
 		if errors.Is(err, os.ErrExist) {
 			return nil, errors.New("secure: another rotation made a next key at the same moment; run the command again to see it")
 		}
@@ -243,9 +243,13 @@ func readRetired(path string) ([][]byte, error) {
 	return out, nil
 }
 
-// writeNew writes b to a new file at path (mode 0600), whole or not at
-// all; it fails with os.ErrExist if path exists.
-func writeNew(path string, b []byte) error {
+// WriteKeyFile writes b to a new file at path (mode 0600), whole or not
+// at all: to a temporary file, synced, then linked into place, which fails
+// with os.ErrExist if path exists. A crash never leaves half a key, and
+// processes starting at once on a shared key file (a cluster's nodes) all
+// end up with the one linked first. The Noise keys and push's VAPID key
+// are written with it.
+func WriteKeyFile(path string, b []byte) error {
 	tmp, err := writeTemp(path, b)
 	if err != nil {
 		return err
@@ -272,7 +276,7 @@ func writeReplace(path string, b []byte) error {
 }
 
 func writeTemp(path string, b []byte) (string, error) {
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".noise-key-*")
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".key-*")
 	if err != nil {
 		return "", fmt.Errorf("secure: write %s: %w", path, err)
 	}

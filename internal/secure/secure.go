@@ -78,31 +78,12 @@ func LoadOrCreateKey(path string) (k Keypair, created bool, err error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return k, false, fmt.Errorf("secure: %w", err)
 	}
-	// Written whole to a temporary file and linked into place, which fails
-	// if the key exists: a crash never leaves half a key, and processes
-	// starting at once on a shared key file (a cluster's nodes) all end up
-	// with the one that was linked first.
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".noise-key-*")
-	if err != nil {
-		return k, false, fmt.Errorf("secure: write key: %w", err)
-	}
-	defer os.Remove(tmp.Name())
-	_, err = tmp.Write(k.Private)
-	if err == nil {
-		err = tmp.Sync()
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return k, false, fmt.Errorf("secure: write key: %w", err)
-	}
-	if err := os.Link(tmp.Name(), path); err != nil {
+	if err := WriteKeyFile(path, k.Private); err != nil {
 		if errors.Is(err, os.ErrExist) {
 			k, _, err := LoadOrCreateKey(path) // another process made it first
 			return k, false, err
 		}
-		return k, false, fmt.Errorf("secure: write key: %w", err)
+		return k, false, err
 	}
 	return k, true, nil
 }
