@@ -436,3 +436,8 @@ func putBuf(bp *[]byte) {
 	*bp = (*bp)[:0]
 	bufPool.Put(bp)
 }
+
+// LastRead is the server clock's reading (milliseconds since the server
+// started, wrapping at 49 days) at the start of c's latest input turn: a
+// time the handler can compare without reading the clock per frame.
+func (c *Conn[T]) LastRead() uint32 { return c.lastRead.Load() }

@@ -138,7 +138,7 @@ func (s *Server) authenticated(c *Conn, kind loginKind, start int64, r acctReply
 	st.route.Lock()
 	st.sid = r.Session
 	st.route.Unlock()
-	st.seen.Store(mono())                                     // the login recorded it
+	st.seen.Store(c.LastRead())                               // the login recorded it
 	if old, ok := s.sessions.Login(user, c); ok && old != c { // behind whatever waits in the inbox
 		s.kick(old, codec.KickElsewhere)
 	}

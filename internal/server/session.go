@@ -26,7 +26,7 @@ type session struct {
 	auth atomic.Uint32 // authNone, authPending, authDone
 	gone atomic.Bool   // the connection closed
 	user atomic.Uint64 // set once, before auth becomes authDone
-	seen atomic.Int64  // mono time the session's last use was last recorded (touchSession)
+	seen atomic.Uint32 // the connection clock (conn.LastRead) when the session's last use was last recorded (touchSession)
 
 	// route is the delivery state, owned by the router (pushed, acked,
 	// window, backlog), and its lock, which also guards sid and subs

@@ -2,7 +2,6 @@ package server
 
 import (
 	"errors"
-	"time"
 
 	"github.com/chatd/chatd/codec"
 	"github.com/chatd/chatd/internal/account"
@@ -188,10 +187,12 @@ const maxSeenInFlight = 1024
 // touchSession keeps the session of a connection in use from expiring
 // while it stays connected: at most every seenEvery (an eighth of the idle
 // expiry, at most a day) a frame from it records the session's last use.
-// One atomic load per frame otherwise.
+// Two atomic loads per frame otherwise, and no clock read: the turn's
+// reading (LastRead) will do, in milliseconds that wrap at 49 days, which
+// the signed difference survives (seenEvery is at most a day).
 func (s *Server) touchSession(c *Conn) {
-	now, last := mono(), c.State.seen.Load()
-	if time.Duration(now-last) < s.seenEvery || !c.State.seen.CompareAndSwap(last, now) {
+	now, last := c.LastRead(), c.State.seen.Load()
+	if int64(int32(now-last)) < s.seenEvery.Milliseconds() || !c.State.seen.CompareAndSwap(last, now) {
 		return
 	}
 	s.sessionSeen(c, c.State.user.Load())
