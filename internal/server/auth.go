@@ -9,6 +9,7 @@ import (
 	"github.com/chatd/chatd/codec"
 	"github.com/chatd/chatd/internal/account"
 	"github.com/chatd/chatd/internal/cluster"
+	"github.com/chatd/chatd/internal/conn"
 	"go.uber.org/zap"
 )
 
@@ -31,7 +32,7 @@ func (s *Server) authenticate(c *Conn, t codec.Type, body []byte) error {
 			return s.malformed(c, err)
 		}
 		tok, addr := f.Token, c.RemoteAddr()
-		go func() { // a synced write; the home may be another node, and the directory claim is a round trip
+		conn.Go(func() { // a synced write; the home may be another node, and the directory claim is a round trip
 			r, err := s.account(cluster.ShardOf(account.TokenUser(tok)), acctRequest{Op: "resume", Token: tok, Addr: addr})
 			if err == nil {
 				err = accountErr(r)
@@ -44,7 +45,7 @@ func (s *Server) authenticate(c *Conn, t codec.Type, body []byte) error {
 			}
 			s.authenticated(c, kindResume, start, r, err)
 			c.Flush()
-		}()
+		})
 		return nil
 	case codec.TypeRegister:
 		var f codec.Register
