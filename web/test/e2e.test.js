@@ -248,3 +248,34 @@ test('session: start, accept, both ways, prekey envelopes until the first reply'
   assert.throws(() => b.open(r)); // its own message: no key opens it
   assert.equal(hex(b.marshal()), before);
 });
+
+test('sender keys: the Go chain reproduced (distribution, messages) and opened out of order', async () => {
+  const { Sender, Receiver, marshalDistribution, unmarshalDistribution } = await import('../e2e/senderkey.js');
+  const v = vector('senderkey/testdata/senderkey.json');
+  const s = new Sender(unhex(v.distribution_id), v.chain_id, unhex(v.chain_key), unhex(v.signing_seed));
+  assert.equal(hex(marshalDistribution(s.distribution())), v.distribution);
+  const d = unmarshalDistribution(unhex(v.distribution));
+  v.plaintexts.forEach((pt, i) => assert.equal(hex(s.encrypt(te.encode(pt))), v.messages[i], `message ${i}`));
+  let r = Receiver.from(d);
+  const order = [2, 0, 1];
+  for (const i of order) {
+    const out = r.decrypt(unhex(v.messages[i]));
+    assert.equal(td.decode(out.plaintext), v.plaintexts[i]);
+    r = out.receiver;
+  }
+  assert.equal(hex(Receiver.unmarshal(r.marshal()).marshal()), hex(r.marshal()));
+  assert.throws(() => r.decrypt(unhex(v.messages[0])), /already used/);
+  const forged = unhex(v.messages[1]);
+  forged[30] ^= 1;
+  const before = hex(Receiver.from(d).marshal());
+  const fresh = Receiver.from(d);
+  assert.throws(() => fresh.decrypt(forged), /signature/);
+  assert.equal(hex(fresh.marshal()), before);
+  const again = Sender.unmarshal(s.marshal());
+  assert.equal(hex(again.marshal()), hex(s.marshal()));
+  again.rotate();
+  assert.notEqual(again.chain, s.chain);
+  const r2 = Receiver.from(d);
+  r2.process(again.distribution());
+  assert.equal(td.decode(r2.decrypt(again.encrypt(te.encode('after rotation'))).plaintext), 'after rotation');
+});
