@@ -7,7 +7,8 @@
 import { sha256, sha512 } from '../vendor/noble.js';
 import { concat, hex, unhex, u32 } from './bytes.js';
 import { kemKeyPair, publicKey, signPreKey } from './pqxdh.js';
-import { CONTENT, KIND, Session, unmarshalEnvelope } from './envelope.js';
+import { CONTENT, KIND, Session, marshalContent, marshalEnvelope, unmarshalContent, unmarshalEnvelope } from './envelope.js';
+import { Receiver, Sender, marshalDistribution, unmarshalDistribution } from './senderkey.js';
 
 const MAX_SESSIONS = 4;
 export const BATCH = { ec: 100, kem: 10 }; // what chat uploads per batch
@@ -17,21 +18,26 @@ const random = (n) => crypto.getRandomValues(new Uint8Array(n));
 
 export class NoSessionError extends Error {}
 export class UnacceptedError extends Error {}
-export class GroupsNotSupportedError extends Error {}
+export class NoSenderKeyError extends Error {}
 
 export class Device {
   // d is what data() returned earlier, or undefined for a new device.
   constructor(d) {
     this.d = d ?? null;
     this.created = false;
+    if (this.d) this.data();
     if (!this.d) {
       this.d = { identity: hex(random(32)), next: 1, ec: {}, kem: {}, peers: {}, sessions: {}, published: false };
       this.rotate();
+      this.data();
       this.created = true;
     }
   }
 
   data() {
+    this.d.senders ??= {}; // group -> our Sender
+    this.d.holds ??= {}; // group -> {member: 1}: who has our current chain
+    this.d.recv ??= {}; // group -> {member: Receiver}
     return this.d;
   }
 
@@ -148,11 +154,11 @@ export class Device {
     return changed;
   }
 
-  seal(user, body) {
+  seal(user, body, type = CONTENT.BODY) {
     this.ready(user);
     const list = this.d.sessions[user];
     const s = Session.unmarshal(unhex(list[0]));
-    const out = s.seal(CONTENT.BODY, body);
+    const out = s.seal(type, body);
     list[0] = hex(s.marshal());
     return out;
   }
@@ -161,7 +167,7 @@ export class Device {
   // throws and data() is unchanged.
   open(user, body) {
     const e = unmarshalEnvelope(body);
-    if (e.kind === KIND.SENDER_KEY) throw new GroupsNotSupportedError('sender-key envelope: groups are not encrypted in the browser yet');
+    if (e.kind === KIND.SENDER_KEY) throw new Error('sender-key envelope outside a group');
     const list = this.d.sessions[user] ?? [];
     let last = new NoSessionError('no session with this contact');
     for (let i = 0; i < list.length; i++) {
@@ -173,8 +179,9 @@ export class Device {
         last = err;
         continue;
       }
+      const out = this.content(user, c, false); // throws before anything is kept, for a bad distribution
       this.d.sessions[user] = [hex(s.marshal()), ...list.slice(0, i), ...list.slice(i + 1)];
-      return this.content(c, false);
+      return out;
     }
     if (e.kind !== KIND.PREKEY) throw last;
     const keys = {
@@ -184,21 +191,96 @@ export class Device {
         : this.d.kem[id] ? { id, seed: unhex(this.d.kem[id]) } : null),
     };
     const { session, content, initial } = Session.accept(this.identityPriv, keys, body);
+    const out = this.content(user, content, false);
     if (initial.oneTimeId !== null) delete this.d.ec[initial.oneTimeId];
     delete this.d.kem[initial.kemId]; // never the last-resort key: it is not in d.kem
     const changed = this.see(user, initial.identity);
     const old = changed ? [] : list;
     this.d.sessions[user] = [hex(session.marshal()), ...old].slice(0, MAX_SESSIONS);
-    return this.content(content, changed);
+    return { ...out, newIdentity: changed };
   }
 
-  content(c, changed) {
-    if (c.type !== CONTENT.BODY) {
-      // A sender-key distribution: groups are not end-to-end in the page
-      // yet; it is consumed (its session state advanced) and ignored.
-      return { body: null, control: true, newIdentity: changed };
+  // content files a sender-key distribution under (group, sender), which
+  // the page then does not show; a body is returned as is.
+  content(user, c, changed) {
+    if (c.type === CONTENT.BODY) return { body: c.body, control: false, newIdentity: changed };
+    const dist = unmarshalDistribution(c.body);
+    const group = new DataView(dist.id.buffer, dist.id.byteOffset, 8).getBigUint64(0).toString();
+    if (group === '0') throw new Error('sender-key distribution for group 0');
+    const recv = (this.d.recv[group] ??= {});
+    let r = null;
+    if (recv[user]) {
+      r = Receiver.unmarshal(unhex(recv[user]));
+      try {
+        r.process(dist);
+      } catch {
+        r = null; // another distribution id: they left and were added again
+      }
     }
-    return { body: c.body, control: false, newIdentity: changed };
+    recv[user] = hex((r ?? Receiver.from(dist)).marshal());
+    return { body: null, control: true, group, newIdentity: changed };
+  }
+
+  // ---- groups (PROTOCOL.md 14.7, 14.12) ----
+
+  sender(group) {
+    if (this.d.senders[group]) return Sender.unmarshal(unhex(this.d.senders[group]));
+    const id = random(16);
+    new DataView(id.buffer).setBigUint64(0, BigInt(group)); // the group id, then 8 random bytes
+    const s = Sender.create(id);
+    this.d.senders[group] = hex(s.marshal());
+    return s;
+  }
+
+  // needKey lists the members that do not hold our current chain.
+  needKey(group, members) {
+    const h = this.d.holds[group] ?? {};
+    return members.filter((m) => !h[m]);
+  }
+
+  // sealDistribution seals our chain for member over their 1:1 session.
+  sealDistribution(group, member) {
+    const out = this.seal(member, marshalDistribution(this.sender(group).distribution()), CONTENT.SENDER_KEY);
+    (this.d.holds[group] ??= {})[member] = 1;
+    return out;
+  }
+
+  sealGroup(group, body) {
+    const s = this.sender(group);
+    const message = s.encrypt(marshalContent(CONTENT.BODY, body));
+    this.d.senders[group] = hex(s.marshal());
+    return marshalEnvelope({ kind: KIND.SENDER_KEY, message });
+  }
+
+  openGroup(group, member, body) {
+    const e = unmarshalEnvelope(body);
+    if (e.kind !== KIND.SENDER_KEY) throw new Error(`a group message that is not a sender-key envelope (kind ${e.kind})`);
+    const raw = this.d.recv[group]?.[member];
+    if (!raw) throw new NoSenderKeyError('no sender key from this member');
+    const { plaintext, receiver } = Receiver.unmarshal(unhex(raw)).decrypt(e.message);
+    const c = unmarshalContent(plaintext);
+    if (c.type !== CONTENT.BODY) throw new Error('a group message must carry a body');
+    this.d.recv[group][member] = hex(receiver.marshal());
+    return c.body;
+  }
+
+  // membersRemoved rotates our chain, so the removed can read nothing
+  // new, and forgets theirs; everyone left gets the new chain before our
+  // next group message.
+  membersRemoved(group, removed) {
+    if (this.d.senders[group]) {
+      const s = Sender.unmarshal(unhex(this.d.senders[group]));
+      s.rotate();
+      this.d.senders[group] = hex(s.marshal());
+    }
+    delete this.d.holds[group];
+    for (const u of removed) delete this.d.recv[group]?.[u];
+  }
+
+  leftGroup(group) {
+    delete this.d.senders[group];
+    delete this.d.holds[group];
+    delete this.d.recv[group];
   }
 
   oneTimeCounts() {

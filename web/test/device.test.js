@@ -102,3 +102,36 @@ test('safety number: the Go value for keys {1}, {2} of users 1 and 2', () => {
   assert.equal(safetyNumber(1n, k(1), 2n, k(2)), want);
   assert.equal(safetyNumber(2n, k(2), 1n, k(1)), want);
 });
+
+test('groups: distributions over 1:1 sessions, one ciphertext for all, rotation on removal', () => {
+  const [a, b, c] = [new Device(), new Device(), new Device()];
+  const ids = { a: '1', b: '2', c: '3' };
+  const fb = publish(b);
+  const fc = publish(c);
+  a.startSession(ids.b, fb());
+  a.startSession(ids.c, fc());
+  const group = '77';
+  const send = (text) => {
+    const controls = a.needKey(group, [ids.b, ids.c]).map((u) => [u, a.sealDistribution(group, u)]);
+    return { controls, body: a.sealGroup(group, te.encode(text)) };
+  };
+  const first = send('hello group');
+  assert.equal(first.controls.length, 2);
+  assert.equal(first.body[1], 3, 'not a sender-key envelope');
+  for (const [u, body] of first.controls) {
+    const o = (u === ids.b ? b : c).open(ids.a, body);
+    assert.ok(o.control);
+    assert.equal(o.group, group);
+  }
+  assert.throws(() => c.openGroup(group, ids.b, first.body), /no sender key/);
+  assert.equal(td.decode(b.openGroup(group, ids.a, first.body)), 'hello group');
+  assert.equal(td.decode(c.openGroup(group, ids.a, first.body)), 'hello group');
+  assert.equal(send('no new distribution').controls.length, 0);
+
+  a.membersRemoved(group, [ids.c]);
+  const after = send('c is gone');
+  assert.deepEqual(after.controls.map(([u]) => u).sort(), [ids.b, ids.c], 'the caller filters members; needKey lists everyone after a rotation');
+  b.open(ids.a, after.controls.find(([u]) => u === ids.b)[1]);
+  assert.equal(td.decode(b.openGroup(group, ids.a, after.body)), 'c is gone');
+  assert.throws(() => c.openGroup(group, ids.a, after.body), /unknown sender chain/, 'the removed member read a message after the rotation');
+});
