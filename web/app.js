@@ -152,6 +152,7 @@ function handle(f) {
     case 'GROUP_EVENT':
       return entry(f.seq, () => groupEvent(f));
     case 'SENT': {
+      if (app.store.controlSent(hex(f.id))) return true;
       const m = app.store.advance(hex(f.id), 'sent');
       if (m) m.time = Number(f.time);
       return !!m;
@@ -254,19 +255,18 @@ function deliver(f) {
   // Decrypt (PROTOCOL.md section 14). A body that does not open changes
   // no state and is stored as a note, and acknowledged: it would not open
   // later either (as chat does).
-  if (f.group) {
-    m.body = '[could not decrypt: group messages are end-to-end encrypted with sender keys, which this page does not do yet]';
-    m.undecrypted = true;
-  } else {
-    try {
+  try {
+    if (f.group) {
+      m.body = td.decode(app.dev.openGroup(f.group.toString(), from, f.body));
+    } else {
       const o = app.dev.open(from, f.body);
-      if (o.control) return true; // a sender-key distribution: consumed, not shown
+      if (o.control) return true; // a sender-key distribution: filed, not shown
       m.body = td.decode(o.body);
       if (o.newIdentity) warnChanged(from);
-    } catch (err) {
-      m.body = `[could not decrypt: ${err.message}]`;
-      m.undecrypted = true;
     }
+  } catch (err) {
+    m.body = `[could not decrypt: ${err.message}]`;
+    m.undecrypted = true;
   }
   if (!app.store.add(key, m)) return false;
   learnName(from);
@@ -297,6 +297,14 @@ function groupEvent(f) {
     : `${EVENT[f.kind]} ${users.map((u) => `@${u}`).join(', ')}`;
   app.store.add(key, { id: `ev${f.seq}`, from: f.actor.toString(), time: Number(f.time), event: true, body: text });
   if (app.current === null) app.current = key;
+  // Someone gone: a new sender-key chain before our next message to the
+  // group (or, if it is us, forget the group's keys), stored with the
+  // event, before it is acknowledged.
+  const gone = f.kind === 3 ? users : f.kind === 4 ? [f.actor.toString()] : [];
+  if (gone.length && app.dev) {
+    if (gone.includes(app.self)) app.dev.leftGroup(f.group.toString());
+    else app.dev.membersRemoved(f.group.toString(), gone);
+  }
   return true;
 }
 
@@ -433,13 +441,6 @@ function sendMessage(m, dup) {
 function sendText(text) {
   if (!app.current || !text) return;
   const group = app.current.startsWith('g:');
-  if (group) {
-    // chat encrypts group messages with sender keys (PROTOCOL.md 14.7),
-    // which this page does not do yet; sending in clear would be a
-    // downgrade nobody asked for, so it refuses.
-    flash('not sent: group messages are not end-to-end encrypted in the browser yet; use chatd chat for groups');
-    return;
-  }
   const m = { id: hex(newID()), from: app.self, to: app.current.slice(2), group, time: Date.now(),
     body: text, out: true, state: 'pending' };
   app.store.add(app.current, m);
@@ -480,7 +481,9 @@ async function startE2E() {
   app.e2eReady = true;
   $('#e2e').textContent = 'end-to-end encryption: on';
   // Resend, in order, with DUP what was sealed and has no SENT yet
-  // (PROTOCOL.md §3), and seal what waits.
+  // (PROTOCOL.md §3): sender-key distributions first, then messages; and
+  // seal what waits.
+  for (const c of app.store.controls) sendControl(c, true);
   for (const m of app.store.pending()) {
     if (m.sealed) sendMessage(m, true);
     else seal(m);
@@ -505,9 +508,14 @@ function seal(m) {
 
 async function sealNow(m) {
   if (m.sealed || !app.e2eReady) return;
+  let controls = [];
   try {
-    await ensureSession(m.to);
-    m.sealed = hex(app.dev.seal(m.to, te.encode(m.body)));
+    if (m.group) {
+      controls = await sealGroup(m);
+    } else {
+      await ensureSession(m.to);
+      m.sealed = hex(app.dev.seal(m.to, te.encode(m.body)));
+    }
     delete m.waiting;
   } catch (err) {
     m.waiting = err.message;
@@ -515,9 +523,36 @@ async function sealNow(m) {
     render();
     return;
   }
-  app.store.flush(); // the session's new state and the sealed body in one write, before sending
+  app.store.flush(); // the sessions' new state and the sealed bodies in one write, before sending
+  for (const c of controls) sendControl(c, false);
   sendMessage(m, false);
   render();
+}
+
+// sealGroup gives every member who lacks our current sender-key chain a
+// distribution over their 1:1 session (a control message: its own id,
+// not shown), then seals the message once for the whole group, as chat
+// does (PROTOCOL.md 14.3 step 3, 14.12).
+async function sealGroup(m) {
+  const info = await request('GROUP_GET', { group: BigInt(m.to) });
+  const members = info.members.map((x) => x.user.toString()).filter((u) => u !== app.self);
+  const ready = [];
+  for (const u of app.dev.needKey(m.to, members)) {
+    try {
+      await ensureSession(u);
+      ready.push(u);
+    } catch (err) {
+      flash(`${nameOf(u)} cannot read this group yet: ${err.message}`);
+    }
+  }
+  const controls = ready.map((u) => ({ id: hex(newID()), to: u, sealed: hex(app.dev.sealDistribution(m.to, u)) }));
+  app.store.controls.push(...controls);
+  m.sealed = hex(app.dev.sealGroup(m.to, te.encode(m.body)));
+  return controls;
+}
+
+function sendControl(c, dup) {
+  send(encode('SEND', { id: unhex(c.id), flags: dup ? FLAG_DUP : 0, to: BigInt(c.to), body: unhex(c.sealed) }));
 }
 
 async function ensureSession(user) {
@@ -667,10 +702,7 @@ function render() {
   }
   head.textContent = chatTitle(app.current);
   const peer = app.current.startsWith('u:') ? app.dev?.peer(app.current.slice(2)) : null;
-  $('#lock').textContent = app.current.startsWith('g:')
-    ? 'groups are not end-to-end encrypted in the browser yet: sending here is refused (chatd chat does groups)'
-    : '🔒 end-to-end encrypted';
-  $('#lock').className = app.current.startsWith('g:') ? 'small bad' : 'small';
+  $('#lock').textContent = app.current.startsWith('g:') ? '🔒 end-to-end encrypted (sender keys)' : '🔒 end-to-end encrypted';
   $('#acceptkey').hidden = !peer?.changed;
   $('#safety').hidden = !app.current.startsWith('u:');
   $('#presence').textContent = app.current.startsWith('u:') ? (app.presence[app.current.slice(2)] ?? '') : '';

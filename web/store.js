@@ -54,11 +54,22 @@ export class Store {
     // It lives in the same item as the messages, so one setItem writes a
     // session's new state together with the message it sealed or opened.
     this.e2e = d.e2e ?? null;
+    // Sealed sender-key distributions (1:1 SENDs the user never sees) with
+    // no SENT yet: resent with DUP after a reconnect, like messages.
+    this.controls = d.controls ?? [];
+  }
+
+  // controlSent drops a distribution the server has stored.
+  controlSent(id) {
+    const i = this.controls.findIndex((c) => c.id === id);
+    if (i < 0) return false;
+    this.controls.splice(i, 1);
+    return true;
   }
 
   flush() {
     save(this.key, { names: this.names, groups: this.groups, chats: this.chats, lastSeq: this.lastSeq,
-      ackedSeq: this.ackedSeq, e2e: this.e2e });
+      ackedSeq: this.ackedSeq, e2e: this.e2e, controls: this.controls });
   }
 
   chat(key) {

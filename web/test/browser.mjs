@@ -134,14 +134,11 @@ try {
   await alice.page.fill('#newgroup-members', 'bob');
   await alice.page.click('#newgroup button');
   await text(alice.page, '#chathead', /^# team$/);
-  // Groups are not end-to-end encrypted in the page yet: it refuses to
-  // send in one, and says so.
-  await text(alice.page, '#lock', /not end-to-end encrypted in the browser yet/);
+  await text(alice.page, '#lock', /end-to-end encrypted \(sender keys\)/);
   await say(alice.page, 'welcome to the team');
-  await text(alice.page, '#flash', /^not sent: group messages are not end-to-end encrypted/);
-  if (await alice.page.$('#messages li.out')) throw new Error('a group message was sent in clear');
+  await ticks(alice.page, 'welcome to the team', 'sent');
   await shot(alice.page, '2-alice-bob-offline');
-  step('bob offline: alice sees "last seen"; two 1:1 messages stay at ✓; the group refuses to send in clear');
+  step('bob offline: alice sees "last seen"; two 1:1 messages and a group message (sender keys) stay at ✓');
 
   // Bob comes back: his page resumes with the kept token and drains his
   // inbox; alice's ticks move to ✓✓ once his page has stored them.
@@ -149,6 +146,7 @@ try {
   await bob.page.goto(withQuery(''));
   await text(bob.page, '#status', /^connected$/);
   if (await bob.page.isVisible('#login')) throw new Error('bob had to log in again: RESUME did not happen');
+  await ticks(alice.page, 'welcome to the team', 'delivered');
   await openChat(alice.page, 'bob');
   await ticks(alice.page, 'lunch at noon', 'delivered', true);
   await ticks(alice.page, 'are you there?', 'delivered', true);
@@ -159,9 +157,16 @@ try {
   await ticks(alice.page, 'lunch at noon', 'read');
   await ticks(alice.page, 'are you there?', 'read');
   await openChat(bob.page, '# team');
-  await text(bob.page, '#messages', /alice.*created the group/);
+  await text(bob.page, '#messages', /alice.*created the group.*welcome to the team/);
+  await say(bob.page, 'thanks!');
+  await openChat(alice.page, '# team');
+  await text(alice.page, '#messages', /bob\s*thanks!/);
+  await ticks(bob.page, 'thanks!', 'read');
+  for (const p of [alice, bob]) {
+    if ((await p.page.textContent('body')).includes('could not decrypt')) throw new Error(`${p.name}: a message did not decrypt`);
+  }
   await shot(bob.page, '3-bob-group');
-  step('bob read the backlog in order (alice sees read), and sees the group');
+  step('bob read the backlog in order (alice sees read), and the group works both ways, end to end');
 
   // A page that pinned another key refuses the server loudly.
   const wrong = serverKey.replace(/^./, (c) => (c === '0' ? '1' : '0'));
