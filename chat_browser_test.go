@@ -23,7 +23,9 @@ import (
 // starts the session with bob's page, carol's page starts one with chat,
 // both ways each time; a message chat sends while bob's page is away is
 // scanned for on the server's disk and not found, then read on return;
-// carol's page and chat show the same safety number. It skips, as
+// carol's page and chat show the same safety number; and the three talk
+// in a group, each message sealed once with the sender's sender key
+// (PROTOCOL.md 14.7) and read by the two others. It skips, as
 // web/TestBrowser does, without node, chromium or web/node_modules.
 func TestChatWithBrowserPage(t *testing.T) {
 	if testing.Short() {
@@ -147,6 +149,13 @@ func TestChatWithBrowserPage(t *testing.T) {
 	if chat := safetyNumber(t, alice, "carol"); chat != page {
 		fail("safety numbers differ: chat %s, page %s", chat, page)
 	}
+	group := strings.TrimPrefix(until("STEP group "), "STEP group ")
+	alice.expectAnyOrder(fmt.Sprintf("carol in group %s: hello team from the page", group))
+	until("STEP bob-said-to-group")
+	alice.expectAnyOrder(fmt.Sprintf("bob in group %s: bob to the team", group))
+	alice.say("/g " + group)
+	alice.expect("talking to group " + group)
+	alice.say("hello team from chat")
 	if l := until("PASS"); l != "PASS" {
 		fail("last line %q", l)
 	}
@@ -157,7 +166,8 @@ func TestChatWithBrowserPage(t *testing.T) {
 	if strings.Contains(alice.out.String(), "could not decrypt") {
 		t.Fatalf("chat could not decrypt a page's message:\n%s", alice.out.String())
 	}
-	needles = append(needles, "carol starts this session", "welcome carol", "and the ratchet turns")
+	needles = append(needles, "carol starts this session", "welcome carol", "and the ratchet turns",
+		"hello team from the page", "bob to the team", "hello team from chat")
 	if hits := scanDir(t, data, needles); len(hits) > 0 {
 		t.Fatalf("plaintext on the server's disk:\n%s", strings.Join(hits, "\n"))
 	}

@@ -117,6 +117,27 @@ try {
     return (await carol.page.textContent('#flash')).replace(/^safety number with alice: /, '');
   })();
   console.log(`SAFETY carol alice ${safety}`);
+
+  // A group of the three: the pages and chat each send once, sealed with
+  // their sender key; everyone reads everyone.
+  await carol.page.fill('#newgroup-name', 'team');
+  await carol.page.fill('#newgroup-members', 'alice bob');
+  await carol.page.click('#newgroup button');
+  await text(carol.page, '#chathead', /^# team$/);
+  const group = (await carol.page.evaluate(() => window.chatd.current)).slice(2);
+  await say(carol.page, 'hello team from the page');
+  await delivered(carol.page, 'hello team from the page');
+  console.log(`STEP group ${group}`);
+  await text(bob.page, '#chats', /# team/);
+  await bob.page.click('#chats li:has(.title:text-is("# team"))');
+  await text(bob.page, '#messages', /hello team from the page/);
+  await say(bob.page, 'bob to the team');
+  await delivered(bob.page, 'bob to the team');
+  console.log('STEP bob-said-to-group');
+  await text(bob.page, '#messages', /hello team from chat/);
+  await text(carol.page, '#messages', /bob to the team.*hello team from chat/);
+  await noUndecrypted(bob);
+  await noUndecrypted(carol);
   console.log('PASS');
 } catch (err) {
   console.log(`FAIL: ${err.message}`);
