@@ -25,7 +25,8 @@ import (
 // scanned for on the server's disk and not found, then read on return;
 // carol's page and chat show the same safety number; and the three talk
 // in a group, each message sealed once with the sender's sender key
-// (PROTOCOL.md 14.7) and read by the two others. It skips, as
+// (PROTOCOL.md 14.7) and read by the two others; and bob's page refills
+// its one-time prekeys when KEYS_LOW says so. It skips, as
 // web/TestBrowser does, without node, chromium or web/node_modules.
 func TestChatWithBrowserPage(t *testing.T) {
 	if testing.Short() {
@@ -156,6 +157,24 @@ func TestChatWithBrowserPage(t *testing.T) {
 	alice.say("/g " + group)
 	alice.expect("talking to group " + group)
 	alice.say("hello team from chat")
+
+	until("STEP drain-bob")
+	dave := signInTo(ctx, t, s.Addr().String(), "dave", true)
+	defer dave.Close()
+	bobID, err := dave.LookupName(ctx, "bob")
+	if err != nil {
+		fail("lookup bob: %v", err)
+	}
+	// bob's page uploaded 10 one-time KEM keys and two are taken; eight
+	// more fetches cross the KEYS_LOW threshold (fewer than 3) whatever
+	// the exact count, within the 10-per-target fetch limit.
+	for range 8 {
+		if _, err := dave.FetchKeys(ctx, bobID, 1); err != nil {
+			fail("fetch bob's keys: %v", err)
+		}
+	}
+	tell("drained")
+	until("REFILL ")
 	if l := until("PASS"); l != "PASS" {
 		fail("last line %q", l)
 	}

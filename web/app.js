@@ -493,7 +493,11 @@ async function startE2E() {
 async function publish(what) {
   const ups = app.dev.uploads(what);
   app.store.flush(); // new one-time private keys stored before their public halves are uploaded
-  for (const up of ups) await request('KEYS_UPLOAD', up);
+  let counts;
+  for (const up of ups) counts = await request('KEYS_UPLOAD', up);
+  if (!what.longLived) {
+    $('#e2e').textContent = `end-to-end encryption: on; one-time prekeys refilled (${counts.ec} EC, ${counts.kem} KEM on the server)`;
+  }
   if (!app.dev.data().published) {
     app.dev.data().published = true;
     app.store.flush();

@@ -138,6 +138,13 @@ try {
   await text(carol.page, '#messages', /bob to the team.*hello team from chat/);
   await noUndecrypted(bob);
   await noUndecrypted(carol);
+
+  // Others take bob's one-time KEM keys below the server's threshold: his
+  // page gets KEYS_LOW and uploads a new batch.
+  console.log('STEP drain-bob');
+  await go('drained');
+  await text(bob.page, '#e2e', /one-time prekeys refilled \(\d+ EC, \d+ KEM on the server\)/);
+  console.log(`REFILL ${await bob.page.textContent('#e2e')}`);
   console.log('PASS');
 } catch (err) {
   console.log(`FAIL: ${err.message}`);
