@@ -21,6 +21,22 @@ export class TooManySkippedError extends Error {}
 
 const randomKey = () => crypto.getRandomValues(new Uint8Array(32));
 
+// ratchetPublic memoises the public half of recent ratchet keys: the page
+// keeps sessions as bytes and rebuilds a State per message, and an X25519
+// base multiplication per message sealed on the same chain is wasted work
+// (Go's ecdh.PrivateKey caches it the same way).
+const publics = new Map();
+function ratchetPublic(priv) {
+  const k = priv.join(',');
+  let pub = publics.get(k);
+  if (!pub) {
+    pub = publicKey(priv);
+    if (publics.size >= 64) publics.delete(publics.keys().next().value);
+    publics.set(k, pub);
+  }
+  return pub;
+}
+
 export function kdfRK(rk, dh) {
   const okm = hkdf(sha256, dh, rk, ROOT_INFO, 64);
   return [okm.slice(0, 32), okm.slice(32)];
@@ -84,7 +100,7 @@ export class State {
     if (!this.cks) throw new Error('ratchet: no sending chain yet');
     if (this.ns === MAX_U32) throw new Error('ratchet: message counter exhausted');
     const [next, mk] = kdfCK(this.cks);
-    const header = concat(publicKey(this.dhs), u32(this.pn), u32(this.ns));
+    const header = concat(ratchetPublic(this.dhs), u32(this.pn), u32(this.ns));
     const msg = seal(header, mk, plaintext, this.ad);
     this.cks = next;
     this.ns++;
