@@ -6,6 +6,7 @@
 import { encode, FLAG_DUP, FLAG_GROUP, RECEIPT } from './codec.js';
 import { Link, KeyRefusedError, RefusedError } from './transport.js';
 import { pins, sessions, Store } from './store.js';
+import { Device, NoSessionError, UnacceptedError, safetyNumber } from './e2e/device.js';
 
 const $ = (sel) => document.querySelector(sel);
 const params = new URLSearchParams(location.search);
@@ -41,6 +42,9 @@ const app = {
   typing: {}, // chat key -> {who, until}
   typingSent: 0,
   typingTimer: null,
+  dev: null, // the end-to-end device (e2e/device.js), its state in app.store.e2e
+  e2eReady: false, // keys published on this connection
+  sealing: Promise.resolve(), // seals and sends one message at a time, in order
 };
 
 // ---- connection ----------------------------------------------------
@@ -148,6 +152,7 @@ function handle(f) {
     case 'GROUP_EVENT':
       return entry(f.seq, () => groupEvent(f));
     case 'SENT': {
+      if (app.store.controlSent(hex(f.id))) return true;
       const m = app.store.advance(hex(f.id), 'sent');
       if (m) m.time = Number(f.time);
       return !!m;
@@ -164,6 +169,8 @@ function handle(f) {
       setTimeout(render, 6100);
       return true;
     }
+    case 'KEYS_COUNTS':
+    case 'KEYS_BUNDLE':
     case 'USER':
     case 'OK':
     case 'GROUP_INFO':
@@ -184,6 +191,13 @@ function handle(f) {
     case 'PING':
       send(encode('PONG', { nonce: f.nonce }));
       return false;
+    case 'KEYS_LOW':
+      if (app.dev) publish({ longLived: false, oneTime: true }).catch((err) => flash(`refill one-time prekeys: ${err.message}`));
+      return false;
+    case 'IDENTITY_CHANGED':
+      app.dev?.identityChanged(f.user.toString());
+      flash(`${nameOf(f.user.toString())} has a new identity key: the next message fetches it, and shows the change`);
+      return true;
   }
   return false;
 }
@@ -201,6 +215,7 @@ function welcomed(f) {
     app.current = null;
     app.presence = {};
     app.typing = {};
+    app.dev = null;
   }
   app.store.names[app.self] = name;
   status('connected', 'good');
@@ -209,8 +224,7 @@ function welcomed(f) {
   clearInterval(app.pingTimer);
   const every = Math.max(5, f.keepalive / 3) * 1000;
   app.pingTimer = setInterval(() => send(encode('PING', { nonce: BigInt(Date.now()) })), every);
-  // Resend what has no SENT yet, in order, with DUP (PROTOCOL.md §3).
-  for (const m of app.store.pending()) sendMessage(m, true);
+  startE2E();
   const users = Object.keys(app.store.chats).filter((k) => k.startsWith('u:')).map((k) => BigInt(k.slice(2)));
   if (users.length) send(encode('SUBSCRIBE', { users: users.slice(0, 255) }));
   request('GROUP_LIST', {}).then((g) => {
@@ -235,8 +249,25 @@ function entry(seq, apply) {
 function deliver(f) {
   const from = f.from.toString();
   const key = f.group ? `g:${f.group}` : `u:${from}`;
-  const m = { id: hex(f.id), from, time: Number(f.time), body: td.decode(f.body), out: false,
+  const m = { id: hex(f.id), from, time: Number(f.time), body: '', out: false,
     seq: f.seq.toString(), read: false };
+  if (app.store.chat(key).some((x) => x.id === m.id && x.from === from)) return false;
+  // Decrypt (PROTOCOL.md section 14). A body that does not open changes
+  // no state and is stored as a note, and acknowledged: it would not open
+  // later either (as chat does).
+  try {
+    if (f.group) {
+      m.body = td.decode(app.dev.openGroup(f.group.toString(), from, f.body));
+    } else {
+      const o = app.dev.open(from, f.body);
+      if (o.control) return true; // a sender-key distribution: filed, not shown
+      m.body = td.decode(o.body);
+      if (o.newIdentity) warnChanged(from);
+    }
+  } catch (err) {
+    m.body = `[could not decrypt: ${err.message}]`;
+    m.undecrypted = true;
+  }
   if (!app.store.add(key, m)) return false;
   learnName(from);
   if (!f.group && !(from in app.presence)) send(encode('SUBSCRIBE', { users: [f.from] }));
@@ -266,6 +297,14 @@ function groupEvent(f) {
     : `${EVENT[f.kind]} ${users.map((u) => `@${u}`).join(', ')}`;
   app.store.add(key, { id: `ev${f.seq}`, from: f.actor.toString(), time: Number(f.time), event: true, body: text });
   if (app.current === null) app.current = key;
+  // Someone gone: a new sender-key chain before our next message to the
+  // group (or, if it is us, forget the group's keys), stored with the
+  // event, before it is acknowledged.
+  const gone = f.kind === 3 ? users : f.kind === 4 ? [f.actor.toString()] : [];
+  if (gone.length && app.dev) {
+    if (gone.includes(app.self)) app.dev.leftGroup(f.group.toString());
+    else app.dev.membersRemoved(f.group.toString(), gone);
+  }
   return true;
 }
 
@@ -287,7 +326,7 @@ function error(f) {
     const w = app.waiting.get(f.req);
     app.waiting.delete(f.req);
     if (w) {
-      w.reject(new Error(f.detail || `error ${f.code}`));
+      w.reject(Object.assign(new Error(f.detail || `error ${f.code}`), { code: f.code }));
       return false;
     }
   }
@@ -387,12 +426,15 @@ function newID() {
   return id;
 }
 
+// sendMessage sends m's sealed body; a message is sealed once, and a
+// resend (DUP) carries the same envelope, as chat does.
 function sendMessage(m, dup) {
+  if (!m.sealed) return;
   send(encode('SEND', {
     id: unhex(m.id),
     flags: (dup ? FLAG_DUP : 0) | (m.group ? FLAG_GROUP : 0),
     to: BigInt(m.to),
-    body: te.encode(m.body),
+    body: unhex(m.sealed),
   }));
 }
 
@@ -402,10 +444,166 @@ function sendText(text) {
   const m = { id: hex(newID()), from: app.self, to: app.current.slice(2), group, time: Date.now(),
     body: text, out: true, state: 'pending' };
   app.store.add(app.current, m);
-  app.store.flush(); // stored before sent: a reload sends it again
-  sendMessage(m, false);
+  app.store.flush(); // stored before sealed and sent: a reload seals and sends it
+  seal(m);
   stopTyping();
   render();
+}
+
+// ---- end-to-end encryption (PROTOCOL.md sections 11 and 14) -----------
+
+// startE2E makes this browser's device keys once and publishes them (or
+// checks the published ones with KEYS_CHECK), then sends what waits.
+async function startE2E() {
+  const link = app.link;
+  app.e2eReady = false;
+  if (!app.dev) {
+    app.dev = new Device(app.store.e2e ?? undefined);
+    app.store.e2e = app.dev.data();
+    app.store.flush(); // the private keys are stored before any public one leaves
+  }
+  try {
+    if (!app.dev.data().published) {
+      await publish({ longLived: true, oneTime: true });
+    } else {
+      try {
+        await request('KEYS_CHECK', { digest: app.dev.digest() });
+      } catch (err) {
+        if (err.code !== 81) throw err;
+        await publish({ longLived: true, oneTime: false }); // the server lost or never got them
+      }
+    }
+  } catch (err) {
+    if (link === app.link) $('#e2e').textContent = `end-to-end encryption: keys not published (${err.message})`;
+    return;
+  }
+  if (link !== app.link) return;
+  app.e2eReady = true;
+  $('#e2e').textContent = 'end-to-end encryption: on';
+  // Resend, in order, with DUP what was sealed and has no SENT yet
+  // (PROTOCOL.md §3): sender-key distributions first, then messages; and
+  // seal what waits.
+  for (const c of app.store.controls) sendControl(c, true);
+  for (const m of app.store.pending()) {
+    if (m.sealed) sendMessage(m, true);
+    else seal(m);
+  }
+}
+
+async function publish(what) {
+  const ups = app.dev.uploads(what);
+  app.store.flush(); // new one-time private keys stored before their public halves are uploaded
+  let counts;
+  for (const up of ups) counts = await request('KEYS_UPLOAD', up);
+  if (!what.longLived) {
+    $('#e2e').textContent = `end-to-end encryption: on; one-time prekeys refilled (${counts.ec} EC, ${counts.kem} KEM on the server)`;
+  }
+  if (!app.dev.data().published) {
+    app.dev.data().published = true;
+    app.store.flush();
+  }
+}
+
+// seal queues m: sessions are started and messages sealed one at a time,
+// so the ratchet sees them in the order they were typed.
+function seal(m) {
+  app.sealing = app.sealing.then(() => sealNow(m), () => sealNow(m));
+}
+
+async function sealNow(m) {
+  if (m.sealed || !app.e2eReady) return;
+  let controls = [];
+  try {
+    if (m.group) {
+      controls = await sealGroup(m);
+    } else {
+      await ensureSession(m.to);
+      m.sealed = hex(app.dev.seal(m.to, te.encode(m.body)));
+    }
+    delete m.waiting;
+  } catch (err) {
+    m.waiting = err.message;
+    app.store.flush();
+    render();
+    return;
+  }
+  app.store.flush(); // the sessions' new state and the sealed bodies in one write, before sending
+  for (const c of controls) sendControl(c, false);
+  sendMessage(m, false);
+  render();
+}
+
+// sealGroup gives every member who lacks our current sender-key chain a
+// distribution over their 1:1 session (a control message: its own id,
+// not shown), then seals the message once for the whole group, as chat
+// does (PROTOCOL.md 14.3 step 3, 14.12).
+async function sealGroup(m) {
+  const info = await request('GROUP_GET', { group: BigInt(m.to) });
+  const members = info.members.map((x) => x.user.toString()).filter((u) => u !== app.self);
+  const ready = [];
+  for (const u of app.dev.needKey(m.to, members)) {
+    try {
+      await ensureSession(u);
+      ready.push(u);
+    } catch (err) {
+      flash(`${nameOf(u)} cannot read this group yet: ${err.message}`);
+    }
+  }
+  const controls = ready.map((u) => ({ id: hex(newID()), to: u, sealed: hex(app.dev.sealDistribution(m.to, u)) }));
+  app.store.controls.push(...controls);
+  m.sealed = hex(app.dev.sealGroup(m.to, te.encode(m.body)));
+  return controls;
+}
+
+function sendControl(c, dup) {
+  send(encode('SEND', { id: unhex(c.id), flags: dup ? FLAG_DUP : 0, to: BigInt(c.to), body: unhex(c.sealed) }));
+}
+
+async function ensureSession(user) {
+  try {
+    return app.dev.ready(user);
+  } catch (err) {
+    if (!(err instanceof NoSessionError)) throw err;
+  }
+  let b;
+  try {
+    b = await request('KEYS_FETCH', { user: BigInt(user), device: 1 });
+  } catch (err) {
+    if (err.code === 82) throw new Error(`${nameOf(user)} has no end-to-end keys yet`);
+    throw new Error(`fetch ${nameOf(user)}'s keys: ${err.message}`);
+  }
+  try {
+    app.dev.ready(user);
+    return; // a session arrived from them meanwhile
+  } catch (err) {
+    if (!(err instanceof NoSessionError)) throw err;
+  }
+  const changed = app.dev.startSession(user, b.bundles[0]);
+  app.store.flush();
+  if (changed) {
+    warnChanged(user);
+    throw new UnacceptedError(`${nameOf(user)}'s safety number changed: accept the new key to send`);
+  }
+}
+
+function warnChanged(user) {
+  flash(`${nameOf(user)}'s SAFETY NUMBER CHANGED: their identity key is not the one this page had. ` +
+    'They may have reinstalled, or someone may be in the middle. Messages to them wait until you accept the new key.');
+}
+
+function acceptKey() {
+  const user = app.current?.slice(2);
+  if (!user || !app.dev?.accept(user)) return;
+  app.store.flush();
+  for (const m of app.store.pending()) if (m.to === user && !m.sealed) seal(m);
+  render();
+}
+
+function showSafety() {
+  const user = app.current?.slice(2);
+  const p = user && app.dev?.peer(user);
+  if (!p) return flash('no key for this contact yet: exchange a message first');
+  flash(`safety number with ${nameOf(user)}: ${safetyNumber(BigInt(app.self), app.dev.identityKey, BigInt(user), unhex(p.key))}`);
 }
 
 function typed() {
@@ -468,7 +666,7 @@ function flash(text) {
 
 function tick(m) {
   switch (m.state) {
-    case 'pending': return '🕓';
+    case 'pending': return m.waiting ? `🕓 waits: ${m.waiting}` : '🕓';
     case 'sent': return '✓';
     case 'delivered': return '✓✓';
     case 'read': return '✓✓ read';
@@ -507,6 +705,10 @@ function render() {
     return;
   }
   head.textContent = chatTitle(app.current);
+  const peer = app.current.startsWith('u:') ? app.dev?.peer(app.current.slice(2)) : null;
+  $('#lock').textContent = app.current.startsWith('g:') ? '🔒 end-to-end encrypted (sender keys)' : '🔒 end-to-end encrypted';
+  $('#acceptkey').hidden = !peer?.changed;
+  $('#safety').hidden = !app.current.startsWith('u:');
   $('#presence').textContent = app.current.startsWith('u:') ? (app.presence[app.current.slice(2)] ?? '') : '';
   const group = app.current.startsWith('g:');
   for (const m of app.store.chat(app.current)) {
@@ -596,6 +798,8 @@ function bind() {
     t.value = '';
   };
   $('#text').oninput = typed;
+  $('#acceptkey').onclick = acceptKey;
+  $('#safety').onclick = showSafety;
   $('#logout').onclick = () => {
     send(encode('LOGOUT'));
     sessions.forget(wsURL);

@@ -19,7 +19,8 @@ import (
 // TestBrowser runs test/browser.mjs: headless Chromium (Debian's, driven
 // by playwright-core from `npm ci`) opens the page a real chatd serves on
 // its WebSocket listener, and two people register, chat 1:1 and in a
-// group with ticks, presence and typing; one leaves and gets the backlog
+// group (end-to-end encrypted by the pages) with ticks, presence and
+// typing; one leaves and gets the backlog
 // on return with the token the page kept; a page pinning another key
 // refuses the server. It skips, saying what is missing, without node,
 // chromium or web/node_modules. Screenshots go to $CHATD_BROWSER_SHOTS

@@ -8,11 +8,16 @@ const td = new TextDecoder('utf-8', { fatal: true });
 
 export const MAX_FRAME = 65515; // len: the type byte and the body
 
-// Field kinds: u8 u16 u32 u64, str8 (string), bytes16 (Uint8Array), id
+// Field kinds: u8 u16 u32 u64, key32 ([32]), str8 (string), bytes16 (Uint8Array), id
 // ([16]), token ([32]), ids (count u8, [16] x count), users8 (count u8,
 // u64 x count), users16 (count u16, u64 x count), members (count u16,
 // (user u64, role u8) x count), groups (count u16, (group u64, name str8)
-// x count).
+// x count), and the prekey directory's: a signed EC key is {id, key [32],
+// sig [64]}, a signed KEM key {id, key [1568], sig [64]}; optSignedEC /
+// optSignedKEM (has u8, then the key if 1; null when absent), ecKeys
+// (count u16, (id u32, key [32]) x count), kemKeys (count u8, signed KEM
+// key x count), bundles (count u8, (device u16, identity [32], signed EC
+// key, has u8, (id u32, key [32]) if 1, signed KEM key) x count).
 const F = (name, kind, wire = name) => ({ name, kind, wire });
 
 // SPEC lists the frames by type: [type, name, fields]. Wire names are the
@@ -58,6 +63,18 @@ const SPEC = [
   [0x41, 'PONG', [F('nonce', 'u64')]],
   [0x42, 'GOAWAY', [F('retryAfter', 'u32', 'retry_after'), F('reason', 'u8')]],
   [0x43, 'KICKED', [F('reason', 'u8')]],
+  // The prekey directory (section 11), for end-to-end encryption (section
+  // 14). Keys are Uint8Arrays; the composite fields are described below.
+  [0x60, 'KEYS_UPLOAD', [F('req', 'u32'), F('flags', 'u8'), F('identity', 'key32'),
+    F('signed', 'optSignedEC', '(signed prekey)'), F('lastResort', 'optSignedKEM', '(last resort)'),
+    F('ec', 'ecKeys', '(ec prekeys)'), F('kem', 'kemKeys', '(kem prekeys)')]],
+  [0x61, 'KEYS_COUNT', [F('req', 'u32')]],
+  [0x62, 'KEYS_COUNTS', [F('req', 'u32'), F('device', 'u16'), F('ec', 'u16'), F('kem', 'u16')]],
+  [0x63, 'KEYS_FETCH', [F('req', 'u32'), F('user', 'u64'), F('device', 'u16')]],
+  [0x64, 'KEYS_BUNDLE', [F('req', 'u32'), F('user', 'u64'), F('bundles', 'bundles', '(bundles)')]],
+  [0x65, 'KEYS_CHECK', [F('req', 'u32'), F('digest', 'key32')]],
+  [0x66, 'KEYS_LOW', [F('device', 'u16'), F('ec', 'u16'), F('kem', 'u16')]],
+  [0x67, 'IDENTITY_CHANGED', [F('user', 'u64'), F('device', 'u16')]],
   [0x7f, 'ERROR', [F('code', 'u16'), F('req', 'u32'), F('id', 'id'), F('detail', 'str8')]],
 ];
 
@@ -124,6 +141,24 @@ class Writer {
   }
 }
 
+const KEM_KEY = 1568;
+
+function writeSigned(w, k, size) {
+  w.int(k.id, 4);
+  w.fixed(k.key, size, 'prekey');
+  w.fixed(k.sig, 64, 'signature');
+}
+
+function writeOpt(w, k, size) {
+  w.int(k ? 1 : 0, 1);
+  if (k) writeSigned(w, k, size);
+}
+
+function writeOptEC(w, k) {
+  w.int(k ? 1 : 0, 1);
+  if (k) { w.int(k.id, 4); w.fixed(k.key, 32, 'ec prekey'); }
+}
+
 const asBytes = (v) => (typeof v === 'string' ? te.encode(v) : v);
 
 function writeField(w, f, v) {
@@ -136,6 +171,24 @@ function writeField(w, f, v) {
     case 'str8': return w.sized(asBytes(v), 1, f.name);
     case 'bytes16': return w.sized(asBytes(v), 2, f.name);
     case 'id': return w.fixed(v, 16, f.name);
+    case 'key32': return w.fixed(v, 32, f.name);
+    case 'optSignedEC': return writeOpt(w, v, 32);
+    case 'optSignedKEM': return writeOpt(w, v, KEM_KEY);
+    case 'ecKeys':
+      w.int(v.length, 2);
+      return v.forEach((k) => { w.int(k.id, 4); w.fixed(k.key, 32, 'ec prekey'); });
+    case 'kemKeys':
+      w.int(v.length, 1);
+      return v.forEach((k) => writeSigned(w, k, KEM_KEY));
+    case 'bundles':
+      w.int(v.length, 1);
+      return v.forEach((b) => {
+        w.int(b.device, 2);
+        w.fixed(b.identity, 32, 'identity');
+        writeSigned(w, b.signed, 32);
+        writeOptEC(w, b.oneTime);
+        writeSigned(w, b.kem, KEM_KEY);
+      });
     case 'token': return w.fixed(v, 32, f.name);
     case 'ids':
       if (v.length < 1 || v.length > 255) throw new RangeError('codec: 1 to 255 ids');
@@ -212,6 +265,14 @@ class Reader {
   }
 }
 
+const readSigned = (r, size) => ({ id: r.int(4), key: r.raw(size), sig: r.raw(64) });
+
+function readOpt(r, read) {
+  const has = r.int(1);
+  if (has > 1) throw new Error('codec: malformed frame (presence byte not 0 or 1)');
+  return has ? read() : null;
+}
+
 function readField(r, f) {
   switch (f.kind) {
     case 'u8': return r.int(1);
@@ -221,6 +282,15 @@ function readField(r, f) {
     case 'str8': return td.decode(r.raw(r.int(1)));
     case 'bytes16': return r.raw(r.int(2));
     case 'id': return r.raw(16);
+    case 'key32': return r.raw(32);
+    case 'optSignedEC': return readOpt(r, () => readSigned(r, 32));
+    case 'optSignedKEM': return readOpt(r, () => readSigned(r, KEM_KEY));
+    case 'ecKeys': return Array.from({ length: r.int(2) }, () => ({ id: r.int(4), key: r.raw(32) }));
+    case 'kemKeys': return Array.from({ length: r.int(1) }, () => readSigned(r, KEM_KEY));
+    case 'bundles': return Array.from({ length: r.int(1) }, () => ({
+      device: r.int(2), identity: r.raw(32), signed: readSigned(r, 32),
+      oneTime: readOpt(r, () => ({ id: r.int(4), key: r.raw(32) })), kem: readSigned(r, KEM_KEY),
+    }));
     case 'token': return r.raw(32);
     case 'ids': return Array.from({ length: r.int(1) }, () => r.raw(16));
     case 'users8': return Array.from({ length: r.int(1) }, () => r.int(8));

@@ -1,5 +1,7 @@
 // What the page keeps in localStorage: the pinned server key, the session
-// token, and each user's chats. Like `chatd chat`'s SQLite file, the
+// token, and each user's chats and end-to-end state (private keys and
+// ratchet sessions: anyone who can run script on this origin can read
+// them, as anyone who can read chat's SQLite file can). Like `chatd chat`'s SQLite file, the
 // history lives only here: the server deletes a message once this page
 // has stored it and acknowledged it.
 
@@ -48,11 +50,26 @@ export class Store {
     this.chats = d.chats ?? {}; // chat key -> [message]
     this.lastSeq = d.lastSeq ?? '0'; // highest inbox seq stored
     this.ackedSeq = d.ackedSeq ?? '0'; // highest seq acknowledged: READ may name it
+    // The end-to-end device's state (e2e/device.js: keys, pins, sessions).
+    // It lives in the same item as the messages, so one setItem writes a
+    // session's new state together with the message it sealed or opened.
+    this.e2e = d.e2e ?? null;
+    // Sealed sender-key distributions (1:1 SENDs the user never sees) with
+    // no SENT yet: resent with DUP after a reconnect, like messages.
+    this.controls = d.controls ?? [];
+  }
+
+  // controlSent drops a distribution the server has stored.
+  controlSent(id) {
+    const i = this.controls.findIndex((c) => c.id === id);
+    if (i < 0) return false;
+    this.controls.splice(i, 1);
+    return true;
   }
 
   flush() {
     save(this.key, { names: this.names, groups: this.groups, chats: this.chats, lastSeq: this.lastSeq,
-      ackedSeq: this.ackedSeq });
+      ackedSeq: this.ackedSeq, e2e: this.e2e, controls: this.controls });
   }
 
   chat(key) {
@@ -94,6 +111,7 @@ export class Store {
   }
 
   pending() {
-    return Object.values(this.chats).flat().filter((m) => m.out && m.state === 'pending');
+    return Object.values(this.chats).flat().filter((m) => m.out && m.state === 'pending')
+      .sort((a, b) => a.time - b.time);
   }
 }

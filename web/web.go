@@ -14,6 +14,7 @@ import (
 )
 
 //go:embed index.html style.css app.js codec.js noise.js store.js transport.js vendor/noble.js vendor/noble.LICENSE
+//go:embed e2e/bytes.js e2e/xeddsa.js e2e/pqxdh.js e2e/ratchet.js e2e/envelope.js e2e/device.js e2e/senderkey.js
 var files embed.FS
 
 // Files is the page and everything it loads.

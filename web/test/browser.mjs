@@ -1,5 +1,6 @@
 // The browser test: two people in headless Chromium talk through a real
-// chatd, as web/browser_test.go starts it. Run by that Go test:
+// chatd, as web/browser_test.go starts it, with bodies end-to-end
+// encrypted by the pages (PROTOCOL.md section 14). Run by that Go test:
 //   node test/browser.mjs BASE_URL SERVER_KEY SHOT_DIR
 // It prints one line per step and exits non-zero on the first failure.
 import { chromium } from 'playwright-core';
@@ -133,10 +134,11 @@ try {
   await alice.page.fill('#newgroup-members', 'bob');
   await alice.page.click('#newgroup button');
   await text(alice.page, '#chathead', /^# team$/);
+  await text(alice.page, '#lock', /end-to-end encrypted \(sender keys\)/);
   await say(alice.page, 'welcome to the team');
   await ticks(alice.page, 'welcome to the team', 'sent');
   await shot(alice.page, '2-alice-bob-offline');
-  step('bob offline: alice sees "last seen"; two 1:1 messages and a group message stay at ✓');
+  step('bob offline: alice sees "last seen"; two 1:1 messages and a group message (sender keys) stay at ✓');
 
   // Bob comes back: his page resumes with the kept token and drains his
   // inbox; alice's ticks move to ✓✓ once his page has stored them.
@@ -160,8 +162,11 @@ try {
   await openChat(alice.page, '# team');
   await text(alice.page, '#messages', /bob\s*thanks!/);
   await ticks(bob.page, 'thanks!', 'read');
+  for (const p of [alice, bob]) {
+    if ((await p.page.textContent('body')).includes('could not decrypt')) throw new Error(`${p.name}: a message did not decrypt`);
+  }
   await shot(bob.page, '3-bob-group');
-  step('bob read the backlog in order (alice sees read), and the group works both ways');
+  step('bob read the backlog in order (alice sees read), and the group works both ways, end to end');
 
   // A page that pinned another key refuses the server loudly.
   const wrong = serverKey.replace(/^./, (c) => (c === '0' ? '1' : '0'));
