@@ -1,0 +1,139 @@
+package server
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chatd/chatd/codec"
+	"github.com/chatd/chatd/internal/account"
+)
+
+// fakeClock is a settable Config.clock.
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *fakeClock) now() time.Time      { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *fakeClock) add(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unlock() }
+
+// leave closes c and waits until the server recorded its session's last
+// use (at the fake clock's time then).
+func leave(t *testing.T, s *Server, c interface{ Close() error }, user uint64) {
+	t.Helper()
+	c.Close()
+	waitFor(t, func() bool {
+		_, on := s.sessions.Lookup(user)
+		return !on && s.seenInFlight.Load() == 0
+	})
+}
+
+// TestSessionSweep: the background sweep deletes a session past its idle
+// expiry that nobody touches (its token is then unknown, not merely
+// expired), counts it in chatd_sessions_swept_total, and keeps a live
+// session; RESUME with the swept token fails as with an expired one.
+func TestSessionSweep(t *testing.T) {
+	cfg := testConfig(t)
+	clock := &fakeClock{t: time.Now()}
+	cfg.clock = clock.now
+	cfg.SessionSweep = 20 * time.Millisecond
+	cfg.SessionSweepBatch = 4
+	cfg.SessionSweepPause = time.Millisecond
+	s := startServer(t, cfg)
+
+	alice := register(t, s, "alice")
+	aliceTok := alice.Welcome.Token
+	leave(t, s, alice, alice.Welcome.User)
+	clock.add(20 * 24 * time.Hour)
+	bob := register(t, s, "bob")
+	bobTok := bob.Welcome.Token
+	leave(t, s, bob, bob.Welcome.User)
+	clock.add(15 * 24 * time.Hour) // alice idle 35 days, bob 15 (expiry 30)
+
+	waitFor(t, func() bool {
+		_, err := s.accounts.Check(aliceTok)
+		return errors.Is(err, account.ErrInvalidToken) && !errors.Is(err, account.ErrTokenExpired)
+	})
+	if n := s.counters.sessionsSwept.Load(); n != 1 {
+		t.Fatalf("chatd_sessions_swept_total %d, want 1", n)
+	}
+	if _, err := s.accounts.Check(bobTok); err != nil {
+		t.Fatalf("the live session: %v", err)
+	}
+	_, err := resumeWith(t, s, aliceTok)
+	if codeOf(err) != codec.CodeInvalidToken {
+		t.Fatalf("RESUME with a swept token: %v, want ERROR %d as for an expired one", err, codec.CodeInvalidToken)
+	}
+	again, err := resumeWith(t, s, bobTok)
+	if err != nil {
+		t.Fatalf("RESUME of the live session: %v", err)
+	}
+	// Several more passes ran, and bob's session is still listed.
+	passes := s.counters.sweepPasses.Load()
+	waitFor(t, func() bool { return s.counters.sweepPasses.Load() >= passes+3 })
+	if list := listSessions(t, again); len(list) != 1 {
+		t.Fatalf("bob's sessions after the sweeps: %+v", list)
+	}
+}
+
+// TestSessionSweepYields: a pass over many expired sessions goes in steps
+// of at most the batch, pausing between them, and a RESUME during a
+// pause is served.
+func TestSessionSweepYields(t *testing.T) {
+	cfg := testConfig(t)
+	clock := &fakeClock{t: time.Now()}
+	cfg.clock = clock.now
+	cfg.SessionSweep = -1 // the test runs the pass itself
+	cfg.SessionSweepBatch = 16
+	s := startServer(t, cfg)
+
+	const expired = 120
+	for i := range expired {
+		if _, err := s.accounts.Register([]byte(fmt.Sprintf("old%d", i)), []byte("password-old"), "192.0.2.1:1"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	clock.add(31 * 24 * time.Hour)
+	carol := register(t, s, "carol")
+	carolTok := carol.Welcome.Token
+	leave(t, s, carol, carol.Welcome.User)
+
+	pauses, last := 0, uint64(0)
+	swept, err := s.sweepPass(func() bool {
+		pauses++
+		n := s.counters.sessionsSwept.Load()
+		if n-last > uint64(cfg.SessionSweepBatch) {
+			t.Errorf("one step deleted %d sessions, more than its %d records", n-last, cfg.SessionSweepBatch)
+		}
+		last = n
+		if pauses == 1 { // the store is free between steps
+			c, err := resumeWith(t, s, carolTok)
+			if err != nil {
+				t.Errorf("RESUME during a sweep's pause: %v", err)
+				return true
+			}
+			carolTok = c.Welcome.Token
+			c.Close()
+		}
+		return true
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if swept != expired {
+		t.Fatalf("the pass swept %d sessions, want %d", swept, expired)
+	}
+	// 120 session records at least, 16 a step: 8 steps, 7 pauses.
+	if pauses < expired/cfg.SessionSweepBatch {
+		t.Fatalf("%d pauses in a pass over %d sessions in steps of %d", pauses, expired, cfg.SessionSweepBatch)
+	}
+	if s.counters.sweepPasses.Load() != 1 {
+		t.Fatalf("%d passes counted, want 1", s.counters.sweepPasses.Load())
+	}
+	if _, err := s.accounts.Check(carolTok); err != nil {
+		t.Fatalf("carol's live session: %v", err)
+	}
+}
