@@ -9,6 +9,8 @@ import (
 
 	"github.com/chatd/chatd/codec"
 	"github.com/chatd/chatd/internal/account"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 )
 
 // fakeClock is a settable Config.clock.
@@ -135,5 +137,33 @@ func TestSessionSweepYields(t *testing.T) {
 	}
 	if _, err := s.accounts.Check(carolTok); err != nil {
 		t.Fatalf("carol's live session: %v", err)
+	}
+}
+
+// TestSweepLogIsRateLimited: passes that swept something log one line
+// per sweepLogEvery, with the sessions of the passes in between; passes
+// that swept nothing log nothing; a failure is logged as a warning.
+func TestSweepLogIsRateLimited(t *testing.T) {
+	core, logs := observer.New(zap.InfoLevel)
+	log := zap.New(core)
+	var l sweepLog
+	t0 := time.Unix(1_000_000, 0)
+	l.note(log, t0, 0, nil)
+	if n := logs.Len(); n != 0 {
+		t.Fatalf("%d lines for a pass that swept nothing", n)
+	}
+	l.note(log, t0, 5, nil)
+	for i := 1; i <= 10; i++ {
+		l.note(log, t0.Add(time.Duration(i)*time.Minute/2), 2, nil)
+	}
+	lines := logs.TakeAll()
+	if len(lines) != 1 || lines[0].ContextMap()["sessions"] != int64(5) {
+		t.Fatalf("within one interval: %v", lines)
+	}
+	l.note(log, t0.Add(sweepLogEvery), 1, errors.New("disk on fire"))
+	lines = logs.TakeAll()
+	if len(lines) != 2 || lines[0].Level != zap.WarnLevel || lines[1].ContextMap()["sessions"] != int64(21) ||
+		lines[1].ContextMap()["passes"] != int64(11) {
+		t.Fatalf("the next interval: %v", lines)
 	}
 }
