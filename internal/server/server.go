@@ -38,6 +38,8 @@ type Server struct {
 	log      *zap.Logger
 	keys     *secure.Keyring // static Noise keys, kept in the data folder (keys.go)
 	keyPath  string
+	keyMu    sync.Mutex // serializes key changes: the operator's and those other nodes send (keysync.go)
+	keySyncs background // key sets other nodes sent, being adopted
 	db       *pebble.DB
 	space    *store.Space
 	accounts *account.Store
@@ -308,6 +310,7 @@ func (s *Server) Close() error {
 		s.stopSeen()      // the last sessions' last seen, while the cluster still answers
 		s.deletes.close() // they stop at their next step (closing): the next start finishes them
 		s.sweeps.close()  // stops at its next step; before the cluster: it asks who is home
+		s.keySyncs.close()
 		s.closeCluster()  // after the last session's release is queued, before the inbox: no request arrives after
 		s.commits.close() // after the last frame, before the inbox: jobs queue group events
 		s.admit.Close()
