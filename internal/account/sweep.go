@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/chatd/chatd/internal/store"
 	"github.com/cockroachdb/pebble/v2"
@@ -20,6 +21,9 @@ import (
 // A swept session's token is then unknown: RESUME answers it as it
 // answers any dead token (ErrInvalidToken, ERROR 25), only without the
 // detail that it expired.
+
+// found is a session a sweep step found expired.
+type found struct{ user, sid uint64 }
 
 // SweepExpired examines at most limit records of the user-token range
 // from the key from on (nil: its start) and deletes the sessions there
@@ -41,7 +45,6 @@ func (s *Store) SweepExpired(from []byte, limit int, keep func(user uint64) bool
 	if err != nil {
 		return nil, 0, fmt.Errorf("account: sweep sessions: %w", err)
 	}
-	type found struct{ user, sid uint64 }
 	var expired []found
 	now := s.nowMs()
 	n := 0
@@ -68,31 +71,59 @@ func (s *Store) SweepExpired(from []byte, limit int, keep func(user uint64) bool
 	if err := errors.Join(it.Error(), it.Close()); err != nil {
 		return nil, 0, fmt.Errorf("account: sweep sessions: %w", err)
 	}
-	for _, f := range expired {
-		ok, err := s.dropExpired(f.user, f.sid)
+	// In chunks, so that a chunk's users' locks are held for a few
+	// reads and one small commit.
+	for chunk := range slices.Chunk(expired, dropChunk) {
+		n, err := s.dropExpired(chunk)
+		swept += n
 		if err != nil {
 			return next, swept, err
-		}
-		if ok {
-			swept++
 		}
 	}
 	return next, swept, nil
 }
 
-// dropExpired deletes user's session sid if it is still there and still
-// expired.
-func (s *Store) dropExpired(user, sid uint64) (bool, error) {
-	defer s.lockUser(user)()
-	r, err := s.readSession(user, sid)
-	if err != nil || r == nil || !s.expired(r, s.nowMs()) {
-		return false, err
+// dropChunk is how many sessions one batch of a sweep deletes.
+const dropChunk = 64
+
+// dropExpired deletes the sessions found (in key order, so by user) that
+// are still there and still expired, in one batch: their users' locks
+// (stripes, taken in ascending order, as no other path holds two) are
+// held from the re-read to the commit, so a RESUME, a listing or a Seen
+// either comes before and is seen, or after and finds the session gone.
+func (s *Store) dropExpired(found []found) (int, error) {
+	var stripes []int
+	for _, f := range found {
+		stripes = append(stripes, int(f.user%uint64(len(s.userLocks))))
 	}
+	slices.Sort(stripes)
+	stripes = slices.Compact(stripes)
+	for _, i := range stripes {
+		s.userLocks[i].Lock()
+	}
+	defer func() {
+		for _, i := range stripes {
+			s.userLocks[i].Unlock()
+		}
+	}()
 	b := s.db.NewBatch()
 	defer b.Close()
-	dropSession(b, user, sid, r)
-	if err := b.Commit(pebble.NoSync); err != nil {
-		return false, fmt.Errorf("account: sweep session %x of user %d: %w", sid, user, err)
+	now, n := s.nowMs(), 0
+	for _, f := range found {
+		r, err := s.readSession(f.user, f.sid)
+		if err != nil {
+			return 0, err
+		}
+		if r != nil && s.expired(r, now) {
+			dropSession(b, f.user, f.sid, r)
+			n++
+		}
 	}
-	return true, nil
+	if n == 0 {
+		return 0, nil
+	}
+	if err := b.Commit(pebble.NoSync); err != nil {
+		return 0, fmt.Errorf("account: sweep sessions: %w", err)
+	}
+	return n, nil
 }
