@@ -112,8 +112,8 @@ func TestBackupKeepsRotation(t *testing.T) {
 func TestKeyCommandListsNodes(t *testing.T) {
 	var out bytes.Buffer
 	printKeys(&out, "rotate", server.KeyReport{Current: "aa", Next: "bb",
-		Nodes: map[string]string{"n3": "down: run `chatd key reload` on a node with these keys once it is back", "n2": "ok"}})
-	if !strings.Contains(out.String(), "node n2: ok\nnode n3: down: run `chatd key reload`") {
+		Nodes: map[string]string{"n3": "no answer (down?): run `chatd key reload`", "n2": "ok"}})
+	if !strings.Contains(out.String(), "node n2: ok\nnode n3: no answer (down?): run `chatd key reload`") {
 		t.Fatalf("output:\n%s", out.String())
 	}
 }

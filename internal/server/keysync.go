@@ -122,10 +122,6 @@ func (s *Server) spreadKeys(op string, k *secure.Keys) map[string]string {
 		if n == s.cl.node.Name() {
 			continue
 		}
-		if !s.cl.node.Alive(n) {
-			out[n] = "down: run `chatd key reload` on a node with these keys once it is back"
-			continue
-		}
 		wg.Go(func() {
 			res := "ok"
 			ctx, cancel := context.WithTimeout(s.baseCtx, keySyncTimeout)
@@ -133,8 +129,8 @@ func (s *Server) spreadKeys(op string, k *secure.Keys) map[string]string {
 			data, err := s.cl.node.Request(ctx, n, "keys", req)
 			var r keySyncReply
 			switch {
-			case err != nil:
-				res = "no answer: " + err.Error()
+			case err != nil: // asked even if it reads as dead: liveness lags a restart
+				res = "no answer (down?): run `chatd key reload` on a node with these keys once it is back (" + err.Error() + ")"
 			case json.Unmarshal(data, &r) != nil:
 				res = "bad answer"
 			case r.Err != "":
