@@ -21,7 +21,7 @@ import (
 // Key changes across a cluster. Every node must serve the same key set,
 // or a client that pinned the new key would be refused by half of them.
 // After `chatd key rotate|retire|reload` on one node, that node sends the
-// set it now holds to every other live node (a "keys" request each, so
+// set it now holds to every other node of the cluster (a "keys" request each, so
 // the command can say which nodes took it), and each adopts it
 // (secure.Adopt): with key files shared between the nodes (one path on
 // shared storage) a node finds the set already on disk and only reads it
