@@ -45,6 +45,8 @@ func (s *session) handle(line string) {
 		s.groupCommand(line)
 	case cmd == "/block", cmd == "/unblock", cmd == "/blocked":
 		s.blockCommand(cmd, rest)
+	case cmd == "/sessions", cmd == "/end", cmd == "/label":
+		s.sessionsCommand(cmd, rest)
 	case strings.HasPrefix(line, "@"):
 		name, text, _ := strings.Cut(line[1:], " ")
 		if text = strings.TrimSpace(text); name == "" || text == "" {

@@ -34,6 +34,9 @@ const chatHelp = `  TEXT                         send TEXT to the current contac
   /g ID                        talk to group ID from now on
   /block NAME, /unblock NAME   stop (or again let) NAME reach you; they are not told
   /blocked                     list whom you blocked
+  /sessions                    list your devices: where and when each was last used
+  /end N                       log out device N of that list (it needs the password again)
+  /label TEXT                  name this device in /sessions
   /help                        this text
   /quit                        leave (Ctrl-D works too)
 Ticks: ✓ the server has it, ✓✓ delivered to their device, ✓✓ read.
@@ -60,6 +63,8 @@ type session struct {
 	sentShown, receiptFirst map[codec.MsgID]bool
 
 	lost bool // connection lost since the last "connected"
+
+	listed []codec.SessionInfo // the last /sessions, which /end N refers to
 
 	e2e *e2e // end-to-end encryption; nil with --no-e2e
 }

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"path/filepath"
+	"sort"
 	"strings"
 	"time"
 
@@ -24,8 +25,13 @@ anyone to compare keys again:
            the old key which key comes next (signed by the old key)
   retire   end the rotation: the next key becomes the only one; clients
            still pinned to the old key are refused and told to verify again
-  reload   read the key files again (the other nodes of a cluster, which
-           share them, after one node rotated or retired)
+  reload   read the key files again (after they were changed by hand)
+
+On a cluster, rotate, retire and reload on one node send the keys it then
+holds to every other node, which takes them (writing its own copy of the
+key files if it has one), and the command lists each node's answer; a
+node that was down misses them: run reload on any other node once it is
+back.
   show     the keys the server holds
 
 With -admin (default) the running server does it; with -data it is done
@@ -141,6 +147,14 @@ func printKeys(w io.Writer, cmd string, r server.KeyReport) {
 	}
 	for _, k := range r.Retired {
 		fmt.Fprintf(w, "retired:     %s\n", k)
+	}
+	nodes := make([]string, 0, len(r.Nodes))
+	for n := range r.Nodes {
+		nodes = append(nodes, n)
+	}
+	sort.Strings(nodes)
+	for _, n := range nodes {
+		fmt.Fprintf(w, "node %s: %s\n", n, r.Nodes[n])
 	}
 	switch {
 	case cmd == "rotate":

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/chatd/chatd/internal/secure"
+	"github.com/chatd/chatd/internal/server"
 )
 
 // TestKeyCommandOnline runs chatd key against a running server's admin
@@ -103,5 +104,16 @@ func TestBackupKeepsRotation(t *testing.T) {
 	k, _, err = secure.LoadKeys(filepath.Join(after, "noise.key"))
 	if err != nil || k.Next != nil || len(k.Retired) != 1 || !bytes.Equal(k.Current.Public, s.PublicKey()) {
 		t.Fatalf("the backup after retirement: %+v, %v", k, err)
+	}
+}
+
+// TestKeyCommandListsNodes: on a cluster the command says what each
+// other node did with the keys, in node order.
+func TestKeyCommandListsNodes(t *testing.T) {
+	var out bytes.Buffer
+	printKeys(&out, "rotate", server.KeyReport{Current: "aa", Next: "bb",
+		Nodes: map[string]string{"n3": "no answer (down?): run `chatd key reload`", "n2": "ok"}})
+	if !strings.Contains(out.String(), "node n2: ok\nnode n3: no answer (down?): run `chatd key reload`") {
+		t.Fatalf("output:\n%s", out.String())
 	}
 }

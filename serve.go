@@ -65,6 +65,9 @@ func serve(args []string) error {
 		return err
 	})
 	fs.DurationVar(&cfg.SessionIdle, "session-idle", 30*24*time.Hour, "end a device's session (its token) after this long unused; RESUME then gets ERROR 25")
+	fs.DurationVar(&cfg.SessionSweep, "session-sweep", time.Hour, "how often expired sessions nobody touched are deleted, with their tokens (negative: never)")
+	fs.IntVar(&cfg.SessionSweepBatch, "session-sweep-batch", 512, "session records one step of the sweep examines before it pauses")
+	fs.DurationVar(&cfg.SessionSweepPause, "session-sweep-pause", 50*time.Millisecond, "pause between two steps of the session sweep, for logins and RESUMEs")
 	fs.DurationVar(&cfg.TokenGrace, "token-grace", 2*time.Minute, "how long a token RESUME replaced still resumes, for a client that lost the WELCOME with its successor")
 	fs.IntVar(&cfg.MaxConns, "max-conns", 0, "connection capacity; past it new connections get GOAWAY (0: the open-files limit less 300)")
 	sizeVar(fs, &cfg.MemoryLimit, "memory-limit", 0, "bytes of memory the server may use (0: the cgroup limit, else the machine's RAM)")

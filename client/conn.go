@@ -399,6 +399,8 @@ func (c *Conn) dispatch(f codec.Frame) {
 		req = r.Req
 	case *codec.PushSubs:
 		req = r.Req
+	case *codec.SessionList:
+		req = r.Req
 	}
 	if req != 0 {
 		c.mu.Lock()

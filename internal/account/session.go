@@ -29,7 +29,8 @@ import (
 //
 // A session whose last use is older than Config.IdleExpiry is dead: its
 // tokens are refused (ErrInvalidToken; the detail says expired) and it is
-// deleted when next touched (a RESUME with its token, or a listing).
+// deleted when next touched (a RESUME with its token, or a listing), or
+// by the sweep (sweep.go), whichever comes first.
 //
 // Keys (the user's range of PrefixUserTokens holds both):
 //

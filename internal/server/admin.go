@@ -31,18 +31,22 @@ func (s *Server) Admin(addr string) (net.Addr, func() error, error) {
 			"/cluster/move": s.moveAction,
 			"/backup":       s.backupAction, // chatd backup
 			// chatd key rotate|retire|reload (keys.go)
-			"/key/rotate": func(map[string][]string) (any, error) { return keyAction(s.RotateKey()) },
-			"/key/retire": func(map[string][]string) (any, error) { return keyAction(s.RetireKey()) },
-			"/key/reload": func(map[string][]string) (any, error) { return keyAction(s.ReloadKeys()) },
+			"/key/rotate": func(map[string][]string) (any, error) { return keyAction(s.rotateKey()) },
+			"/key/retire": func(map[string][]string) (any, error) { return keyAction(s.retireKey()) },
+			"/key/reload": func(map[string][]string) (any, error) { return keyAction(s.reloadKeys()) },
 		},
 	})
 }
 
-func keyAction(k *secure.Keys, err error) (any, error) {
+// keyAction answers a key change with the keys and, on a cluster, what
+// each other node did.
+func keyAction(k *secure.Keys, nodes map[string]string, err error) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return ReportKeys(k), nil
+	r := ReportKeys(k)
+	r.Nodes = nodes
+	return r, nil
 }
 
 // moveAction runs `chatd cluster move-shard`: POST /cluster/move with

@@ -112,6 +112,10 @@ func (s *Server) startCluster(cfg *cluster.Config) error {
 		s.closeCluster()
 		return err
 	}
+	if err := node.Handle("keys", s.serveKeys); err != nil {
+		s.closeCluster()
+		return err
+	}
 	return nil
 }
 

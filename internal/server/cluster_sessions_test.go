@@ -2,6 +2,9 @@ package server
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/chatd/chatd/client"
@@ -76,5 +79,42 @@ func TestClusterSessionsAtHome(t *testing.T) {
 	}
 	if k := waitKicked(t, laptop); k != codec.KickRevoked {
 		t.Fatalf("kicked with %v, want session revoked", k)
+	}
+}
+
+// TestClusterSessionSweep: on a cluster each node sweeps the sessions of
+// the accounts it is home to: idle sessions of users homed on either node
+// are deleted without being touched (each node counts its own), and their
+// tokens are then refused on any node.
+func TestClusterSessionSweep(t *testing.T) {
+	t.Setenv("CHATD_TEST_SESSION_IDLE", "2s") // the nodes sweep every 200 ms
+	nodes := startClusterNodes(t, 2)
+	homed := make([]int, len(nodes))
+	var toks []codec.Token
+	for i := 0; homed[0] == 0 || homed[1] == 0 || i < 4; i++ {
+		c, w, err := authOn(t, nodes[0], func(ctx context.Context, c *client.Conn) (codec.Welcome, error) {
+			return c.Register(ctx, fmt.Sprintf("user%d", i), "password1")
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Close()
+		homed[homeNode(nodes, w.User)]++
+		toks = append(toks, w.Token)
+	}
+	for i, nd := range nodes {
+		waitFor(t, func() bool {
+			_, text := get(t, "http://"+nd.admin+"/metrics")
+			return metricValue(t, text, "chatd_sessions_swept_total") == float64(homed[i])
+		})
+	}
+	for _, tok := range toks {
+		_, _, err := authOn(t, nodes[1], func(ctx context.Context, c *client.Conn) (codec.Welcome, error) {
+			return c.Resume(ctx, tok)
+		})
+		var e *codec.Error
+		if !errors.As(err, &e) || e.Code != codec.CodeInvalidToken || strings.Contains(string(e.Detail), "expired") {
+			t.Fatalf("a swept session's token: %v (a token RESUME found expired, not one the sweep deleted?)", err)
+		}
 	}
 }

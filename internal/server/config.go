@@ -80,6 +80,16 @@ type Config struct {
 	// TokenGrace is how long a token RESUME rotated out still resumes
 	// (its WELCOME may have been lost). Default 2 minutes.
 	TokenGrace time.Duration
+	// SessionSweep is how often the sweeper (sweep.go) walks the sessions
+	// of the accounts homed here and deletes those past SessionIdle that
+	// no RESUME or listing touched. Default 1 hour; negative: never.
+	SessionSweep time.Duration
+	// SessionSweepBatch is how many session-range records one step of a
+	// sweep examines, and SessionSweepPause how long it waits before the
+	// next: a pass over a large store yields to logins and RESUMEs.
+	// Defaults 512 and 50 ms.
+	SessionSweepBatch int
+	SessionSweepPause time.Duration
 	// CacheSize and MemTableSize size Pebble (defaults 64 MiB each).
 	CacheSize    int64
 	MemTableSize uint64
@@ -171,6 +181,9 @@ type Config struct {
 
 	Logger *zap.Logger
 
+	// clock, in tests, is the clock account sessions read (their idle
+	// expiry). Default time.Now.
+	clock func() time.Time
 	// syncFault, in tests, fails inbox syncs after the batch was applied.
 	syncFault func() error
 	// deleteStep, in tests, runs before each account deletion step
@@ -214,6 +227,15 @@ func (c *Config) setDefaults() {
 	}
 	if c.TokenGrace == 0 {
 		c.TokenGrace = 2 * time.Minute
+	}
+	if c.SessionSweep == 0 {
+		c.SessionSweep = time.Hour
+	}
+	if c.SessionSweepBatch == 0 {
+		c.SessionSweepBatch = 512
+	}
+	if c.SessionSweepPause == 0 {
+		c.SessionSweepPause = 50 * time.Millisecond
 	}
 	if c.PresenceInterval == 0 {
 		c.PresenceInterval = time.Second
@@ -297,6 +319,12 @@ func (c *Config) Validate() error {
 	}
 	if c.TokenGrace < 0 || c.TokenGrace > time.Hour {
 		bad("token-grace", c.TokenGrace, "outside 0..1h")
+	}
+	if c.SessionSweepBatch < 1 {
+		bad("session-sweep-batch", c.SessionSweepBatch, "below 1")
+	}
+	if c.SessionSweepPause < 0 {
+		bad("session-sweep-pause", c.SessionSweepPause, "below 0")
 	}
 	if c.Quota < 0 {
 		bad("inbox-quota", c.Quota, "below 0")

@@ -44,6 +44,9 @@ func runChild() {
 	if hold, err := time.ParseDuration(os.Getenv("CHATD_TEST_NAME_HOLD")); err == nil {
 		cfg.NameHold = hold
 	}
+	if idle, err := time.ParseDuration(os.Getenv("CHATD_TEST_SESSION_IDLE")); err == nil { // the session sweep's tests
+		cfg.SessionIdle, cfg.SessionSweep = idle, idle/10
+	}
 	if node := os.Getenv("CHATD_TEST_NODE"); node != "" { // a cluster test's node
 		cfg.Cluster = &cluster.Config{Node: node, Listen: os.Getenv("CHATD_TEST_CLUSTER_LISTEN"),
 			Routes: strings.Split(os.Getenv("CHATD_TEST_ROUTES"), ","), Secret: "cluster-test-secret",

@@ -27,6 +27,9 @@ type KeyReport struct {
 	Next     string    `json:"next,omitempty"`
 	NextFrom time.Time `json:"next_from,omitzero"`
 	Retired  []string  `json:"retired,omitempty"`
+	// Nodes says, on a cluster, what each other node did with the set
+	// (keysync.go): "ok", or why not.
+	Nodes map[string]string `json:"nodes,omitempty"`
 }
 
 // ReportKeys describes k.
@@ -45,36 +48,51 @@ func ReportKeys(k *secure.Keys) KeyReport {
 func (s *Server) Keys() *secure.Keys { return s.keys.Keys() }
 
 // RotateKey makes the next Noise key, valid from now, holds it beside the
-// current one, and announces it to every session on the current key.
-func (s *Server) RotateKey() (*secure.Keys, error) {
-	k, err := secure.Rotate(s.keyPath, time.Now())
-	if err != nil {
-		return nil, fmt.Errorf("key rotate: %w", err)
-	}
-	s.useKeys(k)
-	return k, nil
-}
+// current one, and announces it to every session on the current key. On
+// a cluster every other node then takes the same keys (keysync.go; a node
+// that did not is logged, and `chatd key` shows it).
+func (s *Server) RotateKey() (*secure.Keys, error) { return keysOf(s.rotateKey()) }
 
 // RetireKey ends a rotation: the next key becomes the only one, and
-// clients asking for the old key are refused with ERROR 78.
-func (s *Server) RetireKey() (*secure.Keys, error) {
-	k, err := secure.Retire(s.keyPath)
-	if err != nil {
-		return nil, fmt.Errorf("key retire: %w", err)
-	}
-	s.useKeys(k)
-	return k, nil
+// clients asking for the old key are refused with ERROR 78. On a cluster
+// every other node then retires it too.
+func (s *Server) RetireKey() (*secure.Keys, error) { return keysOf(s.retireKey()) }
+
+// ReloadKeys reads the key files again (after they were changed by hand,
+// or with `chatd key --data` on a stopped copy) and, on a cluster, sends
+// the set to every other node: the way to bring a node that was down
+// during a rotation up to date.
+func (s *Server) ReloadKeys() (*secure.Keys, error) { return keysOf(s.reloadKeys()) }
+
+func (s *Server) rotateKey() (*secure.Keys, map[string]string, error) {
+	return s.changeKeys("rotate", func() (*secure.Keys, error) { return secure.Rotate(s.keyPath, time.Now()) })
 }
 
-// ReloadKeys reads the key files again: a cluster's nodes share them, so
-// after one node rotated or retired, the others reload.
-func (s *Server) ReloadKeys() (*secure.Keys, error) {
-	k, _, err := secure.LoadKeys(s.keyPath)
+func (s *Server) retireKey() (*secure.Keys, map[string]string, error) {
+	return s.changeKeys("retire", func() (*secure.Keys, error) { return secure.Retire(s.keyPath) })
+}
+
+func (s *Server) reloadKeys() (*secure.Keys, map[string]string, error) {
+	return s.changeKeys("reload", func() (*secure.Keys, error) {
+		k, _, err := secure.LoadKeys(s.keyPath)
+		return k, err
+	})
+}
+
+func keysOf(k *secure.Keys, _ map[string]string, err error) (*secure.Keys, error) { return k, err }
+
+// changeKeys runs a key change here, then sends the result to the other
+// nodes and returns what each did.
+func (s *Server) changeKeys(op string, change func() (*secure.Keys, error)) (*secure.Keys, map[string]string, error) {
+	s.keyMu.Lock()
+	k, err := change()
 	if err != nil {
-		return nil, fmt.Errorf("key reload: %w", err)
+		s.keyMu.Unlock()
+		return nil, nil, fmt.Errorf("key %s: %w", op, err)
 	}
 	s.useKeys(k)
-	return k, nil
+	s.keyMu.Unlock() // not held across the requests: two nodes changing at once must not wait on each other
+	return k, s.spreadKeys(op, k), nil
 }
 
 // useKeys swaps in k for new handshakes and announces its rotation, if

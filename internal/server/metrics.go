@@ -43,6 +43,8 @@ var (
 	mSessions    = newDesc("chatd_sessions", "Authenticated sessions (users online).", prometheus.GaugeValue)
 	mUsers       = newDesc("chatd_registered_users", "Registered accounts.", prometheus.GaugeValue)
 	mLogins      = newDesc("chatd_logins_total", "Successful authentications by kind.", prometheus.CounterValue, "kind")
+	mSwept       = newDesc("chatd_sessions_swept_total", "Account sessions past -session-idle that the sweep deleted (with their tokens) without their being touched.", prometheus.CounterValue)
+	mSweeps      = newDesc("chatd_session_sweeps_total", "Passes of the session sweep that walked every session record homed here.", prometheus.CounterValue)
 	mLoginFails  = newDesc("chatd_login_failures_total", "Failed authentications (REGISTER, LOGIN, RESUME) by reason; each is logged with the client's address, at most 10 a minute.", prometheus.CounterValue, "reason")
 	mFramesIn    = newDesc("chatd_frames_in_total", "Frames received from clients.", prometheus.CounterValue)
 	mFramesOut   = newDesc("chatd_frames_out_total", "Frames queued to clients.", prometheus.CounterValue)
@@ -90,7 +92,7 @@ var (
 )
 
 var allDescs = []desc{
-	mBuildInfo, mConnections, mMaxConns, mWatermark, mAdmission, mAccepted, mSessions, mUsers, mLogins, mLoginFails,
+	mBuildInfo, mConnections, mMaxConns, mWatermark, mAdmission, mAccepted, mSessions, mUsers, mLogins, mLoginFails, mSwept, mSweeps,
 	mFramesIn, mFramesOut, mBytesIn, mBytesOut, mTurns, mWrites, mLazy, mSyscalls, mSwitches,
 	mRouted, mDeliveries, mStored, mCommits, mRecords, mInboxDepth, mDrainLag, mExpired, mRejects, mBadInput,
 	mStorage, mStorageFull, mSyncSeconds, mSendSentSeconds, mDeliverySeconds, mLoginSeconds,
@@ -154,6 +156,8 @@ func (m metrics) Collect(ch chan<- prometheus.Metric) {
 	emit(mLogins, float64(c.registers.Load()), "register")
 	emit(mLogins, float64(c.logins.Load()), "login")
 	emit(mLogins, float64(c.resumes.Load()), "resume")
+	emit(mSwept, float64(c.sessionsSwept.Load()))
+	emit(mSweeps, float64(c.sweepPasses.Load()))
 	for r := range numFailReasons {
 		emit(mLoginFails, float64(s.fails.total[r].Load()), r.String())
 	}

@@ -38,6 +38,8 @@ type Server struct {
 	log      *zap.Logger
 	keys     *secure.Keyring // static Noise keys, kept in the data folder (keys.go)
 	keyPath  string
+	keyMu    sync.Mutex // serializes key changes: the operator's and those other nodes send (keysync.go)
+	keySyncs background // key sets other nodes sent, being adopted
 	db       *pebble.DB
 	space    *store.Space
 	accounts *account.Store
@@ -68,6 +70,7 @@ type Server struct {
 	baseCtx  context.Context
 	cancel   context.CancelFunc // cancels baseCtx when Close starts
 	deletes  background         // account deletions under way (delete.go)
+	sweeps   background         // the session sweeper (sweep.go)
 	deleting sync.Map           // user id -> true while its deletion runs
 
 	// Pools, safe for concurrent use; an item belongs to whoever took it.
@@ -128,7 +131,7 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s.db = db
-	if s.accounts, err = account.New(db, account.Config{Hashing: cfg.Hashing, NameHold: cfg.NameHold, IdleExpiry: cfg.SessionIdle, Grace: cfg.TokenGrace}); err != nil {
+	if s.accounts, err = account.New(db, account.Config{Hashing: cfg.Hashing, NameHold: cfg.NameHold, IdleExpiry: cfg.SessionIdle, Grace: cfg.TokenGrace, Now: cfg.clock}); err != nil {
 		db.Close()
 		return nil, err
 	}
@@ -256,6 +259,7 @@ func New(cfg Config) (*Server, error) {
 	for _, u := range s.accounts.Deleting() { // deletions a stop interrupted
 		s.finishDeletion(u)
 	}
+	s.startSweep()
 	return s, nil
 }
 
@@ -305,6 +309,8 @@ func (s *Server) Close() error {
 		err := s.conns.Shutdown(ctx)
 		s.stopSeen()      // the last sessions' last seen, while the cluster still answers
 		s.deletes.close() // they stop at their next step (closing): the next start finishes them
+		s.sweeps.close()  // stops at its next step; before the cluster: it asks who is home
+		s.keySyncs.close()
 		s.closeCluster()  // after the last session's release is queued, before the inbox: no request arrives after
 		s.commits.close() // after the last frame, before the inbox: jobs queue group events
 		s.admit.Close()
@@ -363,6 +369,7 @@ type counters struct {
 	busy                       atomic.Uint64
 	loginLimited               atomic.Uint64
 	storageFull                atomic.Uint64 // requests refused with ERROR 28
+	sessionsSwept, sweepPasses atomic.Uint64 // the session sweep (sweep.go)
 
 	keys keyCounters
 }
