@@ -322,7 +322,7 @@ type acctReply struct {
 	Name     []byte                `json:"name,omitempty"`
 	Sessions []account.SessionInfo `json:"sessions,omitempty"`
 	Blocked  []uint64              `json:"blocked,omitempty"` // a new session's block list (cluster_blocks.go)
-	Err      string                `json:"err,omitempty"` // acctErrs' key
+	Err      string                `json:"err,omitempty"`     // acctErrs' key
 	Detail   string                `json:"detail,omitempty"`
 }
 
