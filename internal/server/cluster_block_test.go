@@ -160,14 +160,15 @@ func TestClusterBlock(t *testing.T) {
 	}
 
 	// A block made from one node holds for a session on another: bob
-	// blocks alice again and logs in on his own home.
+	// blocks alice again and logs in on the third node, whose copy of his
+	// list comes with the login's answer from his home.
 	if err := bob.Block(ctx, aliceID); err != nil {
 		t.Fatal(err)
 	}
-	bob = loginOn(t, nodes[hb], bobName)
+	bob = loginOn(t, nodes[third], bobName)
 	id, _ = bob.Send(aliceID, []byte("hi"), true)
 	if e := until[*codec.Error](t, bob); e.Code != codec.CodeYouBlocked || e.ID != id {
-		t.Fatalf("blocker's SEND from his home: %+v", e)
+		t.Fatalf("blocker's SEND after a new login: %+v", e)
 	}
 	hidden, _ = alice.Send(bobID, []byte("still there?"), true)
 	if f := until[*codec.Sent](t, alice); f.ID != hidden {
