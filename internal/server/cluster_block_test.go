@@ -2,12 +2,17 @@ package server
 
 import (
 	"context"
+	"io"
+	"net/http"
+	"net/url"
 	"slices"
+	"strconv"
 	"testing"
 	"time"
 
 	"github.com/chatd/chatd/client"
 	"github.com/chatd/chatd/codec"
+	"github.com/chatd/chatd/internal/cluster"
 )
 
 // homedApart registers alice, carol and a bob homed on a node that is
@@ -279,4 +284,79 @@ func TestClusterAccountDelete(t *testing.T) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+}
+
+// moveShardTo moves shard from node from to node to through from's admin
+// listener, asking again while the move is refused for now.
+func moveShardTo(t *testing.T, from, to *clusterNode, shard int) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		resp, err := (&http.Client{Timeout: time.Minute}).PostForm("http://"+from.admin+"/cluster/move",
+			url.Values{"shard": {strconv.Itoa(shard)}, "to": {to.name}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusOK {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("shard %d not moved from %s to %s: %s", shard, from.name, to.name, body)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
+
+// TestClusterListsMoveWithShard: a user's lists and GROUP_ADDS setting
+// go with the user's home shard when it moves, and the new home checks
+// them.
+func TestClusterListsMoveWithShard(t *testing.T) {
+	nodes := startClusterNodes(t, 3)
+	ids, bobName := homedApart(t, nodes)
+	aliceID, bobID, carolID := ids["alice"], ids["bob"], ids["carol"]
+	hb := homeNode(nodes, bobID)
+	nb := (hb + 1) % 3 // bob's new home
+	na := (nb + 1) % 3 // alice's node: not bob's new home
+	bob := loginOn(t, nodes[na], bobName)
+	ctx := ctx10(t)
+	if err := bob.Block(ctx, aliceID); err != nil {
+		t.Fatal(err)
+	}
+	if err := bob.SetContact(ctx, carolID, true); err != nil {
+		t.Fatal(err)
+	}
+	if err := bob.SetGroupAdds(ctx, codec.AddsFromContacts); err != nil {
+		t.Fatal(err)
+	}
+	moveShardTo(t, nodes[hb], nodes[nb], cluster.ShardOf(bobID))
+	t.Logf("bob's shard moved from n%d to n%d", hb+1, nb+1)
+
+	// Sessions of a moved user are closed; log in again, here and there.
+	bob = loginOn(t, nodes[na], bobName)
+	alice := loginOn(t, nodes[na], "alice")
+	if got, err := bob.List(ctx, codec.ListBlocked); err != nil || !slices.Equal(got, []uint64{aliceID}) {
+		t.Fatalf("blocked list at the new home: %v %v", got, err)
+	}
+	if got, err := bob.List(ctx, codec.ListContacts); err != nil || !slices.Equal(got, []uint64{carolID}) {
+		t.Fatalf("contacts at the new home: %v %v", got, err)
+	}
+	_, err := alice.CreateGroup(ctx, "trap", bobID)
+	wantCode(t, "create with a blocker after the move", err, codec.CodeAddRefused)
+	hidden, _ := alice.Send(bobID, []byte("you there?"), true)
+	if f := until[*codec.Sent](t, alice); f.ID != hidden {
+		t.Fatalf("SENT for %v, want %v", f.ID, hidden)
+	}
+	if err := bob.Unblock(ctx, aliceID); err != nil {
+		t.Fatal(err)
+	}
+	visible, _ := alice.Send(bobID, []byte("hello again"), true)
+	until[*codec.Sent](t, alice)
+	if d := until[*codec.Deliver](t, bob); d.ID != visible {
+		t.Fatalf("bob got %q (%v), want the message sent after the unblock", d.Body, d.ID)
+	}
+	// Unblocked but not a contact: the moved setting still refuses her.
+	_, err = alice.CreateGroup(ctx, "club", bobID)
+	wantCode(t, "create by a non-contact after the move", err, codec.CodeAddRefused)
 }
