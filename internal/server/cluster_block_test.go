@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -359,4 +360,69 @@ func TestClusterListsMoveWithShard(t *testing.T) {
 	// Unblocked but not a contact: the moved setting still refuses her.
 	_, err = alice.CreateGroup(ctx, "club", bobID)
 	wantCode(t, "create by a non-contact after the move", err, codec.CodeAddRefused)
+}
+
+// TestClusterAccountDeleteKilled: the deletion's steps run at the
+// account's home and resume there after a kill -9. The home hangs
+// before the presence step (the groups and inbox steps done), is killed
+// and restarted; the deletion then finishes there: the name, taken
+// until then, is free after the hold.
+func TestClusterAccountDeleteKilled(t *testing.T) {
+	t.Setenv("CHATD_TEST_NAME_HOLD", "2s")
+	t.Setenv("CHATD_TEST_DELETE_HALT", "presence")
+	nodes := startClusterNodes(t, 3)
+	var routes []string
+	for _, nd := range nodes {
+		routes = append(routes, nd.listen)
+	}
+	ids, bobName := homedApart(t, nodes)
+	aliceID, bobID := ids["alice"], ids["bob"]
+	ha, hb := homeNode(nodes, aliceID), homeNode(nodes, bobID)
+	third := 3 - ha - hb
+	alice, bob := loginOn(t, nodes[third], "alice"), loginOn(t, nodes[ha], bobName)
+	ctx := ctx10(t)
+	club, err := alice.CreateGroup(ctx, "club", bobID) // homed at alice's home
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := bob.DeleteAccount(ctx, "password1"); err != nil {
+		t.Fatal(err)
+	}
+	if k := until[*codec.Kicked](t, bob); k.Reason != codec.KickDeleted {
+		t.Fatalf("kicked: %v", k.Reason)
+	}
+	// The groups step ran (on alice's home, asked by bob's): she hears
+	// him leave.
+	for {
+		ev := until[*codec.GroupEvent](t, alice)
+		alice.Ack(ev.Seq, true)
+		if ev.Group == club.Group && ev.Kind == codec.GroupLeft && ev.Actor == bobID {
+			break
+		}
+	}
+	register := func() error {
+		c, _, err := authOn(t, nodes[third], func(ctx context.Context, c *client.Conn) (codec.Welcome, error) {
+			return c.Register(ctx, bobName, "password2")
+		})
+		if err == nil {
+			c.Close()
+		}
+		return err
+	}
+	wantCode(t, "the name during the hung deletion", register(), codec.CodeNameTaken)
+
+	nodes[hb].kill()
+	t.Setenv("CHATD_TEST_DELETE_HALT", "")
+	nodes[hb].restart(t, strings.Join(routes, ","))
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		err := register()
+		if err == nil {
+			break
+		}
+		if codeOf(err) != codec.CodeNameTaken || time.Now().After(deadline) {
+			t.Fatalf("registering the deleted name after the restart: %v", err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }
