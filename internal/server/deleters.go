@@ -35,9 +35,9 @@ func (s *Server) userDeleters() []userDeleter {
 	}
 }
 
-// leaveGroups takes user out of every group homed here, as GROUP_LEAVE would: the
-// remaining members get GROUP_EVENT left. A last admin first makes the
-// other member with the lowest id admin, with its event.
+// leaveGroups takes user out of every group homed here, as GROUP_LEAVE
+// would: the remaining members get GROUP_EVENT left. A last admin first
+// makes the other member with the lowest id admin, with its event.
 func (s *Server) leaveGroups(user uint64) error {
 	list, err := s.groups.List(user)
 	if err != nil {
