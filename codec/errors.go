@@ -90,7 +90,7 @@ const (
 	CodeYouBlocked   Code = 70 // SEND to a user you blocked: unblock first
 	CodeAddRefused   Code = 71 // a group add naming a user who does not accept adds from you
 	CodeListFull     Code = 72 // BLOCK or CONTACT beyond the per-user list limit
-	CodeNotOnCluster Code = 74 // the request is not available on a clustered server yet
+	CodeNotOnCluster Code = 74 // retired: no server sends it since blocking and deletion work on a cluster; reserved
 
 	// Limits.
 	CodeRateLimited  Code = 50 // frame or byte rate exceeded; the server closes

@@ -264,3 +264,64 @@ func userPrefix(owner uint64) []byte {
 func listKey(owner uint64, kind codec.ListKind, user uint64) []byte {
 	return binary.BigEndian.AppendUint64(append(userPrefix(owner), byte(kind)), user)
 }
+
+// Adopt loads from the store the lists of owners whose records a shard
+// move just wrote there (a cluster's new home), replacing what memory
+// held of them.
+func (s *Store) Adopt(owners []uint64) error {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	for _, owner := range owners {
+		l := &lists{}
+		p := userPrefix(owner)
+		it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: store.PrefixEnd(p)})
+		if err != nil {
+			return fmt.Errorf("block: adopt lists of %d: %w", owner, err)
+		}
+		for it.First(); it.Valid(); it.Next() {
+			k := it.Key()
+			switch {
+			case len(k) == 1+8+1+8 && k[9] <= byte(codec.ListContacts):
+				l.add(codec.ListKind(k[9]), binary.BigEndian.Uint64(k[10:]))
+			case len(k) == 1+8+1 && k[9] == settingsKey && len(it.Value()) == 1:
+				l.from = codec.AddsFrom(it.Value()[0])
+			}
+		}
+		err = it.Error()
+		it.Close()
+		if err != nil {
+			return fmt.Errorf("block: adopt lists of %d: %w", owner, err)
+		}
+		sh := s.shard(owner)
+		sh.mu.Lock()
+		sh.users[owner] = l
+		sh.mu.Unlock()
+	}
+	return nil
+}
+
+// Forget drops from memory the lists of the owners in (a shard moved
+// away: its records were deleted here, or are about to be).
+func (s *Store) Forget(in func(owner uint64) bool) {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	for i := range s.shards {
+		sh := &s.shards[i]
+		sh.mu.Lock()
+		for owner := range sh.users {
+			if in(owner) {
+				delete(sh.users, owner)
+			}
+		}
+		sh.mu.Unlock()
+	}
+}
+
+// Owner returns the owner of a list record's key (a shard move tells
+// whose lists it imported).
+func Owner(key []byte) (uint64, bool) {
+	if len(key) < 1+8 || key[0] != store.PrefixBlock {
+		return 0, false
+	}
+	return binary.BigEndian.Uint64(key[1:]), true
+}

@@ -110,3 +110,25 @@ func BenchmarkBlocks(b *testing.B) {
 		}
 	})
 }
+
+// TestForgetAdopt: a shard move forgets the lists it moved away and the
+// new home adopts those it wrote, settings included.
+func TestForgetAdopt(t *testing.T) {
+	s, db := open(t, t.TempDir(), 0)
+	defer db.Close()
+	must(t, s.Set(1, codec.ListBlocked, 2, true))
+	must(t, s.Set(1, codec.ListContacts, 3, true))
+	must(t, s.SetAddsFrom(1, codec.AddsFromContacts))
+	must(t, s.Set(5, codec.ListBlocked, 1, true))
+	s.Forget(func(owner uint64) bool { return owner == 1 })
+	if s.Blocks(1, 2) || s.AddsFrom(1) != codec.AddsFromEveryone || !s.Blocks(5, 1) {
+		t.Fatal("Forget left owner 1's lists or took owner 5's")
+	}
+	must(t, s.Adopt([]uint64{1}))
+	if !s.Blocks(1, 2) || !slices.Equal(s.List(1, codec.ListContacts), []uint64{3}) || s.AddsFrom(1) != codec.AddsFromContacts {
+		t.Fatal("Adopt did not load owner 1's lists from the store")
+	}
+	if o, ok := Owner(listKey(7, codec.ListBlocked, 9)); !ok || o != 7 {
+		t.Fatalf("Owner: %d %v", o, ok)
+	}
+}

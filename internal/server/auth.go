@@ -135,6 +135,9 @@ func (s *Server) authenticated(c *Conn, kind loginKind, start int64, r acctReply
 		s.kick(c, codec.KickElsewhere)
 		return
 	}
+	if s.cl != nil && !s.local(user) {
+		s.mirrorLists(c, user, r.Blocked) // before the session's first frame
+	}
 	st.user.Store(user)
 	st.route.Lock()
 	st.sid = r.Session

@@ -7,6 +7,8 @@ import (
 
 	"github.com/chatd/chatd/codec"
 	"github.com/chatd/chatd/internal/block"
+	"github.com/chatd/chatd/internal/cluster"
+	"github.com/chatd/chatd/internal/group"
 	"go.uber.org/zap"
 )
 
@@ -20,9 +22,9 @@ import (
 //
 // The lists live in package block, in memory and written through with
 // Sync; every change runs on the owner's commit lane, so one user's list
-// requests are answered in order. On a cluster the lists would have to
-// live at each user's home and every check run there; that is not built,
-// so a clustered server refuses these frames with ERROR 74.
+// requests are answered in order. On a cluster each user's lists live at
+// the user's home, and every check runs where the list it reads is
+// (cluster_blocks.go).
 
 // blockFrame handles BLOCK, UNBLOCK, LIST_GET, CONTACT and GROUP_ADDS.
 func (s *Server) blockFrame(c *Conn, t codec.Type, body []byte) error {
@@ -31,28 +33,46 @@ func (s *Server) blockFrame(c *Conn, t codec.Type, body []byte) error {
 		return s.malformed(c, err)
 	}
 	user := c.State.user.Load()
-	var req uint32
-	var job func() []byte
+	req, job := s.listRequest(user, f)
+	if s.cl != nil && !s.local(user) {
+		s.listsRemote(c, user, req, t, body, f)
+		return nil
+	}
+	if !s.commits.submit(user, func() { s.reply(c, job()); c.Flush() }) {
+		s.counters.busy.Add(1)
+		s.errorTo(c, codec.CodeBusy, req, nil, "too many requests queued; retry")
+	}
+	return nil
+}
+
+// listRequest turns a decoded list frame of user into its request number
+// and its work on user's commit lane, at user's home, which returns the
+// answer frame.
+func (s *Server) listRequest(user uint64, f codec.Frame) (req uint32, job func() []byte) {
 	switch f := f.(type) {
 	case *codec.Block:
 		req = f.Req
-		if code, detail := s.listable(user, f.User); code != 0 {
-			s.errorTo(c, code, req, nil, "BLOCK: "+detail)
-			return nil
+		change := s.listJob(f.Req, user, codec.ListBlocked, f.User, true)
+		job = func() []byte {
+			if code, detail := s.listable(user, f.User); code != 0 {
+				return codec.AppendError(nil, code, f.Req, nil, "BLOCK: "+detail)
+			}
+			return change()
 		}
-		job = s.listJob(f.Req, user, codec.ListBlocked, f.User, true)
 	case *codec.Unblock:
 		// No existence check: a user may unblock an account deleted since.
 		req, job = f.Req, s.listJob(f.Req, user, codec.ListBlocked, f.User, false)
 	case *codec.Contact:
 		req = f.Req
-		if f.On {
-			if code, detail := s.listable(user, f.User); code != 0 {
-				s.errorTo(c, code, req, nil, "CONTACT: "+detail)
-				return nil
+		change := s.listJob(f.Req, user, codec.ListContacts, f.User, f.On)
+		job = func() []byte {
+			if f.On {
+				if code, detail := s.listable(user, f.User); code != 0 {
+					return codec.AppendError(nil, code, f.Req, nil, "CONTACT: "+detail)
+				}
 			}
+			return change()
 		}
-		job = s.listJob(f.Req, user, codec.ListContacts, f.User, f.On)
 	case *codec.ListGet:
 		req = f.Req
 		job = func() []byte {
@@ -68,23 +88,26 @@ func (s *Server) blockFrame(c *Conn, t codec.Type, body []byte) error {
 			return (&codec.OK{Req: f.Req}).Append(nil)
 		}
 	}
-	if s.cl != nil {
-		s.errorTo(c, codec.CodeNotOnCluster, req, nil, t.String()+" is not available on a clustered server yet")
-		return nil
-	}
-	if !s.commits.submit(user, func() { s.reply(c, job()); c.Flush() }) {
-		s.counters.busy.Add(1)
-		s.errorTo(c, codec.CodeBusy, req, nil, "too many requests queued; retry")
-	}
-	return nil
+	return req, job
 }
 
-// listable checks a user named to be put on one of user's lists.
+// listable checks a user named to be put on one of user's lists. On a
+// cluster a user homed elsewhere is looked up at its home (from the
+// commit lane, as a group create does).
 func (s *Server) listable(user, other uint64) (codec.Code, string) {
-	switch {
-	case other == user:
+	if other == user {
 		return codec.CodeSelfSend, "names yourself"
-	case !s.accounts.Exists(other):
+	}
+	if s.cl != nil && !s.local(other) {
+		switch err := s.usersExist([]uint64{other}); {
+		case errors.Is(err, group.ErrInvalid):
+			return codec.CodeUnknownUser, fmt.Sprintf("no user %d", other)
+		case err != nil:
+			return codec.CodeUnavailable, err.Error()
+		}
+		return 0, ""
+	}
+	if !s.accounts.Exists(other) {
 		return codec.CodeUnknownUser, fmt.Sprintf("no user %d", other)
 	}
 	return 0, ""
@@ -126,12 +149,32 @@ var errAddRefused = errors.New("add refused")
 
 // addsAllowed refuses a group create or add by actor naming a user who
 // blocked actor, or who takes adds from contacts only and does not have
-// actor among them. Users homed on other nodes are not checked: a
-// cluster keeps no lists (blockFrame).
+// actor among them. Users homed on other nodes are checked at their
+// homes.
 func (s *Server) addsAllowed(actor uint64, users []uint64) error {
+	var away map[string][]uint64
 	for _, u := range users {
-		if u != actor && (s.cl == nil || s.local(u)) && !s.blocks.AcceptsAdd(u, actor) {
+		if u == actor {
+			continue
+		}
+		if s.cl != nil && !s.local(u) {
+			home, err := s.homeOf(cluster.ShardOf(u))
+			if err != nil {
+				return err
+			}
+			if away == nil {
+				away = map[string][]uint64{}
+			}
+			away[home] = append(away[home], u)
+			continue
+		}
+		if !s.blocks.AcceptsAdd(u, actor) {
 			return fmt.Errorf("%w: user %d does not accept group adds from you", errAddRefused, u)
+		}
+	}
+	for home, users := range away {
+		if err := s.addsAllowedAt(home, actor, users); err != nil {
+			return err
 		}
 	}
 	return nil

@@ -224,38 +224,6 @@ func TestGroupAddsFromContacts(t *testing.T) {
 	}
 }
 
-// TestBlockRefusedOnCluster: a clustered server keeps no lists and
-// deletes no accounts yet, and says so with ERROR 74 rather than half
-// doing it.
-func TestBlockRefusedOnCluster(t *testing.T) {
-	nodes := startClusterNodes(t, 1)
-	var ids []uint64
-	var conns []*client.Conn
-	for _, name := range []string{"alice", "bob"} {
-		c, w, err := authOn(t, nodes[0], func(ctx context.Context, c *client.Conn) (codec.Welcome, error) {
-			return c.Register(ctx, name, "password-"+name)
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		ids, conns = append(ids, w.User), append(conns, c)
-	}
-	ctx := ctx10(t)
-	alice := conns[0]
-	wantCode(t, "BLOCK", alice.Block(ctx, ids[1]), codec.CodeNotOnCluster)
-	wantCode(t, "UNBLOCK", alice.Unblock(ctx, ids[1]), codec.CodeNotOnCluster)
-	wantCode(t, "CONTACT", alice.SetContact(ctx, ids[1], true), codec.CodeNotOnCluster)
-	wantCode(t, "GROUP_ADDS", alice.SetGroupAdds(ctx, codec.AddsFromContacts), codec.CodeNotOnCluster)
-	_, err := alice.List(ctx, codec.ListBlocked)
-	wantCode(t, "LIST_GET", err, codec.CodeNotOnCluster)
-	wantCode(t, "ACCOUNT_DELETE", alice.DeleteAccount(ctx, "password-alice"), codec.CodeNotOnCluster)
-	// Nothing was blocked: alice's message reaches bob.
-	id, _ := alice.Send(ids[1], []byte("still here"), true)
-	if d := until[*codec.Deliver](t, conns[1]); d.ID != id {
-		t.Fatalf("bob got %v", d.ID)
-	}
-}
-
 // TestBlockSurvivesKill: a BLOCK answered OK holds after kill -9.
 func TestBlockSurvivesKill(t *testing.T) {
 	t.Parallel()

@@ -49,6 +49,8 @@ type clustering struct {
 	frozen   [cluster.Shards]atomic.Bool
 	moving   atomic.Bool
 	importMu sync.Mutex // serialises the shard imports this node receives (move.go)
+
+	lists sync.Map // uint64 -> *ownLists: block lists of sessions here of users homed elsewhere (cluster_blocks.go)
 }
 
 type claim struct {
@@ -113,6 +115,10 @@ func (s *Server) startCluster(cfg *cluster.Config) error {
 		return err
 	}
 	if err := node.Handle("keys", s.serveKeys); err != nil {
+		s.closeCluster()
+		return err
+	}
+	if err := s.startClusterLists(); err != nil {
 		s.closeCluster()
 		return err
 	}
@@ -245,6 +251,7 @@ func (s *Server) endSession(c *Conn, user uint64) {
 	if s.cl == nil {
 		return
 	}
+	s.forgetLists(c, user)
 	v, ok := s.cl.sessions.Load(user)
 	if !ok || v.(*claim).c != c || !s.cl.sessions.CompareAndDelete(user, v) {
 		return
@@ -309,6 +316,7 @@ type acctRequest struct {
 	Addr     string      `json:"addr,omitempty"`    // where a new or resumed session's connection comes from
 	Session  uint64      `json:"session,omitempty"` // end_session, label, seen
 	Label    []byte      `json:"label,omitempty"`
+	Node     string      `json:"node,omitempty"` // delete: the node whose client asked
 }
 
 type acctReply struct {
@@ -317,7 +325,8 @@ type acctReply struct {
 	Session  uint64                `json:"session,omitempty"`
 	Name     []byte                `json:"name,omitempty"`
 	Sessions []account.SessionInfo `json:"sessions,omitempty"`
-	Err      string                `json:"err,omitempty"` // acctErrs' key
+	Blocked  []uint64              `json:"blocked,omitempty"` // a new session's block list (cluster_blocks.go)
+	Err      string                `json:"err,omitempty"`     // acctErrs' key
 	Detail   string                `json:"detail,omitempty"`
 }
 
@@ -424,6 +433,8 @@ func (s *Server) accountHere(req acctRequest) acctReply {
 		err = s.accounts.Label(req.User, req.Session, req.Label)
 	case "seen":
 		err = s.accounts.Seen(req.User, req.Session)
+	case "delete":
+		err = s.deleteAtHome(req.User, req.Password, req.Node)
 	case "lookup":
 		r.User, err = s.accounts.LookupName(req.Name)
 	case "name":
@@ -437,6 +448,12 @@ func (s *Server) accountHere(req acctRequest) acctReply {
 		}
 	default:
 		err = fmt.Errorf("server: unknown account op %q", req.Op)
+	}
+	switch req.Op {
+	case "register", "login", "resume", "password":
+		if err == nil {
+			r.Blocked = s.blocks.List(r.User, codec.ListBlocked)
+		}
 	}
 	if err != nil {
 		r.Err, r.Detail = "internal", err.Error()

@@ -19,7 +19,8 @@ import (
 // account.FinishDelete ends it. Every step may run again with the same
 // result, and a start finds the deletions a stop or crash interrupted
 // and runs them from the first step: a deletion once answered OK always
-// completes.
+// completes. On a cluster all of it runs at the account's home
+// (cluster_delete.go).
 
 // accountDelete handles ACCOUNT_DELETE. The password hash is slow, so it
 // runs off the event loop, like PASSWORD.
@@ -28,10 +29,6 @@ func (s *Server) accountDelete(c *Conn, body []byte) error {
 	if err := f.Decode(body); err != nil {
 		return s.malformed(c, err)
 	}
-	if s.cl != nil {
-		s.errorTo(c, codec.CodeNotOnCluster, f.Req, nil, "ACCOUNT_DELETE is not available on a clustered server yet")
-		return nil
-	}
 	user := c.State.user.Load()
 	if !s.logins.allow(sourceOf(c), strconv.FormatUint(user, 10)) {
 		s.errorTo(c, codec.CodeTooManyLogins, f.Req, nil, "too many attempts; retry in a minute")
@@ -39,16 +36,18 @@ func (s *Server) accountDelete(c *Conn, body []byte) error {
 	}
 	req, pass := f.Req, append([]byte(nil), f.Password...)
 	go func() {
-		err := s.accounts.BeginDelete(user, pass)
+		err := s.beginDelete(user, pass)
 		if err != nil {
 			s.errorTo(c, s.accountCode(err), req, nil, accountDetail(err))
 			c.Flush()
 			return
 		}
-		s.log.Info("account deletion started", zap.Uint64("user", user))
 		s.reply(c, (&codec.OK{Req: req}).Append(nil))
 		s.kick(c, codec.KickDeleted)
-		s.finishDeletion(user)
+		if s.cl == nil { // a cluster's home started it (deleteAtHome)
+			s.log.Info("account deletion started", zap.Uint64("user", user))
+			s.finishDeletion(user)
+		}
 	}()
 	return nil
 }

@@ -26,7 +26,7 @@ type userDeleter struct {
 // the user are purged with the rest of the inbox.
 func (s *Server) userDeleters() []userDeleter {
 	return []userDeleter{
-		{"groups", s.leaveGroups},
+		{"groups", s.leaveAllGroups},
 		{"inbox", s.purgeInbox},
 		{"presence", s.presence.Delete},
 		{"lists", s.blocks.Delete},
@@ -35,15 +35,18 @@ func (s *Server) userDeleters() []userDeleter {
 	}
 }
 
-// leaveGroups takes user out of every group, as GROUP_LEAVE would: the
-// remaining members get GROUP_EVENT left. A last admin first makes the
-// other member with the lowest id admin, with its event.
+// leaveGroups takes user out of every group homed here, as GROUP_LEAVE
+// would: the remaining members get GROUP_EVENT left. A last admin first
+// makes the other member with the lowest id admin, with its event.
 func (s *Server) leaveGroups(user uint64) error {
 	list, err := s.groups.List(user)
 	if err != nil {
 		return err
 	}
 	for _, g := range list {
+		if s.cl != nil && !s.local(g.Group) {
+			continue // left behind by a move: its new home takes the user out (leaveAllGroups)
+		}
 		done := make(chan error, 1)
 		if !s.commits.submit(g.Group, func() { done <- s.leaveGroup(user, g.Group) }) {
 			return fmt.Errorf("group %d: commit lane full", g.Group)

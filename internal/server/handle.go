@@ -153,6 +153,8 @@ func (s *Server) send(c *Conn, body []byte) error {
 		return nil
 	case f.To == user:
 		code, detail = codec.CodeSelfSend, "SEND to yourself"
+	case s.cl != nil && s.ownBlock(c, f.To): // before the store goes to the recipient's home
+		code, detail = codec.CodeYouBlocked, fmt.Sprintf("you blocked user %d: unblock them first", f.To)
 	case s.cl != nil && (!s.local(f.To) || s.rm.inFlight(c, f.To)):
 		home, err := s.homeOf(cluster.ShardOf(f.To))
 		if err != nil {
@@ -164,9 +166,9 @@ func (s *Server) send(c *Conn, body []byte) error {
 		return nil
 	case !s.accounts.Exists(f.To):
 		code, detail = codec.CodeUnknownRecipient, fmt.Sprintf("no user %d", f.To)
-	case s.blocks.Blocks(user, f.To):
+	case s.cl == nil && s.blocks.Blocks(user, f.To):
 		code, detail = codec.CodeYouBlocked, fmt.Sprintf("you blocked user %d: unblock them first", f.To)
-	case s.blocks.Blocks(f.To, user):
+	case s.blockedBy(f.To, user):
 		s.blockedSend(c, f.ID) // the block is not revealed
 		return nil
 	}
@@ -220,7 +222,7 @@ func (s *Server) read(c *Conn, body []byte) error {
 			return nil
 		}
 	}
-	if s.blocks.Blocks(user, f.To) {
+	if s.ownBlock(c, f.To) {
 		return nil // no read receipt goes to a user one blocked
 	}
 	asked := f.IDs.Len()
@@ -267,7 +269,7 @@ func (s *Server) typing(c *Conn, body []byte) error {
 		s.errorTo(c, codec.CodeUnknownRecipient, 0, nil, "TYPING names no other user")
 		return nil
 	}
-	if s.blocks.Blocks(f.To, user) || s.blocks.Blocks(user, f.To) {
+	if s.blockedBy(f.To, user) || s.ownBlock(c, f.To) { // a recipient homed elsewhere checks at its home
 		return nil // dropped either way, and the blocked side is not told
 	}
 	// Typing is ephemeral: only an online recipient hears it.

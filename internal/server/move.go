@@ -258,6 +258,7 @@ func (s *Server) unimport(req []byte) error {
 		return err
 	}
 	s.groups.Forget(in)
+	s.blocks.Forget(in)
 	s.cl.log.Info("shard move: cleared an earlier copy", zap.Int("shard", shard), zap.Int("records", len(keys)))
 	return s.inbox.Disown(keys, sizes)
 }
@@ -314,6 +315,9 @@ func (s *Server) importRecords(req []byte) error {
 	if err := b.Commit(pebble.Sync); err != nil {
 		return err
 	}
+	if err := s.adoptLists(keys); err != nil {
+		return err
+	}
 	if counter {
 		if err := s.accounts.AdoptShard(shard); err != nil {
 			return err
@@ -344,6 +348,7 @@ func (s *Server) dropShard(shard int, in func(uint64) bool, sent map[string]bool
 	}
 	b.Close()
 	s.groups.Forget(in)
+	s.blocks.Forget(in)
 	s.rm.mu.Lock()
 	for u := range s.rm.away {
 		if in(u) {

@@ -367,6 +367,11 @@ func (s *Server) serveStore(req []byte, respond func([]byte)) {
 		respond(storeReply(codec.CodeUnknownRecipient, 0, fmt.Sprintf("no user %d", to)))
 		return
 	}
+	if s.blocks.Blocks(to, from) { // as on one node: SENT, stored nowhere (block.go)
+		advance()
+		respond(storeReply(0, uint64(time.Now().UnixMilli()), ""))
+		return
+	}
 	m := &offline.Message[*Conn]{To: to, From: from, ID: id, Body: append([]byte(nil), body...), Dup: flags&codec.FlagDup != 0}
 	rm.replies.Store(m, respond)
 	if err := s.inbox.Submit(m); err != nil {
@@ -991,6 +996,9 @@ func (s *Server) serveTyping(msg []byte, respond func([]byte)) {
 		return
 	}
 	from, to, state, last := binary.BigEndian.Uint64(msg), binary.BigEndian.Uint64(msg[8:]), codec.TypingState(msg[16]), msg[17] == 1
+	if !last && s.blocks.Blocks(to, from) {
+		return // checked at the recipient's home, where its lists are
+	}
 	if s.typingTo(from, to, state) || last || !s.local(to) || !s.accounts.Exists(to) {
 		return
 	}
