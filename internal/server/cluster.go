@@ -114,7 +114,7 @@ func (s *Server) startCluster(cfg *cluster.Config) error {
 		s.closeCluster()
 		return err
 	}
-	if err := node.Handle("keys", s.serveKeys); err != nil {
+	if err := node.Handle("keyset", s.serveKeySet); err != nil {
 		s.closeCluster()
 		return err
 	}

@@ -21,7 +21,7 @@ import (
 // Key changes across a cluster. Every node must serve the same key set,
 // or a client that pinned the new key would be refused by half of them.
 // After `chatd key rotate|retire|reload` on one node, that node sends the
-// set it now holds to every other node of the cluster (a "keys" request each, so
+// set it now holds to every other node of the cluster (a "keyset" request each, so
 // the command can say which nodes took it), and each adopts it
 // (secure.Adopt): with key files shared between the nodes (one path on
 // shared storage) a node finds the set already on disk and only reads it
@@ -126,7 +126,7 @@ func (s *Server) spreadKeys(op string, k *secure.Keys) map[string]string {
 			res := "ok"
 			ctx, cancel := context.WithTimeout(s.baseCtx, keySyncTimeout)
 			defer cancel()
-			data, err := s.cl.node.Request(ctx, n, "keys", req)
+			data, err := s.cl.node.Request(ctx, n, "keyset", req)
 			var r keySyncReply
 			switch {
 			case err != nil: // asked even if it reads as dead: liveness lags a restart
@@ -150,9 +150,9 @@ func (s *Server) spreadKeys(op string, k *secure.Keys) map[string]string {
 	return out
 }
 
-// serveKeys adopts the key set another node sends (off the handler's
+// serveKeySet adopts the key set another node sends (off the handler's
 // goroutine: it writes and syncs files).
-func (s *Server) serveKeys(data []byte, respond func([]byte)) {
+func (s *Server) serveKeySet(data []byte, respond func([]byte)) {
 	s.keySyncs.start(func() {
 		var req keySyncRequest
 		var r keySyncReply
