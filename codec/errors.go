@@ -121,7 +121,7 @@ const (
 	CodePushUnknownDevice Code = 93 // PUSH_REMOVE of a device with no subscription
 	CodePushBadDevice     Code = 94 // a device id other than 1 (one device per account, for now)
 	CodePushDisabled      Code = 95 // this server sends no pushes
-	CodePushNotHome       Code = 96 // in a cluster: subscriptions are kept by the user's home node; connect there
+	CodePushNotHome       Code = 96 // retired: servers before PUSH_* were forwarded to the home node sent it away from home
 	// Server key rotation (78-79).
 	CodeKeyRetired Code = 78 // the server key the client pinned was retired: verify the server's key again
 )
@@ -152,7 +152,7 @@ var codeNames = map[Code]string{
 	CodeKeysClustered: "prekeys not served in a cluster (retired)",
 	CodePushNotHTTPS:  "push endpoint not https", CodePushHostRefused: "push service not allowed",
 	CodePushBadKey: "bad push key", CodePushUnknownDevice: "no push subscription for that device",
-	CodePushBadDevice: "bad push device", CodePushDisabled: "push disabled", CodePushNotHome: "push subscriptions are at the home node",
+	CodePushBadDevice: "bad push device", CodePushDisabled: "push disabled", CodePushNotHome: "push subscriptions are at the home node (retired)",
 	CodeKeyRetired: "server key retired",
 }
 

@@ -63,19 +63,23 @@ func (s *Server) startClusterKeys() error {
 func (s *Server) keysRemote(c *Conn, req uint32, owner, user uint64, t codec.Type, body []byte) {
 	msg := binary.BigEndian.AppendUint64(append(make([]byte, 0, 10+len(body)), keysOpFrame), user)
 	msg = append(append(msg, byte(t)), body...)
-	s.keysSend(c, req, owner, msg, 0)
+	s.homeSend(c, "keys", s.serveKeys, req, owner, msg, 0)
 }
 
-func (s *Server) keysSend(c *Conn, req uint32, owner uint64, msg []byte, try int) {
+// homeSend sends msg, a frame for owner's home, as an op request and
+// writes the home's answer (a status byte, keysOK and the frame for the
+// client, or keysNotHome) to c; serve runs it when this node became
+// the home meanwhile.
+func (s *Server) homeSend(c *Conn, op string, serve func([]byte, func([]byte)), req uint32, owner uint64, msg []byte, try int) {
 	answer := func(reply []byte, err error) {
 		switch {
 		case err != nil || len(reply) == 0:
-			s.errorTo(c, codec.CodeUnavailable, req, nil, "the keys' home node did not answer; retry")
+			s.errorTo(c, codec.CodeUnavailable, req, nil, "the home node did not answer; retry")
 		case reply[0] == keysNotHome && try+1 < keysTries:
-			s.keysSend(c, req, owner, msg, try+1) // the shard moved: its new home
+			s.homeSend(c, op, serve, req, owner, msg, try+1) // the shard moved: its new home
 			return
 		case reply[0] != keysOK:
-			s.errorTo(c, codec.CodeUnavailable, req, nil, "the keys' home node is moving; retry")
+			s.errorTo(c, codec.CodeUnavailable, req, nil, "the home node is moving; retry")
 		default:
 			s.reply(c, reply[1:])
 		}
@@ -87,10 +91,10 @@ func (s *Server) keysSend(c *Conn, req uint32, owner uint64, msg []byte, try int
 		return
 	}
 	if home == s.cl.node.Name() { // moved here since the frame came in
-		s.serveKeys(msg, func(reply []byte) { answer(reply, nil) })
+		serve(msg, func(reply []byte) { answer(reply, nil) })
 		return
 	}
-	if err := s.cl.node.Send(home, "keys", msg, answer); err != nil {
+	if err := s.cl.node.Send(home, op, msg, answer); err != nil {
 		s.counters.busy.Add(1)
 		s.errorTo(c, codec.CodeBusy, req, nil, "too many requests in flight to other nodes; retry")
 		c.Flush()
@@ -370,9 +374,15 @@ func (s *Server) identityChangedCluster(user uint64, dev uint16) {
 	}
 }
 
-// keysRequest sends a "keys" request, again after a short wait when no
-// answer came (each is idempotent), and checks the answer's status.
+// keysRequest is a "keys" homeRequest.
 func (s *Server) keysRequest(node string, msg []byte) ([]byte, error) {
+	return s.homeRequest(node, "keys", msg)
+}
+
+// homeRequest sends an op request, again after a short wait when no
+// answer came (each such request is idempotent), and checks the
+// answer's status byte.
+func (s *Server) homeRequest(node, op string, msg []byte) ([]byte, error) {
 	var reply []byte
 	var err error
 	for try := 0; try < keysTries; try++ {
@@ -384,7 +394,7 @@ func (s *Server) keysRequest(node string, msg []byte) ([]byte, error) {
 			}
 		}
 		ctx, cancel := context.WithTimeout(s.ctx(), 10*time.Second)
-		reply, err = s.cl.node.Request(ctx, node, "keys", msg)
+		reply, err = s.cl.node.Request(ctx, node, op, msg)
 		cancel()
 		if err == nil && (len(reply) == 0 || reply[0] != keysOK) {
 			err = errKeysRefused
