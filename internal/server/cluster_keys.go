@@ -112,13 +112,13 @@ func (s *Server) serveKeys(msg []byte, respond func([]byte)) {
 	case keysOpFrame:
 		s.serveKeysFrame(user, rest, respond)
 	case keysOpPeers:
-		go func() { // reads the store: off the NATS goroutine
+		s.deletes.start(func() { // reads the store: off the NATS goroutine, and before the store closes
 			var out []byte
 			for _, p := range s.groupPeersHere(user) {
 				out = binary.BigEndian.AppendUint64(out, p)
 			}
 			respond(append([]byte{keysOK}, out...))
-		}()
+		})
 	case keysOpNotice:
 		if len(rest) < 2 {
 			respond([]byte{keysFailed})
@@ -129,10 +129,10 @@ func (s *Server) serveKeys(msg []byte, respond func([]byte)) {
 		for b := rest[2:]; len(b) >= 8; b = b[8:] {
 			watchers = append(watchers, binary.BigEndian.Uint64(b))
 		}
-		go func() { // a synced write
+		s.deletes.start(func() { // a synced write, before the store closes
 			s.noticesHere(watchers, user, dev)
 			respond([]byte{keysOK})
-		}()
+		})
 	case keysOpPending:
 		s.servePending(user, len(rest) > 0 && rest[0] == 1, respond)
 	case keysOpDrop:

@@ -161,7 +161,9 @@ func (s *Server) keysUpload(user uint64, up *codec.KeysUpload) []byte {
 	if res.Changed {
 		s.counters.keys.identityChanged.Add(1)
 		if s.cl != nil {
-			go s.identityChangedCluster(user, keysDevice) // requests to other nodes: off the lane
+			// Requests to other nodes: off the lane, in the background work
+			// that Close waits for before the store closes.
+			s.deletes.start(func() { s.identityChangedCluster(user, keysDevice) })
 		} else {
 			s.identityChanged(user, keysDevice)
 		}
