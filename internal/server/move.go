@@ -23,8 +23,9 @@ import (
 //     finished what they took before;
 //  2. copy: the destination drops any earlier copy; the shard's records (store.ShardRecords: accounts, tokens,
 //     inboxes with group messages made whole, dedup window, read log,
-//     last seen, groups, prekeys, push subscriptions and due pushes) go to the new owner in "import" requests, which
-//     it writes with Sync and takes into its lanes' state;
+//     last seen, groups, prekeys, push subscriptions and due pushes) go
+//     to the new owner in "import" requests, which it writes with Sync
+//     and takes into its lanes' state;
 //  3. flip: the shard map names the new owner (a compare-and-set);
 //  4. catch up and clean: whatever a straggler wrote meanwhile is copied
 //     too, then the moved records are deleted here.
