@@ -113,7 +113,7 @@ const (
 	CodeFetchLimited  Code = 83 // KEYS_FETCH of this target too often; retry later
 	CodeInvalidKeys   Code = 84 // KEYS_UPLOAD breaks a rule: missing long-lived keys, id 0, repeated id, bad key
 	CodeKeysFull      Code = 85 // KEYS_UPLOAD would store more one-time prekeys than the server allows
-	CodeKeysClustered Code = 86 // the prekey directory is not served in cluster mode
+	CodeKeysClustered Code = 86 // retired: servers before the cluster directory refused it on a cluster node; none sends it now
 	// Push subscription errors, referring to a request by its req id.
 	CodePushNotHTTPS      Code = 90 // the endpoint is not an https URL (http only to loopback, where the server allows it)
 	CodePushHostRefused   Code = 91 // the endpoint's host is not on the server's list of push services
@@ -121,7 +121,7 @@ const (
 	CodePushUnknownDevice Code = 93 // PUSH_REMOVE of a device with no subscription
 	CodePushBadDevice     Code = 94 // a device id other than 1 (one device per account, for now)
 	CodePushDisabled      Code = 95 // this server sends no pushes
-	CodePushNotHome       Code = 96 // in a cluster: subscriptions are kept by the user's home node; connect there
+	CodePushNotHome       Code = 96 // retired: servers before PUSH_* were forwarded to the home node sent it away from home
 	// Server key rotation (78-79).
 	CodeKeyRetired Code = 78 // the server key the client pinned was retired: verify the server's key again
 )
@@ -149,10 +149,10 @@ var codeNames = map[Code]string{
 	CodeInternal: "internal error", CodeShuttingDown: "shutting down", CodeUnknownOutcome: "outcome unknown", CodeUnavailable: "node unavailable",
 	CodeBadSignature: "bad key signature", CodeKeysMismatch: "keys mismatch", CodeNoKeys: "no keys",
 	CodeFetchLimited: "key fetches rate-limited", CodeInvalidKeys: "invalid keys", CodeKeysFull: "too many prekeys",
-	CodeKeysClustered: "prekeys not served in a cluster",
+	CodeKeysClustered: "prekeys not served in a cluster (retired)",
 	CodePushNotHTTPS:  "push endpoint not https", CodePushHostRefused: "push service not allowed",
 	CodePushBadKey: "bad push key", CodePushUnknownDevice: "no push subscription for that device",
-	CodePushBadDevice: "bad push device", CodePushDisabled: "push disabled", CodePushNotHome: "push subscriptions are at the home node",
+	CodePushBadDevice: "bad push device", CodePushDisabled: "push disabled", CodePushNotHome: "push subscriptions are at the home node (retired)",
 	CodeKeyRetired: "server key retired",
 }
 

@@ -31,7 +31,7 @@ func (s *Server) userDeleters() []userDeleter {
 		{"presence", s.presence.Delete},
 		{"lists", s.blocks.Delete},
 		{"prekeys", s.prekeys.Delete},
-		{"push subscriptions", s.subs.DeleteUser},
+		{"push subscriptions", s.deletePushSubscriptions}, // at the user's home, on a cluster
 	}
 }
 

@@ -18,83 +18,96 @@ import (
 const keysDevice = 1
 
 // keysFrame handles the prekey directory's requests (PROTOCOL.md section
-// 10). Each decodes and copies its request on the event loop and runs on
+// 11). Each decodes and copies its request on the event loop and runs on
 // a commit lane: an upload on the uploader's, a fetch on the target's,
 // so that one user's keys change in the order the requests came. The
 // store's own per-user lock makes a take exactly-once whatever the lane.
+// In a cluster the keys live at their user's home (the target's for a
+// fetch), and a request for another home goes there (cluster_keys.go).
 func (s *Server) keysFrame(c *Conn, t codec.Type, body []byte) error {
 	f := codec.New(t)
 	if err := f.Decode(body); err != nil {
 		return s.malformed(c, err)
 	}
-	if s.cl != nil {
-		// The directory lives in one node's store. A cluster would route
-		// each request to the user's home as it does for the inbox (and
-		// move the keys with a shard); until then a cluster refuses
-		// plainly rather than serve keys from whichever node the client
-		// reached.
-		s.errorTo(c, codec.CodeKeysClustered, keysReq(f), nil, "this server runs as a cluster node, which does not serve the prekey directory yet")
+	user := c.State.user.Load()
+	if s.cl != nil && !s.local(keysOwner(user, f)) {
+		s.keysRemote(c, keysReq(f), keysOwner(user, f), user, t, body)
 		return nil
 	}
-	user := c.State.user.Load()
-	req, key, job := s.keysJob(c, user, f)
+	req, key, now, job := s.keysJob(user, f)
 	if job == nil {
-		return nil // answered on the event loop
+		s.reply(c, now) // answered at once
+		return nil
 	}
-	if !s.commits.submit(key, func() { job(); c.Flush() }) {
+	if !s.commits.submit(key, func() {
+		if s.cl != nil && !s.local(key) { // the shard moved meanwhile
+			s.reply(c, codec.AppendError(nil, codec.CodeUnavailable, req, nil, "the keys' home node changed; retry"))
+		} else {
+			s.reply(c, job())
+		}
+		c.Flush()
+	}) {
 		s.counters.busy.Add(1)
 		s.errorTo(c, codec.CodeBusy, req, nil, "too many requests queued; retry")
 	}
 	return nil
 }
 
-// keysJob checks what it can on the event loop and returns the request id,
-// the lane key and the work (nil when it already answered).
-func (s *Server) keysJob(c *Conn, user uint64, f codec.Frame) (req uint32, key uint64, job func()) {
+// keysOwner is the user whose keys a request is about: the target of a
+// fetch, the sender otherwise. Its home runs the request.
+func keysOwner(user uint64, f codec.Frame) uint64 {
+	if f, ok := f.(*codec.KeysFetch); ok {
+		return f.User
+	}
+	return user
+}
+
+// keysJob checks what it can at once and returns the request id, the
+// lane key and the work, which returns the answer; when the answer is
+// known at once, job is nil and now is the answer. It runs at the keys'
+// home, so the fetch limit counts every fetch of the target wherever the
+// requester is connected.
+func (s *Server) keysJob(user uint64, f codec.Frame) (req uint32, key uint64, now []byte, job func() []byte) {
 	switch f := f.(type) {
 	case *codec.KeysUpload:
 		if s.storageFull() {
-			s.errorTo(c, codec.CodeStorageFull, f.Req, nil, "the server's disk is nearly full; retry later")
-			return f.Req, user, nil
+			return f.Req, user, codec.AppendError(nil, codec.CodeStorageFull, f.Req, nil, "the server's disk is nearly full; retry later"), nil
 		}
 		up := copyUpload(f)
-		return f.Req, user, func() { s.keysUpload(c, user, up) }
+		return f.Req, user, nil, func() []byte { return s.keysUpload(user, up) }
 	case *codec.KeysCount:
-		return f.Req, user, func() {
+		return f.Req, user, nil, func() []byte {
 			counts, err := s.prekeys.Count(user, keysDevice)
 			if err != nil {
-				s.keysError(c, f.Req, err)
-				return
+				return s.keysError(f.Req, err)
 			}
-			s.reply(c, countsFrame(f.Req, counts))
+			return countsFrame(f.Req, counts)
 		}
 	case *codec.KeysCheck:
-		return f.Req, user, func() {
+		return f.Req, user, nil, func() []byte {
 			ok, err := s.prekeys.Check(user, keysDevice, f.Digest)
 			switch {
 			case err != nil:
-				s.keysError(c, f.Req, err)
+				return s.keysError(f.Req, err)
 			case !ok:
-				s.errorTo(c, codec.CodeKeysMismatch, f.Req, nil, "the server's long-lived keys for this device differ from the digest (or there are none): upload them again")
+				return codec.AppendError(nil, codec.CodeKeysMismatch, f.Req, nil, "the server's long-lived keys for this device differ from the digest (or there are none): upload them again")
 			default:
-				s.reply(c, (&codec.OK{Req: f.Req}).Append(nil))
+				return (&codec.OK{Req: f.Req}).Append(nil)
 			}
 		}
 	case *codec.KeysFetch:
 		if !s.accounts.Exists(f.User) {
-			s.errorTo(c, codec.CodeUnknownUser, f.Req, nil, fmt.Sprintf("no user %d", f.User))
-			return f.Req, f.User, nil
+			return f.Req, f.User, codec.AppendError(nil, codec.CodeUnknownUser, f.Req, nil, fmt.Sprintf("no user %d", f.User)), nil
 		}
 		if ok, wait := s.fetches.allow(user, f.User, time.Now()); !ok {
 			s.counters.keys.fetchLimited.Add(1)
-			s.errorTo(c, codec.CodeFetchLimited, f.Req, nil, fmt.Sprintf(
-				"at most %d fetches of one user's keys per %v; retry in %d s", s.cfg.KeyFetches, s.cfg.KeyFetchWindow, int(wait.Seconds())+1))
-			return f.Req, f.User, nil
+			return f.Req, f.User, codec.AppendError(nil, codec.CodeFetchLimited, f.Req, nil, fmt.Sprintf(
+				"at most %d fetches of one user's keys per %v; retry in %d s", s.cfg.KeyFetches, s.cfg.KeyFetchWindow, int(wait.Seconds())+1)), nil
 		}
 		target, dev := f.User, f.Device
-		return f.Req, target, func() { s.keysFetch(c, f.Req, user, target, dev) }
+		return f.Req, target, nil, func() []byte { return s.keysFetch(f.Req, user, target, dev) }
 	}
-	return 0, 0, nil
+	return 0, 0, codec.AppendError(nil, codec.CodeMalformed, 0, nil, "not a directory request"), nil
 }
 
 // keysReq is a directory request's req.
@@ -136,44 +149,43 @@ func countsFrame(req uint32, c prekey.Counts) []byte {
 	return (&codec.KeysCounts{Req: req, Device: keysDevice, EC: uint16(c.EC), KEM: uint16(c.KEM)}).Append(nil)
 }
 
-// keysUpload runs on the uploader's lane. A new identity key is announced
-// to everyone who may hold a session with the old one.
-func (s *Server) keysUpload(c *Conn, user uint64, up *codec.KeysUpload) {
+// keysUpload runs on the uploader's lane and returns the answer. A new
+// identity key is announced to everyone who may hold a session with the
+// old one.
+func (s *Server) keysUpload(user uint64, up *codec.KeysUpload) []byte {
 	res, err := s.prekeys.Upload(user, keysDevice, up)
 	if err != nil {
-		s.keysError(c, up.Req, err)
-		return
+		return s.keysError(up.Req, err)
 	}
 	s.counters.keys.uploads.Add(1)
-	s.reply(c, countsFrame(up.Req, res.Counts))
 	if res.Changed {
 		s.counters.keys.identityChanged.Add(1)
-		s.identityChanged(user, keysDevice)
+		if s.cl != nil {
+			// Requests to other nodes: off the lane, in the background work
+			// that Close waits for before the store closes.
+			s.deletes.start(func() { s.identityChangedCluster(user, keysDevice) })
+		} else {
+			s.identityChanged(user, keysDevice)
+		}
 	}
+	return countsFrame(up.Req, res.Counts)
 }
 
-// keysFetch runs on the target's lane.
-func (s *Server) keysFetch(c *Conn, req uint32, requester, target uint64, dev uint16) {
+// keysFetch runs on the target's lane and returns the answer.
+func (s *Server) keysFetch(req uint32, requester, target uint64, dev uint16) []byte {
 	res, err := s.prekeys.Fetch(requester, target, dev)
 	if err != nil {
-		s.keysError(c, req, err)
-		return
+		return s.keysError(req, err)
 	}
 	s.counters.keys.bundles.Add(uint64(len(res.Bundles)))
 	s.counters.keys.lastResort.Add(uint64(res.LastResort))
-	s.reply(c, (&codec.KeysBundle{Req: req, User: target, Bundles: res.Bundles}).Append(nil))
 	s.counters.keys.low.Add(uint64(len(res.Low)))
-	if len(res.Low) == 0 {
-		return
+	// The owner refills without polling: told now if online (on any node
+	// of a cluster), at its next login otherwise (keysAtLogin).
+	for _, l := range res.Low {
+		s.toSession(target, lowFrame(l.Device, l.Counts))
 	}
-	// The owner refills without polling: told now if online, at its next
-	// login otherwise (keysAtLogin).
-	if tc, ok := s.sessions.Lookup(target); ok {
-		for _, l := range res.Low {
-			tc.Write(lowFrame(l.Device, l.Counts))
-		}
-		tc.Flush()
-	}
+	return (&codec.KeysBundle{Req: req, User: target, Bundles: res.Bundles}).Append(nil)
 }
 
 func lowFrame(dev uint16, c prekey.Counts) []byte {
@@ -188,25 +200,49 @@ func lowFrame(dev uint16, c prekey.Counts) []byte {
 // connection can drop right after the write, in which case the peer
 // still sees the new identity key in its next KEYS_FETCH.
 func (s *Server) identityChanged(user uint64, dev uint16) {
+	s.noticesHere(s.watchersHere(user), user, dev)
+}
+
+// watchersHere lists who this node knows may hold a session with user:
+// the fetchers of its keys (kept at its home) and the members of the
+// groups homed here that user is in. Not sorted, and with repeats.
+func (s *Server) watchersHere(user uint64) []uint64 {
 	watchers, err := s.prekeys.Fetchers(user)
 	if err != nil {
 		s.log.Error("identity change: fetchers", zap.Uint64("user", user), zap.Error(err))
 	}
+	return append(watchers, s.groupPeersHere(user)...)
+}
+
+// groupPeersHere lists the members of the groups homed here that user is
+// in (every group, on one node).
+func (s *Server) groupPeersHere(user uint64) []uint64 {
 	groups, err := s.groups.List(user)
 	if err != nil {
 		s.log.Error("identity change: groups", zap.Uint64("user", user), zap.Error(err))
 	}
+	var peers []uint64
 	for _, gs := range groups {
+		if s.cl != nil && !s.local(gs.Group) {
+			continue
+		}
 		g, err := s.groups.Get(gs.Group)
 		if err != nil {
 			continue
 		}
 		g.Mu.RLock()
 		for _, m := range g.Members() {
-			watchers = append(watchers, m.User)
+			peers = append(peers, m.User)
 		}
 		g.Mu.RUnlock()
 	}
+	return peers
+}
+
+// noticesHere stores a notice that user's device dev changed identity
+// for each of watchers that has an account here (in a cluster: those
+// homed here) and tells those online.
+func (s *Server) noticesHere(watchers []uint64, user uint64, dev uint16) {
 	slices.Sort(watchers)
 	watchers = slices.Compact(watchers)
 	watchers = slices.DeleteFunc(watchers, func(w uint64) bool { return w == user || !s.accounts.Exists(w) })
@@ -217,6 +253,8 @@ func (s *Server) identityChanged(user uint64, dev uint16) {
 	for _, w := range watchers {
 		if wc, ok := s.sessions.Lookup(w); ok {
 			s.sendNotices(wc, w)
+		} else if s.cl != nil {
+			s.pokeAway(w) // a session on another node fetches them from here
 		}
 	}
 }
@@ -246,9 +284,11 @@ func (s *Server) sendNotices(c *Conn, user uint64) {
 }
 
 // keysAtLogin sends a new session what the directory kept for it: the
-// identity notices that waited, and KEYS_LOW when its device is low.
+// identity notices that waited, and KEYS_LOW when its device is low. In
+// a cluster a session away from its user's home asks the home.
 func (s *Server) keysAtLogin(c *Conn, user uint64) {
-	if s.cl != nil {
+	if s.cl != nil && !s.local(user) {
+		go s.pullKeys(c, user, true)
 		return
 	}
 	s.commits.submit(user, func() {
@@ -262,8 +302,8 @@ func (s *Server) keysAtLogin(c *Conn, user uint64) {
 	})
 }
 
-// keysError answers a failed directory request.
-func (s *Server) keysError(c *Conn, req uint32, err error) {
+// keysError is the answer to a failed directory request.
+func (s *Server) keysError(req uint32, err error) []byte {
 	var code codec.Code
 	switch {
 	case errors.Is(err, prekey.ErrBadSignature):
@@ -278,8 +318,7 @@ func (s *Server) keysError(c *Conn, req uint32, err error) {
 		code = codec.CodeNoKeys
 	default:
 		s.log.Error("prekey directory", zap.Error(err))
-		s.errorTo(c, codec.CodeInternal, req, nil, "the key store failed; retry")
-		return
+		return codec.AppendError(nil, codec.CodeInternal, req, nil, "the key store failed; retry")
 	}
-	s.errorTo(c, code, req, nil, strings.TrimPrefix(err.Error(), "prekey: "))
+	return codec.AppendError(nil, code, req, nil, strings.TrimPrefix(err.Error(), "prekey: "))
 }

@@ -1,7 +1,6 @@
 package server
 
 import (
-	"context"
 	"fmt"
 	"sync"
 	"testing"
@@ -288,33 +287,6 @@ func TestKeysLowAtLogin(t *testing.T) {
 	low := until[*codec.KeysLow](t, alice2)
 	if *low != (codec.KeysLow{Device: 1, EC: 2, KEM: 0}) {
 		t.Fatalf("KEYS_LOW at login: %+v", low)
-	}
-}
-
-// TestKeysRefusedInCluster: a cluster node does not serve the directory
-// (it lives in one node's store) and says so, rather than serve keys
-// from whichever node a client reached.
-func TestKeysRefusedInCluster(t *testing.T) {
-	nodes := startClusterNodes(t, 1)
-	c, _, err := authOn(t, nodes[0], func(ctx context.Context, c *client.Conn) (codec.Welcome, error) {
-		return c.Register(ctx, "alice", "password-alice")
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	d, err := client.NewDeviceKeys()
-	if err != nil {
-		t.Fatal(err)
-	}
-	ups, err := d.Uploads(true, 1, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := c.UploadKeys(ctx10(t), ups[0]); codeOf(err) != codec.CodeKeysClustered {
-		t.Fatalf("KEYS_UPLOAD on a cluster node: %v, want ERROR 86", err)
-	}
-	if _, err := c.FetchKeys(ctx10(t), 12345, 0); codeOf(err) != codec.CodeKeysClustered { // no such user: refused before any lookup
-		t.Fatalf("KEYS_FETCH on a cluster node: %v, want ERROR 86", err)
 	}
 }
 

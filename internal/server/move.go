@@ -23,8 +23,9 @@ import (
 //     finished what they took before;
 //  2. copy: the destination drops any earlier copy; the shard's records (store.ShardRecords: accounts, tokens,
 //     inboxes with group messages made whole, dedup window, read log,
-//     last seen, groups) go to the new owner in "import" requests, which
-//     it writes with Sync and takes into its lanes' state;
+//     last seen, groups, prekeys, push subscriptions and due pushes) go
+//     to the new owner in "import" requests, which it writes with Sync
+//     and takes into its lanes' state;
 //  3. flip: the shard map names the new owner (a compare-and-set);
 //  4. catch up and clean: whatever a straggler wrote meanwhile is copied
 //     too, then the moved records are deleted here.
@@ -259,6 +260,7 @@ func (s *Server) unimport(req []byte) error {
 	}
 	s.groups.Forget(in)
 	s.blocks.Forget(in)
+	s.forgetPush(in)
 	s.cl.log.Info("shard move: cleared an earlier copy", zap.Int("shard", shard), zap.Int("records", len(keys)))
 	return s.inbox.Disown(keys, sizes)
 }
@@ -323,7 +325,11 @@ func (s *Server) importRecords(req []byte) error {
 			return err
 		}
 	}
-	return s.inbox.Adopt(keys, values)
+	if err := s.inbox.Adopt(keys, values); err != nil {
+		return err
+	}
+	s.adoptPush(keys) // after the inbox: a due push is sent only for entries waiting
+	return nil
 }
 
 // has reports whether k is stored here.
@@ -349,6 +355,7 @@ func (s *Server) dropShard(shard int, in func(uint64) bool, sent map[string]bool
 	b.Close()
 	s.groups.Forget(in)
 	s.blocks.Forget(in)
+	s.forgetPush(in)
 	s.rm.mu.Lock()
 	for u := range s.rm.away {
 		if in(u) {

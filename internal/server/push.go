@@ -15,8 +15,8 @@ import (
 // Push subscriptions (PUSH_SUBSCRIBE, PUSH_LIST, PUSH_REMOVE) and the
 // pushes they bring (package push). Subscriptions live on the user's home
 // node with the inbox, which alone knows when something is stored for an
-// offline user; in a cluster a session on another node is refused with
-// ERROR 96 rather than forwarded.
+// offline user; in a cluster a session on another node has its frames
+// run there (cluster_push.go).
 
 // pushDevice is the only device id until an account may have several.
 const pushDevice = 1
@@ -31,20 +31,40 @@ func (s *Server) pushFrame(c *Conn, t codec.Type, body []byte) error {
 	}
 	user := c.State.user.Load()
 	if s.cl != nil && !s.local(user) {
-		s.errorTo(c, codec.CodePushNotHome, pushReq(f), nil, "push subscriptions are kept by your home node; connect to it")
+		s.pushRemote(c, pushReq(f), user, t, body)
 		return nil
 	}
-	var req uint32
-	var job func() []byte
+	req, now, job := s.pushJob(user, f)
+	if job == nil {
+		s.reply(c, now)
+		return nil
+	}
+	if !s.commits.submit(user, func() {
+		if s.cl != nil && !s.local(user) { // the shard moved meanwhile
+			s.reply(c, codec.AppendError(nil, codec.CodeUnavailable, req, nil, "your home node changed; retry"))
+		} else {
+			s.reply(c, job())
+		}
+		c.Flush()
+	}) {
+		s.counters.busy.Add(1)
+		s.errorTo(c, codec.CodeBusy, req, nil, "too many requests queued; retry")
+	}
+	return nil
+}
+
+// pushJob checks what it can at once and returns the request id and the
+// work, which returns the answer; when the answer is known at once, job
+// is nil and now is the answer. It runs at the user's home.
+func (s *Server) pushJob(user uint64, f codec.Frame) (req uint32, now []byte, job func() []byte) {
 	switch f := f.(type) {
 	case *codec.PushSubscribe:
 		req = f.Req
 		sub, code, detail := s.checkSubscription(f)
 		if code != 0 {
-			s.errorTo(c, code, req, nil, detail)
-			return nil
+			return req, codec.AppendError(nil, code, req, nil, detail), nil
 		}
-		job = func() []byte {
+		return req, nil, func() []byte {
 			if err := s.subs.Put(user, sub); err != nil {
 				s.log.Error("push subscribe", zap.Uint64("user", user), zap.Error(err))
 				return codec.AppendError(nil, codec.CodeInternal, req, nil, "subscription not stored; retry")
@@ -53,7 +73,7 @@ func (s *Server) pushFrame(c *Conn, t codec.Type, body []byte) error {
 		}
 	case *codec.PushList:
 		req = f.Req
-		job = func() []byte {
+		return req, nil, func() []byte {
 			subs, err := s.subs.List(user)
 			if err != nil {
 				s.log.Error("push list", zap.Uint64("user", user), zap.Error(err))
@@ -71,7 +91,7 @@ func (s *Server) pushFrame(c *Conn, t codec.Type, body []byte) error {
 	case *codec.PushRemove:
 		req = f.Req
 		device := f.Device
-		job = func() []byte {
+		return req, nil, func() []byte {
 			err := s.subs.Remove(user, device)
 			switch {
 			case errors.Is(err, push.ErrUnknownDevice):
@@ -83,11 +103,7 @@ func (s *Server) pushFrame(c *Conn, t codec.Type, body []byte) error {
 			return (&codec.OK{Req: req}).Append(nil)
 		}
 	}
-	if !s.commits.submit(user, func() { s.reply(c, job()); c.Flush() }) {
-		s.counters.busy.Add(1)
-		s.errorTo(c, codec.CodeBusy, req, nil, "too many requests queued; retry")
-	}
-	return nil
+	return 0, codec.AppendError(nil, codec.CodeMalformed, 0, nil, "not a push request"), nil
 }
 
 // pushReq is the req of a push subscription frame.
@@ -149,12 +165,11 @@ func (s *Server) duePushes(entries []*offline.Stored) {
 
 // dropPushSubscriptions deletes user's subscriptions: a LOGOUT or a
 // PASSWORD change ends what the device was trusted with, and a device that
-// logs in again subscribes again. In a cluster only the home holds them.
+// logs in again subscribes again. In a cluster they are deleted at the
+// user's home, wherever the LOGOUT or PASSWORD came. It may wait for
+// another node: not on an event loop.
 func (s *Server) dropPushSubscriptions(user uint64) {
-	if !s.local(user) {
-		return
-	}
-	if err := s.subs.DeleteUser(user); err != nil {
+	if err := s.deletePushSubscriptions(user); err != nil {
 		s.log.Error("push: delete subscriptions", zap.Uint64("user", user), zap.Error(err))
 	}
 }
@@ -171,8 +186,8 @@ func (s *Server) pushPending(user uint64) bool {
 // account deletion.
 func (s *Server) Push() *push.Service { return s.pushes }
 
-// PushSubscriptions is the subscription store; account deletion calls
-// its DeleteUser.
+// PushSubscriptions is the subscription store (account deletion deletes
+// from it through deletePushSubscriptions, at the user's home).
 func (s *Server) PushSubscriptions() *push.Store { return s.subs }
 
 // openPush opens the subscription store and, unless push is off, the push

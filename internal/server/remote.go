@@ -127,6 +127,12 @@ func (s *Server) startRemote() error {
 			return err
 		}
 	}
+	if err := s.startClusterKeys(); err != nil {
+		return err
+	}
+	if err := s.startClusterPush(); err != nil {
+		return err
+	}
 	s.cl.wg.Add(2)
 	go s.forwarder()
 	go s.reattacher()

@@ -45,6 +45,9 @@ func ShardRecords(db *pebble.DB, in func(id uint64) bool, fn func(key, value []b
 		{PrefixUserGroups, keyAt(9)}, // user | group: the group's home keeps it
 		{PrefixReadLog, keyAt(5)},    // day | reader | ...
 		{PrefixBlock, keyAt(1)},      // owner | ...: a user's lists (package block)
+		{PrefixPrekeys, keyAt(1)},    // user | device | ...: its keys and fetchers, and notices for it
+		{PrefixPushSub, keyAt(1)},    // user | device: after the inbox, which a due push needs
+		{PrefixPushDue, keyAt(1)},    // user
 	}
 	for _, t := range tables {
 		it, err := db.NewIter(&pebble.IterOptions{LowerBound: []byte{t.prefix}, UpperBound: []byte{t.prefix + 1}})
