@@ -123,12 +123,14 @@ func (s *Server) authenticated(c *Conn, kind loginKind, start int64, r acctReply
 	st := &c.State
 	user, tok := r.User, r.Token
 	if err != nil {
+		s.log.Debug("authentication failed", zap.Stringer("kind", kind), zap.Uint64("conn", connID(c)), zap.Error(err))
 		s.loginFailed(c, kind, failReasonOf(err))
 		st.auth.Store(authNone)
 		s.errorTo(c, s.accountCode(err), 0, nil, accountDetail(err))
 		return
 	}
 	if err := s.claimSession(c, user); err != nil { // a login on another node won a race for this user
+		s.log.Debug("session claim lost", zap.Stringer("kind", kind), zap.Uint64("user", user), zap.Uint64("conn", connID(c)))
 		s.loginFailed(c, kind, failClaimLost)
 		st.auth.Store(authNone)
 		s.kick(c, codec.KickElsewhere)
@@ -144,9 +146,12 @@ func (s *Server) authenticated(c *Conn, kind loginKind, start int64, r acctReply
 	}
 	if st.gone.Load() {
 		// Closed ran before the swap and could not remove us.
+		s.log.Debug("session closed during its login", zap.Uint64("user", user), zap.Uint64("conn", connID(c)))
 		s.sessions.Remove(user, c)
 		return
 	}
+	s.log.Debug("session started", zap.Stringer("kind", kind), zap.Uint64("user", user), zap.Uint64("conn", connID(c)),
+		zap.Bool("home_here", s.local(user)))
 	c.Authenticated()
 	s.presence.Changed(user, 0)
 	s.reply(c, s.welcome(user, tok))
