@@ -78,6 +78,10 @@ type Options struct {
 // which closed the connection, and the client sent the whole burst again.
 const DefaultSendWindow = 256
 
+// stableConn is how long a connection must have lasted for its end to
+// start the reconnect backoff over.
+const stableConn = 5 * time.Second
+
 // storeError is Options.Store failing: the connection is dropped without
 // acknowledging, and reconnected with backoff.
 type storeError struct{ err error }
@@ -452,6 +456,7 @@ func (c *Client) run(ctx context.Context, conn *Conn) {
 	defer close(c.events)
 	b := c.opts.Backoff
 	for {
+		up := time.Now()
 		goaway, err := c.pump(ctx, conn)
 		c.mu.Lock()
 		c.conn = nil
@@ -476,8 +481,16 @@ func (c *Client) run(ctx context.Context, conn *Conn) {
 			b.Reset()
 			st = Status{State: StateWaiting, Wait: b.AtLeast(goaway.RetryAfter), Busy: true, Err: goaway}
 		default:
-			b.Reset()
-			st = Status{State: StateWaiting, Wait: b.AtLeast(0), Err: conn.Err()}
+			// Only a connection that lasted starts the backoff over. One
+			// the server closes right after the login (a message's
+			// recipient's home is down, so each resend is refused for now
+			// and the connection closed) is paced like a failed attempt:
+			// reconnecting at once, again and again, was a storm of logins
+			// on a cluster that was restarting a node.
+			if time.Since(up) >= stableConn {
+				b.Reset()
+			}
+			st = Status{State: StateWaiting, Wait: b.Next(), Err: conn.Err()}
 			if st.Err == nil {
 				st.Err = errors.New("client: connection ended")
 			}

@@ -157,3 +157,48 @@ func TestSendWindow(t *testing.T) {
 		}
 	}
 }
+
+// A connection the server closes right after the login does not start
+// the backoff over: the Client waits longer each time, as after failed
+// attempts, instead of logging in again at once, again and again.
+func TestShortConnectionsBackOff(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	waits := make(chan time.Duration, 16)
+	connected := make(chan struct{}, 16)
+	accepted := make(chan *fakeConn, 1)
+	go func() { accepted <- acceptLogin(t, ln) }()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cl, err := client.Connect(ctx, client.Options{Addr: ln.Addr().String(), Name: "alice", Password: "password-alice",
+		Plaintext: true, Backoff: client.Backoff{Min: 10 * time.Millisecond, Max: time.Second},
+		OnStatus: func(s client.Status) {
+			switch s.State {
+			case client.StateWaiting:
+				waits <- s.Wait
+			case client.StateConnected:
+				connected <- struct{}{}
+			}
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	fc := <-accepted
+	for _, want := range []time.Duration{10, 20, 40, 80} {
+		<-connected // closed after the Client took the WELCOME, not during its login
+		fc.nc.Close()
+		select {
+		case got := <-waits:
+			if got != want*time.Millisecond {
+				t.Fatalf("waits %v after a connection closed at once, want %v", got, want*time.Millisecond)
+			}
+		case <-ctx.Done():
+			t.Fatal("the Client did not notice its connection closed")
+		}
+		fc = acceptLogin(t, ln)
+	}
+}
