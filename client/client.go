@@ -39,6 +39,11 @@ type Options struct {
 	Backoff Backoff
 	// Seen bounds the delivery dedup memory (ids). Default 65536.
 	Seen int
+	// SendWindow bounds the messages written on the connection and not
+	// yet answered (SENT, or an ERROR with the message's id); the others
+	// wait in the outbox, in send order, and go as answers make room.
+	// Default DefaultSendWindow.
+	SendWindow int
 	// Store, if set, is called with each inbox entry (DELIVER, RECEIPT,
 	// GROUP_EVENT) before it is handed to Events, and the entry is
 	// acknowledged to the server (which then deletes it) only after Store
@@ -62,6 +67,20 @@ type Options struct {
 	// upload on another goroutine.
 	OnKeys func(codec.Frame)
 }
+
+// DefaultSendWindow is Options.SendWindow's default: far more than a
+// person has unanswered, and few enough that a Client that reconnects
+// with thousands of messages waiting resends them a window at a time.
+// Resending them all at once, after every reconnect, kept a loaded
+// cluster from ever catching up (seen in a kill -9 run under load): each
+// resend burst queued at the recipients' homes behind the last, its
+// stores were answered after the sender's node gave up waiting (5 s),
+// which closed the connection, and the client sent the whole burst again.
+const DefaultSendWindow = 256
+
+// stableConn is how long a connection must have lasted for its end to
+// start the reconnect backoff over.
+const stableConn = 5 * time.Second
 
 // storeError is Options.Store failing: the connection is dropped without
 // acknowledging, and reconnected with backoff.
@@ -109,6 +128,11 @@ type Client struct {
 	seen   map[codec.MsgID]struct{}
 	seenQ  []codec.MsgID
 	err    error
+	// unsent is where in order the messages not yet written on this
+	// connection begin; unanswered counts those written on it that wait
+	// for their answer (at most opts.SendWindow, but for resends after
+	// errors, which were counted when first written).
+	unsent, unanswered int
 	// next is a server key announced for later (rotate.go), pinned from
 	// nextFrom on.
 	next     []byte
@@ -119,6 +143,7 @@ type pending struct {
 	to      uint64
 	flags   codec.SendFlags
 	body    []byte
+	sent    bool      // written on some connection: later writes carry DUP
 	backoff Backoff   // paces resends after errors that leave the outcome open
 	due     time.Time // when to resend; zero unless one is scheduled
 }
@@ -141,6 +166,9 @@ func Connect(ctx context.Context, opts Options) (*Client, error) {
 	}
 	if opts.Seen == 0 {
 		opts.Seen = 65536
+	}
+	if opts.SendWindow <= 0 {
+		opts.SendWindow = DefaultSendWindow
 	}
 	runCtx, cancel := context.WithCancel(context.Background())
 	c := &Client{
@@ -239,10 +267,68 @@ func (c *Client) sendID(id codec.MsgID, to uint64, flags codec.SendFlags, body [
 	c.outbox[id] = &pending{to: to, flags: flags, body: append([]byte(nil), body...), backoff: c.opts.Backoff}
 	c.order = append(c.order, id)
 	conn := c.conn
-	c.mu.Unlock()
+	var out []outgoing
 	if conn != nil {
-		conn.SendID(id, flags, to, body, true) // a failure is retried on reconnect
+		out = c.nextLocked()
 	}
+	c.mu.Unlock()
+	write(conn, out)
+}
+
+// outgoing is a SEND to write.
+type outgoing struct {
+	id    codec.MsgID
+	flags codec.SendFlags
+	to    uint64
+	body  []byte
+}
+
+// nextLocked takes, in send order, the messages not yet written on this
+// connection that fit in the window. c.mu must be held, and c.wmu until
+// they are written.
+func (c *Client) nextLocked() []outgoing {
+	var out []outgoing
+	for c.unsent < len(c.order) && c.unanswered < c.opts.SendWindow {
+		id := c.order[c.unsent]
+		c.unsent++
+		p := c.outbox[id]
+		if p == nil {
+			continue
+		}
+		flags := p.flags
+		if p.sent {
+			flags |= codec.FlagDup // it may be stored already: the server answers SENT, once stored
+		}
+		p.sent, p.due = true, time.Time{}
+		c.unanswered++
+		out = append(out, outgoing{id, flags, p.to, p.body})
+	}
+	return out
+}
+
+// write writes out on conn, flushing after the last. A failure ends the
+// connection; its messages are written again on the next.
+func write(conn *Conn, out []outgoing) {
+	for i, o := range out {
+		conn.SendID(o.id, o.flags, o.to, o.body, i == len(out)-1)
+	}
+}
+
+// answered counts an answer to a message written on conn, and writes the
+// messages waiting for the room it made.
+func (c *Client) answered(conn *Conn) {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	c.mu.Lock()
+	if c.unanswered > 0 {
+		c.unanswered--
+	}
+	var out []outgoing
+	if c.conn == conn {
+		out = c.nextLocked()
+	}
+	c.mu.Unlock()
+	write(conn, out)
 }
 
 // Conn returns the current connection (nil while reconnecting), for
@@ -352,20 +438,15 @@ func (c *Client) attempt(ctx context.Context) (*Conn, error) {
 	defer c.wmu.Unlock()
 	c.mu.Lock()
 	c.user, c.token, c.conn = w.User, w.Token, conn
-	resend := append([]codec.MsgID(nil), c.order...)
-	c.mu.Unlock()
-	// Messages that never got SENT go again, flagged as resends.
-	for _, id := range resend {
-		c.mu.Lock()
-		p := c.outbox[id]
-		if p != nil {
-			p.due = time.Time{} // this resend replaces a scheduled one
-		}
-		c.mu.Unlock()
-		if p != nil {
-			conn.SendID(id, p.flags|codec.FlagDup, p.to, p.body, false)
-		}
+	// Messages that never got SENT go again, in order, a window at a
+	// time; those written before are flagged as resends.
+	for _, p := range c.outbox {
+		p.due = time.Time{} // the resend in order replaces a scheduled one
 	}
+	c.unsent, c.unanswered = 0, 0
+	out := c.nextLocked()
+	c.mu.Unlock()
+	write(conn, out)
 	conn.Flush()
 	return conn, nil
 }
@@ -375,6 +456,7 @@ func (c *Client) run(ctx context.Context, conn *Conn) {
 	defer close(c.events)
 	b := c.opts.Backoff
 	for {
+		up := time.Now()
 		goaway, err := c.pump(ctx, conn)
 		c.mu.Lock()
 		c.conn = nil
@@ -399,8 +481,16 @@ func (c *Client) run(ctx context.Context, conn *Conn) {
 			b.Reset()
 			st = Status{State: StateWaiting, Wait: b.AtLeast(goaway.RetryAfter), Busy: true, Err: goaway}
 		default:
-			b.Reset()
-			st = Status{State: StateWaiting, Wait: b.AtLeast(0), Err: conn.Err()}
+			// Only a connection that lasted starts the backoff over. One
+			// the server closes right after the login (a message's
+			// recipient's home is down, so each resend is refused for now
+			// and the connection closed) is paced like a failed attempt:
+			// reconnecting at once, again and again, was a storm of logins
+			// on a cluster that was restarting a node.
+			if time.Since(up) >= stableConn {
+				b.Reset()
+			}
+			st = Status{State: StateWaiting, Wait: b.Next(), Err: conn.Err()}
 			if st.Err == nil {
 				st.Err = errors.New("client: connection ended")
 			}
@@ -460,18 +550,24 @@ func (c *Client) pump(ctx context.Context, conn *Conn) (*GoawayError, error) {
 			if !waiting {
 				continue // SENT again for a resend: the application has its outcome
 			}
+			c.answered(conn)
 		case *codec.Error:
 			if f.ID != (codec.MsgID{}) && retryable(f.Code) {
 				if c.retryLater(f.ID) {
+					c.answered(conn) // its resend counts again
 					c.scheduleResend(resend)
 				}
 				continue // not an outcome: resent with DUP (or the outcome is known)
 			}
 			if f.ID != (codec.MsgID{}) {
 				c.mu.Lock()
+				_, waiting := c.outbox[f.ID]
 				delete(c.outbox, f.ID) // refused for good: the app sees the ERROR
 				c.trimOrder()
 				c.mu.Unlock()
+				if waiting {
+					c.answered(conn)
+				}
 			}
 		case *codec.Deliver:
 			if c.seenBefore(f.ID) {
@@ -578,12 +674,13 @@ func (c *Client) resendDue(conn *Conn, t *time.Timer) {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	c.mu.Lock()
-	for _, id := range c.order {
+	for _, id := range c.order[:c.unsent] { // only those written on this connection are scheduled
 		if p := c.outbox[id]; p != nil && !p.due.IsZero() && !now.Before(p.due) {
 			p.due = time.Time{}
 			due = append(due, send{id, *p})
 		}
 	}
+	c.unanswered += len(due)
 	c.mu.Unlock()
 	for i, s := range due {
 		conn.SendID(s.id, s.p.flags|codec.FlagDup, s.p.to, s.p.body, i == len(due)-1)
@@ -625,7 +722,9 @@ func (c *Client) trimOrder() {
 		i++
 	}
 	c.order = c.order[i:]
+	c.unsent = max(0, c.unsent-i)
 	if len(c.outbox) == 0 {
 		c.order = c.order[:0]
+		c.unsent = 0
 	}
 }

@@ -124,12 +124,14 @@ func (s *Server) authenticated(c *Conn, kind loginKind, start int64, r acctReply
 	st := &c.State
 	user, tok := r.User, r.Token
 	if err != nil {
+		s.log.Debug("authentication failed", zap.Stringer("kind", kind), zap.Uint64("conn", connID(c)), zap.Error(err))
 		s.loginFailed(c, kind, failReasonOf(err))
 		st.auth.Store(authNone)
 		s.errorTo(c, s.accountCode(err), 0, nil, accountDetail(err))
 		return
 	}
 	if err := s.claimSession(c, user); err != nil { // a login on another node won a race for this user
+		s.log.Debug("session claim lost", zap.Stringer("kind", kind), zap.Uint64("user", user), zap.Uint64("conn", connID(c)))
 		s.loginFailed(c, kind, failClaimLost)
 		st.auth.Store(authNone)
 		s.kick(c, codec.KickElsewhere)
@@ -148,15 +150,32 @@ func (s *Server) authenticated(c *Conn, kind loginKind, start int64, r acctReply
 	}
 	if st.gone.Load() {
 		// Closed ran before the swap and could not remove us.
+		s.log.Debug("session closed during its login", zap.Uint64("user", user), zap.Uint64("conn", connID(c)))
 		s.sessions.Remove(user, c)
 		return
 	}
+	s.log.Debug("session started", zap.Stringer("kind", kind), zap.Uint64("user", user), zap.Uint64("conn", connID(c)),
+		zap.Bool("home_here", s.local(user)))
 	c.Authenticated()
 	s.presence.Changed(user, 0)
+	// Authenticated before the WELCOME is queued: anything else that
+	// flushes this connection (a push, a receipt, a presence change) may
+	// send the WELCOME on, and the client's first frames after it (the
+	// SENDs it resends at once) must find the session open, not be
+	// refused as "before WELCOME" with no message id to resend.
+	st.auth.Store(authDone)
 	s.reply(c, s.welcome(user, tok))
 	s.announceKey(c)
+	// Sent now, not when the login's work is done: in a cluster the
+	// attach and the drain's first read are round trips to the home,
+	// seconds each under load, and a client that waited that long for its
+	// WELCOME gave up (its attempt's deadline) and logged in again, adding
+	// load (seen in a loaded kill -9 run).
+	c.Flush()
+	if s.cfg.welcomed != nil {
+		s.cfg.welcomed(c)
+	}
 	s.lat.login[kind].Observe(time.Duration(mono() - start))
-	st.auth.Store(authDone)
 	if s.rm != nil && !s.local(user) {
 		s.attach(c, user) // the home pushes to this node from now on; the drain reads what it holds
 	}

@@ -21,7 +21,8 @@ import (
 // clusterNode is a chatd node run as a child process of the test.
 type clusterNode struct {
 	name, addr, listen, admin, dir string
-	netns                          string // run in this network namespace (partition tests)
+	netns                          string    // run in this network namespace (partition tests)
+	logs                           *nodeLogs // where each start writes its log (nil: nowhere)
 	cmd                            *exec.Cmd
 }
 
@@ -45,9 +46,10 @@ func startClusterNodes(t *testing.T, n int) []*clusterNode {
 		t.Skip("starts a cluster of server processes")
 	}
 	nodes := make([]*clusterNode, n)
+	logs := newNodeLogs(t)
 	for i := range nodes {
 		ip := fmt.Sprintf("127.0.0.%d", i+2)
-		nodes[i] = &clusterNode{name: fmt.Sprintf("n%d", i+1), addr: freeOn(t, ip), listen: freeOn(t, ip), admin: freeOn(t, ip), dir: t.TempDir()}
+		nodes[i] = &clusterNode{name: fmt.Sprintf("n%d", i+1), addr: freeOn(t, ip), listen: freeOn(t, ip), admin: freeOn(t, ip), dir: t.TempDir(), logs: logs}
 	}
 	runNodes(t, nodes)
 	return nodes
@@ -85,6 +87,9 @@ func (nd *clusterNode) start(t *testing.T, routes string, ready chan<- error) {
 	}
 	cmd.Env = append(os.Environ(), "CHATD_TEST_CHILD=serve", "CHATD_TEST_ADDR="+nd.addr, "CHATD_TEST_DATA="+nd.dir,
 		"CHATD_TEST_NODE="+nd.name, "CHATD_TEST_CLUSTER_LISTEN="+nd.listen, "CHATD_TEST_ROUTES="+routes, "CHATD_TEST_ADMIN="+nd.admin)
+	if nd.logs != nil {
+		cmd.Env = append(cmd.Env, "CHATD_TEST_LOG="+nd.logs.next(nd.name))
+	}
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)

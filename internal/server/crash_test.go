@@ -47,6 +47,14 @@ func runChild() {
 	if idle, err := time.ParseDuration(os.Getenv("CHATD_TEST_SESSION_IDLE")); err == nil { // the session sweep's tests
 		cfg.SessionIdle, cfg.SessionSweep = idle, idle/10
 	}
+	if path := os.Getenv("CHATD_TEST_LOG"); path != "" { // kept to diagnose a failed cluster test
+		log, err := childLogger(path)
+		if err != nil {
+			fmt.Println("error:", err)
+			os.Exit(1)
+		}
+		cfg.Logger = log
+	}
 	if node := os.Getenv("CHATD_TEST_NODE"); node != "" { // a cluster test's node
 		cfg.Cluster = &cluster.Config{Node: node, Listen: os.Getenv("CHATD_TEST_CLUSTER_LISTEN"),
 			Routes: strings.Split(os.Getenv("CHATD_TEST_ROUTES"), ","), Secret: "cluster-test-secret",

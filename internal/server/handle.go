@@ -9,6 +9,7 @@ import (
 	"github.com/chatd/chatd/internal/account"
 	"github.com/chatd/chatd/internal/cluster"
 	"github.com/chatd/chatd/internal/offline"
+	"go.uber.org/zap"
 )
 
 // errClose makes conn close the connection after what is queued.
@@ -78,6 +79,7 @@ func (s *Server) Closed(c *Conn) {
 	st := &c.State
 	st.gone.Store(true)
 	if u := st.user.Load(); u != 0 && s.sessions.Remove(u, c) {
+		s.log.Debug("session ended", zap.Uint64("user", u), zap.Uint64("conn", connID(c)))
 		s.presence.Changed(u, uint64(time.Now().UnixMilli()))
 		s.endSession(c, u)
 		s.sessionSeen(c, u)
@@ -104,6 +106,9 @@ func (s *Server) fatal(c *Conn, code codec.Code, detail string) error {
 // errorTo queues an ERROR on c, encoded straight into its queue. req names
 // the failed request and id the failed SEND (nil when neither applies).
 func (s *Server) errorTo(c *Conn, code codec.Code, req uint32, id *codec.MsgID, detail string) {
+	if ce := s.log.Check(zap.DebugLevel, "error to client"); ce != nil {
+		ce.Write(zap.Uint64("user", c.State.user.Load()), zap.Uint64("conn", connID(c)), zap.Stringer("code", code), zap.String("detail", detail))
+	}
 	if buf, ok := c.Begin(); ok {
 		c.End(codec.AppendError(buf, code, req, id, detail))
 	}

@@ -91,10 +91,11 @@ func (tn *testNet) ns(i int) string { return fmt.Sprintf("%sn%d", tn.prefix, i) 
 // (each namespace has its own).
 func (tn *testNet) nodes() []*clusterNode {
 	var nodes []*clusterNode
+	logs := newNodeLogs(tn.t)
 	for i := 1; i <= tn.n; i++ {
 		ip := fmt.Sprintf("%s%d", tn.subnet, i)
 		nodes = append(nodes, &clusterNode{name: fmt.Sprintf("n%d", i), addr: ip + ":7400", listen: ip + ":7500",
-			admin: ip + ":7600", dir: tn.t.TempDir(), netns: tn.ns(i)})
+			admin: ip + ":7600", dir: tn.t.TempDir(), netns: tn.ns(i), logs: logs})
 	}
 	return nodes
 }

@@ -287,6 +287,9 @@ func (s *Server) storeAnswered(c *Conn, id codec.MsgID, reply []byte, err error,
 		seqTime = binary.BigEndian.Uint64(reply[2:])
 		detail = string(reply[10:])
 	}
+	if code != 0 || err != nil {
+		s.cl.log.Debug("store not taken", zap.Uint64("user", c.State.user.Load()), zap.Uint64("conn", connID(c)), zap.Stringer("code", code), zap.String("detail", detail), zap.Error(err))
+	}
 	if code == codec.CodeUnavailable && detail == "gap" {
 		// The home missed one of this connection's earlier stores: it takes
 		// none after, and the client must resend in order on a new one.
@@ -457,8 +460,9 @@ func (s *Server) sendAttach(home string, user uint64, c *Conn) {
 	req = binary.BigEndian.AppendUint64(req, epoch)
 	req = binary.BigEndian.AppendUint64(req, uint64(s.cl.node.Run().UnixMilli()))
 	req = append(req, s.cl.node.Name()...)
-	if _, err := s.cl.node.Request(s.ctx(), home, "attach", req); err != nil {
-		s.cl.log.Debug("attach not answered", zap.Uint64("user", user), zap.String("home", home), zap.Error(err))
+	_, err := s.cl.node.Request(s.ctx(), home, "attach", req)
+	s.cl.log.Debug("attach", zap.Uint64("user", user), zap.String("home", home), zap.Uint64("conn", connID(c)), zap.Uint64("epoch", epoch), zap.Error(err))
+	if err != nil {
 		s.rm.mu.Lock()
 		s.rm.unattached[user] = true // the reattacher tries again
 		s.rm.mu.Unlock()
@@ -503,7 +507,16 @@ func (s *Server) serveAttach(req []byte, respond func([]byte)) {
 	rm.mu.Lock()
 	// A later claim wins; an attach whose claim is not written yet (epoch
 	// 0: the directory was unavailable) wins by arriving later.
-	if a := rm.away[user]; a == nil || epoch == 0 || epoch >= a.epoch {
+	a := rm.away[user]
+	taken := a == nil || epoch == 0 || epoch >= a.epoch
+	if ce := s.cl.log.Check(zap.DebugLevel, "attach served"); ce != nil {
+		f := []zap.Field{zap.Uint64("user", user), zap.String("node", node), zap.Uint64("conn", sid), zap.Uint64("epoch", epoch), zap.Bool("taken", taken)}
+		if a != nil {
+			f = append(f, zap.String("was_node", a.node), zap.Uint64("was_conn", a.sid), zap.Uint64("was_epoch", a.epoch), zap.Uint64("was_last", a.last))
+		}
+		ce.Write(f...)
+	}
+	if taken {
 		na := &attachment{node: node, started: run, sid: sid, epoch: epoch}
 		if a != nil && a.node == node && a.sid == sid {
 			// The same session again (its claim was written late): keep
@@ -529,6 +542,7 @@ func (s *Server) serveDetach(req []byte, respond func([]byte)) {
 			delete(rm.away, user)
 		}
 		rm.mu.Unlock()
+		s.cl.log.Debug("detach served", zap.Uint64("user", user), zap.Uint64("conn", sid), zap.Bool("removed", a != nil && a.sid == sid))
 		if a != nil && a.sid == sid {
 			s.presence.Changed(user, uint64(time.Now().UnixMilli()))
 		}
@@ -605,6 +619,7 @@ func (s *Server) serveDeliver(msg []byte, respond func([]byte)) {
 		stored = append(stored, st)
 	}
 	if connID(c) != sid {
+		s.cl.log.Debug("push for another session", zap.Uint64("user", user), zap.Uint64("conn", connID(c)), zap.Uint64("push_conn", sid), zap.Uint64("prev", prev))
 		// A push for an older session of this user: the home had not yet
 		// taken the current one's attach (or lost it). Its entries are the
 		// user's all the same, but this session cannot tell whether an
@@ -801,6 +816,9 @@ func (s *Server) reattacher() {
 			todo = append(todo, again{home, cp})
 		}
 		rm.mu.Unlock()
+		if len(retry)+len(todo)+len(reattach) > 0 {
+			s.cl.log.Debug("reattacher", zap.Int("drain_again", len(retry)), zap.Int("homes_restarted", len(todo)), zap.Int("attach_again", len(reattach)))
+		}
 		for _, c := range retry {
 			s.drain(c)
 		}

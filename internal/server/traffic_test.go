@@ -32,6 +32,7 @@ type traffic struct {
 
 type trafficPair struct {
 	sender, recipient *client.Client
+	strace, rtrace    *clientTrace // what each went through, for a failure
 
 	mu       sync.Mutex
 	ids      []codec.MsgID // every id the sender used, by message number
@@ -42,11 +43,15 @@ type trafficPair struct {
 }
 
 // connectClient registers name at nd and keeps it connected, retrying
-// fast.
-func connectClient(t *testing.T, ctx context.Context, name string, nd *clusterNode) *client.Client {
+// fast; trace (if not nil) records its connection states.
+func connectClient(t *testing.T, ctx context.Context, name string, nd *clusterNode, trace *clientTrace) *client.Client {
 	t.Helper()
-	c, err := client.Connect(ctx, client.Options{Addr: nd.addr, Name: name, Password: "password1", Register: true,
-		Plaintext: true, Backoff: client.Backoff{Min: 20 * time.Millisecond, Max: 500 * time.Millisecond, Jitter: true}})
+	opts := client.Options{Addr: nd.addr, Name: name, Password: "password1", Register: true,
+		Plaintext: true, Backoff: client.Backoff{Min: 20 * time.Millisecond, Max: 500 * time.Millisecond, Jitter: true}}
+	if trace != nil {
+		opts.OnStatus = trace.onStatus
+	}
+	c, err := client.Connect(ctx, opts)
 	if err != nil {
 		t.Fatalf("%s at %s: %v", name, nd.name, err)
 	}
@@ -62,16 +67,19 @@ func startTraffic(t *testing.T, ctx context.Context, n int, prefix string, every
 	tr := &traffic{t: t, stop: make(chan struct{}), errors: map[codec.Code]int{}}
 	for i := range n {
 		s, r := place(i)
-		tr.pairs = append(tr.pairs, &trafficPair{
-			recipient: connectClient(t, ctx, fmt.Sprintf("%srcpt%02d", prefix, i), r),
-			sender:    connectClient(t, ctx, fmt.Sprintf("%ssndr%02d", prefix, i), s),
-			seen:      map[codec.MsgID]bool{}, receipts: map[codec.MsgID]bool{}})
+		rname, sname := fmt.Sprintf("%srcpt%02d", prefix, i), fmt.Sprintf("%ssndr%02d", prefix, i)
+		p := &trafficPair{rtrace: newClientTrace(rname, r.name), strace: newClientTrace(sname, s.name),
+			seen: map[codec.MsgID]bool{}, receipts: map[codec.MsgID]bool{}}
+		p.recipient = connectClient(t, ctx, rname, r, p.rtrace)
+		p.sender = connectClient(t, ctx, sname, s, p.strace)
+		tr.pairs = append(tr.pairs, p)
 	}
 	for _, p := range tr.pairs {
 		tr.readers.Add(2)
 		go func() {
 			defer tr.readers.Done()
 			for f := range p.recipient.Events() {
+				p.rtrace.event(f)
 				if d, ok := f.(*codec.Deliver); ok {
 					var num int
 					fmt.Sscanf(string(d.Body), "m%d", &num)
@@ -89,6 +97,7 @@ func startTraffic(t *testing.T, ctx context.Context, n int, prefix string, every
 		go func() {
 			defer tr.readers.Done()
 			for f := range p.sender.Events() {
+				p.strace.event(f)
 				switch f := f.(type) {
 				case *codec.Error:
 					tr.mu.Lock()
@@ -157,7 +166,8 @@ func (tr *traffic) check(wait time.Duration, receipts bool) int {
 		p.mu.Lock()
 		if len(p.got) < want || receipts && len(p.receipts) < want {
 			lost += want - len(p.got)
-			t.Errorf("pair %d: %d of %d delivered, %d delivered receipts (sender pending %d)", i, len(p.got), want, len(p.receipts), p.sender.Pending())
+			t.Errorf("pair %d: %d of %d delivered, %d delivered receipts (sender pending %d); last delivered %s\n%s%s", i, len(p.got), want, len(p.receipts),
+				p.sender.Pending(), lastOf(p.got, p.seqs), p.strace.report(p.sender), p.rtrace.report(p.recipient))
 		}
 		for j := 1; j < len(p.got); j++ {
 			if p.got[j] <= p.got[j-1] {
@@ -177,6 +187,14 @@ func (tr *traffic) check(wait time.Duration, receipts bool) int {
 	t.Logf("%d messages from %d senders, %d lost; errors seen by senders (resent): %v", total, len(tr.pairs), lost, tr.errors)
 	tr.mu.Unlock()
 	return total
+}
+
+// lastOf names the last message delivered and its seq.
+func lastOf(got []int, seqs []uint64) string {
+	if len(got) == 0 {
+		return "none"
+	}
+	return fmt.Sprintf("m%d (seq %d)", got[len(got)-1], seqs[len(seqs)-1])
 }
 
 // loginOn logs name in at nd (retrying while the cluster forms).
