@@ -28,6 +28,12 @@ type commits struct {
 	lanes []chan func()
 	wg    sync.WaitGroup
 
+	// closing guards the lanes' channels: submit holds it shared and
+	// finds closed set once close has run, since a login or a cluster
+	// request that outlived the connections can still submit.
+	closing sync.RWMutex
+	closed  bool
+
 	// hold, when set by a test, runs on the lane before every job.
 	hold atomic.Pointer[func()]
 }
@@ -58,8 +64,13 @@ func (q *commits) run(lane chan func()) {
 }
 
 // submit queues job on key's lane without blocking; false when the lane
-// is full.
+// is full or closed.
 func (q *commits) submit(key uint64, job func()) bool {
+	q.closing.RLock()
+	defer q.closing.RUnlock()
+	if q.closed {
+		return false
+	}
 	select {
 	case q.lanes[key%uint64(len(q.lanes))] <- job:
 		return true
@@ -70,6 +81,11 @@ func (q *commits) submit(key uint64, job func()) bool {
 
 // barrier returns once every job queued before it has run.
 func (q *commits) barrier() {
+	q.closing.RLock() // held while it waits: the lanes run until close takes it
+	defer q.closing.RUnlock()
+	if q.closed {
+		return
+	}
 	var wg sync.WaitGroup
 	for _, l := range q.lanes {
 		wg.Add(1)
@@ -78,10 +94,14 @@ func (q *commits) barrier() {
 	wg.Wait()
 }
 
-// close runs what is queued and stops the lanes. No submit may follow.
+// close runs what is queued and stops the lanes; a later submit is
+// refused.
 func (q *commits) close() {
+	q.closing.Lock()
+	q.closed = true
 	for _, l := range q.lanes {
 		close(l)
 	}
+	q.closing.Unlock()
 	q.wg.Wait()
 }

@@ -131,3 +131,20 @@ func TestLogoutKickedWhenRevoked(t *testing.T) {
 		t.Fatal("connection still open after KICKED")
 	}
 }
+
+// TestSubmitAfterClose: a login that finishes while the server closes
+// submits its key check after the lanes stopped (seen: "send on closed
+// channel" in client's tests); it is refused, not a panic.
+func TestSubmitAfterClose(t *testing.T) {
+	q := newCommits()
+	ran := make(chan struct{})
+	if !q.submit(1, func() { close(ran) }) {
+		t.Fatal("refused before close")
+	}
+	q.close()
+	<-ran // queued before close: run by close
+	if q.submit(1, func() { t.Error("ran after close") }) {
+		t.Fatal("taken after close")
+	}
+	q.barrier() // returns at once
+}
