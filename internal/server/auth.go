@@ -156,7 +156,6 @@ func (s *Server) authenticated(c *Conn, kind loginKind, start int64, r acctReply
 	}
 	s.log.Debug("session started", zap.Stringer("kind", kind), zap.Uint64("user", user), zap.Uint64("conn", connID(c)),
 		zap.Bool("home_here", s.local(user)))
-	c.Authenticated()
 	s.presence.Changed(user, 0)
 	// Authenticated before the WELCOME is queued: anything else that
 	// flushes this connection (a push, a receipt, a presence change) may
@@ -165,6 +164,11 @@ func (s *Server) authenticated(c *Conn, kind loginKind, start int64, r acctReply
 	// refused as "before WELCOME" with no message id to resend.
 	st.auth.Store(authDone)
 	s.reply(c, s.welcome(user, tok))
+	// Marked after the WELCOME is queued: a key rotation announces itself
+	// to authenticated connections (useKeys), and its KEY_ROTATE must not
+	// come before the WELCOME. One that raced this login is announced
+	// here, or by useKeys, or both (a repeat is harmless).
+	c.Authenticated()
 	s.announceKey(c)
 	// Sent now, not when the login's work is done: in a cluster the
 	// attach and the drain's first read are round trips to the home,
