@@ -53,6 +53,7 @@ type remote struct {
 	streams    map[uint64]stream    // at the home: the last store taken from each remote sender
 	undrained  map[uint64]bool      // sessions whose last read from their home failed
 	unattached map[uint64]bool      // sessions whose attach was not answered
+	homeless   map[uint64]*Conn     // sessions whose home was not known at attach (a shard moving)
 
 	replies sync.Map // *offline.Message -> func([]byte): stores waiting to answer another node
 	// outbound holds the stores of each connection that sent to another
@@ -103,8 +104,8 @@ type fwdReceipt struct {
 func newRemote(s *Server) *remote {
 	return &remote{s: s, away: map[uint64]*attachment{}, here: map[string]map[uint64]*Conn{},
 		started: map[string]time.Time{}, streams: map[uint64]stream{}, undrained: map[uint64]bool{},
-		unattached: map[uint64]bool{},
-		receipts:   make(chan fwdReceipt, 65536)}
+		unattached: map[uint64]bool{}, homeless: map[uint64]*Conn{},
+		receipts: make(chan fwdReceipt, 65536)}
 }
 
 // startRemote serves the other nodes' requests (s.rm is made before the
@@ -430,14 +431,24 @@ func (s *Server) storeDone(m *offline.Message[*Conn]) bool {
 
 // attach tells user's home that its session is on this node (c), after
 // the session is in the table and before its first drain. A failure is
-// logged; the reattacher tries again.
+// logged; the reattacher tries again, also when the home is not known
+// (the shard is moving): a move that completes closes the session
+// (closeMoved), but one that fails leaves the shard where it was, and the
+// session would get no push until its next login.
 func (s *Server) attach(c *Conn, user uint64) {
+	rm := s.rm
 	home, err := s.homeOf(cluster.ShardOf(user))
 	if err != nil {
+		rm.mu.Lock()
+		rm.homeless[user] = c
+		rm.mu.Unlock()
+		s.cl.log.Debug("attach: home not known", zap.Uint64("user", user), zap.Uint64("conn", connID(c)), zap.Error(err))
 		return
 	}
-	rm := s.rm
 	rm.mu.Lock()
+	if rm.homeless[user] == c {
+		delete(rm.homeless, user)
+	}
 	if rm.here[home] == nil {
 		rm.here[home] = map[uint64]*Conn{}
 	}
@@ -480,6 +491,9 @@ func (s *Server) detach(c *Conn, user uint64) {
 	rm := s.rm
 	rm.outbound.Delete(c)
 	rm.mu.Lock()
+	if rm.homeless[user] == c {
+		delete(rm.homeless, user)
+	}
 	var home string
 	for h, users := range rm.here {
 		if users[user] == c {
@@ -786,7 +800,12 @@ func (s *Server) reattacher() {
 		var todo []again
 		var retry []*Conn
 		var reattach []again
+		var homeless []*Conn
 		rm.mu.Lock()
+		for u, c := range rm.homeless {
+			delete(rm.homeless, u)
+			homeless = append(homeless, c)
+		}
 		for u := range rm.undrained {
 			delete(rm.undrained, u)
 			for _, users := range rm.here {
@@ -816,8 +835,15 @@ func (s *Server) reattacher() {
 			todo = append(todo, again{home, cp})
 		}
 		rm.mu.Unlock()
-		if len(retry)+len(todo)+len(reattach) > 0 {
-			s.cl.log.Debug("reattacher", zap.Int("drain_again", len(retry)), zap.Int("homes_restarted", len(todo)), zap.Int("attach_again", len(reattach)))
+		if len(retry)+len(todo)+len(reattach)+len(homeless) > 0 {
+			s.cl.log.Debug("reattacher", zap.Int("drain_again", len(retry)), zap.Int("homes_restarted", len(todo)),
+				zap.Int("attach_again", len(reattach)), zap.Int("homeless", len(homeless)))
+		}
+		for _, c := range homeless {
+			if u := c.State.user.Load(); !c.State.gone.Load() && !s.local(u) {
+				s.attach(c, u) // again homeless if the shard still moves
+				s.drain(c)
+			}
 		}
 		for _, c := range retry {
 			s.drain(c)
