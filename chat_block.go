@@ -1,21 +1,17 @@
 package main
 
 import (
-	"context"
 	"strings"
-	"time"
 
 	"github.com/chatd/chatd/codec"
 )
 
 // blockCommand handles /block NAME, /unblock NAME and /blocked.
 func (s *session) blockCommand(cmd, name string) {
-	c := s.cl.Conn()
+	c, ctx, cancel := s.requestConn()
 	if c == nil {
-		s.out.say("! not connected; try again in a moment")
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if cmd == "/blocked" {
 		ids, err := c.List(ctx, codec.ListBlocked)

@@ -290,6 +290,18 @@ func (s *session) watch(name string) {
 	}
 }
 
+// requestConn returns the connection and a deadline for a request
+// command, or says it is not connected and returns nil.
+func (s *session) requestConn() (*client.Conn, context.Context, context.CancelFunc) {
+	c := s.cl.Conn()
+	if c == nil {
+		s.out.say("! not connected; try again in a moment")
+		return nil, nil, nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	return c, ctx, cancel
+}
+
 // resolve turns a name into a user id: from memory, the store's
 // contacts, or the server (once).
 func (s *session) resolve(name string) (uint64, error) {

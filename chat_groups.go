@@ -1,22 +1,18 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"strings"
-	"time"
 
 	"github.com/chatd/chatd/codec"
 )
 
 // groupCommand handles /group, /groups and /g.
 func (s *session) groupCommand(line string) {
-	c := s.cl.Conn()
+	c, ctx, cancel := s.requestConn()
 	if c == nil {
-		s.out.say("! not connected; try again in a moment")
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	f := strings.Fields(line)
 	users := func(names []string) ([]uint64, bool) {

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"strconv"
 	"strings"
@@ -20,12 +19,10 @@ import (
 
 // sessionsCommand handles /sessions, /end N and /label TEXT.
 func (s *session) sessionsCommand(cmd, arg string) {
-	c := s.cl.Conn()
+	c, ctx, cancel := s.requestConn()
 	if c == nil {
-		s.out.say("! not connected; try again in a moment")
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	switch cmd {
 	case "/sessions":

@@ -7,7 +7,6 @@ import (
 
 	"github.com/chatd/chatd/codec"
 	"github.com/chatd/chatd/internal/block"
-	"github.com/chatd/chatd/internal/cluster"
 	"github.com/chatd/chatd/internal/group"
 	"go.uber.org/zap"
 )
@@ -152,22 +151,17 @@ var errAddRefused = errors.New("add refused")
 // actor among them. Users homed on other nodes are checked at their
 // homes.
 func (s *Server) addsAllowed(actor uint64, users []uint64) error {
-	var away map[string][]uint64
+	others := make([]uint64, 0, len(users))
 	for _, u := range users {
-		if u == actor {
-			continue
+		if u != actor {
+			others = append(others, u)
 		}
-		if s.cl != nil && !s.local(u) {
-			home, err := s.homeOf(cluster.ShardOf(u))
-			if err != nil {
-				return err
-			}
-			if away == nil {
-				away = map[string][]uint64{}
-			}
-			away[home] = append(away[home], u)
-			continue
-		}
+	}
+	here, away, err := s.byHome(others)
+	if err != nil {
+		return err
+	}
+	for _, u := range here {
 		if !s.blocks.AcceptsAdd(u, actor) {
 			return fmt.Errorf("%w: user %d does not accept group adds from you", errAddRefused, u)
 		}

@@ -3,6 +3,8 @@ package server
 import (
 	"sync"
 	"sync/atomic"
+
+	"github.com/chatd/chatd/codec"
 )
 
 // commits runs the requests that must be durable before they are
@@ -104,4 +106,21 @@ func (q *commits) close() {
 	}
 	q.closing.Unlock()
 	q.wg.Wait()
+}
+
+// atHome runs job on key's commit lane and answers c with what it
+// returns, or with ERROR 63 (moved) if key's shard left this node before
+// the job ran, or ERROR 27 if the lane is full.
+func (s *Server) atHome(c *Conn, key uint64, req uint32, job func() []byte, moved string) {
+	if !s.commits.submit(key, func() {
+		if s.cl != nil && !s.local(key) {
+			s.reply(c, codec.AppendError(nil, codec.CodeUnavailable, req, nil, moved))
+		} else {
+			s.reply(c, job())
+		}
+		c.Flush()
+	}) {
+		s.counters.busy.Add(1)
+		s.errorTo(c, codec.CodeBusy, req, nil, "too many requests queued; retry")
+	}
 }

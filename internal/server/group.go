@@ -172,19 +172,11 @@ func (s *Server) groupList(req uint32, user uint64) []byte {
 // usersExist refuses a member list naming an id that is no account. In
 // a cluster the users homed elsewhere are checked at their homes.
 func (s *Server) usersExist(users []uint64) error {
-	var away map[string][]uint64
-	for _, u := range users {
-		if s.cl != nil && !s.local(u) {
-			home, err := s.homeOf(cluster.ShardOf(u))
-			if err != nil {
-				return err
-			}
-			if away == nil {
-				away = map[string][]uint64{}
-			}
-			away[home] = append(away[home], u)
-			continue
-		}
+	here, away, err := s.byHome(users)
+	if err != nil {
+		return err
+	}
+	for _, u := range here {
 		if !s.accounts.Exists(u) {
 			return fmt.Errorf("%w: user %d does not exist", group.ErrInvalid, u)
 		}
@@ -195,6 +187,26 @@ func (s *Server) usersExist(users []uint64) error {
 		}
 	}
 	return nil
+}
+
+// byHome splits users into those homed here (every one, on a single
+// node) and those homed elsewhere, by home.
+func (s *Server) byHome(users []uint64) (here []uint64, away map[string][]uint64, err error) {
+	for _, u := range users {
+		if s.cl == nil || s.local(u) {
+			here = append(here, u)
+			continue
+		}
+		home, err := s.homeOf(cluster.ShardOf(u))
+		if err != nil {
+			return nil, nil, err
+		}
+		if away == nil {
+			away = map[string][]uint64{}
+		}
+		away[home] = append(away[home], u)
+	}
+	return here, away, nil
 }
 
 // groupEvent queues a GROUP_EVENT for notify. g.Mu must be held, so that

@@ -39,17 +39,7 @@ func (s *Server) keysFrame(c *Conn, t codec.Type, body []byte) error {
 		s.reply(c, now) // answered at once
 		return nil
 	}
-	if !s.commits.submit(key, func() {
-		if s.cl != nil && !s.local(key) { // the shard moved meanwhile
-			s.reply(c, codec.AppendError(nil, codec.CodeUnavailable, req, nil, "the keys' home node changed; retry"))
-		} else {
-			s.reply(c, job())
-		}
-		c.Flush()
-	}) {
-		s.counters.busy.Add(1)
-		s.errorTo(c, codec.CodeBusy, req, nil, "too many requests queued; retry")
-	}
+	s.atHome(c, key, req, job, "the keys' home node changed; retry")
 	return nil
 }
 

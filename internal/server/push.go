@@ -39,17 +39,7 @@ func (s *Server) pushFrame(c *Conn, t codec.Type, body []byte) error {
 		s.reply(c, now)
 		return nil
 	}
-	if !s.commits.submit(user, func() {
-		if s.cl != nil && !s.local(user) { // the shard moved meanwhile
-			s.reply(c, codec.AppendError(nil, codec.CodeUnavailable, req, nil, "your home node changed; retry"))
-		} else {
-			s.reply(c, job())
-		}
-		c.Flush()
-	}) {
-		s.counters.busy.Add(1)
-		s.errorTo(c, codec.CodeBusy, req, nil, "too many requests queued; retry")
-	}
+	s.atHome(c, user, req, job, "your home node changed; retry")
 	return nil
 }
 
