@@ -157,6 +157,12 @@ func (s *Server) authenticated(c *Conn, kind loginKind, start int64, r acctReply
 	s.log.Debug("session started", zap.Stringer("kind", kind), zap.Uint64("user", user), zap.Uint64("conn", connID(c)),
 		zap.Bool("home_here", s.local(user)))
 	s.presence.Changed(user, 0)
+	// Authenticated before the WELCOME is queued: anything else that
+	// flushes this connection (a push, a receipt, a presence change) may
+	// send the WELCOME on, and the client's first frames after it (the
+	// SENDs it resends at once) must find the session open, not be
+	// refused as "before WELCOME" with no message id to resend.
+	st.auth.Store(authDone)
 	s.reply(c, s.welcome(user, tok))
 	// Marked after the WELCOME is queued: a key rotation announces itself
 	// to authenticated connections (useKeys), and its KEY_ROTATE must not
@@ -164,8 +170,16 @@ func (s *Server) authenticated(c *Conn, kind loginKind, start int64, r acctReply
 	// here, or by useKeys, or both (a repeat is harmless).
 	c.Authenticated()
 	s.announceKey(c)
+	// Sent now, not when the login's work is done: in a cluster the
+	// attach and the drain's first read are round trips to the home,
+	// seconds each under load, and a client that waited that long for its
+	// WELCOME gave up (its attempt's deadline) and logged in again, adding
+	// load (seen in a loaded kill -9 run).
+	c.Flush()
+	if s.cfg.welcomed != nil {
+		s.cfg.welcomed(c)
+	}
 	s.lat.login[kind].Observe(time.Duration(mono() - start))
-	st.auth.Store(authDone)
 	if s.rm != nil && !s.local(user) {
 		s.attach(c, user) // the home pushes to this node from now on; the drain reads what it holds
 	}

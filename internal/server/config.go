@@ -190,6 +190,9 @@ type Config struct {
 	// (deleters.go names them); an error fails the step, and errClosing
 	// stops the deletion as a crash would.
 	deleteStep func(step string) error
+	// welcomed, in tests, runs once a login has sent its WELCOME, before
+	// it attaches and drains.
+	welcomed func(c *Conn)
 }
 
 // defaultMaxOutbound is conn's default outbound limit.
