@@ -12,7 +12,7 @@ import (
 	"github.com/chatd/chatd/codec"
 )
 
-func ctx10(t *testing.T) context.Context {
+func ctx10(t testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	t.Cleanup(cancel)
 	return ctx

@@ -24,7 +24,7 @@ func pushServer(t *testing.T, window time.Duration) (Config, *Server, *pushtest.
 	return cfg, s, recv
 }
 
-func startPush(t *testing.T, cfg Config) (*Server, *pushtest.Receiver) {
+func startPush(t testing.TB, cfg Config) (*Server, *pushtest.Receiver) {
 	t.Helper()
 	s := startServer(t, cfg)
 	recv := pushtest.New(s.Push().Key().Public)
