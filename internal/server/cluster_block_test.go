@@ -2,11 +2,7 @@ package server
 
 import (
 	"context"
-	"io"
-	"net/http"
-	"net/url"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -287,29 +283,6 @@ func TestClusterAccountDelete(t *testing.T) {
 	}
 }
 
-// moveShardTo moves shard from node from to node to through from's admin
-// listener, asking again while the move is refused for now.
-func moveShardTo(t *testing.T, from, to *clusterNode, shard int) {
-	t.Helper()
-	deadline := time.Now().Add(time.Minute)
-	for {
-		resp, err := (&http.Client{Timeout: time.Minute}).PostForm("http://"+from.admin+"/cluster/move",
-			url.Values{"shard": {strconv.Itoa(shard)}, "to": {to.name}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		body, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode == http.StatusOK {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("shard %d not moved from %s to %s: %s", shard, from.name, to.name, body)
-		}
-		time.Sleep(500 * time.Millisecond)
-	}
-}
-
 // TestClusterListsMoveWithShard: a user's lists and GROUP_ADDS setting
 // go with the user's home shard when it moves, and the new home checks
 // them.
@@ -331,7 +304,7 @@ func TestClusterListsMoveWithShard(t *testing.T) {
 	if err := bob.SetGroupAdds(ctx, codec.AddsFromContacts); err != nil {
 		t.Fatal(err)
 	}
-	moveShardTo(t, nodes[hb], nodes[nb], cluster.ShardOf(bobID))
+	moveShard(t, nodes[hb], cluster.ShardOf(bobID), nodes[nb].name)
 	t.Logf("bob's shard moved from n%d to n%d", hb+1, nb+1)
 
 	// Sessions of a moved user are closed; log in again, here and there.
