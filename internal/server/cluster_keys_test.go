@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
-	"sync"
 	"testing"
 	"time"
 
@@ -167,56 +166,7 @@ func TestClusterKeysExactlyOnce(t *testing.T) {
 	for i := range conns {
 		conns[i] = loginOn(t, nodes[i%3], names[i+1])
 	}
-	var mu sync.Mutex
-	gotEC, gotKEM := map[uint32]int{}, map[uint32]int{}
-	start := make(chan struct{})
-	var wg sync.WaitGroup
-	for _, c := range conns {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			<-start
-			for range each {
-				bs, err := c.FetchKeys(ctx10(t), ids["alice"], 1)
-				if err != nil {
-					t.Error(err)
-					return
-				}
-				mu.Lock()
-				if bs[0].EC != nil {
-					gotEC[bs[0].EC.ID]++
-				}
-				gotKEM[bs[0].KEM.ID]++
-				mu.Unlock()
-			}
-		}()
-	}
-	close(start)
-	wg.Wait()
-	if t.Failed() {
-		return
-	}
-	if len(gotEC) != ec {
-		t.Fatalf("%d distinct EC prekeys handed out, want %d", len(gotEC), ec)
-	}
-	for id, n := range gotEC {
-		if n != 1 || d.EC[id] == nil {
-			t.Fatalf("EC prekey %d handed out %d times (alice's: %v)", id, n, d.EC[id] != nil)
-		}
-	}
-	for id, n := range gotKEM {
-		switch {
-		case id == d.LastID:
-			if n != fetchers*each-kem {
-				t.Fatalf("last-resort key handed out %d times, want %d", n, fetchers*each-kem)
-			}
-		case n != 1 || d.KEM[id] == nil:
-			t.Fatalf("KEM prekey %d handed out %d times", id, n)
-		}
-	}
-	if len(gotKEM) != kem+1 {
-		t.Fatalf("%d distinct KEM keys, want %d one-time and the last resort", len(gotKEM), kem)
-	}
+	fetchAllOnce(t, conns, ids["alice"], d, each, ec, kem)
 }
 
 // TestClusterIdentityChanged: alice's new identity key reaches, across

@@ -109,22 +109,11 @@ func TestKeysUploadCountFetchCheck(t *testing.T) {
 	}
 }
 
-// TestKeysConcurrentFetchesExactlyOnce has many users on their own
-// sockets fetch one user's keys at once: every one-time key is handed
-// out exactly once, then the last-resort KEM key takes over, and the
-// owner hears KEYS_LOW once when its keys fall below the threshold.
-func TestKeysConcurrentFetchesExactlyOnce(t *testing.T) {
-	cfg := testConfig(t)
-	cfg.KeyFetches = -1
-	s := startServer(t, cfg)
-	alice := register(t, s, "alice")
-	const ec, kem, fetchers, each = 60, 12, 24, 4 // 96 fetches
-	d, _ := uploadKeys(t, alice, ec, kem)
-
-	conns := make([]*client.Conn, fetchers)
-	for i := range conns {
-		conns[i] = register(t, s, fmt.Sprintf("fetcher%d", i))
-	}
+// fetchAllOnce has each of conns fetch user's keys each times, all at
+// once, and checks that every one-time key (ec EC and kem KEM keys, d's)
+// went out exactly once and the last-resort key the rest of the times.
+func fetchAllOnce(t *testing.T, conns []*client.Conn, user uint64, d *client.DeviceKeys, each, ec, kem int) {
+	t.Helper()
 	var mu sync.Mutex
 	gotEC, gotKEM := map[uint32]int{}, map[uint32]int{}
 	start := make(chan struct{})
@@ -135,7 +124,7 @@ func TestKeysConcurrentFetchesExactlyOnce(t *testing.T) {
 			defer wg.Done()
 			<-start
 			for range each {
-				bs, err := c.FetchKeys(ctx10(t), alice.Welcome.User, 1)
+				bs, err := c.FetchKeys(ctx10(t), user, 1)
 				if err != nil {
 					t.Error(err)
 					return
@@ -152,7 +141,7 @@ func TestKeysConcurrentFetchesExactlyOnce(t *testing.T) {
 	close(start)
 	wg.Wait()
 	if t.Failed() {
-		return
+		t.FailNow()
 	}
 	if len(gotEC) != ec {
 		t.Fatalf("%d distinct EC prekeys handed out, want %d", len(gotEC), ec)
@@ -165,8 +154,8 @@ func TestKeysConcurrentFetchesExactlyOnce(t *testing.T) {
 	for id, n := range gotKEM {
 		switch {
 		case id == d.LastID:
-			if n != fetchers*each-kem {
-				t.Fatalf("last-resort key handed out %d times, want %d", n, fetchers*each-kem)
+			if n != len(conns)*each-kem {
+				t.Fatalf("last-resort key handed out %d times, want %d", n, len(conns)*each-kem)
 			}
 		case n != 1 || d.KEM[id] == nil:
 			t.Fatalf("KEM prekey %d handed out %d times", id, n)
@@ -175,6 +164,25 @@ func TestKeysConcurrentFetchesExactlyOnce(t *testing.T) {
 	if len(gotKEM) != kem+1 {
 		t.Fatalf("%d distinct KEM keys, want %d one-time and the last resort", len(gotKEM), kem)
 	}
+}
+
+// TestKeysConcurrentFetchesExactlyOnce has many users on their own
+// sockets fetch one user's keys at once: every one-time key is handed
+// out exactly once, then the last-resort KEM key takes over, and the
+// owner hears KEYS_LOW once when its keys fall below the threshold.
+func TestKeysConcurrentFetchesExactlyOnce(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.KeyFetches = -1
+	s := startServer(t, cfg)
+	alice := register(t, s, "alice")
+	const ec, kem, fetchers, each = 60, 12, 24, 4 // 96 fetches
+	d, _ := uploadKeys(t, alice, ec, kem)
+
+	conns := make([]*client.Conn, fetchers)
+	for i := range conns {
+		conns[i] = register(t, s, fmt.Sprintf("fetcher%d", i))
+	}
+	fetchAllOnce(t, conns, alice.Welcome.User, d, each, ec, kem)
 	if n := s.counters.keys.bundles.Load(); n != fetchers*each {
 		t.Fatalf("bundle counter %d, want %d", n, fetchers*each)
 	}
