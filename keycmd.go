@@ -26,13 +26,13 @@ anyone to compare keys again:
   retire   end the rotation: the next key becomes the only one; clients
            still pinned to the old key are refused and told to verify again
   reload   read the key files again (after they were changed by hand)
+  show     the keys the server holds
 
 On a cluster, rotate, retire and reload on one node send the keys it then
 holds to every other node, which takes them (writing its own copy of the
 key files if it has one), and the command lists each node's answer; a
 node that was down misses them: run reload on any other node once it is
 back.
-  show     the keys the server holds
 
 With -admin (default) the running server does it; with -data it is done
 on the files of a stopped server's data folder (or -noise-key FILE).

@@ -317,12 +317,17 @@ func write(conn *Conn, out []outgoing) {
 // answered counts an answer to a message written on conn, and writes the
 // messages waiting for the room it made.
 func (c *Client) answered(conn *Conn) {
+	c.mu.Lock()
+	c.unanswered = max(0, c.unanswered-1)
+	c.mu.Unlock()
+	c.writeMore(conn)
+}
+
+// writeMore writes the messages that fit in the window now.
+func (c *Client) writeMore(conn *Conn) {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	c.mu.Lock()
-	if c.unanswered > 0 {
-		c.unanswered--
-	}
 	var out []outgoing
 	if c.conn == conn {
 		out = c.nextLocked()
@@ -546,11 +551,18 @@ func (c *Client) pump(ctx context.Context, conn *Conn) (*GoawayError, error) {
 			_, waiting := c.outbox[f.ID]
 			delete(c.outbox, f.ID)
 			c.trimOrder()
+			more := false
+			if waiting {
+				c.unanswered = max(0, c.unanswered-1)
+				more = c.conn == conn && c.unsent < len(c.order)
+			}
 			c.mu.Unlock()
 			if !waiting {
 				continue // SENT again for a resend: the application has its outcome
 			}
-			c.answered(conn)
+			if more { // only then the writers' lock: the reader never waits on a flush for nothing
+				c.writeMore(conn)
+			}
 		case *codec.Error:
 			if f.ID != (codec.MsgID{}) && retryable(f.Code) {
 				if c.retryLater(f.ID) {
@@ -666,25 +678,19 @@ func (c *Client) scheduleResend(t *time.Timer) {
 // send order, and schedules the next.
 func (c *Client) resendDue(conn *Conn, t *time.Timer) {
 	now := time.Now()
-	type send struct {
-		id codec.MsgID
-		p  pending
-	}
-	var due []send
+	var due []outgoing
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	c.mu.Lock()
 	for _, id := range c.order[:c.unsent] { // only those written on this connection are scheduled
 		if p := c.outbox[id]; p != nil && !p.due.IsZero() && !now.Before(p.due) {
 			p.due = time.Time{}
-			due = append(due, send{id, *p})
+			due = append(due, outgoing{id, p.flags | codec.FlagDup, p.to, p.body})
 		}
 	}
 	c.unanswered += len(due)
 	c.mu.Unlock()
-	for i, s := range due {
-		conn.SendID(s.id, s.p.flags|codec.FlagDup, s.p.to, s.p.body, i == len(due)-1)
-	}
+	write(conn, due)
 	c.scheduleResend(t)
 }
 
