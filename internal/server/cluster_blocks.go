@@ -77,25 +77,19 @@ func (s *Server) forgetLists(c *Conn, user uint64) {
 	}
 }
 
-// ownBlock reports whether c's user blocked other: from the store at
-// the user's home, from the session's copy elsewhere.
+// ownBlock reports whether c's user blocked other: from the session's
+// copy when its user is homed elsewhere, else from the store here. The
+// copy is looked up first, not the home: a home frozen for a move is not
+// "here", and the store would then say nothing is blocked.
 func (s *Server) ownBlock(c *Conn, other uint64) bool {
 	user := c.State.user.Load()
-	if s.cl == nil || s.local(user) {
-		return s.blocks.Blocks(user, other)
+	if s.cl != nil {
+		if v, ok := s.cl.lists.Load(user); ok && v.(*ownLists).c == c {
+			_, blocked := v.(*ownLists).blocked[other]
+			return blocked
+		}
 	}
-	v, ok := s.cl.lists.Load(user)
-	if !ok || v.(*ownLists).c != c {
-		return false
-	}
-	_, blocked := v.(*ownLists).blocked[other]
-	return blocked
-}
-
-// blockedBy reports whether owner blocked user, if owner's lists are
-// here; a user homed elsewhere is checked at its home.
-func (s *Server) blockedBy(owner, user uint64) bool {
-	return (s.cl == nil || s.local(owner)) && s.blocks.Blocks(owner, user)
+	return s.blocks.Blocks(user, other)
 }
 
 // startClusterLists serves the other nodes' list requests.

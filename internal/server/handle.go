@@ -173,7 +173,7 @@ func (s *Server) send(c *Conn, body []byte) error {
 		code, detail = codec.CodeUnknownRecipient, fmt.Sprintf("no user %d", f.To)
 	case s.cl == nil && s.blocks.Blocks(user, f.To):
 		code, detail = codec.CodeYouBlocked, fmt.Sprintf("you blocked user %d: unblock them first", f.To)
-	case s.blockedBy(f.To, user):
+	case s.blocks.Blocks(f.To, user): // homed here: a remote recipient returned above
 		s.blockedSend(c, f.ID) // the block is not revealed
 		return nil
 	}
@@ -274,7 +274,7 @@ func (s *Server) typing(c *Conn, body []byte) error {
 		s.errorTo(c, codec.CodeUnknownRecipient, 0, nil, "TYPING names no other user")
 		return nil
 	}
-	if s.blockedBy(f.To, user) || s.ownBlock(c, f.To) { // a recipient homed elsewhere checks at its home
+	if !remote && s.blocks.Blocks(f.To, user) || s.ownBlock(c, f.To) { // a recipient homed elsewhere checks at its home
 		return nil // dropped either way, and the blocked side is not told
 	}
 	// Typing is ephemeral: only an online recipient hears it.
