@@ -154,8 +154,10 @@ func (s *Server) authenticated(c *Conn, kind loginKind, start int64, r acctReply
 		s.sessions.Remove(user, c)
 		return
 	}
-	s.log.Debug("session started", zap.Stringer("kind", kind), zap.Uint64("user", user), zap.Uint64("conn", connID(c)),
-		zap.Bool("home_here", s.local(user)))
+	if ce := s.log.Check(zap.DebugLevel, "session started"); ce != nil { // a login's: fields built only when kept
+		ce.Write(zap.Stringer("kind", kind), zap.Uint64("user", user), zap.Uint64("conn", connID(c)),
+			zap.Bool("home_here", s.local(user)))
+	}
 	s.presence.Changed(user, 0)
 	// Authenticated before the WELCOME is queued: anything else that
 	// flushes this connection (a push, a receipt, a presence change) may

@@ -79,7 +79,9 @@ func (s *Server) Closed(c *Conn) {
 	st := &c.State
 	st.gone.Store(true)
 	if u := st.user.Load(); u != 0 && s.sessions.Remove(u, c) {
-		s.log.Debug("session ended", zap.Uint64("user", u), zap.Uint64("conn", connID(c)))
+		if ce := s.log.Check(zap.DebugLevel, "session ended"); ce != nil {
+			ce.Write(zap.Uint64("user", u), zap.Uint64("conn", connID(c)))
+		}
 		s.presence.Changed(u, uint64(time.Now().UnixMilli()))
 		s.endSession(c, u)
 		s.sessionSeen(c, u)

@@ -472,7 +472,9 @@ func (s *Server) sendAttach(home string, user uint64, c *Conn) {
 	req = binary.BigEndian.AppendUint64(req, uint64(s.cl.node.Run().UnixMilli()))
 	req = append(req, s.cl.node.Name()...)
 	_, err := s.cl.node.Request(s.ctx(), home, "attach", req)
-	s.cl.log.Debug("attach", zap.Uint64("user", user), zap.String("home", home), zap.Uint64("conn", connID(c)), zap.Uint64("epoch", epoch), zap.Error(err))
+	if ce := s.cl.log.Check(zap.DebugLevel, "attach"); ce != nil {
+		ce.Write(zap.Uint64("user", user), zap.String("home", home), zap.Uint64("conn", connID(c)), zap.Uint64("epoch", epoch), zap.Error(err))
+	}
 	if err != nil {
 		s.rm.mu.Lock()
 		s.rm.unattached[user] = true // the reattacher tries again
@@ -556,7 +558,9 @@ func (s *Server) serveDetach(req []byte, respond func([]byte)) {
 			delete(rm.away, user)
 		}
 		rm.mu.Unlock()
-		s.cl.log.Debug("detach served", zap.Uint64("user", user), zap.Uint64("conn", sid), zap.Bool("removed", a != nil && a.sid == sid))
+		if ce := s.cl.log.Check(zap.DebugLevel, "detach served"); ce != nil {
+			ce.Write(zap.Uint64("user", user), zap.Uint64("conn", sid), zap.Bool("removed", a != nil && a.sid == sid))
+		}
 		if a != nil && a.sid == sid {
 			s.presence.Changed(user, uint64(time.Now().UnixMilli()))
 		}
