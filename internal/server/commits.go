@@ -83,16 +83,15 @@ func (q *commits) submit(key uint64, job func()) bool {
 
 // barrier returns once every job queued before it has run.
 func (q *commits) barrier() {
-	q.closing.RLock() // held while it waits: the lanes run until close takes it
-	defer q.closing.RUnlock()
-	if q.closed {
-		return
-	}
 	var wg sync.WaitGroup
-	for _, l := range q.lanes {
-		wg.Add(1)
-		l <- wg.Done
+	q.closing.RLock() // only while queueing: close runs what is queued
+	if !q.closed {
+		for _, l := range q.lanes {
+			wg.Add(1)
+			l <- wg.Done
+		}
 	}
+	q.closing.RUnlock()
 	wg.Wait()
 }
 
