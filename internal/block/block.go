@@ -76,24 +76,29 @@ func Open(db *pebble.DB, max int) (*Store, error) {
 		s.shards[i].users = map[uint64]*lists{}
 	}
 	lo := []byte{store.PrefixBlock}
-	it, err := db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: store.PrefixEnd(lo)})
-	if err != nil {
+	if err := s.load(lo, store.PrefixEnd(lo), s.of); err != nil {
 		return nil, fmt.Errorf("block: load lists: %w", err)
 	}
-	defer it.Close()
+	return s, nil
+}
+
+// load reads the list records in [lo, hi) into the lists into gives
+// for each record's owner.
+func (s *Store) load(lo, hi []byte, into func(owner uint64) *lists) error {
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+	if err != nil {
+		return err
+	}
 	for it.First(); it.Valid(); it.Next() {
 		k := it.Key()
 		switch {
 		case len(k) == 1+8+1+8 && k[9] <= byte(codec.ListContacts):
-			s.of(binary.BigEndian.Uint64(k[1:])).add(codec.ListKind(k[9]), binary.BigEndian.Uint64(k[10:]))
+			into(binary.BigEndian.Uint64(k[1:])).add(codec.ListKind(k[9]), binary.BigEndian.Uint64(k[10:]))
 		case len(k) == 1+8+1 && k[9] == settingsKey && len(it.Value()) == 1:
-			s.of(binary.BigEndian.Uint64(k[1:])).from = codec.AddsFrom(it.Value()[0])
+			into(binary.BigEndian.Uint64(k[1:])).from = codec.AddsFrom(it.Value()[0])
 		}
 	}
-	if err := it.Error(); err != nil {
-		return nil, fmt.Errorf("block: load lists: %w", err)
-	}
-	return s, nil
+	return errors.Join(it.Error(), it.Close())
 }
 
 // of returns owner's lists, making them; the owner's shard's mu (or
@@ -274,22 +279,7 @@ func (s *Store) Adopt(owners []uint64) error {
 	for _, owner := range owners {
 		l := &lists{}
 		p := userPrefix(owner)
-		it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: store.PrefixEnd(p)})
-		if err != nil {
-			return fmt.Errorf("block: adopt lists of %d: %w", owner, err)
-		}
-		for it.First(); it.Valid(); it.Next() {
-			k := it.Key()
-			switch {
-			case len(k) == 1+8+1+8 && k[9] <= byte(codec.ListContacts):
-				l.add(codec.ListKind(k[9]), binary.BigEndian.Uint64(k[10:]))
-			case len(k) == 1+8+1 && k[9] == settingsKey && len(it.Value()) == 1:
-				l.from = codec.AddsFrom(it.Value()[0])
-			}
-		}
-		err = it.Error()
-		it.Close()
-		if err != nil {
+		if err := s.load(p, store.PrefixEnd(p), func(uint64) *lists { return l }); err != nil {
 			return fmt.Errorf("block: adopt lists of %d: %w", owner, err)
 		}
 		sh := s.shard(owner)

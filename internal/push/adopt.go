@@ -1,7 +1,6 @@
 package push
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"time"
@@ -73,35 +72,48 @@ func (s *Service) Adopt(users []uint64) error {
 		if err != nil {
 			return fmt.Errorf("push: read due push: %w", err)
 		}
-		ok := len(v) == 5
-		var d dueState
-		if ok {
-			d = dueState{count: binary.BigEndian.Uint32(v), urgency: Urgency(v[4])}
-		}
+		d, ok := decodeDue(v)
 		closer.Close()
-		s.mu.Lock()
-		open := s.windows[u] != nil // then its window writes the key again
-		s.mu.Unlock()
-		if open {
-			continue
+		o, err := s.openDue(u, d, ok, now)
+		if err != nil {
+			return err
 		}
-		if !ok || !s.store.Has(u) || !s.cfg.Pending(u) {
-			if err := s.store.clearDue(u); err != nil {
-				return fmt.Errorf("push: clear due push: %w", err)
-			}
-			continue
-		}
-		s.mu.Lock()
-		if s.windows[u] == nil {
-			s.windows[u] = &window{count: d.count, urgency: d.urgency, opened: now, deadline: now.Add(s.cfg.Window)}
-			s.fresh = append(s.fresh, u)
+		if o {
 			opened++
 		}
-		s.mu.Unlock()
 	}
 	if opened > 0 {
 		s.stats.opened.Add(uint64(opened))
 		s.signal()
 	}
 	return nil
+}
+
+// openDue opens a window for the push found due for u in the database
+// (left by the last run, or by the node u's shard moved from) with the
+// count and urgency it recorded, or clears the record when it is
+// malformed (!valid), u has no subscription or nothing waits for u. A
+// window already open writes the record again itself. s.mu is not held
+// across Pending, which reads the inbox (whose lanes call Due).
+func (s *Service) openDue(u uint64, d dueState, valid bool, now time.Time) (bool, error) {
+	s.mu.Lock()
+	open := s.windows[u] != nil
+	s.mu.Unlock()
+	if open {
+		return false, nil
+	}
+	if !valid || !s.store.Has(u) || !s.cfg.Pending(u) {
+		if err := s.store.clearDue(u); err != nil {
+			return false, fmt.Errorf("push: clear due push: %w", err)
+		}
+		return false, nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.windows[u] != nil {
+		return false, nil
+	}
+	s.windows[u] = &window{count: d.count, urgency: d.urgency, opened: now, deadline: now.Add(s.cfg.Window)}
+	s.fresh = append(s.fresh, u)
+	return true, nil
 }

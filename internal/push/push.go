@@ -198,21 +198,13 @@ func (s *Service) reload() error {
 		return err
 	}
 	now := time.Now()
+	for u, d := range due {
+		if _, err := s.openDue(u, d, true, now); err != nil {
+			return err
+		}
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for u, d := range due {
-		if s.windows[u] != nil {
-			continue // Due came first: that window writes the key again
-		}
-		if !s.store.Has(u) || !s.cfg.Pending(u) {
-			if err := s.store.clearDue(u); err != nil {
-				return fmt.Errorf("push: clear due push: %w", err)
-			}
-			continue
-		}
-		s.windows[u] = &window{count: d.count, urgency: d.urgency, opened: now, deadline: now.Add(s.cfg.Window)}
-		s.fresh = append(s.fresh, u)
-	}
 	if len(s.fresh) > 0 {
 		s.log.Info("pushes left due by the last run", zap.Int("users", len(s.fresh)))
 	}

@@ -260,6 +260,14 @@ type dueState struct {
 	urgency Urgency
 }
 
+// decodeDue reads a due-set value: count (4) | urgency (1).
+func decodeDue(v []byte) (dueState, bool) {
+	if len(v) != 5 {
+		return dueState{}, false
+	}
+	return dueState{count: binary.BigEndian.Uint32(v), urgency: Urgency(v[4])}, true
+}
+
 // loadDue returns the due-set.
 func (s *Store) loadDue() (map[uint64]dueState, error) {
 	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{PrefixDue}, UpperBound: []byte{PrefixDue + 1}})
@@ -269,11 +277,10 @@ func (s *Store) loadDue() (map[uint64]dueState, error) {
 	defer it.Close()
 	due := map[uint64]dueState{}
 	for it.First(); it.Valid(); it.Next() {
-		k, v := it.Key(), it.Value()
-		if len(k) != 9 || len(v) != 5 {
-			continue
+		k := it.Key()
+		if d, ok := decodeDue(it.Value()); ok && len(k) == 9 {
+			due[binary.BigEndian.Uint64(k[1:])] = d
 		}
-		due[binary.BigEndian.Uint64(k[1:])] = dueState{count: binary.BigEndian.Uint32(v), urgency: Urgency(v[4])}
 	}
 	if err := it.Error(); err != nil {
 		return nil, fmt.Errorf("push: load due pushes: %w", err)
