@@ -32,11 +32,16 @@ import (
 // deleted when next touched (a RESUME with its token, or a listing), or
 // by the sweep (sweep.go), whichever comes first.
 //
-// Keys (the user's range of PrefixUserTokens holds both):
+// Keys:
 //
 //	'k' | sha256(token) (32)        -> user (8) | created (8) | session (8)
-//	'K' | user (8) | sha256(token)  -> (empty)   index of the user's tokens
 //	'K' | user (8) | session (8)    -> session record (below)
+//
+// A user's tokens are found through its session records (each names its
+// current and previous token), so a RESUME writes three records: the
+// fresh token, the session, and the deletion of the token rotated out
+// of grace. Format 2 also kept an index 'K' | user | sha256(token) of
+// every token, two more records per RESUME; format 3 dropped it.
 //
 // Session record:
 //
@@ -45,7 +50,8 @@ import (
 //
 // Times are unix milliseconds. Folders written before sessions (format 1)
 // are migrated by the store (store.FormatVersion 2): each token becomes a
-// session of its own, last seen at the migration.
+// session of its own, last seen at the migration; format 3 deletes the
+// token index.
 
 // Errors of the session operations.
 var (
@@ -179,7 +185,6 @@ func dropSession(b *pebble.Batch, user, sid uint64, r *session) {
 
 func dropToken(b *pebble.Batch, user uint64, h [32]byte) {
 	b.Delete(append([]byte{store.PrefixToken}, h[:]...), nil)
-	b.Delete(userTokenKey(user, h), nil)
 }
 
 func (s *Store) expired(r *session, now uint64) bool {
@@ -303,7 +308,7 @@ func (s *Store) Sessions(user uint64) ([]SessionInfo, error) {
 	for it.First(); it.Valid(); it.Next() {
 		k := it.Key()
 		if len(k) != 17 {
-			continue // a token's index entry
+			continue // not a session record (a format 2 token index key)
 		}
 		sid := binary.BigEndian.Uint64(k[9:])
 		r, err := decodeSession(it.Value())

@@ -52,7 +52,7 @@ func (s *Store) SweepExpired(from []byte, limit int, keep func(user uint64) bool
 		n++
 		k := it.Key()
 		if len(k) != 17 {
-			continue // a token's index entry
+			continue // not a session record (a format 2 token index key)
 		}
 		user, sid := binary.BigEndian.Uint64(k[1:]), binary.BigEndian.Uint64(k[9:])
 		r, err := decodeSession(it.Value())

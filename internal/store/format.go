@@ -11,8 +11,9 @@ import (
 // FormatVersion is the data folder layout this chatd writes. A folder
 // without a record was written before versions were recorded: format 0.
 // Format 2 has sessions (package account): a token record names its
-// session, and each session has a record.
-const FormatVersion = 2
+// session, and each session has a record. Format 3 drops format 2's
+// index of every user's tokens (tokenindex.go).
+const FormatVersion = 3
 
 // formatKey lives under the meta prefix so the record is written in the
 // same Pebble batch as a migration's changes: a crash leaves either the old
@@ -26,6 +27,8 @@ var migrations = []func(db *pebble.DB, b *pebble.Batch) error{
 	func(*pebble.DB, *pebble.Batch) error { return nil },
 	// 1 -> 2: every token becomes a session of its own (sessions.go).
 	migrateSessions,
+	// 2 -> 3: the token index goes (tokenindex.go).
+	dropTokenIndex,
 }
 
 // ErrNewerFormat is returned when the folder was written by a newer chatd.

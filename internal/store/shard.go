@@ -36,7 +36,7 @@ func ShardRecords(db *pebble.DB, in func(id uint64) bool, fn func(key, value []b
 		{PrefixName, valueAt0},       // name -> user
 		{PrefixUser, keyAt(1)},       // user
 		{PrefixToken, valueAt0},      // token hash -> user | created
-		{PrefixUserTokens, keyAt(1)}, // user | token hash
+		{PrefixUserTokens, keyAt(1)}, // user | session
 		{PrefixInbox, keyAt(1)},      // user | seq
 		{PrefixExpiry, keyAt(5)},     // hour | user
 		{PrefixDedup, valueAt0},      // day | sender | id -> recipient (user or group)
