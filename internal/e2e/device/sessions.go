@@ -172,7 +172,7 @@ func (d *Device) Open(tx Tx, user uint64, body []byte) (*Opened, error) {
 		}
 		return d.content(tx, user, c, false)
 	}
-	if e.Kind != envelope.KindPreKey {
+	if !e.Kind.PreKey() {
 		return nil, wrap(fmt.Sprintf("open from %d", user), last)
 	}
 	keys := preKeys{tx}

@@ -29,6 +29,8 @@ func sample(rng *mrand.ChaCha8) []*Envelope {
 		{Kind: KindPreKey, Initial: &m, Message: msg(ratchet.Overhead + 64)},
 		{Kind: KindRatchet, Message: msg(ratchet.Overhead + 64)},
 		{Kind: KindSenderKey, Message: msg(senderkey.Overhead + 64)},
+		{Kind: KindPreKeyHE, Initial: &m, Message: msg(ratchet.HEOverhead + 64)},
+		{Kind: KindRatchetHE, Message: msg(ratchet.HEOverhead + 64)},
 	}
 }
 
