@@ -38,6 +38,11 @@ type e2e struct {
 	// wake asks the worker to seal and send held messages (after a
 	// reconnect) or to refill prekeys (KEYS_LOW).
 	wake, refill chan struct{}
+	// controls holds the ids of control messages queued in the store and
+	// not yet answered, so the event loop asks the store about a SENT or
+	// an ERROR only when it is one of them (most are not). Added before
+	// each is sent; resendE2E adds those of earlier runs.
+	controls sync.Map
 }
 
 func newE2E(keys device.Config) *e2e {
@@ -272,7 +277,7 @@ func (s *session) sealGroup(m history.Outgoing) error {
 				return fmt.Errorf("sender key for %s: %w", s.name(u), err)
 			}
 			ctl := history.Control{ID: client.NewID(), Peer: u, Body: b}
-			if err := tx.AddControl(ctl.ID, u, b); err != nil {
+			if err := tx.AddControl(ctl.ID, u, m.Chat, b); err != nil {
 				return err
 			}
 			if err := s.e2e.dev.MarkHolds(tx, m.Chat, u); err != nil {
@@ -289,6 +294,7 @@ func (s *session) sealGroup(m history.Outgoing) error {
 		return err
 	}
 	for _, ctl := range controls {
+		s.e2e.controls.Store(ctl.ID, true)
 		s.cl.SendID(ctl.ID, 0, ctl.Peer, ctl.Body)
 	}
 	s.cl.SendID(m.ID, codec.FlagGroup, m.Chat, sealed)
@@ -303,6 +309,7 @@ func (s *session) resendE2E() {
 		s.out.say("! %v", err)
 	}
 	for _, c := range ctls {
+		s.e2e.controls.Store(c.ID, true)
 		s.cl.SendID(c.ID, codec.FlagDup, c.Peer, c.Body)
 	}
 	msgs, err := s.store.PendingSealed()
@@ -326,6 +333,39 @@ func (s *session) resendE2E() {
 		s.out.say("sending again %d message(s) that had no ✓ when chat last stopped", n)
 	}
 	s.flush()
+}
+
+// controlAnswered, on the event loop, handles the server's answer (SENT,
+// or an ERROR with the id) to a control message and reports whether id
+// was one. SENT drops it from the queue. An ERROR here is a refusal for
+// good (the client resends by itself after a retryable one and does not
+// pass it on): resending it would be refused again at every start, so it
+// is dropped too, the member is marked as not holding the sender key
+// (the next group message sends another), and the person is told.
+func (s *session) controlAnswered(id codec.MsgID, refused *codec.Error) bool {
+	if _, ok := s.e2e.controls.LoadAndDelete(id); !ok {
+		return false
+	}
+	c, ok, err := s.store.DropControl(id)
+	if err != nil {
+		s.out.say("! %v", err)
+		return true
+	}
+	if !ok || refused == nil {
+		return true
+	}
+	if c.Group != 0 {
+		err = s.update(func(tx device.Tx) error { return s.e2e.dev.UnmarkHolds(tx, c.Group, c.Peer) })
+	}
+	what := "a group key"
+	if c.Group != 0 {
+		what = fmt.Sprintf("your key for group %d", c.Group)
+	}
+	s.out.say("  ✗ %s was not delivered to %s: %s (it goes again with your next group message)", what, s.name(c.Peer), explainSendError(refused))
+	if err != nil {
+		s.out.say("! %v", err)
+	}
+	return true
 }
 
 // storeE2E is the store hook's part for encrypted entries: it opens a
