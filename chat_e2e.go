@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -335,6 +336,29 @@ func (s *session) resendE2E() {
 	s.flush()
 }
 
+// Received control messages leave a marker (controlPrefix + hex id), so
+// that a redelivery (the server resends until the ack) is recognised
+// rather than opened again, which the ratchet would refuse as a replay
+// and show as a message that did not decrypt. A redelivery comes soon
+// after the first delivery, so only the newest markers are kept: without
+// a bound they would grow by one per sender key received, forever.
+const (
+	controlPrefix     = "e2e/control/"
+	maxControlMarkers = 1024
+)
+
+// markControl stores a marker with the time it was seen (big-endian
+// milliseconds, which order as bytes) and trims the oldest beyond
+// maxControlMarkers. Markers written before they carried a time (one
+// byte) count as the oldest.
+func markControl(tx *history.Tx, key string, now time.Time) error {
+	if err := tx.Put(key, binary.BigEndian.AppendUint64(nil, uint64(now.UnixMilli()))); err != nil {
+		return err
+	}
+	_, err := tx.Trim(controlPrefix, maxControlMarkers)
+	return err
+}
+
 // controlAnswered, on the event loop, handles the server's answer (SENT,
 // or an ERROR with the id) to a control message and reports whether id
 // was one. SENT drops it from the queue. An ERROR here is a refusal for
@@ -378,7 +402,7 @@ func (s *session) storeE2E(d *codec.Deliver) error {
 	var text string
 	var opened *device.Opened
 	var openErr error
-	control := "e2e/control/" + hex.EncodeToString(d.ID[:])
+	control := controlPrefix + hex.EncodeToString(d.ID[:])
 	err := s.store.Update(func(tx *history.Tx) error {
 		text, opened, openErr = "", nil, nil
 		if m, ok, err := tx.Message(d.ID); err != nil || ok {
@@ -402,7 +426,7 @@ func (s *session) storeE2E(d *codec.Deliver) error {
 				openErr = err
 			case o.Group != 0:
 				opened = o
-				return tx.Put(control, []byte{1})
+				return markControl(tx, control, time.Now())
 			default:
 				opened, text = o, string(o.Body)
 			}

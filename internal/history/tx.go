@@ -85,6 +85,22 @@ func (t *Tx) Keys(prefix string) ([]string, error) {
 	return out, rows.Err()
 }
 
+// Trim keeps at most keep of the keys starting with prefix, those with
+// the greatest values (shorter values count as smaller, then bytewise:
+// big-endian timestamps order by time), and deletes the rest. It returns
+// how many it deleted.
+func (t *Tx) Trim(prefix string, keep int) (int, error) {
+	res, err := t.tx.Exec(`DELETE FROM kv WHERE key IN (
+		SELECT key FROM kv WHERE key >= ? AND key < ?
+		ORDER BY length(value) DESC, value DESC, key DESC LIMIT -1 OFFSET ?)`,
+		prefix, prefix+"\U0010FFFF", keep)
+	if err != nil {
+		return 0, fmt.Errorf("history: trim %s: %w", prefix, err)
+	}
+	n, _ := res.RowsAffected()
+	return int(n), nil
+}
+
 // AddIncoming stores a received message with body as its text (the
 // plaintext, when d.Body is an envelope). It reports false when the
 // message was stored before (a redelivery), leaving it unchanged.
