@@ -208,17 +208,25 @@ func (s *session) sealAndSend(m history.Outgoing) error {
 	if m.Group {
 		return s.sealGroup(m)
 	}
-	if err := s.ensureSession(m.Chat); err != nil {
-		return err
-	}
 	var sealed []byte
-	err := s.store.Update(func(tx *history.Tx) error {
-		var err error
-		if sealed, err = s.e2e.dev.Seal(tx, m.Chat, body(m.Body)); err != nil {
-			return err
+	seal := func() error {
+		return s.store.Update(func(tx *history.Tx) error {
+			var err error
+			if sealed, err = s.e2e.dev.Seal(tx, m.Chat, body(m.Body)); err != nil {
+				return err
+			}
+			return tx.Seal(m.ID, sealed)
+		})
+	}
+	// Seal first: with a session (the usual case) that is the only read
+	// of it. A failed Seal changes nothing, so starting a session and
+	// sealing again is safe.
+	err := seal()
+	if errors.Is(err, device.ErrNoSession) {
+		if err = s.ensureSession(m.Chat); err == nil {
+			err = seal()
 		}
-		return tx.Seal(m.ID, sealed)
-	})
+	}
 	if err != nil {
 		return err
 	}
