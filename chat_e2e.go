@@ -82,13 +82,30 @@ func (s *session) startE2E() error {
 	return nil
 }
 
-// worker seals held messages after a reconnect and refills prekeys,
-// off the client's goroutine (both make requests and wait for answers).
+// keysRecheck is how often a running chat publishes its keys again
+// (startE2E does at login), so a chat left open for weeks still rotates
+// its signed prekey (device.Config.SignedPreKeyPeriod) and tops up the
+// directory after a restored server.
+const keysRecheck = 24 * time.Hour
+
+// worker seals held messages after a reconnect, refills prekeys and
+// rechecks the published keys daily, off the client's goroutine (all
+// make requests and wait for answers).
 func (s *session) worker(stop <-chan struct{}) {
+	recheck := time.NewTicker(keysRecheck)
+	defer recheck.Stop()
 	for {
 		select {
 		case <-stop:
 			return
+		case <-recheck.C:
+			if c := s.cl.Conn(); c != nil {
+				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+				if err := s.e2e.dev.Publish(ctx, c, s.update); err != nil {
+					s.out.say("! publish end-to-end keys: %v", err)
+				}
+				cancel()
+			}
 		case <-s.e2e.wake:
 			s.flush()
 		case <-s.e2e.refill:

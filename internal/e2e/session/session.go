@@ -35,7 +35,7 @@ func Start(identity *ecdh.PrivateKey, b *pqxdh.Bundle, cfg ratchet.Config) (*Ses
 }
 
 // StartHE is Start for a session whose ratchet encrypts its headers
-// (ENVELOPE.md 14.4.1). Its envelopes are kinds prekey-he and ratchet-he,
+// (PROTOCOL.md 14.4.1). Its envelopes are kinds prekey-he and ratchet-he,
 // from which the responder's Accept learns the choice; a peer that does
 // not implement them cannot read the session.
 func StartHE(identity *ecdh.PrivateKey, b *pqxdh.Bundle, cfg ratchet.Config) (*Session, error) {
