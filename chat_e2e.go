@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -38,6 +39,11 @@ type e2e struct {
 	// wake asks the worker to seal and send held messages (after a
 	// reconnect) or to refill prekeys (KEYS_LOW).
 	wake, refill chan struct{}
+	// controls holds the ids of control messages queued in the store and
+	// not yet answered, so the event loop asks the store about a SENT or
+	// an ERROR only when it is one of them (most are not). Added before
+	// each is sent; resendE2E adds those of earlier runs.
+	controls sync.Map
 }
 
 func newE2E(keys device.Config) *e2e {
@@ -76,13 +82,30 @@ func (s *session) startE2E() error {
 	return nil
 }
 
-// worker seals held messages after a reconnect and refills prekeys,
-// off the client's goroutine (both make requests and wait for answers).
+// keysRecheck is how often a running chat publishes its keys again
+// (startE2E does at login), so a chat left open for weeks still rotates
+// its signed prekey (device.Config.SignedPreKeyPeriod) and tops up the
+// directory after a restored server.
+const keysRecheck = 24 * time.Hour
+
+// worker seals held messages after a reconnect, refills prekeys and
+// rechecks the published keys daily, off the client's goroutine (all
+// make requests and wait for answers).
 func (s *session) worker(stop <-chan struct{}) {
+	recheck := time.NewTicker(keysRecheck)
+	defer recheck.Stop()
 	for {
 		select {
 		case <-stop:
 			return
+		case <-recheck.C:
+			if c := s.cl.Conn(); c != nil {
+				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+				if err := s.e2e.dev.Publish(ctx, c, s.update); err != nil {
+					s.out.say("! publish end-to-end keys: %v", err)
+				}
+				cancel()
+			}
 		case <-s.e2e.wake:
 			s.flush()
 		case <-s.e2e.refill:
@@ -202,17 +225,25 @@ func (s *session) sealAndSend(m history.Outgoing) error {
 	if m.Group {
 		return s.sealGroup(m)
 	}
-	if err := s.ensureSession(m.Chat); err != nil {
-		return err
-	}
 	var sealed []byte
-	err := s.store.Update(func(tx *history.Tx) error {
-		var err error
-		if sealed, err = s.e2e.dev.Seal(tx, m.Chat, body(m.Body)); err != nil {
-			return err
+	seal := func() error {
+		return s.store.Update(func(tx *history.Tx) error {
+			var err error
+			if sealed, err = s.e2e.dev.Seal(tx, m.Chat, body(m.Body)); err != nil {
+				return err
+			}
+			return tx.Seal(m.ID, sealed)
+		})
+	}
+	// Seal first: with a session (the usual case) that is the only read
+	// of it. A failed Seal changes nothing, so starting a session and
+	// sealing again is safe.
+	err := seal()
+	if errors.Is(err, device.ErrNoSession) {
+		if err = s.ensureSession(m.Chat); err == nil {
+			err = seal()
 		}
-		return tx.Seal(m.ID, sealed)
-	})
+	}
 	if err != nil {
 		return err
 	}
@@ -272,7 +303,7 @@ func (s *session) sealGroup(m history.Outgoing) error {
 				return fmt.Errorf("sender key for %s: %w", s.name(u), err)
 			}
 			ctl := history.Control{ID: client.NewID(), Peer: u, Body: b}
-			if err := tx.AddControl(ctl.ID, u, b); err != nil {
+			if err := tx.AddControl(ctl.ID, u, m.Chat, b); err != nil {
 				return err
 			}
 			if err := s.e2e.dev.MarkHolds(tx, m.Chat, u); err != nil {
@@ -289,6 +320,7 @@ func (s *session) sealGroup(m history.Outgoing) error {
 		return err
 	}
 	for _, ctl := range controls {
+		s.e2e.controls.Store(ctl.ID, true)
 		s.cl.SendID(ctl.ID, 0, ctl.Peer, ctl.Body)
 	}
 	s.cl.SendID(m.ID, codec.FlagGroup, m.Chat, sealed)
@@ -303,6 +335,7 @@ func (s *session) resendE2E() {
 		s.out.say("! %v", err)
 	}
 	for _, c := range ctls {
+		s.e2e.controls.Store(c.ID, true)
 		s.cl.SendID(c.ID, codec.FlagDup, c.Peer, c.Body)
 	}
 	msgs, err := s.store.PendingSealed()
@@ -328,6 +361,62 @@ func (s *session) resendE2E() {
 	s.flush()
 }
 
+// Received control messages leave a marker (controlPrefix + hex id), so
+// that a redelivery (the server resends until the ack) is recognised
+// rather than opened again, which the ratchet would refuse as a replay
+// and show as a message that did not decrypt. A redelivery comes soon
+// after the first delivery, so only the newest markers are kept: without
+// a bound they would grow by one per sender key received, forever.
+const (
+	controlPrefix     = "e2e/control/"
+	maxControlMarkers = 1024
+)
+
+// markControl stores a marker with the time it was seen (big-endian
+// milliseconds, which order as bytes) and trims the oldest beyond
+// maxControlMarkers. Markers written before they carried a time (one
+// byte) count as the oldest.
+func markControl(tx *history.Tx, key string, now time.Time) error {
+	if err := tx.Put(key, binary.BigEndian.AppendUint64(nil, uint64(now.UnixMilli()))); err != nil {
+		return err
+	}
+	_, err := tx.Trim(controlPrefix, maxControlMarkers)
+	return err
+}
+
+// controlAnswered, on the event loop, handles the server's answer (SENT,
+// or an ERROR with the id) to a control message and reports whether id
+// was one. SENT drops it from the queue. An ERROR here is a refusal for
+// good (the client resends by itself after a retryable one and does not
+// pass it on): resending it would be refused again at every start, so it
+// is dropped too, the member is marked as not holding the sender key
+// (the next group message sends another), and the person is told.
+func (s *session) controlAnswered(id codec.MsgID, refused *codec.Error) bool {
+	if _, ok := s.e2e.controls.LoadAndDelete(id); !ok {
+		return false
+	}
+	c, ok, err := s.store.DropControl(id)
+	if err != nil {
+		s.out.say("! %v", err)
+		return true
+	}
+	if !ok || refused == nil {
+		return true
+	}
+	if c.Group != 0 {
+		err = s.update(func(tx device.Tx) error { return s.e2e.dev.UnmarkHolds(tx, c.Group, c.Peer) })
+	}
+	what := "a group key"
+	if c.Group != 0 {
+		what = fmt.Sprintf("your key for group %d", c.Group)
+	}
+	s.out.say("  ✗ %s was not delivered to %s: %s (it goes again with your next group message)", what, s.name(c.Peer), explainSendError(refused))
+	if err != nil {
+		s.out.say("! %v", err)
+	}
+	return true
+}
+
 // storeE2E is the store hook's part for encrypted entries: it opens a
 // DELIVER and stores the plaintext with the session's new state in one
 // transaction, then puts the plaintext in the frame for the event loop.
@@ -338,7 +427,7 @@ func (s *session) storeE2E(d *codec.Deliver) error {
 	var text string
 	var opened *device.Opened
 	var openErr error
-	control := "e2e/control/" + hex.EncodeToString(d.ID[:])
+	control := controlPrefix + hex.EncodeToString(d.ID[:])
 	err := s.store.Update(func(tx *history.Tx) error {
 		text, opened, openErr = "", nil, nil
 		if m, ok, err := tx.Message(d.ID); err != nil || ok {
@@ -362,7 +451,7 @@ func (s *session) storeE2E(d *codec.Deliver) error {
 				openErr = err
 			case o.Group != 0:
 				opened = o
-				return tx.Put(control, []byte{1})
+				return markControl(tx, control, time.Now())
 			default:
 				opened, text = o, string(o.Body)
 			}

@@ -288,3 +288,42 @@ func TestChatE2EGroup(t *testing.T) {
 		}
 	}
 }
+
+// TestChatE2EControlRefused: a sender-key distribution the server refuses
+// for good (alice blocked bob, then writes in a group with him) is
+// dropped and shown once, not resent at every start; the group message
+// still reaches the others.
+func TestChatE2EControlRefused(t *testing.T) {
+	dir := t.TempDir()
+	addr, _ := chatServer(t, filepath.Join(dir, "server"), "127.0.0.1:0")
+	alice := startChat(t, addr, "alice", filepath.Join(dir, "alice.db"))
+	bob := startChat(t, addr, "bob", filepath.Join(dir, "bob.db"))
+	carol := startChat(t, addr, "carol", filepath.Join(dir, "carol.db"))
+	alice.say("/group new trio bob carol")
+	line := alice.expect("created group ")
+	var group uint64
+	fmt.Sscanf(line[strings.Index(line, "created group "):], "created group %d", &group)
+	carol.expect(fmt.Sprintf("group %d (trio)", group))
+	bob.expect(fmt.Sprintf("group %d (trio)", group))
+	alice.say("/block bob")
+	alice.expect("blocked bob")
+	alice.say(fmt.Sprintf("/g %d", group))
+	alice.expect(fmt.Sprintf("talking to group %d", group))
+	alice.say("hello group")
+	alice.expect(fmt.Sprintf("your key for group %d was not delivered to bob: you blocked them", group))
+	carol.expect(fmt.Sprintf("alice in group %d: hello group", group))
+
+	// After a restart nothing is resent: carol's reply arrives and the
+	// refusal is not shown again.
+	alice.quit()
+	alice = startChat(t, addr, "alice", filepath.Join(dir, "alice.db"))
+	alice.pos = 0
+	alice.expect("end-to-end encryption: on")
+	carol.say(fmt.Sprintf("/g %d", group))
+	carol.expect(fmt.Sprintf("talking to group %d", group))
+	carol.say("after your restart")
+	alice.expect(fmt.Sprintf("carol in group %d: after your restart", group))
+	if out := alice.out.String(); strings.Contains(out, "not delivered") || strings.Contains(out, "blocked this user") {
+		t.Fatalf("the refused key was sent again after the restart:\n%s", out)
+	}
+}

@@ -74,10 +74,8 @@ func (s *session) events() {
 				s.identityNotice(f)
 			}
 		case *codec.Sent:
-			if s.e2e != nil {
-				if ok, err := s.store.DropControl(f.ID); ok || err != nil {
-					continue
-				}
+			if s.e2e != nil && s.controlAnswered(f.ID, nil) {
+				continue
 			}
 			// The client hands on one SENT per message, and a receipt
 			// stored by the client's goroutine may already have moved the
@@ -96,6 +94,9 @@ func (s *session) events() {
 			s.mu.Unlock()
 			s.receipt(f, moved)
 		case *codec.Error:
+			if f.ID != (codec.MsgID{}) && s.e2e != nil && s.controlAnswered(f.ID, f) {
+				continue
+			}
 			if f.ID != (codec.MsgID{}) {
 				if m, ok, _ := s.store.Message(f.ID); ok {
 					s.store.Advance(f.ID, history.Failed, time.Time{})

@@ -7,7 +7,8 @@
 //     identity key serves both key agreement and prekey signatures.
 //   - pqxdh: the post-quantum extended triple Diffie-Hellman handshake
 //     (X25519 + ML-KEM-1024) that starts a session from a prekey bundle.
-//   - ratchet: the Double Ratchet that protects each 1:1 message.
+//   - ratchet: the Double Ratchet that protects each 1:1 message, with
+//     header encryption as an option chosen when a session starts.
 //   - senderkey: Signal-style group sender keys (encrypt once, sign, fan out).
 //   - envelope: the versioned bytes that travel in a chatd message body,
 //     and the padded Content inside them.

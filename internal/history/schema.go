@@ -53,6 +53,10 @@ var migrations = []string{
 		peer    INTEGER NOT NULL, -- the user it goes to
 		body    BLOB NOT NULL     -- the envelope
 	);`,
+	// 3: the group a control message carries a sender key for, so a
+	// permanent refusal can mark the member as not holding it (0: not
+	// known, a row from before this migration).
+	`ALTER TABLE e2e_outbox ADD COLUMN grp INTEGER NOT NULL DEFAULT 0;`,
 }
 
 // migrate runs the migrations the store has not run yet, each in its own

@@ -213,7 +213,7 @@ func TestTxRollsBackAndMigrates(t *testing.T) {
 		if err := tx.AddOutgoing(Message{ID: id(2), Chat: 2, From: 1, Body: "hi"}, []byte("envelope")); err != nil {
 			return err
 		}
-		return tx.AddControl(id(3), 2, []byte("key"))
+		return tx.AddControl(id(3), 2, 7, []byte("key"))
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -230,10 +230,14 @@ func TestTxRollsBackAndMigrates(t *testing.T) {
 		t.Fatalf("PendingSealed: %+v %v", out, err)
 	}
 	ctl, err := s.Controls()
-	if err != nil || len(ctl) != 1 || ctl[0].Peer != 2 {
+	if err != nil || len(ctl) != 1 || ctl[0].Peer != 2 || ctl[0].Group != 7 {
 		t.Fatalf("Controls: %+v %v", ctl, err)
 	}
-	if ok, err := s.DropControl(id(3)); !ok || err != nil {
-		t.Fatalf("DropControl: %v %v", ok, err)
+	c, ok, err := s.DropControl(id(3))
+	if !ok || err != nil || c.Peer != 2 || c.Group != 7 || string(c.Body) != "key" {
+		t.Fatalf("DropControl: %+v %v %v", c, ok, err)
+	}
+	if _, ok, err := s.DropControl(id(3)); ok || err != nil {
+		t.Fatalf("DropControl twice: %v %v", ok, err)
 	}
 }

@@ -85,6 +85,22 @@ func (t *Tx) Keys(prefix string) ([]string, error) {
 	return out, rows.Err()
 }
 
+// Trim keeps at most keep of the keys starting with prefix, those with
+// the greatest values (shorter values count as smaller, then bytewise:
+// big-endian timestamps order by time), and deletes the rest. It returns
+// how many it deleted.
+func (t *Tx) Trim(prefix string, keep int) (int, error) {
+	res, err := t.tx.Exec(`DELETE FROM kv WHERE key IN (
+		SELECT key FROM kv WHERE key >= ? AND key < ?
+		ORDER BY length(value) DESC, value DESC, key DESC LIMIT -1 OFFSET ?)`,
+		prefix, prefix+"\U0010FFFF", keep)
+	if err != nil {
+		return 0, fmt.Errorf("history: trim %s: %w", prefix, err)
+	}
+	n, _ := res.RowsAffected()
+	return int(n), nil
+}
+
 // AddIncoming stores a received message with body as its text (the
 // plaintext, when d.Body is an envelope). It reports false when the
 // message was stored before (a redelivery), leaving it unchanged.
@@ -135,10 +151,11 @@ func (t *Tx) Seal(id codec.MsgID, sealed []byte) error {
 	return nil
 }
 
-// AddControl queues a control message (a sender-key distribution) for
-// peer until the server has it (DropControl on SENT).
-func (t *Tx) AddControl(id codec.MsgID, peer uint64, body []byte) error {
-	if _, err := t.tx.Exec(`INSERT INTO e2e_outbox (id, peer, body) VALUES (?, ?, ?)`, id[:], int64(peer), body); err != nil {
+// AddControl queues a control message (a sender-key distribution for
+// group) for peer until the server has it (DropControl on SENT) or
+// refuses it for good.
+func (t *Tx) AddControl(id codec.MsgID, peer, group uint64, body []byte) error {
+	if _, err := t.tx.Exec(`INSERT INTO e2e_outbox (id, peer, grp, body) VALUES (?, ?, ?, ?)`, id[:], int64(peer), int64(group), body); err != nil {
 		return fmt.Errorf("history: queue control message: %w", err)
 	}
 	return nil
@@ -146,15 +163,16 @@ func (t *Tx) AddControl(id codec.MsgID, peer uint64, body []byte) error {
 
 // Control is a queued control message.
 type Control struct {
-	ID   codec.MsgID
-	Peer uint64
-	Body []byte
+	ID    codec.MsgID
+	Peer  uint64
+	Group uint64 // 0 for rows queued before the group was recorded
+	Body  []byte
 }
 
 // Controls returns the control messages the server has not confirmed, in
 // the order they were queued.
 func (s *Store) Controls() ([]Control, error) {
-	rows, err := s.db.Query(`SELECT id, peer, body FROM e2e_outbox ORDER BY rowid`)
+	rows, err := s.db.Query(`SELECT id, peer, grp, body FROM e2e_outbox ORDER BY rowid`)
 	if err != nil {
 		return nil, fmt.Errorf("history: %w", err)
 	}
@@ -163,26 +181,31 @@ func (s *Store) Controls() ([]Control, error) {
 	for rows.Next() {
 		var c Control
 		var id []byte
-		var peer int64
-		if err := rows.Scan(&id, &peer, &c.Body); err != nil {
+		var peer, group int64
+		if err := rows.Scan(&id, &peer, &group, &c.Body); err != nil {
 			return nil, fmt.Errorf("history: %w", err)
 		}
 		copy(c.ID[:], id)
-		c.Peer = uint64(peer)
+		c.Peer, c.Group = uint64(peer), uint64(group)
 		out = append(out, c)
 	}
 	return out, rows.Err()
 }
 
 // DropControl forgets a control message the server confirmed (SENT) or
-// refused for good; it reports whether id was one.
-func (s *Store) DropControl(id codec.MsgID) (bool, error) {
-	res, err := s.db.Exec(`DELETE FROM e2e_outbox WHERE id = ?`, id[:])
-	if err != nil {
-		return false, fmt.Errorf("history: drop control message: %w", err)
+// refused for good; it returns the row and reports whether id was one.
+func (s *Store) DropControl(id codec.MsgID) (Control, bool, error) {
+	c := Control{ID: id}
+	var peer, group int64
+	err := s.db.QueryRow(`DELETE FROM e2e_outbox WHERE id = ? RETURNING peer, grp, body`, id[:]).Scan(&peer, &group, &c.Body)
+	if errors.Is(err, sql.ErrNoRows) {
+		return c, false, nil
 	}
-	n, _ := res.RowsAffected()
-	return n > 0, nil
+	if err != nil {
+		return c, false, fmt.Errorf("history: drop control message: %w", err)
+	}
+	c.Peer, c.Group = uint64(peer), uint64(group)
+	return c, true, nil
 }
 
 // Outgoing is a pending outgoing message and its envelope (nil when not

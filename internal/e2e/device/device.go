@@ -21,6 +21,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/chatd/chatd/codec"
 	"github.com/chatd/chatd/internal/e2e/ratchet"
@@ -53,6 +54,14 @@ type Config struct {
 	EC, KEM int
 	// Ratchet bounds skipped message keys; zero means the defaults.
 	Ratchet ratchet.Config
+	// SignedPreKeyPeriod is the age at which Publish replaces the signed
+	// prekey (default 7 days); SignedPreKeyGrace is how long the replaced
+	// private key still opens initiations made from older bundles
+	// (default 30 days, the directory's bundles are fetched on demand but
+	// messages may wait in an inbox that long).
+	SignedPreKeyPeriod, SignedPreKeyGrace time.Duration
+	// Now is the clock for rotation (default time.Now; tests inject one).
+	Now func() time.Time
 }
 
 func (c Config) withDefaults() Config {
@@ -61,6 +70,15 @@ func (c Config) withDefaults() Config {
 	}
 	if c.KEM == 0 {
 		c.KEM = 10
+	}
+	if c.SignedPreKeyPeriod == 0 {
+		c.SignedPreKeyPeriod = 7 * 24 * time.Hour
+	}
+	if c.SignedPreKeyGrace == 0 {
+		c.SignedPreKeyGrace = 30 * 24 * time.Hour
+	}
+	if c.Now == nil {
+		c.Now = time.Now
 	}
 	return c
 }
@@ -109,7 +127,7 @@ func (d *Device) Init(tx Tx) (created bool, err error) {
 	if !errors.Is(err, errMissing) {
 		return false, err
 	}
-	k, err = newLongLived(tx)
+	k, err = newLongLived(tx, d.cfg.Now())
 	if err != nil {
 		return false, err
 	}

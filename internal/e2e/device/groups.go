@@ -68,6 +68,13 @@ func (d *Device) MarkHolds(tx Tx, group, member uint64) error {
 	return tx.Put(keyHolds(group, member), []byte{1})
 }
 
+// UnmarkHolds records that member did not get the current sender key
+// after all (the server refused it for good): NeedKey lists them again,
+// so the next group message carries another distribution.
+func (d *Device) UnmarkHolds(tx Tx, group, member uint64) error {
+	return tx.Delete(keyHolds(group, member))
+}
+
 // SealGroup encrypts c once for every member holding this device's
 // sender key for group.
 func (d *Device) SealGroup(tx Tx, group uint64, c *envelope.Content) ([]byte, error) {

@@ -15,16 +15,22 @@ import (
 // Publish makes sure the directory holds this device's keys: the first
 // time it uploads the long-lived keys and a batch of one-time prekeys;
 // later it compares digests (KEYS_CHECK) and uploads the long-lived keys
-// again if the server's copy differs (a restored server, a lost upload).
+// again if the server's copy differs (a restored server, a lost upload),
+// or if it just replaced a signed prekey that was due (rotation.go).
 // Private halves are committed before their public halves leave, so
 // every key a peer may fetch can be opened.
 func (d *Device) Publish(ctx context.Context, dir Directory, update Updater) error {
-	var published bool
+	var published, rotated bool
 	var digest codec.Digest
 	err := update(func(tx Tx) error {
 		_, ok, err := tx.Get(keyPublished)
 		published = ok
 		if err != nil || !ok {
+			return err
+		}
+		// The new private key is committed here, before its public half
+		// is uploaded below.
+		if rotated, err = d.rotateSignedIfDue(tx); err != nil {
 			return err
 		}
 		up, err := d.longLived(tx)
@@ -36,7 +42,7 @@ func (d *Device) Publish(ctx context.Context, dir Directory, update Updater) err
 	if err != nil {
 		return err
 	}
-	if published {
+	if published && !rotated {
 		same, err := dir.CheckKeys(ctx, digest)
 		if err != nil || same {
 			return wrap("check keys", err)
@@ -202,7 +208,16 @@ func (p preKeys) SignedPreKey(id uint32) (*pqxdh.SignedPreKeyPrivate, error) {
 		return nil, err
 	}
 	if sid != id {
-		return nil, fmt.Errorf("e2e: signed prekey %d is not the current one (%d)", id, sid)
+		// A bundle fetched before the last rotation: its key is kept
+		// for the grace period.
+		old, ok, err := loadOldSigned(p.tx, id)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			return nil, fmt.Errorf("e2e: signed prekey %d is neither the current one (%d) nor a retired one still kept", id, sid)
+		}
+		k = old
 	}
 	return &pqxdh.SignedPreKeyPrivate{ID: id, Key: k}, nil
 }

@@ -103,12 +103,19 @@ func (d *Device) StartSession(tx Tx, user uint64, b *codec.Bundle) (changed bool
 // Seal encrypts c for user with the current session and returns the
 // envelope (a SEND body).
 func (d *Device) Seal(tx Tx, user uint64, c *envelope.Content) ([]byte, error) {
-	if err := d.Ready(tx, user); err != nil {
+	// Ready's checks, on the one read of the sessions that Seal needs.
+	p, err := loadPeer(tx, user)
+	if err != nil {
 		return nil, err
 	}
 	ss, err := loadSessions(tx, user)
-	if err != nil {
+	switch {
+	case err != nil:
 		return nil, err
+	case len(ss) == 0:
+		return nil, ErrNoSession
+	case p.Changed:
+		return nil, ErrUnaccepted
 	}
 	s, err := session.Unmarshal(ss[0])
 	if err != nil {
@@ -172,7 +179,7 @@ func (d *Device) Open(tx Tx, user uint64, body []byte) (*Opened, error) {
 		}
 		return d.content(tx, user, c, false)
 	}
-	if e.Kind != envelope.KindPreKey {
+	if !e.Kind.PreKey() {
 		return nil, wrap(fmt.Sprintf("open from %d", user), last)
 	}
 	keys := preKeys{tx}

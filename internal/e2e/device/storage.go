@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"time"
 )
 
 // What a device keeps, as keys of the caller's key/value table. Values
@@ -17,6 +18,7 @@ import (
 //	e2e/self/last            u32 id | [64] ML-KEM-1024 seed (last-resort key)
 //	e2e/self/next            u32 the next prekey id (ids are never reused)
 //	e2e/self/published       u8 1 once the first upload was answered
+//	e2e/self/signed-at, e2e/oldspk/ID: signed prekey rotation (rotation.go)
 //	e2e/ec/ID                [32] one-time EC prekey private key
 //	e2e/kem/ID               [64] one-time ML-KEM seed
 //	e2e/peer/USER            [32] pinned identity key | u8 flags (1 verified,
@@ -77,7 +79,7 @@ func nextID(tx Tx) (uint32, error) {
 
 // newLongLived makes and stores an identity key, a signed prekey and a
 // last-resort key.
-func newLongLived(tx Tx) (*ecdh.PrivateKey, error) {
+func newLongLived(tx Tx, now time.Time) (*ecdh.PrivateKey, error) {
 	ik, err := ecdh.X25519().GenerateKey(rand.Reader)
 	if err != nil {
 		return nil, wrap("identity key", err)
@@ -85,27 +87,20 @@ func newLongLived(tx Tx) (*ecdh.PrivateKey, error) {
 	if err := tx.Put(keyIdentity, ik.Bytes()); err != nil {
 		return nil, err
 	}
-	return ik, rotate(tx)
+	if err := newSigned(tx, now); err != nil {
+		return nil, err
+	}
+	return ik, newLastResort(tx)
 }
 
-// rotate replaces the signed prekey and the last-resort key.
-func rotate(tx Tx) error {
-	spk, err := ecdh.X25519().GenerateKey(rand.Reader)
-	if err != nil {
-		return wrap("signed prekey", err)
-	}
+// newLastResort makes and stores the last-resort key.
+func newLastResort(tx Tx) error {
 	lr, err := mlkem.GenerateKey1024()
 	if err != nil {
 		return wrap("last-resort key", err)
 	}
 	id, err := nextID(tx)
 	if err != nil {
-		return err
-	}
-	if err := tx.Put(keySigned, append(binary.BigEndian.AppendUint32(nil, id), spk.Bytes()...)); err != nil {
-		return err
-	}
-	if id, err = nextID(tx); err != nil {
 		return err
 	}
 	return tx.Put(keyLast, append(binary.BigEndian.AppendUint32(nil, id), lr.Bytes()...))

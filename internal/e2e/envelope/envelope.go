@@ -34,7 +34,20 @@ const (
 	KindRatchet Kind = 2
 	// KindSenderKey is a group message under a sender key.
 	KindSenderKey Kind = 3
+	// KindPreKeyHE is KindPreKey for a session whose ratchet encrypts its
+	// headers: the kind is how the responder learns the initiator chose
+	// header encryption, and both sides then derive header keys.
+	KindPreKeyHE Kind = 4
+	// KindRatchetHE is KindRatchet in a header-encrypted session.
+	KindRatchetHE Kind = 5
 )
+
+// HeaderEncrypted reports whether the kind carries a header-encrypted
+// ratchet message.
+func (k Kind) HeaderEncrypted() bool { return k == KindPreKeyHE || k == KindRatchetHE }
+
+// PreKey reports whether the kind carries a PQXDH initial message.
+func (k Kind) PreKey() bool { return k == KindPreKey || k == KindPreKeyHE }
 
 func (k Kind) String() string {
 	switch k {
@@ -44,6 +57,10 @@ func (k Kind) String() string {
 		return "ratchet"
 	case KindSenderKey:
 		return "sender-key"
+	case KindPreKeyHE:
+		return "prekey-he"
+	case KindRatchetHE:
+		return "ratchet-he"
 	}
 	return fmt.Sprintf("kind(%d)", uint8(k))
 }
@@ -54,7 +71,7 @@ var ErrMalformed = errors.New("envelope: malformed")
 // Envelope is a decoded message body.
 type Envelope struct {
 	Kind Kind
-	// Initial is set for KindPreKey.
+	// Initial is set for KindPreKey and KindPreKeyHE.
 	Initial *pqxdh.InitialMessage
 	// Message is the ratchet message (KindPreKey, KindRatchet) or the
 	// sender-key message (KindSenderKey).
@@ -65,12 +82,12 @@ type Envelope struct {
 func (e *Envelope) Marshal() ([]byte, error) {
 	out := []byte{Version, byte(e.Kind)}
 	switch e.Kind {
-	case KindPreKey:
+	case KindPreKey, KindPreKeyHE:
 		if e.Initial == nil {
 			return nil, fmt.Errorf("%w: prekey envelope without initial message", ErrMalformed)
 		}
 		out = append(out, e.Initial.Marshal()...)
-	case KindRatchet, KindSenderKey:
+	case KindRatchet, KindRatchetHE, KindSenderKey:
 		if e.Initial != nil {
 			return nil, fmt.Errorf("%w: initial message in a %s envelope", ErrMalformed, e.Kind)
 		}
@@ -95,6 +112,11 @@ func Unmarshal(data []byte) (*Envelope, error) {
 		min = ratchet.Overhead
 	case KindRatchet:
 		min = ratchet.Overhead
+	case KindPreKeyHE:
+		e.Initial = pqxdh.ReadInitialMessage(r)
+		min = ratchet.HEOverhead
+	case KindRatchetHE:
+		min = ratchet.HEOverhead
 	case KindSenderKey:
 		min = senderkey.Overhead
 	default:

@@ -65,3 +65,45 @@ func BenchmarkForgedWorstCase(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkEncryptDecryptHE is BenchmarkEncryptDecrypt with header
+// encryption: one more XChaCha20-Poly1305 seal and one or more header
+// trial opens per message.
+func BenchmarkEncryptDecryptHE(b *testing.B) {
+	a, bob := newPairHE(b, 1, Config{})
+	pt := make([]byte, 100)
+	bob.newKey = generateKey
+	a.newKey = generateKey
+	m, _ := a.Encrypt(pt)
+	if _, err := bob.Decrypt(m); err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		m, err := a.Encrypt(pt)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := bob.Decrypt(m); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkPingPongHE is BenchmarkPingPong with header encryption.
+func BenchmarkPingPongHE(b *testing.B) {
+	a, bob := newPairHE(b, 1, Config{})
+	bob.newKey = generateKey
+	a.newKey = generateKey
+	pt := make([]byte, 100)
+	from, to := a, bob
+	for b.Loop() {
+		m, err := from.Encrypt(pt)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := to.Decrypt(m); err != nil {
+			b.Fatal(err)
+		}
+		from, to = to, from
+	}
+}

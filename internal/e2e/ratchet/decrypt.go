@@ -13,6 +13,9 @@ import (
 // locals and writes them to s only after the AEAD has accepted the message,
 // so any error leaves s untouched.
 func (s *State) Decrypt(msg []byte) ([]byte, error) {
+	if s.he {
+		return s.decryptHE(msg)
+	}
 	h, err := ParseHeader(msg)
 	if err != nil {
 		return nil, err

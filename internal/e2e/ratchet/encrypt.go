@@ -18,6 +18,9 @@ func (s *State) Encrypt(plaintext []byte) ([]byte, error) {
 	if s.ns == math.MaxUint32 {
 		return nil, ErrCounter
 	}
+	if s.he {
+		return s.encryptHE(plaintext)
+	}
 	next, mk := kdfCK(&s.cks)
 	h := Header{PN: s.pn, N: s.ns}
 	copy(h.DH[:], s.dhs.PublicKey().Bytes())

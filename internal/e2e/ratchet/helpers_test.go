@@ -23,6 +23,17 @@ func seededKeys(r io.Reader) func() (*ecdh.PrivateKey, error) {
 // knows Bob's signed prekey, both share sk and ad.
 func newPair(t testing.TB, seed uint64, cfg Config) (alice, bob *State) {
 	t.Helper()
+	return newPairVariant(t, seed, cfg, false)
+}
+
+// newPairHE is newPair for a header-encrypted session.
+func newPairHE(t testing.TB, seed uint64, cfg Config) (alice, bob *State) {
+	t.Helper()
+	return newPairVariant(t, seed, cfg, true)
+}
+
+func newPairVariant(t testing.TB, seed uint64, cfg Config, he bool) (alice, bob *State) {
+	t.Helper()
 	rng := mrand.NewChaCha8([32]byte{byte(seed), byte(seed >> 8), byte(seed >> 16), byte(seed >> 24), 'd', 'r'})
 	keys := seededKeys(rng)
 	var sk [32]byte
@@ -33,11 +44,16 @@ func newPair(t testing.TB, seed uint64, cfg Config) (alice, bob *State) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	alice, err = initAlice(sk, ad, spk.PublicKey().Bytes(), cfg, keys)
+	if he {
+		alice, err = initAliceHE(sk, ad, spk.PublicKey().Bytes(), cfg, keys)
+		bob = InitBobHE(sk, ad, spk, cfg)
+	} else {
+		alice, err = initAlice(sk, ad, spk.PublicKey().Bytes(), cfg, keys)
+		bob = InitBob(sk, ad, spk, cfg)
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
-	bob = InitBob(sk, ad, spk, cfg)
 	bob.newKey = keys
 	return alice, bob
 }

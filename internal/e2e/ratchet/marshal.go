@@ -8,8 +8,14 @@ import (
 	"github.com/chatd/chatd/internal/e2e/internal/wire"
 )
 
-// stateVersion is the first byte of a marshalled State.
-const stateVersion = 1
+// The first byte of a marshalled State: version 1 is a plain session,
+// version 2 a header-encrypted one (version 1's fields, then the header
+// keys). Plain sessions still write version 1, so older states and their
+// bytes stay as they were.
+const (
+	stateVersion   = 1
+	stateVersionHE = 2
+)
 
 const (
 	flagDHr = 1 << iota
@@ -17,12 +23,21 @@ const (
 	flagCKr
 )
 
+const (
+	flagHKs = 1 << iota
+	flagHKr
+)
+
 // Marshal encodes the whole state, secrets included, for the client's
 // database (layout in ENVELOPE.md, "Ratchet state"). The encoding is
 // deterministic: equal states give equal bytes.
 func (s *State) Marshal() []byte {
 	out := make([]byte, 0, 1+32+1+4*32+3*4+2+len(s.ad)+8+4+len(s.skipped)*68)
-	out = append(out, stateVersion)
+	if s.he {
+		out = append(out, stateVersionHE)
+	} else {
+		out = append(out, stateVersion)
+	}
 	out = append(out, s.dhs.Bytes()...)
 	var flags byte
 	if s.hasDHr {
@@ -51,17 +66,32 @@ func (s *State) Marshal() []byte {
 		out = binary.BigEndian.AppendUint32(out, k.n)
 		out = append(out, k.mk[:]...)
 	}
+	if s.he {
+		var hf byte
+		if s.hasHKs {
+			hf |= flagHKs
+		}
+		if s.hasHKr {
+			hf |= flagHKr
+		}
+		out = append(out, hf)
+		out = append(out, s.hks[:]...)
+		out = append(out, s.hkr[:]...)
+		out = append(out, s.nhks[:]...)
+		out = append(out, s.nhkr[:]...)
+	}
 	return out
 }
 
 // Unmarshal decodes a state written by Marshal.
 func Unmarshal(data []byte) (*State, error) {
 	r := wire.NewReader(data)
-	if v := r.U8(); v != stateVersion {
+	v := r.U8()
+	if v != stateVersion && v != stateVersionHE {
 		r.Failf("ratchet: state version %d", v)
 	}
 	priv := r.Bytes(32)
-	s := &State{newKey: generateKey}
+	s := &State{newKey: generateKey, he: v == stateVersionHE}
 	flags := r.U8()
 	if flags&^(flagDHr|flagCKs|flagCKr) != 0 {
 		r.Failf("ratchet: state flags %#x", flags)
@@ -84,6 +114,17 @@ func Unmarshal(data []byte) (*State, error) {
 		r.Fixed(s.skipped[i].dh[:])
 		s.skipped[i].n = r.U32()
 		r.Fixed(s.skipped[i].mk[:])
+	}
+	if s.he {
+		hf := r.U8()
+		if hf&^(flagHKs|flagHKr) != 0 {
+			r.Failf("ratchet: state header-key flags %#x", hf)
+		}
+		s.hasHKs, s.hasHKr = hf&flagHKs != 0, hf&flagHKr != 0
+		r.Fixed(s.hks[:])
+		r.Fixed(s.hkr[:])
+		r.Fixed(s.nhks[:])
+		r.Fixed(s.nhkr[:])
 	}
 	if err := r.Finish(); err != nil {
 		return nil, fmt.Errorf("ratchet: state: %w", err)

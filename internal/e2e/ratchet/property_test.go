@@ -16,7 +16,13 @@ type flight struct {
 // drops, reordered deliveries and duplicates. Every first delivery of a
 // message must decrypt to what was sent, every duplicate must fail without
 // changing the receiver, and the two sides must keep talking throughout.
-func TestRandomSchedules(t *testing.T) {
+func TestRandomSchedules(t *testing.T) { testRandomSchedules(t, newPair) }
+
+// TestRandomSchedulesHE runs the same schedules over header-encrypted
+// sessions.
+func TestRandomSchedulesHE(t *testing.T) { testRandomSchedules(t, newPairHE) }
+
+func testRandomSchedules(t *testing.T, pair func(testing.TB, uint64, Config) (*State, *State)) {
 	seeds := 60
 	if testing.Short() {
 		seeds = 10
@@ -24,7 +30,7 @@ func TestRandomSchedules(t *testing.T) {
 	var total scheduleStats
 	for seed := range uint64(seeds) {
 		t.Run(fmt.Sprint(seed), func(t *testing.T) {
-			st := runSchedule(t, seed)
+			st := runSchedule(t, seed, pair)
 			total.got += st.got
 			total.dups += st.dups
 			total.dropped += st.dropped
@@ -39,9 +45,9 @@ func TestRandomSchedules(t *testing.T) {
 
 type scheduleStats struct{ got, dups, dropped, skippedUsed int }
 
-func runSchedule(t *testing.T, seed uint64) scheduleStats {
+func runSchedule(t *testing.T, seed uint64, pair func(testing.TB, uint64, Config) (*State, *State)) scheduleStats {
 	rng := mrand.New(mrand.NewPCG(seed, 0xd0b1e))
-	a, b := newPair(t, seed, Config{})
+	a, b := pair(t, seed, Config{})
 	parties := [2]*State{a, b}
 	var queues [2][]*flight // queues[i]: messages on their way to party i
 	sent, got, dups, dropped, skippedUsed := 0, 0, 0, 0, 0

@@ -1,6 +1,7 @@
 // Package ratchet implements the Double Ratchet (Signal, "The Double Ratchet
 // Algorithm", rev. 1) over X25519, HKDF/HMAC-SHA256 and ChaCha20-Poly1305,
-// without header encryption.
+// with header encryption as an option chosen when the session starts
+// (InitAliceHE, InitBobHE; spec section 4).
 //
 // Decryption is transactional: a message that fails to decrypt, for any
 // reason, leaves the State exactly as it was (Marshal gives the same bytes),
@@ -62,7 +63,7 @@ var (
 
 // skipped is a stored key for a message not yet received.
 type skipped struct {
-	dh [32]byte
+	dh [32]byte // the chain's ratchet key, or its header key with HE
 	n  uint32
 	mk [32]byte
 }
@@ -85,6 +86,14 @@ type State struct {
 	// skipped holds keys of missing messages, oldest first, so eviction
 	// and Marshal are deterministic.
 	skipped []skipped
+
+	// Header encryption (he.go). With he set, skipped keys are indexed by
+	// the header key of their chain instead of the sender's ratchet key.
+	he         bool
+	hks, hkr   [32]byte
+	nhks, nhkr [32]byte
+	hasHKs     bool
+	hasHKr     bool
 
 	// newKey makes ratchet key pairs; tests replace it with a seeded one.
 	newKey func() (*ecdh.PrivateKey, error)

@@ -31,11 +31,25 @@ type Session struct {
 // Start begins a session with the device whose bundle the key directory
 // returned. It fails, as PQXDH requires, if a prekey signature is bad.
 func Start(identity *ecdh.PrivateKey, b *pqxdh.Bundle, cfg ratchet.Config) (*Session, error) {
+	return start(identity, b, cfg, ratchet.InitAlice)
+}
+
+// StartHE is Start for a session whose ratchet encrypts its headers
+// (PROTOCOL.md 14.4.1). Its envelopes are kinds prekey-he and ratchet-he,
+// from which the responder's Accept learns the choice; a peer that does
+// not implement them cannot read the session.
+func StartHE(identity *ecdh.PrivateKey, b *pqxdh.Bundle, cfg ratchet.Config) (*Session, error) {
+	return start(identity, b, cfg, ratchet.InitAliceHE)
+}
+
+type initAlice func(sk [32]byte, ad, spk []byte, cfg ratchet.Config) (*ratchet.State, error)
+
+func start(identity *ecdh.PrivateKey, b *pqxdh.Bundle, cfg ratchet.Config, init initAlice) (*Session, error) {
 	m, sec, err := pqxdh.Initiate(identity, b)
 	if err != nil {
 		return nil, err
 	}
-	st, err := ratchet.InitAlice(sec.SharedKey, sec.AssociatedData, b.SignedPreKey.Public[:], cfg)
+	st, err := init(sec.SharedKey, sec.AssociatedData, b.SignedPreKey.Public[:], cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -60,7 +74,7 @@ func Accept(identity *ecdh.PrivateKey, keys PreKeys, body []byte, cfg ratchet.Co
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	if e.Kind != envelope.KindPreKey {
+	if !e.Kind.PreKey() {
 		return nil, nil, nil, fmt.Errorf("%w: %s, want prekey", ErrKind, e.Kind)
 	}
 	m := e.Initial
@@ -82,7 +96,11 @@ func Accept(identity *ecdh.PrivateKey, keys PreKeys, body []byte, cfg ratchet.Co
 	if err != nil {
 		return nil, nil, nil, err
 	}
+	// The initiator chose the variant; the envelope kind says which.
 	s := &Session{state: ratchet.InitBob(sec.SharedKey, sec.AssociatedData, spk.Key, cfg)}
+	if e.Kind.HeaderEncrypted() {
+		s.state = ratchet.InitBobHE(sec.SharedKey, sec.AssociatedData, spk.Key, cfg)
+	}
 	c, err := s.open(e.Message)
 	if err != nil {
 		return nil, nil, nil, err
@@ -98,9 +116,15 @@ func (s *Session) Seal(c *envelope.Content) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	he := s.state.HeaderEncrypted()
 	e := envelope.Envelope{Kind: envelope.KindRatchet, Message: msg}
-	if s.initial != nil {
+	switch {
+	case s.initial != nil && he:
+		e.Kind, e.Initial = envelope.KindPreKeyHE, s.initial
+	case s.initial != nil:
 		e.Kind, e.Initial = envelope.KindPreKey, s.initial
+	case he:
+		e.Kind = envelope.KindRatchetHE
 	}
 	return e.Marshal()
 }
@@ -117,8 +141,13 @@ func (s *Session) Open(body []byte) (*envelope.Content, error) {
 	if err != nil {
 		return nil, err
 	}
-	if e.Kind != envelope.KindPreKey && e.Kind != envelope.KindRatchet {
+	switch e.Kind {
+	case envelope.KindPreKey, envelope.KindRatchet, envelope.KindPreKeyHE, envelope.KindRatchetHE:
+	default:
 		return nil, fmt.Errorf("%w: %s", ErrKind, e.Kind)
+	}
+	if e.Kind.HeaderEncrypted() != s.state.HeaderEncrypted() {
+		return nil, fmt.Errorf("%w: %s in a session with header encryption %t", ErrKind, e.Kind, s.state.HeaderEncrypted())
 	}
 	return s.open(e.Message)
 }
@@ -175,3 +204,6 @@ func Unmarshal(data []byte) (*Session, error) {
 	s.state = st
 	return s, nil
 }
+
+// HeaderEncrypted reports whether the session's ratchet encrypts headers.
+func (s *Session) HeaderEncrypted() bool { return s.state.HeaderEncrypted() }
