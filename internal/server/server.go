@@ -78,6 +78,7 @@ type Server struct {
 
 	// Atomics, added to from any goroutine; read by metrics and Process.
 	counters counters
+	holds    holds         // per-sender order across SENDs refused for now (holds.go)
 	lat      latencies     // histograms
 	fails    loginFailures // failed authentications, by reason
 
@@ -369,6 +370,7 @@ type counters struct {
 	busy                       atomic.Uint64
 	loginLimited               atomic.Uint64
 	storageFull                atomic.Uint64 // requests refused with ERROR 28
+	held                       atomic.Uint64 // SENDs refused because an earlier one to the recipient was (holds.go)
 	sessionsSwept, sweepPasses atomic.Uint64 // the session sweep (sweep.go)
 
 	keys keyCounters
