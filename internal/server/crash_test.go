@@ -44,6 +44,9 @@ func runChild() {
 	if hold, err := time.ParseDuration(os.Getenv("CHATD_TEST_NAME_HOLD")); err == nil {
 		cfg.NameHold = hold
 	}
+	if n, err := strconv.Atoi(os.Getenv("CHATD_TEST_MAX_REMOTE_SENDS")); err == nil {
+		cfg.MaxRemoteSends = n
+	}
 	if idle, err := time.ParseDuration(os.Getenv("CHATD_TEST_SESSION_IDLE")); err == nil { // the session sweep's tests
 		cfg.SessionIdle, cfg.SessionSweep = idle, idle/10
 	}

@@ -229,7 +229,9 @@ func (s *Server) sendGroup(c *Conn, f *codec.Send, user uint64) {
 			c.Close()
 			return
 		}
-		s.sendRemote(c, f, user, home, mono())
+		if !s.sendAway(c, f, user, home) {
+			c.Close()
+		}
 		return
 	}
 	m := &offline.Message[*Conn]{

@@ -177,7 +177,9 @@ func (s *Server) send(c *Conn, body []byte) error {
 			// move ending) and overtake it: the client resends both, in order.
 			return s.fatal(c, codec.CodeUnavailable, err.Error())
 		}
-		s.sendRemote(c, &f, user, home, mono()) // the home checks the recipient
+		if !s.sendAway(c, &f, user, home) { // the home checks the recipient
+			return errClose
+		}
 		return nil
 	case !s.accounts.Exists(f.To):
 		code, detail = codec.CodeUnknownRecipient, fmt.Sprintf("no user %d", f.To)

@@ -82,6 +82,9 @@ type sendStream struct {
 	last   map[string]uint64 // the n last sent to each home
 	open   map[string]int    // stores to each home not answered, or refused (those count forever)
 	flight map[uint64]*flight
+	// waiting counts the stores sent or held and not answered yet
+	// (Config.MaxRemoteSends).
+	waiting int
 }
 
 // flight is a connection's stores to one recipient (a user or a group)
@@ -208,6 +211,26 @@ func (s *Server) sendRemote(c *Conn, f *codec.Send, user uint64, home string, st
 	}
 }
 
+// sendAway is sendRemote for a SEND just read: within the connection's
+// bound on stores awaiting other nodes (Config.MaxRemoteSends), else
+// refused for now with ERROR 27. It reports false when the connection
+// must close (too many recipients held).
+func (s *Server) sendAway(c *Conn, f *codec.Send, user uint64, home string) bool {
+	ss := s.rm.stream(c)
+	ss.mu.Lock()
+	full := ss.waiting >= s.cfg.MaxRemoteSends
+	if !full {
+		ss.waiting++ // landed takes it back, once per store
+	}
+	ss.mu.Unlock()
+	if full {
+		s.counters.remoteFull.Add(1)
+		return s.refuseForNow(c, f, codec.CodeBusy, "too many messages waiting for other nodes; not stored, retry")
+	}
+	s.sendRemote(c, f, user, home, mono())
+	return true
+}
+
 // inFlight reports whether c has stores to recipient to in flight to
 // another node (or held behind them): a SEND to a recipient homed here
 // must then follow them through sendRemote, or it could overtake them.
@@ -241,6 +264,7 @@ func (s *Server) landed(c *Conn, to uint64, ok bool) {
 	}
 	ss := v.(*sendStream)
 	ss.mu.Lock()
+	ss.waiting--
 	fl := ss.flight[to]
 	if fl == nil {
 		ss.mu.Unlock()

@@ -371,6 +371,7 @@ type counters struct {
 	loginLimited               atomic.Uint64
 	storageFull                atomic.Uint64 // requests refused with ERROR 28
 	held                       atomic.Uint64 // SENDs refused because an earlier one to the recipient was (holds.go)
+	remoteFull                 atomic.Uint64 // SENDs refused with 27: the connection's MaxRemoteSends were waiting
 	sessionsSwept, sweepPasses atomic.Uint64 // the session sweep (sweep.go)
 
 	keys keyCounters
