@@ -507,10 +507,14 @@ func (s *Server) sendAttach(home string, user uint64, c *Conn) {
 }
 
 // connID names a connection between nodes (attach, detach, deliver): its
-// address, unique while it is open. A later connection of the same user
-// at the same address would take a push meant for the earlier one, which
-// is one of its own entries: harmless.
-func connID(c *Conn) uint64 { return uint64(uintptr(unsafe.Pointer(c))) }
+// number (Gen) above the low half of its address. The address alone is
+// unique only while the connection is open: a new session at a freed
+// connection's address, whose attach reached the home before the old
+// one's detach, had that detach drop its live attachment. Two ids are
+// equal only for connections 2^32 accepts apart at the same address.
+func connID(c *Conn) uint64 {
+	return uint64(c.Gen())<<32 | uint64(uint32(uintptr(unsafe.Pointer(c))))
+}
 
 // detach undoes attach when the session ends (Closed: it only queues).
 func (s *Server) detach(c *Conn, user uint64) {
