@@ -197,6 +197,9 @@ type Config struct {
 	// (deleters.go names them); an error fails the step, and errClosing
 	// stops the deletion as a crash would.
 	deleteStep func(step string) error
+	// dropPush, in tests, loses a push to a session on another node when
+	// it reports true (a lost publish).
+	dropPush func() bool
 	// welcomed, in tests, runs once a login has sent its WELCOME, before
 	// it attaches and drains.
 	welcomed func(c *Conn)

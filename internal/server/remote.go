@@ -70,6 +70,9 @@ type attachment struct {
 	sid     uint64    // the session's id at its node
 	epoch   uint64    // its directory epoch: a later attach wins
 	last    uint64    // the seq last pushed to it
+	// seen is last at the previous repair tick, and nudged the last named
+	// by a repair (repairPushes).
+	seen, nudged uint64
 }
 
 type stream struct{ sid, n uint64 }
@@ -567,7 +570,7 @@ func (s *Server) serveAttach(req []byte, respond func([]byte)) {
 			// numbering its pushes where they were, so that one lost just
 			// before still shows as a gap. Restarting from 0 would hide it
 			// if the session's drain finished before this attach.
-			na.last = a.last
+			na.last, na.seen, na.nudged = a.last, a.seen, a.nudged
 		}
 		rm.away[user] = na
 	}
@@ -637,10 +640,50 @@ func (s *Server) pushAway(entries []*offline.Stored) {
 	}
 	rm.mu.Unlock()
 	for _, b := range out {
+		if s.cfg.dropPush != nil && s.cfg.dropPush() {
+			continue
+		}
 		msg := binary.BigEndian.AppendUint64(nil, b.user)
 		msg = binary.BigEndian.AppendUint64(msg, b.sid)
 		msg = binary.BigEndian.AppendUint64(msg, b.prev)
 		s.cl.node.Publish(b.node, "deliver", append(msg, b.wire...))
+	}
+}
+
+// repairPushes repairs a lost final push. A push is published without an
+// answer; its loss is noticed when the next push to the session names the
+// seq before it, and if none comes, the session would wait for its next
+// login. So once a session's pushes have been quiet for a tick, the home
+// sends it an empty push naming the last seq pushed: a session that never
+// got it drains from here (router.AppliedFrom), one that did ignores it.
+// One per quiet period after pushes; a session with no pushes costs
+// nothing.
+func (s *Server) repairPushes() {
+	type nudge struct {
+		node            string
+		user, sid, last uint64
+	}
+	var out []nudge
+	rm := s.rm
+	rm.mu.Lock()
+	for u, a := range rm.away {
+		switch {
+		case a.last != a.seen: // still pushing: the next push names the last
+			a.seen = a.last
+		case a.last != a.nudged:
+			a.nudged = a.last
+			out = append(out, nudge{a.node, u, a.sid, a.last})
+		}
+	}
+	rm.mu.Unlock()
+	for _, n := range out {
+		msg := binary.BigEndian.AppendUint64(nil, n.user)
+		msg = binary.BigEndian.AppendUint64(msg, n.sid)
+		msg = binary.BigEndian.AppendUint64(msg, n.last)
+		s.cl.node.Publish(n.node, "deliver", msg)
+	}
+	if len(out) > 0 {
+		s.counters.pushRepairs.Add(uint64(len(out)))
 	}
 }
 
@@ -824,6 +867,7 @@ func (s *Server) reattacher() {
 		}
 		s.awayPresence(wasLive)
 		s.rewatch(watchStarted)
+		s.repairPushes()
 		rm := s.rm
 		type again struct {
 			home  string

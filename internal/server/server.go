@@ -372,6 +372,7 @@ type counters struct {
 	storageFull                atomic.Uint64 // requests refused with ERROR 28
 	held                       atomic.Uint64 // SENDs refused because an earlier one to the recipient was (holds.go)
 	remoteFull                 atomic.Uint64 // SENDs refused with 27: the connection's MaxRemoteSends were waiting
+	pushRepairs                atomic.Uint64 // empty pushes a home sent to quiet away sessions (repairPushes)
 	sessionsSwept, sweepPasses atomic.Uint64 // the session sweep (sweep.go)
 
 	keys keyCounters
