@@ -56,6 +56,7 @@ func TestRefusedSendHoldsLaterOnes(t *testing.T) {
 	carol := register(t, s, "carol")
 	carolID := carol.Welcome.User
 	carol.Close()
+	dave := register(t, s, "dave")
 
 	// Fill the volume below the refusing mark with a file of our own.
 	var st syscall.Statfs_t
@@ -75,6 +76,23 @@ func TestRefusedSendHoldsLaterOnes(t *testing.T) {
 	if f := nextFrame(t, alice); !refusedFor(f, codec.CodeStorageFull, a) {
 		t.Fatalf("first SEND while full: got %#v, want ERROR 28 for it", f)
 	}
+	// Holds are bounded: the refusal that would hold a 65th recipient
+	// closes the connection (its client resends all in order on a new one).
+	for i := range maxHolds + 1 {
+		if err := dave.SendID(codec.MsgID{9, byte(i)}, 0, 1_000_000+uint64(i), []byte("x"), true); err != nil {
+			t.Fatal(err)
+		}
+		if f := nextFrame(t, dave); !refusedFor(f, codec.CodeStorageFull, codec.MsgID{9, byte(i)}) {
+			t.Fatalf("SEND %d while full: got %#v, want ERROR 28", i, f)
+		}
+	}
+	select {
+	case <-dave.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatalf("dave's connection holds %d recipients and is still open", maxHolds+1)
+	}
+	waitFor(t, func() bool { return s.holds.len() == 1 }) // alice's only: dave's went with his connection
+
 	if err := os.Remove(filler); err != nil {
 		t.Fatal(err)
 	}
