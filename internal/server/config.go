@@ -315,6 +315,9 @@ func (c *Config) Validate() error {
 	if c.Window < 1 || c.Window > 65535 {
 		bad("window", c.Window, "outside 1..65535")
 	}
+	if c.MaxRemoteSends < 1 {
+		bad("max-remote-sends", c.MaxRemoteSends, "below 1")
+	}
 	if c.Keepalive < time.Second || c.Keepalive > 65535*time.Second {
 		bad("keepalive", c.Keepalive, "outside 1s..18h")
 	}
