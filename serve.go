@@ -34,6 +34,7 @@ func serve(args []string) error {
 	fs.BoolVar(&cfg.Plaintext, "plaintext", false, "also accept unencrypted connections (local benchmarks only; Noise is always on)")
 	fs.IntVar(&cfg.MaxBody, "max-body", 65000, "largest message body in bytes (at most 65000)")
 	fs.IntVar(&cfg.Window, "window", 256, "deliveries a client may have unacknowledged before the server waits")
+	fs.IntVar(&cfg.MaxRemoteSends, "max-remote-sends", 512, "SENDs of one connection that may wait for other cluster nodes' answers; beyond, ERROR 27")
 	fs.DurationVar(&cfg.Keepalive, "keepalive", 3*time.Minute, "close connections silent for this long; clients ping at a third of it")
 	fs.DurationVar(&cfg.ReceiptDelay, "receipt-delay", 50*time.Millisecond, "longest a receipt for an online sender waits to share a write with the next frame to it (negative: none)")
 	fs.DurationVar(&cfg.AuthTimeout, "auth-timeout", 10*time.Second, "close connections that have not logged in within this time")

@@ -674,24 +674,65 @@ func (c *Client) scheduleResend(t *time.Timer) {
 	}
 }
 
+// recipient names a message's recipient: a user, or a group, whose ids
+// may be equal.
+type recipient struct {
+	to    uint64
+	group bool
+}
+
 // resendDue resends, flagged DUP, the messages whose resend is due, in
-// send order, and schedules the next.
+// send order, and schedules the next. Per recipient, refused messages go
+// again in the order they were first sent: the server refuses a later
+// one until the first refused comes again (PROTOCOL.md, "Sending"). So a
+// message whose resend is due waits for an earlier refused one to the
+// same recipient that is not yet due (each has its own jittered
+// backoff), and follows at once one that goes now.
 func (c *Client) resendDue(conn *Conn, t *time.Timer) {
 	now := time.Now()
 	var due []outgoing
+	var gate map[recipient]time.Time // zero: an earlier one goes now
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	c.mu.Lock()
 	for _, id := range c.order[:c.unsent] { // only those written on this connection are scheduled
-		if p := c.outbox[id]; p != nil && !p.due.IsZero() && !now.Before(p.due) {
-			p.due = time.Time{}
-			due = append(due, outgoing{id, p.flags | codec.FlagDup, p.to, p.body})
+		p := c.outbox[id]
+		if p == nil || p.due.IsZero() {
+			continue
 		}
+		k := recipient{p.to, p.flags&codec.FlagGroup != 0}
+		g, behind := gate[k]
+		switch {
+		case behind && g.IsZero(): // follows an earlier one going now
+		case behind: // waits for an earlier one
+			p.due = later(p.due, g)
+			continue
+		case now.Before(p.due):
+			if gate == nil {
+				gate = map[recipient]time.Time{}
+			}
+			gate[k] = p.due
+			continue
+		default:
+			if gate == nil {
+				gate = map[recipient]time.Time{}
+			}
+			gate[k] = time.Time{}
+		}
+		p.due = time.Time{}
+		due = append(due, outgoing{id, p.flags | codec.FlagDup, p.to, p.body})
 	}
 	c.unanswered += len(due)
 	c.mu.Unlock()
 	write(conn, due)
 	c.scheduleResend(t)
+}
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }
 
 // seenBefore reports whether id was handed on before.

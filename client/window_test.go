@@ -202,3 +202,46 @@ func TestShortConnectionsBackOff(t *testing.T) {
 		fc = acceptLogin(t, ln)
 	}
 }
+
+// Refused messages go again in the order they were first sent, per
+// recipient, whatever their own backoffs say: the server refuses a later
+// one until the first refused comes again. Here m0 was refused twice
+// (its next try in 2 Min) and m1 once (Min): m1 waits for m0.
+func TestResendKeepsOrder(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	first := make(chan *fakeConn, 1)
+	go func() { first <- acceptLogin(t, ln) }()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cl, err := client.Connect(ctx, client.Options{Addr: ln.Addr().String(), Name: "alice", Password: "password-alice",
+		Plaintext: true, Backoff: client.Backoff{Min: 50 * time.Millisecond, Max: time.Second}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	fc := <-first
+	for i := range 2 {
+		if _, err := cl.Send(2, []byte(fmt.Sprintf("m%d", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ids := fc.sends(2, 0, false)
+	busy := func(id codec.MsgID) *codec.Error { return &codec.Error{Code: codec.CodeBusy, ID: id} }
+	fc.write(busy(ids[0]))
+	fc.sends(1, 0, true)
+	fc.write(busy(ids[0]), busy(ids[1]))
+	fc.sends(1, 0, true) // m1's own backoff was due first
+	fc.sends(1, 1, true)
+	fc.write(sent(ids)...)
+	for cl.Pending() > 0 {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("%d messages still wait for SENT", cl.Pending())
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}

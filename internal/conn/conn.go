@@ -49,6 +49,10 @@ type Conn[T any] struct {
 	flushing bool    // a slow-path flusher owns the socket's write side
 	lazy     bool    // out holds only lazy frames (lazy.go), so no producer flushes it
 
+	// gen numbers the connections a Server accepted, static after
+	// OnPrepare (Gen). It sits in the padding before State: free.
+	gen uint32
+
 	// State belongs to the Handler.
 	State T
 }
@@ -66,6 +70,11 @@ const (
 // Authenticated marks the connection as past authentication, exempting it
 // from Config.AuthTimeout.
 func (c *Conn[T]) Authenticated() { c.setState(stateAuthed) }
+
+// Gen is the connection's number among those its Server accepted
+// (wrapping at 2^32). With its address it names the connection beyond
+// its life: a later connection may reuse a freed one's address.
+func (c *Conn[T]) Gen() uint32 { return c.gen }
 
 // IsAuthenticated reports whether Authenticated was called.
 func (c *Conn[T]) IsAuthenticated() bool { return c.state.Load()&stateAuthed != 0 }

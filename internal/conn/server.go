@@ -56,7 +56,8 @@ type Server[T any] struct {
 	// stopped is set by StopAccepting: a Serve that meets the closed
 	// listener (a Close right after start) ends cleanly, not with EBADF.
 	stopped atomic.Bool
-	startMu sync.Mutex // orders Serve's sweeper.Add before Shutdown's Wait
+	gens    atomic.Uint32 // the last Conn.gen given
+	startMu sync.Mutex    // orders Serve's sweeper.Add before Shutdown's Wait
 	sweeper sync.WaitGroup
 	// bg counts slow-path flushers and asynchronous closes, which
 	// Shutdown waits for.
@@ -279,7 +280,7 @@ func (s *Server[T]) onPrepareWS(nc netpoll.Connection) context.Context {
 var wsRefusal = httpError(503)
 
 func (s *Server[T]) prepare(nc netpoll.Connection, w *wsConn) context.Context {
-	c := &Conn[T]{nc: nc, srv: s, fd: int32(nc.(netpoll.Conn).Fd()), ws: w}
+	c := &Conn[T]{nc: nc, srv: s, fd: int32(nc.(netpoll.Conn).Fd()), ws: w, gen: s.gens.Add(1)}
 	now := s.clock.now()
 	c.opened, c.rateStart = now, now
 	c.lastRead.Store(now)

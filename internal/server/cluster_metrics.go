@@ -12,11 +12,12 @@ var (
 	mDirectory    = newDesc("chatd_cluster_directory_total", "Session directory operations and their failures, by kind.", prometheus.CounterValue, "kind")
 	mRequests     = newDesc("chatd_cluster_requests_total", "Requests between nodes, by outcome (failed: no answer in time; busy: refused, too many in flight).", prometheus.CounterValue, "outcome")
 	mQueued       = newDesc("chatd_cluster_queued", "Directory writes and receipts waiting to go to other nodes, by kind.", prometheus.GaugeValue, "kind")
+	mPushRepairs  = newDesc("chatd_cluster_push_repairs_total", "Empty pushes naming the last seq, sent to sessions on other nodes once their pushes went quiet (a lost final push is then drained).", prometheus.CounterValue)
 )
 
 func (m metrics) describeCluster(ch chan<- *prometheus.Desc) {
 	ch <- mHop
-	for _, d := range []desc{mClusterNodes, mDirectory, mRequests, mQueued} {
+	for _, d := range []desc{mClusterNodes, mDirectory, mRequests, mQueued, mPushRepairs} {
 		ch <- d.d
 	}
 }
@@ -59,6 +60,7 @@ func (m metrics) collectCluster(ch chan<- prometheus.Metric) {
 	}
 	emit(mQueued, float64(len(s.cl.releases)), "directory_releases")
 	emit(mQueued, float64(s.cl.counters.claimsQueued.Load()), "directory_claims")
+	emit(mPushRepairs, float64(s.counters.pushRepairs.Load()))
 	if s.rm != nil {
 		emit(mQueued, float64(len(s.rm.receipts)), "receipts")
 	}

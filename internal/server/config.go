@@ -45,6 +45,13 @@ type Config struct {
 	// Window is how many inbox entries may be delivered but unacknowledged
 	// per connection. Default 256.
 	Window int
+	// MaxRemoteSends bounds the SENDs of one connection waiting for
+	// another node's answer (a recipient or group homed there), in flight
+	// or held behind others; beyond it a SEND gets ERROR 27 and holds its
+	// recipient (holds.go), so a client that ignores the send window
+	// cannot queue without limit at a slow home. Default 512 (twice the
+	// Go client's window, which resends after errors may exceed).
+	MaxRemoteSends int
 	// WindowBytes bounds the frames delivered but unacknowledged per
 	// connection, in bytes, so that a window of large messages never
 	// fills the outbound queue (MaxOutbound) and gets its client closed as
@@ -190,6 +197,9 @@ type Config struct {
 	// (deleters.go names them); an error fails the step, and errClosing
 	// stops the deletion as a crash would.
 	deleteStep func(step string) error
+	// dropPush, in tests, loses a push to a session on another node when
+	// it reports true (a lost publish).
+	dropPush func() bool
 	// welcomed, in tests, runs once a login has sent its WELCOME, before
 	// it attaches and drains.
 	welcomed func(c *Conn)
@@ -218,6 +228,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.Window == 0 {
 		c.Window = 256
+	}
+	if c.MaxRemoteSends == 0 {
+		c.MaxRemoteSends = 512
 	}
 	if c.WindowBytes == 0 {
 		c.WindowBytes = c.outbound() / 2
@@ -301,6 +314,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Window < 1 || c.Window > 65535 {
 		bad("window", c.Window, "outside 1..65535")
+	}
+	if c.MaxRemoteSends < 1 {
+		bad("max-remote-sends", c.MaxRemoteSends, "below 1")
 	}
 	if c.Keepalive < time.Second || c.Keepalive > 65535*time.Second {
 		bad("keepalive", c.Keepalive, "outside 1s..18h")

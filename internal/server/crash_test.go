@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -43,6 +44,13 @@ func runChild() {
 	}
 	if hold, err := time.ParseDuration(os.Getenv("CHATD_TEST_NAME_HOLD")); err == nil {
 		cfg.NameHold = hold
+	}
+	if n, err := strconv.Atoi(os.Getenv("CHATD_TEST_DROP_PUSHES")); err == nil { // the first n pushes to other nodes are lost
+		var dropped atomic.Int64
+		cfg.dropPush = func() bool { return dropped.Add(1) <= int64(n) }
+	}
+	if n, err := strconv.Atoi(os.Getenv("CHATD_TEST_MAX_REMOTE_SENDS")); err == nil {
+		cfg.MaxRemoteSends = n
 	}
 	if idle, err := time.ParseDuration(os.Getenv("CHATD_TEST_SESSION_IDLE")); err == nil { // the session sweep's tests
 		cfg.SessionIdle, cfg.SessionSweep = idle, idle/10

@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"path/filepath"
 	"regexp"
+	"slices"
+	"sort"
 	"strconv"
 	"testing"
 	"time"
@@ -95,6 +97,27 @@ func TestStorageFullRefusesAndRecovers(t *testing.T) {
 	}
 	sent := map[codec.MsgID]bool{}
 	inflight := map[codec.MsgID]bool{}
+	// As a client must, alice resends refused messages in the order she
+	// first sent them (the server refuses a later one to bob until the
+	// first refused comes again): retry is kept in that order.
+	seqOf := map[codec.MsgID]int{}
+	var retry []codec.MsgID
+	send := func(body []byte, flush bool) codec.MsgID {
+		var id codec.MsgID
+		var err error
+		if len(retry) > 0 {
+			id, retry = retry[0], retry[1:]
+			err = alice.SendID(id, codec.FlagDup, bobID, body, flush)
+		} else {
+			id, err = alice.Send(bobID, body, flush)
+			seqOf[id] = len(seqOf)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		inflight[id] = true
+		return id
+	}
 	var firstRefusal, lastSent time.Time
 	refused, streak := 0, 0
 	handle := func(f codec.Frame) {
@@ -111,6 +134,8 @@ func TestStorageFullRefusesAndRecovers(t *testing.T) {
 				t.Fatalf("unexpected ERROR %v (%d) for %v", f.Code, f.Code, f.ID)
 			}
 			delete(inflight, f.ID)
+			i := sort.Search(len(retry), func(i int) bool { return seqOf[retry[i]] > seqOf[f.ID] })
+			retry = slices.Insert(retry, i, f.ID)
 			if refused == 0 {
 				firstRefusal = time.Now()
 			}
@@ -155,11 +180,7 @@ func TestStorageFullRefusesAndRecovers(t *testing.T) {
 			time.Sleep(5 * time.Millisecond) // the client's retry delay
 		}
 		for len(inflight) < window {
-			id, err := alice.Send(bobID, body(), len(inflight) == window-1)
-			if err != nil {
-				t.Fatal(err)
-			}
-			inflight[id] = true
+			send(body(), len(inflight) == window-1)
 		}
 		await(deadline)
 	}
@@ -245,11 +266,7 @@ func TestStorageFullRefusesAndRecovers(t *testing.T) {
 			t.Fatalf("still refusing %v after the first refusal; storage %+v", time.Since(firstRefusal), s.space.Stats())
 		}
 		tries++
-		id, err := alice.Send(bobID, []byte("after the storm"), true)
-		if err != nil {
-			t.Fatal(err)
-		}
-		inflight[id] = true
+		id := send([]byte("after the storm"), true)
 		for len(inflight) > 0 {
 			await(time.Now().Add(10 * time.Second))
 		}

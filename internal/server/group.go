@@ -229,14 +229,22 @@ func (s *Server) sendGroup(c *Conn, f *codec.Send, user uint64) {
 			c.Close()
 			return
 		}
-		s.sendRemote(c, f, user, home, mono())
+		if !s.sendAway(c, f, user, home) {
+			c.Close()
+		}
 		return
 	}
 	m := &offline.Message[*Conn]{
 		Group: f.To, From: user, ID: f.ID,
 		Body: append([]byte(nil), f.Body...), Dup: f.Flags&codec.FlagDup != 0, Sender: c, Stamp: mono(),
 	}
-	if code, detail := s.groupMessage(m, nil); code != 0 {
+	switch code, detail := s.groupMessage(m, nil); code {
+	case 0:
+	case codec.CodeBusy, codec.CodeStorageFull: // refused for now: later SENDs to the group wait for it
+		if !s.refuseForNow(c, f, code, detail) {
+			c.Close()
+		}
+	default:
 		s.errorTo(c, code, 0, &f.ID, detail)
 	}
 }

@@ -90,6 +90,9 @@ func (s *Server) Closed(c *Conn) {
 		}
 	}
 	s.sessions.Closed(c)
+	if st.held.Load() != 0 {
+		s.holds.forget(c)
+	}
 	st.route.Lock()
 	subs := st.subs
 	st.subs = nil
@@ -153,8 +156,13 @@ func (s *Server) send(c *Conn, body []byte) error {
 		code, detail = codec.CodeInvalidFlags, "SEND with reserved flag bits set"
 	case len(f.Body) > s.cfg.MaxBody:
 		code, detail = codec.CodeBodyTooLarge, fmt.Sprintf("body of %d bytes; this server takes at most %d", len(f.Body), s.cfg.MaxBody)
+	case s.heldBack(c, &f): // after the checks that refuse for good, before any that stores
+		return nil
 	case s.storageFull(): // before the group branch: group SENDs too
-		code, detail = codec.CodeStorageFull, "the server's disk is nearly full; retry later"
+		if !s.refuseForNow(c, &f, codec.CodeStorageFull, "the server's disk is nearly full; retry later") {
+			return errClose
+		}
+		return nil
 	case f.Flags&codec.FlagGroup != 0:
 		s.sendGroup(c, &f, user)
 		return nil
@@ -169,7 +177,9 @@ func (s *Server) send(c *Conn, body []byte) error {
 			// move ending) and overtake it: the client resends both, in order.
 			return s.fatal(c, codec.CodeUnavailable, err.Error())
 		}
-		s.sendRemote(c, &f, user, home, mono()) // the home checks the recipient
+		if !s.sendAway(c, &f, user, home) { // the home checks the recipient
+			return errClose
+		}
 		return nil
 	case !s.accounts.Exists(f.To):
 		code, detail = codec.CodeUnknownRecipient, fmt.Sprintf("no user %d", f.To)
@@ -189,7 +199,9 @@ func (s *Server) send(c *Conn, body []byte) error {
 	}
 	if err := s.inbox.Submit(m); err != nil {
 		s.counters.busy.Add(1)
-		s.errorTo(c, codec.CodeBusy, 0, &f.ID, "message store saturated; not stored, retry")
+		if !s.refuseForNow(c, &f, codec.CodeBusy, "message store saturated; not stored, retry") {
+			return errClose
+		}
 	}
 	return nil
 }

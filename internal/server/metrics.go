@@ -184,6 +184,7 @@ func (m metrics) Collect(ch chan<- prometheus.Metric) {
 		"slow_consumer": st.Conn.SlowConsumers, "idle": st.Conn.IdleClosed, "auth_timeout": st.Conn.AuthTimeouts,
 		"protocol_error": st.Conn.ProtocolErrors, "read_timeout": st.Conn.ReadTimeouts, "busy": c.busy.Load(),
 		"login_rate": c.loginLimited.Load(), "frame_rate": st.Conn.RateLimited, "storage_full": c.storageFull.Load(),
+		"held": c.held.Load(), "remote_sends": c.remoteFull.Load(),
 	} {
 		emit(mRejects, float64(v), reason)
 	}

@@ -70,6 +70,9 @@ type attachment struct {
 	sid     uint64    // the session's id at its node
 	epoch   uint64    // its directory epoch: a later attach wins
 	last    uint64    // the seq last pushed to it
+	// seen is last at the previous repair tick, and nudged the last named
+	// by a repair (repairPushes).
+	seen, nudged uint64
 }
 
 type stream struct{ sid, n uint64 }
@@ -82,6 +85,9 @@ type sendStream struct {
 	last   map[string]uint64 // the n last sent to each home
 	open   map[string]int    // stores to each home not answered, or refused (those count forever)
 	flight map[uint64]*flight
+	// waiting counts the stores sent or held and not answered yet
+	// (Config.MaxRemoteSends).
+	waiting int
 }
 
 // flight is a connection's stores to one recipient (a user or a group)
@@ -208,6 +214,26 @@ func (s *Server) sendRemote(c *Conn, f *codec.Send, user uint64, home string, st
 	}
 }
 
+// sendAway is sendRemote for a SEND just read: within the connection's
+// bound on stores awaiting other nodes (Config.MaxRemoteSends), else
+// refused for now with ERROR 27. It reports false when the connection
+// must close (too many recipients held).
+func (s *Server) sendAway(c *Conn, f *codec.Send, user uint64, home string) bool {
+	ss := s.rm.stream(c)
+	ss.mu.Lock()
+	full := ss.waiting >= s.cfg.MaxRemoteSends
+	if !full {
+		ss.waiting++ // landed takes it back, once per store
+	}
+	ss.mu.Unlock()
+	if full {
+		s.counters.remoteFull.Add(1)
+		return s.refuseForNow(c, f, codec.CodeBusy, "too many messages waiting for other nodes; not stored, retry")
+	}
+	s.sendRemote(c, f, user, home, mono())
+	return true
+}
+
 // inFlight reports whether c has stores to recipient to in flight to
 // another node (or held behind them): a SEND to a recipient homed here
 // must then follow them through sendRemote, or it could overtake them.
@@ -241,6 +267,7 @@ func (s *Server) landed(c *Conn, to uint64, ok bool) {
 	}
 	ss := v.(*sendStream)
 	ss.mu.Lock()
+	ss.waiting--
 	fl := ss.flight[to]
 	if fl == nil {
 		ss.mu.Unlock()
@@ -483,10 +510,14 @@ func (s *Server) sendAttach(home string, user uint64, c *Conn) {
 }
 
 // connID names a connection between nodes (attach, detach, deliver): its
-// address, unique while it is open. A later connection of the same user
-// at the same address would take a push meant for the earlier one, which
-// is one of its own entries: harmless.
-func connID(c *Conn) uint64 { return uint64(uintptr(unsafe.Pointer(c))) }
+// number (Gen) above the low half of its address. The address alone is
+// unique only while the connection is open: a new session at a freed
+// connection's address, whose attach reached the home before the old
+// one's detach, had that detach drop its live attachment. Two ids are
+// equal only for connections 2^32 accepts apart at the same address.
+func connID(c *Conn) uint64 {
+	return uint64(c.Gen())<<32 | uint64(uint32(uintptr(unsafe.Pointer(c))))
+}
 
 // detach undoes attach when the session ends (Closed: it only queues).
 func (s *Server) detach(c *Conn, user uint64) {
@@ -539,7 +570,7 @@ func (s *Server) serveAttach(req []byte, respond func([]byte)) {
 			// numbering its pushes where they were, so that one lost just
 			// before still shows as a gap. Restarting from 0 would hide it
 			// if the session's drain finished before this attach.
-			na.last = a.last
+			na.last, na.seen, na.nudged = a.last, a.seen, a.nudged
 		}
 		rm.away[user] = na
 	}
@@ -609,10 +640,50 @@ func (s *Server) pushAway(entries []*offline.Stored) {
 	}
 	rm.mu.Unlock()
 	for _, b := range out {
+		if s.cfg.dropPush != nil && s.cfg.dropPush() {
+			continue
+		}
 		msg := binary.BigEndian.AppendUint64(nil, b.user)
 		msg = binary.BigEndian.AppendUint64(msg, b.sid)
 		msg = binary.BigEndian.AppendUint64(msg, b.prev)
 		s.cl.node.Publish(b.node, "deliver", append(msg, b.wire...))
+	}
+}
+
+// repairPushes repairs a lost final push. A push is published without an
+// answer; its loss is noticed when the next push to the session names the
+// seq before it, and if none comes, the session would wait for its next
+// login. So once a session's pushes have been quiet for a tick, the home
+// sends it an empty push naming the last seq pushed: a session that never
+// got it drains from here (router.AppliedFrom), one that did ignores it.
+// One per quiet period after pushes; a session with no pushes costs
+// nothing.
+func (s *Server) repairPushes() {
+	type nudge struct {
+		node            string
+		user, sid, last uint64
+	}
+	var out []nudge
+	rm := s.rm
+	rm.mu.Lock()
+	for u, a := range rm.away {
+		switch {
+		case a.last != a.seen: // still pushing: the next push names the last
+			a.seen = a.last
+		case a.last != a.nudged:
+			a.nudged = a.last
+			out = append(out, nudge{a.node, u, a.sid, a.last})
+		}
+	}
+	rm.mu.Unlock()
+	for _, n := range out {
+		msg := binary.BigEndian.AppendUint64(nil, n.user)
+		msg = binary.BigEndian.AppendUint64(msg, n.sid)
+		msg = binary.BigEndian.AppendUint64(msg, n.last)
+		s.cl.node.Publish(n.node, "deliver", msg)
+	}
+	if len(out) > 0 {
+		s.counters.pushRepairs.Add(uint64(len(out)))
 	}
 }
 
@@ -796,6 +867,7 @@ func (s *Server) reattacher() {
 		}
 		s.awayPresence(wasLive)
 		s.rewatch(watchStarted)
+		s.repairPushes()
 		rm := s.rm
 		type again struct {
 			home  string

@@ -78,6 +78,7 @@ type Server struct {
 
 	// Atomics, added to from any goroutine; read by metrics and Process.
 	counters counters
+	holds    holds         // per-sender order across SENDs refused for now (holds.go)
 	lat      latencies     // histograms
 	fails    loginFailures // failed authentications, by reason
 
@@ -369,6 +370,9 @@ type counters struct {
 	busy                       atomic.Uint64
 	loginLimited               atomic.Uint64
 	storageFull                atomic.Uint64 // requests refused with ERROR 28
+	held                       atomic.Uint64 // SENDs refused because an earlier one to the recipient was (holds.go)
+	remoteFull                 atomic.Uint64 // SENDs refused with 27: the connection's MaxRemoteSends were waiting
+	pushRepairs                atomic.Uint64 // empty pushes a home sent to quiet away sessions (repairPushes)
 	sessionsSwept, sweepPasses atomic.Uint64 // the session sweep (sweep.go)
 
 	keys keyCounters
