@@ -17,11 +17,11 @@ func TestHideFrom(t *testing.T) {
 	p, o := startMem(t)
 	var mu sync.Mutex
 	blocked := map[*watcher]bool{}
-	p.HideFrom(func(user uint64, w *watcher) bool {
+	p.HideFrom(Hiding[*watcher]{Hides: func(user uint64, w *watcher) bool {
 		mu.Lock()
 		defer mu.Unlock()
 		return user == 1 && blocked[w]
-	})
+	}})
 	o.set(1, true)
 	shut, open := &watcher{}, &watcher{}
 	blocked[shut] = true
@@ -83,5 +83,96 @@ func TestDelete(t *testing.T) {
 	p.Tick()
 	if last, priv := p.Read(1); last != 0 || priv != 0 {
 		t.Fatalf("after: %d %v", last, priv)
+	}
+}
+
+// TestHideAcrossNodes: user 1's home relays, with its state, whom user 1
+// hides from; the watching node shows it hidden to those watchers only,
+// and a change of the list alone (same state) reaches them at the next
+// tick.
+func TestHideAcrossNodes(t *testing.T) {
+	var mu sync.Mutex
+	blocked := map[uint64]bool{} // whom user 1 hides from
+	list := func(user uint64) []uint64 {
+		mu.Lock()
+		defer mu.Unlock()
+		var out []uint64
+		for u, on := range blocked {
+			if on && user == 1 {
+				out = append(out, u)
+			}
+		}
+		slices.Sort(out)
+		return out
+	}
+	viewers := map[*watcher]uint64{}
+	viewer := func(w *watcher) uint64 { return viewers[w] }
+
+	// The watching node: user 1 is remote; what its home relays arrives
+	// through relayed.
+	relayed := make(chan []Update, 8)
+	db := openMem(t, vfs.NewMem())
+	t.Cleanup(func() { db.Close() })
+	node := New[*watcher](db, Config{Interval: time.Hour, Online: func(uint64) bool { return false },
+		Remote: func(u uint64) bool { return u == 1 }, Watch: func(uint64, bool) {}})
+	t.Cleanup(node.Close)
+	node.HideFrom(Hiding[*watcher]{Viewer: viewer})
+
+	home, o := startMem(t)
+	home.cfg.Relay = func(_ string, us []Update) { relayed <- us }
+	home.HideFrom(Hiding[*watcher]{List: list, Viewer: viewer})
+	o.set(1, true)
+
+	shut, open := &watcher{}, &watcher{}
+	viewers[shut], viewers[open] = 20, 30
+	mu.Lock()
+	blocked[20] = true
+	mu.Unlock()
+	node.Subscribe(shut, []uint64{1})
+	node.Subscribe(open, []uint64{1})
+	home.WatchFrom("n2", 1, 1, true)
+	relay := func() {
+		t.Helper()
+		home.Tick()
+		select {
+		case us := <-relayed:
+			node.Heard(us)
+		default:
+			t.Fatal("the home relayed nothing")
+		}
+		node.Tick()
+	}
+	relay()
+	if got := states(shut.take()); !slices.Equal(got, []codec.PresenceState{codec.PresenceHidden}) {
+		t.Fatalf("the blocked watcher got %v", got)
+	}
+	if got := states(open.take()); !slices.Equal(got, []codec.PresenceState{codec.PresenceOnline}) {
+		t.Fatalf("the other watcher got %v", got)
+	}
+
+	// Unblocked: only the list changed, and the update goes again.
+	mu.Lock()
+	blocked[20] = false
+	mu.Unlock()
+	home.Changed(1, 0)
+	relay()
+	if got := states(shut.take()); !slices.Equal(got, []codec.PresenceState{codec.PresenceOnline}) {
+		t.Fatalf("the unblocked watcher got %v", got)
+	}
+	if got := open.take(); len(got) != 0 {
+		t.Fatalf("the other watcher got %+v", got)
+	}
+
+	// Blocked again while watching.
+	mu.Lock()
+	blocked[20] = true
+	mu.Unlock()
+	home.Changed(1, 0)
+	relay()
+	if got := states(shut.take()); !slices.Equal(got, []codec.PresenceState{codec.PresenceHidden}) {
+		t.Fatalf("the blocked watcher got %v", got)
+	}
+	if got := open.take(); len(got) != 0 {
+		t.Fatalf("the other watcher got %+v", got)
 	}
 }

@@ -1,6 +1,7 @@
 package presence
 
 import (
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -56,9 +57,9 @@ type Tracker[W Watcher] struct {
 
 	ticks atomic.Uint64 // completed ticks, for tests
 
-	// hide, set by HideFrom before use, says that user hides its presence
-	// from watcher w (the server: user blocked w's user).
-	hide func(user uint64, w W) bool
+	// hiding, set by HideFrom before use, says from whom users hide their
+	// presence (the server: the users they blocked).
+	hiding Hiding[W]
 
 	// Guarded by mu.
 	mu       sync.Mutex
@@ -66,6 +67,7 @@ type Tracker[W Watcher] struct {
 	dirty    map[uint64]struct{}
 	seen     map[uint64]uint64          // last seen to write (unix ms), by user
 	heard    map[uint64]sent            // users homed elsewhere: the state their home last relayed
+	hides    map[uint64][]uint64        // users homed elsewhere: whom their home last said they hide from
 	nodes    map[uint64]map[string]sent // at a home: the other nodes watching each user
 	runs     map[string]int64           // at a home: each watching node's latest run
 
@@ -78,10 +80,13 @@ type Tracker[W Watcher] struct {
 	testHookRead atomic.Pointer[func()]
 }
 
-// sent is the last PRESENCE a watcher was sent about a user.
+// sent is the last PRESENCE a watcher was sent about a user; for a node
+// watching it, hidden is also a hash of the users the update said the
+// user hides from, so that a change of those is relayed too.
 type sent struct {
 	state    codec.PresenceState
 	lastSeen uint64
+	hidden   uint64
 }
 
 // New starts a tracker over db, whose 'l' keys it owns. Close stops it.
@@ -92,23 +97,53 @@ func New[W Watcher](db *pebble.DB, cfg Config) *Tracker[W] {
 	p := &Tracker[W]{db: db, cfg: cfg, interval: cfg.Interval, online: cfg.Online, log: cfg.Logger,
 		stop: make(chan struct{}), done: make(chan struct{}),
 		watchers: map[uint64]map[W]sent{}, dirty: map[uint64]struct{}{}, seen: map[uint64]uint64{},
-		heard: map[uint64]sent{}, nodes: map[uint64]map[string]sent{}, runs: map[string]int64{}}
+		heard: map[uint64]sent{}, hides: map[uint64][]uint64{}, nodes: map[uint64]map[string]sent{}, runs: map[string]int64{}}
 	go p.run()
 	return p
 }
 
-// HideFrom makes watchers for which hide(user, w) holds see user as
-// hidden, whatever user's settings. Call it once, before the tracker is
-// used; after a change of what hide answers, Changed(user, 0) sends the
-// affected watchers the state they may now see.
-func (p *Tracker[W]) HideFrom(hide func(user uint64, w W) bool) { p.hide = hide }
+// Hiding says from whom users hide their presence, whatever their
+// settings. The tracker calls its functions with its lock held: they
+// must not block nor call the tracker.
+type Hiding[W Watcher] struct {
+	// Hides says that user, homed here, hides from watcher w.
+	Hides func(user uint64, w W) bool
+	// List returns the users that user, homed here, hides from, sorted
+	// (nil: none), relayed with user's state to the nodes watching it.
+	List func(user uint64) []uint64
+	// Viewer is w's user, looked up in the list a home relayed for a
+	// user homed elsewhere.
+	Viewer func(w W) uint64
+}
+
+// HideFrom makes watchers a user hides from see it as hidden. Call it
+// once, before the tracker is used; after a change of what h answers for
+// user, Changed(user, 0) sends the affected watchers, here and (through
+// the relay) on other nodes, the state they may now see.
+func (p *Tracker[W]) HideFrom(h Hiding[W]) { p.hiding = h }
 
 // seenBy is now as w may see it.
 func (p *Tracker[W]) seenBy(user uint64, now sent, w W) sent {
-	if p.hide != nil && now.state != codec.PresenceHidden && p.hide(user, w) {
+	if now.state == codec.PresenceHidden {
+		return now
+	}
+	var hidden bool
+	if p.remote(user) {
+		_, hidden = slices.BinarySearch(p.hides[user], p.viewer(w))
+	} else {
+		hidden = p.hiding.Hides != nil && p.hiding.Hides(user, w)
+	}
+	if hidden {
 		return sent{state: codec.PresenceHidden}
 	}
 	return now
+}
+
+func (p *Tracker[W]) viewer(w W) uint64 {
+	if p.hiding.Viewer == nil {
+		return 0
+	}
+	return p.hiding.Viewer(w)
 }
 
 // Changed marks user's presence as changed; offlineAt, when not 0, is the
@@ -180,14 +215,20 @@ func (p *Tracker[W]) Tick() {
 				}
 				w[c] = seen
 			}
+			var hidden []uint64
+			if len(ns) > 0 && p.hiding.List != nil {
+				hidden = p.hiding.List(u)
+			}
+			nowN := now
+			nowN.hidden = hashUsers(hidden)
 			for node, last := range ns {
-				if last != now {
+				if last != nowN {
 					if relay == nil {
 						relay = map[string][]Update{}
 					}
-					relay[node] = append(relay[node], Update{User: u, State: now.state, LastSeen: now.lastSeen})
+					relay[node] = append(relay[node], Update{User: u, State: now.state, LastSeen: now.lastSeen, HiddenFrom: hidden})
 				}
-				ns[node] = now
+				ns[node] = nowN
 			}
 		}
 		p.mu.Unlock()

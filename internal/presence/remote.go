@@ -1,6 +1,10 @@
 package presence
 
-import "github.com/chatd/chatd/codec"
+import (
+	"slices"
+
+	"github.com/chatd/chatd/codec"
+)
 
 // Presence across nodes. A user's presence is decided at its home, which
 // keeps its last seen and privacy and knows whether it has a session on
@@ -12,11 +16,29 @@ import "github.com/chatd/chatd/codec"
 // tells its watchers. Nothing crosses nodes for a user nobody elsewhere
 // watches.
 
-// Update is a user's presence, as a home relays it.
+// Update is a user's presence, as a home relays it, with the users it
+// hides from (sorted; Hiding.List), whom the watching node shows it as
+// hidden, as its home would.
 type Update struct {
-	User     uint64
-	State    codec.PresenceState
-	LastSeen uint64
+	User       uint64
+	State      codec.PresenceState
+	LastSeen   uint64
+	HiddenFrom []uint64
+}
+
+// hashUsers is FNV-1a over users: a relay goes again when it changes.
+func hashUsers(users []uint64) uint64 {
+	if len(users) == 0 {
+		return 0
+	}
+	h := uint64(14695981039346656037)
+	for _, u := range users {
+		for i := range 8 {
+			h ^= (u >> (8 * i)) & 0xff
+			h *= 1099511628211
+		}
+	}
+	return h | 1
 }
 
 // unsent is what a watcher was "last sent" about a user homed elsewhere
@@ -37,6 +59,14 @@ func (p *Tracker[W]) Heard(updates []Update) {
 			continue // nobody here watches any more
 		}
 		p.heard[u.User] = sent{state: u.State, lastSeen: u.LastSeen}
+		if len(u.HiddenFrom) > 0 {
+			if !slices.IsSorted(u.HiddenFrom) {
+				slices.Sort(u.HiddenFrom)
+			}
+			p.hides[u.User] = u.HiddenFrom
+		} else {
+			delete(p.hides, u.User)
+		}
 		p.dirty[u.User] = struct{}{}
 	}
 	p.mu.Unlock()

@@ -419,3 +419,62 @@ func TestClusterAccountDeleteKilled(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 	}
 }
+
+// TestClusterBlockHidesPresence: bob's block hides his presence from
+// alice on a node that is neither his home nor his session's, as on one
+// node: she sees him hidden after the block (already subscribed, and on
+// a fresh subscription), his real state after the unblock, and carol,
+// whom he did not block, sees him online throughout.
+func TestClusterBlockHidesPresence(t *testing.T) {
+	nodes := startClusterNodes(t, 3)
+	ids, bobName := homedApart(t, nodes)
+	aliceID, bobID := ids["alice"], ids["bob"]
+	ha, hb := homeNode(nodes, aliceID), homeNode(nodes, bobID)
+	third := 3 - ha - hb
+	bob := loginOn(t, nodes[ha], bobName)
+	alice, carol := loginOn(t, nodes[third], "alice"), loginOn(t, nodes[third], "carol")
+	ctx := ctx10(t)
+	sees := func(c *client.Conn, want codec.PresenceState) {
+		t.Helper()
+		waitFrame(t, c, func(f codec.Frame) bool {
+			p, ok := f.(*codec.Presence)
+			return ok && p.User == bobID && p.State == want
+		})
+	}
+	for _, c := range []*client.Conn{alice, carol} {
+		if err := c.WriteRaw((&codec.Subscribe{Users: codec.Users(bobID)}).Append(nil)); err != nil {
+			t.Fatal(err)
+		}
+		sees(c, codec.PresenceOnline)
+	}
+
+	if err := bob.Block(ctx, aliceID); err != nil {
+		t.Fatal(err)
+	}
+	sees(alice, codec.PresenceHidden)
+	// A fresh subscription (the node forgot bob when its only watcher
+	// left) is hidden too once his home has answered.
+	if err := alice.WriteRaw((&codec.Unsubscribe{Users: codec.Users(bobID)}).Append(nil)); err != nil {
+		t.Fatal(err)
+	}
+	if err := carol.WriteRaw((&codec.Unsubscribe{Users: codec.Users(bobID)}).Append(nil)); err != nil {
+		t.Fatal(err)
+	}
+	pingPong(t, alice, 1)
+	pingPong(t, carol, 2)
+	if err := alice.WriteRaw((&codec.Subscribe{Users: codec.Users(bobID)}).Append(nil)); err != nil {
+		t.Fatal(err)
+	}
+	waitFrame(t, alice, func(f codec.Frame) bool {
+		p, ok := f.(*codec.Presence)
+		if ok && p.User == bobID && p.State != codec.PresenceHidden {
+			t.Fatalf("alice saw bob %v while he blocks her", p.State)
+		}
+		return ok && p.User == bobID
+	})
+
+	if err := bob.Unblock(ctx, aliceID); err != nil {
+		t.Fatal(err)
+	}
+	sees(alice, codec.PresenceOnline)
+}

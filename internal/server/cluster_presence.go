@@ -19,7 +19,10 @@ import (
 //   - "watch": a node whose clients watch a user homed elsewhere asks
 //     the home for updates while any does (sent in order with the
 //     node's other requests to that home).
-//   - "presence": the home's coalesced updates to each watching node.
+//   - "presence2": the home's coalesced updates to each watching node,
+//     each with the users it hides from (its block list), whom the node
+//     shows it as hidden as the home would. ("presence", without them,
+//     is no longer sent.)
 //   - "privacy": PRIVACY of a user homed elsewhere, stored at the home.
 
 // online is presence's Online: user has a session here, or (a cluster,
@@ -73,22 +76,41 @@ func (s *Server) serveWatch(req []byte, respond func([]byte)) {
 }
 
 // relayPresence is presence's Relay: the updates go to a watching node
-// as one publish (a lost one is repaired by the next change).
+// as one publish (a lost one is repaired by the next change). Each is
+// | user (8) | state (1) | last seen (8) | n (2) | n users it hides from (8 each) |.
 func (s *Server) relayPresence(node string, updates []presence.Update) {
-	b := make([]byte, 0, 17*len(updates))
+	n := 0
+	for _, u := range updates {
+		n += 19 + 8*len(u.HiddenFrom)
+	}
+	b := make([]byte, 0, n)
 	for _, u := range updates {
 		b = binary.BigEndian.AppendUint64(b, u.User)
 		b = append(b, byte(u.State))
 		b = binary.BigEndian.AppendUint64(b, u.LastSeen)
+		b = binary.BigEndian.AppendUint16(b, uint16(len(u.HiddenFrom)))
+		for _, h := range u.HiddenFrom {
+			b = binary.BigEndian.AppendUint64(b, h)
+		}
 	}
-	s.cl.node.Publish(node, "presence", b)
+	s.cl.node.Publish(node, "presence2", b)
 }
 
 func (s *Server) servePresence(msg []byte, respond func([]byte)) {
 	var updates []presence.Update
-	for ; len(msg) >= 17; msg = msg[17:] {
-		updates = append(updates, presence.Update{User: binary.BigEndian.Uint64(msg),
-			State: codec.PresenceState(msg[8]), LastSeen: binary.BigEndian.Uint64(msg[9:])})
+	for len(msg) >= 19 {
+		u := presence.Update{User: binary.BigEndian.Uint64(msg),
+			State: codec.PresenceState(msg[8]), LastSeen: binary.BigEndian.Uint64(msg[9:])}
+		n := int(binary.BigEndian.Uint16(msg[17:]))
+		msg = msg[19:]
+		if len(msg) < 8*n {
+			break // cut short: what came whole still counts
+		}
+		for i := range n {
+			u.HiddenFrom = append(u.HiddenFrom, binary.BigEndian.Uint64(msg[8*i:]))
+		}
+		msg = msg[8*n:]
+		updates = append(updates, u)
 	}
 	s.presence.Heard(updates)
 }

@@ -127,7 +127,7 @@ func (s *Server) startRemote() error {
 		"store": s.serveStore, "attach": s.serveAttach, "detach": s.serveDetach, "deliver": s.serveDeliver,
 		"read": s.serveRead, "inbox": s.serveInbox, "receipt": s.serveReceipt, "typing": s.serveTyping,
 		"group": s.serveGroup, "glist": s.serveGroupList, "gtyping": s.serveGroupTyping, "fanin": s.serveFanIn,
-		"watch": s.serveWatch, "presence": s.servePresence, "privacy": s.servePrivacy, "import": s.serveImport,
+		"watch": s.serveWatch, "presence2": s.servePresence, "privacy": s.servePrivacy, "import": s.serveImport,
 		"unimport": s.serveUnimport,
 	} {
 		if err := n.Handle(op, h); err != nil {

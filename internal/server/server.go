@@ -160,8 +160,13 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.presence = presence.New[*Conn](db, pcfg) // before the cluster's handlers: they tell it of sessions
 	s.commits = newCommits()                   // and use these
-	// A user's presence is hidden from the users it blocked.
-	s.presence.HideFrom(func(user uint64, c *Conn) bool { return s.blocks.Blocks(user, c.State.user.Load()) })
+	// A user's presence is hidden from the users it blocked, on every
+	// node: its home relays the list with its state.
+	s.presence.HideFrom(presence.Hiding[*Conn]{
+		Hides:  func(user uint64, c *Conn) bool { return s.blocks.Blocks(user, c.State.user.Load()) },
+		List:   func(user uint64) []uint64 { return s.blocks.List(user, codec.ListBlocked) },
+		Viewer: func(c *Conn) uint64 { return c.State.user.Load() },
+	})
 	ocfg := offline.Config{Lanes: cfg.Lanes, TTL: cfg.TTL, Quota: cfg.Quota, QuotaBytes: cfg.QuotaBytes, Logger: cfg.Logger, SyncFault: cfg.syncFault,
 		Synced: s.lat.sync.Observe, Gone: s.accounts.Deleted}
 	if cfg.Cluster != nil {
