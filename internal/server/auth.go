@@ -151,7 +151,11 @@ func (s *Server) authenticated(c *Conn, kind loginKind, start int64, r acctReply
 	if st.gone.Load() {
 		// Closed ran before the swap and could not remove us.
 		s.log.Debug("session closed during its login", zap.Uint64("user", user), zap.Uint64("conn", connID(c)))
-		s.sessions.Remove(user, c)
+		if s.sessions.Remove(user, c) {
+			// Closed found no session to end: end this one's claim and
+			// list copy here, or they outlive it (on a cluster).
+			s.endSession(c, user)
+		}
 		return
 	}
 	if ce := s.log.Check(zap.DebugLevel, "session started"); ce != nil { // a login's: fields built only when kept
