@@ -74,21 +74,11 @@ func InitAliceHE(sk [32]byte, ad []byte, bobSignedPreKey []byte, cfg Config) (*S
 func initAliceHE(sk [32]byte, ad []byte, bobSPK []byte, cfg Config, newKey func() (*ecdh.PrivateKey, error)) (*State, error) {
 	rk, hka, nhkb := headerKeys(sk)
 	s := &State{cfg: cfg.withDefaults(), rk: rk, ad: append([]byte(nil), ad...), newKey: newKey, he: true}
-	pub, err := ecdh.X25519().NewPublicKey(bobSPK)
+	dh, err := s.firstStep(bobSPK)
 	if err != nil {
-		return nil, fmt.Errorf("ratchet: Bob's signed prekey: %w", err)
+		return nil, err
 	}
-	if s.dhs, err = newKey(); err != nil {
-		return nil, fmt.Errorf("ratchet: ratchet key: %w", err)
-	}
-	dh, err := s.dhs.ECDH(pub)
-	if err != nil {
-		return nil, fmt.Errorf("ratchet: Bob's signed prekey: %w", err)
-	}
-	copy(s.dhr[:], bobSPK)
-	s.hasDHr = true
 	s.rk, s.cks, s.nhks = kdfRKHE(&s.rk, dh)
-	s.hasCKs = true
 	s.hks, s.hasHKs = hka, true
 	s.nhkr = nhkb
 	return s, nil

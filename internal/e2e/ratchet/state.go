@@ -112,11 +112,22 @@ func InitAlice(sk [32]byte, ad []byte, bobSignedPreKey []byte, cfg Config) (*Sta
 
 func initAlice(sk [32]byte, ad []byte, bobSPK []byte, cfg Config, newKey func() (*ecdh.PrivateKey, error)) (*State, error) {
 	s := &State{cfg: cfg.withDefaults(), rk: sk, ad: append([]byte(nil), ad...), newKey: newKey}
+	dh, err := s.firstStep(bobSPK)
+	if err != nil {
+		return nil, err
+	}
+	s.rk, s.cks = kdfRK(&s.rk, dh)
+	return s, nil
+}
+
+// firstStep makes Alice's first ratchet key and its DH with Bob's signed
+// prekey, his first ratchet key; the caller derives the sending chain.
+func (s *State) firstStep(bobSPK []byte) ([]byte, error) {
 	pub, err := ecdh.X25519().NewPublicKey(bobSPK)
 	if err != nil {
 		return nil, fmt.Errorf("ratchet: Bob's signed prekey: %w", err)
 	}
-	if s.dhs, err = newKey(); err != nil {
+	if s.dhs, err = s.newKey(); err != nil {
 		return nil, fmt.Errorf("ratchet: ratchet key: %w", err)
 	}
 	dh, err := s.dhs.ECDH(pub)
@@ -124,10 +135,8 @@ func initAlice(sk [32]byte, ad []byte, bobSPK []byte, cfg Config, newKey func() 
 		return nil, fmt.Errorf("ratchet: Bob's signed prekey: %w", err)
 	}
 	copy(s.dhr[:], bobSPK)
-	s.hasDHr = true
-	s.rk, s.cks = kdfRK(&s.rk, dh)
-	s.hasCKs = true
-	return s, nil
+	s.hasDHr, s.hasCKs = true, true
+	return dh, nil
 }
 
 // InitBob starts the responder's side from the PQXDH secret, the associated
