@@ -8,7 +8,6 @@ import (
 
 	"github.com/chatd/chatd/codec"
 	"github.com/chatd/chatd/internal/block"
-	"github.com/chatd/chatd/internal/cluster"
 )
 
 // Lists across nodes (block.go). Each user's lists live at the user's
@@ -107,40 +106,26 @@ func (s *Server) startClusterLists() error {
 // listsRemote sends a list frame of user (homed elsewhere) to the home
 // and writes the home's answer to c.
 func (s *Server) listsRemote(c *Conn, user uint64, req uint32, t codec.Type, body []byte, f codec.Frame) {
-	home, err := s.homeOf(cluster.ShardOf(user))
-	if err != nil {
-		s.errorTo(c, codec.CodeUnavailable, req, nil, err.Error())
-		return
-	}
 	// The copy of the block list changes with the home's OK, before the
 	// client hears it: a SEND after the OK finds it.
-	var other uint64
-	var on, block bool
+	var then func([]byte)
 	switch f := f.(type) {
 	case *codec.Block:
-		other, on, block = f.User, true, true
+		then = s.mirrorOnOK(c, user, req, f.User, true)
 	case *codec.Unblock:
-		other, on, block = f.User, false, true
+		then = s.mirrorOnOK(c, user, req, f.User, false)
 	}
+	s.frameHome(c, "lists", user, user, req, t, body, then)
+}
+
+// mirrorOnOK records other's block (on) or unblock in c's copy of its
+// list when the home's answer is OK.
+func (s *Server) mirrorOnOK(c *Conn, user uint64, req uint32, other uint64, on bool) func([]byte) {
 	ok := (&codec.OK{Req: req}).Append(nil)
-	msg := binary.BigEndian.AppendUint64(make([]byte, 0, 9+len(body)), user)
-	msg = append(msg, byte(t))
-	msg = append(msg, body...)
-	err = s.cl.node.Send(home, "lists", msg, func(reply []byte, err error) {
-		switch {
-		case err != nil || len(reply) == 0:
-			s.errorTo(c, codec.CodeUnavailable, req, nil, "the user's home node did not answer; retry")
-		default:
-			if block && string(reply) == string(ok) {
-				s.mirrorBlock(c, user, other, on)
-			}
-			s.reply(c, reply)
+	return func(reply []byte) {
+		if string(reply) == string(ok) {
+			s.mirrorBlock(c, user, other, on)
 		}
-		c.Flush()
-	})
-	if err != nil {
-		s.counters.busy.Add(1)
-		s.errorTo(c, codec.CodeBusy, req, nil, "too many requests in flight to other nodes; retry")
 	}
 }
 

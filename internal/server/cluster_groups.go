@@ -39,6 +39,13 @@ import (
 // groupRemote sends a group frame to the group's home and writes the
 // home's answer to c.
 func (s *Server) groupRemote(c *Conn, req uint32, key, user uint64, t codec.Type, body []byte) {
+	s.frameHome(c, "group", key, user, req, t, body, nil)
+}
+
+// frameHome sends user's client frame (t, body) to the home of key on
+// op, in order with this node's other requests to that home, and writes
+// the home's answer to c; then, if not nil, sees the answer first.
+func (s *Server) frameHome(c *Conn, op string, key, user uint64, req uint32, t codec.Type, body []byte, then func(reply []byte)) {
 	home, err := s.homeOf(cluster.ShardOf(key))
 	if err != nil {
 		s.errorTo(c, codec.CodeUnavailable, req, nil, err.Error())
@@ -47,15 +54,19 @@ func (s *Server) groupRemote(c *Conn, req uint32, key, user uint64, t codec.Type
 	msg := binary.BigEndian.AppendUint64(make([]byte, 0, 9+len(body)), user)
 	msg = append(msg, byte(t))
 	msg = append(msg, body...)
-	err = s.cl.node.Send(home, "group", msg, func(reply []byte, err error) {
+	err = s.cl.node.Send(home, op, msg, func(reply []byte, err error) {
 		if err != nil || len(reply) == 0 {
-			s.errorTo(c, codec.CodeUnavailable, req, nil, "the group's home node did not answer; retry")
+			s.errorTo(c, codec.CodeUnavailable, req, nil, "the home node did not answer; retry")
 		} else {
+			if then != nil {
+				then(reply)
+			}
 			s.reply(c, reply)
 		}
 		c.Flush()
 	})
 	if err != nil {
+		s.counters.busy.Add(1)
 		s.errorTo(c, codec.CodeBusy, req, nil, "too many requests in flight to other nodes; retry")
 	}
 }
