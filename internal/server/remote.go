@@ -54,6 +54,9 @@ type remote struct {
 	undrained  map[uint64]bool      // sessions whose last read from their home failed
 	unattached map[uint64]bool      // sessions whose attach was not answered
 	homeless   map[uint64]*Conn     // sessions whose home was not known at attach (a shard moving)
+	// pushed and pushedBefore are the attachments pushed to since the
+	// last repair tick and in the tick before it (repairPushes).
+	pushed, pushedBefore map[uint64]*attachment
 
 	replies sync.Map // *offline.Message -> func([]byte): stores waiting to answer another node
 	// outbound holds the stores of each connection that sent to another
@@ -70,9 +73,7 @@ type attachment struct {
 	sid     uint64    // the session's id at its node
 	epoch   uint64    // its directory epoch: a later attach wins
 	last    uint64    // the seq last pushed to it
-	// seen is last at the previous repair tick, and nudged the last named
-	// by a repair (repairPushes).
-	seen, nudged uint64
+	nudged  uint64    // the last seq named by a repair (repairPushes)
 }
 
 type stream struct{ sid, n uint64 }
@@ -111,6 +112,7 @@ func newRemote(s *Server) *remote {
 	return &remote{s: s, away: map[uint64]*attachment{}, here: map[string]map[uint64]*Conn{},
 		started: map[string]time.Time{}, streams: map[uint64]stream{}, undrained: map[uint64]bool{},
 		unattached: map[uint64]bool{}, homeless: map[uint64]*Conn{},
+		pushed: map[uint64]*attachment{}, pushedBefore: map[uint64]*attachment{},
 		receipts: make(chan fwdReceipt, 65536)}
 }
 
@@ -570,7 +572,12 @@ func (s *Server) serveAttach(req []byte, respond func([]byte)) {
 			// numbering its pushes where they were, so that one lost just
 			// before still shows as a gap. Restarting from 0 would hide it
 			// if the session's drain finished before this attach.
-			na.last, na.seen, na.nudged = a.last, a.seen, a.nudged
+			na.last, na.nudged = a.last, a.nudged
+			for _, set := range []map[uint64]*attachment{rm.pushed, rm.pushedBefore} {
+				if set[user] == a {
+					set[user] = na // its repair follows it
+				}
+			}
 		}
 		rm.away[user] = na
 	}
@@ -631,6 +638,7 @@ func (s *Server) pushAway(entries []*offline.Stored) {
 		if b == nil {
 			b = &batch{node: a.node, sid: a.sid, prev: a.last, user: e.To}
 			out[e.To] = b
+			rm.pushed[e.To] = a
 		}
 		a.last = e.Seq
 		var ok bool
@@ -656,8 +664,8 @@ func (s *Server) pushAway(entries []*offline.Stored) {
 // login. So once a session's pushes have been quiet for a tick, the home
 // sends it an empty push naming the last seq pushed: a session that never
 // got it drains from here (router.AppliedFrom), one that did ignores it.
-// One per quiet period after pushes; a session with no pushes costs
-// nothing.
+// Only the sessions pushed to in the tick before are looked at, so a tick
+// costs nothing for the many that got no push.
 func (s *Server) repairPushes() {
 	type nudge struct {
 		node            string
@@ -666,15 +674,15 @@ func (s *Server) repairPushes() {
 	var out []nudge
 	rm := s.rm
 	rm.mu.Lock()
-	for u, a := range rm.away {
-		switch {
-		case a.last != a.seen: // still pushing: the next push names the last
-			a.seen = a.last
-		case a.last != a.nudged:
-			a.nudged = a.last
-			out = append(out, nudge{a.node, u, a.sid, a.last})
+	for u, a := range rm.pushedBefore {
+		if _, still := rm.pushed[u]; still || rm.away[u] != a || a.last == a.nudged {
+			continue // still pushing (the next push names the last), gone, or nudged already
 		}
+		a.nudged = a.last
+		out = append(out, nudge{a.node, u, a.sid, a.last})
 	}
+	clear(rm.pushedBefore)
+	rm.pushed, rm.pushedBefore = rm.pushedBefore, rm.pushed
 	rm.mu.Unlock()
 	for _, n := range out {
 		msg := binary.BigEndian.AppendUint64(nil, n.user)
