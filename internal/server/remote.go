@@ -159,9 +159,21 @@ func randomID() uint64 {
 // sendRemote sends a SEND whose recipient is homed at home, and answers
 // the sender when the home does. It runs on c's event-loop turn; start is
 // the SEND's arrival (mono), for the SEND-to-SENT histogram.
-func (s *Server) sendRemote(c *Conn, f *codec.Send, user uint64, home string, start int64) {
+//
+// A fresh SEND (not one held and sent again) counts against the
+// connection's bound on stores awaiting other nodes
+// (Config.MaxRemoteSends); sendRemote reports false, sending nothing,
+// when the bound is reached.
+func (s *Server) sendRemote(c *Conn, f *codec.Send, user uint64, home string, start int64, fresh bool) bool {
 	ss := s.rm.stream(c)
 	ss.mu.Lock()
+	if fresh {
+		if ss.waiting >= s.cfg.MaxRemoteSends {
+			ss.mu.Unlock()
+			return false
+		}
+		ss.waiting++ // landed takes it back, once per store
+	}
 	fl := ss.flight[f.To]
 	if fl == nil {
 		fl = &flight{home: home}
@@ -172,14 +184,14 @@ func (s *Server) sendRemote(c *Conn, f *codec.Send, user uint64, home string, st
 		g.Body = append([]byte(nil), f.Body...)
 		fl.held = append(fl.held, func() {
 			if now, err := s.homeOf(cluster.ShardOf(g.To)); err == nil {
-				s.sendRemote(c, &g, user, now, start)
+				s.sendRemote(c, &g, user, now, start, false)
 			} else {
 				s.errorTo(c, codec.CodeUnavailable, 0, &g.ID, err.Error())
 				c.Close()
 			}
 		})
 		ss.mu.Unlock()
-		return
+		return true
 	}
 	fl.home = home
 	fl.n++
@@ -214,6 +226,7 @@ func (s *Server) sendRemote(c *Conn, f *codec.Send, user uint64, home string, st
 		s.errorTo(c, codec.CodeBusy, 0, &id, "too many messages in flight to other nodes; reconnect and resend")
 		c.Close()
 	}
+	return true
 }
 
 // sendAway is sendRemote for a SEND just read: within the connection's
@@ -221,19 +234,11 @@ func (s *Server) sendRemote(c *Conn, f *codec.Send, user uint64, home string, st
 // refused for now with ERROR 27. It reports false when the connection
 // must close (too many recipients held).
 func (s *Server) sendAway(c *Conn, f *codec.Send, user uint64, home string) bool {
-	ss := s.rm.stream(c)
-	ss.mu.Lock()
-	full := ss.waiting >= s.cfg.MaxRemoteSends
-	if !full {
-		ss.waiting++ // landed takes it back, once per store
+	if s.sendRemote(c, f, user, home, mono(), true) {
+		return true
 	}
-	ss.mu.Unlock()
-	if full {
-		s.counters.remoteFull.Add(1)
-		return s.refuseForNow(c, f, codec.CodeBusy, "too many messages waiting for other nodes; not stored, retry")
-	}
-	s.sendRemote(c, f, user, home, mono())
-	return true
+	s.counters.remoteFull.Add(1)
+	return s.refuseForNow(c, f, codec.CodeBusy, "too many messages waiting for other nodes; not stored, retry")
 }
 
 // inFlight reports whether c has stores to recipient to in flight to
