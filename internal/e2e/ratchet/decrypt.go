@@ -49,35 +49,56 @@ func (s *State) decryptCurrent(msg []byte, h Header) ([]byte, error) {
 		// Bob never sends under it.
 		return nil, ErrDecrypt
 	}
-	if h.N < s.nr {
+	return s.readCurrent(msg, h.N, &h.DH, open)
+}
+
+// opener opens a message's body with its message key: open, or openHE.
+type opener func(msg []byte, mk *[32]byte, ad []byte) ([]byte, error)
+
+// readCurrent reads message n of the current receiving chain, whose
+// skipped keys are stored under key (the chain's ratchet key, or its
+// header key), and commits the chain's step once the body opened.
+func (s *State) readCurrent(msg []byte, n uint32, key *[32]byte, open opener) ([]byte, error) {
+	if n < s.nr {
 		return nil, ErrOldMessage
 	}
-	if h.N-s.nr > s.cfg.MaxSkip {
-		return nil, fmt.Errorf("%w: %d > %d", ErrTooManySkipped, h.N-s.nr, s.cfg.MaxSkip)
+	if n-s.nr > s.cfg.MaxSkip {
+		return nil, fmt.Errorf("%w: %d > %d", ErrTooManySkipped, n-s.nr, s.cfg.MaxSkip)
 	}
-	ck, skip, mk := skipTo(s.ckr, s.nr, h.N, &h.DH)
+	ck, skip, mk := skipTo(s.ckr, s.nr, n, key)
 	pt, err := open(msg, &mk, s.ad)
 	if err != nil {
 		return nil, err
 	}
-	s.ckr, s.nr = ck, h.N+1
+	s.ckr, s.nr = ck, n+1
 	s.store(skip)
 	return pt, nil
+}
+
+// skipRest returns the keys left in the current receiving chain up to
+// pn (the sender's previous chain length), stored under key, before a DH
+// ratchet step to a chain read up to n: both within MaxSkip.
+func (s *State) skipRest(pn, n uint32, key *[32]byte) ([]skipped, error) {
+	var rest []skipped
+	if s.hasCKr && pn > s.nr {
+		if pn-s.nr > s.cfg.MaxSkip {
+			return nil, fmt.Errorf("%w: %d left in the old chain", ErrTooManySkipped, pn-s.nr)
+		}
+		_, rest, _ = skipTo(s.ckr, s.nr, pn, key)
+	}
+	if total := uint64(len(rest)) + uint64(n); total > uint64(s.cfg.MaxSkip) {
+		return nil, fmt.Errorf("%w: %d > %d", ErrTooManySkipped, total, s.cfg.MaxSkip)
+	}
+	return rest, nil
 }
 
 // decryptNewChain handles a message under a ratchet key we have not seen:
 // finish the current receiving chain up to PN, step the DH ratchet, and
 // read message N of the new chain.
 func (s *State) decryptNewChain(msg []byte, h Header) ([]byte, error) {
-	var oldSkip []skipped
-	if s.hasCKr && h.PN > s.nr {
-		if h.PN-s.nr > s.cfg.MaxSkip {
-			return nil, fmt.Errorf("%w: %d left in the old chain", ErrTooManySkipped, h.PN-s.nr)
-		}
-		_, oldSkip, _ = skipTo(s.ckr, s.nr, h.PN, &s.dhr)
-	}
-	if total := uint64(len(oldSkip)) + uint64(h.N); total > uint64(s.cfg.MaxSkip) {
-		return nil, fmt.Errorf("%w: %d > %d", ErrTooManySkipped, total, s.cfg.MaxSkip)
+	oldSkip, err := s.skipRest(h.PN, h.N, &s.dhr)
+	if err != nil {
+		return nil, err
 	}
 	peer, err := ecdh.X25519().NewPublicKey(h.DH[:])
 	if err != nil {

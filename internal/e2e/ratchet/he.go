@@ -192,20 +192,7 @@ func (s *State) decryptCurrentHE(msg []byte, h Header) ([]byte, error) {
 	if h.N == math.MaxUint32 {
 		return nil, ErrCounter
 	}
-	if h.N < s.nr {
-		return nil, ErrOldMessage
-	}
-	if h.N-s.nr > s.cfg.MaxSkip {
-		return nil, fmt.Errorf("%w: %d > %d", ErrTooManySkipped, h.N-s.nr, s.cfg.MaxSkip)
-	}
-	ck, skip, mk := skipTo(s.ckr, s.nr, h.N, &s.hkr)
-	pt, err := openHE(msg, &mk, s.ad)
-	if err != nil {
-		return nil, err
-	}
-	s.ckr, s.nr = ck, h.N+1
-	s.store(skip)
-	return pt, nil
+	return s.readCurrent(msg, h.N, &s.hkr, openHE)
 }
 
 // decryptNewChainHE handles a header that opened under NHKr: the sender
@@ -214,15 +201,9 @@ func (s *State) decryptNewChainHE(msg []byte, h Header) ([]byte, error) {
 	if h.N == math.MaxUint32 {
 		return nil, ErrCounter
 	}
-	var oldSkip []skipped
-	if s.hasCKr && h.PN > s.nr {
-		if h.PN-s.nr > s.cfg.MaxSkip {
-			return nil, fmt.Errorf("%w: %d left in the old chain", ErrTooManySkipped, h.PN-s.nr)
-		}
-		_, oldSkip, _ = skipTo(s.ckr, s.nr, h.PN, &s.hkr)
-	}
-	if total := uint64(len(oldSkip)) + uint64(h.N); total > uint64(s.cfg.MaxSkip) {
-		return nil, fmt.Errorf("%w: %d > %d", ErrTooManySkipped, total, s.cfg.MaxSkip)
+	oldSkip, err := s.skipRest(h.PN, h.N, &s.hkr)
+	if err != nil {
+		return nil, err
 	}
 	peer, err := ecdh.X25519().NewPublicKey(h.DH[:])
 	if err != nil {
