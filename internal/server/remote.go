@@ -323,7 +323,9 @@ func (s *Server) storeAnswered(c *Conn, id codec.MsgID, reply []byte, err error,
 		detail = string(reply[10:])
 	}
 	if code != 0 || err != nil {
-		s.cl.log.Debug("store not taken", zap.Uint64("user", c.State.user.Load()), zap.Uint64("conn", connID(c)), zap.Stringer("code", code), zap.String("detail", detail), zap.Error(err))
+		if ce := s.cl.log.Check(zap.DebugLevel, "store not taken"); ce != nil { // a refusal storm's: fields built only when kept
+			ce.Write(zap.Uint64("user", c.State.user.Load()), zap.Uint64("conn", connID(c)), zap.Stringer("code", code), zap.String("detail", detail), zap.Error(err))
+		}
 	}
 	if code == codec.CodeUnavailable && detail == "gap" {
 		// The home missed one of this connection's earlier stores: it takes
