@@ -109,6 +109,36 @@ func (p *Tracker[W]) WatchFrom(node string, run int64, user uint64, on bool) {
 	p.dirty[user] = struct{}{}
 }
 
+// Unheard returns the users homed elsewhere that local connections watch
+// and whose home has sent nothing yet, nor said there is no such account:
+// the watch or the home's first update was lost (both cross nodes at most
+// once), and the caller asks the home again. The home answers a watch it
+// already has by sending the state again.
+func (p *Tracker[W]) Unheard() []uint64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var out []uint64
+	for u := range p.watchers {
+		_, known := p.heard[u]
+		_, missing := p.noUser[u]
+		if !known && !missing && p.remote(u) {
+			out = append(out, u)
+		}
+	}
+	return out
+}
+
+// NoSuchUser records that user's home answered a watch with "no such
+// account": its watchers hear nothing, as on one node, and Unheard no
+// longer names it while anyone here watches it.
+func (p *Tracker[W]) NoSuchUser(user uint64) {
+	p.mu.Lock()
+	if p.watchers[user] != nil {
+		p.noUser[user] = struct{}{}
+	}
+	p.mu.Unlock()
+}
+
 // Watched returns the users homed elsewhere that local connections watch,
 // for asking a restarted home again.
 func (p *Tracker[W]) Watched() []uint64 {

@@ -43,6 +43,7 @@ func (p *Tracker[W]) Forget(w W, users []uint64) {
 				delete(p.watchers, u)
 				if p.remote(u) {
 					delete(p.heard, u)
+					delete(p.noUser, u)
 					delete(p.hides, u)
 					p.cfg.Watch(u, false)
 				}

@@ -48,7 +48,30 @@ func (s *Server) watchHome(user uint64, on bool) {
 	if err != nil {
 		return
 	}
-	s.cl.node.Send(home, "watch", watchMsg(user, on, s.cl.node.Run().UnixMilli(), s.cl.node.Name()), func([]byte, error) {})
+	s.cl.node.Send(home, "watch", watchMsg(user, on, s.cl.node.Run().UnixMilli(), s.cl.node.Name()), func(reply []byte, err error) {
+		if on && err == nil && len(reply) == 1 && reply[0] == watchNoUser {
+			s.presence.NoSuchUser(user)
+		}
+	})
+}
+
+// A watch's answer: taken; no such account at its home (its watchers
+// hear nothing); or the node is not the user's home (the shard moved:
+// asked again, as for a lost watch, by watchUnheard).
+const (
+	watchTaken  = 0
+	watchNoUser = 1
+	watchNoHome = 2
+)
+
+// watchUnheard asks again the homes of the users watched here that have
+// sent nothing yet: a watch, or the home's first update, crosses nodes at
+// most once and may have been lost. A home that has the watch already
+// sends the state again.
+func (s *Server) watchUnheard() {
+	for _, u := range s.presence.Unheard() {
+		s.watchHome(u, true)
+	}
 }
 
 // watchMsg is | user (8) | on (1) | run (8) | node name |.
@@ -64,15 +87,21 @@ func watchMsg(user uint64, on bool, run int64, node string) []byte {
 }
 
 func (s *Server) serveWatch(req []byte, respond func([]byte)) {
-	respond([]byte{0})
 	if len(req) < 18 {
+		respond([]byte{watchNoUser})
 		return
 	}
 	user, on, run, node := binary.BigEndian.Uint64(req), req[8] == 1, int64(binary.BigEndian.Uint64(req[9:])), string(req[17:])
-	if on && (!s.local(user) || !s.accounts.Exists(user)) {
-		return // no such user here: its watchers hear nothing, as on one node
+	switch {
+	case on && !s.local(user):
+		respond([]byte{watchNoHome})
+		return
+	case on && !s.accounts.Exists(user):
+		respond([]byte{watchNoUser}) // its watchers hear nothing, as on one node
+		return
 	}
 	s.presence.WatchFrom(node, run, user, on)
+	respond([]byte{watchTaken})
 }
 
 // relayPresence is presence's Relay: the updates go to a watching node

@@ -869,6 +869,7 @@ func (s *Server) reattacher() {
 	defer t.Stop()
 	wasLive := map[string]bool{}
 	watchStarted := map[string]time.Time{}
+	ticks := 0
 	lastMap, _ := s.cl.node.Shards()
 	for {
 		select {
@@ -882,6 +883,9 @@ func (s *Server) reattacher() {
 		}
 		s.awayPresence(wasLive)
 		s.rewatch(watchStarted)
+		if ticks++; ticks%5 == 0 {
+			s.watchUnheard()
+		}
 		s.repairPushes()
 		rm := s.rm
 		type again struct {
