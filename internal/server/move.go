@@ -52,7 +52,10 @@ type MoveReport struct {
 	Revision uint64        `json:"shard_map_revision"`
 }
 
-const importBatch = 1 << 20
+// importBatch bounds one import request's bytes: half of NATS's default
+// max_payload (1 MiB), which refuses a bigger message outright. A batch
+// is sent before the record that would take it past this.
+const importBatch = 512 << 10
 
 // importTries bounds the sends of one import batch that get no answer (a
 // loaded new owner); the move fails, and the shard stays, after that.
@@ -163,6 +166,11 @@ func (s *Server) copyShard(ctx context.Context, shard int, to string, in func(ui
 			}
 			v = mv
 		}
+		if len(req)+8+len(k)+len(v) > importBatch {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
 		sent[string(k)] = true
 		rep.Records++
 		rep.Bytes += len(k) + len(v)
@@ -170,9 +178,6 @@ func (s *Server) copyShard(ctx context.Context, shard int, to string, in func(ui
 		req = append(req, k...)
 		req = binary.BigEndian.AppendUint32(req, uint32(len(v)))
 		req = append(req, v...)
-		if len(req) >= importBatch {
-			return flush()
-		}
 		return nil
 	}
 	counter := account.ShardCounterKey(shard)
