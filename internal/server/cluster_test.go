@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -69,6 +70,9 @@ func runNodes(t *testing.T, nodes []*clusterNode) {
 	}
 	t.Cleanup(func() {
 		for _, nd := range nodes {
+			if t.Failed() {
+				nd.dumpStacks()
+			}
 			nd.kill()
 		}
 	})
@@ -87,14 +91,23 @@ func (nd *clusterNode) start(t *testing.T, routes string, ready chan<- error) {
 	}
 	cmd.Env = append(os.Environ(), "CHATD_TEST_CHILD=serve", "CHATD_TEST_ADDR="+nd.addr, "CHATD_TEST_DATA="+nd.dir,
 		"CHATD_TEST_NODE="+nd.name, "CHATD_TEST_CLUSTER_LISTEN="+nd.listen, "CHATD_TEST_ROUTES="+routes, "CHATD_TEST_ADMIN="+nd.admin)
+	cmd.Stderr = os.Stderr
 	if nd.logs != nil {
-		cmd.Env = append(cmd.Env, "CHATD_TEST_LOG="+nd.logs.next(nd.name))
+		log := nd.logs.next(nd.name)
+		cmd.Env = append(cmd.Env, "CHATD_TEST_LOG="+log, "GOTRACEBACK=all")
+		// Its stderr (a panic, or the stacks dumpStacks asks for) goes
+		// beside its log, which is kept when the test fails.
+		f, err := os.Create(strings.TrimSuffix(log, ".log") + ".stderr")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close() // the child has its own copy once started
+		cmd.Stderr = f
 	}
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -106,6 +119,31 @@ func (nd *clusterNode) start(t *testing.T, routes string, ready chan<- error) {
 		}
 		ready <- err
 	}()
+}
+
+// dumpStacks has a node still running write every goroutine's stack to
+// its stderr file (SIGQUIT) and waits until it has exited, at most 10 s:
+// a failed test keeps how each node was stuck.
+func (nd *clusterNode) dumpStacks() {
+	if nd.cmd == nil || nd.cmd.Process == nil || nd.logs == nil {
+		return
+	}
+	if nd.cmd.Process.Signal(syscall.SIGQUIT) != nil {
+		return
+	}
+	exited := make(chan struct{})
+	go func() {
+		nd.cmd.Wait()
+		close(exited)
+	}()
+	select {
+	case <-exited:
+		nd.cmd = nil
+	case <-time.After(10 * time.Second):
+		nd.cmd.Process.Kill()
+		<-exited
+		nd.cmd = nil
+	}
 }
 
 func (nd *clusterNode) kill() {
