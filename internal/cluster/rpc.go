@@ -65,6 +65,11 @@ func (n *Node) Handle(op string, fn func(req []byte, respond func([]byte))) erro
 	return nil
 }
 
+// OpTimeout is how long a request waits for its answer: a handler that
+// gets to a request later than this after it arrived may drop it, as its
+// sender has stopped waiting (and sends it again if it is to be done).
+func (n *Node) OpTimeout() time.Duration { return n.cfg.OpTimeout }
+
 // Request sends req to node's op handler and returns its answer. It
 // waits at most OpTimeout (or until ctx ends); then the error wraps
 // ErrNoAnswer.

@@ -12,6 +12,7 @@ var (
 	mDirectory    = newDesc("chatd_cluster_directory_total", "Session directory operations and their failures, by kind.", prometheus.CounterValue, "kind")
 	mRequests     = newDesc("chatd_cluster_requests_total", "Requests between nodes, by outcome (failed: no answer in time; busy: refused, too many in flight).", prometheus.CounterValue, "outcome")
 	mQueued       = newDesc("chatd_cluster_queued", "Directory writes and receipts waiting to go to other nodes, by kind.", prometheus.GaugeValue, "kind")
+	mStaleImports = newDesc("chatd_cluster_stale_imports_total", "Shard-move imports and unimports dropped at the new owner: they waited for the one before them longer than their sender waits (it sends them again).", prometheus.CounterValue)
 	mPushRepairs  = newDesc("chatd_cluster_push_repairs_total", "Empty pushes naming the last seq, sent to sessions on other nodes once their pushes went quiet (a lost final push is then drained).", prometheus.CounterValue)
 )
 
@@ -61,6 +62,7 @@ func (m metrics) collectCluster(ch chan<- prometheus.Metric) {
 	emit(mQueued, float64(len(s.cl.releases)), "directory_releases")
 	emit(mQueued, float64(s.cl.counters.claimsQueued.Load()), "directory_claims")
 	emit(mPushRepairs, float64(s.counters.pushRepairs.Load()))
+	emit(mStaleImports, float64(s.counters.staleImports.Load()))
 	if s.rm != nil {
 		emit(mQueued, float64(len(s.rm.receipts)), "receipts")
 	}

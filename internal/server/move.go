@@ -222,8 +222,9 @@ func (s *Server) requestImport(ctx context.Context, to, op string, req []byte) (
 // they must not come back to life when this copy lands. This node must
 // not be the shard's home: then they are not a copy.
 func (s *Server) serveUnimport(req []byte, respond func([]byte)) {
+	arrived := time.Now()
 	go func() {
-		if err := s.unimport(req); err != nil {
+		if err := s.unimport(req, arrived); err != nil {
 			s.cl.log.Error("shard unimport failed", zap.Error(err))
 			respond([]byte(err.Error()))
 			return
@@ -232,15 +233,21 @@ func (s *Server) serveUnimport(req []byte, respond func([]byte)) {
 	}()
 }
 
-func (s *Server) unimport(req []byte) error {
+func (s *Server) unimport(req []byte, arrived time.Time) error {
 	if len(req) != 2 {
 		return errors.New("malformed unimport")
 	}
 	shard := int(binary.BigEndian.Uint16(req))
 	s.cl.importMu.Lock()
 	defer s.cl.importMu.Unlock()
+	if err := s.staleImport(arrived); err != nil {
+		return err
+	}
 	if h, err := s.homeOf(shard); err != nil || h == s.cl.node.Name() {
 		return fmt.Errorf("shard %d is homed here (or the map is not known): not clearing it", shard)
+	}
+	if may, err := store.MayHoldImport(s.db, shard); err != nil || !may {
+		return err // nothing imported since the last clear: no scan of every table
 	}
 	in := func(id uint64) bool { return cluster.ShardOf(id) == shard }
 	var keys [][]byte
@@ -252,14 +259,12 @@ func (s *Server) unimport(req []byte) error {
 	}); err != nil {
 		return err
 	}
-	if len(keys) == 0 {
-		return nil
-	}
 	b := s.db.NewBatch()
 	defer b.Close()
 	for _, k := range keys {
 		b.Delete(k, nil)
 	}
+	b.Delete(store.ImportMarker(shard), nil)
 	if err := b.Commit(pebble.Sync); err != nil {
 		return err
 	}
@@ -273,8 +278,9 @@ func (s *Server) unimport(req []byte) error {
 // serveImport writes a moving shard's records here (the new owner) and
 // takes them into the stores' state.
 func (s *Server) serveImport(req []byte, respond func([]byte)) {
+	arrived := time.Now()
 	go func() { // a Sync write: off the NATS goroutine
-		if err := s.importRecords(req); err != nil {
+		if err := s.importRecords(req, arrived); err != nil {
 			s.cl.log.Error("shard import failed", zap.Error(err))
 			respond([]byte(err.Error()))
 			return
@@ -283,7 +289,21 @@ func (s *Server) serveImport(req []byte, respond func([]byte)) {
 	}()
 }
 
-func (s *Server) importRecords(req []byte) error {
+// staleImport refuses an import or unimport that waited for importMu
+// longer than its sender waits for an answer. Under load they queue here
+// (each unimport scans every table), and one nobody waits for any more
+// would only delay the request sent again behind it, and an import run
+// after the move it belonged to gave up could bring back records since
+// cleared. Both are sent again if they are still to be done.
+func (s *Server) staleImport(arrived time.Time) error {
+	if waited := time.Since(arrived); waited > s.cl.node.OpTimeout() {
+		s.counters.staleImports.Add(1)
+		return fmt.Errorf("dropped: waited %s, past the sender's timeout", waited.Round(time.Millisecond))
+	}
+	return nil
+}
+
+func (s *Server) importRecords(req []byte, arrived time.Time) error {
 	if len(req) < 2 {
 		return errors.New("short import")
 	}
@@ -292,8 +312,12 @@ func (s *Server) importRecords(req []byte) error {
 	// first send still writing, and each must see what the other wrote.
 	s.cl.importMu.Lock()
 	defer s.cl.importMu.Unlock()
+	if err := s.staleImport(arrived); err != nil {
+		return err
+	}
 	b := s.db.NewBatch()
 	defer b.Close()
+	b.Set(store.ImportMarker(shard), nil, nil)
 	var keys, values [][]byte
 	counter := false
 	for rest := req[2:]; len(rest) > 0; {
@@ -354,6 +378,7 @@ func (s *Server) dropShard(shard int, in func(uint64) bool, sent map[string]bool
 	for k := range sent {
 		b.Delete([]byte(k), nil)
 	}
+	b.Delete(store.ImportMarker(shard), nil) // if it came here by a move
 	if err := b.Commit(pebble.NoSync); err != nil {
 		s.cl.log.Error("shard move: moved records not deleted here", zap.Int("shard", shard), zap.Error(err))
 	}

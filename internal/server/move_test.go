@@ -132,16 +132,29 @@ func TestImportSentTwiceCountsOnce(t *testing.T) {
 	batch = append(batch, val...)
 	before := s.inbox.Entries()
 	for range 2 {
-		if err := s.importRecords(batch); err != nil {
+		if err := s.importRecords(batch, time.Now()); err != nil {
 			t.Fatal(err)
 		}
 	}
 	if got := s.inbox.Entries() - before; got != 1 {
 		t.Fatalf("an entry imported twice counted %d times", got)
 	}
+	// One that waited past its sender's timeout is dropped, not written:
+	// its sender sends it again if it is still to be done.
+	late := binary.BigEndian.AppendUint64(append([]byte(nil), key[:9]...), binary.BigEndian.Uint64(key[9:])+2000)
+	lateBatch := binary.BigEndian.AppendUint32(append([]byte(nil), batch[:2]...), uint32(len(late)))
+	lateBatch = append(lateBatch, late...)
+	lateBatch = binary.BigEndian.AppendUint32(lateBatch, uint32(len(val)))
+	lateBatch = append(lateBatch, val...)
+	if err := s.importRecords(lateBatch, time.Now().Add(-2*s.cl.node.OpTimeout())); err == nil {
+		t.Fatal("an import past its sender's timeout was taken")
+	}
+	if s.has(late) || s.counters.staleImports.Load() != 1 {
+		t.Fatalf("a stale import: stored %v, counted %d", s.has(late), s.counters.staleImports.Load())
+	}
 	// Clearing an earlier copy is refused at the shard's home: there the
 	// records are the shard itself.
-	if err := s.unimport(batch[:2]); err == nil {
+	if err := s.unimport(batch[:2], time.Now()); err == nil {
 		t.Fatal("the shard's home cleared its own records")
 	}
 	if _, closer, err := s.db.Get(key); err != nil {

@@ -378,6 +378,7 @@ type counters struct {
 	held                       atomic.Uint64 // SENDs refused because an earlier one to the recipient was (holds.go)
 	remoteFull                 atomic.Uint64 // SENDs refused with 27: the connection's MaxRemoteSends were waiting
 	pushRepairs                atomic.Uint64 // empty pushes a home sent to quiet away sessions (repairPushes)
+	staleImports               atomic.Uint64 // shard imports dropped as past their sender's timeout (staleImport)
 	sessionsSwept, sweepPasses atomic.Uint64 // the session sweep (sweep.go)
 
 	keys keyCounters

@@ -12,8 +12,9 @@ import (
 // without a record was written before versions were recorded: format 0.
 // Format 2 has sessions (package account): a token record names its
 // session, and each session has a record. Format 3 drops format 2's
-// index of every user's tokens (tokenindex.go).
-const FormatVersion = 3
+// index of every user's tokens (tokenindex.go). Format 4 keeps import
+// markers (importmark.go).
+const FormatVersion = 4
 
 // formatKey lives under the meta prefix so the record is written in the
 // same Pebble batch as a migration's changes: a crash leaves either the old
@@ -29,6 +30,8 @@ var migrations = []func(db *pebble.DB, b *pebble.Batch) error{
 	migrateSessions,
 	// 2 -> 3: the token index goes (tokenindex.go).
 	dropTokenIndex,
+	// 3 -> 4: a folder with records may hold a failed move's copy (importmark.go).
+	markImports,
 }
 
 // ErrNewerFormat is returned when the folder was written by a newer chatd.

@@ -8,7 +8,7 @@
 // Every key starts with a one-byte table prefix; integers are big-endian so
 // that keys of one user sort by sequence.
 //
-//	'm' | name                                   meta counters (next user id, sequence high-water mark, ...)
+//	'm' | name                                   meta counters (next user id, sequence high-water mark, ...) and markers (a shard's import)
 //	'n' | user name                              -> user id                       (account by name)
 //	'u' | user (8)                               -> account record                (account by id)
 //	'k' | sha256(token) (32)                     -> user | created | session      (session tokens)
