@@ -48,17 +48,38 @@ func startClusterNodes(t *testing.T, n int) []*clusterNode {
 	}
 	nodes := make([]*clusterNode, n)
 	logs := newNodeLogs(t)
-	for i := range nodes {
-		ip := fmt.Sprintf("127.0.0.%d", i+2)
-		nodes[i] = &clusterNode{name: fmt.Sprintf("n%d", i+1), addr: freeOn(t, ip), listen: freeOn(t, ip), admin: freeOn(t, ip), dir: t.TempDir(), logs: logs}
+	// A free port is closed before its node listens on it: a test running
+	// meanwhile may take it. Then the cluster starts again on others.
+	for try := 0; ; try++ {
+		for i := range nodes {
+			ip := fmt.Sprintf("127.0.0.%d", i+2)
+			nodes[i] = &clusterNode{name: fmt.Sprintf("n%d", i+1), addr: freeOn(t, ip), listen: freeOn(t, ip), admin: freeOn(t, ip), dir: t.TempDir(), logs: logs}
+		}
+		err := tryRunNodes(t, nodes)
+		if err == nil {
+			return nodes
+		}
+		for _, nd := range nodes {
+			nd.kill()
+		}
+		if try == 2 || !strings.Contains(err.Error(), "address already in use") {
+			t.Fatal(err)
+		}
+		t.Logf("starting the cluster again on other ports: %v", err)
 	}
-	runNodes(t, nodes)
-	return nodes
 }
 
 // runNodes starts nodes as one cluster and waits until every one is
 // ready; they are killed when the test ends.
 func runNodes(t *testing.T, nodes []*clusterNode) {
+	t.Helper()
+	if err := tryRunNodes(t, nodes); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// tryRunNodes is runNodes returning the first node's failure to start.
+func tryRunNodes(t *testing.T, nodes []*clusterNode) error {
 	t.Helper()
 	var routes []string
 	for _, nd := range nodes {
@@ -78,9 +99,10 @@ func runNodes(t *testing.T, nodes []*clusterNode) {
 	})
 	for range nodes {
 		if err := <-ready; err != nil {
-			t.Fatal(err)
+			return err
 		}
 	}
+	return nil
 }
 
 func (nd *clusterNode) start(t *testing.T, routes string, ready chan<- error) {
