@@ -67,7 +67,7 @@ type Tracker[W Watcher] struct {
 	dirty    map[uint64]struct{}
 	seen     map[uint64]uint64          // last seen to write (unix ms), by user
 	heard    map[uint64]sent            // users homed elsewhere: the state their home last relayed
-	noUser   map[uint64]struct{}        // users homed elsewhere whose home said there is no such account
+	unheard  map[uint64]struct{}        // users homed elsewhere watched here whose home has not answered yet
 	hides    map[uint64][]uint64        // users homed elsewhere: whom their home last said they hide from
 	nodes    map[uint64]map[string]sent // at a home: the other nodes watching each user
 	runs     map[string]int64           // at a home: each watching node's latest run
@@ -98,7 +98,7 @@ func New[W Watcher](db *pebble.DB, cfg Config) *Tracker[W] {
 	p := &Tracker[W]{db: db, cfg: cfg, interval: cfg.Interval, online: cfg.Online, log: cfg.Logger,
 		stop: make(chan struct{}), done: make(chan struct{}),
 		watchers: map[uint64]map[W]sent{}, dirty: map[uint64]struct{}{}, seen: map[uint64]uint64{},
-		heard: map[uint64]sent{}, noUser: map[uint64]struct{}{}, hides: map[uint64][]uint64{}, nodes: map[uint64]map[string]sent{}, runs: map[string]int64{}}
+		heard: map[uint64]sent{}, unheard: map[uint64]struct{}{}, hides: map[uint64][]uint64{}, nodes: map[uint64]map[string]sent{}, runs: map[string]int64{}}
 	go p.run()
 	return p
 }

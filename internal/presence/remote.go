@@ -59,6 +59,7 @@ func (p *Tracker[W]) Heard(updates []Update) {
 			continue // nobody here watches any more
 		}
 		p.heard[u.User] = sent{state: u.State, lastSeen: u.LastSeen}
+		delete(p.unheard, u.User)
 		if len(u.HiddenFrom) > 0 {
 			if !slices.IsSorted(u.HiddenFrom) {
 				slices.Sort(u.HiddenFrom)
@@ -117,13 +118,9 @@ func (p *Tracker[W]) WatchFrom(node string, run int64, user uint64, on bool) {
 func (p *Tracker[W]) Unheard() []uint64 {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	var out []uint64
-	for u := range p.watchers {
-		_, known := p.heard[u]
-		_, missing := p.noUser[u]
-		if !known && !missing && p.remote(u) {
-			out = append(out, u)
-		}
+	out := make([]uint64, 0, len(p.unheard))
+	for u := range p.unheard {
+		out = append(out, u)
 	}
 	return out
 }
@@ -133,9 +130,7 @@ func (p *Tracker[W]) Unheard() []uint64 {
 // longer names it while anyone here watches it.
 func (p *Tracker[W]) NoSuchUser(user uint64) {
 	p.mu.Lock()
-	if p.watchers[user] != nil {
-		p.noUser[user] = struct{}{}
-	}
+	delete(p.unheard, user)
 	p.mu.Unlock()
 }
 

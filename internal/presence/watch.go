@@ -14,6 +14,7 @@ func (p *Tracker[W]) Subscribe(w W, users []uint64) (added []uint64) {
 			ws = map[W]sent{}
 			p.watchers[u] = ws
 			if p.remote(u) {
+				p.unheard[u] = struct{}{}
 				p.cfg.Watch(u, true)
 			}
 		}
@@ -43,7 +44,7 @@ func (p *Tracker[W]) Forget(w W, users []uint64) {
 				delete(p.watchers, u)
 				if p.remote(u) {
 					delete(p.heard, u)
-					delete(p.noUser, u)
+					delete(p.unheard, u)
 					delete(p.hides, u)
 					p.cfg.Watch(u, false)
 				}

@@ -67,12 +67,25 @@ const (
 // watchUnheard asks again the homes of the users watched here that have
 // sent nothing yet: a watch, or the home's first update, crosses nodes at
 // most once and may have been lost. A home that has the watch already
-// sends the state again.
+// sends the state again. Homes not live are not asked (rewatch asks them
+// when they come back), and one pass asks at most maxRewatch, so that a
+// home that answers nothing cannot fill this node's requests in flight.
 func (s *Server) watchUnheard() {
+	n := 0
 	for _, u := range s.presence.Unheard() {
+		home, err := s.homeOf(cluster.ShardOf(u))
+		if err != nil || !s.cl.node.Alive(home) {
+			continue
+		}
+		if n++; n > maxRewatch {
+			return
+		}
 		s.watchHome(u, true)
 	}
 }
+
+// maxRewatch bounds the watches one watchUnheard pass sends.
+const maxRewatch = 1024
 
 // watchMsg is | user (8) | on (1) | run (8) | node name |.
 func watchMsg(user uint64, on bool, run int64, node string) []byte {
