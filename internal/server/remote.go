@@ -47,6 +47,11 @@ type remote struct {
 	mu sync.Mutex
 	// Where this node is home: users whose session is on another node.
 	away map[uint64]*attachment
+	// Where this node is home: detaches that came before their attach
+	// (the session ended while its attach was on its way, and the two
+	// took different paths here): that attach, if it comes, is not
+	// taken. Each is forgotten after earlyDetachTTL (sweepEarlyDetaches).
+	earlyDetach map[uint64]earlyDetach
 	// Where this node holds sessions of users homed elsewhere, by home.
 	here       map[string]map[uint64]*Conn
 	started    map[string]time.Time // each home's run, as last seen: a change means it forgot attachments
@@ -65,6 +70,29 @@ type remote struct {
 	outbound sync.Map
 
 	receipts chan fwdReceipt // receipts to forward, retried until their home has them
+}
+
+type earlyDetach struct {
+	sid uint64
+	at  time.Time
+}
+
+// earlyDetachTTL is how long a home remembers a detach that found no
+// attachment: longer than an attach is waited for (the op timeout).
+func (s *Server) earlyDetachTTL() time.Duration { return 2 * s.cl.node.OpTimeout() }
+
+// sweepEarlyDetaches forgets the early detaches older than
+// earlyDetachTTL (the reattacher, once a second).
+func (s *Server) sweepEarlyDetaches() {
+	rm := s.rm
+	cut := time.Now().Add(-s.earlyDetachTTL())
+	rm.mu.Lock()
+	for u, d := range rm.earlyDetach {
+		if d.at.Before(cut) {
+			delete(rm.earlyDetach, u)
+		}
+	}
+	rm.mu.Unlock()
 }
 
 type attachment struct {
@@ -109,7 +137,7 @@ type fwdReceipt struct {
 }
 
 func newRemote(s *Server) *remote {
-	return &remote{s: s, away: map[uint64]*attachment{}, here: map[string]map[uint64]*Conn{},
+	return &remote{s: s, away: map[uint64]*attachment{}, earlyDetach: map[uint64]earlyDetach{}, here: map[string]map[uint64]*Conn{},
 		started: map[string]time.Time{}, streams: map[uint64]stream{}, undrained: map[uint64]bool{},
 		unattached: map[uint64]bool{}, homeless: map[uint64]*Conn{},
 		pushed: map[uint64]*attachment{}, pushedBefore: map[uint64]*attachment{},
@@ -565,6 +593,10 @@ func (s *Server) serveAttach(req []byte, respond func([]byte)) {
 	// 0: the directory was unavailable) wins by arriving later.
 	a := rm.away[user]
 	taken := a == nil || epoch == 0 || epoch >= a.epoch
+	if d, ok := rm.earlyDetach[user]; ok && d.sid == sid {
+		taken = false // that session ended already
+		delete(rm.earlyDetach, user)
+	}
 	if ce := s.cl.log.Check(zap.DebugLevel, "attach served"); ce != nil {
 		f := []zap.Field{zap.Uint64("user", user), zap.String("node", node), zap.Uint64("conn", sid), zap.Uint64("epoch", epoch), zap.Bool("taken", taken)}
 		if a != nil {
@@ -601,6 +633,8 @@ func (s *Server) serveDetach(req []byte, respond func([]byte)) {
 		a := rm.away[user]
 		if a != nil && a.sid == sid {
 			delete(rm.away, user)
+		} else {
+			rm.earlyDetach[user] = earlyDetach{sid: sid, at: time.Now()}
 		}
 		rm.mu.Unlock()
 		if ce := s.cl.log.Check(zap.DebugLevel, "detach served"); ce != nil {
@@ -882,6 +916,7 @@ func (s *Server) reattacher() {
 			lastMap = m
 		}
 		s.awayPresence(wasLive)
+		s.sweepEarlyDetaches()
 		s.rewatch(watchStarted)
 		if ticks++; ticks%5 == 0 {
 			s.watchUnheard()
