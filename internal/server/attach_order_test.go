@@ -4,8 +4,6 @@ import (
 	"encoding/binary"
 	"testing"
 	"time"
-
-	"github.com/chatd/chatd/internal/cluster"
 )
 
 // A session that ends while its attach is on its way may have its detach
@@ -14,11 +12,7 @@ import (
 // home, and is pushed to on a node without the session, until that node
 // dies.
 func TestDetachBeforeAttach(t *testing.T) {
-	cfg := testConfig(t)
-	listen := freeOn(t, "127.0.0.1")
-	cfg.Cluster = &cluster.Config{Node: "n1", Listen: listen, Routes: []string{listen}, Secret: "cluster-test-secret",
-		Heartbeat: 250 * time.Millisecond, ReadyTimeout: time.Minute}
-	s := startServer(t, cfg)
+	s := startOneNodeCluster(t)
 	const user, sid = 77, 1<<32 | 5
 	detach := binary.BigEndian.AppendUint64(binary.BigEndian.AppendUint64(nil, user), sid)
 	attach := func(sid uint64) {

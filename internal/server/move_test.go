@@ -74,15 +74,22 @@ func TestClusterShardMoveUnderLoad(t *testing.T) {
 	tr.check(2*time.Minute, true)
 }
 
-// An import batch the new owner gets twice (its first send timed out on
-// the old owner's side but was written) counts each inbox entry once:
-// the inbox depths behind quotas stay exact.
-func TestImportSentTwiceCountsOnce(t *testing.T) {
+// startOneNodeCluster starts a server in this process as the only node
+// of a cluster: it is home to every shard.
+func startOneNodeCluster(t *testing.T) *Server {
+	t.Helper()
 	cfg := testConfig(t)
 	listen := freeOn(t, "127.0.0.1")
 	cfg.Cluster = &cluster.Config{Node: "n1", Listen: listen, Routes: []string{listen}, Secret: "cluster-test-secret",
 		Heartbeat: 250 * time.Millisecond, ReadyTimeout: time.Minute}
-	s := startServer(t, cfg)
+	return startServer(t, cfg)
+}
+
+// An import batch the new owner gets twice (its first send timed out on
+// the old owner's side but was written) counts each inbox entry once:
+// the inbox depths behind quotas stay exact.
+func TestImportSentTwiceCountsOnce(t *testing.T) {
+	s := startOneNodeCluster(t)
 	var a, b *client.Conn
 	deadline := time.Now().Add(30 * time.Second)
 	for a == nil { // the shard map is made once the node is live: ERROR 63 until then
