@@ -361,14 +361,10 @@ func (s *Server) importRecords(req []byte, arrived time.Time) error {
 	return nil
 }
 
-// has reports whether k is stored here.
+// has reports whether k is stored here (false if it cannot be read).
 func (s *Server) has(k []byte) bool {
-	_, closer, err := s.db.Get(k)
-	if err != nil {
-		return false
-	}
-	closer.Close()
-	return true
+	ok, _ := store.Has(s.db, k)
+	return ok
 }
 
 // dropShard deletes the moved records here and forgets what memory held

@@ -34,13 +34,11 @@ func ImportMarker(shard int) []byte {
 // move since they were last cleared.
 func MayHoldImport(db pebble.Reader, shard int) (bool, error) {
 	for _, k := range [][]byte{ImportMarker(shard), importsUnmarked} {
-		_, closer, err := db.Get(k)
-		if err == nil {
-			closer.Close()
+		if ok, err := Has(db, k); ok || err != nil {
+			if err != nil {
+				return false, fmt.Errorf("store: read import marker: %w", err)
+			}
 			return true, nil
-		}
-		if err != pebble.ErrNotFound {
-			return false, fmt.Errorf("store: read import marker: %w", err)
 		}
 	}
 	return false, nil

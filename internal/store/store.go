@@ -195,6 +195,19 @@ func GetUint64(db pebble.Reader, key []byte) (v uint64, found bool, err error) {
 	return binary.BigEndian.Uint64(b), true, nil
 }
 
+// Has reports whether key is stored.
+func Has(db pebble.Reader, key []byte) (bool, error) {
+	_, closer, err := db.Get(key)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	closer.Close()
+	return true, nil
+}
+
 // PrefixEnd returns the smallest key greater than every key starting with
 // p, for an iterator's UpperBound (nil when p is all 0xff).
 func PrefixEnd(p []byte) []byte {
