@@ -128,7 +128,7 @@ func (c *connection) onConnect() {
 		return
 	}
 	onRequest, _ := c.onRequestCallback.Load().(OnRequest)
-	c.onProcess(onConnect, onRequest)
+	c.onProcess(onConnect, onRequest, false)
 }
 
 // when onDisconnect called, c.IsActive() must return false
@@ -169,14 +169,17 @@ func (c *connection) onRequest() (needTrigger bool) {
 		// let onConnect to call onRequest
 		return
 	}
-	processed := c.onProcess(nil, onRequest)
+	processed := c.onProcess(nil, onRequest, true)
 	// if not processed, should trigger read
 	return !processed
 }
 
 // onProcess is responsible for executing the onConnect/onRequest function serially,
 // and make sure the connection has been closed correctly if user call c.Close() in onConnect/onRequest function.
-func (c *connection) onProcess(onConnect OnConnect, onRequest OnRequest) (processed bool) {
+//
+// onPoller says the caller is the poller handling the connection's events
+// (onRequest, from inputAck): only then may the task run inline (Config.Inline).
+func (c *connection) onProcess(onConnect OnConnect, onRequest OnRequest, onPoller bool) (processed bool) {
 	// task already exists
 	if !c.lock(processing) {
 		return false
@@ -258,6 +261,12 @@ func (c *connection) onProcess(onConnect OnConnect, onRequest OnRequest) (proces
 	} // end of task closure func
 
 	// add new task
+	if onPoller && inlineTask != nil {
+		if d, ok := c.operator.poll.(taskDeferrer); ok && inlineTask(c.ctx) {
+			d.deferTask(task)
+			return true
+		}
+	}
 	runner.RunTask(c.ctx, task)
 	return true
 }

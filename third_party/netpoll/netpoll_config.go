@@ -24,6 +24,7 @@ var (
 	defaultLinkBufferSize   = pagesize
 	featureAlwaysNoCopyRead = false
 	featureReleaseIdleInput = false
+	inlineTask              func(ctx context.Context) bool // Config.Inline
 )
 
 // Config expose some tuning parameters to control the internal behaviors of netpoll.
@@ -34,7 +35,16 @@ type Config struct {
 	Runner       func(ctx context.Context, f func()) // runner for event handler, most of the time use a goroutine pool.
 	LoggerOutput io.Writer                           // logger output
 	LoadBalance  LoadBalance                         // load balance for poller picker
-	Feature                                          // define all features that not enable by default
+	// Inline, if set, is asked on the poller goroutine, when input arrives
+	// for a connection with no read task running, whether that task may
+	// run on the poller itself instead of going to Runner. A task it
+	// accepts runs once the poller has handled the rest of that batch of
+	// events, when no operator of the batch is held any more, so the task
+	// may close its connection. Such a task must not wait for more input
+	// (the poller is what would read it) nor block in any other way: every
+	// connection on the poller waits for it.
+	Inline  func(ctx context.Context) bool
+	Feature // define all features that not enable by default
 }
 
 // Feature expose some new features maybe promoted as a default behavior but not yet.

@@ -56,6 +56,7 @@ func Configure(config Config) (err error) {
 	if config.Runner != nil {
 		runner.RunTask = config.Runner
 	}
+	inlineTask = config.Inline
 	if config.LoggerOutput != nil {
 		logger = log.New(config.LoggerOutput, "", log.LstdFlags)
 	}

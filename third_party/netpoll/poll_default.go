@@ -17,6 +17,8 @@
 
 package netpoll
 
+import "runtime/debug"
+
 func (p *defaultPoll) Alloc() (operator *FDOperator) {
 	op := p.opcache.alloc()
 	op.poll = p
@@ -25,6 +27,36 @@ func (p *defaultPoll) Alloc() (operator *FDOperator) {
 
 func (p *defaultPoll) Free(operator *FDOperator) {
 	p.opcache.freeable(operator)
+}
+
+// taskDeferrer is a poller that runs read tasks itself once the current
+// batch of events is handled (Config.Inline).
+type taskDeferrer interface {
+	deferTask(task func())
+}
+
+func (p *defaultPoll) deferTask(task func()) { p.deferred = append(p.deferred, task) }
+
+// runDeferred runs the read tasks deferred during the batch just handled,
+// on the poller goroutine. Every operator of the batch is done by now, so
+// a task that closes its connection can free the operator. A task that
+// panics has closed its connection on the way out; the panic is logged
+// and the poller goes on, as a Runner's pool would.
+func (p *defaultPoll) runDeferred() {
+	for i, task := range p.deferred {
+		p.deferred[i] = nil
+		runDeferredTask(task)
+	}
+	p.deferred = p.deferred[:0]
+}
+
+func runDeferredTask(task func()) {
+	defer func() {
+		if r := recover(); r != nil {
+			logger.Printf("NETPOLL: panic in a read task run on the poller: %v: %s", r, debug.Stack())
+		}
+	}()
+	task()
 }
 
 func (p *defaultPoll) appendHup(operator *FDOperator) {

@@ -50,11 +50,12 @@ func openDefaultPoll() (*defaultPoll, error) {
 }
 
 type defaultPoll struct {
-	fd      int
-	trigger uint32
-	m       sync.Map       //nolint:unused // only used in go:race
-	opcache *operatorCache // operator cache
-	hups    []func(p Poll) error
+	fd       int
+	trigger  uint32
+	m        sync.Map       //nolint:unused // only used in go:race
+	opcache  *operatorCache // operator cache
+	hups     []func(p Poll) error
+	deferred []func() // read tasks run after the batch (Config.Inline)
 }
 
 // Wait implements Poll.
@@ -149,6 +150,7 @@ func (p *defaultPoll) Wait() error {
 			}
 			operator.done()
 		}
+		p.runDeferred()
 		// hup conns together to avoid blocking the poll.
 		p.onhups()
 		p.opcache.free()

@@ -76,6 +76,7 @@ type pollArgs struct {
 	events   []epollevent
 	barriers []barrier
 	hups     []func(p Poll) error
+	deferred []func() // read tasks run after the batch (Config.Inline)
 }
 
 func (a *pollArgs) reset(size, caps int) {
@@ -141,6 +142,7 @@ func (p *defaultPoll) handler(events []epollevent) (closed bool) {
 				syscall.Close(p.wop.FD)
 				syscall.Close(p.fd)
 				operator.done()
+				p.runDeferred()
 				return true
 			}
 			operator.done()
@@ -214,6 +216,7 @@ func (p *defaultPoll) handler(events []epollevent) (closed bool) {
 		}
 		operator.done()
 	}
+	p.runDeferred()
 	// hup conns together to avoid blocking the poll.
 	p.onhups()
 	return false

@@ -1,0 +1,103 @@
+// Tests for Config.Inline (PATCHES.md 6): not upstream's.
+
+//go:build !windows
+
+package netpoll
+
+import (
+	"bytes"
+	"context"
+	"runtime"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+func withInline(f func(ctx context.Context) bool, body func()) {
+	old := inlineTask
+	inlineTask = f
+	defer func() { inlineTask = old }()
+	body()
+}
+
+func onPollerGoroutine() bool {
+	buf := make([]byte, 64<<10)
+	return bytes.Contains(buf[:runtime.Stack(buf, false)], []byte("(*defaultPoll).runDeferred"))
+}
+
+// TestInlineRunsOnPollerAndMayClose: a read task Inline accepts runs on
+// the poller, after the batch; one that closes its connection closes it
+// (the close used to wait for the poller to let go of the operator, which
+// it could not while running the task), and one that panics closes it and
+// leaves the poller running; meanwhile tasks Inline refuses go to Runner.
+func TestInlineRunsOnPollerAndMayClose(t *testing.T) {
+	var inline atomic.Bool
+	inline.Store(true)
+	withInline(func(context.Context) bool { return inline.Load() }, func() {
+		network, address := "tcp", getTestAddress()
+		var onPoller, offPoller atomic.Int32
+		loop := newTestEventLoop(network, address,
+			func(ctx context.Context, c Connection) error {
+				if onPollerGoroutine() {
+					onPoller.Add(1)
+				} else {
+					offPoller.Add(1)
+				}
+				b, err := c.Reader().Next(c.Reader().Len())
+				if err != nil {
+					return err
+				}
+				switch string(b) {
+				case "close":
+					return c.Close()
+				case "panic":
+					panic("test: a handler bug")
+				}
+				_, err = c.Writer().WriteBinary(b)
+				if err == nil {
+					err = c.Writer().Flush()
+				}
+				return err
+			})
+		defer loop.Shutdown(context.Background())
+
+		echo := func(conn Connection, msg string) {
+			t.Helper()
+			_, err := conn.Writer().WriteBinary([]byte(msg))
+			MustNil(t, err)
+			MustNil(t, conn.Writer().Flush())
+			got, err := conn.Reader().Next(len(msg))
+			MustNil(t, err)
+			Equal(t, string(got), msg)
+			MustNil(t, conn.Reader().Release())
+		}
+		closedBy := func(msg string) {
+			t.Helper()
+			conn, err := DialConnection(network, address, time.Second)
+			MustNil(t, err)
+			defer conn.Close()
+			echo(conn, "hello")
+			_, err = conn.Writer().WriteBinary([]byte(msg))
+			MustNil(t, err)
+			MustNil(t, conn.Writer().Flush())
+			for deadline := time.Now().Add(5 * time.Second); conn.IsActive(); {
+				if time.Now().After(deadline) {
+					t.Fatalf("%q: the server did not close the connection", msg)
+				}
+				runtime.Gosched()
+			}
+		}
+		closedBy("close")
+		closedBy("panic")
+
+		conn, err := DialConnection(network, address, time.Second)
+		MustNil(t, err)
+		defer conn.Close()
+		echo(conn, "still serving")
+		Assert(t, onPoller.Load() >= 5 && offPoller.Load() == 0, "on the poller", onPoller.Load(), "off", offPoller.Load())
+
+		inline.Store(false)
+		echo(conn, "to the runner")
+		Equal(t, offPoller.Load(), int32(1))
+	})
+}
