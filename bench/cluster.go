@@ -160,6 +160,7 @@ func addStats(a, b Stats) Stats {
 	a.Syscalls += b.Syscalls
 	a.ContextSwitches += b.ContextSwitches
 	a.Turns += b.Turns
+	a.InlineTurns += b.InlineTurns
 	a.Writes += b.Writes
 	a.LazyFlushes += b.LazyFlushes
 	a.InboxCommits += b.InboxCommits

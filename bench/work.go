@@ -11,7 +11,8 @@ import (
 // machine still reads the same.
 type Work struct {
 	ContextSwitches float64 `json:"context_switches"` // all threads: hand-offs that found no other work
-	Turns           float64 `json:"event_loop_turns"` // OnRequest calls: poller to pool hand-offs
+	Turns           float64 `json:"event_loop_turns"` // OnRequest calls
+	InlineTurns     float64 `json:"inline_turns"`     // of those, run on the poller (the rest: hand-offs to a worker)
 	Writes          float64 `json:"client_writes"`    // write(2) to clients
 	LazyFlushes     float64 `json:"lazy_flushes"`     // receipts that went alone after the lazy delay
 	InboxCommits    float64 `json:"inbox_commits"`    // lane batches applied
@@ -29,6 +30,7 @@ func workPer(a, b Stats, msgs float64) Work {
 	w := Work{
 		ContextSwitches: per(a.ContextSwitches, b.ContextSwitches),
 		Turns:           per(a.Turns, b.Turns),
+		InlineTurns:     per(a.InlineTurns, b.InlineTurns),
 		Writes:          per(a.Writes, b.Writes),
 		LazyFlushes:     per(a.LazyFlushes, b.LazyFlushes),
 		InboxCommits:    per(a.InboxCommits, b.InboxCommits),
@@ -42,6 +44,6 @@ func (w Work) print(out io.Writer) {
 	if w == (Work{}) {
 		return // a server without these counters
 	}
-	fmt.Fprintf(out, "server work      per message: %.2f context switches, %.2f event-loop turns, %.2f frames in, %.2f client writes (%.2f lazy flushes), %.2f inbox batches, %.2f Pebble records\n",
-		w.ContextSwitches, w.Turns, w.FramesIn, w.Writes, w.LazyFlushes, w.InboxCommits, w.InboxRecords)
+	fmt.Fprintf(out, "server work      per message: %.2f context switches, %.2f event-loop turns (%.2f on the poller), %.2f frames in, %.2f client writes (%.2f lazy flushes), %.2f inbox batches, %.2f Pebble records\n",
+		w.ContextSwitches, w.Turns, w.InlineTurns, w.FramesIn, w.Writes, w.LazyFlushes, w.InboxCommits, w.InboxRecords)
 }

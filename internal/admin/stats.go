@@ -29,11 +29,12 @@ type Stats struct {
 	CPUSeconds  float64   `json:"process_cpu_seconds_total"`
 	Syscalls    uint64    `json:"chatd_read_write_syscalls_total"` // syscr + syscw from /proc/self/io
 	// The work behind each message, counted (BENCHMARKS.md): context
-	// switches of all threads; event-loop turns (each a hand-off from the
-	// poller to a pool goroutine); write(2) calls to clients; the writes
+	// switches of all threads; event-loop turns, and those of them run on
+	// the poller (the rest each a hand-off to a worker); write(2) calls to clients; the writes
 	// the lazy flusher made (receipts that went alone after the delay); inbox lane batches and the Pebble records in them.
 	ContextSwitches uint64 `json:"chatd_context_switches_total"`
 	Turns           uint64 `json:"chatd_event_loop_turns_total"`
+	InlineTurns     uint64 `json:"chatd_event_loop_turns_inline_total"`
 	Writes          uint64 `json:"chatd_client_writes_total"`
 	LazyFlushes     uint64 `json:"chatd_lazy_flushes_total"`
 	InboxCommits    uint64 `json:"chatd_inbox_commits_total"`

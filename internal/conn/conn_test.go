@@ -84,6 +84,13 @@ func (h *testHandler) conn(i int) *Conn[int] {
 func startServer(t *testing.T, cfg Config) (*Server[int], *testHandler) {
 	t.Helper()
 	h := &testHandler{}
+	return startServerWith(t, cfg, h), h
+}
+
+// startServerWith starts a plaintext server with handler h on a free port
+// and shuts it down at the test's end.
+func startServerWith(t *testing.T, cfg Config, h Handler[int]) *Server[int] {
+	t.Helper()
 	cfg.AllowPlaintext = true
 	s, err := New[int](cfg, h)
 	if err != nil {
@@ -102,7 +109,7 @@ func startServer(t *testing.T, cfg Config) (*Server[int], *testHandler) {
 		}
 		<-done
 	})
-	return s, h
+	return s
 }
 
 // dial connects, sends the preamble and one PING, and waits for the PONG,

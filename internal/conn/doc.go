@@ -7,8 +7,11 @@
 //
 //	accept (poller)        OnPrepare: allocate Conn, register for sweeping, add close callback
 //	   |
-//	input ready (pool)     OnRequest: read the preamble, then whole frames -> Handler.Frame;
-//	   |                   flush what the handler queued for this connection
+//	input ready            OnRequest: read the preamble, then whole frames -> Handler.Frame;
+//	   |  (poller or pool)  flush what the handler queued for this connection. On the
+//	   |                   poller, after its batch of events, when the input is whole
+//	   |                   frames the Handler runs without waiting (inline.go); else
+//	   |                   on a pool worker
 //	   |   ... idle: no goroutine, no timer, only the Conn and netpoll's buffers ...
 //	   |
 //	closing (one owner)    whoever sets stateClosed first owns the close: Close (handler
@@ -35,7 +38,9 @@
 //
 // OnRequest never returns with a partial frame consumed: it peeks the 4-byte
 // length, checks it against the limit before anything is buffered, and then
-// waits (bounded by Config.ReadTimeout) for the whole frame. Returning with
+// waits (bounded by Config.ReadTimeout) for the whole frame. Only a turn on
+// a pool worker can wait: a turn runs on the poller only when every frame
+// is in already. Returning with
 // unread bytes would make netpoll call it again in a busy loop.
 //
 // # Writing

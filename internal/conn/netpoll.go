@@ -46,7 +46,9 @@ func init() {
 	// connection holds no input buffer between read turns. OnRequest keeps
 	// nothing of netpoll's input past its Release (Handler.Frame's body is
 	// valid only until Frame returns), so nothing refers to the memory.
-	cfg := netpoll.Config{BufferSize: BufferSize, PollerNum: pollers, Runner: runTask} // runner.go
+	// Inline (third_party/netpoll/PATCHES.md 6): a read turn that cannot
+	// wait runs on the poller after its batch of events (inline.go).
+	cfg := netpoll.Config{BufferSize: BufferSize, PollerNum: pollers, Runner: runTask, Inline: runInline} // runner.go
 	cfg.ReleaseIdleInput = true
 	if err := netpoll.Configure(cfg); err != nil {
 		panic("conn: configure netpoll: " + err.Error())

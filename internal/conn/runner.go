@@ -23,8 +23,9 @@ import (
 // its own goroutine, never the others', as with gopool.
 //
 // Rejected: a fixed set of workers (a slowloris client holding a worker per
-// half frame would stall every other connection); running handlers on the
-// poller goroutine (the same, for all of them at once).
+// half frame would stall every other connection); running every handler on
+// the poller goroutine (the same, for all of them at once). Only turns that
+// cannot wait run there (inline.go, netpoll's Config.Inline).
 const workerLinger = 100 * time.Millisecond
 
 var (

@@ -36,6 +36,7 @@ type Server[T any] struct {
 	cfg     Config
 	log     *zap.Logger
 	handler Handler[T]
+	inline  InlineHandler // handler, if it names types that never wait (inline.go)
 	admit   atomic.Pointer[Admitter]
 
 	el netpoll.EventLoop
@@ -70,11 +71,12 @@ type Stats struct {
 	bytesIn, bytesOut          atomic.Uint64
 	frames, framesOut          atomic.Uint64
 	slowFlushes                atomic.Uint64
-	// turns counts OnRequest calls (each a hand-off from the poller to a
-	// pool goroutine); writes the write(2) calls of the fast path; lazy
-	// the flushes the lazy flusher made.
-	turns, writes, lazy atomic.Uint64
-	bad                 badInput
+	// turns counts OnRequest calls; inlined those run on the poller
+	// (inline.go), the rest each a hand-off to a worker; writes the
+	// write(2) calls of the fast path; lazy the flushes the lazy flusher
+	// made.
+	turns, inlined, writes, lazy atomic.Uint64
+	bad                          badInput
 }
 
 // Snapshot is a copy of Stats.
@@ -82,7 +84,8 @@ type Snapshot struct {
 	Open, Accepted, Closed, Rejected uint64
 	BytesIn, BytesOut, FramesIn      uint64
 	FramesOut                        uint64
-	Turns, Writes, LazyFlushes       uint64
+	Turns, InlineTurns               uint64
+	Writes, LazyFlushes              uint64
 	SlowConsumers, SlowFlushes       uint64
 	IdleClosed, AuthTimeouts         uint64
 	ProtocolErrors, ReadTimeouts     uint64
@@ -100,6 +103,7 @@ func New[T any](cfg Config, h Handler[T]) (*Server[T], error) {
 		return nil, err
 	}
 	s := &Server[T]{cfg: cfg, log: cfg.Logger, handler: h, stop: make(chan struct{})}
+	s.inline, _ = h.(InlineHandler)
 	s.reg.init()
 	s.clock.start = time.Now()
 	s.lazy.kick = make(chan struct{}, 1)
@@ -252,7 +256,7 @@ func (s *Server[T]) Snapshot() Snapshot {
 		Open: uint64(s.reg.count()), Accepted: st.accepted.Load(), Closed: st.closed.Load(),
 		Rejected: st.rejected.Load(), BytesIn: st.bytesIn.Load(), BytesOut: st.bytesOut.Load(),
 		FramesIn: st.frames.Load(), FramesOut: st.framesOut.Load(), SlowFlushes: st.slowFlushes.Load(),
-		Turns: st.turns.Load(), Writes: st.writes.Load(), LazyFlushes: st.lazy.Load(),
+		Turns: st.turns.Load(), InlineTurns: st.inlined.Load(), Writes: st.writes.Load(), LazyFlushes: st.lazy.Load(),
 	}
 	for r := range snap.BadInput {
 		snap.BadInput[r] = st.bad.total[r].Load()

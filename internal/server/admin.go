@@ -95,7 +95,7 @@ func (s *Server) Process() admin.Stats {
 		Sys: ms.Sys, Accepted: st.Conn.Accepted, FramesIn: st.Conn.FramesIn, BytesIn: st.Conn.BytesIn,
 		BytesOut: st.Conn.BytesOut, Stored: s.counters.stored.Load(), Pushed: s.counters.pushed.Load(),
 		Acked: s.counters.sent.Load(), CPUSeconds: proc.CPUSeconds(), Syscalls: proc.RWSyscalls(),
-		ContextSwitches: proc.ContextSwitches(), Turns: st.Conn.Turns, Writes: st.Conn.Writes,
+		ContextSwitches: proc.ContextSwitches(), Turns: st.Conn.Turns, InlineTurns: st.Conn.InlineTurns, Writes: st.Conn.Writes,
 		LazyFlushes: st.Conn.LazyFlushes,
 	}
 	out.InboxCommits, out.InboxRecords = s.inbox.Work()

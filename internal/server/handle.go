@@ -15,6 +15,25 @@ import (
 // errClose makes conn close the connection after what is queued.
 var errClose = errors.New("server: closing connection")
 
+// Inline implements conn.InlineHandler: the message path's frames never
+// wait on one node (SEND and READ queue to a commit lane, ACK may drain
+// from the store, TYPING and PING answer from memory), so a turn of only
+// these runs on the poller with no hand-off. Logins hand their synced
+// writes to a worker themselves but are left out all the same (a storm
+// of them would hold the poller for their reads); the other types may
+// write synced or wait for a lane. On a cluster none: a SEND may wait for
+// the shard map, and those paths are not audited for the poller.
+func (s *Server) Inline(t codec.Type) bool {
+	if s.cl != nil {
+		return false
+	}
+	switch t {
+	case codec.TypeSend, codec.TypeAck, codec.TypeRead, codec.TypeTyping, codec.TypePing:
+		return true
+	}
+	return false
+}
+
 // Frame implements conn.Handler: it runs on the connection's event-loop
 // turn, one frame at a time.
 func (s *Server) Frame(c *Conn, t codec.Type, body []byte) error {

@@ -50,7 +50,8 @@ var (
 	mFramesOut   = newDesc("chatd_frames_out_total", "Frames queued to clients.", prometheus.CounterValue)
 	mBytesIn     = newDesc("chatd_bytes_in_total", "Bytes received from clients.", prometheus.CounterValue)
 	mBytesOut    = newDesc("chatd_bytes_out_total", "Bytes written to clients.", prometheus.CounterValue)
-	mTurns       = newDesc("chatd_event_loop_turns_total", "Event-loop turns: hand-offs from the poller to a pool goroutine.", prometheus.CounterValue)
+	mTurns       = newDesc("chatd_event_loop_turns_total", "Event-loop turns: a connection's buffered input read and handled.", prometheus.CounterValue)
+	mInline      = newDesc("chatd_event_loop_turns_inline_total", "Event-loop turns run on the poller itself (whole frames that never wait); the others were each a hand-off to a worker goroutine.", prometheus.CounterValue)
 	mWrites      = newDesc("chatd_client_writes_total", "write(2) calls to clients.", prometheus.CounterValue)
 	mLazy        = newDesc("chatd_lazy_flushes_total", "Writes the lazy flusher made: receipts that went alone after the receipt delay.", prometheus.CounterValue)
 	mSyscalls    = newDesc("chatd_read_write_syscalls_total", "read and write system calls of the process (syscr + syscw).", prometheus.CounterValue)
@@ -93,7 +94,7 @@ var (
 
 var allDescs = []desc{
 	mBuildInfo, mConnections, mMaxConns, mWatermark, mAdmission, mAccepted, mSessions, mUsers, mLogins, mLoginFails, mSwept, mSweeps,
-	mFramesIn, mFramesOut, mBytesIn, mBytesOut, mTurns, mWrites, mLazy, mSyscalls, mSwitches,
+	mFramesIn, mFramesOut, mBytesIn, mBytesOut, mTurns, mInline, mWrites, mLazy, mSyscalls, mSwitches,
 	mRouted, mDeliveries, mStored, mCommits, mRecords, mInboxDepth, mDrainLag, mExpired, mRejects, mBadInput,
 	mStorage, mStorageFull, mSyncSeconds, mSendSentSeconds, mDeliverySeconds, mLoginSeconds,
 	mPebbleMemtableBytes, mPebbleMemtables, mPebbleWALBytes, mPebbleWALFiles, mPebbleSSTBytes, mPebbleL0Files,
@@ -166,6 +167,7 @@ func (m metrics) Collect(ch chan<- prometheus.Metric) {
 	emit(mBytesIn, float64(st.Conn.BytesIn))
 	emit(mBytesOut, float64(st.Conn.BytesOut))
 	emit(mTurns, float64(st.Conn.Turns))
+	emit(mInline, float64(st.Conn.InlineTurns))
 	emit(mWrites, float64(st.Conn.Writes))
 	emit(mLazy, float64(st.Conn.LazyFlushes))
 	emit(mSyscalls, float64(proc.RWSyscalls()))

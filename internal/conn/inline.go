@@ -1,0 +1,80 @@
+package conn
+
+import (
+	"context"
+
+	"github.com/chatd/chatd/codec"
+)
+
+// A read turn runs on the poller goroutine itself, with no hand-off to a
+// worker, when it cannot wait: the input netpoll has buffered for the
+// connection is whole plaintext frames only, each of a type the Handler
+// says never waits (InlineHandler). Anything else goes to a worker as
+// before: a partial frame (the turn would wait for the rest, and a
+// slowloris client would hold the poller), a Noise connection (its
+// records' frame types are sealed until the turn opens them), a WebSocket
+// connection, a turn before the preamble, and every type the Handler does
+// not list.
+//
+// At 1,000 pairs and 20,000 msgs/s the hand-offs were the server's
+// latency: a trace showed about 150 worker goroutines runnable at any
+// moment, each readable event waiting 3.4 ms on average for a core, and
+// the commit lanes queued behind them. BENCHMARKS.md has the figures.
+
+// InlineHandler is a Handler that names the frame types whose Frame never
+// waits: no round trip to another node, no synced write, no lock held
+// across either. Reading from the store's cache or disk is allowed (a
+// drain, a group's first load): it takes CPU, not a peer's time. A turn of
+// only such frames runs on the poller.
+type InlineHandler interface {
+	Inline(t codec.Type) bool
+}
+
+// inliner is a connection context that can tell whether its next read
+// turn may run on the poller.
+type inliner interface{ wholeInput() bool }
+
+// runInline is netpoll's Config.Inline: netpoll asks it on the poller when
+// input arrives for a connection with no turn running, and runs the turn
+// itself, after the rest of the batch of events, when it says yes.
+func runInline(ctx context.Context) bool {
+	c, ok := ctx.(inliner)
+	return ok && c.wholeInput()
+}
+
+// maxInlinePeek bounds the input a turn on the poller looks through
+// first; more is handed to a worker.
+const maxInlinePeek = 64 << 10
+
+// wholeInput reports whether the input buffered for c is whole plaintext
+// frames of types the Handler runs inline. It runs on the poller before
+// the turn (netpoll holds the connection's processing lock, so no turn
+// reads meanwhile); the turn, run later in the same batch, sees the same
+// input, since the poller is the one that reads it.
+func (c *Conn[T]) wholeInput() bool {
+	s := c.srv
+	if s.inline == nil || c.ws != nil || c.sec != nil || c.state.Load()&(statePreamble|stateClosed) != statePreamble {
+		return false
+	}
+	r := c.nc.Reader()
+	n := r.Len()
+	if n == 0 || n > maxInlinePeek {
+		return false
+	}
+	b, err := r.Peek(n)
+	if err != nil {
+		return false
+	}
+	for len(b) > 0 {
+		if len(b) < codec.HeaderLen {
+			return false
+		}
+		size, err := codec.ParseHeader(b, s.cfg.MaxFrame)
+		if err != nil || len(b) < 4+size || !s.inline.Inline(codec.Type(b[4])) {
+			return false
+		}
+		b = b[4+size:]
+	}
+	s.stats.inlined.Add(1)
+	return true
+}
