@@ -2,19 +2,21 @@ package conn
 
 import (
 	"context"
+	"encoding/binary"
 
 	"github.com/chatd/chatd/codec"
 )
 
 // A read turn runs on the poller goroutine itself, with no hand-off to a
 // worker, when it cannot wait: the input netpoll has buffered for the
-// connection is whole plaintext frames only, each of a type the Handler
-// says never waits (InlineHandler). Anything else goes to a worker as
-// before: a partial frame (the turn would wait for the rest, and a
-// slowloris client would hold the poller), a Noise connection (its
-// records' frame types are sealed until the turn opens them), a WebSocket
-// connection, a turn before the preamble, and every type the Handler does
-// not list.
+// connection is whole frames, each of a type the Handler says never waits
+// (InlineHandler.Inline), or, on an established Noise session of an
+// authenticated connection, whole records, when the Handler says that of
+// every type (InlineAll: a record's frame types are sealed until the turn
+// opens it). Anything else goes to a worker as before: a partial frame or
+// record (the turn would wait for the rest, and a slowloris client would
+// hold the poller), a Noise handshake, a WebSocket connection, a turn
+// before the preamble, a type the Handler does not name.
 //
 // At 1,000 pairs and 20,000 msgs/s the hand-offs were the server's
 // latency: a trace showed about 150 worker goroutines runnable at any
@@ -27,7 +29,12 @@ import (
 // drain, a group's first load): it takes CPU, not a peer's time. A turn of
 // only such frames runs on the poller.
 type InlineHandler interface {
+	// Inline reports whether Frame never waits for a frame of type t.
 	Inline(t codec.Type) bool
+	// InlineAll reports whether Frame never waits for any frame from an
+	// authenticated connection, so that a Noise connection's turns, whose
+	// types are sealed until the turn opens them, may run on the poller.
+	InlineAll() bool
 }
 
 // inliner is a connection context that can tell whether its next read
@@ -46,14 +53,19 @@ func runInline(ctx context.Context) bool {
 // first; more is handed to a worker.
 const maxInlinePeek = 64 << 10
 
-// wholeInput reports whether the input buffered for c is whole plaintext
-// frames of types the Handler runs inline. It runs on the poller before
-// the turn (netpoll holds the connection's processing lock, so no turn
-// reads meanwhile); the turn, run later in the same batch, sees the same
-// input, since the poller is the one that reads it.
+// wholeInput reports whether c's next read turn may run on the poller: see
+// the top of this file. It runs on the poller before the turn (netpoll
+// holds the connection's processing lock, so no turn reads meanwhile); the
+// turn, run later in the same batch, sees the same input, since the poller
+// is the one that reads it.
 func (c *Conn[T]) wholeInput() bool {
 	s := c.srv
-	if s.inline == nil || c.ws != nil || c.sec != nil || c.state.Load()&(statePreamble|stateClosed) != statePreamble {
+	st := c.state.Load()
+	if s.inline == nil || c.ws != nil || st&(statePreamble|stateClosed) != statePreamble {
+		return false
+	}
+	sealed := c.sec != nil
+	if sealed && (c.sec.sess == nil || st&stateAuthed == 0 || !s.inline.InlineAll()) {
 		return false
 	}
 	r := c.nc.Reader()
@@ -65,15 +77,24 @@ func (c *Conn[T]) wholeInput() bool {
 	if err != nil {
 		return false
 	}
-	for len(b) > 0 {
-		if len(b) < codec.HeaderLen {
-			return false
+	if sealed {
+		for len(b) > 0 {
+			if len(b) < 2 || len(b) < 2+int(binary.BigEndian.Uint16(b)) {
+				return false
+			}
+			b = b[2+int(binary.BigEndian.Uint16(b)):]
 		}
-		size, err := codec.ParseHeader(b, s.cfg.MaxFrame)
-		if err != nil || len(b) < 4+size || !s.inline.Inline(codec.Type(b[4])) {
-			return false
+	} else {
+		for len(b) > 0 {
+			if len(b) < codec.HeaderLen {
+				return false
+			}
+			size, err := codec.ParseHeader(b, s.cfg.MaxFrame)
+			if err != nil || len(b) < 4+size || !s.inline.Inline(codec.Type(b[4])) {
+				return false
+			}
+			b = b[4+size:]
 		}
-		b = b[4+size:]
 	}
 	s.stats.inlined.Add(1)
 	return true

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/chatd/chatd/codec"
+	"github.com/chatd/chatd/internal/secure"
 )
 
 // inlineHandler is testHandler that runs PING on the poller when ping is
@@ -25,6 +26,9 @@ type inlineHandler struct {
 func (h *inlineHandler) Inline(t codec.Type) bool {
 	return h.ping && (t == codec.TypePing || t == codec.TypeTyping)
 }
+
+// InlineAll lets Noise connections' turns run on the poller, with ping.
+func (h *inlineHandler) InlineAll() bool { return h.ping }
 
 func (h *inlineHandler) Frame(c *Conn[int], t codec.Type, body []byte) error {
 	var p codec.Ping
@@ -185,5 +189,55 @@ func TestInlineTurnMayClose(t *testing.T) {
 	}
 	if on, _ := h.ranOnPoller(7); !on {
 		t.Fatal("PING 7 ran on a worker")
+	}
+}
+
+// TestInlineNoiseTurn: on an established Noise session of an
+// authenticated connection, a turn of whole records runs on the poller
+// when the handler runs every type inline; a record split across reads
+// goes to a worker, which waits for its rest.
+func TestInlineNoiseTurn(t *testing.T) {
+	key, err := secure.GenerateKeypair()
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &inlineHandler{ping: true, onPoller: map[uint64]bool{}}
+	s := startServerWith(t, Config{NoiseKey: &key}, h)
+	p := dialNoise(t, s)
+	p.send(t, (&codec.Ping{Nonce: 1}).Append(nil)) // authenticates (testHandler)
+	if tp, _ := p.next(t); tp != codec.TypePong {
+		t.Fatalf("got %v, want PONG", tp)
+	}
+	p.send(t, (&codec.Ping{Nonce: 2}).Append(nil))
+	if tp, _ := p.next(t); tp != codec.TypePong {
+		t.Fatalf("got %v, want PONG", tp)
+	}
+	if on, _ := h.ranOnPoller(2); !on {
+		t.Fatal("a whole record of an authenticated connection ran on a worker")
+	}
+
+	ct, err := p.tx.Encrypt(nil, nil, (&codec.Ping{Nonce: 3}).Append(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := record(ct)
+	if _, err := p.nc.Write(rec[:5]); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for h.conn(0).nc.Reader().Len() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the half record never reached the server")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if _, err := p.nc.Write(rec[5:]); err != nil {
+		t.Fatal(err)
+	}
+	if tp, _ := p.next(t); tp != codec.TypePong {
+		t.Fatalf("got %v, want PONG", tp)
+	}
+	if on, seen := h.ranOnPoller(3); !seen || on {
+		t.Fatalf("the split record: handled %v, on the poller %v; want a worker", seen, on)
 	}
 }

@@ -15,24 +15,29 @@ import (
 // errClose makes conn close the connection after what is queued.
 var errClose = errors.New("server: closing connection")
 
-// Inline implements conn.InlineHandler: the message path's frames never
-// wait on one node (SEND and READ queue to a commit lane, ACK may drain
-// from the store, TYPING and PING answer from memory), so a turn of only
-// these runs on the poller with no hand-off. Logins hand their synced
-// writes to a worker themselves but are left out all the same (a storm
-// of them would hold the poller for their reads); the other types may
-// write synced or wait for a lane. On a cluster none: a SEND may wait for
-// the shard map, and those paths are not audited for the poller.
+// Inline and InlineAll implement conn.InlineHandler. On one node no
+// frame handler waits: what must be durable before its answer runs on a
+// commit lane (commits.go) or a goroutine of its own, SEND and READ queue
+// to an inbox lane, and the rest answers from memory or a point read of
+// the store. So every turn of whole frames may run on the poller, except
+// a login's (REGISTER, LOGIN, RESUME: it hands its synced writes off
+// itself, but a storm of them would hold the poller for their reads and
+// password hashes). On a cluster none: a SEND may wait for the shard map,
+// and those paths are not audited for the poller.
 func (s *Server) Inline(t codec.Type) bool {
 	if s.cl != nil {
 		return false
 	}
 	switch t {
-	case codec.TypeSend, codec.TypeAck, codec.TypeRead, codec.TypeTyping, codec.TypePing:
-		return true
+	case codec.TypeRegister, codec.TypeLogin, codec.TypeResume:
+		return false
 	}
-	return false
+	return true
 }
+
+// InlineAll: see Inline. After authentication a login frame is refused at
+// once, so on one node every type qualifies.
+func (s *Server) InlineAll() bool { return s.cl == nil }
 
 // Frame implements conn.Handler: it runs on the connection's event-loop
 // turn, one frame at a time.
