@@ -56,6 +56,19 @@ func onPoller() bool {
 	return bytes.Contains(st, []byte("netpoll.(*defaultPoll).handler"))
 }
 
+// waitBuffered waits until the server holds input of connection i that
+// no turn has read yet (a half frame or record).
+func (h *inlineHandler) waitBuffered(t *testing.T, i int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for h.conn(i).nc.Reader().Len() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the partial input never reached the server")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
 func startInline(t *testing.T, ping bool) (*Server[int], *inlineHandler) {
 	h := &inlineHandler{ping: ping, onPoller: map[uint64]bool{}}
 	return startServerWith(t, Config{}, h), h
@@ -123,15 +136,7 @@ func TestPartialFrameNeverHoldsPoller(t *testing.T) {
 	if _, err := slow.Write(frame[:len(frame)-3]); err != nil {
 		t.Fatal(err)
 	}
-	// Wait until the server holds the half frame (slow authenticated
-	// first, so it is connection 0).
-	deadline := time.Now().Add(5 * time.Second)
-	for h.conn(0).nc.Reader().Len() == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("the half frame never reached the server")
-		}
-		time.Sleep(time.Millisecond)
-	}
+	h.waitBuffered(t, 0) // slow authenticated first
 	for n := uint64(200); n < 210; n++ {
 		if _, err := other.Write((&codec.Ping{Nonce: n}).Append(nil)); err != nil {
 			t.Fatal(err)
@@ -224,13 +229,7 @@ func TestInlineNoiseTurn(t *testing.T) {
 	if _, err := p.nc.Write(rec[:5]); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for h.conn(0).nc.Reader().Len() == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("the half record never reached the server")
-		}
-		time.Sleep(time.Millisecond)
-	}
+	h.waitBuffered(t, 0)
 	if _, err := p.nc.Write(rec[5:]); err != nil {
 		t.Fatal(err)
 	}
