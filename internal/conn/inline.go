@@ -53,11 +53,11 @@ func runInline(ctx context.Context) bool {
 // first; more is handed to a worker.
 const maxInlinePeek = 64 << 10
 
-// wholeInput reports whether c's next read turn may run on the poller: see
-// the top of this file. It runs on the poller before the turn (netpoll
-// holds the connection's processing lock, so no turn reads meanwhile); the
-// turn, run later in the same batch, sees the same input, since the poller
-// is the one that reads it.
+// wholeInput reports whether c's next read turn may run on the poller (see
+// the top of this file), and counts it if so. It runs on the poller before
+// the turn (netpoll holds the connection's processing lock, so no turn
+// reads meanwhile); the turn, run later in the same batch, sees the same
+// input, since the poller is the one that reads it.
 func (c *Conn[T]) wholeInput() bool {
 	s := c.srv
 	st := c.state.Load()
@@ -77,24 +77,19 @@ func (c *Conn[T]) wholeInput() bool {
 	if err != nil {
 		return false
 	}
-	if sealed {
-		for len(b) > 0 {
+	for len(b) > 0 {
+		if sealed { // records: a 2-byte length, then the sealed bytes
 			if len(b) < 2 || len(b) < 2+int(binary.BigEndian.Uint16(b)) {
 				return false
 			}
 			b = b[2+int(binary.BigEndian.Uint16(b)):]
+			continue
 		}
-	} else {
-		for len(b) > 0 {
-			if len(b) < codec.HeaderLen {
-				return false
-			}
-			size, err := codec.ParseHeader(b, s.cfg.MaxFrame)
-			if err != nil || len(b) < 4+size || !s.inline.Inline(codec.Type(b[4])) {
-				return false
-			}
-			b = b[4+size:]
+		t, _, rest, ok, err := codec.Split(b, s.cfg.MaxFrame)
+		if !ok || err != nil || !s.inline.Inline(t) {
+			return false // a partial frame, or one the turn refuses: a worker's
 		}
+		b = rest
 	}
 	s.stats.inlined.Add(1)
 	return true
