@@ -69,6 +69,20 @@ func (h *inlineHandler) waitBuffered(t *testing.T, i int) {
 	}
 }
 
+// pingUntilOnPoller pings (nonces from first on, each answered before the
+// next) until one runs on the poller, at most 100 times: the worker that
+// ran a connection's turn may still hold it and read the next frame itself.
+func (h *inlineHandler) pingUntilOnPoller(t *testing.T, first uint64, ping func(nonce uint64)) {
+	t.Helper()
+	for n := first; n < first+100; n++ {
+		ping(n)
+		if on, _ := h.ranOnPoller(n); on {
+			return
+		}
+	}
+	t.Fatal("no turn ran on the poller")
+}
+
 func startInline(t *testing.T, ping bool) (*Server[int], *inlineHandler) {
 	h := &inlineHandler{ping: ping, onPoller: map[uint64]bool{}}
 	return startServerWith(t, Config{}, h), h
@@ -80,20 +94,12 @@ func TestInlineTurnRunsOnPoller(t *testing.T) {
 	s, h := startInline(t, true)
 	nc, br := dial(t, s.Addr().String())
 	defer nc.Close()
-	// The worker that ran the first turn may still hold the connection
-	// and read the next PING itself; wait for a turn on the poller.
-	for n := uint64(100); ; n++ {
+	h.pingUntilOnPoller(t, 100, func(n uint64) {
 		if _, err := nc.Write((&codec.Ping{Nonce: n}).Append(nil)); err != nil {
 			t.Fatal(err)
 		}
 		readFrame(t, br)
-		if on, _ := h.ranOnPoller(n); on {
-			break
-		}
-		if n == 200 {
-			t.Fatal("no turn ran on the poller")
-		}
-	}
+	})
 	// Three PINGs in one write: one turn of whole frames.
 	var out []byte
 	for n := uint64(2); n <= 4; n++ {
@@ -229,20 +235,12 @@ func TestInlineNoiseTurn(t *testing.T) {
 	if tp, _ := p.next(t); tp != codec.TypePong {
 		t.Fatalf("got %v, want PONG", tp)
 	}
-	// The worker that ran the first turn may still hold the connection
-	// and read the next record itself; a later one goes to the poller.
-	for n := uint64(2); ; n++ {
+	h.pingUntilOnPoller(t, 2, func(n uint64) {
 		p.send(t, (&codec.Ping{Nonce: n}).Append(nil))
 		if tp, _ := p.next(t); tp != codec.TypePong {
 			t.Fatalf("got %v, want PONG", tp)
 		}
-		if on, _ := h.ranOnPoller(n); on {
-			break
-		}
-		if n == 100 {
-			t.Fatal("no whole record of an authenticated connection ran on the poller")
-		}
-	}
+	})
 
 	ct, err := p.tx.Encrypt(nil, nil, (&codec.Ping{Nonce: 1000}).Append(nil))
 	if err != nil {
