@@ -67,7 +67,9 @@ func TestInlineRunsOnPollerAndMayClose(t *testing.T) {
 			MustNil(t, err)
 			MustNil(t, conn.Writer().Flush())
 			got, err := conn.Reader().Next(len(msg))
-			MustNil(t, err)
+			if err != nil {
+				t.Fatalf("echo of %q: %v (turns on the poller %d, off %d)", msg, err, onPoller.Load(), offPoller.Load())
+			}
 			Equal(t, string(got), msg)
 			MustNil(t, conn.Reader().Release())
 		}
@@ -76,6 +78,7 @@ func TestInlineRunsOnPollerAndMayClose(t *testing.T) {
 			conn, err := DialConnection(network, address, time.Second)
 			MustNil(t, err)
 			defer conn.Close()
+			MustNil(t, conn.SetReadTimeout(5*time.Second))
 			echo(conn, "hello")
 			_, err = conn.Writer().WriteBinary([]byte(msg))
 			MustNil(t, err)
