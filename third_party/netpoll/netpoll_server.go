@@ -21,18 +21,23 @@ import (
 	"context"
 	"errors"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 )
 
 // newServer wrap listener into server, quit will be invoked when server exit.
 func newServer(ln Listener, opts *options, onQuit func(err error)) *server {
-	return &server{
+	s := &server{
 		ln:     ln,
 		opts:   opts,
 		onQuit: onQuit,
 	}
+	s.forget = func(c Connection) error {
+		nc := c.(*connection)
+		s.connections.remove(nc.fd, nc)
+		return nil
+	}
+	return s
 }
 
 type server struct {
@@ -40,7 +45,8 @@ type server struct {
 	ln          Listener
 	opts        *options
 	onQuit      func(err error)
-	connections sync.Map // key=fd, value=connection
+	connections registry // patch 7: a slice by fd, not a sync.Map
+	forget      CloseCallback
 }
 
 // Run this server.
@@ -65,15 +71,13 @@ func (s *server) Close(ctx context.Context) error {
 
 	for {
 		activeConn := 0
-		s.connections.Range(func(key, value interface{}) bool {
-			conn, ok := value.(gracefulExit)
-			if !ok || conn.isIdle() {
-				value.(Connection).Close()
+		for _, conn := range s.connections.snapshot() {
+			if conn.isIdle() {
+				conn.Close()
 			} else {
 				activeConn++
 			}
-			return true
-		})
+		}
 		if activeConn == 0 { // all connections have been closed
 			return nil
 		}
@@ -167,12 +171,10 @@ func (s *server) onAccept(conn Conn) {
 	if !nconn.IsActive() {
 		return
 	}
-	fd := conn.Fd()
-	nconn.AddCloseCallback(func(connection Connection) error {
-		s.connections.Delete(fd)
-		return nil
-	})
-	s.connections.Store(fd, nconn)
+	// One callback value for every connection (patch 7): no closure per
+	// connection, only the callback's list node.
+	nconn.AddCloseCallback(s.forget)
+	s.connections.store(conn.Fd(), nconn)
 
 	// trigger onConnect asynchronously
 	nconn.onConnect()
