@@ -417,9 +417,8 @@ func (c *connection) initFDOperator() {
 	poll := pollmanager.Pick()
 	op := poll.Alloc()
 	op.FD = c.fd
-	op.OnRead, op.OnWrite, op.OnHup = nil, nil, c.onHup
-	op.Inputs, op.InputAck = c.inputs, c.inputAck
-	op.Outputs, op.OutputAck = c.outputs, c.outputAck
+	op.OnRead, op.OnWrite, op.OnHup = nil, nil, nil
+	op.conn = c // patch 8: the poller calls c's methods, no method values
 	c.operator = op
 }
 

@@ -60,7 +60,7 @@ func runDeferredTask(task func()) {
 }
 
 func (p *defaultPoll) appendHup(operator *FDOperator) {
-	p.hups = append(p.hups, operator.OnHup)
+	p.hups = append(p.hups, operator.onHup())
 	p.detach(operator)
 	operator.done()
 }
@@ -91,14 +91,14 @@ func readall(op *FDOperator, br barrier) (total int, err error) {
 	ivs := br.ivs
 	var n int
 	for {
-		bs := op.Inputs(br.bs)
+		bs := op.inputs(br.bs)
 		if len(bs) == 0 {
 			return total, nil
 		}
 
 	TryRead:
 		n, err = ioread(op.FD, bs, ivs)
-		op.InputAck(n)
+		op.inputAck(n)
 		total += n
 		if err != nil {
 			return total, err

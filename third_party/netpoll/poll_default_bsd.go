@@ -103,10 +103,10 @@ func (p *defaultPoll) Wait() error {
 					operator.OnRead(p)
 				} else {
 					// only for connection
-					bs := operator.Inputs(barriers[i].bs)
+					bs := operator.inputs(barriers[i].bs)
 					if len(bs) > 0 {
 						n, err := ioread(operator.FD, bs, barriers[i].ivs)
-						operator.InputAck(n)
+						operator.inputAck(n)
 						totalRead += n
 						if err != nil {
 							p.appendHup(operator)
@@ -116,7 +116,7 @@ func (p *defaultPoll) Wait() error {
 				}
 			}
 			if triggerHup {
-				if triggerRead && operator.Inputs != nil {
+				if triggerRead && operator.readsInput() {
 					var leftRead int
 					// read all left data if peer send and close
 					if leftRead, err = readall(operator, barriers[i]); err != nil && !errors.Is(err, ErrEOF) {
@@ -136,11 +136,11 @@ func (p *defaultPoll) Wait() error {
 					operator.OnWrite(p)
 				} else {
 					// only for connection
-					bs, supportZeroCopy := operator.Outputs(barriers[i].bs)
+					bs, supportZeroCopy := operator.outputs(barriers[i].bs)
 					if len(bs) > 0 {
 						// TODO: Let the upper layer pass in whether to use ZeroCopy.
 						n, err := iosend(operator.FD, bs, barriers[i].ivs, false && supportZeroCopy)
-						operator.OutputAck(n)
+						operator.outputAck(n)
 						if err != nil {
 							p.appendHup(operator)
 							continue

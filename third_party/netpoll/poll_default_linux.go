@@ -153,12 +153,12 @@ func (p *defaultPoll) handler(events []epollevent) (closed bool) {
 			if operator.OnRead != nil {
 				// for non-connection
 				operator.OnRead(p)
-			} else if operator.Inputs != nil {
+			} else if operator.readsInput() {
 				// for connection
-				bs := operator.Inputs(p.barriers[i].bs)
+				bs := operator.inputs(p.barriers[i].bs)
 				if len(bs) > 0 {
 					n, err := ioread(operator.FD, bs, p.barriers[i].ivs)
-					operator.InputAck(n)
+					operator.inputAck(n)
 					totalRead += n
 					if err != nil {
 						p.appendHup(operator)
@@ -170,7 +170,7 @@ func (p *defaultPoll) handler(events []epollevent) (closed bool) {
 			}
 		}
 		if triggerHup {
-			if triggerRead && operator.Inputs != nil {
+			if triggerRead && operator.readsInput() {
 				// read all left data if peer send and close
 				var leftRead int
 				// read all left data if peer send and close
@@ -199,12 +199,12 @@ func (p *defaultPoll) handler(events []epollevent) (closed bool) {
 			if operator.OnWrite != nil {
 				// for non-connection
 				operator.OnWrite(p)
-			} else if operator.Outputs != nil {
+			} else if operator.writesOutput() {
 				// for connection
-				bs, _ := operator.Outputs(p.barriers[i].bs)
+				bs, _ := operator.outputs(p.barriers[i].bs)
 				if len(bs) > 0 {
 					n, err := iosend(operator.FD, bs, p.barriers[i].ivs, false)
-					operator.OutputAck(n)
+					operator.outputAck(n)
 					if err != nil {
 						p.appendHup(operator)
 						continue
