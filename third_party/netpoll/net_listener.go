@@ -108,7 +108,7 @@ func (ln *listener) Accept() (net.Conn, error) {
 	nfd.fd = fd
 	nfd.localAddr = ln.addr
 	nfd.network = ln.addr.Network()
-	nfd.remoteAddr = sockaddrToAddr(sa)
+	nfd.remoteAddr = acceptedAddr(sa) // patch 9: compact; RemoteAddr makes a *net.TCPAddr
 	return nfd, nil
 }
 

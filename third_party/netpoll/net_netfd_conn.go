@@ -75,6 +75,9 @@ func (c *netFD) LocalAddr() (addr net.Addr) {
 
 // RemoteAddr implements Conn.
 func (c *netFD) RemoteAddr() (addr net.Addr) {
+	if a, ok := c.remoteAddr.(*peerAddr); ok { // patch 9
+		return a.tcpAddr()
+	}
 	return c.remoteAddr
 }
 
