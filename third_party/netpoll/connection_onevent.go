@@ -72,7 +72,7 @@ func (c *connection) SetOnRequest(onRequest OnRequest) error {
 	c.onRequestCallback.Store(onRequest)
 	// fix: trigger OnRequest if there is already input data.
 	if !c.inputBuffer.IsEmpty() {
-		c.onRequest()
+		c.onRequest(false) // the caller's goroutine, not the poller
 	}
 	return nil
 }
@@ -159,7 +159,11 @@ func (c *connection) onDisconnect() {
 }
 
 // onRequest is responsible for executing the closeCallbacks after the connection has been closed.
-func (c *connection) onRequest() (needTrigger bool) {
+//
+// onPoller says the caller is the poller (inputAck). SetOnRequest calls it
+// from the user's goroutine, whose task must go to Runner: deferTask
+// appends to the poller's own queue and is safe only on the poller.
+func (c *connection) onRequest(onPoller bool) (needTrigger bool) {
 	onRequest, ok := c.onRequestCallback.Load().(OnRequest)
 	if !ok {
 		return true
@@ -169,7 +173,7 @@ func (c *connection) onRequest() (needTrigger bool) {
 		// let onConnect to call onRequest
 		return
 	}
-	processed := c.onProcess(nil, onRequest, true)
+	processed := c.onProcess(nil, onRequest, onPoller)
 	// if not processed, should trigger read
 	return !processed
 }

@@ -109,7 +109,7 @@ func (c *connection) inputAck(n int) (err error) {
 
 	needTrigger := true
 	if length == n { // first start onRequest
-		needTrigger = c.onRequest()
+		needTrigger = c.onRequest(true)
 	}
 	if needTrigger && length >= int(atomic.LoadInt64(&c.waitReadSize)) {
 		c.triggerRead(nil)

@@ -104,3 +104,54 @@ func TestInlineRunsOnPollerAndMayClose(t *testing.T) {
 		Equal(t, offPoller.Load(), int32(1))
 	})
 }
+
+// TestSetOnRequestWithInputGoesToRunner: SetOnRequest on a connection that
+// already holds input starts the task from the caller's goroutine, which
+// must not queue it on the poller (that queue is the poller's alone, and a
+// poller idle in epoll_wait would not run it: the connection went deaf).
+func TestSetOnRequestWithInputGoesToRunner(t *testing.T) {
+	withInline(func(context.Context) bool { return true }, func() {
+		network, address := "tcp", getTestAddress()
+		loop := newTestEventLoop(network, address,
+			func(ctx context.Context, c Connection) error {
+				b, err := c.Reader().Next(c.Reader().Len())
+				if err != nil {
+					return err
+				}
+				if _, err = c.Writer().WriteBinary(b); err == nil {
+					err = c.Writer().Flush()
+				}
+				return err
+			})
+		defer loop.Shutdown(context.Background())
+
+		conn, err := DialConnection(network, address, time.Second)
+		MustNil(t, err)
+		defer conn.Close()
+		_, err = conn.Writer().WriteBinary([]byte("ping"))
+		MustNil(t, err)
+		MustNil(t, conn.Writer().Flush())
+		for deadline := time.Now().Add(5 * time.Second); conn.Reader().Len() < 4; {
+			if time.Now().After(deadline) {
+				t.Fatal("the echo never arrived")
+			}
+			runtime.Gosched()
+		}
+
+		ran := make(chan bool, 1)
+		MustNil(t, conn.SetOnRequest(func(ctx context.Context, c Connection) error {
+			_, err := c.Reader().Next(c.Reader().Len())
+			select {
+			case ran <- onPollerGoroutine():
+			default:
+			}
+			return err
+		}))
+		select {
+		case onPoller := <-ran:
+			Assert(t, !onPoller, "the task SetOnRequest started ran on the poller")
+		case <-time.After(5 * time.Second):
+			t.Fatal("the task SetOnRequest started never ran")
+		}
+	})
+}
