@@ -27,11 +27,6 @@ import (
 
 // ------------------------------------ implement OnPrepare, OnRequest, CloseCallback ------------------------------------
 
-type gracefulExit interface {
-	isIdle() (yes bool)
-	Close() (err error)
-}
-
 // onEvent is the collection of event processing.
 // OnPrepare, OnRequest, CloseCallback share the lock processing,
 // which is a CAS lock and can only be cleared by OnRequest.
@@ -309,7 +304,9 @@ func (c *connection) register() (err error) {
 	return nil
 }
 
-// isIdle implements gracefulExit.
+// isIdle reports whether no read task is running: the server's Close
+// closes idle connections (patch 7 dropped upstream's gracefulExit
+// interface, which only that loop used).
 func (c *connection) isIdle() (yes bool) {
 	return c.isUnlock(processing) &&
 		c.inputBuffer.IsEmpty() &&
