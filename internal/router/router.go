@@ -2,6 +2,7 @@ package router
 
 import (
 	"errors"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -296,14 +297,35 @@ func (r *Router[C]) pushedLocked(c C, st *Session, b Batch[C], e offline.Acked, 
 	}
 }
 
+// drainBuf is a drain's scratch: the frames it read, their entries and
+// where each frame ends. Pooled, because a drain runs at every login and
+// its scratch, left behind each time, cost CPU and left holes among the
+// sessions' long-lived objects.
+type drainBuf struct {
+	frames []byte
+	ents   []offline.Acked
+	ends   []int // where each entry's frame ends in frames
+	full   bool  // the window's bytes ran out before the inbox did
+}
+
+var drainBufs = sync.Pool{New: func() any { return new(drainBuf) }}
+
+// put returns d to the pool unless a big read grew it.
+func (d *drainBuf) put() {
+	if cap(d.frames) > 64<<10 || cap(d.ents) > 1024 {
+		return
+	}
+	d.frames, d.ents, d.ends = d.frames[:0], d.ents[:0], d.ends[:0]
+	drainBufs.Put(d)
+}
+
 // Drain pushes inbox entries that wait for c, window permitting. It runs
 // on c's event-loop turn (after login and after ACK).
 func (r *Router[C]) Drain(c C, b Batch[C]) {
 	st := r.session(c)
 	user := r.user(c)
-	var frames []byte
-	var ents []offline.Acked
-	var ends []int // where each entry's frame ends in frames
+	d := drainBufs.Get().(*drainBuf)
+	defer d.put()
 	for {
 		st.mu.Lock()
 		room := r.window - st.inflightLen()
@@ -318,19 +340,19 @@ func (r *Router[C]) Drain(c C, b Batch[C]) {
 
 		// Read what fits in the window's entries and bytes; full says the
 		// bytes ran out before the inbox did.
-		frames, ents, ends = frames[:0], ents[:0], ends[:0]
-		full := false
+		d.frames, d.ents, d.ends, d.full = d.frames[:0], d.ents[:0], d.ends[:0], false
 		err := r.inbox.Read(user, from, room, func(e *offline.Entry) bool {
-			n := len(frames)
-			frames = e.AppendFrame(frames)
-			if len(frames) > byteRoom && !(empty && n == 0) {
-				frames, full = frames[:n], true
+			n := len(d.frames)
+			d.frames = e.AppendFrame(d.frames)
+			if len(d.frames) > byteRoom && !(empty && n == 0) {
+				d.frames, d.full = d.frames[:n], true
 				return false
 			}
-			ents = append(ents, e.Acked())
-			ends = append(ends, len(frames))
+			d.ents = append(d.ents, e.Acked())
+			d.ends = append(d.ends, len(d.frames))
 			return true
 		})
+		frames, ents, ends, full := d.frames, d.ents, d.ends, d.full
 		if err != nil {
 			r.log.Error("drain: read inbox", zap.Uint64("user", user), zap.Error(err))
 			return
