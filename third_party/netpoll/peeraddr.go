@@ -36,11 +36,14 @@ func acceptedAddr(sa syscall.Sockaddr) net.Addr {
 	return sockaddrToAddr(sa)
 }
 
+// tcpAddr is what sockaddrToAddr made: a 4-byte IP for IPv4, 16 for IPv6,
+// in a copy the caller may keep or change.
 func (a *peerAddr) tcpAddr() *net.TCPAddr {
+	n := len(a.ip)
 	if a.v4 {
-		return &net.TCPAddr{IP: net.IPv4(a.ip[0], a.ip[1], a.ip[2], a.ip[3]).To4(), Port: int(a.port)}
+		n = net.IPv4len
 	}
-	return &net.TCPAddr{IP: append(net.IP(nil), a.ip[:]...), Port: int(a.port)}
+	return &net.TCPAddr{IP: append(net.IP(nil), a.ip[:n]...), Port: int(a.port)}
 }
 
 // Network implements net.Addr.
