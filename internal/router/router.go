@@ -310,13 +310,12 @@ type drainBuf struct {
 
 var drainBufs = sync.Pool{New: func() any { return new(drainBuf) }}
 
-// put returns d to the pool unless a big read grew it.
+// put returns d to the pool unless a big read grew it (Drain empties it
+// before each read).
 func (d *drainBuf) put() {
-	if cap(d.frames) > 64<<10 || cap(d.ents) > 1024 {
-		return
+	if cap(d.frames) <= 64<<10 && cap(d.ents) <= 1024 {
+		drainBufs.Put(d)
 	}
-	d.frames, d.ents, d.ends = d.frames[:0], d.ents[:0], d.ends[:0]
-	drainBufs.Put(d)
 }
 
 // Drain pushes inbox entries that wait for c, window permitting. It runs
