@@ -48,18 +48,24 @@
 //
 //  1. Seqs of one inbox increase in the order its ops were queued, because
 //     one goroutine assigns them, from a counter shared by all lanes that
-//     only grows (seq.go). So per-sender order holds in every inbox.
+//     only grows (seq.go). So per-sender order holds in every inbox A live delivery takes
+//     its seq only while none of the inbox's ops is queued or being
+//     committed, under the lane's lock, and pushes before releasing it.
 //  2. An entry is visible before anyone is told of it: Applied runs after
 //     the apply, so a client can acknowledge (and delete) an entry only
 //     after the entry exists, and the delete follows it in the WAL.
-//  3. "Sent" only after fsync: Durable runs after SyncWait. Many lanes keep
+//  3. "Sent" only after fsync: Durable runs after SyncWait (or, for a
+//     message delivered live and never stored, after its recipient's ACK:
+//     LiveAcked; live.go). Many lanes keep
 //     many batches in flight, and Pebble's commit pipeline folds their
 //     syncs into shared fsyncs (measured 139K commits/s with 256 concurrent
 //     writers on the target machine, 3.1K/s with one).
 //  4. A delete of acknowledged or expired entries is queued only after the
 //     delivered or expired receipts it produces are durable, so a crash can
 //     repeat a delivery (the client drops the duplicate by id) but never
-//     lose a receipt. Nobody waits for that delete, so it is queued lazily:
+//     lose a receipt (a receipt pushed live is held in memory until its
+//     sender acknowledges it or it is stored; live.go says what a crash
+//     can cost). Nobody waits for that delete, so it is queued lazily:
 //     it rides with the lane's next batch, or goes Config.LazyOps (100 ms)
 //     later, which at moderate load saves a batch and a sync per message.
 //     Until it applies, the lane holds the entries in its

@@ -27,6 +27,11 @@ type Hooks[S any] interface {
 	// event once, when every member's entry is) that became durable or
 	// failed with them.
 	Durable(msgs []*Message[S], others []Done)
+	// LiveAcked: the messages, delivered live (Deliver), were acknowledged
+	// by their recipients before they were stored: answer their senders
+	// (their Seq and Time are set; Err is nil). It runs on the
+	// acknowledging caller's goroutine and must not block.
+	LiveAcked(msgs []*Message[S])
 }
 
 // Config tunes the inbox. A zero field means its default.
@@ -60,7 +65,15 @@ type Config struct {
 	// whose receipts are durable) waits to share the lane's next batch.
 	// Default 100 ms.
 	LazyOps time.Duration
-	Logger  *zap.Logger
+	// LiveWait is how long a message delivered live (Deliver) waits in
+	// memory for its recipient's ACK before it is stored. Default 250 ms;
+	// negative turns live delivery off (every message is stored first).
+	LiveWait time.Duration
+	// LiveReceiptWait is the same for a delivered receipt pushed live:
+	// clients acknowledge receipts alone lazily (the Go client within
+	// 250 ms). Default 1 s.
+	LiveReceiptWait time.Duration
+	Logger          *zap.Logger
 	// SyncFault, for tests, runs after each batch's sync; an error it
 	// returns counts as a failed sync of a batch already applied.
 	SyncFault func() error
@@ -125,6 +138,7 @@ type Inbox[S any] struct {
 	entries atomic.Int64  // entries in all inboxes: counted at start, then tracked
 	counted chan struct{} // closed when the lanes have the start-up count
 	seen    *seen         // the dedup window's (sender, id) pairs
+	live    struct{ pushed, acked, stored atomic.Uint64 }
 }
 
 // beforeCount, when set (tests), runs before the start-up count.
@@ -229,6 +243,12 @@ func openEnv[S any](e env, cfg Config, hooks Hooks[S]) (*Inbox[S], error) {
 	if cfg.LazyOps == 0 {
 		cfg.LazyOps = 100 * time.Millisecond
 	}
+	if cfg.LiveWait == 0 {
+		cfg.LiveWait = 250 * time.Millisecond
+	}
+	if cfg.LiveReceiptWait == 0 {
+		cfg.LiveReceiptWait = time.Second
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()
 	}
@@ -253,9 +273,12 @@ func openEnv[S any](e env, cfg Config, hooks Hooks[S]) (*Inbox[S], error) {
 	in := &Inbox[S]{env: e, cfg: cfg, hooks: hooks, seq: seq, now: time.Now, stop: make(chan struct{}), counted: make(chan struct{}),
 		seen: newSeen(cfg.DedupFilter)}
 	for i := 0; i < cfg.Lanes; i++ {
-		l := &lane[S]{in: in, wake: make(chan struct{}, 1), syncq: make(chan *syncJob[S], 16), depth: map[uint64]tally{}}
+		l := &lane[S]{in: in, wake: make(chan struct{}, 1), syncq: make(chan *syncJob[S], 16), depth: map[uint64]tally{},
+			pending: map[uint64]int32{}}
 		l.lazyTimer = time.AfterFunc(time.Hour, l.lazyFired)
 		l.lazyTimer.Stop()
+		l.liveTimer = time.AfterFunc(time.Hour, l.liveFired)
+		l.liveTimer.Stop()
 		in.lanes = append(in.lanes, l)
 		in.wg.Add(2)
 		go l.run()
@@ -277,6 +300,7 @@ func (in *Inbox[S]) Close() {
 		l.mu.Lock()
 		l.closed = true
 		l.lazyTimer.Stop()
+		l.liveTimer.Stop() // held entries go: their senders have no SENT and resend
 		l.mu.Unlock()
 		l.kick()
 	}
@@ -368,7 +392,15 @@ func (in *Inbox[S]) Ack(user, from, to uint64) error {
 
 // AckEntries is Ack for callers that know what they delivered: the
 // entries are deleted and the receipts sent without reading the inbox.
-func (in *Inbox[S]) AckEntries(user uint64, acked []Acked) error {
+// Entries pushed live (Acked.Live) leave memory instead (live.go); push
+// delivers their receipts live, as for Deliver.
+func (in *Inbox[S]) AckEntries(user uint64, acked []Acked, push func(*Stored) bool) error {
+	for _, a := range acked {
+		if a.Live {
+			acked = in.ackLive(user, acked, push)
+			break
+		}
+	}
 	if len(acked) == 0 {
 		return nil
 	}

@@ -36,9 +36,10 @@ type outcome struct {
 
 // recorder collects what the inbox reports.
 type recorder struct {
-	mu      sync.Mutex
-	applied []Stored
-	durable chan *outcome
+	mu        sync.Mutex
+	applied   []Stored
+	liveAcked []*tmsg
+	durable   chan *outcome
 }
 
 func newRecorder() *recorder { return &recorder{durable: make(chan *outcome, 1<<16)} }
@@ -48,6 +49,12 @@ func (r *recorder) Applied(entries []*Stored) {
 	for _, e := range entries {
 		r.applied = append(r.applied, *e)
 	}
+	r.mu.Unlock()
+}
+
+func (r *recorder) LiveAcked(msgs []*tmsg) {
+	r.mu.Lock()
+	r.liveAcked = append(r.liveAcked, msgs...)
 	r.mu.Unlock()
 }
 

@@ -27,6 +27,15 @@ type lane[S any] struct {
 	closed      bool
 	counts      map[uint64]tally // from countEntries, taken by run
 	countsReady bool
+	// pending counts each inbox's entry ops queued or being committed
+	// (until Applied ran for them): live delivery waits while any are, so
+	// that seqs reach a connection in order.
+	pending      map[uint64]int32
+	held         map[entryRef]*op[S] // entries pushed live, not yet acknowledged (live.go)
+	liveMsgs     liveQueue[S]        // held messages, by when they fall due
+	liveReceipts liveQueue[S]        // held receipts, likewise
+	liveArmed    bool                // liveTimer runs for the earliest held entry
+	liveTimer    *time.Timer
 
 	// Owned by run.
 	visible  []*Stored
@@ -99,6 +108,9 @@ func (l *lane[S]) add(o *op[S], internal bool) error {
 		return ErrBusy
 	}
 	l.queue = append(l.queue, o)
+	if o.kind < kindAck {
+		l.pending[o.st.To]++
+	}
 	first := len(l.queue) == 1 || l.lazyOnly
 	l.lazyOnly = false
 	l.mu.Unlock()
@@ -192,6 +204,17 @@ func (l *lane[S]) turn() bool {
 	}
 	if len(ops) > 0 {
 		l.commit(ops)
+		l.mu.Lock()
+		for _, o := range ops { // Applied ran for them: live delivery may go on
+			if o.kind < kindAck {
+				if n := l.pending[o.st.To] - 1; n > 0 {
+					l.pending[o.st.To] = n
+				} else {
+					delete(l.pending, o.st.To)
+				}
+			}
+		}
+		l.mu.Unlock()
 	}
 	return true
 }
@@ -266,6 +289,10 @@ func (l *lane[S]) commit(ops []*op[S]) {
 			l.expire(b, o, now)
 		case kindMarkRead:
 			l.markRead(b, o, now)
+		case kindLogRead:
+			for _, r := range o.logs {
+				l.logRead(b, o.st.To, r.sender, r.group, r.first, r.ids, now)
+			}
 		case kindAdopt:
 			l.adopt(o.counts)
 		case kindBarrier:

@@ -445,7 +445,7 @@ func TestAckReceiptBeforeDelete(t *testing.T) {
 				for i := range es {
 					acked = append(acked, es[i].Acked())
 				}
-				err = in.AckEntries(reader, acked)
+				err = in.AckEntries(reader, acked, nil)
 			} else {
 				err = in.Ack(reader, 0, es[len(es)-1].Seq)
 			}

@@ -73,6 +73,7 @@ type Acked struct {
 	Group uint64
 	ID    codec.MsgID
 	Ref   BodyRef // group messages: the shared body
+	Live  bool    // pushed before it was stored (live.go): held in memory, not in the inbox
 }
 
 // Internal op kinds: they never reach Hooks.
@@ -87,6 +88,8 @@ const (
 	kindRelease Kind = 104
 	// kindMarkRead runs in the reader's lane (readlog.go).
 	kindMarkRead Kind = 105
+	// kindLogRead writes read-log records for messages acknowledged live.
+	kindLogRead Kind = 108 // 106 and 107 are move.go's
 )
 
 // op is one unit of a lane's work: an entry to write (kind < kindAck:
@@ -116,6 +119,7 @@ type op[S any] struct {
 	release uint32           // kindRelease: how many members acknowledged st.Ref
 	read    *readOp          // kindMarkRead
 	counts  map[uint64]tally // kindAdopt: imported entries by inbox
+	logs    []readLog        // kindLogRead
 	bytes   int64            // kindDelete: the stored bytes of the keys' entries
 }
 

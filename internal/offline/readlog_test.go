@@ -70,7 +70,7 @@ func TestReadLogTrimmed(t *testing.T) {
 	m := msg(1, 2, 9, "old")
 	in.Submit(m)
 	rec.wait(t, 1)
-	if err := in.AckEntries(2, []Acked{m.op.st.Acked()}); err != nil {
+	if err := in.AckEntries(2, []Acked{m.op.st.Acked()}, nil); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, func() bool { return countKeys(t, db, store.PrefixReadLog) == 1 }) // the ack wrote its read-log record

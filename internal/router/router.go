@@ -50,7 +50,9 @@ type Batch[C any] interface{ Add(c C) }
 // (offline.Inbox).
 type Inbox interface {
 	Read(user, after uint64, max int, fn func(*offline.Entry) bool) error
-	AckEntries(user uint64, acked []offline.Acked) error
+	// AckEntries settles acknowledged entries; push delivers what that
+	// produces live (receipts of messages acknowledged live), as PushLive.
+	AckEntries(user uint64, acked []offline.Acked, push func(*offline.Stored) bool) error
 	Expiring(user, time uint64) bool
 	// Cutoff is the time before which an entry may have expired: Applied
 	// reads it once per batch and asks Expiring only about older entries.
@@ -404,13 +406,44 @@ func (r *Router[C]) Drain(c C, b Batch[C]) {
 	}
 }
 
+// PushLive pushes e, an entry not stored yet (offline.Inbox.Deliver), to
+// its owner's session if that is here, caught up and has room for it in
+// its window, and reports whether it did. The session then holds it as
+// Live: its ACK goes to the inbox like any other, which knows it is not
+// stored. A receipt is pushed lazily, as Applied pushes receipts.
+func (r *Router[C]) PushLive(e *offline.Stored, b Batch[C]) bool {
+	c, ok := r.Lookup(e.To)
+	if !ok {
+		return false
+	}
+	st := r.session(c)
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.closed || st.backlog || e.Seq <= st.pushed || st.inflightLen() >= r.window {
+		return false
+	}
+	buf, ok := c.Begin()
+	if !ok {
+		return false
+	}
+	n := len(buf)
+	buf = e.AppendFrame(buf)
+	if !r.fits(st, len(buf)-n) {
+		c.End(buf[:n])
+		return false
+	}
+	a := e.Acked()
+	a.Live = true
+	r.pushedLocked(c, st, b, a, buf, len(buf)-n, e.Kind == offline.KindReceipt, r.now(), false)
+	return true
+}
+
 // Ack takes the entries up to seq out of c's window and out of the inbox
-// (which queues their delivered receipts), and reports whether entries
-// wait for the room it made: the caller then calls Drain (with a batch
-// taken only then). An ACK at or below an earlier one does nothing; one
-// beyond the last pushed seq is ErrAckBeyond. It runs on c's event-loop
-// turn.
-func (r *Router[C]) Ack(c C, seq uint64) (drain bool, err error) {
+// (which queues their delivered receipts, or pushes them live into b),
+// and reports whether entries wait for the room it made: the caller then
+// calls Drain. An ACK at or below an earlier one does nothing; one beyond
+// the last pushed seq is ErrAckBeyond. It runs on c's event-loop turn.
+func (r *Router[C]) Ack(c C, seq uint64, b Batch[C]) (drain bool, err error) {
 	st := r.session(c)
 	st.mu.Lock()
 	if seq > st.pushed {
@@ -432,7 +465,8 @@ func (r *Router[C]) Ack(c C, seq uint64) (drain bool, err error) {
 	}
 	backlog := st.backlog
 	st.mu.Unlock()
-	if err := r.inbox.AckEntries(r.user(c), acked); err != nil {
+	push := func(e *offline.Stored) bool { return r.PushLive(e, b) }
+	if err := r.inbox.AckEntries(r.user(c), acked, push); err != nil {
 		r.log.Debug("ack not recorded", zap.Error(err))
 	}
 	return backlog, nil

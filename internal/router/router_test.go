@@ -107,7 +107,7 @@ func (in *fakeInbox) Read(user, after uint64, max int, fn func(*offline.Entry) b
 	return nil
 }
 
-func (in *fakeInbox) AckEntries(user uint64, acked []offline.Acked) error {
+func (in *fakeInbox) AckEntries(user uint64, acked []offline.Acked, _ func(*offline.Stored) bool) error {
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	for _, a := range acked {
@@ -210,7 +210,7 @@ func TestBacklogDrainedInOrderAfterAck(t *testing.T) {
 	if got := c.take(t); len(got) != 0 {
 		t.Fatalf("pushed %v ahead of the backlog", got)
 	}
-	drain, err := r.Ack(c, 2)
+	drain, err := r.Ack(c, 2, &batch{})
 	if err != nil || !drain {
 		t.Fatalf("ack: drain %v err %v", drain, err)
 	}
@@ -220,7 +220,7 @@ func TestBacklogDrainedInOrderAfterAck(t *testing.T) {
 	}
 	// The read that filled the window could not tell that the inbox ended
 	// there: the drain after this ACK finds nothing and ends the backlog.
-	if drain, _ := r.Ack(c, 4); !drain {
+	if drain, _ := r.Ack(c, 4, &batch{}); !drain {
 		t.Fatal("backlog not settled, yet Ack asks for no drain")
 	}
 	r.Drain(c, &batch{})
@@ -238,13 +238,13 @@ func TestAckBeyondAndStale(t *testing.T) {
 	c := &fakeConn{user: 1}
 	login(t, r, c)
 	r.Applied([]*offline.Stored{in.store(1, 1, nil), in.store(1, 2, nil)}, &batch{})
-	if _, err := r.Ack(c, 3); !errors.Is(err, ErrAckBeyond) {
+	if _, err := r.Ack(c, 3, &batch{}); !errors.Is(err, ErrAckBeyond) {
 		t.Fatalf("ack 3 of 2: %v", err)
 	}
-	if _, err := r.Ack(c, 2); err != nil {
+	if _, err := r.Ack(c, 2, &batch{}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := r.Ack(c, 1); err != nil || len(in.acked) != 2 {
+	if _, err := r.Ack(c, 1, &batch{}); err != nil || len(in.acked) != 2 {
 		t.Fatalf("stale ack: err %v, acked %v", err, in.acked)
 	}
 }
@@ -263,7 +263,7 @@ func TestWindowBytes(t *testing.T) {
 	if !c.sess.backlog {
 		t.Fatal("entry 2 held back but no backlog recorded")
 	}
-	if drain, _ := r.Ack(c, 1); !drain {
+	if drain, _ := r.Ack(c, 1, &batch{}); !drain {
 		t.Fatal("ack did not ask for the drain")
 	}
 	r.Drain(c, &batch{})
@@ -382,7 +382,7 @@ func TestOfflineToOnlineRace(t *testing.T) {
 				continue
 			}
 			got = append(got, seqs...)
-			if drain, err := r.Ack(c, seqs[len(seqs)-1]); err != nil {
+			if drain, err := r.Ack(c, seqs[len(seqs)-1], &batch{}); err != nil {
 				t.Fatal(err)
 			} else if drain {
 				r.Drain(c, &batch{})

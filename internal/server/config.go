@@ -66,6 +66,12 @@ type Config struct {
 	// waits to share a write with the next frame to that sender (its SENT,
 	// an incoming message). Default 50 ms; negative: none.
 	ReceiptDelay time.Duration
+	// LiveWait is how long a message pushed to an online recipient before
+	// it is stored waits for the recipient's ACK; without one in time it
+	// is stored, and its sender gets SENT after the fsync (offline's
+	// live.go). Default 250 ms; negative: every message is stored before
+	// it is pushed.
+	LiveWait time.Duration
 	// ReadTimeout bounds waiting for the rest of a started frame. Default 10 s.
 	ReadTimeout time.Duration
 	// WriteTimeout bounds waiting for a client's socket to drain. Default 10 s.

@@ -71,6 +71,45 @@ func (h hooks) Durable(msgs []*offline.Message[*Conn], others []offline.Done) {
 	s.flush(b)
 }
 
+// LiveAcked answers SENT to the senders of messages their recipients
+// acknowledged before they were stored (offline's live.go).
+func (h hooks) LiveAcked(msgs []*offline.Message[*Conn]) {
+	s := h.s
+	b := s.batch()
+	now := mono()
+	var sent uint64
+	for _, m := range msgs {
+		c := m.Sender
+		buf, ok := c.Begin()
+		if !ok {
+			continue // the sender left; it resends, and the recipient drops the copy
+		}
+		buf = (&codec.Sent{ID: m.ID, Time: m.Time}).Append(buf)
+		sent++
+		if m.Stamp != 0 {
+			s.lat.sendSent.Observe(time.Duration(now - m.Stamp))
+		}
+		if c.End(buf) {
+			b.Add(c)
+		}
+	}
+	s.counters.sent.Add(sent)
+	s.flush(b)
+}
+
+// deliverLive pushes m to its recipient before storing it, if the
+// recipient is online here with room for it (offline.Inbox.Deliver), and
+// reports whether it did.
+func (s *Server) deliverLive(m *offline.Message[*Conn]) bool {
+	if _, ok := s.sessions.Lookup(m.To); !ok {
+		return false // not online here: no seq to spend, no lock to take
+	}
+	b := s.batch()
+	ok := s.inbox.Deliver(m, func(e *offline.Stored) bool { return s.sessions.PushLive(e, b) })
+	s.flush(b)
+	return ok
+}
+
 // drain sends c what waits in its inbox, window permitting.
 func (s *Server) drain(c *Conn) {
 	b := s.batch()
@@ -85,7 +124,9 @@ func (s *Server) ack(c *Conn, body []byte) error {
 	if err := f.Decode(body); err != nil {
 		return s.malformed(c, err)
 	}
-	drain, err := s.sessions.Ack(c, f.Seq)
+	b := s.batch()
+	drain, err := s.sessions.Ack(c, f.Seq, b)
+	s.flush(b) // receipts pushed live: lazy, so b is empty but for a drain's
 	if errors.Is(err, router.ErrAckBeyond) {
 		s.errorTo(c, codec.CodeBadAck, 0, nil, "ACK beyond the last delivered seq")
 		return nil

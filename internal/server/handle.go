@@ -221,6 +221,9 @@ func (s *Server) send(c *Conn, body []byte) error {
 		To: f.To, From: user, ID: f.ID,
 		Body: append([]byte(nil), f.Body...), Dup: f.Flags&codec.FlagDup != 0, Sender: c, Stamp: mono(),
 	}
+	if s.cl == nil && s.deliverLive(m) {
+		return nil
+	}
 	if err := s.inbox.Submit(m); err != nil {
 		s.counters.busy.Add(1)
 		if !s.refuseForNow(c, &f, codec.CodeBusy, "message store saturated; not stored, retry") {

@@ -1124,9 +1124,9 @@ func (x inboxes) Read(user, after uint64, max int, fn func(*offline.Entry) bool)
 	return x.s.readHome(user, after, max, fn)
 }
 
-func (x inboxes) AckEntries(user uint64, acked []offline.Acked) error {
+func (x inboxes) AckEntries(user uint64, acked []offline.Acked, push func(*offline.Stored) bool) error {
 	if x.s.local(user) {
-		return x.s.inbox.AckEntries(user, acked)
+		return x.s.inbox.AckEntries(user, acked, push)
 	}
 	if len(acked) == 0 {
 		return nil

@@ -168,7 +168,7 @@ func New(cfg Config) (*Server, error) {
 		Viewer: func(c *Conn) uint64 { return c.State.user.Load() },
 	})
 	ocfg := offline.Config{Lanes: cfg.Lanes, TTL: cfg.TTL, Quota: cfg.Quota, QuotaBytes: cfg.QuotaBytes, Logger: cfg.Logger, SyncFault: cfg.syncFault,
-		Synced: s.lat.sync.Observe, Gone: s.accounts.Deleted}
+		Synced: s.lat.sync.Observe, Gone: s.accounts.Deleted, LiveWait: cfg.LiveWait}
 	if cfg.Cluster != nil {
 		// Before the inbox opens: its first expiry sweep may owe receipts
 		// to users homed on other nodes.

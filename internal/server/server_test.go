@@ -46,6 +46,15 @@ func testConfig(t testing.TB) Config {
 		MaxFrameRate:        -1,
 		MaxByteRate:         -1,
 		WSAddr:              wsTestAddr(),
+		// These tests read frames in a fixed order, often waiting for a
+		// SENT before reading the recipient's DELIVER: with live delivery
+		// that SENT waits for an ACK they have not sent yet, and comes
+		// only once the message is stored, with a second DELIVER. They
+		// test the store-first path, which every message still takes
+		// when its recipient is offline, busy or slow; live_test.go and
+		// the tests through the client package (which acknowledges as a
+		// client should) run with live delivery on.
+		LiveWait: -1,
 	}
 }
 

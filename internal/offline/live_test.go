@@ -1,0 +1,195 @@
+package offline
+
+import (
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chatd/chatd/codec"
+	"github.com/chatd/chatd/internal/store"
+)
+
+// pusher is a fake session table for live delivery: it takes every entry
+// for the users marked online and remembers them.
+type pusher struct {
+	mu     sync.Mutex
+	online map[uint64]bool
+	got    []Stored
+}
+
+func (p *pusher) push(e *Stored) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.online[e.To] {
+		return false
+	}
+	p.got = append(p.got, *e)
+	return true
+}
+
+func (p *pusher) pushed() []Stored {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]Stored(nil), p.got...)
+}
+
+func (r *recorder) live() []*tmsg {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]*tmsg(nil), r.liveAcked...)
+}
+
+func liveAcked(e Stored) Acked {
+	a := e.Acked()
+	a.Live = true
+	return a
+}
+
+// TestLiveAckedNeverStored: a message pushed live and acknowledged in
+// time leaves no entry and no dedup record; its sender is answered through
+// LiveAcked, its delivered receipt goes live to the sender too, and the
+// reader's read log lets a READ of it count.
+func TestLiveAckedNeverStored(t *testing.T) {
+	in, rec, db := open(t, t.TempDir(), Config{LiveWait: time.Hour, LiveReceiptWait: time.Hour})
+	defer db.Close()
+	defer in.Close()
+	p := &pusher{online: map[uint64]bool{1: true, 2: true}}
+	m := msg(1, 2, 7, "hi")
+	if !in.Deliver(m, p.push) {
+		t.Fatal("Deliver to an online, idle inbox refused")
+	}
+	got := p.pushed()
+	if len(got) != 1 || got[0].To != 2 || got[0].Seq == 0 || string(got[0].Body) != "hi" {
+		t.Fatalf("pushed %+v", got)
+	}
+	if err := in.AckEntries(2, []Acked{liveAcked(got[0])}, p.push); err != nil {
+		t.Fatal(err)
+	}
+	if l := rec.live(); len(l) != 1 || l[0] != m || m.Seq != got[0].Seq || m.Time == 0 {
+		t.Fatalf("LiveAcked got %v (seq %d time %d)", l, m.Seq, m.Time)
+	}
+	got = p.pushed()
+	if len(got) != 2 || got[1].To != 1 || got[1].Kind != KindReceipt || got[1].ReceiptKind != codec.ReceiptDelivered ||
+		got[1].By != 2 || got[1].IDs.Len() != 1 || got[1].IDs.At(0) != m.ID || got[1].Seq <= got[0].Seq {
+		t.Fatalf("receipt pushed: %+v", got)
+	}
+	missing := make(chan codec.IDList, 1)
+	in.MarkRead(2, 1, 0, codec.IDList(nil).AppendID(m.ID), func(l codec.IDList, _ error) { missing <- l })
+	if l := <-missing; l.Len() != 0 {
+		t.Fatalf("READ of a message acknowledged live missed %d ids", l.Len())
+	}
+	// The read receipt is stored (the sender's push took the tick, not
+	// this: nothing pushes stored entries in this test).
+	rec.wait(t, 1)
+	if n := countKeys(t, db, store.PrefixInbox); n != 1 {
+		t.Fatalf("%d inbox entries; want 1, the read receipt (the message and its delivered receipt were never stored)", n)
+	}
+	if n := countKeys(t, db, store.PrefixDedup); n != 0 {
+		t.Fatalf("%d dedup records for a message never stored", n)
+	}
+	if s := in.Live(); s.Pushed != 2 || s.Acked != 1 || s.Stored != 0 {
+		t.Fatalf("live stats %+v", s)
+	}
+}
+
+// TestLiveUnackedIsStored: without an ACK in time the message is stored
+// with a new seq and answered through Durable; a late ACK of the live
+// copy then changes nothing.
+func TestLiveUnackedIsStored(t *testing.T) {
+	in, rec, db := open(t, t.TempDir(), Config{LiveWait: 20 * time.Millisecond})
+	defer db.Close()
+	defer in.Close()
+	p := &pusher{online: map[uint64]bool{2: true}}
+	m := msg(1, 2, 7, "hi")
+	if !in.Deliver(m, p.push) {
+		t.Fatal("Deliver refused")
+	}
+	live := p.pushed()[0]
+	o := rec.wait(t, 1)[0]
+	if o.msg != m || o.Err != nil || o.Seq <= live.Seq {
+		t.Fatalf("stored after the wait: %+v (live seq %d)", o, live.Seq)
+	}
+	if e := entries(t, in, 2); len(e) != 1 || e[0].ID != m.ID || e[0].Seq != o.Seq {
+		t.Fatalf("inbox %+v", e)
+	}
+	if err := in.AckEntries(2, []Acked{liveAcked(live)}, p.push); err != nil {
+		t.Fatal(err)
+	}
+	if l := rec.live(); len(l) != 0 {
+		t.Fatalf("LiveAcked for a message already stored: %v", l)
+	}
+	if s := in.Live(); s.Stored != 1 || s.Acked != 0 {
+		t.Fatalf("live stats %+v", s)
+	}
+}
+
+// TestLiveWaitsForQueuedEntries: while an entry for the inbox is queued
+// or being committed, Deliver refuses, so a live seq never overtakes a
+// stored one on the connection (invariant 1).
+func TestLiveWaitsForQueuedEntries(t *testing.T) {
+	e := newMemEnv()
+	hold := make(chan struct{})
+	var once sync.Once
+	entered := make(chan struct{})
+	e.beforeApply = func(*memBatch) error {
+		once.Do(func() { close(entered); <-hold })
+		return nil
+	}
+	in, rec := openMem(t, e, Config{LiveWait: time.Hour})
+	p := &pusher{online: map[uint64]bool{2: true, 3: true}}
+	if err := in.Submit(msg(1, 2, 1, "stored")); err != nil {
+		t.Fatal(err)
+	}
+	<-entered // the lane holds the batch before its apply
+	if in.Deliver(msg(1, 2, 2, "live"), p.push) {
+		t.Fatal("Deliver went live while an entry for the same inbox was being committed")
+	}
+	if !in.Deliver(msg(1, 3, 3, "other"), p.push) {
+		t.Fatal("another inbox's live delivery waited for this one's commit")
+	}
+	close(hold)
+	rec.wait(t, 1)
+	waitFor(t, func() bool { return in.Deliver(msg(1, 2, 4, "live"), p.push) })
+	if got := p.pushed(); len(got) != 2 || got[1].ID != (codec.MsgID{4}) {
+		t.Fatalf("pushed %+v", got)
+	}
+}
+
+// TestLiveReceiptStoredWhenSenderSlow: a receipt pushed live and not
+// acknowledged in time is stored for its sender.
+func TestLiveReceiptStoredWhenSenderSlow(t *testing.T) {
+	in, rec, db := open(t, t.TempDir(), Config{LiveWait: time.Hour, LiveReceiptWait: 20 * time.Millisecond})
+	defer db.Close()
+	defer in.Close()
+	p := &pusher{online: map[uint64]bool{1: true, 2: true}}
+	m := msg(1, 2, 7, "hi")
+	in.Deliver(m, p.push)
+	in.AckEntries(2, []Acked{liveAcked(p.pushed()[0])}, p.push)
+	d := rec.wait(t, 1)[0]
+	if d.Kind != KindReceipt || d.To != 1 || d.ReceiptKind != codec.ReceiptDelivered || d.IDs.At(0) != m.ID {
+		t.Fatalf("stored %+v", d)
+	}
+	if e := entries(t, in, 1); len(e) != 1 || e[0].Kind != KindReceipt {
+		t.Fatalf("sender's inbox %+v", e)
+	}
+}
+
+// TestLiveOff: a negative LiveWait stores every message first; a DUP
+// resend is never live either way.
+func TestLiveOff(t *testing.T) {
+	in, _, db := open(t, t.TempDir(), Config{LiveWait: -1})
+	defer db.Close()
+	defer in.Close()
+	p := &pusher{online: map[uint64]bool{2: true}}
+	if in.Deliver(msg(1, 2, 7, "hi"), p.push) {
+		t.Fatal("live with LiveWait < 0")
+	}
+	in2, _, db2 := open(t, t.TempDir(), Config{})
+	defer db2.Close()
+	defer in2.Close()
+	m := msg(1, 2, 7, "hi")
+	m.Dup = true
+	if in2.Deliver(m, p.push) || len(p.pushed()) != 0 {
+		t.Fatal("a DUP resend went live without the dedup check")
+	}
+}
