@@ -165,6 +165,7 @@ func addStats(a, b Stats) Stats {
 	a.LazyFlushes += b.LazyFlushes
 	a.InboxCommits += b.InboxCommits
 	a.InboxRecords += b.InboxRecords
+	a.LiveAcked += b.LiveAcked
 	return a
 }
 

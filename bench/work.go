@@ -18,6 +18,7 @@ type Work struct {
 	InboxCommits    float64 `json:"inbox_commits"`    // lane batches applied
 	InboxRecords    float64 `json:"inbox_records"`    // Pebble records written
 	FramesIn        float64 `json:"frames_in"`        // frames from clients
+	LiveAcked       float64 `json:"live_acked"`       // messages delivered live and acknowledged in time: never stored
 }
 
 func workPer(a, b Stats, msgs float64) Work {
@@ -36,6 +37,7 @@ func workPer(a, b Stats, msgs float64) Work {
 		InboxCommits:    per(a.InboxCommits, b.InboxCommits),
 		InboxRecords:    per(a.InboxRecords, b.InboxRecords),
 		FramesIn:        per(a.FramesIn, b.FramesIn),
+		LiveAcked:       per(a.LiveAcked, b.LiveAcked),
 	}
 	return w
 }
@@ -44,6 +46,6 @@ func (w Work) print(out io.Writer) {
 	if w == (Work{}) {
 		return // a server without these counters
 	}
-	fmt.Fprintf(out, "server work      per message: %.2f context switches, %.2f event-loop turns (%.2f on the poller), %.2f frames in, %.2f client writes (%.2f lazy flushes), %.2f inbox batches, %.2f Pebble records\n",
-		w.ContextSwitches, w.Turns, w.InlineTurns, w.FramesIn, w.Writes, w.LazyFlushes, w.InboxCommits, w.InboxRecords)
+	fmt.Fprintf(out, "server work      per message: %.2f context switches, %.2f event-loop turns (%.2f on the poller), %.2f frames in, %.2f client writes (%.2f lazy flushes), %.2f inbox batches, %.2f Pebble records; %.0f%% never stored (live)\n",
+		w.ContextSwitches, w.Turns, w.InlineTurns, w.FramesIn, w.Writes, w.LazyFlushes, w.InboxCommits, w.InboxRecords, 100*w.LiveAcked)
 }

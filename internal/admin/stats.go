@@ -39,4 +39,6 @@ type Stats struct {
 	LazyFlushes     uint64 `json:"chatd_lazy_flushes_total"`
 	InboxCommits    uint64 `json:"chatd_inbox_commits_total"`
 	InboxRecords    uint64 `json:"chatd_inbox_records_total"`
+	// Messages delivered live and acknowledged in time: never stored.
+	LiveAcked uint64 `json:"chatd_live_acked_total"`
 }

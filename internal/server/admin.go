@@ -99,5 +99,6 @@ func (s *Server) Process() admin.Stats {
 		LazyFlushes: st.Conn.LazyFlushes,
 	}
 	out.InboxCommits, out.InboxRecords = s.inbox.Work()
+	out.LiveAcked = s.inbox.Live().Acked
 	return out
 }

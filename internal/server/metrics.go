@@ -56,7 +56,8 @@ var (
 	mLazy        = newDesc("chatd_lazy_flushes_total", "Writes the lazy flusher made: receipts that went alone after the receipt delay.", prometheus.CounterValue)
 	mSyscalls    = newDesc("chatd_read_write_syscalls_total", "read and write system calls of the process (syscr + syscw).", prometheus.CounterValue)
 	mSwitches    = newDesc("chatd_context_switches_total", "Context switches of all the process's threads.", prometheus.CounterValue)
-	mRouted      = newDesc("chatd_messages_routed_total", "Messages made durable and acknowledged with SENT.", prometheus.CounterValue)
+	mRouted      = newDesc("chatd_messages_routed_total", "Messages acknowledged with SENT: made durable, or delivered live and acknowledged by their recipients.", prometheus.CounterValue)
+	mLive        = newDesc("chatd_live_total", "Live delivery (pushed before stored): entries pushed live, messages acknowledged in time and so never stored, entries stored because no ACK came in time.", prometheus.CounterValue, "outcome")
 	mDeliveries  = newDesc("chatd_deliveries_total", "Inbox entries (messages, receipts, group events) pushed to clients.", prometheus.CounterValue)
 	mStored      = newDesc("chatd_inbox_writes_total", "Inbox operations made durable.", prometheus.CounterValue)
 	mCommits     = newDesc("chatd_inbox_commits_total", "Inbox lane batches applied (each one Pebble commit and sync).", prometheus.CounterValue)
@@ -95,7 +96,7 @@ var (
 var allDescs = []desc{
 	mBuildInfo, mConnections, mMaxConns, mWatermark, mAdmission, mAccepted, mSessions, mUsers, mLogins, mLoginFails, mSwept, mSweeps,
 	mFramesIn, mFramesOut, mBytesIn, mBytesOut, mTurns, mInline, mWrites, mLazy, mSyscalls, mSwitches,
-	mRouted, mDeliveries, mStored, mCommits, mRecords, mInboxDepth, mDrainLag, mExpired, mRejects, mBadInput,
+	mRouted, mLive, mDeliveries, mStored, mCommits, mRecords, mInboxDepth, mDrainLag, mExpired, mRejects, mBadInput,
 	mStorage, mStorageFull, mSyncSeconds, mSendSentSeconds, mDeliverySeconds, mLoginSeconds,
 	mPebbleMemtableBytes, mPebbleMemtables, mPebbleWALBytes, mPebbleWALFiles, mPebbleSSTBytes, mPebbleL0Files,
 	mPebbleCompactions, mPebbleDebt, mPebbleFlushes, mPebbleCacheBytes, mPebbleCacheHits, mPebbleCacheMisses,
@@ -174,6 +175,10 @@ func (m metrics) Collect(ch chan<- prometheus.Metric) {
 	emit(mSwitches, float64(proc.ContextSwitches()))
 	emit(mRouted, float64(c.sent.Load()))
 	emit(mDeliveries, float64(c.pushed.Load()))
+	live := s.inbox.Live()
+	emit(mLive, float64(live.Pushed), "pushed")
+	emit(mLive, float64(live.Acked), "acked")
+	emit(mLive, float64(live.Stored), "stored")
 	emit(mStored, float64(c.stored.Load()))
 	commits, records := s.inbox.Work()
 	emit(mCommits, float64(commits))
