@@ -104,7 +104,9 @@ func (p *defaultPoll) Wait() (err error) {
 		}
 		if n <= 0 {
 			msec = -1
-			runtime.Gosched()
+			if yieldBeforeBlock() {
+				runtime.Gosched()
+			}
 			continue
 		}
 		msec = 0
