@@ -279,6 +279,8 @@ func openEnv[S any](e env, cfg Config, hooks Hooks[S]) (*Inbox[S], error) {
 		l.lazyTimer.Stop()
 		l.liveTimer = time.AfterFunc(time.Hour, l.liveFired)
 		l.liveTimer.Stop()
+		l.readsTimer = time.AfterFunc(time.Hour, l.readsFired)
+		l.readsTimer.Stop()
 		in.lanes = append(in.lanes, l)
 		in.wg.Add(2)
 		go l.run()
@@ -297,7 +299,9 @@ func (in *Inbox[S]) Close() {
 	close(in.stop)
 	in.sweeps.Wait()
 	for _, l := range in.lanes {
+		l.add(&op[S]{kind: kindLogRead}, true) // the last batch writes the buffered read log
 		l.mu.Lock()
+		l.readsTimer.Stop()
 		l.closed = true
 		l.lazyTimer.Stop()
 		l.liveTimer.Stop() // held entries go: their senders have no SENT and resend

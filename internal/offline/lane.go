@@ -36,6 +36,9 @@ type lane[S any] struct {
 	liveReceipts liveQueue[S]        // held receipts, likewise
 	liveArmed    bool                // liveTimer runs for the earliest held entry
 	liveTimer    *time.Timer
+	reads        []readLog // read-log entries of messages acknowledged live, not yet written (live.go)
+	readsArmed   bool
+	readsTimer   *time.Timer
 
 	// Owned by run.
 	visible  []*Stored
@@ -244,6 +247,7 @@ func (l *lane[S]) commit(ops []*op[S]) {
 	l.visible = l.visible[:0]
 	l.fanouts = l.fanouts[:0]
 	l.readRecs = l.readRecs[:0]
+	l.writeReads(b, now) // before any READ in the batch checks the log
 	clear(l.released)
 	for _, o := range ops {
 		if o.st.Time == 0 {
@@ -289,10 +293,7 @@ func (l *lane[S]) commit(ops []*op[S]) {
 			l.expire(b, o, now)
 		case kindMarkRead:
 			l.markRead(b, o, now)
-		case kindLogRead:
-			for _, r := range o.logs {
-				l.logRead(b, o.st.To, r.sender, r.group, r.first, r.ids, now)
-			}
+		case kindLogRead: // written above, with any batch
 		case kindAdopt:
 			l.adopt(o.counts)
 		case kindBarrier:

@@ -21,9 +21,11 @@ import (
 //   - the recipient's ACK covers it in time (Config.LiveWait): it was never
 //     stored. Its sender is answered (Hooks.LiveAcked: SENT), its delivered
 //     receipt is pushed the same way (or stored if the sender cannot take
-//     it live), and one read-log record per sender is written lazily, so
-//     that READ works as for a stored message. The message cost no entry,
-//     no dedup record and no sync wait.
+//     it live), and its read-log entry is buffered in the lane and
+//     written with the lane's next batch (within readLogDelay, merged with
+//     the conversation's others), so that READ works as for a stored
+//     message. The message cost no entry, no dedup record and no sync
+//     wait.
 //   - no ACK in time (a slow or departed recipient): the held message is
 //     queued to its lane as if just submitted, with a new seq. It is
 //     stored, its sender gets SENT after the fsync (invariant 3), and the
@@ -189,13 +191,14 @@ func (l *lane[S]) liveFired() {
 // ackLive takes user's acknowledged live entries out of memory and
 // returns the others (stored entries, for the lane's ack). Messages among
 // the live ones are answered (Hooks.LiveAcked), their delivered receipts
-// pushed live through push or stored, and the read log told, lazily.
+// pushed live through push or stored, and the read log told (readLogs).
 // An entry no longer held was stored meanwhile: its stored copy settles
 // when that is acknowledged.
 func (in *Inbox[S]) ackLive(user uint64, acked []Acked, push func(*Stored) bool) []Acked {
 	l := in.lane(user)
 	stored := acked[:0]
 	var msgs []*Message[S]
+	now := uint64(in.now().UnixMilli())
 	l.mu.Lock()
 	for _, a := range acked {
 		if !a.Live {
@@ -208,8 +211,10 @@ func (in *Inbox[S]) ackLive(user uint64, acked []Acked, push func(*Stored) bool)
 			continue
 		}
 		delete(l.held, ref)
-		if o.msg != nil {
-			msgs = append(msgs, o.msg)
+		if m := o.msg; m != nil {
+			m.Seq, m.Time = o.st.Seq, o.st.Time
+			msgs = append(msgs, m)
+			l.logRead(user, m, now)
 		}
 	}
 	l.mu.Unlock()
@@ -217,40 +222,100 @@ func (in *Inbox[S]) ackLive(user uint64, acked []Acked, push func(*Stored) bool)
 		return stored
 	}
 	in.live.acked.Add(uint64(len(msgs)))
-	now := uint64(in.now().UnixMilli())
-	// One delivered receipt and one read-log record per (sender, group),
-	// as settle writes for stored messages.
-	type origin struct{ from, group uint64 }
+	// One delivered receipt per (sender, group), as settle makes for
+	// stored messages. An ACK covers one message or a few: a linear
+	// search beats a map.
 	var receipts []*op[S]
-	var logs []readLog
-	at := map[origin]int{}
 	for _, m := range msgs {
-		m.Seq, m.Time = m.op.st.Seq, m.op.st.Time
-		og := origin{m.From, m.Group}
-		i, ok := at[og]
-		if !ok || receipts[i].st.IDs.Len() == codec.MaxIDs {
-			i = len(receipts)
-			at[og] = i
-			receipts = append(receipts, receiptOp[S](Receipt{To: m.From, Time: now, Kind: codec.ReceiptDelivered, By: user, Group: m.Group}))
-			logs = append(logs, readLog{sender: m.From, group: m.Group, first: m.Seq})
+		var r *op[S]
+		for _, x := range receipts {
+			if x.st.To == m.From && x.st.Group == m.Group && x.st.IDs.Len() < codec.MaxIDs {
+				r = x
+			}
 		}
-		receipts[i].st.IDs = receipts[i].st.IDs.AppendID(m.ID)
+		if r == nil {
+			r = receiptOp[S](Receipt{To: m.From, Time: now, Kind: codec.ReceiptDelivered, By: user, Group: m.Group})
+			receipts = append(receipts, r)
+		}
+		r.st.IDs = r.st.IDs.AppendID(m.ID)
 	}
-	for i, r := range receipts {
-		logs[i].ids = r.st.IDs
+	for _, r := range receipts {
 		if !in.lane(r.st.To).live(r, push) {
 			in.addReceipt(r) // closing: lost with the connection's tick, not the message
 		}
 	}
-	in.lane(user).addLazy(&op[S]{kind: kindLogRead, st: Stored{To: user}, logs: logs})
 	in.hooks.LiveAcked(msgs)
 	return stored
 }
 
-// readLog is one read-log record to write for messages acknowledged live.
+// readLog is a read-log entry waiting in its lane's buffer: reader was
+// delivered ids from sender in group; first is the first seq they cover.
 type readLog struct {
-	sender, group, first uint64
-	ids                  codec.IDList
+	reader, sender, group, first uint64
+	ids                          codec.IDList
+}
+
+// readLogDelay is how long a lane buffers the read-log entries of
+// messages acknowledged live before it writes them: the entries of one
+// conversation within it become one record. Every batch the lane commits
+// writes the buffer first, so a READ (a lane op) always finds what was
+// acknowledged before it; a crash loses at most this much of the log,
+// and a READ of those messages after the restart is refused (ERROR 36)
+// as if they had not been delivered.
+const readLogDelay = time.Second
+
+// logRead buffers m's read-log entry and arms the lane's flush. l.mu must
+// be held.
+func (l *lane[S]) logRead(reader uint64, m *Message[S], now uint64) {
+	for i := len(l.reads) - 1; i >= 0 && i >= len(l.reads)-8; i-- { // a conversation's last entry is near the end
+		r := &l.reads[i]
+		if r.reader == reader && r.sender == m.From && r.group == m.Group && r.ids.Len() < codec.MaxIDs {
+			r.ids = r.ids.AppendID(m.ID)
+			return
+		}
+	}
+	l.reads = append(l.reads, readLog{reader: reader, sender: m.From, group: m.Group, first: m.Seq,
+		ids: codec.IDList(nil).AppendID(m.ID)})
+	if !l.readsArmed {
+		l.readsArmed = true
+		l.readsTimer.Reset(readLogDelay)
+	}
+}
+
+// readsFired queues a batch for the buffered read-log entries.
+func (l *lane[S]) readsFired() {
+	l.mu.Lock()
+	l.readsArmed = false
+	l.mu.Unlock()
+	l.add(&op[S]{kind: kindLogRead}, true) // closing: Close flushed them
+}
+
+// writeReads writes the buffered read-log entries into b, merging each
+// conversation's into one record (up to codec.MaxIDs ids). The lane's
+// goroutine calls it at the start of every batch.
+func (l *lane[S]) writeReads(b batch, now uint64) {
+	l.mu.Lock()
+	reads := l.reads
+	l.reads = nil
+	l.mu.Unlock()
+	if len(reads) == 0 {
+		return
+	}
+	type conv struct{ reader, sender, group uint64 }
+	at := make(map[conv]int, len(reads))
+	out := reads[:0]
+	for _, r := range reads {
+		k := conv{r.reader, r.sender, r.group}
+		if i, ok := at[k]; ok && out[i].ids.Len()+r.ids.Len() <= codec.MaxIDs {
+			out[i].ids = append(out[i].ids, r.ids...)
+			continue
+		}
+		at[k] = len(out)
+		out = append(out, r)
+	}
+	for _, r := range out {
+		l.writeLog(b, r.reader, r.sender, r.group, r.first, r.ids, now)
+	}
 }
 
 // LiveStats counts live deliveries since start.

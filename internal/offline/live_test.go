@@ -193,3 +193,37 @@ func TestLiveOff(t *testing.T) {
 		t.Fatal("a DUP resend went live without the dedup check")
 	}
 }
+
+// TestLiveReadLogMerged: the read-log entries of one conversation's
+// messages acknowledged live one by one become one record, written with
+// the lane's next batch.
+func TestLiveReadLogMerged(t *testing.T) {
+	in, rec, db := open(t, t.TempDir(), Config{LiveWait: time.Hour, LiveReceiptWait: time.Hour})
+	defer db.Close()
+	defer in.Close()
+	p := &pusher{online: map[uint64]bool{1: true, 2: true}}
+	var ids codec.IDList
+	for i := byte(1); i <= 3; i++ {
+		m := msg(1, 2, i, "hi")
+		if !in.Deliver(m, p.push) {
+			t.Fatalf("message %d not live", i)
+		}
+		got := p.pushed()
+		if err := in.AckEntries(2, []Acked{liveAcked(got[len(got)-1])}, p.push); err != nil {
+			t.Fatal(err)
+		}
+		ids = ids.AppendID(m.ID)
+	}
+	if err := in.Submit(msg(3, 2, 9, "a batch in bob's lane")); err != nil {
+		t.Fatal(err)
+	}
+	rec.wait(t, 1)
+	if n := countKeys(t, db, store.PrefixReadLog); n != 1 {
+		t.Fatalf("%d read-log records for one conversation's three messages, want 1", n)
+	}
+	missing := make(chan codec.IDList, 1)
+	in.MarkRead(2, 1, 0, ids, func(l codec.IDList, _ error) { missing <- l })
+	if l := <-missing; l.Len() != 0 {
+		t.Fatalf("READ missed %d of 3", l.Len())
+	}
+}

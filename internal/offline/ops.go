@@ -88,7 +88,8 @@ const (
 	kindRelease Kind = 104
 	// kindMarkRead runs in the reader's lane (readlog.go).
 	kindMarkRead Kind = 105
-	// kindLogRead writes read-log records for messages acknowledged live.
+	// kindLogRead writes the read-log entries a lane buffered for messages
+	// acknowledged live (every batch writes them; this op makes one).
 	kindLogRead Kind = 108 // 106 and 107 are move.go's
 )
 
@@ -119,7 +120,6 @@ type op[S any] struct {
 	release uint32           // kindRelease: how many members acknowledged st.Ref
 	read    *readOp          // kindMarkRead
 	counts  map[uint64]tally // kindAdopt: imported entries by inbox
-	logs    []readLog        // kindLogRead
 	bytes   int64            // kindDelete: the stored bytes of the keys' entries
 }
 

@@ -85,12 +85,12 @@ type readRec struct {
 
 // logDelivered writes the read-log record for one delivered receipt.
 func (l *lane[S]) logDelivered(b batch, reader uint64, r *op[S], first uint64, now uint64) {
-	l.logRead(b, reader, r.st.To, r.st.Group, first, r.st.IDs, now)
+	l.writeLog(b, reader, r.st.To, r.st.Group, first, r.st.IDs, now)
 }
 
-// logRead writes the read-log record of reader's delivered ids from sender
+// writeLog writes the read-log record of reader's delivered ids from sender
 // in group; first is the first acknowledged seq they cover.
-func (l *lane[S]) logRead(b batch, reader, sender, group, first uint64, delivered codec.IDList, now uint64) {
+func (l *lane[S]) writeLog(b batch, reader, sender, group, first uint64, delivered codec.IDList, now uint64) {
 	k := readLogKey(nil, uint32(now/86_400_000), reader, sender, group, first)
 	ids := append(codec.IDList(nil), delivered...)
 	b.Set(k, ids)
