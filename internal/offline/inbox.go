@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -30,7 +31,8 @@ type Hooks[S any] interface {
 	// LiveAcked: the messages, delivered live (Deliver), were acknowledged
 	// by their recipients before they were stored: answer their senders
 	// (their Seq and Time are set; Err is nil). It runs on the
-	// acknowledging caller's goroutine and must not block.
+	// acknowledging caller's goroutine and must not block. The messages
+	// are recycled when it returns (NewMessage): keep nothing of them.
 	LiveAcked(msgs []*Message[S])
 }
 
@@ -139,6 +141,8 @@ type Inbox[S any] struct {
 	counted chan struct{} // closed when the lanes have the start-up count
 	seen    *seen         // the dedup window's (sender, id) pairs
 	live    struct{ pushed, acked, stored atomic.Uint64 }
+	msgPool sync.Pool // *Message[S] acknowledged live (live.go)
+	opPool  sync.Pool // *op[S]: receipts pushed live and acknowledged
 }
 
 // beforeCount, when set (tests), runs before the start-up count.
@@ -397,7 +401,8 @@ func (in *Inbox[S]) Ack(user, from, to uint64) error {
 // AckEntries is Ack for callers that know what they delivered: the
 // entries are deleted and the receipts sent without reading the inbox.
 // Entries pushed live (Acked.Live) leave memory instead (live.go); push
-// delivers their receipts live, as for Deliver.
+// delivers their receipts live, as for Deliver. acked is the caller's
+// again when AckEntries returns.
 func (in *Inbox[S]) AckEntries(user uint64, acked []Acked, push func(*Stored) bool) error {
 	for _, a := range acked {
 		if a.Live {
@@ -408,7 +413,7 @@ func (in *Inbox[S]) AckEntries(user uint64, acked []Acked, push func(*Stored) bo
 	if len(acked) == 0 {
 		return nil
 	}
-	return in.lane(user).add(&op[S]{kind: kindAck, st: Stored{To: user}, acked: acked}, true)
+	return in.lane(user).add(&op[S]{kind: kindAck, st: Stored{To: user}, acked: slices.Clone(acked)}, true)
 }
 
 // readEntries lends Read its Entry.

@@ -54,7 +54,10 @@ func (r *recorder) Applied(entries []*Stored) {
 
 func (r *recorder) LiveAcked(msgs []*tmsg) {
 	r.mu.Lock()
-	r.liveAcked = append(r.liveAcked, msgs...)
+	for _, m := range msgs {
+		c := *m // recycled when this returns
+		r.liveAcked = append(r.liveAcked, &c)
+	}
 	r.mu.Unlock()
 }
 

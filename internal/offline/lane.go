@@ -39,6 +39,7 @@ type lane[S any] struct {
 	reads        []readLog // read-log entries of messages acknowledged live, not yet written (live.go)
 	readsArmed   bool
 	readsTimer   *time.Timer
+	readsSpare   []readLog // the buffer's other slice: run's while it writes, then back to mu's
 
 	// Owned by run.
 	visible  []*Stored
@@ -62,6 +63,7 @@ type lane[S any] struct {
 	batchIDs map[senderID]*op[S] // this batch's messages, for the dedup rule
 	xcache   [4096]xslot         // expiry index keys written recently
 	readRecs []readRec           // read-log records this batch wrote or changed
+	readIDs  codec.IDList        // writeReads' scratch
 	commits  int
 	key      []byte
 	val      []byte

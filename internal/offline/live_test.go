@@ -55,6 +55,8 @@ func TestLiveAckedNeverStored(t *testing.T) {
 	defer in.Close()
 	p := &pusher{online: map[uint64]bool{1: true, 2: true}}
 	m := msg(1, 2, 7, "hi")
+	m.Sender = 5
+	id := m.ID
 	if !in.Deliver(m, p.push) {
 		t.Fatal("Deliver to an online, idle inbox refused")
 	}
@@ -65,16 +67,19 @@ func TestLiveAckedNeverStored(t *testing.T) {
 	if err := in.AckEntries(2, []Acked{liveAcked(got[0])}, p.push); err != nil {
 		t.Fatal(err)
 	}
-	if l := rec.live(); len(l) != 1 || l[0] != m || m.Seq != got[0].Seq || m.Time == 0 {
-		t.Fatalf("LiveAcked got %v (seq %d time %d)", l, m.Seq, m.Time)
+	if l := rec.live(); len(l) != 1 || l[0].ID != id || l[0].Seq != got[0].Seq || l[0].Time == 0 || l[0].Sender != 5 {
+		t.Fatalf("LiveAcked got %+v", l)
+	}
+	if m.Sender != 0 || len(m.Body) != 0 {
+		t.Fatalf("the message acknowledged live was not recycled: %+v", m)
 	}
 	got = p.pushed()
 	if len(got) != 2 || got[1].To != 1 || got[1].Kind != KindReceipt || got[1].ReceiptKind != codec.ReceiptDelivered ||
-		got[1].By != 2 || got[1].IDs.Len() != 1 || got[1].IDs.At(0) != m.ID || got[1].Seq <= got[0].Seq {
+		got[1].By != 2 || got[1].IDs.Len() != 1 || got[1].IDs.At(0) != id || got[1].Seq <= got[0].Seq {
 		t.Fatalf("receipt pushed: %+v", got)
 	}
 	missing := make(chan codec.IDList, 1)
-	in.MarkRead(2, 1, 0, codec.IDList(nil).AppendID(m.ID), func(l codec.IDList, _ error) { missing <- l })
+	in.MarkRead(2, 1, 0, codec.IDList(nil).AppendID(id), func(l codec.IDList, _ error) { missing <- l })
 	if l := <-missing; l.Len() != 0 {
 		t.Fatalf("READ of a message acknowledged live missed %d ids", l.Len())
 	}
@@ -163,10 +168,11 @@ func TestLiveReceiptStoredWhenSenderSlow(t *testing.T) {
 	defer in.Close()
 	p := &pusher{online: map[uint64]bool{1: true, 2: true}}
 	m := msg(1, 2, 7, "hi")
+	id := m.ID
 	in.Deliver(m, p.push)
 	in.AckEntries(2, []Acked{liveAcked(p.pushed()[0])}, p.push)
 	d := rec.wait(t, 1)[0]
-	if d.Kind != KindReceipt || d.To != 1 || d.ReceiptKind != codec.ReceiptDelivered || d.IDs.At(0) != m.ID {
+	if d.Kind != KindReceipt || d.To != 1 || d.ReceiptKind != codec.ReceiptDelivered || d.IDs.At(0) != id {
 		t.Fatalf("stored %+v", d)
 	}
 	if e := entries(t, in, 1); len(e) != 1 || e[0].Kind != KindReceipt {
@@ -205,6 +211,7 @@ func TestLiveReadLogMerged(t *testing.T) {
 	var ids codec.IDList
 	for i := byte(1); i <= 3; i++ {
 		m := msg(1, 2, i, "hi")
+		ids = ids.AppendID(m.ID) // m is recycled once acknowledged
 		if !in.Deliver(m, p.push) {
 			t.Fatalf("message %d not live", i)
 		}
@@ -212,7 +219,6 @@ func TestLiveReadLogMerged(t *testing.T) {
 		if err := in.AckEntries(2, []Acked{liveAcked(got[len(got)-1])}, p.push); err != nil {
 			t.Fatal(err)
 		}
-		ids = ids.AppendID(m.ID)
 	}
 	if err := in.Submit(msg(3, 2, 9, "a batch in bob's lane")); err != nil {
 		t.Fatal(err)

@@ -8,7 +8,6 @@ import (
 	"github.com/chatd/chatd/codec"
 	"github.com/chatd/chatd/internal/account"
 	"github.com/chatd/chatd/internal/cluster"
-	"github.com/chatd/chatd/internal/offline"
 	"go.uber.org/zap"
 )
 
@@ -217,10 +216,9 @@ func (s *Server) send(c *Conn, body []byte) error {
 		s.errorTo(c, code, 0, &f.ID, detail)
 		return nil
 	}
-	m := &offline.Message[*Conn]{
-		To: f.To, From: user, ID: f.ID,
-		Body: append([]byte(nil), f.Body...), Dup: f.Flags&codec.FlagDup != 0, Sender: c, Stamp: mono(),
-	}
+	m := s.inbox.NewMessage()
+	m.To, m.From, m.ID, m.Dup, m.Sender, m.Stamp = f.To, user, f.ID, f.Flags&codec.FlagDup != 0, c, mono()
+	m.Body = append(m.Body[:0], f.Body...)
 	if s.cl == nil && s.deliverLive(m) {
 		return nil
 	}
