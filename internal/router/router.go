@@ -418,9 +418,12 @@ func (r *Router[C]) Drain(c C, b Batch[C]) {
 // stored. A receipt is pushed lazily, as Applied pushes receipts.
 func (r *Router[C]) PushLive(e *offline.Stored, b Batch[C]) bool {
 	c, ok := r.Lookup(e.To)
-	if !ok {
-		return false
-	}
+	return ok && r.PushLiveTo(c, e, b)
+}
+
+// PushLiveTo is PushLive to c, the session its caller looked up for e.To
+// (a session closed or replaced since then takes nothing).
+func (r *Router[C]) PushLiveTo(c C, e *offline.Stored, b Batch[C]) bool {
 	st := r.session(c)
 	st.mu.Lock()
 	defer st.mu.Unlock()

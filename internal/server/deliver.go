@@ -101,11 +101,12 @@ func (h hooks) LiveAcked(msgs []*offline.Message[*Conn]) {
 // recipient is online here with room for it (offline.Inbox.Deliver), and
 // reports whether it did.
 func (s *Server) deliverLive(m *offline.Message[*Conn]) bool {
-	if _, ok := s.sessions.Lookup(m.To); !ok {
+	rc, ok := s.sessions.Lookup(m.To)
+	if !ok {
 		return false // not online here: no seq to spend, no lock to take
 	}
 	b := s.batch()
-	ok := s.inbox.Deliver(m, func(e *offline.Stored) bool { return s.sessions.PushLive(e, b) })
+	ok = s.inbox.Deliver(m, func(e *offline.Stored) bool { return s.sessions.PushLiveTo(rc, e, b) })
 	s.flush(b)
 	return ok
 }
