@@ -57,7 +57,9 @@ var (
 	mSyscalls    = newDesc("chatd_read_write_syscalls_total", "read and write system calls of the process (syscr + syscw).", prometheus.CounterValue)
 	mSwitches    = newDesc("chatd_context_switches_total", "Context switches of all the process's threads.", prometheus.CounterValue)
 	mRouted      = newDesc("chatd_messages_routed_total", "Messages acknowledged with SENT: made durable, or delivered live and acknowledged by their recipients.", prometheus.CounterValue)
-	mLive        = newDesc("chatd_live_total", "Live delivery (pushed before stored): entries pushed live, messages acknowledged in time and so never stored, entries stored because no ACK came in time.", prometheus.CounterValue, "outcome")
+	mLivePushed  = newDesc("chatd_live_pushed_total", "Entries (messages and delivered receipts) pushed before they were stored (live delivery).", prometheus.CounterValue)
+	mLiveAcked   = newDesc("chatd_live_acked_total", "Messages delivered live and acknowledged in time: never stored.", prometheus.CounterValue)
+	mLiveStored  = newDesc("chatd_live_stored_total", "Entries pushed live and then stored because no ACK came in time.", prometheus.CounterValue)
 	mDeliveries  = newDesc("chatd_deliveries_total", "Inbox entries (messages, receipts, group events) pushed to clients.", prometheus.CounterValue)
 	mStored      = newDesc("chatd_inbox_writes_total", "Inbox operations made durable.", prometheus.CounterValue)
 	mCommits     = newDesc("chatd_inbox_commits_total", "Inbox lane batches applied (each one Pebble commit and sync).", prometheus.CounterValue)
@@ -96,7 +98,7 @@ var (
 var allDescs = []desc{
 	mBuildInfo, mConnections, mMaxConns, mWatermark, mAdmission, mAccepted, mSessions, mUsers, mLogins, mLoginFails, mSwept, mSweeps,
 	mFramesIn, mFramesOut, mBytesIn, mBytesOut, mTurns, mInline, mWrites, mLazy, mSyscalls, mSwitches,
-	mRouted, mLive, mDeliveries, mStored, mCommits, mRecords, mInboxDepth, mDrainLag, mExpired, mRejects, mBadInput,
+	mRouted, mLivePushed, mLiveAcked, mLiveStored, mDeliveries, mStored, mCommits, mRecords, mInboxDepth, mDrainLag, mExpired, mRejects, mBadInput,
 	mStorage, mStorageFull, mSyncSeconds, mSendSentSeconds, mDeliverySeconds, mLoginSeconds,
 	mPebbleMemtableBytes, mPebbleMemtables, mPebbleWALBytes, mPebbleWALFiles, mPebbleSSTBytes, mPebbleL0Files,
 	mPebbleCompactions, mPebbleDebt, mPebbleFlushes, mPebbleCacheBytes, mPebbleCacheHits, mPebbleCacheMisses,
@@ -176,9 +178,9 @@ func (m metrics) Collect(ch chan<- prometheus.Metric) {
 	emit(mRouted, float64(c.sent.Load()))
 	emit(mDeliveries, float64(c.pushed.Load()))
 	live := s.inbox.Live()
-	emit(mLive, float64(live.Pushed), "pushed")
-	emit(mLive, float64(live.Acked), "acked")
-	emit(mLive, float64(live.Stored), "stored")
+	emit(mLivePushed, float64(live.Pushed))
+	emit(mLiveAcked, float64(live.Acked))
+	emit(mLiveStored, float64(live.Stored))
 	emit(mStored, float64(c.stored.Load()))
 	commits, records := s.inbox.Work()
 	emit(mCommits, float64(commits))
