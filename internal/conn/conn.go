@@ -43,6 +43,12 @@ type Conn[T any] struct {
 	// Set in OnPrepare.
 	ws *wsConn
 
+	// turn collects the other connections this connection's current turn
+	// queued frames on (FlushAfterTurn); owned by OnRequest, nil between
+	// turns. The pointer fits the size class's slack (200 of 208 bytes for
+	// the server's Conn): free for an idle connection.
+	turn *Batch[T]
+
 	// Guarded by mu.
 	mu       sync.Mutex
 	out      *[]byte // pending outbound bytes; nil when empty
@@ -407,6 +413,36 @@ func (c *Conn[T]) Deadline() (time.Time, bool) { return time.Time{}, false }
 func (c *Conn[T]) Done() <-chan struct{}       { return nil }
 func (c *Conn[T]) Err() error                  { return nil }
 func (c *Conn[T]) Value(any) any               { return nil }
+
+// FlushAfterTurn flushes o when c's current turn ends, with every other
+// connection the turn queued frames on, each once: a turn of many SENDs
+// to one recipient costs it one write, as nats-server's flushClients does
+// at the end of a read. Only c's own turn (its Handler.Frame) may call it.
+func (c *Conn[T]) FlushAfterTurn(o *Conn[T]) {
+	if c.turn == nil {
+		if b, ok := c.srv.turnBatches.Get().(*Batch[T]); ok {
+			c.turn = b
+		} else {
+			c.turn = new(Batch[T])
+		}
+	}
+	conns := c.turn.conns
+	for i := len(conns) - 1; i >= 0 && i >= len(conns)-8; i-- { // the same recipient again, most likely
+		if conns[i] == o {
+			return
+		}
+	}
+	c.turn.Add(o) // a repeat beyond the last 8 is flushed twice: the second finds nothing
+}
+
+// endTurn flushes what the turn queued on other connections.
+func (c *Conn[T]) endTurn() {
+	if b := c.turn; b != nil {
+		c.turn = nil
+		b.Flush()
+		c.srv.turnBatches.Put(b)
+	}
+}
 
 // Batch collects connections whose queues a producer filled, so that each
 // is flushed once after the producer's whole batch of work. It is not safe

@@ -37,6 +37,9 @@ type Server[T any] struct {
 	log     *zap.Logger
 	handler Handler[T]
 	inline  InlineHandler // handler, if it names types that never wait (inline.go)
+	// turnBatches lends turns their Batch of connections to flush at the
+	// end (Conn.FlushAfterTurn).
+	turnBatches sync.Pool
 	admit   atomic.Pointer[Admitter]
 
 	el netpoll.EventLoop
@@ -316,6 +319,7 @@ func (s *Server[T]) onRequest(ctx context.Context, nc netpoll.Connection) error 
 	r := nc.Reader()
 	var plain *[]byte // decrypted records, borrowed for this turn only
 	defer func() {
+		c.endTurn() // also when the turn ends early: what it queued elsewhere goes
 		if plain != nil {
 			putBuf(plain)
 		}

@@ -99,17 +99,21 @@ func (h hooks) LiveAcked(msgs []*offline.Message[*Conn]) {
 
 // deliverLive pushes m to its recipient before storing it, if the
 // recipient is online here with room for it (offline.Inbox.Deliver), and
-// reports whether it did.
+// reports whether it did. The recipient's connection is flushed when the
+// sender's turn ends, once for all the SENDs the turn read.
 func (s *Server) deliverLive(m *offline.Message[*Conn]) bool {
 	rc, ok := s.sessions.Lookup(m.To)
 	if !ok {
 		return false // not online here: no seq to spend, no lock to take
 	}
-	b := s.batch()
-	ok = s.inbox.Deliver(m, func(e *offline.Stored) bool { return s.sessions.PushLiveTo(rc, e, b) })
-	s.flush(b)
-	return ok
+	return s.inbox.Deliver(m, func(e *offline.Stored) bool { return s.sessions.PushLiveTo(rc, e, afterTurn{m.Sender}) })
 }
+
+// afterTurn is a router.Batch that flushes when the turn of c ends
+// (conn.Conn.FlushAfterTurn); only c's own turn may use it.
+type afterTurn struct{ c *Conn }
+
+func (a afterTurn) Add(o *Conn) { a.c.FlushAfterTurn(o) }
 
 // drain sends c what waits in its inbox, window permitting.
 func (s *Server) drain(c *Conn) {
