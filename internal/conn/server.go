@@ -40,7 +40,7 @@ type Server[T any] struct {
 	// turnBatches lends turns their Batch of connections to flush at the
 	// end (Conn.FlushAfterTurn).
 	turnBatches sync.Pool
-	admit   atomic.Pointer[Admitter]
+	admit       atomic.Pointer[Admitter]
 
 	el netpoll.EventLoop
 	ln netpoll.Listener
