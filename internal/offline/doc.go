@@ -63,9 +63,9 @@
 //  4. A delete of acknowledged or expired entries is queued only after the
 //     delivered or expired receipts it produces are durable, so a crash can
 //     repeat a delivery (the client drops the duplicate by id) but never
-//     lose a receipt (a receipt pushed live is held in memory until its
-//     sender acknowledges it or it is stored; live.go says what a crash
-//     can cost). Nobody waits for that delete, so it is queued lazily:
+//     lose a receipt (a receipt of a message acknowledged live is not
+//     stored when it can go with the message's SENT: live.go). Nobody
+//     waits for that delete, so it is queued lazily:
 //     it rides with the lane's next batch, or goes Config.LazyOps (100 ms)
 //     later, which at moderate load saves a batch and a sync per message.
 //     Until it applies, the lane holds the entries in its

@@ -71,11 +71,7 @@ type Config struct {
 	// memory for its recipient's ACK before it is stored. Default 250 ms;
 	// negative turns live delivery off (every message is stored first).
 	LiveWait time.Duration
-	// LiveReceiptWait is the same for a delivered receipt pushed live:
-	// clients acknowledge receipts alone lazily (the Go client within
-	// 250 ms). Default 1 s.
-	LiveReceiptWait time.Duration
-	Logger          *zap.Logger
+	Logger   *zap.Logger
 	// SyncFault, for tests, runs after each batch's sync; an error it
 	// returns counts as a failed sync of a batch already applied.
 	SyncFault func() error
@@ -249,9 +245,6 @@ func openEnv[S any](e env, cfg Config, hooks Hooks[S]) (*Inbox[S], error) {
 	}
 	if cfg.LiveWait == 0 {
 		cfg.LiveWait = 250 * time.Millisecond
-	}
-	if cfg.LiveReceiptWait == 0 {
-		cfg.LiveReceiptWait = time.Second
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()

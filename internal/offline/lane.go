@@ -30,16 +30,15 @@ type lane[S any] struct {
 	// pending counts each inbox's entry ops queued or being committed
 	// (until Applied ran for them): live delivery waits while any are, so
 	// that seqs reach a connection in order.
-	pending      map[uint64]int32
-	held         map[entryRef]*op[S] // entries pushed live, not yet acknowledged (live.go)
-	liveMsgs     liveQueue[S]        // held messages, by when they fall due
-	liveReceipts liveQueue[S]        // held receipts, likewise
-	liveArmed    bool                // liveTimer runs for the earliest held entry
-	liveTimer    *time.Timer
-	reads        []readLog // read-log entries of messages acknowledged live, not yet written (live.go)
-	readsArmed   bool
-	readsTimer   *time.Timer
-	readsSpare   []readLog // the buffer's other slice: run's while it writes, then back to mu's
+	pending    map[uint64]int32
+	held       map[entryRef]*op[S] // entries pushed live, not yet acknowledged (live.go)
+	liveMsgs   liveQueue[S]        // held messages, by when they fall due
+	liveArmed  bool                // liveTimer runs for the earliest held entry
+	liveTimer  *time.Timer
+	reads      []readLog // read-log entries of messages acknowledged live, not yet written (live.go)
+	readsArmed bool
+	readsTimer *time.Timer
+	readsSpare []readLog // the buffer's other slice: run's while it writes, then back to mu's
 
 	// Owned by run.
 	visible  []*Stored

@@ -37,16 +37,17 @@ import (
 // What this keeps: SENT still means the message cannot be lost, because
 // either it is on disk or its recipient said it has stored it. A server
 // crash while a message is held loses nothing anyone was told of: its
-// sender has no SENT and resends it. A live receipt is held the same way,
-// until the sender acknowledges it or Config.LiveReceiptWait passes (then
-// it is stored); a crash in that time loses it only if its sender did not
-// take in the frame the server had written (invariant 4 holds for stored
-// receipts only). A message held and acknowledged leaves no dedup record:
+// sender has no SENT and resends it. A delivered receipt pushed live is
+// not held at all: it goes in the same write as the message's SENT and
+// just before it, so a sender that has the SENT has the receipt, and one
+// that lost both resends the message and gets both again; a receipt its
+// sender cannot take live (offline elsewhere, behind, window full) is
+// stored. A message held and acknowledged leaves no dedup record:
 // a resend of it (a client that lost its SENT) is delivered again, and
 // the recipient drops it by id.
 //
-// Held entries are bounded by the recipients' windows (entries and bytes),
-// and leave memory within LiveWait or LiveReceiptWait.
+// Held messages are bounded by the recipients' windows (entries and
+// bytes), and leave memory within LiveWait.
 
 // liveSlot is a held entry and when it is due to be stored. It names the
 // entry by ref, not through o: an entry acknowledged in time is recycled
@@ -100,14 +101,14 @@ func (in *Inbox[S]) Deliver(m *Message[S], push func(*Stored) bool) bool {
 	}
 	m.op = op[S]{kind: KindMessage, msg: m, st: Stored{To: m.To, Entry: Entry{Kind: KindMessage, Time: m.Time,
 		ID: m.ID, From: m.From, Group: m.Group, Body: m.Body}}}
-	return in.lane(m.To).live(&m.op, push)
+	return in.lane(m.To).live(&m.op, push, true)
 }
 
 // live pushes o through push if nothing of its inbox is queued or being
-// committed, and holds it. The lane's lock is held across the push, so no
-// entry of the same inbox can be given a seq and pushed in between: seqs
-// stay in order on the connection.
-func (l *lane[S]) live(o *op[S], push func(*Stored) bool) bool {
+// committed, and holds it if hold is set (a message). The lane's lock is
+// held across the push, so no entry of the same inbox can be given a seq
+// and pushed in between: seqs stay in order on the connection.
+func (l *lane[S]) live(o *op[S], push func(*Stored) bool, hold bool) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.closed || l.pending[o.st.To] > 0 {
@@ -125,21 +126,21 @@ func (l *lane[S]) live(o *op[S], push func(*Stored) bool) bool {
 		o.st.Seq = 0 // the seq is skipped: a gap is never a lost entry
 		return false
 	}
+	l.in.live.pushed.Add(1)
+	if !hold {
+		return true
+	}
 	if l.held == nil {
 		l.held = map[entryRef]*op[S]{}
 	}
 	ref := entryRef{o.st.To, seq}
 	l.held[ref] = o
-	q, wait := &l.liveMsgs, l.in.cfg.LiveWait
-	if o.kind == KindReceipt {
-		q, wait = &l.liveReceipts, l.in.cfg.LiveReceiptWait
-	}
-	q.push(ref, o, time.Now().Add(wait))
+	wait := l.in.cfg.LiveWait
+	l.liveMsgs.push(ref, o, time.Now().Add(wait))
 	if !l.liveArmed {
 		l.liveArmed = true
 		l.liveTimer.Reset(wait)
 	}
-	l.in.live.pushed.Add(1)
 	return true
 }
 
@@ -155,7 +156,7 @@ func (l *lane[S]) liveFired() {
 	now := time.Now()
 	var next time.Time
 	queued := false
-	for _, q := range []*liveQueue[S]{&l.liveMsgs, &l.liveReceipts} {
+	for _, q := range []*liveQueue[S]{&l.liveMsgs} {
 		for {
 			s, ok := q.front()
 			if !ok {
@@ -216,13 +217,10 @@ func (in *Inbox[S]) ackLive(user uint64, acked []Acked, push func(*Stored) bool)
 			continue
 		}
 		delete(l.held, ref)
-		if m := o.msg; m != nil {
-			m.Seq, m.Time = o.st.Seq, o.st.Time
-			msgs = append(msgs, m)
-			l.logRead(user, m)
-		} else {
-			in.recycleReceipt(o) // a receipt: nothing more to do
-		}
+		m := o.msg // only messages are held
+		m.Seq, m.Time = o.st.Seq, o.st.Time
+		msgs = append(msgs, m)
+		l.logRead(user, m)
 	}
 	l.mu.Unlock()
 	if len(msgs) == 0 {
@@ -247,9 +245,13 @@ func (in *Inbox[S]) ackLive(user uint64, acked []Acked, push func(*Stored) bool)
 		r.st.IDs = r.st.IDs.AppendID(m.ID)
 	}
 	for _, r := range receipts {
-		if !in.lane(r.st.To).live(r, push) {
-			in.addReceipt(r) // closing: lost with the connection's tick, not the message
+		if in.lane(r.st.To).live(r, push, false) {
+			in.recycleReceipt(r) // its frame is queued before the SENT: nothing holds it
+			continue
 		}
+		// Stored. Closing, it is lost with the SENT it would have come
+		// with: the sender resends the message and gets both.
+		_ = in.addReceipt(r)
 	}
 	in.hooks.LiveAcked(msgs)
 	for _, m := range msgs {
@@ -284,7 +286,7 @@ func (in *Inbox[S]) recycle(m *Message[S]) {
 }
 
 // liveReceipt returns a delivered receipt's op, recycled from one pushed
-// live and acknowledged.
+// live.
 func (in *Inbox[S]) liveReceipt(r Receipt) *op[S] {
 	o, ok := in.opPool.Get().(*op[S])
 	if !ok {
@@ -296,7 +298,7 @@ func (in *Inbox[S]) liveReceipt(r Receipt) *op[S] {
 	return o
 }
 
-// recycleReceipt pools o, a receipt pushed live and acknowledged.
+// recycleReceipt pools o, a receipt pushed live.
 func (in *Inbox[S]) recycleReceipt(o *op[S]) {
 	ids := o.st.IDs[:0]
 	*o = op[S]{}

@@ -50,7 +50,7 @@ func liveAcked(e Stored) Acked {
 // LiveAcked, its delivered receipt goes live to the sender too, and the
 // reader's read log lets a READ of it count.
 func TestLiveAckedNeverStored(t *testing.T) {
-	in, rec, db := open(t, t.TempDir(), Config{LiveWait: time.Hour, LiveReceiptWait: time.Hour})
+	in, rec, db := open(t, t.TempDir(), Config{LiveWait: time.Hour})
 	defer db.Close()
 	defer in.Close()
 	p := &pusher{online: map[uint64]bool{1: true, 2: true}}
@@ -160,23 +160,36 @@ func TestLiveWaitsForQueuedEntries(t *testing.T) {
 	}
 }
 
-// TestLiveReceiptStoredWhenSenderSlow: a receipt pushed live and not
-// acknowledged in time is stored for its sender.
-func TestLiveReceiptStoredWhenSenderSlow(t *testing.T) {
-	in, rec, db := open(t, t.TempDir(), Config{LiveWait: time.Hour, LiveReceiptWait: 20 * time.Millisecond})
+// TestLiveReceipt: a delivered receipt goes live to an online sender and
+// is not held (its ACK settles nothing, and nothing is stored); to a
+// sender that cannot take it live it is stored.
+func TestLiveReceipt(t *testing.T) {
+	in, rec, db := open(t, t.TempDir(), Config{LiveWait: time.Hour})
 	defer db.Close()
 	defer in.Close()
 	p := &pusher{online: map[uint64]bool{1: true, 2: true}}
-	m := msg(1, 2, 7, "hi")
+	in.Deliver(msg(1, 2, 7, "hi"), p.push)
+	in.AckEntries(2, []Acked{liveAcked(p.pushed()[0])}, p.push)
+	r := p.pushed()[1]
+	if r.Kind != KindReceipt || r.To != 1 {
+		t.Fatalf("pushed %+v", r)
+	}
+	if err := in.AckEntries(1, []Acked{liveAcked(r)}, p.push); err != nil {
+		t.Fatal(err)
+	}
+	// To an offline sender (3): stored.
+	p.online[3] = false
+	m := msg(3, 2, 8, "hi")
 	id := m.ID
 	in.Deliver(m, p.push)
-	in.AckEntries(2, []Acked{liveAcked(p.pushed()[0])}, p.push)
+	got := p.pushed()
+	in.AckEntries(2, []Acked{liveAcked(got[len(got)-1])}, p.push)
 	d := rec.wait(t, 1)[0]
-	if d.Kind != KindReceipt || d.To != 1 || d.ReceiptKind != codec.ReceiptDelivered || d.IDs.At(0) != id {
+	if d.Kind != KindReceipt || d.To != 3 || d.ReceiptKind != codec.ReceiptDelivered || d.IDs.At(0) != id {
 		t.Fatalf("stored %+v", d)
 	}
-	if e := entries(t, in, 1); len(e) != 1 || e[0].Kind != KindReceipt {
-		t.Fatalf("sender's inbox %+v", e)
+	if n := countKeys(t, db, store.PrefixInbox); n != 1 {
+		t.Fatalf("%d inbox entries, want the offline sender's receipt only", n)
 	}
 }
 
@@ -204,7 +217,7 @@ func TestLiveOff(t *testing.T) {
 // messages acknowledged live one by one become one record, written with
 // the lane's next batch.
 func TestLiveReadLogMerged(t *testing.T) {
-	in, rec, db := open(t, t.TempDir(), Config{LiveWait: time.Hour, LiveReceiptWait: time.Hour})
+	in, rec, db := open(t, t.TempDir(), Config{LiveWait: time.Hour})
 	defer db.Close()
 	defer in.Close()
 	p := &pusher{online: map[uint64]bool{1: true, 2: true}}
