@@ -274,8 +274,8 @@ func (r *Router[C]) push(c C, st *Session, b Batch[C], e *offline.Stored, now in
 // (a receipt pushed live: a tick on the sender's screen) is not flushed by
 // b; it rides with the connection's next SENT or DELIVER, or goes within
 // the connection's lazy delay. A drain is never lazy: the client waits for
-// its backlog, window by window. now (unix ns) and drained are for
-// Delivered. st.mu must be held.
+// its backlog, window by window. now (unix ns; 0: not measured) and
+// drained are for Delivered. st.mu must be held.
 func (r *Router[C]) pushedLocked(c C, st *Session, b Batch[C], e offline.Acked, buf []byte, size int, lazy bool, now int64, drained bool) {
 	switch {
 	case lazy:
@@ -289,7 +289,7 @@ func (r *Router[C]) pushedLocked(c C, st *Session, b Batch[C], e offline.Acked, 
 	st.inflight.push(e, size)
 	st.pushed = e.Seq
 	r.Counters.Pushed.Add(1)
-	if r.delivered != nil {
+	if r.delivered != nil && now != 0 {
 		r.delivered(drained, time.Duration(now-int64(e.Time)*int64(time.Millisecond)))
 	}
 	for n := int64(st.inflight.bytes); ; {
@@ -442,7 +442,9 @@ func (r *Router[C]) PushLiveTo(c C, e *offline.Stored, b Batch[C]) bool {
 	}
 	a := e.Acked()
 	a.Live = true
-	r.pushedLocked(c, st, b, a, buf, len(buf)-n, e.Kind == offline.KindReceipt, r.now(), false)
+	// now 0: Delivered measures the wait from store to push, and a live
+	// entry was never stored (the SEND-to-SENT histogram times it).
+	r.pushedLocked(c, st, b, a, buf, len(buf)-n, e.Kind == offline.KindReceipt, 0, false)
 	return true
 }
 
