@@ -74,7 +74,7 @@ var (
 
 	mSyncSeconds     = newHistDesc("chatd_inbox_sync_seconds", "Inbox lane batches from commit to durable: the fsync a SENT waits for.")
 	mSendSentSeconds = newHistDesc("chatd_send_to_sent_seconds", "From a SEND's arrival to its SENT queued (1:1 and group SENDs stored on this node).")
-	mDeliverySeconds = newHistDesc("chatd_delivery_seconds", "From an inbox entry's store to its DELIVER queued on the recipient's connection, by path: push (live) or drain (the recipient was offline or behind). Good to 1 ms.", "path")
+	mDeliverySeconds = newHistDesc("chatd_delivery_seconds", "From an inbox entry's store to its DELIVER queued on the recipient's connection, by path: push (at once) or drain (the recipient was offline or behind). Good to 1 ms. Entries delivered live, before any store, are not in it.", "path")
 	mLoginSeconds    = newHistDesc("chatd_login_seconds", "Successful authentications from the frame's arrival to WELCOME queued, by kind.", "kind")
 )
 
