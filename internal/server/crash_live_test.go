@@ -1,10 +1,8 @@
 package server
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"strconv"
 	"sync"
 	"testing"
@@ -23,14 +21,9 @@ import (
 // each sender's messages first delivered in the order sent.
 func TestCrashLosesNothingAcknowledgedLive(t *testing.T) {
 	t.Parallel()
-	if testing.Short() {
-		t.Skip("starts and kills server processes")
-	}
-	dir := t.TempDir()
-	addr, admin := freeAddr(t), freeAddr(t)
+	dir, addr, ctx := crashStart(t)
+	admin := freeAddr(t)
 	const senders = 4
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
 
 	var (
 		mu    sync.Mutex
@@ -55,18 +48,7 @@ func TestCrashLosesNothingAcknowledgedLive(t *testing.T) {
 		}
 		last[i] = j
 	}
-	signIn := func(name string) *client.Conn {
-		c, err := client.Dial(ctx, addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := c.Register(ctx, name, "password-"+name); err != nil {
-			if _, err := c.Login(ctx, name, "password-"+name); err != nil {
-				t.Fatalf("%s: %v", name, err)
-			}
-		}
-		return c
-	}
+	signIn := func(name string) *client.Conn { return signInAt(ctx, t, addr, name) }
 	// receive acknowledges every DELIVER at once, as a client should.
 	receive := func(c *client.Conn, wg *sync.WaitGroup) {
 		defer wg.Done()
@@ -91,40 +73,10 @@ func TestCrashLosesNothingAcknowledgedLive(t *testing.T) {
 		go receive(rc, &wg)
 		for i := 0; i < senders; i++ {
 			c := signIn("sender" + strconv.Itoa(i))
-			sentIDs := map[codec.MsgID]string{}
-			var smu sync.Mutex
-			wg.Add(2)
-			go func(i int) { // a chat's pace: one message every half millisecond or so
-				defer wg.Done()
-				for {
-					mu.Lock()
-					j := next[i]
-					next[i]++
-					mu.Unlock()
-					body := fmt.Sprintf("%d:%d", i, j)
-					id := client.NewID()
-					smu.Lock()
-					sentIDs[id] = body
-					smu.Unlock()
-					if c.SendID(id, 0, recipient, []byte(body), true) != nil {
-						return
-					}
-					time.Sleep(500 * time.Microsecond) // pacing, not waiting for a condition
-				}
-			}(i)
-			go func() {
-				defer wg.Done()
-				for f := range c.Events() {
-					if s, ok := f.(*codec.Sent); ok {
-						smu.Lock()
-						body := sentIDs[s.ID]
-						smu.Unlock()
-						mu.Lock()
-						acked[s.ID] = body
-						mu.Unlock()
-					}
-				}
-			}()
+			crashSender(c, i, recipient, &mu, next, acked, &wg, func(int) bool {
+				time.Sleep(500 * time.Microsecond) // a chat's pace, not a wait for a condition
+				return true
+			})
 		}
 		time.Sleep(killAfter) // the scenario: kill at this point in the stream
 		poll(10*time.Second, func() bool { mu.Lock(); defer mu.Unlock(); return len(acked) > before })
@@ -174,17 +126,6 @@ func TestCrashLosesNothingAcknowledgedLive(t *testing.T) {
 		}
 	}
 	t.Logf("%d acknowledged messages all delivered (%d delivered in all, %d acknowledged live)", len(acked), len(got), live)
-}
-
-// freeAddr returns a loopback address with a port free a moment ago.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
 }
 
 // liveAckedAt reads chatd_live_acked_total from a server's /stats.

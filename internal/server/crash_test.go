@@ -117,6 +117,85 @@ func (c *child) kill9() {
 	c.cmd.Wait()
 }
 
+// crashStart skips a crash test under -short and returns its data
+// folder, a free loopback address and a context bounding the test.
+func crashStart(t *testing.T) (dir, addr string, ctx context.Context) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("starts and kills server processes")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	t.Cleanup(cancel)
+	return t.TempDir(), freeAddr(t), ctx
+}
+
+// freeAddr returns a loopback address with a port free a moment ago.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// signInAt registers name at addr, or logs it in if it exists already.
+func signInAt(ctx context.Context, t *testing.T, addr, name string) *client.Conn {
+	t.Helper()
+	c, err := client.Dial(ctx, addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Register(ctx, name, "password-"+name); err != nil {
+		if _, err := c.Login(ctx, name, "password-"+name); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+	}
+	return c
+}
+
+// crashSender has c, sender i of a crash test, send "i:j" messages to
+// recipient until its connection dies (j counts on from next[i]), and
+// records in acked the body of each one answered SENT; mu guards next and
+// acked. pace runs before each SEND (j) and says whether to flush it.
+func crashSender(c *client.Conn, i int, recipient uint64, mu *sync.Mutex, next []int, acked map[codec.MsgID]string,
+	wg *sync.WaitGroup, pace func(j int) (flush bool)) {
+	sentIDs := map[codec.MsgID]string{}
+	var smu sync.Mutex
+	wg.Add(2)
+	go func() { // send until the connection dies
+		defer wg.Done()
+		for {
+			mu.Lock()
+			j := next[i]
+			next[i]++
+			mu.Unlock()
+			body := fmt.Sprintf("%d:%d", i, j)
+			id := client.NewID()
+			smu.Lock()
+			sentIDs[id] = body
+			smu.Unlock()
+			if c.SendID(id, 0, recipient, []byte(body), pace(j)) != nil {
+				return
+			}
+		}
+	}()
+	go func() { // record SENT acks
+		defer wg.Done()
+		for f := range c.Events() {
+			if s, ok := f.(*codec.Sent); ok {
+				smu.Lock()
+				body := sentIDs[s.ID]
+				smu.Unlock()
+				mu.Lock()
+				acked[s.ID] = body
+				mu.Unlock()
+			}
+		}
+	}()
+}
+
 // TestCrashLosesNothingAcknowledged runs the server as a child process,
 // has several clients send to an offline recipient, kill -9s the server
 // mid-load at three different points (restarting it on the same folder in
@@ -124,17 +203,8 @@ func (c *child) kill9() {
 // exactly once after dropping duplicate ids, in per-sender order.
 func TestCrashLosesNothingAcknowledged(t *testing.T) {
 	t.Parallel() // most of its time is waiting on other processes; -parallel bounds how many run at once
-	if testing.Short() {
-		t.Skip("starts and kills server processes")
-	}
-	dir := t.TempDir()
-	ln, _ := net.Listen("tcp", "127.0.0.1:0")
-	addr := ln.Addr().String()
-	ln.Close()
-
+	dir, addr, ctx := crashStart(t)
 	const senders = 6
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
 
 	var (
 		mu    sync.Mutex
@@ -142,18 +212,7 @@ func TestCrashLosesNothingAcknowledged(t *testing.T) {
 		next  = make([]int, senders)     // next message number per sender
 	)
 	srv := startChild(t, addr, dir)
-	register := func(name string) *client.Conn {
-		c, err := client.Dial(ctx, addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := c.Register(ctx, name, "password-"+name); err != nil {
-			if _, err := c.Login(ctx, name, "password-"+name); err != nil {
-				t.Fatalf("%s: %v", name, err)
-			}
-		}
-		return c
-	}
+	register := func(name string) *client.Conn { return signInAt(ctx, t, addr, name) }
 	rc := register("recipient")
 	recipient := rc.Welcome.User
 	rc.Close()
@@ -163,42 +222,12 @@ func TestCrashLosesNothingAcknowledged(t *testing.T) {
 		var wg sync.WaitGroup
 		for i := 0; i < senders; i++ {
 			c := register("sender" + strconv.Itoa(i))
-			wg.Add(2)
-			sentIDs := map[codec.MsgID]string{}
-			var smu sync.Mutex
-			go func(i int) { // send until the connection dies
-				defer wg.Done()
-				for {
-					mu.Lock()
-					j := next[i]
-					next[i]++
-					mu.Unlock()
-					body := fmt.Sprintf("%d:%d", i, j)
-					id := client.NewID()
-					smu.Lock()
-					sentIDs[id] = body
-					smu.Unlock()
-					if c.SendID(id, 0, recipient, []byte(body), j%8 == 7) != nil {
-						return
-					}
-					if j%64 == 63 {
-						time.Sleep(time.Millisecond) // pacing, so that each kill lands mid-stream
-					}
+			crashSender(c, i, recipient, &mu, next, acked, &wg, func(j int) bool {
+				if j%64 == 63 {
+					time.Sleep(time.Millisecond) // pacing, so that each kill lands mid-stream
 				}
-			}(i)
-			go func() { // record SENT acks
-				defer wg.Done()
-				for f := range c.Events() {
-					if s, ok := f.(*codec.Sent); ok {
-						smu.Lock()
-						body := sentIDs[s.ID]
-						smu.Unlock()
-						mu.Lock()
-						acked[s.ID] = body
-						mu.Unlock()
-					}
-				}
-			}()
+				return j%8 == 7
+			})
 		}
 		time.Sleep(killAfter) // the scenario: kill at this point in the stream, whatever state it is in
 		// On a loaded machine a restarted server may not have acknowledged
