@@ -316,9 +316,14 @@ func (in *Inbox[S]) laneIndex(user uint64) uint64 {
 
 // Submit queues m for its recipient's inbox. Hooks.Durable gets m back.
 func (in *Inbox[S]) Submit(m *Message[S]) error {
+	m.setOp()
+	return in.lane(m.To).add(&m.op, false)
+}
+
+// setOp makes m's op the entry that stores it for m.To (Submit, Deliver).
+func (m *Message[S]) setOp() {
 	m.op = op[S]{kind: KindMessage, msg: m, st: Stored{To: m.To, Entry: Entry{Kind: KindMessage, Time: m.Time,
 		ID: m.ID, From: m.From, Group: m.Group, Body: m.Body}}}
-	return in.lane(m.To).add(&m.op, false)
 }
 
 // SubmitGroup queues a group message for members, m.Group naming the
@@ -377,8 +382,15 @@ func (in *Inbox[S]) addReceipt(r *op[S]) error {
 }
 
 func receiptOp[S any](r Receipt) *op[S] {
-	return &op[S]{kind: KindReceipt, st: Stored{To: r.To, Entry: Entry{Kind: KindReceipt, Time: r.Time,
-		ReceiptKind: r.Kind, By: r.By, Group: r.Group, IDs: r.IDs}}}
+	o := new(op[S])
+	o.setReceipt(r)
+	return o
+}
+
+// setReceipt makes o the entry of receipt r; o's other fields are left.
+func (o *op[S]) setReceipt(r Receipt) {
+	o.kind = KindReceipt
+	o.st = Stored{To: r.To, Entry: Entry{Kind: KindReceipt, Time: r.Time, ReceiptKind: r.Kind, By: r.By, Group: r.Group, IDs: r.IDs}}
 }
 
 // Ack records that user acknowledged every entry in (from, to]: delivered

@@ -38,7 +38,7 @@ type lane[S any] struct {
 	reads      []readLog // read-log entries of messages acknowledged live, not yet written (live.go)
 	readsArmed bool
 	readsTimer *time.Timer
-	readsSpare []readLog // the buffer's other slice: run's while it writes, then back to mu's
+	readsSpare []readLog // the buffer's other slice: turn swaps the two, commit hands back the written one
 
 	// Owned by run.
 	visible  []*Stored
@@ -199,6 +199,10 @@ func (l *lane[S]) turn() bool {
 	}
 	counts, ready := l.counts, l.countsReady
 	l.counts, l.countsReady = nil, false
+	var reads []readLog // the read-log buffer goes with any batch (live.go)
+	if len(ops) > 0 {
+		reads, l.reads, l.readsSpare = l.reads, l.readsSpare[:0], nil
+	}
 	l.mu.Unlock()
 	if len(ops) == 0 && !ready {
 		return false
@@ -207,7 +211,7 @@ func (l *lane[S]) turn() bool {
 		l.adoptCounts(counts)
 	}
 	if len(ops) > 0 {
-		l.commit(ops)
+		l.commit(ops, reads)
 		l.mu.Lock()
 		for _, o := range ops { // Applied ran for them: live delivery may go on
 			if o.kind < kindAck {
@@ -224,7 +228,8 @@ func (l *lane[S]) turn() bool {
 }
 
 // commit writes one batch: see the package comment for the invariants.
-func (l *lane[S]) commit(ops []*op[S]) {
+// reads are the read-log entries buffered since the last batch.
+func (l *lane[S]) commit(ops []*op[S], reads []readLog) {
 	in := l.in
 	b := in.env.NewBatch()
 	now := uint64(in.now().UnixMilli())
@@ -248,7 +253,7 @@ func (l *lane[S]) commit(ops []*op[S]) {
 	l.visible = l.visible[:0]
 	l.fanouts = l.fanouts[:0]
 	l.readRecs = l.readRecs[:0]
-	l.writeReads(b, now) // before any READ in the batch checks the log
+	l.writeReads(b, reads, now) // before any READ in the batch checks the log
 	clear(l.released)
 	for _, o := range ops {
 		if o.st.Time == 0 {
@@ -682,7 +687,7 @@ func (l *lane[S]) settle(b batch, user uint64, acked []Acked, kind codec.Receipt
 	}
 	if kind == codec.ReceiptDelivered {
 		for i, r := range order {
-			l.logDelivered(b, user, r, firsts[i], now) // what the reader may now report read
+			l.writeLog(b, user, r.st.To, r.st.Group, firsts[i], r.st.IDs, now) // what the reader may now report read
 		}
 	}
 	var pending atomic.Int32

@@ -58,8 +58,8 @@ type liveSlot[S any] struct {
 	due time.Time
 }
 
-// liveQueue holds a lane's held entries of one kind in the order they were
-// pushed, which is also the order they fall due (one wait per queue).
+// liveQueue holds a lane's held messages in the order they were pushed,
+// which is also the order they fall due (one wait for all).
 type liveQueue[S any] struct {
 	slots []liveSlot[S]
 	head  int
@@ -99,8 +99,7 @@ func (in *Inbox[S]) Deliver(m *Message[S], push func(*Stored) bool) bool {
 	if m.Dup || in.cfg.LiveWait < 0 {
 		return false
 	}
-	m.op = op[S]{kind: KindMessage, msg: m, st: Stored{To: m.To, Entry: Entry{Kind: KindMessage, Time: m.Time,
-		ID: m.ID, From: m.From, Group: m.Group, Body: m.Body}}}
+	m.setOp()
 	return in.lane(m.To).live(&m.op, push, true)
 }
 
@@ -154,40 +153,32 @@ func (l *lane[S]) liveFired() {
 		return
 	}
 	now := time.Now()
-	var next time.Time
 	queued := false
-	for _, q := range []*liveQueue[S]{&l.liveMsgs} {
-		for {
-			s, ok := q.front()
-			if !ok {
-				break
-			}
-			if s.due.After(now) {
-				if next.IsZero() || s.due.Before(next) {
-					next = s.due
-				}
-				break
-			}
-			q.pop()
-			if l.held[s.ref] != s.o {
-				continue // acknowledged
-			}
-			delete(l.held, s.ref)
-			s.o.st.Seq = 0
-			l.queue = append(l.queue, s.o)
-			l.pending[s.o.st.To]++
-			l.lazyOnly = false
-			queued = true
-			l.in.live.stored.Add(1)
+	for {
+		s, ok := l.liveMsgs.front()
+		if !ok {
+			break
 		}
-	}
-	if !next.IsZero() {
-		// Not sooner than an eighth of the wait: at 20,000 messages a
-		// second the next one falls due within microseconds, and a timer
-		// per message cost a goroutine and a wake-up each. A held entry
-		// is stored up to that much after its wait.
-		l.liveArmed = true
-		l.liveTimer.Reset(max(next.Sub(now), l.in.cfg.LiveWait/8))
+		if s.due.After(now) {
+			// Not sooner than an eighth of the wait: at 20,000 messages a
+			// second the next one falls due within microseconds, and a
+			// timer per message cost a goroutine and a wake-up each. A
+			// held message is stored up to that much after its wait.
+			l.liveArmed = true
+			l.liveTimer.Reset(max(s.due.Sub(now), l.in.cfg.LiveWait/8))
+			break
+		}
+		l.liveMsgs.pop()
+		if l.held[s.ref] != s.o {
+			continue // acknowledged
+		}
+		delete(l.held, s.ref)
+		s.o.st.Seq = 0
+		l.queue = append(l.queue, s.o)
+		l.pending[s.o.st.To]++
+		l.lazyOnly = false
+		queued = true
+		l.in.live.stored.Add(1)
 	}
 	if queued {
 		l.kick()
@@ -292,9 +283,8 @@ func (in *Inbox[S]) liveReceipt(r Receipt) *op[S] {
 	if !ok {
 		return receiptOp[S](r)
 	}
-	o.kind = KindReceipt
-	o.st = Stored{To: r.To, Entry: Entry{Kind: KindReceipt, Time: r.Time, ReceiptKind: r.Kind, By: r.By, Group: r.Group,
-		IDs: o.st.IDs[:0]}}
+	r.IDs = o.st.IDs[:0]
+	o.setReceipt(r)
 	return o
 }
 
@@ -342,18 +332,14 @@ func (l *lane[S]) readsFired() {
 	l.add(&op[S]{kind: kindLogRead}, true) // closing: Close flushed them
 }
 
-// writeReads writes the buffered read-log entries into b: one record per
-// conversation (reader, sender, group), up to codec.MaxIDs ids, keyed by
-// its first seq. The lane's goroutine calls it at the start of every
-// batch; the buffer's two slices take turns, so a steady flow of
-// entries allocates nothing.
-func (l *lane[S]) writeReads(b batch, now uint64) {
-	l.mu.Lock()
-	reads := l.reads
-	l.reads, l.readsSpare = l.readsSpare[:0], nil
-	l.mu.Unlock()
+// writeReads writes reads, the read-log entries turn took from the
+// buffer, into b: one record per conversation (reader, sender, group), up
+// to codec.MaxIDs ids, keyed by its first seq. commit calls it at the
+// start of every batch; the buffer's two slices take turns, so a steady
+// flow of entries allocates nothing.
+func (l *lane[S]) writeReads(b batch, reads []readLog, now uint64) {
+	defer func() { l.readsSpare = reads }()
 	if len(reads) == 0 {
-		l.readsSpare = reads
 		return
 	}
 	slices.SortStableFunc(reads, func(a, b readLog) int {
@@ -369,7 +355,6 @@ func (l *lane[S]) writeReads(b batch, now uint64) {
 		l.writeLog(b, r.reader, r.sender, r.group, r.seq, ids, now)
 		l.readIDs = ids
 	}
-	l.readsSpare = reads
 }
 
 // LiveStats counts live deliveries since start.

@@ -83,11 +83,6 @@ type readRec struct {
 	new bool         // written by this batch, not yet in the store
 }
 
-// logDelivered writes the read-log record for one delivered receipt.
-func (l *lane[S]) logDelivered(b batch, reader uint64, r *op[S], first uint64, now uint64) {
-	l.writeLog(b, reader, r.st.To, r.st.Group, first, r.st.IDs, now)
-}
-
 // writeLog writes the read-log record of reader's delivered ids from sender
 // in group; first is the first acknowledged seq they cover.
 func (l *lane[S]) writeLog(b batch, reader, sender, group, first uint64, delivered codec.IDList, now uint64) {
