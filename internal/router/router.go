@@ -172,7 +172,7 @@ func (r *Router[C]) appliedLocked(c C, st *Session, e *offline.Stored, b Batch[C
 		st.lastStored = e.Seq
 	}
 	if e.Seq > st.pushed && !st.closed && (e.Time >= cutoff || !r.inbox.Expiring(e.To, e.Time)) { // an expired entry is never pushed: its expiry settles it
-		if st.backlog || !r.push(c, st, b, e, now) {
+		if st.backlog || !r.push(c, st, b, e, now, false) {
 			r.setBacklog(st, true)
 		}
 	}
@@ -250,14 +250,17 @@ func (r *Router[C]) now() int64 {
 }
 
 // push queues the new entry e on c if the window has room for it and
-// reports whether it did. st.mu must be held.
-func (r *Router[C]) push(c C, st *Session, b Batch[C], e *offline.Stored, now int64) bool {
+// reports whether it did. A live entry (not stored: PushLiveTo) is marked
+// so in the window, and a closed connection did not take it; a stored one
+// needs nothing held back for a closed connection, so push reports true.
+// st.mu must be held.
+func (r *Router[C]) push(c C, st *Session, b Batch[C], e *offline.Stored, now int64, live bool) bool {
 	if st.inflightLen() >= r.window {
 		return false
 	}
 	buf, ok := c.Begin()
 	if !ok {
-		return true // closed: nothing to push to, nothing to hold back
+		return !live // closed: nothing to push to, nothing to hold back
 	}
 	n := len(buf)
 	buf = e.AppendFrame(buf)
@@ -265,7 +268,9 @@ func (r *Router[C]) push(c C, st *Session, b Batch[C], e *offline.Stored, now in
 		c.End(buf[:n]) // the window is full of bytes: the drain sends it after an ACK
 		return false
 	}
-	r.pushedLocked(c, st, b, e.Acked(), buf, len(buf)-n, e.Kind == offline.KindReceipt, now, false)
+	a := e.Acked()
+	a.Live = live
+	r.pushedLocked(c, st, b, a, buf, len(buf)-n, e.Kind == offline.KindReceipt, now, false)
 	return true
 }
 
@@ -427,25 +432,12 @@ func (r *Router[C]) PushLiveTo(c C, e *offline.Stored, b Batch[C]) bool {
 	st := r.session(c)
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	if st.closed || st.backlog || e.Seq <= st.pushed || st.inflightLen() >= r.window {
+	if st.closed || st.backlog || e.Seq <= st.pushed {
 		return false
 	}
-	buf, ok := c.Begin()
-	if !ok {
-		return false
-	}
-	n := len(buf)
-	buf = e.AppendFrame(buf)
-	if !r.fits(st, len(buf)-n) {
-		c.End(buf[:n])
-		return false
-	}
-	a := e.Acked()
-	a.Live = true
 	// now 0: Delivered measures the wait from store to push, and a live
 	// entry was never stored (the SEND-to-SENT histogram times it).
-	r.pushedLocked(c, st, b, a, buf, len(buf)-n, e.Kind == offline.KindReceipt, 0, false)
-	return true
+	return r.push(c, st, b, e, 0, true)
 }
 
 // Ack takes the entries up to seq out of c's window and out of the inbox

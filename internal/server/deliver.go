@@ -28,8 +28,18 @@ func (h hooks) Applied(entries []*offline.Stored) {
 
 // Durable answers SENT (or ERROR) to the senders of durable messages.
 func (h hooks) Durable(msgs []*offline.Message[*Conn], others []offline.Done) {
-	s := h.s
-	s.counters.stored.Add(uint64(len(msgs) + len(others)))
+	h.s.counters.stored.Add(uint64(len(msgs) + len(others)))
+	h.s.answer(msgs)
+}
+
+// LiveAcked answers SENT to the senders of messages their recipients
+// acknowledged before they were stored (offline's live.go), as Durable
+// does for stored ones.
+func (h hooks) LiveAcked(msgs []*offline.Message[*Conn]) { h.s.answer(msgs) }
+
+// answer queues SENT, or the ERROR m.Err calls for, on each message's
+// sender, and flushes them.
+func (s *Server) answer(msgs []*offline.Message[*Conn]) {
 	b := s.batch()
 	var sent uint64
 	now := mono() // one clock read per batch, for the SEND-to-SENT histogram
@@ -41,7 +51,7 @@ func (h hooks) Durable(msgs []*offline.Message[*Conn], others []offline.Done) {
 		}
 		buf, ok := c.Begin()
 		if !ok {
-			continue // the sender left; it resends with DUP and gets SENT then
+			continue // the sender left; it resends with DUP and gets SENT then (a live copy: again)
 		}
 		switch {
 		case m.Err == nil: // the common case first
@@ -68,32 +78,6 @@ func (h hooks) Durable(msgs []*offline.Message[*Conn], others []offline.Done) {
 		}
 	}
 	s.counters.sent.Add(sent) // once per batch, not per message
-	s.flush(b)
-}
-
-// LiveAcked answers SENT to the senders of messages their recipients
-// acknowledged before they were stored (offline's live.go).
-func (h hooks) LiveAcked(msgs []*offline.Message[*Conn]) {
-	s := h.s
-	b := s.batch()
-	now := mono()
-	var sent uint64
-	for _, m := range msgs {
-		c := m.Sender
-		buf, ok := c.Begin()
-		if !ok {
-			continue // the sender left; it resends, and the recipient drops the copy
-		}
-		buf = (&codec.Sent{ID: m.ID, Time: m.Time}).Append(buf)
-		sent++
-		if m.Stamp != 0 {
-			s.lat.sendSent.Observe(time.Duration(now - m.Stamp))
-		}
-		if c.End(buf) {
-			b.Add(c)
-		}
-	}
-	s.counters.sent.Add(sent)
 	s.flush(b)
 }
 
@@ -129,9 +113,7 @@ func (s *Server) ack(c *Conn, body []byte) error {
 	if err := f.Decode(body); err != nil {
 		return s.malformed(c, err)
 	}
-	b := s.batch()
-	drain, err := s.sessions.Ack(c, f.Seq, b)
-	s.flush(b) // receipts pushed live: lazy, so b is empty but for a drain's
+	drain, err := s.sessions.Ack(c, f.Seq, afterTurn{c}) // what it pushes live (receipts) flushes with the turn
 	if errors.Is(err, router.ErrAckBeyond) {
 		s.errorTo(c, codec.CodeBadAck, 0, nil, "ACK beyond the last delivered seq")
 		return nil
