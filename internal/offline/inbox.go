@@ -138,7 +138,7 @@ type Inbox[S any] struct {
 	seen    *seen         // the dedup window's (sender, id) pairs
 	live    struct{ pushed, acked, stored atomic.Uint64 }
 	msgPool sync.Pool // *Message[S] acknowledged live (live.go)
-	opPool  sync.Pool // *op[S]: receipts pushed live and acknowledged
+	opPool  sync.Pool // *op[S]: delivered receipts pushed live
 }
 
 // beforeCount, when set (tests), runs before the start-up count.

@@ -31,7 +31,7 @@ type lane[S any] struct {
 	// (until Applied ran for them): live delivery waits while any are, so
 	// that seqs reach a connection in order.
 	pending    map[uint64]int32
-	held       map[entryRef]*op[S] // entries pushed live, not yet acknowledged (live.go)
+	held       map[entryRef]*op[S] // messages pushed live, not yet acknowledged (live.go)
 	liveMsgs   liveQueue[S]        // held messages, by when they fall due
 	liveArmed  bool                // liveTimer runs for the earliest held entry
 	liveTimer  *time.Timer

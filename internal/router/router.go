@@ -318,10 +318,6 @@ type drainBuf struct {
 
 var drainBufs = sync.Pool{New: func() any { return new(drainBuf) }}
 
-// ackedBufs lends Ack the list of entries an ACK covers: one per ACK, the
-// third largest allocation per message at a moderate rate.
-var ackedBufs = sync.Pool{New: func() any { return new([]offline.Acked) }}
-
 // put returns d to the pool unless a big read grew it (Drain empties it
 // before each read).
 func (d *drainBuf) put() {
@@ -439,6 +435,10 @@ func (r *Router[C]) PushLiveTo(c C, e *offline.Stored, b Batch[C]) bool {
 	// entry was never stored (the SEND-to-SENT histogram times it).
 	return r.push(c, st, b, e, 0, true)
 }
+
+// ackedBufs lends Ack the list of entries an ACK covers: one per ACK, the
+// third largest allocation per message at a moderate rate.
+var ackedBufs = sync.Pool{New: func() any { return new([]offline.Acked) }}
 
 // Ack takes the entries up to seq out of c's window and out of the inbox
 // (which queues their delivered receipts, or pushes them live into b),
