@@ -270,13 +270,18 @@ func (r *Router[C]) push(c C, st *Session, b Batch[C], e *offline.Stored, now in
 	}
 	a := e.Acked()
 	a.Live = live
-	r.pushedLocked(c, st, b, a, buf, len(buf)-n, e.Kind == offline.KindReceipt, now, false)
+	// A receipt pushed live is lazy only when stored: live, it is the
+	// delivered receipt of a message acknowledged live, and its SENT
+	// follows on this turn, so it leaves in b's write, not the lazy
+	// flusher's (which woke a thread a millisecond to find it gone).
+	r.pushedLocked(c, st, b, a, buf, len(buf)-n, e.Kind == offline.KindReceipt && !live, now, false)
 	return true
 }
 
 // pushedLocked finishes queueing inbox entry e on c: buf is c's queue
 // from Begin with the entry's frame (size bytes) appended. A lazy entry
-// (a receipt pushed live: a tick on the sender's screen) is not flushed by
+// (a stored receipt pushed to an online sender: a tick on the sender's
+// screen) is not flushed by
 // b; it rides with the connection's next SENT or DELIVER, or goes within
 // the connection's lazy delay. A drain is never lazy: the client waits for
 // its backlog, window by window. now (unix ns; 0: not measured) and

@@ -193,6 +193,38 @@ func TestLivePushWhenCaughtUp(t *testing.T) {
 	}
 }
 
+// TestReceiptLazyOnlyWhenStored: a stored receipt pushed to an online
+// sender waits for company (EndLazy); the delivered receipt of a message
+// acknowledged live is flushed with the caller's batch, since its SENT
+// follows on the same turn (lazy, it cost the lazy flusher a thread
+// wake-up per receipt to find the bytes already gone).
+func TestReceiptLazyOnlyWhenStored(t *testing.T) {
+	in := newInbox()
+	r := newRouter(in, 8, 1<<20)
+	c := &fakeConn{user: 1}
+	login(t, r, c)
+	receipt := func(seq uint64) *offline.Stored {
+		return &offline.Stored{To: 1, Entry: offline.Entry{Kind: offline.KindReceipt, Time: seq, Seq: seq, ReceiptKind: codec.ReceiptDelivered, By: 2, IDs: make(codec.IDList, 16)}}
+	}
+	b := &batch{}
+	r.Applied([]*offline.Stored{receipt(1)}, b)
+	if c.lazy != 1 || b.n != 0 {
+		t.Fatalf("stored receipt: %d lazy frames, %d batch adds; want 1 and 0", c.lazy, b.n)
+	}
+	c.out = nil // the lazy flusher's write
+
+	b = &batch{}
+	if !r.PushLiveTo(c, receipt(2), b) {
+		t.Fatal("live receipt not pushed")
+	}
+	if c.lazy != 1 || b.n != 1 {
+		t.Fatalf("live receipt: %d lazy frames, %d batch adds; want 1 (the stored one) and 1", c.lazy, b.n)
+	}
+	if c.sess.inflightLen() != 2 {
+		t.Fatalf("%d entries in flight, want 2: a live receipt is acknowledged like any", c.sess.inflightLen())
+	}
+}
+
 func TestBacklogDrainedInOrderAfterAck(t *testing.T) {
 	in := newInbox()
 	// Three entries wait before the login.
