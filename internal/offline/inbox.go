@@ -139,6 +139,12 @@ type Inbox[S any] struct {
 	live    struct{ pushed, acked, stored atomic.Uint64 }
 	msgPool sync.Pool // *Message[S] acknowledged live (live.go)
 	opPool  sync.Pool // *op[S]: delivered receipts pushed live
+
+	// The live timer stores held entries whose wait is over (live.go).
+	// liveMu is a leaf, taken under a lane's mu.
+	liveMu    sync.Mutex
+	liveArmed bool // liveTimer will fire
+	liveTimer *time.Timer
 }
 
 // beforeCount, when set (tests), runs before the start-up count.
@@ -269,13 +275,13 @@ func openEnv[S any](e env, cfg Config, hooks Hooks[S]) (*Inbox[S], error) {
 	}
 	in := &Inbox[S]{env: e, cfg: cfg, hooks: hooks, seq: seq, now: time.Now, stop: make(chan struct{}), counted: make(chan struct{}),
 		seen: newSeen(cfg.DedupFilter)}
+	in.liveTimer = time.AfterFunc(time.Hour, in.liveFired)
+	in.liveTimer.Stop()
 	for i := 0; i < cfg.Lanes; i++ {
 		l := &lane[S]{in: in, wake: make(chan struct{}, 1), syncq: make(chan *syncJob[S], 16), depth: map[uint64]tally{},
 			pending: map[uint64]int32{}}
 		l.lazyTimer = time.AfterFunc(time.Hour, l.lazyFired)
 		l.lazyTimer.Stop()
-		l.liveTimer = time.AfterFunc(time.Hour, l.liveFired)
-		l.liveTimer.Stop()
 		l.readsTimer = time.AfterFunc(time.Hour, l.readsFired)
 		l.readsTimer.Stop()
 		in.lanes = append(in.lanes, l)
@@ -301,10 +307,12 @@ func (in *Inbox[S]) Close() {
 		l.readsTimer.Stop()
 		l.closed = true
 		l.lazyTimer.Stop()
-		l.liveTimer.Stop() // held entries go: their senders have no SENT and resend
-		l.mu.Unlock()
+		l.mu.Unlock() // held entries go: their senders have no SENT and resend
 		l.kick()
 	}
+	in.liveMu.Lock()
+	in.liveTimer.Stop()
+	in.liveMu.Unlock()
 	in.wg.Wait()
 }
 

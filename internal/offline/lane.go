@@ -32,10 +32,8 @@ type lane[S any] struct {
 	// that seqs reach a connection in order.
 	pending    map[uint64]int32
 	held       map[entryRef]*op[S] // messages pushed live, not yet acknowledged (live.go)
-	liveMsgs   liveQueue[S]        // held messages, by when they fall due
-	liveArmed  bool                // liveTimer runs for the earliest held entry
-	liveTimer  *time.Timer
-	reads      []readLog // read-log entries of messages acknowledged live, not yet written (live.go)
+	liveMsgs   liveQueue[S]        // held messages, by when they fall due (Inbox.liveTimer stores them)
+	reads      []readLog           // read-log entries of messages acknowledged live, not yet written (live.go)
 	readsArmed bool
 	readsTimer *time.Timer
 	readsSpare []readLog // the buffer's other slice: turn swaps the two, commit hands back the written one

@@ -128,6 +128,61 @@ func TestLiveUnackedIsStored(t *testing.T) {
 	}
 }
 
+// TestLiveUnackedStoredOnEveryLane: one timer serves every lane's held
+// messages: those acknowledged in time are never stored, all the others
+// are, whichever lane they are on, and the timer stops firing for good
+// once nothing is held.
+func TestLiveUnackedStoredOnEveryLane(t *testing.T) {
+	in, rec, db := open(t, t.TempDir(), Config{LiveWait: 20 * time.Millisecond, Lanes: 4})
+	defer db.Close()
+	defer in.Close()
+	p := &pusher{online: map[uint64]bool{1: true}} // the sender takes its receipts live
+	lanes := map[uint64]bool{}
+	const users = 16
+	for to := uint64(2); to < 2+users; to++ {
+		p.online[to] = true
+		lanes[in.laneIndex(to)] = true
+	}
+	if len(lanes) != 4 {
+		t.Fatalf("the recipients cover lanes %v, want all 4", lanes)
+	}
+	for to := uint64(2); to < 2+users; to++ {
+		if !in.Deliver(msg(1, to, byte(to), "hi"), p.push) {
+			t.Fatalf("Deliver to %d refused", to)
+		}
+	}
+	// Every other recipient acknowledges at once.
+	for _, e := range p.pushed() {
+		if e.To%2 == 0 && e.Kind == KindMessage {
+			if err := in.AckEntries(e.To, []Acked{liveAcked(e)}, p.push); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	stored := map[uint64]bool{}
+	for _, o := range rec.wait(t, users/2) {
+		if o.msg == nil || o.Err != nil || o.msg.To%2 == 0 || stored[o.msg.To] {
+			t.Fatalf("stored %+v", o)
+		}
+		stored[o.msg.To] = true
+	}
+	if s := in.Live(); s.Stored != users/2 || s.Acked != users/2 {
+		t.Fatalf("live stats %+v", s)
+	}
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		in.liveMu.Lock()
+		armed := in.liveArmed
+		in.liveMu.Unlock()
+		if !armed {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the live timer is still armed with nothing held")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
 // TestLiveWaitsForQueuedEntries: while an entry for the inbox is queued
 // or being committed, Deliver refuses, so a live seq never overtakes a
 // stored one on the connection (invariant 1).

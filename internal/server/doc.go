@@ -35,6 +35,7 @@
 // (one read-modify-write of a last-seen key, a NoSync commit),
 // account.Store.mu (registrations: name check and id; held across the
 // account's Sync commit, on a registration goroutine), offline seqAlloc.mu,
+// offline Inbox.liveMu (arming the live timer, under a lane.mu),
 // loginLimiter.mu, admission.Control.mu, the block.Store shard mu (RW:
 // read on the event loop by SEND, TYPING and READ, and under
 // presence.Tracker.mu by the hide filter). block.Store.wmu (one list
