@@ -98,11 +98,19 @@ func (p *defaultPoll) Wait() (err error) {
 		if n == p.size && p.size < 128*1024 {
 			p.Reset(p.size<<1, caps)
 		}
-		n, err = EpollWait(p.fd, p.events, msec)
+		if msec > 0 {
+			n, err = epollWaitHold(p.fd, p.events, msec) // patch 11
+		} else {
+			n, err = EpollWait(p.fd, p.events, msec)
+		}
 		if err != nil && err != syscall.EINTR {
 			return err
 		}
 		if n <= 0 {
+			if msec == 0 && holdBeforeBlock() { // patch 11
+				msec = holdMsec
+				continue
+			}
 			msec = -1
 			if yieldBeforeBlock() {
 				runtime.Gosched()

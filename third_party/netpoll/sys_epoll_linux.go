@@ -62,3 +62,15 @@ func EpollWait(epfd int, events []epollevent, msec int) (n int, err error) {
 	}
 	return int(r0), err
 }
+
+// epollWaitHold is epoll_wait for up to msec (> 0) as a raw system call:
+// the caller keeps its P (patch 11, poll_hold.go). It is interrupted
+// (EINTR) by the runtime's preemption signal, so a caller must not retry
+// it with the same timeout: it would never end.
+func epollWaitHold(epfd int, events []epollevent, msec int) (n int, err error) {
+	r0, _, e := syscall.RawSyscall6(syscall.SYS_EPOLL_WAIT, uintptr(epfd), uintptr(unsafe.Pointer(&events[0])), uintptr(len(events)), uintptr(msec), 0, 0)
+	if e != 0 {
+		return -1, e
+	}
+	return int(r0), nil
+}
