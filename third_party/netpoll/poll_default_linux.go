@@ -107,12 +107,13 @@ func (p *defaultPoll) Wait() (err error) {
 			return err
 		}
 		if n <= 0 {
-			if msec == 0 && holdBeforeBlock() { // patch 11
+			procs := runtime.GOMAXPROCS(0)           // once per idle turn: it takes the scheduler's lock
+			if msec == 0 && holdBeforeBlock(procs) { // patch 11
 				msec = holdMsec
 				continue
 			}
 			msec = -1
-			if yieldBeforeBlock() {
+			if yieldBeforeBlock(procs) {
 				runtime.Gosched()
 			}
 			continue

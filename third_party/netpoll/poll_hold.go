@@ -16,10 +16,7 @@
 
 package netpoll
 
-import (
-	"runtime"
-	"sync/atomic"
-)
+import "sync/atomic"
 
 // holdMsec is how long a poller that has just handled events and found
 // no more waits for the next ones holding its P, before it blocks the
@@ -31,7 +28,8 @@ const holdMsec = 5
 
 // holdBeforeBlock reports whether a poller that found no events after a
 // busy turn should wait up to holdMsec in a raw epoll_wait, keeping its P,
-// before the blocking wait that releases it.
+// before the blocking wait that releases it; procs is
+// runtime.GOMAXPROCS(0).
 //
 // A poller blocked in epoll_wait through syscall.Syscall leaves its P in
 // the syscall state. Under a steady load (a message every few tens of
@@ -49,6 +47,6 @@ const holdMsec = 5
 // call; an interrupted wait is not retried (epollWaitHold), the poller
 // blocks the usual way instead. An idle poller holds its P at most
 // holdMsec, then blocks and lets it go, so an idle server still sleeps.
-func holdBeforeBlock() bool {
-	return runtime.GOMAXPROCS(0) > int(atomic.LoadInt32(&pollmanager.numLoops))
+func holdBeforeBlock(procs int) bool {
+	return procs > int(atomic.LoadInt32(&pollmanager.numLoops))
 }

@@ -32,7 +32,7 @@ import (
 func TestPollerHoldsPOnlyWithPsToSpare(t *testing.T) {
 	for _, procs := range []int{1, 2} {
 		prev := runtime.GOMAXPROCS(procs)
-		if got, want := holdBeforeBlock(), procs > 1; got != want {
+		if got, want := holdBeforeBlock(runtime.GOMAXPROCS(0)), procs > 1; got != want {
 			runtime.GOMAXPROCS(prev)
 			t.Fatalf("GOMAXPROCS %d, %d poller: holdBeforeBlock() = %v", procs, pollmanager.numLoops, got)
 		}

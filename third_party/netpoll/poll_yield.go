@@ -14,10 +14,9 @@
 
 package netpoll
 
-import "runtime"
-
 // yieldBeforeBlock reports whether a poller that found no events should
-// yield (runtime.Gosched) before it blocks in epoll_wait.
+// yield (runtime.Gosched) before it blocks in epoll_wait; procs is
+// runtime.GOMAXPROCS(0).
 //
 // With one P the yield is what runs the goroutines the poller readied
 // before its thread blocks in the system call: the P would otherwise be
@@ -27,4 +26,4 @@ import "runtime"
 // global run queue and wakes yet another thread to take it from there: a
 // futex wake-up and a futex sleep on another thread per idle turn, 8% of
 // the server's CPU at 20,000 messages a second on two cores.
-func yieldBeforeBlock() bool { return runtime.GOMAXPROCS(0) == 1 }
+func yieldBeforeBlock(procs int) bool { return procs == 1 }

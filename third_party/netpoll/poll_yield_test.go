@@ -30,7 +30,7 @@ import (
 func TestPollerYieldsOnlyWithOneP(t *testing.T) {
 	for _, procs := range []int{1, 2} {
 		prev := runtime.GOMAXPROCS(procs)
-		if got := yieldBeforeBlock(); got != (procs == 1) {
+		if got := yieldBeforeBlock(runtime.GOMAXPROCS(0)); got != (procs == 1) {
 			runtime.GOMAXPROCS(prev)
 			t.Fatalf("GOMAXPROCS %d: yieldBeforeBlock() = %v", procs, got)
 		}
