@@ -48,9 +48,10 @@
 //
 //  1. Seqs of one inbox increase in the order its ops were queued, because
 //     one goroutine assigns them, from a counter shared by all lanes that
-//     only grows (seq.go). So per-sender order holds in every inbox A live delivery takes
-//     its seq only while none of the inbox's ops is queued or being
-//     committed, under the lane's lock, and pushes before releasing it.
+//     only grows (seq.go). So per-sender order holds in every inbox. A
+//     live delivery takes its seq only while none of the inbox's ops is
+//     queued or being committed, under the lane's lock, and pushes before
+//     releasing it.
 //  2. An entry is visible before anyone is told of it: Applied runs after
 //     the apply, so a client can acknowledge (and delete) an entry only
 //     after the entry exists, and the delete follows it in the WAL.

@@ -260,6 +260,7 @@ func (in *Inbox[S]) ackLive(user uint64, acked []Acked, push func(*Stored) bool)
 		for _, x := range receipts {
 			if x.st.To == m.From && x.st.Group == m.Group && x.st.IDs.Len() < codec.MaxIDs {
 				r = x
+				break
 			}
 		}
 		if r == nil {

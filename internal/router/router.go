@@ -421,7 +421,8 @@ func (r *Router[C]) Drain(c C, b Batch[C]) {
 // its owner's session if that is here, caught up and has room for it in
 // its window, and reports whether it did. The session then holds it as
 // Live: its ACK goes to the inbox like any other, which knows it is not
-// stored. A receipt is pushed lazily, as Applied pushes receipts.
+// stored. A receipt is flushed with b, not lazily as Applied pushes
+// stored receipts: its message's SENT follows on the same turn.
 func (r *Router[C]) PushLive(e *offline.Stored, b Batch[C]) bool {
 	c, ok := r.Lookup(e.To)
 	return ok && r.PushLiveTo(c, e, b)
