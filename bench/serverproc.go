@@ -226,7 +226,10 @@ func (t *target) localPID() int {
 	if t.proc != nil && t.proc.Process != nil {
 		pid = t.proc.Process.Pid
 	}
-	if pid > 0 && proc.CPUSecondsOf(pid) > 0 {
+	// Resident memory, not CPU time, says the process is there: a process
+	// that has run for less than a clock tick reads 0 CPU seconds (the
+	// test process itself, now and then, when its test runs first).
+	if pid > 0 && proc.RSSOf(pid) > 0 {
 		return pid
 	}
 	return 0
