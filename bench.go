@@ -132,6 +132,7 @@ func parseBench(args []string, out io.Writer) (*benchRun, error) {
 		fs.IntVar(&rc.Rate, "rate", 0, "offered msgs/s over all pairs (0: flat out)")
 		fs.IntVar(&rc.Body, "body", 100, "message body bytes")
 		fs.DurationVar(&rc.Duration, "duration", 10*time.Second, "measured time after a 1 s warm-up")
+		fs.BoolVar(&rc.SentDelivered, "sent-delivered", true, "senders ask for SENT_DELIVERED (OPTIONS), as the Go client does; false: SENT and a RECEIPT entry")
 	default:
 		fmt.Fprint(out, benchUsage)
 		return nil, fmt.Errorf("bench: unknown scenario %q", args[0])

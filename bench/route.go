@@ -22,6 +22,10 @@ type RouteConfig struct {
 	Rate     int           // offered msgs/s over all pairs; 0 = flat out
 	Body     int           // body bytes (at least 16: the send and scheduled times travel in it)
 	Duration time.Duration // measured time, after a 1 s warm-up
+	// SentDelivered has the senders ask for SENT_DELIVERED (OPTIONS), as
+	// the Go client does: a message acknowledged live is answered by one
+	// frame, not a SENT and a RECEIPT entry the sender acknowledges.
+	SentDelivered bool
 }
 
 // RouteResult is what the route scenario measures. Latency is from the
@@ -103,6 +107,11 @@ func runRoute(ctx context.Context, cfg Config, rc RouteConfig, conns []*rawConn,
 	res := &RouteResult{RouteConfig: rc, Transport: transportName(&cfg)}
 	rate := msgRate(rc.Rate)
 	var err error
+	if rc.SentDelivered {
+		if err := askSentDelivered(conns); err != nil {
+			return nil, err
+		}
+	}
 	var (
 		measuring atomic.Bool
 		done      = make(chan struct{}) // closed at the end of the run
@@ -131,6 +140,9 @@ func runRoute(ctx context.Context, cfg Config, rc RouteConfig, conns []*rawConn,
 				switch tp {
 				case codec.TypeSent:
 					tally.sent.Add(1)
+				case codec.TypeSentDelivered: // SENT and its receipt, nothing to acknowledge
+					tally.sent.Add(1)
+					tally.receipts.Add(1)
 				case codec.TypeReceipt:
 					if rcpt.Decode(b) == nil {
 						tally.receipts.Add(int64(rcpt.IDs.Len()))
@@ -318,4 +330,26 @@ func (r *RouteResult) Print(cfg Config) {
 	}
 	fmt.Fprintf(w, "BenchmarkRoute/pairs=%d/window=%d/rate=%d 1 %.0f msgs/s %d p50-us %d p99-us %d p99.9-us %.1f cpu-s/M %.1f tool-cpu-s/M\n",
 		r.Pairs, r.Window, r.Rate, r.MsgsPerSec, r.P50us, r.P99us, r.P999us, r.CPUPerMillion, r.ToolCPUPerM)
+}
+
+// askSentDelivered sends OPTIONS with SENT_DELIVERED on every sender of
+// conns (sender, receiver, ...) and waits for each OK, before any SEND.
+func askSentDelivered(conns []*rawConn) error {
+	for i := 0; i < len(conns); i += 2 {
+		if err := conns[i].send(&codec.Options{Req: 1, Flags: codec.OptionSentDelivered}, true); err != nil {
+			return fmt.Errorf("bench: OPTIONS: %w", err)
+		}
+	}
+	for i := 0; i < len(conns); i += 2 {
+		t, body, err := conns[i].next()
+		if err != nil {
+			return fmt.Errorf("bench: OPTIONS: %w", err)
+		}
+		if t != codec.TypeOK {
+			var e codec.Error
+			e.Decode(body)
+			return fmt.Errorf("bench: OPTIONS answered %v %v", t, &e)
+		}
+	}
+	return nil
 }

@@ -238,6 +238,13 @@ func (c *Conn) Ping(nonce uint64) error { return c.write(&codec.Ping{Nonce: nonc
 // Logout revokes the session's token; the server then closes.
 func (c *Conn) Logout() error { return c.write(&codec.Logout{}, true) }
 
+// SetOptions sets the connection's options (OPTIONS) and waits for the
+// server's OK. A server that does not know a bit answers ERROR 33
+// (codec.CodeInvalidFlags), and the connection goes on without it.
+func (c *Conn) SetOptions(ctx context.Context, flags codec.OptionFlags) error {
+	return c.ok(ctx, func(req uint32) codec.Frame { return &codec.Options{Req: req, Flags: flags} })
+}
+
 // LookupName returns the id of a user name.
 func (c *Conn) LookupName(ctx context.Context, name string) (uint64, error) {
 	r, err := c.request(ctx, func(req uint32) codec.Frame { return &codec.Lookup{Req: req, Name: []byte(name)} })

@@ -107,3 +107,25 @@ func (f *Error) Error() string {
 	}
 	return "chatd: " + f.Code.String()
 }
+
+// OptionFlags are the bits of OPTIONS: what a connection asks of the
+// server beyond version 1's first form.
+type OptionFlags uint32
+
+// OptionSentDelivered asks for SENT_DELIVERED, in place of a delivered
+// RECEIPT and a SENT, for messages the recipient acknowledged live.
+const OptionSentDelivered OptionFlags = 1 << 0
+
+const optionFlagsKnown = OptionSentDelivered
+
+// Valid reports whether only known bits are set. Decode accepts any bits,
+// so that the server can answer ERROR 33 (invalid flags), which tells a
+// client the option is not served, rather than close the connection.
+func (f OptionFlags) Valid() bool { return f&^optionFlagsKnown == 0 }
+
+// Options sets the connection's options, replacing those set before; OK
+// answers it. They last as long as the connection.
+type Options struct {
+	Req   uint32
+	Flags OptionFlags
+}

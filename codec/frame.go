@@ -46,7 +46,7 @@ func Decode(b []byte) (Frame, error) {
 // FromClient reports whether clients may send frames of type t.
 func (t Type) FromClient() bool {
 	switch t {
-	case TypeWelcome, TypeUser, TypeOK, TypeSent, TypeDeliver, TypeReceipt, TypeIsTyping,
+	case TypeWelcome, TypeUser, TypeOK, TypeSent, TypeSentDelivered, TypeDeliver, TypeReceipt, TypeIsTyping,
 		TypePresence, TypeGroupInfo, TypeGroups, TypeGroupEvent, TypeList, TypePushSubs, TypeSessionList, TypeGoaway, TypeKicked, TypeError,
 		TypeKeysCounts, TypeKeysBundle, TypeKeysLow, TypeIdentityChanged:
 		return false

@@ -27,6 +27,8 @@ func New(t Type) Frame {
 		return new(Send)
 	case TypeSent:
 		return new(Sent)
+	case TypeSentDelivered:
+		return new(SentDelivered)
 	case TypeDeliver:
 		return new(Deliver)
 	case TypeAck:
@@ -107,6 +109,8 @@ func New(t Type) Frame {
 		return new(Goaway)
 	case TypeKicked:
 		return new(Kicked)
+	case TypeOptions:
+		return new(Options)
 	case TypeKeysUpload:
 		return new(KeysUpload)
 	case TypeKeysCount:
@@ -142,6 +146,7 @@ func (f *User) Type() Type            { return TypeUser }
 func (f *OK) Type() Type              { return TypeOK }
 func (f *Send) Type() Type            { return TypeSend }
 func (f *Sent) Type() Type            { return TypeSent }
+func (f *SentDelivered) Type() Type   { return TypeSentDelivered }
 func (f *Deliver) Type() Type         { return TypeDeliver }
 func (f *Ack) Type() Type             { return TypeAck }
 func (f *Read) Type() Type            { return TypeRead }
@@ -182,6 +187,7 @@ func (f *Ping) Type() Type            { return TypePing }
 func (f *Pong) Type() Type            { return TypePong }
 func (f *Goaway) Type() Type          { return TypeGoaway }
 func (f *Kicked) Type() Type          { return TypeKicked }
+func (f *Options) Type() Type         { return TypeOptions }
 func (f *KeysUpload) Type() Type      { return TypeKeysUpload }
 func (f *KeysCount) Type() Type       { return TypeKeysCount }
 func (f *KeysCounts) Type() Type      { return TypeKeysCounts }
@@ -206,7 +212,7 @@ func (f *Resume) Append(dst []byte) []byte {
 }
 
 func (f *Welcome) Append(dst []byte) []byte {
-	return begin(dst, TypeWelcome).u64(f.User).token(&f.Token).u16(uint16(f.Keepalive)).u16(uint16(f.Window)).u32(f.MaxBody).u64(f.Time).end()
+	return begin(dst, TypeWelcome).u64(f.User).token(&f.Token).u16(uint16(f.Keepalive)).u16(uint16(f.Window)).u32(uint32(f.MaxBody)).u64(f.Time).end()
 }
 
 func (f *Logout) Append(dst []byte) []byte {
@@ -218,15 +224,15 @@ func (f *Password) Append(dst []byte) []byte {
 }
 
 func (f *Lookup) Append(dst []byte) []byte {
-	return begin(dst, TypeLookup).u32(f.Req).u64(f.User).str8(f.Name).end()
+	return begin(dst, TypeLookup).u32(uint32(f.Req)).u64(f.User).str8(f.Name).end()
 }
 
 func (f *User) Append(dst []byte) []byte {
-	return begin(dst, TypeUser).u32(f.Req).u64(f.User).str8(f.Name).end()
+	return begin(dst, TypeUser).u32(uint32(f.Req)).u64(f.User).str8(f.Name).end()
 }
 
 func (f *OK) Append(dst []byte) []byte {
-	return begin(dst, TypeOK).u32(f.Req).end()
+	return begin(dst, TypeOK).u32(uint32(f.Req)).end()
 }
 
 func (f *Send) Append(dst []byte) []byte {
@@ -235,6 +241,10 @@ func (f *Send) Append(dst []byte) []byte {
 
 func (f *Sent) Append(dst []byte) []byte {
 	return begin(dst, TypeSent).id(&f.ID).u64(f.Time).end()
+}
+
+func (f *SentDelivered) Append(dst []byte) []byte {
+	return begin(dst, TypeSentDelivered).id(&f.ID).u64(f.Time).u64(f.Delivered).end()
 }
 
 func (f *Ack) Append(dst []byte) []byte {
@@ -270,43 +280,43 @@ func (f *Privacy) Append(dst []byte) []byte {
 }
 
 func (f *GroupCreate) Append(dst []byte) []byte {
-	return begin(dst, TypeGroupCreate).u32(f.Req).str8(f.Name).users16(f.Users).end()
+	return begin(dst, TypeGroupCreate).u32(uint32(f.Req)).str8(f.Name).users16(f.Users).end()
 }
 
 func (f *GroupAdd) Append(dst []byte) []byte {
-	return begin(dst, TypeGroupAdd).u32(f.Req).u64(f.Group).users16(f.Users).end()
+	return begin(dst, TypeGroupAdd).u32(uint32(f.Req)).u64(f.Group).users16(f.Users).end()
 }
 
 func (f *GroupRemove) Append(dst []byte) []byte {
-	return begin(dst, TypeGroupRemove).u32(f.Req).u64(f.Group).users16(f.Users).end()
+	return begin(dst, TypeGroupRemove).u32(uint32(f.Req)).u64(f.Group).users16(f.Users).end()
 }
 
 func (f *GroupLeave) Append(dst []byte) []byte {
-	return begin(dst, TypeGroupLeave).u32(f.Req).u64(f.Group).end()
+	return begin(dst, TypeGroupLeave).u32(uint32(f.Req)).u64(f.Group).end()
 }
 
 func (f *GroupRename) Append(dst []byte) []byte {
-	return begin(dst, TypeGroupRename).u32(f.Req).u64(f.Group).str8(f.Name).end()
+	return begin(dst, TypeGroupRename).u32(uint32(f.Req)).u64(f.Group).str8(f.Name).end()
 }
 
 func (f *GroupAdmin) Append(dst []byte) []byte {
-	return begin(dst, TypeGroupAdmin).u32(f.Req).u64(f.Group).u64(f.User).flag(f.Admin).end()
+	return begin(dst, TypeGroupAdmin).u32(uint32(f.Req)).u64(f.Group).u64(f.User).flag(f.Admin).end()
 }
 
 func (f *GroupGet) Append(dst []byte) []byte {
-	return begin(dst, TypeGroupGet).u32(f.Req).u64(f.Group).end()
+	return begin(dst, TypeGroupGet).u32(uint32(f.Req)).u64(f.Group).end()
 }
 
 func (f *GroupList) Append(dst []byte) []byte {
-	return begin(dst, TypeGroupList).u32(f.Req).end()
+	return begin(dst, TypeGroupList).u32(uint32(f.Req)).end()
 }
 
 func (f *GroupInfo) Append(dst []byte) []byte {
-	return begin(dst, TypeGroupInfo).u32(f.Req).u64(f.Group).str8(f.Name).members(f.Members).end()
+	return begin(dst, TypeGroupInfo).u32(uint32(f.Req)).u64(f.Group).str8(f.Name).members(f.Members).end()
 }
 
 func (f *Groups) Append(dst []byte) []byte {
-	return begin(dst, TypeGroups).u32(f.Req).groups(f.Groups).end()
+	return begin(dst, TypeGroups).u32(uint32(f.Req)).groups(f.Groups).end()
 }
 
 func (f *GroupEvent) Append(dst []byte) []byte {
@@ -314,63 +324,63 @@ func (f *GroupEvent) Append(dst []byte) []byte {
 }
 
 func (f *Block) Append(dst []byte) []byte {
-	return begin(dst, TypeBlock).u32(f.Req).u64(f.User).end()
+	return begin(dst, TypeBlock).u32(uint32(f.Req)).u64(f.User).end()
 }
 
 func (f *Unblock) Append(dst []byte) []byte {
-	return begin(dst, TypeUnblock).u32(f.Req).u64(f.User).end()
+	return begin(dst, TypeUnblock).u32(uint32(f.Req)).u64(f.User).end()
 }
 
 func (f *ListGet) Append(dst []byte) []byte {
-	return begin(dst, TypeListGet).u32(f.Req).u8(uint8(f.Kind)).end()
+	return begin(dst, TypeListGet).u32(uint32(f.Req)).u8(uint8(f.Kind)).end()
 }
 
 func (f *List) Append(dst []byte) []byte {
-	return begin(dst, TypeList).u32(f.Req).u8(uint8(f.Kind)).users16(f.Users).end()
+	return begin(dst, TypeList).u32(uint32(f.Req)).u8(uint8(f.Kind)).users16(f.Users).end()
 }
 
 func (f *Contact) Append(dst []byte) []byte {
-	return begin(dst, TypeContact).u32(f.Req).u64(f.User).flag(f.On).end()
+	return begin(dst, TypeContact).u32(uint32(f.Req)).u64(f.User).flag(f.On).end()
 }
 
 func (f *GroupAdds) Append(dst []byte) []byte {
-	return begin(dst, TypeGroupAdds).u32(f.Req).u8(uint8(f.From)).end()
+	return begin(dst, TypeGroupAdds).u32(uint32(f.Req)).u8(uint8(f.From)).end()
 }
 
 func (f *AccountDelete) Append(dst []byte) []byte {
-	return begin(dst, TypeAccountDelete).u32(f.Req).str8(f.Password).end()
+	return begin(dst, TypeAccountDelete).u32(uint32(f.Req)).str8(f.Password).end()
 }
 
 func (f *PushSubscribe) Append(dst []byte) []byte {
-	return begin(dst, TypePushSubscribe).u32(f.Req).u32(f.Device).bytes16(f.Endpoint).str8(f.P256dh).str8(f.Auth).end()
+	return begin(dst, TypePushSubscribe).u32(uint32(f.Req)).u32(uint32(f.Device)).bytes16(f.Endpoint).str8(f.P256dh).str8(f.Auth).end()
 }
 
 func (f *PushList) Append(dst []byte) []byte {
-	return begin(dst, TypePushList).u32(f.Req).end()
+	return begin(dst, TypePushList).u32(uint32(f.Req)).end()
 }
 
 func (f *PushSubs) Append(dst []byte) []byte {
-	return begin(dst, TypePushSubs).u32(f.Req).str8(f.Key).pushSubs(f.Subs).end()
+	return begin(dst, TypePushSubs).u32(uint32(f.Req)).str8(f.Key).pushSubs(f.Subs).end()
 }
 
 func (f *PushRemove) Append(dst []byte) []byte {
-	return begin(dst, TypePushRemove).u32(f.Req).u32(f.Device).end()
+	return begin(dst, TypePushRemove).u32(uint32(f.Req)).u32(uint32(f.Device)).end()
 }
 
 func (f *Sessions) Append(dst []byte) []byte {
-	return begin(dst, TypeSessions).u32(f.Req).end()
+	return begin(dst, TypeSessions).u32(uint32(f.Req)).end()
 }
 
 func (f *SessionList) Append(dst []byte) []byte {
-	return begin(dst, TypeSessionList).u32(f.Req).sessions(f.Sessions).end()
+	return begin(dst, TypeSessionList).u32(uint32(f.Req)).sessions(f.Sessions).end()
 }
 
 func (f *SessionRevoke) Append(dst []byte) []byte {
-	return begin(dst, TypeSessionRevoke).u32(f.Req).u64(f.Session).end()
+	return begin(dst, TypeSessionRevoke).u32(uint32(f.Req)).u64(f.Session).end()
 }
 
 func (f *SessionLabel) Append(dst []byte) []byte {
-	return begin(dst, TypeSessionLabel).u32(f.Req).str8(f.Label).end()
+	return begin(dst, TypeSessionLabel).u32(uint32(f.Req)).str8(f.Label).end()
 }
 
 func (f *Ping) Append(dst []byte) []byte {
@@ -382,35 +392,39 @@ func (f *Pong) Append(dst []byte) []byte {
 }
 
 func (f *Goaway) Append(dst []byte) []byte {
-	return begin(dst, TypeGoaway).u32(f.RetryAfter).u8(uint8(f.Reason)).end()
+	return begin(dst, TypeGoaway).u32(uint32(f.RetryAfter)).u8(uint8(f.Reason)).end()
 }
 
 func (f *Kicked) Append(dst []byte) []byte {
 	return begin(dst, TypeKicked).u8(uint8(f.Reason)).end()
 }
 
+func (f *Options) Append(dst []byte) []byte {
+	return begin(dst, TypeOptions).u32(uint32(f.Req)).u32(uint32(f.Flags)).end()
+}
+
 func (f *KeysUpload) Append(dst []byte) []byte {
-	return begin(dst, TypeKeysUpload).u32(f.Req).u8(uint8(f.Flags)).key32((*[32]byte)(&f.Identity)).optSigned(f.Signed).optKEM(f.LastResort).ecKeys(f.EC).kemKeys(f.KEM).end()
+	return begin(dst, TypeKeysUpload).u32(uint32(f.Req)).u8(uint8(f.Flags)).key32((*[32]byte)(&f.Identity)).optSigned(f.Signed).optKEM(f.LastResort).ecKeys(f.EC).kemKeys(f.KEM).end()
 }
 
 func (f *KeysCount) Append(dst []byte) []byte {
-	return begin(dst, TypeKeysCount).u32(f.Req).end()
+	return begin(dst, TypeKeysCount).u32(uint32(f.Req)).end()
 }
 
 func (f *KeysCounts) Append(dst []byte) []byte {
-	return begin(dst, TypeKeysCounts).u32(f.Req).u16(uint16(f.Device)).u16(uint16(f.EC)).u16(uint16(f.KEM)).end()
+	return begin(dst, TypeKeysCounts).u32(uint32(f.Req)).u16(uint16(f.Device)).u16(uint16(f.EC)).u16(uint16(f.KEM)).end()
 }
 
 func (f *KeysFetch) Append(dst []byte) []byte {
-	return begin(dst, TypeKeysFetch).u32(f.Req).u64(f.User).u16(uint16(f.Device)).end()
+	return begin(dst, TypeKeysFetch).u32(uint32(f.Req)).u64(f.User).u16(uint16(f.Device)).end()
 }
 
 func (f *KeysBundle) Append(dst []byte) []byte {
-	return begin(dst, TypeKeysBundle).u32(f.Req).u64(f.User).bundles(f.Bundles).end()
+	return begin(dst, TypeKeysBundle).u32(uint32(f.Req)).u64(f.User).bundles(f.Bundles).end()
 }
 
 func (f *KeysCheck) Append(dst []byte) []byte {
-	return begin(dst, TypeKeysCheck).u32(f.Req).key32((*[32]byte)(&f.Digest)).end()
+	return begin(dst, TypeKeysCheck).u32(uint32(f.Req)).key32((*[32]byte)(&f.Digest)).end()
 }
 
 func (f *KeysLow) Append(dst []byte) []byte {
@@ -438,7 +452,7 @@ func (f *Resume) Decode(body []byte) error {
 }
 
 func (f *Welcome) Decode(body []byte) error {
-	return read(body, TypeWelcome).u64(&f.User, "user").token(&f.Token, "token").u16((*uint16)(&f.Keepalive), "keepalive").u16((*uint16)(&f.Window), "window").u32(&f.MaxBody, "max_body").u64(&f.Time, "time").done()
+	return read(body, TypeWelcome).u64(&f.User, "user").token(&f.Token, "token").u16((*uint16)(&f.Keepalive), "keepalive").u16((*uint16)(&f.Window), "window").u32((*uint32)(&f.MaxBody), "max_body").u64(&f.Time, "time").done()
 }
 
 func (f *Logout) Decode(body []byte) error {
@@ -450,15 +464,15 @@ func (f *Password) Decode(body []byte) error {
 }
 
 func (f *Lookup) Decode(body []byte) error {
-	return read(body, TypeLookup).u32(&f.Req, "req").u64(&f.User, "user").str8(&f.Name, "name").done()
+	return read(body, TypeLookup).u32((*uint32)(&f.Req), "req").u64(&f.User, "user").str8(&f.Name, "name").done()
 }
 
 func (f *User) Decode(body []byte) error {
-	return read(body, TypeUser).u32(&f.Req, "req").u64(&f.User, "user").str8(&f.Name, "name").done()
+	return read(body, TypeUser).u32((*uint32)(&f.Req), "req").u64(&f.User, "user").str8(&f.Name, "name").done()
 }
 
 func (f *OK) Decode(body []byte) error {
-	return read(body, TypeOK).u32(&f.Req, "req").done()
+	return read(body, TypeOK).u32((*uint32)(&f.Req), "req").done()
 }
 
 func (f *Send) Decode(body []byte) error {
@@ -467,6 +481,10 @@ func (f *Send) Decode(body []byte) error {
 
 func (f *Sent) Decode(body []byte) error {
 	return read(body, TypeSent).id(&f.ID, "id").u64(&f.Time, "time").done()
+}
+
+func (f *SentDelivered) Decode(body []byte) error {
+	return read(body, TypeSentDelivered).id(&f.ID, "id").u64(&f.Time, "time").u64(&f.Delivered, "delivered").done()
 }
 
 func (f *Deliver) Decode(body []byte) error {
@@ -510,43 +528,43 @@ func (f *Privacy) Decode(body []byte) error {
 }
 
 func (f *GroupCreate) Decode(body []byte) error {
-	return read(body, TypeGroupCreate).u32(&f.Req, "req").str8(&f.Name, "name").users16(&f.Users, true).done()
+	return read(body, TypeGroupCreate).u32((*uint32)(&f.Req), "req").str8(&f.Name, "name").users16(&f.Users, true).done()
 }
 
 func (f *GroupAdd) Decode(body []byte) error {
-	return read(body, TypeGroupAdd).u32(&f.Req, "req").u64(&f.Group, "group").users16(&f.Users, false).done()
+	return read(body, TypeGroupAdd).u32((*uint32)(&f.Req), "req").u64(&f.Group, "group").users16(&f.Users, false).done()
 }
 
 func (f *GroupRemove) Decode(body []byte) error {
-	return read(body, TypeGroupRemove).u32(&f.Req, "req").u64(&f.Group, "group").users16(&f.Users, false).done()
+	return read(body, TypeGroupRemove).u32((*uint32)(&f.Req), "req").u64(&f.Group, "group").users16(&f.Users, false).done()
 }
 
 func (f *GroupLeave) Decode(body []byte) error {
-	return read(body, TypeGroupLeave).u32(&f.Req, "req").u64(&f.Group, "group").done()
+	return read(body, TypeGroupLeave).u32((*uint32)(&f.Req), "req").u64(&f.Group, "group").done()
 }
 
 func (f *GroupRename) Decode(body []byte) error {
-	return read(body, TypeGroupRename).u32(&f.Req, "req").u64(&f.Group, "group").str8(&f.Name, "name").done()
+	return read(body, TypeGroupRename).u32((*uint32)(&f.Req), "req").u64(&f.Group, "group").str8(&f.Name, "name").done()
 }
 
 func (f *GroupAdmin) Decode(body []byte) error {
-	return read(body, TypeGroupAdmin).u32(&f.Req, "req").u64(&f.Group, "group").u64(&f.User, "user").flag(&f.Admin, "admin").done()
+	return read(body, TypeGroupAdmin).u32((*uint32)(&f.Req), "req").u64(&f.Group, "group").u64(&f.User, "user").flag(&f.Admin, "admin").done()
 }
 
 func (f *GroupGet) Decode(body []byte) error {
-	return read(body, TypeGroupGet).u32(&f.Req, "req").u64(&f.Group, "group").done()
+	return read(body, TypeGroupGet).u32((*uint32)(&f.Req), "req").u64(&f.Group, "group").done()
 }
 
 func (f *GroupList) Decode(body []byte) error {
-	return read(body, TypeGroupList).u32(&f.Req, "req").done()
+	return read(body, TypeGroupList).u32((*uint32)(&f.Req), "req").done()
 }
 
 func (f *GroupInfo) Decode(body []byte) error {
-	return read(body, TypeGroupInfo).u32(&f.Req, "req").u64(&f.Group, "group").str8(&f.Name, "name").members(&f.Members).done()
+	return read(body, TypeGroupInfo).u32((*uint32)(&f.Req), "req").u64(&f.Group, "group").str8(&f.Name, "name").members(&f.Members).done()
 }
 
 func (f *Groups) Decode(body []byte) error {
-	return read(body, TypeGroups).u32(&f.Req, "req").groups(&f.Groups).done()
+	return read(body, TypeGroups).u32((*uint32)(&f.Req), "req").groups(&f.Groups).done()
 }
 
 func (f *GroupEvent) Decode(body []byte) error {
@@ -554,63 +572,63 @@ func (f *GroupEvent) Decode(body []byte) error {
 }
 
 func (f *Block) Decode(body []byte) error {
-	return read(body, TypeBlock).u32(&f.Req, "req").u64(&f.User, "user").done()
+	return read(body, TypeBlock).u32((*uint32)(&f.Req), "req").u64(&f.User, "user").done()
 }
 
 func (f *Unblock) Decode(body []byte) error {
-	return read(body, TypeUnblock).u32(&f.Req, "req").u64(&f.User, "user").done()
+	return read(body, TypeUnblock).u32((*uint32)(&f.Req), "req").u64(&f.User, "user").done()
 }
 
 func (f *ListGet) Decode(body []byte) error {
-	return read(body, TypeListGet).u32(&f.Req, "req").u8((*uint8)(&f.Kind), "list").check(within(&f.Kind, ListBlocked, ListContacts), "unknown list").done()
+	return read(body, TypeListGet).u32((*uint32)(&f.Req), "req").u8((*uint8)(&f.Kind), "list").check(within(&f.Kind, ListBlocked, ListContacts), "unknown list").done()
 }
 
 func (f *List) Decode(body []byte) error {
-	return read(body, TypeList).u32(&f.Req, "req").u8((*uint8)(&f.Kind), "list").users16(&f.Users, true).check(within(&f.Kind, ListBlocked, ListContacts), "unknown list").done()
+	return read(body, TypeList).u32((*uint32)(&f.Req), "req").u8((*uint8)(&f.Kind), "list").users16(&f.Users, true).check(within(&f.Kind, ListBlocked, ListContacts), "unknown list").done()
 }
 
 func (f *Contact) Decode(body []byte) error {
-	return read(body, TypeContact).u32(&f.Req, "req").u64(&f.User, "user").flag(&f.On, "on").done()
+	return read(body, TypeContact).u32((*uint32)(&f.Req), "req").u64(&f.User, "user").flag(&f.On, "on").done()
 }
 
 func (f *GroupAdds) Decode(body []byte) error {
-	return read(body, TypeGroupAdds).u32(&f.Req, "req").u8((*uint8)(&f.From), "from").check(within(&f.From, AddsFromEveryone, AddsFromContacts), "unknown group-add setting").done()
+	return read(body, TypeGroupAdds).u32((*uint32)(&f.Req), "req").u8((*uint8)(&f.From), "from").check(within(&f.From, AddsFromEveryone, AddsFromContacts), "unknown group-add setting").done()
 }
 
 func (f *AccountDelete) Decode(body []byte) error {
-	return read(body, TypeAccountDelete).u32(&f.Req, "req").str8(&f.Password, "password").done()
+	return read(body, TypeAccountDelete).u32((*uint32)(&f.Req), "req").str8(&f.Password, "password").done()
 }
 
 func (f *PushSubscribe) Decode(body []byte) error {
-	return read(body, TypePushSubscribe).u32(&f.Req, "req").u32(&f.Device, "device").bytes16(&f.Endpoint, "endpoint").str8(&f.P256dh, "p256dh").str8(&f.Auth, "auth").check(len(f.Endpoint) > 0, "empty endpoint").check(len(f.P256dh) == PushKeyLen, "p256dh is not 65 bytes").check(len(f.Auth) == PushAuthLen, "auth is not 16 bytes").done()
+	return read(body, TypePushSubscribe).u32((*uint32)(&f.Req), "req").u32((*uint32)(&f.Device), "device").bytes16(&f.Endpoint, "endpoint").str8(&f.P256dh, "p256dh").str8(&f.Auth, "auth").check(len(f.Endpoint) > 0, "empty endpoint").check(len(f.P256dh) == PushKeyLen, "p256dh is not 65 bytes").check(len(f.Auth) == PushAuthLen, "auth is not 16 bytes").done()
 }
 
 func (f *PushList) Decode(body []byte) error {
-	return read(body, TypePushList).u32(&f.Req, "req").done()
+	return read(body, TypePushList).u32((*uint32)(&f.Req), "req").done()
 }
 
 func (f *PushSubs) Decode(body []byte) error {
-	return read(body, TypePushSubs).u32(&f.Req, "req").str8(&f.Key, "vapid key").pushSubs(&f.Subs).done()
+	return read(body, TypePushSubs).u32((*uint32)(&f.Req), "req").str8(&f.Key, "vapid key").pushSubs(&f.Subs).done()
 }
 
 func (f *PushRemove) Decode(body []byte) error {
-	return read(body, TypePushRemove).u32(&f.Req, "req").u32(&f.Device, "device").done()
+	return read(body, TypePushRemove).u32((*uint32)(&f.Req), "req").u32((*uint32)(&f.Device), "device").done()
 }
 
 func (f *Sessions) Decode(body []byte) error {
-	return read(body, TypeSessions).u32(&f.Req, "req").done()
+	return read(body, TypeSessions).u32((*uint32)(&f.Req), "req").done()
 }
 
 func (f *SessionList) Decode(body []byte) error {
-	return read(body, TypeSessionList).u32(&f.Req, "req").sessions(&f.Sessions).done()
+	return read(body, TypeSessionList).u32((*uint32)(&f.Req), "req").sessions(&f.Sessions).done()
 }
 
 func (f *SessionRevoke) Decode(body []byte) error {
-	return read(body, TypeSessionRevoke).u32(&f.Req, "req").u64(&f.Session, "session").done()
+	return read(body, TypeSessionRevoke).u32((*uint32)(&f.Req), "req").u64(&f.Session, "session").done()
 }
 
 func (f *SessionLabel) Decode(body []byte) error {
-	return read(body, TypeSessionLabel).u32(&f.Req, "req").str8(&f.Label, "label").check(len(f.Label) <= MaxLabel, "label longer than 64 bytes").done()
+	return read(body, TypeSessionLabel).u32((*uint32)(&f.Req), "req").str8(&f.Label, "label").check(len(f.Label) <= MaxLabel, "label longer than 64 bytes").done()
 }
 
 func (f *Ping) Decode(body []byte) error {
@@ -622,35 +640,39 @@ func (f *Pong) Decode(body []byte) error {
 }
 
 func (f *Goaway) Decode(body []byte) error {
-	return read(body, TypeGoaway).u32(&f.RetryAfter, "retry_after").u8((*uint8)(&f.Reason), "reason").done()
+	return read(body, TypeGoaway).u32((*uint32)(&f.RetryAfter), "retry_after").u8((*uint8)(&f.Reason), "reason").done()
 }
 
 func (f *Kicked) Decode(body []byte) error {
 	return read(body, TypeKicked).u8((*uint8)(&f.Reason), "reason").done()
 }
 
+func (f *Options) Decode(body []byte) error {
+	return read(body, TypeOptions).u32((*uint32)(&f.Req), "req").u32((*uint32)(&f.Flags), "flags").done()
+}
+
 func (f *KeysUpload) Decode(body []byte) error {
-	return read(body, TypeKeysUpload).u32(&f.Req, "req").u8((*uint8)(&f.Flags), "flags").key32((*[32]byte)(&f.Identity), "identity").optSigned(&f.Signed).optKEM(&f.LastResort).ecKeys(&f.EC).kemKeys(&f.KEM).done()
+	return read(body, TypeKeysUpload).u32((*uint32)(&f.Req), "req").u8((*uint8)(&f.Flags), "flags").key32((*[32]byte)(&f.Identity), "identity").optSigned(&f.Signed).optKEM(&f.LastResort).ecKeys(&f.EC).kemKeys(&f.KEM).done()
 }
 
 func (f *KeysCount) Decode(body []byte) error {
-	return read(body, TypeKeysCount).u32(&f.Req, "req").done()
+	return read(body, TypeKeysCount).u32((*uint32)(&f.Req), "req").done()
 }
 
 func (f *KeysCounts) Decode(body []byte) error {
-	return read(body, TypeKeysCounts).u32(&f.Req, "req").u16((*uint16)(&f.Device), "device").u16((*uint16)(&f.EC), "ec").u16((*uint16)(&f.KEM), "kem").done()
+	return read(body, TypeKeysCounts).u32((*uint32)(&f.Req), "req").u16((*uint16)(&f.Device), "device").u16((*uint16)(&f.EC), "ec").u16((*uint16)(&f.KEM), "kem").done()
 }
 
 func (f *KeysFetch) Decode(body []byte) error {
-	return read(body, TypeKeysFetch).u32(&f.Req, "req").u64(&f.User, "user").u16((*uint16)(&f.Device), "device").done()
+	return read(body, TypeKeysFetch).u32((*uint32)(&f.Req), "req").u64(&f.User, "user").u16((*uint16)(&f.Device), "device").done()
 }
 
 func (f *KeysBundle) Decode(body []byte) error {
-	return read(body, TypeKeysBundle).u32(&f.Req, "req").u64(&f.User, "user").bundles(&f.Bundles).done()
+	return read(body, TypeKeysBundle).u32((*uint32)(&f.Req), "req").u64(&f.User, "user").bundles(&f.Bundles).done()
 }
 
 func (f *KeysCheck) Decode(body []byte) error {
-	return read(body, TypeKeysCheck).u32(&f.Req, "req").key32((*[32]byte)(&f.Digest), "digest").done()
+	return read(body, TypeKeysCheck).u32((*uint32)(&f.Req), "req").key32((*[32]byte)(&f.Digest), "digest").done()
 }
 
 func (f *KeysLow) Decode(body []byte) error {
@@ -662,7 +684,7 @@ func (f *IdentityChanged) Decode(body []byte) error {
 }
 
 func (f *Error) Decode(body []byte) error {
-	return read(body, TypeError).u16((*uint16)(&f.Code), "code").u32(&f.Req, "req").id(&f.ID, "id").str8(&f.Detail, "detail").done()
+	return read(body, TypeError).u16((*uint16)(&f.Code), "code").u32((*uint32)(&f.Req), "req").id(&f.ID, "id").str8(&f.Detail, "detail").done()
 }
 
 func (f *KeyRotate) Decode(body []byte) error {

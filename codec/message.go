@@ -32,6 +32,16 @@ type Sent struct {
 	Time uint64 // when the server accepted it, unix milliseconds
 }
 
+// SentDelivered is SENT and the delivered RECEIPT of a message in one
+// frame, sent instead of both to a connection that set
+// OptionSentDelivered, for a message whose recipient acknowledged it live
+// (before it was stored). It is no inbox entry: no seq, no ACK.
+type SentDelivered struct {
+	ID        MsgID
+	Time      uint64 // as SENT's: the time in the recipient's DELIVER, unix ms
+	Delivered uint64 // when the recipient's ACK arrived, unix ms (the receipt's time)
+}
+
 // Deliver carries a message from the recipient's inbox. Seq orders the
 // inbox; ACK it when the message is safely stored on the client.
 type Deliver struct {

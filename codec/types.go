@@ -29,6 +29,10 @@ const (
 	TypeReceipt  Type = 0x15 // S: seq u64 | kind u8 | by u64 | group u64 | time u64 | count u8 | ids [16]*count
 	TypeTyping   Type = 0x16 // C: to u64 | flags u8 | state u8
 	TypeIsTyping Type = 0x17 // S: from u64 | group u64 | state u8
+	// SENT_DELIVERED is SENT and the delivered RECEIPT in one frame, for a
+	// message its recipient acknowledged live, to a connection that asked
+	// for it (OPTIONS): it has no seq and is not acknowledged.
+	TypeSentDelivered Type = 0x18 // S: id [16] | time u64 | delivered u64
 )
 
 // Presence.
@@ -87,7 +91,9 @@ const (
 	TypePong   Type = 0x41 // C,S: nonce u64
 	TypeGoaway Type = 0x42 // S: retry_after_ms u32 | reason u8
 	TypeKicked Type = 0x43 // S: reason u8
-	TypeError  Type = 0x7F // S: code u16 | req u32 | id [16] | detail str8
+	// OPTIONS sets the connection's options (OptionFlags), answered by OK.
+	TypeOptions Type = 0x44 // C: req u32 | flags u32
+	TypeError   Type = 0x7F // S: code u16 | req u32 | id [16] | detail str8
 )
 
 // The prekey directory (end-to-end keys). A signed key is id u32 | key |
@@ -112,7 +118,7 @@ var typeNames = [256]string{
 	TypeRegister: "REGISTER", TypeLogin: "LOGIN", TypeResume: "RESUME", TypeWelcome: "WELCOME",
 	TypeLogout: "LOGOUT", TypePassword: "PASSWORD", TypeLookup: "LOOKUP", TypeUser: "USER", TypeOK: "OK",
 	TypeSend: "SEND", TypeSent: "SENT", TypeDeliver: "DELIVER", TypeAck: "ACK", TypeRead: "READ",
-	TypeReceipt: "RECEIPT", TypeTyping: "TYPING", TypeIsTyping: "IS_TYPING",
+	TypeReceipt: "RECEIPT", TypeTyping: "TYPING", TypeIsTyping: "IS_TYPING", TypeSentDelivered: "SENT_DELIVERED",
 	TypeSubscribe: "SUBSCRIBE", TypeUnsubscribe: "UNSUBSCRIBE", TypePresence: "PRESENCE", TypePrivacy: "PRIVACY",
 	TypeGroupCreate: "GROUP_CREATE", TypeGroupAdd: "GROUP_ADD", TypeGroupRemove: "GROUP_REMOVE",
 	TypeGroupLeave: "GROUP_LEAVE", TypeGroupRename: "GROUP_RENAME", TypeGroupAdmin: "GROUP_ADMIN",
@@ -120,7 +126,7 @@ var typeNames = [256]string{
 	TypeGroupEvent: "GROUP_EVENT",
 	TypeBlock:      "BLOCK", TypeUnblock: "UNBLOCK", TypeListGet: "LIST_GET", TypeList: "LIST",
 	TypeContact: "CONTACT", TypeGroupAdds: "GROUP_ADDS", TypeAccountDelete: "ACCOUNT_DELETE",
-	TypePing: "PING", TypePong: "PONG", TypeGoaway: "GOAWAY", TypeKicked: "KICKED", TypeError: "ERROR",
+	TypePing: "PING", TypePong: "PONG", TypeGoaway: "GOAWAY", TypeKicked: "KICKED", TypeOptions: "OPTIONS", TypeError: "ERROR",
 	TypeKeysUpload: "KEYS_UPLOAD", TypeKeysCount: "KEYS_COUNT", TypeKeysCounts: "KEYS_COUNTS",
 	TypeKeysFetch: "KEYS_FETCH", TypeKeysBundle: "KEYS_BUNDLE", TypeKeysCheck: "KEYS_CHECK",
 	TypeKeysLow: "KEYS_LOW", TypeIdentityChanged: "IDENTITY_CHANGED",

@@ -43,6 +43,7 @@ const SPEC = [
     F('ids', 'ids', 'message ids')]],
   [0x16, 'TYPING', [F('to', 'u64'), F('flags', 'u8'), F('state', 'u8')]],
   [0x17, 'IS_TYPING', [F('from', 'u64'), F('group', 'u64'), F('state', 'u8')]],
+  [0x18, 'SENT_DELIVERED', [F('id', 'id'), F('time', 'u64'), F('delivered', 'u64')]],
   [0x20, 'SUBSCRIBE', [F('users', 'users8', 'user ids')]],
   [0x21, 'UNSUBSCRIBE', [F('users', 'users8', 'user ids')]],
   [0x22, 'PRESENCE', [F('user', 'u64'), F('state', 'u8'), F('lastSeen', 'u64', 'last_seen')]],
@@ -63,6 +64,7 @@ const SPEC = [
   [0x41, 'PONG', [F('nonce', 'u64')]],
   [0x42, 'GOAWAY', [F('retryAfter', 'u32', 'retry_after'), F('reason', 'u8')]],
   [0x43, 'KICKED', [F('reason', 'u8')]],
+  [0x44, 'OPTIONS', [F('req', 'u32'), F('flags', 'u32')]],
   // The prekey directory (section 11), for end-to-end encryption (section
   // 14). Keys are Uint8Arrays; the composite fields are described below.
   [0x60, 'KEYS_UPLOAD', [F('req', 'u32'), F('flags', 'u8'), F('identity', 'key32'),

@@ -221,7 +221,8 @@ func (l *lane[S]) storeDue() (next time.Time, left bool) {
 // ackLive takes user's acknowledged live entries out of memory and
 // returns the others (stored entries, for the lane's ack). Messages among
 // the live ones are answered (Hooks.LiveAcked), their delivered receipts
-// pushed live through push or stored, and the read log told (readLogs).
+// (but those FoldReceipt puts in the answer) pushed live through push or
+// stored, and the read log told (readLogs).
 // An entry no longer held was stored meanwhile: its stored copy settles
 // when that is acknowledged.
 func (in *Inbox[S]) ackLive(user uint64, acked []Acked, push func(*Stored) bool) []Acked {
@@ -242,7 +243,7 @@ func (in *Inbox[S]) ackLive(user uint64, acked []Acked, push func(*Stored) bool)
 		}
 		delete(l.held, ref)
 		m := o.msg // only messages are held
-		m.Seq, m.Time = o.st.Seq, o.st.Time
+		m.Seq, m.Time, m.Delivered = o.st.Seq, o.st.Time, now
 		msgs = append(msgs, m)
 		l.logRead(user, m)
 	}
@@ -252,10 +253,14 @@ func (in *Inbox[S]) ackLive(user uint64, acked []Acked, push func(*Stored) bool)
 	}
 	in.live.acked.Add(uint64(len(msgs)))
 	// One delivered receipt per (sender, group), as settle makes for
-	// stored messages. An ACK covers one message or a few: a linear
-	// search beats a map.
+	// stored messages, but none for a message whose answer carries it
+	// (FoldReceipt). An ACK covers one message or a few: a linear search
+	// beats a map.
 	var receipts []*op[S]
 	for _, m := range msgs {
+		if m.FoldReceipt {
+			continue
+		}
 		var r *op[S]
 		for _, x := range receipts {
 			if x.st.To == m.From && x.st.Group == m.Group && x.st.IDs.Len() < codec.MaxIDs {

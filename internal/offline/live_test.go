@@ -248,6 +248,43 @@ func TestLiveReceipt(t *testing.T) {
 	}
 }
 
+// TestLiveFoldReceipt: a message whose sender takes the receipt in its
+// answer (FoldReceipt) gets no RECEIPT entry, live or stored, when it is
+// acknowledged live: LiveAcked sees it with the ACK's time. Another
+// message in the same ACK, not folded, still gets its receipt.
+func TestLiveFoldReceipt(t *testing.T) {
+	in, rec, db := open(t, t.TempDir(), Config{LiveWait: time.Hour})
+	defer db.Close()
+	defer in.Close()
+	// The folded message's sender (1) is online: a receipt for it would be
+	// pushed, at once. The other's (3) is not: its receipt is stored.
+	p := &pusher{online: map[uint64]bool{1: true, 2: true}}
+	folded, plain := msg(1, 2, 7, "folded"), msg(3, 2, 8, "plain")
+	folded.FoldReceipt = true
+	foldedID, plainID := folded.ID, plain.ID
+	before := uint64(time.Now().UnixMilli())
+	in.Deliver(folded, p.push)
+	in.Deliver(plain, p.push)
+	got := p.pushed()
+	if err := in.AckEntries(2, []Acked{liveAcked(got[0]), liveAcked(got[1])}, p.push); err != nil {
+		t.Fatal(err)
+	}
+	if got := p.pushed(); len(got) != 2 {
+		t.Fatalf("pushed %+v after the ACK: want no receipt for the folded message", got[2:])
+	}
+	l := rec.live()
+	if len(l) != 2 || l[0].ID != foldedID || !l[0].FoldReceipt || l[0].Delivered < before || l[1].ID != plainID {
+		t.Fatalf("LiveAcked got %+v", l)
+	}
+	d := rec.wait(t, 1)[0] // the plain message's receipt, stored for its offline sender
+	if d.Kind != KindReceipt || d.To != 3 || d.IDs.Len() != 1 || d.IDs.At(0) != plainID {
+		t.Fatalf("stored %+v", d)
+	}
+	if n := countKeys(t, db, store.PrefixInbox); n != 1 {
+		t.Fatalf("%d inbox entries, want 1: the folded message's receipt is in its answer", n)
+	}
+}
+
 // TestLiveOff: a negative LiveWait stores every message first; a DUP
 // resend is never live either way.
 func TestLiveOff(t *testing.T) {

@@ -22,10 +22,15 @@ type Message[S any] struct {
 	// server: a monotonic reading of when the SEND arrived, for its
 	// SEND-to-SENT histogram).
 	Stamp int64
+	// FoldReceipt: if the recipient acknowledges the message live, its
+	// sender's answer (Hooks.LiveAcked) carries the delivered receipt,
+	// and no RECEIPT entry is made (the server: SENT_DELIVERED).
+	FoldReceipt bool
 
-	// Set by the lane before Hooks.Durable sees the message.
+	// Set by the lane before Hooks.Durable (or Hooks.LiveAcked) sees the message.
 	Seq       uint64 // its entry's (a group message's: its body's)
 	Duplicate bool   // a resend of a stored message: Seq and Time are the original's
+	Delivered uint64 // unix ms of the recipient's ACK, for a message acknowledged live (Hooks.LiveAcked)
 	Err       error
 
 	op op[S] // the lane's work: a message is one allocation

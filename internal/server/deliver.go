@@ -38,7 +38,8 @@ func (h hooks) Durable(msgs []*offline.Message[*Conn], others []offline.Done) {
 func (h hooks) LiveAcked(msgs []*offline.Message[*Conn]) { h.s.answer(msgs) }
 
 // answer queues SENT, or the ERROR m.Err calls for, on each message's
-// sender, and flushes them.
+// sender, and flushes them. A message acknowledged live whose sender asked
+// for it (OPTIONS) is answered SENT_DELIVERED: its receipt was not made.
 func (s *Server) answer(msgs []*offline.Message[*Conn]) {
 	b := s.batch()
 	var sent uint64
@@ -55,7 +56,11 @@ func (s *Server) answer(msgs []*offline.Message[*Conn]) {
 		}
 		switch {
 		case m.Err == nil: // the common case first
-			buf = (&codec.Sent{ID: m.ID, Time: m.Time}).Append(buf)
+			if m.FoldReceipt && m.Delivered != 0 { // acknowledged live (ackLive): no RECEIPT was made
+				buf = (&codec.SentDelivered{ID: m.ID, Time: m.Time, Delivered: m.Delivered}).Append(buf)
+			} else {
+				buf = (&codec.Sent{ID: m.ID, Time: m.Time}).Append(buf)
+			}
 			sent++
 			if m.Stamp != 0 {
 				s.lat.sendSent.Observe(time.Duration(now - m.Stamp))

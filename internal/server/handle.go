@@ -67,6 +67,8 @@ func (s *Server) Frame(c *Conn, t codec.Type, body []byte) error {
 		return s.read(c, body)
 	case codec.TypePing:
 		return s.ping(c, body)
+	case codec.TypeOptions:
+		return s.options(c, body)
 	case codec.TypeTyping:
 		return s.typing(c, body)
 	case codec.TypeLookup:
@@ -218,6 +220,7 @@ func (s *Server) send(c *Conn, body []byte) error {
 	}
 	m := s.inbox.NewMessage()
 	m.To, m.From, m.ID, m.Dup, m.Sender, m.Stamp = f.To, user, f.ID, f.Flags&codec.FlagDup != 0, c, mono()
+	m.FoldReceipt = c.State.sentDelivered
 	m.Body = append(m.Body[:0], f.Body...)
 	if s.cl == nil && s.deliverLive(m) {
 		return nil

@@ -1,6 +1,8 @@
 package server
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -205,4 +207,76 @@ func TestLiveDupIsStored(t *testing.T) {
 	if n, _ := s.inbox.Count(bob.Welcome.User); n != 1 {
 		t.Fatalf("bob's inbox holds %d entries, want the stored DUP", n)
 	}
+}
+
+// TestLiveSentDelivered: a sender that asked for SENT_DELIVERED (OPTIONS)
+// gets one frame for a message acknowledged live, carrying the DELIVER's
+// time and the ACK's, and no RECEIPT entry: nothing is stored for it,
+// nothing waits for its ACK. A message stored after the live wait is
+// answered SENT as before, its RECEIPT an inbox entry. An unknown option
+// bit is refused with ERROR 33 and changes nothing.
+func TestLiveSentDelivered(t *testing.T) {
+	s := startServer(t, liveConfig(t, time.Hour)) // held until acknowledged
+	alice := register(t, s, "alice")
+	bob := register(t, s, "bob")
+	aliceID, bobID := alice.Welcome.User, bob.Welcome.User
+	ctx := context.Background()
+	var e *codec.Error
+	if err := alice.SetOptions(ctx, codec.OptionSentDelivered<<1); !errors.As(err, &e) || e.Code != codec.CodeInvalidFlags {
+		t.Fatalf("OPTIONS with an unknown bit: %v, want ERROR 33", err)
+	}
+	if err := alice.SetOptions(ctx, codec.OptionSentDelivered); err != nil {
+		t.Fatal(err)
+	}
+	id, err := alice.Send(bobID, []byte("hello"), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := uint64(time.Now().UnixMilli())
+	d := next[*codec.Deliver](t, bob)
+	bob.Ack(d.Seq, true)
+	sd := next[*codec.SentDelivered](t, alice) // next fails on any other frame first
+	if sd.ID != id || sd.Time != d.Time || sd.Delivered < before || sd.Delivered > uint64(time.Now().UnixMilli()) {
+		t.Fatalf("SENT_DELIVERED %+v, want id %v time %d (the DELIVER's) and the ACK's time", sd, id, d.Time)
+	}
+	waitFor(t, func() bool { return s.inbox.Live().Acked == 1 })
+	if n, _ := s.inbox.Count(aliceID); n != 0 {
+		t.Fatalf("alice's inbox holds %d entries: the receipt went in SENT_DELIVERED", n)
+	}
+	if st := s.inbox.Live(); st.Pushed != 1 || st.Stored != 0 {
+		t.Fatalf("live stats %+v: want the message alone pushed, nothing stored", st)
+	}
+	// A READ still counts: the read log knows the message.
+	bob.MarkRead(aliceID, 0, id)
+	if rr := next[*codec.Receipt](t, alice); rr.Kind != codec.ReceiptRead || rr.IDs.At(0) != id {
+		t.Fatalf("read receipt %+v", rr)
+	}
+}
+
+// TestSentDeliveredOnlyLive: with SENT_DELIVERED asked, a message its
+// recipient does not acknowledge within the live wait is stored and
+// answered SENT after the fsync; its delivered receipt is an inbox entry.
+func TestSentDeliveredOnlyLive(t *testing.T) {
+	s := startServer(t, liveConfig(t, 30*time.Millisecond))
+	alice := register(t, s, "alice")
+	bob := register(t, s, "bob")
+	if err := alice.SetOptions(context.Background(), codec.OptionSentDelivered); err != nil {
+		t.Fatal(err)
+	}
+	id, err := alice.Send(bob.Welcome.User, []byte("hello"), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	next[*codec.Deliver](t, bob) // the live copy, not acknowledged in time
+	if sent := next[*codec.Sent](t, alice); sent.ID != id {
+		t.Fatalf("SENT %+v", sent)
+	}
+	again := next[*codec.Deliver](t, bob)
+	bob.Ack(again.Seq, true)
+	r := next[*codec.Receipt](t, alice)
+	if r.Kind != codec.ReceiptDelivered || r.IDs.At(0) != id || r.Seq == 0 {
+		t.Fatalf("receipt %+v", r)
+	}
+	alice.Ack(r.Seq, true)
+	waitFor(t, func() bool { n, _ := s.inbox.Count(alice.Welcome.User); return n == 0 })
 }

@@ -25,9 +25,12 @@ type session struct {
 	// and takes back its router entry.
 	auth atomic.Uint32 // authNone, authPending, authDone
 	gone atomic.Bool   // the connection closed
-	user atomic.Uint64 // set once, before auth becomes authDone
-	seen atomic.Uint32 // the connection clock (conn.LastRead) when the session's last use was last recorded (touchSession)
-	held atomic.Uint32 // recipients held behind a SEND refused for now (holds.go); in seen's padding
+	// sentDelivered is the connection's turn's own (set by OPTIONS, read
+	// by SEND, both on the turn), in gone's padding: SENT_DELIVERED asked.
+	sentDelivered bool
+	user          atomic.Uint64 // set once, before auth becomes authDone
+	seen          atomic.Uint32 // the connection clock (conn.LastRead) when the session's last use was last recorded (touchSession)
+	held          atomic.Uint32 // recipients held behind a SEND refused for now (holds.go); in seen's padding
 
 	// route is the delivery state, owned by the router (pushed, acked,
 	// window, backlog), and its lock, which also guards sid and subs

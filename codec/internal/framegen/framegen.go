@@ -34,7 +34,7 @@ type kind struct{ write, read string }
 var kinds = map[string]kind{
 	"u8":         {"u8(uint8(f.%[1]s))", "u8((*uint8)(&f.%[1]s), %[2]q)"},
 	"u16":        {"u16(uint16(f.%[1]s))", "u16((*uint16)(&f.%[1]s), %[2]q)"},
-	"u32":        {"u32(f.%[1]s)", "u32(&f.%[1]s, %[2]q)"},
+	"u32":        {"u32(uint32(f.%[1]s))", "u32((*uint32)(&f.%[1]s), %[2]q)"},
 	"u64":        {"u64(f.%[1]s)", "u64(&f.%[1]s, %[2]q)"},
 	"bool":       {"flag(f.%[1]s)", "flag(&f.%[1]s, %[2]q)"},
 	"id":         {"id(&f.%[1]s)", "id(&f.%[1]s, %[2]q)"},
