@@ -87,6 +87,11 @@ func (s *session) events() {
 			} else if ok && !s.ticked(f.ID, true) {
 				s.out.say("  ✓ %s", s.label(m, 0))
 			}
+		case *codec.SentDelivered:
+			if s.e2e != nil && s.controlAnswered(f.ID, nil) {
+				continue
+			}
+			s.sentDelivered(f)
 		case *codec.Receipt:
 			s.mu.Lock()
 			moved := s.ticks[f.Seq]
@@ -178,6 +183,23 @@ func (s *session) ticked(id codec.MsgID, sent bool) (skip bool) {
 		s.receiptFirst[id] = true
 	}
 	return false
+}
+
+// sentDelivered shows SENT_DELIVERED, a message's SENT and delivered
+// receipt in one frame: ✓✓ at once. No other tick of this connection
+// follows for it but a read receipt, so ticked has nothing to order. It
+// is no inbox entry (nothing is acknowledged): a crash before the store
+// took it leaves the message pending, and the next start resends it with
+// DUP, which the server stores: SENT and a delivered RECEIPT come then.
+func (s *session) sentDelivered(f *codec.SentDelivered) {
+	m, changed, err := s.store.Advance(f.ID, history.Delivered, time.UnixMilli(int64(f.Time)))
+	if err != nil {
+		s.out.say("! %v", err)
+		return
+	}
+	if changed {
+		s.out.say("  ✓✓ %s", s.label(m, 0))
+	}
 }
 
 // maxTickLines bounds the lines one receipt prints (a read receipt can

@@ -109,6 +109,7 @@ func runChat(cfg chatConfig, in io.Reader, out io.Writer) error {
 		s.names[id], s.ids[n] = n, id
 	}
 	opts := cfg.Client
+	opts.SentDelivered = true // one frame, not SENT and a RECEIPT to acknowledge (sentDelivered)
 	opts.Store = s.storeEntry
 	opts.OnStatus = s.status
 	opts.OnServerKey = s.keyMoved

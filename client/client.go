@@ -66,6 +66,15 @@ type Options struct {
 	// It runs on the Client's goroutine and must not block: start the
 	// upload on another goroutine.
 	OnKeys func(codec.Frame)
+	// SentDelivered asks the server, on every connection, for
+	// SENT_DELIVERED (PROTOCOL.md section 3): a message its recipient
+	// acknowledged live then ends with a *codec.SentDelivered on Events,
+	// its SENT and delivered tick in one, and no delivered RECEIPT follows
+	// for it. Other messages end with SENT as before. It saves the server
+	// and the client a frame and an ACK per message. A server that does
+	// not know OPTIONS closes the connection; the Client then reconnects
+	// and does not ask again.
+	SentDelivered bool
 }
 
 // DefaultSendWindow is Options.SendWindow's default: far more than a
@@ -102,7 +111,8 @@ var ErrKicked = errors.New("client: session ended by the server")
 // Events is a buffer, so an application that must not lose an entry to a
 // crash stores it in Options.Store, which runs before the acknowledgement.
 //
-// Each sent message ends with exactly one outcome on Events: SENT, or an
+// Each sent message ends with exactly one outcome on Events: SENT (or
+// SENT_DELIVERED, Options.SentDelivered), or an
 // ERROR carrying its id that refuses it for good. An ERROR that leaves the
 // outcome open (busy, storage full, internal error, outcome unknown) is
 // not passed on: the message is resent with DUP, with backoff, until one
@@ -137,6 +147,9 @@ type Client struct {
 	// nextFrom on.
 	next     []byte
 	nextFrom time.Time
+	// noOptions: the server closed a connection for the OPTIONS this
+	// Client sent (ERROR 3, an older server): later ones go without.
+	noOptions bool
 }
 
 type pending struct {
@@ -450,7 +463,11 @@ func (c *Client) attempt(ctx context.Context) (*Conn, error) {
 	}
 	c.unsent, c.unanswered = 0, 0
 	out := c.nextLocked()
+	ask := c.opts.SentDelivered && !c.noOptions
 	c.mu.Unlock()
+	if ask {
+		conn.askOptions(codec.OptionSentDelivered) // before the resends: they are covered
+	}
 	write(conn, out)
 	conn.Flush()
 	return conn, nil
@@ -547,23 +564,19 @@ func (c *Client) pump(ctx context.Context, conn *Conn) (*GoawayError, error) {
 		seq, size := entrySeq(f)
 		switch f := f.(type) {
 		case *codec.Sent:
-			c.mu.Lock()
-			_, waiting := c.outbox[f.ID]
-			delete(c.outbox, f.ID)
-			c.trimOrder()
-			more := false
-			if waiting {
-				c.unanswered = max(0, c.unanswered-1)
-				more = c.conn == conn && c.unsent < len(c.order)
-			}
-			c.mu.Unlock()
-			if !waiting {
+			if !c.sent(conn, f.ID) {
 				continue // SENT again for a resend: the application has its outcome
 			}
-			if more { // only then the writers' lock: the reader never waits on a flush for nothing
-				c.writeMore(conn)
+		case *codec.SentDelivered:
+			if !c.sent(conn, f.ID) {
+				continue
 			}
 		case *codec.Error:
+			if f.Code == codec.CodeUnknownType && c.opts.SentDelivered {
+				c.mu.Lock()
+				c.noOptions = true // the only type this Client sends that a server may not know
+				c.mu.Unlock()
+			}
 			if f.ID != (codec.MsgID{}) && retryable(f.Code) {
 				if c.retryLater(f.ID) {
 					c.answered(conn) // its resend counts again
@@ -623,6 +636,25 @@ func (c *Client) pump(ctx context.Context, conn *Conn) (*GoawayError, error) {
 			a.add(seq, size, idle, !receipt) // acknowledged only once the application has it
 		}
 	}
+}
+
+// sent settles message id, answered on conn (SENT or SENT_DELIVERED), and
+// reports whether it was waiting: a second answer (for a resend) is not.
+func (c *Client) sent(conn *Conn, id codec.MsgID) (waiting bool) {
+	c.mu.Lock()
+	_, waiting = c.outbox[id]
+	delete(c.outbox, id)
+	c.trimOrder()
+	more := false
+	if waiting {
+		c.unanswered = max(0, c.unanswered-1)
+		more = c.conn == conn && c.unsent < len(c.order)
+	}
+	c.mu.Unlock()
+	if more { // only then the writers' lock: the reader never waits on a flush for nothing
+		c.writeMore(conn)
+	}
+	return waiting
 }
 
 // hand passes f to the application. While the application is behind, the

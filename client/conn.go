@@ -238,6 +238,18 @@ func (c *Conn) Ping(nonce uint64) error { return c.write(&codec.Ping{Nonce: nonc
 // Logout revokes the session's token; the server then closes.
 func (c *Conn) Logout() error { return c.write(&codec.Logout{}, true) }
 
+// askOptions writes OPTIONS (unflushed) without waiting: its answer, OK
+// or ERROR 33 from a server that does not serve a bit, lands in a waiter
+// nobody reads, and the SENDs behind it are covered either way (the
+// server handles frames in order).
+func (c *Conn) askOptions(flags codec.OptionFlags) error {
+	req := c.nextReq.Add(1)
+	c.mu.Lock()
+	c.waiters[req] = make(chan codec.Frame, 1)
+	c.mu.Unlock()
+	return c.write(&codec.Options{Req: req, Flags: flags}, false)
+}
+
 // SetOptions sets the connection's options (OPTIONS) and waits for the
 // server's OK. A server that does not know a bit answers ERROR 33
 // (codec.CodeInvalidFlags), and the connection goes on without it.
