@@ -186,18 +186,19 @@ func (s *session) ticked(id codec.MsgID, sent bool) (skip bool) {
 }
 
 // sentDelivered shows SENT_DELIVERED, a message's SENT and delivered
-// receipt in one frame: ✓✓ at once. No other tick of this connection
-// follows for it but a read receipt, so ticked has nothing to order. It
-// is no inbox entry (nothing is acknowledged): a crash before the store
-// took it leaves the message pending, and the next start resends it with
-// DUP, which the server stores: SENT and a delivered RECEIPT come then.
+// receipt in one frame: ✓✓ at once, even when the store already has the
+// message further along. The Client stores entries on its own goroutine
+// before they reach this one, so a read receipt that came right behind
+// this frame may be stored already; its line follows this one. It is no
+// inbox entry (nothing is acknowledged): a crash before the store took it
+// leaves the message pending, and the next start resends it with DUP,
+// which the server stores: SENT and a delivered RECEIPT come then.
 func (s *session) sentDelivered(f *codec.SentDelivered) {
-	m, changed, err := s.store.Advance(f.ID, history.Delivered, time.UnixMilli(int64(f.Time)))
-	if err != nil {
+	_, _, err := s.store.Advance(f.ID, history.Delivered, time.UnixMilli(int64(f.Time)))
+	m, ok, err2 := s.store.Message(f.ID)
+	if err = errors.Join(err, err2); err != nil {
 		s.out.say("! %v", err)
-		return
-	}
-	if changed {
+	} else if ok {
 		s.out.say("  ✓✓ %s", s.label(m, 0))
 	}
 }
