@@ -3,7 +3,7 @@
 // before they are sent (and resent with DUP until SENT), inbox entries are
 // stored before they are acknowledged, and a lost connection comes back
 // with RESUME after a backoff with jitter.
-import { encode, FLAG_DUP, FLAG_GROUP, RECEIPT } from './codec.js';
+import { encode, FLAG_DUP, FLAG_GROUP, OPTION_SENT_DELIVERED, RECEIPT } from './codec.js';
 import { Link, KeyRefusedError, RefusedError } from './transport.js';
 import { pins, sessions, Store } from './store.js';
 import { Device, NoSessionError, UnacceptedError, safetyNumber } from './e2e/device.js';
@@ -35,6 +35,8 @@ const app = {
   ackSeq: 0n, // highest seq stored and not yet acknowledged
   ackTimer: null,
   loggedIn: false, // WELCOME came on the current link
+  options: 0, // req of this link's OPTIONS until it is answered (0: none waits)
+  noOptions: false, // a server older than OPTIONS closed on it: this page asks no more
   pingTimer: null,
   attempt: 0,
   stopped: false, // no reconnect (logged out, kicked, key refused)
@@ -151,12 +153,10 @@ function handle(f) {
       return entry(f.seq, () => receipt(f));
     case 'GROUP_EVENT':
       return entry(f.seq, () => groupEvent(f));
-    case 'SENT': {
-      if (app.store.controlSent(hex(f.id))) return true;
-      const m = app.store.advance(hex(f.id), 'sent');
-      if (m) m.time = Number(f.time);
-      return !!m;
-    }
+    case 'SENT':
+      return sent(f);
+    case 'SENT_DELIVERED':
+      return sentDelivered(f);
     case 'PRESENCE':
       app.presence[f.user] = f.state === 1 ? 'online'
         : f.state === 2 ? 'hidden'
@@ -205,6 +205,7 @@ function handle(f) {
 function welcomed(f) {
   app.welcome = f;
   app.loggedIn = true;
+  askOptions(); // first: OPTIONS covers only the SENDs behind it, the resends among them
   app.self = f.user.toString();
   app.attempt = 0;
   const name = $('#name').value || sessions.get(wsURL)?.name;
@@ -233,6 +234,25 @@ function welcomed(f) {
     render();
   }, () => {});
   if (app.current === null) app.current = Object.keys(app.store.chats)[0] ?? null;
+}
+
+// askOptions asks for SENT_DELIVERED (PROTOCOL.md §3), as the Go client
+// does: one frame, and no RECEIPT entry to store and acknowledge, for a
+// message its recipient acknowledges live. The option lasts for the
+// connection, so it is asked after every WELCOME. Nothing waits for the
+// answer (the server handles frames in order, so the SENDs behind it are
+// covered): the OK, or the ERROR 33 of a server that does not serve the
+// bit, only settles app.options; either way SENT and RECEIPT keep coming
+// for the other messages, and the page takes both forms.
+function askOptions() {
+  if (app.noOptions) return;
+  const req = app.req++;
+  const settled = () => {
+    if (app.options === req) app.options = 0;
+  };
+  app.options = req;
+  app.waiting.set(req, { resolve: settled, reject: settled });
+  send(encode('OPTIONS', { req, flags: OPTION_SENT_DELIVERED }));
 }
 
 // entry stores an inbox entry once (seqs only grow), then schedules the ACK.
@@ -274,6 +294,27 @@ function deliver(f) {
   if (f.group && !(f.group in app.store.groups)) refreshGroup(f.group);
   if (app.current === null) app.current = key;
   return true;
+}
+
+// sent takes the server's answer to one of our SENDs: a sender-key
+// distribution is done with; a message gets its ✓ and the server's time.
+function sent(f) {
+  if (app.store.controlSent(hex(f.id))) return true;
+  const m = app.store.advance(hex(f.id), 'sent');
+  if (m) m.time = Number(f.time);
+  return !!m;
+}
+
+// sentDelivered is a SENT and the delivered RECEIPT the server did not
+// make, for a message its recipient acknowledged live (PROTOCOL.md §3):
+// the receipt's by is the message's recipient, its group 0, its time the
+// recipient's ACK. It is no inbox entry: no seq, nothing to acknowledge.
+// Only 1:1 messages are acknowledged live, so m.to is a user.
+function sentDelivered(f) {
+  const m = app.store.outgoing(hex(f.id));
+  const changed = sent(f);
+  if (!m) return changed; // a sender-key distribution, or a message no longer kept
+  return receipt({ kind: RECEIPT.DELIVERED, by: BigInt(m.to), group: 0n, time: f.delivered, ids: [f.id] }) || changed;
 }
 
 function receipt(f) {
@@ -329,6 +370,13 @@ function error(f) {
       w.reject(Object.assign(new Error(f.detail || `error ${f.code}`), { code: f.code }));
       return false;
     }
+  }
+  if (f.code === 3 && app.options) {
+    // A server older than OPTIONS does not know the type, and closes: the
+    // reconnect goes without it, as does every later one of this page
+    // (PROTOCOL.md §3). The status line says the rest; no flash.
+    app.noOptions = true;
+    return false;
   }
   if (!app.loggedIn) {
     if (f.code === 25 || f.code === 20 || f.code === 21 || f.code === 22 || f.code === 23 || f.code === 24 || f.code === 26) {

@@ -20,7 +20,8 @@ import (
 // by playwright-core from `npm ci`) opens the page a real chatd serves on
 // its WebSocket listener, and two people register, chat 1:1 and in a
 // group (end-to-end encrypted by the pages) with ticks, presence and
-// typing; one leaves and gets the backlog
+// typing (a message to bob online gets SENT_DELIVERED, which the page asked
+// for; the backlog gets SENT and a RECEIPT); one leaves and gets the backlog
 // on return with the token the page kept; a page pinning another key
 // refuses the server. It skips, saying what is missing, without node,
 // chromium or web/node_modules. Screenshots go to $CHATD_BROWSER_SHOTS
@@ -48,6 +49,12 @@ func TestBrowser(t *testing.T) {
 		Addr: "127.0.0.1:0", WSAddr: "127.0.0.1:0", DataDir: t.TempDir(),
 		Hashing:   account.Hashing{Time: 1, MemoryKiB: 64},
 		CacheSize: 8 << 20, MemTableSize: 4 << 20,
+		// The first message opens a session (PQXDH) in bob's page before it
+		// is acknowledged: on a loaded machine that can take longer than
+		// the default live wait (250 ms), and the message would be stored
+		// and answered SENT and RECEIPT, not the SENT_DELIVERED the test
+		// checks.
+		LiveWait: 5 * time.Second,
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -94,6 +94,7 @@ export function fieldsOf(name) {
 
 export const FLAG_DUP = 1;
 export const FLAG_GROUP = 2;
+export const OPTION_SENT_DELIVERED = 1; // OPTIONS flags bit 0 (PROTOCOL.md §3)
 export const RECEIPT = { DELIVERED: 1, READ: 2, EXPIRED: 3 };
 
 class Writer {

@@ -75,6 +75,35 @@ async function ticks(page, body, state, atLeast = false) {
   }
 }
 
+// recordFrames keeps, in the page, what the server sends on its current
+// connection from now on: the frames are Noise-encrypted on the wire, so
+// the test listens where the Link hands them to the page.
+async function recordFrames(page) {
+  await page.evaluate(() => {
+    const hex = (b) => Array.from(b, (x) => x.toString(16).padStart(2, '0')).join('');
+    const link = window.chatd.link;
+    const onFrames = link.onFrames;
+    window.framesSeen = [];
+    link.onFrames = (frames) => {
+      for (const f of frames) {
+        window.framesSeen.push({ type: f.type, kind: f.kind, ids: (f.ids ?? (f.id ? [f.id] : [])).map(hex),
+          time: f.time?.toString(), delivered: f.delivered?.toString() });
+      }
+      onFrames(frames);
+    };
+  });
+}
+
+// answers returns the frames recorded (recordFrames) that answer or tick
+// the outgoing message with body: SENT, SENT_DELIVERED, RECEIPT kind 1.
+async function answers(page, body) {
+  return page.evaluate((b) => {
+    const m = Object.values(window.chatd.store.chats).flat().find((x) => x.out && x.body === b);
+    return window.framesSeen.filter((f) => f.ids.includes(m.id) &&
+      (f.type === 'SENT' || f.type === 'SENT_DELIVERED' || f.type === 'RECEIPT' && f.kind === 1));
+  }, body);
+}
+
 async function say(page, body) {
   await page.fill('#text', body);
   await page.click('#send');
@@ -113,10 +142,18 @@ try {
   await text(bob.page, '#typing', /^alice is typing…$/);
   step('presence: bob online for alice; typing: bob sees "alice is typing…"');
 
-  // Bob has the chat open, so the message goes ✓ → ✓✓ → read.
+  // Bob has the chat open, so the message goes ✓ → ✓✓ → read. His page
+  // acknowledges it live, and alice's page asked for SENT_DELIVERED
+  // (OPTIONS after WELCOME): one frame brings ✓ and ✓✓ (PROTOCOL.md §3).
+  await recordFrames(alice.page);
   await say(alice.page, 'hello bob');
   await text(bob.page, '#messages', /hello bob/);
   await ticks(alice.page, 'hello bob', 'read');
+  const live = await answers(alice.page, 'hello bob');
+  if (live.length !== 1 || live[0].type !== 'SENT_DELIVERED') {
+    throw new Error(`"hello bob" to bob online: wanted one SENT_DELIVERED, got ${JSON.stringify(live)}`);
+  }
+  step(`live: "hello bob" got SENT_DELIVERED, acknowledged ${live[0].delivered - live[0].time} ms after its DELIVER`);
   await say(bob.page, 'hi alice');
   await text(alice.page, '#messages', /hi alice/);
   await ticks(bob.page, 'hi alice', 'read');
@@ -150,7 +187,11 @@ try {
   await openChat(alice.page, 'bob');
   await ticks(alice.page, 'lunch at noon', 'delivered', true);
   await ticks(alice.page, 'are you there?', 'delivered', true);
-  step('bob back (RESUME, no password): alice sees ✓✓ for the backlog');
+  for (const body of ['lunch at noon', 'are you there?']) {
+    const got = (await answers(alice.page, body)).map((f) => f.type).join(' ');
+    if (got !== 'SENT RECEIPT') throw new Error(`"${body}" to bob offline: wanted SENT, then a RECEIPT; got ${got}`);
+  }
+  step('bob back (RESUME, no password): alice sees ✓✓ for the backlog (stored: SENT, then a RECEIPT)');
 
   await openChat(bob.page, 'alice');
   await text(bob.page, '#messages', /are you there\?.*lunch at noon/);
