@@ -42,7 +42,7 @@ func (h hooks) LiveAcked(msgs []*offline.Message[*Conn]) { h.s.answer(msgs) }
 // for it (OPTIONS) is answered SENT_DELIVERED: its receipt was not made.
 func (s *Server) answer(msgs []*offline.Message[*Conn]) {
 	b := s.batch()
-	var sent uint64
+	var sent, folded uint64
 	now := mono() // one clock read per batch, for the SEND-to-SENT histogram
 	for _, m := range msgs {
 		c := m.Sender
@@ -58,6 +58,7 @@ func (s *Server) answer(msgs []*offline.Message[*Conn]) {
 		case m.Err == nil: // the common case first
 			if m.FoldReceipt && m.Delivered != 0 { // acknowledged live (ackLive): no RECEIPT was made
 				buf = (&codec.SentDelivered{ID: m.ID, Time: m.Time, Delivered: m.Delivered}).Append(buf)
+				folded++
 			} else {
 				buf = (&codec.Sent{ID: m.ID, Time: m.Time}).Append(buf)
 			}
@@ -83,6 +84,9 @@ func (s *Server) answer(msgs []*offline.Message[*Conn]) {
 		}
 	}
 	s.counters.sent.Add(sent) // once per batch, not per message
+	if folded != 0 {
+		s.counters.sentDelivered.Add(folded)
+	}
 	s.flush(b)
 }
 

@@ -246,6 +246,9 @@ func TestLiveSentDelivered(t *testing.T) {
 	if st := s.inbox.Live(); st.Pushed != 1 || st.Stored != 0 {
 		t.Fatalf("live stats %+v: want the message alone pushed, nothing stored", st)
 	}
+	if n := s.counters.sentDelivered.Load(); n != 1 {
+		t.Fatalf("chatd_sent_delivered_total %d, want 1", n)
+	}
 	// A READ still counts: the read log knows the message.
 	bob.MarkRead(aliceID, 0, id)
 	if rr := next[*codec.Receipt](t, alice); rr.Kind != codec.ReceiptRead || rr.IDs.At(0) != id {

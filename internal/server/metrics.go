@@ -59,6 +59,7 @@ var (
 	mRouted      = newDesc("chatd_messages_routed_total", "Messages acknowledged with SENT: made durable, or delivered live and acknowledged by their recipients.", prometheus.CounterValue)
 	mLivePushed  = newDesc("chatd_live_pushed_total", "Entries (messages and delivered receipts) pushed before they were stored (live delivery).", prometheus.CounterValue)
 	mLiveAcked   = newDesc("chatd_live_acked_total", "Messages delivered live and acknowledged in time: never stored.", prometheus.CounterValue)
+	mSentDeliv   = newDesc("chatd_sent_delivered_total", "Messages acknowledged live and answered SENT_DELIVERED (the sender asked with OPTIONS): their delivered receipt was never made.", prometheus.CounterValue)
 	mLiveStored  = newDesc("chatd_live_stored_total", "Entries pushed live and then stored because no ACK came in time.", prometheus.CounterValue)
 	mDeliveries  = newDesc("chatd_deliveries_total", "Inbox entries (messages, receipts, group events) pushed to clients.", prometheus.CounterValue)
 	mStored      = newDesc("chatd_inbox_writes_total", "Inbox operations made durable.", prometheus.CounterValue)
@@ -98,7 +99,7 @@ var (
 var allDescs = []desc{
 	mBuildInfo, mConnections, mMaxConns, mWatermark, mAdmission, mAccepted, mSessions, mUsers, mLogins, mLoginFails, mSwept, mSweeps,
 	mFramesIn, mFramesOut, mBytesIn, mBytesOut, mTurns, mInline, mWrites, mLazy, mSyscalls, mSwitches,
-	mRouted, mLivePushed, mLiveAcked, mLiveStored, mDeliveries, mStored, mCommits, mRecords, mInboxDepth, mDrainLag, mExpired, mRejects, mBadInput,
+	mRouted, mLivePushed, mLiveAcked, mSentDeliv, mLiveStored, mDeliveries, mStored, mCommits, mRecords, mInboxDepth, mDrainLag, mExpired, mRejects, mBadInput,
 	mStorage, mStorageFull, mSyncSeconds, mSendSentSeconds, mDeliverySeconds, mLoginSeconds,
 	mPebbleMemtableBytes, mPebbleMemtables, mPebbleWALBytes, mPebbleWALFiles, mPebbleSSTBytes, mPebbleL0Files,
 	mPebbleCompactions, mPebbleDebt, mPebbleFlushes, mPebbleCacheBytes, mPebbleCacheHits, mPebbleCacheMisses,
@@ -180,6 +181,7 @@ func (m metrics) Collect(ch chan<- prometheus.Metric) {
 	live := s.inbox.Live()
 	emit(mLivePushed, float64(live.Pushed))
 	emit(mLiveAcked, float64(live.Acked))
+	emit(mSentDeliv, float64(c.sentDelivered.Load()))
 	emit(mLiveStored, float64(live.Stored))
 	emit(mStored, float64(c.stored.Load()))
 	commits, records := s.inbox.Work()

@@ -366,7 +366,10 @@ func (s *Server) Stats() Stats {
 type counters struct {
 	stored atomic.Uint64  // inbox entries made durable
 	pushed *atomic.Uint64 // the router's: inbox entries written to a connection
-	sent   atomic.Uint64  // SENT acks
+	sent   atomic.Uint64  // SENT acks (SENT_DELIVERED among them)
+	// sentDelivered counts SENT_DELIVERED answers: delivered receipts
+	// never made, for senders that asked (OPTIONS).
+	sentDelivered atomic.Uint64
 
 	inflightPeak *atomic.Int64 // the router's: most unacknowledged delivery bytes one connection had
 
