@@ -10,6 +10,7 @@ import { Handshake, keyPair } from '../noise.js';
 import { encode, splitFrames, FLAG_DUP } from '../codec.js';
 import { PREAMBLE, RecordReader, sealRecord } from '../transport.js';
 import { Device } from '../e2e/device.js';
+import { concat } from '../e2e/bytes.js';
 import { toHex } from './spec.js';
 
 const EMPTY = new Uint8Array(0);
@@ -44,15 +45,6 @@ globalThis.location = { protocol: 'http:', host: 'fake.test',
   search: `?ws=${encodeURIComponent(WS_URL)}&key=${toHex(serverStatic.pub)}` };
 globalThis.window = globalThis;
 
-const concat = (...parts) => {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let off = 0;
-  for (const p of parts) {
-    out.set(p, off);
-    off += p.length;
-  }
-  return out;
-};
 const withLen16 = (m) => concat(Uint8Array.of(m.length >> 8, m.length & 0xff), m);
 
 // ---- the fake server ----------------------------------------------------
