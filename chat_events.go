@@ -169,18 +169,16 @@ func (s *session) deliver(f *codec.Deliver) {
 // server may make a message deliverable before SENT reaches its sender,
 // so ✓✓ can come first, and a late ✓ after it would read as a step back.
 func (s *session) ticked(id codec.MsgID, sent bool) (skip bool) {
+	now := time.Now()
 	if sent {
-		if s.receiptFirst[id] {
-			delete(s.receiptFirst, id)
+		if s.receiptFirst.take(id) {
 			return true
 		}
-		s.sentShown[id] = true
+		s.sentShown.mark(id, now)
 		return false
 	}
-	if s.sentShown[id] {
-		delete(s.sentShown, id)
-	} else {
-		s.receiptFirst[id] = true
+	if !s.sentShown.take(id) {
+		s.receiptFirst.mark(id, now)
 	}
 	return false
 }

@@ -60,7 +60,7 @@ type session struct {
 	ticks  map[uint64][]history.Message // receipt seq -> messages it moved on, for the event loop to show
 	// sentShown and receiptFirst order ticks (see ticked); events
 	// goroutine only.
-	sentShown, receiptFirst map[codec.MsgID]bool
+	sentShown, receiptFirst tickMarks
 
 	lost bool // connection lost since the last "connected"
 
@@ -96,8 +96,7 @@ func runChat(cfg chatConfig, in io.Reader, out io.Writer) error {
 	}
 	defer store.Close()
 	s := &session{cfg: cfg, store: store, out: &printer{w: out},
-		names: map[uint64]string{}, ids: map[string]uint64{}, ticks: map[uint64][]history.Message{},
-		sentShown: map[codec.MsgID]bool{}, receiptFirst: map[codec.MsgID]bool{}}
+		names: map[uint64]string{}, ids: map[string]uint64{}, ticks: map[uint64][]history.Message{}}
 	if !cfg.NoE2E {
 		s.e2e = newE2E(cfg.Keys)
 	}
