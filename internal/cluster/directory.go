@@ -42,6 +42,10 @@ type Kick struct {
 	Device uint32 `json:"device"`
 	Epoch  uint64 `json:"epoch"`
 	By     string `json:"by"`
+	// Since is when the claim behind the kick was made (unix ms; 0 from a
+	// node that predates it). A session whose own claim is not written
+	// yet has no epoch to compare; it compares its login time with this.
+	Since int64 `json:"since,omitempty"`
 }
 
 // ErrLostRace is Claim's answer when another node claimed the same
@@ -96,14 +100,14 @@ func (n *Node) ClaimSince(ctx context.Context, user uint64, device uint32, since
 			// after all (the directory was slow to answer). Its kick was
 			// never sent and the previous owner is not known: ask every
 			// other node; a node without an older session ignores it.
-			n.kickOthers(Kick{User: user, Device: device, Epoch: rev, By: n.cfg.Node})
+			n.kickOthers(Kick{User: user, Device: device, Epoch: rev, By: n.cfg.Node, Since: prev.Since})
 			return Session{Node: n.cfg.Node, Since: time.UnixMilli(prev.Since), Epoch: rev}, nil
 		case attempt == 0:
 			seen = rev
 		case prev.Node == n.cfg.Node && prev.Since == now.UnixMilli():
 			// Our write landed after all; whose entry it replaced is not
 			// known any more: every other node drops an older session.
-			n.kickOthers(Kick{User: user, Device: device, Epoch: rev, By: n.cfg.Node})
+			n.kickOthers(Kick{User: user, Device: device, Epoch: rev, By: n.cfg.Node, Since: now.UnixMilli()})
 			return Session{Node: n.cfg.Node, Since: now, Epoch: rev}, nil
 		case rev != seen && prev.Node != "" && prev.Node != n.cfg.Node:
 			// Another node's login wrote meanwhile. (A release, which names
@@ -119,7 +123,7 @@ func (n *Node) ClaimSince(ctx context.Context, user uint64, device uint32, since
 		}
 		if err == nil {
 			if prev.Node != "" && prev.Node != n.cfg.Node {
-				n.kick(prev.Node, Kick{User: user, Device: device, Epoch: epoch, By: n.cfg.Node})
+				n.kick(prev.Node, Kick{User: user, Device: device, Epoch: epoch, By: n.cfg.Node, Since: now.UnixMilli()})
 			}
 			return Session{Node: n.cfg.Node, Since: now, Epoch: epoch}, nil
 		}

@@ -107,7 +107,7 @@ func (n *Node) followSessions(ctx context.Context, w jetstream.KeyWatcher, next 
 				continue
 			}
 			if user, device, ok := parseSessionKey(e.Key()); ok {
-				fn(Kick{User: user, Device: device, Epoch: e.Revision(), By: v.Node})
+				fn(Kick{User: user, Device: device, Epoch: e.Revision(), By: v.Node, Since: v.Since})
 			}
 		}
 	}

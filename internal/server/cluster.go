@@ -31,6 +31,9 @@ type clustering struct {
 	// claim and removed when that connection closes: a kick closes the
 	// session only if its epoch is older than the kick's.
 	sessions sync.Map // uint64 -> *claim
+	// pending maps a user to its local session whose claim is being
+	// retried (retryClaim), with its login time, for kicked.
+	pending sync.Map // uint64 -> *pendingClaim
 
 	// releases are directory writes for ended sessions, done by a few
 	// workers off the event loop; a full queue drops the write (counted):
@@ -185,7 +188,12 @@ func (s *Server) claimSession(c *Conn, user uint64) error {
 	case err != nil:
 		s.cl.counters.claimFailures.Add(1)
 		s.cl.log.Warn("session claim not written; the session starts and the claim is retried", zap.Uint64("user", user), zap.Error(err))
-		go s.retryClaim(c, user, start)
+		p := &pendingClaim{c: c, since: start}
+		s.cl.pending.Store(user, p)
+		go func() {
+			defer s.cl.pending.CompareAndDelete(user, p)
+			s.retryClaim(c, user, start)
+		}()
 		return nil
 	}
 	s.cl.sessions.Store(user, &claim{c: c, epoch: sess.Epoch})
@@ -229,11 +237,18 @@ func (s *Server) kicked(k cluster.Kick) {
 	v, ok := s.cl.sessions.Load(k.User)
 	if !ok {
 		// No claim recorded: either no session here, or one whose claim
-		// is still being retried, which is older than the claim just made
-		// elsewhere.
-		if c, here := s.sessions.Lookup(k.User); here {
-			s.kick(c, codec.KickElsewhere)
+		// is still being retried. That one goes if the claim elsewhere is
+		// newer than its login; an older claim (the watch replaying, after
+		// a directory outage, what was written before it) is the one its
+		// retry replaces, kicking that node's session then.
+		c, here := s.sessions.Lookup(k.User)
+		if !here {
+			return
 		}
+		if p, ok := s.cl.pending.Load(k.User); ok && p.(*pendingClaim).c == c && p.(*pendingClaim).newerThan(k) {
+			return
+		}
+		s.kick(c, codec.KickElsewhere)
 		return
 	}
 	cl := v.(*claim)
@@ -501,4 +516,17 @@ func (s *Server) serveAccount(data []byte, respond func([]byte)) {
 		}
 		respond(mustJSON(s.accountHere(req)))
 	}()
+}
+
+// pendingClaim is a local session whose claim is not written yet.
+type pendingClaim struct {
+	c     *Conn
+	since time.Time // its login
+}
+
+// newerThan reports whether the session logged in after the claim k
+// names was made. A kick without the claim's time (from an older node)
+// is taken as newer, as before there was one to compare.
+func (p *pendingClaim) newerThan(k cluster.Kick) bool {
+	return k.Since != 0 && p.since.UnixMilli() > k.Since
 }
