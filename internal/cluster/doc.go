@@ -9,7 +9,10 @@
 //     holding the live session. A login's compare-and-set returns the
 //     session's epoch (the KV revision); the node it replaced is asked to
 //     close the older session (a kick request, backed up by a watch of
-//     the directory that resumes after an outage).
+//     the directory that resumes after an outage). A kick carries its
+//     claim's time: a session whose own claim is still being retried
+//     (its login fell in an outage) goes only for a claim newer than its
+//     login, not for one the watch replays late.
 //   - Home shards (shards.go): id mod 4096 names a user's or group's home
 //     shard; one KV key maps shards to their owner nodes, made once and
 //     changed only by an explicit move.
