@@ -31,9 +31,6 @@ type clustering struct {
 	// claim and removed when that connection closes: a kick closes the
 	// session only if its epoch is older than the kick's.
 	sessions sync.Map // uint64 -> *claim
-	// pending maps a user to its local session whose claim is being
-	// retried (retryClaim), with its login time, for kicked.
-	pending sync.Map // uint64 -> *pendingClaim
 
 	// releases are directory writes for ended sessions, done by a few
 	// workers off the event loop; a full queue drops the write (counted):
@@ -56,9 +53,27 @@ type clustering struct {
 	lists sync.Map // uint64 -> *ownLists: block lists of sessions here of users homed elsewhere (cluster_blocks.go)
 }
 
+// claim is a local session's entry in the directory: its epoch (the
+// entry's revision), or 0 while the claim is being retried (retryClaim),
+// with the session's login time, which kicked compares instead.
 type claim struct {
 	c     *Conn
 	epoch uint64
+	since time.Time // the login, for a claim not written yet
+}
+
+// outlives reports whether the session of cl stays when kick k arrives:
+// k is about an older claim than cl's. A claim not written yet has no
+// epoch to compare: it stays against a claim made before its login (the
+// watch replaying, after a directory outage, what was written before
+// it), which its retry replaces, kicking that node's session then. A
+// kick without the claim's time (from an older node) closes it, as it
+// did before there was one to compare.
+func (cl *claim) outlives(k cluster.Kick) bool {
+	if cl.epoch != 0 {
+		return cl.epoch >= k.Epoch
+	}
+	return k.Since != 0 && cl.since.UnixMilli() > k.Since
 }
 
 type release struct {
@@ -188,12 +203,8 @@ func (s *Server) claimSession(c *Conn, user uint64) error {
 	case err != nil:
 		s.cl.counters.claimFailures.Add(1)
 		s.cl.log.Warn("session claim not written; the session starts and the claim is retried", zap.Uint64("user", user), zap.Error(err))
-		p := &pendingClaim{c: c, since: start}
-		s.cl.pending.Store(user, p)
-		go func() {
-			defer s.cl.pending.CompareAndDelete(user, p)
-			s.retryClaim(c, user, start)
-		}()
+		s.cl.sessions.Store(user, &claim{c: c, since: start})
+		go s.retryClaim(c, user, start)
 		return nil
 	}
 	s.cl.sessions.Store(user, &claim{c: c, epoch: sess.Epoch})
@@ -236,24 +247,16 @@ func (s *Server) retryClaim(c *Conn, user uint64, since time.Time) {
 func (s *Server) kicked(k cluster.Kick) {
 	v, ok := s.cl.sessions.Load(k.User)
 	if !ok {
-		// No claim recorded: either no session here, or one whose claim
-		// is still being retried. That one goes if the claim elsewhere is
-		// newer than its login; an older claim (the watch replaying, after
-		// a directory outage, what was written before it) is the one its
-		// retry replaces, kicking that node's session then.
-		c, here := s.sessions.Lookup(k.User)
-		if !here {
-			return
+		// No claim recorded: no session here, or one whose login has not
+		// got as far as its claim.
+		if c, here := s.sessions.Lookup(k.User); here {
+			s.kick(c, codec.KickElsewhere)
 		}
-		if p, ok := s.cl.pending.Load(k.User); ok && p.(*pendingClaim).c == c && p.(*pendingClaim).newerThan(k) {
-			return
-		}
-		s.kick(c, codec.KickElsewhere)
 		return
 	}
 	cl := v.(*claim)
-	if cl.epoch >= k.Epoch {
-		return // the kick is about an older claim than this session's
+	if cl.outlives(k) {
+		return
 	}
 	if s.cl.sessions.CompareAndDelete(k.User, cl) {
 		s.kick(cl.c, codec.KickElsewhere)
@@ -268,8 +271,8 @@ func (s *Server) endSession(c *Conn, user uint64) {
 	}
 	s.forgetLists(c, user)
 	v, ok := s.cl.sessions.Load(user)
-	if !ok || v.(*claim).c != c || !s.cl.sessions.CompareAndDelete(user, v) {
-		return
+	if !ok || v.(*claim).c != c || !s.cl.sessions.CompareAndDelete(user, v) || v.(*claim).epoch == 0 {
+		return // no claim of this session's written: nothing to release
 	}
 	select {
 	case s.cl.releases <- release{user: user, epoch: v.(*claim).epoch, at: time.Now()}:
@@ -516,17 +519,4 @@ func (s *Server) serveAccount(data []byte, respond func([]byte)) {
 		}
 		respond(mustJSON(s.accountHere(req)))
 	}()
-}
-
-// pendingClaim is a local session whose claim is not written yet.
-type pendingClaim struct {
-	c     *Conn
-	since time.Time // its login
-}
-
-// newerThan reports whether the session logged in after the claim k
-// names was made. A kick without the claim's time (from an older node)
-// is taken as newer, as before there was one to compare.
-func (p *pendingClaim) newerThan(k cluster.Kick) bool {
-	return k.Since != 0 && p.since.UnixMilli() > k.Since
 }
