@@ -80,11 +80,7 @@ func (s *session) events() {
 			// The client hands on one SENT per message, and a receipt
 			// stored by the client's goroutine may already have moved the
 			// message past Sent: the tick shows either way.
-			_, _, err := s.store.Advance(f.ID, history.Sent, time.UnixMilli(int64(f.Time)))
-			m, ok, err2 := s.store.Message(f.ID)
-			if err = errors.Join(err, err2); err != nil {
-				s.out.say("! %v", err)
-			} else if ok && !s.ticked(f.ID, true) {
+			if m, ok := s.answered(f.ID, history.Sent, f.Time); ok && !s.ticked(f.ID, true) {
 				s.out.say("  ✓ %s", s.label(m, 0))
 			}
 		case *codec.SentDelivered:
@@ -192,13 +188,23 @@ func (s *session) ticked(id codec.MsgID, sent bool) (skip bool) {
 // leaves the message pending, and the next start resends it with DUP,
 // which the server stores: SENT and a delivered RECEIPT come then.
 func (s *session) sentDelivered(f *codec.SentDelivered) {
-	_, _, err := s.store.Advance(f.ID, history.Delivered, time.UnixMilli(int64(f.Time)))
-	m, ok, err2 := s.store.Message(f.ID)
-	if err = errors.Join(err, err2); err != nil {
-		s.out.say("! %v", err)
-	} else if ok {
+	if m, ok := s.answered(f.ID, history.Delivered, f.Time); ok {
 		s.out.say("  ✓✓ %s", s.label(m, 0))
 	}
+}
+
+// answered moves outgoing message id to st with the server's time (unix
+// ms) and returns it as stored now, whether or not that moved it (a
+// receipt may have moved it further already); ok is false if the store
+// has no such message or failed, which it says.
+func (s *session) answered(id codec.MsgID, st history.State, at uint64) (history.Message, bool) {
+	_, _, err := s.store.Advance(id, st, time.UnixMilli(int64(at)))
+	m, ok, err2 := s.store.Message(id)
+	if err = errors.Join(err, err2); err != nil {
+		s.out.say("! %v", err)
+		return m, false
+	}
+	return m, ok
 }
 
 // maxTickLines bounds the lines one receipt prints (a read receipt can
