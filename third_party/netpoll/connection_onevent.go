@@ -184,90 +184,97 @@ func (c *connection) onProcess(onConnect OnConnect, onRequest OnRequest, onPolle
 		return false
 	}
 
-	task := func() {
-		panicked := true
-		defer func() {
-			if !panicked {
-				return
-			}
-			// cannot use recover() here, since we don't want to break the panic stack
-			c.unlock(processing)
-			if c.IsActive() {
-				c.Close()
-			} else {
-				c.closeCallback(false, false)
-			}
-		}()
-		// trigger onConnect first
-		if onConnect != nil && c.changeState(connStateNone, connStateConnected) {
-			c.ctx = onConnect(c.ctx, c)
-			if !c.IsActive() && c.changeState(connStateConnected, connStateDisconnected) {
-				// since we hold connecting lock, so we should help to call onDisconnect here
-				onDisconnect, _ := c.onDisconnectCallback.Load().(OnDisconnect)
-				if onDisconnect != nil {
-					onDisconnect(c.ctx, c)
-				}
-			}
-			c.unlock(connecting)
-		}
-	START:
-		// The `onRequest` must be executed at least once if conn have any readable data,
-		// which is in order to cover the `send & close by peer` case.
-		if onRequest != nil && c.Reader().Len() > 0 {
-			_ = onRequest(c.ctx, c)
-		}
-		// The processing loop must ensure that the connection meets `IsActive`.
-		// `onRequest` must either eventually read all the input data or actively Close the connection,
-		// otherwise the goroutine will fall into a dead loop.
-		var closedBy who
-		for {
-			closedBy = c.status(closing)
-			// close by user or not processable
-			if closedBy == user || onRequest == nil || c.Reader().Len() == 0 {
-				break
-			}
-			_ = onRequest(c.ctx, c)
-		}
-		// handling callback if connection has been closed.
-		if closedBy != none {
-			//  if closed by user when processing, it "may" needs detach
-			needDetach := closedBy == user
-			// Here is a conor case that operator will be detached twice:
-			//   If server closed the connection(client OnHup will detach op first and closeBy=poller),
-			//   and then client's OnRequest function also closed the connection(closeBy=user).
-			// But operator already prevent that detach twice will not cause any problem
-			c.closeCallback(false, needDetach)
-			panicked = false
-			return
-		}
-		c.unlock(processing)
-		// Note: Poller's closeCallback call will try to get processing lock failed but here already neer to unlock processing.
-		//       So here we need to check connection state again, to avoid connection leak
-		// double check close state
-		if c.status(closing) != 0 && c.lock(processing) {
-			// poller will get the processing lock failed, here help poller do closeCallback
-			// fd must already detach by poller
-			c.closeCallback(false, false)
-			panicked = false
-			return
-		}
-		// double check is processable
-		if onRequest != nil && c.Reader().Len() > 0 && c.lock(processing) {
-			goto START
-		}
-		// task exits
-		panicked = false
-	} // end of task closure func
-
 	// add new task
 	if onPoller && inlineTask != nil {
 		if d, ok := c.operator.poll.(taskDeferrer); ok && inlineTask(c.ctx) {
-			d.deferTask(task)
+			d.deferTask(deferredTask{c, onConnect, onRequest})
 			return true
 		}
 	}
-	runner.RunTask(c.ctx, task)
+	runner.RunTask(c.ctx, func() { c.process(onConnect, onRequest) })
 	return true
+}
+
+// process runs onConnect (once) and onRequest while input is left, then
+// the close callbacks if the connection was closed meanwhile. The caller
+// holds the processing lock; process releases it.
+//
+// It is a method rather than a closure made per readable event (as in
+// upstream) so that a task run on the poller (Config.Inline) allocates
+// nothing: the poller queues the connection and the two callbacks by value.
+func (c *connection) process(onConnect OnConnect, onRequest OnRequest) {
+	panicked := true
+	defer func() {
+		if !panicked {
+			return
+		}
+		// cannot use recover() here, since we don't want to break the panic stack
+		c.unlock(processing)
+		if c.IsActive() {
+			c.Close()
+		} else {
+			c.closeCallback(false, false)
+		}
+	}()
+	// trigger onConnect first
+	if onConnect != nil && c.changeState(connStateNone, connStateConnected) {
+		c.ctx = onConnect(c.ctx, c)
+		if !c.IsActive() && c.changeState(connStateConnected, connStateDisconnected) {
+			// since we hold connecting lock, so we should help to call onDisconnect here
+			onDisconnect, _ := c.onDisconnectCallback.Load().(OnDisconnect)
+			if onDisconnect != nil {
+				onDisconnect(c.ctx, c)
+			}
+		}
+		c.unlock(connecting)
+	}
+START:
+	// The `onRequest` must be executed at least once if conn have any readable data,
+	// which is in order to cover the `send & close by peer` case.
+	if onRequest != nil && c.Reader().Len() > 0 {
+		_ = onRequest(c.ctx, c)
+	}
+	// The processing loop must ensure that the connection meets `IsActive`.
+	// `onRequest` must either eventually read all the input data or actively Close the connection,
+	// otherwise the goroutine will fall into a dead loop.
+	var closedBy who
+	for {
+		closedBy = c.status(closing)
+		// close by user or not processable
+		if closedBy == user || onRequest == nil || c.Reader().Len() == 0 {
+			break
+		}
+		_ = onRequest(c.ctx, c)
+	}
+	// handling callback if connection has been closed.
+	if closedBy != none {
+		//  if closed by user when processing, it "may" needs detach
+		needDetach := closedBy == user
+		// Here is a conor case that operator will be detached twice:
+		//   If server closed the connection(client OnHup will detach op first and closeBy=poller),
+		//   and then client's OnRequest function also closed the connection(closeBy=user).
+		// But operator already prevent that detach twice will not cause any problem
+		c.closeCallback(false, needDetach)
+		panicked = false
+		return
+	}
+	c.unlock(processing)
+	// Note: Poller's closeCallback call will try to get processing lock failed but here already neer to unlock processing.
+	//       So here we need to check connection state again, to avoid connection leak
+	// double check close state
+	if c.status(closing) != 0 && c.lock(processing) {
+		// poller will get the processing lock failed, here help poller do closeCallback
+		// fd must already detach by poller
+		c.closeCallback(false, false)
+		panicked = false
+		return
+	}
+	// double check is processable
+	if onRequest != nil && c.Reader().Len() > 0 && c.lock(processing) {
+		goto START
+	}
+	// task exits
+	panicked = false
 }
 
 // closeCallback .

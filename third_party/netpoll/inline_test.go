@@ -165,3 +165,38 @@ func TestSetOnRequestWithInputGoesToRunner(t *testing.T) {
 		}
 	})
 }
+
+// TestInlineTaskAllocatesNothing: queueing a read task on the poller and
+// running it allocates nothing (PATCHES.md 12): upstream made a closure
+// per readable event.
+func TestInlineTaskAllocatesNothing(t *testing.T) {
+	withInline(func(context.Context) bool { return true }, func() {
+		p := &defaultPoll{}
+		c := &connection{}
+		c.inputBuffer = NewLinkBuffer()
+		c.operator = &FDOperator{poll: p}
+		c.ctx = context.Background()
+		var ran int
+		onRequest := func(ctx context.Context, c Connection) error { ran++; return nil }
+		allocs := testing.AllocsPerRun(100, func() {
+			if !c.onProcess(nil, onRequest, true) {
+				t.Fatal("onProcess found the processing lock held")
+			}
+			if len(p.deferred) != 1 {
+				t.Fatalf("%d tasks queued on the poller, want 1", len(p.deferred))
+			}
+			p.runDeferred()
+		})
+		if allocs != 0 {
+			t.Fatalf("a read task run on the poller allocates %.1f times, want 0", allocs)
+		}
+		if c.lock(processing) {
+			c.unlock(processing)
+		} else {
+			t.Fatal("the task left the processing lock held")
+		}
+		if ran != 0 {
+			t.Fatalf("onRequest ran %d times with no input", ran)
+		}
+	})
+}

@@ -32,10 +32,18 @@ func (p *defaultPoll) Free(operator *FDOperator) {
 // taskDeferrer is a poller that runs read tasks itself once the current
 // batch of events is handled (Config.Inline).
 type taskDeferrer interface {
-	deferTask(task func())
+	deferTask(task deferredTask)
 }
 
-func (p *defaultPoll) deferTask(task func()) { p.deferred = append(p.deferred, task) }
+// deferredTask is a read task queued on the poller: connection.process
+// with its callbacks, kept by value so that queueing it allocates nothing.
+type deferredTask struct {
+	c         *connection
+	onConnect OnConnect
+	onRequest OnRequest
+}
+
+func (p *defaultPoll) deferTask(task deferredTask) { p.deferred = append(p.deferred, task) }
 
 // runDeferred runs the read tasks deferred during the batch just handled,
 // on the poller goroutine. Every operator of the batch is done by now, so
@@ -43,20 +51,21 @@ func (p *defaultPoll) deferTask(task func()) { p.deferred = append(p.deferred, t
 // panics has closed its connection on the way out; the panic is logged
 // and the poller goes on, as a Runner's pool would.
 func (p *defaultPoll) runDeferred() {
-	for i, task := range p.deferred {
-		p.deferred[i] = nil
+	for i := range p.deferred {
+		task := p.deferred[i]
+		p.deferred[i] = deferredTask{}
 		runDeferredTask(task)
 	}
 	p.deferred = p.deferred[:0]
 }
 
-func runDeferredTask(task func()) {
+func runDeferredTask(task deferredTask) {
 	defer func() {
 		if r := recover(); r != nil {
 			logger.Printf("NETPOLL: panic in a read task run on the poller: %v: %s", r, debug.Stack())
 		}
 	}()
-	task()
+	task.c.process(task.onConnect, task.onRequest)
 }
 
 func (p *defaultPoll) appendHup(operator *FDOperator) {

@@ -55,7 +55,7 @@ type defaultPoll struct {
 	m        sync.Map       //nolint:unused // only used in go:race
 	opcache  *operatorCache // operator cache
 	hups     []func(p Poll) error
-	deferred []func() // read tasks run after the batch (Config.Inline)
+	deferred []deferredTask // read tasks run after the batch (Config.Inline)
 }
 
 // Wait implements Poll.

@@ -76,7 +76,7 @@ type pollArgs struct {
 	events   []epollevent
 	barriers []barrier
 	hups     []func(p Poll) error
-	deferred []func() // read tasks run after the batch (Config.Inline)
+	deferred []deferredTask // read tasks run after the batch (Config.Inline)
 }
 
 func (a *pollArgs) reset(size, caps int) {
