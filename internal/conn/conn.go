@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"github.com/cloudwego/netpoll"
 )
@@ -291,20 +292,25 @@ func (c *Conn[T]) writeWholeLocked(b []byte) error {
 }
 
 // writeNonblocking writes as much of b as the socket takes now.
+//
+// It calls write(2) raw, without telling the scheduler (entersyscall and
+// exitsyscall, twice per message at a moderate rate), as netpoll's own
+// readv does: the socket is non-blocking, so the call
+// copies what fits and returns, and the P it keeps meanwhile is kept for
+// microseconds, as for any computation.
 func writeNonblocking(fd int, b []byte) (int, error) {
 	total := 0
 	for total < len(b) {
-		n, err := syscall.Write(fd, b[total:])
-		if n > 0 {
-			total += n
-		}
-		switch {
-		case err == nil:
-		case errors.Is(err, syscall.EINTR):
-		case errors.Is(err, syscall.EAGAIN):
+		p := b[total:]
+		n, _, errno := syscall.RawSyscall(syscall.SYS_WRITE, uintptr(fd), uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
+		switch errno {
+		case 0:
+			total += int(n)
+		case syscall.EINTR:
+		case syscall.EAGAIN:
 			return total, nil
 		default:
-			return total, err
+			return total, errno
 		}
 	}
 	return total, nil
