@@ -100,7 +100,8 @@ type Router[C Conn] struct {
 	delivered   func(drained bool, waited time.Duration)
 
 	// Safe for concurrent use.
-	windows  windows // rings lent to sessions with deliveries in flight
+	windows  windows   // rings lent to sessions with deliveries in flight
+	pushers  sync.Pool // *livePusher[C], lent to Ack
 	Counters Counters
 }
 
@@ -113,6 +114,11 @@ func New[C Conn](cfg Config[C]) *Router[C] {
 	r := &Router[C]{Table: NewTable[C](), session: cfg.Session, user: cfg.User,
 		window: cfg.Window, windowBytes: cfg.WindowBytes, log: cfg.Logger, delivered: cfg.Delivered}
 	r.windows.size = cfg.Window
+	r.pushers.New = func() any {
+		p := &livePusher[C]{r: r}
+		p.push = p.pushLive
+		return p
+	}
 	return r
 }
 
@@ -474,13 +480,28 @@ func (r *Router[C]) Ack(c C, seq uint64, b Batch[C]) (drain bool, err error) {
 	}
 	backlog := st.backlog
 	st.mu.Unlock()
-	push := func(e *offline.Stored) bool { return r.PushLive(e, b) }
-	if err := r.inbox.AckEntries(r.user(c), acked, push); err != nil {
+	p := r.pushers.Get().(*livePusher[C])
+	p.b = b
+	if err := r.inbox.AckEntries(r.user(c), acked, p.push); err != nil {
 		r.log.Debug("ack not recorded", zap.Error(err))
 	}
+	p.b = nil
+	r.pushers.Put(p)
 	if cap(acked) <= 1024 {
 		*buf = acked[:0]
 		ackedBufs.Put(buf)
 	}
 	return backlog, nil
 }
+
+// livePusher lends Ack the push function it gives the inbox: PushLive
+// into the ACK's batch. A closure made per ACK escapes through the Inbox
+// interface and was one allocation per message; a pooled pusher keeps its
+// method value, made once.
+type livePusher[C Conn] struct {
+	r    *Router[C]
+	b    Batch[C]
+	push func(*offline.Stored) bool // p.pushLive
+}
+
+func (p *livePusher[C]) pushLive(e *offline.Stored) bool { return p.r.PushLive(e, p.b) }
