@@ -381,8 +381,12 @@ func (l *lane[S]) writeReads(b batch, reads []readLog, now uint64) {
 	if len(reads) == 0 {
 		return
 	}
-	slices.SortStableFunc(reads, func(a, b readLog) int {
-		return cmp.Or(cmp.Compare(a.reader, b.reader), cmp.Compare(a.sender, b.sender), cmp.Compare(a.group, b.group))
+	// By conversation, and within it by seq, the order they were buffered
+	// in (a reader's seqs only grow): an unstable sort on the whole key
+	// costs less than a stable one on the conversation.
+	slices.SortFunc(reads, func(a, b readLog) int {
+		return cmp.Or(cmp.Compare(a.reader, b.reader), cmp.Compare(a.sender, b.sender), cmp.Compare(a.group, b.group),
+			cmp.Compare(a.seq, b.seq))
 	})
 	for i := 0; i < len(reads); {
 		r := reads[i]
