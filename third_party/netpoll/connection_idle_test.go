@@ -234,3 +234,48 @@ func TestFlushSeesEarlierClose(t *testing.T) {
 	}
 	wconn.force(closing, none) // let the deferred Close run the close path
 }
+
+// TestIdleInputNodeEmbedded (PATCHES.md 13): an idle input buffer points
+// at the node embedded in its connection, and releasing that node, as a
+// Release does when it passes it, keeps it out of the pool.
+func TestIdleInputNodeEmbedded(t *testing.T) {
+	withReleaseIdleInput(func() {
+		r, w := GetSysFdPairs()
+		rconn := &connection{}
+		MustNil(t, rconn.init(&netFD{fd: r}, nil))
+		defer rconn.Close()
+		defer syscall.Close(w)
+		idle := &rconn.inputIdle
+		Assert(t, rconn.inputBuffer == &rconn.input, "the input buffer is not the connection's own")
+		atIdle, _ := idleState(rconn)
+		Assert(t, atIdle, "a new connection's buffer is not at its idle node")
+		for round := 0; round < 3; round++ {
+			MustNil(t, writeAll(w, []byte("hello")))
+			p, err := rconn.Reader().Next(5)
+			MustNil(t, err)
+			Equal(t, string(p), "hello")
+			MustNil(t, rconn.Reader().Release())
+			releasedIdle(t, rconn)
+			atIdle, unchanged := idleState(rconn)
+			Assert(t, atIdle, "round", round, "an idle buffer is not at its idle node")
+			Assert(t, unchanged, "round", round, "the idle node changed")
+		}
+		idle.refer = 1
+		MustNil(t, idle.Release())
+		Equal(t, idle.refer, int32(1)) // not counted down to the pool
+	})
+}
+
+// idleState reports whether c's input buffer is at its idle node and the
+// node is as releaseTo left it. It holds the operator, as inputMemory does:
+// the poller books the next bytes after the idle node.
+func idleState(c *connection) (atIdle, unchanged bool) {
+	for !c.operator.do() {
+		runtime.Gosched()
+	}
+	defer c.operator.done()
+	b, idle := c.inputBuffer, &c.inputIdle
+	atIdle = b.head == idle && b.read == idle && b.flush == idle && b.write == idle
+	unchanged = idle.mode == readonlyMask|embeddedMask && idle.buf == nil && idle.next == nil
+	return atIdle, unchanged
+}

@@ -53,6 +53,12 @@ type connection struct {
 	maxSize       int            // The maximum size of data between two Release().
 	bookSize      int            // The size of data that can be read at once.
 	state         connState      // Connection state should be changed sequentially.
+
+	// With ReleaseIdleInput, inputBuffer points at input, and an idle input
+	// buffer at inputIdle (PATCHES.md 13): a readable event's first touch of
+	// the buffer is in this struct, not in two other objects.
+	input     LinkBuffer
+	inputIdle linkBufferNode
 }
 
 var (
@@ -178,7 +184,7 @@ func (c *connection) Release() (err error) {
 			if featureReleaseIdleInput {
 				// The poller cannot book or ack while we hold the
 				// operator (do), so the buffer stays empty until done.
-				c.inputBuffer.releaseTail()
+				c.inputBuffer.releaseTo(&c.inputIdle)
 			} else {
 				c.inputBuffer.resetTail(c.maxSize)
 			}
@@ -381,7 +387,8 @@ func (c *connection) init(conn Conn, opts *options) (err error) {
 	c.bookSize, c.maxSize = defaultLinkBufferSize, defaultLinkBufferSize
 	if featureReleaseIdleInput {
 		// The first read takes a node of maxSize; until then, none.
-		c.inputBuffer = NewLinkBuffer()
+		c.inputBuffer = &c.input
+		c.inputBuffer.releaseTo(&c.inputIdle)
 	} else {
 		c.inputBuffer = NewLinkBuffer(defaultLinkBufferSize)
 	}

@@ -268,6 +268,10 @@ const (
 	// readonlyMask is used to set nocopyRead mode,
 	// which indicate that the buffer node has been no copy read and cannot reuse the buffer.
 	nocopyReadMask uint8 = 1 << 1 // 0000 0010
+	// embeddedMask marks a node that is a field of another struct (a
+	// connection's idle input node, PATCHES.md 13): it has no memory of its
+	// own and Release never puts it in the pool.
+	embeddedMask uint8 = 1 << 2 // 0000 0100
 )
 
 // zero-copy slice convert to string

@@ -689,18 +689,25 @@ func (b *UnsafeLinkBuffer) resetTail(maxSize int) {
 	b.flush = b.write
 }
 
-// releaseTail is resetTail for a buffer of any size: it adds an empty
-// read-only tail node unless the tail already is one, so that the Release
-// that follows gives every node that holds memory back to the cache. The
-// next book then allocates a node of maxSize. The buffer must be empty, and
-// the caller must exclude book and bookAck, as for resetTail.
-func (b *UnsafeLinkBuffer) releaseTail() {
-	if b.head == b.write && cap(b.write.buf) == 0 {
+// releaseTo gives every node back to the pool and leaves the buffer
+// pointing at idle, an empty read-only node embedded in the buffer's owner
+// (a connection), so that an idle buffer holds no node of its own and the
+// next book finds its tail next to the owner's other fields rather than
+// in a node elsewhere in the heap. The next book then allocates a node of
+// maxSize and links it after idle, as after any empty read-only tail. The
+// buffer must be empty, and the caller must exclude book and bookAck, as
+// for resetTail; nothing read before may be used after (Release's rule).
+func (b *UnsafeLinkBuffer) releaseTo(idle *linkBufferNode) {
+	if b.head == idle && b.write == idle {
 		return // already holds no memory
 	}
-	b.write.next = newLinkBufferNode(0)
-	b.write = b.write.next
-	b.flush = b.write
+	for node := b.head; node != nil; {
+		next := node.next
+		node.Release()
+		node = next
+	}
+	*idle = linkBufferNode{refer: 1, mode: readonlyMask | embeddedMask}
+	b.head, b.read, b.flush, b.write = idle, idle, idle, idle
 }
 
 // indexByte returns the index of the first instance of c in buffer, or -1 if c is not present in buffer.
@@ -878,6 +885,9 @@ func (node *linkBufferNode) Refer(n int) (p *linkBufferNode) {
 // 1. reduce the reference count of itself and origin.
 // 2. recycle the buf when the reference count is 0.
 func (node *linkBufferNode) Release() (err error) {
+	if node.mode&embeddedMask != 0 {
+		return nil // part of its owner, empty and read-only
+	}
 	if node.origin != nil {
 		node.origin.Release()
 	}

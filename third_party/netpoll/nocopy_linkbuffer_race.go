@@ -223,10 +223,10 @@ func (b *SafeLinkBuffer) resetTail(maxSize int) {
 	b.UnsafeLinkBuffer.resetTail(maxSize)
 }
 
-func (b *SafeLinkBuffer) releaseTail() {
+func (b *SafeLinkBuffer) releaseTo(idle *linkBufferNode) {
 	b.Lock()
 	defer b.Unlock()
-	b.UnsafeLinkBuffer.releaseTail()
+	b.UnsafeLinkBuffer.releaseTo(idle)
 }
 
 func (b *SafeLinkBuffer) indexByte(c byte, skip int) int {
