@@ -92,6 +92,7 @@ func (a *pollArgs) reset(size, caps int) {
 func (p *defaultPoll) Wait() (err error) {
 	// init
 	caps, msec, n := barriercap, -1, 0
+	hold := false // holdBeforeBlock, as of the last idle turn (patches 11, 14)
 	p.Reset(128, caps)
 	// wait
 	for {
@@ -107,8 +108,9 @@ func (p *defaultPoll) Wait() (err error) {
 			return err
 		}
 		if n <= 0 {
-			procs := runtime.GOMAXPROCS(0)           // once per idle turn: it takes the scheduler's lock
-			if msec == 0 && holdBeforeBlock(procs) { // patch 11
+			procs := runtime.GOMAXPROCS(0) // once per idle turn: it takes the scheduler's lock
+			hold = holdBeforeBlock(procs)
+			if msec == 0 && hold { // patch 11
 				msec = holdMsec
 				continue
 			}
@@ -118,7 +120,14 @@ func (p *defaultPoll) Wait() (err error) {
 			}
 			continue
 		}
+		// After a batch, the next wait returns at once if more events are
+		// ready. With the hold, it is the hold itself (patch 14): a
+		// non-blocking wait first would only find nothing, one system call
+		// per batch for no event.
 		msec = 0
+		if hold {
+			msec = holdMsec
+		}
 		if p.Handler(p.events[:n]) {
 			return nil
 		}
