@@ -54,7 +54,7 @@ type connection struct {
 	bookSize      int            // The size of data that can be read at once.
 	state         connState      // Connection state should be changed sequentially.
 
-	// With ReleaseIdleInput, inputBuffer points at input, and an idle input
+	// inputBuffer points at input, and with ReleaseIdleInput an idle input
 	// buffer at inputIdle (PATCHES.md 13): a readable event's first touch of
 	// the buffer is in this struct, not in two other objects.
 	input     LinkBuffer
@@ -385,12 +385,13 @@ var barrierPool = sync.Pool{
 func (c *connection) init(conn Conn, opts *options) (err error) {
 	// init buffer, barrier, finalizer
 	c.bookSize, c.maxSize = defaultLinkBufferSize, defaultLinkBufferSize
+	c.inputBuffer = &c.input // the connection's own (patch 13)
 	if featureReleaseIdleInput {
 		// The first read takes a node of maxSize; until then, none.
-		c.inputBuffer = &c.input
 		c.inputBuffer.releaseTo(&c.inputIdle)
 	} else {
-		c.inputBuffer = NewLinkBuffer(defaultLinkBufferSize)
+		node := newLinkBufferNode(defaultLinkBufferSize) // as NewLinkBuffer(defaultLinkBufferSize)
+		c.input.head, c.input.read, c.input.flush, c.input.write = node, node, node, node
 	}
 	c.state = connStateNone
 
