@@ -295,9 +295,9 @@ func (c *Conn[T]) writeWholeLocked(b []byte) error {
 //
 // It calls write(2) raw, without telling the scheduler (entersyscall and
 // exitsyscall, twice per message at a moderate rate), as netpoll's own
-// readv does: the socket is non-blocking, so the call
-// copies what fits and returns, and the P it keeps meanwhile is kept for
-// microseconds, as for any computation.
+// readv does: the socket is non-blocking, so the call copies what fits
+// and returns, and the P it keeps meanwhile is kept for microseconds, as
+// for any computation.
 func writeNonblocking(fd int, b []byte) (int, error) {
 	total := 0
 	for total < len(b) {
