@@ -23,8 +23,9 @@ import (
 // exits. (Failed flushes and compactions are only background errors and
 // are retried.) The only defence is to stop writing early.
 //
-// A watcher goroutine reads statfs every Interval and keeps one atomic
-// flag, Full, that the message path reads (one load, no syscall).
+// A watcher goroutine reads statfs every Interval near the mark (less
+// often with more free space: wait) and keeps one atomic flag, Full, that
+// the message path reads (one load, no syscall).
 //
 //	Low    = Reserve + Room
 //	Resume = Low + Hysteresis    (default Ballast + 2 x MemTableSize)
@@ -101,8 +102,10 @@ type SpaceOptions struct {
 	// MemTableSize is Pebble's memtable size (Options.MemTableSize); it sizes
 	// the defaults. Default 64 MiB.
 	MemTableSize int64
-	// Interval is how often statfs is read. Default 100 ms: a Reserve of
-	// 256 MiB then covers writes of up to 2.5 GiB/s.
+	// Interval is how often statfs is read near the mark. Default 100 ms:
+	// a Reserve of 256 MiB then covers writes of up to 2.5 GiB/s. With
+	// more free space the watcher reads less often, in proportion, at
+	// least every 10 Intervals (wait).
 	Interval time.Duration
 	// ReclaimEvery is how often, while full, acknowledged entries are
 	// flushed and compacted away. Default 1 s.
@@ -226,7 +229,7 @@ func (sp *Space) Stats() SpaceStats {
 
 func (sp *Space) watch() {
 	defer sp.done.Done()
-	t := time.NewTicker(sp.o.Interval)
+	t := time.NewTimer(sp.o.Interval)
 	defer t.Stop()
 	for {
 		select {
@@ -235,7 +238,31 @@ func (sp *Space) watch() {
 		case <-t.C:
 		}
 		sp.check()
+		t.Reset(sp.wait())
 	}
+}
+
+// maxWaits bounds wait: the watcher reads statfs at least every this many
+// Intervals (1 s by default).
+const maxWaits = 10
+
+// wait is how long the watcher may go before its next reading. Reserve
+// covers writes at up to Reserve per Interval between two readings, so
+// free space above Low (the headroom) buys time in proportion: writes at
+// that rate use up the headroom and then the Reserve no sooner than
+// Interval x (1 + headroom / Reserve) after a reading, and leave Room as
+// before. Near the mark, or full, it is Interval. A chat server's disk is
+// far from full nearly always: most readings (each a statfs and a call to
+// Pebble's Metrics, at 10 a second an idle server's largest cost) are not
+// needed. Space taken by another process is seen up to maxWaits Intervals
+// later; the ballast and the ENOSPC hook are the defence for that.
+func (sp *Space) wait() time.Duration {
+	head := sp.free.Load() - sp.low()
+	if sp.full.Load() || head <= 0 || sp.reserve <= 0 {
+		return sp.o.Interval
+	}
+	waits := 1 + float64(head)/float64(sp.reserve)
+	return time.Duration(min(waits, maxWaits) * float64(sp.o.Interval))
 }
 
 // check reads statfs once and moves between the states.

@@ -144,3 +144,28 @@ func TestSpaceENOSPCReleasesBallast(t *testing.T) {
 		closer.Close()
 	}
 }
+
+// TestSpaceWaitByHeadroom: the watcher reads every Interval near the mark
+// or while full, and less often in proportion to the free space above the
+// mark, at most maxWaits Intervals apart.
+func TestSpaceWaitByHeadroom(t *testing.T) {
+	sp := &Space{reserve: 100, o: SpaceOptions{Interval: 10 * time.Millisecond}}
+	sp.room.Store(50) // Low = 150
+	for _, c := range []struct {
+		free int64
+		full bool
+		want time.Duration
+	}{
+		{free: 100, want: 10 * time.Millisecond},                // below the mark
+		{free: 150, want: 10 * time.Millisecond},                // at it
+		{free: 350, want: 30 * time.Millisecond},                // 200 above: 1 + 2 Intervals
+		{free: 1 << 40, want: maxWaits * 10 * time.Millisecond}, // far above: the bound
+		{free: 1 << 40, full: true, want: 10 * time.Millisecond},
+	} {
+		sp.free.Store(c.free)
+		sp.full.Store(c.full)
+		if got := sp.wait(); got != c.want {
+			t.Errorf("free %d, full %v: wait %v, want %v", c.free, c.full, got, c.want)
+		}
+	}
+}
