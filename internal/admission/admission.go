@@ -39,7 +39,8 @@ type Config struct {
 	Conns func() int
 	// RSS reads resident memory; default proc.RSS (tests replace it).
 	RSS func() uint64
-	// Sample is how often RSS is read; default 250 ms.
+	// Sample is how often RSS is read from half the watermark up; default
+	// 250 ms. Below half, four times less often (sampleWait).
 	Sample time.Duration
 	// Logger hears when memory crosses the watermark, each way once.
 	Logger *zap.Logger
@@ -160,7 +161,11 @@ func (c *Control) take() bool {
 
 func (c *Control) sample() {
 	defer close(c.done)
-	t := time.NewTicker(c.cfg.Sample)
+	if c.cfg.Watermark == 0 {
+		<-c.stop // nothing to watch
+		return
+	}
+	t := time.NewTimer(c.cfg.Sample)
 	defer t.Stop()
 	logged := false
 	for {
@@ -170,13 +175,25 @@ func (c *Control) sample() {
 		case <-t.C:
 		}
 		rss := c.cfg.RSS()
-		over := c.cfg.Watermark > 0 && rss > c.cfg.Watermark
+		over := rss > c.cfg.Watermark
 		c.overMem.Store(over)
 		if over != logged {
 			c.cfg.Logger.Warn("memory watermark", zap.Bool("above", over), zap.Uint64("rss", rss), zap.Uint64("watermark", c.cfg.Watermark))
 			logged = over
 		}
+		t.Reset(c.sampleWait(rss))
 	}
+}
+
+// sampleWait is how long the sampler waits after reading rss: Sample from
+// half the watermark up, four times that below (1 s by default). No
+// server grows by half its watermark (0.4 of its memory limit) within a
+// second, and each reading skipped is a wake-up an idle server saves.
+func (c *Control) sampleWait(rss uint64) time.Duration {
+	if rss < c.cfg.Watermark/2 {
+		return 4 * c.cfg.Sample
+	}
+	return c.cfg.Sample
 }
 
 // Close stops the memory sampler and waits for it.

@@ -137,3 +137,26 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+// TestSampleWait: RSS is read every Sample from half the watermark up,
+// four times less often below it, and never without a watermark.
+func TestSampleWait(t *testing.T) {
+	c := &Control{cfg: Config{Watermark: 1000, Sample: time.Millisecond}}
+	for rss, want := range map[uint64]time.Duration{0: 4 * time.Millisecond, 499: 4 * time.Millisecond,
+		500: time.Millisecond, 2000: time.Millisecond} {
+		if got := c.sampleWait(rss); got != want {
+			t.Errorf("rss %d: wait %v, want %v", rss, got, want)
+		}
+	}
+	var reads atomic.Int32
+	off := New(Config{MaxConns: 10, Conns: func() int { return 0 }, Sample: time.Millisecond,
+		RSS: func() uint64 { reads.Add(1); return 0 }})
+	deadline := time.Now().Add(20 * time.Millisecond)
+	for time.Now().Before(deadline) && reads.Load() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	off.Close()
+	if n := reads.Load(); n != 0 {
+		t.Fatalf("RSS read %d times without a watermark", n)
+	}
+}
