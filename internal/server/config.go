@@ -142,7 +142,9 @@ type Config struct {
 	// folder and deleted when the disk fills. Default 1% of the volume, at
 	// most 1 GiB; negative turns it off.
 	Ballast int64
-	// StorageInterval is how often free space is read. Default 100 ms.
+	// StorageInterval is how often free space is read near the mark;
+	// further from it, less often, at most 10 intervals apart
+	// (store.SpaceOptions.Interval). Default 100 ms.
 	StorageInterval time.Duration
 	// PresenceInterval coalesces presence updates: watchers hear of a user
 	// at most once per interval. Default 1 s.
