@@ -110,6 +110,14 @@ func (p *defaultPoll) Wait() (err error) {
 		if n <= 0 {
 			procs := runtime.GOMAXPROCS(0) // once per idle turn: it takes the scheduler's lock
 			hold = holdBeforeBlock(procs)
+			if msec > 0 && err == syscall.EINTR && hold { // patch 15
+				// A signal cut the hold short: most often sysmon preempting
+				// the poller, which has "run" for 10 ms. Let the runtime
+				// have it (a stop of the world, a stack scan), then hold
+				// again: a blocking wait would hand the P to sysmon.
+				runtime.Gosched()
+				continue
+			}
 			if msec == 0 && hold { // patch 11
 				msec = holdMsec
 				continue

@@ -44,8 +44,9 @@ const holdMsec = 5
 // goroutine. The runtime can still stop the world or scan the poller's
 // stack during the wait: its preemption signal interrupts epoll_wait
 // (EINTR, never restarted) and the poller reaches a safe point at its next
-// call; an interrupted wait is not retried (epollWaitHold), the poller
-// blocks the usual way instead. An idle poller holds its P at most
+// call; epollWaitHold does not retry an interrupted wait itself. Wait
+// yields (runtime.Gosched, the safe point the signal asked for) and then
+// holds again (patch 15). An idle poller holds its P at most
 // holdMsec, then blocks and lets it go, so an idle server still sleeps.
 func holdBeforeBlock(procs int) bool {
 	return procs > int(atomic.LoadInt32(&pollmanager.numLoops))
