@@ -73,7 +73,7 @@ type Control struct {
 	last   time.Time
 }
 
-// New starts the memory sampler; Close stops it.
+// New starts the memory sampler (if there is a watermark); Close stops it.
 func New(cfg Config) *Control {
 	if cfg.RSS == nil {
 		cfg.RSS = proc.RSS
@@ -87,7 +87,11 @@ func New(cfg Config) *Control {
 	c := &Control{cfg: cfg, rate: float64(cfg.AcceptRate), stop: make(chan struct{}), done: make(chan struct{})}
 	c.burst = max(c.rate/10, 100)
 	c.tokens, c.last = c.burst, time.Now()
-	go c.sample()
+	if cfg.Watermark == 0 {
+		close(c.done) // nothing to watch: no sampler
+	} else {
+		go c.sample()
+	}
 	return c
 }
 
@@ -161,10 +165,6 @@ func (c *Control) take() bool {
 
 func (c *Control) sample() {
 	defer close(c.done)
-	if c.cfg.Watermark == 0 {
-		<-c.stop // nothing to watch
-		return
-	}
 	t := time.NewTimer(c.cfg.Sample)
 	defer t.Stop()
 	logged := false
