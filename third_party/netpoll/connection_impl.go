@@ -56,7 +56,9 @@ type connection struct {
 
 	// inputBuffer points at input, and with ReleaseIdleInput an idle input
 	// buffer at inputIdle (PATCHES.md 13): a readable event's first touch of
-	// the buffer is in this struct, not in two other objects.
+	// the buffer is in this struct, not in two other objects. The pointer
+	// is derivable (always &input); it stays so that upstream's thirty-odd
+	// uses of inputBuffer read unchanged and the patch stays small.
 	input     LinkBuffer
 	inputIdle linkBufferNode
 }
