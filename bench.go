@@ -25,6 +25,10 @@ Scenarios:
   cluster   the route load on N cluster nodes it starts on 127.0.0.2 and up, every pair
             across nodes (-cross) or on one: msgs/s, latency, each node's CPU
 
+Tool:
+  tail      read a latency dump (mqttload pairs -dump) and say how its tail is
+            spread over time, as route does for its own run: chatd bench tail FILE
+
 Without -addr the bench starts its own server (a fresh data folder, plaintext,
 cheap password hashing) on 127.0.0.1, at -port and -admin-port or free ports.
 Every scenario but herd (which kills its server) runs against a running server
@@ -51,6 +55,9 @@ type benchRun struct {
 func benchCmd(args []string, out io.Writer) error {
 	if len(args) > 0 && args[0] == "worker" {
 		return bench.RunWorker(args[1:])
+	}
+	if len(args) > 0 && args[0] == "tail" {
+		return benchTail(args[1:], out)
 	}
 	r, err := parseBench(args, out)
 	if errors.Is(err, flag.ErrHelp) {
@@ -186,5 +193,40 @@ func (r *benchRun) run() error {
 		return err
 	}
 	res.Print(cfg)
+	return nil
+}
+
+// benchTail runs `chatd bench tail`: percentiles and the tail in time of
+// another tool's per-message latency dump.
+func benchTail(args []string, out io.Writer) error {
+	fs := flag.NewFlagSet("bench tail", flag.ContinueOnError)
+	fs.SetOutput(out)
+	rate := fs.Int("rate", 0, "the offered msgs/s of that run (send gaps are counted from 2,000 up)")
+	skip := fs.Duration("skip", time.Second, "leave out what was sent in the run's first part (its warm-up)")
+	asJSON := fs.Bool("json", false, "print the result as JSON")
+	fs.Usage = func() {
+		fmt.Fprintln(out, "Usage: chatd bench tail [flags] FILE  (lines of: index, send time ns, latency ns)")
+		fs.PrintDefaults()
+	}
+	if err := parseFlags(fs, args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return err
+	}
+	if fs.NArg() != 1 {
+		fs.Usage()
+		return errors.New("bench tail: one FILE wanted")
+	}
+	f, err := os.Open(fs.Arg(0))
+	if err != nil {
+		return fmt.Errorf("bench tail: %w", err)
+	}
+	defer f.Close()
+	res, err := bench.Tail(f, *rate, *skip)
+	if err != nil {
+		return err
+	}
+	res.Print(bench.Config{JSON: *asJSON})
 	return nil
 }

@@ -51,6 +51,7 @@ type RouteResult struct {
 	SyscallsPer    float64  `json:"server_rw_syscalls_per_message"`
 	ToolCPUPerM    float64  `json:"tool_cpu_seconds_per_million"`
 	ToolSyscallsPr float64  `json:"tool_rw_syscalls_per_message"`
+	Stalls         Stalls   `json:"tail_in_time"`
 	Work           Work     `json:"server_work_per_message"`
 	ServerBefore   Stats    `json:"server_before"`
 	ServerAfter    Stats    `json:"server_after"`
@@ -68,7 +69,7 @@ type Bucket struct {
 // for the progress line; the samples only after the run.
 type pair struct {
 	sent, receipts, delivered atomic.Int64
-	lat, sched                []int64 // us, measured deliveries (receiver's)
+	lat, sched, at            []int64 // us, measured deliveries (receiver's); at: sent, since epoch
 }
 
 // Route runs Pairs sender/receiver pairs. Each sender keeps at most Window
@@ -169,6 +170,7 @@ func runRoute(ctx context.Context, cfg Config, rc RouteConfig, conns []*rawConn,
 						dueAt := time.Duration(binary.BigEndian.Uint64(d.Body[8:]))
 						tally.lat = append(tally.lat, max(1, (now-sentAt).Microseconds()))
 						tally.sched = append(tally.sched, max(1, (now-dueAt).Microseconds()))
+						tally.at = append(tally.at, sentAt.Microseconds())
 						tally.delivered.Add(1)
 					}
 					freeSlot(window)
@@ -208,13 +210,14 @@ func runRoute(ctx context.Context, cfg Config, rc RouteConfig, conns []*rawConn,
 	wg.Wait()
 
 	res.MsgsPerSec = float64(res.Delivered) / res.Seconds
-	var lat, sched []int64
+	var lat, sched, at []int64
 	for _, p := range pairs {
 		res.Sent += p.sent.Load()
 		res.Receipts += p.receipts.Load()
-		lat, sched = append(lat, p.lat...), append(sched, p.sched...)
+		lat, sched, at = append(lat, p.lat...), append(sched, p.sched...), append(at, p.at...)
 	}
-	res.P50us, res.P99us, res.P999us, res.Maxus = percentiles(lat)
+	res.P50us, res.P99us, res.P999us, res.Maxus = percentiles(slices.Clone(lat)) // lat stays beside at
+	res.Stalls = findStalls(at, lat, res.P99us, rc.Rate)
 	if rc.Rate > 0 {
 		res.SchedP50us, res.SchedP99us, res.SchedP999us, res.SchedMaxus = percentiles(sched)
 	}
@@ -324,6 +327,7 @@ func (r *RouteResult) Print(cfg Config) {
 	}
 	fmt.Fprintf(w, "server cost      %.1f CPU-s per million messages, %.2f read/write syscalls per message\n", r.CPUPerMillion, r.SyscallsPer)
 	fmt.Fprintf(w, "load generator   %.1f CPU-s per million messages, %.2f read/write syscalls per message (this process, same window)\n", r.ToolCPUPerM, r.ToolSyscallsPr)
+	r.Stalls.print(w, r.Rate)
 	r.Work.print(w)
 	if r.Plot != "" {
 		fmt.Fprintf(w, "plot             %s\n", r.Plot)

@@ -15,6 +15,10 @@
 # its own cost matters. Latency: chatd from the SEND leaving the sender to
 # the DELIVER at the receiver; mqttload from the PUBLISH leaving the sender
 # to it reaching the subscriber; both after a 1 s warm-up.
+# Each row also says how the run's tail is spread over time (burst%, p99
+# out, gaps; chatd's from bench route, Mosquitto's from mqttload's -dump
+# read by `chatd bench tail`): on this shared machine most of either
+# broker's p99 falls in a few bursts the machine makes.
 # With --idle it also holds --conns idle connections on each and prints the
 # bytes per connection (server RSS, kernel socket memory) side by side.
 #
@@ -41,7 +45,7 @@ while (($#)); do
 	--mqttload) MQDIR=$2 ;;
 	--mqtt-port) MQPORT=$2 ;;
 	--idle) IDLE=1; shift; continue ;;
-	-h | --help) sed -n '2,24p' "$0"; exit 0 ;;
+	-h | --help) sed -n '2,28p' "$0"; exit 0 ;;
 	*) echo "vs-mosquitto: unknown flag $1 (see --help)" >&2; exit 2 ;;
 	esac
 	shift 2
@@ -104,32 +108,41 @@ else
 fi
 
 ROWS=()
-row() { ROWS+=("$(printf '%-10s %3s %9s %9s %9s %9s %12s %12s %11s  %s' "$@")"); }
+row() { ROWS+=("$(printf '%-10s %3s %9s %9s %9s %9s %12s %12s %11s %7s %8s %5s  %s' "$@")"); }
 run_chatd() {
 	local out=$TMP/chatd-$1.json
 	if ! (timeout $((DURATION + 240)) "$TMP/chatd" bench route --pairs "$PAIRS" --window "$WINDOW" \
 		--rate "$RATE" --body "$BODY" --duration "${DURATION}s" --json --out "$TMP/out" >"$out" 2>"$TMP/chatd-$1.err"); then
-		row chatd "$1" - - - - - - - "failed: $(tail -c 200 "$TMP/chatd-$1.err" | tr '\r\n' '  ')"
+		row chatd "$1" - - - - - - - - - - "failed: $(tail -c 200 "$TMP/chatd-$1.err" | tr '\r\n' '  ')"
 		return
 	fi
 	row chatd "$1" $(jq -r '[.latency_p50_us/1000, .latency_p99_us/1000, .latency_p999_us/1000,
 		(.sched_latency_p99_us // 0)/1000, .server_cpu_seconds_per_million, .tool_cpu_seconds_per_million,
-		.delivered_msgs_per_second] | map(. * 100 | round / 100) | @tsv' "$out") ""
+		.delivered_msgs_per_second, .tail_in_time.tail_share_in_worst_1pct_windows * 100,
+		.tail_in_time.latency_p99_outside_worst_us / 1000, .tail_in_time.send_gaps_ms] | map(. * 100 | round / 100) | @tsv' "$out") ""
 }
 run_mqtt() {
 	local out=$TMP/mqtt-$1.txt rc=0
 	timeout $((DURATION * 3 + 240)) "$TMP/mqttload" pairs -pid "$MP" -addr "127.0.0.1:$MQPORT" -p "$PAIRS" -m "$MSGS" \
-		-window "$WINDOW" -rate "$RATE" -size "$BODY" -quiet-wait 5s >"$out" 2>"$TMP/mqtt-$1.err" || rc=$?
+		-window "$WINDOW" -rate "$RATE" -size "$BODY" -quiet-wait 5s -dump "$TMP/mqtt-$1.dump" >"$out" 2>"$TMP/mqtt-$1.err" || rc=$?
 	local js
 	js=$(grep '^{' "$out" | tail -1 || true)
 	if [[ -z $js ]]; then
-		row mosquitto "$1" - - - - - - - "failed (exit $rc): $(tail -c 200 "$TMP/mqtt-$1.err" | tr '\r\n' '  ')"
+		row mosquitto "$1" - - - - - - - - - - "failed (exit $rc): $(tail -c 200 "$TMP/mqtt-$1.err" | tr '\r\n' '  ')"
 		return
 	fi
 	local note=""
 	[[ $(jq -r .suspect <<<"$js") == true ]] && note="suspect: other processes used $(jq -r '.cpu.foreign_cores * 100 | round / 100' <<<"$js") cores"
+	# The tail in time, from mqttload's per-message dump, read the way bench
+	# route reads its own (chatd bench tail).
+	local tail="- - -" # not read
+	if "$TMP/chatd" bench tail --json --rate "$RATE" "$TMP/mqtt-$1.dump" >"$TMP/mqtt-$1.tail" 2>/dev/null; then
+		tail=$(jq -r '[.tail_in_time.tail_share_in_worst_1pct_windows * 100,
+			.tail_in_time.latency_p99_outside_worst_us / 1000, .tail_in_time.send_gaps_ms] | map(. * 100 | round / 100) | @tsv' "$TMP/mqtt-$1.tail")
+	fi
+	rm -f "$TMP/mqtt-$1.dump"
 	row mosquitto "$1" $(jq -r '[.lat_us.p50/1000, .lat_us.p99/1000, .lat_us.p999/1000, .lat_sched_us.p99/1000,
-		.broker_cpu_s_per_million, .tool_cpu_s_per_million, .msgs_per_s] | map(. * 100 | round / 100) | @tsv' <<<"$js") "$note"
+		.broker_cpu_s_per_million, .tool_cpu_s_per_million, .msgs_per_s] | map(. * 100 | round / 100) | @tsv' <<<"$js") $tail "$note"
 }
 
 start_broker
@@ -145,7 +158,10 @@ stop_broker
 echo
 echo "1:1 routing, $PAIRS pairs, window $WINDOW, offered $( ((RATE > 0)) && echo "$RATE msgs/s" || echo "flat out"), $BODY B bodies"
 echo "latency in ms from send to delivery (sched p99: from the scheduled send time); CPU in CPU-seconds per million messages"
-printf '%-10s %3s %9s %9s %9s %9s %12s %12s %11s\n' server run p50 p99 p99.9 "sched p99" "server CPU/M" "tool CPU/M" "msgs/s"
+echo "burst%: share of the messages over p99 sent in the worst 1% of 10 ms windows (a tail spread evenly gives 1-5);"
+echo "p99 out: p99 of the messages sent outside those windows; gaps: milliseconds in which the load generator sent"
+echo "nothing (compare within one tool: the two pace differently); see BENCHMARKS.md, \"The tail in time\""
+printf '%-10s %3s %9s %9s %9s %9s %12s %12s %11s %7s %8s %5s\n' server run p50 p99 p99.9 "sched p99" "server CPU/M" "tool CPU/M" "msgs/s" "burst%" "p99 out" gaps
 printf '%s\n' "${ROWS[@]}"
 
 if ((IDLE)); then
