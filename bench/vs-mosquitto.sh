@@ -45,7 +45,7 @@ while (($#)); do
 	--mqttload) MQDIR=$2 ;;
 	--mqtt-port) MQPORT=$2 ;;
 	--idle) IDLE=1; shift; continue ;;
-	-h | --help) sed -n '2,28p' "$0"; exit 0 ;;
+	-h | --help) sed -n '2,27p' "$0"; exit 0 ;;
 	*) echo "vs-mosquitto: unknown flag $1 (see --help)" >&2; exit 2 ;;
 	esac
 	shift 2
