@@ -121,8 +121,14 @@ func NameShard(name []byte) int {
 
 // TokenUser is the user id a token was issued to: its first 8 bytes,
 // which lets any node of a cluster send a RESUME to the account's home.
-// The other 24 bytes are random; the store keeps only a SHA-256 of all 32.
+// The next 8 name its session (tokenSessionID), and the last 16 are
+// random; the store keeps only a SHA-256 of all 32.
 func TokenUser(tok codec.Token) uint64 { return binary.BigEndian.Uint64(tok[:8]) }
+
+// tokenSessionID is the session a token says it belongs to: bytes 8-16.
+// Only a claim: the session's record must hold the token's hash. Tokens
+// issued before it was there have random bytes in its place.
+func tokenSessionID(tok codec.Token) uint64 { return binary.BigEndian.Uint64(tok[8:16]) }
 
 // New opens the account store on db.
 func New(db *pebble.DB, cfg Config) (*Store, error) {
@@ -317,9 +323,11 @@ func (s *Store) Login(name, password []byte, addr string) (Issued, error) {
 // Revoke ends the session tok belongs to (LOGOUT): none of its tokens
 // resumes once it returns. A token already dead is no error.
 func (s *Store) Revoke(user uint64, tok codec.Token) error {
-	h := sha256.Sum256(tok[:])
-	owner, sid, err := s.tokenRecord(h)
-	if errors.Is(err, ErrInvalidToken) || err == nil && owner != user {
+	if TokenUser(tok) != user {
+		return nil
+	}
+	sid, _, err := s.tokenSession(user, tok, sha256.Sum256(tok[:]))
+	if errors.Is(err, ErrInvalidToken) {
 		return nil
 	}
 	if err != nil {
@@ -518,11 +526,16 @@ func userKey(user uint64) []byte {
 }
 
 // addToken adds a fresh token of user's session sid to b and returns it
-// (user's id, then 24 random bytes: TokenUser) and its SHA-256.
+// (user's id, the session's, then 16 random bytes: TokenUser,
+// tokenSessionID) and its SHA-256. The record from the token's hash to
+// its session is still written: tokens issued before they named their
+// session are found through it (tokenSession), and so are new ones by a
+// build from before.
 func addToken(b *pebble.Batch, user, sid uint64) (codec.Token, [32]byte, error) {
 	var tok codec.Token
 	binary.BigEndian.PutUint64(tok[:8], user)
-	if _, err := rand.Read(tok[8:]); err != nil {
+	binary.BigEndian.PutUint64(tok[8:16], sid)
+	if _, err := rand.Read(tok[16:]); err != nil {
 		return tok, [32]byte{}, fmt.Errorf("account: token: %w", err)
 	}
 	h := sha256.Sum256(tok[:])

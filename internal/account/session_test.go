@@ -1,6 +1,7 @@
 package account
 
 import (
+	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -8,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chatd/chatd/codec"
 	"github.com/chatd/chatd/internal/store"
 	"github.com/cockroachdb/pebble/v2"
 )
@@ -241,4 +243,85 @@ func BenchmarkResumeParallel(b *testing.B) {
 			tok = next.Token
 		}
 	})
+}
+
+// TestTokenNamesItsSession: a token names its user and session, so a
+// RESUME finds the session without the token's own record; a token from
+// before (random after the user id) is still found through its record;
+// and a token that claims another user's session, or a session that
+// does not hold it, is refused.
+func TestTokenNamesItsSession(t *testing.T) {
+	s, _, _ := openClocked(t, t.TempDir())
+	alice, err := s.Register([]byte("alice"), []byte("correct horse"), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if TokenUser(alice.Token) != alice.User || tokenSessionID(alice.Token) != alice.Session {
+		t.Fatalf("token %x names user %d session %d, want %d and %d", alice.Token,
+			TokenUser(alice.Token), tokenSessionID(alice.Token), alice.User, alice.Session)
+	}
+	// Without its record the token still resumes: the session was found
+	// from the token alone.
+	h := sha256.Sum256(alice.Token[:])
+	if err := s.db.Delete(append([]byte{store.PrefixToken}, h[:]...), pebble.Sync); err != nil {
+		t.Fatal(err)
+	}
+	next, err := s.Resume(alice.Token, "")
+	if err != nil || next.Session != alice.Session {
+		t.Fatalf("resume without the token's record: %+v, %v", next, err)
+	}
+
+	// A token of the old layout: the user id, then 24 random bytes, found
+	// by its record only.
+	var old codec.Token
+	binary.BigEndian.PutUint64(old[:8], alice.User)
+	for i := 8; i < len(old); i++ {
+		old[i] = byte(0xa0 + i)
+	}
+	oh := sha256.Sum256(old[:])
+	b := s.db.NewBatch()
+	v := binary.BigEndian.AppendUint64(nil, alice.User)
+	v = binary.BigEndian.AppendUint64(v, s.nowMs())
+	v = binary.BigEndian.AppendUint64(v, alice.Session)
+	b.Set(append([]byte{store.PrefixToken}, oh[:]...), v, nil)
+	r, err := s.readSession(alice.User, alice.Session)
+	if err != nil || r == nil {
+		t.Fatalf("read session: %v", err)
+	}
+	r.current, r.prev = oh, [32]byte{}
+	b.Set(sessionKey(alice.User, alice.Session), r.encode(), nil)
+	if err := b.Commit(pebble.Sync); err != nil {
+		t.Fatal(err)
+	}
+	rotated, err := s.Resume(old, "")
+	if err != nil || rotated.Session != alice.Session || tokenSessionID(rotated.Token) != alice.Session {
+		t.Fatalf("resume with an old token: %+v, %v", rotated, err)
+	}
+
+	// Claims that do not hold: bob's session id under alice's user id, and
+	// alice's session with bytes no session was given.
+	bob, err := s.Register([]byte("bob"), []byte("correct horse"), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	forged := bob.Token
+	binary.BigEndian.PutUint64(forged[:8], alice.User)
+	if _, err := s.Resume(forged, ""); !errors.Is(err, ErrInvalidToken) {
+		t.Fatalf("bob's token under alice's id: %v", err)
+	}
+	guess := rotated.Token
+	guess[31] ^= 1
+	if _, err := s.Resume(guess, ""); !errors.Is(err, ErrInvalidToken) {
+		t.Fatalf("a token one bit off: %v", err)
+	}
+	if _, err := s.Check(rotated.Token); err != nil {
+		t.Fatalf("the real token after the refusals: %v", err)
+	}
+	// LOGOUT with a token that names the session ends it.
+	if err := s.Revoke(alice.User, rotated.Token); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Resume(rotated.Token, ""); !errors.Is(err, ErrInvalidToken) {
+		t.Fatalf("resume after revoke: %v", err)
+	}
 }
