@@ -32,7 +32,8 @@ type Hooks[S any] interface {
 	// by their recipients before they were stored: answer their senders
 	// (their Seq and Time are set; Err is nil). It runs on the
 	// acknowledging caller's goroutine and must not block. The messages
-	// are recycled when it returns (NewMessage): keep nothing of them.
+	// are recycled when it returns (NewMessage), and so is the slice: keep
+	// nothing of them.
 	LiveAcked(msgs []*Message[S])
 }
 
@@ -139,6 +140,7 @@ type Inbox[S any] struct {
 	live    struct{ pushed, acked, stored atomic.Uint64 }
 	msgPool sync.Pool // *Message[S] acknowledged live (live.go)
 	opPool  sync.Pool // *op[S]: delivered receipts pushed live
+	ackBufs sync.Pool // *[]*Message[S]: ackLive's list for Hooks.LiveAcked
 
 	// The live timer stores held entries whose wait is over (live.go).
 	// liveMu is a leaf, taken under a lane's mu.

@@ -228,7 +228,21 @@ func (l *lane[S]) storeDue() (next time.Time, left bool) {
 func (in *Inbox[S]) ackLive(user uint64, acked []Acked, push func(*Stored) bool) []Acked {
 	l := in.lane(user)
 	stored := acked[:0]
-	var msgs []*Message[S]
+	// The list goes to Hooks.LiveAcked, an interface call, so it cannot
+	// live on the stack: a new one per ACK was most of what a message
+	// still allocated.
+	list, _ := in.ackBufs.Get().(*[]*Message[S])
+	if list == nil {
+		list = new([]*Message[S])
+	}
+	defer func() {
+		clear(*list)
+		if *list = (*list)[:0]; cap(*list) > 256 {
+			*list = nil // an ACK of a whole backlog: not worth keeping
+		}
+		in.ackBufs.Put(list)
+	}()
+	msgs := (*list)[:0]
 	now := uint64(in.now().UnixMilli())
 	l.mu.Lock()
 	for _, a := range acked {
@@ -287,6 +301,7 @@ func (in *Inbox[S]) ackLive(user uint64, acked []Acked, push func(*Stored) bool)
 	for _, m := range msgs {
 		in.recycle(m)
 	}
+	*list = msgs // grown, it is kept
 	return stored
 }
 
