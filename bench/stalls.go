@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"time"
 )
 
 // Stalls says how a route run's tail is spread over time. On a shared
@@ -33,6 +34,10 @@ type Stalls struct {
 	// before a send gap to 10 ms after it.
 	TailNearGaps float64 `json:"tail_share_near_send_gaps"`
 }
+
+// maxGapSpan bounds the run (us) whose send gaps findStalls counts, with
+// a bool per millisecond: a dump from another tool may hold any times.
+const maxGapSpan = int64(time.Hour / time.Microsecond)
 
 // findStalls computes Stalls from each measured message's send time and
 // latency (microseconds; at[i] goes with lat[i]) at the offered rate
@@ -80,8 +85,8 @@ func findStalls(at, lat []int64, p99 int64, rate int) Stalls {
 	}
 	_, s.P99Outside, _, _ = percentiles(outside)
 
-	if rate < 2000 {
-		return s
+	if rate < 2000 || last-first > maxGapSpan {
+		return s // a span this long is no run of ours: no millisecond map of it
 	}
 	ms := int((last-first)/1000) + 1
 	sent := make([]bool, ms)

@@ -86,6 +86,11 @@ func TestTailReadsDump(t *testing.T) {
 	if res.Messages != 2000 || res.P50us != 100 || res.P999us != 2000 {
 		t.Errorf("read %+v, want 2000 messages, p50 100 us, p99.9 2000 us", res)
 	}
+	// A send time a century on: no gap map of that span is made.
+	far, err := Tail(strings.NewReader("0 0 1000\n1 3155760000000000000 1000\n2 1000000 5000\n"), 20000, 0)
+	if err != nil || far.Stalls.SendGapsMs != 0 {
+		t.Errorf("a dump spanning a century: %+v, %v", far, err)
+	}
 	if _, err := Tail(strings.NewReader("1 2\n"), 0, 0); err == nil {
 		t.Error("a line of two fields was read")
 	}
