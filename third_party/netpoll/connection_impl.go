@@ -392,8 +392,7 @@ func (c *connection) init(conn Conn, opts *options) (err error) {
 		// The first read takes a node of maxSize; until then, none.
 		c.inputBuffer.releaseTo(&c.inputIdle)
 	} else {
-		node := newLinkBufferNode(defaultLinkBufferSize) // as NewLinkBuffer(defaultLinkBufferSize)
-		c.input.head, c.input.read, c.input.flush, c.input.write = node, node, node, node
+		startLinkBuffer(&c.input, defaultLinkBufferSize)
 	}
 	c.state = connStateNone
 

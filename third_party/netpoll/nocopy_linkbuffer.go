@@ -45,9 +45,16 @@ func NewLinkBuffer(size ...int) *LinkBuffer {
 	if len(size) > 0 {
 		l = size[0]
 	}
-	node := newLinkBufferNode(l)
-	buf.head, buf.read, buf.flush, buf.write = node, node, node, node
+	startLinkBuffer(buf, l)
 	return buf
+}
+
+// startLinkBuffer gives an empty buffer its first node, of size bytes: what
+// NewLinkBuffer does, also for a buffer that is a field of another struct
+// (a connection's input, PATCHES.md 13).
+func startLinkBuffer(buf *LinkBuffer, size int) {
+	node := newLinkBufferNode(size)
+	buf.head, buf.read, buf.flush, buf.write = node, node, node, node
 }
 
 // UnsafeLinkBuffer implements ReadWriter.
