@@ -101,7 +101,7 @@ type Router[C Conn] struct {
 
 	// Safe for concurrent use.
 	windows  windows   // rings lent to sessions with deliveries in flight
-	pushers  sync.Pool // *livePusher[C], lent to Ack
+	acks     sync.Pool // *ackScratch[C], lent to Ack
 	Counters Counters
 }
 
@@ -114,10 +114,10 @@ func New[C Conn](cfg Config[C]) *Router[C] {
 	r := &Router[C]{Table: NewTable[C](), session: cfg.Session, user: cfg.User,
 		window: cfg.Window, windowBytes: cfg.WindowBytes, log: cfg.Logger, delivered: cfg.Delivered}
 	r.windows.size = cfg.Window
-	r.pushers.New = func() any {
-		p := &livePusher[C]{r: r}
-		p.push = p.pushLive
-		return p
+	r.acks.New = func() any {
+		a := &ackScratch[C]{r: r}
+		a.push = a.pushLive
+		return a
 	}
 	return r
 }
@@ -448,10 +448,6 @@ func (r *Router[C]) PushLiveTo(c C, e *offline.Stored, b Batch[C]) bool {
 	return r.push(c, st, b, e, 0, true)
 }
 
-// ackedBufs lends Ack the list of entries an ACK covers: one per ACK, the
-// third largest allocation per message at a moderate rate.
-var ackedBufs = sync.Pool{New: func() any { return new([]offline.Acked) }}
-
 // Ack takes the entries up to seq out of c's window and out of the inbox
 // (which queues their delivered receipts, or pushes them live into b),
 // and reports whether entries wait for the room it made: the caller then
@@ -469,10 +465,10 @@ func (r *Router[C]) Ack(c C, seq uint64, b Batch[C]) (drain bool, err error) {
 		return false, nil
 	}
 	st.acked = seq
-	var acked []offline.Acked
-	buf := ackedBufs.Get().(*[]offline.Acked)
+	a := r.acks.Get().(*ackScratch[C])
+	acked := a.acked[:0]
 	if st.inflight != nil {
-		acked = st.inflight.popThrough(seq, (*buf)[:0])
+		acked = st.inflight.popThrough(seq, acked)
 		if st.inflight.len() == 0 {
 			r.windows.put(st.inflight)
 			st.inflight = nil
@@ -480,28 +476,28 @@ func (r *Router[C]) Ack(c C, seq uint64, b Batch[C]) (drain bool, err error) {
 	}
 	backlog := st.backlog
 	st.mu.Unlock()
-	p := r.pushers.Get().(*livePusher[C])
-	p.b = b
-	if err := r.inbox.AckEntries(r.user(c), acked, p.push); err != nil {
+	a.b = b
+	if err := r.inbox.AckEntries(r.user(c), acked, a.push); err != nil {
 		r.log.Debug("ack not recorded", zap.Error(err))
 	}
-	p.b = nil
-	r.pushers.Put(p)
-	if cap(acked) <= 1024 {
-		*buf = acked[:0]
-		ackedBufs.Put(buf)
+	a.b = nil
+	if a.acked = acked[:0]; cap(acked) > 1024 {
+		a.acked = nil // an ACK of a whole backlog: not worth keeping
 	}
+	r.acks.Put(a)
 	return backlog, nil
 }
 
-// livePusher lends Ack the push function it gives the inbox: PushLive
-// into the ACK's batch. A closure made per ACK escapes through the Inbox
-// interface and was one allocation per message; a pooled pusher keeps its
-// method value, made once.
-type livePusher[C Conn] struct {
-	r    *Router[C]
-	b    Batch[C]
-	push func(*offline.Stored) bool // p.pushLive
+// ackScratch is what Ack lends itself from a pool, one Get per ACK: the
+// list of entries the ACK covers, and the push function it gives the
+// inbox (PushLive into the ACK's batch). Each was an allocation per
+// message: the list, and a closure made per ACK, which escapes through
+// the Inbox interface; the method value here is made once.
+type ackScratch[C Conn] struct {
+	r     *Router[C]
+	b     Batch[C]
+	push  func(*offline.Stored) bool // a.pushLive
+	acked []offline.Acked
 }
 
-func (p *livePusher[C]) pushLive(e *offline.Stored) bool { return p.r.PushLive(e, p.b) }
+func (a *ackScratch[C]) pushLive(e *offline.Stored) bool { return a.r.PushLive(e, a.b) }
