@@ -326,7 +326,7 @@ func (s *Store) Revoke(user uint64, tok codec.Token) error {
 	if TokenUser(tok) != user {
 		return nil
 	}
-	sid, _, err := s.tokenSession(user, tok, sha256.Sum256(tok[:]))
+	sid, _, err := s.tokenSession(tok, sha256.Sum256(tok[:]))
 	if errors.Is(err, ErrInvalidToken) {
 		return nil
 	}

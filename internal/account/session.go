@@ -191,16 +191,17 @@ func (s *Store) expired(r *session, now uint64) bool {
 	return now > r.lastSeen && now-r.lastSeen > uint64(s.cfg.IdleExpiry.Milliseconds())
 }
 
-// tokenSession finds the session of user's token tok (h its SHA-256):
-// its id and record, or a nil record when the token's record names a
-// session that is gone. The token names its session (tokenSessionID), so
+// tokenSession finds the session of token tok (h its SHA-256), which
+// belongs to TokenUser(tok) if to anyone: its id and record, or a nil
+// record when the token's record names a session that is gone. The token names its session (tokenSessionID), so
 // one read of that session's record, which must hold h as its current or
 // previous token, finds it; that read was needed anyway, and the read of
 // the token's own record it saves was a fifth of a RESUME's CPU (a
 // random key in a large memtable). A token from before tokens named
 // their session, or one its claimed session does not know, is looked up
-// through its record, as before; that record must be user's.
-func (s *Store) tokenSession(user uint64, tok codec.Token, h [32]byte) (uint64, *session, error) {
+// through its record, as before; that record must be the same user's.
+func (s *Store) tokenSession(tok codec.Token, h [32]byte) (uint64, *session, error) {
+	user := TokenUser(tok)
 	if sid := tokenSessionID(tok); sid != 0 {
 		r, err := s.readSession(user, sid)
 		if err != nil {
@@ -250,7 +251,7 @@ func (s *Store) Resume(tok codec.Token, addr string) (Issued, error) {
 		return Issued{}, ErrInvalidToken
 	}
 	defer s.lockUser(user)()
-	sid, r, err := s.tokenSession(user, tok, h)
+	sid, r, err := s.tokenSession(tok, h)
 	if err != nil {
 		return Issued{}, err
 	}
@@ -302,7 +303,7 @@ func (s *Store) Resume(tok codec.Token, addr string) (Issued, error) {
 func (s *Store) Check(tok codec.Token) (uint64, error) {
 	h := sha256.Sum256(tok[:])
 	user := TokenUser(tok)
-	_, r, err := s.tokenSession(user, tok, h)
+	_, r, err := s.tokenSession(tok, h)
 	switch {
 	case err != nil:
 		return 0, err
