@@ -201,7 +201,7 @@ func (r *benchRun) run() error {
 func benchTail(args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("bench tail", flag.ContinueOnError)
 	fs.SetOutput(out)
-	rate := fs.Int("rate", 0, "the offered msgs/s of that run (send gaps are counted from 2,000 up)")
+	rate := fs.Int("rate", 0, fmt.Sprintf("the offered msgs/s of that run (send gaps are counted from %d up)", bench.MinGapRate))
 	skip := fs.Duration("skip", time.Second, "leave out what was sent in the run's first part (its warm-up)")
 	asJSON := fs.Bool("json", false, "print the result as JSON")
 	fs.Usage = func() {

@@ -327,7 +327,7 @@ func (r *RouteResult) Print(cfg Config) {
 	}
 	fmt.Fprintf(w, "server cost      %.1f CPU-s per million messages, %.2f read/write syscalls per message\n", r.CPUPerMillion, r.SyscallsPer)
 	fmt.Fprintf(w, "load generator   %.1f CPU-s per million messages, %.2f read/write syscalls per message (this process, same window)\n", r.ToolCPUPerM, r.ToolSyscallsPr)
-	r.Stalls.print(w, r.Rate)
+	r.Stalls.print(w)
 	r.Work.print(w)
 	if r.Plot != "" {
 		fmt.Fprintf(w, "plot             %s\n", r.Plot)

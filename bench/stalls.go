@@ -27,13 +27,19 @@ type Stalls struct {
 	P99Outside int64 `json:"latency_p99_outside_worst_us"`
 	// SendGapsMs counts the milliseconds, between the first send measured
 	// and the last, in which no sender sent anything, at a rate that
-	// schedules several sends in every millisecond (0 below 2,000 msgs/s,
-	// where it would mean nothing).
+	// schedules several sends in every millisecond (not counted below
+	// MinGapRate).
 	SendGapsMs int `json:"send_gaps_ms"`
 	// TailNearGaps is the share of the messages over p99 sent from 5 ms
 	// before a send gap to 10 ms after it.
 	TailNearGaps float64 `json:"tail_share_near_send_gaps"`
+
+	gaps bool // the two above were counted
 }
+
+// MinGapRate is the offered rate (msgs/s) from which findStalls counts
+// send gaps: below it a millisecond without a send means nothing.
+const MinGapRate = 2000
 
 // maxGapSpan bounds the run (us) whose send gaps findStalls counts, with
 // a bool per millisecond: a dump from another tool may hold any times.
@@ -85,9 +91,10 @@ func findStalls(at, lat []int64, p99 int64, rate int) Stalls {
 	}
 	_, s.P99Outside, _, _ = percentiles(outside)
 
-	if rate < 2000 || last-first > maxGapSpan {
-		return s // a span this long is no run of ours: no millisecond map of it
+	if rate < MinGapRate || last-first > maxGapSpan {
+		return s // too slow to tell, or too long a span to map by millisecond
 	}
+	s.gaps = true
 	ms := int((last-first)/1000) + 1
 	sent := make([]bool, ms)
 	for _, t := range at {
@@ -113,10 +120,10 @@ func findStalls(at, lat []int64, p99 int64, rate int) Stalls {
 	return s
 }
 
-func (s Stalls) print(w io.Writer, rate int) {
+func (s Stalls) print(w io.Writer) {
 	fmt.Fprintf(w, "tail in time     %.0f%% of the messages over p99 were sent in the worst 1%% of 10 ms windows (p99 outside them %.2f ms)",
 		100*s.TailInWorst, float64(s.P99Outside)/1000)
-	if rate >= 2000 {
+	if s.gaps {
 		fmt.Fprintf(w, "; senders sent nothing in %d ms, and %.0f%% of them were sent near those gaps", s.SendGapsMs, 100*s.TailNearGaps)
 	}
 	fmt.Fprintln(w)

@@ -18,7 +18,6 @@ type TailResult struct {
 	P99us    int64  `json:"latency_p99_us"`
 	P999us   int64  `json:"latency_p999_us"`
 	Stalls   Stalls `json:"tail_in_time"`
-	rate     int
 }
 
 // Tail reads per-message samples, a line each of "index sent latency"
@@ -63,7 +62,7 @@ func Tail(r io.Reader, rate int, skip time.Duration) (*TailResult, error) {
 	if keep == 0 {
 		return nil, fmt.Errorf("bench tail: every sample is within the first %v", skip)
 	}
-	res := &TailResult{Messages: keep, rate: rate}
+	res := &TailResult{Messages: keep}
 	res.P50us, res.P99us, res.P999us, _ = percentiles(slices.Clone(lat))
 	res.Stalls = findStalls(at, lat, res.P99us, rate)
 	return res, nil
@@ -75,5 +74,5 @@ func (r *TailResult) Print(cfg Config) {
 	}
 	fmt.Fprintf(cfg.Out, "latency          p50 %.2f ms  p99 %.2f ms  p99.9 %.2f ms (%d messages)\n",
 		float64(r.P50us)/1000, float64(r.P99us)/1000, float64(r.P999us)/1000, r.Messages)
-	r.Stalls.print(cfg.Out, r.rate)
+	r.Stalls.print(cfg.Out)
 }
