@@ -84,6 +84,12 @@ func readv(fd int, bs [][]byte, ivs []syscall.Iovec) (n int, err error) {
 	if iovLen == 0 {
 		return 0, nil
 	}
+	if iovLen == 1 { // patch 16
+		if r, ok, e := recvOne(fd, ivs[0]); ok {
+			resetIovecs(bs, ivs[:1])
+			return r, e
+		}
+	}
 	// syscall
 	r, _, e := syscall.RawSyscall(syscall.SYS_READV, uintptr(fd), uintptr(unsafe.Pointer(&ivs[0])), uintptr(iovLen))
 	resetIovecs(bs, ivs[:iovLen])
