@@ -293,22 +293,29 @@ func (c *Conn[T]) writeWholeLocked(b []byte) error {
 
 // writeNonblocking writes as much of b as the socket takes now.
 //
-// It calls write(2) raw, without telling the scheduler (entersyscall and
+// It calls send(2) raw, without telling the scheduler (entersyscall and
 // exitsyscall, twice per message at a moderate rate), as netpoll's own
-// readv does: the socket is non-blocking, so the call copies what fits
+// read does: the socket is non-blocking, so the call copies what fits
 // and returns, and the P it keeps meanwhile is kept for microseconds, as
-// for any computation.
+// for any computation. sendto rather than write: it goes straight to the
+// socket layer, past the file layer's checks (fdget_pos, rw_verify_area,
+// fsnotify), and MSG_NOSIGNAL makes a write to a closed peer plain EPIPE,
+// with no SIGPIPE raised for the runtime to ignore. A descriptor that is not a
+// socket (ENOTSOCK) is written with write(2).
 func writeNonblocking(fd int, b []byte) (int, error) {
 	total := 0
+	call, flags := uintptr(syscall.SYS_SENDTO), uintptr(syscall.MSG_NOSIGNAL)
 	for total < len(b) {
 		p := b[total:]
-		n, _, errno := syscall.RawSyscall(syscall.SYS_WRITE, uintptr(fd), uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
+		n, _, errno := syscall.RawSyscall6(call, uintptr(fd), uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)), flags, 0, 0)
 		switch errno {
 		case 0:
 			total += int(n)
 		case syscall.EINTR:
 		case syscall.EAGAIN:
 			return total, nil
+		case syscall.ENOTSOCK:
+			call, flags = syscall.SYS_WRITE, 0 // write(2) ignores the flags argument
 		default:
 			return total, errno
 		}
