@@ -48,7 +48,7 @@ type RouteResult struct {
 	SchedP999us    int64    `json:"sched_latency_p999_us,omitempty"`
 	SchedMaxus     int64    `json:"sched_latency_max_us,omitempty"`
 	CPUPerMillion  float64  `json:"server_cpu_seconds_per_million"`
-	SyscallsPer    float64  `json:"server_rw_syscalls_per_message"`
+	SyscallsPer    float64  `json:"server_rw_syscalls_per_message"` // syscr + syscw: file I/O; the server's sockets use recvfrom/sendto (see Work)
 	ToolCPUPerM    float64  `json:"tool_cpu_seconds_per_million"`
 	ToolSyscallsPr float64  `json:"tool_rw_syscalls_per_message"`
 	Stalls         Stalls   `json:"tail_in_time"`
@@ -325,7 +325,11 @@ func (r *RouteResult) Print(cfg Config) {
 		fmt.Fprintf(w, "                 p50 %.2f ms  p99 %.2f ms  p99.9 %.2f ms  max %.2f ms (scheduled time to deliver)\n",
 			float64(r.SchedP50us)/1000, float64(r.SchedP99us)/1000, float64(r.SchedP999us)/1000, float64(r.SchedMaxus)/1000)
 	}
-	fmt.Fprintf(w, "server cost      %.1f CPU-s per million messages, %.2f read/write syscalls per message\n", r.CPUPerMillion, r.SyscallsPer)
+	// The server's socket reads and writes are recvfrom and sendto, which
+	// /proc/PID/io does not count: its syscr + syscw are file I/O (the
+	// WAL's writes) and anything else made with read/write. The socket
+	// calls are in the server work line (turns, client writes).
+	fmt.Fprintf(w, "server cost      %.1f CPU-s per million messages, %.2f read/write(2) syscalls per message (files; its sockets use recvfrom/sendto: see server work)\n", r.CPUPerMillion, r.SyscallsPer)
 	fmt.Fprintf(w, "load generator   %.1f CPU-s per million messages, %.2f read/write syscalls per message (this process, same window)\n", r.ToolCPUPerM, r.ToolSyscallsPr)
 	r.Stalls.print(w)
 	r.Work.print(w)

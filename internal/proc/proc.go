@@ -63,8 +63,10 @@ func cpuSeconds(path string) float64 {
 }
 
 // RWSyscalls counts the read- and write-type system calls this process
-// made (/proc/self/io syscr + syscw): every socket read, write, and
-// Pebble WAL write.
+// made (/proc/self/io syscr + syscw): those through the file layer, such
+// as Pebble's WAL writes and socket I/O made with read/write. The kernel
+// does not count recvfrom or sendto here, and chatd's server makes its
+// socket I/O with them (third_party/netpoll/PATCHES.md 16).
 func RWSyscalls() uint64 {
 	b, err := os.ReadFile("/proc/self/io")
 	if err != nil {
