@@ -286,6 +286,7 @@ func openEnv[S any](e env, cfg Config, hooks Hooks[S]) (*Inbox[S], error) {
 		l.lazyTimer.Stop()
 		l.readsTimer = time.AfterFunc(time.Hour, l.readsFired)
 		l.readsTimer.Stop()
+		l.readsSlot = time.Duration(i) * readLogDelay / time.Duration(cfg.Lanes)
 		in.lanes = append(in.lanes, l)
 		in.wg.Add(2)
 		go l.run()

@@ -36,7 +36,8 @@ type lane[S any] struct {
 	reads      []readLog           // read-log entries of messages acknowledged live, not yet written (live.go)
 	readsArmed bool
 	readsTimer *time.Timer
-	readsSpare []readLog // the buffer's other slice: turn swaps the two, commit hands back the written one
+	readsSlot  time.Duration // when in each readLogDelay this lane writes its buffer (live.go)
+	readsSpare []readLog     // the buffer's other slice: turn swaps the two, commit hands back the written one
 
 	// Owned by run.
 	visible  []*Stored

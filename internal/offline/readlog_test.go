@@ -89,3 +89,35 @@ func TestReadLogTrimmed(t *testing.T) {
 		t.Fatalf("READ after the trim missed %d ids, want 1", l.Len())
 	}
 }
+
+// TestReadLogSlots: each lane writes its read-log buffer at its own slot
+// of readLogDelay, so that lanes armed at the same moment (a steady flow
+// reaches all of them at once) do not sort and commit at the same time;
+// and a buffer waits more than 0 and at most readLogDelay, whatever the
+// clock says when it is armed.
+func TestReadLogSlots(t *testing.T) {
+	period := readLogDelay
+	for _, slot := range []time.Duration{0, period / 8, period * 7 / 8, period - 1} {
+		for _, at := range []int64{0, 1, int64(slot), int64(slot) + 1, int64(period) - 1, 1_732_000_000_123_456_789} {
+			now := time.Unix(0, at)
+			d := untilSlot(now, slot, period)
+			if d <= 0 || d > period {
+				t.Fatalf("untilSlot(%d, %v) = %v, want in (0, %v]", at, slot, d, period)
+			}
+			if got := time.Duration(now.Add(d).UnixNano()) % period; got != slot {
+				t.Fatalf("untilSlot(%d, %v) = %v: fires at %v into the period, want %v", at, slot, d, got, slot)
+			}
+		}
+	}
+
+	in, _, db := open(t, t.TempDir(), Config{Lanes: 8})
+	defer db.Close()
+	defer in.Close()
+	seen := map[time.Duration]bool{}
+	for i, l := range in.lanes {
+		if want := time.Duration(i) * period / 8; l.readsSlot != want || seen[l.readsSlot] {
+			t.Fatalf("lane %d: slot %v, want %v, each its own", i, l.readsSlot, want)
+		}
+		seen[l.readsSlot] = true
+	}
+}
