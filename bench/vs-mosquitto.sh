@@ -19,6 +19,9 @@
 # out, gaps; chatd's from bench route, Mosquitto's from mqttload's -dump
 # read by `chatd bench tail`): on this shared machine most of either
 # broker's p99 falls in a few bursts the machine makes.
+# After the rows: chatd's p99, p99.9 and server CPU over Mosquitto's, run by
+# run, and how many runs have both p99 and CPU at or below Mosquitto's
+# (issue 14's floor, in one run).
 # With --idle it also holds --conns idle connections on each and prints the
 # bytes per connection (server RSS, kernel socket memory) side by side.
 #
@@ -45,7 +48,7 @@ while (($#)); do
 	--mqttload) MQDIR=$2 ;;
 	--mqtt-port) MQPORT=$2 ;;
 	--idle) IDLE=1; shift; continue ;;
-	-h | --help) sed -n '2,27p' "$0"; exit 0 ;;
+	-h | --help) sed -n '2,30p' "$0"; exit 0 ;;
 	*) echo "vs-mosquitto: unknown flag $1 (see --help)" >&2; exit 2 ;;
 	esac
 	shift 2
@@ -108,6 +111,7 @@ else
 fi
 
 ROWS=()
+declare -A C99 C999 CCPU M99 M999 MCPU # per run, for the ratios at the end
 row() { ROWS+=("$(printf '%-10s %3s %9s %9s %9s %9s %12s %12s %11s %7s %8s %5s  %s' "$@")"); }
 run_chatd() {
 	local out=$TMP/chatd-$1.json
@@ -120,6 +124,7 @@ run_chatd() {
 		(.sched_latency_p99_us // 0)/1000, .server_cpu_seconds_per_million, .tool_cpu_seconds_per_million,
 		.delivered_msgs_per_second, .tail_in_time.tail_share_in_worst_1pct_windows * 100,
 		.tail_in_time.latency_p99_outside_worst_us / 1000, .tail_in_time.send_gaps_ms] | map(. * 100 | round / 100) | @tsv' "$out") ""
+	read -r C99[$1] C999[$1] CCPU[$1] < <(jq -r '[.latency_p99_us, .latency_p999_us, .server_cpu_seconds_per_million] | @tsv' "$out")
 }
 run_mqtt() {
 	local out=$TMP/mqtt-$1.txt rc=0
@@ -143,6 +148,7 @@ run_mqtt() {
 	rm -f "$TMP/mqtt-$1.dump"
 	row mosquitto "$1" $(jq -r '[.lat_us.p50/1000, .lat_us.p99/1000, .lat_us.p999/1000, .lat_sched_us.p99/1000,
 		.broker_cpu_s_per_million, .tool_cpu_s_per_million, .msgs_per_s] | map(. * 100 | round / 100) | @tsv' <<<"$js") $tail "$note"
+	read -r M99[$1] M999[$1] MCPU[$1] < <(jq -r '[.lat_us.p99, .lat_us.p999, .broker_cpu_s_per_million] | @tsv' <<<"$js")
 }
 
 start_broker
@@ -163,6 +169,22 @@ echo "p99 out: p99 of the messages sent outside those windows; gaps: millisecond
 echo "nothing (compare within one tool: the two pace differently); see BENCHMARKS.md, \"The tail in time\""
 printf '%-10s %3s %9s %9s %9s %9s %12s %12s %11s %7s %8s %5s\n' server run p50 p99 p99.9 "sched p99" "server CPU/M" "tool CPU/M" "msgs/s" "burst%" "p99 out" gaps
 printf '%s\n' "${ROWS[@]}"
+
+# Run by run, chatd's figure over Mosquitto's (below 1: chatd's is lower),
+# and how many runs meet issue 14's floor: p99 and server CPU per message
+# both at or below Mosquitto's.
+echo
+echo "chatd / mosquitto, run by run (below 1.00: chatd lower)"
+printf '%3s %7s %7s %7s\n' run p99 p99.9 CPU/M
+both=0 runs=0
+for i in $(seq "$RUNS"); do
+	[[ -n ${C99[$i]:-} && -n ${M99[$i]:-} ]] || { printf '%3s %7s\n' "$i" -; continue; }
+	runs=$((runs + 1))
+	printf '%3s %7s %7s %7s\n' "$i" "$(jq -n "${C99[$i]} / ${M99[$i]} * 100 | round / 100")" \
+		"$(jq -n "${C999[$i]} / ${M999[$i]} * 100 | round / 100")" "$(jq -n "${CCPU[$i]} / ${MCPU[$i]} * 100 | round / 100")"
+	[[ $(jq -n "${C99[$i]} <= ${M99[$i]} and ${CCPU[$i]} <= ${MCPU[$i]}") == true ]] && both=$((both + 1))
+done
+echo "runs with chatd's p99 and server CPU both at or below Mosquitto's: $both of $runs"
 
 if ((IDLE)); then
 	echo "idle: $CONNS connections each ..." >&2
