@@ -230,19 +230,9 @@ func (in *Inbox[S]) ackLive(user uint64, acked []Acked, push func(*Stored) bool)
 	stored := acked[:0]
 	// The list goes to Hooks.LiveAcked, an interface call, so it cannot
 	// live on the stack: a new one per ACK was most of what a message
-	// still allocated.
-	list, _ := in.ackBufs.Get().(*[]*Message[S])
-	if list == nil {
-		list = new([]*Message[S])
-	}
-	defer func() {
-		clear(*list)
-		if *list = (*list)[:0]; cap(*list) > 256 {
-			*list = nil // an ACK of a whole backlog: not worth keeping
-		}
-		in.ackBufs.Put(list)
-	}()
-	msgs := (*list)[:0]
+	// still allocated. It comes from a pool, taken at the first message
+	// still held (an ACK of stored entries only takes none).
+	var list *[]*Message[S]
 	now := uint64(in.now().UnixMilli())
 	l.mu.Lock()
 	for _, a := range acked {
@@ -258,13 +248,20 @@ func (in *Inbox[S]) ackLive(user uint64, acked []Acked, push func(*Stored) bool)
 		delete(l.held, ref)
 		m := o.msg // only messages are held
 		m.Seq, m.Time, m.Delivered = o.st.Seq, o.st.Time, now
-		msgs = append(msgs, m)
+		if list == nil {
+			list, _ = in.ackBufs.Get().(*[]*Message[S])
+			if list == nil {
+				list = new([]*Message[S])
+			}
+		}
+		*list = append(*list, m)
 		l.logRead(user, m)
 	}
 	l.mu.Unlock()
-	if len(msgs) == 0 {
+	if list == nil {
 		return stored
 	}
+	msgs := *list
 	in.live.acked.Add(uint64(len(msgs)))
 	// One delivered receipt per (sender, group), as settle makes for
 	// stored messages, but none for a message whose answer carries it
@@ -301,7 +298,11 @@ func (in *Inbox[S]) ackLive(user uint64, acked []Acked, push func(*Stored) bool)
 	for _, m := range msgs {
 		in.recycle(m)
 	}
-	*list = msgs // grown, it is kept
+	clear(msgs)
+	if *list = msgs[:0]; cap(msgs) > 256 {
+		*list = nil // an ACK of a whole backlog: not worth keeping
+	}
+	in.ackBufs.Put(list)
 	return stored
 }
 
