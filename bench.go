@@ -227,6 +227,6 @@ func benchTail(args []string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	res.Print(bench.Config{JSON: *asJSON})
+	res.Print(bench.Config{JSON: *asJSON, Out: out})
 	return nil
 }

@@ -300,8 +300,9 @@ func (c *Conn[T]) writeWholeLocked(b []byte) error {
 // for any computation. sendto rather than write: it goes straight to the
 // socket layer, past the file layer's checks (fdget_pos, rw_verify_area,
 // fsnotify), and MSG_NOSIGNAL makes a write to a closed peer plain EPIPE,
-// with no SIGPIPE raised for the runtime to ignore. A descriptor that is not a
-// socket (ENOTSOCK) is written with write(2).
+// with no SIGPIPE raised for the runtime to ignore. A descriptor that is
+// not a socket (ENOTSOCK: none of a server's, but a test may pass one) is
+// written with write(2), after one refused sendto per call.
 func writeNonblocking(fd int, b []byte) (int, error) {
 	total := 0
 	call, flags := uintptr(syscall.SYS_SENDTO), uintptr(syscall.MSG_NOSIGNAL)

@@ -80,7 +80,10 @@ func BenchmarkReadOneBuffer(b *testing.B) {
 		{"readv", func(fd int, buf []byte, ivs []syscall.Iovec) (int, error) {
 			ivs[0].Base, ivs[0].Len = &buf[0], uint64(len(buf))
 			r, _, e := syscall.RawSyscall(syscall.SYS_READV, uintptr(fd), uintptr(unsafe.Pointer(&ivs[0])), 1)
-			return int(r), errnoErr(e)
+			if e != 0 {
+				return int(r), e
+			}
+			return int(r), nil
 		}},
 		{"recvfrom", func(fd int, buf []byte, ivs []syscall.Iovec) (int, error) {
 			return readv(fd, [][]byte{buf}, ivs)
@@ -120,11 +123,4 @@ func BenchmarkReadOneBuffer(b *testing.B) {
 			}
 		})
 	}
-}
-
-func errnoErr(e syscall.Errno) error {
-	if e == 0 {
-		return nil
-	}
-	return e
 }
